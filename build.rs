@@ -1,0 +1,10 @@
+//! Compiles `proto/tickrelay.proto` with protox (pure Rust), so building needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/tickrelay.proto");
+    let descriptors = protox::compile(["tickrelay.proto"], ["proto"])?;
+    prost_build::Config::new()
+        .bytes(["."])
+        .compile_fds(descriptors)?;
+    Ok(())
+}

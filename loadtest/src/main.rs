@@ -1,0 +1,2 @@
+//! Load harness (in progress).
+fn main() {}

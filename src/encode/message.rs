@@ -1,0 +1,212 @@
+//! Server messages other than ticks: welcome, snapshot, acks, errors, pongs, gaps,
+//! heartbeats. Encoded per client (they are rare), in the client's encoding.
+
+use serde::Serialize;
+
+use super::{Encoding, json, protobuf};
+use crate::proto;
+use crate::tick::{Seq, Symbol, Tick};
+
+/// A server→client message that is not a live tick.
+#[derive(Debug)]
+pub enum Message<'a> {
+    /// First message of a session.
+    Welcome {
+        /// Session id, unique within the relay's life.
+        session: u64,
+        /// The shard serving the session.
+        shard: u32,
+        /// The negotiated encoding.
+        encoding: Encoding,
+        /// The symbols subscribed at connect.
+        symbols: &'a [Symbol],
+    },
+    /// The last known value of a symbol.
+    Snapshot(&'a Tick),
+    /// A control message took effect: `op` is `subscribed`, `unsubscribed`, `snapshot`, `resumed`, `heartbeat`.
+    Ack {
+        /// What was done.
+        op: &'static str,
+        /// `*` was among the symbols.
+        all: bool,
+        /// The symbols it was done to.
+        symbols: &'a [Symbol],
+    },
+    /// Something the client sent was wrong.
+    Error {
+        /// Stable code (docs/PROTOCOL.md).
+        code: &'a str,
+        /// Human-readable detail.
+        message: &'a str,
+    },
+    /// Answer to `{"op":"ping","id":N}`.
+    Pong {
+        /// The id the client sent.
+        id: u64,
+    },
+    /// The client will not receive ticks `from..=to` of `symbol`.
+    Gap {
+        /// The symbol.
+        symbol: &'a Symbol,
+        /// First missing seq.
+        from: Seq,
+        /// Last missing seq.
+        to: Seq,
+    },
+    /// Application-level heartbeat.
+    Heartbeat {
+        /// Relay time, ns since the Unix epoch.
+        ts_ns: u64,
+    },
+}
+
+impl Message<'_> {
+    /// The JSON text of the message.
+    pub fn to_json(&self) -> Vec<u8> {
+        fn names(symbols: &[Symbol]) -> Vec<&str> {
+            symbols.iter().map(Symbol::as_str).collect()
+        }
+        match self {
+            Self::Snapshot(tick) => {
+                let mut out = Vec::with_capacity(256);
+                json::write_tick(&mut out, "snapshot", tick);
+                out
+            }
+            Self::Welcome {
+                session,
+                shard,
+                encoding,
+                symbols,
+            } => json::to_vec(&JsonWelcome {
+                kind: "welcome",
+                session: *session,
+                shard: *shard,
+                encoding: encoding.as_str(),
+                symbols: names(symbols),
+                server: SERVER,
+            }),
+            Self::Ack { op, all, symbols } => json::to_vec(&JsonAck {
+                kind: op,
+                symbols: with_all(names(symbols), *all, "*"),
+            }),
+            Self::Error { code, message } => json::to_vec(&JsonError {
+                kind: "error",
+                code,
+                message,
+            }),
+            Self::Pong { id } => json::to_vec(&JsonPong {
+                kind: "pong",
+                id: *id,
+            }),
+            Self::Gap { symbol, from, to } => json::to_vec(&JsonGap {
+                kind: "gap",
+                symbol: symbol.as_str(),
+                from: from.0,
+                to: to.0,
+            }),
+            Self::Heartbeat { ts_ns } => json::to_vec(&JsonHeartbeat {
+                kind: "heartbeat",
+                ts_ns: *ts_ns,
+            }),
+        }
+    }
+
+    /// The message as an encoded `tickrelay.v1.ServerMessage`.
+    pub fn to_protobuf(&self) -> Vec<u8> {
+        use proto::server_message::Msg;
+        let names = |symbols: &[Symbol]| -> Vec<String> {
+            symbols.iter().map(|s| s.as_str().to_owned()).collect()
+        };
+        let msg = match self {
+            Self::Welcome {
+                session,
+                shard,
+                encoding,
+                symbols,
+            } => Msg::Welcome(proto::Welcome {
+                session: *session,
+                shard: *shard,
+                encoding: encoding.as_str().into(),
+                symbols: names(symbols),
+                server: SERVER.into(),
+            }),
+            Self::Snapshot(tick) => Msg::Snapshot(protobuf::tick_message(tick)),
+            Self::Ack { op, all, symbols } => Msg::Ack(proto::Ack {
+                op: (*op).into(),
+                symbols: with_all(names(symbols), *all, "*".to_owned()),
+            }),
+            Self::Error { code, message } => Msg::Error(proto::Error {
+                code: (*code).into(),
+                message: (*message).into(),
+            }),
+            Self::Pong { id } => Msg::Pong(proto::Pong { id: *id }),
+            Self::Gap { symbol, from, to } => Msg::Gap(proto::Gap {
+                symbol: symbol.as_str().into(),
+                from: from.0,
+                to: to.0,
+            }),
+            Self::Heartbeat { ts_ns } => Msg::Heartbeat(proto::Heartbeat { ts_ns: *ts_ns }),
+        };
+        protobuf::server_message(msg)
+    }
+}
+
+/// Appends `*` to a symbol list when the selection included it.
+fn with_all<T>(mut names: Vec<T>, all: bool, star: T) -> Vec<T> {
+    if all {
+        names.push(star);
+    }
+    names
+}
+
+/// What `welcome` says the server is.
+const SERVER: &str = concat!("tickrelay/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Serialize)]
+struct JsonWelcome<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    session: u64,
+    shard: u32,
+    encoding: &'static str,
+    symbols: Vec<&'a str>,
+    server: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonAck<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    symbols: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'a str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonPong {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: u64,
+}
+
+#[derive(Serialize)]
+struct JsonGap<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    symbol: &'a str,
+    from: u64,
+    to: u64,
+}
+
+#[derive(Serialize)]
+struct JsonHeartbeat {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    ts_ns: u64,
+}

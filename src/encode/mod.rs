@@ -1,0 +1,201 @@
+//! Encodings: a tick is encoded once per encoding into a complete WebSocket frame
+//! ([`Frames`]), and every client of that encoding gets a handle to the same bytes.
+//!
+//! gzip is the one encoding with per-client state: each gzip client owns one gzip stream
+//! ([`gzip::GzipStream`]) that compresses the shared JSON payload with a sync flush per frame
+//! (the only way a small tick shrinks: earlier ticks are the dictionary). [`Encoder`] hides
+//! that difference from the shard.
+
+pub mod gzip;
+pub mod json;
+pub mod message;
+pub mod protobuf;
+pub mod ws_frame;
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+pub use message::Message;
+
+use crate::tick::Tick;
+use ws_frame::OpCode;
+
+/// The encoding a client receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// JSON text frames, one object per message.
+    Json,
+    /// Binary frames, one `tickrelay.v1.ServerMessage` each.
+    Protobuf,
+    /// Binary frames of one gzip stream per connection, a sync flush per message.
+    Gzip,
+}
+
+impl Encoding {
+    /// Every encoding, in index order.
+    pub const ALL: [Self; 3] = [Self::Json, Self::Protobuf, Self::Gzip];
+
+    /// Parses `json`, `protobuf` or `gzip`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "json" => Some(Self::Json),
+            "protobuf" => Some(Self::Protobuf),
+            "gzip" => Some(Self::Gzip),
+            _ => None,
+        }
+    }
+
+    /// Parses a `Sec-WebSocket-Protocol` entry: `tickrelay.json`, `tickrelay.protobuf`, `tickrelay.gzip`.
+    pub fn from_subprotocol(name: &str) -> Option<Self> {
+        name.strip_prefix("tickrelay.").and_then(Self::parse)
+    }
+
+    /// The name in `?encoding=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Protobuf => "protobuf",
+            Self::Gzip => "gzip",
+        }
+    }
+
+    /// The subprotocol name the relay answers with.
+    pub fn subprotocol(self) -> &'static str {
+        match self {
+            Self::Json => "tickrelay.json",
+            Self::Protobuf => "tickrelay.protobuf",
+            Self::Gzip => "tickrelay.gzip",
+        }
+    }
+
+    /// A dense index (for per-encoding counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The shared frame this encoding is built from (gzip compresses the JSON payload).
+    pub fn wire(self) -> Wire {
+        match self {
+            Self::Json | Self::Gzip => Wire::Json,
+            Self::Protobuf => Wire::Protobuf,
+        }
+    }
+}
+
+/// A shared, pre-framed representation of a tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// A JSON text frame (also the source of gzip frames).
+    Json,
+    /// A protobuf binary frame.
+    Protobuf,
+}
+
+/// One tick and its pre-framed encodings, shared (behind an `Arc`) by every shard.
+///
+/// The sequencer fills the encodings that have subscribers; a shard that meets a subscriber
+/// whose encoding was not filled (it subscribed a moment ago) fills it itself, once, through
+/// the `OnceLock`.
+#[derive(Debug)]
+pub struct Frames {
+    tick: Tick,
+    json: OnceLock<Bytes>,
+    protobuf: OnceLock<Bytes>,
+}
+
+impl Frames {
+    /// Wraps a sequenced tick; nothing is encoded yet.
+    pub fn new(tick: Tick) -> Self {
+        Self {
+            tick,
+            json: OnceLock::new(),
+            protobuf: OnceLock::new(),
+        }
+    }
+
+    /// The tick.
+    pub fn tick(&self) -> &Tick {
+        &self.tick
+    }
+
+    /// The complete frame for `wire`, encoding it on first use.
+    pub fn frame(&self, wire: Wire) -> &Bytes {
+        match wire {
+            Wire::Json => self.json.get_or_init(|| {
+                let mut payload = Vec::with_capacity(256);
+                json::write_tick(&mut payload, "tick", &self.tick);
+                ws_frame::frame(OpCode::Text, &payload)
+            }),
+            Wire::Protobuf => self.protobuf.get_or_init(|| {
+                let payload = protobuf::tick(&self.tick);
+                ws_frame::frame(OpCode::Binary, &payload)
+            }),
+        }
+    }
+
+    /// The JSON message without its frame header (what a gzip stream compresses).
+    pub fn json_payload(&self) -> &[u8] {
+        payload_of(self.frame(Wire::Json))
+    }
+}
+
+/// Turns messages into frames for one client: shared bytes for JSON and protobuf, the
+/// client's own gzip stream for gzip.
+#[derive(Debug)]
+pub enum Encoder {
+    /// JSON text frames.
+    Json,
+    /// Protobuf binary frames.
+    Protobuf,
+    /// This client's gzip stream.
+    Gzip(Box<gzip::GzipStream>),
+}
+
+impl Encoder {
+    /// The encoder for a new client of `encoding`.
+    pub fn new(encoding: Encoding) -> Self {
+        match encoding {
+            Encoding::Json => Self::Json,
+            Encoding::Protobuf => Self::Protobuf,
+            Encoding::Gzip => Self::Gzip(Box::default()),
+        }
+    }
+
+    /// The encoding this encoder produces.
+    pub fn encoding(&self) -> Encoding {
+        match self {
+            Self::Json => Encoding::Json,
+            Self::Protobuf => Encoding::Protobuf,
+            Self::Gzip(_) => Encoding::Gzip,
+        }
+    }
+
+    /// The frame of a tick: a refcount bump of the shared bytes, or (gzip) a compressed frame.
+    pub fn tick(&mut self, frames: &Frames) -> Bytes {
+        match self {
+            Self::Json => frames.frame(Wire::Json).clone(),
+            Self::Protobuf => frames.frame(Wire::Protobuf).clone(),
+            Self::Gzip(stream) => stream.frame(frames.json_payload()),
+        }
+    }
+
+    /// The frame of any other server message, encoded for this client alone.
+    pub fn message(&mut self, message: &Message<'_>) -> Bytes {
+        match self {
+            Self::Json => ws_frame::frame(OpCode::Text, &message.to_json()),
+            Self::Protobuf => ws_frame::frame(OpCode::Binary, &message.to_protobuf()),
+            Self::Gzip(stream) => stream.frame(&message.to_json()),
+        }
+    }
+}
+
+/// The payload of a frame built by [`ws_frame::frame`].
+fn payload_of(frame: &Bytes) -> &[u8] {
+    let skip = match frame[1] & 0x7F {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    &frame[skip..]
+}

@@ -1,0 +1,37 @@
+//! Ticks and server messages as prost-encoded `tickrelay.v1` messages.
+
+use prost::Message as _;
+
+use crate::proto;
+use crate::tick::{Tick, TickKind};
+
+/// The protobuf `Tick` of a tick.
+pub fn tick_message(tick: &Tick) -> proto::Tick {
+    proto::Tick {
+        symbol: tick.symbol.as_str().to_owned(),
+        kind: match tick.kind {
+            TickKind::Trade => proto::TickKind::Trade,
+            TickKind::Quote => proto::TickKind::Quote,
+        } as i32,
+        price: tick.price,
+        size: tick.size,
+        bid: tick.bid,
+        ask: tick.ask,
+        bid_size: tick.bid_size,
+        ask_size: tick.ask_size,
+        venue: tick.venue.as_deref().map(str::to_owned),
+        ts_ns: tick.ts_ns,
+        seq: tick.seq.0,
+        recv_ns: tick.recv_ns,
+    }
+}
+
+/// A `ServerMessage { tick }` payload.
+pub fn tick(tick: &Tick) -> Vec<u8> {
+    server_message(proto::server_message::Msg::Tick(tick_message(tick)))
+}
+
+/// Encodes a `ServerMessage` holding `msg`.
+pub fn server_message(msg: proto::server_message::Msg) -> Vec<u8> {
+    proto::ServerMessage { msg: Some(msg) }.encode_to_vec()
+}

@@ -1,0 +1,80 @@
+//! Sources: bytes → [`Tick`]s, handed to the sequencer through the bounded [`Inbox`].
+//!
+//! Every source validates (through [`Tick::try_from`](crate::tick::Tick)) and answers,
+//! counts and logs a bad tick without stopping. The inbox is bounded: when the sequencer
+//! falls behind, a source waits on [`Inbox::publish`], and a TCP source stops reading, so
+//! the publisher feels TCP backpressure and nothing accepted is dropped.
+
+pub mod demo;
+pub mod ndjson;
+pub mod protobuf;
+pub mod tcp;
+
+use tokio::sync::mpsc;
+
+use crate::tick::{Tick, TickError};
+
+/// The sequencer's bounded input: batches of validated ticks, in arrival order per source.
+#[derive(Clone, Debug)]
+pub struct Inbox {
+    tx: mpsc::Sender<Vec<Tick>>,
+}
+
+impl Inbox {
+    /// An inbox holding at most `batches` batches, and its receiving end for the sequencer.
+    pub fn bounded(batches: usize) -> (Self, mpsc::Receiver<Vec<Tick>>) {
+        let (tx, rx) = mpsc::channel(batches);
+        (Self { tx }, rx)
+    }
+
+    /// Hands `ticks` to the sequencer, waiting while it is full (backpressure).
+    pub async fn publish(&self, ticks: Vec<Tick>) -> Result<(), InboxClosed> {
+        if ticks.is_empty() {
+            return Ok(());
+        }
+        self.tx.send(ticks).await.map_err(|_| InboxClosed)
+    }
+}
+
+/// The sequencer has stopped (the relay is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the relay is shutting down and accepts no more ticks")]
+pub struct InboxClosed;
+
+/// Why a line or message from a source is not a tick.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or JSON of the wrong shape.
+    #[error("invalid JSON tick: {0}")]
+    Json(String),
+    /// A field the tick contract does not have.
+    #[error("{0}")]
+    UnknownField(String),
+    /// Not a valid protobuf `Tick`.
+    #[error("invalid protobuf tick: {0}")]
+    Protobuf(String),
+    /// Parsed, but not a valid tick.
+    #[error(transparent)]
+    Tick(#[from] TickError),
+    /// A line or message longer than `--max-ingest-line`.
+    #[error("{len} bytes without a message end, the limit is {limit}")]
+    TooLong {
+        /// Bytes seen so far.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl DecodeError {
+    /// Stable code for error replies and metrics labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Json(_) => "bad_json",
+            Self::UnknownField(_) => "unknown_field",
+            Self::Protobuf(_) => "bad_protobuf",
+            Self::Tick(e) => e.code(),
+            Self::TooLong { .. } => "line_too_long",
+        }
+    }
+}

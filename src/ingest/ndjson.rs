@@ -1,0 +1,184 @@
+//! Pure NDJSON decoding: one line → [`Tick`] or a [`DecodeError`] that names the reason.
+//!
+//! Lines are parsed in place with `simd_json::serde::from_slice_with_buffers` (it rewrites its
+//! input, which is our own read buffer) and reusable parse buffers, so a steady stream of
+//! ticks does not allocate for parsing.
+
+use simd_json::Buffers;
+
+use super::DecodeError;
+use crate::tick::{RawTick, Tick};
+
+/// Decodes NDJSON lines, keeping the parser's scratch buffers between lines.
+pub struct LineDecoder {
+    buffers: Buffers,
+}
+
+impl LineDecoder {
+    /// A decoder with empty scratch buffers.
+    pub fn new() -> Self {
+        Self {
+            buffers: Buffers::new(1024),
+        }
+    }
+
+    /// Decodes one line (without its `\n`); `None` for a blank line.
+    ///
+    /// The line is used as scratch space and is garbage afterwards.
+    pub fn decode(&mut self, line: &mut [u8]) -> Option<Result<Tick, DecodeError>> {
+        let line = trim_ascii_mut(line);
+        if line.is_empty() {
+            return None;
+        }
+        Some(self.decode_value(line))
+    }
+
+    /// Decodes a JSON body holding one tick object or an array of them (`POST /api/publish`).
+    pub fn decode_document(&mut self, body: &mut [u8]) -> Result<Vec<Tick>, (usize, DecodeError)> {
+        let body = trim_ascii_mut(body);
+        if body.first() == Some(&b'[') {
+            let raws: Vec<RawTick> =
+                simd_json::serde::from_slice_with_buffers(body, &mut self.buffers)
+                    .map_err(|e| (1, json_error(&e)))?;
+            raws.into_iter()
+                .enumerate()
+                .map(|(i, raw)| Tick::try_from(raw).map_err(|e| (i + 1, DecodeError::Tick(e))))
+                .collect()
+        } else {
+            // One object, or NDJSON lines: numbered from 1.
+            let mut ticks = Vec::new();
+            for (i, line) in body.split_mut(|b| *b == b'\n').enumerate() {
+                if let Some(result) = self.decode(line) {
+                    ticks.push(result.map_err(|e| (i + 1, e))?);
+                }
+            }
+            Ok(ticks)
+        }
+    }
+
+    fn decode_value(&mut self, line: &mut [u8]) -> Result<Tick, DecodeError> {
+        let raw: RawTick = simd_json::serde::from_slice_with_buffers(line, &mut self.buffers)
+            .map_err(|e| json_error(&e))?;
+        Tick::try_from(raw).map_err(DecodeError::Tick)
+    }
+}
+
+impl std::fmt::Debug for LineDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineDecoder").finish_non_exhaustive()
+    }
+}
+
+impl Default for LineDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn json_error(error: &simd_json::Error) -> DecodeError {
+    let text = error.to_string();
+    if text.contains("unknown field") {
+        DecodeError::UnknownField(text)
+    } else {
+        DecodeError::Json(text)
+    }
+}
+
+fn trim_ascii_mut(bytes: &mut [u8]) -> &mut [u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &mut bytes[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tick::TickError;
+    use proptest::prelude::*;
+
+    fn decode(line: &str) -> Option<Result<Tick, DecodeError>> {
+        LineDecoder::new().decode(&mut line.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_simplest_line_decodes_exactly() {
+        let tick = decode(
+            r#"{"symbol":"BTC-USD","price":43250.5,"size":0.25,"ts_ns":1764000000000000000}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(tick.symbol.as_str(), "BTC-USD");
+        assert_eq!(tick.price, Some(43250.5));
+        assert_eq!(tick.size, Some(0.25));
+        assert_eq!(tick.ts_ns, 1_764_000_000_000_000_000);
+    }
+
+    #[test]
+    fn blank_lines_are_skipped() {
+        assert!(decode("  \r").is_none());
+    }
+
+    #[test]
+    fn errors_name_their_reason() {
+        assert!(matches!(decode("{nope"), Some(Err(DecodeError::Json(_)))));
+        assert!(matches!(
+            decode(r#"{"symbol":"A","prce":1,"ts_ns":1}"#),
+            Some(Err(DecodeError::UnknownField(m))) if m.contains("prce")
+        ));
+        assert!(matches!(
+            decode(r#"{"symbol":"A","price":"1","ts_ns":1}"#),
+            Some(Err(DecodeError::Json(_)))
+        ));
+        assert!(matches!(
+            decode(r#"{"symbol":"","price":1,"ts_ns":1}"#),
+            Some(Err(DecodeError::Tick(TickError::EmptySymbol)))
+        ));
+        assert!(matches!(
+            decode(r#"{"symbol":"A","price":1}"#),
+            Some(Err(DecodeError::Json(_)))
+        ));
+    }
+
+    #[test]
+    fn documents_are_objects_arrays_or_lines() {
+        let mut d = LineDecoder::new();
+        let one = d
+            .decode_document(&mut br#"{"symbol":"A","price":1,"ts_ns":1}"#.to_vec())
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        let many = d
+            .decode_document(
+                &mut br#"[{"symbol":"A","price":1,"ts_ns":1},{"symbol":"B","bid":2,"ts_ns":2}]"#
+                    .to_vec(),
+            )
+            .unwrap();
+        assert_eq!(many.len(), 2);
+        let bad = d
+            .decode_document(
+                &mut br#"[{"symbol":"A","price":1,"ts_ns":1},{"symbol":"B","ts_ns":2}]"#.to_vec(),
+            )
+            .unwrap_err();
+        assert_eq!(bad.0, 2);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = LineDecoder::new().decode(&mut bytes);
+        }
+
+        #[test]
+        fn finite_prices_round_trip(price in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO, ts in any::<u64>()) {
+            let line = format!(r#"{{"symbol":"P","price":{},"ts_ns":{ts}}}"#, ryu::Buffer::new().format_finite(price));
+            let tick = decode(&line).unwrap().unwrap();
+            prop_assert_eq!(tick.price.unwrap().to_bits(), price.to_bits());
+            prop_assert_eq!(tick.ts_ns, ts);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Pure decoding of length-delimited protobuf ticks: a varint length, then one `Tick`.
+
+use bytes::{Buf, BytesMut};
+use prost::Message as _;
+
+use super::DecodeError;
+use crate::proto;
+use crate::tick::{RawTick, Tick};
+
+/// Splits the next complete message off `buf` and decodes it.
+///
+/// `None`: more bytes needed. A length over `limit` is an error as soon as the prefix is
+/// read, and the caller should drop the connection (there is no resynchronisation point in
+/// a length-delimited stream).
+pub fn next_message(buf: &mut BytesMut, limit: usize) -> Option<Result<Tick, DecodeError>> {
+    let (len, prefix) = match read_varint(buf) {
+        Varint::Incomplete => return None,
+        Varint::Invalid => {
+            return Some(Err(DecodeError::Protobuf(
+                "length prefix is not a varint".into(),
+            )));
+        }
+        Varint::Value(len, prefix) => (len, prefix),
+    };
+    let len = match usize::try_from(len) {
+        Ok(len) if len <= limit => len,
+        _ => {
+            return Some(Err(DecodeError::TooLong {
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                limit,
+            }));
+        }
+    };
+    if buf.len() < prefix + len {
+        return None;
+    }
+    buf.advance(prefix);
+    let body = buf.split_to(len);
+    Some(decode_tick(&body))
+}
+
+/// Decodes one protobuf `Tick` body and validates it.
+pub fn decode_tick(body: &[u8]) -> Result<Tick, DecodeError> {
+    let message = proto::Tick::decode(body).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+    let kind = match proto::TickKind::try_from(message.kind) {
+        Ok(proto::TickKind::Trade) => Some("trade".to_owned()),
+        Ok(proto::TickKind::Quote) => Some("quote".to_owned()),
+        Ok(proto::TickKind::Unspecified) => None,
+        Err(_) => {
+            return Err(DecodeError::Protobuf(format!(
+                "unknown kind {}",
+                message.kind
+            )));
+        }
+    };
+    let raw = RawTick {
+        symbol: message.symbol,
+        kind,
+        price: message.price,
+        size: message.size,
+        bid: message.bid,
+        ask: message.ask,
+        bid_size: message.bid_size,
+        ask_size: message.ask_size,
+        venue: message.venue,
+        ts_ns: message.ts_ns,
+    };
+    Tick::try_from(raw).map_err(DecodeError::Tick)
+}
+
+enum Varint {
+    Incomplete,
+    Invalid,
+    Value(u64, usize),
+}
+
+fn read_varint(buf: &[u8]) -> Varint {
+    let mut value = 0u64;
+    for (i, byte) in buf.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Varint::Value(value, i + 1);
+        }
+    }
+    if buf.len() >= 10 {
+        Varint::Invalid
+    } else {
+        Varint::Incomplete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encoded(tick: &proto::Tick) -> BytesMut {
+        BytesMut::from(&tick.encode_length_delimited_to_vec()[..])
+    }
+
+    fn sample() -> proto::Tick {
+        proto::Tick {
+            symbol: "BTC-USD".into(),
+            price: Some(43250.5),
+            size: Some(0.25),
+            ts_ns: 1_764_000_000_000_000_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn messages_split_at_their_length() {
+        let mut buf = encoded(&sample());
+        buf.extend_from_slice(&encoded(&sample()));
+        let total = buf.len();
+        let mut partial = buf.split_to(total - 3);
+        assert!(next_message(&mut partial, 1024).unwrap().is_ok());
+        assert!(
+            next_message(&mut partial, 1024).is_none(),
+            "needs 3 more bytes"
+        );
+        partial.extend_from_slice(&buf);
+        let tick = next_message(&mut partial, 1024).unwrap().unwrap();
+        assert_eq!(tick.price, Some(43250.5));
+        assert!(partial.is_empty());
+    }
+
+    #[test]
+    fn oversized_and_invalid_messages_are_errors() {
+        let mut buf = encoded(&sample());
+        assert!(matches!(
+            next_message(&mut buf, 4),
+            Some(Err(DecodeError::TooLong { .. }))
+        ));
+        let mut junk = BytesMut::from(&[3u8, 0xFF, 0xFF, 0xFF][..]);
+        assert!(matches!(
+            next_message(&mut junk, 1024),
+            Some(Err(DecodeError::Protobuf(_)))
+        ));
+        let mut no_symbol = encoded(&proto::Tick {
+            symbol: String::new(),
+            ..sample()
+        });
+        assert!(matches!(
+            next_message(&mut no_symbol, 1024),
+            Some(Err(DecodeError::Tick(_)))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            for _ in 0..64 {
+                match next_message(&mut buf, 1024) {
+                    None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    }
+}

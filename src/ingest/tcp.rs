@@ -1,0 +1,282 @@
+//! TCP ingest: one listener per format, one task per publisher connection.
+//!
+//! Per connection: read, split into lines (NDJSON) or length-delimited messages (protobuf),
+//! decode, stamp `recv_ns`, and publish the batch. While [`Inbox::publish`] waits, nothing
+//! is read, so a fast publisher is slowed by TCP backpressure instead of losing ticks. A bad
+//! tick is answered on the connection with
+//! `{"type":"error","line":N,"code":"...","message":"..."}\n`, counted and skipped; a
+//! connection cut mid-message loses only that partial message.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use super::ndjson::LineDecoder;
+use super::{DecodeError, Inbox, protobuf};
+use crate::metrics::{self, Metrics};
+use crate::shutdown::Shutdown;
+use crate::tick::{Tick, now_ns};
+
+/// How a connection's bytes are framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Newline-delimited JSON ticks.
+    Ndjson,
+    /// Varint length prefix + protobuf `Tick`.
+    Protobuf,
+}
+
+impl Format {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ndjson => "ndjson",
+            Self::Protobuf => "protobuf",
+        }
+    }
+}
+
+/// Accepts publisher connections until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    format: Format,
+    inbox: Inbox,
+    metrics: Arc<Metrics>,
+    max_message: usize,
+    shutdown: Shutdown,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            // Shutdown wins over a waiting publisher: once draining, accept nobody.
+            biased;
+            () = shutdown.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    info!(%peer, format = format.as_str(), "ingest connection");
+                    let conn = Connection {
+                        format,
+                        inbox: inbox.clone(),
+                        metrics: metrics.clone(),
+                        max_message,
+                        peer: peer.to_string(),
+                    };
+                    connections.spawn_local(conn.run(stream, shutdown.clone()));
+                }
+                Err(e) => {
+                    warn!(error = %e, "ingest accept failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    // Each connection publishes what it already read, then ends on the same shutdown.
+    while connections.join_next().await.is_some() {}
+}
+
+struct Connection {
+    format: Format,
+    inbox: Inbox,
+    metrics: Arc<Metrics>,
+    max_message: usize,
+    peer: String,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, shutdown: Shutdown) {
+        metrics::add(&self.metrics.ingest_connections, 1);
+        metrics::add(&self.metrics.ingest_connections_total, 1);
+        let _ = stream.set_nodelay(true);
+        let (mut read, write) = stream.into_split();
+        let mut decoder = Decoder::new(self.format, self.max_message);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            let read = tokio::select! {
+                // Shutdown first: stop reading; what was read is already published.
+                biased;
+                () = shutdown.wait() => break,
+                read = read.read_buf(&mut buf) => read,
+            };
+            match read {
+                Ok(0) => {
+                    if !buf.is_empty() {
+                        debug!(peer = %self.peer, bytes = buf.len(), "ingest connection closed mid-message; partial message dropped");
+                    }
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(peer = %self.peer, error = %e, "ingest read failed");
+                    break;
+                }
+            }
+            let (ticks, fatal) =
+                decoder.drain(&mut buf, |line, error| self.reject(&write, line, error));
+            if self.inbox.publish(ticks).await.is_err() || fatal {
+                break;
+            }
+        }
+        metrics::sub(&self.metrics.ingest_connections, 1);
+    }
+
+    fn reject(&self, write: &OwnedWriteHalf, line: u64, error: &DecodeError) {
+        self.metrics.count_error(error.code());
+        debug!(peer = %self.peer, line, code = error.code(), %error, "ingest tick rejected");
+        let reply = IngestReply {
+            kind: "error",
+            line,
+            code: error.code(),
+            message: &error.to_string(),
+        };
+        let mut text = crate::encode::json::to_vec(&reply);
+        text.push(b'\n');
+        // Best effort: a publisher that never reads must not stall ingest; the error is
+        // counted and logged either way.
+        let _ = write.try_write(&text);
+    }
+}
+
+#[derive(serde::Serialize)]
+struct IngestReply<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    line: u64,
+    code: &'static str,
+    message: &'a str,
+}
+
+/// Splits a byte stream into messages and decodes them, counting messages from 1.
+#[derive(Debug)]
+pub struct Decoder {
+    format: Format,
+    max_message: usize,
+    lines: LineDecoder,
+    line: u64,
+    /// Skipping the rest of an over-long line, up to its `\n`.
+    discarding: bool,
+}
+
+impl Decoder {
+    /// A decoder for `format` that rejects messages over `max_message` bytes.
+    pub fn new(format: Format, max_message: usize) -> Self {
+        Self {
+            format,
+            max_message,
+            lines: LineDecoder::new(),
+            line: 0,
+            discarding: false,
+        }
+    }
+
+    /// Decodes every complete message in `buf` (leaving a partial one), reporting bad ones to
+    /// `reject(line, error)`. Returns the ticks (stamped with `recv_ns`) and whether the
+    /// stream cannot continue (a protobuf length over the limit: no way to resynchronise).
+    pub fn drain(
+        &mut self,
+        buf: &mut BytesMut,
+        mut reject: impl FnMut(u64, &DecodeError),
+    ) -> (Vec<Tick>, bool) {
+        let recv_ns = now_ns();
+        let mut ticks = Vec::new();
+        let mut accept = |result: Result<Tick, DecodeError>, line: u64| match result {
+            Ok(mut tick) => {
+                tick.recv_ns = recv_ns;
+                ticks.push(tick);
+            }
+            Err(error) => reject(line, &error),
+        };
+        match self.format {
+            Format::Ndjson => {
+                while let Some(end) = memchr(b'\n', buf) {
+                    let mut line = buf.split_to(end + 1);
+                    if std::mem::take(&mut self.discarding) {
+                        continue;
+                    }
+                    self.line += 1;
+                    if end > self.max_message {
+                        let error = DecodeError::TooLong {
+                            len: end,
+                            limit: self.max_message,
+                        };
+                        accept(Err(error), self.line);
+                        continue;
+                    }
+                    if let Some(result) = self.lines.decode(&mut line[..end]) {
+                        accept(result, self.line);
+                    }
+                }
+                if buf.len() > self.max_message {
+                    if !self.discarding {
+                        self.line += 1;
+                        let error = DecodeError::TooLong {
+                            len: buf.len(),
+                            limit: self.max_message,
+                        };
+                        accept(Err(error), self.line);
+                    }
+                    self.discarding = true;
+                    buf.clear();
+                }
+                (ticks, false)
+            }
+            Format::Protobuf => {
+                while let Some(result) = protobuf::next_message(buf, self.max_message) {
+                    self.line += 1;
+                    let fatal = matches!(result, Err(DecodeError::TooLong { .. }));
+                    accept(result, self.line);
+                    if fatal {
+                        return (ticks, true);
+                    }
+                }
+                (ticks, false)
+            }
+        }
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|b| *b == needle)
+}
+
+/// Bytes read per call; large enough that a busy publisher costs few syscalls.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_lines_wait_and_bad_lines_are_numbered() {
+        let mut d = Decoder::new(Format::Ndjson, 1024);
+        let mut buf = BytesMut::from(
+            &b"{\"symbol\":\"A\",\"price\":1,\"ts_ns\":1}\nnope\n{\"symbol\":\"A\",\"pr"[..],
+        );
+        let mut rejected = Vec::new();
+        let (ticks, fatal) = d.drain(&mut buf, |line, e| rejected.push((line, e.code())));
+        assert_eq!(ticks.len(), 1);
+        assert!(!fatal);
+        assert_eq!(rejected, vec![(2, "bad_json")]);
+        buf.extend_from_slice(b"ice\":2,\"ts_ns\":2}\n");
+        let (ticks, _) = d.drain(&mut buf, |_, _| panic!("valid"));
+        assert_eq!(ticks[0].price, Some(2.0));
+    }
+
+    #[test]
+    fn an_overlong_line_is_rejected_once_and_skipped() {
+        let mut d = Decoder::new(Format::Ndjson, 40);
+        let mut buf = BytesMut::from(&[b'x'; 60][..]);
+        let mut rejected = Vec::new();
+        d.drain(&mut buf, |line, e| rejected.push((line, e.code())));
+        buf.extend_from_slice(b"xxxx\n{\"symbol\":\"A\",\"price\":1,\"ts_ns\":1}\n");
+        let (ticks, _) =
+            Decoder::drain(&mut d, &mut buf, |line, e| rejected.push((line, e.code())));
+        assert_eq!(rejected, vec![(1, "line_too_long")]);
+        assert_eq!(ticks.len(), 1);
+    }
+}

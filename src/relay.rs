@@ -1,0 +1,260 @@
+//! Wires the data path: ingest → sequencer → shards → sessions, plus the client listener.
+//!
+//! [`Relay::start`] binds every socket (so a bad address fails at once, naming its flag),
+//! starts the threads, and returns a [`RelayHandle`] with the bound addresses for `main`
+//! and tests. Threads: one per shard (pinned), one sequencer, one control thread
+//! (client accept loop, ingest listeners, demo feed).
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::ingest::{self, Inbox};
+use crate::metrics::Metrics;
+use crate::sequencer::{Interest, Sequencer};
+use crate::shard;
+use crate::shutdown::{Phase, Shutdown};
+
+/// Relay-wide state shared by every thread (read-mostly; counters are atomics).
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration.
+    pub config: Config,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Subscriber counts per symbol and encoding.
+    pub interest: Arc<Interest>,
+    /// The sequencer's input (for `POST /api/publish`).
+    pub inbox: Inbox,
+    /// The stop signal and phase.
+    pub shutdown: Shutdown,
+    session_ids: AtomicU64,
+}
+
+impl Shared {
+    /// A fresh session id.
+    pub fn next_session_id(&self) -> u64 {
+        self.session_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Starts relays.
+#[derive(Debug)]
+pub struct Relay;
+
+/// A running relay: its addresses and the means to stop it.
+#[derive(Debug)]
+pub struct RelayHandle {
+    /// HTTP and WebSocket address.
+    pub http_addr: SocketAddr,
+    /// NDJSON ingest address.
+    pub ingest_addr: SocketAddr,
+    /// Protobuf ingest address.
+    pub ingest_protobuf_addr: SocketAddr,
+    /// The shared state (tests read metrics through it).
+    pub shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A flag value is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not bind.
+    #[error("{flag} {addr}: {source}")]
+    Bind {
+        /// The flag naming the address.
+        flag: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A thread or runtime could not start.
+    #[error("could not start {what}: {source}")]
+    Spawn {
+        /// Which part.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl Relay {
+    /// Binds the listeners and starts every thread.
+    pub fn start(mut config: Config) -> Result<RelayHandle, StartError> {
+        config.validate()?;
+        // Resolve "one per core" now: once threads are pinned, a thread sees only its core.
+        config.shards = config.shard_count();
+        let bind = |flag, addr| {
+            let listener = StdTcpListener::bind(addr).map_err(|source| StartError::Bind {
+                flag,
+                addr,
+                source,
+            })?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|source| StartError::Bind { flag, addr, source })?;
+            Ok::<_, StartError>(listener)
+        };
+        let http = bind("--listen", config.listen)?;
+        let ingest_json = bind("--ingest-tcp", config.ingest_tcp)?;
+        let ingest_proto = bind("--ingest-tcp-protobuf", config.ingest_tcp_protobuf)?;
+        let local = |l: &StdTcpListener, flag, addr| {
+            l.local_addr()
+                .map_err(|source| StartError::Bind { flag, addr, source })
+        };
+        let http_addr = local(&http, "--listen", config.listen)?;
+        let ingest_addr = local(&ingest_json, "--ingest-tcp", config.ingest_tcp)?;
+        let ingest_protobuf_addr = local(
+            &ingest_proto,
+            "--ingest-tcp-protobuf",
+            config.ingest_tcp_protobuf,
+        )?;
+
+        let shards = config.shard_count();
+        let (inbox, inbox_rx) = Inbox::bounded(INBOX_BATCHES);
+        let shared = Arc::new(Shared {
+            metrics: Arc::new(Metrics::new(shards)),
+            interest: Arc::new(Interest::default()),
+            inbox,
+            shutdown: Shutdown::new(),
+            session_ids: AtomicU64::new(0),
+            config,
+        });
+        let spawn_error = |what| move |source| StartError::Spawn { what, source };
+
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let mut threads = Vec::new();
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for id in 0..shards {
+            let (sender, handle, inputs) = shard::channels(id);
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            threads.push(
+                shard::thread::spawn(id, core, shared.clone(), inputs)
+                    .map_err(spawn_error("a shard"))?,
+            );
+            senders.push(sender);
+            handles.push(handle);
+        }
+
+        let sequencer = Sequencer::new(senders, shared.interest.clone(), shared.metrics.clone());
+        let stop = shared.shutdown.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("sequencer".into())
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .expect(
+                            "a current-thread runtime without I/O or timers needs no OS resources",
+                        );
+                    runtime.block_on(sequencer.run(inbox_rx, stop));
+                })
+                .map_err(spawn_error("the sequencer"))?,
+        );
+
+        let control_shared = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || control(control_shared, http, ingest_json, ingest_proto, handles))
+                .map_err(spawn_error("the control thread"))?,
+        );
+        info!(%http_addr, %ingest_addr, %ingest_protobuf_addr, shards, "tickrelay started");
+        Ok(RelayHandle {
+            http_addr,
+            ingest_addr,
+            ingest_protobuf_addr,
+            shared,
+            threads,
+        })
+    }
+}
+
+impl RelayHandle {
+    /// Asks the relay to stop: no new clients, close 1001 to every client, drain.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.trigger();
+    }
+
+    /// Waits (blocking) until every relay thread has finished.
+    pub fn join(mut self) {
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                warn!("a relay thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        // A dropped handle must not leave threads serving forever (tests drop handles).
+        self.shared.shutdown.trigger();
+    }
+}
+
+/// The control thread: client accept loop, ingest listeners and the demo feed.
+fn control(
+    shared: Arc<Shared>,
+    http: StdTcpListener,
+    ingest_json: StdTcpListener,
+    ingest_proto: StdTcpListener,
+    handles: Vec<shard::ShardHandle>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            warn!(error = %e, "control runtime failed to start; stopping");
+            shared.shutdown.trigger();
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let listen = |l: StdTcpListener| {
+            tokio::net::TcpListener::from_std(l).expect("listener was bound and set non-blocking")
+        };
+        let (http, json, proto) = (listen(http), listen(ingest_json), listen(ingest_proto));
+        let config = &shared.config;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (listener, format) in [
+            (json, ingest::tcp::Format::Ndjson),
+            (proto, ingest::tcp::Format::Protobuf),
+        ] {
+            tasks.spawn_local(ingest::tcp::serve(
+                listener,
+                format,
+                shared.inbox.clone(),
+                shared.metrics.clone(),
+                config.max_ingest_line,
+                shared.shutdown.clone(),
+            ));
+        }
+        if config.demo {
+            tasks.spawn_local(ingest::demo::run(
+                shared.inbox.clone(),
+                config.demo_symbols,
+                config.demo_rate,
+                shared.shutdown.clone(),
+            ));
+        }
+        tasks.spawn_local(crate::listener::accept(http, handles, shared.clone()));
+        shared.shutdown.set_phase(Phase::Ready);
+        while tasks.join_next().await.is_some() {}
+    });
+}
+
+/// Batches the sequencer's inbox holds before sources wait (each batch is one read).
+const INBOX_BATCHES: usize = 1024;

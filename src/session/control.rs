@@ -1,0 +1,352 @@
+//! Pure parsing of client control messages (JSON text, or protobuf `ClientMessage` for
+//! protobuf clients) into [`Control`], or a [`ControlError`] with a stable code.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prost::Message as _;
+use serde::Deserialize;
+use simd_json::Buffers;
+
+use crate::proto;
+use crate::tick::{Seq, Symbol, TickError};
+
+/// A parsed control message.
+#[derive(Debug, PartialEq)]
+pub enum Control {
+    /// Start receiving these symbols.
+    Subscribe(Selection),
+    /// Stop receiving these symbols.
+    Unsubscribe(Selection),
+    /// Send the last value of these symbols now.
+    Snapshot(Selection),
+    /// Answer with `pong` and the same id.
+    Ping {
+        /// Echoed back.
+        id: u64,
+    },
+    /// Replay each symbol after the given seq, then go live.
+    Resume(Vec<(Symbol, Seq)>),
+    /// Send `{"type":"heartbeat"}` every `interval` (zero: stop).
+    Heartbeat {
+        /// The interval.
+        interval: Duration,
+    },
+}
+
+/// A set of symbols, or `*` (every symbol).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Selection {
+    /// `*` was named.
+    pub all: bool,
+    /// The symbols named (validated, no duplicates, in the order given).
+    pub symbols: Vec<Symbol>,
+}
+
+impl Selection {
+    /// Parses a list of names; `*` selects every symbol.
+    pub fn parse<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+        limit: usize,
+    ) -> Result<Self, ControlError> {
+        let names: Vec<&str> = names.into_iter().collect();
+        if names.len() > limit {
+            return Err(ControlError::TooManySymbols {
+                requested: names.len(),
+                limit,
+            });
+        }
+        let mut selection = Self::default();
+        for name in names {
+            if name == "*" {
+                selection.all = true;
+                continue;
+            }
+            let symbol = Symbol::parse(name).map_err(|reason| ControlError::InvalidSymbol {
+                symbol: name.chars().take(80).collect(),
+                reason,
+            })?;
+            if !selection.symbols.contains(&symbol) {
+                selection.symbols.push(symbol);
+            }
+        }
+        Ok(selection)
+    }
+
+    /// How many entries the selection counts for against the per-client limit.
+    pub fn len(&self) -> usize {
+        self.symbols.len() + usize::from(self.all)
+    }
+
+    /// Whether nothing is selected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a control message was refused. Non-fatal: the session answers and stays open.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ControlError {
+    /// Not JSON, or JSON of the wrong shape.
+    #[error("invalid control message: {0}")]
+    BadMessage(String),
+    /// A field no control message has.
+    #[error("{0}")]
+    UnknownField(String),
+    /// An `op` the relay does not know.
+    #[error(
+        "unknown op `{0}`; expected subscribe, unsubscribe, snapshot, ping, resume or heartbeat"
+    )]
+    UnknownOp(String),
+    /// The op needs a field that is missing.
+    #[error("`{op}` needs `{field}`")]
+    MissingField {
+        /// The op.
+        op: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// A symbol name is not valid.
+    #[error("symbol `{symbol}`: {reason}")]
+    InvalidSymbol {
+        /// The name given (truncated).
+        symbol: String,
+        /// What is wrong with it.
+        reason: TickError,
+    },
+    /// More symbols than `--max-symbols-per-client`.
+    #[error("{requested} symbols requested, the limit is {limit}")]
+    TooManySymbols {
+        /// How many the client would hold.
+        requested: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Binary frames carry control messages only for protobuf clients.
+    #[error("binary control messages are only for protobuf clients; send JSON text")]
+    BinaryNotSupported,
+    /// More control messages per second than allowed.
+    #[error("more than {0} control messages per second")]
+    RateLimited(u32),
+}
+
+impl ControlError {
+    /// Stable code: sent in `{"type":"error"}` and used as the metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadMessage(_) => "bad_message",
+            Self::UnknownField(_) => "unknown_field",
+            Self::UnknownOp(_) => "unknown_op",
+            Self::MissingField { .. } => "bad_message",
+            Self::InvalidSymbol { .. } => "invalid_symbol",
+            Self::TooManySymbols { .. } => "too_many_symbols",
+            Self::BinaryNotSupported => "binary_not_supported",
+            Self::RateLimited(_) => "rate_limited",
+        }
+    }
+}
+
+/// Parses control messages, reusing the JSON parser's buffers.
+pub struct ControlParser {
+    buffers: Buffers,
+    limit: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    op: String,
+    symbols: Option<Vec<String>>,
+    id: Option<u64>,
+    from: Option<HashMap<String, u64>>,
+    interval_ms: Option<u64>,
+}
+
+impl ControlParser {
+    /// A parser enforcing at most `limit` symbols per message.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            buffers: Buffers::new(256),
+            limit,
+        }
+    }
+
+    /// Parses a JSON text control message (used as scratch space).
+    pub fn json(&mut self, text: &mut [u8]) -> Result<Control, ControlError> {
+        let raw: RawControl = simd_json::serde::from_slice_with_buffers(text, &mut self.buffers)
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("unknown field") {
+                    ControlError::UnknownField(text)
+                } else {
+                    ControlError::BadMessage(text)
+                }
+            })?;
+        let symbols = |op| {
+            raw.symbols
+                .as_ref()
+                .ok_or(ControlError::MissingField {
+                    op,
+                    field: "symbols",
+                })
+                .and_then(|names| Selection::parse(names.iter().map(String::as_str), self.limit))
+        };
+        match raw.op.as_str() {
+            "subscribe" => symbols("subscribe").map(Control::Subscribe),
+            "unsubscribe" => symbols("unsubscribe").map(Control::Unsubscribe),
+            "snapshot" => symbols("snapshot").map(Control::Snapshot),
+            "ping" => Ok(Control::Ping {
+                id: raw.id.unwrap_or(0),
+            }),
+            "resume" => {
+                let from = raw.from.as_ref().ok_or(ControlError::MissingField {
+                    op: "resume",
+                    field: "from",
+                })?;
+                resume(from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)
+            }
+            "heartbeat" => {
+                let ms = raw.interval_ms.ok_or(ControlError::MissingField {
+                    op: "heartbeat",
+                    field: "interval_ms",
+                })?;
+                Ok(Control::Heartbeat {
+                    interval: Duration::from_millis(ms),
+                })
+            }
+            other => Err(ControlError::UnknownOp(other.chars().take(40).collect())),
+        }
+    }
+
+    /// Parses a protobuf `ClientMessage`.
+    pub fn protobuf(&self, bytes: &[u8]) -> Result<Control, ControlError> {
+        use proto::client_message::Msg;
+        let message = proto::ClientMessage::decode(bytes)
+            .map_err(|e| ControlError::BadMessage(e.to_string()))?;
+        let names =
+            |s: &proto::Symbols| Selection::parse(s.symbols.iter().map(String::as_str), self.limit);
+        match message.msg {
+            None => Err(ControlError::BadMessage(
+                "ClientMessage has no msg set".into(),
+            )),
+            Some(Msg::Subscribe(s)) => names(&s).map(Control::Subscribe),
+            Some(Msg::Unsubscribe(s)) => names(&s).map(Control::Unsubscribe),
+            Some(Msg::Snapshot(s)) => names(&s).map(Control::Snapshot),
+            Some(Msg::Ping(p)) => Ok(Control::Ping { id: p.id }),
+            Some(Msg::Resume(r)) => {
+                resume(r.from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)
+            }
+            Some(Msg::Heartbeat(h)) => Ok(Control::Heartbeat {
+                interval: Duration::from_millis(u64::from(h.interval_ms)),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for ControlParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlParser")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `SYMBOL:SEQ` positions (the `?resume=` list and the resume op).
+pub fn resume<'a>(
+    positions: impl IntoIterator<Item = (&'a str, u64)>,
+    limit: usize,
+) -> Result<Control, ControlError> {
+    let mut out = Vec::new();
+    for (name, seq) in positions {
+        if out.len() == limit {
+            return Err(ControlError::TooManySymbols {
+                requested: limit + 1,
+                limit,
+            });
+        }
+        let symbol = Symbol::parse(name).map_err(|reason| ControlError::InvalidSymbol {
+            symbol: name.chars().take(80).collect(),
+            reason,
+        })?;
+        out.push((symbol, Seq(seq)));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|a, b| a.0 == b.0);
+    Ok(Control::Resume(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json(text: &str) -> Result<Control, ControlError> {
+        ControlParser::new(3).json(&mut text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn ops_parse() {
+        let Control::Subscribe(sel) =
+            json(r#"{"op":"subscribe","symbols":["A","*","A"]}"#).unwrap()
+        else {
+            panic!("subscribe")
+        };
+        assert!(sel.all);
+        assert_eq!(sel.symbols.len(), 1);
+        assert_eq!(
+            json(r#"{"op":"ping","id":7}"#).unwrap(),
+            Control::Ping { id: 7 }
+        );
+        let Control::Resume(from) = json(r#"{"op":"resume","from":{"B":3,"A":9}}"#).unwrap() else {
+            panic!("resume")
+        };
+        assert_eq!(from[0].0.as_str(), "A");
+        assert_eq!(from[0].1, Seq(9));
+    }
+
+    #[test]
+    fn errors_have_stable_codes() {
+        let code = |t: &str| json(t).unwrap_err().code();
+        assert_eq!(code("{"), "bad_message");
+        assert_eq!(code(r#"{"op":"dance"}"#), "unknown_op");
+        assert_eq!(code(r#"{"op":"ping","x":1}"#), "unknown_field");
+        assert_eq!(code(r#"{"op":"subscribe"}"#), "bad_message");
+        assert_eq!(
+            code(r#"{"op":"subscribe","symbols":["a b"]}"#),
+            "invalid_symbol"
+        );
+        assert_eq!(
+            code(r#"{"op":"subscribe","symbols":["A","B","C","D"]}"#),
+            "too_many_symbols"
+        );
+    }
+
+    #[test]
+    fn protobuf_messages_parse() {
+        let msg = proto::ClientMessage {
+            msg: Some(proto::client_message::Msg::Subscribe(proto::Symbols {
+                symbols: vec!["BTC-USD".into()],
+            })),
+        };
+        let parsed = ControlParser::new(3)
+            .protobuf(&msg.encode_to_vec())
+            .unwrap();
+        assert!(matches!(parsed, Control::Subscribe(s) if s.symbols[0].as_str() == "BTC-USD"));
+        assert_eq!(
+            ControlParser::new(3)
+                .protobuf(&[0xFF, 0x01])
+                .unwrap_err()
+                .code(),
+            "bad_message"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut parser = ControlParser::new(8);
+            let _ = parser.protobuf(&bytes);
+            let _ = parser.json(&mut bytes);
+        }
+    }
+}

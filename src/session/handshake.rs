@@ -1,0 +1,264 @@
+//! The upgrade request → [`SessionParams`], or a [`HandshakeError`] answered with an HTTP
+//! 4xx and a JSON body before any WebSocket exists.
+//!
+//! `GET /ws?symbols=A,B&encoding=json|protobuf|gzip&slow=disconnect|conflate&resume=A:17,B:4`;
+//! the encoding may come from `Sec-WebSocket-Protocol: tickrelay.<encoding>` instead.
+
+use hyper::StatusCode;
+use hyper::header::{HeaderMap, SEC_WEBSOCKET_PROTOCOL};
+
+use super::control::{self, Control, ControlError, Selection};
+use crate::config::{Config, SlowPolicy};
+use crate::encode::Encoding;
+use crate::tick::{Seq, Symbol};
+
+/// What a client asked for at connect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionParams {
+    /// The negotiated encoding.
+    pub encoding: Encoding,
+    /// Whether it was chosen through `Sec-WebSocket-Protocol` (then the answer names it).
+    pub by_subprotocol: bool,
+    /// Symbols to subscribe to at once.
+    pub selection: Selection,
+    /// The slow-consumer policy.
+    pub slow: SlowPolicy,
+    /// Positions to resume from.
+    pub resume: Vec<(Symbol, Seq)>,
+}
+
+/// Why an upgrade was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HandshakeError {
+    /// The encoding named is not one we speak.
+    #[error("unknown encoding `{0}`; supported: json, protobuf, gzip")]
+    UnknownEncoding(String),
+    /// The query names one encoding and the subprotocol header another.
+    #[error("encoding `{query}` in the query conflicts with subprotocol `{header}`")]
+    ConflictingEncoding {
+        /// From `?encoding=`.
+        query: &'static str,
+        /// From `Sec-WebSocket-Protocol`.
+        header: &'static str,
+    },
+    /// A query parameter we do not know.
+    #[error("unknown query parameter `{0}`; expected symbols, encoding, slow or resume")]
+    UnknownParam(String),
+    /// `slow=` is neither `disconnect` nor `conflate`.
+    #[error("unknown slow-consumer policy `{0}`; expected disconnect or conflate")]
+    UnknownPolicy(String),
+    /// `resume=` is not a list of `SYMBOL:SEQ`.
+    #[error("resume position `{0}` is not SYMBOL:SEQ")]
+    BadResume(String),
+    /// A symbol list problem (invalid name, too many).
+    #[error(transparent)]
+    Symbols(#[from] ControlError),
+    /// Not a WebSocket upgrade request.
+    #[error("not a WebSocket upgrade: {0}")]
+    NotUpgrade(String),
+    /// The relay is shutting down.
+    #[error("the relay is shutting down")]
+    Draining,
+    /// Too many connections.
+    #[error("connection limit reached")]
+    TooManyConnections,
+}
+
+impl HandshakeError {
+    /// Stable code for the JSON body and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownEncoding(_) | Self::ConflictingEncoding { .. } => "unknown_encoding",
+            Self::Symbols(e) => e.code(),
+            Self::Draining | Self::TooManyConnections => "too_many_connections",
+            _ => "bad_request",
+        }
+    }
+
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Draining | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads the session parameters from the upgrade request's query and headers.
+pub fn parse(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    config: &Config,
+) -> Result<SessionParams, HandshakeError> {
+    let mut params = SessionParams {
+        encoding: Encoding::Json,
+        by_subprotocol: false,
+        selection: Selection::default(),
+        slow: config.slow_policy,
+        resume: Vec::new(),
+    };
+    let mut query_encoding = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*key {
+            "symbols" => {
+                let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
+                let more = Selection::parse(names, config.max_symbols_per_client)?;
+                merge(&mut params.selection, more, config.max_symbols_per_client)?;
+            }
+            "encoding" => {
+                let encoding = Encoding::parse(&value)
+                    .ok_or_else(|| HandshakeError::UnknownEncoding(clip(&value)))?;
+                query_encoding = Some(encoding);
+            }
+            "slow" => {
+                params.slow = match &*value {
+                    "disconnect" => SlowPolicy::Disconnect,
+                    "conflate" => SlowPolicy::Conflate,
+                    other => return Err(HandshakeError::UnknownPolicy(clip(other))),
+                };
+            }
+            "resume" => {
+                let mut positions = Vec::new();
+                for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let (name, seq) = item
+                        .rsplit_once(':')
+                        .ok_or_else(|| HandshakeError::BadResume(clip(item)))?;
+                    let seq: u64 = seq
+                        .parse()
+                        .map_err(|_| HandshakeError::BadResume(clip(item)))?;
+                    positions.push((name, seq));
+                }
+                let Control::Resume(resume) =
+                    control::resume(positions, config.max_symbols_per_client)?
+                else {
+                    unreachable!("control::resume returns Resume");
+                };
+                params.resume = resume;
+            }
+            other => return Err(HandshakeError::UnknownParam(clip(other))),
+        }
+    }
+    let header_encoding = subprotocol(headers)?;
+    params.encoding = match (query_encoding, header_encoding) {
+        (Some(q), Some(h)) if q != h => {
+            return Err(HandshakeError::ConflictingEncoding {
+                query: q.as_str(),
+                header: h.subprotocol(),
+            });
+        }
+        (_, Some(h)) => {
+            params.by_subprotocol = true;
+            h
+        }
+        (Some(q), None) => q,
+        (None, None) => Encoding::Json,
+    };
+    Ok(params)
+}
+
+/// The first `tickrelay.*` subprotocol offered; an error if only unknown ones are offered.
+fn subprotocol(headers: &HeaderMap) -> Result<Option<Encoding>, HandshakeError> {
+    let mut offered = Vec::new();
+    for value in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
+        let Ok(text) = value.to_str() else {
+            return Err(HandshakeError::UnknownEncoding(
+                "<non-ASCII subprotocol>".into(),
+            ));
+        };
+        offered.extend(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    offered
+        .iter()
+        .find_map(|name| Encoding::from_subprotocol(name))
+        .map(Some)
+        .ok_or_else(|| HandshakeError::UnknownEncoding(clip(&offered.join(", "))))
+}
+
+fn merge(into: &mut Selection, more: Selection, limit: usize) -> Result<(), HandshakeError> {
+    into.all |= more.all;
+    for symbol in more.symbols {
+        if !into.symbols.contains(&symbol) {
+            into.symbols.push(symbol);
+        }
+    }
+    if into.len() > limit {
+        return Err(ControlError::TooManySymbols {
+            requested: into.len(),
+            limit,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn clip(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn parse_q(query: &str, protocol: Option<&str>) -> Result<SessionParams, HandshakeError> {
+        let mut headers = HeaderMap::new();
+        if let Some(p) = protocol {
+            headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(p).unwrap());
+        }
+        parse(Some(query), &headers, &Config::for_tests())
+    }
+
+    #[test]
+    fn defaults_to_json_and_reads_symbols() {
+        let p = parse_q("symbols=BTC-USD,ETH-USD", None).unwrap();
+        assert_eq!(p.encoding, Encoding::Json);
+        assert_eq!(p.selection.symbols.len(), 2);
+        assert!(!p.by_subprotocol);
+    }
+
+    #[test]
+    fn encoding_by_query_or_subprotocol() {
+        assert_eq!(
+            parse_q("encoding=gzip", None).unwrap().encoding,
+            Encoding::Gzip
+        );
+        let p = parse_q("", Some("chat, tickrelay.protobuf")).unwrap();
+        assert_eq!((p.encoding, p.by_subprotocol), (Encoding::Protobuf, true));
+        assert!(matches!(
+            parse_q("encoding=xml", None),
+            Err(HandshakeError::UnknownEncoding(_))
+        ));
+        assert!(matches!(
+            parse_q("", Some("chat")),
+            Err(HandshakeError::UnknownEncoding(_))
+        ));
+        assert!(matches!(
+            parse_q("encoding=json", Some("tickrelay.gzip")),
+            Err(HandshakeError::ConflictingEncoding { .. })
+        ));
+    }
+
+    #[test]
+    fn resume_and_policy_parse() {
+        let p = parse_q("resume=BTC-USD:17,ES.FUT:4&slow=conflate&symbols=%2A", None).unwrap();
+        assert_eq!(p.resume.len(), 2);
+        assert_eq!(p.slow, SlowPolicy::Conflate);
+        assert!(p.selection.all);
+        assert!(matches!(
+            parse_q("resume=BTC", None),
+            Err(HandshakeError::BadResume(_))
+        ));
+        assert!(matches!(
+            parse_q("colour=red", None),
+            Err(HandshakeError::UnknownParam(_))
+        ));
+    }
+}

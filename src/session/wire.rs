@@ -1,0 +1,377 @@
+//! The client→server side of RFC 6455: a pure, strict frame reader with reassembly.
+//!
+//! Why not fastwebsockets' reader: in 0.10 it accepts unmasked client frames (the mask is
+//! private and never checked), caps each frame but not a reassembled message, and wants to
+//! own the socket, while our write side sends pre-framed shared bytes on the same socket.
+//! This reader enforces the server MUSTs itself and is a pure function of its input, so it
+//! is property-tested and fuzzed. (fastwebsockets still does the upgrade handshake, and its
+//! `unmask` does the XOR.)
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// A complete message or control frame from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A text message, valid UTF-8.
+    Text(Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// A ping; the payload goes back in the pong.
+    Ping(Bytes),
+    /// A pong.
+    Pong,
+    /// A close frame, with the client's code if it gave one.
+    Close(Option<u16>),
+}
+
+/// A protocol violation; each maps to the close code RFC 6455 §7.4.1 prescribes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// §5.1: a client MUST mask every frame.
+    #[error("client frame is not masked")]
+    Unmasked,
+    /// §5.2: no extension was negotiated, so RSV1-3 must be 0.
+    #[error("reserved bits set without an extension")]
+    ReservedBits,
+    /// §5.2: opcodes 3-7 and 0xB-0xF are reserved.
+    #[error("reserved opcode {0:#x}")]
+    ReservedOpcode(u8),
+    /// §5.5: control frames are at most 125 bytes and never fragmented.
+    #[error("control frame fragmented or longer than 125 bytes")]
+    BadControlFrame,
+    /// §5.4: a continuation with no message started, or a new message inside one.
+    #[error("unexpected {0} frame in the fragment sequence")]
+    Fragmentation(&'static str),
+    /// A frame or reassembled message over the limit.
+    #[error("message of {len} bytes, the limit is {limit}")]
+    TooBig {
+        /// Length announced or reassembled so far.
+        len: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// §8.1: text must be valid UTF-8.
+    #[error("text message is not valid UTF-8")]
+    InvalidUtf8,
+    /// §5.5.1 / §7.4: a malformed close payload or a code that may not be sent.
+    #[error("invalid close frame")]
+    BadClose,
+}
+
+impl WireError {
+    /// The close code to answer with.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            Self::TooBig { .. } => 1009,
+            Self::InvalidUtf8 => 1007,
+            _ => 1002,
+        }
+    }
+
+    /// Stable code for error messages and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooBig { .. } => "message_too_big",
+            Self::InvalidUtf8 => "invalid_utf8",
+            _ => "protocol_error",
+        }
+    }
+}
+
+/// Reads client frames, reassembling fragmented messages up to `max_message` bytes.
+#[derive(Debug)]
+pub struct FrameReader {
+    max_message: usize,
+    /// The opcode and data of a fragmented message in progress.
+    partial: Option<(u8, BytesMut)>,
+}
+
+impl FrameReader {
+    /// A reader that refuses messages over `max_message` bytes.
+    pub fn new(max_message: usize) -> Self {
+        Self {
+            max_message,
+            partial: None,
+        }
+    }
+
+    /// Takes the next complete message or control frame off `buf`; `Ok(None)` when more
+    /// bytes are needed. After an `Err` the connection must be closed.
+    pub fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, WireError> {
+        loop {
+            let Some(frame) = self.next_frame(buf)? else {
+                return Ok(None);
+            };
+            if let Some(message) = self.assemble(frame)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    fn next_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        let (b0, b1) = (buf[0], buf[1]);
+        let fin = b0 & 0x80 != 0;
+        if b0 & 0x70 != 0 {
+            return Err(WireError::ReservedBits);
+        }
+        let opcode = b0 & 0x0F;
+        if matches!(opcode, 3..=7 | 0xB..=0xF) {
+            return Err(WireError::ReservedOpcode(opcode));
+        }
+        if b1 & 0x80 == 0 {
+            return Err(WireError::Unmasked);
+        }
+        let (len, offset) = match b1 & 0x7F {
+            126 => {
+                if buf.len() < 4 {
+                    return Ok(None);
+                }
+                (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4)
+            }
+            127 => {
+                if buf.len() < 10 {
+                    return Ok(None);
+                }
+                let mut be = [0u8; 8];
+                be.copy_from_slice(&buf[2..10]);
+                (u64::from_be_bytes(be), 10)
+            }
+            n => (u64::from(n), 2),
+        };
+        let control = opcode >= 0x8;
+        if control && (!fin || len > 125) {
+            return Err(WireError::BadControlFrame);
+        }
+        // Refuse on the announced length, before buffering it (no unbounded allocation).
+        let so_far = self
+            .partial
+            .as_ref()
+            .map_or(0, |(_, data)| data.len() as u64);
+        let total = if control { len } else { so_far + len };
+        if total > self.max_message as u64 {
+            return Err(WireError::TooBig {
+                len: total,
+                limit: self.max_message,
+            });
+        }
+        let len = len as usize;
+        if buf.len() < offset + 4 + len {
+            return Ok(None);
+        }
+        let mask = [
+            buf[offset],
+            buf[offset + 1],
+            buf[offset + 2],
+            buf[offset + 3],
+        ];
+        buf.advance(offset + 4);
+        let mut payload = buf.split_to(len);
+        fastwebsockets::unmask(&mut payload, mask);
+        Ok(Some(Frame {
+            fin,
+            opcode,
+            payload,
+        }))
+    }
+
+    fn assemble(&mut self, frame: Frame) -> Result<Option<Incoming>, WireError> {
+        let Frame {
+            fin,
+            opcode,
+            payload,
+        } = frame;
+        match opcode {
+            0x8 => close(&payload).map(Some),
+            0x9 => Ok(Some(Incoming::Ping(payload.freeze()))),
+            0xA => Ok(Some(Incoming::Pong)),
+            0x0 => {
+                let Some((_, data)) = self.partial.as_mut() else {
+                    return Err(WireError::Fragmentation("continuation"));
+                };
+                data.extend_from_slice(&payload);
+                if !fin {
+                    return Ok(None);
+                }
+                let (opcode, data) = self.partial.take().expect("checked above");
+                message(opcode, data).map(Some)
+            }
+            _ => {
+                if self.partial.is_some() {
+                    return Err(WireError::Fragmentation("data"));
+                }
+                if fin {
+                    message(opcode, payload).map(Some)
+                } else {
+                    self.partial = Some((opcode, payload));
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+struct Frame {
+    fin: bool,
+    opcode: u8,
+    payload: BytesMut,
+}
+
+fn message(opcode: u8, data: BytesMut) -> Result<Incoming, WireError> {
+    if opcode == 0x1 {
+        if std::str::from_utf8(&data).is_err() {
+            return Err(WireError::InvalidUtf8);
+        }
+        Ok(Incoming::Text(data.freeze()))
+    } else {
+        Ok(Incoming::Binary(data.freeze()))
+    }
+}
+
+fn close(payload: &[u8]) -> Result<Incoming, WireError> {
+    match payload.len() {
+        0 => Ok(Incoming::Close(None)),
+        1 => Err(WireError::BadClose),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            // §7.4.1/§7.4.2: codes a peer may send.
+            let allowed = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            if !allowed {
+                return Err(WireError::BadClose);
+            }
+            if std::str::from_utf8(&payload[2..]).is_err() {
+                return Err(WireError::InvalidUtf8);
+            }
+            Ok(Incoming::Close(Some(code)))
+        }
+    }
+}
+
+/// Builds a masked client frame (for tests, fuzzing and the load harness's own checks).
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MASK: [u8; 4] = [1, 2, 3, 4];
+
+    fn read_all(bytes: &[u8], max: usize) -> Result<Vec<Incoming>, WireError> {
+        let mut reader = FrameReader::new(max);
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(m) = reader.next(&mut buf)? {
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn masked_text_is_read() {
+        let frame = client_frame(true, 1, b"{\"op\":\"ping\"}", MASK);
+        assert_eq!(
+            read_all(&frame, 1024).unwrap(),
+            vec![Incoming::Text(Bytes::from_static(b"{\"op\":\"ping\"}"))]
+        );
+    }
+
+    #[test]
+    fn unmasked_frames_are_refused_with_1002() {
+        let mut frame = client_frame(true, 1, b"hi", MASK);
+        frame[1] &= 0x7F;
+        frame.drain(2..6);
+        let err = read_all(&frame, 1024).unwrap_err();
+        assert_eq!((err.clone(), err.close_code()), (WireError::Unmasked, 1002));
+    }
+
+    #[test]
+    fn fragments_reassemble_within_the_limit() {
+        let mut bytes = client_frame(false, 1, b"hel", MASK);
+        bytes.extend(client_frame(true, 0x9, b"p", MASK));
+        bytes.extend(client_frame(true, 0, b"lo", MASK));
+        let got = read_all(&bytes, 5).unwrap();
+        assert_eq!(got[0], Incoming::Ping(Bytes::from_static(b"p")));
+        assert_eq!(got[1], Incoming::Text(Bytes::from_static(b"hello")));
+        let err = read_all(&bytes, 4).unwrap_err();
+        assert_eq!(
+            err.close_code(),
+            1009,
+            "the limit applies to the reassembled message"
+        );
+    }
+
+    #[test]
+    fn a_huge_announced_length_is_refused_before_buffering() {
+        let mut header = vec![0x82, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        header.extend_from_slice(&MASK);
+        let err = read_all(&header, 1024).unwrap_err();
+        assert!(matches!(err, WireError::TooBig { .. }));
+    }
+
+    #[test]
+    fn invalid_utf8_closes_with_1007() {
+        let err = read_all(&client_frame(true, 1, &[0xC3, 0x28], MASK), 64).unwrap_err();
+        assert_eq!(err.close_code(), 1007);
+    }
+
+    #[test]
+    fn protocol_violations_close_with_1002() {
+        for bytes in [
+            client_frame(true, 0, b"x", MASK),
+            client_frame(true, 3, b"x", MASK),
+            client_frame(false, 9, b"x", MASK),
+            client_frame(true, 8, &[0x03], MASK),
+            client_frame(true, 8, &[0x03, 0xED], MASK),
+            [
+                client_frame(false, 1, b"a", MASK),
+                client_frame(true, 1, b"b", MASK),
+            ]
+            .concat(),
+        ] {
+            assert_eq!(
+                read_all(&bytes, 64).unwrap_err().close_code(),
+                1002,
+                "{bytes:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = read_all(&bytes, 128);
+        }
+
+        #[test]
+        fn any_split_point_gives_the_same_messages(payload in proptest::collection::vec(any::<u8>(), 0..400), split in 0usize..420) {
+            let frame = client_frame(true, 2, &payload, MASK);
+            let split = split.min(frame.len());
+            let mut reader = FrameReader::new(1024);
+            let mut buf = BytesMut::from(&frame[..split]);
+            let first = reader.next(&mut buf).unwrap();
+            buf.extend_from_slice(&frame[split..]);
+            let got = match first { Some(m) => m, None => reader.next(&mut buf).unwrap().unwrap() };
+            prop_assert_eq!(got, Incoming::Binary(Bytes::from(payload)));
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The shard's main loop: drain the tick queue, append each tick's shared frame to the
+//! outbox of every local subscriber, then give each touched client one vectored write.
+//!
+//! Per tick: one hash lookup (last value) and, per subscriber, a refcount bump and a queue
+//! push. No lock, no allocation per client (gzip aside, see `encode::gzip`), no `.await`
+//! inside the loop. Between turns the loop yields so session tasks (control messages,
+//! writability) run on the same thread.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::TryRecvError;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+use tracing::{debug, warn};
+
+use super::{ShardCore, ShardId, ShardInputs};
+use crate::metrics;
+use crate::relay::Shared;
+use crate::sequencer::Batch;
+
+/// The body of a shard thread: admit sockets, fan out ticks until the sequencer stops, then
+/// close every client with 1001 and wait (bounded) for them to go.
+pub async fn run_shard(id: ShardId, shared: Arc<Shared>, inputs: ShardInputs) {
+    let ShardInputs {
+        ticks,
+        wake,
+        sockets,
+    } = inputs;
+    let core = Rc::new(RefCell::new(ShardCore::new(id, shared.clone())));
+    let admitting = tokio::task::spawn_local(admit(core.clone(), sockets));
+    fan_out(&core, &ticks, &wake).await;
+    admitting.abort();
+
+    let deadline = Instant::now() + shared.config.drain_timeout;
+    let left = core.borrow().session_left.clone();
+    {
+        let mut core = core.borrow_mut();
+        for (_, session) in &mut core.sessions {
+            session.close(1001, "going away", deadline, false);
+        }
+        core.flush_all();
+    }
+    loop {
+        let running = core.borrow().session_tasks.get();
+        if running == 0 {
+            break;
+        }
+        tokio::select! {
+            () = left.notified() => {}
+            () = tokio::time::sleep_until(deadline.into()) => {
+                debug!(shard = id, running, "drain deadline reached; dropping remaining clients");
+                break;
+            }
+        }
+    }
+}
+
+/// Starts serving each socket the acceptor hands over.
+async fn admit(
+    core: Rc<RefCell<ShardCore>>,
+    mut sockets: mpsc::UnboundedReceiver<std::net::TcpStream>,
+) {
+    while let Some(socket) = sockets.recv().await {
+        match TcpStream::from_std(socket) {
+            Ok(stream) => {
+                tokio::task::spawn_local(crate::http::serve(core.clone(), stream));
+            }
+            Err(e) => warn!(error = %e, "could not register an accepted socket"),
+        }
+    }
+}
+
+async fn fan_out(
+    core: &Rc<RefCell<ShardCore>>,
+    ticks: &crossbeam_channel::Receiver<Batch>,
+    wake: &Notify,
+) {
+    loop {
+        let mut batches = 0;
+        let mut closed = false;
+        {
+            let mut core = core.borrow_mut();
+            let now = Instant::now();
+            while batches < MAX_BATCHES_PER_TURN {
+                match ticks.try_recv() {
+                    Ok(batch) => {
+                        core.deliver(&batch, now);
+                        batches += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if batches > 0 {
+                core.flush_dirty_and_enforce(now);
+            }
+        }
+        if closed {
+            return;
+        }
+        if batches > 0 {
+            // Let session tasks run between turns; the queue keeps filling meanwhile, so
+            // the next turn batches more.
+            tokio::task::yield_now().await;
+        } else {
+            wake.notified().await;
+        }
+    }
+}
+
+impl ShardCore {
+    /// Appends every tick of `batch` to its subscribers' outboxes and records it as the
+    /// symbol's last value.
+    pub fn deliver(&mut self, batch: &Batch, now: Instant) {
+        let Self {
+            sessions,
+            subscriptions,
+            last,
+            dirty,
+            shared,
+            id,
+            ..
+        } = self;
+        let mut delivered = 0u64;
+        for frames in batch.iter() {
+            let symbol = &frames.tick().symbol;
+            match last.get_mut(symbol) {
+                Some(slot) => *slot = frames.clone(),
+                None => {
+                    last.insert(symbol.clone(), frames.clone());
+                }
+            }
+            for key in subscriptions.of(symbol.as_str()) {
+                let session = &mut sessions[key];
+                if session.push_tick(frames, now) {
+                    delivered += 1;
+                    if !session.dirty {
+                        session.dirty = true;
+                        dirty.push(key);
+                    }
+                }
+            }
+        }
+        metrics::add(&shared.metrics.shard(*id).deliveries, delivered);
+    }
+
+    /// Flushes every touched session, then applies the slow-consumer policy to those still
+    /// over budget after the write.
+    pub fn flush_dirty_and_enforce(&mut self, now: Instant) {
+        let metrics = self.shared.metrics.clone();
+        let metrics = metrics.shard(self.id);
+        let config = &self.shared.config;
+        for key in self.dirty.drain(..) {
+            if let Some(session) = self.sessions.get_mut(key) {
+                session.dirty = false;
+                session.flush(metrics);
+                session.enforce_budget(config, metrics, now);
+            }
+        }
+    }
+
+    /// Flushes every session (shutdown).
+    pub fn flush_all(&mut self) {
+        let metrics = self.shared.metrics.clone();
+        for (_, session) in &mut self.sessions {
+            session.flush(metrics.shard(self.id));
+        }
+    }
+}
+
+/// Most sequencer batches handled per turn before yielding to the session tasks.
+const MAX_BATCHES_PER_TURN: usize = 64;

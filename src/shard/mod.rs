@@ -1,0 +1,159 @@
+//! Shards: one pinned OS thread per core, each with its own current-thread runtime and the
+//! sessions it owns outright.
+//!
+//! Other threads reach a shard only through its queues: [`TickSender`] (the sequencer's
+//! batches, a bounded crossbeam queue plus a wake-up) and [`ShardHandle`] (accepted sockets).
+//! Inside, [`ShardCore`] holds the sessions, the subscription index and the last value per
+//! symbol; the fan-out loop and the session tasks share it through an `Rc<RefCell<_>>`,
+//! never across an `.await`.
+
+pub mod fanout;
+pub mod outbox;
+pub mod subscriptions;
+pub mod thread;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::TcpStream as StdTcpStream;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use slab::Slab;
+use tokio::sync::{Notify, mpsc};
+
+use crate::encode::Frames;
+use crate::relay::Shared;
+use crate::sequencer::Batch;
+use crate::session::Session;
+use crate::tick::Symbol;
+pub use subscriptions::{SessionKey, Subscriptions};
+
+/// A shard's index, `0..shards`.
+pub type ShardId = usize;
+
+/// The sequencer's end of a shard's tick queue.
+#[derive(Debug)]
+pub struct TickSender {
+    tx: crossbeam_channel::Sender<Batch>,
+    wake: Arc<Notify>,
+}
+
+impl TickSender {
+    /// Queues `batch` for the shard, blocking while its queue is full (backpressure).
+    pub fn deliver(&self, batch: Batch) {
+        // Err: the shard has stopped (shutdown); nobody is left to deliver to.
+        let _ = self.tx.send(batch);
+        self.wake.notify_one();
+    }
+}
+
+impl Drop for TickSender {
+    fn drop(&mut self) {
+        // Let the shard see the closed queue now rather than at its next tick.
+        self.wake.notify_one();
+    }
+}
+
+/// The acceptor's end of a shard: hands it accepted sockets.
+#[derive(Clone, Debug)]
+pub struct ShardHandle {
+    /// Which shard.
+    pub id: ShardId,
+    sockets: mpsc::UnboundedSender<StdTcpStream>,
+}
+
+impl ShardHandle {
+    /// Gives `stream` to the shard; false if the shard has stopped.
+    pub fn admit(&self, stream: StdTcpStream) -> bool {
+        self.sockets.send(stream).is_ok()
+    }
+}
+
+/// What a shard receives on its thread: ticks, sockets and its wake-up.
+#[derive(Debug)]
+pub struct ShardInputs {
+    /// Batches from the sequencer.
+    pub ticks: crossbeam_channel::Receiver<Batch>,
+    /// Notified after every batch (and when the sequencer stops).
+    pub wake: Arc<Notify>,
+    /// Accepted sockets.
+    pub sockets: mpsc::UnboundedReceiver<StdTcpStream>,
+}
+
+/// Creates the queues of shard `id`: the sequencer's sender, the acceptor's handle, and
+/// the shard's inputs.
+pub fn channels(id: ShardId) -> (TickSender, ShardHandle, ShardInputs) {
+    let (tx, ticks) = crossbeam_channel::bounded(QUEUE_BATCHES);
+    let wake = Arc::new(Notify::new());
+    let (sockets_tx, sockets) = mpsc::unbounded_channel();
+    (
+        TickSender {
+            tx,
+            wake: wake.clone(),
+        },
+        ShardHandle {
+            id,
+            sockets: sockets_tx,
+        },
+        ShardInputs {
+            ticks,
+            wake,
+            sockets,
+        },
+    )
+}
+
+/// Everything a shard owns, on its own thread.
+#[derive(Debug)]
+pub struct ShardCore {
+    /// This shard's index.
+    pub id: ShardId,
+    /// Relay-wide shared state (config, metrics, interest, inbox, shutdown).
+    pub shared: Arc<Shared>,
+    /// Live sessions.
+    pub sessions: Slab<Session>,
+    /// Who wants which symbol.
+    pub subscriptions: Subscriptions,
+    /// The last tick of every symbol this shard has seen (snapshots, `/price`).
+    pub last: HashMap<Symbol, Arc<Frames>>,
+    /// Sessions with frames queued since the last flush.
+    dirty: Vec<SessionKey>,
+    /// Session tasks still running (a closing one lingers after leaving `sessions`).
+    pub session_tasks: Rc<Cell<usize>>,
+    /// Notified whenever a session task ends (shutdown waits on it).
+    pub session_left: Rc<Notify>,
+}
+
+impl ShardCore {
+    /// An empty shard.
+    pub fn new(id: ShardId, shared: Arc<Shared>) -> Self {
+        Self {
+            id,
+            shared,
+            sessions: Slab::new(),
+            subscriptions: Subscriptions::new(),
+            last: HashMap::new(),
+            dirty: Vec::new(),
+            session_tasks: Rc::new(Cell::new(0)),
+            session_left: Rc::new(Notify::new()),
+        }
+    }
+
+    /// Marks `key` for the next flush.
+    pub fn mark_dirty(&mut self, key: SessionKey) {
+        let session = &mut self.sessions[key];
+        if !session.dirty {
+            session.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// Writes what every marked session has pending (one vectored write each).
+    pub fn flush_dirty(&mut self) {
+        self.flush_dirty_and_enforce(Instant::now());
+    }
+}
+
+/// Batches a shard queue holds before the sequencer waits (~4 s of 1,000 batches/s).
+const QUEUE_BATCHES: usize = 4096;

@@ -1,0 +1,299 @@
+//! Shared helpers for the integration tests: an in-process relay on free ports, a real
+//! WebSocket client (tokio-tungstenite), an ingest connection, and condition waits.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tickrelay::{Config, Relay, RelayHandle};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expectation may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A relay running in this process on free loopback ports.
+pub struct TestRelay {
+    pub handle: Option<RelayHandle>,
+    pub http: std::net::SocketAddr,
+    pub ingest: std::net::SocketAddr,
+    pub ingest_protobuf: std::net::SocketAddr,
+}
+
+impl TestRelay {
+    pub async fn start(config: Config) -> Self {
+        let handle = Relay::start(config).expect("relay starts on free ports");
+        let relay = Self {
+            http: handle.http_addr,
+            ingest: handle.ingest_addr,
+            ingest_protobuf: handle.ingest_protobuf_addr,
+            handle: Some(handle),
+        };
+        relay.wait_ready().await;
+        relay
+    }
+
+    pub fn url(&self, query: &str) -> String {
+        format!("ws://{}/ws{}", self.http, query)
+    }
+
+    /// A JSON client connected with `query` (e.g. `?symbols=A`), its welcome already read.
+    pub async fn client(&self, query: &str) -> WsClient {
+        let mut client = WsClient::connect(&self.url(query)).await;
+        let welcome = client.next_json().await;
+        assert_eq!(
+            welcome["type"], "welcome",
+            "first message is welcome: {welcome}"
+        );
+        client
+    }
+
+    /// An NDJSON ingest connection.
+    pub async fn ingest(&self) -> Ingest {
+        Ingest::connect(self.ingest).await
+    }
+
+    /// Publishes `count` ticks of `symbol` (price = 100 + seq/100, ts_ns = seq) over one
+    /// ingest connection.
+    pub async fn publish_many(&self, symbol: &str, count: u64) {
+        let mut ingest = self.ingest().await;
+        let lines: Vec<String> = (1..=count)
+            .map(|i| tick_line(symbol, 100.0 + i as f64 / 100.0, i))
+            .collect();
+        ingest.send_lines(&lines).await;
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        http(self.http, "GET", path, "").await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        http(self.http, "POST", path, body).await
+    }
+
+    pub async fn wait_ready(&self) {
+        wait_for("relay ready", || async {
+            self.get("/ready").await.0 == 200
+        })
+        .await;
+    }
+
+    /// Stops the relay (blocking join on a helper thread).
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown();
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .expect("join relay threads");
+        }
+    }
+
+    pub fn metrics(&self) -> &tickrelay::metrics::Metrics {
+        &self.handle.as_ref().expect("relay running").shared.metrics
+    }
+}
+
+/// `{"symbol":S,"price":P,"size":1.0,"ts_ns":T}`
+pub fn tick_line(symbol: &str, price: f64, ts_ns: u64) -> String {
+    format!(r#"{{"symbol":"{symbol}","price":{price},"size":1.0,"ts_ns":{ts_ns}}}"#)
+}
+
+/// A real WebSocket client.
+pub struct WsClient {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("websocket handshake");
+        Self { ws }
+    }
+
+    /// The next data message (text or binary), skipping pings/pongs.
+    pub async fn next_message(&mut self) -> Message {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("message in time")
+                .expect("stream open")
+                .expect("valid frame");
+            match msg {
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The next message as JSON (panics on a close or binary frame).
+    pub async fn next_json(&mut self) -> Value {
+        match self.next_message().await {
+            Message::Text(text) => serde_json::from_str(&text).expect("server sends valid JSON"),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    /// The next message whose `type` is not `tick`.
+    pub async fn next_non_tick(&mut self) -> Value {
+        loop {
+            let msg = self.next_json().await;
+            if msg["type"] != "tick" {
+                return msg;
+            }
+        }
+    }
+
+    pub async fn send_json(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Reads ticks until every symbol in `last` reached its seq; returns the seqs seen per symbol.
+    pub async fn ticks_until(
+        &mut self,
+        last: &BTreeMap<String, u64>,
+    ) -> BTreeMap<String, Vec<u64>> {
+        let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let done = |seen: &BTreeMap<String, Vec<u64>>| {
+            last.iter()
+                .all(|(s, n)| seen.get(s).and_then(|v| v.last()) == Some(n))
+        };
+        while !done(&seen) {
+            let msg = self.next_json().await;
+            if msg["type"] == "tick" {
+                let symbol = msg["symbol"].as_str().unwrap().to_owned();
+                seen.entry(symbol)
+                    .or_default()
+                    .push(msg["seq"].as_u64().unwrap());
+            }
+        }
+        seen
+    }
+
+    /// Waits for the close frame; returns its code and reason.
+    pub async fn expect_close(&mut self) -> (u16, String) {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close in time")
+            {
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return (code.into(), reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("connection failed before a close frame: {e}"),
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+}
+
+/// An NDJSON ingest connection; reads back the relay's error lines.
+pub struct Ingest {
+    pub write: tokio::net::tcp::OwnedWriteHalf,
+    pub replies: tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+}
+
+impl Ingest {
+    pub async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("ingest connect");
+        let (read, write) = stream.into_split();
+        Self {
+            write,
+            replies: BufReader::new(read).lines(),
+        }
+    }
+
+    pub async fn send_lines(&mut self, lines: &[String]) {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        self.write
+            .write_all(text.as_bytes())
+            .await
+            .expect("ingest write");
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.write.write_all(bytes).await.expect("ingest write");
+    }
+
+    pub async fn next_reply(&mut self) -> Value {
+        let line = tokio::time::timeout(WAIT, self.replies.next_line())
+            .await
+            .expect("reply in time")
+            .expect("read reply")
+            .expect("a reply line");
+        serde_json::from_str(&line).expect("reply is JSON")
+    }
+}
+
+/// A minimal HTTP/1.1 request over a fresh connection; returns status and JSON body.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, Value) {
+    let (status, text) = http_raw(addr, method, path, body).await;
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json)
+}
+
+pub async fn http_raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("http connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("http write");
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
+    )
+    .await
+    .expect("http response in time")
+    .expect("http read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `cond` every 10 ms until it holds, failing after [`WAIT`].
+pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
