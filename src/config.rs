@@ -72,9 +72,43 @@ pub struct Config {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub outbox_max_age: Duration,
 
+    /// Kernel send buffer per client socket, in bytes (0: the OS autotunes it, up to 4 MiB
+    /// on Linux). A fixed size caps kernel memory per client and makes the outbox budget,
+    /// not the kernel, decide when a client is slow.
+    #[arg(long, default_value_t = 0)]
+    pub send_buffer_bytes: usize,
+
     /// Default slow-consumer policy (a client may choose with `?slow=`).
     #[arg(long, value_enum, default_value_t = SlowPolicy::Disconnect)]
     pub slow_policy: SlowPolicy,
+
+    /// Ticks kept per symbol for `resume` (the replay ring). Memory is about
+    /// depth × symbols × 400 bytes (the tick and its encoded frames): 1,024 × 64 demo
+    /// symbols ≈ 26 MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub replay_depth: usize,
+
+    /// Most distinct symbols the relay tracks; ticks of further new symbols are refused
+    /// (counted as `symbol_limit`), so hostile ingest cannot grow memory without bound.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_symbols: usize,
+
+    /// How often the relay pings each client (WebSocket ping frame).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A client that sends nothing (not even a pong) for this long is closed with 4009.
+    #[arg(long, default_value = "45s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Control messages per second a client may send (token bucket, burst of the same size).
+    #[arg(long, default_value_t = 50)]
+    pub max_control_rate: u32,
+
+    /// Serve `/echo`: a WebSocket endpoint that echoes messages through the same stack and
+    /// limits as `/ws`, for conformance fuzzers such as Autobahn|Testsuite. Off by default.
+    #[arg(long)]
+    pub conformance_echo: bool,
 
     /// Most symbols one client may subscribe to (`*` counts as one).
     #[arg(long, default_value_t = 1024)]
@@ -130,6 +164,13 @@ impl Config {
             outbox_bytes: 256 * 1024,
             outbox_max_age: Duration::from_secs(2),
             slow_policy: SlowPolicy::Disconnect,
+            send_buffer_bytes: 0,
+            replay_depth: 1024,
+            max_symbols: 100_000,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            max_control_rate: 50,
+            conformance_echo: false,
             max_symbols_per_client: 1024,
             max_message_bytes: 64 * 1024,
             max_ingest_line: 64 * 1024,
@@ -160,12 +201,22 @@ impl Config {
             ("--max-ingest-line", self.max_ingest_line),
             ("--max-connections", self.max_connections),
             ("--demo-symbols", self.demo_symbols),
+            ("--replay-depth", self.replay_depth),
+            ("--max-symbols", self.max_symbols),
+            ("--max-control-rate", self.max_control_rate as usize),
         ];
         if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid {
                 flag,
                 value: "0".into(),
                 reason: "must be at least 1",
+            });
+        }
+        if self.ping_interval.is_zero() || self.idle_timeout < self.ping_interval {
+            return Err(ConfigError::Invalid {
+                flag: "--idle-timeout",
+                value: format!("{:?}", self.idle_timeout),
+                reason: "must be at least --ping-interval (and the interval above zero)",
             });
         }
         if self.shards > 256 {

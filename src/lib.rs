@@ -26,6 +26,7 @@ pub mod config;
 pub mod encode;
 pub mod http;
 pub mod ingest;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod proto;

@@ -4,15 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use crate::limits::PerIpLimit;
 use crate::relay::Shared;
-use crate::shard::ShardHandle;
+use crate::shard::{Admitted, ShardHandle};
 
 /// Accepts clients until shutdown.
 pub async fn accept(listener: TcpListener, shards: Vec<ShardHandle>, shared: Arc<Shared>) {
     let metrics = &shared.metrics;
+    let per_ip = PerIpLimit::new(shared.config.max_connections_per_ip);
     loop {
         let accepted = tokio::select! {
             // Shutdown first: once it fires we accept nobody, even if a peer is waiting.
@@ -30,12 +33,17 @@ pub async fn accept(listener: TcpListener, shards: Vec<ShardHandle>, shared: Arc
                 continue;
             }
         };
+        let Ok(ip_slot) = per_ip.acquire(peer.ip()) else {
+            metrics::refuse(metrics);
+            debug!(%peer, "connection refused: --max-connections-per-ip reached");
+            tokio::task::spawn_local(refuse(stream));
+            continue;
+        };
         let held = metrics.connections() + metrics.sessions();
         if held >= shared.config.max_connections as u64 {
             metrics::refuse(metrics);
             debug!(%peer, held, "connection refused: --max-connections reached");
-            // Best effort 503 so an HTTP client sees why; the socket is closed either way.
-            let _ = stream.try_write(REFUSED);
+            tokio::task::spawn_local(refuse(stream));
             continue;
         }
         let target = shards
@@ -47,14 +55,27 @@ pub async fn accept(listener: TcpListener, shards: Vec<ShardHandle>, shared: Arc
             })
             .expect("a relay has at least one shard");
         match stream.into_std() {
-            Ok(socket) => {
-                if !target.admit(socket) {
+            Ok(stream) => {
+                if !target.admit(Admitted { stream, ip_slot }) {
                     break;
                 }
             }
             Err(e) => warn!(error = %e, "could not detach an accepted socket"),
         }
     }
+}
+
+/// Answers 503 and closes: half-close, then read what the client sent (bounded), so the
+/// answer is not destroyed by a reset over unread request bytes.
+async fn refuse(stream: tokio::net::TcpStream) {
+    let _ = tokio::time::timeout(REFUSE_LINGER, async {
+        let mut stream = stream;
+        if stream.write_all(REFUSED).await.is_ok() && stream.shutdown().await.is_ok() {
+            let mut sink = [0u8; 1024];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+    })
+    .await;
 }
 
 mod metrics {
@@ -66,5 +87,8 @@ mod metrics {
     }
 }
 
+/// How long a refused connection may take to read its 503 (bounded: refusals happen
+/// under pressure, and each holds a descriptor).
+const REFUSE_LINGER: Duration = Duration::from_millis(250);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 83\r\n\r\n{\"type\":\"error\",\"code\":\"too_many_connections\",\"message\":\"connection limit reached\"}";

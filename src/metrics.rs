@@ -124,6 +124,7 @@ pub const ERROR_CODES: &[&str] = &[
     "too_many_symbols",
     "not_subscribed",
     "rate_limited",
+    "already_subscribed",
     "binary_not_supported",
     // websocket protocol
     "message_too_big",

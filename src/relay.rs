@@ -145,7 +145,12 @@ impl Relay {
             handles.push(handle);
         }
 
-        let sequencer = Sequencer::new(senders, shared.interest.clone(), shared.metrics.clone());
+        let sequencer = Sequencer::new(
+            senders,
+            shared.interest.clone(),
+            shared.metrics.clone(),
+            shared.config.max_symbols,
+        );
         let stop = shared.shutdown.clone();
         threads.push(
             std::thread::Builder::new()

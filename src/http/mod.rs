@@ -7,7 +7,7 @@
 pub mod publish;
 pub mod stats;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::rc::Rc;
 
@@ -22,7 +22,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::limits::IpSlot;
 use crate::metrics;
+use crate::session::handshake::Mode;
 use crate::session::{self, handshake};
 use crate::shard::ShardCore;
 use crate::shutdown::Phase;
@@ -31,7 +33,7 @@ use crate::shutdown::Phase;
 pub type HttpResponse = Response<Full<Bytes>>;
 
 /// Serves one connection until it closes or upgrades to a WebSocket session.
-pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream) {
+pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream, ip_slot: Option<IpSlot>) {
     let _ = stream.set_nodelay(true);
     let (shared, id) = {
         let core = core.borrow();
@@ -39,7 +41,9 @@ pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream) {
     };
     let counters = shared.metrics.shard(id);
     metrics::add(&counters.connections, 1);
-    let service = service_fn(move |request| route(core.clone(), request));
+    // The slot follows the connection into its WebSocket session, if it upgrades.
+    let ip_slot = Rc::new(Cell::new(ip_slot));
+    let service = service_fn(move |request| route(core.clone(), ip_slot.clone(), request));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         // Slowloris guard: the request head must arrive within the handshake timeout.
@@ -58,11 +62,14 @@ pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream) {
 
 async fn route(
     core: Rc<RefCell<ShardCore>>,
+    ip_slot: Rc<Cell<Option<IpSlot>>>,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let path = request.uri().path().to_owned();
+    let echo = core.borrow().shared.config.conformance_echo;
     let response = match (request.method(), path.as_str()) {
-        (&Method::GET, "/ws") => upgrade(core, request),
+        (&Method::GET, "/ws") => upgrade(core, ip_slot, request, Mode::Feed),
+        (&Method::GET, "/echo") if echo => upgrade(core, ip_slot, request, Mode::Echo),
         (&Method::GET, "/health") => stats::health(&core.borrow()),
         (&Method::GET, "/ready") => stats::ready(&core.borrow()),
         (&Method::GET, "/stats") => stats::stats(&core.borrow()),
@@ -91,7 +98,12 @@ async fn route(
     Ok(response)
 }
 
-fn upgrade(core: Rc<RefCell<ShardCore>>, mut request: Request<Incoming>) -> HttpResponse {
+fn upgrade(
+    core: Rc<RefCell<ShardCore>>,
+    ip_slot: Rc<Cell<Option<IpSlot>>>,
+    mut request: Request<Incoming>,
+    mode: Mode,
+) -> HttpResponse {
     let shared = core.borrow().shared.clone();
     let refuse = |e: handshake::HandshakeError| {
         shared.metrics.count_error(e.code());
@@ -116,7 +128,11 @@ fn upgrade(core: Rc<RefCell<ShardCore>>, mut request: Request<Incoming>) -> Http
             "expected `Upgrade: websocket`".into(),
         ));
     }
-    let params = match handshake::parse(request.uri().query(), request.headers(), &shared.config) {
+    let params = match mode {
+        Mode::Feed => handshake::parse(request.uri().query(), request.headers(), &shared.config),
+        Mode::Echo => Ok(handshake::SessionParams::echo()),
+    };
+    let params = match params {
         Ok(params) => params,
         Err(e) => return refuse(e),
     };
@@ -131,6 +147,7 @@ fn upgrade(core: Rc<RefCell<ShardCore>>, mut request: Request<Incoming>) -> Http
             HeaderValue::from_static(params.encoding.subprotocol()),
         );
     }
+    let ip_slot = ip_slot.take();
     tokio::task::spawn_local(async move {
         let websocket = match upgraded.await {
             Ok(websocket) => websocket,
@@ -145,7 +162,7 @@ fn upgrade(core: Rc<RefCell<ShardCore>>, mut request: Request<Incoming>) -> Http
             .into_inner()
             .downcast::<TokioIo<TcpStream>>()
         {
-            Ok(io) => session::run(core, io.io.into_inner(), io.read_buf, params).await,
+            Ok(io) => session::run(core, io.io.into_inner(), io.read_buf, params, ip_slot).await,
             Err(_) => debug!("upgraded connection is not a plain TCP stream"),
         }
     });

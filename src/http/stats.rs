@@ -65,7 +65,7 @@ pub fn stats(core: &ShardCore) -> HttpResponse {
         sessions: m.sessions(),
         ticks_in: m.ticks_in.load(Relaxed),
         ticks_out: shards.iter().map(|s| s.deliveries).sum(),
-        symbols: core.last.len(),
+        symbols: core.history.len(),
         subscriptions: per_symbol.iter().map(|(s, n)| (s.as_str(), *n)).collect(),
         wildcard_subscriptions: wildcard,
         errors: m.errors().collect(),
@@ -82,8 +82,9 @@ pub fn stats(core: &ShardCore) -> HttpResponse {
 /// `GET /symbols`: every symbol seen, with its last seq.
 pub fn symbols(core: &ShardCore) -> HttpResponse {
     let mut list: Vec<SymbolEntry<'_>> = core
-        .last
+        .history
         .values()
+        .filter_map(|h| h.last())
         .map(|f| SymbolEntry {
             symbol: f.tick().symbol.as_str(),
             seq: f.tick().seq.0,
@@ -96,7 +97,7 @@ pub fn symbols(core: &ShardCore) -> HttpResponse {
 
 /// `GET /price/{symbol}`: the symbol's last tick, as a JSON `snapshot` message.
 pub fn price(core: &ShardCore, symbol: &str) -> HttpResponse {
-    match core.last.get(symbol) {
+    match core.last(symbol) {
         Some(frames) => {
             let mut body = Vec::with_capacity(256);
             write_tick(&mut body, "snapshot", frames.tick());

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::encode::{Frames, Wire};
 use crate::metrics::{self, Metrics};
@@ -42,16 +42,23 @@ pub struct Sequencer {
     shards: Vec<TickSender>,
     interest: Arc<Interest>,
     metrics: Arc<Metrics>,
+    max_symbols: usize,
 }
 
 impl Sequencer {
     /// A sequencer feeding `shards`.
-    pub fn new(shards: Vec<TickSender>, interest: Arc<Interest>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        shards: Vec<TickSender>,
+        interest: Arc<Interest>,
+        metrics: Arc<Metrics>,
+        max_symbols: usize,
+    ) -> Self {
         Self {
             symbols: HashMap::new(),
             shards,
             interest,
             metrics,
+            max_symbols,
         }
     }
 
@@ -85,28 +92,37 @@ impl Sequencer {
 
     /// Sequences, encodes and hands on one batch (blocking while a shard queue is full).
     pub fn sequence(&mut self, ticks: Vec<Tick>) {
-        let count = ticks.len() as u64;
         let batch: Batch = ticks
             .into_iter()
-            .map(|tick| Arc::new(self.prepare(tick)))
+            .filter_map(|tick| self.prepare(tick))
+            .map(Arc::new)
             .collect();
+        if batch.is_empty() {
+            return;
+        }
         for shard in &self.shards {
             shard.deliver(batch.clone());
         }
-        metrics::add(&self.metrics.ticks_in, count);
+        metrics::add(&self.metrics.ticks_in, batch.len() as u64);
     }
 
-    fn prepare(&mut self, mut tick: Tick) -> Frames {
-        let state = match self.symbols.get_mut(&tick.symbol) {
-            Some(state) => state,
-            None => self
-                .symbols
-                .entry(tick.symbol.clone())
-                .or_insert_with(|| SymbolSeq {
-                    next: Seq::FIRST,
-                    interest: self.interest.entry(&tick.symbol),
-                }),
-        };
+    /// Assigns the tick its seq and pre-encodes it; `None` if it is a new symbol beyond
+    /// `--max-symbols` (counted as `symbol_limit`).
+    fn prepare(&mut self, mut tick: Tick) -> Option<Frames> {
+        let known = self.symbols.contains_key(&tick.symbol);
+        if !known && self.symbols.len() >= self.max_symbols {
+            self.metrics.count_error("symbol_limit");
+            warn!(symbol = %tick.symbol, limit = self.max_symbols, "tick of a new symbol refused: --max-symbols reached");
+            return None;
+        }
+        let interest = &self.interest;
+        let state = self
+            .symbols
+            .entry(tick.symbol.clone())
+            .or_insert_with(|| SymbolSeq {
+                next: Seq::FIRST,
+                interest: interest.entry(&tick.symbol),
+            });
         tick.seq = state.next;
         state.next = state.next.next();
         let frames = Frames::new(tick);
@@ -115,7 +131,7 @@ impl Sequencer {
                 frames.frame(wire);
             }
         }
-        frames
+        Some(frames)
     }
 }
 

@@ -125,6 +125,9 @@ pub enum ControlError {
     /// Binary frames carry control messages only for protobuf clients.
     #[error("binary control messages are only for protobuf clients; send JSON text")]
     BinaryNotSupported,
+    /// A resume named symbols the session already receives live.
+    #[error("already subscribed to {0}; unsubscribe before resuming")]
+    AlreadySubscribed(String),
     /// More control messages per second than allowed.
     #[error("more than {0} control messages per second")]
     RateLimited(u32),
@@ -141,6 +144,7 @@ impl ControlError {
             Self::InvalidSymbol { .. } => "invalid_symbol",
             Self::TooManySymbols { .. } => "too_many_symbols",
             Self::BinaryNotSupported => "binary_not_supported",
+            Self::AlreadySubscribed(_) => "already_subscribed",
             Self::RateLimited(_) => "rate_limited",
         }
     }

@@ -12,6 +12,16 @@ use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
 use crate::tick::{Seq, Symbol};
 
+/// What the session does with client messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `/ws`: the tick feed; client messages are control messages.
+    Feed,
+    /// `/echo` (`--conformance-echo`): every message is echoed back, through the same
+    /// frame reader, limits and write path as `/ws`.
+    Echo,
+}
+
 /// What a client asked for at connect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionParams {
@@ -25,6 +35,22 @@ pub struct SessionParams {
     pub slow: SlowPolicy,
     /// Positions to resume from.
     pub resume: Vec<(Symbol, Seq)>,
+    /// Feed or echo.
+    pub mode: Mode,
+}
+
+impl SessionParams {
+    /// The parameters of an `/echo` session (no subscriptions, JSON framing unused).
+    pub fn echo() -> Self {
+        Self {
+            encoding: Encoding::Json,
+            by_subprotocol: false,
+            selection: Selection::default(),
+            slow: SlowPolicy::Disconnect,
+            resume: Vec::new(),
+            mode: Mode::Echo,
+        }
+    }
 }
 
 /// Why an upgrade was refused.
@@ -96,6 +122,7 @@ pub fn parse(
         selection: Selection::default(),
         slow: config.slow_policy,
         resume: Vec::new(),
+        mode: Mode::Feed,
     };
     let mut query_encoding = None;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -137,6 +164,19 @@ pub fn parse(
             }
             other => return Err(HandshakeError::UnknownParam(clip(other))),
         }
+    }
+    let resumed = params
+        .resume
+        .iter()
+        .filter(|(s, _)| !params.selection.symbols.contains(s))
+        .count();
+    if params.selection.len() + resumed > config.max_symbols_per_client {
+        let requested = params.selection.len() + resumed;
+        return Err(ControlError::TooManySymbols {
+            requested,
+            limit: config.max_symbols_per_client,
+        }
+        .into());
     }
     let header_encoding = subprotocol(headers)?;
     params.encoding = match (query_encoding, header_encoding) {

@@ -1,34 +1,40 @@
 //! Sessions: one WebSocket client, owned by its shard.
 //!
 //! [`Session`] is the shard-side state the fan-out loop touches (encoder, outbox,
-//! subscriptions, phase). [`run`] is the session's task on the shard: it reads and answers
-//! control frames, waits for writability when the socket is full, and on leaving removes
-//! the session from its shard. Every frame to the client, replies included, goes through
-//! the outbox, so bytes on the socket are never interleaved.
+//! subscriptions, slow-consumer state). [`run`] is the session's task on the shard: it reads
+//! and answers control frames, pings the client, sends heartbeats, waits for writability
+//! when the socket is full, and on leaving removes the session from its shard. Every frame
+//! to the client, replies included, goes through the outbox, so bytes on the socket are
+//! never interleaved.
 
 pub mod control;
 pub mod handshake;
 pub mod wire;
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IoSlice};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio::time::{Interval, MissedTickBehavior};
 use tracing::debug;
 
 use crate::config::{Config, SlowPolicy};
 use crate::encode::ws_frame::{self, OpCode};
 use crate::encode::{Encoder, Encoding, Frames, Message};
+use crate::limits::{IpSlot, TokenBucket};
 use crate::metrics::{self, ShardMetrics};
+use crate::shard::outbox::Outbox;
+use crate::shard::replay::Replay;
 use crate::shard::{SessionKey, ShardCore};
-use crate::tick::Symbol;
-use control::{Control, ControlError, ControlParser, Selection};
-use handshake::SessionParams;
+use crate::tick::{Seq, Symbol, now_ns};
+use control::{Control, ControlError, Selection};
+use handshake::{Mode, SessionParams};
 use wire::{FrameReader, Incoming, WireError};
 
 /// Where a session is in its life.
@@ -50,25 +56,54 @@ pub struct Session {
     pub id: u64,
     stream: Rc<TcpStream>,
     encoder: Encoder,
-    outbox: super::shard::outbox::Outbox,
+    outbox: Outbox,
+    /// Bytes a replay may hold beyond the outbox budget until they drain (a resume is
+    /// bounded by the ring depth, and must not count as slowness).
+    replay_allowance: usize,
     /// Symbols subscribed to by name (empty while `all`).
     symbols: BTreeSet<Symbol>,
     /// Subscribed to `*`.
     all: bool,
     slow: SlowPolicy,
+    /// While a conflating client lags: the newest skipped tick per symbol and the first
+    /// seq it skipped.
+    lagging: Option<BTreeMap<Symbol, (Arc<Frames>, Seq)>>,
     phase: Phase,
     /// Listed in the shard's dirty list.
     pub(crate) dirty: bool,
     /// The last write would have blocked; the task waits for writability.
     blocked: bool,
-    /// Wakes the session's task (blocked, closing, dead).
+    /// Wakes the session's task (blocked, closing, dead, heartbeat changed).
     signal: Rc<Notify>,
+    control_rate: TokenBucket,
+    /// Application heartbeat interval the client asked for.
+    heartbeat: Option<Duration>,
+    mode: Mode,
 }
 
 impl Session {
-    /// Queues a tick's frame; false if the session takes no more ticks.
-    pub fn push_tick(&mut self, frames: &Frames, now: Instant) -> bool {
+    /// Queues a tick's frame; false if the session takes no more ticks (closing) or the
+    /// tick was conflated.
+    pub fn push_tick(
+        &mut self,
+        frames: &Arc<Frames>,
+        now: Instant,
+        metrics: &ShardMetrics,
+    ) -> bool {
         if self.phase != Phase::Live {
+            return false;
+        }
+        if let Some(pending) = &mut self.lagging {
+            let tick = frames.tick();
+            match pending.get_mut(&tick.symbol) {
+                Some(slot) => {
+                    slot.0 = frames.clone();
+                    metrics::add(&metrics.conflated, 1);
+                }
+                None => {
+                    pending.insert(tick.symbol.clone(), (frames.clone(), tick.seq));
+                }
+            }
             return false;
         }
         let frame = self.encoder.tick(frames);
@@ -80,6 +115,13 @@ impl Session {
     pub fn send(&mut self, message: &Message<'_>, now: Instant) {
         if self.phase == Phase::Live {
             let frame = self.encoder.message(message);
+            self.outbox.push(frame, now);
+        }
+    }
+
+    /// Queues a raw control frame (ping, pong, echo).
+    fn send_frame(&mut self, frame: Bytes, now: Instant) {
+        if self.phase == Phase::Live {
             self.outbox.push(frame, now);
         }
     }
@@ -96,15 +138,19 @@ impl Session {
         self.outbox
             .push(ws_frame::close_frame(code, reason), Instant::now());
         self.phase = Phase::Closing { deadline };
+        self.lagging = None;
         self.signal.notify_one();
     }
 
     /// Writes as much of the outbox as the socket takes now, without waiting.
-    pub fn flush(&mut self, metrics: &ShardMetrics) {
+    pub fn flush(&mut self, metrics: &ShardMetrics, config: &Config) {
         if self.blocked || self.phase == Phase::Dead {
             return;
         }
-        while !self.outbox.is_empty() {
+        loop {
+            if self.outbox.is_empty() {
+                break;
+            }
             let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
             let count = self.outbox.slices(&mut slices);
             let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
@@ -112,6 +158,7 @@ impl Session {
                 Ok(written) => {
                     self.outbox.advance(written);
                     metrics::add(&metrics.bytes_out, written as u64);
+                    self.caught_up(config);
                     if written < offered {
                         // The socket buffer is full: wait for writability.
                         self.block();
@@ -138,17 +185,18 @@ impl Session {
 
     /// Applies the slow-consumer policy if the outbox is over its budget.
     pub fn enforce_budget(&mut self, config: &Config, metrics: &ShardMetrics, now: Instant) {
-        if self.phase != Phase::Live
-            || !self
-                .outbox
-                .over_budget(config.outbox_bytes, config.outbox_max_age, now)
+        if self.phase != Phase::Live || self.lagging.is_some() {
+            return;
+        }
+        let max_bytes = config.outbox_bytes.max(self.replay_allowance);
+        if !self
+            .outbox
+            .over_budget(max_bytes, config.outbox_max_age, now)
         {
             return;
         }
         match self.slow {
-            // Conflation keeps the latest tick per symbol: until it lands, a conflating
-            // client is treated like a disconnecting one.
-            SlowPolicy::Disconnect | SlowPolicy::Conflate => {
+            SlowPolicy::Disconnect => {
                 metrics::add(&metrics.slow_disconnects, 1);
                 debug!(
                     session = self.id,
@@ -157,12 +205,51 @@ impl Session {
                 );
                 self.close(CLOSE_SLOW, "slow consumer", now + SLOW_CLOSE_GRACE, true);
             }
+            SlowPolicy::Conflate => {
+                debug!(
+                    session = self.id,
+                    pending = self.outbox.bytes(),
+                    "slow consumer conflating"
+                );
+                self.lagging = Some(BTreeMap::new());
+            }
         }
     }
 
     /// The encoding the client negotiated.
     pub fn encoding(&self) -> Encoding {
         self.encoder.encoding()
+    }
+
+    /// After a write: ends a replay allowance once drained, and ends conflation once the
+    /// backlog is down to half the budget, sending each skipped range as a `gap` before the
+    /// newest tick of its symbol.
+    fn caught_up(&mut self, config: &Config) {
+        if self.outbox.bytes() <= config.outbox_bytes {
+            self.replay_allowance = 0;
+        }
+        if self.outbox.bytes() > config.outbox_bytes / 2 {
+            return;
+        }
+        let Some(pending) = self.lagging.take() else {
+            return;
+        };
+        let now = Instant::now();
+        for (symbol, (latest, first_skipped)) in pending {
+            let newest = latest.tick().seq;
+            if newest > first_skipped {
+                self.send(
+                    &Message::Gap {
+                        symbol: &symbol,
+                        from: first_skipped,
+                        to: Seq(newest.0 - 1),
+                    },
+                    now,
+                );
+            }
+            let frame = self.encoder.tick(&latest);
+            self.outbox.push(frame, now);
+        }
     }
 
     fn block(&mut self) {
@@ -173,15 +260,20 @@ impl Session {
     }
 }
 
-/// Runs one upgraded client until it leaves: registers it on the shard, sends `welcome` and
-/// the snapshots, then reads control frames and waits on its socket.
+/// Runs one upgraded client until it leaves: registers it on the shard, sends `welcome`,
+/// snapshots or replays, then serves its socket.
 pub async fn run(
     core: Rc<RefCell<ShardCore>>,
     stream: TcpStream,
     leftover: Bytes,
     params: SessionParams,
+    ip_slot: Option<IpSlot>,
 ) {
     let _ = stream.set_nodelay(true);
+    let send_buffer = core.borrow().shared.config.send_buffer_bytes;
+    if send_buffer > 0 {
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer);
+    }
     let stream = Rc::new(stream);
     let signal = Rc::new(Notify::new());
     let (key, config) = {
@@ -191,15 +283,25 @@ pub async fn run(
         (key, core.shared.config.clone())
     };
     let mut reader = FrameReader::new(config.max_message_bytes);
-    let mut parser = ControlParser::new(config.max_symbols_per_client);
     let mut input = BytesMut::from(&leftover[..]);
-    let mut client_closed = !handle_input(&core, key, &mut reader, &mut parser, &mut input);
+    let mut last_heard = Instant::now();
+    let mut ping = every(config.ping_interval);
+    let mut heartbeat: Option<(Duration, Interval)> = None;
+    let mut client_closed = !handle_input(&core, key, &mut reader, &mut input);
     while !client_closed {
-        let (phase, blocked, flushed) = {
+        let (phase, blocked, flushed, wanted_heartbeat) = {
             let core = core.borrow();
             let session = &core.sessions[key];
-            (session.phase, session.blocked, session.outbox.is_empty())
+            (
+                session.phase,
+                session.blocked,
+                session.outbox.is_empty(),
+                session.heartbeat,
+            )
         };
+        if wanted_heartbeat != heartbeat.as_ref().map(|(d, _)| *d) {
+            heartbeat = wanted_heartbeat.map(|d| (d, every(d)));
+        }
         let deadline = match phase {
             Phase::Dead => break,
             Phase::Closing { .. } if flushed => break,
@@ -216,11 +318,11 @@ pub async fn run(
             () = tokio::time::sleep_until(deadline.into()) => break,
             ready = stream.writable(), if blocked => {
                 let mut core = core.borrow_mut();
-                let (metrics, id) = (core.shared.metrics.clone(), core.id);
+                let (metrics, id, config) = (core.shared.metrics.clone(), core.id, core.shared.clone());
                 let session = &mut core.sessions[key];
                 session.blocked = false;
                 if ready.is_ok() {
-                    session.flush(metrics.shard(id));
+                    session.flush(metrics.shard(id), &config.config);
                 } else {
                     session.phase = Phase::Dead;
                 }
@@ -231,10 +333,20 @@ pub async fn run(
                 }
                 match stream.try_read_buf(&mut input) {
                     Ok(0) => break,
-                    Ok(_) => client_closed = !handle_input(&core, key, &mut reader, &mut parser, &mut input),
+                    Ok(_) => {
+                        last_heard = Instant::now();
+                        client_closed = !handle_input(&core, key, &mut reader, &mut input);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => break,
                 }
+            }
+            _ = ping.tick() => keep_alive(&core, key, last_heard),
+            _ = tick_of(&mut heartbeat), if heartbeat.is_some() => {
+                let mut core = core.borrow_mut();
+                core.sessions[key].send(&Message::Heartbeat { ts_ns: now_ns() }, Instant::now());
+                core.mark_dirty(key);
+                core.flush_dirty();
             }
         }
     }
@@ -242,13 +354,13 @@ pub async fn run(
     if flushed_close {
         linger(&stream).await;
     }
-    drop(stream);
+    drop((stream, ip_slot));
     let core = core.borrow();
     core.session_tasks.set(core.session_tasks.get() - 1);
     core.session_left.notify_one();
 }
 
-/// Registers a new session, subscribes it and queues `welcome` and snapshots.
+/// Registers a new session, subscribes it and queues `welcome` and snapshots or replays.
 fn open(
     core: &mut ShardCore,
     stream: Rc<TcpStream>,
@@ -261,29 +373,56 @@ fn open(
         id,
         stream,
         encoder: Encoder::new(params.encoding),
-        outbox: super::shard::outbox::Outbox::new(),
+        outbox: Outbox::new(),
+        replay_allowance: 0,
         symbols: BTreeSet::new(),
         all: false,
         slow: params.slow,
+        lagging: None,
         phase: Phase::Live,
         dirty: false,
         blocked: false,
         signal,
+        control_rate: TokenBucket::new(core.shared.config.max_control_rate, now),
+        heartbeat: None,
+        mode: params.mode,
     });
     metrics::add(&core.shared.metrics.shard(core.id).sessions, 1);
+    if params.mode == Mode::Echo {
+        return key;
+    }
+    let resumed: Vec<Symbol> = params.resume.iter().map(|(s, _)| s.clone()).collect();
+    let mut welcome_symbols = params.selection.symbols.clone();
+    welcome_symbols.extend(
+        resumed
+            .iter()
+            .filter(|s| !params.selection.symbols.contains(s))
+            .cloned(),
+    );
     let shard = core.id as u32;
     core.sessions[key].send(
         &Message::Welcome {
             session: id,
             shard,
             encoding: params.encoding,
-            symbols: &params.selection.symbols,
+            symbols: &welcome_symbols,
         },
         now,
     );
-    // The connect-time list is validated against the limit by the handshake already.
-    let added = subscribe(core, key, &params.selection);
+    // The connect-time lists were validated against the limit by the handshake already.
+    let live = Selection {
+        all: params.selection.all,
+        symbols: params
+            .selection
+            .symbols
+            .iter()
+            .filter(|s| !resumed.contains(s))
+            .cloned()
+            .collect(),
+    };
+    let added = subscribe(core, key, &live);
     send_snapshots(core, key, &added, now);
+    resume(core, key, &params.resume, now);
     core.mark_dirty(key);
     core.flush_dirty();
     key
@@ -295,7 +434,6 @@ fn handle_input(
     core: &Rc<RefCell<ShardCore>>,
     key: SessionKey,
     reader: &mut FrameReader,
-    parser: &mut ControlParser,
     input: &mut BytesMut,
 ) -> bool {
     let mut core = core.borrow_mut();
@@ -306,7 +444,7 @@ fn handle_input(
         match reader.next(input) {
             Ok(None) => break,
             Ok(Some(message)) => {
-                if !handle_message(core, key, parser, message, now) {
+                if !handle_message(core, key, message, now) {
                     open = false;
                     break;
                 }
@@ -323,28 +461,12 @@ fn handle_input(
     open
 }
 
-fn handle_message(
-    core: &mut ShardCore,
-    key: SessionKey,
-    parser: &mut ControlParser,
-    message: Incoming,
-    now: Instant,
-) -> bool {
-    let encoding = core.sessions[key].encoding();
+fn handle_message(core: &mut ShardCore, key: SessionKey, message: Incoming, now: Instant) -> bool {
+    let session = &mut core.sessions[key];
+    let (encoding, mode) = (session.encoding(), session.mode);
     let control = match message {
-        Incoming::Text(text) => {
-            let mut scratch = text.to_vec();
-            parser.json(&mut scratch)
-        }
-        Incoming::Binary(bytes) if encoding == Encoding::Protobuf => parser.protobuf(&bytes),
-        Incoming::Binary(_) => Err(ControlError::BinaryNotSupported),
         Incoming::Ping(payload) => {
-            let session = &mut core.sessions[key];
-            if session.phase == Phase::Live {
-                session
-                    .outbox
-                    .push(ws_frame::frame(OpCode::Pong, &payload), now);
-            }
+            session.send_frame(ws_frame::frame(OpCode::Pong, &payload), now);
             return true;
         }
         Incoming::Pong => return true,
@@ -354,59 +476,50 @@ fn handle_message(
             core.sessions[key].close(code.unwrap_or(1000), "", deadline, true);
             return false;
         }
+        Incoming::Text(text) if mode == Mode::Echo => {
+            session.send_frame(ws_frame::frame(OpCode::Text, &text), now);
+            return true;
+        }
+        Incoming::Binary(bytes) if mode == Mode::Echo => {
+            session.send_frame(ws_frame::frame(OpCode::Binary, &bytes), now);
+            return true;
+        }
+        _ if !session.control_rate.take(now) => Err(ControlError::RateLimited(
+            core.shared.config.max_control_rate,
+        )),
+        Incoming::Text(text) => {
+            let mut scratch = text.to_vec();
+            core.control_parser.json(&mut scratch)
+        }
+        Incoming::Binary(bytes) if encoding == Encoding::Protobuf => {
+            core.control_parser.protobuf(&bytes)
+        }
+        Incoming::Binary(_) => Err(ControlError::BinaryNotSupported),
     };
     match control {
         Ok(control) => apply(core, key, control, now),
-        Err(error) => {
-            core.shared.metrics.count_error(error.code());
-            debug!(session = core.sessions[key].id, code = error.code(), %error, "control message refused");
-            core.sessions[key].send(
-                &Message::Error {
-                    code: error.code(),
-                    message: &error.to_string(),
-                },
-                now,
-            );
-        }
+        Err(error) => refuse(core, key, &error, now),
     }
     true
+}
+
+fn refuse(core: &mut ShardCore, key: SessionKey, error: &ControlError, now: Instant) {
+    core.shared.metrics.count_error(error.code());
+    debug!(session = core.sessions[key].id, code = error.code(), %error, "control message refused");
+    core.sessions[key].send(
+        &Message::Error {
+            code: error.code(),
+            message: &error.to_string(),
+        },
+        now,
+    );
 }
 
 fn apply(core: &mut ShardCore, key: SessionKey, control: Control, now: Instant) {
     match control {
         Control::Subscribe(selection) => {
-            let limit = core.shared.config.max_symbols_per_client;
-            let session = &core.sessions[key];
-            let held = if session.all {
-                1
-            } else {
-                session.symbols.len()
-            };
-            let new = if selection.all {
-                usize::from(!session.all)
-            } else if session.all {
-                0
-            } else {
-                selection
-                    .symbols
-                    .iter()
-                    .filter(|s| !session.symbols.contains(*s))
-                    .count()
-            };
-            if held + new > limit {
-                let error = ControlError::TooManySymbols {
-                    requested: held + new,
-                    limit,
-                };
-                core.shared.metrics.count_error(error.code());
-                core.sessions[key].send(
-                    &Message::Error {
-                        code: error.code(),
-                        message: &error.to_string(),
-                    },
-                    now,
-                );
-                return;
+            if let Err(error) = check_limit(core, key, selection.all, &selection.symbols) {
+                return refuse(core, key, &error, now);
             }
             let added = subscribe(core, key, &selection);
             ack(core, key, "subscribed", &selection, now);
@@ -426,18 +539,73 @@ fn apply(core: &mut ShardCore, key: SessionKey, control: Control, now: Instant) 
             ack(core, key, "snapshot", &selection, now);
         }
         Control::Ping { id } => core.sessions[key].send(&Message::Pong { id }, now),
-        Control::Resume(_) | Control::Heartbeat { .. } => {
-            let message = "not supported by this relay version";
-            core.shared.metrics.count_error("bad_message");
-            core.sessions[key].send(
-                &Message::Error {
-                    code: "unsupported",
-                    message,
+        Control::Resume(positions) => {
+            let session = &core.sessions[key];
+            let taken: Vec<&str> = positions
+                .iter()
+                .filter(|(s, _)| session.all || session.symbols.contains(s))
+                .map(|(s, _)| s.as_str())
+                .collect();
+            if !taken.is_empty() {
+                let error = ControlError::AlreadySubscribed(taken.join(","));
+                return refuse(core, key, &error, now);
+            }
+            let symbols: Vec<Symbol> = positions.iter().map(|(s, _)| s.clone()).collect();
+            if let Err(error) = check_limit(core, key, false, &symbols) {
+                return refuse(core, key, &error, now);
+            }
+            ack(
+                core,
+                key,
+                "resumed",
+                &Selection {
+                    all: false,
+                    symbols,
                 },
                 now,
             );
+            resume(core, key, &positions, now);
+        }
+        Control::Heartbeat { interval } => {
+            let session = &mut core.sessions[key];
+            session.heartbeat = (!interval.is_zero()).then(|| interval.max(MIN_HEARTBEAT));
+            session.signal.notify_one();
+            ack(core, key, "heartbeat", &Selection::default(), now);
         }
     }
+}
+
+/// Refuses a subscription that would take the session past `--max-symbols-per-client`.
+fn check_limit(
+    core: &ShardCore,
+    key: SessionKey,
+    all: bool,
+    symbols: &[Symbol],
+) -> Result<(), ControlError> {
+    let limit = core.shared.config.max_symbols_per_client;
+    let session = &core.sessions[key];
+    let held = if session.all {
+        1
+    } else {
+        session.symbols.len()
+    };
+    let new = if all {
+        usize::from(!session.all)
+    } else if session.all {
+        0
+    } else {
+        symbols
+            .iter()
+            .filter(|s| !session.symbols.contains(*s))
+            .count()
+    };
+    if held + new > limit {
+        return Err(ControlError::TooManySymbols {
+            requested: held + new,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 /// What a subscribe added, for the snapshots that follow it.
@@ -506,22 +674,71 @@ fn unsubscribe(core: &mut ShardCore, key: SessionKey, selection: &Selection) {
 }
 
 fn send_snapshots(core: &mut ShardCore, key: SessionKey, added: &Added, now: Instant) {
-    let ShardCore { sessions, last, .. } = core;
+    let ShardCore {
+        sessions, history, ..
+    } = core;
     let session = &mut sessions[key];
     match added {
         Added::All => {
-            let mut all: Vec<_> = last.values().collect();
+            let mut all: Vec<_> = history.values().filter_map(|h| h.last()).collect();
             all.sort_by(|a, b| a.tick().symbol.cmp(&b.tick().symbol));
             for frames in all {
                 session.send(&Message::Snapshot(frames.tick()), now);
             }
         }
         Added::Symbols(symbols) => {
-            for frames in symbols.iter().filter_map(|s| last.get(s)) {
+            for frames in symbols
+                .iter()
+                .filter_map(|s| history.get(s))
+                .filter_map(|h| h.last())
+            {
                 session.send(&Message::Snapshot(frames.tick()), now);
             }
         }
     }
+}
+
+/// Subscribes each symbol and sends what the client missed after its position: the ticks
+/// from the ring, or a `gap` and a snapshot when the position is older than the ring.
+/// Runs between fan-out turns, so the replay ends exactly where the live stream resumes.
+fn resume(core: &mut ShardCore, key: SessionKey, positions: &[(Symbol, Seq)], now: Instant) {
+    if positions.is_empty() {
+        return;
+    }
+    let symbols = positions.iter().map(|(s, _)| s.clone()).collect();
+    subscribe(
+        core,
+        key,
+        &Selection {
+            all: false,
+            symbols,
+        },
+    );
+    let ShardCore {
+        sessions,
+        history,
+        shared,
+        id,
+        ..
+    } = core;
+    let metrics = shared.metrics.shard(*id);
+    let session = &mut sessions[key];
+    for (symbol, seq) in positions {
+        match history.get(symbol).and_then(|h| h.since(*seq)) {
+            None => {}
+            Some(Replay::Ticks(ticks)) => {
+                for frames in ticks {
+                    session.push_tick(frames, now, metrics);
+                }
+            }
+            Some(Replay::Gap { from, to, last }) => {
+                session.send(&Message::Gap { symbol, from, to }, now);
+                session.send(&Message::Snapshot(last.tick()), now);
+            }
+            Some(Replay::Ahead { last }) => session.send(&Message::Snapshot(last.tick()), now),
+        }
+    }
+    session.replay_allowance = session.outbox.bytes();
 }
 
 fn ack(
@@ -531,8 +748,7 @@ fn ack(
     selection: &Selection,
     now: Instant,
 ) {
-    let session = &mut core.sessions[key];
-    session.send(
+    core.sessions[key].send(
         &Message::Ack {
             op,
             all: selection.all,
@@ -542,19 +758,39 @@ fn ack(
     );
 }
 
+/// Pings the client, or closes it with 4009 if it has sent nothing for `--idle-timeout`.
+fn keep_alive(core: &Rc<RefCell<ShardCore>>, key: SessionKey, last_heard: Instant) {
+    let mut core = core.borrow_mut();
+    let now = Instant::now();
+    let idle_timeout = core.shared.config.idle_timeout;
+    if now.saturating_duration_since(last_heard) >= idle_timeout {
+        core.shared.metrics.count_error("idle_timeout");
+        let session = &mut core.sessions[key];
+        debug!(session = session.id, "idle timeout");
+        session.close(CLOSE_IDLE, "idle timeout", now + SLOW_CLOSE_GRACE, true);
+    } else {
+        let stamp = now_ns().to_be_bytes();
+        core.sessions[key].send_frame(ws_frame::frame(OpCode::Ping, &stamp), now);
+    }
+    core.mark_dirty(key);
+    core.flush_dirty();
+}
+
 fn protocol_error(core: &mut ShardCore, key: SessionKey, error: &WireError, now: Instant) {
     core.shared.metrics.count_error(error.code());
     let session = &mut core.sessions[key];
     debug!(session = session.id, code = error.code(), %error, "websocket protocol error");
     let deadline = now + core.shared.config.drain_timeout;
-    // An error message first (where the socket still frames), then the close code.
-    session.send(
-        &Message::Error {
-            code: error.code(),
-            message: &error.to_string(),
-        },
-        now,
-    );
+    if session.mode == Mode::Feed {
+        // An error message first (the frame layer still works), then the close code.
+        session.send(
+            &Message::Error {
+                code: error.code(),
+                message: &error.to_string(),
+            },
+            now,
+        );
+    }
     session.close(error.close_code(), &error.to_string(), deadline, false);
 }
 
@@ -564,14 +800,9 @@ fn leave(core: &Rc<RefCell<ShardCore>>, key: SessionKey) -> bool {
     let mut core = core.borrow_mut();
     let all = Selection {
         all: true,
-        symbols: Vec::new(),
-    };
-    let named = Selection {
-        all: false,
         symbols: core.sessions[key].symbols.iter().cloned().collect(),
     };
     unsubscribe(&mut core, key, &all);
-    unsubscribe(&mut core, key, &named);
     let session = core.sessions.remove(key);
     metrics::sub(&core.shared.metrics.shard(core.id).sessions, 1);
     matches!(session.phase, Phase::Closing { .. }) && session.outbox.is_empty()
@@ -598,17 +829,37 @@ async fn linger(stream: &TcpStream) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
+/// An interval whose first tick is one period from now, skipping missed ticks.
+fn every(period: Duration) -> Interval {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
+}
+
+async fn tick_of(heartbeat: &mut Option<(Duration, Interval)>) {
+    match heartbeat {
+        Some((_, interval)) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 /// Close code for a slow consumer (4000-4999: private use, RFC 6455 §7.4.2).
 pub const CLOSE_SLOW: u16 = 4008;
-/// How long a slow consumer's close frame may take before the socket is dropped.
+/// Close code for a client silent for longer than `--idle-timeout`.
+pub const CLOSE_IDLE: u16 = 4009;
+/// How long a slow or idle client's close frame may take before the socket is dropped.
 const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long a closing socket waits for the client's side of the close.
 const LINGER: Duration = Duration::from_secs(2);
 /// Most frames offered to one vectored write (Linux's IOV_MAX is 1024; 64 covers a turn).
 const WRITE_SLICES: usize = 64;
-/// Read buffer growth step.
-const READ_CHUNK: usize = 8 * 1024;
+/// Read buffer growth step: control messages are small, and memory per idle client counts.
+const READ_CHUNK: usize = 1024;
+/// Shortest application heartbeat interval honoured.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
+use super::replay::History;
 use super::{ShardCore, ShardId, ShardInputs};
 use crate::metrics;
 use crate::relay::Shared;
@@ -61,12 +62,16 @@ pub async fn run_shard(id: ShardId, shared: Arc<Shared>, inputs: ShardInputs) {
 /// Starts serving each socket the acceptor hands over.
 async fn admit(
     core: Rc<RefCell<ShardCore>>,
-    mut sockets: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut sockets: mpsc::UnboundedReceiver<super::Admitted>,
 ) {
-    while let Some(socket) = sockets.recv().await {
-        match TcpStream::from_std(socket) {
+    while let Some(admitted) = sockets.recv().await {
+        match TcpStream::from_std(admitted.stream) {
             Ok(stream) => {
-                tokio::task::spawn_local(crate::http::serve(core.clone(), stream));
+                tokio::task::spawn_local(crate::http::serve(
+                    core.clone(),
+                    stream,
+                    admitted.ip_slot,
+                ));
             }
             Err(e) => warn!(error = %e, "could not register an accepted socket"),
         }
@@ -121,24 +126,27 @@ impl ShardCore {
         let Self {
             sessions,
             subscriptions,
-            last,
+            history,
             dirty,
             shared,
             id,
             ..
         } = self;
+        let metrics = shared.metrics.shard(*id);
+        let depth = shared.config.replay_depth;
         let mut delivered = 0u64;
         for frames in batch.iter() {
             let symbol = &frames.tick().symbol;
-            match last.get_mut(symbol) {
-                Some(slot) => *slot = frames.clone(),
-                None => {
-                    last.insert(symbol.clone(), frames.clone());
-                }
+            match history.get_mut(symbol) {
+                Some(history) => history.push(frames.clone()),
+                None => history
+                    .entry(symbol.clone())
+                    .or_insert_with(|| History::new(depth))
+                    .push(frames.clone()),
             }
             for key in subscriptions.of(symbol.as_str()) {
                 let session = &mut sessions[key];
-                if session.push_tick(frames, now) {
+                if session.push_tick(frames, now, metrics) {
                     delivered += 1;
                     if !session.dirty {
                         session.dirty = true;
@@ -147,7 +155,7 @@ impl ShardCore {
                 }
             }
         }
-        metrics::add(&shared.metrics.shard(*id).deliveries, delivered);
+        metrics::add(&metrics.deliveries, delivered);
     }
 
     /// Flushes every touched session, then applies the slow-consumer policy to those still
@@ -159,7 +167,7 @@ impl ShardCore {
         for key in self.dirty.drain(..) {
             if let Some(session) = self.sessions.get_mut(key) {
                 session.dirty = false;
-                session.flush(metrics);
+                session.flush(metrics, config);
                 session.enforce_budget(config, metrics, now);
             }
         }
@@ -169,7 +177,7 @@ impl ShardCore {
     pub fn flush_all(&mut self) {
         let metrics = self.shared.metrics.clone();
         for (_, session) in &mut self.sessions {
-            session.flush(metrics.shard(self.id));
+            session.flush(metrics.shard(self.id), &self.shared.config);
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod fanout;
 pub mod outbox;
+pub mod replay;
 pub mod subscriptions;
 pub mod thread;
 
@@ -23,10 +24,13 @@ use slab::Slab;
 use tokio::sync::{Notify, mpsc};
 
 use crate::encode::Frames;
+use crate::limits::IpSlot;
 use crate::relay::Shared;
 use crate::sequencer::Batch;
 use crate::session::Session;
+use crate::session::control::ControlParser;
 use crate::tick::Symbol;
+use replay::History;
 pub use subscriptions::{SessionKey, Subscriptions};
 
 /// A shard's index, `0..shards`.
@@ -60,14 +64,23 @@ impl Drop for TickSender {
 pub struct ShardHandle {
     /// Which shard.
     pub id: ShardId,
-    sockets: mpsc::UnboundedSender<StdTcpStream>,
+    sockets: mpsc::UnboundedSender<Admitted>,
 }
 
 impl ShardHandle {
-    /// Gives `stream` to the shard; false if the shard has stopped.
-    pub fn admit(&self, stream: StdTcpStream) -> bool {
-        self.sockets.send(stream).is_ok()
+    /// Gives an accepted connection to the shard; false if the shard has stopped.
+    pub fn admit(&self, connection: Admitted) -> bool {
+        self.sockets.send(connection).is_ok()
     }
+}
+
+/// An accepted client connection on its way to a shard.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The socket (non-blocking).
+    pub stream: StdTcpStream,
+    /// Its place in the per-IP connection count, held for the connection's life.
+    pub ip_slot: Option<IpSlot>,
 }
 
 /// What a shard receives on its thread: ticks, sockets and its wake-up.
@@ -78,7 +91,7 @@ pub struct ShardInputs {
     /// Notified after every batch (and when the sequencer stops).
     pub wake: Arc<Notify>,
     /// Accepted sockets.
-    pub sockets: mpsc::UnboundedReceiver<StdTcpStream>,
+    pub sockets: mpsc::UnboundedReceiver<Admitted>,
 }
 
 /// Creates the queues of shard `id`: the sequencer's sender, the acceptor's handle, and
@@ -115,8 +128,11 @@ pub struct ShardCore {
     pub sessions: Slab<Session>,
     /// Who wants which symbol.
     pub subscriptions: Subscriptions,
-    /// The last tick of every symbol this shard has seen (snapshots, `/price`).
-    pub last: HashMap<Symbol, Arc<Frames>>,
+    /// Per symbol seen: the replay ring, whose newest entry is the last value (snapshots,
+    /// `/price`, resume).
+    pub history: HashMap<Symbol, History>,
+    /// The shard's control-message parser (its scratch buffers are reused by every session).
+    pub control_parser: ControlParser,
     /// Sessions with frames queued since the last flush.
     dirty: Vec<SessionKey>,
     /// Session tasks still running (a closing one lingers after leaving `sessions`).
@@ -129,11 +145,12 @@ impl ShardCore {
     /// An empty shard.
     pub fn new(id: ShardId, shared: Arc<Shared>) -> Self {
         Self {
+            control_parser: ControlParser::new(shared.config.max_symbols_per_client),
             id,
             shared,
             sessions: Slab::new(),
             subscriptions: Subscriptions::new(),
-            last: HashMap::new(),
+            history: HashMap::new(),
             dirty: Vec::new(),
             session_tasks: Rc::new(Cell::new(0)),
             session_left: Rc::new(Notify::new()),
@@ -152,6 +169,11 @@ impl ShardCore {
     /// Writes what every marked session has pending (one vectored write each).
     pub fn flush_dirty(&mut self) {
         self.flush_dirty_and_enforce(Instant::now());
+    }
+
+    /// The last tick of `symbol` this shard has seen.
+    pub fn last(&self, symbol: &str) -> Option<&Arc<Frames>> {
+        self.history.get(symbol).and_then(History::last)
     }
 }
 

@@ -297,3 +297,84 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A WebSocket client whose socket has a tiny receive buffer and that never reads unless
+/// asked: the relay sees it as a slow consumer within a few KiB.
+pub async fn slow_client(relay: &TestRelay, query: &str) -> WsClient {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let stream = socket.connect(relay.http).await.expect("connect");
+    let (ws, _) = tokio_tungstenite::client_async(relay.url(query), MaybeTlsStream::Plain(stream))
+        .await
+        .expect("handshake");
+    WsClient { ws }
+}
+
+/// A raw TCP connection that has completed the WebSocket upgrade on `path` (e.g.
+/// `/ws?symbols=A`); what follows is up to the test (hostile frames, partial frames).
+pub async fn raw_upgrade(addr: std::net::SocketAddr, path: &str) -> (TcpStream, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: test\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut stream, &mut byte))
+            .await
+            .expect("upgrade answer in time")
+            .expect("read");
+        assert_eq!(n, 1, "connection closed during the upgrade");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    (stream, head)
+}
+
+/// Reads raw server frames until a close frame; returns its code (panics on timeout).
+pub async fn read_until_close(stream: &mut TcpStream) -> u16 {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Parse whole unmasked server frames off the front of `buf`.
+        while buf.len() >= 2 {
+            let (len, head) = match buf[1] & 0x7F {
+                126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                127 if buf.len() >= 10 => (
+                    u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                126 | 127 => break,
+                n => (n as usize, 2),
+            };
+            if buf.len() < head + len {
+                break;
+            }
+            if buf[0] & 0x0F == 0x8 {
+                return if len >= 2 {
+                    u16::from_be_bytes([buf[head], buf[head + 1]])
+                } else {
+                    1005
+                };
+            }
+            buf.drain(..head + len);
+        }
+        let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(stream, &mut chunk))
+            .await
+            .expect("close frame in time")
+            .expect("read");
+        assert!(n > 0, "connection ended without a close frame");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

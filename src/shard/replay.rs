@@ -1,0 +1,179 @@
+//! [`History`]: a shard's record of one symbol: the replay ring of its newest ticks, whose
+//! last entry is the symbol's last value.
+//!
+//! The ring lives in the shard, next to the live stream it is cut from: a resume is served
+//! between two fan-out turns on the shard's own thread, so the replay ends exactly where
+//! the live stream continues (no tick missing or repeated at the boundary) without a lock.
+//! Entries are `Arc<Frames>` handles shared with the other shards, so N shards cost N
+//! pointers per tick, not N copies.
+//!
+//! What stays true: the ring holds the newest `depth` ticks of the symbol in seq order with
+//! no gap, and `since(seq)` returns exactly the ticks after `seq` or says why it cannot.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::encode::Frames;
+use crate::tick::Seq;
+
+/// The newest ticks of one symbol.
+#[derive(Debug)]
+pub struct History {
+    ring: VecDeque<Arc<Frames>>,
+    depth: usize,
+}
+
+/// What a resume from a position gets.
+#[derive(Debug)]
+pub enum Replay<'a> {
+    /// Every tick after the position, in order (possibly none: the client is up to date).
+    Ticks(Vec<&'a Arc<Frames>>),
+    /// The position is older than the ring: ticks `from..=to` are gone; `last` is the value
+    /// to send as a snapshot.
+    Gap {
+        /// First missing seq.
+        from: Seq,
+        /// Last missing seq (the one before `last`).
+        to: Seq,
+        /// The newest tick.
+        last: &'a Arc<Frames>,
+    },
+    /// The position is ahead of anything this relay has sequenced (e.g. it restarted):
+    /// `last` is sent as a snapshot so the client can resynchronise.
+    Ahead {
+        /// The newest tick.
+        last: &'a Arc<Frames>,
+    },
+}
+
+impl History {
+    /// An empty history keeping the newest `depth` ticks (at least one: the last value).
+    pub fn new(depth: usize) -> Self {
+        Self {
+            ring: VecDeque::with_capacity(depth.clamp(1, INITIAL_CAPACITY)),
+            depth: depth.max(1),
+        }
+    }
+
+    /// Records the next tick (seq order is the sequencer's promise).
+    pub fn push(&mut self, frames: Arc<Frames>) {
+        if self.ring.len() == self.depth {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(frames);
+    }
+
+    /// The newest tick.
+    pub fn last(&self) -> Option<&Arc<Frames>> {
+        self.ring.back()
+    }
+
+    /// The ticks after `seq` (the last one the client has).
+    pub fn since(&self, seq: Seq) -> Option<Replay<'_>> {
+        let last = self.ring.back()?;
+        let newest = last.tick().seq;
+        let oldest = self
+            .ring
+            .front()
+            .expect("non-empty: it has a back")
+            .tick()
+            .seq;
+        if seq > newest {
+            return Some(Replay::Ahead { last });
+        }
+        if seq.0 + 1 >= oldest.0 {
+            let skip = usize::try_from(seq.0 + 1 - oldest.0).expect("within the ring length");
+            return Some(Replay::Ticks(self.ring.iter().skip(skip).collect()));
+        }
+        Some(Replay::Gap {
+            from: seq.next(),
+            to: Seq(newest.0 - 1),
+            last,
+        })
+    }
+}
+
+/// Rings start small and grow to `depth`: most symbols in a wide universe are quiet.
+const INITIAL_CAPACITY: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tick::{RawTick, Tick};
+    use proptest::prelude::*;
+
+    fn frames(seq: u64) -> Arc<Frames> {
+        let mut tick = Tick::try_from(RawTick {
+            symbol: "R".into(),
+            price: Some(1.0),
+            ts_ns: seq,
+            ..RawTick::default()
+        })
+        .unwrap();
+        tick.seq = Seq(seq);
+        Arc::new(Frames::new(tick))
+    }
+
+    fn seqs(replay: Replay<'_>) -> Vec<u64> {
+        match replay {
+            Replay::Ticks(t) => t.iter().map(|f| f.tick().seq.0).collect(),
+            other => panic!("expected ticks, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn resume_inside_the_ring_returns_exactly_the_missed_ticks() {
+        let mut h = History::new(4);
+        for seq in 1..=6 {
+            h.push(frames(seq));
+        }
+        assert_eq!(seqs(h.since(Seq(4)).unwrap()), vec![5, 6]);
+        assert_eq!(
+            seqs(h.since(Seq(2)).unwrap()),
+            vec![3, 4, 5, 6],
+            "oldest kept is 3"
+        );
+        assert_eq!(
+            seqs(h.since(Seq(6)).unwrap()),
+            Vec::<u64>::new(),
+            "up to date"
+        );
+    }
+
+    #[test]
+    fn resume_older_than_the_ring_is_a_gap_then_the_last_value() {
+        let mut h = History::new(4);
+        for seq in 1..=10 {
+            h.push(frames(seq));
+        }
+        match h.since(Seq(3)).unwrap() {
+            Replay::Gap { from, to, last } => {
+                assert_eq!((from, to, last.tick().seq), (Seq(4), Seq(9), Seq(10)));
+            }
+            other => panic!("expected a gap, got {other:?}"),
+        }
+        assert!(matches!(h.since(Seq(11)).unwrap(), Replay::Ahead { .. }));
+        assert!(History::new(4).since(Seq(1)).is_none(), "nothing seen yet");
+    }
+
+    proptest! {
+        #[test]
+        fn since_never_skips_or_repeats(depth in 1usize..50, count in 1u64..200, from in 0u64..220) {
+            let mut h = History::new(depth);
+            for seq in 1..=count { h.push(frames(seq)); }
+            match h.since(Seq(from)).unwrap() {
+                Replay::Ticks(ticks) => {
+                    let got: Vec<u64> = ticks.iter().map(|f| f.tick().seq.0).collect();
+                    let want: Vec<u64> = (from + 1..=count).collect();
+                    prop_assert_eq!(got, want);
+                }
+                Replay::Gap { from: gap_from, to, last } => {
+                    prop_assert_eq!(gap_from.0, from + 1);
+                    prop_assert_eq!(to.0 + 1, last.tick().seq.0);
+                    prop_assert!(from + 1 < count + 1 - depth.min(count as usize) as u64);
+                }
+                Replay::Ahead { .. } => prop_assert!(from > count),
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Limits: each violation is answered with a clear error or close code and counted.
+
+mod support;
+
+use support::TestRelay;
+use tickrelay::Config;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn connection_limits_refuse_with_503_and_count() {
+    let relay = TestRelay::start(Config {
+        max_connections: 3,
+        ..Config::for_tests()
+    })
+    .await;
+    let _a = relay.client("").await;
+    let _b = relay.client("").await;
+    let _c = relay.client("").await;
+    let (status, body) = support::http_raw(relay.http, "GET", "/health", "").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("too_many_connections"));
+    assert_eq!(
+        relay
+            .metrics()
+            .connections_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test]
+async fn per_ip_limit_applies_per_source_address() {
+    let relay = TestRelay::start(Config {
+        max_connections_per_ip: 1,
+        ..Config::for_tests()
+    })
+    .await;
+    let _held = relay.client("").await;
+    let (status, _) = support::http_raw(relay.http, "GET", "/health", "").await;
+    assert_eq!(status, 503, "a second connection from 127.0.0.1 is refused");
+    // Another loopback address is another source.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(relay.http).await.unwrap();
+    other
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut other, &mut response)
+        .await
+        .unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn control_message_rate_is_limited_per_client() {
+    let relay = TestRelay::start(Config {
+        max_control_rate: 5,
+        ..Config::for_tests()
+    })
+    .await;
+    let mut client = relay.client("").await;
+    for id in 0..8 {
+        client
+            .send_json(&format!(r#"{{"op":"ping","id":{id}}}"#))
+            .await;
+    }
+    let mut pongs = 0;
+    let mut limited = 0;
+    for _ in 0..8 {
+        let reply = client.next_json().await;
+        match reply["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("error") if reply["code"] == "rate_limited" => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        (pongs, limited),
+        (5, 3),
+        "a burst of the rate, then refusals"
+    );
+    assert_eq!(relay.get("/stats").await.1["errors"]["rate_limited"], 3);
+}
+
+#[tokio::test]
+async fn symbol_limit_applies_at_connect() {
+    let relay = TestRelay::start(Config {
+        max_symbols_per_client: 2,
+        ..Config::for_tests()
+    })
+    .await;
+    let err = tokio_tungstenite::connect_async(relay.url("?symbols=A,B,C"))
+        .await
+        .unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(response) = err else {
+        panic!("expected HTTP 400")
+    };
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value =
+        serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+    assert_eq!(body["code"], "too_many_symbols");
+}
+
+#[tokio::test]
+async fn an_ingest_line_over_the_limit_is_refused_and_the_connection_goes_on() {
+    let relay = TestRelay::start(Config {
+        max_ingest_line: 200,
+        ..Config::for_tests()
+    })
+    .await;
+    let mut client = relay.client("?symbols=L").await;
+    let mut ingest = relay.ingest().await;
+    let long = format!(
+        r#"{{"symbol":"L","price":1,"ts_ns":1,"venue":"{}"}}"#,
+        "v".repeat(300)
+    );
+    ingest
+        .send_lines(&[long, support::tick_line("L", 2.0, 2)])
+        .await;
+    let reply = ingest.next_reply().await;
+    assert_eq!(
+        (reply["line"].as_u64(), reply["code"].as_str()),
+        (Some(1), Some("line_too_long"))
+    );
+    assert_eq!(client.next_json().await["price"].as_f64(), Some(2.0));
+}
+
+#[tokio::test]
+async fn an_ingest_connection_cut_mid_line_loses_only_that_line() {
+    let relay = TestRelay::start(Config::for_tests()).await;
+    let mut client = relay.client("?symbols=CUT").await;
+    let mut ingest = relay.ingest().await;
+    let first = support::tick_line("CUT", 1.0, 1);
+    ingest
+        .send_raw(format!("{first}\n{{\"symbol\":\"CUT\",\"pri").as_bytes())
+        .await;
+    drop(ingest);
+    assert_eq!(client.next_json().await["seq"], 1);
+    let mut again = relay.ingest().await;
+    again.send_lines(&[support::tick_line("CUT", 3.0, 3)]).await;
+    let next = client.next_json().await;
+    assert_eq!(
+        (next["seq"].as_u64(), next["price"].as_f64()),
+        (Some(2), Some(3.0)),
+        "the partial line was dropped, nothing else"
+    );
+}
