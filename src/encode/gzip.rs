@@ -72,8 +72,11 @@ impl Default for GzipStream {
     }
 }
 
-/// Deflate level: 6 (zlib's default) measured best bytes per CPU for tick-sized messages.
-const LEVEL: u32 = 6;
+/// Deflate level 1. Measured with zlib-rs on 145-byte tick JSON, sync flush per message,
+/// 4 KiB window: level 1 ≈ 2.0 µs and 32 B per message, level 3 ≈ 6.3 µs / 32 B, level 6
+/// ≈ 5.9 µs / 31.5 B. Higher levels buy nothing on messages this small (miniz_oxide, the
+/// other backend: 14 µs / 47 B at level 1).
+const LEVEL: u32 = 1;
 /// 2^12 = 4 KiB window: ~25 recent ticks of context, plenty for repeated keys and symbols.
 const WINDOW_BITS: u8 = 12;
 /// Frames are carved from blocks of this size, so one allocation serves many deliveries.

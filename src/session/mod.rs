@@ -8,6 +8,7 @@
 //! never interleaved.
 
 pub mod control;
+pub mod feed;
 pub mod handshake;
 pub mod wire;
 
@@ -15,7 +16,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IoSlice};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -26,28 +26,16 @@ use tracing::debug;
 
 use crate::config::{Config, SlowPolicy};
 use crate::encode::ws_frame::{self, OpCode};
-use crate::encode::{Encoder, Encoding, Frames, Message};
+use crate::encode::{Encoding, Message};
 use crate::limits::{IpSlot, TokenBucket};
 use crate::metrics::{self, ShardMetrics};
-use crate::shard::outbox::Outbox;
 use crate::shard::replay::Replay;
 use crate::shard::{SessionKey, ShardCore};
 use crate::tick::{Seq, Symbol, now_ns};
 use control::{Control, ControlError, Selection};
+use feed::{Feed, Phase};
 use handshake::{Mode, SessionParams};
 use wire::{FrameReader, Incoming, WireError};
-
-/// Where a session is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Receiving ticks.
-    Live,
-    /// A close frame is queued: no more ticks; the socket closes once it is written or at
-    /// the deadline.
-    Closing { deadline: Instant },
-    /// The socket failed; the task will remove the session.
-    Dead,
-}
 
 /// One client's state on its shard.
 #[derive(Debug)]
@@ -55,22 +43,13 @@ pub struct Session {
     /// Relay-wide session id (shown in `welcome`).
     pub id: u64,
     stream: Rc<TcpStream>,
-    encoder: Encoder,
-    outbox: Outbox,
-    /// Bytes a replay may hold beyond the outbox budget until they drain (a resume is
-    /// bounded by the ring depth, and must not count as slowness).
-    replay_allowance: usize,
+    /// Encoder, outbox and slow-consumer state: what the fan-out writes into.
+    pub feed: Feed,
     /// Symbols subscribed to by name (empty while `all`).
     symbols: BTreeSet<Symbol>,
     /// Subscribed to `*`.
     all: bool,
     slow: SlowPolicy,
-    /// While a conflating client lags: the newest skipped tick per symbol and the first
-    /// seq it skipped.
-    lagging: Option<BTreeMap<Symbol, (Arc<Frames>, Seq)>>,
-    phase: Phase,
-    /// Listed in the shard's dirty list.
-    pub(crate) dirty: bool,
     /// The last write would have blocked; the task waits for writability.
     blocked: bool,
     /// Wakes the session's task (blocked, closing, dead, heartbeat changed).
@@ -82,83 +61,45 @@ pub struct Session {
 }
 
 impl Session {
-    /// Queues a tick's frame; false if the session takes no more ticks (closing) or the
-    /// tick was conflated.
-    pub fn push_tick(
-        &mut self,
-        frames: &Arc<Frames>,
-        now: Instant,
-        metrics: &ShardMetrics,
-    ) -> bool {
-        if self.phase != Phase::Live {
-            return false;
-        }
-        if let Some(pending) = &mut self.lagging {
-            let tick = frames.tick();
-            match pending.get_mut(&tick.symbol) {
-                Some(slot) => {
-                    slot.0 = frames.clone();
-                    metrics::add(&metrics.conflated, 1);
-                }
-                None => {
-                    pending.insert(tick.symbol.clone(), (frames.clone(), tick.seq));
-                }
-            }
-            return false;
-        }
-        let frame = self.encoder.tick(frames);
-        self.outbox.push(frame, now);
-        true
-    }
-
     /// Queues a server message in the session's encoding.
     pub fn send(&mut self, message: &Message<'_>, now: Instant) {
-        if self.phase == Phase::Live {
-            let frame = self.encoder.message(message);
-            self.outbox.push(frame, now);
-        }
-    }
-
-    /// Queues a raw control frame (ping, pong, echo).
-    fn send_frame(&mut self, frame: Bytes, now: Instant) {
-        if self.phase == Phase::Live {
-            self.outbox.push(frame, now);
-        }
+        self.feed.send(message, now);
     }
 
     /// Queues a close frame and stops ticks. `discard_backlog` drops frames not yet started
     /// (a slow consumer will not read them; on shutdown they are flushed first).
     pub fn close(&mut self, code: u16, reason: &str, deadline: Instant, discard_backlog: bool) {
-        if self.phase != Phase::Live {
+        if self.feed.phase != Phase::Live {
             return;
         }
         if discard_backlog {
-            self.outbox.drop_unstarted();
+            self.feed.outbox.drop_unstarted();
         }
-        self.outbox
+        self.feed
+            .outbox
             .push(ws_frame::close_frame(code, reason), Instant::now());
-        self.phase = Phase::Closing { deadline };
-        self.lagging = None;
+        self.feed.phase = Phase::Closing { deadline };
+        self.feed.lagging = None;
         self.signal.notify_one();
     }
 
     /// Writes as much of the outbox as the socket takes now, without waiting.
     pub fn flush(&mut self, metrics: &ShardMetrics, config: &Config) {
-        if self.blocked || self.phase == Phase::Dead {
+        if self.blocked || self.feed.phase == Phase::Dead {
             return;
         }
         loop {
-            if self.outbox.is_empty() {
+            if self.feed.outbox.is_empty() {
                 break;
             }
             let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-            let count = self.outbox.slices(&mut slices);
+            let count = self.feed.outbox.slices(&mut slices);
             let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
             match self.stream.try_write_vectored(&slices[..count]) {
                 Ok(written) => {
-                    self.outbox.advance(written);
+                    self.feed.outbox.advance(written);
                     metrics::add(&metrics.bytes_out, written as u64);
-                    self.caught_up(config);
+                    self.feed.caught_up(config);
                     if written < offered {
                         // The socket buffer is full: wait for writability.
                         self.block();
@@ -171,13 +112,13 @@ impl Session {
                 }
                 Err(e) => {
                     debug!(session = self.id, error = %e, "write failed; dropping session");
-                    self.phase = Phase::Dead;
+                    self.feed.phase = Phase::Dead;
                     self.signal.notify_one();
                     return;
                 }
             }
         }
-        if matches!(self.phase, Phase::Closing { .. }) {
+        if matches!(self.feed.phase, Phase::Closing { .. }) {
             // The close frame is out: let the task finish the close.
             self.signal.notify_one();
         }
@@ -185,11 +126,12 @@ impl Session {
 
     /// Applies the slow-consumer policy if the outbox is over its budget.
     pub fn enforce_budget(&mut self, config: &Config, metrics: &ShardMetrics, now: Instant) {
-        if self.phase != Phase::Live || self.lagging.is_some() {
+        if self.feed.phase != Phase::Live || self.feed.lagging.is_some() {
             return;
         }
-        let max_bytes = config.outbox_bytes.max(self.replay_allowance);
+        let max_bytes = config.outbox_bytes.max(self.feed.replay_allowance);
         if !self
+            .feed
             .outbox
             .over_budget(max_bytes, config.outbox_max_age, now)
         {
@@ -200,7 +142,7 @@ impl Session {
                 metrics::add(&metrics.slow_disconnects, 1);
                 debug!(
                     session = self.id,
-                    pending = self.outbox.bytes(),
+                    pending = self.feed.outbox.bytes(),
                     "slow consumer disconnected"
                 );
                 self.close(CLOSE_SLOW, "slow consumer", now + SLOW_CLOSE_GRACE, true);
@@ -208,48 +150,17 @@ impl Session {
             SlowPolicy::Conflate => {
                 debug!(
                     session = self.id,
-                    pending = self.outbox.bytes(),
+                    pending = self.feed.outbox.bytes(),
                     "slow consumer conflating"
                 );
-                self.lagging = Some(BTreeMap::new());
+                self.feed.lagging = Some(BTreeMap::new());
             }
         }
     }
 
     /// The encoding the client negotiated.
     pub fn encoding(&self) -> Encoding {
-        self.encoder.encoding()
-    }
-
-    /// After a write: ends a replay allowance once drained, and ends conflation once the
-    /// backlog is down to half the budget, sending each skipped range as a `gap` before the
-    /// newest tick of its symbol.
-    fn caught_up(&mut self, config: &Config) {
-        if self.outbox.bytes() <= config.outbox_bytes {
-            self.replay_allowance = 0;
-        }
-        if self.outbox.bytes() > config.outbox_bytes / 2 {
-            return;
-        }
-        let Some(pending) = self.lagging.take() else {
-            return;
-        };
-        let now = Instant::now();
-        for (symbol, (latest, first_skipped)) in pending {
-            let newest = latest.tick().seq;
-            if newest > first_skipped {
-                self.send(
-                    &Message::Gap {
-                        symbol: &symbol,
-                        from: first_skipped,
-                        to: Seq(newest.0 - 1),
-                    },
-                    now,
-                );
-            }
-            let frame = self.encoder.tick(&latest);
-            self.outbox.push(frame, now);
-        }
+        self.feed.encoding()
     }
 
     fn block(&mut self) {
@@ -293,9 +204,9 @@ pub async fn run(
             let core = core.borrow();
             let session = &core.sessions[key];
             (
-                session.phase,
+                session.feed.phase,
                 session.blocked,
-                session.outbox.is_empty(),
+                session.feed.outbox.is_empty(),
                 session.heartbeat,
             )
         };
@@ -324,7 +235,7 @@ pub async fn run(
                 if ready.is_ok() {
                     session.flush(metrics.shard(id), &config.config);
                 } else {
-                    session.phase = Phase::Dead;
+                    session.feed.phase = Phase::Dead;
                 }
             }
             ready = stream.readable() => {
@@ -372,15 +283,10 @@ fn open(
     let key = core.sessions.insert(Session {
         id,
         stream,
-        encoder: Encoder::new(params.encoding),
-        outbox: Outbox::new(),
-        replay_allowance: 0,
+        feed: Feed::new(params.encoding),
         symbols: BTreeSet::new(),
         all: false,
         slow: params.slow,
-        lagging: None,
-        phase: Phase::Live,
-        dirty: false,
         blocked: false,
         signal,
         control_rate: TokenBucket::new(core.shared.config.max_control_rate, now),
@@ -466,7 +372,9 @@ fn handle_message(core: &mut ShardCore, key: SessionKey, message: Incoming, now:
     let (encoding, mode) = (session.encoding(), session.mode);
     let control = match message {
         Incoming::Ping(payload) => {
-            session.send_frame(ws_frame::frame(OpCode::Pong, &payload), now);
+            session
+                .feed
+                .send_frame(ws_frame::frame(OpCode::Pong, &payload), now);
             return true;
         }
         Incoming::Pong => return true,
@@ -477,11 +385,15 @@ fn handle_message(core: &mut ShardCore, key: SessionKey, message: Incoming, now:
             return false;
         }
         Incoming::Text(text) if mode == Mode::Echo => {
-            session.send_frame(ws_frame::frame(OpCode::Text, &text), now);
+            session
+                .feed
+                .send_frame(ws_frame::frame(OpCode::Text, &text), now);
             return true;
         }
         Incoming::Binary(bytes) if mode == Mode::Echo => {
-            session.send_frame(ws_frame::frame(OpCode::Binary, &bytes), now);
+            session
+                .feed
+                .send_frame(ws_frame::frame(OpCode::Binary, &bytes), now);
             return true;
         }
         _ if !session.control_rate.take(now) => Err(ControlError::RateLimited(
@@ -728,7 +640,7 @@ fn resume(core: &mut ShardCore, key: SessionKey, positions: &[(Symbol, Seq)], no
             None => {}
             Some(Replay::Ticks(ticks)) => {
                 for frames in ticks {
-                    session.push_tick(frames, now, metrics);
+                    session.feed.push_tick(frames, now, metrics);
                 }
             }
             Some(Replay::Gap { from, to, last }) => {
@@ -738,7 +650,7 @@ fn resume(core: &mut ShardCore, key: SessionKey, positions: &[(Symbol, Seq)], no
             Some(Replay::Ahead { last }) => session.send(&Message::Snapshot(last.tick()), now),
         }
     }
-    session.replay_allowance = session.outbox.bytes();
+    session.feed.replay_allowance = session.feed.outbox.bytes();
 }
 
 fn ack(
@@ -770,7 +682,9 @@ fn keep_alive(core: &Rc<RefCell<ShardCore>>, key: SessionKey, last_heard: Instan
         session.close(CLOSE_IDLE, "idle timeout", now + SLOW_CLOSE_GRACE, true);
     } else {
         let stamp = now_ns().to_be_bytes();
-        core.sessions[key].send_frame(ws_frame::frame(OpCode::Ping, &stamp), now);
+        core.sessions[key]
+            .feed
+            .send_frame(ws_frame::frame(OpCode::Ping, &stamp), now);
     }
     core.mark_dirty(key);
     core.flush_dirty();
@@ -805,7 +719,7 @@ fn leave(core: &Rc<RefCell<ShardCore>>, key: SessionKey) -> bool {
     unsubscribe(&mut core, key, &all);
     let session = core.sessions.remove(key);
     metrics::sub(&core.shared.metrics.shard(core.id).sessions, 1);
-    matches!(session.phase, Phase::Closing { .. }) && session.outbox.is_empty()
+    matches!(session.feed.phase, Phase::Closing { .. }) && session.feed.outbox.is_empty()
 }
 
 /// Half-closes our side and reads until the client closes (bounded), so our close frame is
@@ -863,3 +777,15 @@ const WRITE_SLICES: usize = 64;
 const READ_CHUNK: usize = 1024;
 /// Shortest application heartbeat interval honoured.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+impl std::borrow::Borrow<Feed> for Session {
+    fn borrow(&self) -> &Feed {
+        &self.feed
+    }
+}
+
+impl std::borrow::BorrowMut<Feed> for Session {
+    fn borrow_mut(&mut self) -> &mut Feed {
+        &mut self.feed
+    }
+}

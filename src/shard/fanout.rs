@@ -17,10 +17,13 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
 use super::replay::History;
-use super::{ShardCore, ShardId, ShardInputs};
-use crate::metrics;
+use super::{SessionKey, ShardCore, ShardId, ShardInputs, Subscriptions};
+use crate::encode::Frames;
+use crate::metrics::{self, ShardMetrics};
 use crate::relay::Shared;
 use crate::sequencer::Batch;
+use crate::session::feed::Feed;
+use slab::Slab;
 
 /// The body of a shard thread: admit sockets, fan out ticks until the sequencer stops, then
 /// close every client with 1001 and wait (bounded) for them to go.
@@ -120,8 +123,8 @@ async fn fan_out(
 }
 
 impl ShardCore {
-    /// Appends every tick of `batch` to its subscribers' outboxes and records it as the
-    /// symbol's last value.
+    /// Records every tick of `batch` as its symbol's newest (replay ring, last value), then
+    /// appends it to its subscribers' outboxes.
     pub fn deliver(&mut self, batch: &Batch, now: Instant) {
         let Self {
             sessions,
@@ -132,9 +135,7 @@ impl ShardCore {
             id,
             ..
         } = self;
-        let metrics = shared.metrics.shard(*id);
         let depth = shared.config.replay_depth;
-        let mut delivered = 0u64;
         for frames in batch.iter() {
             let symbol = &frames.tick().symbol;
             match history.get_mut(symbol) {
@@ -144,17 +145,9 @@ impl ShardCore {
                     .or_insert_with(|| History::new(depth))
                     .push(frames.clone()),
             }
-            for key in subscriptions.of(symbol.as_str()) {
-                let session = &mut sessions[key];
-                if session.push_tick(frames, now, metrics) {
-                    delivered += 1;
-                    if !session.dirty {
-                        session.dirty = true;
-                        dirty.push(key);
-                    }
-                }
-            }
         }
+        let metrics = shared.metrics.shard(*id);
+        let delivered = fan_out_batch(batch, subscriptions, sessions, dirty, now, metrics);
         metrics::add(&metrics.deliveries, delivered);
     }
 
@@ -166,7 +159,7 @@ impl ShardCore {
         let config = &self.shared.config;
         for key in self.dirty.drain(..) {
             if let Some(session) = self.sessions.get_mut(key) {
-                session.dirty = false;
+                session.feed.dirty = false;
                 session.flush(metrics, config);
                 session.enforce_budget(config, metrics, now);
             }
@@ -180,6 +173,34 @@ impl ShardCore {
             session.flush(metrics.shard(self.id), &self.shared.config);
         }
     }
+}
+
+/// The hot loop: appends each tick's shared frame to every subscriber's feed and lists the
+/// touched sessions in `dirty` (once each). Returns the number of deliveries.
+///
+/// Generic over the session type so benchmarks run this exact code on in-memory feeds.
+pub fn fan_out_batch<S: std::borrow::BorrowMut<Feed>>(
+    batch: &[Arc<Frames>],
+    subscriptions: &Subscriptions,
+    sessions: &mut Slab<S>,
+    dirty: &mut Vec<SessionKey>,
+    now: Instant,
+    metrics: &ShardMetrics,
+) -> u64 {
+    let mut delivered = 0u64;
+    for frames in batch {
+        for key in subscriptions.of(frames.tick().symbol.as_str()) {
+            let feed: &mut Feed = std::borrow::BorrowMut::borrow_mut(&mut sessions[key]);
+            if feed.push_tick(frames, now, metrics) {
+                delivered += 1;
+                if !feed.dirty {
+                    feed.dirty = true;
+                    dirty.push(key);
+                }
+            }
+        }
+    }
+    delivered
 }
 
 /// Most sequencer batches handled per turn before yielding to the session tasks.

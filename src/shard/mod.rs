@@ -160,8 +160,8 @@ impl ShardCore {
     /// Marks `key` for the next flush.
     pub fn mark_dirty(&mut self, key: SessionKey) {
         let session = &mut self.sessions[key];
-        if !session.dirty {
-            session.dirty = true;
+        if !session.feed.dirty {
+            session.feed.dirty = true;
             self.dirty.push(key);
         }
     }

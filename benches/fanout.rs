@@ -1,0 +1,126 @@
+//! `shard::fanout`: one tick to 10,000 in-memory sessions of one shard — the production hot
+//! loop (`fan_out_batch`) appending the shared frame to each session's outbox — reported
+//! per delivery. Baseline in the same group: what a naive relay does, serializing the
+//! tick once per client.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use slab::Slab;
+use tickrelay::encode::{Encoding, Frames, Wire, json};
+use tickrelay::metrics::ShardMetrics;
+use tickrelay::session::feed::Feed;
+use tickrelay::shard::Subscriptions;
+use tickrelay::shard::fanout::fan_out_batch;
+use tickrelay::tick::{RawTick, Seq, Symbol, Tick};
+
+const SESSIONS: usize = 10_000;
+
+fn tick(seq: u64) -> Arc<Frames> {
+    let mut tick = Tick::try_from(RawTick {
+        symbol: "BTC-USD".into(),
+        price: Some(43_250.5 + seq as f64 * 0.01),
+        size: Some(0.25),
+        ts_ns: 1_764_000_000_000_000_000 + seq,
+        ..RawTick::default()
+    })
+    .expect("valid tick");
+    tick.seq = Seq(seq);
+    tick.recv_ns = tick.ts_ns + 1_000;
+    let frames = Arc::new(Frames::new(tick));
+    frames.frame(Wire::Json);
+    frames.frame(Wire::Protobuf);
+    frames
+}
+
+struct Shard {
+    subscriptions: Subscriptions,
+    sessions: Slab<Feed>,
+    dirty: Vec<usize>,
+    metrics: ShardMetrics,
+}
+
+fn shard(encodings: &[Encoding]) -> Shard {
+    let symbol = Symbol::parse("BTC-USD").expect("valid symbol");
+    let mut subscriptions = Subscriptions::new();
+    let mut sessions = Slab::with_capacity(SESSIONS);
+    for i in 0..SESSIONS {
+        let key = sessions.insert(Feed::new(encodings[i % encodings.len()]));
+        subscriptions.insert(Some(&symbol), key);
+    }
+    Shard {
+        subscriptions,
+        sessions,
+        dirty: Vec::with_capacity(SESSIONS),
+        metrics: ShardMetrics::default(),
+    }
+}
+
+/// Times `fan_out_batch` alone; the clients "write" everything between iterations.
+fn fan_out(shard: &mut Shard, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for i in 0..iters {
+        let batch = [tick(i + 1)];
+        let start = Instant::now();
+        let n = fan_out_batch(
+            &batch,
+            &shard.subscriptions,
+            &mut shard.sessions,
+            &mut shard.dirty,
+            start,
+            &shard.metrics,
+        );
+        total += start.elapsed();
+        assert_eq!(n as usize, SESSIONS);
+        for key in shard.dirty.drain(..) {
+            let feed = &mut shard.sessions[key];
+            feed.dirty = false;
+            feed.mark_written(feed.pending_bytes());
+        }
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("shard::fanout");
+    group.throughput(Throughput::Elements(SESSIONS as u64));
+
+    let mut json_shard = shard(&[Encoding::Json]);
+    group.bench_function("one tick to 10k json sessions", |b| {
+        b.iter_custom(|iters| fan_out(&mut json_shard, iters))
+    });
+
+    let mut mixed = shard(
+        &[Encoding::Json; 7]
+            .iter()
+            .chain(&[Encoding::Protobuf; 2])
+            .chain(&[Encoding::Gzip])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    group.bench_function("one tick to 10k sessions json70/pb20/gzip10", |b| {
+        b.iter_custom(|iters| fan_out(&mut mixed, iters))
+    });
+
+    // Baseline: serialize per client (what a loop of `send_json` per socket does).
+    group.bench_function("baseline: encode json per client", |b| {
+        b.iter_batched(
+            || tick(1),
+            |frames| {
+                let mut total = 0;
+                for _ in 0..SESSIONS {
+                    let mut out = Vec::with_capacity(256);
+                    json::write_tick(&mut out, "tick", frames.tick());
+                    total += out.len();
+                }
+                total
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,148 @@
+//! [`Feed`]: the part of a session the fan-out loop writes into — the client's encoder, its
+//! outbox, and its slow-consumer state — apart from the socket, so the hot path can be
+//! exercised (and benchmarked) on in-memory sessions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::encode::{Encoder, Encoding, Frames, Message};
+use crate::metrics::{self, ShardMetrics};
+use crate::shard::outbox::Outbox;
+use crate::tick::{Seq, Symbol};
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Receiving ticks.
+    Live,
+    /// A close frame is queued: no more ticks; the socket closes once it is written or at
+    /// the deadline.
+    Closing { deadline: Instant },
+    /// The socket failed; the task will remove the session.
+    Dead,
+}
+
+/// What the fan-out loop writes into for one client.
+#[derive(Debug)]
+pub struct Feed {
+    pub(crate) encoder: Encoder,
+    pub(crate) outbox: Outbox,
+    /// Bytes a replay may hold beyond the outbox budget until they drain (a resume is
+    /// bounded by the ring depth, and must not count as slowness).
+    pub(crate) replay_allowance: usize,
+    /// While a conflating client lags: the newest skipped tick per symbol and the first
+    /// seq it skipped.
+    pub(crate) lagging: Option<BTreeMap<Symbol, (Arc<Frames>, Seq)>>,
+    pub(crate) phase: Phase,
+    /// Listed in the shard's dirty list.
+    pub dirty: bool,
+}
+
+impl Feed {
+    /// A live feed in `encoding` with an empty outbox.
+    pub fn new(encoding: Encoding) -> Self {
+        Self {
+            encoder: Encoder::new(encoding),
+            outbox: Outbox::new(),
+            replay_allowance: 0,
+            lagging: None,
+            phase: Phase::Live,
+            dirty: false,
+        }
+    }
+
+    /// Queues a tick's frame; false if the client takes no more ticks (closing) or the
+    /// tick was conflated.
+    pub fn push_tick(
+        &mut self,
+        frames: &Arc<Frames>,
+        now: Instant,
+        metrics: &ShardMetrics,
+    ) -> bool {
+        if self.phase != Phase::Live {
+            return false;
+        }
+        if let Some(pending) = &mut self.lagging {
+            let tick = frames.tick();
+            match pending.get_mut(&tick.symbol) {
+                Some(slot) => {
+                    slot.0 = frames.clone();
+                    metrics::add(&metrics.conflated, 1);
+                }
+                None => {
+                    pending.insert(tick.symbol.clone(), (frames.clone(), tick.seq));
+                }
+            }
+            return false;
+        }
+        let frame = self.encoder.tick(frames);
+        self.outbox.push(frame, now);
+        true
+    }
+
+    /// Queues a server message in the client's encoding.
+    pub fn send(&mut self, message: &Message<'_>, now: Instant) {
+        if self.phase == Phase::Live {
+            let frame = self.encoder.message(message);
+            self.outbox.push(frame, now);
+        }
+    }
+
+    /// Queues a raw control frame (ping, pong, echo).
+    pub fn send_frame(&mut self, frame: Bytes, now: Instant) {
+        if self.phase == Phase::Live {
+            self.outbox.push(frame, now);
+        }
+    }
+
+    /// The encoding the client negotiated.
+    pub fn encoding(&self) -> Encoding {
+        self.encoder.encoding()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_bytes(&self) -> usize {
+        self.outbox.bytes()
+    }
+
+    /// Drops `bytes` from the front of the outbox, as a socket write of that many bytes
+    /// does (benchmarks use it to model a client that keeps up).
+    pub fn mark_written(&mut self, bytes: usize) {
+        self.outbox.advance(bytes.min(self.outbox.bytes()));
+    }
+
+    /// After a write: ends a replay allowance once drained, and ends conflation once the
+    /// backlog is down to half the budget, sending each skipped range as a `gap` before the
+    /// newest tick of its symbol.
+    pub(crate) fn caught_up(&mut self, config: &Config) {
+        if self.outbox.bytes() <= config.outbox_bytes {
+            self.replay_allowance = 0;
+        }
+        if self.outbox.bytes() > config.outbox_bytes / 2 {
+            return;
+        }
+        let Some(pending) = self.lagging.take() else {
+            return;
+        };
+        let now = Instant::now();
+        for (symbol, (latest, first_skipped)) in pending {
+            let newest = latest.tick().seq;
+            if newest > first_skipped {
+                self.send(
+                    &Message::Gap {
+                        symbol: &symbol,
+                        from: first_skipped,
+                        to: Seq(newest.0 - 1),
+                    },
+                    now,
+                );
+            }
+            let frame = self.encoder.tick(&latest);
+            self.outbox.push(frame, now);
+        }
+    }
+}
