@@ -103,3 +103,28 @@ async fn unknown_encoding_is_refused_at_the_handshake() {
         other => panic!("expected an HTTP 400, got {other}"),
     }
 }
+
+#[tokio::test]
+async fn publish_names_the_field_of_a_type_error() {
+    let relay = TestRelay::start(Config::for_tests()).await;
+    let (status, body) = relay
+        .post(
+            "/api/publish",
+            r#"[{"symbol":"P","price":1,"ts_ns":1},{"symbol":"P","price":"high","ts_ns":2}]"#,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        (body["line"].as_u64(), body["field"].as_str()),
+        (Some(2), Some("price")),
+        "{body}"
+    );
+    let (status, body) = relay
+        .post("/api/publish", r#"{"symbol":"P","price":1}"#)
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("ts_ns")),
+        "{body}"
+    );
+}

@@ -48,7 +48,7 @@ async fn application_heartbeats_arrive_at_the_requested_interval() {
     client
         .send_json(r#"{"op":"heartbeat","interval_ms":100}"#)
         .await;
-    assert_eq!(client.next_json().await["type"], "heartbeat", "the ack");
+    assert_eq!(client.next_json().await["type"], "heartbeat_set", "the ack");
     let started = tokio::time::Instant::now();
     for _ in 0..3 {
         let beat = client.next_json().await;

@@ -23,7 +23,7 @@ pub enum Message<'a> {
     },
     /// The last known value of a symbol.
     Snapshot(&'a Tick),
-    /// A control message took effect: `op` is `subscribed`, `unsubscribed`, `snapshot`, `resumed`, `heartbeat`.
+    /// A control message took effect: `op` is `subscribed`, `unsubscribed`, `snapshot`, `resumed`, `heartbeat_set`.
     Ack {
         /// What was done.
         op: &'static str,

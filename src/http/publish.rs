@@ -51,10 +51,7 @@ pub async fn publish(core: Rc<RefCell<ShardCore>>, request: Request<Incoming>) -
         Ok(ticks) => ticks,
         Err((line, e)) => {
             shared.metrics.count_error(e.code());
-            let field = match &e {
-                crate::ingest::DecodeError::Tick(t) => Some(t.field()),
-                _ => None,
-            };
+            let field = e.field();
             let body = PublishError {
                 kind: "error",
                 code: e.code(),
@@ -93,5 +90,5 @@ struct PublishError<'a> {
     message: &'a str,
     line: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'static str>,
+    field: Option<&'a str>,
 }

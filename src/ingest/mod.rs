@@ -47,6 +47,14 @@ pub enum DecodeError {
     /// Not JSON, or JSON of the wrong shape.
     #[error("invalid JSON tick: {0}")]
     Json(String),
+    /// A field of the wrong type, or a required one missing.
+    #[error("field `{field}`: {reason}")]
+    Field {
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A field the tick contract does not have.
     #[error("{0}")]
     UnknownField(String),
@@ -70,11 +78,20 @@ impl DecodeError {
     /// Stable code for error replies and metrics labels.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Json(_) => "bad_json",
+            Self::Json(_) | Self::Field { .. } => "bad_json",
             Self::UnknownField(_) => "unknown_field",
             Self::Protobuf(_) => "bad_protobuf",
             Self::Tick(e) => e.code(),
             Self::TooLong { .. } => "line_too_long",
+        }
+    }
+
+    /// The field the error is about, when one is to blame.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Field { field, .. } => Some(field),
+            Self::Tick(e) => Some(e.field()),
+            _ => None,
         }
     }
 }

@@ -12,6 +12,9 @@ use crate::tick::{RawTick, Tick};
 /// Decodes NDJSON lines, keeping the parser's scratch buffers between lines.
 pub struct LineDecoder {
     buffers: Buffers,
+    /// The line as received: the parser rewrites its input, and a failure is explained
+    /// from the original.
+    original: Vec<u8>,
 }
 
 impl LineDecoder {
@@ -19,6 +22,7 @@ impl LineDecoder {
     pub fn new() -> Self {
         Self {
             buffers: Buffers::new(1024),
+            original: Vec::with_capacity(256),
         }
     }
 
@@ -37,9 +41,10 @@ impl LineDecoder {
     pub fn decode_document(&mut self, body: &mut [u8]) -> Result<Vec<Tick>, (usize, DecodeError)> {
         let body = trim_ascii_mut(body);
         if body.first() == Some(&b'[') {
+            let original = body.to_vec();
             let raws: Vec<RawTick> =
                 simd_json::serde::from_slice_with_buffers(body, &mut self.buffers)
-                    .map_err(|e| (1, json_error(&e)))?;
+                    .map_err(|e| explain_array(&original, &e))?;
             raws.into_iter()
                 .enumerate()
                 .map(|(i, raw)| Tick::try_from(raw).map_err(|e| (i + 1, DecodeError::Tick(e))))
@@ -57,8 +62,10 @@ impl LineDecoder {
     }
 
     fn decode_value(&mut self, line: &mut [u8]) -> Result<Tick, DecodeError> {
+        self.original.clear();
+        self.original.extend_from_slice(line);
         let raw: RawTick = simd_json::serde::from_slice_with_buffers(line, &mut self.buffers)
-            .map_err(|e| json_error(&e))?;
+            .map_err(|e| explain(&self.original, &e))?;
         Tick::try_from(raw).map_err(DecodeError::Tick)
     }
 }
@@ -75,13 +82,78 @@ impl Default for LineDecoder {
     }
 }
 
-fn json_error(error: &simd_json::Error) -> DecodeError {
+/// Turns a parse failure into an error naming the field to blame where there is one
+/// (cold path: the original bytes are parsed again, generically).
+fn explain(original: &[u8], error: &simd_json::Error) -> DecodeError {
     let text = error.to_string();
     if text.contains("unknown field") {
+        return DecodeError::UnknownField(text);
+    }
+    let Ok(value) = simd_json::to_owned_value(&mut original.to_vec()) else {
+        return DecodeError::Json(text);
+    };
+    blame(&value).unwrap_or(DecodeError::Json(text))
+}
+
+/// Like [`explain`] for an array body: finds the element to blame (position from 1).
+fn explain_array(original: &[u8], error: &simd_json::Error) -> (usize, DecodeError) {
+    let text = error.to_string();
+    if let Ok(simd_json::OwnedValue::Array(items)) =
+        simd_json::to_owned_value(&mut original.to_vec())
+    {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(found) = blame(item) {
+                return (i + 1, found);
+            }
+        }
+    }
+    let error = if text.contains("unknown field") {
         DecodeError::UnknownField(text)
     } else {
         DecodeError::Json(text)
+    };
+    (1, error)
+}
+
+/// The first field of a would-be tick that is missing, unknown or of the wrong type.
+fn blame(value: &simd_json::OwnedValue) -> Option<DecodeError> {
+    use simd_json::prelude::*;
+    let field = |field: &str, reason| {
+        Some(DecodeError::Field {
+            field: field.to_owned(),
+            reason,
+        })
+    };
+    let Some(object) = value.as_object() else {
+        return Some(DecodeError::Json("a tick is a JSON object".into()));
+    };
+    for required in ["symbol", "ts_ns"] {
+        if !object.contains_key(required) {
+            return field(required, "missing");
+        }
     }
+    for (name, v) in object.iter() {
+        let (ok, reason) = match name.as_str() {
+            "symbol" => (v.is_str(), "expected a string"),
+            "kind" | "venue" => (v.is_str() || v.is_null(), "expected a string"),
+            "ts_ns" => (
+                v.is_u64(),
+                "expected a non-negative integer (ns since the Unix epoch)",
+            ),
+            "price" | "size" | "bid" | "ask" | "bid_size" | "ask_size" => {
+                (v.is_number() || v.is_null(), "expected a number")
+            }
+            other => {
+                return Some(DecodeError::UnknownField(format!(
+                    "unknown field `{other}`"
+                )));
+            }
+        };
+        if !ok {
+            return field(name, reason);
+        }
+    }
+    None
 }
 
 fn trim_ascii_mut(bytes: &mut [u8]) -> &mut [u8] {
@@ -133,7 +205,11 @@ mod tests {
         ));
         assert!(matches!(
             decode(r#"{"symbol":"A","price":"1","ts_ns":1}"#),
-            Some(Err(DecodeError::Json(_)))
+            Some(Err(DecodeError::Field { field, .. })) if field == "price"
+        ));
+        assert!(matches!(
+            decode(r#"{"symbol":"A","price":1,"ts_ns":-5}"#),
+            Some(Err(DecodeError::Field { field, .. })) if field == "ts_ns"
         ));
         assert!(matches!(
             decode(r#"{"symbol":"","price":1,"ts_ns":1}"#),
@@ -141,7 +217,7 @@ mod tests {
         ));
         assert!(matches!(
             decode(r#"{"symbol":"A","price":1}"#),
-            Some(Err(DecodeError::Json(_)))
+            Some(Err(DecodeError::Field { field, reason: "missing" })) if field == "ts_ns"
         ));
     }
 

@@ -482,7 +482,7 @@ fn apply(core: &mut ShardCore, key: SessionKey, control: Control, now: Instant) 
             let session = &mut core.sessions[key];
             session.heartbeat = (!interval.is_zero()).then(|| interval.max(MIN_HEARTBEAT));
             session.signal.notify_one();
-            ack(core, key, "heartbeat", &Selection::default(), now);
+            ack(core, key, "heartbeat_set", &Selection::default(), now);
         }
     }
 }
