@@ -92,17 +92,8 @@ impl Relay {
         config.validate()?;
         // Resolve "one per core" now: once threads are pinned, a thread sees only its core.
         config.shards = config.shard_count();
-        let bind = |flag, addr| {
-            let listener = StdTcpListener::bind(addr).map_err(|source| StartError::Bind {
-                flag,
-                addr,
-                source,
-            })?;
-            listener
-                .set_nonblocking(true)
-                .map_err(|source| StartError::Bind { flag, addr, source })?;
-            Ok::<_, StartError>(listener)
-        };
+        let bind =
+            |flag, addr| listen(addr).map_err(|source| StartError::Bind { flag, addr, source });
         let http = bind("--listen", config.listen)?;
         let ingest_json = bind("--ingest-tcp", config.ingest_tcp)?;
         let ingest_proto = bind("--ingest-tcp-protobuf", config.ingest_tcp_protobuf)?;
@@ -260,6 +251,24 @@ fn control(
         while tasks.join_next().await.is_some() {}
     });
 }
+
+/// Binds a non-blocking listener with a deep accept queue: std's fixed backlog of 128
+/// makes a burst of connects wait for SYN retransmits (1 s, then 3 s) once it overflows.
+fn listen(addr: SocketAddr) -> std::io::Result<StdTcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Accept queue length asked of the kernel (capped by net.core.somaxconn, 4096 here).
+const LISTEN_BACKLOG: i32 = 4096;
 
 /// Batches the sequencer's inbox holds before sources wait (each batch is one read).
 const INBOX_BATCHES: usize = 1024;
