@@ -72,10 +72,11 @@ pub struct Config {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub outbox_max_age: Duration,
 
-    /// Kernel send buffer per client socket, in bytes (0: the OS autotunes it, up to 4 MiB
-    /// on Linux). A fixed size caps kernel memory per client and makes the outbox budget,
-    /// not the kernel, decide when a client is slow.
-    #[arg(long, default_value_t = 0)]
+    /// Kernel send buffer per client socket, in bytes (Linux doubles it; 0 lets the kernel
+    /// autotune, up to 4 MiB per socket). 256 KiB holds ~3,500 ticks, seconds of any one
+    /// client's feed, yet caps kernel memory per stuck client and lets the outbox budget,
+    /// not the kernel, decide within a second that a client is slow.
+    #[arg(long, default_value_t = 256 * 1024)]
     pub send_buffer_bytes: usize,
 
     /// Default slow-consumer policy (a client may choose with `?slow=`).
@@ -164,7 +165,7 @@ impl Config {
             outbox_bytes: 256 * 1024,
             outbox_max_age: Duration::from_secs(2),
             slow_policy: SlowPolicy::Disconnect,
-            send_buffer_bytes: 0,
+            send_buffer_bytes: 256 * 1024,
             replay_depth: 1024,
             max_symbols: 100_000,
             ping_interval: Duration::from_secs(15),

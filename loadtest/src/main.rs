@@ -1,2 +1,127 @@
-//! Load harness (in progress).
-fn main() {}
+//! `loadtest`: drive tickrelay with many WebSocket clients and a paced publisher.
+//!
+//! ```text
+//! loadtest steady --spawn target/release/tickrelay --clients 1000 --symbols 100 \
+//!     --symbols-per-client 10 --rate 2000 --duration 20s --report-json docs/perf/steady.json
+//! loadtest summarize docs/perf/*.json --out docs/perf/REPORT.md
+//! ```
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use loadtest::report::{self, RunReport};
+use loadtest::scenario::{self, Mode, RampArgs, RunArgs, SlowArgs};
+
+/// Load-test harness for the tickrelay WebSocket relay.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish a fixed rate for a fixed time; latency, loss and CPU per delivery.
+    Steady(RunArgs),
+    /// Double the rate each step until p99 exceeds a bound or a tick is lost.
+    Ramp {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        ramp: RampArgs,
+    },
+    /// Many idle clients: relay memory per connection and handshake rate.
+    Crowd(RunArgs),
+    /// A fraction of clients stop reading; the others' latency, the relay's memory.
+    Slow {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        slow: SlowArgs,
+    },
+    /// Turn JSON reports into a Markdown report.
+    Summarize {
+        /// JSON reports written with --report-json.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the Markdown here (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Link this image (relative to the Markdown) under the ramp section.
+        #[arg(long)]
+        svg_link: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadtest: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    // Placeholders for the modes that do not take these options.
+    let no_ramp = RampArgs {
+        max_rate: 0.0,
+        max_steps: 0,
+        step_duration: std::time::Duration::ZERO,
+        p99_bound_ms: 0.0,
+    };
+    let no_slow = SlowArgs {
+        slow_fraction: 0.0,
+        slow_rcvbuf: 0,
+    };
+    let (mode, args, ramp, slow) = match &cli.command {
+        Command::Steady(run) => (Mode::Steady, run, &no_ramp, &no_slow),
+        Command::Crowd(run) => (Mode::Crowd, run, &no_ramp, &no_slow),
+        Command::Ramp { run, ramp } => (Mode::Ramp, run, ramp, &no_slow),
+        Command::Slow { run, slow } => (Mode::Slow, run, &no_ramp, slow),
+        Command::Summarize {
+            files,
+            out,
+            svg_link,
+        } => return summarize(files, out.as_ref(), svg_link.as_deref()),
+    };
+    let report = scenario::run(mode, args, ramp, slow)?;
+    println!("{}", report.table());
+    if let Some(path) = &args.report_json {
+        report.write_json(path)?;
+        eprintln!("loadtest: wrote {}", path.display());
+    }
+    if let Some(path) = &args.svg {
+        report::ramp_svg(&report, path)?;
+        eprintln!("loadtest: wrote {}", path.display());
+    }
+    Ok(if args.assert_clean && !report.clean {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn summarize(files: &[PathBuf], out: Option<&PathBuf>, svg: Option<&str>) -> Result<ExitCode> {
+    let reports = files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().map_or_else(
+                || f.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            Ok((name, RunReport::read_json(f)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let md = report::summarize(&reports, svg);
+    match out {
+        Some(path) => std::fs::write(path, md)?,
+        None => print!("{md}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

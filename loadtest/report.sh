@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds tickrelay and the load-test harness (release), runs a bounded set of load tests against
+# a relay the harness spawns on free loopback ports, and writes docs/perf/*.json,
+# docs/perf/latency.svg and the Markdown summary docs/perf/REPORT.md.
+#
+# Every run is bounded (--max-time) and talks to 127.0.0.x only. The machines cap open files at
+# 20,000 per process, so the crowd run stays at 19,000 clients: the harness holds one socket
+# per client, the relay one per connection plus listeners and ingest.
+#
+#   loadtest/report.sh               # all runs, about 6 minutes on 2 cores
+#   OUT=/tmp/perf loadtest/report.sh # somewhere else
+#   CARGO_TARGET_DIR=/work/target-lt loadtest/report.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}"
+out="${OUT:-docs/perf}"
+
+cargo build --release --bin tickrelay
+cargo build --release -p loadtest --bin loadtest
+lt="$target/release/loadtest"
+relay="$target/release/tickrelay"
+mkdir -p "$out"
+
+common=(--spawn "$relay" --max-time 5m)
+[ -t 2 ] || common+=(--no-progress)
+failed=0
+
+# run NAME MODE ARGS...: one bounded harness run writing $out/NAME.json.
+run() {
+    local name=$1 mode=$2
+    shift 2
+    echo "== $name: loadtest $mode $*"
+    if ! timeout 420 "$lt" "$mode" "${common[@]}" --label "$name" \
+        --relay-log "${TMPDIR:-/tmp}/tickrelay-$name.log" --report-json "$out/$name.json" "$@"; then
+        echo "!! $name failed (exit $?)"
+        failed=1
+    fi
+}
+
+run steady-1000x10 steady --clients 1000 --symbols 100 --symbols-per-client 10 \
+    --rate 2000 --duration 20s
+run steady-5000x5 steady --clients 5000 --symbols 100 --symbols-per-client 5 \
+    --rate 1000 --duration 20s --connect-rate 4000
+# The relay's default --max-connections is 19,000; HTTP probes (/health, /stats) count too.
+run crowd-19000 crowd --clients 19000 --symbols 100 --symbols-per-client 5 \
+    --duration 10s --connect-rate 4000 --source-ips 4 --settle 2s \
+    --relay-args "--max-connections 19500"
+# A connect storm: 10,000 clients offered at 10,000/s (handshake latency under a burst).
+run crowd-burst crowd --clients 10000 --symbols 100 --symbols-per-client 5 \
+    --duration 1s --connect-rate 10000 --source-ips 4 --settle 1s
+# Every client takes all 10 symbols (JSON, ~115 B a tick): each stuck client falls ~290 KB/s
+# behind, past the ~4 MB the kernel's loopback send buffer absorbs by itself within ~15 s, so
+# the relay's own slow-consumer policy is what the second half of the run exercises.
+run slow-10pct slow --clients 100 --symbols 10 --symbols-per-client 10 --mix json=1 \
+    --rate 2500 --duration 25s --slow-fraction 0.1
+run ramp ramp --clients 500 --symbols 100 --symbols-per-client 10 \
+    --rate 1000 --step-duration 5s --max-steps 8 --p99-bound-ms 20 --svg "$out/latency.svg"
+
+reports=()
+for name in steady-1000x10 steady-5000x5 crowd-19000 crowd-burst slow-10pct ramp; do
+    [ -f "$out/$name.json" ] && reports+=("$out/$name.json")
+done
+"$lt" summarize "${reports[@]}" --svg-link latency.svg --out "$out/REPORT.md"
+echo "wrote $out/REPORT.md"
+exit "$failed"

@@ -1,0 +1,27 @@
+//! Load-test harness for tickrelay.
+//!
+//! ```text
+//! publisher ──TCP ingest──▶ relay ──WebSocket──▶ client workers ──▶ scenario ──▶ report
+//! paced ticks, ts_ns        (under test)        frames → decode → seq,      phases,    table, JSON,
+//! stamped at send                               latency, counts            verdict     SVG, Markdown
+//! ```
+//!
+//! Measuring must cost far less than what is measured: a few worker threads each drive many
+//! connections, read in 64 KiB batches and decode only `type`, `symbol`, `seq` and `ts_ns`.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod decode;
+pub mod latency;
+pub mod procfs;
+pub mod publisher;
+pub mod relay;
+pub mod report;
+pub mod scenario;
+pub mod seq;
+
+/// Messages generated from `proto/tickrelay.proto` (package `tickrelay.v1`).
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/tickrelay.v1.rs"));
+}

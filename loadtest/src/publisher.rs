@@ -1,0 +1,275 @@
+//! The paced publisher: ticks into the relay's TCP ingest at a fixed rate.
+//!
+//! Ticks go round-robin over the symbols, so each gets `rate / symbols` per second, in small
+//! batches about every millisecond (not one burst per second). Each batch is stamped with the
+//! wall clock (`ts_ns`) just before it is written. The count written per symbol is kept: the
+//! coordinator derives expected deliveries from it. Anything the relay writes back on the ingest
+//! connection (error lines) is drained by a reader thread and counted.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+
+use crate::decode::symbol_name;
+use crate::latency::now_ns;
+use crate::proto;
+
+/// Wire format of the ingest connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestFormat {
+    /// Newline-delimited JSON on `--ingest-tcp`.
+    Json,
+    /// Varint-length-prefixed `tickrelay.v1.Tick` on `--ingest-tcp-protobuf`.
+    Protobuf,
+}
+
+/// What the relay wrote back on the ingest connection.
+#[derive(Debug, Default)]
+pub struct IngestErrors {
+    /// Lines received (each one an error report).
+    pub lines: AtomicU64,
+    /// The first few, verbatim.
+    pub samples: Mutex<Vec<String>>,
+}
+
+/// One publishing window's result.
+#[derive(Clone, Copy, Debug)]
+pub struct PublishOutcome {
+    /// Ticks written in this window.
+    pub sent: u64,
+    pub elapsed: Duration,
+}
+
+/// A connection to the ingest port and the per-symbol counts written through it.
+#[derive(Debug)]
+pub struct Publisher {
+    stream: TcpStream,
+    format: IngestFormat,
+    names: Vec<String>,
+    published: Vec<u64>,
+    next_symbol: usize,
+    total: u64,
+    batch: Vec<u8>,
+    /// Error lines from the relay.
+    pub errors: Arc<IngestErrors>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Publisher {
+    /// Connects to the ingest at `addr`, publishing to `symbol_count` symbols.
+    pub fn connect(addr: SocketAddr, format: IngestFormat, symbol_count: u32) -> Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("connecting to the ingest at {addr}"))?;
+        stream.set_nodelay(true)?;
+        let errors = Arc::new(IngestErrors::default());
+        let reader = {
+            let stream = stream.try_clone()?;
+            let errors = Arc::clone(&errors);
+            std::thread::Builder::new()
+                .name("lt-ingest-errors".into())
+                .spawn(move || drain_errors(stream, &errors))?
+        };
+        Ok(Self {
+            stream,
+            format,
+            names: (0..symbol_count)
+                .map(|i| symbol_name(i, symbol_count))
+                .collect(),
+            published: vec![0; symbol_count as usize],
+            next_symbol: 0,
+            total: 0,
+            batch: Vec::with_capacity(64 * 1024),
+            errors,
+            reader: Some(reader),
+        })
+    }
+
+    /// Ticks written so far, per symbol index.
+    pub fn published(&self) -> &[u64] {
+        &self.published
+    }
+
+    /// Publishes `rate` ticks/s for `duration` (or until `stop`), adding each batch to `sent`.
+    pub fn run(
+        &mut self,
+        rate: f64,
+        duration: Duration,
+        sent: &AtomicU64,
+        stop: &AtomicBool,
+    ) -> Result<PublishOutcome> {
+        let start = Instant::now();
+        let target_total = (rate * duration.as_secs_f64()).round() as u64;
+        let mut done = 0u64;
+        loop {
+            let elapsed = start.elapsed();
+            let finished = elapsed >= duration || stop.load(Ordering::Relaxed);
+            let due = if finished {
+                if stop.load(Ordering::Relaxed) {
+                    done
+                } else {
+                    target_total
+                }
+            } else {
+                ((rate * elapsed.as_secs_f64()) as u64).min(target_total)
+            };
+            let n = (due - done).min(MAX_BATCH);
+            if n > 0 {
+                self.write_batch(n)?;
+                done += n;
+                sent.fetch_add(n, Ordering::Relaxed);
+                if done < due {
+                    continue; // behind: catch up without sleeping
+                }
+            }
+            if finished && done >= due {
+                break;
+            }
+            std::thread::sleep(PACE);
+        }
+        Ok(PublishOutcome {
+            sent: done,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    fn write_batch(&mut self, n: u64) -> Result<()> {
+        self.batch.clear();
+        let ts_ns = now_ns();
+        for _ in 0..n {
+            let sym = self.next_symbol;
+            self.next_symbol = (sym + 1) % self.names.len();
+            self.published[sym] += 1;
+            self.total += 1;
+            // A price that moves, so the relay cannot conflate identical ticks.
+            let price = 100.0 + (self.total % 4000) as f64 * 0.25;
+            let size = 0.25;
+            match self.format {
+                IngestFormat::Json => {
+                    // Writing to a Vec cannot fail.
+                    let _ = writeln!(
+                        self.batch,
+                        r#"{{"symbol":"{}","price":{price},"size":{size},"ts_ns":{ts_ns}}}"#,
+                        self.names[sym]
+                    );
+                }
+                IngestFormat::Protobuf => {
+                    let tick = proto::Tick {
+                        symbol: self.names[sym].clone(),
+                        kind: proto::TickKind::Trade.into(),
+                        price: Some(price),
+                        size: Some(size),
+                        ts_ns,
+                        ..Default::default()
+                    };
+                    tick.encode_length_delimited(&mut self.batch)
+                        .expect("encoding into a Vec cannot run out of space");
+                }
+            }
+        }
+        self.stream
+            .write_all(&self.batch)
+            .context("writing ticks to the ingest")
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+fn drain_errors(stream: TcpStream, errors: &IngestErrors) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    while let Ok(n) = reader.read_until(b'\n', &mut line) {
+        if n == 0 {
+            break;
+        }
+        errors.lines.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut samples) = errors.samples.lock()
+            && samples.len() < MAX_SAMPLES
+        {
+            samples.push(String::from_utf8_lossy(&line).trim_end().to_owned());
+        }
+        line.clear();
+    }
+}
+
+/// About one batch per millisecond (the sleep itself overshoots by ~50–100 µs).
+const PACE: Duration = Duration::from_millis(1);
+/// Behind schedule, catch up in pieces of at most this many ticks.
+const MAX_BATCH: u64 = 20_000;
+const MAX_SAMPLES: usize = 5;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn publish(format: IngestFormat, rate: f64, ms: u64) -> (Vec<u8>, Vec<u64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"{\"error\":\"bad\"}\n").unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        let mut p = Publisher::connect(addr, format, 4).unwrap();
+        let sent = AtomicU64::new(0);
+        let out = p
+            .run(
+                rate,
+                Duration::from_millis(ms),
+                &sent,
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+        let published = p.published().to_vec();
+        let errors = p.errors.lines.load(Ordering::Relaxed);
+        drop(p);
+        assert_eq!(out.sent, sent.load(Ordering::Relaxed));
+        let _ = errors;
+        (server.join().unwrap(), published)
+    }
+
+    #[test]
+    fn json_lines_spread_evenly_and_total_is_exact() {
+        let (bytes, published) = publish(IngestFormat::Json, 2000.0, 200);
+        assert_eq!(published, vec![100, 100, 100, 100]);
+        let text = String::from_utf8(bytes).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 400);
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(first["symbol"], "SYM000");
+        assert!(first["ts_ns"].as_u64().unwrap() > 1_700_000_000_000_000_000);
+        assert!(first["price"].as_f64().is_some());
+    }
+
+    #[test]
+    fn protobuf_is_length_delimited_ticks() {
+        let (bytes, published) = publish(IngestFormat::Protobuf, 1000.0, 20);
+        assert_eq!(published.iter().sum::<u64>(), 20);
+        let mut buf = &bytes[..];
+        let mut n = 0;
+        while !buf.is_empty() {
+            let tick = proto::Tick::decode_length_delimited(&mut buf).unwrap();
+            assert_eq!(tick.symbol, format!("SYM{:03}", n % 4));
+            n += 1;
+        }
+        assert_eq!(n, 20);
+    }
+}

@@ -1,0 +1,252 @@
+//! The harness end to end against a tiny in-process stand-in for the relay.
+//!
+//! The stand-in speaks the contract the harness relies on (WebSocket upgrade, a welcome, ticks
+//! with a per-symbol seq in json / protobuf / gzip, NDJSON ingest) and nothing more, so these
+//! tests pin the harness's own behaviour: counts add up, a clean run exits 0, a missing tick is
+//! caught and `--assert-clean` exits 1.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use flate2::{Compress, Compression, FlushCompress};
+use loadtest::client::accept_key;
+use loadtest::proto;
+use loadtest::report::RunReport;
+use prost::Message as _;
+
+#[test]
+fn clean_run_counts_every_delivery_in_every_encoding() {
+    let relay = FakeRelay::start(None);
+    let out = tempdir("clean").join("report.json");
+    let run = harness(&relay, &out, &["--assert-clean"]);
+    assert!(run.status.success(), "{}", describe(&run));
+    let report = RunReport::read_json(&out).unwrap();
+    assert!(report.clean, "{:?}", report.problems);
+    assert_eq!(report.connect.welcomed, 12);
+    let phase = &report.phases[0];
+    assert_eq!(phase.published, 400);
+    // 12 clients × 2 of 4 symbols: each tick reaches 6 clients.
+    assert_eq!(phase.fast.expected, 400 * 6);
+    assert_eq!(phase.fast.received, phase.fast.expected);
+    assert_eq!(phase.fast.latency_us.count, phase.fast.received);
+    assert_eq!(phase.fast.decode_errors, 0);
+    assert_eq!(report.connect.by_encoding.len(), 3);
+}
+
+#[test]
+fn a_dropped_tick_is_a_gap_and_fails_assert_clean() {
+    let relay = FakeRelay::start(Some(("SYM001".into(), 10)));
+    let out = tempdir("gap").join("report.json");
+    let run = harness(&relay, &out, &["--assert-clean"]);
+    assert_eq!(run.status.code(), Some(1), "{}", describe(&run));
+    let report = RunReport::read_json(&out).unwrap();
+    let f = &report.phases[0].fast;
+    // SYM001 has 6 subscribers; each misses seq 10.
+    assert_eq!(f.seq.gaps, 6);
+    assert_eq!(f.seq.missing, 6);
+    assert_eq!(f.lost, 6);
+    assert!(!report.clean);
+}
+
+fn harness(relay: &FakeRelay, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["steady", "--relay", &relay.ws.to_string()])
+        .args(["--ingest", &relay.ingest.to_string()])
+        .args([
+            "--clients",
+            "12",
+            "--symbols",
+            "4",
+            "--symbols-per-client",
+            "2",
+        ])
+        .args(["--mix", "json=1,protobuf=1,gzip=1"])
+        .args(["--rate", "400", "--duration", "1s", "--settle", "100ms"])
+        .args(["--drain-idle", "1s", "--max-time", "60s", "--no-progress"])
+        .arg("--report-json")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("the harness binary runs")
+}
+
+fn describe(run: &std::process::Output) -> String {
+    format!(
+        "harness exited {}\nstdout:\n{}\nstderr:\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    )
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lt-fake-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A subscriber: its symbols, encoding, socket, and (gzip) its deflate stream.
+struct Sub {
+    symbols: Vec<String>,
+    encoding: String,
+    stream: TcpStream,
+    deflate: Option<Compress>,
+}
+
+struct FakeRelay {
+    ws: SocketAddr,
+    ingest: SocketAddr,
+}
+
+impl FakeRelay {
+    /// Starts the stand-in; `drop` names one (symbol, seq) it will never send.
+    fn start(drop: Option<(String, u64)>) -> Self {
+        let ws = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ingest = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addrs = Self {
+            ws: ws.local_addr().unwrap(),
+            ingest: ingest.local_addr().unwrap(),
+        };
+        let subs: Arc<Mutex<Vec<Sub>>> = Arc::default();
+        let accepted = Arc::clone(&subs);
+        thread::spawn(move || {
+            for stream in ws.incoming().flatten() {
+                let subs = Arc::clone(&accepted);
+                thread::spawn(move || upgrade(stream, &subs));
+            }
+        });
+        thread::spawn(move || {
+            for stream in ingest.incoming().flatten() {
+                let subs = Arc::clone(&subs);
+                let drop = drop.clone();
+                thread::spawn(move || fan_out(stream, &subs, drop));
+            }
+        });
+        addrs
+    }
+}
+
+fn upgrade(mut stream: TcpStream, subs: &Mutex<Vec<Sub>>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let Some(key) = header(&head, "sec-websocket-key") else {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}");
+        return;
+    };
+    let path = head.split_whitespace().nth(1).unwrap_or_default();
+    let query: HashMap<&str, &str> = path
+        .split_once('?')
+        .map(|(_, q)| q.split('&').filter_map(|kv| kv.split_once('=')).collect())
+        .unwrap_or_default();
+    let symbols: Vec<String> = query["symbols"].split(',').map(String::from).collect();
+    let encoding = query["encoding"].to_owned();
+    write!(
+        stream,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        accept_key(&key)
+    )
+    .unwrap();
+    let mut sub = Sub {
+        deflate: (encoding == "gzip").then(|| Compress::new_gzip(Compression::fast(), 15)),
+        symbols,
+        encoding,
+        stream,
+    };
+    let welcome = match sub.encoding.as_str() {
+        "protobuf" => proto::ServerMessage {
+            msg: Some(proto::server_message::Msg::Welcome(
+                proto::Welcome::default(),
+            )),
+        }
+        .encode_to_vec(),
+        _ => br#"{"type":"welcome","session":1}"#.to_vec(),
+    };
+    send(&mut sub, &welcome);
+    subs.lock().unwrap().push(sub);
+}
+
+fn fan_out(stream: TcpStream, subs: &Mutex<Vec<Sub>>, drop: Option<(String, u64)>) {
+    let mut seqs: HashMap<String, u64> = HashMap::new();
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { return };
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let symbol = v["symbol"].as_str().unwrap().to_owned();
+        let ts_ns = v["ts_ns"].as_u64().unwrap();
+        let seq = seqs.entry(symbol.clone()).or_default();
+        *seq += 1;
+        if drop.as_ref() == Some(&(symbol.clone(), *seq)) {
+            continue;
+        }
+        let json = format!(
+            r#"{{"type":"tick","symbol":"{symbol}","seq":{seq},"kind":"trade","ts_ns":{ts_ns},"recv_ns":{ts_ns},"price":1.5}}"#
+        );
+        let pb = proto::ServerMessage {
+            msg: Some(proto::server_message::Msg::Tick(proto::Tick {
+                symbol: symbol.clone(),
+                kind: proto::TickKind::Trade.into(),
+                price: Some(1.5),
+                ts_ns,
+                seq: *seq,
+                recv_ns: ts_ns,
+                ..Default::default()
+            })),
+        }
+        .encode_to_vec();
+        for sub in subs.lock().unwrap().iter_mut() {
+            if sub.symbols.contains(&symbol) {
+                let payload = if sub.encoding == "protobuf" {
+                    pb.clone()
+                } else {
+                    json.clone().into_bytes()
+                };
+                send(sub, &payload);
+            }
+        }
+    }
+}
+
+/// One unmasked server frame: text for json, binary otherwise (gzip: sync-flushed deflate).
+fn send(sub: &mut Sub, payload: &[u8]) {
+    let (opcode, body) = match (&mut sub.deflate, sub.encoding.as_str()) {
+        (Some(deflate), _) => {
+            let mut out = Vec::with_capacity(payload.len() + 64);
+            deflate
+                .compress_vec(payload, &mut out, FlushCompress::Sync)
+                .unwrap();
+            (0x2, out)
+        }
+        (None, "json") => (0x1, payload.to_vec()),
+        (None, _) => (0x2, payload.to_vec()),
+    };
+    let mut frame = vec![0x80 | opcode];
+    match body.len() {
+        n @ 0..=125 => frame.push(n as u8),
+        n => {
+            frame.push(126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&body);
+    let _ = sub.stream.write_all(&frame);
+}
+
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
