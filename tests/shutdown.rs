@@ -19,3 +19,15 @@ async fn shutdown_sends_1001_to_every_client() {
         assert_eq!((code, reason.as_str()), (1001, "going away"));
     }
 }
+
+/// Regression: the sequencer woke the shards before closing their queues, so a shard could
+/// find its queue empty rather than closed and wait forever (about half of idle shutdowns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_relays_always_finish_shutting_down() {
+    for _ in 0..10 {
+        let mut relay = TestRelay::start(Config::for_tests()).await;
+        tokio::time::timeout(std::time::Duration::from_secs(10), relay.stop())
+            .await
+            .expect("an idle relay stops within its drain timeout");
+    }
+}

@@ -1,13 +1,15 @@
 //! One gzip stream per gzip client, a sync flush per message.
 //!
-//! Compressing a 150-byte tick on its own makes it bigger (18 bytes of gzip framing, no
-//! dictionary). Within one stream each tick is compressed against the ticks before it, and a
+//! Compressing a 150-byte tick on its own barely helps (no dictionary: ~145 B of gzip for
+//! ~160 B of JSON) and costs a fresh compressor each time (14-24 µs, 260 KiB). Within one
+//! stream each tick is compressed against the ticks before it (~54 B), and a
 //! sync flush (`Z_SYNC_FLUSH`) ends every message on a byte boundary, so each WebSocket frame
 //! holds exactly one message that a streaming inflater (`zlib.decompressobj(31)`,
 //! `DecompressionStream('gzip')`) turns back into the same JSON a JSON client gets.
 //!
-//! Cost, per gzip client: the deflate state (allocated once, see README for the figure) and
-//! one compression per delivered message. Output frames are carved out of one growing arena,
+//! Cost, per gzip client: the deflate state (~260 KiB allocated, ~210 KiB resident, fixed by
+//! the library's hash table; measured in docs/ENCODINGS.md) and one compression per delivered
+//! message (~2-3 µs, more when thousands of cold states compete for cache). Output frames are carved out of one growing arena,
 //! so a delivery does not allocate on its own.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -73,9 +75,9 @@ impl Default for GzipStream {
 }
 
 /// Deflate level 1. Measured with zlib-rs on 145-byte tick JSON, sync flush per message,
-/// 4 KiB window: level 1 ≈ 2.0 µs and 32 B per message, level 3 ≈ 6.3 µs / 32 B, level 6
-/// ≈ 5.9 µs / 31.5 B. Higher levels buy nothing on messages this small (miniz_oxide, the
-/// other backend: 14 µs / 47 B at level 1).
+/// 4 KiB window, one stream: level 1 ≈ 2.0 µs and 32 B per message, level 6 ≈ 5.9 µs /
+/// 31.5 B; on more varied ticks (benches/encode.rs) level 6 is 15% smaller for ~4x the CPU.
+/// Per-client CPU is the scarcer resource (miniz_oxide: 14 µs / 47 B at level 1).
 const LEVEL: u32 = 1;
 /// 2^12 = 4 KiB window: ~25 recent ticks of context, plenty for repeated keys and symbols.
 const WINDOW_BITS: u8 = 12;

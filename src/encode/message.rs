@@ -18,6 +18,8 @@ pub enum Message<'a> {
         shard: u32,
         /// The negotiated encoding.
         encoding: Encoding,
+        /// `*` was subscribed at connect.
+        all: bool,
         /// The symbols subscribed at connect.
         symbols: &'a [Symbol],
     },
@@ -76,13 +78,14 @@ impl Message<'_> {
                 session,
                 shard,
                 encoding,
+                all,
                 symbols,
             } => json::to_vec(&JsonWelcome {
                 kind: "welcome",
                 session: *session,
                 shard: *shard,
                 encoding: encoding.as_str(),
-                symbols: names(symbols),
+                symbols: with_all(names(symbols), *all, "*"),
                 server: SERVER,
             }),
             Self::Ack { op, all, symbols } => json::to_vec(&JsonAck {
@@ -122,12 +125,13 @@ impl Message<'_> {
                 session,
                 shard,
                 encoding,
+                all,
                 symbols,
             } => Msg::Welcome(proto::Welcome {
                 session: *session,
                 shard: *shard,
                 encoding: encoding.as_str().into(),
-                symbols: names(symbols),
+                symbols: with_all(names(symbols), *all, "*".to_owned()),
                 server: SERVER.into(),
             }),
             Self::Snapshot(tick) => Msg::Snapshot(protobuf::tick_message(tick)),

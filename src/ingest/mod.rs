@@ -58,6 +58,9 @@ pub enum DecodeError {
     /// A field the tick contract does not have.
     #[error("{0}")]
     UnknownField(String),
+    /// A length prefix that is not a varint: a length-delimited stream cannot resynchronise.
+    #[error("length prefix is not a varint (10 bytes without an end)")]
+    BadLengthPrefix,
     /// Not a valid protobuf `Tick`.
     #[error("invalid protobuf tick: {0}")]
     Protobuf(String),
@@ -80,10 +83,16 @@ impl DecodeError {
         match self {
             Self::Json(_) | Self::Field { .. } => "bad_json",
             Self::UnknownField(_) => "unknown_field",
-            Self::Protobuf(_) => "bad_protobuf",
+            Self::Protobuf(_) | Self::BadLengthPrefix => "bad_protobuf",
             Self::Tick(e) => e.code(),
             Self::TooLong { .. } => "line_too_long",
         }
+    }
+
+    /// Whether a length-delimited (protobuf) stream cannot go on after this error: the
+    /// next message boundary is unknown. (NDJSON resynchronises at the next newline.)
+    pub fn ends_stream(&self) -> bool {
+        matches!(self, Self::BadLengthPrefix | Self::TooLong { .. })
     }
 
     /// The field the error is about, when one is to blame.

@@ -9,17 +9,13 @@ use crate::tick::{RawTick, Tick};
 
 /// Splits the next complete message off `buf` and decodes it.
 ///
-/// `None`: more bytes needed. A length over `limit` is an error as soon as the prefix is
-/// read, and the caller should drop the connection (there is no resynchronisation point in
-/// a length-delimited stream).
+/// `None`: more bytes needed. A length over `limit` or a prefix that is not a varint is an
+/// error that consumes nothing, and the caller must drop the connection (a length-delimited
+/// stream has no resynchronisation point).
 pub fn next_message(buf: &mut BytesMut, limit: usize) -> Option<Result<Tick, DecodeError>> {
     let (len, prefix) = match read_varint(buf) {
         Varint::Incomplete => return None,
-        Varint::Invalid => {
-            return Some(Err(DecodeError::Protobuf(
-                "length prefix is not a varint".into(),
-            )));
-        }
+        Varint::Invalid => return Some(Err(DecodeError::BadLengthPrefix)),
         Varint::Value(len, prefix) => (len, prefix),
     };
     let len = match usize::try_from(len) {
@@ -149,12 +145,15 @@ mod tests {
 
     proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn every_error_consumes_its_message_or_ends_the_stream(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            // A recoverable error that consumed nothing would make the reader spin forever.
             let mut buf = BytesMut::from(&bytes[..]);
-            for _ in 0..64 {
-                match next_message(&mut buf, 1024) {
-                    None | Some(Err(_)) => break,
-                    Some(Ok(_)) => {}
+            loop {
+                let before = buf.len();
+                let Some(result) = next_message(&mut buf, 1024) else { break };
+                match result {
+                    Err(e) if e.ends_stream() => break,
+                    _ => prop_assert!(buf.len() < before, "a result that does not end the stream consumes bytes"),
                 }
             }
         }

@@ -228,7 +228,7 @@ impl Decoder {
             Format::Protobuf => {
                 while let Some(result) = protobuf::next_message(buf, self.max_message) {
                     self.line += 1;
-                    let fatal = matches!(result, Err(DecodeError::TooLong { .. }));
+                    let fatal = matches!(&result, Err(e) if e.ends_stream());
                     accept(result, self.line);
                     if fatal {
                         return (ticks, true);

@@ -67,6 +67,9 @@ pub enum HandshakeError {
         /// From `Sec-WebSocket-Protocol`.
         header: &'static str,
     },
+    /// `encoding=` given twice with different values.
+    #[error("`encoding` is given twice with different values")]
+    RepeatedEncoding,
     /// A query parameter we do not know.
     #[error("unknown query parameter `{0}`; expected symbols, encoding, slow or resume")]
     UnknownParam(String),
@@ -94,7 +97,9 @@ impl HandshakeError {
     /// Stable code for the JSON body and metrics.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::UnknownEncoding(_) | Self::ConflictingEncoding { .. } => "unknown_encoding",
+            Self::UnknownEncoding(_)
+            | Self::ConflictingEncoding { .. }
+            | Self::RepeatedEncoding => "unknown_encoding",
             Self::Symbols(e) => e.code(),
             Self::Draining | Self::TooManyConnections => "too_many_connections",
             _ => "bad_request",
@@ -135,6 +140,9 @@ pub fn parse(
             "encoding" => {
                 let encoding = Encoding::parse(&value)
                     .ok_or_else(|| HandshakeError::UnknownEncoding(clip(&value)))?;
+                if query_encoding.is_some_and(|q| q != encoding) {
+                    return Err(HandshakeError::RepeatedEncoding);
+                }
                 query_encoding = Some(encoding);
             }
             "slow" => {

@@ -313,6 +313,7 @@ fn open(
             session: id,
             shard,
             encoding: params.encoding,
+            all: params.selection.all,
             symbols: &welcome_symbols,
         },
         now,

@@ -39,22 +39,27 @@ pub type ShardId = usize;
 /// The sequencer's end of a shard's tick queue.
 #[derive(Debug)]
 pub struct TickSender {
-    tx: crossbeam_channel::Sender<Batch>,
+    /// `None` once dropping: the queue must be closed before the final wake-up.
+    tx: Option<crossbeam_channel::Sender<Batch>>,
     wake: Arc<Notify>,
 }
 
 impl TickSender {
     /// Queues `batch` for the shard, blocking while its queue is full (backpressure).
     pub fn deliver(&self, batch: Batch) {
-        // Err: the shard has stopped (shutdown); nobody is left to deliver to.
-        let _ = self.tx.send(batch);
+        if let Some(tx) = &self.tx {
+            // Err: the shard has stopped (shutdown); nobody is left to deliver to.
+            let _ = tx.send(batch);
+        }
         self.wake.notify_one();
     }
 }
 
 impl Drop for TickSender {
     fn drop(&mut self) {
-        // Let the shard see the closed queue now rather than at its next tick.
+        // Close the queue first, then wake the shard: woken before the close, it would find
+        // the queue empty (not closed), wait again, and never wake (a hang on shutdown).
+        drop(self.tx.take());
         self.wake.notify_one();
     }
 }
@@ -102,7 +107,7 @@ pub fn channels(id: ShardId) -> (TickSender, ShardHandle, ShardInputs) {
     let (sockets_tx, sockets) = mpsc::unbounded_channel();
     (
         TickSender {
-            tx,
+            tx: Some(tx),
             wake: wake.clone(),
         },
         ShardHandle {
