@@ -43,11 +43,15 @@ fn a_short_steady_run_over_every_encoding_loses_nothing() {
         slow_fraction: 0.0,
         slow_rcvbuf: 0,
     };
-    let report = scenario::run(Mode::Steady, &harness.run, &no_ramp, &no_slow).expect("harness run");
+    let report =
+        scenario::run(Mode::Steady, &harness.run, &no_ramp, &no_slow).expect("harness run");
     assert!(report.clean, "problems: {:?}", report.problems);
     let phase = &report.phases[0];
     assert!(phase.published >= 600, "published {}", phase.published);
-    assert_eq!(phase.fast.received, phase.fast.expected, "every expected delivery arrived");
+    assert_eq!(
+        phase.fast.received, phase.fast.expected,
+        "every expected delivery arrived"
+    );
     assert!(phase.fast.expected > 0);
     assert_eq!((phase.fast.lost, phase.fast.relay_gaps), (0, 0));
 }
