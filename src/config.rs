@@ -89,6 +89,13 @@ pub struct Config {
     #[arg(long, default_value_t = 1024)]
     pub replay_depth: usize,
 
+    /// Ticks kept for `resume` over all symbols together. When depth × symbols would exceed
+    /// it, every ring keeps budget ÷ symbols ticks (at least the last value), so memory stays
+    /// bounded however many symbols ingest creates: ~400 bytes a tick, shared by the shards,
+    /// so the default bounds the rings near 400 MiB.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub replay_budget: usize,
+
     /// Most distinct symbols the relay tracks; ticks of further new symbols are refused
     /// (counted as `symbol_limit`), so hostile ingest cannot grow memory without bound.
     #[arg(long, default_value_t = 100_000)]
@@ -167,6 +174,7 @@ impl Config {
             slow_policy: SlowPolicy::Disconnect,
             send_buffer_bytes: 256 * 1024,
             replay_depth: 1024,
+            replay_budget: 1_000_000,
             max_symbols: 100_000,
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
@@ -203,6 +211,7 @@ impl Config {
             ("--max-connections", self.max_connections),
             ("--demo-symbols", self.demo_symbols),
             ("--replay-depth", self.replay_depth),
+            ("--replay-budget", self.replay_budget),
             ("--max-symbols", self.max_symbols),
             ("--max-control-rate", self.max_control_rate as usize),
         ];

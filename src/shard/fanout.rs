@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
-use super::replay::History;
+use super::replay::{History, effective_depth};
 use super::{SessionKey, ShardCore, ShardId, ShardInputs, Subscriptions};
 use crate::encode::Frames;
 use crate::metrics::{self, ShardMetrics};
@@ -135,15 +135,16 @@ impl ShardCore {
             id,
             ..
         } = self;
-        let depth = shared.config.replay_depth;
+        let config = &shared.config;
+        let depth = effective_depth(config.replay_depth, config.replay_budget, history.len());
         for frames in batch.iter() {
             let symbol = &frames.tick().symbol;
             match history.get_mut(symbol) {
-                Some(history) => history.push(frames.clone()),
+                Some(history) => history.push(frames.clone(), depth),
                 None => history
                     .entry(symbol.clone())
-                    .or_insert_with(|| History::new(depth))
-                    .push(frames.clone()),
+                    .or_insert_with(|| History::new(config.replay_depth))
+                    .push(frames.clone(), depth),
             }
         }
         let metrics = shared.metrics.shard(*id);

@@ -9,6 +9,8 @@
 //!
 //! What stays true: the ring holds the newest `depth` ticks of the symbol in seq order with
 //! no gap, and `since(seq)` returns exactly the ticks after `seq` or says why it cannot.
+//! `depth` can shrink (never below 1) when many symbols share the shard's replay budget;
+//! the oldest ticks go first.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -55,9 +57,11 @@ impl History {
         }
     }
 
-    /// Records the next tick (seq order is the sequencer's promise).
-    pub fn push(&mut self, frames: Arc<Frames>) {
-        if self.ring.len() == self.depth {
+    /// Records the next tick (seq order is the sequencer's promise), keeping at most
+    /// `depth` (the configured depth or less, see [`effective_depth`]).
+    pub fn push(&mut self, frames: Arc<Frames>, depth: usize) {
+        let depth = depth.clamp(1, self.depth);
+        while self.ring.len() >= depth {
             self.ring.pop_front();
         }
         self.ring.push_back(frames);
@@ -93,6 +97,12 @@ impl History {
     }
 }
 
+/// The depth each ring may use: `--replay-depth`, or less when `symbols` rings would hold
+/// more than `budget` ticks in total (memory stays bounded however many symbols appear).
+pub fn effective_depth(depth: usize, budget: usize, symbols: usize) -> usize {
+    depth.min(budget / symbols.max(1)).max(1)
+}
+
 /// Rings start small and grow to `depth`: most symbols in a wide universe are quiet.
 const INITIAL_CAPACITY: usize = 16;
 
@@ -125,7 +135,7 @@ mod tests {
     fn resume_inside_the_ring_returns_exactly_the_missed_ticks() {
         let mut h = History::new(4);
         for seq in 1..=6 {
-            h.push(frames(seq));
+            h.push(frames(seq), 4);
         }
         assert_eq!(seqs(h.since(Seq(4)).unwrap()), vec![5, 6]);
         assert_eq!(
@@ -144,7 +154,7 @@ mod tests {
     fn resume_older_than_the_ring_is_a_gap_then_the_last_value() {
         let mut h = History::new(4);
         for seq in 1..=10 {
-            h.push(frames(seq));
+            h.push(frames(seq), 4);
         }
         match h.since(Seq(3)).unwrap() {
             Replay::Gap { from, to, last } => {
@@ -156,11 +166,35 @@ mod tests {
         assert!(History::new(4).since(Seq(1)).is_none(), "nothing seen yet");
     }
 
+    #[test]
+    fn a_shrinking_budget_drops_the_oldest_ticks() {
+        let mut h = History::new(8);
+        for seq in 1..=8 {
+            h.push(frames(seq), 8);
+        }
+        h.push(frames(9), effective_depth(8, 6, 2));
+        assert!(
+            matches!(h.since(Seq(5)).unwrap(), Replay::Gap { from: Seq(6), .. }),
+            "1-6 are gone"
+        );
+        assert_eq!(
+            seqs(h.since(Seq(6)).unwrap()),
+            vec![7, 8, 9],
+            "3 per symbol, the newest"
+        );
+        assert_eq!(effective_depth(1024, 1_000_000, 100_000), 10);
+        assert_eq!(
+            effective_depth(1024, 10, 100_000),
+            1,
+            "the last value always stays"
+        );
+    }
+
     proptest! {
         #[test]
         fn since_never_skips_or_repeats(depth in 1usize..50, count in 1u64..200, from in 0u64..220) {
             let mut h = History::new(depth);
-            for seq in 1..=count { h.push(frames(seq)); }
+            for seq in 1..=count { h.push(frames(seq), depth); }
             match h.since(Seq(from)).unwrap() {
                 Replay::Ticks(ticks) => {
                     let got: Vec<u64> = ticks.iter().map(|f| f.tick().seq.0).collect();
