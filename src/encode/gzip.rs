@@ -18,9 +18,20 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 use super::ws_frame::{self, OpCode};
 
 /// A client's gzip stream.
+///
+/// The deflate state exists only while the client is receiving: [`GzipStream::release`]
+/// drops it (idle clients would otherwise hold ~210 KiB each), and the next message starts a
+/// fresh raw-deflate compressor that continues the same gzip stream. That is valid because
+/// every message ends with a sync flush: the next block starts on a byte boundary, and a new
+/// compressor never refers back to bytes it did not produce. The cost is one cold message
+/// (no dictionary) after each idle period.
 #[derive(Debug)]
 pub struct GzipStream {
-    deflate: Compress,
+    deflate: Option<Compress>,
+    /// The gzip header has been written (by the stream's first compressor).
+    header_written: bool,
+    /// A message was compressed since the last [`GzipStream::release_if_idle`].
+    used: bool,
     scratch: Vec<u8>,
     arena: BytesMut,
 }
@@ -29,28 +40,38 @@ impl GzipStream {
     /// A new stream; its first frame starts with the gzip header.
     pub fn new() -> Self {
         Self {
-            deflate: Compress::new_gzip(Compression::new(LEVEL), WINDOW_BITS),
-            scratch: Vec::with_capacity(512),
+            deflate: None,
+            header_written: false,
+            used: false,
+            scratch: Vec::new(),
             arena: BytesMut::new(),
         }
     }
 
     /// Compresses `message` with a sync flush and returns it as one binary frame.
     pub fn frame(&mut self, message: &[u8]) -> Bytes {
+        self.used = true;
+        let header_written = std::mem::replace(&mut self.header_written, true);
+        let deflate = self.deflate.get_or_insert_with(|| {
+            if header_written {
+                Compress::new_with_window_bits(Compression::new(LEVEL), false, WINDOW_BITS)
+            } else {
+                Compress::new_gzip(Compression::new(LEVEL), WINDOW_BITS)
+            }
+        });
         self.scratch.clear();
-        let start_in = self.deflate.total_in();
+        let start_in = deflate.total_in();
         loop {
             // A sync flush is complete once deflate returns with output space left over.
             if self.scratch.capacity() - self.scratch.len() < 64 {
                 self.scratch.reserve(message.len() / 2 + 64);
             }
-            let consumed = usize::try_from(self.deflate.total_in() - start_in)
+            let consumed = usize::try_from(deflate.total_in() - start_in)
                 .expect("consumed input never exceeds the message length");
-            let status = self
-                .deflate
+            let status = deflate
                 .compress_vec(&message[consumed..], &mut self.scratch, FlushCompress::Sync)
                 .expect("deflate with a sync flush on a live stream cannot fail");
-            let consumed = usize::try_from(self.deflate.total_in() - start_in)
+            let consumed = usize::try_from(deflate.total_in() - start_in)
                 .expect("consumed input never exceeds the message length");
             let room_left = self.scratch.len() < self.scratch.capacity();
             if consumed == message.len() && room_left || status == Status::StreamEnd {
@@ -65,6 +86,25 @@ impl GzipStream {
         ws_frame::write_header(&mut self.arena, OpCode::Binary, len);
         self.arena.put_slice(&self.scratch);
         self.arena.split().freeze()
+    }
+
+    /// Drops the deflate state and buffers (the stream itself goes on; see the type doc).
+    pub fn release(&mut self) {
+        self.deflate = None;
+        self.scratch = Vec::new();
+        self.arena = BytesMut::new();
+    }
+
+    /// Releases the state if no message was compressed since the last call.
+    pub fn release_if_idle(&mut self) {
+        if !std::mem::take(&mut self.used) {
+            self.release();
+        }
+    }
+
+    /// Whether the deflate state is held now.
+    pub fn holds_state(&self) -> bool {
+        self.deflate.is_some()
     }
 }
 
@@ -96,6 +136,30 @@ mod tests {
             _ => 2,
         };
         &frame[skip..]
+    }
+
+    #[test]
+    fn released_state_continues_the_same_stream() {
+        let mut stream = GzipStream::new();
+        let mut inflate = Decompress::new_gzip(15);
+        for seq in 0..60u64 {
+            let msg =
+                format!(r#"{{"type":"tick","symbol":"ETH-USD","seq":{seq},"price":2280.{seq}}}"#);
+            if seq % 7 == 3 {
+                stream.release();
+                assert!(!stream.holds_state());
+            }
+            let frame = stream.frame(msg.as_bytes());
+            let mut out = Vec::with_capacity(msg.len() + 64);
+            inflate
+                .decompress_vec(payload(&frame), &mut out, FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(out, msg.as_bytes(), "message {seq} after releases");
+        }
+        stream.release_if_idle();
+        assert!(stream.holds_state(), "used since the last check: kept");
+        stream.release_if_idle();
+        assert!(!stream.holds_state(), "idle for a whole period: released");
     }
 
     #[test]

@@ -180,6 +180,22 @@ impl Encoder {
         }
     }
 
+    /// Drops per-client encoder state when the client has received nothing since the last
+    /// call (only gzip has any).
+    pub fn release_if_idle(&mut self) {
+        if let Self::Gzip(stream) = self {
+            stream.release_if_idle();
+        }
+    }
+
+    /// Drops per-client encoder state now (after the connect burst of a client that may
+    /// stay idle); the next message recreates it.
+    pub fn release(&mut self) {
+        if let Self::Gzip(stream) = self {
+            stream.release();
+        }
+    }
+
     /// The frame of any other server message, encoded for this client alone.
     pub fn message(&mut self, message: &Message<'_>) -> Bytes {
         match self {

@@ -31,9 +31,10 @@ pub(crate) enum Phase {
 pub struct Feed {
     pub(crate) encoder: Encoder,
     pub(crate) outbox: Outbox,
-    /// Bytes a replay may hold beyond the outbox budget until they drain (a resume is
-    /// bounded by the ring depth, and must not count as slowness).
-    pub(crate) replay_allowance: usize,
+    /// Bytes a burst the client asked for (a resume's replay, an echoed message) may hold
+    /// beyond the outbox budget until they drain: bounded by the ring depth or the message
+    /// limit, and not a sign of slowness.
+    pub(crate) burst_allowance: usize,
     /// While a conflating client lags: the newest skipped tick per symbol and the first
     /// seq it skipped.
     pub(crate) lagging: Option<BTreeMap<Symbol, (Arc<Frames>, Seq)>>,
@@ -48,7 +49,7 @@ impl Feed {
         Self {
             encoder: Encoder::new(encoding),
             outbox: Outbox::new(),
-            replay_allowance: 0,
+            burst_allowance: 0,
             lagging: None,
             phase: Phase::Live,
             dirty: false,
@@ -109,6 +110,11 @@ impl Feed {
         self.outbox.bytes()
     }
 
+    /// Lets what is queued now exceed the budget until it drains (see `burst_allowance`).
+    pub(crate) fn allow_burst(&mut self) {
+        self.burst_allowance = self.burst_allowance.max(self.outbox.bytes());
+    }
+
     /// Drops `bytes` from the front of the outbox, as a socket write of that many bytes
     /// does (benchmarks use it to model a client that keeps up).
     pub fn mark_written(&mut self, bytes: usize) {
@@ -120,7 +126,7 @@ impl Feed {
     /// newest tick of its symbol.
     pub(crate) fn caught_up(&mut self, config: &Config) {
         if self.outbox.bytes() <= config.outbox_bytes {
-            self.replay_allowance = 0;
+            self.burst_allowance = 0;
         }
         if self.outbox.bytes() > config.outbox_bytes / 2 {
             return;

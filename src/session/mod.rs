@@ -129,7 +129,7 @@ impl Session {
         if self.feed.phase != Phase::Live || self.feed.lagging.is_some() {
             return;
         }
-        let max_bytes = config.outbox_bytes.max(self.feed.replay_allowance);
+        let max_bytes = config.outbox_bytes.max(self.feed.burst_allowance);
         if !self
             .feed
             .outbox
@@ -192,6 +192,10 @@ pub async fn run(
         core.session_tasks.set(core.session_tasks.get() + 1);
         let key = open(&mut core, stream.clone(), signal.clone(), params);
         (key, core.shared.config.clone())
+    };
+    let mut membership = Membership {
+        core: core.clone(),
+        key: Some(key),
     };
     let mut reader = FrameReader::new(config.max_message_bytes);
     let mut input = BytesMut::from(&leftover[..]);
@@ -263,14 +267,42 @@ pub async fn run(
             }
         }
     }
-    let flushed_close = leave(&core, key);
+    let flushed_close = membership.leave();
     if flushed_close {
         linger(&stream).await;
     }
-    drop((stream, ip_slot));
-    let core = core.borrow();
-    core.session_tasks.set(core.session_tasks.get() - 1);
-    core.session_left.notify_one();
+    drop((stream, ip_slot, membership));
+}
+
+/// A session's place on its shard, given up when the task ends however it ends: a panic in
+/// a handler must not leak the session, its subscriptions or its socket.
+struct Membership {
+    core: Rc<RefCell<ShardCore>>,
+    key: Option<SessionKey>,
+}
+
+impl Membership {
+    /// Leaves the shard now; true if the close frame was fully written (see [`leave`]).
+    fn leave(&mut self) -> bool {
+        match self.key.take() {
+            Some(key) => leave(&mut self.core.borrow_mut(), key),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        // After a panic, the handler's own borrow was released while unwinding its frame.
+        let Ok(mut core) = self.core.try_borrow_mut() else {
+            return;
+        };
+        if let Some(key) = self.key.take() {
+            leave(&mut core, key);
+        }
+        core.session_tasks.set(core.session_tasks.get() - 1);
+        core.session_left.notify_one();
+    }
 }
 
 /// Registers a new session, subscribes it and queues `welcome` and snapshots or replays.
@@ -332,6 +364,8 @@ fn open(
     let added = subscribe(core, key, &live);
     send_snapshots(core, key, &added, now);
     resume(core, key, &params.resume, now);
+    // The connect burst is compressed; a client that stays idle should not hold deflate state.
+    core.sessions[key].feed.encoder.release();
     core.mark_dirty(key);
     core.flush_dirty();
     key
@@ -391,12 +425,14 @@ fn handle_message(core: &mut ShardCore, key: SessionKey, message: Incoming, now:
             session
                 .feed
                 .send_frame(ws_frame::frame(OpCode::Text, &text), now);
+            session.feed.allow_burst();
             return true;
         }
         Incoming::Binary(bytes) if mode == Mode::Echo => {
             session
                 .feed
                 .send_frame(ws_frame::frame(OpCode::Binary, &bytes), now);
+            session.feed.allow_burst();
             return true;
         }
         _ if !session.control_rate.take(now) => Err(ControlError::RateLimited(
@@ -653,7 +689,7 @@ fn resume(core: &mut ShardCore, key: SessionKey, positions: &[(Symbol, Seq)], no
             Some(Replay::Ahead { last }) => session.send(&Message::Snapshot(last.tick()), now),
         }
     }
-    session.feed.replay_allowance = session.feed.outbox.bytes();
+    session.feed.allow_burst();
 }
 
 fn ack(
@@ -684,6 +720,7 @@ fn keep_alive(core: &Rc<RefCell<ShardCore>>, key: SessionKey, last_heard: Instan
         debug!(session = session.id, "idle timeout");
         session.close(CLOSE_IDLE, "idle timeout", now + SLOW_CLOSE_GRACE, true);
     } else {
+        core.sessions[key].feed.encoder.release_if_idle();
         let stamp = now_ns().to_be_bytes();
         core.sessions[key]
             .feed
@@ -713,13 +750,12 @@ fn protocol_error(core: &mut ShardCore, key: SessionKey, error: &WireError, now:
 
 /// Removes the session from its shard; true if its close frame was fully written (then the
 /// socket should linger so the client reads it before the TCP close).
-fn leave(core: &Rc<RefCell<ShardCore>>, key: SessionKey) -> bool {
-    let mut core = core.borrow_mut();
+fn leave(core: &mut ShardCore, key: SessionKey) -> bool {
     let all = Selection {
         all: true,
         symbols: core.sessions[key].symbols.iter().cloned().collect(),
     };
-    unsubscribe(&mut core, key, &all);
+    unsubscribe(core, key, &all);
     let session = core.sessions.remove(key);
     metrics::sub(&core.shared.metrics.shard(core.id).sessions, 1);
     matches!(session.feed.phase, Phase::Closing { .. }) && session.feed.outbox.is_empty()

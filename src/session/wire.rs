@@ -150,7 +150,13 @@ impl FrameReader {
             .partial
             .as_ref()
             .map_or(0, |(_, data)| data.len() as u64);
-        let total = if control { len } else { so_far + len };
+        // Saturating: a peer may announce 2^64 - 1 bytes, and a wrapped sum would pass the
+        // limit check below (found by the ws_frames fuzz target).
+        let total = if control {
+            len
+        } else {
+            so_far.saturating_add(len)
+        };
         if total > self.max_message as u64 {
             return Err(WireError::TooBig {
                 len: total,
@@ -326,6 +332,17 @@ mod tests {
         header.extend_from_slice(&MASK);
         let err = read_all(&header, 1024).unwrap_err();
         assert!(matches!(err, WireError::TooBig { .. }));
+    }
+
+    #[test]
+    fn a_continuation_announcing_u64_max_is_too_big_not_a_panic() {
+        // Regression (fuzz): 3 bytes of a fragmented message, then a continuation frame
+        // announcing 2^64 - 1 bytes; the running total overflowed.
+        let mut bytes = client_frame(false, 2, b"abc", MASK);
+        bytes.extend_from_slice(&[0x80, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        bytes.extend_from_slice(&MASK);
+        let err = read_all(&bytes, 1024).unwrap_err();
+        assert!(matches!(err, WireError::TooBig { .. }), "{err:?}");
     }
 
     #[test]
