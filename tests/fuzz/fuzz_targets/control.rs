@@ -1,0 +1,54 @@
+//! Client control messages: `ControlParser::json` (text frames) and `::protobuf` (binary
+//! frames from protobuf clients) on arbitrary bytes.
+//!
+//! Checks: no panic; a parsed selection holds at most the limit, valid symbols, no
+//! duplicates; a resume list is sorted, deduplicated and within the limit.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tickrelay::session::control::{Control, ControlParser, Selection};
+use tickrelay::tick::Symbol;
+
+/// The `--max-symbols-per-client` the parser enforces here.
+const LIMIT: usize = 64;
+
+fuzz_target!(|data: &[u8]| {
+    let mut parser = ControlParser::new(LIMIT);
+    if let Ok(control) = parser.protobuf(data) {
+        check(&control);
+    }
+    if let Ok(control) = parser.json(&mut data.to_vec()) {
+        check(&control);
+    }
+});
+
+fn check(control: &Control) {
+    match control {
+        Control::Subscribe(s) | Control::Unsubscribe(s) | Control::Snapshot(s) => selection(s),
+        Control::Resume(from) => {
+            assert!(from.len() <= LIMIT, "{} resume positions", from.len());
+            assert!(
+                from.windows(2).all(|w| w[0].0 < w[1].0),
+                "resume list not sorted and deduplicated"
+            );
+            from.iter().for_each(|(s, _)| symbol(s));
+        }
+        Control::Ping { .. } | Control::Heartbeat { .. } => {}
+    }
+}
+
+fn selection(s: &Selection) {
+    assert!(
+        s.symbols.len() <= LIMIT,
+        "{} symbols selected",
+        s.symbols.len()
+    );
+    for (i, a) in s.symbols.iter().enumerate() {
+        symbol(a);
+        assert!(!s.symbols[..i].contains(a), "duplicate symbol {a}");
+    }
+}
+
+fn symbol(s: &Symbol) {
+    assert!(Symbol::parse(s.as_str()).is_ok(), "invalid symbol {s:?}");
+}

@@ -1,0 +1,123 @@
+//! Protobuf ingest and the TCP stream decoder.
+//!
+//! Input: byte 0 picks the TCP read size (1..=256 bytes per read); the rest is the stream.
+//! Checks:
+//! - `decode_tick` and the `next_message` loop never panic, hand out only valid ticks, and a
+//!   result either consumes bytes or ends the stream (else `drain` would spin forever);
+//! - `tcp::Decoder::drain`, for both formats and two limits, fed in reads of that size: no
+//!   panic, valid ticks, reject line numbers strictly increasing from 1, buffered bytes
+//!   bounded by the limit (no unbounded growth), and the same ticks and rejections as when
+//!   the whole stream arrives in one read.
+#![no_main]
+
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use tickrelay::ingest::protobuf::{decode_tick, next_message};
+use tickrelay::ingest::tcp::{Decoder, Format};
+use tickrelay::tick::Tick;
+
+#[path = "check.rs"]
+mod check;
+
+/// A realistic limit, and a small one so over-long messages are reached.
+const LIMITS: [usize; 2] = [4096, 48];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&split, stream)) = data.split_first() else {
+        return;
+    };
+    if let Ok(tick) = decode_tick(stream) {
+        check::valid_tick(&tick);
+    }
+    for limit in LIMITS {
+        let mut buf = BytesMut::from(stream);
+        loop {
+            let before = buf.len();
+            match next_message(&mut buf, limit) {
+                None => break,
+                // `Decoder::drain` calls `next_message` until `None` or an error that ends
+                // the stream: anything else that consumes nothing would repeat forever.
+                Some(Err(error)) => {
+                    assert!(
+                        buf.len() < before || error.ends_stream(),
+                        "{error:?} consumed nothing and does not end the stream"
+                    );
+                    break;
+                }
+                Some(Ok(tick)) => {
+                    check::valid_tick(&tick);
+                    assert!(buf.len() < before, "a tick consumed no bytes");
+                }
+            }
+        }
+    }
+    let read = usize::from(split) + 1;
+    for format in [Format::Ndjson, Format::Protobuf] {
+        for limit in LIMITS {
+            let chunked = run(format, limit, stream, read);
+            let whole = run(format, limit, stream, stream.len().max(1));
+            assert_eq!(
+                chunked, whole,
+                "{format:?} limit {limit}: reads of {read} bytes differ from one read"
+            );
+        }
+    }
+});
+
+/// What a connection saw: the ticks (without `recv_ns`) and the `(line, code)` rejections.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    ticks: Vec<Tick>,
+    rejected: Vec<(u64, &'static str)>,
+    fatal: bool,
+}
+
+/// Feeds `stream` to a fresh decoder `read` bytes at a time, as `tcp::Connection::run` does.
+fn run(format: Format, limit: usize, stream: &[u8], read: usize) -> Outcome {
+    let mut decoder = Decoder::new(format, limit);
+    let mut buf = BytesMut::new();
+    let mut outcome = Outcome {
+        ticks: Vec::new(),
+        rejected: Vec::new(),
+        fatal: false,
+    };
+    for chunk in stream.chunks(read) {
+        buf.extend_from_slice(chunk);
+        let (ticks, fatal) = decoder.drain(&mut buf, |line, error| {
+            outcome.rejected.push((line, error.code()));
+        });
+        for mut tick in ticks {
+            check::valid_tick(&tick);
+            tick.recv_ns = 0;
+            outcome.ticks.push(tick);
+        }
+        if fatal {
+            outcome.fatal = true;
+            break;
+        }
+        match format {
+            Format::Ndjson => {
+                assert!(!buf.contains(&b'\n'), "a complete line was left undecoded");
+                assert!(
+                    buf.len() <= limit,
+                    "{} bytes buffered, limit {limit}",
+                    buf.len()
+                );
+            }
+            // A pending message: a varint prefix (at most 10 bytes) and at most `limit` bytes.
+            Format::Protobuf => {
+                assert!(
+                    buf.len() < limit + 10,
+                    "{} bytes buffered, limit {limit}",
+                    buf.len()
+                );
+            }
+        }
+    }
+    let lines: Vec<u64> = outcome.rejected.iter().map(|(line, _)| *line).collect();
+    assert!(
+        lines.first().is_none_or(|&l| l >= 1) && lines.windows(2).all(|w| w[0] < w[1]),
+        "reject line numbers {lines:?}"
+    );
+    outcome
+}
