@@ -55,7 +55,7 @@ run crowd-burst crowd --clients 10000 --symbols 100 --symbols-per-client 5 \
 run slow-10pct slow --clients 100 --symbols 10 --symbols-per-client 10 --mix json=1 \
     --rate 2500 --duration 25s --slow-fraction 0.1
 run ramp ramp --clients 500 --symbols 100 --symbols-per-client 10 \
-    --rate 1000 --step-duration 5s --max-steps 8 --p99-bound-ms 20 --svg "$out/latency.svg"
+    --rate 1000 --step-duration 5s --max-steps 8 --p99-bound-ms 10 --svg "$out/latency.svg"
 
 reports=()
 for name in steady-1000x10 steady-5000x5 crowd-19000 crowd-burst slow-10pct ramp; do
