@@ -422,17 +422,11 @@ fn handle_message(core: &mut ShardCore, key: SessionKey, message: Incoming, now:
             return false;
         }
         Incoming::Text(text) if mode == Mode::Echo => {
-            session
-                .feed
-                .send_frame(ws_frame::frame(OpCode::Text, &text), now);
-            session.feed.allow_burst();
+            echo(session, OpCode::Text, &text, now);
             return true;
         }
         Incoming::Binary(bytes) if mode == Mode::Echo => {
-            session
-                .feed
-                .send_frame(ws_frame::frame(OpCode::Binary, &bytes), now);
-            session.feed.allow_burst();
+            echo(session, OpCode::Binary, &bytes, now);
             return true;
         }
         _ if !session.control_rate.take(now) => Err(ControlError::RateLimited(
@@ -452,6 +446,15 @@ fn handle_message(core: &mut ShardCore, key: SessionKey, message: Incoming, now:
         Err(error) => refuse(core, key, &error, now),
     }
     true
+}
+
+/// `/echo`: sends the message back in the same kind of frame. An echo is a burst the client
+/// asked for, so it may exceed the outbox budget until it drains.
+fn echo(session: &mut Session, opcode: OpCode, payload: &[u8], now: Instant) {
+    session
+        .feed
+        .send_frame(ws_frame::frame(opcode, payload), now);
+    session.feed.allow_burst();
 }
 
 fn refuse(core: &mut ShardCore, key: SessionKey, error: &ControlError, now: Instant) {
