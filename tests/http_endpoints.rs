@@ -128,3 +128,33 @@ async fn publish_names_the_field_of_a_type_error() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_of_the_same_counters() {
+    let relay = TestRelay::start(Config::for_tests()).await;
+    let _client = relay.client("?symbols=M").await;
+    relay.publish_many("M", 4).await;
+    support::wait_for("sequenced", || async {
+        relay.get("/price/M").await.1["seq"] == 4
+    })
+    .await;
+    let mut ingest = relay.ingest().await;
+    ingest.send_lines(&["nope".into()]).await;
+    ingest.next_reply().await;
+    let (status, text) = support::http_raw(relay.http, "GET", "/metrics", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("# TYPE tickrelay_ticks_in_total counter\ntickrelay_ticks_in_total 4\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tickrelay_errors_total{code=\"bad_json\"} 1\n"),
+        "{text}"
+    );
+    let sessions: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("tickrelay_sessions{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(sessions, 1);
+}

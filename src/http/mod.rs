@@ -1,9 +1,10 @@
 //! HTTP on the WebSocket port, served by hyper on the shard that accepted the connection.
 //!
 //! Routes: `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
-//! `GET /stats`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`, `GET /`.
+//! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`, `GET /`.
 //! Every error is JSON: `{"type":"error","code":"...","message":"..."}`.
 
+pub mod prometheus;
 pub mod publish;
 pub mod stats;
 
@@ -73,13 +74,18 @@ async fn route(
         (&Method::GET, "/health") => stats::health(&core.borrow()),
         (&Method::GET, "/ready") => stats::ready(&core.borrow()),
         (&Method::GET, "/stats") => stats::stats(&core.borrow()),
+        (&Method::GET, "/metrics") => prometheus::metrics(&core.borrow()),
         (&Method::GET, "/symbols") => stats::symbols(&core.borrow()),
         (&Method::GET, p) if p.starts_with("/price/") => {
             stats::price(&core.borrow(), &p["/price/".len()..])
         }
         (&Method::POST, "/api/publish") => publish::publish(core, request).await,
         (&Method::GET, "/") => html(DASHBOARD),
-        (_, "/ws" | "/health" | "/ready" | "/stats" | "/symbols" | "/api/publish" | "/") => error(
+        (
+            _,
+            "/ws" | "/health" | "/ready" | "/stats" | "/metrics" | "/symbols" | "/api/publish"
+            | "/",
+        ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "method not allowed on this path",
