@@ -10,7 +10,11 @@ use hyper::Response;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 
 use super::HttpResponse;
+use crate::metrics::ShardMetrics;
 use crate::shard::ShardCore;
+
+/// Reads one counter of a shard.
+type ShardCounter = fn(&ShardMetrics) -> u64;
 
 /// Renders every counter and gauge.
 pub fn metrics(core: &ShardCore) -> HttpResponse {
@@ -59,7 +63,7 @@ pub fn metrics(core: &ShardCore) -> HttpResponse {
         core.history.len() as u64,
     );
 
-    let per_shard: [(&str, &str, &str, fn(&crate::metrics::ShardMetrics) -> u64); 6] = [
+    let per_shard: [(&str, &str, &str, ShardCounter); 6] = [
         (
             "tickrelay_sessions",
             "gauge",
