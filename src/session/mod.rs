@@ -235,11 +235,11 @@ pub async fn run(
             () = tokio::time::sleep_until(deadline.into()) => break,
             ready = stream.writable(), if blocked => {
                 let mut core = core.borrow_mut();
-                let (metrics, id, config) = (core.shared.metrics.clone(), core.id, core.shared.clone());
+                let (shared, id) = (core.shared.clone(), core.id);
                 let session = &mut core.sessions[key];
                 session.blocked = false;
                 if ready.is_ok() {
-                    session.flush(metrics.shard(id), &config.config);
+                    session.flush(shared.metrics.shard(id), &shared.config);
                 } else {
                     session.feed.phase = Phase::Dead;
                 }
