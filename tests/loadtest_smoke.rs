@@ -33,18 +33,13 @@ fn a_short_steady_run_over_every_encoding_loses_nothing() {
         "--max-time",
         "90s",
     ]);
-    let no_ramp = RampArgs {
-        max_rate: 0.0,
-        max_steps: 0,
-        step_duration: std::time::Duration::ZERO,
-        p99_bound_ms: 0.0,
-    };
-    let no_slow = SlowArgs {
-        slow_fraction: 0.0,
-        slow_rcvbuf: 0,
-    };
-    let report =
-        scenario::run(Mode::Steady, &harness.run, &no_ramp, &no_slow).expect("harness run");
+    let report = scenario::run(
+        Mode::Steady,
+        &harness.run,
+        &RampArgs::unused(),
+        &SlowArgs::unused(),
+    )
+    .expect("harness run");
     assert!(report.clean, "problems: {:?}", report.problems);
     let phase = &report.phases[0];
     assert!(phase.published >= 600, "published {}", phase.published);

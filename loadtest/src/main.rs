@@ -69,16 +69,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     // Placeholders for the modes that do not take these options.
-    let no_ramp = RampArgs {
-        max_rate: 0.0,
-        max_steps: 0,
-        step_duration: std::time::Duration::ZERO,
-        p99_bound_ms: 0.0,
-    };
-    let no_slow = SlowArgs {
-        slow_fraction: 0.0,
-        slow_rcvbuf: 0,
-    };
+    let (no_ramp, no_slow) = (RampArgs::unused(), SlowArgs::unused());
     let (mode, args, ramp, slow) = match &cli.command {
         Command::Steady(run) => (Mode::Steady, run, &no_ramp, &no_slow),
         Command::Crowd(run) => (Mode::Crowd, run, &no_ramp, &no_slow),

@@ -156,6 +156,28 @@ pub struct SlowArgs {
     pub slow_rcvbuf: usize,
 }
 
+impl RampArgs {
+    /// The placeholder for modes that do not ramp.
+    pub fn unused() -> Self {
+        Self {
+            max_rate: 0.0,
+            max_steps: 0,
+            step_duration: Duration::ZERO,
+            p99_bound_ms: 0.0,
+        }
+    }
+}
+
+impl SlowArgs {
+    /// The placeholder for modes without stalled clients.
+    pub fn unused() -> Self {
+        Self {
+            slow_fraction: 0.0,
+            slow_rcvbuf: 0,
+        }
+    }
+}
+
 /// Which load shape to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
