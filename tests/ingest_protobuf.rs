@@ -211,13 +211,7 @@ async fn an_oversized_length_prefix_closes_only_that_connection() {
         "{reply}"
     );
     // Then the relay hangs up: a length-delimited stream has no point to resync at.
-    let end = tokio::time::timeout(WAIT, doomed.replies.next_line())
-        .await
-        .expect("the relay closes the connection in time");
-    assert!(
-        matches!(end, Ok(None) | Err(_)),
-        "connection closed, got {end:?}"
-    );
+    expect_hangup(&mut doomed).await;
 
     let tick = next_text(&mut client).await;
     assert!(tick.contains(r#""symbol":"PBO-A","seq":1"#), "{tick}");
@@ -283,13 +277,7 @@ async fn an_invalid_length_prefix_closes_only_that_connection() {
         "{reply}"
     );
     // Like an oversized length: no way to find the next message, so the relay hangs up.
-    let end = tokio::time::timeout(WAIT, doomed.replies.next_line())
-        .await
-        .expect("the relay closes the connection in time");
-    assert!(
-        matches!(end, Ok(None) | Err(_)),
-        "connection closed, got {end:?}"
-    );
+    expect_hangup(&mut doomed).await;
     let mut bytes = Vec::new();
     priced("PBV-A", 1.0)
         .encode_length_delimited(&mut bytes)
@@ -297,4 +285,15 @@ async fn an_invalid_length_prefix_closes_only_that_connection() {
     other.send_raw(&bytes).await;
     let tick = next_text(&mut client).await;
     assert!(tick.contains(r#""symbol":"PBV-A","seq":1"#), "{tick}");
+}
+
+/// Waits for the relay to close an ingest connection (EOF or reset), failing after [`WAIT`].
+async fn expect_hangup(ingest: &mut Ingest) {
+    let end = tokio::time::timeout(WAIT, ingest.replies.next_line())
+        .await
+        .expect("the relay closes the connection in time");
+    assert!(
+        matches!(end, Ok(None) | Err(_)),
+        "connection closed, got {end:?}"
+    );
 }
