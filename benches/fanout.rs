@@ -10,7 +10,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use slab::Slab;
 use tickrelay::encode::{Encoding, Frames, Wire, json};
 use tickrelay::metrics::ShardMetrics;
-use tickrelay::session::feed::Feed;
+use tickrelay::shard::Feed;
 use tickrelay::shard::Subscriptions;
 use tickrelay::shard::fanout::fan_out_batch;
 use tickrelay::tick::{RawTick, Seq, Symbol, Tick};

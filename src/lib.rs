@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod encode;
+pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod limits;
@@ -34,8 +35,10 @@ pub mod relay;
 pub mod sequencer;
 pub mod session;
 pub mod shard;
+pub mod shared;
 pub mod shutdown;
 pub mod tick;
+pub mod worker;
 
 pub use config::Config;
 pub use relay::{Relay, RelayHandle};

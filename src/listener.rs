@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use crate::limits::PerIpLimit;
-use crate::relay::Shared;
-use crate::shard::{Admitted, ShardHandle};
+use crate::shared::Shared;
+use crate::worker::{Admitted, ShardHandle};
 
 /// Accepts clients until shutdown.
 pub async fn accept(listener: TcpListener, shards: Vec<ShardHandle>, shared: Arc<Shared>) {
@@ -79,11 +79,12 @@ async fn refuse(stream: tokio::net::TcpStream) {
 }
 
 mod metrics {
+    use crate::error::ErrorCode;
     use crate::metrics::Metrics;
 
     pub(super) fn refuse(metrics: &Metrics) {
         crate::metrics::add(&metrics.connections_refused, 1);
-        metrics.count_error("too_many_connections");
+        metrics.count_error(ErrorCode::TooManyConnections);
     }
 }
 

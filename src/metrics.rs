@@ -1,10 +1,13 @@
 //! Relay-wide counters: per-shard ones cache-padded and written only by their shard, error
-//! counts by stable code, ingest gauges. Read by `/stats` and `/health`; never locked.
+//! counts by [`ErrorCode`], ingest gauges. Read by `/stats`, `/metrics` and `/health`;
+//! never locked.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
+
+use crate::error::ErrorCode;
 
 /// Every counter the relay keeps.
 #[derive(Debug)]
@@ -19,7 +22,7 @@ pub struct Metrics {
     pub ingest_connections_total: AtomicU64,
     /// Connections refused by a connection limit.
     pub connections_refused: AtomicU64,
-    errors: [AtomicU64; ERROR_CODES.len()],
+    errors: [AtomicU64; ErrorCode::COUNT],
     shards: Vec<CachePadded<ShardMetrics>>,
 }
 
@@ -66,21 +69,16 @@ impl Metrics {
         self.shards.iter().map(|s| &**s)
     }
 
-    /// Counts one error under its stable code (an unknown code counts as `other`).
-    pub fn count_error(&self, code: &str) {
-        let index = ERROR_CODES
-            .iter()
-            .position(|c| *c == code)
-            .unwrap_or(ERROR_CODES.len() - 1);
-        self.errors[index].fetch_add(1, Relaxed);
+    /// Counts one error under its stable code.
+    pub fn count_error(&self, code: ErrorCode) {
+        self.errors[code as usize].fetch_add(1, Relaxed);
     }
 
     /// Error counts by code, leaving out zeros.
-    pub fn errors(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        ERROR_CODES
+    pub fn errors(&self) -> impl Iterator<Item = (ErrorCode, u64)> + '_ {
+        ErrorCode::ALL
             .iter()
-            .zip(&self.errors)
-            .map(|(code, n)| (*code, n.load(Relaxed)))
+            .map(|code| (*code, self.errors[*code as usize].load(Relaxed)))
             .filter(|(_, n)| *n > 0)
     }
 
@@ -104,40 +102,3 @@ pub fn add(counter: &AtomicU64, n: u64) {
 pub fn sub(counter: &AtomicU64, n: u64) {
     counter.fetch_sub(n, Relaxed);
 }
-
-/// Every stable error code, the metrics label set (`other` last, the catch-all).
-pub const ERROR_CODES: &[&str] = &[
-    // ingest and publish
-    "bad_json",
-    "bad_protobuf",
-    "invalid_symbol",
-    "not_finite",
-    "unknown_kind",
-    "missing_field",
-    "invalid_venue",
-    "line_too_long",
-    "symbol_limit",
-    // control messages
-    "bad_message",
-    "unknown_op",
-    "unknown_field",
-    "too_many_symbols",
-    "not_subscribed",
-    "rate_limited",
-    "already_subscribed",
-    "binary_not_supported",
-    // websocket protocol
-    "message_too_big",
-    "protocol_error",
-    "invalid_utf8",
-    // handshake and http
-    "bad_request",
-    "unknown_encoding",
-    "body_too_large",
-    "too_many_connections",
-    "handshake_timeout",
-    // liveness and flow
-    "slow_consumer",
-    "idle_timeout",
-    "other",
-];

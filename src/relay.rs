@@ -7,40 +7,17 @@
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
-use crate::metrics::Metrics;
-use crate::sequencer::{Interest, Sequencer};
-use crate::shard;
-use crate::shutdown::{Phase, Shutdown};
-
-/// Relay-wide state shared by every thread (read-mostly; counters are atomics).
-#[derive(Debug)]
-pub struct Shared {
-    /// The configuration.
-    pub config: Config,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// Subscriber counts per symbol and encoding.
-    pub interest: Arc<Interest>,
-    /// The sequencer's input (for `POST /api/publish`).
-    pub inbox: Inbox,
-    /// The stop signal and phase.
-    pub shutdown: Shutdown,
-    session_ids: AtomicU64,
-}
-
-impl Shared {
-    /// A fresh session id.
-    pub fn next_session_id(&self) -> u64 {
-        self.session_ids.fetch_add(1, Ordering::Relaxed) + 1
-    }
-}
+use crate::listener;
+use crate::sequencer::Sequencer;
+use crate::shared::Shared;
+use crate::shutdown::Phase;
+use crate::worker::{self, ShardHandle};
 
 /// Starts relays.
 #[derive(Debug)]
@@ -111,14 +88,7 @@ impl Relay {
 
         let shards = config.shard_count();
         let (inbox, inbox_rx) = Inbox::bounded(INBOX_BATCHES);
-        let shared = Arc::new(Shared {
-            metrics: Arc::new(Metrics::new(shards)),
-            interest: Arc::new(Interest::default()),
-            inbox,
-            shutdown: Shutdown::new(),
-            session_ids: AtomicU64::new(0),
-            config,
-        });
+        let shared = Arc::new(Shared::new(config, inbox));
         let spawn_error = |what| move |source| StartError::Spawn { what, source };
 
         let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -126,11 +96,10 @@ impl Relay {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         for id in 0..shards {
-            let (sender, handle, inputs) = shard::channels(id);
+            let (sender, handle, inputs) = worker::channels(id);
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             threads.push(
-                shard::thread::spawn(id, core, shared.clone(), inputs)
-                    .map_err(spawn_error("a shard"))?,
+                worker::spawn(id, core, shared.clone(), inputs).map_err(spawn_error("a shard"))?,
             );
             senders.push(sender);
             handles.push(handle);
@@ -204,7 +173,7 @@ fn control(
     http: StdTcpListener,
     ingest_json: StdTcpListener,
     ingest_proto: StdTcpListener,
-    handles: Vec<shard::ShardHandle>,
+    handles: Vec<ShardHandle>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -246,7 +215,7 @@ fn control(
                 shared.shutdown.clone(),
             ));
         }
-        tasks.spawn_local(crate::listener::accept(http, handles, shared.clone()));
+        tasks.spawn_local(listener::accept(http, handles, shared.clone()));
         shared.shutdown.set_phase(Phase::Ready);
         while tasks.join_next().await.is_some() {}
     });

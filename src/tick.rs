@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::error::ErrorCode;
+
 /// A market symbol such as `BTC-USD`: 1 to [`MAX_SYMBOL_LEN`] bytes of `[A-Za-z0-9._:/-]`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Symbol(Arc<str>);
@@ -181,15 +183,15 @@ pub enum TickError {
 
 impl TickError {
     /// Stable code for error replies and metrics labels.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::EmptySymbol | Self::SymbolTooLong { .. } | Self::SymbolChar(_) => {
-                "invalid_symbol"
+                ErrorCode::InvalidSymbol
             }
-            Self::NotFinite(_) => "not_finite",
-            Self::UnknownKind(_) => "unknown_kind",
-            Self::TradeWithoutPrice | Self::QuoteWithoutSide => "missing_field",
-            Self::VenueTooLong { .. } => "invalid_venue",
+            Self::NotFinite(_) => ErrorCode::NotFinite,
+            Self::UnknownKind(_) => ErrorCode::UnknownKind,
+            Self::TradeWithoutPrice | Self::QuoteWithoutSide => ErrorCode::MissingField,
+            Self::VenueTooLong { .. } => ErrorCode::InvalidVenue,
         }
     }
 

@@ -1,9 +1,11 @@
 //! HTTP on the WebSocket port, served by hyper on the shard that accepted the connection.
 //!
-//! Routes: `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
-//! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`, `GET /`.
-//! Every error is JSON: `{"type":"error","code":"...","message":"..."}`.
+//! Routes ([`ROUTES`]): `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
+//! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`,
+//! `GET /`. Every error is JSON, `{"type":"error","code":"...","message":"..."}`, and
+//! counted under its code.
 
+pub mod counters;
 pub mod prometheus;
 pub mod publish;
 pub mod stats;
@@ -23,11 +25,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::error::ErrorCode;
 use crate::limits::IpSlot;
 use crate::metrics;
-use crate::session::handshake::Mode;
+use crate::session::handshake::{HandshakeError, Mode};
 use crate::session::{self, handshake};
 use crate::shard::ShardCore;
+use crate::shared::Shared;
 use crate::shutdown::Phase;
 
 /// The response type of every route.
@@ -38,7 +42,7 @@ pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream, ip_slot: Opt
     let _ = stream.set_nodelay(true);
     let (shared, id) = {
         let core = core.borrow();
-        (core.shared.clone(), core.id)
+        (core.shared().clone(), core.id())
     };
     let counters = shared.metrics.shard(id);
     metrics::add(&counters.connections, 1);
@@ -54,7 +58,7 @@ pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream, ip_slot: Opt
         .with_upgrades();
     if let Err(e) = connection.await {
         if e.is_timeout() {
-            shared.metrics.count_error("handshake_timeout");
+            shared.metrics.count_error(ErrorCode::HandshakeTimeout);
         }
         debug!(error = %e, "http connection ended with an error");
     }
@@ -66,71 +70,143 @@ async fn route(
     ip_slot: Rc<Cell<Option<IpSlot>>>,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
+    let shared = core.borrow().shared().clone();
     let path = request.uri().path().to_owned();
-    let echo = core.borrow().shared.config.conformance_echo;
-    let response = match (request.method(), path.as_str()) {
-        (&Method::GET, "/ws") => upgrade(core, ip_slot, request, Mode::Feed),
-        (&Method::GET, "/echo") if echo => upgrade(core, ip_slot, request, Mode::Echo),
-        (&Method::GET, "/health") => stats::health(&core.borrow()),
-        (&Method::GET, "/ready") => stats::ready(&core.borrow()),
-        (&Method::GET, "/stats") => stats::stats(&core.borrow()),
-        (&Method::GET, "/metrics") => prometheus::metrics(&core.borrow()),
-        (&Method::GET, "/symbols") => stats::symbols(&core.borrow()),
-        (&Method::GET, p) if p.starts_with("/price/") => {
-            stats::price(&core.borrow(), &p["/price/".len()..])
-        }
-        (&Method::POST, "/api/publish") => publish::publish(core, request).await,
-        (&Method::GET, "/") => html(DASHBOARD),
-        (
-            _,
-            "/ws" | "/health" | "/ready" | "/stats" | "/metrics" | "/symbols" | "/api/publish"
-            | "/",
-        ) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this path",
-        ),
-        (_, p) if p.starts_with("/price/") => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this path",
-        ),
-        _ => error(
+    let Some(route) = Route::find(&path, shared.config.conformance_echo) else {
+        return Ok(refuse(
+            &shared,
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "no such path; see docs/PROTOCOL.md",
-        ),
+        ));
+    };
+    if request.method() != route.method() {
+        return Ok(refuse(
+            &shared,
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this path",
+        ));
+    }
+    let response = match route {
+        Route::Ws => upgrade(core, &shared, ip_slot, request, Mode::Feed),
+        Route::Echo => upgrade(core, &shared, ip_slot, request, Mode::Echo),
+        Route::Health => stats::health(&shared),
+        Route::Ready => stats::ready(&shared),
+        Route::Stats => stats::stats(&shared, &core.borrow()),
+        Route::Metrics => prometheus::metrics(&shared, &core.borrow()),
+        Route::Symbols => stats::symbols(&core.borrow()),
+        Route::Price => match stats::price(&core.borrow(), &path["/price/".len()..]) {
+            Ok(response) => response,
+            Err(message) => refuse(
+                &shared,
+                StatusCode::NOT_FOUND,
+                ErrorCode::UnknownSymbol,
+                &message,
+            ),
+        },
+        Route::Publish => publish::publish(&shared, request).await,
+        Route::Dashboard => html(DASHBOARD),
     };
     Ok(response)
 }
 
+/// Every route: its path (a prefix for `/price/`) and method, written once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /ws`: the WebSocket feed.
+    Ws,
+    /// `GET /echo` (with `--conformance-echo`): the WebSocket echo for conformance suites.
+    Echo,
+    /// `GET /health`.
+    Health,
+    /// `GET /ready`.
+    Ready,
+    /// `GET /stats`.
+    Stats,
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /symbols`.
+    Symbols,
+    /// `GET /price/{symbol}`.
+    Price,
+    /// `POST /api/publish`.
+    Publish,
+    /// `GET /`: the dashboard.
+    Dashboard,
+}
+
+/// Every route with its path; `/price/` matches as a prefix.
+pub const ROUTES: &[(Route, &str)] = &[
+    (Route::Ws, "/ws"),
+    (Route::Echo, "/echo"),
+    (Route::Health, "/health"),
+    (Route::Ready, "/ready"),
+    (Route::Stats, "/stats"),
+    (Route::Metrics, "/metrics"),
+    (Route::Symbols, "/symbols"),
+    (Route::Price, "/price/"),
+    (Route::Publish, "/api/publish"),
+    (Route::Dashboard, "/"),
+];
+
+impl Route {
+    /// The route serving `path`, if any (`/echo` only when `echo` is on).
+    pub fn find(path: &str, echo: bool) -> Option<Self> {
+        let (route, _) = ROUTES.iter().find(|(route, route_path)| match route {
+            Self::Price => path.starts_with(route_path),
+            _ => path == *route_path,
+        })?;
+        (*route != Self::Echo || echo).then_some(*route)
+    }
+
+    /// The one method the route answers.
+    pub fn method(self) -> Method {
+        match self {
+            Self::Publish => Method::POST,
+            Self::Ws
+            | Self::Echo
+            | Self::Health
+            | Self::Ready
+            | Self::Stats
+            | Self::Metrics
+            | Self::Symbols
+            | Self::Price
+            | Self::Dashboard => Method::GET,
+        }
+    }
+}
+
 fn upgrade(
     core: Rc<RefCell<ShardCore>>,
+    shared: &Shared,
     ip_slot: Rc<Cell<Option<IpSlot>>>,
     mut request: Request<Incoming>,
     mode: Mode,
 ) -> HttpResponse {
-    let shared = core.borrow().shared.clone();
-    let refuse = |e: handshake::HandshakeError| {
-        shared.metrics.count_error(e.code());
-        debug!(code = e.code(), error = %e, "upgrade refused");
-        let mut response = error(e.status(), e.code(), &e.to_string());
-        if e.code() == "unknown_encoding" {
-            *response.body_mut() =
-                Full::new(Bytes::from(crate::encode::json::to_vec(&UnknownEncoding {
-                    kind: "error",
-                    code: e.code(),
-                    message: &e.to_string(),
-                    supported: ["json", "protobuf", "gzip"],
-                })));
-        }
-        response
+    let refuse = |e: HandshakeError| {
+        let code = e.code();
+        shared.metrics.count_error(code);
+        debug!(code = code.as_str(), error = %e, "upgrade refused");
+        let message = e.to_string();
+        let body = match e {
+            HandshakeError::UnknownEncoding(_)
+            | HandshakeError::ConflictingEncoding { .. }
+            | HandshakeError::RepeatedEncoding => crate::encode::json::to_vec(&UnknownEncoding {
+                kind: "error",
+                code,
+                message: &message,
+                supported: ["json", "protobuf", "gzip"],
+            }),
+            _ => error_body(code, &message),
+        };
+        json(e.status(), body)
     };
     if shared.shutdown.phase() == Phase::Draining {
-        return refuse(handshake::HandshakeError::Draining);
+        return refuse(HandshakeError::Draining);
     }
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
-        return refuse(handshake::HandshakeError::NotUpgrade(
+        return refuse(HandshakeError::NotUpgrade(
             "expected `Upgrade: websocket`".into(),
         ));
     }
@@ -144,7 +220,7 @@ fn upgrade(
     };
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(pair) => pair,
-        Err(e) => return refuse(handshake::HandshakeError::NotUpgrade(e.to_string())),
+        Err(e) => return refuse(HandshakeError::NotUpgrade(e.to_string())),
     };
     let (mut parts, _) = response.into_parts();
     if params.by_subprotocol {
@@ -185,16 +261,18 @@ pub fn json(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     response
 }
 
-/// A JSON error response `{"type":"error","code":..,"message":..}`.
-pub fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    json(
-        status,
-        crate::encode::json::to_vec(&ErrorBody {
-            kind: "error",
-            code,
-            message,
-        }),
-    )
+/// A JSON error response `{"type":"error","code":..,"message":..}`, counted under `code`.
+pub fn refuse(shared: &Shared, status: StatusCode, code: ErrorCode, message: &str) -> HttpResponse {
+    shared.metrics.count_error(code);
+    json(status, error_body(code, message))
+}
+
+fn error_body(code: ErrorCode, message: &str) -> Vec<u8> {
+    crate::encode::json::to_vec(&ErrorBody {
+        kind: "error",
+        code,
+        message,
+    })
 }
 
 fn html(page: &'static str) -> HttpResponse {
@@ -210,7 +288,7 @@ fn html(page: &'static str) -> HttpResponse {
 struct ErrorBody<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    code: &'a str,
+    code: ErrorCode,
     message: &'a str,
 }
 
@@ -218,7 +296,7 @@ struct ErrorBody<'a> {
 struct UnknownEncoding<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    code: &'a str,
+    code: ErrorCode,
     message: &'a str,
     supported: [&'static str; 3],
 }

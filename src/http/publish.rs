@@ -5,23 +5,20 @@
 //! the sequencer (waiting, like TCP ingest, while it is full) and the answer is
 //! `202 {"accepted":N}`.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 
-use super::{HttpResponse, error, json};
+use super::{HttpResponse, json, refuse};
 use crate::encode::json::to_vec;
+use crate::error::ErrorCode;
 use crate::ingest::ndjson::LineDecoder;
-use crate::shard::ShardCore;
+use crate::shared::Shared;
 use crate::tick::now_ns;
 
 /// Handles one publish request.
-pub async fn publish(core: Rc<RefCell<ShardCore>>, request: Request<Incoming>) -> HttpResponse {
-    let shared = core.borrow().shared.clone();
+pub async fn publish(shared: &Shared, request: Request<Incoming>) -> HttpResponse {
     let limit = shared.config.max_http_body;
     let body = match Limited::new(request.into_body(), limit).collect().await {
         Ok(body) => body.to_bytes(),
@@ -32,18 +29,17 @@ pub async fn publish(core: Rc<RefCell<ShardCore>>, request: Request<Incoming>) -
             let (status, code, message) = if too_large {
                 (
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
+                    ErrorCode::BodyTooLarge,
                     format!("body over {limit} bytes"),
                 )
             } else {
                 (
                     StatusCode::BAD_REQUEST,
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     format!("could not read the body: {e}"),
                 )
             };
-            shared.metrics.count_error(code);
-            return error(status, code, &message);
+            return refuse(shared, status, code, &message);
         }
     };
     let mut scratch = body.to_vec();
@@ -69,9 +65,10 @@ pub async fn publish(core: Rc<RefCell<ShardCore>>, request: Request<Incoming>) -
     let accepted = ticks.len();
     match shared.inbox.publish(ticks).await {
         Ok(()) => json(StatusCode::ACCEPTED, to_vec(&Accepted { accepted })),
-        Err(e) => error(
+        Err(e) => refuse(
+            shared,
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ErrorCode::ShuttingDown,
             &e.to_string(),
         ),
     }
@@ -86,7 +83,7 @@ struct Accepted {
 struct PublishError<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    code: &'a str,
+    code: ErrorCode,
     message: &'a str,
     line: usize,
     #[serde(skip_serializing_if = "Option::is_none")]

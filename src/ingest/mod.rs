@@ -12,6 +12,7 @@ pub mod tcp;
 
 use tokio::sync::mpsc;
 
+use crate::error::ErrorCode;
 use crate::tick::{Tick, TickError};
 
 /// The sequencer's bounded input: batches of validated ticks, in arrival order per source.
@@ -79,13 +80,13 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Stable code for error replies and metrics labels.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Json(_) | Self::Field { .. } => "bad_json",
-            Self::UnknownField(_) => "unknown_field",
-            Self::Protobuf(_) | Self::BadLengthPrefix => "bad_protobuf",
+            Self::Json(_) | Self::Field { .. } => ErrorCode::BadJson,
+            Self::UnknownField(_) => ErrorCode::UnknownField,
+            Self::Protobuf(_) | Self::BadLengthPrefix => ErrorCode::BadProtobuf,
             Self::Tick(e) => e.code(),
-            Self::TooLong { .. } => "line_too_long",
+            Self::TooLong { .. } => ErrorCode::LineTooLong,
         }
     }
 

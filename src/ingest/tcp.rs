@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::ndjson::LineDecoder;
 use super::{DecodeError, Inbox, protobuf};
+use crate::error::ErrorCode;
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 use crate::tick::{Tick, now_ns};
@@ -127,7 +128,7 @@ impl Connection {
 
     fn reject(&self, write: &OwnedWriteHalf, line: u64, error: &DecodeError) {
         self.metrics.count_error(error.code());
-        debug!(peer = %self.peer, line, code = error.code(), %error, "ingest tick rejected");
+        debug!(peer = %self.peer, line, code = error.code().as_str(), %error, "ingest tick rejected");
         let reply = IngestReply {
             kind: "error",
             line,
@@ -147,7 +148,7 @@ struct IngestReply<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     line: u64,
-    code: &'static str,
+    code: ErrorCode,
     message: &'a str,
 }
 
@@ -258,7 +259,7 @@ mod tests {
             &b"{\"symbol\":\"A\",\"price\":1,\"ts_ns\":1}\nnope\n{\"symbol\":\"A\",\"pr"[..],
         );
         let mut rejected = Vec::new();
-        let (ticks, fatal) = d.drain(&mut buf, |line, e| rejected.push((line, e.code())));
+        let (ticks, fatal) = d.drain(&mut buf, |line, e| rejected.push((line, e.code().as_str())));
         assert_eq!(ticks.len(), 1);
         assert!(!fatal);
         assert_eq!(rejected, vec![(2, "bad_json")]);
@@ -272,10 +273,11 @@ mod tests {
         let mut d = Decoder::new(Format::Ndjson, 40);
         let mut buf = BytesMut::from(&[b'x'; 60][..]);
         let mut rejected = Vec::new();
-        d.drain(&mut buf, |line, e| rejected.push((line, e.code())));
+        d.drain(&mut buf, |line, e| rejected.push((line, e.code().as_str())));
         buf.extend_from_slice(b"xxxx\n{\"symbol\":\"A\",\"price\":1,\"ts_ns\":1}\n");
-        let (ticks, _) =
-            Decoder::drain(&mut d, &mut buf, |line, e| rejected.push((line, e.code())));
+        let (ticks, _) = Decoder::drain(&mut d, &mut buf, |line, e| {
+            rejected.push((line, e.code().as_str()))
+        });
         assert_eq!(rejected, vec![(1, "line_too_long")]);
         assert_eq!(ticks.len(), 1);
     }

@@ -10,6 +10,7 @@
 //! serves snapshots and `/price` from it without sharing a map across threads.
 
 pub mod interest;
+pub mod queue;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,15 +19,13 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::encode::{Frames, Wire};
+use crate::error::ErrorCode;
 use crate::metrics::{self, Metrics};
-use crate::shard::TickSender;
 use crate::shutdown::Shutdown;
 use crate::tick::{Seq, Symbol, Tick};
 pub use interest::Interest;
 use interest::SymbolInterest;
-
-/// A batch of sequenced ticks, shared by every shard.
-pub type Batch = Arc<[Arc<Frames>]>;
+pub use queue::{Batch, TickQueue, TickSender, tick_queue};
 
 /// Per-symbol sequencing state.
 #[derive(Debug)]
@@ -111,7 +110,7 @@ impl Sequencer {
     fn prepare(&mut self, mut tick: Tick) -> Option<Frames> {
         let known = self.symbols.contains_key(&tick.symbol);
         if !known && self.symbols.len() >= self.max_symbols {
-            self.metrics.count_error("symbol_limit");
+            self.metrics.count_error(ErrorCode::SymbolLimit);
             warn!(symbol = %tick.symbol, limit = self.max_symbols, "tick of a new symbol refused: --max-symbols reached");
             return None;
         }

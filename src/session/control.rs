@@ -8,6 +8,7 @@ use prost::Message as _;
 use serde::Deserialize;
 use simd_json::Buffers;
 
+use crate::error::ErrorCode;
 use crate::proto;
 use crate::tick::{Seq, Symbol, TickError};
 
@@ -135,17 +136,16 @@ pub enum ControlError {
 
 impl ControlError {
     /// Stable code: sent in `{"type":"error"}` and used as the metrics label.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadMessage(_) => "bad_message",
-            Self::UnknownField(_) => "unknown_field",
-            Self::UnknownOp(_) => "unknown_op",
-            Self::MissingField { .. } => "bad_message",
-            Self::InvalidSymbol { .. } => "invalid_symbol",
-            Self::TooManySymbols { .. } => "too_many_symbols",
-            Self::BinaryNotSupported => "binary_not_supported",
-            Self::AlreadySubscribed(_) => "already_subscribed",
-            Self::RateLimited(_) => "rate_limited",
+            Self::BadMessage(_) | Self::MissingField { .. } => ErrorCode::BadMessage,
+            Self::UnknownField(_) => ErrorCode::UnknownField,
+            Self::UnknownOp(_) => ErrorCode::UnknownOp,
+            Self::InvalidSymbol { .. } => ErrorCode::InvalidSymbol,
+            Self::TooManySymbols { .. } => ErrorCode::TooManySymbols,
+            Self::BinaryNotSupported => ErrorCode::BinaryNotSupported,
+            Self::AlreadySubscribed(_) => ErrorCode::AlreadySubscribed,
+            Self::RateLimited(_) => ErrorCode::RateLimited,
         }
     }
 }

@@ -10,6 +10,7 @@ use hyper::header::{HeaderMap, SEC_WEBSOCKET_PROTOCOL};
 use super::control::{self, Control, ControlError, Selection};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
+use crate::error::ErrorCode;
 use crate::tick::{Seq, Symbol};
 
 /// What the session does with client messages.
@@ -95,14 +96,18 @@ pub enum HandshakeError {
 
 impl HandshakeError {
     /// Stable code for the JSON body and metrics.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::UnknownEncoding(_)
             | Self::ConflictingEncoding { .. }
-            | Self::RepeatedEncoding => "unknown_encoding",
+            | Self::RepeatedEncoding => ErrorCode::UnknownEncoding,
             Self::Symbols(e) => e.code(),
-            Self::Draining | Self::TooManyConnections => "too_many_connections",
-            _ => "bad_request",
+            Self::Draining => ErrorCode::Draining,
+            Self::TooManyConnections => ErrorCode::TooManyConnections,
+            Self::UnknownParam(_)
+            | Self::UnknownPolicy(_)
+            | Self::BadResume(_)
+            | Self::NotUpgrade(_) => ErrorCode::BadRequest,
         }
     }
 
@@ -110,7 +115,14 @@ impl HandshakeError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Draining | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
+            Self::UnknownEncoding(_)
+            | Self::ConflictingEncoding { .. }
+            | Self::RepeatedEncoding
+            | Self::UnknownParam(_)
+            | Self::UnknownPolicy(_)
+            | Self::BadResume(_)
+            | Self::Symbols(_)
+            | Self::NotUpgrade(_) => StatusCode::BAD_REQUEST,
         }
     }
 }

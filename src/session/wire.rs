@@ -9,6 +9,8 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::error::ErrorCode;
+
 /// A complete message or control frame from the client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming {
@@ -69,11 +71,16 @@ impl WireError {
     }
 
     /// Stable code for error messages and metrics.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::TooBig { .. } => "message_too_big",
-            Self::InvalidUtf8 => "invalid_utf8",
-            _ => "protocol_error",
+            Self::TooBig { .. } => ErrorCode::MessageTooBig,
+            Self::InvalidUtf8 => ErrorCode::InvalidUtf8,
+            Self::Unmasked
+            | Self::ReservedBits
+            | Self::ReservedOpcode(_)
+            | Self::BadControlFrame
+            | Self::Fragmentation(_)
+            | Self::BadClose => ErrorCode::ProtocolError,
         }
     }
 }

@@ -1,186 +1,431 @@
-//! Shards: one pinned OS thread per core, each with its own current-thread runtime and the
-//! sessions it owns outright.
+//! Shards: the sessions' shard-side state and the fan-out, one [`ShardCore`] per shard
+//! thread, owned outright (no locks, no shared maps).
 //!
-//! Other threads reach a shard only through its queues: [`TickSender`] (the sequencer's
-//! batches, a bounded crossbeam queue plus a wake-up) and [`ShardHandle`] (accepted sockets).
-//! Inside, [`ShardCore`] holds the sessions, the subscription index and the last value per
-//! symbol; the fan-out loop and the session tasks share it through an `Rc<RefCell<_>>`,
-//! never across an `.await`.
+//! A shard receives the sequencer's batches ([`crate::sequencer::TickQueue`]) and keeps,
+//! per symbol, the replay ring whose newest entry is the last value; per client, a
+//! [`Client`](client) (socket write side, [`Feed`], subscriptions, slow-consumer policy).
+//! The fan-out loop ([`fanout::run`]) and the session tasks above share the core through an
+//! `Rc<RefCell<_>>` on the shard's thread, never across an `.await`; sessions reach it only
+//! through the methods below, and every write to a client's socket happens here.
 
+mod client;
 pub mod fanout;
+pub mod feed;
 pub mod outbox;
 pub mod replay;
 pub mod subscriptions;
-pub mod thread;
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::net::TcpStream as StdTcpStream;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use slab::Slab;
-use tokio::sync::{Notify, mpsc};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
-use crate::encode::Frames;
-use crate::limits::IpSlot;
-use crate::relay::Shared;
+use crate::config::SlowPolicy;
+use crate::encode::{Encoding, Frames, Message};
+use crate::error::ErrorCode;
+use crate::metrics::{self, ShardMetrics};
 use crate::sequencer::Batch;
-use crate::session::Session;
-use crate::session::control::ControlParser;
-use crate::tick::Symbol;
-use replay::History;
+use crate::shared::Shared;
+use crate::tick::{Seq, Symbol};
+use client::Client;
+pub use client::{CLOSE_SLOW, SLOW_CLOSE_GRACE};
+pub use feed::{Feed, FeedPhase};
+use replay::{History, Replay, effective_depth};
 pub use subscriptions::{SessionKey, Subscriptions};
 
 /// A shard's index, `0..shards`.
 pub type ShardId = usize;
 
-/// The sequencer's end of a shard's tick queue.
-#[derive(Debug)]
-pub struct TickSender {
-    /// `None` once dropping: the queue must be closed before the final wake-up.
-    tx: Option<crossbeam_channel::Sender<Batch>>,
-    wake: Arc<Notify>,
-}
-
-impl TickSender {
-    /// Queues `batch` for the shard, blocking while its queue is full (backpressure).
-    pub fn deliver(&self, batch: Batch) {
-        if let Some(tx) = &self.tx {
-            // Err: the shard has stopped (shutdown); nobody is left to deliver to.
-            let _ = tx.send(batch);
-        }
-        self.wake.notify_one();
-    }
-}
-
-impl Drop for TickSender {
-    fn drop(&mut self) {
-        // Close the queue first, then wake the shard: woken before the close, it would find
-        // the queue empty (not closed), wait again, and never wake (a hang on shutdown).
-        drop(self.tx.take());
-        self.wake.notify_one();
-    }
-}
-
-/// The acceptor's end of a shard: hands it accepted sockets.
-#[derive(Clone, Debug)]
-pub struct ShardHandle {
-    /// Which shard.
-    pub id: ShardId,
-    sockets: mpsc::UnboundedSender<Admitted>,
-}
-
-impl ShardHandle {
-    /// Gives an accepted connection to the shard; false if the shard has stopped.
-    pub fn admit(&self, connection: Admitted) -> bool {
-        self.sockets.send(connection).is_ok()
-    }
-}
-
-/// An accepted client connection on its way to a shard.
-#[derive(Debug)]
-pub struct Admitted {
-    /// The socket (non-blocking).
-    pub stream: StdTcpStream,
-    /// Its place in the per-IP connection count, held for the connection's life.
-    pub ip_slot: Option<IpSlot>,
-}
-
-/// What a shard receives on its thread: ticks, sockets and its wake-up.
-#[derive(Debug)]
-pub struct ShardInputs {
-    /// Batches from the sequencer.
-    pub ticks: crossbeam_channel::Receiver<Batch>,
-    /// Notified after every batch (and when the sequencer stops).
-    pub wake: Arc<Notify>,
-    /// Accepted sockets.
-    pub sockets: mpsc::UnboundedReceiver<Admitted>,
-}
-
-/// Creates the queues of shard `id`: the sequencer's sender, the acceptor's handle, and
-/// the shard's inputs.
-pub fn channels(id: ShardId) -> (TickSender, ShardHandle, ShardInputs) {
-    let (tx, ticks) = crossbeam_channel::bounded(QUEUE_BATCHES);
-    let wake = Arc::new(Notify::new());
-    let (sockets_tx, sockets) = mpsc::unbounded_channel();
-    (
-        TickSender {
-            tx: Some(tx),
-            wake: wake.clone(),
-        },
-        ShardHandle {
-            id,
-            sockets: sockets_tx,
-        },
-        ShardInputs {
-            ticks,
-            wake,
-            sockets,
-        },
-    )
-}
-
 /// Everything a shard owns, on its own thread.
 #[derive(Debug)]
 pub struct ShardCore {
-    /// This shard's index.
-    pub id: ShardId,
-    /// Relay-wide shared state (config, metrics, interest, inbox, shutdown).
-    pub shared: Arc<Shared>,
-    /// Live sessions.
-    pub sessions: Slab<Session>,
+    id: ShardId,
+    shared: Arc<Shared>,
+    clients: Slab<Client>,
     /// Who wants which symbol.
-    pub subscriptions: Subscriptions,
+    subscriptions: Subscriptions,
     /// Per symbol seen: the replay ring, whose newest entry is the last value (snapshots,
     /// `/price`, resume).
-    pub history: HashMap<Symbol, History>,
-    /// The shard's control-message parser (its scratch buffers are reused by every session).
-    pub control_parser: ControlParser,
-    /// Sessions with frames queued since the last flush.
+    history: HashMap<Symbol, History>,
+    /// Clients with frames queued since the last flush.
     dirty: Vec<SessionKey>,
-    /// Session tasks still running (a closing one lingers after leaving `sessions`).
-    pub session_tasks: Rc<Cell<usize>>,
+    /// Session tasks still running (a closing one lingers after its client has left).
+    tasks: Cell<usize>,
     /// Notified whenever a session task ends (shutdown waits on it).
-    pub session_left: Rc<Notify>,
+    task_left: Rc<Notify>,
+}
+
+/// What a subscribe added, for the snapshots that follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Added {
+    /// `*` was added: every symbol.
+    All,
+    /// These symbols were added.
+    Symbols(Vec<Symbol>),
+}
+
+/// What a session task needs to know of its client between two waits.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientStatus {
+    /// Live, closing (with its deadline) or dead.
+    pub phase: FeedPhase,
+    /// The socket was full at the last write: wait for writability.
+    pub blocked: bool,
+    /// Nothing is queued.
+    pub flushed: bool,
 }
 
 impl ShardCore {
     /// An empty shard.
     pub fn new(id: ShardId, shared: Arc<Shared>) -> Self {
         Self {
-            control_parser: ControlParser::new(shared.config.max_symbols_per_client),
             id,
             shared,
-            sessions: Slab::new(),
+            clients: Slab::new(),
             subscriptions: Subscriptions::new(),
             history: HashMap::new(),
             dirty: Vec::new(),
-            session_tasks: Rc::new(Cell::new(0)),
-            session_left: Rc::new(Notify::new()),
+            tasks: Cell::new(0),
+            task_left: Rc::new(Notify::new()),
         }
     }
 
-    /// Marks `key` for the next flush.
-    pub fn mark_dirty(&mut self, key: SessionKey) {
-        let session = &mut self.sessions[key];
-        if !session.feed.dirty {
-            session.feed.dirty = true;
+    /// This shard's index.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// The relay-wide state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    fn metrics(&self) -> &ShardMetrics {
+        self.shared.metrics.shard(self.id)
+    }
+
+    // ---- the data path -------------------------------------------------------------
+
+    /// Records every tick of `batch` as its symbol's newest (replay ring, last value), then
+    /// appends it to its subscribers' outboxes.
+    pub fn deliver(&mut self, batch: &Batch, now: Instant) {
+        let config = &self.shared.config;
+        let depth = effective_depth(
+            config.replay_depth,
+            config.replay_budget,
+            self.history.len(),
+        );
+        for frames in batch.iter() {
+            let symbol = &frames.tick().symbol;
+            match self.history.get_mut(symbol) {
+                Some(history) => history.push(frames.clone(), depth),
+                None => self
+                    .history
+                    .entry(symbol.clone())
+                    .or_insert_with(|| History::new(config.replay_depth))
+                    .push(frames.clone(), depth),
+            }
+        }
+        let metrics = self.shared.metrics.shard(self.id);
+        let delivered = fanout::fan_out_batch(
+            batch,
+            &self.subscriptions,
+            &mut self.clients,
+            &mut self.dirty,
+            now,
+            metrics,
+        );
+        metrics::add(&metrics.deliveries, delivered);
+    }
+
+    /// Flushes every touched client, then applies the slow-consumer policy to those still
+    /// over budget after the write.
+    pub fn flush_dirty_and_enforce(&mut self, now: Instant) {
+        let metrics = self.shared.metrics.shard(self.id);
+        let config = &self.shared.config;
+        for key in self.dirty.drain(..) {
+            if let Some(client) = self.clients.get_mut(key) {
+                client.feed.dirty = false;
+                client.flush(metrics, config);
+                if client.enforce_budget(config, metrics, now) {
+                    self.shared.metrics.count_error(ErrorCode::SlowConsumer);
+                }
+            }
+        }
+    }
+
+    // ---- clients: lifecycle ---------------------------------------------------------
+
+    /// Registers a client writing to `stream` and woken through `signal`; returns its key
+    /// and relay-wide session id.
+    pub fn open(
+        &mut self,
+        stream: Rc<TcpStream>,
+        signal: Rc<Notify>,
+        encoding: Encoding,
+        slow: SlowPolicy,
+    ) -> (SessionKey, u64) {
+        let id = self.shared.next_session_id();
+        let client = Client::new(id, stream, signal, Feed::new(encoding), slow);
+        let key = self.clients.insert(client);
+        metrics::add(&self.metrics().sessions, 1);
+        (key, id)
+    }
+
+    /// Removes the client and its subscriptions; true if its close frame was fully
+    /// written (then the socket should linger so the client reads it before the TCP close).
+    pub fn leave(&mut self, key: SessionKey) -> bool {
+        let named: Vec<Symbol> = self.clients[key].symbols.iter().cloned().collect();
+        self.unsubscribe(key, true, &named);
+        let client = self.clients.remove(key);
+        metrics::sub(&self.metrics().sessions, 1);
+        matches!(client.feed.phase, FeedPhase::Closing { .. }) && client.feed.outbox.is_empty()
+    }
+
+    /// Where the client is, for its session task.
+    pub fn status(&self, key: SessionKey) -> ClientStatus {
+        let client = &self.clients[key];
+        ClientStatus {
+            phase: client.feed.phase,
+            blocked: client.blocked,
+            flushed: client.feed.outbox.is_empty(),
+        }
+    }
+
+    /// The socket became writable (`ok`) or failed while the client was blocked.
+    pub fn writable(&mut self, key: SessionKey, ok: bool) {
+        let metrics = self.shared.metrics.shard(self.id);
+        let client = &mut self.clients[key];
+        client.blocked = false;
+        if ok {
+            client.flush(metrics, &self.shared.config);
+        } else {
+            client.die();
+        }
+    }
+
+    /// Queues a close frame and stops ticks (see [`Client::close`](client)).
+    pub fn close(
+        &mut self,
+        key: SessionKey,
+        code: u16,
+        reason: &str,
+        deadline: Instant,
+        discard_backlog: bool,
+    ) {
+        self.clients[key].close(code, reason, deadline, discard_backlog);
+    }
+
+    /// Shutdown: closes every client with `code` after what it has queued, and flushes.
+    pub fn close_all(&mut self, code: u16, reason: &str, deadline: Instant) {
+        let metrics = self.shared.metrics.shard(self.id);
+        for (_, client) in &mut self.clients {
+            client.close(code, reason, deadline, false);
+            client.flush(metrics, &self.shared.config);
+        }
+    }
+
+    /// A session task started on this shard.
+    pub fn task_started(&self) {
+        self.tasks.set(self.tasks.get() + 1);
+    }
+
+    /// A session task ended (however it ended).
+    pub fn task_ended(&self) {
+        self.tasks.set(self.tasks.get() - 1);
+        self.task_left.notify_one();
+    }
+
+    /// Session tasks still running, and the signal that one has ended.
+    pub fn tasks(&self) -> (usize, Rc<Notify>) {
+        (self.tasks.get(), self.task_left.clone())
+    }
+
+    // ---- clients: what they are sent ------------------------------------------------
+
+    /// Queues a server message in the client's encoding.
+    pub fn send(&mut self, key: SessionKey, message: &Message<'_>, now: Instant) {
+        self.clients[key].feed.send(message, now);
+    }
+
+    /// Queues a raw frame (ping, pong, echo).
+    pub fn send_frame(&mut self, key: SessionKey, frame: Bytes, now: Instant) {
+        self.clients[key].feed.send_frame(frame, now);
+    }
+
+    /// Lets what is queued now exceed the outbox budget until it drains: a burst the
+    /// client asked for (a replay, an echo) is not a sign of slowness.
+    pub fn allow_burst(&mut self, key: SessionKey) {
+        self.clients[key].feed.allow_burst();
+    }
+
+    /// Drops the client's compressor state now (it is rebuilt on the next message).
+    pub fn release_encoder(&mut self, key: SessionKey) {
+        self.clients[key].feed.encoder.release();
+    }
+
+    /// Drops the client's compressor state if it sent nothing since the last call.
+    pub fn release_encoder_if_idle(&mut self, key: SessionKey) {
+        self.clients[key].feed.encoder.release_if_idle();
+    }
+
+    /// Writes what the client (and any other touched client) has queued.
+    pub fn flush(&mut self, key: SessionKey) {
+        let client = &mut self.clients[key];
+        if !client.feed.dirty {
+            client.feed.dirty = true;
             self.dirty.push(key);
         }
-    }
-
-    /// Writes what every marked session has pending (one vectored write each).
-    pub fn flush_dirty(&mut self) {
         self.flush_dirty_and_enforce(Instant::now());
     }
+
+    // ---- clients: subscriptions -----------------------------------------------------
+
+    /// Subscribes the client to `*` (`all`) or to `symbols`. `*` subsumes named symbols
+    /// (their index entries are dropped so no tick is delivered twice).
+    pub fn subscribe(&mut self, key: SessionKey, all: bool, symbols: &[Symbol]) -> Added {
+        if self.clients[key].all {
+            return Added::Symbols(Vec::new());
+        }
+        if all {
+            let named = std::mem::take(&mut self.clients[key].symbols);
+            for symbol in &named {
+                self.index(key, Some(symbol), false);
+            }
+            self.clients[key].all = true;
+            self.index(key, None, true);
+            return Added::All;
+        }
+        let mut added = Vec::new();
+        for symbol in symbols {
+            if self.clients[key].symbols.insert(symbol.clone()) {
+                self.index(key, Some(symbol), true);
+                added.push(symbol.clone());
+            }
+        }
+        Added::Symbols(added)
+    }
+
+    /// Unsubscribes the client from `*` (`all`) and from `symbols`.
+    pub fn unsubscribe(&mut self, key: SessionKey, all: bool, symbols: &[Symbol]) {
+        if all && self.clients[key].all {
+            self.clients[key].all = false;
+            self.index(key, None, false);
+        }
+        for symbol in symbols {
+            if self.clients[key].symbols.remove(symbol) {
+                self.index(key, Some(symbol), false);
+            }
+        }
+    }
+
+    /// How many subscriptions (`*` counting as one) the client would hold after
+    /// subscribing to `all` or `symbols`.
+    pub fn subscriptions_after(&self, key: SessionKey, all: bool, symbols: &[Symbol]) -> usize {
+        let client = &self.clients[key];
+        let held = if client.all { 1 } else { client.symbols.len() };
+        let new = if all {
+            usize::from(!client.all)
+        } else if client.all {
+            0
+        } else {
+            symbols
+                .iter()
+                .filter(|s| !client.symbols.contains(*s))
+                .count()
+        };
+        held + new
+    }
+
+    /// Whether the client receives `symbol` live (by name or through `*`).
+    pub fn receives(&self, key: SessionKey, symbol: &Symbol) -> bool {
+        let client = &self.clients[key];
+        client.all || client.symbols.contains(symbol)
+    }
+
+    /// Queues the last value of what `added` added, as `snapshot` messages.
+    pub fn send_snapshots(&mut self, key: SessionKey, added: &Added, now: Instant) {
+        let feed = &mut self.clients[key].feed;
+        match added {
+            Added::All => {
+                let mut all: Vec<_> = self.history.values().filter_map(History::last).collect();
+                all.sort_by(|a, b| a.tick().symbol.cmp(&b.tick().symbol));
+                for frames in all {
+                    feed.send(&Message::Snapshot(frames.tick()), now);
+                }
+            }
+            Added::Symbols(symbols) => {
+                let known = symbols.iter().filter_map(|s| self.history.get(s));
+                for frames in known.filter_map(History::last) {
+                    feed.send(&Message::Snapshot(frames.tick()), now);
+                }
+            }
+        }
+    }
+
+    /// Subscribes each symbol and queues what the client missed after its position: the
+    /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
+    /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
+    /// resumes.
+    pub fn resume(&mut self, key: SessionKey, positions: &[(Symbol, Seq)], now: Instant) {
+        if positions.is_empty() {
+            return;
+        }
+        let symbols: Vec<Symbol> = positions.iter().map(|(s, _)| s.clone()).collect();
+        self.subscribe(key, false, &symbols);
+        let metrics = self.shared.metrics.shard(self.id);
+        let feed = &mut self.clients[key].feed;
+        for (symbol, seq) in positions {
+            match self.history.get(symbol).and_then(|h| h.since(*seq)) {
+                None => {}
+                Some(Replay::Ticks(ticks)) => {
+                    for frames in ticks {
+                        feed.push_tick(frames, now, metrics);
+                    }
+                }
+                Some(Replay::Gap { from, to, last }) => {
+                    feed.send(&Message::Gap { symbol, from, to }, now);
+                    feed.send(&Message::Snapshot(last.tick()), now);
+                }
+                Some(Replay::Ahead { last }) => feed.send(&Message::Snapshot(last.tick()), now),
+            }
+        }
+        feed.allow_burst();
+    }
+
+    /// Adds the client to (or removes it from) the index of `symbol` (`None`: `*`) and
+    /// the sequencer's interest count for its encoding: the two always change together.
+    fn index(&mut self, key: SessionKey, symbol: Option<&Symbol>, add: bool) {
+        let encoding = self.clients[key].feed.encoding();
+        if add {
+            self.subscriptions.insert(symbol, key);
+            self.shared.interest.add(symbol, encoding);
+        } else {
+            self.subscriptions.remove(symbol, key);
+            self.shared.interest.remove(symbol, encoding);
+        }
+    }
+
+    // ---- shard-local reads ----------------------------------------------------------
 
     /// The last tick of `symbol` this shard has seen.
     pub fn last(&self, symbol: &str) -> Option<&Arc<Frames>> {
         self.history.get(symbol).and_then(History::last)
     }
-}
 
-/// Batches a shard queue holds before the sequencer waits (~4 s of 1,000 batches/s).
-const QUEUE_BATCHES: usize = 4096;
+    /// The last tick of every symbol seen, in no particular order.
+    pub fn last_values(&self) -> impl Iterator<Item = &Arc<Frames>> {
+        self.history.values().filter_map(History::last)
+    }
+
+    /// How many symbols this shard has seen (every shard sees every tick).
+    pub fn symbol_count(&self) -> usize {
+        self.history.len()
+    }
+}

@@ -1,4 +1,4 @@
-//! [`Feed`]: the part of a session the fan-out loop writes into — the client's encoder, its
+//! [`Feed`]: the part of a client the fan-out loop writes into — the client's encoder, its
 //! outbox, and its slow-consumer state — apart from the socket, so the hot path can be
 //! exercised (and benchmarked) on in-memory sessions.
 
@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::outbox::Outbox;
 use crate::config::Config;
 use crate::encode::{Encoder, Encoding, Frames, Message};
 use crate::metrics::{self, ShardMetrics};
-use crate::shard::outbox::Outbox;
 use crate::tick::{Seq, Symbol};
 
-/// Where a session is in its life.
+/// Where a client is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub enum FeedPhase {
     /// Receiving ticks.
     Live,
     /// A close frame is queued: no more ticks; the socket closes once it is written or at
@@ -29,16 +29,16 @@ pub(crate) enum Phase {
 /// What the fan-out loop writes into for one client.
 #[derive(Debug)]
 pub struct Feed {
-    pub(crate) encoder: Encoder,
-    pub(crate) outbox: Outbox,
+    pub(super) encoder: Encoder,
+    pub(super) outbox: Outbox,
     /// Bytes a burst the client asked for (a resume's replay, an echoed message) may hold
     /// beyond the outbox budget until they drain: bounded by the ring depth or the message
     /// limit, and not a sign of slowness.
-    pub(crate) burst_allowance: usize,
+    pub(super) burst_allowance: usize,
     /// While a conflating client lags: the newest skipped tick per symbol and the first
     /// seq it skipped.
-    pub(crate) lagging: Option<BTreeMap<Symbol, (Arc<Frames>, Seq)>>,
-    pub(crate) phase: Phase,
+    pub(super) lagging: Option<BTreeMap<Symbol, (Arc<Frames>, Seq)>>,
+    pub(super) phase: FeedPhase,
     /// Listed in the shard's dirty list.
     pub dirty: bool,
 }
@@ -51,7 +51,7 @@ impl Feed {
             outbox: Outbox::new(),
             burst_allowance: 0,
             lagging: None,
-            phase: Phase::Live,
+            phase: FeedPhase::Live,
             dirty: false,
         }
     }
@@ -64,7 +64,7 @@ impl Feed {
         now: Instant,
         metrics: &ShardMetrics,
     ) -> bool {
-        if self.phase != Phase::Live {
+        if self.phase != FeedPhase::Live {
             return false;
         }
         if let Some(pending) = &mut self.lagging {
@@ -87,7 +87,7 @@ impl Feed {
 
     /// Queues a server message in the client's encoding.
     pub fn send(&mut self, message: &Message<'_>, now: Instant) {
-        if self.phase == Phase::Live {
+        if self.phase == FeedPhase::Live {
             let frame = self.encoder.message(message);
             self.outbox.push(frame, now);
         }
@@ -95,7 +95,7 @@ impl Feed {
 
     /// Queues a raw control frame (ping, pong, echo).
     pub fn send_frame(&mut self, frame: Bytes, now: Instant) {
-        if self.phase == Phase::Live {
+        if self.phase == FeedPhase::Live {
             self.outbox.push(frame, now);
         }
     }
@@ -111,7 +111,7 @@ impl Feed {
     }
 
     /// Lets what is queued now exceed the budget until it drains (see `burst_allowance`).
-    pub(crate) fn allow_burst(&mut self) {
+    pub(super) fn allow_burst(&mut self) {
         self.burst_allowance = self.burst_allowance.max(self.outbox.bytes());
     }
 
@@ -124,7 +124,7 @@ impl Feed {
     /// After a write: ends a replay allowance once drained, and ends conflation once the
     /// backlog is down to half the budget, sending each skipped range as a `gap` before the
     /// newest tick of its symbol.
-    pub(crate) fn caught_up(&mut self, config: &Config) {
+    pub(super) fn caught_up(&mut self, config: &Config) {
         if self.outbox.bytes() <= config.outbox_bytes {
             self.burst_allowance = 0;
         }

@@ -1,0 +1,130 @@
+//! [`ErrorCode`]: every stable error code the relay sends to clients and sources and counts
+//! in `/stats` and `/metrics`.
+//!
+//! Each module owns its error enum; its `code()` returns one of these, so a new variant
+//! must choose a code the compiler knows, and every code has its own counter (no run-time
+//! lookup, no catch-all). The snake_case name is the wire form and the metrics label.
+
+use strum::{EnumCount, IntoStaticStr, VariantArray};
+
+/// A stable error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumCount, IntoStaticStr, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    // ingest and publish
+    /// Not JSON, or JSON of the wrong shape.
+    BadJson,
+    /// Not a valid protobuf message.
+    BadProtobuf,
+    /// A symbol name that is empty, too long or has a character outside the allowed set.
+    InvalidSymbol,
+    /// A price or size that is NaN or infinite.
+    NotFinite,
+    /// A `kind` that is neither trade nor quote.
+    UnknownKind,
+    /// A field the tick or message needs is missing.
+    MissingField,
+    /// A venue over its length limit.
+    InvalidVenue,
+    /// An ingest line or message over `--max-ingest-line`.
+    LineTooLong,
+    /// A tick of a new symbol beyond `--max-symbols`.
+    SymbolLimit,
+    /// A field the contract does not have (ticks and control messages).
+    UnknownField,
+    // control messages
+    /// A control message that is not valid JSON or protobuf of the right shape.
+    BadMessage,
+    /// An `op` the relay does not know.
+    UnknownOp,
+    /// More symbols than `--max-symbols-per-client`.
+    TooManySymbols,
+    /// More control messages per second than `--max-control-rate`.
+    RateLimited,
+    /// A resume of symbols the client already receives live.
+    AlreadySubscribed,
+    /// A binary control frame from a client that is not protobuf.
+    BinaryNotSupported,
+    // websocket protocol
+    /// A frame or reassembled message over `--max-message-bytes`.
+    MessageTooBig,
+    /// An RFC 6455 violation (unmasked, reserved bits, bad fragmentation, bad close).
+    ProtocolError,
+    /// A text message that is not UTF-8.
+    InvalidUtf8,
+    // handshake and http
+    /// A malformed request or upgrade.
+    BadRequest,
+    /// An encoding the relay does not speak, or a conflicting choice.
+    UnknownEncoding,
+    /// A request body over `--max-http-body`.
+    BodyTooLarge,
+    /// `--max-connections` or `--max-connections-per-ip` reached.
+    TooManyConnections,
+    /// The relay is shutting down and admits no new clients.
+    Draining,
+    /// The relay is shutting down and accepts no more ticks.
+    ShuttingDown,
+    /// The request head did not arrive within `--handshake-timeout`.
+    HandshakeTimeout,
+    /// No such path.
+    NotFound,
+    /// The path exists, the method does not.
+    MethodNotAllowed,
+    /// `/price/{symbol}` of a symbol never seen.
+    UnknownSymbol,
+    // liveness and flow
+    /// A client closed by the slow-consumer policy (4008).
+    SlowConsumer,
+    /// A client silent for longer than `--idle-timeout` (4009).
+    IdleTimeout,
+}
+
+impl ErrorCode {
+    /// Every code, in declaration order (the order of `/stats` and `/metrics`).
+    pub const ALL: &'static [Self] = Self::VARIANTS;
+    /// How many codes there are.
+    pub const COUNT: usize = <Self as EnumCount>::COUNT;
+
+    /// The wire form and metrics label, e.g. `bad_json`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// `code == "bad_json"`: tests and callers compare with the wire form.
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case_names() {
+        let names: std::collections::BTreeSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::COUNT);
+        assert_eq!(ErrorCode::BadJson.as_str(), "bad_json");
+        assert_eq!(ErrorCode::InvalidUtf8.as_str(), "invalid_utf8");
+        assert!(names.iter().all(|n| {
+            n.chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+        }));
+    }
+}

@@ -1,0 +1,307 @@
+//! Every counter and gauge the relay reports, listed once ([`readings`]) and rendered by
+//! both `GET /stats` (JSON, [`Json`]) and `GET /metrics` (Prometheus text), so the two can
+//! never disagree about what exists.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::Serialize;
+
+use crate::metrics::ShardMetrics;
+use crate::shard::ShardCore;
+use crate::shared::Shared;
+
+/// Counter (only grows) or gauge (goes up and down), as Prometheus types them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows (Prometheus name ends in `_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl Kind {
+    /// The Prometheus `# TYPE` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+        }
+    }
+}
+
+/// The value of one reading.
+#[derive(Debug)]
+pub enum Value {
+    /// One whole number.
+    Int(u64),
+    /// One fractional number.
+    Float(f64),
+    /// A state, one of several names: `/stats` shows the name, Prometheus a 1 labelled
+    /// with it.
+    State {
+        /// The Prometheus label name.
+        label: &'static str,
+        /// The current state.
+        value: &'static str,
+    },
+    /// One number per shard, in shard order; `/stats` shows each under its shard and, if
+    /// `total` names a key, their sum at the top level.
+    PerShard {
+        /// The values.
+        values: Vec<u64>,
+        /// The top-level `/stats` key of the sum, if shown.
+        total: Option<&'static str>,
+    },
+    /// Numbers by label value (error code, symbol, phase).
+    Labeled {
+        /// The Prometheus label name.
+        label: &'static str,
+        /// Label value → number.
+        values: BTreeMap<String, u64>,
+    },
+}
+
+/// One counter or gauge.
+#[derive(Debug)]
+pub struct Reading {
+    /// Where `/stats` shows it: a path of keys (per-shard readings: the key in each shard).
+    pub stats: &'static [&'static str],
+    /// Its Prometheus name.
+    pub prometheus: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// The Prometheus `# HELP` text.
+    pub help: &'static str,
+    /// The value now.
+    pub value: Value,
+}
+
+/// Reads everything now: the relay-wide counters and this shard's symbol count (every
+/// shard sees every tick, so any shard's count is the relay's).
+pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
+    let m = &shared.metrics;
+    let per_shard = |read: fn(&ShardMetrics) -> u64| m.shards().map(read).collect::<Vec<_>>();
+    let (by_symbol, wildcard) = shared.interest.totals();
+    let phase = shared.shutdown.phase().as_str();
+    vec![
+        Reading {
+            stats: &["uptime_s"],
+            prometheus: "tickrelay_uptime_seconds",
+            kind: Kind::Gauge,
+            help: "Seconds since start.",
+            value: Value::Float(m.started.elapsed().as_secs_f64()),
+        },
+        Reading {
+            stats: &["phase"],
+            prometheus: "tickrelay_phase",
+            kind: Kind::Gauge,
+            help: "The relay's phase: starting, ready or draining (1 for the current one).",
+            value: Value::State {
+                label: "phase",
+                value: phase,
+            },
+        },
+        number(
+            &["ticks_in"],
+            "tickrelay_ticks_in_total",
+            Kind::Counter,
+            "Ticks accepted and sequenced.",
+            m.ticks_in.load(Relaxed),
+        ),
+        number(
+            &["symbols"],
+            "tickrelay_symbols",
+            Kind::Gauge,
+            "Symbols seen.",
+            core.symbol_count() as u64,
+        ),
+        labeled(
+            &["subscriptions"],
+            "tickrelay_subscriptions",
+            Kind::Gauge,
+            "Clients subscribed to each symbol by name.",
+            "symbol",
+            by_symbol
+                .into_iter()
+                .map(|(s, n)| (s.as_str().to_string(), u64::from(n)))
+                .collect(),
+        ),
+        number(
+            &["wildcard_subscriptions"],
+            "tickrelay_wildcard_subscriptions",
+            Kind::Gauge,
+            "Clients subscribed to `*`.",
+            u64::from(wildcard),
+        ),
+        number(
+            &["ingest", "connections"],
+            "tickrelay_ingest_connections",
+            Kind::Gauge,
+            "Ingest TCP connections open now.",
+            m.ingest_connections.load(Relaxed),
+        ),
+        number(
+            &["ingest", "connections_total"],
+            "tickrelay_ingest_connections_total",
+            Kind::Counter,
+            "Ingest TCP connections accepted.",
+            m.ingest_connections_total.load(Relaxed),
+        ),
+        number(
+            &["connections_refused"],
+            "tickrelay_connections_refused_total",
+            Kind::Counter,
+            "Client connections refused by a connection limit.",
+            m.connections_refused.load(Relaxed),
+        ),
+        labeled(
+            &["errors"],
+            "tickrelay_errors_total",
+            Kind::Counter,
+            "Bad input and limit violations, by stable code.",
+            "code",
+            m.errors()
+                .map(|(c, n)| (c.as_str().to_string(), n))
+                .collect(),
+        ),
+        shard(
+            &["sessions"],
+            Some("sessions"),
+            "tickrelay_sessions",
+            Kind::Gauge,
+            "WebSocket sessions live.",
+            per_shard(|s| s.sessions.load(Relaxed)),
+        ),
+        shard(
+            &["connections"],
+            None,
+            "tickrelay_http_connections",
+            Kind::Gauge,
+            "HTTP connections not (yet) upgraded.",
+            per_shard(|s| s.connections.load(Relaxed)),
+        ),
+        shard(
+            &["deliveries"],
+            Some("ticks_out"),
+            "tickrelay_deliveries_total",
+            Kind::Counter,
+            "Ticks queued to clients (one per client per tick).",
+            per_shard(|s| s.deliveries.load(Relaxed)),
+        ),
+        shard(
+            &["bytes_out"],
+            None,
+            "tickrelay_bytes_out_total",
+            Kind::Counter,
+            "Bytes written to client sockets.",
+            per_shard(|s| s.bytes_out.load(Relaxed)),
+        ),
+        shard(
+            &["slow_disconnects"],
+            None,
+            "tickrelay_slow_disconnects_total",
+            Kind::Counter,
+            "Clients closed by the slow-consumer policy.",
+            per_shard(|s| s.slow_disconnects.load(Relaxed)),
+        ),
+        shard(
+            &["conflated"],
+            None,
+            "tickrelay_conflated_total",
+            Kind::Counter,
+            "Ticks replaced by a newer one for a lagging conflating client.",
+            per_shard(|s| s.conflated.load(Relaxed)),
+        ),
+    ]
+}
+
+fn number(
+    stats: &'static [&'static str],
+    prometheus: &'static str,
+    kind: Kind,
+    help: &'static str,
+    value: u64,
+) -> Reading {
+    Reading {
+        stats,
+        prometheus,
+        kind,
+        help,
+        value: Value::Int(value),
+    }
+}
+
+fn labeled(
+    stats: &'static [&'static str],
+    prometheus: &'static str,
+    kind: Kind,
+    help: &'static str,
+    label: &'static str,
+    values: BTreeMap<String, u64>,
+) -> Reading {
+    Reading {
+        stats,
+        prometheus,
+        kind,
+        help,
+        value: Value::Labeled { label, values },
+    }
+}
+
+fn shard(
+    stats: &'static [&'static str],
+    total: Option<&'static str>,
+    prometheus: &'static str,
+    kind: Kind,
+    help: &'static str,
+    values: Vec<u64>,
+) -> Reading {
+    Reading {
+        stats,
+        prometheus,
+        kind,
+        help,
+        value: Value::PerShard { values, total },
+    }
+}
+
+/// A JSON tree, for `/stats`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Json {
+    /// An integer.
+    Int(u64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Text(String),
+    /// An object, keys sorted.
+    Object(BTreeMap<String, Self>),
+    /// An array.
+    Array(Vec<Self>),
+}
+
+impl Json {
+    /// An empty object.
+    pub fn object() -> Self {
+        Self::Object(BTreeMap::new())
+    }
+
+    /// Sets `value` at `path` (creating objects on the way).
+    pub fn insert(&mut self, path: &[&str], value: Self) {
+        let Self::Object(map) = self else {
+            return;
+        };
+        match path {
+            [] => {}
+            [key] => {
+                map.insert((*key).to_string(), value);
+            }
+            [key, rest @ ..] => map
+                .entry((*key).to_string())
+                .or_insert_with(Self::object)
+                .insert(rest, value),
+        }
+    }
+}

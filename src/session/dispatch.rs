@@ -1,0 +1,328 @@
+//! What a session does with what its client sends: the connect-time subscriptions and
+//! replays, then each frame — control messages (subscribe, unsubscribe, snapshot, ping,
+//! resume, heartbeat), WebSocket pings and closes, echoes on `/echo` — answered through
+//! the shard's methods. Refusals are typed ([`ControlError`]), counted and answered with an
+//! `error` message; the session stays open.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tracing::debug;
+
+use super::control::{Control, ControlError, ControlParser, Selection};
+use super::handshake::{Mode, SessionParams};
+use super::wire::{FrameReader, Incoming, WireError};
+use crate::encode::ws_frame::{self, OpCode};
+use crate::encode::{Encoding, Message};
+use crate::error::ErrorCode;
+use crate::limits::TokenBucket;
+use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore};
+use crate::tick::{Symbol, now_ns};
+
+/// The session-side state of one client: what only its task reads.
+#[derive(Debug)]
+pub(super) struct Session {
+    /// The client's key on its shard.
+    pub(super) key: SessionKey,
+    id: u64,
+    encoding: Encoding,
+    mode: Mode,
+    control_rate: TokenBucket,
+    /// Application heartbeat interval the client asked for.
+    pub(super) heartbeat: Option<Duration>,
+}
+
+/// Registers a new client, subscribes it and queues `welcome` and snapshots or replays.
+pub(super) fn open(
+    core: &mut ShardCore,
+    stream: Rc<TcpStream>,
+    signal: Rc<Notify>,
+    params: SessionParams,
+) -> Session {
+    let now = Instant::now();
+    let (key, id) = core.open(stream, signal, params.encoding, params.slow);
+    let session = Session {
+        key,
+        id,
+        encoding: params.encoding,
+        mode: params.mode,
+        control_rate: TokenBucket::new(core.shared().config.max_control_rate, now),
+        heartbeat: None,
+    };
+    if params.mode == Mode::Echo {
+        return session;
+    }
+    let resumed: Vec<Symbol> = params.resume.iter().map(|(s, _)| s.clone()).collect();
+    let mut welcome_symbols = params.selection.symbols.clone();
+    welcome_symbols.extend(
+        resumed
+            .iter()
+            .filter(|s| !params.selection.symbols.contains(s))
+            .cloned(),
+    );
+    let welcome = Message::Welcome {
+        session: id,
+        shard: core.id() as u32,
+        encoding: params.encoding,
+        all: params.selection.all,
+        symbols: &welcome_symbols,
+    };
+    core.send(key, &welcome, now);
+    // The connect-time lists were validated against the limit by the handshake already.
+    let live: Vec<Symbol> = params
+        .selection
+        .symbols
+        .iter()
+        .filter(|s| !resumed.contains(s))
+        .cloned()
+        .collect();
+    let added = core.subscribe(key, params.selection.all, &live);
+    core.send_snapshots(key, &added, now);
+    core.resume(key, &params.resume, now);
+    // The connect burst is compressed; a client that stays idle should not hold deflate state.
+    core.release_encoder(key);
+    core.flush(key);
+    session
+}
+
+/// Handles every complete frame in `input`; false once the client has closed or broken the
+/// protocol (the session is then closing).
+pub(super) fn handle_input(
+    core: &Rc<RefCell<ShardCore>>,
+    session: &mut Session,
+    reader: &mut FrameReader,
+    input: &mut BytesMut,
+) -> bool {
+    let mut core = core.borrow_mut();
+    let core = &mut *core;
+    let mut open = true;
+    loop {
+        let now = Instant::now();
+        match reader.next(input) {
+            Ok(None) => break,
+            Ok(Some(message)) => {
+                if !handle_message(core, session, message, now) {
+                    open = false;
+                    break;
+                }
+            }
+            Err(error) => {
+                protocol_error(core, session, &error, now);
+                open = false;
+                break;
+            }
+        }
+    }
+    core.flush(session.key);
+    open
+}
+
+fn handle_message(
+    core: &mut ShardCore,
+    session: &mut Session,
+    message: Incoming,
+    now: Instant,
+) -> bool {
+    let key = session.key;
+    let control = match message {
+        Incoming::Ping(payload) => {
+            core.send_frame(key, ws_frame::frame(OpCode::Pong, &payload), now);
+            return true;
+        }
+        Incoming::Pong => return true,
+        Incoming::Close(code) => {
+            // RFC 6455 §5.5.1: answer a close with a close (echoing the code), then end.
+            let deadline = now + core.shared().config.drain_timeout;
+            core.close(key, code.unwrap_or(1000), "", deadline, true);
+            return false;
+        }
+        Incoming::Text(text) if session.mode == Mode::Echo => {
+            echo(core, key, OpCode::Text, &text, now);
+            return true;
+        }
+        Incoming::Binary(bytes) if session.mode == Mode::Echo => {
+            echo(core, key, OpCode::Binary, &bytes, now);
+            return true;
+        }
+        _ if !session.control_rate.take(now) => Err(ControlError::RateLimited(
+            core.shared().config.max_control_rate,
+        )),
+        Incoming::Text(text) => {
+            let mut scratch = text.to_vec();
+            with_parser(core, |parser| parser.json(&mut scratch))
+        }
+        Incoming::Binary(bytes) if session.encoding == Encoding::Protobuf => {
+            with_parser(core, |parser| parser.protobuf(&bytes))
+        }
+        Incoming::Binary(_) => Err(ControlError::BinaryNotSupported),
+    };
+    match control {
+        Ok(control) => apply(core, session, control, now),
+        Err(error) => refuse(core, session, &error, now),
+    }
+    true
+}
+
+/// Runs `parse` with this thread's control parser, whose scratch buffers every session on
+/// the shard reuses (a parser per session would cost memory per idle client).
+fn with_parser<T>(core: &ShardCore, parse: impl FnOnce(&mut ControlParser) -> T) -> T {
+    thread_local! {
+        static PARSER: RefCell<Option<ControlParser>> = const { RefCell::new(None) };
+    }
+    let limit = core.shared().config.max_symbols_per_client;
+    PARSER.with_borrow_mut(|parser| parse(parser.get_or_insert_with(|| ControlParser::new(limit))))
+}
+
+/// `/echo`: sends the message back in the same kind of frame. An echo is a burst the client
+/// asked for, so it may exceed the outbox budget until it drains.
+fn echo(core: &mut ShardCore, key: SessionKey, opcode: OpCode, payload: &[u8], now: Instant) {
+    core.send_frame(key, ws_frame::frame(opcode, payload), now);
+    core.allow_burst(key);
+}
+
+fn refuse(core: &mut ShardCore, session: &Session, error: &ControlError, now: Instant) {
+    let code = error.code();
+    core.shared().metrics.count_error(code);
+    debug!(session = session.id, code = code.as_str(), %error, "control message refused");
+    let message = Message::Error {
+        code: code.as_str(),
+        message: &error.to_string(),
+    };
+    core.send(session.key, &message, now);
+}
+
+fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Instant) {
+    let key = session.key;
+    match control {
+        Control::Subscribe(selection) => {
+            if let Err(error) = check_limit(core, key, selection.all, &selection.symbols) {
+                return refuse(core, session, &error, now);
+            }
+            let added = core.subscribe(key, selection.all, &selection.symbols);
+            ack(core, key, "subscribed", &selection, now);
+            core.send_snapshots(key, &added, now);
+        }
+        Control::Unsubscribe(selection) => {
+            core.unsubscribe(key, selection.all, &selection.symbols);
+            ack(core, key, "unsubscribed", &selection, now);
+        }
+        Control::Snapshot(selection) => {
+            let wanted = if selection.all {
+                Added::All
+            } else {
+                Added::Symbols(selection.symbols.clone())
+            };
+            core.send_snapshots(key, &wanted, now);
+            ack(core, key, "snapshot", &selection, now);
+        }
+        Control::Ping { id } => core.send(key, &Message::Pong { id }, now),
+        Control::Resume(positions) => {
+            let taken: Vec<&str> = positions
+                .iter()
+                .filter(|(s, _)| core.receives(key, s))
+                .map(|(s, _)| s.as_str())
+                .collect();
+            if !taken.is_empty() {
+                let error = ControlError::AlreadySubscribed(taken.join(","));
+                return refuse(core, session, &error, now);
+            }
+            let symbols: Vec<Symbol> = positions.iter().map(|(s, _)| s.clone()).collect();
+            if let Err(error) = check_limit(core, key, false, &symbols) {
+                return refuse(core, session, &error, now);
+            }
+            let resumed = Selection {
+                all: false,
+                symbols,
+            };
+            ack(core, key, "resumed", &resumed, now);
+            core.resume(key, &positions, now);
+        }
+        Control::Heartbeat { interval } => {
+            session.heartbeat = (!interval.is_zero()).then(|| interval.max(MIN_HEARTBEAT));
+            ack(core, key, "heartbeat_set", &Selection::default(), now);
+        }
+    }
+}
+
+/// Refuses a subscription that would take the session past `--max-symbols-per-client`.
+fn check_limit(
+    core: &ShardCore,
+    key: SessionKey,
+    all: bool,
+    symbols: &[Symbol],
+) -> Result<(), ControlError> {
+    let limit = core.shared().config.max_symbols_per_client;
+    let requested = core.subscriptions_after(key, all, symbols);
+    if requested > limit {
+        return Err(ControlError::TooManySymbols { requested, limit });
+    }
+    Ok(())
+}
+
+fn ack(
+    core: &mut ShardCore,
+    key: SessionKey,
+    op: &'static str,
+    selection: &Selection,
+    now: Instant,
+) {
+    let message = Message::Ack {
+        op,
+        all: selection.all,
+        symbols: &selection.symbols,
+    };
+    core.send(key, &message, now);
+}
+
+/// Pings the client, or closes it with 4009 if it has sent nothing for `--idle-timeout`.
+pub(super) fn keep_alive(core: &mut ShardCore, session: &Session, last_heard: Instant) {
+    let now = Instant::now();
+    let key = session.key;
+    if now.saturating_duration_since(last_heard) >= core.shared().config.idle_timeout {
+        core.shared().metrics.count_error(ErrorCode::IdleTimeout);
+        debug!(session = session.id, "idle timeout");
+        core.close(
+            key,
+            CLOSE_IDLE,
+            "idle timeout",
+            now + SLOW_CLOSE_GRACE,
+            true,
+        );
+    } else {
+        core.release_encoder_if_idle(key);
+        let stamp = now_ns().to_be_bytes();
+        core.send_frame(key, ws_frame::frame(OpCode::Ping, &stamp), now);
+    }
+    core.flush(key);
+}
+
+fn protocol_error(core: &mut ShardCore, session: &Session, error: &WireError, now: Instant) {
+    let code = error.code();
+    core.shared().metrics.count_error(code);
+    debug!(session = session.id, code = code.as_str(), %error, "websocket protocol error");
+    let deadline = now + core.shared().config.drain_timeout;
+    if session.mode == Mode::Feed {
+        // An error message first (the frame layer still works), then the close code.
+        let message = Message::Error {
+            code: code.as_str(),
+            message: &error.to_string(),
+        };
+        core.send(session.key, &message, now);
+    }
+    core.close(
+        session.key,
+        error.close_code(),
+        &error.to_string(),
+        deadline,
+        false,
+    );
+}
+
+/// Close code for a client silent for longer than `--idle-timeout`.
+pub const CLOSE_IDLE: u16 = 4009;
+/// Shortest application heartbeat interval honoured.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);

@@ -1,0 +1,200 @@
+//! [`Client`]: one WebSocket client as its shard holds it — the socket's write side, the
+//! [`Feed`] the fan-out appends to, what it subscribed to, and its slow-consumer policy.
+//!
+//! Every frame to the client, replies included, goes through the outbox and out through
+//! [`Client::flush`], so bytes on the socket are never interleaved. The session task above
+//! owns the read side and is woken through `signal` when the shard changes what it waits
+//! for (the socket is full, the client is closing, the socket failed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, IoSlice};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tracing::debug;
+
+use super::feed::{Feed, FeedPhase};
+use crate::config::{Config, SlowPolicy};
+use crate::encode::ws_frame;
+use crate::metrics::{self, ShardMetrics};
+use crate::tick::Symbol;
+
+/// One client's state on its shard.
+#[derive(Debug)]
+pub(super) struct Client {
+    /// Relay-wide session id (shown in `welcome`).
+    pub(super) id: u64,
+    stream: Rc<TcpStream>,
+    /// Encoder, outbox and slow-consumer state: what the fan-out writes into.
+    pub(super) feed: Feed,
+    /// Symbols subscribed to by name (empty while `all`).
+    pub(super) symbols: BTreeSet<Symbol>,
+    /// Subscribed to `*`.
+    pub(super) all: bool,
+    slow: SlowPolicy,
+    /// The last write would have blocked; the task waits for writability.
+    pub(super) blocked: bool,
+    /// Wakes the session's task (blocked, closing, dead).
+    signal: Rc<Notify>,
+}
+
+impl Client {
+    /// A live client with nothing subscribed and nothing queued.
+    pub(super) fn new(
+        id: u64,
+        stream: Rc<TcpStream>,
+        signal: Rc<Notify>,
+        feed: Feed,
+        slow: SlowPolicy,
+    ) -> Self {
+        Self {
+            id,
+            stream,
+            feed,
+            symbols: BTreeSet::new(),
+            all: false,
+            slow,
+            blocked: false,
+            signal,
+        }
+    }
+
+    /// Queues a close frame and stops ticks. `discard_backlog` drops frames not yet started
+    /// (a slow consumer will not read them; on shutdown they are flushed first).
+    pub(super) fn close(
+        &mut self,
+        code: u16,
+        reason: &str,
+        deadline: Instant,
+        discard_backlog: bool,
+    ) {
+        if self.feed.phase != FeedPhase::Live {
+            return;
+        }
+        if discard_backlog {
+            self.feed.outbox.drop_unstarted();
+        }
+        self.feed
+            .outbox
+            .push(ws_frame::close_frame(code, reason), Instant::now());
+        self.feed.phase = FeedPhase::Closing { deadline };
+        self.feed.lagging = None;
+        self.signal.notify_one();
+    }
+
+    /// Writes as much of the outbox as the socket takes now, without waiting.
+    pub(super) fn flush(&mut self, metrics: &ShardMetrics, config: &Config) {
+        if self.blocked || self.feed.phase == FeedPhase::Dead {
+            return;
+        }
+        loop {
+            if self.feed.outbox.is_empty() {
+                break;
+            }
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let count = self.feed.outbox.slices(&mut slices);
+            let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
+            match self.stream.try_write_vectored(&slices[..count]) {
+                Ok(written) => {
+                    self.feed.outbox.advance(written);
+                    metrics::add(&metrics.bytes_out, written as u64);
+                    self.feed.caught_up(config);
+                    if written < offered {
+                        // The socket buffer is full: wait for writability.
+                        self.block();
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.block();
+                    return;
+                }
+                Err(e) => {
+                    debug!(session = self.id, error = %e, "write failed; dropping session");
+                    self.die();
+                    return;
+                }
+            }
+        }
+        if matches!(self.feed.phase, FeedPhase::Closing { .. }) {
+            // The close frame is out: let the task finish the close.
+            self.signal.notify_one();
+        }
+    }
+
+    /// Applies the slow-consumer policy if the outbox is over its budget; true if that
+    /// closed the client.
+    pub(super) fn enforce_budget(
+        &mut self,
+        config: &Config,
+        metrics: &ShardMetrics,
+        now: Instant,
+    ) -> bool {
+        if self.feed.phase != FeedPhase::Live || self.feed.lagging.is_some() {
+            return false;
+        }
+        let max_bytes = config.outbox_bytes.max(self.feed.burst_allowance);
+        if !self
+            .feed
+            .outbox
+            .over_budget(max_bytes, config.outbox_max_age, now)
+        {
+            return false;
+        }
+        match self.slow {
+            SlowPolicy::Disconnect => {
+                metrics::add(&metrics.slow_disconnects, 1);
+                debug!(
+                    session = self.id,
+                    pending = self.feed.outbox.bytes(),
+                    "slow consumer disconnected"
+                );
+                self.close(CLOSE_SLOW, "slow consumer", now + SLOW_CLOSE_GRACE, true);
+                true
+            }
+            SlowPolicy::Conflate => {
+                debug!(
+                    session = self.id,
+                    pending = self.feed.outbox.bytes(),
+                    "slow consumer conflating"
+                );
+                self.feed.lagging = Some(BTreeMap::new());
+                false
+            }
+        }
+    }
+
+    /// The socket failed: the task will remove the client.
+    pub(super) fn die(&mut self) {
+        self.feed.phase = FeedPhase::Dead;
+        self.signal.notify_one();
+    }
+
+    fn block(&mut self) {
+        if !self.blocked {
+            self.blocked = true;
+            self.signal.notify_one();
+        }
+    }
+}
+
+impl std::borrow::Borrow<Feed> for Client {
+    fn borrow(&self) -> &Feed {
+        &self.feed
+    }
+}
+
+impl std::borrow::BorrowMut<Feed> for Client {
+    fn borrow_mut(&mut self) -> &mut Feed {
+        &mut self.feed
+    }
+}
+
+/// Close code for a slow consumer (4000-4999: private use, RFC 6455 §7.4.2).
+pub const CLOSE_SLOW: u16 = 4008;
+/// How long a slow or idle client's close frame may take before the socket is dropped.
+pub const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Most frames offered to one vectored write (Linux's IOV_MAX is 1024; 64 covers a turn).
+const WRITE_SLICES: usize = 64;
