@@ -36,15 +36,15 @@ impl SlowPolicy {
 )]
 pub struct Config {
     /// HTTP and WebSocket address (`/ws`, `/health`, `/stats`, ...).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
 
     /// TCP ingest address for newline-delimited JSON ticks.
-    #[arg(long, default_value = "127.0.0.1:7001")]
+    #[arg(long, default_value = defaults::INGEST_TCP)]
     pub ingest_tcp: SocketAddr,
 
     /// TCP ingest address for length-delimited protobuf ticks (varint length + `Tick`).
-    #[arg(long, default_value = "127.0.0.1:7002")]
+    #[arg(long, default_value = defaults::INGEST_TCP_PROTOBUF)]
     pub ingest_tcp_protobuf: SocketAddr,
 
     /// Run the built-in simulated market (a random walk of trades and quotes).
@@ -52,65 +52,65 @@ pub struct Config {
     pub demo: bool,
 
     /// Ticks per second the simulated market publishes, over all its symbols.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = defaults::DEMO_RATE)]
     pub demo_rate: u32,
 
     /// How many symbols the simulated market quotes (at least 50 so fan-out is realistic).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::DEMO_SYMBOLS)]
     pub demo_symbols: usize,
 
     /// Fan-out shards (one pinned OS thread each); 0 means one per core.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::SHARDS)]
     pub shards: usize,
 
     /// Pending outbound bytes a client may hold before its slow-consumer policy applies.
     /// 256 KiB is ~1,500 JSON ticks: a second of a busy symbol set, far beyond a healthy client.
-    #[arg(long, default_value_t = 256 * 1024)]
+    #[arg(long, default_value_t = defaults::OUTBOX_BYTES)]
     pub outbox_bytes: usize,
 
     /// Age of a client's oldest pending frame before its slow-consumer policy applies.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = defaults::OUTBOX_MAX_AGE, value_parser = parse_duration)]
     pub outbox_max_age: Duration,
 
     /// Kernel send buffer per client socket, in bytes (Linux doubles it; 0 lets the kernel
     /// autotune, up to 4 MiB per socket). 256 KiB holds ~3,500 ticks, seconds of any one
     /// client's feed, yet caps kernel memory per stuck client and lets the outbox budget,
     /// not the kernel, decide within a second that a client is slow.
-    #[arg(long, default_value_t = 256 * 1024)]
+    #[arg(long, default_value_t = defaults::SEND_BUFFER_BYTES)]
     pub send_buffer_bytes: usize,
 
     /// Default slow-consumer policy (a client may choose with `?slow=`).
-    #[arg(long, value_enum, default_value_t = SlowPolicy::Disconnect)]
+    #[arg(long, value_enum, default_value_t = defaults::SLOW_POLICY)]
     pub slow_policy: SlowPolicy,
 
     /// Ticks kept per symbol for `resume` (the replay ring). Memory is about
     /// depth × symbols × 400 bytes (the tick and its encoded frames): 1,024 × 64 demo
     /// symbols ≈ 26 MiB.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = defaults::REPLAY_DEPTH)]
     pub replay_depth: usize,
 
     /// Ticks kept for `resume` over all symbols together. When depth × symbols would exceed
     /// it, every ring keeps budget ÷ symbols ticks (at least the last value), so memory stays
     /// bounded however many symbols ingest creates: ~400 bytes a tick, shared by the shards,
     /// so the default bounds the rings near 400 MiB.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = defaults::REPLAY_BUDGET)]
     pub replay_budget: usize,
 
     /// Most distinct symbols the relay tracks; ticks of further new symbols are refused
     /// (counted as `symbol_limit`), so hostile ingest cannot grow memory without bound.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = defaults::MAX_SYMBOLS)]
     pub max_symbols: usize,
 
     /// How often the relay pings each client (WebSocket ping frame).
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = defaults::PING_INTERVAL, value_parser = parse_duration)]
     pub ping_interval: Duration,
 
     /// A client that sends nothing (not even a pong) for this long is closed with 4009.
-    #[arg(long, default_value = "45s", value_parser = parse_duration)]
+    #[arg(long, default_value = defaults::IDLE_TIMEOUT, value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
     /// Control messages per second a client may send (token bucket, burst of the same size).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = defaults::MAX_CONTROL_RATE)]
     pub max_control_rate: u32,
 
     /// Serve `/echo`: a WebSocket endpoint that echoes messages through the same stack and
@@ -119,41 +119,41 @@ pub struct Config {
     pub conformance_echo: bool,
 
     /// Most symbols one client may subscribe to (`*` counts as one).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = defaults::MAX_SYMBOLS_PER_CLIENT)]
     pub max_symbols_per_client: usize,
 
     /// Largest client message (one frame, or a reassembled fragmented message), in bytes.
     /// Control messages are small; 64 KiB leaves room for a 1,024-symbol subscribe.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
     /// Longest accepted ingest line or protobuf message, in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = defaults::MAX_INGEST_LINE)]
     pub max_ingest_line: usize,
 
     /// Largest accepted HTTP request body (`POST /api/publish`), in bytes.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, default_value_t = defaults::MAX_HTTP_BODY)]
     pub max_http_body: usize,
 
     /// Most WebSocket/HTTP connections held at once. The machines cap open files at 20,000
     /// per process; 19,000 leaves room for ingest, listeners and the runtime.
-    #[arg(long, default_value_t = 19_000)]
+    #[arg(long, default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
 
     /// Most connections from one source IP (0: no limit).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
 
     /// How long a client may take to send its HTTP request head (slowloris guard).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = defaults::HANDSHAKE_TIMEOUT, value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
     /// On shutdown, how long to keep flushing to clients before closing their sockets.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = defaults::DRAIN_TIMEOUT, value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
     /// Tracing filter (as `RUST_LOG`), e.g. `info` or `tickrelay=debug`.
-    #[arg(long, default_value = "info")]
+    #[arg(long, default_value = defaults::LOG)]
     pub log: String,
 }
 
@@ -161,34 +161,36 @@ impl Config {
     /// A config for in-process tests: free ports on loopback, two shards, no demo feed.
     pub fn for_tests() -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let duration =
+            |text| parse_duration(text).expect("the default durations are valid humantime");
         Self {
             listen: any,
             ingest_tcp: any,
             ingest_tcp_protobuf: any,
             demo: false,
-            demo_rate: 1000,
-            demo_symbols: 64,
+            demo_rate: defaults::DEMO_RATE,
+            demo_symbols: defaults::DEMO_SYMBOLS,
             shards: 2,
-            outbox_bytes: 256 * 1024,
-            outbox_max_age: Duration::from_secs(2),
-            slow_policy: SlowPolicy::Disconnect,
-            send_buffer_bytes: 256 * 1024,
-            replay_depth: 1024,
-            replay_budget: 1_000_000,
-            max_symbols: 100_000,
-            ping_interval: Duration::from_secs(15),
-            idle_timeout: Duration::from_secs(45),
-            max_control_rate: 50,
+            outbox_bytes: defaults::OUTBOX_BYTES,
+            outbox_max_age: duration(defaults::OUTBOX_MAX_AGE),
+            slow_policy: defaults::SLOW_POLICY,
+            send_buffer_bytes: defaults::SEND_BUFFER_BYTES,
+            replay_depth: defaults::REPLAY_DEPTH,
+            replay_budget: defaults::REPLAY_BUDGET,
+            max_symbols: defaults::MAX_SYMBOLS,
+            ping_interval: duration(defaults::PING_INTERVAL),
+            idle_timeout: duration(defaults::IDLE_TIMEOUT),
+            max_control_rate: defaults::MAX_CONTROL_RATE,
             conformance_echo: false,
-            max_symbols_per_client: 1024,
-            max_message_bytes: 64 * 1024,
-            max_ingest_line: 64 * 1024,
-            max_http_body: 1024 * 1024,
-            max_connections: 19_000,
-            max_connections_per_ip: 0,
-            handshake_timeout: Duration::from_secs(5),
-            drain_timeout: Duration::from_secs(3),
-            log: "info".into(),
+            max_symbols_per_client: defaults::MAX_SYMBOLS_PER_CLIENT,
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
+            max_ingest_line: defaults::MAX_INGEST_LINE,
+            max_http_body: defaults::MAX_HTTP_BODY,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
+            handshake_timeout: duration(defaults::HANDSHAKE_TIMEOUT),
+            drain_timeout: duration(defaults::DRAIN_TIMEOUT),
+            log: defaults::LOG.into(),
         }
     }
 
@@ -260,3 +262,81 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration ({e}); try 5s or 500ms"))
 }
+
+/// Every default, written once: clap shows and applies them, [`Config::for_tests`] uses
+/// them, and the reason for each is on its flag's doc above.
+pub mod defaults {
+    use super::SlowPolicy;
+
+    /// `--listen`.
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// `--ingest-tcp`.
+    pub const INGEST_TCP: &str = "127.0.0.1:7001";
+    /// `--ingest-tcp-protobuf`.
+    pub const INGEST_TCP_PROTOBUF: &str = "127.0.0.1:7002";
+    /// `--demo-rate`.
+    pub const DEMO_RATE: u32 = 1000;
+    /// `--demo-symbols`.
+    pub const DEMO_SYMBOLS: usize = 64;
+    /// `--shards`.
+    pub const SHARDS: usize = 0;
+    /// `--outbox-bytes`.
+    pub const OUTBOX_BYTES: usize = 256 * 1024;
+    /// `--outbox-max-age`.
+    pub const OUTBOX_MAX_AGE: &str = "2s";
+    /// `--send-buffer-bytes`.
+    pub const SEND_BUFFER_BYTES: usize = 256 * 1024;
+    /// `--slow-policy`.
+    pub const SLOW_POLICY: SlowPolicy = SlowPolicy::Disconnect;
+    /// `--replay-depth`.
+    pub const REPLAY_DEPTH: usize = 1024;
+    /// `--replay-budget`.
+    pub const REPLAY_BUDGET: usize = 1_000_000;
+    /// `--max-symbols`.
+    pub const MAX_SYMBOLS: usize = 100_000;
+    /// `--ping-interval`.
+    pub const PING_INTERVAL: &str = "15s";
+    /// `--idle-timeout`.
+    pub const IDLE_TIMEOUT: &str = "45s";
+    /// `--max-control-rate`.
+    pub const MAX_CONTROL_RATE: u32 = 50;
+    /// `--max-symbols-per-client`.
+    pub const MAX_SYMBOLS_PER_CLIENT: usize = 1024;
+    /// `--max-message-bytes`.
+    pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+    /// `--max-ingest-line`.
+    pub const MAX_INGEST_LINE: usize = 64 * 1024;
+    /// `--max-http-body`.
+    pub const MAX_HTTP_BODY: usize = 1024 * 1024;
+    /// `--max-connections`.
+    pub const MAX_CONNECTIONS: usize = 19_000;
+    /// `--max-connections-per-ip`.
+    pub const MAX_CONNECTIONS_PER_IP: usize = 0;
+    /// `--handshake-timeout`.
+    pub const HANDSHAKE_TIMEOUT: &str = "5s";
+    /// `--drain-timeout`.
+    pub const DRAIN_TIMEOUT: &str = "3s";
+    /// `--log`.
+    pub const LOG: &str = "info";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_tests_uses_the_same_defaults_as_the_command_line() {
+        let parsed = Config::try_parse_from(["tickrelay"]).expect("no flags parse");
+        let tests = Config::for_tests();
+        let same_but_test_overrides = Config {
+            listen: tests.listen,
+            ingest_tcp: tests.ingest_tcp,
+            ingest_tcp_protobuf: tests.ingest_tcp_protobuf,
+            shards: tests.shards,
+            ..parsed
+        };
+        assert_eq!(format!("{same_but_test_overrides:?}"), format!("{tests:?}"));
+        assert!(Config::for_tests().validate().is_ok());
+    }
+}
+
