@@ -339,4 +339,3 @@ mod tests {
         assert!(Config::for_tests().validate().is_ok());
     }
 }
-

@@ -13,13 +13,22 @@
 //! - [`ingest`]: TCP (NDJSON and protobuf), `POST /api/publish` and the demo market turn bytes
 //!   into validated [`tick::Tick`]s and hand them to the sequencer's bounded inbox.
 //! - [`sequencer`]: assigns the per-symbol [`tick::Seq`], encodes each tick once per encoding
-//!   that has subscribers ([`encode::Frames`]) and hands every shard the same batch.
-//! - [`shard`]: one pinned thread per core; its fan-out loop appends the shared frames to
-//!   every local subscriber's outbox and writes each client once per turn.
-//! - [`session`]: the WebSocket client: handshake parameters, control messages, the socket.
-//! - [`http`]: health, stats, prices, publish and the dashboard, on the WebSocket port.
+//!   that has subscribers ([`encode::Frames`]) and hands every shard the same batch through
+//!   its queue ([`sequencer::queue`]).
+//! - [`shard`]: [`shard::ShardCore`], one per shard thread: each client's write side, outbox
+//!   and subscriptions, the replay rings, and the fan-out loop that writes each client once
+//!   per turn.
+//! - [`session`]: one client's task: handshake parameters, the frame reader, control
+//!   messages answered through the shard's methods, pings and closes.
+//! - [`http`]: the routes on the WebSocket port — upgrade, health, stats and metrics (one
+//!   list of readings), prices, publish, the dashboard.
+//! - Wiring: [`relay`] starts the threads and binds the sockets, [`worker`] runs each shard's
+//!   pinned thread, [`listener`] accepts clients and picks their shard.
+//! - Below them: [`shared`] (relay-wide state), [`encode`], and the leaf types [`tick`],
+//!   [`config`], [`metrics`], [`error`], [`limits`], [`shutdown`], [`proto`].
 //!
-//! Start at [`relay::Relay::start`], which wires it all.
+//! Each module imports only the layers below its own (docs/ARCHITECTURE.md;
+//! `tests/architecture.rs` keeps it so). Start at [`relay::Relay::start`], which wires it all.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -2,7 +2,7 @@
 //!
 //! [`run`] registers the client with its [`ShardCore`], sends `welcome` and the snapshots or
 //! replays it asked for, then serves the socket's read side: it reads and answers control
-//! frames ([`dispatch`]), pings the client, sends heartbeats, waits for writability when the
+//! frames (`dispatch.rs`), pings the client, sends heartbeats, waits for writability when the
 //! shard found the socket full, and on leaving removes the client from its shard. The
 //! shard owns the write side: every frame to the client goes through its outbox there.
 

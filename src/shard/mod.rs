@@ -3,7 +3,7 @@
 //!
 //! A shard receives the sequencer's batches ([`crate::sequencer::TickQueue`]) and keeps,
 //! per symbol, the replay ring whose newest entry is the last value; per client, a
-//! [`Client`](client) (socket write side, [`Feed`], subscriptions, slow-consumer policy).
+//! a `Client` (`shard/client.rs`: socket write side, [`Feed`], subscriptions, slow-consumer policy).
 //! The fan-out loop ([`fanout::run`]) and the session tasks above share the core through an
 //! `Rc<RefCell<_>>` on the shard's thread, never across an `.await`; sessions reach it only
 //! through the methods below, and every write to a client's socket happens here.
@@ -210,7 +210,8 @@ impl ShardCore {
         }
     }
 
-    /// Queues a close frame and stops ticks (see [`Client::close`](client)).
+    /// Queues a close frame and stops ticks; `discard_backlog` drops frames not yet started
+    /// (a slow consumer will not read them; on shutdown they are flushed first).
     pub fn close(
         &mut self,
         key: SessionKey,
