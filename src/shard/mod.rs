@@ -3,7 +3,8 @@
 //!
 //! A shard receives the sequencer's batches ([`crate::sequencer::TickQueue`]) and keeps,
 //! per symbol, the replay ring whose newest entry is the last value; per client, a
-//! a `Client` (`shard/client.rs`: socket write side, [`Feed`], subscriptions, slow-consumer policy).
+//! `Client` (`shard/client.rs`: socket write side, [`Feed`], subscriptions, slow-consumer
+//! policy).
 //! The fan-out loop ([`fanout::run`]) and the session tasks above share the core through an
 //! `Rc<RefCell<_>>` on the shard's thread, never across an `.await`; sessions reach it only
 //! through the methods below, and every write to a client's socket happens here.
