@@ -160,7 +160,10 @@ impl Drop for Membership {
 async fn linger(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
     let drain = async {
-        let mut sink = [0u8; 4096];
+        // On the heap, and only while lingering: an array here would be part of every
+        // session task's future (the largest state sizes the whole future), ~4 KiB per
+        // idle client for the life of the connection.
+        let mut sink = vec![0u8; 4096];
         loop {
             if stream.readable().await.is_err() {
                 return;
