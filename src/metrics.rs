@@ -41,6 +41,87 @@ pub struct ShardMetrics {
     pub slow_disconnects: AtomicU64,
     /// Ticks replaced by a newer one for a lagging conflating client.
     pub conflated: AtomicU64,
+    /// Ingest → socket-write latency of the ticks this shard delivered, one sample per
+    /// delivery.
+    pub latency: LatencyHistogram,
+}
+
+/// A latency histogram written by one thread and sampled by others without a lock:
+/// log-linear buckets, [`SUB_BUCKETS`] per power of two of microseconds, from 1 µs to
+/// about 2^[`OCTAVES`] µs (~68 s); a value falls in the bucket whose upper bound is the
+/// first one at or above it, so a percentile read from it errs by at most one bucket
+/// (~19 %) upward.
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; BUCKETS],
+    sum_us: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    /// Records `count` samples of `latency_us` microseconds.
+    pub fn record(&self, latency_us: u64, count: u64) {
+        self.buckets[bucket_of(latency_us)].fetch_add(count, Relaxed);
+        self.sum_us
+            .fetch_add(latency_us.saturating_mul(count), Relaxed);
+    }
+
+    /// The counts now, bucket by bucket (see [`upper_bound_us`]).
+    pub fn counts(&self) -> [u64; BUCKETS] {
+        std::array::from_fn(|i| self.buckets[i].load(Relaxed))
+    }
+
+    /// The sum of every sample, in microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.load(Relaxed)
+    }
+}
+
+/// Buckets per power of two.
+pub const SUB_BUCKETS: usize = 4;
+/// Powers of two of microseconds covered (2^26 µs ≈ 67 s).
+pub const OCTAVES: usize = 26;
+/// Buckets in a [`LatencyHistogram`]; the last one also takes everything larger.
+pub const BUCKETS: usize = SUB_BUCKETS * OCTAVES + 1;
+
+/// The upper bound of bucket `i`, in microseconds: 2^(i/4), rounded up.
+pub fn upper_bound_us(i: usize) -> f64 {
+    2f64.powf(i as f64 / SUB_BUCKETS as f64)
+}
+
+fn bucket_of(latency_us: u64) -> usize {
+    if latency_us <= 1 {
+        return 0;
+    }
+    // The smallest i with 2^(i/4) >= latency.
+    let exact = (latency_us as f64).log2() * SUB_BUCKETS as f64;
+    (exact.ceil() as usize).min(BUCKETS - 1)
+}
+
+/// The `q`-quantile (0..=1) of histogram `counts`, in microseconds: the upper bound of the
+/// bucket holding it; `None` with no samples.
+pub fn quantile_us(counts: &[u64; BUCKETS], q: f64) -> Option<f64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for (i, n) in counts.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return Some(upper_bound_us(i));
+        }
+    }
+    Some(upper_bound_us(BUCKETS - 1))
 }
 
 impl Metrics {
@@ -101,4 +182,45 @@ pub fn add(counter: &AtomicU64, n: u64) {
 /// Subtracts `n` from a gauge.
 pub fn sub(counter: &AtomicU64, n: u64) {
     counter.fetch_sub(n, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_land_in_the_first_bucket_whose_bound_covers_them() {
+        for us in [0, 1, 2, 3, 100, 1_000, 12_345, 50_000, 1_000_000] {
+            let i = bucket_of(us);
+            assert!(
+                upper_bound_us(i) >= us as f64 - 1e-9,
+                "{us} µs in bucket {i}"
+            );
+            if i > 0 {
+                assert!(
+                    upper_bound_us(i - 1) < us as f64,
+                    "{us} µs not in bucket {}",
+                    i - 1
+                );
+            }
+        }
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn quantiles_err_by_at_most_one_bucket_upward() {
+        let h = LatencyHistogram::default();
+        h.record(100, 989);
+        h.record(5_000, 9);
+        h.record(80_000, 1);
+        let counts = h.counts();
+        let p50 = quantile_us(&counts, 0.5).unwrap();
+        assert!((100.0..=100.0 * 1.19).contains(&p50), "{p50}");
+        let p99 = quantile_us(&counts, 0.99).unwrap();
+        assert!((5_000.0..=5_000.0 * 1.19).contains(&p99), "{p99}");
+        let p999 = quantile_us(&counts, 0.999).unwrap();
+        assert!((80_000.0..=80_000.0 * 1.19).contains(&p999), "{p999}");
+        assert_eq!(h.sum_us(), 100 * 989 + 5_000 * 9 + 80_000);
+        assert_eq!(quantile_us(&[0; BUCKETS], 0.5), None);
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
-use crate::metrics::ShardMetrics;
+use crate::metrics::{BUCKETS, ShardMetrics};
 use crate::shard::ShardCore;
 use crate::shared::Shared;
 
@@ -18,6 +18,8 @@ pub enum Kind {
     Counter,
     /// Goes up and down.
     Gauge,
+    /// Samples in buckets.
+    Histogram,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
         match self {
             Self::Counter => "counter",
             Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
         }
     }
 }
@@ -53,6 +56,9 @@ pub enum Value {
         /// The top-level `/stats` key of the sum, if shown.
         total: Option<&'static str>,
     },
+    /// A latency histogram per shard, in shard order: `/stats` shows p50/p99/p99.9 (µs) and
+    /// the sample count under each shard and, merged, at the top level.
+    Latency(Vec<LatencyCounts>),
     /// Numbers by label value (error code, symbol, phase).
     Labeled {
         /// The Prometheus label name.
@@ -60,6 +66,15 @@ pub enum Value {
         /// Label value → number.
         values: BTreeMap<String, u64>,
     },
+}
+
+/// One shard's latency histogram, sampled.
+#[derive(Debug, Clone)]
+pub struct LatencyCounts {
+    /// Samples per bucket (`metrics::upper_bound_us`).
+    pub buckets: [u64; BUCKETS],
+    /// Sum of the samples, µs.
+    pub sum_us: u64,
 }
 
 /// One counter or gauge.
@@ -213,6 +228,20 @@ pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
             "Ticks replaced by a newer one for a lagging conflating client.",
             per_shard(|s| s.conflated.load(Relaxed)),
         ),
+        Reading {
+            stats: &["latency_us"],
+            prometheus: "tickrelay_delivery_latency_seconds",
+            kind: Kind::Histogram,
+            help: "Ingest to socket write per delivered tick: relay receive time to the end of the fan-out turn that wrote it.",
+            value: Value::Latency(
+                m.shards()
+                    .map(|s| LatencyCounts {
+                        buckets: s.latency.counts(),
+                        sum_us: s.latency.sum_us(),
+                    })
+                    .collect(),
+            ),
+        },
     ]
 }
 

@@ -10,6 +10,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 
 use super::HttpResponse;
 use super::counters::{self, Value};
+use crate::metrics::{SUB_BUCKETS, upper_bound_us};
 use crate::shard::ShardCore;
 use crate::shared::Shared;
 
@@ -38,6 +39,27 @@ pub fn metrics(shared: &Shared, core: &ShardCore) -> HttpResponse {
                 for (key, n) in values {
                     let key = escape(&key);
                     let _ = writeln!(out, "{name}{{{label}=\"{key}\"}} {n}");
+                }
+            }
+            Value::Latency(shards) => {
+                for (id, counts) in shards.iter().enumerate() {
+                    // Every fourth bucket bound is a power of two of µs: 1 µs … 67 s.
+                    let mut cumulative = 0;
+                    for (i, n) in counts.buckets.iter().enumerate() {
+                        cumulative += n;
+                        if i % SUB_BUCKETS == 0 && i + 1 < counts.buckets.len() {
+                            let le = upper_bound_us(i) / 1e6;
+                            let _ = writeln!(
+                                out,
+                                "{name}_bucket{{shard=\"{id}\",le=\"{le}\"}} {cumulative}"
+                            );
+                        }
+                    }
+                    let sum = counts.sum_us as f64 / 1e6;
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{shard=\"{id}\",le=\"+Inf\"}} {cumulative}\n{name}_sum{{shard=\"{id}\"}} {sum}\n{name}_count{{shard=\"{id}\"}} {cumulative}"
+                    );
                 }
             }
             Value::PerShard { values, .. } => {

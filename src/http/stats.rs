@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::counters::{self, Json, Value};
 use super::{HttpResponse, json};
 use crate::encode::json::{to_vec, write_tick};
+use crate::metrics::{BUCKETS, quantile_us};
 use crate::shard::ShardCore;
 use crate::shared::Shared;
 use crate::shutdown::Phase;
@@ -60,6 +61,16 @@ pub fn stats(shared: &Shared, core: &ShardCore) -> HttpResponse {
                 let values = values.into_iter().map(|(k, n)| (k, Json::Int(n))).collect();
                 body.insert(reading.stats, Json::Object(values));
             }
+            Value::Latency(shards_counts) => {
+                let mut merged = [0u64; BUCKETS];
+                for (shard, counts) in shards.iter_mut().zip(&shards_counts) {
+                    for (m, n) in merged.iter_mut().zip(&counts.buckets) {
+                        *m += n;
+                    }
+                    shard.insert(reading.stats, percentiles(&counts.buckets));
+                }
+                body.insert(reading.stats, percentiles(&merged));
+            }
             Value::PerShard { values, total } => {
                 if let Some(total) = total {
                     body.insert(&[total], Json::Int(values.iter().sum()));
@@ -72,6 +83,19 @@ pub fn stats(shared: &Shared, core: &ShardCore) -> HttpResponse {
     }
     body.insert(&["shards"], Json::Array(shards));
     json(StatusCode::OK, to_vec(&body))
+}
+
+/// `{"p50":..,"p99":..,"p999":..,"count":..}` in µs (bucket upper bounds; absent while
+/// there are no samples).
+fn percentiles(counts: &[u64; BUCKETS]) -> Json {
+    let mut out = Json::object();
+    out.insert(&["count"], Json::Int(counts.iter().sum()));
+    for (key, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
+        if let Some(us) = quantile_us(counts, q) {
+            out.insert(&[key], Json::Float(us.round()));
+        }
+    }
+    out
 }
 
 /// `GET /symbols`: every symbol seen, with its last seq.

@@ -42,6 +42,7 @@ pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
             }
             if batches > 0 {
                 core.flush_dirty_and_enforce(now);
+                core.finish_turn();
             }
         }
         if closed {

@@ -33,7 +33,7 @@ use crate::error::ErrorCode;
 use crate::metrics::{self, ShardMetrics};
 use crate::sequencer::Batch;
 use crate::shared::Shared;
-use crate::tick::{Seq, Symbol};
+use crate::tick::{Seq, Symbol, now_ns};
 use client::Client;
 pub use client::{CLOSE_SLOW, SLOW_CLOSE_GRACE};
 pub use feed::{Feed, FeedPhase};
@@ -56,6 +56,8 @@ pub struct ShardCore {
     history: HashMap<Symbol, History>,
     /// Clients with frames queued since the last flush.
     dirty: Vec<SessionKey>,
+    /// This turn's ticks as (`recv_ns`, deliveries), for the latency histogram.
+    turn: Vec<(u64, u64)>,
     /// Session tasks still running (a closing one lingers after its client has left).
     tasks: Cell<usize>,
     /// Notified whenever a session task ends (shutdown waits on it).
@@ -92,6 +94,7 @@ impl ShardCore {
             subscriptions: Subscriptions::new(),
             history: HashMap::new(),
             dirty: Vec::new(),
+            turn: Vec::new(),
             tasks: Cell::new(0),
             task_left: Rc::new(Notify::new()),
         }
@@ -134,15 +137,36 @@ impl ShardCore {
             }
         }
         let metrics = self.shared.metrics.shard(self.id);
-        let delivered = fanout::fan_out_batch(
-            batch,
-            &self.subscriptions,
-            &mut self.clients,
-            &mut self.dirty,
-            now,
-            metrics,
-        );
+        let mut delivered = 0;
+        for frames in batch.iter() {
+            // One tick at a time, to know each tick's deliveries for the latency histogram.
+            let n = fanout::fan_out_batch(
+                std::slice::from_ref(frames),
+                &self.subscriptions,
+                &mut self.clients,
+                &mut self.dirty,
+                now,
+                metrics,
+            );
+            if n > 0 {
+                self.turn.push((frames.tick().recv_ns, n));
+            }
+            delivered += n;
+        }
         metrics::add(&metrics.deliveries, delivered);
+    }
+
+    /// Ends a fan-out turn (its writes done): records each delivered tick's ingest →
+    /// socket-write latency, once per delivery.
+    pub fn finish_turn(&mut self) {
+        if self.turn.is_empty() {
+            return;
+        }
+        let now = now_ns();
+        let latency = &self.shared.metrics.shard(self.id).latency;
+        for (recv_ns, deliveries) in self.turn.drain(..) {
+            latency.record(now.saturating_sub(recv_ns) / 1_000, deliveries);
+        }
     }
 
     /// Flushes every touched client, then applies the slow-consumer policy to those still
