@@ -59,9 +59,18 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::DEMO_SYMBOLS)]
     pub demo_symbols: usize,
 
-    /// Fan-out shards (one pinned OS thread each); 0 means one per core.
+    /// Fan-out shards (one OS thread each). 0 (the default): one per CPU this process may
+    /// use (its affinity mask and cgroup quota) less one for the sequencer, ingest and the
+    /// accept loop, at least one. On a box shared with other work (or with its clients) a
+    /// shard per core starves those threads; see docs/perf/REPORT.md.
     #[arg(long, default_value_t = defaults::SHARDS)]
     pub shards: usize,
+
+    /// Pin each shard thread to its own core. Off by default: a pinned shard cannot move
+    /// away from a core that a busy neighbour (a client, the sequencer) also needs. Worth
+    /// turning on for a box dedicated to the relay.
+    #[arg(long)]
+    pub pin_shards: bool,
 
     /// Pending outbound bytes a client may hold before its slow-consumer policy applies.
     /// 256 KiB is ~1,500 JSON ticks: a second of a busy symbol set, far beyond a healthy client.
@@ -171,6 +180,7 @@ impl Config {
             demo_rate: defaults::DEMO_RATE,
             demo_symbols: defaults::DEMO_SYMBOLS,
             shards: 2,
+            pin_shards: false,
             outbox_bytes: defaults::OUTBOX_BYTES,
             outbox_max_age: duration(defaults::OUTBOX_MAX_AGE),
             slow_policy: defaults::SLOW_POLICY,
@@ -194,12 +204,15 @@ impl Config {
         }
     }
 
-    /// The number of shards to run: `--shards`, or one per core when it is 0.
+    /// The number of shards to run: `--shards`, or when it is 0 one per usable CPU less
+    /// one (at least one).
     pub fn shard_count(&self) -> usize {
         if self.shards > 0 {
             self.shards
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            // available_parallelism reads the affinity mask and the cgroup CPU quota.
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cpus.saturating_sub(1).max(1)
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! [`Relay::start`] binds every socket (so a bad address fails at once, naming its flag),
 //! starts the threads, and returns a [`RelayHandle`] with the bound addresses for `main`
-//! and tests. Threads: one per shard (pinned), one sequencer, one control thread
+//! and tests. Threads: one per shard (pinned with `--pin-shards`), one sequencer, one control thread
 //! (client accept loop, ingest listeners, demo feed).
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -67,7 +67,7 @@ impl Relay {
     /// Binds the listeners and starts every thread.
     pub fn start(mut config: Config) -> Result<RelayHandle, StartError> {
         config.validate()?;
-        // Resolve "one per core" now: once threads are pinned, a thread sees only its core.
+        // Resolve "one per CPU" now: once threads are pinned, a thread sees only its core.
         config.shards = config.shard_count();
         let bind =
             |flag, addr| listen(addr).map_err(|source| StartError::Bind { flag, addr, source });
@@ -91,7 +91,11 @@ impl Relay {
         let shared = Arc::new(Shared::new(config, inbox));
         let spawn_error = |what| move |source| StartError::Spawn { what, source };
 
-        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let cores = if shared.config.pin_shards {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let mut threads = Vec::new();
         let mut senders = Vec::new();
         let mut handles = Vec::new();

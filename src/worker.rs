@@ -1,5 +1,5 @@
-//! Shard worker threads: one OS thread per shard, pinned to a core when the machine
-//! allows, running a current-thread runtime. The only place that knows about cores.
+//! Shard worker threads: one OS thread per shard, pinned to a core with `--pin-shards`,
+//! running a current-thread runtime. The only place that knows about cores.
 //!
 //! A worker owns one [`ShardCore`]: it serves the sockets the acceptor hands it
 //! ([`ShardHandle`]) over HTTP, runs the fan-out loop until the sequencer closes the tick
@@ -71,7 +71,7 @@ pub fn channels(id: ShardId) -> (TickSender, ShardHandle, ShardInputs) {
     )
 }
 
-/// Starts shard `id` on its own thread, pinned to `core` when the machine allows.
+/// Starts shard `id` on its own thread, pinned to `core` if one is given.
 pub fn spawn(
     id: ShardId,
     core: Option<core_affinity::CoreId>,
