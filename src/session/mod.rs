@@ -83,9 +83,6 @@ pub async fn run(
             FeedPhase::Closing { deadline } => deadline,
             FeedPhase::Live => far_future(),
         };
-        if input.capacity() - input.len() < READ_CHUNK / 2 {
-            input.reserve(READ_CHUNK);
-        }
         tokio::select! {
             // The shard's signal first: closing and write errors change what we wait for.
             biased;
@@ -98,12 +95,18 @@ pub async fn run(
                 if ready.is_err() {
                     break;
                 }
+                input.reserve(READ_CHUNK);
                 match stream.try_read_buf(&mut input) {
                     Ok(0) => break,
                     Ok(_) => {
                         last_heard = Instant::now();
                         client_closed =
                             !dispatch::handle_input(&core, &mut session, &mut reader, &mut input);
+                        if input.is_empty() {
+                            // Every frame was consumed: an idle client holds no read buffer
+                            // (the next read allocates one again, ~1 KiB).
+                            input = BytesMut::new();
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => break,
