@@ -15,7 +15,7 @@ use super::progress::ProgressTotals;
 use crate::client::{ClientPlan, ClientState, ClientStatus, WorkerHandle};
 use crate::latency::LatencyHist;
 use crate::procfs;
-use crate::publisher::Publisher;
+use crate::publisher::{PublishOutcome, Publisher};
 use crate::relay::RelayProcess;
 use crate::report::{Delivery, PhaseReport};
 
@@ -41,6 +41,16 @@ pub(super) struct Collected {
     pub(super) worker_cpu: Duration,
     pub(super) worker_cpu_split: procfs::CpuTimes,
     pub(super) errors: BTreeMap<String, u64>,
+}
+
+/// Counters read when a phase starts, subtracted at its end.
+struct PhaseStart {
+    relay_cpu: Option<procfs::CpuTimes>,
+    self_cpu: procfs::CpuTimes,
+    ticks_fast: u64,
+    /// Ticks written per symbol so far.
+    published: Vec<u64>,
+    ingest_error_lines: u64,
 }
 
 impl Ctx<'_> {
@@ -144,23 +154,97 @@ impl Ctx<'_> {
         last: &mut Collected,
         label: &str,
     ) -> Result<PhaseReport> {
-        let relay_cpu0 = self.relay_pid.and_then(|p| procfs::process_cpu(p).ok());
-        let self_cpu0 = procfs::self_cpu().unwrap_or_default();
-        let fast_before = self.progress().ticks_fast;
+        let start = self.phase_start()?;
+        let mut rss_max = self.relay_rss();
+        let outcome = self.publish_watched(rate, duration, label, &mut rss_max)?;
+        let publisher = self.publisher.as_ref().expect("phase_start checked it");
+        let delta: Vec<u64> = publisher
+            .published()
+            .iter()
+            .zip(&start.published)
+            .map(|(a, b)| a - b)
+            .collect();
+        let expected_fast: u64 = plans
+            .iter()
+            .filter(|p| !p.slow && welcomed[p.id])
+            .map(|p| p.symbols.iter().map(|&s| delta[s as usize]).sum::<u64>())
+            .sum();
+        let drain_timed_out = self.drain(start.ticks_fast, expected_fast, label, &mut rss_max);
+
+        let now = self.collect(true)?;
+        let relay_cpu = match (
+            start.relay_cpu,
+            self.relay_pid.and_then(|p| procfs::process_cpu(p).ok()),
+        ) {
+            (Some(a), Some(b)) => Some(b.since(&a)),
+            _ => None,
+        };
+        let mut fast = group(last, &now, plans, welcomed, &delta, false);
+        fast.latency_us = now.latency.summary();
+        let slow = plans
+            .iter()
+            .any(|p| p.slow)
+            .then(|| group(last, &now, plans, welcomed, &delta, true));
+        let deliveries = fast.received + slow.as_ref().map_or(0, |s| s.received);
+        let elapsed = outcome.elapsed.as_secs_f64().max(1e-9);
+        let rss_end = self.relay_rss();
+        let report = PhaseReport {
+            target_rate: rate,
+            achieved_rate: outcome.sent as f64 / elapsed,
+            duration_s: elapsed,
+            published: outcome.sent,
+            ingest_error_lines: publisher.errors.lines.load(Ordering::Relaxed)
+                - start.ingest_error_lines,
+            deliveries_per_s: deliveries as f64 / elapsed,
+            fast,
+            slow,
+            relay_rss_max_kb: rss_max.max(rss_end),
+            relay_rss_end_kb: rss_end,
+            held: None,
+            drain_timed_out,
+            ..cpu_costs(&start, relay_cpu, last, &now, deliveries)
+        };
+        *last = now;
+        self.last_delta = delta;
+        Ok(report)
+    }
+
+    /// The counters a phase subtracts at its end.
+    fn phase_start(&self) -> Result<PhaseStart> {
+        let relay_cpu = self.relay_pid.and_then(|p| procfs::process_cpu(p).ok());
+        let self_cpu = procfs::self_cpu().unwrap_or_default();
+        let ticks_fast = self.progress().ticks_fast;
+        let publisher = self
+            .publisher
+            .as_ref()
+            .context("publishing needs a rate > 0")?;
+        Ok(PhaseStart {
+            relay_cpu,
+            self_cpu,
+            ticks_fast,
+            published: publisher.published().to_vec(),
+            ingest_error_lines: publisher.errors.lines.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Publishes on a scoped thread while this one shows progress, samples the relay's RSS
+    /// into `rss_max` and stops the publisher if the relay dies.
+    fn publish_watched(
+        &mut self,
+        rate: f64,
+        duration: Duration,
+        label: &str,
+        rss_max: &mut Option<u64>,
+    ) -> Result<PublishOutcome> {
         let stop = AtomicBool::new(false);
         let sent = Arc::clone(&self.sent);
         let sent_before = sent.load(Ordering::Relaxed);
-        let mut rss_max = self.relay_rss();
         let publisher = self
             .publisher
             .as_mut()
-            .context("publishing needs a rate > 0")?;
-        let published_before = publisher.published().to_vec();
-        let errors_before = publisher.errors.lines.load(Ordering::Relaxed);
+            .expect("phase_start checked there is a publisher");
         let started = Instant::now();
-
-        // Publish on a scoped thread while this one shows progress and watches the relay.
-        let outcome = std::thread::scope(|s| -> Result<_> {
+        std::thread::scope(|s| -> Result<_> {
             let publishing = s.spawn(|| publisher.run(rate, duration, &sent, &stop));
             while !publishing.is_finished() {
                 let p = ProgressTotals::sum(&self.workers);
@@ -168,7 +252,7 @@ impl Ctx<'_> {
                     .relay_pid
                     .and_then(|pid| procfs::memory(pid).ok())
                     .map(|m| m.rss_kb);
-                rss_max = rss_max.max(rss);
+                *rss_max = (*rss_max).max(rss);
                 self.bar.set_message(format!(
                     "{label}{rate:.0}/s {:.1}/{:.0}s: published {}, delivered {}, closed {}, relay RSS {}",
                     started.elapsed().as_secs_f64(),
@@ -189,28 +273,25 @@ impl Ctx<'_> {
             publishing
                 .join()
                 .map_err(|_| anyhow::anyhow!("publisher thread panicked"))?
-        })?;
-        let publisher = self.publisher.as_ref().expect("checked above");
-        let delta: Vec<u64> = publisher
-            .published()
-            .iter()
-            .zip(&published_before)
-            .map(|(a, b)| a - b)
-            .collect();
-        let expected_fast: u64 = plans
-            .iter()
-            .filter(|p| !p.slow && welcomed[p.id])
-            .map(|p| p.symbols.iter().map(|&s| delta[s as usize]).sum::<u64>())
-            .sum();
+        })
+    }
 
-        // Drain: until every expected tick is in, or nothing arrives for a while.
+    /// Waits until every expected tick is in, or nothing arrives for `--drain-idle`, or
+    /// `--drain-timeout` passes; true when it stopped waiting with ticks still missing.
+    fn drain(
+        &self,
+        fast_before: u64,
+        expected_fast: u64,
+        label: &str,
+        rss_max: &mut Option<u64>,
+    ) -> bool {
         let drain_start = Instant::now();
         let mut last_seen = self.progress().ticks_fast;
         let mut last_change = drain_start;
-        let drain_timed_out = loop {
+        loop {
             let got = self.progress().ticks_fast;
             if got - fast_before >= expected_fast {
-                break false;
+                return false;
             }
             if got != last_seen {
                 last_seen = got;
@@ -219,73 +300,15 @@ impl Ctx<'_> {
             if last_change.elapsed() > self.args.drain_idle
                 || drain_start.elapsed() > self.args.drain_timeout
             {
-                break true;
+                return true;
             }
             self.bar.set_message(format!(
                 "{label}draining: {}/{expected_fast}",
                 got - fast_before
             ));
-            rss_max = rss_max.max(self.relay_rss());
+            *rss_max = (*rss_max).max(self.relay_rss());
             std::thread::sleep(Duration::from_millis(10));
-        };
-
-        let now = self.collect(true)?;
-        let relay_cpu = match (
-            relay_cpu0,
-            self.relay_pid.and_then(|p| procfs::process_cpu(p).ok()),
-        ) {
-            (Some(a), Some(b)) => Some(b.since(&a)),
-            _ => None,
-        };
-        let mut fast = group(last, &now, plans, welcomed, &delta, false);
-        fast.latency_us = now.latency.summary();
-        let slow = plans
-            .iter()
-            .any(|p| p.slow)
-            .then(|| group(last, &now, plans, welcomed, &delta, true));
-        let deliveries = fast.received + slow.as_ref().map_or(0, |s| s.received);
-        let worker_cpu = now.worker_cpu.saturating_sub(last.worker_cpu);
-        let worker_split = now.worker_cpu_split.since(&last.worker_cpu_split);
-        let elapsed = outcome.elapsed.as_secs_f64().max(1e-9);
-        let rss_end = self.relay_rss();
-        let report = PhaseReport {
-            target_rate: rate,
-            achieved_rate: outcome.sent as f64 / elapsed,
-            duration_s: elapsed,
-            published: outcome.sent,
-            ingest_error_lines: publisher.errors.lines.load(Ordering::Relaxed) - errors_before,
-            deliveries_per_s: deliveries as f64 / elapsed,
-            fast,
-            slow,
-            harness_worker_cpu_s: worker_cpu.as_secs_f64(),
-            harness_worker_ns_per_delivery: per_delivery(worker_cpu.as_secs_f64(), deliveries),
-            harness_worker_user_ns_per_delivery: per_delivery(
-                worker_split.user.as_secs_f64(),
-                deliveries,
-            ),
-            harness_worker_system_ns_per_delivery: per_delivery(
-                worker_split.system.as_secs_f64(),
-                deliveries,
-            ),
-            harness_process_cpu_s: procfs::self_cpu()
-                .unwrap_or_default()
-                .since(&self_cpu0)
-                .total()
-                .as_secs_f64(),
-            relay_cpu_s: relay_cpu.map(|c| c.total().as_secs_f64()),
-            relay_user_cpu_s: relay_cpu.map(|c| c.user.as_secs_f64()),
-            relay_ns_per_delivery: relay_cpu
-                .map(|c| per_delivery(c.total().as_secs_f64(), deliveries)),
-            relay_user_ns_per_delivery: relay_cpu
-                .map(|c| per_delivery(c.user.as_secs_f64(), deliveries)),
-            relay_rss_max_kb: rss_max.max(rss_end),
-            relay_rss_end_kb: rss_end,
-            held: None,
-            drain_timed_out,
-        };
-        *last = now;
-        self.last_delta = delta;
-        Ok(report)
+        }
     }
 
     /// Lets the slow clients read what the relay still holds for them, and reports them over
@@ -366,5 +389,41 @@ fn per_delivery(cpu_s: f64, deliveries: u64) -> f64 {
         0.0
     } else {
         cpu_s * 1e9 / deliveries as f64
+    }
+}
+
+/// The CPU figures of a phase (the other fields left default): the harness's workers and
+/// process since `start`/`last`, the relay's `relay_cpu`, and each per delivery.
+fn cpu_costs(
+    start: &PhaseStart,
+    relay_cpu: Option<procfs::CpuTimes>,
+    last: &Collected,
+    now: &Collected,
+    deliveries: u64,
+) -> PhaseReport {
+    let worker_cpu = now.worker_cpu.saturating_sub(last.worker_cpu);
+    let worker_split = now.worker_cpu_split.since(&last.worker_cpu_split);
+    PhaseReport {
+        harness_worker_cpu_s: worker_cpu.as_secs_f64(),
+        harness_worker_ns_per_delivery: per_delivery(worker_cpu.as_secs_f64(), deliveries),
+        harness_worker_user_ns_per_delivery: per_delivery(
+            worker_split.user.as_secs_f64(),
+            deliveries,
+        ),
+        harness_worker_system_ns_per_delivery: per_delivery(
+            worker_split.system.as_secs_f64(),
+            deliveries,
+        ),
+        harness_process_cpu_s: procfs::self_cpu()
+            .unwrap_or_default()
+            .since(&start.self_cpu)
+            .total()
+            .as_secs_f64(),
+        relay_cpu_s: relay_cpu.map(|c| c.total().as_secs_f64()),
+        relay_user_cpu_s: relay_cpu.map(|c| c.user.as_secs_f64()),
+        relay_ns_per_delivery: relay_cpu.map(|c| per_delivery(c.total().as_secs_f64(), deliveries)),
+        relay_user_ns_per_delivery: relay_cpu
+            .map(|c| per_delivery(c.user.as_secs_f64(), deliveries)),
+        ..PhaseReport::default()
     }
 }
