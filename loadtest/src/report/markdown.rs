@@ -8,6 +8,27 @@ use super::units::{mib, us, yes};
 /// Markdown for a set of reports (docs/perf/REPORT.md).
 pub fn summarize(reports: &[(String, RunReport)], svg: Option<&str>) -> String {
     let mut md = String::new();
+    write_intro(&mut md, reports);
+    write_runs_table(&mut md, reports);
+    write_crowds(&mut md, reports);
+    write_slow_consumers(&mut md, reports);
+    write_ramps(&mut md, reports, svg);
+    let _ = writeln!(
+        md,
+        "\nColumns: *subs* = symbols per client / symbols; *deliveries/s* = ticks received by all \
+         clients per second of publishing; *lost* = expected − received for the clients that kept \
+         reading; *harness ns/dlv* = CPU of the harness's client threads per delivery (the cost of \
+         measuring), in parentheses its user-space part (frame parsing, decoding, seq checks, \
+         histograms; the rest is kernel TCP receive, which on loopback includes processing the \
+         ACKs our reads send, on the relay's socket); *relay ns/dlv* = relay CPU (user+system) \
+         per delivery, its user-space part in parentheses. CPU figures come from \
+         /proc/PID/stat (10 ms ticks) and /proc/thread-self/schedstat."
+    );
+    md
+}
+
+/// The title and what machine and conditions the runs had.
+fn write_intro(md: &mut String, reports: &[(String, RunReport)]) {
     let _ = writeln!(md, "# tickrelay load-test report\n");
     if let Some(first) = reports.first() {
         let _ = writeln!(
@@ -26,6 +47,10 @@ pub fn summarize(reports: &[(String, RunReport)], svg: Option<&str>) -> String {
                 .join(", ")
         );
     }
+}
+
+/// One row per phase of every run (one for a run without phases).
+fn write_runs_table(md: &mut String, reports: &[(String, RunReport)]) {
     let _ = writeln!(
         md,
         "| run | mode | clients | subs | rate/s | deliveries/s | p50 | p99 | p99.9 | max | lost | gaps/dups/ooo | harness ns/dlv (user) | relay ns/dlv (user) | relay peak RSS | clean |"
@@ -83,6 +108,10 @@ pub fn summarize(reports: &[(String, RunReport)], svg: Option<&str>) -> String {
             );
         }
     }
+}
+
+/// A paragraph per idle-crowd run.
+fn write_crowds(md: &mut String, reports: &[(String, RunReport)]) {
     for (file, r) in reports {
         if let Some(cr) = &r.crowd {
             let _ = writeln!(
@@ -115,6 +144,10 @@ pub fn summarize(reports: &[(String, RunReport)], svg: Option<&str>) -> String {
             );
         }
     }
+}
+
+/// A paragraph per slow-consumer phase.
+fn write_slow_consumers(md: &mut String, reports: &[(String, RunReport)]) {
     for (file, r) in reports {
         for p in &r.phases {
             if let Some(s) = &p.slow {
@@ -151,6 +184,10 @@ pub fn summarize(reports: &[(String, RunReport)], svg: Option<&str>) -> String {
             }
         }
     }
+}
+
+/// A paragraph per ramp, with the SVG linked under it.
+fn write_ramps(md: &mut String, reports: &[(String, RunReport)], svg: Option<&str>) {
     for (file, r) in reports {
         if let Some(ramp) = &r.ramp {
             let _ = writeln!(
@@ -167,16 +204,4 @@ pub fn summarize(reports: &[(String, RunReport)], svg: Option<&str>) -> String {
             }
         }
     }
-    let _ = writeln!(
-        md,
-        "\nColumns: *subs* = symbols per client / symbols; *deliveries/s* = ticks received by all \
-         clients per second of publishing; *lost* = expected − received for the clients that kept \
-         reading; *harness ns/dlv* = CPU of the harness's client threads per delivery (the cost of \
-         measuring), in parentheses its user-space part (frame parsing, decoding, seq checks, \
-         histograms; the rest is kernel TCP receive, which on loopback includes processing the \
-         ACKs our reads send, on the relay's socket); *relay ns/dlv* = relay CPU (user+system) \
-         per delivery, its user-space part in parentheses. CPU figures come from \
-         /proc/PID/stat (10 ms ticks) and /proc/thread-self/schedstat."
-    );
-    md
 }
