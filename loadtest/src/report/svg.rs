@@ -1,5 +1,6 @@
 //! The ramp's picture: p50 / p99 / p99.9 latency against rate, as SVG.
 
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Result;
@@ -11,38 +12,13 @@ pub fn ramp_svg(report: &RunReport, path: &Path) -> Result<()> {
     use plotters::prelude::*;
 
     create_parent(path)?;
-    let points: Vec<(f64, [f64; 3])> = report
-        .phases
-        .iter()
-        .filter(|p| p.fast.latency_us.count > 0)
-        .map(|p| {
-            let l = &p.fast.latency_us;
-            (
-                p.target_rate,
-                [l.p50_us as f64, l.p99_us as f64, l.p999_us as f64],
-            )
-        })
-        .collect();
+    let points = latency_points(report);
     anyhow::ensure!(
         !points.is_empty(),
         "no ramp step has latency samples to plot"
     );
-    let x_min = points.first().map_or(1.0, |p| p.0) / 1.5;
-    let x_max = points.last().map_or(10.0, |p| p.0) * 1.5;
     let bound = report.ramp.as_ref().map(|r| r.p99_bound_us as f64);
-    let y_max = points
-        .iter()
-        .flat_map(|p| p.1)
-        .chain(bound)
-        .fold(10.0f64, f64::max)
-        * 2.0;
-    let y_min = points
-        .iter()
-        .flat_map(|p| p.1)
-        .fold(y_max, f64::min)
-        .max(1.0)
-        / 2.0;
-
+    let (x_range, y_range) = axes(&points, bound);
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let caption = format!(
@@ -57,7 +33,7 @@ pub fn ramp_svg(report: &RunReport, path: &Path) -> Result<()> {
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
-        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())
+        .build_cartesian_2d(x_range.clone().log_scale(), y_range.log_scale())
         .map_err(plot_err)?;
     chart
         .configure_mesh()
@@ -84,7 +60,7 @@ pub fn ramp_svg(report: &RunReport, path: &Path) -> Result<()> {
         let grey = RGBColor(110, 110, 110);
         chart
             .draw_series(DashedLineSeries::new(
-                [(x_min, b), (x_max, b)],
+                [(x_range.start, b), (x_range.end, b)],
                 8,
                 5,
                 grey.stroke_width(2),
@@ -108,4 +84,39 @@ pub fn ramp_svg(report: &RunReport, path: &Path) -> Result<()> {
 
 fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing the SVG: {e}")
+}
+
+/// (rate, [p50, p99, p99.9] in µs) of every step that has latency samples.
+fn latency_points(report: &RunReport) -> Vec<(f64, [f64; 3])> {
+    report
+        .phases
+        .iter()
+        .filter(|p| p.fast.latency_us.count > 0)
+        .map(|p| {
+            let l = &p.fast.latency_us;
+            (
+                p.target_rate,
+                [l.p50_us as f64, l.p99_us as f64, l.p999_us as f64],
+            )
+        })
+        .collect()
+}
+
+/// Log-scale axis ranges with room around the points (and the p99 `bound` line).
+fn axes(points: &[(f64, [f64; 3])], bound: Option<f64>) -> (Range<f64>, Range<f64>) {
+    let x_min = points.first().map_or(1.0, |p| p.0) / 1.5;
+    let x_max = points.last().map_or(10.0, |p| p.0) * 1.5;
+    let y_max = points
+        .iter()
+        .flat_map(|p| p.1)
+        .chain(bound)
+        .fold(10.0f64, f64::max)
+        * 2.0;
+    let y_min = points
+        .iter()
+        .flat_map(|p| p.1)
+        .fold(y_max, f64::min)
+        .max(1.0)
+        / 2.0;
+    (x_min..x_max, y_min..y_max)
 }
