@@ -15,6 +15,7 @@ pub mod decode;
 pub mod latency;
 pub mod procfs;
 pub mod publisher;
+pub mod reference;
 pub mod relay;
 pub mod report;
 pub mod scenario;

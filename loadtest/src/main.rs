@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use loadtest::reference::{self, ServeArgs};
 use loadtest::report::{self, RunReport};
 use loadtest::scenario::{self, Mode, RampArgs, RunArgs, SlowArgs};
 
@@ -43,6 +44,10 @@ enum Command {
         #[command(flatten)]
         slow: SlowArgs,
     },
+    /// Serve as the floor reference server (forwards ingest lines as pre-built frames).
+    ServeFloor(ServeArgs),
+    /// Serve as the naive reference server (tokio-tungstenite, one broadcast channel).
+    ServeNaive(ServeArgs),
     /// Turn JSON reports into a Markdown report.
     Summarize {
         /// JSON reports written with --report-json.
@@ -80,6 +85,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             svg_link,
         } => return summarize(files, out.as_ref(), svg_link.as_deref()),
+        Command::ServeFloor(serve) => {
+            return reference::serve_floor(serve).map(|()| ExitCode::SUCCESS);
+        }
+        Command::ServeNaive(serve) => {
+            return reference::serve_naive(serve).map(|()| ExitCode::SUCCESS);
+        }
     };
     let report = scenario::run(mode, args, ramp, slow)?;
     println!("{}", report.table());
