@@ -27,7 +27,17 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "json")]
     pub ingest_format: IngestFormat,
     /// Launch the relay binary at PATH (default: `tickrelay` next to this binary) on free ports.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    // clap's PathBuf parser refuses the empty default of a bare `--spawn`; take it as text.
+    #[arg(
+        long,
+        value_name = "PATH",
+        num_args = 0..=1,
+        default_missing_value = "",
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::builder::OsStringValueParser::new(),
+            PathBuf::from
+        )
+    )]
     pub spawn: Option<PathBuf>,
     /// Extra relay flags with --spawn, one string (`--relay-args "--shards 2"`).
     #[arg(long, default_value = "", allow_hyphen_values = true)]
