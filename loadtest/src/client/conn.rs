@@ -11,7 +11,7 @@ use super::frame::{
     encode_client_frame, parse_frame_header, random_mask,
 };
 use super::worker::{Worker, WorkerProgress, WorkerState};
-use super::{ClientPlan, Encoding};
+use super::{ClientPlan, ClientProfile, Encoding};
 use crate::decode::{self, DecodeError, GzipStream, Message};
 use crate::latency::now_ns;
 use crate::seq::SeqTrack;
@@ -32,6 +32,7 @@ pub(super) enum SessionEnd {
 /// One open session: its unparsed bytes, fragment buffer, seq state and inflater.
 pub(super) struct Conn {
     local: usize,
+    profile: ClientProfile,
     slow: bool,
     encoding: Encoding,
     started: Instant,
@@ -50,7 +51,12 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub(super) fn new(local: usize, plan: &ClientPlan, started: Instant) -> Self {
+    pub(super) fn new(
+        local: usize,
+        plan: &ClientPlan,
+        started: Instant,
+        profile: ClientProfile,
+    ) -> Self {
         let mut tracks: Vec<(u32, SeqTrack)> = plan
             .symbols
             .iter()
@@ -59,6 +65,7 @@ impl Conn {
         tracks.sort_unstable_by_key(|t| t.0);
         Self {
             local,
+            profile,
             slow: plan.slow,
             encoding: plan.encoding,
             started,
@@ -105,7 +112,8 @@ impl Conn {
                 return e.into();
             }
             let mut buf = worker.read_buf.borrow_mut();
-            match read_drained(stream, &mut buf) {
+            let want = self.read_len(buf.len());
+            match read_drained(stream, &mut buf[..want]) {
                 Ok(0) => return SessionEnd::Eof,
                 Ok(n) => {
                     if let Err(e) = self.process(&buf[..n], worker) {
@@ -241,23 +249,51 @@ impl Conn {
 
     /// Decodes one whole message and applies it to the counters.
     fn message(&mut self, payload: &[u8], now: u64, st: &mut WorkerState, worker: &Worker) {
-        let decoded = match self.encoding {
-            Encoding::Json => decode::scan_json(payload),
-            Encoding::Protobuf => decode::scan_protobuf(payload),
+        match self.encoding {
+            Encoding::Json => self.json(payload, now, st, &worker.progress),
+            Encoding::Protobuf => {
+                self.apply(decode::scan_protobuf(payload), now, st, &worker.progress);
+            }
             Encoding::Gzip => {
                 let mut out = worker.inflate_buf.borrow_mut();
                 let gzip = self.gzip.as_mut().expect("gzip sessions own an inflater");
                 match gzip.inflate_frame(payload, &mut out) {
-                    Ok(()) => {
-                        let decoded = decode::scan_json(&out);
-                        self.apply(decoded, now, st, &worker.progress);
-                        return;
-                    }
-                    Err(e) => Err(e),
+                    Ok(()) => self.json(&out, now, st, &worker.progress),
+                    Err(e) => self.apply(Err(e), now, st, &worker.progress),
                 }
             }
+        }
+    }
+
+    /// One JSON message: the field scanner, or for the heavy profile a full `serde_json`
+    /// parse into a `Value` (what a typical client pays) and the fields read from that.
+    fn json(&mut self, msg: &[u8], now: u64, st: &mut WorkerState, progress: &WorkerProgress) {
+        if self.profile == ClientProfile::Heavy {
+            let parsed = serde_json::from_slice::<serde_json::Value>(msg);
+            let decoded = match &parsed {
+                Ok(v) => decode::from_value(v),
+                Err(_) => Err(DecodeError::NotJson),
+            };
+            self.apply(decoded, now, st, progress);
+        } else {
+            self.apply(decode::scan_json(msg), now, st, progress);
+        }
+    }
+
+    /// How much the next read asks for. Light: whatever the kernel has, up to the buffer.
+    /// Heavy: what the frame in `pending` still needs plus one small frame (header and a
+    /// payload of up to 125 bytes, a tick's size), so each read brings about one frame, never
+    /// a batch of them, and never waits for bytes that are not there.
+    fn read_len(&self, buf_len: usize) -> usize {
+        if self.profile == ClientProfile::Light {
+            return buf_len;
+        }
+        let rest = match parse_frame_header(&self.pending) {
+            Ok(Some(h)) => h.frame_len().saturating_sub(self.pending.len()),
+            Ok(None) => 0,
+            Err(_) => return buf_len,
         };
-        self.apply(decoded, now, st, &worker.progress);
+        (rest + SMALL_FRAME).min(buf_len)
     }
 
     fn apply(
@@ -339,3 +375,6 @@ fn track<'t>(tracks: &'t mut [(u32, SeqTrack)], symbol: &[u8]) -> Option<&'t mut
     let i = tracks.binary_search_by_key(&id, |t| t.0).ok()?;
     Some(&mut tracks[i].1)
 }
+
+/// A frame with a 7-bit length: 2 header bytes and up to 125 payload bytes.
+const SMALL_FRAME: usize = 127;

@@ -68,6 +68,29 @@ impl std::str::FromStr for Encoding {
     }
 }
 
+/// How much work a client does per message: the harness's own cheap path, or what a typical
+/// application client costs (the reference for comparative runs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientProfile {
+    /// 64 KiB reads, every frame in a read decoded by the field scanner.
+    #[default]
+    Light,
+    /// At least 2 worker threads, one read per frame, a full `serde_json` parse of every JSON
+    /// message (protobuf frames keep the field walk).
+    Heavy,
+}
+
+impl ClientProfile {
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Light => "light",
+            Self::Heavy => "heavy",
+        }
+    }
+}
+
 /// One client to open: what it subscribes to and how it behaves.
 #[derive(Clone, Debug)]
 pub struct ClientPlan {

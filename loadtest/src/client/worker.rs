@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::conn::Conn;
 use super::handshake::{HandshakeError, open};
-use super::{ClientPlan, ClientState, ClientStatus, Target};
+use super::{ClientPlan, ClientProfile, ClientState, ClientStatus, Target};
 use crate::latency::LatencyHist;
 use crate::procfs;
 
@@ -56,8 +56,9 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Starts worker `index`, which will connect its clients to `target`.
-    pub fn spawn(index: usize, target: Target) -> Result<Self> {
+    /// Starts worker `index`, which will connect its clients to `target` and read them as
+    /// `profile` says.
+    pub fn spawn(index: usize, target: Target, profile: ClientProfile) -> Result<Self> {
         let (commands, rx) = mpsc::unbounded_channel();
         let progress = Arc::new(WorkerProgress::default());
         let shared = Arc::clone(&progress);
@@ -69,7 +70,7 @@ impl WorkerHandle {
                     .build()
                     .expect("a current-thread runtime builds unless the OS is out of fds");
                 let local = tokio::task::LocalSet::new();
-                let worker = Rc::new(Worker::new(shared, target));
+                let worker = Rc::new(Worker::new(shared, target, profile));
                 local.block_on(&rt, control(rx, worker));
                 // Dropping the LocalSet drops every session task, closing its socket.
             })
@@ -139,6 +140,7 @@ enum Command {
 pub(super) struct Worker {
     pub(super) progress: Arc<WorkerProgress>,
     pub(super) target: Target,
+    pub(super) profile: ClientProfile,
     pub(super) state: RefCell<WorkerState>,
     pub(super) read_buf: RefCell<Box<[u8]>>,
     pub(super) inflate_buf: RefCell<Vec<u8>>,
@@ -157,10 +159,11 @@ pub(super) struct WorkerState {
 }
 
 impl Worker {
-    fn new(progress: Arc<WorkerProgress>, target: Target) -> Self {
+    fn new(progress: Arc<WorkerProgress>, target: Target, profile: ClientProfile) -> Self {
         Self {
             progress,
             target,
+            profile,
             state: RefCell::new(WorkerState {
                 latency: LatencyHist::new(),
                 handshake: LatencyHist::new(),
@@ -273,7 +276,7 @@ async fn session(worker: Rc<Worker>, local: usize, plan: ClientPlan) {
         }
     };
     worker.set_state(local, ClientState::Open);
-    let mut conn = Conn::new(local, &plan, started);
+    let mut conn = Conn::new(local, &plan, started, worker.profile);
     let end = conn.run(&mut stream, &worker, &leftover).await;
     worker.record_error(end.to_string());
     worker.set_state(local, ClientState::Closed);

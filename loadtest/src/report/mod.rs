@@ -75,6 +75,13 @@ pub struct RunConfig {
     pub ingest_format: String,
     pub slow_fraction: f64,
     pub spawned_relay: bool,
+    /// The server measured: `relay`, `floor` or `naive` (reports from before the choice:
+    /// `relay`).
+    #[serde(default = "relay")]
+    pub server: String,
+    /// `light` or `heavy` (reports from before the choice: `light`).
+    #[serde(default = "light")]
+    pub client_profile: String,
 }
 
 /// Opening the clients.
@@ -213,6 +220,14 @@ impl RunReport {
     }
 }
 
+fn relay() -> String {
+    "relay".into()
+}
+
+fn light() -> String {
+    "light".into()
+}
+
 fn create_parent(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
@@ -250,6 +265,8 @@ mod tests {
                 ingest_format: "json".into(),
                 slow_fraction: 0.0,
                 spawned_relay: false,
+                server: "relay".into(),
+                client_profile: "light".into(),
             },
             connect: ConnectReport::default(),
             phases: [100.0, 200.0, 400.0]

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{Result, bail, ensure};
 
 use super::Mode;
-use crate::client::Encoding;
+use crate::client::{ClientProfile, Encoding};
 use crate::publisher::IngestFormat;
+use crate::reference::Server;
 
 /// Options shared by every mode.
 #[derive(Clone, Debug, clap::Args)]
@@ -27,6 +28,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "json")]
     pub ingest_format: IngestFormat,
     /// Launch the relay binary at PATH (default: `tickrelay` next to this binary) on free ports.
+    /// With `--server floor|naive`, this harness binary is launched as that server instead.
     // clap's PathBuf parser refuses the empty default of a bare `--spawn`; take it as text.
     #[arg(
         long,
@@ -39,6 +41,13 @@ pub struct RunArgs {
         )
     )]
     pub spawn: Option<PathBuf>,
+    /// Which server the run measures: the relay, or a reference server (JSON only).
+    #[arg(long, value_enum, default_value = "relay")]
+    pub server: Server,
+    /// Client cost per message: `light` (default; `heavy` in `compare`) or `heavy` (at least
+    /// 2 workers, one read per frame, full serde_json parse).
+    #[arg(long, value_enum)]
+    pub client_profile: Option<ClientProfile>,
     /// Extra relay flags with --spawn, one string (`--relay-args "--shards 2"`).
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub relay_args: String,
@@ -121,6 +130,9 @@ pub struct RampArgs {
     /// Stop doubling past this rate.
     #[arg(long, default_value_t = 1_024_000.0)]
     pub max_rate: f64,
+    /// Each step's rate is the last one's times this (`1.4142` for √2 steps).
+    #[arg(long, default_value_t = 2.0)]
+    pub step_factor: f64,
     /// At most this many steps.
     #[arg(long, default_value_t = 10)]
     pub max_steps: u32,
@@ -149,6 +161,7 @@ impl RampArgs {
     pub fn unused() -> Self {
         Self {
             max_rate: 0.0,
+            step_factor: 2.0,
             max_steps: 0,
             step_duration: Duration::ZERO,
             p99_bound_ms: 0.0,
@@ -229,7 +242,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * scale))
 }
 
-pub(super) fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
+impl RunArgs {
+    /// The options as a run uses them, once checked: the client profile decided (`light`
+    /// unless given) and a heavy profile's at least 2 workers.
+    pub(super) fn checked(&self, mode: Mode) -> Result<Self> {
+        validate(mode, self)?;
+        let profile = self.client_profile.unwrap_or_default();
+        Ok(Self {
+            client_profile: Some(profile),
+            workers: match profile {
+                ClientProfile::Light => self.workers,
+                ClientProfile::Heavy => self.workers.max(2),
+            },
+            ..self.clone()
+        })
+    }
+
+    /// The profile `checked` decided.
+    pub(super) fn profile(&self) -> ClientProfile {
+        self.client_profile.unwrap_or_default()
+    }
+}
+
+fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
     ensure!(args.clients > 0, "--clients must be at least 1");
     ensure!(args.workers > 0, "--workers must be at least 1");
     ensure!(args.symbols > 0, "--symbols must be at least 1");
@@ -252,6 +287,22 @@ pub(super) fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
         ensure!(
             rate > 0.0 || mode == Mode::Crowd,
             "--rate 0 publishes nothing; only crowd mode runs without ticks"
+        );
+    }
+    if args.server != Server::Relay {
+        ensure!(
+            args.mix
+                .0
+                .iter()
+                .all(|&(e, w)| e == Encoding::Json || w == 0),
+            "--server {} speaks JSON only: give --mix json=1 (not {})",
+            args.server.name(),
+            args.mix
+        );
+        ensure!(
+            args.ingest_format == IngestFormat::Json,
+            "--server {} has JSON ingest only: drop --ingest-format",
+            args.server.name()
         );
     }
     if args.source_ips > 1 && !args.relay.ip().is_loopback() && args.spawn.is_none() {

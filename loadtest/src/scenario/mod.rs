@@ -39,7 +39,6 @@ mod verdict;
 pub use args::{Mix, RampArgs, RunArgs, SlowArgs, parse_duration};
 pub use plan::plan_clients;
 
-use args::validate;
 use bounds::{Watchdog, raise_nofile};
 use coordinator::{Collected, Ctx};
 use progress::progress_bar;
@@ -69,7 +68,7 @@ impl Mode {
 
 /// Runs one mode and returns its report (already printed, written and plotted as asked).
 pub fn run(mode: Mode, args: &RunArgs, ramp: &RampArgs, slow: &SlowArgs) -> Result<RunReport> {
-    validate(mode, args)?;
+    let args = &args.checked(mode)?;
     let load_avg = procfs::load_avg_1m().unwrap_or(0.0);
     let nofile = raise_nofile(args.clients)?;
     let rate = args
@@ -201,7 +200,8 @@ fn publish(
     Ok((phases, None))
 }
 
-/// Doubles the rate each step until one does not hold, `--max-rate` or `--max-steps`.
+/// Raises the rate by `--step-factor` each step until one does not hold, `--max-rate` or
+/// `--max-steps`.
 fn ramp_steps(
     ctx: &mut Ctx<'_>,
     rate: f64,
@@ -211,6 +211,11 @@ fn ramp_steps(
     last: &mut Collected,
     phases: &mut Vec<PhaseReport>,
 ) -> Result<RampReport> {
+    anyhow::ensure!(
+        ramp.step_factor > 1.0 && ramp.step_factor.is_finite(),
+        "--step-factor {} must be > 1",
+        ramp.step_factor
+    );
     let bound_us = (ramp.p99_bound_ms * 1000.0) as u64;
     let mut step_rate = rate;
     let mut held_rate = None;
@@ -233,11 +238,11 @@ fn ramp_steps(
             break;
         }
         held_rate = Some(step_rate);
-        if step_rate * 2.0 > ramp.max_rate {
+        if step_rate * ramp.step_factor > ramp.max_rate {
             stop_reason = format!("reached --max-rate {:.0}", ramp.max_rate);
             break;
         }
-        step_rate *= 2.0;
+        step_rate *= ramp.step_factor;
     }
     Ok(RampReport {
         p99_bound_us: bound_us,

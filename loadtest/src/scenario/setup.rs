@@ -43,21 +43,26 @@ pub(super) fn max_time(mode: Mode, args: &RunArgs, ramp: &RampArgs) -> Duration 
         .unwrap_or(Duration::from_secs(180) + publish_time)
 }
 
-/// With `--spawn`: the relay binary started on free ports, healthy.
+/// With `--spawn`: the server started on free ports, healthy. The relay is its own binary;
+/// a reference server is this harness binary run as `serve-floor` or `serve-naive`.
 pub(super) fn spawn_relay(args: &RunArgs, bar: &ProgressBar) -> Result<Option<RelayProcess>> {
     let Some(path) = &args.spawn else {
         return Ok(None);
     };
-    let binary = if path.as_os_str().is_empty() {
-        std::env::current_exe()?
-            .parent()
-            .context("the harness binary has no directory")?
-            .join("tickrelay")
-    } else {
-        path.clone()
+    let (binary, leading) = match args.server.subcommand() {
+        Some(subcommand) => (std::env::current_exe()?, vec![subcommand.to_owned()]),
+        None if path.as_os_str().is_empty() => (
+            std::env::current_exe()?
+                .parent()
+                .context("the harness binary has no directory")?
+                .join("tickrelay"),
+            Vec::new(),
+        ),
+        None => (path.clone(), Vec::new()),
     };
     let log = args.relay_log.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("loadtest-relay-{}.log", std::process::id()))
+        let name = format!("loadtest-{}-{}.log", args.server.name(), std::process::id());
+        std::env::temp_dir().join(name)
     });
     let extra: Vec<String> = args
         .relay_args
@@ -67,6 +72,7 @@ pub(super) fn spawn_relay(args: &RunArgs, bar: &ProgressBar) -> Result<Option<Re
     bar.set_message(format!("starting {}", binary.display()));
     Ok(Some(RelayProcess::spawn(
         &binary,
+        &leading,
         &extra,
         &log,
         Duration::from_secs(20),
@@ -134,7 +140,7 @@ pub(super) fn start_workers(
         handshake_timeout: args.handshake_timeout,
     };
     let workers: Vec<WorkerHandle> = (0..args.workers)
-        .map(|w| WorkerHandle::spawn(w, target.clone()))
+        .map(|w| WorkerHandle::spawn(w, target.clone(), args.profile()))
         .collect::<Result<_>>()?;
     let mut by_worker: Vec<Vec<ClientPlan>> = vec![Vec::new(); args.workers];
     for plan in plans {

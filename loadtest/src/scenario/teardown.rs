@@ -153,5 +153,7 @@ pub(super) fn run_config(mode: Mode, args: &RunArgs, slow: &SlowArgs, rate: f64)
             0.0
         },
         spawned_relay: args.spawn.is_some(),
+        server: args.server.name().to_owned(),
+        client_profile: args.profile().name().to_owned(),
     }
 }
