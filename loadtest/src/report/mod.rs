@@ -2,7 +2,8 @@
 //! latency percentiles against rate. `summarize` turns several JSON reports into Markdown.
 //!
 //! This file is the model (what the JSON holds) and its file I/O; `table` prints it, `svg`
-//! plots a ramp, `markdown` summarizes several reports, `units` formats µs and MiB for them.
+//! plots a ramp, `markdown` summarizes several reports, `ratios` sets the reports of a
+//! `compare` side by side, `units` formats µs and MiB for them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,11 +15,13 @@ use crate::latency::LatencySummary;
 use crate::seq::SeqCounts;
 
 mod markdown;
+mod ratios;
 mod svg;
 mod table;
 mod units;
 
 pub use markdown::summarize;
+pub use ratios::ratio_table;
 pub use svg::ramp_svg;
 
 /// One run of the harness.

@@ -29,6 +29,7 @@ use crate::report::{ConnectReport, CrowdReport, PhaseReport, RampReport, RunRepo
 
 mod args;
 mod bounds;
+mod compare;
 mod coordinator;
 mod plan;
 mod progress;
@@ -37,6 +38,7 @@ mod teardown;
 mod verdict;
 
 pub use args::{Mix, RampArgs, RunArgs, SlowArgs, parse_duration};
+pub use compare::{CompareArgs, Shape, compare, suffixed};
 pub use plan::plan_clients;
 
 use bounds::{Watchdog, raise_nofile};
@@ -56,7 +58,8 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn name(self) -> &'static str {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Steady => "steady",
             Self::Ramp => "ramp",
