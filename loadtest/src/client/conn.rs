@@ -281,19 +281,23 @@ impl Conn {
     }
 
     /// How much the next read asks for. Light: whatever the kernel has, up to the buffer.
-    /// Heavy: what the frame in `pending` still needs plus one small frame (header and a
-    /// payload of up to 125 bytes, a tick's size), so each read brings about one frame, never
-    /// a batch of them, and never waits for bytes that are not there.
+    /// Heavy: what the frame in progress still needs plus the first 2 bytes of the next, so a
+    /// read never brings more than one frame: one read per frame while frames stream in back
+    /// to back, two for a frame that arrives alone (its header, then the rest). The rule does
+    /// not depend on frame size, so servers with smaller frames get no cheaper reads.
     fn read_len(&self, buf_len: usize) -> usize {
         if self.profile == ClientProfile::Light {
             return buf_len;
         }
-        let rest = match parse_frame_header(&self.pending) {
-            Ok(Some(h)) => h.frame_len().saturating_sub(self.pending.len()),
-            Ok(None) => 0,
-            Err(_) => return buf_len,
+        let p = &self.pending;
+        let need = match parse_frame_header(p) {
+            Ok(Some(h)) => h.frame_len().saturating_sub(p.len()) + 2,
+            Ok(None) if p.len() < 2 => 2 - p.len(),
+            // The 16- or 64-bit length follows the first 2 bytes.
+            Ok(None) => (if p[1] & 0x7f == 126 { 4 } else { 10 }) - p.len(),
+            Err(_) => buf_len,
         };
-        (rest + SMALL_FRAME).min(buf_len)
+        need.clamp(1, buf_len)
     }
 
     fn apply(
@@ -375,6 +379,3 @@ fn track<'t>(tracks: &'t mut [(u32, SeqTrack)], symbol: &[u8]) -> Option<&'t mut
     let i = tracks.binary_search_by_key(&id, |t| t.0).ok()?;
     Some(&mut tracks[i].1)
 }
-
-/// A frame with a 7-bit length: 2 header bytes and up to 125 payload bytes.
-const SMALL_FRAME: usize = 127;
