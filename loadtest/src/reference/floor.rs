@@ -271,7 +271,7 @@ struct Shard {
 struct Sub {
     stream: Rc<TcpStream>,
     /// Bytes not yet written.
-    out: Vec<u8>,
+    out: Outbox,
     /// A drain task owns the writing until the socket takes `out`.
     waiting: bool,
 }
@@ -285,15 +285,20 @@ async fn run_shard(mut rx: mpsc::Receiver<ShardMsg>) {
             let Ok(msg) = rx.try_recv() else { break };
             shard.borrow_mut().apply(msg);
         }
-        let dirty = std::mem::take(&mut shard.borrow_mut().dirty);
-        for &id in &dirty {
-            flush(&shard, id);
-        }
-        let mut st = shard.borrow_mut();
-        if st.dirty.is_empty() {
-            st.dirty = dirty;
-            st.dirty.clear();
-        }
+        flush_dirty(&shard);
+    }
+}
+
+/// One write for each subscriber given bytes since the last flush.
+fn flush_dirty(shard: &Rc<RefCell<Shard>>) {
+    let dirty = std::mem::take(&mut shard.borrow_mut().dirty);
+    for &id in &dirty {
+        flush(shard, id);
+    }
+    let mut st = shard.borrow_mut();
+    if st.dirty.is_empty() {
+        st.dirty = dirty;
+        st.dirty.clear();
     }
 }
 
@@ -311,7 +316,7 @@ impl Shard {
                 let id = self.subs.len();
                 self.subs.push(Some(Sub {
                     stream: Rc::new(stream),
-                    out: greeting,
+                    out: Outbox::new(greeting),
                     waiting: false,
                 }));
                 for s in symbols {
@@ -336,7 +341,7 @@ impl Shard {
                 if sub.out.is_empty() {
                     self.dirty.push(id);
                 }
-                sub.out.extend_from_slice(frame);
+                sub.out.push(frame);
                 if sub.out.len() > MAX_BACKLOG {
                     drop_sub(&mut self.subs[id]);
                 }
@@ -354,7 +359,7 @@ fn flush(shard: &Rc<RefCell<Shard>>, id: usize) {
     if sub.waiting || sub.out.is_empty() {
         return;
     }
-    match write_some(&sub.stream, &mut sub.out) {
+    match sub.out.write_to(&sub.stream) {
         Ok(true) => {}
         Ok(false) => {
             sub.waiting = true;
@@ -375,7 +380,7 @@ async fn drain_backlog(shard: Rc<RefCell<Shard>>, id: usize, stream: Rc<TcpStrea
         let Some(sub) = st.subs[id].as_mut() else {
             return;
         };
-        match write_some(&sub.stream, &mut sub.out) {
+        match sub.out.write_to(&sub.stream) {
             Ok(true) => {
                 sub.waiting = false;
                 return;
@@ -389,18 +394,49 @@ async fn drain_backlog(shard: Rc<RefCell<Shard>>, id: usize, stream: Rc<TcpStrea
     }
 }
 
-/// Writes until `out` is empty (true) or the socket is full (false).
-fn write_some(stream: &TcpStream, out: &mut Vec<u8>) -> io::Result<bool> {
-    while !out.is_empty() {
-        match stream.try_write(out) {
-            Ok(n) => {
-                out.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
-        }
+/// A subscriber's unwritten bytes: appended at the back, written from `sent` on, so a
+/// partial write costs no move of the rest (it is compacted once half of it is written).
+struct Outbox {
+    bytes: Vec<u8>,
+    sent: usize,
+}
+
+impl Outbox {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self { bytes, sent: 0 }
     }
-    Ok(true)
+
+    fn is_empty(&self) -> bool {
+        self.sent == self.bytes.len()
+    }
+
+    /// Unwritten bytes.
+    fn len(&self) -> usize {
+        self.bytes.len() - self.sent
+    }
+
+    fn push(&mut self, frame: &[u8]) {
+        if self.is_empty() {
+            self.bytes.clear();
+            self.sent = 0;
+        } else if self.sent > self.bytes.len() / 2 {
+            self.bytes.drain(..self.sent);
+            self.sent = 0;
+        }
+        self.bytes.extend_from_slice(frame);
+    }
+
+    /// Writes until empty (true) or the socket is full (false).
+    fn write_to(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        while !self.is_empty() {
+            match stream.try_write(&self.bytes[self.sent..]) {
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// Forgets a subscriber and shuts its socket (a drain task may still hold a handle to it).
@@ -447,6 +483,54 @@ mod tests {
             .collect();
         assert_eq!(seqs, [1, 2, 1]);
         assert_eq!(&batch.names[batch.index[2].0.clone()], b"SYM002");
+    }
+
+    #[test]
+    fn a_full_socket_is_drained_later_in_order() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server_side, _) = listener.accept().await.unwrap();
+            server_side.set_nodelay(true).unwrap();
+            // Small buffers and ten times more bytes than they hold: the socket is full long
+            // before the batch is out.
+            socket2::SockRef::from(&server_side)
+                .set_send_buffer_size(4096)
+                .unwrap();
+            socket2::SockRef::from(&client)
+                .set_recv_buffer_size(64 * 1024)
+                .unwrap();
+            let shard = Rc::new(RefCell::new(Shard::default()));
+            shard.borrow_mut().apply(ShardMsg::Join {
+                stream: server_side.into_std().unwrap(),
+                symbols: vec!["A".into()],
+                greeting: b"hello".to_vec(),
+            });
+            let mut seqs = HashMap::new();
+            let mut batch = Batch::default();
+            for ts in 0..25_000 {
+                let line = format!(r#"{{"symbol":"A","ts_ns":{ts}}}"#);
+                batch.push(line.as_bytes(), &mut seqs).unwrap();
+            }
+            let expected = [b"hello".as_slice(), &batch.frames].concat();
+            shard.borrow_mut().apply(ShardMsg::Batch(Arc::new(batch)));
+            flush_dirty(&shard);
+            assert!(
+                shard.borrow().subs[0].as_ref().unwrap().waiting,
+                "the socket took {} bytes at once",
+                expected.len()
+            );
+            let mut got = vec![0; expected.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert!(got == expected, "bytes arrived out of order or changed");
+            assert!(!shard.borrow().subs[0].as_ref().unwrap().waiting);
+        });
     }
 
     #[test]
