@@ -22,6 +22,41 @@ fn the_naive_server_delivers_every_tick_in_order() {
 }
 
 #[test]
+fn a_stalled_client_does_not_hold_back_the_others() {
+    // A quarter of the clients stop reading once welcomed (small receive buffers): the others
+    // must still get every tick. (The floor's drain path for a full socket has a unit test.)
+    for server in ["floor", "naive"] {
+        let out = tempdir(&format!("{server}-slow")).join("report.json");
+        let run = harness(
+            "slow",
+            &[
+                "--server",
+                server,
+                "--slow-fraction",
+                "0.25",
+                "--rate",
+                "2000",
+                "--duration",
+                "2s",
+            ],
+            &out,
+        );
+        assert!(run.status.success(), "{server}: {}", describe(&run));
+        let report = RunReport::read_json(&out).unwrap();
+        let phase = &report.phases[0];
+        assert_eq!(phase.fast.clients, 15);
+        assert_eq!(phase.fast.received, phase.fast.expected, "{server}");
+        assert!(phase.fast.seq.is_clean(), "{server}: {:?}", phase.fast.seq);
+        let slow = phase.slow.as_ref().expect("slow clients reported");
+        assert!(
+            slow.seq.is_clean(),
+            "{server}: stalled clients saw {:?}",
+            slow.seq
+        );
+    }
+}
+
+#[test]
 fn compare_runs_each_server_and_prints_the_ratios() {
     let out = tempdir("compare").join("cmp.json");
     let run = harness(
