@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write as _};
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -92,7 +92,8 @@ impl Batch {
         self.scratch.extend_from_slice(br#"{"type":"tick","#);
         self.scratch.extend_from_slice(&line[1..field_end]);
         self.scratch.extend_from_slice(br#","seq":"#);
-        self.scratch.extend_from_slice(seq.to_string().as_bytes());
+        // Writing to a Vec cannot fail.
+        let _ = write!(self.scratch, "{seq}");
         self.scratch.extend_from_slice(&line[field_end..]);
         let (names_at, frames_at) = (self.names.len(), self.frames.len());
         self.names.extend_from_slice(name);
