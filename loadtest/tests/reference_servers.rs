@@ -81,6 +81,7 @@ fn compare_runs_each_server_and_prints_the_ratios() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("== compare: naive ÷ floor"), "{stdout}");
     assert!(stdout.contains("highest rate held: floor "), "{stdout}");
+    assert!(stdout.contains("cpu ns/d"), "{stdout}");
     for server in ["floor", "naive"] {
         let report = RunReport::read_json(&out.with_file_name(format!("cmp-{server}.json")))
             .expect("one JSON report per server");

@@ -41,6 +41,7 @@ pub fn ratio_table(reports: &[RunReport]) -> String {
     for rate in step_rates(reports) {
         write_step(&mut out, rate, reports, s, &others);
     }
+    write_cpu(&mut out, reports, s, &others);
     write_held(&mut out, reports, s, &others);
     out
 }
@@ -107,6 +108,36 @@ fn write_step(
         })
         .collect();
     let _ = writeln!(out, "{line}  {}", held.join("/"));
+}
+
+/// Per step, each server's CPU (user + system) per delivery: steadier than latency when other
+/// work shares the machine.
+fn write_cpu(out: &mut String, reports: &[RunReport], s: &RunReport, others: &[&RunReport]) {
+    let cpu = |p: &PhaseReport| p.relay_ns_per_delivery.unwrap_or(0.0);
+    let mut head = format!("{:>9}", "cpu ns/d");
+    for r in reports {
+        let _ = write!(head, " {:>11}", r.config.server);
+    }
+    for o in others {
+        let _ = write!(
+            head,
+            " {:>13}",
+            format!("{}÷{}", s.config.server, o.config.server)
+        );
+    }
+    let _ = writeln!(out, "{head}");
+    for rate in step_rates(reports) {
+        let mut line = format!("{rate:>9.0}");
+        for r in reports {
+            let v = phase_at(r, rate).map_or("-".into(), |p| format!("{:.0}", cpu(p)));
+            let _ = write!(line, " {v:>11}");
+        }
+        for o in others {
+            let ratio = pair(phase_at(s, rate), phase_at(o, rate), cpu);
+            let _ = write!(line, " {ratio:>13}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 /// The highest rate each server held (ramp), or its idle-crowd figures, and the ratios.
