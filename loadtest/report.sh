@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds tickrelay and the load-test harness (release), runs a bounded set of load tests against
 # a relay the harness spawns on free loopback ports, and writes docs/perf/*.json,
-# docs/perf/latency.svg and the Markdown summary docs/perf/REPORT.md.
+# docs/perf/latency.svg and the Markdown summary docs/perf/REPORT.md; then the side-by-side runs
+# against the floor and naive reference servers into docs/perf/compare-*.json|txt and COMPARE.md.
 #
 # Every run is bounded (--max-time) and talks to 127.0.0.x only. The machines cap open files at
 # 20,000 per process, so the crowd run stays at 19,000 clients: the harness holds one socket
 # per client, the relay one per connection plus listeners and ingest.
 #
-#   loadtest/report.sh               # all runs, about 6 minutes on 2 cores
+#   loadtest/report.sh               # all runs, about 6 minutes on 2 cores, then the comparisons
+#   ONLY=compare loadtest/report.sh  # only the side-by-side runs against the reference servers
 #   OUT=/tmp/perf loadtest/report.sh # somewhere else
 #   CARGO_TARGET_DIR=/work/target-lt loadtest/report.sh
 set -euo pipefail
@@ -38,29 +40,76 @@ run() {
     fi
 }
 
-run steady-1000x10 steady --clients 1000 --symbols 100 --symbols-per-client 10 \
-    --rate 2000 --duration 20s
-run steady-5000x5 steady --clients 5000 --symbols 100 --symbols-per-client 5 \
-    --rate 1000 --duration 20s --connect-rate 4000
-# The relay's default --max-connections is 19,000; HTTP probes (/health, /stats) count too.
-run crowd-19000 crowd --clients 19000 --symbols 100 --symbols-per-client 5 \
-    --duration 10s --connect-rate 4000 --source-ips 4 --settle 2s \
-    --relay-args "--max-connections 19500"
-# A connect storm: 10,000 clients offered at 10,000/s (handshake latency under a burst).
-run crowd-burst crowd --clients 10000 --symbols 100 --symbols-per-client 5 \
-    --duration 1s --connect-rate 10000 --source-ips 4 --settle 1s
-# Every client takes all 10 symbols (JSON, ~115 B a tick): each stuck client falls ~290 KB/s
-# behind, past the ~4 MB the kernel's loopback send buffer absorbs by itself within ~15 s, so
-# the relay's own slow-consumer policy is what the second half of the run exercises.
-run slow-10pct slow --clients 100 --symbols 10 --symbols-per-client 10 --mix json=1 \
-    --rate 2500 --duration 25s --slow-fraction 0.1
-run ramp ramp --clients 500 --symbols 100 --symbols-per-client 10 \
-    --rate 1000 --step-duration 5s --max-steps 8 --p99-bound-ms 10 --svg "$out/latency.svg"
+# compare NAME ARGS...: the same load against floor, naive and the relay in one invocation
+# (heavy clients, JSON); writes $out/NAME-{floor,naive,relay}.json and $out/NAME.txt, whose last
+# table is relay ÷ floor and relay ÷ naive, per step, for throughput and p99.
+compare() {
+    local name=$1
+    shift
+    echo "== $name: loadtest compare $*"
+    if ! timeout 1200 "$lt" compare "${common[@]}" --label "$name" \
+        --relay-log "${TMPDIR:-/tmp}/tickrelay-$name.log" --report-json "$out/$name.json" "$@" \
+        | tee "$out/$name.txt"; then
+        echo "!! $name failed (exit $?)"
+        failed=1
+    fi
+}
+
+runs=(steady-1000x10 steady-5000x5 crowd-19000 crowd-burst slow-10pct ramp)
+if [ "${ONLY:-}" = compare ]; then
+    runs=()
+else
+    run steady-1000x10 steady --clients 1000 --symbols 100 --symbols-per-client 10 \
+        --rate 2000 --duration 20s
+    run steady-5000x5 steady --clients 5000 --symbols 100 --symbols-per-client 5 \
+        --rate 1000 --duration 20s --connect-rate 4000
+    # The relay's default --max-connections is 19,000; HTTP probes (/health, /stats) count too.
+    run crowd-19000 crowd --clients 19000 --symbols 100 --symbols-per-client 5 \
+        --duration 10s --connect-rate 4000 --source-ips 4 --settle 2s \
+        --relay-args "--max-connections 19500"
+    # A connect storm: 10,000 clients offered at 10,000/s (handshake latency under a burst).
+    run crowd-burst crowd --clients 10000 --symbols 100 --symbols-per-client 5 \
+        --duration 1s --connect-rate 10000 --source-ips 4 --settle 1s
+    # Every client takes all 10 symbols (JSON, ~115 B a tick): each stuck client falls ~290 KB/s
+    # behind, past the ~4 MB the kernel's loopback send buffer absorbs by itself within ~15 s, so
+    # the relay's own slow-consumer policy is what the second half of the run exercises.
+    run slow-10pct slow --clients 100 --symbols 10 --symbols-per-client 10 --mix json=1 \
+        --rate 2500 --duration 25s --slow-fraction 0.1
+    run ramp ramp --clients 500 --symbols 100 --symbols-per-client 10 \
+        --rate 1000 --step-duration 5s --max-steps 8 --p99-bound-ms 10 --svg "$out/latency.svg"
+fi
+
+# Issue 9's side-by-side runs: a fan-out ramp in √2 steps (a step holds with no loss and
+# p99 < 50 ms) and a crowd at 1,000 ticks/s. Three servers in a row open three times the
+# connections within a minute: --source-ips spreads them past ports still in TIME_WAIT.
+compare compare-fanout --shape ramp --clients 1000 --symbols 100 --symbols-per-client 10 \
+    --mix json=1 --rate 1000 --step-factor 1.4142 --step-duration 5s --max-steps 12 \
+    --p99-bound-ms 50 --source-ips 2
+compare compare-crowd --shape crowd --clients 5000 --symbols 100 --symbols-per-client 5 \
+    --mix json=1 --rate 1000 --duration 10s --connect-rate 4000 --source-ips 4
+
+# The ratio tables, kept with the other results.
+{
+    echo "# tickrelay side by side with the floor and naive reference servers"
+    echo
+    echo "Generated by \`loadtest/report.sh\` on a $(nproc)-core machine (harness and servers share it,"
+    echo "heavy clients, JSON). Each table is one \`loadtest compare\` invocation: the same load against"
+    echo "each server in turn; ratios are relay ÷ floor and relay ÷ naive per step."
+    for name in compare-fanout compare-crowd; do
+        [ -f "$out/$name.txt" ] || continue
+        printf '\n## %s\n\n```text\n' "$name"
+        sed -n '/^== compare:/,$p' "$out/$name.txt"
+        echo '```'
+    done
+} >"$out/COMPARE.md"
+echo "wrote $out/COMPARE.md"
 
 reports=()
-for name in steady-1000x10 steady-5000x5 crowd-19000 crowd-burst slow-10pct ramp; do
+for name in "${runs[@]}"; do
     [ -f "$out/$name.json" ] && reports+=("$out/$name.json")
 done
-"$lt" summarize "${reports[@]}" --svg-link latency.svg --out "$out/REPORT.md"
-echo "wrote $out/REPORT.md"
+if [ ${#reports[@]} -gt 0 ]; then
+    "$lt" summarize "${reports[@]}" --svg-link latency.svg --out "$out/REPORT.md"
+    echo "wrote $out/REPORT.md"
+fi
 exit "$failed"

@@ -45,6 +45,8 @@ pub enum DecodeError {
     MissingField(&'static str),
     #[error("JSON field `{0}` is not of the expected type")]
     BadField(&'static str),
+    #[error("message is not JSON")]
+    NotJson,
     #[error("protobuf message is truncated or malformed")]
     BadProtobuf,
     #[error("inflate failed: {0}")]
@@ -72,6 +74,32 @@ pub fn scan_json(msg: &[u8]) -> Result<Message<'_>, DecodeError> {
         }),
         b"welcome" => Ok(Message::Welcome),
         b"error" => Ok(Message::Error),
+        _ => Ok(Message::Other),
+    }
+}
+
+/// The same fields from a fully parsed JSON message (the heavy client profile's decode).
+pub fn from_value(v: &serde_json::Value) -> Result<Message<'_>, DecodeError> {
+    let field = |k: &'static str| v.get(k).ok_or(DecodeError::MissingField(k));
+    let text = |k| field(k)?.as_str().ok_or(DecodeError::BadField(k));
+    let number = |k| field(k)?.as_u64().ok_or(DecodeError::BadField(k));
+    match text("type")? {
+        "tick" => Ok(Message::Tick {
+            symbol: text("symbol")?.as_bytes(),
+            seq: number("seq")?,
+            ts_ns: number("ts_ns")?,
+        }),
+        "snapshot" => Ok(Message::Snapshot {
+            symbol: text("symbol")?.as_bytes(),
+            seq: number("seq")?,
+        }),
+        "gap" => Ok(Message::Gap {
+            symbol: text("symbol")?.as_bytes(),
+            from: number("from")?,
+            to: number("to")?,
+        }),
+        "welcome" => Ok(Message::Welcome),
+        "error" => Ok(Message::Error),
         _ => Ok(Message::Other),
     }
 }
@@ -414,6 +442,26 @@ mod tests {
                 to: 9
             })
         );
+    }
+
+    #[test]
+    fn a_full_parse_reads_what_the_scanner_reads() {
+        let messages: [&[u8]; 5] = [
+            br#"{"type":"tick","symbol":"SYM001","seq":17,"kind":"trade","ts_ns":42,"recv_ns":43,"price":1.5}"#,
+            br#"{"type":"snapshot","symbol":"SYM002","seq":3,"kind":"trade","ts_ns":1}"#,
+            br#"{"type":"gap","symbol":"SYM003","from":4,"to":9}"#,
+            br#"{"type":"welcome","session":1,"symbols":["SYM001"]}"#,
+            br#"{"type":"tick","symbol":"SYM001","seq":"x","ts_ns":1}"#,
+        ];
+        for m in messages {
+            let v: serde_json::Value = serde_json::from_slice(m).unwrap();
+            assert_eq!(
+                from_value(&v),
+                scan_json(m),
+                "{}",
+                String::from_utf8_lossy(m)
+            );
+        }
     }
 
     #[test]

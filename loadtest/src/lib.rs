@@ -8,6 +8,9 @@
 //!
 //! Measuring must cost far less than what is measured: a few worker threads each drive many
 //! connections, read in 64 KiB batches and decode only `type`, `symbol`, `seq` and `ts_ns`.
+//! [`reference`] holds the floor and naive servers the relay is compared with in the same run
+//! (`--server`, `compare`); `--client-profile heavy` makes the clients cost what typical
+//! application clients do.
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -15,6 +18,7 @@ pub mod decode;
 pub mod latency;
 pub mod procfs;
 pub mod publisher;
+pub mod reference;
 pub mod relay;
 pub mod report;
 pub mod scenario;

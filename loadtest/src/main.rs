@@ -12,8 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use loadtest::reference::{self, ServeArgs};
 use loadtest::report::{self, RunReport};
-use loadtest::scenario::{self, Mode, RampArgs, RunArgs, SlowArgs};
+use loadtest::scenario::{self, CompareArgs, Mode, RampArgs, RunArgs, SlowArgs};
 
 /// Load-test harness for the tickrelay WebSocket relay.
 #[derive(Debug, Parser)]
@@ -27,7 +28,7 @@ struct Cli {
 enum Command {
     /// Publish a fixed rate for a fixed time; latency, loss and CPU per delivery.
     Steady(RunArgs),
-    /// Double the rate each step until p99 exceeds a bound or a tick is lost.
+    /// Raise the rate each step (×--step-factor) until p99 exceeds a bound or a tick is lost.
     Ramp {
         #[command(flatten)]
         run: RunArgs,
@@ -43,6 +44,19 @@ enum Command {
         #[command(flatten)]
         slow: SlowArgs,
     },
+    /// The same load against floor, naive and the relay in one invocation; ratios per step.
+    Compare {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        ramp: RampArgs,
+        #[command(flatten)]
+        compare: CompareArgs,
+    },
+    /// Serve as the floor reference server (forwards ingest lines as pre-built frames).
+    ServeFloor(ServeArgs),
+    /// Serve as the naive reference server (tokio-tungstenite, one broadcast channel).
+    ServeNaive(ServeArgs),
     /// Turn JSON reports into a Markdown report.
     Summarize {
         /// JSON reports written with --report-json.
@@ -80,6 +94,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             svg_link,
         } => return summarize(files, out.as_ref(), svg_link.as_deref()),
+        Command::Compare { run, ramp, compare } => return compare_servers(run, ramp, compare),
+        Command::ServeFloor(serve) => {
+            return reference::serve_floor(serve).map(|()| ExitCode::SUCCESS);
+        }
+        Command::ServeNaive(serve) => {
+            return reference::serve_naive(serve).map(|()| ExitCode::SUCCESS);
+        }
     };
     let report = scenario::run(mode, args, ramp, slow)?;
     println!("{}", report.table());
@@ -92,6 +113,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         eprintln!("loadtest: wrote {}", path.display());
     }
     Ok(if args.assert_clean && !report.clean {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result<ExitCode> {
+    let reports = scenario::compare(args, ramp, cmp)?;
+    for (report, &server) in reports.iter().zip(&cmp.servers) {
+        println!("{}", report.table());
+        if let Some(path) = &args.report_json {
+            let path = scenario::suffixed(path, server);
+            report.write_json(&path)?;
+            eprintln!("loadtest: wrote {}", path.display());
+        }
+    }
+    println!("{}", report::ratio_table(&reports));
+    Ok(if args.assert_clean && reports.iter().any(|r| !r.clean) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

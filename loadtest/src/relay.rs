@@ -34,9 +34,11 @@ pub struct RelayProcess {
 }
 
 impl RelayProcess {
-    /// Starts `binary` on free ports with `extra_args`, and waits until it is healthy.
+    /// Starts `binary` with `leading` arguments (a subcommand), free ports and `extra_args`,
+    /// and waits until it is healthy.
     pub fn spawn(
         binary: &Path,
+        leading: &[String],
         extra_args: &[String],
         log: &Path,
         ready_within: Duration,
@@ -44,14 +46,15 @@ impl RelayProcess {
         let listen = free_addr()?;
         let ingest_json = free_addr()?;
         let ingest_protobuf = free_addr()?;
-        let mut args = vec![
+        let mut args = leading.to_vec();
+        args.extend([
             "--listen".to_owned(),
             listen.to_string(),
             "--ingest-tcp".to_owned(),
             ingest_json.to_string(),
             "--ingest-tcp-protobuf".to_owned(),
             ingest_protobuf.to_string(),
-        ];
+        ]);
         args.extend(extra_args.iter().cloned());
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(binary)

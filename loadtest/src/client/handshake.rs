@@ -1,0 +1,199 @@
+//! Opening a session: TCP connect (from a chosen source address), the HTTP upgrade with a
+//! random key, and the check of the server's `Sec-WebSocket-Accept`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sha1::{Digest, Sha1};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::frame::random_u128;
+use super::{ClientPlan, Target};
+use crate::decode;
+
+/// Why a client could not open its session.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum HandshakeError {
+    #[error("connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connect + upgrade timed out")]
+    Timeout,
+    #[error("relay closed during the upgrade")]
+    Eof,
+    #[error("upgrade answered `{0}`, not 101")]
+    Status(String),
+    #[error("upgrade response has a wrong or missing Sec-WebSocket-Accept")]
+    Accept,
+    #[error("upgrade response headers exceed {MAX_RESPONSE_HEAD} bytes")]
+    TooLong,
+}
+
+/// The `Sec-WebSocket-Accept` a server must answer to `key` (RFC 6455 §4.2.2).
+pub fn accept_key(key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(WS_GUID.as_bytes());
+    base64(&sha.finalize())
+}
+
+/// The upgrade request for `plan`.
+fn upgrade_request(target: &Target, plan: &ClientPlan, key: &str) -> String {
+    let symbols: Vec<String> = plan
+        .symbols
+        .iter()
+        .map(|&s| decode::symbol_name(s, target.symbol_count))
+        .collect();
+    format!(
+        "GET /ws?symbols={}&encoding={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        symbols.join(","),
+        plan.encoding.name(),
+        target.addr,
+    )
+}
+
+/// Checks a complete response head: status 101 and the right accept key.
+fn check_upgrade_response(head: &str, key: &str) -> Result<(), HandshakeError> {
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_ascii_whitespace().nth(1) != Some("101") {
+        return Err(HandshakeError::Status(status.to_owned()));
+    }
+    let expected = accept_key(key);
+    let accepted = head.lines().skip(1).any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("sec-websocket-accept") && value.trim() == expected
+        })
+    });
+    if accepted {
+        Ok(())
+    } else {
+        Err(HandshakeError::Accept)
+    }
+}
+
+/// TCP connect (from `plan.source` if set) and the upgrade; returns bytes read past the head.
+pub(super) async fn open(
+    target: &Target,
+    plan: &ClientPlan,
+) -> Result<(TcpStream, Vec<u8>), HandshakeError> {
+    let socket = Socket::new(
+        Domain::for_address(target.addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    if let Some(bytes) = plan.recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    if let (Some(ip), IpAddr::V4(_)) = (plan.source, target.addr.ip()) {
+        // Reuse ports left in TIME_WAIT by an earlier run from this address.
+        socket.set_reuse_address(true)?;
+        socket.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())?;
+    }
+    let socket = TcpSocket::from_std_stream(socket.into());
+    let mut stream = socket.connect(target.addr).await?;
+    stream.set_nodelay(true)?;
+
+    let key = base64(&random_u128().to_le_bytes());
+    stream
+        .write_all(upgrade_request(target, plan, &key).as_bytes())
+        .await?;
+    let mut buf = Vec::with_capacity(1024);
+    let head_end = loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(HandshakeError::Eof);
+        }
+        if let Some(i) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_RESPONSE_HEAD {
+            return Err(HandshakeError::TooLong);
+        }
+    };
+    check_upgrade_response(&String::from_utf8_lossy(&buf[..head_end]), &key)?;
+    Ok((stream, buf.split_off(head_end)))
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = match chunk {
+            [a, b, c] => u32::from_be_bytes([0, *a, *b, *c]),
+            [a, b] => u32::from_be_bytes([0, *a, *b, 0]),
+            [a] => u32::from_be_bytes([0, *a, 0, 0]),
+            _ => unreachable!("chunks(3) yields 1..=3 bytes"),
+        };
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// RFC 6455 §1.3.
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::client::Encoding;
+
+    #[test]
+    fn accept_key_matches_rfc_example() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(base64(b"the sample nonce"), "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b""), "");
+    }
+
+    #[test]
+    fn upgrade_response_is_checked() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        assert!(check_upgrade_response(ok, key).is_ok());
+        let wrong = ok.replace("s3pP", "AAAA");
+        assert!(matches!(
+            check_upgrade_response(&wrong, key),
+            Err(HandshakeError::Accept)
+        ));
+        assert!(matches!(
+            check_upgrade_response("HTTP/1.1 400 Bad Request\r\n\r\n", key),
+            Err(HandshakeError::Status(_))
+        ));
+    }
+
+    #[test]
+    fn upgrade_request_names_symbols_and_encoding() {
+        let target = Target {
+            addr: "127.0.0.1:8080".parse().unwrap(),
+            symbol_count: 100,
+            handshake_timeout: Duration::from_secs(1),
+        };
+        let plan = ClientPlan {
+            id: 0,
+            symbols: vec![1, 42],
+            encoding: Encoding::Gzip,
+            source: None,
+            slow: false,
+            recv_buffer: None,
+        };
+        let req = upgrade_request(&target, &plan, "k");
+        assert!(req.starts_with("GET /ws?symbols=SYM001,SYM042&encoding=gzip HTTP/1.1\r\n"));
+        assert!(req.contains("Sec-WebSocket-Version: 13\r\n"));
+        assert!(req.ends_with("\r\n\r\n"));
+    }
+}

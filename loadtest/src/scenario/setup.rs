@@ -1,0 +1,179 @@
+//! Bringing a run up: the relay (spawned or given), its endpoints, the watchdog's bound, the
+//! client plan, the workers, and the wait for every welcome.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+
+use super::coordinator::{Collected, Ctx};
+use super::{Mode, RampArgs, RunArgs, SlowArgs, plan_clients};
+use crate::client::{ClientPlan, Target, WorkerHandle};
+use crate::procfs;
+use crate::publisher::IngestFormat;
+use crate::relay::RelayProcess;
+use crate::report::ConnectReport;
+
+/// The CPU and memory counters read before the clients open.
+pub(super) struct Before {
+    pub(super) harness_cpu: procfs::CpuTimes,
+    pub(super) relay_cpu: Option<procfs::CpuTimes>,
+    pub(super) relay_rss: Option<procfs::Memory>,
+}
+
+impl Before {
+    pub(super) fn take(relay_pid: Option<u32>) -> Self {
+        Self {
+            harness_cpu: procfs::self_cpu().unwrap_or_default(),
+            relay_cpu: relay_pid.and_then(|p| procfs::process_cpu(p).ok()),
+            relay_rss: relay_pid.and_then(|p| procfs::memory(p).ok()),
+        }
+    }
+}
+
+/// `--max-time`, or by default 3 minutes more than the publishing takes.
+pub(super) fn max_time(mode: Mode, args: &RunArgs, ramp: &RampArgs) -> Duration {
+    let publish_time = match mode {
+        Mode::Ramp => ramp.step_duration.mul_f64(f64::from(ramp.max_steps)),
+        _ => args.duration,
+    };
+    args.max_time
+        .unwrap_or(Duration::from_secs(180) + publish_time)
+}
+
+/// With `--spawn`: the server started on free ports, healthy. The relay is its own binary;
+/// a reference server is this harness binary run as `serve-floor` or `serve-naive`.
+pub(super) fn spawn_relay(args: &RunArgs, bar: &ProgressBar) -> Result<Option<RelayProcess>> {
+    let Some(path) = &args.spawn else {
+        return Ok(None);
+    };
+    let (binary, leading) = match args.server.subcommand() {
+        Some(subcommand) => (std::env::current_exe()?, vec![subcommand.to_owned()]),
+        None if path.as_os_str().is_empty() => (
+            std::env::current_exe()?
+                .parent()
+                .context("the harness binary has no directory")?
+                .join("tickrelay"),
+            Vec::new(),
+        ),
+        None => (path.clone(), Vec::new()),
+    };
+    let log = args.relay_log.clone().unwrap_or_else(|| {
+        let name = format!("loadtest-{}-{}.log", args.server.name(), std::process::id());
+        std::env::temp_dir().join(name)
+    });
+    let extra: Vec<String> = args
+        .relay_args
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    bar.set_message(format!("starting {}", binary.display()));
+    Ok(Some(RelayProcess::spawn(
+        &binary,
+        &leading,
+        &extra,
+        &log,
+        Duration::from_secs(20),
+    )?))
+}
+
+/// The WebSocket and ingest addresses: the spawned relay's, or the ones given.
+pub(super) fn endpoints(args: &RunArgs, relay: Option<&RelayProcess>) -> (SocketAddr, SocketAddr) {
+    match relay {
+        Some(r) => (
+            r.listen,
+            match args.ingest_format {
+                IngestFormat::Json => r.ingest_json,
+                IngestFormat::Protobuf => r.ingest_protobuf,
+            },
+        ),
+        None => (
+            args.relay,
+            match args.ingest_format {
+                IngestFormat::Json => args.ingest,
+                IngestFormat::Protobuf => args.ingest_protobuf,
+            },
+        ),
+    }
+}
+
+/// The clients of this run: slow ones only in slow mode, source addresses only on loopback.
+pub(super) fn plan_run(
+    mode: Mode,
+    args: &RunArgs,
+    slow: &SlowArgs,
+    ws_addr: SocketAddr,
+) -> Vec<ClientPlan> {
+    plan_clients(
+        args.clients,
+        args.symbols,
+        args.symbols_per_client,
+        &args.mix,
+        &SlowArgs {
+            slow_fraction: if mode == Mode::Slow {
+                slow.slow_fraction
+            } else {
+                0.0
+            },
+            slow_rcvbuf: slow.slow_rcvbuf,
+        },
+        if ws_addr.ip().is_loopback() {
+            args.source_ips
+        } else {
+            1
+        },
+        args.seed,
+    )
+}
+
+/// Starts the worker threads and hands each its share of the clients to connect.
+pub(super) fn start_workers(
+    args: &RunArgs,
+    ws_addr: SocketAddr,
+    plans: &[ClientPlan],
+) -> Result<(Vec<WorkerHandle>, Instant)> {
+    let target = Target {
+        addr: ws_addr,
+        symbol_count: args.symbols,
+        handshake_timeout: args.handshake_timeout,
+    };
+    let workers: Vec<WorkerHandle> = (0..args.workers)
+        .map(|w| WorkerHandle::spawn(w, target.clone(), args.profile()))
+        .collect::<Result<_>>()?;
+    let mut by_worker: Vec<Vec<ClientPlan>> = vec![Vec::new(); args.workers];
+    for plan in plans {
+        by_worker[plan.id % args.workers].push(plan.clone());
+    }
+    let connect_started = Instant::now();
+    for (worker, share) in workers.iter().zip(by_worker) {
+        worker.connect(share, args.connect_rate / args.workers as f64)?;
+    }
+    Ok((workers, connect_started))
+}
+
+/// Waits for the welcomes and the settle pause; the connect figures and a first collection.
+pub(super) fn open_clients(
+    ctx: &mut Ctx<'_>,
+    connect_started: Instant,
+    plans: &[ClientPlan],
+) -> Result<(ConnectReport, Collected)> {
+    let (welcomed, failed, connect_elapsed) = ctx.wait_welcomes(connect_started)?;
+    std::thread::sleep(ctx.args.settle);
+    let last = ctx.collect(true)?;
+    let mut by_encoding = BTreeMap::new();
+    for p in plans {
+        *by_encoding.entry(p.encoding.name().to_owned()).or_insert(0) += 1;
+    }
+    let connect = ConnectReport {
+        requested: ctx.args.clients,
+        welcomed,
+        failed,
+        elapsed_s: connect_elapsed.as_secs_f64(),
+        handshakes_per_s: welcomed as f64 / connect_elapsed.as_secs_f64().max(1e-9),
+        handshake_us: last.handshake.summary(),
+        by_encoding,
+    };
+    Ok((connect, last))
+}

@@ -1,0 +1,104 @@
+//! The verdict: whether a ramp step held, and whether the whole run was clean.
+
+use crate::report::{PhaseReport, RunReport};
+
+/// Why a ramp step did not hold, if it did not.
+pub(super) fn step_failure(p: &PhaseReport, bound_us: u64) -> Option<String> {
+    let f = &p.fast;
+    if f.lost > 0 || f.relay_gap_ticks > 0 {
+        return Some(format!(
+            "{} ticks lost ({} announced by gap notices)",
+            f.lost, f.relay_gap_ticks
+        ));
+    }
+    if !f.seq.is_clean() {
+        return Some(format!("sequence errors {:?}", f.seq));
+    }
+    if f.latency_us.p99_us > bound_us {
+        return Some(format!(
+            "p99 {} µs > bound {bound_us} µs",
+            f.latency_us.p99_us
+        ));
+    }
+    if p.achieved_rate < p.target_rate * 0.95 {
+        return Some(format!(
+            "publisher reached only {:.0}/s of {:.0}/s (ingest backpressure)",
+            p.achieved_rate, p.target_rate
+        ));
+    }
+    None
+}
+
+/// Fills `clean` and `problems`.
+pub(super) fn judge(r: &mut RunReport) {
+    let mut problems = std::mem::take(&mut r.problems);
+    if r.connect.failed > 0 || r.connect.welcomed < r.connect.requested as u64 {
+        problems.push(format!(
+            "{} of {} clients not welcomed ({} failed)",
+            r.connect.requested as u64 - r.connect.welcomed.min(r.connect.requested as u64),
+            r.connect.requested,
+            r.connect.failed
+        ));
+    }
+    if r.closed_early > 0 {
+        problems.push(format!(
+            "{} clients disconnected during the run",
+            r.closed_early
+        ));
+    }
+    let ramp_last_failed =
+        r.ramp.is_some() && r.phases.last().is_some_and(|p| p.held == Some(false));
+    let n = r.phases.len();
+    for (i, p) in r.phases.iter().enumerate() {
+        if ramp_last_failed && i + 1 == n && n > 1 {
+            continue; // the step that ended the ramp is its result, not a fault
+        }
+        let f = &p.fast;
+        let at = format!("at {:.0}/s", p.target_rate);
+        let checks = [
+            (f.lost, "ticks lost"),
+            (f.extra, "ticks more than expected"),
+            (f.seq.gaps, "seq gaps"),
+            (f.seq.dups, "duplicates"),
+            (f.seq.out_of_order, "out-of-order ticks"),
+            (f.relay_gap_ticks, "ticks announced lost by gap notices"),
+            (f.decode_errors, "undecodable messages"),
+            (f.error_msgs, "error messages"),
+            (f.unexpected_symbol, "ticks of unsubscribed symbols"),
+            (p.ingest_error_lines, "ingest error lines"),
+        ];
+        for (count, what) in checks {
+            if count > 0 {
+                problems.push(format!("{count} {what} {at}"));
+            }
+        }
+        if p.achieved_rate < p.target_rate * 0.95 {
+            problems.push(format!(
+                "publisher reached only {:.0}/s of {:.0}/s",
+                p.achieved_rate, p.target_rate
+            ));
+        }
+    }
+    r.clean = problems.is_empty();
+    r.problems = problems;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ramp_step_verdicts() {
+        let mut p = PhaseReport {
+            target_rate: 1000.0,
+            achieved_rate: 1000.0,
+            ..PhaseReport::default()
+        };
+        p.fast.latency_us.p99_us = 900;
+        assert_eq!(step_failure(&p, 1000), None);
+        p.fast.latency_us.p99_us = 1100;
+        assert!(step_failure(&p, 1000).unwrap().contains("p99"));
+        p.fast.lost = 3;
+        assert!(step_failure(&p, 1000).unwrap().contains("lost"));
+    }
+}

@@ -1,0 +1,183 @@
+//! The instrument tested: each reference server, spawned by the harness as `serve-floor` /
+//! `serve-naive`, carries a complete, gap-free stream to the harness's clients (light and
+//! heavy), and `compare` runs them side by side and prints the ratios.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use loadtest::report::RunReport;
+
+#[test]
+fn the_floor_server_delivers_every_tick_in_order() {
+    for profile in ["light", "heavy"] {
+        assert_complete("floor", profile);
+    }
+}
+
+#[test]
+fn the_naive_server_delivers_every_tick_in_order() {
+    for profile in ["light", "heavy"] {
+        assert_complete("naive", profile);
+    }
+}
+
+#[test]
+fn a_stalled_client_does_not_hold_back_the_others() {
+    // A quarter of the clients stop reading once welcomed (small receive buffers): the others
+    // must still get every tick. (The floor's drain path for a full socket has a unit test.)
+    for server in ["floor", "naive"] {
+        let out = tempdir(&format!("{server}-slow")).join("report.json");
+        let run = harness(
+            "slow",
+            &[
+                "--server",
+                server,
+                "--slow-fraction",
+                "0.25",
+                "--rate",
+                "2000",
+                "--duration",
+                "2s",
+            ],
+            &out,
+        );
+        assert!(run.status.success(), "{server}: {}", describe(&run));
+        let report = RunReport::read_json(&out).unwrap();
+        let phase = &report.phases[0];
+        assert_eq!(phase.fast.clients, 15);
+        assert_eq!(phase.fast.received, phase.fast.expected, "{server}");
+        assert!(phase.fast.seq.is_clean(), "{server}: {:?}", phase.fast.seq);
+        let slow = phase.slow.as_ref().expect("slow clients reported");
+        assert!(
+            slow.seq.is_clean(),
+            "{server}: stalled clients saw {:?}",
+            slow.seq
+        );
+    }
+}
+
+#[test]
+fn compare_runs_each_server_and_prints_the_ratios() {
+    let out = tempdir("compare").join("cmp.json");
+    let run = harness(
+        "compare",
+        &[
+            "--servers",
+            "floor,naive",
+            "--rate",
+            "200",
+            "--step-factor",
+            "1.5",
+            "--step-duration",
+            "1s",
+            "--max-steps",
+            "2",
+            "--p99-bound-ms",
+            "1000",
+        ],
+        &out,
+    );
+    assert!(run.status.success(), "{}", describe(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("== compare: naive ÷ floor"), "{stdout}");
+    assert!(stdout.contains("highest rate held: floor "), "{stdout}");
+    assert!(stdout.contains("cpu ns/d"), "{stdout}");
+    for server in ["floor", "naive"] {
+        let report = RunReport::read_json(&out.with_file_name(format!("cmp-{server}.json")))
+            .expect("one JSON report per server");
+        assert_eq!(report.config.server, server);
+        assert_eq!(
+            report.config.client_profile, "heavy",
+            "compare defaults to heavy"
+        );
+        assert_eq!(report.phases.len(), 2, "{:?}", report.ramp);
+        assert!(report.clean, "{server}: {:?}", report.problems);
+    }
+}
+
+/// A short steady run through `server`: every expected tick arrives, no seq error.
+fn assert_complete(server: &str, profile: &str) {
+    let out = tempdir(&format!("{server}-{profile}")).join("report.json");
+    let run = harness(
+        "steady",
+        &[
+            "--server",
+            server,
+            "--client-profile",
+            profile,
+            "--rate",
+            "500",
+            "--duration",
+            "2s",
+            "--assert-clean",
+        ],
+        &out,
+    );
+    assert!(
+        run.status.success(),
+        "{server}/{profile}: {}",
+        describe(&run)
+    );
+    let report = RunReport::read_json(&out).unwrap();
+    assert_eq!(report.config.server, server);
+    assert_eq!(report.connect.welcomed, 20);
+    let phase = &report.phases[0];
+    assert_eq!(phase.published, 1000);
+    // 20 clients × 3 of 10 symbols: each tick reaches 6 clients.
+    assert_eq!(phase.fast.expected, 1000 * 6);
+    assert_eq!(phase.fast.received, phase.fast.expected);
+    assert!(phase.fast.seq.is_clean(), "{:?}", phase.fast.seq);
+    assert_eq!(phase.fast.decode_errors, 0);
+    let relay = report.relay.expect("the spawned server's process figures");
+    assert!(
+        relay
+            .command
+            .iter()
+            .any(|a| a == &format!("serve-{server}"))
+    );
+    if profile == "heavy" {
+        assert!(report.config.workers >= 2, "heavy runs at least 2 workers");
+    }
+}
+
+fn harness(mode: &str, extra: &[&str], out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([mode, "--spawn", "--mix", "json=1"])
+        .args([
+            "--clients",
+            "20",
+            "--symbols",
+            "10",
+            "--symbols-per-client",
+            "3",
+        ])
+        .args([
+            "--settle",
+            "100ms",
+            "--drain-idle",
+            "1s",
+            "--max-time",
+            "60s",
+        ])
+        .arg("--no-progress")
+        .arg("--report-json")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("the harness binary runs")
+}
+
+fn describe(run: &Output) -> String {
+    format!(
+        "harness exited {}\nstdout:\n{}\nstderr:\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    )
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lt-ref-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
