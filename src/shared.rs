@@ -27,6 +27,10 @@ pub struct Shared {
     pub inbox: Inbox,
     /// The stop signal and phase.
     pub shutdown: Shutdown,
+    /// The identity of the history this relay serves (in `welcome`; resumes name it).
+    /// Chosen at start: a relay's seqs restart at 1, so seqs of two runs must never be
+    /// taken for one history.
+    pub epoch: u64,
     session_ids: AtomicU64,
 }
 
@@ -38,6 +42,7 @@ impl Shared {
             interest: Arc::new(Interest::default()),
             inbox,
             shutdown: Shutdown::new(),
+            epoch: new_epoch(),
             session_ids: AtomicU64::new(0),
             config,
         }
@@ -47,4 +52,10 @@ impl Shared {
     pub fn next_session_id(&self) -> u64 {
         self.session_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
+}
+
+/// A random epoch in 1..2^53: unique per history in practice, and exact as a JSON number
+/// in every client (JavaScript's integers are exact up to 2^53).
+fn new_epoch() -> u64 {
+    rand::random::<u64>() % ((1 << 53) - 1) + 1
 }

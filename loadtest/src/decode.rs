@@ -541,6 +541,7 @@ mod tests {
             encoding: "protobuf".into(),
             symbols: vec!["SYM001".into()],
             server: "tickrelay".into(),
+            epoch: 7,
         }));
         assert_eq!(scan_protobuf(&welcome), Ok(Message::Welcome));
         let hb = pb(Msg::Heartbeat(proto::Heartbeat { ts_ns: 1 }));

@@ -22,6 +22,16 @@ pub enum Message<'a> {
         all: bool,
         /// The symbols subscribed at connect.
         symbols: &'a [Symbol],
+        /// The history this relay serves.
+        epoch: u64,
+    },
+    /// The client's position in `symbol` belongs to another history: a snapshot of
+    /// `epoch`'s follows, never ticks continuing the old seqs.
+    Reset {
+        /// The symbol.
+        symbol: &'a Symbol,
+        /// This relay's epoch.
+        epoch: u64,
     },
     /// The last known value of a symbol.
     Snapshot(&'a Tick),
@@ -80,6 +90,7 @@ impl Message<'_> {
                 encoding,
                 all,
                 symbols,
+                epoch,
             } => json::to_vec(&JsonWelcome {
                 kind: "welcome",
                 session: *session,
@@ -87,6 +98,12 @@ impl Message<'_> {
                 encoding: encoding.as_str(),
                 symbols: with_all(names(symbols), *all, "*"),
                 server: SERVER,
+                epoch: *epoch,
+            }),
+            Self::Reset { symbol, epoch } => json::to_vec(&JsonReset {
+                kind: "reset",
+                symbol: symbol.as_str(),
+                epoch: *epoch,
             }),
             Self::Ack { op, all, symbols } => json::to_vec(&JsonAck {
                 kind: op,
@@ -127,12 +144,18 @@ impl Message<'_> {
                 encoding,
                 all,
                 symbols,
+                epoch,
             } => Msg::Welcome(proto::Welcome {
                 session: *session,
                 shard: *shard,
                 encoding: encoding.as_str().into(),
                 symbols: with_all(names(symbols), *all, "*".to_owned()),
                 server: SERVER.into(),
+                epoch: *epoch,
+            }),
+            Self::Reset { symbol, epoch } => Msg::Reset(proto::Reset {
+                symbol: symbol.as_str().into(),
+                epoch: *epoch,
             }),
             Self::Snapshot(tick) => Msg::Snapshot(protobuf::tick_message(tick)),
             Self::Ack { op, all, symbols } => Msg::Ack(proto::Ack {
@@ -175,6 +198,15 @@ struct JsonWelcome<'a> {
     encoding: &'static str,
     symbols: Vec<&'a str>,
     server: &'static str,
+    epoch: u64,
+}
+
+#[derive(Serialize)]
+struct JsonReset<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    symbol: &'a str,
+    epoch: u64,
 }
 
 #[derive(Serialize)]

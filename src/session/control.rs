@@ -27,12 +27,30 @@ pub enum Control {
         id: u64,
     },
     /// Replay each symbol after the given seq, then go live.
-    Resume(Vec<(Symbol, Seq)>),
+    Resume(Positions),
     /// Send `{"type":"heartbeat"}` every `interval` (zero: stop).
     Heartbeat {
         /// The interval.
         interval: Duration,
     },
+}
+
+/// Where a resuming client is: the last seq it has of each symbol, in the history `epoch`
+/// names (`None`: the client did not say; the relay then trusts the seqs).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Positions {
+    /// Symbol and the last seq the client has, sorted by symbol, no duplicates.
+    pub from: Vec<(Symbol, Seq)>,
+    /// The epoch of the history those seqs belong to.
+    pub epoch: Option<u64>,
+}
+
+impl std::ops::Deref for Positions {
+    type Target = [(Symbol, Seq)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.from
+    }
 }
 
 /// A set of symbols, or `*` (every symbol).
@@ -163,6 +181,7 @@ struct RawControl {
     symbols: Option<Vec<String>>,
     id: Option<u64>,
     from: Option<HashMap<String, u64>>,
+    epoch: Option<u64>,
     interval_ms: Option<u64>,
 }
 
@@ -207,7 +226,9 @@ impl ControlParser {
                     op: "resume",
                     field: "from",
                 })?;
-                resume(from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)
+                let mut positions = resume(from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)?;
+                positions.epoch = raw.epoch;
+                Ok(Control::Resume(positions))
             }
             "heartbeat" => {
                 let ms = raw.interval_ms.ok_or(ControlError::MissingField {
@@ -238,7 +259,11 @@ impl ControlParser {
             Some(Msg::Snapshot(s)) => names(&s).map(Control::Snapshot),
             Some(Msg::Ping(p)) => Ok(Control::Ping { id: p.id }),
             Some(Msg::Resume(r)) => {
-                resume(r.from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)
+                let mut positions =
+                    resume(r.from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)?;
+                // proto3: 0 is "not set"; epochs are never 0.
+                positions.epoch = (r.epoch != 0).then_some(r.epoch);
+                Ok(Control::Resume(positions))
             }
             Some(Msg::Heartbeat(h)) => Ok(Control::Heartbeat {
                 interval: Duration::from_millis(u64::from(h.interval_ms)),
@@ -259,7 +284,7 @@ impl std::fmt::Debug for ControlParser {
 pub fn resume<'a>(
     positions: impl IntoIterator<Item = (&'a str, u64)>,
     limit: usize,
-) -> Result<Control, ControlError> {
+) -> Result<Positions, ControlError> {
     let mut out = Vec::new();
     for (name, seq) in positions {
         if out.len() == limit {
@@ -276,7 +301,10 @@ pub fn resume<'a>(
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out.dedup_by(|a, b| a.0 == b.0);
-    Ok(Control::Resume(out))
+    Ok(Positions {
+        from: out,
+        epoch: None,
+    })
 }
 
 #[cfg(test)]

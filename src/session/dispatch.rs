@@ -70,6 +70,7 @@ pub(super) fn open(
         encoding: params.encoding,
         all: params.selection.all,
         symbols: &welcome_symbols,
+        epoch: core.shared().epoch,
     };
     core.send(key, &welcome, now);
     // The connect-time lists were validated against the limit by the handshake already.
@@ -82,7 +83,7 @@ pub(super) fn open(
         .collect();
     let added = core.subscribe(key, params.selection.all, &live);
     core.send_snapshots(key, &added, now);
-    core.resume(key, &params.resume, now);
+    core.resume(key, &params.resume, params.resume.epoch, now);
     // The connect burst is compressed; a client that stays idle should not hold deflate state.
     core.release_encoder(key);
     core.flush(key);
@@ -239,7 +240,7 @@ fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Ins
                 symbols,
             };
             ack(core, key, "resumed", &resumed, now);
-            core.resume(key, &positions, now);
+            core.resume(key, &positions, positions.epoch, now);
         }
         Control::Heartbeat { interval } => {
             session.heartbeat = (!interval.is_zero()).then(|| interval.max(MIN_HEARTBEAT));

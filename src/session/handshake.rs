@@ -7,11 +7,10 @@
 use hyper::StatusCode;
 use hyper::header::{HeaderMap, SEC_WEBSOCKET_PROTOCOL};
 
-use super::control::{self, Control, ControlError, Selection};
+use super::control::{self, ControlError, Positions, Selection};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
 use crate::error::ErrorCode;
-use crate::tick::{Seq, Symbol};
 
 /// What the session does with client messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +33,8 @@ pub struct SessionParams {
     pub selection: Selection,
     /// The slow-consumer policy.
     pub slow: SlowPolicy,
-    /// Positions to resume from.
-    pub resume: Vec<(Symbol, Seq)>,
+    /// Positions to resume from, and the epoch they belong to (`&epoch=`).
+    pub resume: Positions,
     /// Feed or echo.
     pub mode: Mode,
 }
@@ -48,7 +47,7 @@ impl SessionParams {
             by_subprotocol: false,
             selection: Selection::default(),
             slow: SlowPolicy::Disconnect,
-            resume: Vec::new(),
+            resume: Positions::default(),
             mode: Mode::Echo,
         }
     }
@@ -80,6 +79,9 @@ pub enum HandshakeError {
     /// `resume=` is not a list of `SYMBOL:SEQ`.
     #[error("resume position `{0}` is not SYMBOL:SEQ")]
     BadResume(String),
+    /// `epoch=` is not a positive whole number.
+    #[error("epoch `{0}` is not a positive whole number (take it from `welcome`)")]
+    BadEpoch(String),
     /// A symbol list problem (invalid name, too many).
     #[error(transparent)]
     Symbols(#[from] ControlError),
@@ -107,6 +109,7 @@ impl HandshakeError {
             Self::UnknownParam(_)
             | Self::UnknownPolicy(_)
             | Self::BadResume(_)
+            | Self::BadEpoch(_)
             | Self::NotUpgrade(_) => ErrorCode::BadRequest,
         }
     }
@@ -121,6 +124,7 @@ impl HandshakeError {
             | Self::UnknownParam(_)
             | Self::UnknownPolicy(_)
             | Self::BadResume(_)
+            | Self::BadEpoch(_)
             | Self::Symbols(_)
             | Self::NotUpgrade(_) => StatusCode::BAD_REQUEST,
         }
@@ -138,9 +142,10 @@ pub fn parse(
         by_subprotocol: false,
         selection: Selection::default(),
         slow: config.slow_policy,
-        resume: Vec::new(),
+        resume: Positions::default(),
         mode: Mode::Feed,
     };
+    let mut epoch = None;
     let mut query_encoding = None;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*key {
@@ -175,12 +180,15 @@ pub fn parse(
                         .map_err(|_| HandshakeError::BadResume(clip(item)))?;
                     positions.push((name, seq));
                 }
-                let Control::Resume(resume) =
-                    control::resume(positions, config.max_symbols_per_client)?
-                else {
-                    unreachable!("control::resume returns Resume");
-                };
-                params.resume = resume;
+                params.resume = control::resume(positions, config.max_symbols_per_client)?;
+            }
+            "epoch" => {
+                let value: u64 = value
+                    .parse()
+                    .ok()
+                    .filter(|e| *e > 0)
+                    .ok_or_else(|| HandshakeError::BadEpoch(clip(&value)))?;
+                epoch = Some(value);
             }
             other => return Err(HandshakeError::UnknownParam(clip(other))),
         }
@@ -198,6 +206,7 @@ pub fn parse(
         }
         .into());
     }
+    params.resume.epoch = epoch;
     let header_encoding = subprotocol(headers)?;
     params.encoding = match (query_encoding, header_encoding) {
         (Some(q), Some(h)) if q != h => {

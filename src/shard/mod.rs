@@ -398,15 +398,38 @@ impl ShardCore {
     /// Subscribes each symbol and queues what the client missed after its position: the
     /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
     /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
-    /// resumes.
-    pub fn resume(&mut self, key: SessionKey, positions: &[(Symbol, Seq)], now: Instant) {
+    /// resumes. A position in another history (`epoch` given and not this relay's) gets a
+    /// `reset` and a snapshot, never ticks.
+    pub fn resume(
+        &mut self,
+        key: SessionKey,
+        positions: &[(Symbol, Seq)],
+        epoch: Option<u64>,
+        now: Instant,
+    ) {
         if positions.is_empty() {
             return;
         }
         let symbols: Vec<Symbol> = positions.iter().map(|(s, _)| s.clone()).collect();
         self.subscribe(key, false, &symbols);
+        let current = self.shared.epoch;
         let metrics = self.shared.metrics.shard(self.id);
         let feed = &mut self.clients[key].feed;
+        if epoch.is_some_and(|e| e != current) {
+            for (symbol, _) in positions {
+                feed.send(
+                    &Message::Reset {
+                        symbol,
+                        epoch: current,
+                    },
+                    now,
+                );
+                if let Some(last) = self.history.get(symbol).and_then(History::last) {
+                    feed.send(&Message::Snapshot(last.tick()), now);
+                }
+            }
+            return;
+        }
         for (symbol, seq) in positions {
             match self.history.get(symbol).and_then(|h| h.since(*seq)) {
                 None => {}
