@@ -1,7 +1,8 @@
 //! HTTP on the WebSocket port, served by hyper on the shard that accepted the connection.
 //!
 //! Routes: `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
-//! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`, `GET /`.
+//! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`, `GET /`,
+//! `GET /tickrelay.js` (the JavaScript client the dashboard imports).
 //! Every error is JSON: `{"type":"error","code":"...","message":"..."}`.
 
 pub mod prometheus;
@@ -81,6 +82,12 @@ async fn route(
         }
         (&Method::POST, "/api/publish") => publish::publish(core, request).await,
         (&Method::GET, "/") => html(DASHBOARD),
+        (&Method::GET, "/tickrelay.js") => {
+            let mut response = html(CLIENT_JS);
+            let js = HeaderValue::from_static("text/javascript; charset=utf-8");
+            response.headers_mut().insert(CONTENT_TYPE, js);
+            response
+        }
         (
             _,
             "/ws" | "/health" | "/ready" | "/stats" | "/metrics" | "/symbols" | "/api/publish"
@@ -228,3 +235,6 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// The live dashboard at `/`.
 const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The JavaScript client (`clients/js/tickrelay.js`) at `/tickrelay.js`, which the dashboard uses.
+const CLIENT_JS: &str = include_str!("../../clients/js/tickrelay.js");
