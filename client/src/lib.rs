@@ -77,3 +77,8 @@ pub use item::{
     Connected, Disconnected, Event, Gap, GapReason, Item, Key, Kind, Reset, ServerError, Tick,
 };
 pub use options::{Backoff, Encoding, Options, SlowConsumer};
+
+/// Compiles the examples in README.md as doctests, so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

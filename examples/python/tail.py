@@ -15,6 +15,7 @@ splicing two histories together. Connection changes go to stderr. Encodings: jso
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import urllib.parse
@@ -72,9 +73,16 @@ def url_for(base, symbols, encoding, sequencer):
     return f"{base}{'&' if '?' in base else '?'}{query}"
 
 
+class StdoutClosed(Exception):
+    """Whoever reads our output has gone (e.g. `| head`): stop, do not reconnect."""
+
+
 def emit(line):
-    sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError as e:
+        raise StdoutClosed from e
 
 
 def status(**fields):
@@ -137,8 +145,9 @@ def main():
     args = parser.parse_args()
     try:
         asyncio.run(tail(args.url, args.symbols, args.encoding, args.max_backoff))
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, StdoutClosed):
+        # Python would complain once more flushing stdout at exit: point it at /dev/null.
+        sys.stdout = open(os.devnull, "w")
 
 
 if __name__ == "__main__":
