@@ -130,6 +130,12 @@ impl Client {
             .collect()
     }
 
+    /// How far behind the application is: the items (and a pending error) that
+    /// [`Client::next`] would return without waiting.
+    pub fn backlog(&self) -> usize {
+        self.queue().backlog()
+    }
+
     /// Closes the connection and stops the task.
     pub fn close(self) {
         drop(self);

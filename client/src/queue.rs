@@ -137,6 +137,19 @@ impl Queue {
         self.wake();
     }
 
+    /// How many `pop`s would return something now: items, conflated items and gaps, and a
+    /// pending error.
+    pub(crate) fn backlog(&self) -> usize {
+        let conflated: usize = self
+            .slots
+            .iter()
+            .map(|(_, slot)| {
+                usize::from(slot.skipped.is_some()) + usize::from(slot.latest.is_some())
+            })
+            .sum();
+        self.items.len() + conflated + usize::from(self.failed.is_some())
+    }
+
     /// The last seq popped per key.
     pub(crate) fn popped(&self) -> &HashMap<Key, u64> {
         &self.popped
@@ -287,6 +300,7 @@ mod tests {
         q.push(tick("A", 1));
         q.push(tick("A", 2));
         assert_eq!(q.push(tick("A", 3)), Pushed::Failed);
+        assert_eq!(q.backlog(), 3, "two items and the error");
         assert!(matches!(q.pop(), Some(Ok(_))));
         assert!(matches!(q.pop(), Some(Ok(_))));
         assert!(matches!(

@@ -211,11 +211,12 @@ async fn a_quiet_healthy_connection_is_kept() {
     let relay = TestRelay::start(relay_config()).await;
     let options = Options::new()
         .symbols(["A"])
-        .liveness_timeout(Duration::from_millis(300));
+        .liveness_timeout(Duration::from_secs(1));
     let mut client = client(&relay.url(), options).await;
     let mut tracker = Tracker::default();
-    // Three liveness timeouts without a tick: the client's pings keep it alive.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Time passing without a tick is what this test is about: 2.5 liveness timeouts, in
+    // which only the client's pings (answered with pongs) keep the connection alive.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     relay.publish("A", 1, 1, 1, Duration::ZERO).await;
     read_until(
         &mut client,
@@ -355,9 +356,14 @@ async fn a_slow_reader_gets_the_newest_ticks_and_gaps_when_conflating() {
         .buffer(8)
         .slow_consumer(SlowConsumer::Conflate);
     let mut client = client(&relay.url(), options).await;
-    // Nobody reads while 2,000 ticks arrive.
+    // Nobody reads while 2,000 ticks arrive: the buffer fills with 8 items, then conflation
+    // holds a gap and the newest tick.
     relay.publish("A", 2000, 1, 2000, Duration::ZERO).await;
-    relay.wait_seq("A", 2000).await;
+    support::wait_for(
+        "8 items, a gap and the newest tick to be waiting",
+        || async { client.backlog() == 10 },
+    )
+    .await;
     let mut tracker = Tracker::default();
     read_until(
         &mut client,
@@ -379,6 +385,44 @@ async fn a_slow_reader_gets_the_newest_ticks_and_gaps_when_conflating() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_that_waits_is_cut_off_by_the_relay_and_loses_nothing() {
+    let relay = TestRelay::start(Config {
+        outbox_bytes: 16 * 1024,
+        send_buffer_bytes: 4096,
+        ..relay_config()
+    })
+    .await;
+    // SlowConsumer::Wait (the default): with 16 items buffered the client stops reading.
+    let mut client = client(&relay.url(), Options::new().symbols(["A"]).buffer(16)).await;
+    relay
+        .publish("A", 20_000, 1, 500, Duration::from_millis(1))
+        .await;
+    support::wait_for(
+        "the relay to close the stalled client with 4008",
+        || async { relay.slow_disconnects() >= 1 },
+    )
+    .await;
+    let mut tracker = Tracker::default();
+    read_until(
+        &mut client,
+        &mut tracker,
+        "A seq 20000",
+        |t| t.last("A") == Some(20_000),
+        |_, _| {},
+    )
+    .await;
+    assert!(
+        tracker.gaps.is_empty() && tracker.resets.is_empty(),
+        "{tracker:?}"
+    );
+    assert!(
+        !tracker.disconnects.is_empty(),
+        "the client was cut off and resumed"
+    );
+    assert_eq!(tracker.seqs["A"].len(), 20_000, "every seq once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_can_ask_for_an_error_instead() {
     let relay = TestRelay::start(relay_config()).await;
     let options = Options::new()
@@ -388,28 +432,27 @@ async fn a_slow_reader_can_ask_for_an_error_instead() {
     let mut client = client(&relay.url(), options).await;
     relay.publish("A", 100, 1, 100, Duration::ZERO).await;
     relay.wait_seq("A", 100).await;
-    let mut delivered = 0;
+    support::wait_for("8 items and the error to be waiting", || async {
+        client.backlog() == 9
+    })
+    .await;
+    let mut tracker = Tracker::default();
     let error = loop {
         match tokio::time::timeout(support::WAIT, client.next())
             .await
             .expect("the stream fails in time")
         {
-            Some(Ok(_)) => delivered += 1,
+            Some(Ok(item)) => tracker.feed(&item),
             Some(Err(e)) => break e,
             None => panic!("the stream ended without its error"),
         }
     };
     assert_eq!(error, Error::ConsumerTooSlow { capacity: 8 });
-    assert_eq!(delivered, 8, "the buffered items come first");
+    assert_eq!(tracker.items, 8, "the buffered items come first");
     let next = tokio::time::timeout(support::WAIT, client.next()).await;
     assert!(matches!(next, Ok(None)), "then the stream ends");
     // The position tells a new client where to resume from.
-    let positions = client.positions();
-    assert_eq!(
-        positions.get("A"),
-        Some(&7),
-        "the Connected item took one place"
-    );
+    assert_eq!(client.positions().get("A").copied(), tracker.last("A"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

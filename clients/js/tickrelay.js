@@ -108,6 +108,11 @@ export class TickrelayClient {
     return Object.fromEntries(this.queue.popped);
   }
 
+  /** How far behind the application is: items (and a pending error) next() returns at once. */
+  backlog() {
+    return this.queue.backlog();
+  }
+
   /** Closes the connection for good; the iterator ends. */
   close() {
     this.closed = true;
@@ -396,6 +401,12 @@ class Queue {
       }
     }
     return item;
+  }
+
+  backlog() {
+    let conflated = 0;
+    for (const slot of this.slots.values()) conflated += (slot.skipped ? 1 : 0) + (slot.latest ? 1 : 0);
+    return this.items.length + conflated + (this.failed ? 1 : 0);
   }
 
   next() {

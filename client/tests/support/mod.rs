@@ -69,6 +69,20 @@ impl TestRelay {
         self.wait_ready().await;
     }
 
+    /// How many clients the relay has closed with 4008 (slow consumer).
+    pub fn slow_disconnects(&self) -> u64 {
+        let handle = self.handle.as_ref().expect("relay running");
+        handle
+            .shared
+            .metrics
+            .shards()
+            .map(|s| {
+                s.slow_disconnects
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum()
+    }
+
     async fn wait_ready(&self) {
         let addr = self.config.listen;
         wait_for("the relay to answer /ready with 200", || async move {

@@ -89,6 +89,8 @@ test('clients in the page keep exactly-once-or-gap in every encoding', async () 
     }
     await feed;
     await waitAll('seq 600', 600);
+    await page.waitForFunction(() => Object.values(window.items).every((l) => l.filter((i) => i.type === 'connected').length === 3), null, { timeout: 15000 })
+      .catch((err) => { throw new Error(`waiting for every client to be back after the second cut: ${err.message}`); });
     // A relay restart: the new history passes the clients' positions while they are away.
     proxy.down = true;
     await relay.restart();
