@@ -175,7 +175,7 @@ async fn a_silent_connection_is_detected_and_resumed() {
     let proxy = Proxy::start(relay.config.listen).await;
     let options = Options::new()
         .symbols(["A"])
-        .liveness_timeout(Duration::from_millis(800));
+        .liveness_timeout(Duration::from_secs(2));
     let mut client = client(&proxy.url(), options).await;
     let mut tracker = Tracker::default();
     relay.publish("A", 100, 1, 50, Duration::ZERO).await;

@@ -37,7 +37,7 @@ describe('against a relay', () => {
 
   test('a silent connection is given up and resumed', async () => {
     const proxy = await Proxy.start(relay.http);
-    const client = await connect(proxy.url, { symbols: ['SILENT'], livenessMs: 800, backoff: fastBackoff });
+    const client = await connect(proxy.url, { symbols: ['SILENT'], livenessMs: 2000, backoff: fastBackoff });
     const tracker = new Tracker();
     try {
       await relay.publish('SILENT', 50);
@@ -45,7 +45,7 @@ describe('against a relay', () => {
       proxy.freeze();
       await relay.publish('SILENT', 50);
       await readUntil(client, tracker, 'SILENT seq 100 after the frozen connection is given up', (t) => t.last.get('SILENT') === 100);
-      assert.equal(tracker.disconnects.length, 1);
+      assert.equal(tracker.disconnects.length, 1, JSON.stringify(tracker.disconnects));
       assert.match(tracker.disconnects[0], /no data/);
       assert.deepEqual(tracker.gaps, []);
     } finally {
@@ -150,6 +150,23 @@ test('a slow reader gets conflation and gaps, never a silent hole', async () => 
     await readUntil(client, tracker, 'SLOW seq 2000', (t) => t.last.get('SLOW') === 2000);
     assert.ok(tracker.gaps.length > 0, 'a slow reader is told what it skipped');
     assert.ok(tracker.items < 2000, `conflated: ${tracker.items} items`);
+  } finally {
+    client.close();
+    await relay.stop();
+  }
+});
+
+test('a slow reader can ask for an error instead', async () => {
+  const relay = await Relay.start();
+  const client = await connect(relay.url, { symbols: ['ERR'], buffer: 8, slowConsumer: 'error' });
+  const tracker = new Tracker();
+  try {
+    await relay.publish('ERR', 100);
+    await waitFor('8 items and the error to be waiting', () => client.backlog() === 9);
+    await readUntil(client, tracker, '8 items', (t) => t.items === 8);
+    await assert.rejects(client.next(), { code: 'consumer_too_slow' });
+    assert.equal(await client.next(), undefined, 'then the stream ends');
+    assert.equal(client.positions().ERR, tracker.last.get('ERR'));
   } finally {
     client.close();
     await relay.stop();

@@ -1,18 +1,32 @@
-// Smoke test of examples/python/tail.py against the real relay: a cut connection is resumed
-// gap-free, and a relay restart whose new history passes the client's position is printed as
-// a reset, never spliced. Needs python3 with `websockets` (clients/js/ci.sh installs it).
+// Smoke tests of the two tail tools, examples/python/tail.py and the Rust client's `tail`
+// example, against the real relay: a cut connection is resumed gap-free, and a relay restart
+// whose new history passes the client's position is printed as a reset, never spliced.
+// Needs python3 with `websockets` and the built example (clients/js/ci.sh sees to both).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Relay, Proxy, Tracker, waitFor, repoRoot } from './support.js';
 
+const python = path.join(repoRoot, 'examples/python/tail.py');
+const rustTail = process.env.TICKRELAY_TAIL ?? path.join(repoRoot, 'target/debug/examples/tail');
+
 test('examples/python/tail.py resumes after a cut and reports a relay restart as a reset', async () => {
+  await tailSurvivesCutsAndRestarts((url) => [process.env.PYTHON ?? 'python3', [python, '--url', url, '--max-backoff', '0.2', '--encoding', 'gzip', 'PY']]);
+});
+
+test('the Rust tail example resumes after a cut and reports a relay restart as a reset', async () => {
+  assert.ok(existsSync(rustTail), `no ${rustTail}: run cargo build -p tickrelay-client --example tail (or set TICKRELAY_TAIL)`);
+  await tailSurvivesCutsAndRestarts((url) => [rustTail, ['--url', url, '--encoding', 'protobuf', 'PY']]);
+});
+
+async function tailSurvivesCutsAndRestarts(command) {
   const relay = await Relay.start();
   const proxy = await Proxy.start(relay.http);
-  const script = path.join(repoRoot, 'examples/python/tail.py');
-  const child = spawn(process.env.PYTHON ?? 'python3', [script, '--url', proxy.url, '--max-backoff', '0.2', '--encoding', 'gzip', 'PY'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [program, args] = command(proxy.url);
+  const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
   let stderr = '';
   let buffered = '';
@@ -24,25 +38,25 @@ test('examples/python/tail.py resumes after a cut and reports a relay restart as
   });
   child.stderr.on('data', (d) => { stderr += d; });
   const seen = (seq, tag) => () => {
-    if (child.exitCode !== null) throw new Error(`tail.py exited with ${child.exitCode}: ${stderr}`);
+    if (child.exitCode !== null) throw new Error(`${program} exited with ${child.exitCode}: ${stderr}`);
     return lines.some((l) => l.seq === seq && (l.type === 'tick' || l.type === 'snapshot') && Math.floor(l.ts_ns / 1e9) === tag);
   };
   try {
-    await waitFor('tail.py to connect', () => {
-      if (child.exitCode !== null) throw new Error(`tail.py exited with ${child.exitCode}: ${stderr}`);
+    await waitFor('tail to connect', () => {
+      if (child.exitCode !== null) throw new Error(`${program} exited with ${child.exitCode}: ${stderr}`);
       return stderr.includes('"connected"');
     });
     await relay.publish('PY', 100, { tag: 1 });
-    await waitFor('tail.py to print PY seq 100', seen(100, 1));
+    await waitFor('tail to print PY seq 100', seen(100, 1));
     proxy.cut();
     await relay.publish('PY', 100, { tag: 1 });
-    await waitFor('tail.py to print PY seq 200 after the cut', seen(200, 1));
+    await waitFor('tail to print PY seq 200 after the cut', seen(200, 1));
     proxy.down = true;
     await relay.restart();
     await relay.publish('PY', 300, { tag: 2 });
     await relay.waitSeq('PY', 300);
     proxy.down = false;
-    await waitFor('tail.py to print PY seq 300 of the new history', seen(300, 2));
+    await waitFor('tail to print PY seq 300 of the new history', seen(300, 2));
 
     const tracker = new Tracker();
     for (const line of lines) tracker.feed(line);
@@ -58,4 +72,4 @@ test('examples/python/tail.py resumes after a cut and reports a relay restart as
     await proxy.close();
     await relay.stop();
   }
-});
+}
