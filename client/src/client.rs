@@ -74,6 +74,7 @@ impl Client {
             shared: shared.clone(),
             commands: receiver,
             ping_id: 0,
+            resume_in_url: true,
         };
         let connection = worker.open().await.map_err(|e| match e {
             Open::Refused { status, body } => ConnectError::Refused { status, body },
@@ -213,6 +214,8 @@ struct Worker {
     /// What the application wants now; `*` for every symbol.
     symbols: BTreeSet<String>,
     ping_id: u64,
+    /// False after the relay refused the resume list as too long (see `run`).
+    resume_in_url: bool,
 }
 
 impl Worker {
@@ -238,6 +241,15 @@ impl Worker {
                 }
                 match self.open().await {
                     Ok(connection) => break connection,
+                    // Under `*`, more positions than the relay lets one client name (its
+                    // --max-symbols-per-client): connect without them. Snapshots then stand in
+                    // for the replays, and the sequencer names what they skip as gaps.
+                    Err(Open::Refused { status: 400, body })
+                        if self.resume_in_url && body.contains("too_many_symbols") =>
+                    {
+                        self.resume_in_url = false;
+                        attempt = 0;
+                    }
                     // 503: draining or full; try again. Any other refusal will not change.
                     Err(Open::Refused { status, body }) if status != 503 => {
                         lock(&self.shared).fail(Error::Refused { status, body });
@@ -280,7 +292,7 @@ impl Worker {
             .sequencer
             .resume_positions()
             .into_iter()
-            .filter(|(s, _)| all || self.symbols.contains(s))
+            .filter(|(s, _)| self.resume_in_url && (all || self.symbols.contains(s)))
             .collect();
         let mut params = Vec::new();
         // With `*` and positions, `*` is subscribed after the welcome (see `session`): at
@@ -372,6 +384,8 @@ impl Worker {
     }
 
     async fn session(&mut self, mut c: Connection) -> End {
+        // Positions go in the URL again next time (the symbol count may have dropped).
+        self.resume_in_url = true;
         self.sequencer.welcome(c.epoch.as_deref());
         let connected = Item::Connected(Connected {
             session: c.session,

@@ -455,6 +455,63 @@ async fn a_slow_reader_can_ask_for_an_error_instead() {
     assert_eq!(client.positions().get("A").copied(), tracker.last("A"));
 }
 
+/// Under `*` a client may know more symbols than the relay lets it resume at once: it then
+/// reconnects without positions, and the snapshots' jumps are delivered as explicit gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_with_too_many_positions_to_resume_falls_back_to_gaps() {
+    let relay = TestRelay::start(Config {
+        max_symbols_per_client: 2,
+        ..relay_config()
+    })
+    .await;
+    let proxy = Proxy::start(relay.config.listen).await;
+    let mut client = client(&proxy.url(), Options::new().symbols(["*"])).await;
+    let mut tracker = Tracker::default();
+    for symbol in ["A", "B", "C"] {
+        relay.publish(symbol, 3, 1, 3, Duration::ZERO).await;
+    }
+    let all_at = |seq| move |t: &Tracker| ["A", "B", "C"].iter().all(|s| t.last(s) == Some(seq));
+    read_until(
+        &mut client,
+        &mut tracker,
+        "A, B and C at seq 3",
+        all_at(3),
+        |_, _| {},
+    )
+    .await;
+    proxy.set_down(true);
+    proxy.cut();
+    for symbol in ["A", "B", "C"] {
+        relay.publish(symbol, 2, 1, 2, Duration::ZERO).await;
+        relay.wait_seq(symbol, 5).await;
+    }
+    proxy.set_down(false);
+    read_until(
+        &mut client,
+        &mut tracker,
+        "A, B and C at seq 5",
+        all_at(5),
+        |_, _| {},
+    )
+    .await;
+    assert_eq!(
+        tracker.connects, 2,
+        "reconnected despite the refused resume list"
+    );
+    let mut gaps: Vec<(String, u64, u64)> = tracker
+        .gaps
+        .iter()
+        .map(|g| (g.key.name().to_owned(), g.from, g.to))
+        .collect();
+    gaps.sort();
+    let expected: Vec<(String, u64, u64)> = ["A", "B", "C"]
+        .iter()
+        .map(|s| (s.to_string(), 4, 4))
+        .collect();
+    assert_eq!(gaps, expected, "each snapshot's jump is a gap");
+    assert!(tracker.errors.is_empty() && tracker.resets.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_first_connection_names_the_relay_error() {
     let relay = TestRelay::start(relay_config()).await;

@@ -23,6 +23,7 @@ const DEFAULTS = {
   buffer: 10000, // items kept for a slow reader before slowConsumer applies
   slowConsumer: 'conflate', // 'conflate' | 'error' (a browser socket cannot be paused)
   resumeFrom: {}, // { SYMBOL: last seq the application has }
+  maxResume: 1024, // the relay's --max-symbols-per-client: a longer resume list is refused
   WebSocket: undefined, // a WebSocket constructor; default globalThis.WebSocket
 };
 
@@ -126,7 +127,10 @@ export class TickrelayClient {
 
   buildUrl() {
     const all = this.symbols.has('*');
-    const resume = this.sequencer.resumePositions().filter(([s]) => all || this.symbols.has(s));
+    let resume = this.sequencer.resumePositions().filter(([s]) => all || this.symbols.has(s));
+    // Under `*` the list can outgrow what the relay accepts (a browser cannot see the 400):
+    // connect without it; the snapshots stand in for the replays, their jumps become gaps.
+    if (resume.length > this.options.maxResume) resume = [];
     const params = [];
     // With `*` and positions, `*` is subscribed after the welcome: its connect-time snapshots
     // would come before the replays and break their order.

@@ -81,6 +81,30 @@ describe('against a relay', () => {
   });
 });
 
+test('a wildcard with more positions than maxResume reconnects on snapshots and gaps', async () => {
+  const relay = await Relay.start();
+  const proxy = await Proxy.start(relay.http);
+  const client = await connect(proxy.url, { symbols: ['*'], maxResume: 2, backoff: fastBackoff });
+  const tracker = new Tracker();
+  const symbols = ['W-A', 'W-B', 'W-C'];
+  const allAt = (seq) => (t) => symbols.every((s) => t.last.get(s) === seq);
+  try {
+    for (const s of symbols) await relay.publish(s, 3);
+    await readUntil(client, tracker, 'W-A, W-B and W-C at seq 3', allAt(3));
+    proxy.down = true;
+    proxy.cut();
+    for (const s of symbols) { await relay.publish(s, 2); await relay.waitSeq(s, 5); }
+    proxy.down = false;
+    await readUntil(client, tracker, 'W-A, W-B and W-C at seq 5', allAt(5));
+    assert.equal(tracker.connects, 2);
+    assert.deepEqual(tracker.gaps.map((g) => [g.symbol, g.from, g.to]).sort(), symbols.map((s) => [s, 4, 4]));
+  } finally {
+    client.close();
+    await proxy.close();
+    await relay.stop();
+  }
+});
+
 test('a relay restart is a reset, never a silent splice', async () => {
   const relay = await Relay.start();
   const proxy = await Proxy.start(relay.http);
