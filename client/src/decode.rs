@@ -163,6 +163,8 @@ fn json(bytes: &[u8]) -> Result<Message, DecodeError> {
                 other => other.to_string(),
             }),
         },
+        // `{"type":"snapshot","symbols":[...]}` without a seq is the ack of a snapshot op.
+        "snapshot" if raw.seq.is_none() => Message::Other,
         "tick" | "snapshot" => {
             let tick = Tick {
                 symbol: raw.symbol.clone().ok_or_else(|| missing("symbol"))?,
@@ -269,6 +271,12 @@ mod tests {
             (t.seq, t.ts_ns, t.price),
             (17, 1764000000000000001, Some(43250.5))
         );
+    }
+
+    #[test]
+    fn the_snapshot_ack_is_not_a_snapshot() {
+        let m = json(br#"{"type":"snapshot","symbols":["A"]}"#).unwrap();
+        assert_eq!(m, Message::Other);
     }
 
     #[test]

@@ -60,6 +60,8 @@ export class TickrelayClient {
       this.resolveReady = resolve;
       this.rejectReady = reject;
     });
+    this.ready.catch(() => {}); // rejects for whoever awaits it; not an unhandled rejection
+
     this.open();
   }
 
@@ -252,6 +254,7 @@ export class TickrelayClient {
     switch (m.type) {
       case 'tick':
       case 'snapshot':
+        if (m.seq === undefined) break; // {"type":"snapshot","symbols":[...]}: an ack
         conn.resuming.delete(m.symbol);
         this.sequencer.item(m, 'symbol', m.symbol, out);
         break;
@@ -507,9 +510,10 @@ export function decodeServerMessage(bytes) {
       case 3:
         return decodeTick(value, number === 2 ? 'tick' : 'snapshot');
       case 4: {
-        const a = { type: undefined, symbols: [] };
+        // An ack: its op ("subscribed", "snapshot", ...) is not a message type here.
+        const a = { type: 'ack', op: '', symbols: [] };
         for (const [n, v] of readFields(value)) {
-          if (n === 1) a.type = utf8Decoder.decode(v);
+          if (n === 1) a.op = utf8Decoder.decode(v);
           else if (n === 2) a.symbols.push(utf8Decoder.decode(v));
         }
         return a;
