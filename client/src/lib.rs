@@ -1,4 +1,4 @@
-//! A client for [tickrelay](../tickrelay/index.html) that never loses a tick silently.
+//! A client for the tickrelay market-data relay that never loses a tick silently.
 //!
 //! [`Client::connect`] opens a WebSocket to the relay and returns a stream of [`Item`]s:
 //! ticks, snapshots, events, and — whenever something could not be delivered — an explicit
