@@ -2,7 +2,8 @@
 //!
 //! Routes ([`ROUTES`]): `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
 //! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`,
-//! `GET /`. Every error is JSON, `{"type":"error","code":"...","message":"..."}`, and
+//! `GET /`, `GET /tickrelay.js` (the JavaScript client the dashboard imports). Every error
+//! is JSON, `{"type":"error","code":"...","message":"..."}`, and
 //! counted under its code.
 
 pub mod counters;
@@ -107,6 +108,12 @@ async fn route(
         },
         Route::Publish => publish::publish(&shared, request).await,
         Route::Dashboard => html(DASHBOARD),
+        Route::ClientJs => {
+            let mut response = html(CLIENT_JS);
+            let js = HeaderValue::from_static("text/javascript; charset=utf-8");
+            response.headers_mut().insert(CONTENT_TYPE, js);
+            response
+        }
     };
     Ok(response)
 }
@@ -134,6 +141,8 @@ pub enum Route {
     Publish,
     /// `GET /`: the dashboard.
     Dashboard,
+    /// `GET /tickrelay.js`: the JavaScript client (`clients/js/`), which the dashboard uses.
+    ClientJs,
 }
 
 /// Every route with its path; `/price/` matches as a prefix.
@@ -148,6 +157,7 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::Price, "/price/"),
     (Route::Publish, "/api/publish"),
     (Route::Dashboard, "/"),
+    (Route::ClientJs, "/tickrelay.js"),
 ];
 
 impl Route {
@@ -172,7 +182,8 @@ impl Route {
             | Self::Metrics
             | Self::Symbols
             | Self::Price
-            | Self::Dashboard => Method::GET,
+            | Self::Dashboard
+            | Self::ClientJs => Method::GET,
         }
     }
 }
@@ -306,3 +317,6 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// The live dashboard at `/`.
 const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The JavaScript client (`clients/js/tickrelay.js`) at `/tickrelay.js`, which the dashboard uses.
+const CLIENT_JS: &str = include_str!("../../clients/js/tickrelay.js");

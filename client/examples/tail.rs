@@ -1,0 +1,78 @@
+//! Prints one JSON line per tick, snapshot, event, gap or reset of the given symbols, and
+//! keeps going across disconnects and relay restarts (connection changes go to stderr).
+//!
+//! ```sh
+//! cargo run --release -p tickrelay-client --example tail -- --url ws://127.0.0.1:8080/ws BTC-USD ETH-USD
+//! ```
+//!
+//! Options: `--encoding json|protobuf|gzip`, `--slow wait|conflate|error`, `--heartbeat-ms N`.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use tickrelay_client::{Client, Encoding, Item, Options, SlowConsumer};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("tail: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut url = "ws://127.0.0.1:8080/ws".to_owned();
+    let mut options = Options::new();
+    let mut symbols = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--url" => url = value("--url")?,
+            "--encoding" => options = options.encoding(value("--encoding")?.parse::<Encoding>()?),
+            "--slow" => {
+                let policy = match value("--slow")?.as_str() {
+                    "wait" => SlowConsumer::Wait,
+                    "conflate" => SlowConsumer::Conflate,
+                    "error" => SlowConsumer::Error,
+                    other => {
+                        return Err(
+                            format!("--slow {other}: expected wait, conflate or error").into()
+                        );
+                    }
+                };
+                options = options.slow_consumer(policy);
+            }
+            "--heartbeat-ms" => {
+                let ms: u64 = value("--heartbeat-ms")?.parse()?;
+                options = options.heartbeat(Duration::from_millis(ms));
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: tail [--url ws://HOST:PORT/ws] [--encoding json|protobuf|gzip] [--slow wait|conflate|error] [--heartbeat-ms N] SYMBOL..."
+                );
+                return Ok(());
+            }
+            flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}").into()),
+            symbol => symbols.push(symbol.to_owned()),
+        }
+    }
+    if symbols.is_empty() {
+        return Err("name at least one symbol (or `*`)".into());
+    }
+    let mut client = Client::connect(&url, options.symbols(symbols)).await?;
+    let stdout = std::io::stdout();
+    while let Some(item) = client.next().await {
+        let item = item?;
+        let line = serde_json::to_string(&item)?;
+        match item {
+            Item::Connected(_) | Item::Disconnected(_) => eprintln!("{line}"),
+            _ => {
+                let mut out = stdout.lock();
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
+        }
+    }
+    Ok(())
+}

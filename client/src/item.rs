@@ -1,0 +1,200 @@
+//! What the application receives: [`Item`]s, each a tick, a snapshot, an event, a gap, a
+//! reset, a relay error or a connection status change.
+//!
+//! Per key (a symbol or a channel), the ticks, snapshots and events come with strictly
+//! increasing seqs, each seq once; anything missing between two of them is named by a
+//! [`Gap`] or a [`Reset`] in between, never skipped silently.
+
+use serde::Serialize;
+
+/// One thing the stream delivers. Serialized (e.g. by the `tail` example) as one JSON object
+/// with a `type` field first: `{"type":"tick","symbol":"BTC-USD","seq":17,...}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Item {
+    /// A live tick, or one replayed after a reconnect: the next seq of its symbol.
+    Tick(Tick),
+    /// The last value of a symbol, sent when it is first subscribed (or after a gap or reset
+    /// that a replay could not cover). It counts as that seq: the next tick is `seq + 1`.
+    Snapshot(Tick),
+    /// An event of a channel (planned relay feature; today's relay sends none).
+    Event(Event),
+    /// Seqs `from..=to` of a key will never be delivered.
+    Gap(Gap),
+    /// The history of a key started again (the relay restarted, or the epoch changed): the
+    /// next item of this key starts a new sequence, unrelated to the seqs before.
+    Reset(Reset),
+    /// An error the relay answered to a control message (the connection stays open).
+    Error(ServerError),
+    /// A connection to the relay is up (the first one or a reconnect).
+    Connected(Connected),
+    /// The connection was lost; the client reconnects by itself and resumes.
+    Disconnected(Disconnected),
+}
+
+/// A market tick, as the relay sends it (see the relay's `docs/PROTOCOL.md`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Tick {
+    /// The symbol, e.g. `BTC-USD`.
+    pub symbol: String,
+    /// Per-symbol sequence number, set by the relay: starts at 1, +1 per tick.
+    pub seq: u64,
+    /// Trade or quote.
+    pub kind: Kind,
+    /// Source event time, ns since the Unix epoch, exactly as published.
+    pub ts_ns: u64,
+    /// Relay ingest time, ns since the Unix epoch.
+    pub recv_ns: u64,
+    /// Trade price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    /// Trade size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<f64>,
+    /// Best bid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bid: Option<f64>,
+    /// Best ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ask: Option<f64>,
+    /// Size at the best bid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bid_size: Option<f64>,
+    /// Size at the best ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ask_size: Option<f64>,
+    /// Trading venue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
+}
+
+/// Trade or quote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A trade: `price` and usually `size`.
+    Trade,
+    /// A quote: `bid` and/or `ask`.
+    Quote,
+}
+
+/// A channel event (news, alerts, fills), in the planned shape
+/// `{"type":"event","channel":"news","seq":7,"ts_ns":...,"data":{...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    /// The channel, e.g. `news` or `user:42`.
+    pub channel: String,
+    /// Per-channel sequence number.
+    pub seq: u64,
+    /// Event time, ns since the Unix epoch.
+    pub ts_ns: u64,
+    /// The payload, as published.
+    pub data: serde_json::Value,
+}
+
+/// What a seq belongs to: a symbol's ticks or a channel's events.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Key {
+    /// A market symbol.
+    Symbol(String),
+    /// An event channel.
+    Channel(String),
+}
+
+/// Seqs `from..=to` of `key` will not be delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// Whose seqs.
+    #[serde(flatten)]
+    pub key: Key,
+    /// First missing seq.
+    pub from: u64,
+    /// Last missing seq (inclusive).
+    pub to: u64,
+    /// Why they are missing.
+    pub reason: GapReason,
+}
+
+/// Why a [`Gap`] happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapReason {
+    /// The relay conflated them: this client fell behind under `slow=conflate`.
+    RelayConflated,
+    /// They were older than the relay's replay ring when the client resumed.
+    NotReplayable,
+    /// The application read too slowly and [`SlowConsumer::Conflate`](crate::SlowConsumer)
+    /// kept only the newest value.
+    ClientConflated,
+    /// A seq arrived further ahead than the next one, with no gap message before it (a
+    /// relay fault, or a channel the relay cannot resume).
+    Skipped,
+}
+
+/// The history of `key` started again: what follows is not a continuation of `last_seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reset {
+    /// Whose history.
+    #[serde(flatten)]
+    pub key: Key,
+    /// The last seq delivered from the old history.
+    pub last_seq: u64,
+    /// The seq the new history continues with (the next item of this key has it).
+    pub seq: u64,
+    /// The relay's epoch for the new history, if it sends one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+}
+
+/// An error the relay answered (`{"type":"error","code":...,"message":...}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerError {
+    /// Stable code, e.g. `invalid_symbol` (docs/PROTOCOL.md lists them).
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// A connection is up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Connected {
+    /// The relay's session id for this connection.
+    pub session: u64,
+    /// The relay's epoch, if it sends one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// How many keys this connection resumed from a known seq.
+    pub resumed: usize,
+}
+
+/// The connection was lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Disconnected {
+    /// The close code, if the relay sent a close frame (1001 going away, 4008 slow consumer,
+    /// 4009 idle).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// What happened, for logs.
+    pub reason: String,
+}
+
+impl Item {
+    /// The key and seq of a tick, snapshot or event.
+    pub fn seq(&self) -> Option<(Key, u64)> {
+        match self {
+            Self::Tick(t) | Self::Snapshot(t) => Some((Key::Symbol(t.symbol.clone()), t.seq)),
+            Self::Event(e) => Some((Key::Channel(e.channel.clone()), e.seq)),
+            _ => None,
+        }
+    }
+}
+
+impl Key {
+    /// The symbol or channel name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Symbol(s) | Self::Channel(s) => s,
+        }
+    }
+}

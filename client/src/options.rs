@@ -1,0 +1,221 @@
+//! [`Options`]: what to subscribe to, in which encoding, and how to behave when things go wrong.
+
+use std::time::Duration;
+
+use crate::item::Key;
+
+/// How the client connects and recovers. Build with [`Options::new`] and the setters.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(crate) symbols: Vec<String>,
+    pub(crate) channels: Vec<String>,
+    pub(crate) encoding: Encoding,
+    pub(crate) token: Option<String>,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) liveness_timeout: Duration,
+    pub(crate) backoff: Backoff,
+    pub(crate) buffer: usize,
+    pub(crate) slow_consumer: SlowConsumer,
+    pub(crate) resume_from: Vec<(Key, u64)>,
+}
+
+/// The wire encoding (docs/ENCODINGS.md in the relay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// Text frames, one JSON object each.
+    #[default]
+    Json,
+    /// Binary `tickrelay.v1.ServerMessage` frames.
+    Protobuf,
+    /// JSON in one gzip stream per connection, a sync flush per message.
+    Gzip,
+}
+
+/// What happens when the application reads the stream more slowly than ticks arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SlowConsumer {
+    /// Stop reading the socket until the application catches up. The relay then applies its
+    /// own policy (it closes with 4008), the client reconnects and resumes: lossless while
+    /// the relay's replay ring covers the lag, a [`Gap`](crate::Gap) beyond it.
+    #[default]
+    Wait,
+    /// Keep reading; while the buffer is full keep only the newest tick of each symbol, and
+    /// deliver a [`Gap`](crate::Gap) (`client_conflated`) for the seqs skipped. Also asks the
+    /// relay for `slow=conflate`.
+    Conflate,
+    /// End the stream with [`Error::ConsumerTooSlow`](crate::Error::ConsumerTooSlow).
+    Error,
+}
+
+/// Reconnect delays: exponential from `initial` to `max`, each multiplied by a random factor
+/// in 0.5..1.0 so that many clients of a restarted relay do not return in one burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The delay before the first retry.
+    pub initial: Duration,
+    /// The longest delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 100 ms doubling to 5 s: a relay restart (about a second) is bridged within a few
+    /// tries, and a relay that stays down costs one attempt every few seconds.
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (0 for the first), jittered.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self
+            .initial
+            .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+            .min(self.max);
+        base.mul_f64(rand::random_range(0.5..1.0))
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Options {
+    /// JSON, no subscriptions yet, default liveness (10 s), backoff and buffer (4,096).
+    pub fn new() -> Self {
+        Self {
+            symbols: Vec::new(),
+            channels: Vec::new(),
+            encoding: Encoding::Json,
+            token: None,
+            heartbeat: None,
+            liveness_timeout: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            buffer: 4096,
+            slow_consumer: SlowConsumer::Wait,
+            resume_from: Vec::new(),
+        }
+    }
+
+    /// Symbols to subscribe to (`*` for every symbol).
+    pub fn symbols<S: Into<String>>(mut self, symbols: impl IntoIterator<Item = S>) -> Self {
+        self.symbols.extend(symbols.into_iter().map(Into::into));
+        self
+    }
+
+    /// Event channels to subscribe to, sent as `?channels=`. Today's relay has no channels
+    /// and refuses the parameter (HTTP 400): leave this empty with it.
+    pub fn channels<S: Into<String>>(mut self, channels: impl IntoIterator<Item = S>) -> Self {
+        self.channels.extend(channels.into_iter().map(Into::into));
+        self
+    }
+
+    /// The wire encoding.
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// A bearer token, sent as `Authorization: Bearer <token>` (today's relay ignores it).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Ask the relay for an application heartbeat every `interval` (at least 100 ms). Not
+    /// needed for liveness, which the client checks with pings of its own.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = Some(interval);
+        self
+    }
+
+    /// How long a connection may stay silent before the client gives it up and reconnects.
+    /// After half of it the client sends a ping (`{"op":"ping"}`), which the relay answers,
+    /// so a healthy but quiet connection is never mistaken for a dead one.
+    pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
+        self.liveness_timeout = timeout;
+        self
+    }
+
+    /// Reconnect delays.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Items buffered for the application before [`SlowConsumer`] applies (at least 1).
+    pub fn buffer(mut self, items: usize) -> Self {
+        self.buffer = items;
+        self
+    }
+
+    /// What to do when the application falls behind.
+    pub fn slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.slow_consumer = policy;
+        self
+    }
+
+    /// Start from known positions (the last seq the application has per symbol, e.g. from
+    /// [`Client::positions`](crate::Client::positions) of an earlier client): the first
+    /// connection resumes them instead of starting from snapshots.
+    pub fn resume_from<S: Into<String>>(
+        mut self,
+        positions: impl IntoIterator<Item = (S, u64)>,
+    ) -> Self {
+        self.resume_from.extend(
+            positions
+                .into_iter()
+                .map(|(s, seq)| (Key::Symbol(s.into()), seq)),
+        );
+        self
+    }
+}
+
+impl Encoding {
+    /// The name in `?encoding=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Protobuf => "protobuf",
+            Self::Gzip => "gzip",
+        }
+    }
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "protobuf" => Ok(Self::Protobuf),
+            "gzip" => Ok(Self::Gzip),
+            other => Err(format!(
+                "unknown encoding `{other}`; expected json, protobuf or gzip"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter() {
+        let b = Backoff::default();
+        for attempt in 0..30 {
+            let d = b.delay(attempt);
+            let base = (b.initial * 2u32.pow(attempt.min(20))).min(b.max);
+            assert!(
+                d >= base / 2 && d <= base,
+                "attempt {attempt}: {d:?} vs {base:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,114 @@
+// The same module in headless Chromium (Debian's `chromium`, driven by playwright-core): the
+// dashboard served by the relay imports it from /tickrelay.js, and clients in the page, one
+// per encoding (gzip through DecompressionStream), keep exactly-once-or-gap across cut
+// connections and a relay restart.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { Relay, Proxy, Tracker } from './support.js';
+
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+let relay;
+let context;
+let profile;
+
+before(async () => {
+  relay = await Relay.start(['--demo', '--demo-rate', '200']);
+  profile = mkdtempSync(path.join(tmpdir(), 'tickrelay-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30000,
+    // Without the background-networking flags Chromium's own connections are refused here
+    // and slow it down; nothing but loopback is reached.
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await relay?.stop();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+test('the dashboard shows the live feed through the module and survives a restart', async () => {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`http://${relay.http}/`);
+  await page.waitForFunction(() => document.querySelectorAll('#rows tr').length >= 32, null, { timeout: 15000 })
+    .catch((e) => { throw new Error(`waiting for 32 demo symbols on the dashboard: ${e.message}`); });
+  await page.waitForFunction(() => /^live: [1-9]\d* ticks\/s/.test(document.getElementById('status').textContent), null, { timeout: 15000 })
+    .catch((e) => { throw new Error(`waiting for the dashboard to count live ticks: ${e.message}`); });
+  // The demo's seqs start again at 1 after a restart: the dashboard counts resets.
+  await relay.restart();
+  await page.waitForFunction(() => /^live: .* [1-9]\d* resets$/.test(document.getElementById('status').textContent), null, { timeout: 15000 })
+    .catch((e) => { throw new Error(`waiting for the dashboard to reconnect and count resets: ${e.message}`); });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('clients in the page keep exactly-once-or-gap in every encoding', async () => {
+  const proxy = await Proxy.start(relay.http);
+  const page = await context.newPage();
+  try {
+    await page.goto(`http://${relay.http}/`);
+    const encodings = ['json', 'gzip', 'protobuf'];
+    await page.evaluate(async ({ url, encodings }) => {
+      const { connect } = await import('/tickrelay.js');
+      window.items = {};
+      for (const encoding of encodings) {
+        const symbol = `WEB-${encoding}`;
+        window.items[symbol] = [];
+        const client = await connect(url, { symbols: [symbol], encoding, backoff: { initialMs: 20, maxMs: 200 } });
+        (async () => { for await (const item of client) window.items[symbol].push(item); })();
+      }
+    }, { url: proxy.url, encodings });
+    const lastSeq = (symbol) => page.evaluate((s) => {
+      const ticks = window.items[s].filter((i) => i.type === 'tick' || i.type === 'snapshot');
+      return ticks.length ? ticks.at(-1).seq : 0;
+    }, symbol);
+    const waitAll = async (what, seq) => {
+      for (const e of encodings) {
+        await page.waitForFunction(([s, n]) => window.items[s].some((i) => (i.type === 'tick' || i.type === 'snapshot') && i.seq === n), [`WEB-${e}`, seq], { timeout: 15000 })
+          .catch((err) => { throw new Error(`waiting for ${what} of WEB-${e}: ${err.message}`); });
+      }
+    };
+    const feed = Promise.all(encodings.map((e) => relay.publish(`WEB-${e}`, 600, { tag: 1, batch: 10, pauseMs: 5 })));
+    // Cut every client's connection twice mid-stream, each time once all are connected again.
+    for (const [connects, items] of [[1, 100], [2, 300]]) {
+      await page.waitForFunction(([c, n]) => Object.values(window.items).every((l) => l.length > n
+        && l.filter((i) => i.type === 'connected').length === c), [connects, items], { timeout: 15000 })
+        .catch((err) => { throw new Error(`waiting for connection ${connects} with ${items} items in each client: ${err.message}`); });
+      proxy.cut();
+    }
+    await feed;
+    await waitAll('seq 600', 600);
+    await page.waitForFunction(() => Object.values(window.items).every((l) => l.filter((i) => i.type === 'connected').length === 3), null, { timeout: 15000 })
+      .catch((err) => { throw new Error(`waiting for every client to be back after the second cut: ${err.message}`); });
+    // A relay restart: the new history passes the clients' positions while they are away.
+    proxy.down = true;
+    await relay.restart();
+    await Promise.all(encodings.map((e) => relay.publish(`WEB-${e}`, 700, { tag: 2 })));
+    proxy.down = false;
+    await waitAll('seq 700 of the new history', 700);
+    for (const e of encodings) {
+      const symbol = `WEB-${e}`;
+      const items = await page.evaluate((s) => window.items[s], symbol);
+      const tracker = new Tracker();
+      for (const item of items) tracker.feed(item);
+      assert.equal(tracker.resets.length, 1, `${symbol}: one reset for the restart`);
+      assert.deepEqual(tracker.gaps, [], `${symbol}: no gap`);
+      assert.equal(tracker.disconnects.length, 3, `${symbol}: two cuts and a restart`);
+      assert.equal(await lastSeq(symbol), 700);
+    }
+  } finally {
+    await page.close();
+    await proxy.close();
+  }
+});

@@ -1,0 +1,236 @@
+// Real parts for the JS client tests: the relay binary as a child process (restartable on
+// the same ports), an NDJSON publisher, a TCP proxy that cuts or freezes connections, and a
+// checker of exactly-once-or-gap delivery. Every wait is bounded and names what it waits for.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, '../../..');
+export const WAIT_MS = 20000;
+
+/** The relay binary: $TICKRELAY_BIN, else target/debug or target/release under the repo root. */
+export function relayBinary() {
+  const candidates = [process.env.TICKRELAY_BIN, path.join(repoRoot, 'target/debug/tickrelay'), path.join(repoRoot, 'target/release/tickrelay')];
+  const found = candidates.find((p) => p && existsSync(p));
+  if (!found) throw new Error('no relay binary: run `cargo build --bin tickrelay` or set TICKRELAY_BIN');
+  return found;
+}
+
+/** Resolves when `cond()` is truthy (polled every 10 ms); rejects naming `what` after WAIT_MS. */
+export async function waitFor(what, cond, ms = WAIT_MS) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await cond();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The relay as a child process on free loopback ports, restartable on the same ports. */
+export class Relay {
+  static async start(extraArgs = []) {
+    const relay = new Relay(extraArgs);
+    await relay.launch(['--listen', '127.0.0.1:0', '--ingest-tcp', '127.0.0.1:0', '--ingest-tcp-protobuf', '127.0.0.1:0']);
+    return relay;
+  }
+
+  constructor(extraArgs) {
+    this.extraArgs = extraArgs;
+  }
+
+  async launch(addressArgs) {
+    const args = [...addressArgs, '--shards', '1', '--drain-timeout', '300ms', '--log', 'warn', ...this.extraArgs];
+    const child = spawn(relayBinary(), args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    this.child = child;
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    this.exited = exited;
+    await waitFor('the relay to print its addresses', () => {
+      if (child.exitCode !== null) throw new Error(`the relay exited with ${child.exitCode}: ${out}`);
+      return /ingest:\s+NDJSON tcp:\/\/(\S+)\s+protobuf tcp:\/\/(\S+)/.test(out);
+    });
+    this.http = /WebSocket: ws:\/\/([^/\s]+)/.exec(out)[1];
+    const [, ingest, ingestProtobuf] = /ingest:\s+NDJSON tcp:\/\/(\S+)\s+protobuf tcp:\/\/(\S+)/.exec(out);
+    this.ingest = ingest;
+    this.ingestProtobuf = ingestProtobuf;
+    await waitFor('the relay to answer /ready with 200', async () => {
+      try { return (await fetch(`http://${this.http}/ready`)).status === 200; } catch { return false; }
+    });
+  }
+
+  get url() {
+    return `ws://${this.http}/ws`;
+  }
+
+  /** Stops the relay: SIGTERM (clients get close 1001) or SIGKILL (a crash). */
+  async stop(signal = 'SIGTERM') {
+    if (!this.child || this.child.exitCode !== null) return;
+    this.child.kill(signal);
+    let timer;
+    await Promise.race([
+      this.exited,
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('the relay did not exit within 10 s')), 10000); }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /** A fresh relay (a new history: seqs from 1) on the same ports. */
+  async restart(signal = 'SIGTERM') {
+    await this.stop(signal);
+    await this.launch(['--listen', this.http, '--ingest-tcp', this.ingest, '--ingest-tcp-protobuf', this.ingestProtobuf]);
+  }
+
+  /** Publishes `count` ticks of `symbol`; `tag` marks the history in ts_ns. */
+  async publish(symbol, count, { tag = 1, batch = count, pauseMs = 0 } = {}) {
+    const [host, port] = this.ingest.split(':');
+    const socket = net.connect(Number(port), host);
+    await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+    for (let i = 0; i < count;) {
+      let text = '';
+      for (let j = 0; j < batch && i < count; j++) {
+        i++;
+        text += `{"symbol":"${symbol}","price":${100 + i / 100},"size":1.0,"ts_ns":${tag * 1e9 + i}}\n`;
+      }
+      await new Promise((resolve, reject) => socket.write(text, (e) => (e ? reject(e) : resolve())));
+      if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
+    }
+    await new Promise((resolve) => socket.end(resolve));
+  }
+
+  /** Resolves once the relay's last seq of `symbol` is `seq`. */
+  async waitSeq(symbol, seq) {
+    await waitFor(`the relay to reach ${symbol} seq ${seq}`, async () => {
+      const r = await fetch(`http://${this.http}/price/${symbol}`);
+      return r.status === 200 && (await r.json()).seq === seq;
+    });
+  }
+}
+
+/** A TCP proxy in front of the relay: cut() closes, freeze() silences its connections. */
+export class Proxy {
+  static async start(target) {
+    const proxy = new Proxy(target);
+    await new Promise((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
+    proxy.addr = `127.0.0.1:${proxy.server.address().port}`;
+    return proxy;
+  }
+
+  constructor(target) {
+    const [host, port] = target.split(':');
+    this.pairs = new Set();
+    this.frozen = new Set();
+    this.down = false;
+    this.server = net.createServer((client) => {
+      if (this.down) return client.destroy();
+      const server = net.connect(Number(port), host);
+      const pair = { client, server };
+      this.pairs.add(pair);
+      client.pipe(server);
+      server.pipe(client);
+      const close = () => { client.destroy(); server.destroy(); this.pairs.delete(pair); };
+      client.on('error', close).on('close', close);
+      server.on('error', close).on('close', close);
+    });
+  }
+
+  get url() {
+    return `ws://${this.addr}/ws`;
+  }
+
+  cut() {
+    for (const { client, server } of this.pairs) { client.destroy(); server.destroy(); }
+    this.pairs.clear();
+  }
+
+  freeze() {
+    for (const pair of this.pairs) {
+      pair.client.unpipe(pair.server);
+      pair.server.unpipe(pair.client);
+      pair.client.pause();
+      pair.server.pause();
+      this.frozen.add(pair); // open, silent, until close()
+    }
+    this.pairs.clear();
+  }
+
+  async close() {
+    this.cut();
+    for (const { client, server } of this.frozen) { client.destroy(); server.destroy(); }
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+/** Checks exactly-once-or-gap as items arrive (the same rules as the Rust tests' Tracker). */
+export class Tracker {
+  constructor() {
+    this.last = new Map();
+    this.seqs = new Map(); // symbol -> [[seq, ts_ns]] since its last reset
+    this.pendingReset = new Map();
+    this.gaps = [];
+    this.resets = [];
+    this.connects = 0;
+    this.disconnects = [];
+    this.errors = [];
+    this.items = 0;
+  }
+
+  feed(item) {
+    this.items++;
+    switch (item.type) {
+      case 'tick':
+      case 'snapshot': {
+        const s = item.symbol;
+        const reset = this.pendingReset.get(s);
+        if (reset) {
+          assert.equal(reset.seq, item.seq, 'a reset names the seq that follows it');
+          this.pendingReset.delete(s);
+          this.seqs.set(s, []);
+        } else if (this.last.has(s)) {
+          assert.equal(item.seq, this.last.get(s) + 1, `${s}: seq ${item.seq} after ${this.last.get(s)}: a silent hole or a duplicate`);
+        }
+        this.last.set(s, item.seq);
+        if (!this.seqs.has(s)) this.seqs.set(s, []);
+        this.seqs.get(s).push([item.seq, item.ts_ns]);
+        break;
+      }
+      case 'gap':
+        assert.ok(item.from <= item.to, `a gap is not empty: ${JSON.stringify(item)}`);
+        if (this.last.has(item.symbol)) assert.equal(item.from, this.last.get(item.symbol) + 1, `a gap starts after the last seq: ${JSON.stringify(item)}`);
+        this.last.set(item.symbol, item.to);
+        this.gaps.push(item);
+        break;
+      case 'reset':
+        this.pendingReset.set(item.symbol, item);
+        this.resets.push(item);
+        break;
+      case 'connected': this.connects++; break;
+      case 'disconnected': this.disconnects.push(item.reason); break;
+      case 'error': this.errors.push(item.code); break;
+      default:
+    }
+  }
+}
+
+/** Reads items into `tracker` until `done(tracker)`, calling `onItem` after each. */
+export async function readUntil(client, tracker, what, done, onItem = () => {}) {
+  const deadline = Date.now() + WAIT_MS;
+  while (!done(tracker)) {
+    const left = deadline - Date.now();
+    let timer;
+    const item = await Promise.race([
+      client.next(),
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}; saw ${tracker.items} items, last ${JSON.stringify([...tracker.last])}`)), Math.max(0, left)); }),
+    ]).finally(() => clearTimeout(timer));
+    if (item === undefined) throw new Error(`the stream ended while waiting for ${what}`);
+    tracker.feed(item);
+    onItem(tracker, item);
+  }
+}
+
+export const fastBackoff = { initialMs: 20, maxMs: 200 };

@@ -1,0 +1,610 @@
+// tickrelay client for browsers and Node >= 20: one ES module, no build step, no dependencies.
+//
+// const client = await connect('ws://127.0.0.1:8080/ws', { symbols: ['BTC-USD'] });
+// for await (const item of client) console.log(item); // tick, snapshot, gap, reset, ...
+//
+// Per symbol the application sees every seq exactly once and in order, or an explicit item
+// saying what it will not see: {type:'gap', symbol, from, to, reason} or
+// {type:'reset', symbol, last_seq, seq} (the relay's history started again). Behind the
+// iterator the client reconnects with jittered exponential backoff, resumes every symbol
+// from one seq before the last it delivered (the relay sends that tick again, so a restarted
+// relay whose new history looks continuous is caught: another tick under the same seq is a
+// reset), asks for heartbeats and reconnects when the connection goes silent, and conflates
+// (or fails, by option) when the application reads too slowly. See README.md beside this file.
+
+const DEFAULTS = {
+  symbols: [],
+  channels: [],
+  encoding: 'json', // 'json' | 'gzip' | 'protobuf'
+  token: undefined, // sent as ?token= (browsers cannot set headers); today's relay refuses it
+  livenessMs: 10000, // silence before the connection is given up
+  heartbeatMs: undefined, // default: livenessMs / 3
+  backoff: { initialMs: 100, maxMs: 5000 },
+  buffer: 10000, // items kept for a slow reader before slowConsumer applies
+  slowConsumer: 'conflate', // 'conflate' | 'error' (a browser socket cannot be paused)
+  resumeFrom: {}, // { SYMBOL: last seq the application has }
+  maxResume: 1024, // the relay's --max-symbols-per-client: a longer resume list is refused
+  WebSocket: undefined, // a WebSocket constructor; default globalThis.WebSocket
+};
+
+/** An error that ends the stream: `code` is 'consumer_too_slow', 'closed' or 'client_closed'. */
+export class TickrelayError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'TickrelayError';
+    this.code = code;
+  }
+}
+
+/** Connects and resolves once the relay has welcomed the first connection. */
+export async function connect(url, options = {}) {
+  const client = new TickrelayClient(url, options);
+  await client.ready;
+  return client;
+}
+
+/** The client: an async iterator of items that survives disconnects and relay restarts. */
+export class TickrelayClient {
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = { ...DEFAULTS, ...options, backoff: { ...DEFAULTS.backoff, ...options.backoff } };
+    this.WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
+    if (!this.WebSocket) throw new TickrelayError('no_websocket', 'no WebSocket: pass options.WebSocket (Node 20: --experimental-websocket)');
+    this.symbols = new Set(this.options.symbols);
+    this.sequencer = new Sequencer(this.options.resumeFrom);
+    this.queue = new Queue(this.options.buffer, this.options.slowConsumer);
+    this.attempt = 0;
+    this.closed = false;
+    this.pingId = 0;
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => {}); // rejects for whoever awaits it; not an unhandled rejection
+
+    this.open();
+  }
+
+  /** The next item (a promise); rejects with a TickrelayError when the stream fails. */
+  next() {
+    return this.queue.next();
+  }
+
+  [Symbol.asyncIterator]() {
+    return {
+      next: async () => {
+        const item = await this.queue.next();
+        return item === undefined ? { value: undefined, done: true } : { value: item, done: false };
+      },
+      return: async () => {
+        this.close();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  /** Subscribes to more symbols; one seen before resumes from its last seq. */
+  subscribe(symbols) {
+    const all = this.symbols.has('*');
+    const plain = [];
+    const from = {};
+    for (const symbol of symbols) {
+      if (this.symbols.has(symbol)) continue;
+      this.symbols.add(symbol);
+      const seq = this.sequencer.resumePosition(symbol);
+      // `resume` of a symbol covered by `*` is refused (already_subscribed).
+      if (seq !== undefined && !all && symbol !== '*') from[symbol] = seq;
+      else plain.push(symbol);
+    }
+    if (plain.length) this.send({ op: 'subscribe', symbols: plain });
+    if (Object.keys(from).length) this.send({ op: 'resume', from });
+  }
+
+  /** Unsubscribes; ticks already on their way are still delivered. */
+  unsubscribe(symbols) {
+    const gone = symbols.filter((s) => this.symbols.delete(s));
+    if (gone.length) this.send({ op: 'unsubscribe', symbols: gone });
+  }
+
+  /** The last seq the application has read, per symbol (for options.resumeFrom). */
+  positions() {
+    return Object.fromEntries(this.queue.popped);
+  }
+
+  /** How far behind the application is: items (and a pending error) next() returns at once. */
+  backlog() {
+    return this.queue.backlog();
+  }
+
+  /** Closes the connection for good; the iterator ends. */
+  close() {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    this.stopTimers();
+    if (this.ws) this.ws.close(1000);
+    this.queue.end();
+  }
+
+  // --- connection ---------------------------------------------------------------------------
+
+  buildUrl() {
+    const all = this.symbols.has('*');
+    let resume = this.sequencer.resumePositions().filter(([s]) => all || this.symbols.has(s));
+    // Under `*` the list can outgrow what the relay accepts (a browser cannot see the 400):
+    // connect without it; the snapshots stand in for the replays, their jumps become gaps.
+    if (resume.length > this.options.maxResume) resume = [];
+    const params = [];
+    // With `*` and positions, `*` is subscribed after the welcome: its connect-time snapshots
+    // would come before the replays and break their order.
+    const symbols = [...this.symbols].filter((s) => s !== '*' || resume.length === 0);
+    if (symbols.length) params.push(`symbols=${enc(symbols.join(','))}`);
+    if (this.options.channels.length) params.push(`channels=${enc(this.options.channels.join(','))}`);
+    params.push(`encoding=${this.options.encoding}`);
+    if (this.options.slowConsumer === 'conflate') params.push('slow=conflate');
+    if (resume.length) params.push(`resume=${enc(resume.map(([s, q]) => `${s}:${q}`).join(','))}`);
+    if (this.sequencer.epoch !== undefined) params.push(`epoch=${enc(this.sequencer.epoch)}`);
+    if (this.options.token) params.push(`token=${enc(this.options.token)}`);
+    return { url: `${this.url}${this.url.includes('?') ? '&' : '?'}${params.join('&')}`, resuming: new Set(resume.map(([s]) => s)) };
+  }
+
+  open() {
+    if (this.closed) return;
+    const { url, resuming } = this.buildUrl();
+    const ws = new this.WebSocket(url);
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    const conn = { ws, resuming, welcomed: false, decode: decoder(this.options.encoding), chain: Promise.resolve() };
+    let ended = false;
+    const end = (code, reason) => {
+      if (ended) return;
+      ended = true;
+      this.stopTimers();
+      if (this.ws === ws) this.ws = undefined;
+      if (!conn.welcomed && this.attempt === 0 && this.rejectReady) {
+        // The first connection failed: connect() rejects (a browser cannot see why).
+        const reject = this.rejectReady;
+        this.rejectReady = undefined;
+        this.closed = true;
+        this.queue.end();
+        reject(new TickrelayError('connect_failed', `could not connect to ${this.url} (${code} ${reason})`));
+        return;
+      }
+      if (conn.welcomed) this.queue.push({ type: 'disconnected', code, reason });
+      if ([1002, 1003, 1007, 1009].includes(code)) {
+        this.queue.fail(new TickrelayError('closed', `the relay closed the connection with ${code}: ${reason}`));
+        this.closed = true;
+        return;
+      }
+      this.reconnect();
+    };
+    ws.onmessage = (event) => {
+      if (ended) return;
+      this.heard();
+      const data = event.data;
+      if (typeof data === 'string') {
+        this.accept(conn, JSON.parse(data));
+      } else {
+        // Frames are handled strictly in order (the gzip decoder is asynchronous).
+        conn.chain = conn.chain
+          .then(() => conn.decode(new Uint8Array(data)))
+          .then((message) => { if (!ended) this.accept(conn, message); })
+          .catch((e) => { ws.close(4000, 'undecodable frame'); end(1006, `undecodable frame: ${e.message}`); });
+      }
+    };
+    ws.onclose = (event) => end(event.code, event.reason || 'connection closed');
+    // On an open connection `close` follows with the code. A connection that never opened may
+    // get only `error` (Node 20's WebSocket fires no `close` then).
+    ws.onerror = () => { if (ws.readyState !== 1) end(1006, 'connection failed'); };
+    this.liveness(ws, end);
+  }
+
+  reconnect() {
+    if (this.closed) return;
+    const { initialMs, maxMs } = this.options.backoff;
+    const base = Math.min(maxMs, initialMs * 2 ** Math.min(this.attempt, 20));
+    this.attempt += 1;
+    this.retryTimer = setTimeout(() => this.open(), base * (0.5 + Math.random() / 2));
+  }
+
+  liveness(ws, end) {
+    const limit = this.options.livenessMs;
+    this.heard = () => {
+      this.lastHeard = Date.now();
+      this.probed = false;
+    };
+    this.heard();
+    this.livenessTimer = setInterval(() => {
+      const silent = Date.now() - this.lastHeard;
+      if (silent >= limit) {
+        ws.close(4000, 'silent');
+        end(1006, `no data and no heartbeat for ${limit} ms`);
+      } else if (silent >= limit / 2 && !this.probed && ws.readyState === 1) {
+        this.probed = true;
+        ws.send(JSON.stringify({ op: 'ping', id: ++this.pingId }));
+      }
+    }, Math.max(20, Math.min(1000, limit / 10)));
+  }
+
+  stopTimers() {
+    clearInterval(this.livenessTimer);
+  }
+
+  send(message) {
+    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(message));
+  }
+
+  accept(conn, m) {
+    if (m.type === 'welcome') {
+      conn.welcomed = true;
+      this.attempt = 0;
+      const epoch = m.epoch === undefined ? undefined : String(m.epoch);
+      this.sequencer.welcome(epoch);
+      this.queue.push({ type: 'connected', session: m.session, ...(epoch === undefined ? {} : { epoch }), resumed: conn.resuming.size });
+      if (this.symbols.has('*') && conn.resuming.size) this.send({ op: 'subscribe', symbols: ['*'] });
+      const heartbeat = this.options.heartbeatMs ?? Math.max(100, Math.floor(this.options.livenessMs / 3));
+      if (heartbeat) this.send({ op: 'heartbeat', interval_ms: heartbeat });
+      if (this.resolveReady) {
+        this.resolveReady(this);
+        this.resolveReady = undefined;
+        this.rejectReady = undefined;
+      }
+      return;
+    }
+    const out = [];
+    switch (m.type) {
+      case 'tick':
+      case 'snapshot':
+        if (m.seq === undefined) break; // {"type":"snapshot","symbols":[...]}: an ack
+        conn.resuming.delete(m.symbol);
+        this.sequencer.item(m, 'symbol', m.symbol, out);
+        break;
+      case 'event':
+        this.sequencer.item(m, 'channel', m.channel, out);
+        break;
+      case 'gap': {
+        const field = m.symbol !== undefined ? 'symbol' : 'channel';
+        const reason = field === 'symbol' && conn.resuming.delete(m.symbol) ? 'not_replayable' : 'relay_conflated';
+        this.sequencer.gap(field, m[field], m.from, m.to, reason, out);
+        break;
+      }
+      case 'error':
+        out.push({ type: 'error', code: m.code, message: m.message });
+        break;
+      default: // acks, pongs, heartbeats: signs of life
+    }
+    for (const item of out) this.queue.push(item);
+  }
+}
+
+// --- sequencing: exactly once, or say why not -------------------------------------------------
+
+/** Per-key positions; the same rules as the Rust client's `sequence.rs`. */
+export class Sequencer {
+  constructor(resumeFrom = {}) {
+    this.positions = new Map(); // "symbol\0A" -> { seq, fingerprint, stale }
+    for (const [symbol, seq] of Object.entries(resumeFrom)) this.positions.set(`symbol\0${symbol}`, { seq, fingerprint: undefined, stale: false });
+    this.epoch = undefined;
+  }
+
+  welcome(epoch) {
+    if (epoch === undefined) return;
+    if (this.epoch !== undefined && this.epoch !== epoch) for (const p of this.positions.values()) p.stale = true;
+    this.epoch = epoch;
+  }
+
+  item(m, field, name, out) {
+    const key = `${field}\0${name}`;
+    const seq = m.seq;
+    const fingerprint = `${m.ts_ns}:${m.recv_ns}`;
+    const p = this.positions.get(key);
+    const fresh = { seq, fingerprint, stale: false };
+    if (p) {
+      const last = p.seq;
+      const differs = p.fingerprint !== undefined && p.fingerprint !== fingerprint;
+      if (p.stale || seq < last || (seq === last && differs)) {
+        out.push({ type: 'reset', [field]: name, last_seq: last, seq, ...(this.epoch === undefined ? {} : { epoch: this.epoch }) });
+      } else if (seq === last) {
+        return; // the same tick again: the resume overlap, or a snapshot of it
+      } else if (seq > last + 1) {
+        out.push({ type: 'gap', [field]: name, from: last + 1, to: seq - 1, reason: 'skipped' });
+      }
+    }
+    this.positions.set(key, fresh);
+    out.push(m);
+  }
+
+  gap(field, name, from, to, reason, out) {
+    const key = `${field}\0${name}`;
+    const p = this.positions.get(key);
+    if (p && p.stale) {
+      out.push({ type: 'reset', [field]: name, last_seq: p.seq, seq: from, ...(this.epoch === undefined ? {} : { epoch: this.epoch }) });
+    } else if (p) {
+      if (to <= p.seq) return; // all of it was delivered already
+      from = p.seq + 1;
+    }
+    this.positions.set(key, { seq: to, fingerprint: undefined, stale: false });
+    out.push({ type: 'gap', [field]: name, from, to, reason });
+  }
+
+  /** [symbol, seq] pairs to resume from: one before the last, so the relay re-sends it. */
+  resumePositions() {
+    const out = [];
+    for (const [key, p] of this.positions) {
+      const [field, name] = key.split('\0');
+      if (field === 'symbol') out.push([name, Math.max(0, p.seq - 1)]);
+    }
+    return out.sort();
+  }
+
+  resumePosition(symbol) {
+    const p = this.positions.get(`symbol\0${symbol}`);
+    return p === undefined ? undefined : Math.max(0, p.seq - 1);
+  }
+}
+
+// --- the buffer between the socket and the application ---------------------------------------
+
+class Queue {
+  constructor(capacity, policy) {
+    this.items = [];
+    this.capacity = Math.max(1, capacity);
+    this.policy = policy;
+    this.slots = new Map(); // key -> { skipped: [from, to, reason] | undefined, latest }
+    this.waiting = [];
+    this.failed = undefined;
+    this.ended = false;
+    this.popped = new Map();
+  }
+
+  push(item) {
+    if (this.failed || this.ended) return;
+    const key = keyOf(item);
+    if (key !== undefined && this.slots.has(key)) {
+      this.conflateInto(key, item);
+    } else if (this.items.length < this.capacity || !['tick', 'snapshot', 'event'].includes(item.type)) {
+      this.items.push(item); // status items, gaps and resets are rare: never dropped
+    } else if (this.policy === 'error') {
+      this.failed = new TickrelayError('consumer_too_slow', `the application fell ${this.capacity} items behind the stream`);
+    } else {
+      this.slots.set(key, { skipped: undefined, latest: undefined });
+      this.conflateInto(key, item);
+    }
+    this.wake();
+  }
+
+  conflateInto(key, item) {
+    const slot = this.slots.get(key);
+    const latestSeq = slot.latest?.seq;
+    if (item.type === 'gap') {
+      const from = slot.skipped?.[0] ?? latestSeq ?? item.from;
+      slot.skipped = [from, item.to, slot.skipped?.[2] ?? item.reason];
+      slot.latest = undefined;
+    } else if (item.type === 'reset') {
+      this.flush(key);
+      this.items.push(item);
+    } else {
+      if (latestSeq !== undefined) slot.skipped = [slot.skipped?.[0] ?? latestSeq, item.seq - 1, slot.skipped?.[2] ?? 'client_conflated'];
+      slot.latest = item;
+    }
+  }
+
+  flush(key) {
+    const slot = this.slots.get(key);
+    this.slots.delete(key);
+    const field = key.split('\0')[0];
+    const name = key.slice(field.length + 1);
+    if (slot.skipped) this.items.push({ type: 'gap', [field]: name, from: slot.skipped[0], to: slot.skipped[1], reason: slot.skipped[2] });
+    if (slot.latest) this.items.push(slot.latest);
+  }
+
+  pop() {
+    if (this.items.length <= this.capacity / 2) for (const key of [...this.slots.keys()]) this.flush(key);
+    const item = this.items.shift();
+    if (item !== undefined) {
+      const key = keyOf(item);
+      if (item.symbol !== undefined && key !== undefined) {
+        if (item.type === 'gap') this.popped.set(item.symbol, item.to);
+        else if (item.type === 'tick' || item.type === 'snapshot') this.popped.set(item.symbol, item.seq);
+      }
+    }
+    return item;
+  }
+
+  backlog() {
+    let conflated = 0;
+    for (const slot of this.slots.values()) conflated += (slot.skipped ? 1 : 0) + (slot.latest ? 1 : 0);
+    return this.items.length + conflated + (this.failed ? 1 : 0);
+  }
+
+  next() {
+    const item = this.pop();
+    if (item !== undefined) return Promise.resolve(item);
+    if (this.failed) {
+      const error = this.failed;
+      this.failed = undefined;
+      this.ended = true;
+      return Promise.reject(error);
+    }
+    if (this.ended) return Promise.resolve(undefined);
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  wake() {
+    while (this.waiting.length && (this.items.length || this.slots.size || this.failed || this.ended)) {
+      const { resolve, reject } = this.waiting.shift();
+      this.next().then(resolve, reject);
+    }
+  }
+
+  fail(error) {
+    this.failed ??= error;
+    this.wake();
+  }
+
+  end() {
+    this.ended = true;
+    this.wake();
+  }
+}
+
+function keyOf(item) {
+  if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset'].includes(item.type)) return `symbol\0${item.symbol}`;
+  if (item.channel !== undefined && ['event', 'gap', 'reset'].includes(item.type)) return `channel\0${item.channel}`;
+  return undefined;
+}
+
+// --- decoding --------------------------------------------------------------------------------
+
+/** A per-connection binary frame decoder: frame (Uint8Array) -> Promise<message>. */
+function decoder(encoding) {
+  if (encoding === 'gzip') return gunzipFeed();
+  if (encoding === 'protobuf') return async (frame) => decodeServerMessage(frame);
+  return async () => { throw new Error('a binary frame on a json connection'); };
+}
+
+/**
+ * One gzip stream per connection, a sync flush per frame (docs/ENCODINGS.md). The
+ * decompressor may split a frame's output into several chunks: read until the text parses.
+ */
+function gunzipFeed() {
+  const gunzip = new DecompressionStream('gzip');
+  const writer = gunzip.writable.getWriter();
+  const reader = gunzip.readable.getReader();
+  const utf8 = new TextDecoder();
+  return async (frame) => {
+    // Not awaited: the write completes only once its output has been read.
+    writer.write(frame).catch(() => {});
+    let text = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error('gzip stream ended');
+      text += utf8.decode(value, { stream: true });
+      try {
+        return JSON.parse(text); // a part of one JSON object never parses
+      } catch {
+        // the frame's output came in more than one chunk: read on
+      }
+    }
+  };
+}
+
+const utf8Decoder = new TextDecoder();
+
+/** Decodes a `tickrelay.v1.ServerMessage` into the same object a JSON frame gives. */
+export function decodeServerMessage(bytes) {
+  const fields = readFields(bytes);
+  for (const [number, value] of fields) {
+    switch (number) {
+      case 1: {
+        const w = { type: 'welcome', symbols: [] };
+        for (const [n, v] of readFields(value)) {
+          if (n === 1) w.session = Number(v);
+          else if (n === 2) w.shard = Number(v);
+          else if (n === 3) w.encoding = utf8Decoder.decode(v);
+          else if (n === 4) w.symbols.push(utf8Decoder.decode(v));
+          else if (n === 5) w.server = utf8Decoder.decode(v);
+        }
+        return w;
+      }
+      case 2:
+      case 3:
+        return decodeTick(value, number === 2 ? 'tick' : 'snapshot');
+      case 4: {
+        // An ack: its op ("subscribed", "snapshot", ...) is not a message type here.
+        const a = { type: 'ack', op: '', symbols: [] };
+        for (const [n, v] of readFields(value)) {
+          if (n === 1) a.op = utf8Decoder.decode(v);
+          else if (n === 2) a.symbols.push(utf8Decoder.decode(v));
+        }
+        return a;
+      }
+      case 5: {
+        const e = { type: 'error', code: '', message: '' };
+        for (const [n, v] of readFields(value)) {
+          if (n === 1) e.code = utf8Decoder.decode(v);
+          else if (n === 2) e.message = utf8Decoder.decode(v);
+        }
+        return e;
+      }
+      case 6:
+        return { type: 'pong' };
+      case 7: {
+        const g = { type: 'gap', from: 0, to: 0 };
+        for (const [n, v] of readFields(value)) {
+          if (n === 1) g.symbol = utf8Decoder.decode(v);
+          else if (n === 2) g.from = Number(v);
+          else if (n === 3) g.to = Number(v);
+        }
+        return g;
+      }
+      case 8:
+        return { type: 'heartbeat' };
+      default:
+    }
+  }
+  return { type: 'unknown' };
+}
+
+function decodeTick(bytes, type) {
+  const t = { type, symbol: '', seq: 0, kind: 'trade', ts_ns: 0, recv_ns: 0 };
+  const doubles = { 3: 'price', 4: 'size', 5: 'bid', 6: 'ask', 7: 'bid_size', 8: 'ask_size' };
+  for (const [n, v] of readFields(bytes)) {
+    if (n === 1) t.symbol = utf8Decoder.decode(v);
+    else if (n === 2) t.kind = Number(v) === 2 ? 'quote' : 'trade';
+    else if (doubles[n]) t[doubles[n]] = v;
+    else if (n === 9) t.venue = utf8Decoder.decode(v);
+    else if (n === 10) t.ts_ns = Number(v); // exact as a BigInt on the wire; a Number here, like JSON
+    else if (n === 11) t.seq = Number(v);
+    else if (n === 12) t.recv_ns = Number(v);
+  }
+  return t;
+}
+
+/** Protobuf wire format: [field number, value] pairs; varints and fixed64 as BigInt, doubles as
+ * numbers, length-delimited fields as Uint8Array. */
+function readFields(bytes) {
+  const out = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  const varint = () => {
+    let result = 0n;
+    let shift = 0n;
+    for (;;) {
+      if (at >= bytes.length) throw new Error('truncated varint');
+      const byte = bytes[at++];
+      result |= BigInt(byte & 0x7f) << shift;
+      if (byte < 0x80) return result;
+      shift += 7n;
+    }
+  };
+  while (at < bytes.length) {
+    const tag = Number(varint());
+    const number = tag >>> 3;
+    switch (tag & 7) {
+      case 0:
+        out.push([number, varint()]);
+        break;
+      case 1:
+        // Doubles in Tick (fields 3..8); fixed64 elsewhere (ts_ns, recv_ns, heartbeat ts_ns).
+        out.push([number, number >= 3 && number <= 8 ? view.getFloat64(at, true) : view.getBigUint64(at, true)]);
+        at += 8;
+        break;
+      case 2: {
+        const length = Number(varint());
+        out.push([number, bytes.subarray(at, at + length)]);
+        at += length;
+        break;
+      }
+      case 5:
+        at += 4;
+        break;
+      default:
+        throw new Error(`unsupported wire type ${tag & 7}`);
+    }
+  }
+  return out;
+}
+
+function enc(value) {
+  return encodeURIComponent(value).replace(/%2C/g, ',').replace(/%3A/g, ':').replace(/%2F/g, '/');
+}
