@@ -216,7 +216,8 @@ fn protobuf(frame: &[u8]) -> Result<Message, DecodeError> {
     Ok(match message.msg {
         Some(Msg::Welcome(w)) => Message::Welcome {
             session: w.session,
-            epoch: None,
+            // proto3: 0 is "not set" (a relay without epochs).
+            epoch: (w.epoch != 0).then(|| w.epoch.to_string()),
         },
         Some(Msg::Tick(t)) => Message::Tick(tick(t)),
         Some(Msg::Snapshot(t)) => Message::Snapshot(tick(t)),
@@ -230,7 +231,11 @@ fn protobuf(frame: &[u8]) -> Result<Message, DecodeError> {
             code: e.code,
             message: e.message,
         }),
-        Some(Msg::Ack(_) | Msg::Pong(_) | Msg::Heartbeat(_)) | None => Message::Other,
+        // A reset follows a welcome whose epoch differs from the one the client resumed
+        // with: the client has already reset every symbol on seeing that epoch.
+        Some(Msg::Ack(_) | Msg::Pong(_) | Msg::Heartbeat(_) | Msg::Reset(_)) | None => {
+            Message::Other
+        }
     })
 }
 

@@ -6,10 +6,12 @@
 
 Reconnects with jittered exponential backoff and resumes every symbol, so each seq is
 printed exactly once, or a {"type":"gap",...} or {"type":"reset",...} line says what will
-not be. It resumes from one seq before the last printed: the relay sends that tick again,
-and if it is another tick (different ts_ns/recv_ns) or a lower seq arrives, the relay's
-history started again (a restart: seqs from 1) and a reset line is printed instead of
-splicing two histories together. Connection changes go to stderr. Encodings: json, gzip.
+not be. It resumes with the epoch of the welcome its seqs came from: a relay serving another
+history (it restarted) answers with a reset and its newest value, and a reset line is
+printed instead of splicing two histories together. Against a relay without epochs it
+resumes from one seq before the last printed: if that tick comes back different (another
+ts_ns/recv_ns) or a lower seq arrives, the history started again, and the same reset line
+is printed. Connection changes go to stderr. Encodings: json, gzip.
 """
 
 import argparse
@@ -32,6 +34,15 @@ class Sequencer:
 
     def __init__(self):
         self.last = {}  # symbol -> (seq, fingerprint or None)
+        self.epoch = None  # the history the seqs in `last` belong to
+        self.stale = set()  # symbols whose next item starts a new history
+
+    def welcome(self, epoch):
+        if epoch is None:
+            return
+        if self.epoch is not None and epoch != self.epoch:
+            self.stale = set(self.last)
+        self.epoch = epoch
 
     def item(self, msg):
         symbol, seq = msg["symbol"], msg["seq"]
@@ -39,7 +50,11 @@ class Sequencer:
         out = []
         if symbol in self.last:
             last, known = self.last[symbol]
-            if seq < last or (seq == last and known is not None and known != fingerprint):
+            if symbol in self.stale:
+                self.stale.discard(symbol)
+                out.append({"type": "reset", "symbol": symbol, "last_seq": last, "seq": seq,
+                            "epoch": self.epoch})
+            elif seq < last or (seq == last and known is not None and known != fingerprint):
                 out.append({"type": "reset", "symbol": symbol, "last_seq": last, "seq": seq})
             elif seq == last:
                 return out  # the resume overlap: the same tick again
@@ -69,6 +84,8 @@ def url_for(base, symbols, encoding, sequencer):
     resume = sequencer.resume()
     if resume:
         params["resume"] = resume
+        if sequencer.epoch is not None:
+            params["epoch"] = sequencer.epoch
     query = urllib.parse.urlencode(params, safe=",:*/")
     return f"{base}{'&' if '?' in base else '?'}{query}"
 
@@ -107,6 +124,7 @@ async def tail(base, symbols, encoding, max_backoff):
                     kind = msg.get("type")
                     if kind == "welcome":
                         attempt = 0
+                        sequencer.welcome(msg.get("epoch"))
                         status(type="connected", session=msg.get("session"), resumed=len(resuming))
                     elif kind in ("tick", "snapshot"):
                         resuming.discard(msg["symbol"])

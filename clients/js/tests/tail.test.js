@@ -62,7 +62,8 @@ async function tailSurvivesCutsAndRestarts(command) {
     for (const line of lines) tracker.feed(line);
     assert.deepEqual(tracker.gaps, []);
     assert.equal(tracker.resets.length, 1, JSON.stringify(tracker.resets));
-    assert.deepEqual([tracker.resets[0].last_seq, tracker.resets[0].seq], [200, 200]);
+    // Both tails resume with their epoch: the relay answers reset + the new history's newest.
+    assert.deepEqual([tracker.resets[0].last_seq, tracker.resets[0].seq], [200, 300]);
     const before = lines.slice(0, lines.indexOf(lines.find((l) => l.type === 'reset')));
     assert.deepEqual(before.map((l) => l.seq), Array.from({ length: 200 }, (_, i) => i + 1), 'seqs 1..200 once each before the restart');
     assert.ok(tracker.seqs.get('PY').every(([, ts]) => Math.floor(ts / 1e9) === 2), 'only the new history after the reset');
