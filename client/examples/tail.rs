@@ -13,10 +13,13 @@ use std::time::Duration;
 use tickrelay_client::{Client, Encoding, Item, Options, SlowConsumer};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
-    if let Err(e) = run().await {
-        eprintln!("tail: {e}");
-        std::process::exit(1);
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tail: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
