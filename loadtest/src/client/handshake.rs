@@ -89,7 +89,7 @@ pub(super) async fn open(
     if let (Some(ip), IpAddr::V4(_)) = (plan.source, target.addr.ip()) {
         // Reuse ports left in TIME_WAIT by an earlier run from this address.
         socket.set_reuse_address(true)?;
-        socket.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())?;
+        bind_source(&socket, ip)?;
     }
     let socket = TcpSocket::from_std_stream(socket.into());
     let mut stream = socket.connect(target.addr).await?;
@@ -139,6 +139,29 @@ fn base64(bytes: &[u8]) -> String {
 /// RFC 6455 §1.3.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+/// Binds `socket` to `ip` and a port of our choosing. Binding to port 0 makes the kernel
+/// search the whole ephemeral range for a free port on every connect; with tens of
+/// thousands of sockets (and a previous run's TIME_WAIT) that search took the harness's
+/// worker seconds per batch of connects (perf: `inet_bhash2_conflict` under `bind`), long
+/// enough for the relay's handshake timeout to close sockets the harness had not yet
+/// written to. A port named outright is one hash lookup; a taken one is skipped.
+fn bind_source(socket: &Socket, ip: std::net::Ipv4Addr) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    const PORTS: u32 = 65_000 - LOW;
+    for _ in 0..64 {
+        let port = LOW + NEXT.fetch_add(1, Ordering::Relaxed) % PORTS;
+        let addr = SocketAddr::new(IpAddr::V4(ip), port as u16);
+        match socket.bind(&addr.into()) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    socket.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())
+}
 
 #[cfg(test)]
 mod tests {

@@ -56,6 +56,33 @@ impl RunReport {
         );
     }
 
+    /// The relay's own ingest → socket-write latency (`/stats` `latency_us`, the whole run)
+    /// beside what the clients measured (publish → receive, the worst phase): the relay's
+    /// share of the client's latency, and a check that the relay's histogram is plausible
+    /// (it can only be lower, its clock starts later and stops earlier).
+    fn latency_cross_check(&self) -> Option<String> {
+        let latency = self.relay.as_ref()?.stats.as_ref()?.get("latency_us")?;
+        let relay = |k: &str| latency.get(k).and_then(serde_json::Value::as_f64);
+        let (p50, p99) = (relay("p50")?, relay("p99")?);
+        let worst = self
+            .phases
+            .iter()
+            .map(|p| &p.fast.latency_us)
+            .max_by_key(|l| l.p99_us)?;
+        Some(format!(
+            "relay-measured ingest→write (whole run, {} samples): p50 {} p99 {} p99.9 {}; clients measured publish→receive (worst phase): p50 {} p99 {}",
+            latency
+                .get("count")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
+            us(p50 as u64),
+            us(p99 as u64),
+            relay("p999").map_or("-".into(), |v| us(v as u64)),
+            us(worst.p50_us),
+            us(worst.p99_us),
+        ))
+    }
+
     /// The ramp and crowd verdicts, the relay and harness processes, errors, and clean or not.
     fn write_tail(&self, out: &mut String) {
         if let Some(r) = &self.ramp {
@@ -89,6 +116,9 @@ impl RunReport {
                 r.cpu_s,
                 r.exit
             );
+        }
+        if let Some(line) = self.latency_cross_check() {
+            let _ = writeln!(out, "{line}");
         }
         let _ = writeln!(
             out,
