@@ -87,9 +87,12 @@ async fn publish_accepts_objects_arrays_and_lines_and_rejects_with_line_and_fiel
 #[tokio::test]
 async fn unknown_encoding_is_refused_at_the_handshake() {
     let relay = TestRelay::start(Config::for_tests()).await;
-    let err = tokio_tungstenite::connect_async(relay.url("?encoding=xml"))
-        .await
-        .unwrap_err();
+    let err = support::within(
+        "the refused upgrade",
+        tokio_tungstenite::connect_async(relay.url("?encoding=xml")),
+    )
+    .await
+    .unwrap_err();
     match err {
         tokio_tungstenite::tungstenite::Error::Http(response) => {
             assert_eq!(response.status(), 400);

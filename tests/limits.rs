@@ -41,15 +41,22 @@ async fn per_ip_limit_applies_per_source_address() {
     // Another loopback address is another source.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-    let mut other = socket.connect(relay.http).await.unwrap();
-    other
-        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    let mut other = support::within("a connection from 127.0.0.2", socket.connect(relay.http))
         .await
         .unwrap();
+    support::within(
+        "the request from 127.0.0.2 to be sent",
+        other.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+    )
+    .await
+    .unwrap();
     let mut response = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut other, &mut response)
-        .await
-        .unwrap();
+    support::within(
+        "the answer to 127.0.0.2",
+        tokio::io::AsyncReadExt::read_to_end(&mut other, &mut response),
+    )
+    .await
+    .unwrap();
     assert!(response.starts_with(b"HTTP/1.1 200"));
 }
 
@@ -91,9 +98,12 @@ async fn symbol_limit_applies_at_connect() {
         ..Config::for_tests()
     })
     .await;
-    let err = tokio_tungstenite::connect_async(relay.url("?symbols=A,B,C"))
-        .await
-        .unwrap_err();
+    let err = support::within(
+        "the refused upgrade",
+        tokio_tungstenite::connect_async(relay.url("?symbols=A,B,C")),
+    )
+    .await
+    .unwrap_err();
     let tokio_tungstenite::tungstenite::Error::Http(response) = err else {
         panic!("expected HTTP 400")
     };
