@@ -97,10 +97,13 @@ async fn a_conflating_client_gets_the_latest_ticks_and_exact_gaps() {
     })
     .await;
     // Now read everything: per symbol the seqs received plus the gaps reported must cover
-    // 1..=20000 exactly once, in order, ending with the newest tick.
+    // 1..=20000 exactly once, in order, and end with the newest tick itself: the client
+    // lagged until the end, so the last thing of each symbol is a gap up to 19,999 and
+    // then tick 20,000 (a gap may never swallow the newest tick).
     let mut next: BTreeMap<String, u64> = BTreeMap::from([("A".into(), 1), ("B".into(), 1)]);
-    let mut gaps = 0;
-    while next.values().any(|n| *n <= 20_000) {
+    let mut gaps: BTreeMap<String, u64> = BTreeMap::new();
+    let mut last_tick: BTreeMap<String, u64> = BTreeMap::new();
+    while last_tick.values().filter(|seq| **seq == 20_000).count() < 2 {
         let msg = slow.next_json().await;
         let symbol = msg["symbol"].as_str().unwrap().to_owned();
         let expected = next[&symbol];
@@ -112,6 +115,7 @@ async fn a_conflating_client_gets_the_latest_ticks_and_exact_gaps() {
                     "{symbol}: in order, nothing unexplained missing"
                 );
                 *next.get_mut(&symbol).unwrap() += 1;
+                last_tick.insert(symbol, expected);
             }
             "gap" => {
                 assert_eq!(
@@ -120,17 +124,94 @@ async fn a_conflating_client_gets_the_latest_ticks_and_exact_gaps() {
                     "{symbol}: gap starts where the stream stopped"
                 );
                 let to = msg["to"].as_u64().unwrap();
-                assert!(to >= expected);
+                assert!(
+                    to >= expected,
+                    "{symbol}: a gap covers at least one seq: {msg}"
+                );
+                assert!(
+                    to < 20_000,
+                    "{symbol}: the gap swallowed the newest tick (it must end before it, \
+                     and the newest tick follow): {msg}"
+                );
                 *next.get_mut(&symbol).unwrap() = to + 1;
-                gaps += 1;
+                *gaps.entry(symbol).or_default() += 1;
             }
             other => panic!("unexpected {other}: {msg}"),
         }
     }
-    assert!(gaps >= 2, "both symbols were conflated at least once");
+    assert!(
+        gaps.get("A") >= Some(&1) && gaps.get("B") >= Some(&1),
+        "both symbols were conflated at least once: {gaps:?}"
+    );
     let (_, stats) = relay.get("/stats").await;
     assert_eq!(
         stats["shards"][0]["slow_disconnects"], 0,
         "conflation does not disconnect"
+    );
+}
+
+/// Publishes one tick of `symbol` per round and waits for `reader` to receive it, `rounds`
+/// times; returns the total time. Each round is at least one fan-out turn of the shard.
+async fn round_trips(
+    ingest: &mut support::Ingest,
+    reader: &mut support::WsClient,
+    symbol: &str,
+    first_seq: u64,
+    rounds: u64,
+) -> Duration {
+    let started = tokio::time::Instant::now();
+    for seq in first_seq..first_seq + rounds {
+        ingest.send_lines(&[tick_line(symbol, 1.0, seq)]).await;
+        let tick = reader.next_json().await;
+        assert_eq!(
+            (tick["type"].as_str(), tick["seq"].as_u64()),
+            (Some("tick"), Some(seq)),
+            "the bystander receives every tick, in order: {tick}"
+        );
+    }
+    started.elapsed()
+}
+
+/// A client whose socket is full stays on its shard (a budget it never reaches), and the
+/// shard's other client is not slowed: round trips with the stuck client present take
+/// about as long as without it. A shard that spent even 10 ms per turn on the stuck
+/// client would add 10 ms to every round (4 s over 400), far above the allowance of 5 ms
+/// per round, which a loaded box never needs (a round trip is well under 1 ms idle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_client_does_not_delay_the_other_clients_of_its_shard() {
+    const ROUNDS: u64 = 400;
+    let relay = TestRelay::start(Config {
+        shards: 1,
+        outbox_bytes: 64 * 1024 * 1024,
+        outbox_max_age: Duration::from_secs(600),
+        ..small_budget()
+    })
+    .await;
+    let mut bystander = relay.client("?symbols=A").await;
+    let mut ingest = relay.ingest().await;
+    let alone = round_trips(&mut ingest, &mut bystander, "A", 1, ROUNDS).await;
+
+    let _stuck = support::slow_client(&relay, "?symbols=A").await;
+    // ~650 KB for a client whose socket takes ~20 KB: it is stuck from here on.
+    let fill_to = ROUNDS + 5_000;
+    let lines: Vec<String> = (ROUNDS + 1..=fill_to)
+        .map(|seq| tick_line("A", 1.0, seq))
+        .collect();
+    ingest.send_lines(&lines).await;
+    bystander
+        .ticks_until(&BTreeMap::from([("A".to_owned(), fill_to)]))
+        .await;
+    let with_stuck = round_trips(&mut ingest, &mut bystander, "A", fill_to + 1, ROUNDS).await;
+
+    assert_eq!(
+        relay.shard_stat(0, "slow_disconnects").await,
+        0,
+        "the stuck client stayed connected (within its budget) for the whole test"
+    );
+    let allowance = Duration::from_millis(5) * ROUNDS as u32;
+    assert!(
+        with_stuck < alone * 2 + allowance,
+        "{ROUNDS} round trips took {with_stuck:?} with a stuck client on the shard, \
+         {alone:?} without: the stuck client stalls its shard"
     );
 }
