@@ -215,3 +215,80 @@ async fn a_stuck_client_does_not_delay_the_other_clients_of_its_shard() {
          {alone:?} without: the stuck client stalls its shard"
     );
 }
+
+/// `--outbox-max-age` alone: a byte budget the client never reaches, and still the client
+/// whose oldest frame waits longer than the age limit is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_oldest_frame_is_too_old_is_disconnected() {
+    let relay = TestRelay::start(Config {
+        shards: 1,
+        outbox_bytes: 64 * 1024 * 1024,
+        outbox_max_age: Duration::from_millis(300),
+        ..small_budget()
+    })
+    .await;
+    let mut stuck = support::slow_client(&relay, "?symbols=A").await;
+    // ~650 KB: far below 64 MiB, but it cannot drain, so its oldest frame ages.
+    relay.publish_many("A", 5_000).await;
+    // The budget is checked when a tick reaches the client: keep them coming until it is
+    // cut off (bounded like every wait).
+    let mut ingest = relay.ingest().await;
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    for seq in 5_001.. {
+        if relay.shard_stat(0, "slow_disconnects").await == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for the stuck client to be disconnected for age"
+        );
+        ingest.send_lines(&[tick_line("A", 1.0, seq)]).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, reason) = stuck.expect_close().await;
+    assert_eq!((code, reason.as_str()), (4008, "slow consumer"));
+}
+
+/// `?slow=` overrides `--slow-policy` for that client, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slow_query_parameter_overrides_the_default_policy() {
+    let disconnecting = TestRelay::start(Config {
+        shards: 1,
+        slow_policy: SlowPolicy::Disconnect,
+        ..small_budget()
+    })
+    .await;
+    let mut conflating = support::slow_client(&disconnecting, "?symbols=A&slow=conflate").await;
+    assert_eq!(conflating.next_json().await["type"], "welcome");
+    publish(&disconnecting, &["A"], 3_000).await;
+    support::wait_for("the ?slow=conflate client conflated", || async {
+        disconnecting.shard_stat(0, "conflated").await > 0
+    })
+    .await;
+    assert_eq!(
+        disconnecting.shard_stat(0, "slow_disconnects").await,
+        0,
+        "?slow=conflate is not disconnected under --slow-policy disconnect"
+    );
+
+    let conflating_relay = TestRelay::start(Config {
+        shards: 1,
+        slow_policy: SlowPolicy::Conflate,
+        ..small_budget()
+    })
+    .await;
+    let mut disconnected =
+        support::slow_client(&conflating_relay, "?symbols=A&slow=disconnect").await;
+    publish(&conflating_relay, &["A"], 3_000).await;
+    support::wait_for("the ?slow=disconnect client disconnected", || async {
+        conflating_relay.shard_stat(0, "slow_disconnects").await == 1
+    })
+    .await;
+    assert_eq!(
+        conflating_relay.shard_stat(0, "conflated").await,
+        0,
+        "?slow=disconnect does not conflate under --slow-policy conflate"
+    );
+    let (code, _) = disconnected.expect_close().await;
+    assert_eq!(code, 4008);
+}
