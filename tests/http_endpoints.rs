@@ -32,6 +32,11 @@ async fn health_stats_symbols_and_price() {
     let (_, symbols) = relay.get("/symbols").await;
     assert_eq!(symbols["symbols"][0]["symbol"], "BTC-USD");
 
+    // One subscriber, three ticks: three deliveries, counted once each.
+    support::wait_for("3 deliveries counted in ticks_out", || async {
+        relay.get("/stats").await.1["ticks_out"] == 3
+    })
+    .await;
     let (_, stats) = relay.get("/stats").await;
     assert_eq!(stats["ticks_in"], 3);
     assert_eq!(stats["sessions"], 1);
