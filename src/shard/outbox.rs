@@ -151,6 +151,17 @@ mod tests {
     }
 
     #[test]
+    fn drop_unstarted_drops_everything_when_nothing_was_written() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new();
+        for _ in 0..3 {
+            outbox.push(Bytes::from_static(b"xyz"), now);
+        }
+        outbox.drop_unstarted();
+        assert_eq!((outbox.len(), outbox.bytes()), (0, 0));
+    }
+
+    #[test]
     fn len_counts_frames_until_fully_written() {
         let now = Instant::now();
         let mut outbox = Outbox::new();
