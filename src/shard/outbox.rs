@@ -210,8 +210,11 @@ mod tests {
             let expected: Vec<u8> = frames.concat();
             for f in frames { outbox.push(Bytes::from(f), now); }
             let mut got = Vec::new();
-            for chunk in chunks.into_iter().cycle() {
+            // Bounded: every write takes at least one byte, so a broken outbox that never
+            // empties fails here instead of hanging the test.
+            for (writes, chunk) in chunks.into_iter().cycle().enumerate() {
                 if outbox.is_empty() { break; }
+                prop_assert!(writes < expected.len(), "still not empty after {} writes", writes);
                 let mut slices = [IoSlice::new(&[]); 8];
                 let n = outbox.slices(&mut slices);
                 let mut take = chunk;
