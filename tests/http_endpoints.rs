@@ -305,3 +305,28 @@ impl KeepAlive {
         }
     }
 }
+
+/// `ticks_out` counts deliveries: one tick to two clients is two (one shard, one batch).
+#[tokio::test]
+async fn ticks_out_counts_every_delivery() {
+    let relay = TestRelay::start(Config {
+        shards: 1,
+        ..Config::for_tests()
+    })
+    .await;
+    let mut clients = [
+        relay.client("?symbols=TO").await,
+        relay.client("?symbols=TO").await,
+    ];
+    let _elsewhere = relay.client("?symbols=OTHER").await;
+    relay.publish_many("TO", 1).await;
+    for client in &mut clients {
+        assert_eq!(client.next_json().await["seq"], 1);
+    }
+    let (_, stats) = relay.get("/stats").await;
+    assert_eq!(
+        (stats["ticks_in"].as_u64(), stats["ticks_out"].as_u64()),
+        (Some(1), Some(2)),
+        "{stats}"
+    );
+}
