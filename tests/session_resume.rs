@@ -194,3 +194,34 @@ async fn resume_of_an_unknown_symbol_waits_for_its_first_tick() {
         "subscribed by the resume: {first}"
     );
 }
+
+/// PROTOCOL.md: "with more symbols than budget ÷ depth, each keeps budget ÷ symbols". A
+/// ring filled while its symbol was alone must shrink to its share once others appear,
+/// even if its symbol stays quiet. It does not: a ring only shrinks when its own symbol
+/// ticks again (`History::push`), so quiet symbols keep the depth of the day they were
+/// busy and the rings' total can exceed `--replay-budget` (by ~ln(symbols)x when symbols
+/// arrive one by one).
+#[tokio::test]
+#[ignore = "real bug: rings of quiet symbols never shrink to their share of --replay-budget (src/shard/fanout.rs ShardCore::deliver / replay.rs History::push)"]
+async fn a_quiet_symbols_ring_shrinks_when_other_symbols_take_their_share() {
+    let relay = TestRelay::start(Config {
+        shards: 1,
+        replay_depth: 100,
+        replay_budget: 10,
+        ..Config::for_tests()
+    })
+    .await;
+    // QA alone: its share is the whole budget, 10 ticks (11..=20).
+    relay.publish_many("QA", 20).await;
+    relay.wait_sequenced("QA", 20).await;
+    // QB appears: each symbol's share is now 5, so QA keeps 16..=20.
+    relay.publish_many("QB", 1).await;
+    relay.wait_sequenced("QB", 1).await;
+    let mut client = relay.client("?resume=QA:12").await;
+    let first = client.next_json().await;
+    assert_eq!(
+        first,
+        serde_json::json!({"type":"gap","symbol":"QA","from":13,"to":19}),
+        "seq 13 is older than QA's share of 5"
+    );
+}
