@@ -10,6 +10,11 @@ use support::{TestRelay, tick_line};
 use tickrelay::Config;
 use tickrelay::config::SlowPolicy;
 
+/// The tests of this file run one at a time: each floods a relay with thousands of
+/// ticks, and run side by side they starved each other's readers on a 2-core box (a
+/// reading client was cut off as slow), and skewed the stuck-client timing.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn small_budget() -> Config {
     Config {
         outbox_bytes: 16 * 1024,
@@ -39,8 +44,11 @@ async fn publish(relay: &TestRelay, symbols: &[&str], count: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_is_disconnected_with_4008_and_others_lose_nothing() {
-    // A budget a reading client never reaches during the bursts below (~75 KB each), far
-    // below the ~3 MB backlog of the stalled one.
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    // The reading client reads each burst of 500 ticks (~65 KB) before the next is sent,
+    // so its backlog never nears the 1 MiB budget, however slow the box; the stalled one
+    // accumulates all ~2.6 MB. (With the reader racing a free-running publisher, a debug
+    // build on a loaded box fell behind by more than 1 MiB and was cut off: 1 run in 10.)
     let relay = TestRelay::start(Config {
         shards: 1,
         outbox_bytes: 1024 * 1024,
@@ -50,19 +58,27 @@ async fn a_stalled_client_is_disconnected_with_4008_and_others_lose_nothing() {
     .await;
     let mut slow = support::slow_client(&relay, "?symbols=A").await;
     let mut fast = relay.client("?symbols=A").await;
-    let reader = tokio::spawn(async move {
-        let seen = fast
-            .ticks_until(&BTreeMap::from([("A".to_owned(), 20_000)]))
-            .await;
-        assert_eq!(
-            seen["A"],
-            (1..=20_000).collect::<Vec<u64>>(),
-            "the reading client lost nothing"
+    let mut ingest = relay.ingest().await;
+    let mut seen = Vec::new();
+    for chunk in (1..=20_000u64).collect::<Vec<_>>().chunks(500) {
+        let lines: Vec<String> = chunk
+            .iter()
+            .map(|i| tick_line("A", 1.0 + *i as f64, *i))
+            .collect();
+        ingest.send_lines(&lines).await;
+        let last = *chunk.last().expect("chunks are not empty");
+        seen.extend(
+            fast.ticks_until(&BTreeMap::from([("A".to_owned(), last)]))
+                .await
+                .remove("A")
+                .unwrap_or_default(),
         );
-        fast
-    });
-    publish(&relay, &["A"], 20_000).await;
-    reader.await.expect("fast client complete");
+    }
+    assert_eq!(
+        seen,
+        (1..=20_000).collect::<Vec<u64>>(),
+        "the reading client lost nothing"
+    );
     support::wait_for("slow client disconnected", || async {
         relay.get("/stats").await.1["shards"][0]["slow_disconnects"] == 1
     })
@@ -83,6 +99,7 @@ async fn a_stalled_client_is_disconnected_with_4008_and_others_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflating_client_gets_the_latest_ticks_and_exact_gaps() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let relay = TestRelay::start(Config {
         shards: 1,
         slow_policy: SlowPolicy::Conflate,
@@ -179,6 +196,7 @@ async fn round_trips(
 /// per round, which a loaded box never needs (a round trip is well under 1 ms idle).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_client_does_not_delay_the_other_clients_of_its_shard() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     const ROUNDS: u64 = 400;
     let relay = TestRelay::start(Config {
         shards: 1,
@@ -220,6 +238,7 @@ async fn a_stuck_client_does_not_delay_the_other_clients_of_its_shard() {
 /// whose oldest frame waits longer than the age limit is disconnected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_whose_oldest_frame_is_too_old_is_disconnected() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let relay = TestRelay::start(Config {
         shards: 1,
         outbox_bytes: 64 * 1024 * 1024,
@@ -252,6 +271,7 @@ async fn a_client_whose_oldest_frame_is_too_old_is_disconnected() {
 /// `?slow=` overrides `--slow-policy` for that client, both ways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_slow_query_parameter_overrides_the_default_policy() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let disconnecting = TestRelay::start(Config {
         shards: 1,
         slow_policy: SlowPolicy::Disconnect,
@@ -291,4 +311,44 @@ async fn the_slow_query_parameter_overrides_the_default_policy() {
     );
     let (code, _) = disconnected.expect_close().await;
     assert_eq!(code, 4008);
+}
+
+/// A symbol that ticked only once while its client lagged skipped nothing: it gets that
+/// tick and no gap (an empty `gap` with `to < from` would be a lie about a loss).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symbol_that_ticked_once_during_a_lag_gets_its_tick_and_no_gap() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let relay = TestRelay::start(Config {
+        shards: 1,
+        slow_policy: SlowPolicy::Conflate,
+        ..small_budget()
+    })
+    .await;
+    let mut slow = support::slow_client(&relay, "?symbols=BUSY,ONCE").await;
+    assert_eq!(slow.next_json().await["type"], "welcome");
+    publish(&relay, &["BUSY"], 3_000).await;
+    support::wait_for("the client lagging (conflation started)", || async {
+        relay.shard_stat(0, "conflated").await > 0
+    })
+    .await;
+    relay.publish_many("ONCE", 1).await;
+    relay.wait_sequenced("ONCE", 1).await;
+    let mut once = Vec::new();
+    let mut busy_done = false;
+    while !busy_done || once.is_empty() {
+        let msg = slow.next_json().await;
+        match (msg["symbol"].as_str(), msg["type"].as_str()) {
+            (Some("ONCE"), _) => once.push(msg),
+            (Some("BUSY"), Some("tick")) => busy_done |= msg["seq"] == 3_000,
+            (Some("BUSY"), Some("gap")) => {}
+            _ => panic!("unexpected {msg}"),
+        }
+    }
+    assert_eq!(once.len(), 1, "ONCE: exactly one message: {once:?}");
+    assert_eq!(
+        (once[0]["type"].as_str(), once[0]["seq"].as_u64()),
+        (Some("tick"), Some(1)),
+        "ONCE: its one tick, no gap: {}",
+        once[0]
+    );
 }
