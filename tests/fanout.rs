@@ -18,7 +18,20 @@ async fn two_hundred_clients_over_shards_see_gap_free_ordered_seqs() {
     let symbols = ["S0", "S1", "S2", "S3", "S4"];
     const PER_SYMBOL: u64 = 300;
 
-    // Ticks start flowing before and while clients connect.
+    // The first clients subscribe before any tick exists (their streams must start at
+    // seq 1, with no snapshot); the rest connect while ticks flow (a snapshot, then the
+    // next seq).
+    const EARLY: usize = 12;
+    let mut clients = Vec::new();
+    let connect = |i: usize| {
+        let mine = format!("{},{}", symbols[i % 5], symbols[(i + 2) % 5]);
+        let url = format!("?symbols={mine}");
+        let relay = &relay;
+        async move { (mine, relay.client(&url).await) }
+    };
+    for i in 0..EARLY {
+        clients.push(connect(i).await);
+    }
     let ingest_addr = relay.ingest;
     let publisher = tokio::spawn(async move {
         let mut ingest = support::Ingest::connect(ingest_addr).await;
@@ -33,14 +46,8 @@ async fn two_hundred_clients_over_shards_see_gap_free_ordered_seqs() {
             }
         }
     });
-
-    let mut clients = Vec::new();
-    for i in 0..200 {
-        let mine = format!("{},{}", symbols[i % 5], symbols[(i + 2) % 5]);
-        clients.push((
-            mine.clone(),
-            relay.client(&format!("?symbols={mine}")).await,
-        ));
+    for i in EARLY..200 {
+        clients.push(connect(i).await);
     }
     let per_shard: Vec<u64> = relay
         .metrics()
@@ -54,7 +61,7 @@ async fn two_hundred_clients_over_shards_see_gap_free_ordered_seqs() {
     publisher.await.unwrap();
 
     let mut checks = Vec::new();
-    for (mine, mut client) in clients {
+    for (i, (mine, mut client)) in clients.into_iter().enumerate() {
         checks.push(tokio::spawn(async move {
             let want: BTreeMap<String, u64> = mine
                 .split(',')
@@ -67,6 +74,17 @@ async fn two_hundred_clients_over_shards_see_gap_free_ordered_seqs() {
                     seen.get(s).and_then(|v| v.last()).or(snap.get(s)) == Some(&PER_SYMBOL)
                 })
             };
+            if i < EARLY {
+                // Subscribed before the first tick: the first message is seq 1 itself.
+                let first = client.next_json().await;
+                assert_eq!(
+                    (first["type"].as_str(), first["seq"].as_u64()),
+                    (Some("tick"), Some(1)),
+                    "a client subscribed before any tick receives seq 1 first: {first}"
+                );
+                let symbol = first["symbol"].as_str().unwrap_or_default().to_owned();
+                seen.entry(symbol).or_default().push(1);
+            }
             while !done(&seen, &snapshot_seq) {
                 let msg = client.next_json().await;
                 let symbol = msg["symbol"].as_str().unwrap_or_default().to_owned();
@@ -74,14 +92,31 @@ async fn two_hundred_clients_over_shards_see_gap_free_ordered_seqs() {
                 match msg["type"].as_str() {
                     Some("snapshot") => {
                         assert!(!seen.contains_key(&symbol), "snapshot comes before ticks");
+                        assert!(
+                            !snapshot_seq.contains_key(&symbol),
+                            "one snapshot per symbol: {msg}"
+                        );
+                        assert!((1..=PER_SYMBOL).contains(&seq), "snapshot seq: {msg}");
+                        assert_eq!(msg["ts_ns"].as_u64(), Some(seq), "snapshot ts_ns: {msg}");
+                        assert_eq!(
+                            msg["price"].as_f64(),
+                            Some(10.0 + seq as f64 * 0.25),
+                            "the snapshot is the value published as that seq: {msg}"
+                        );
                         snapshot_seq.insert(symbol, seq);
                     }
                     Some("tick") => {
+                        // Without a snapshot the symbol had no value when the client
+                        // subscribed, so its stream must start at seq 1.
                         let expected = seen
                             .get(&symbol)
                             .and_then(|v| v.last())
                             .or(snapshot_seq.get(&symbol))
-                            .map_or(seq, |l| l + 1);
+                            .map_or(1, |l| l + 1);
+                        assert!(
+                            want.contains_key(&symbol),
+                            "only subscribed symbols arrive: {msg}"
+                        );
                         assert_eq!(seq, expected, "{symbol}: gap-free and ordered");
                         assert_eq!(msg["ts_ns"].as_u64(), Some(seq), "ts_ns passes through");
                         assert_eq!(

@@ -11,7 +11,9 @@ const MASK: [u8; 4] = [9, 8, 7, 6];
 
 async fn close_code_after(relay: &TestRelay, bytes: &[u8]) -> u16 {
     let (mut stream, _) = support::raw_upgrade(relay.http, "/ws?symbols=H").await;
-    stream.write_all(bytes).await.unwrap();
+    support::within("the hostile bytes to be sent", stream.write_all(bytes))
+        .await
+        .unwrap();
     support::read_until_close(&mut stream).await
 }
 
@@ -88,8 +90,15 @@ async fn garbage_instead_of_a_handshake_gets_400_and_the_relay_serves_on() {
     let relay = TestRelay::start(Config::for_tests()).await;
     let (status, _) = support::http_raw(relay.http, "GET", "/ws?symbols=A", "").await;
     assert_eq!(status, 400, "a GET /ws without Upgrade is refused");
-    let mut junk = tokio::net::TcpStream::connect(relay.http).await.unwrap();
-    junk.write_all(&[0xFF; 64]).await.unwrap();
+    let mut junk = support::within(
+        "the junk connection",
+        tokio::net::TcpStream::connect(relay.http),
+    )
+    .await
+    .unwrap();
+    support::within("the junk bytes to be sent", junk.write_all(&[0xFF; 64]))
+        .await
+        .unwrap();
     drop(junk);
     assert_eq!(relay.get("/health").await.0, 200);
 }

@@ -49,4 +49,12 @@ fn a_short_steady_run_over_every_encoding_loses_nothing() {
     );
     assert!(phase.fast.expected > 0);
     assert_eq!((phase.fast.lost, phase.fast.relay_gaps), (0, 0));
+    let relay = report
+        .relay
+        .as_ref()
+        .expect("the harness spawned the relay");
+    assert_eq!(
+        relay.exit, "stopped on SIGTERM: exit status: 0",
+        "the relay exits 0 on SIGTERM"
+    );
 }

@@ -7,7 +7,6 @@ mod support;
 use std::collections::BTreeMap;
 
 use flate2::{Decompress, FlushDecompress};
-use futures_util::SinkExt;
 use prost::Message as _;
 use serde_json::Value;
 use support::{TestRelay, WAIT, WsClient, tick_line};
@@ -235,7 +234,12 @@ async fn unknown_or_conflicting_encodings_are_refused_with_400_listing_supported
         SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static("tickrelay.xml"),
     );
-    match tokio_tungstenite::connect_async(request).await {
+    match support::within(
+        "the refused upgrade",
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             assert_eq!(response.status(), 400);
         }
@@ -298,11 +302,7 @@ async fn protobuf_clients_send_binary_control_messages_and_get_protobuf_replies(
         (Vec::new(), "bad_message"),
         (bad_subscribe.encode_to_vec(), "invalid_symbol"),
     ] {
-        client
-            .ws
-            .send(Message::binary(bytes.clone()))
-            .await
-            .expect("send");
+        client.send_binary(bytes.clone()).await;
         let Some(server_message::Msg::Error(error)) = next_server(&mut client).await.msg else {
             panic!("{bytes:02x?}: expected a protobuf Error");
         };
@@ -340,11 +340,7 @@ async fn a_json_client_sending_binary_gets_binary_not_supported_and_stays_open()
             symbols: vec!["JS-B".into()],
         })),
     };
-    client
-        .ws
-        .send(Message::binary(subscribe.encode_to_vec()))
-        .await
-        .expect("send");
+    client.send_binary(subscribe.encode_to_vec()).await;
     let reply = client.next_json().await;
     assert_eq!(
         (reply["type"].as_str(), reply["code"].as_str()),
@@ -401,12 +397,7 @@ async fn gzip_replies_share_the_tick_stream_in_order() {
     ] {
         client.ws.send_json(text).await;
     }
-    client
-        .ws
-        .ws
-        .send(Message::binary(vec![1, 2, 3]))
-        .await
-        .expect("send");
+    client.ws.send_binary(vec![1, 2, 3]).await;
     let replies = [
         client.next_json().await,
         client.next_json().await,
@@ -695,7 +686,7 @@ async fn next_server(client: &mut WsClient) -> proto::ServerMessage {
 
 async fn send_client(client: &mut WsClient, msg: client_message::Msg) {
     let bytes = proto::ClientMessage { msg: Some(msg) }.encode_to_vec();
-    client.ws.send(Message::binary(bytes)).await.expect("send");
+    client.send_binary(bytes).await;
 }
 
 /// Connects offering `protocol` in `Sec-WebSocket-Protocol`; returns the client and the
@@ -724,7 +715,9 @@ async fn raw_upgrade(
     query: &str,
     protocol: Option<&str>,
 ) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut stream = support::within("the raw upgrade connection", TcpStream::connect(addr))
+        .await
+        .expect("connect");
     let protocol = protocol
         .map(|p| format!("sec-websocket-protocol: {p}\r\n"))
         .unwrap_or_default();
@@ -732,7 +725,12 @@ async fn raw_upgrade(
         "GET /ws{query} HTTP/1.1\r\nhost: test\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
          sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{protocol}\r\n"
     );
-    stream.write_all(request.as_bytes()).await.expect("write");
+    support::within(
+        "the upgrade request to be sent",
+        stream.write_all(request.as_bytes()),
+    )
+    .await
+    .expect("write");
     let read = async {
         let mut response = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -761,7 +759,5 @@ async fn raw_upgrade(
             }
         }
     };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("response in time")
+    support::within("the refusal response to the upgrade", read).await
 }

@@ -72,11 +72,18 @@ async fn application_heartbeats_arrive_at_the_requested_interval() {
 #[tokio::test]
 async fn a_connection_that_never_finishes_its_request_is_dropped() {
     let relay = TestRelay::start(quick()).await;
-    let mut slowloris = tokio::net::TcpStream::connect(relay.http).await.unwrap();
-    slowloris
-        .write_all(b"GET /ws?symbols=A HTTP/1.1\r\nhost: x\r\n")
-        .await
-        .unwrap();
+    let mut slowloris = support::within(
+        "the slowloris connection",
+        tokio::net::TcpStream::connect(relay.http),
+    )
+    .await
+    .unwrap();
+    support::within(
+        "the partial request to be sent",
+        slowloris.write_all(b"GET /ws?symbols=A HTTP/1.1\r\nhost: x\r\n"),
+    )
+    .await
+    .unwrap();
     let mut buf = [0u8; 512];
     let read = tokio::time::timeout(Duration::from_secs(5), slowloris.read(&mut buf)).await;
     let n = read

@@ -141,3 +141,34 @@ async fn snapshot_op_sends_last_values_on_demand() {
         "then the ack"
     );
 }
+
+#[tokio::test]
+async fn unsubscribing_from_the_wildcard_stops_every_symbol() {
+    // One shard: once /price shows W2, the client's shard has handled it.
+    let relay = TestRelay::start(Config {
+        shards: 1,
+        ..Config::for_tests()
+    })
+    .await;
+    let mut client = relay.client("?symbols=*").await;
+    relay.publish_many("W1", 1).await;
+    assert_eq!(client.next_json().await["symbol"], "W1", "* receives W1");
+    client
+        .send_json(r#"{"op":"unsubscribe","symbols":["*"]}"#)
+        .await;
+    assert_eq!(
+        client.next_json().await,
+        serde_json::json!({"type":"unsubscribed","symbols":["*"]})
+    );
+    relay.publish_many("W1", 2).await;
+    relay.publish_many("W2", 1).await;
+    relay.wait_sequenced("W2", 1).await;
+    client.send_json(r#"{"op":"ping","id":5}"#).await;
+    assert_eq!(
+        client.next_json().await,
+        serde_json::json!({"type":"pong","id":5}),
+        "after unsubscribing * no tick arrives"
+    );
+    let (_, stats) = relay.get("/stats").await;
+    assert_eq!(stats["wildcard_subscriptions"], 0, "{stats}");
+}

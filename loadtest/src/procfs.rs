@@ -183,9 +183,58 @@ mod tests {
         assert!(memory(std::process::id()).unwrap().rss_kb > 0);
         self_cpu().unwrap();
         thread_cpu().unwrap();
-        let t = thread_cpu_split().unwrap();
-        assert_eq!(t.since(&t), CpuTimes::default());
+        thread_cpu_split().unwrap();
         assert!(open_fds(std::process::id()).unwrap() >= 3);
-        assert!(load_avg_1m().unwrap() >= 0.0);
+        let load = load_avg_1m().unwrap();
+        let text = fs::read_to_string("/proc/loadavg").unwrap();
+        assert_eq!(
+            Some(load),
+            text.split_ascii_whitespace()
+                .next()
+                .and_then(|f| f.parse().ok()),
+            "the first field of /proc/loadavg"
+        );
+    }
+
+    #[test]
+    fn since_subtracts_each_part_and_clamps_at_zero() {
+        let earlier = CpuTimes {
+            user: Duration::from_millis(100),
+            system: Duration::from_millis(40),
+        };
+        let later = CpuTimes {
+            user: Duration::from_millis(130),
+            system: Duration::from_millis(50),
+        };
+        let spent = later.since(&earlier);
+        assert_eq!(
+            spent,
+            CpuTimes {
+                user: Duration::from_millis(30),
+                system: Duration::from_millis(10)
+            }
+        );
+        assert_eq!(spent.total(), Duration::from_millis(40));
+        assert_eq!(earlier.since(&later), CpuTimes::default(), "clamped");
+    }
+
+    #[test]
+    fn thread_cpu_counts_this_threads_work() {
+        let before = thread_cpu().unwrap();
+        // Spin until the clock moves: schedstat has ns resolution, the stat fallback 10 ms.
+        let started = std::time::Instant::now();
+        let mut after = before;
+        while after <= before && started.elapsed() < Duration::from_secs(5) {
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+            after = thread_cpu().unwrap();
+        }
+        assert!(after > before, "{after:?} after {before:?}");
+    }
+
+    #[test]
+    fn ticks_convert_at_the_kernels_rate() {
+        let per_sec = rustix::param::clock_ticks_per_second();
+        assert_eq!(ticks_to_duration(per_sec), Duration::from_secs(1));
+        assert_eq!(ticks_to_duration(0), Duration::ZERO);
     }
 }

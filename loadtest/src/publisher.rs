@@ -239,10 +239,24 @@ mod tests {
             )
             .unwrap();
         let published = p.published().to_vec();
-        let errors = p.errors.lines.load(Ordering::Relaxed);
+        // The server wrote one error line: the reader thread must count and keep it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while p.errors.lines.load(Ordering::Relaxed) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for the error line to be counted"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let errors = Arc::clone(&p.errors);
         drop(p);
         assert_eq!(out.sent, sent.load(Ordering::Relaxed));
-        let _ = errors;
+        assert_eq!(errors.lines.load(Ordering::Relaxed), 1, "one error line");
+        assert_eq!(
+            *errors.samples.lock().unwrap(),
+            vec![r#"{"error":"bad"}"#.to_owned()],
+            "the line is kept verbatim"
+        );
         (server.join().unwrap(), published)
     }
 

@@ -243,7 +243,115 @@ mod tests {
         assert_eq!(bad.0, 2);
     }
 
+    /// A valid tick's fields as a publisher would write them, in any order, as JSON
+    /// object members; and the tick they must decode to.
+    fn valid_line() -> impl Strategy<Value = (String, Tick)> {
+        let number = proptest::option::of(prop_oneof![
+            proptest::num::f64::NORMAL,
+            proptest::num::f64::ZERO,
+            (-1_000_000i64..1_000_000).prop_map(|i| i as f64 / 100.0),
+        ]);
+        (
+            "[A-Za-z0-9._:/-]{1,64}",
+            prop_oneof![Just(None), Just(Some("trade")), Just(Some("quote"))],
+            [
+                number.clone(),
+                number.clone(),
+                number.clone(),
+                number.clone(),
+                number.clone(),
+                number,
+            ],
+            proptest::option::of("[ -~]{0,64}"),
+            any::<u64>(),
+        )
+            .prop_filter_map(
+                "not a valid tick",
+                |(symbol, kind, numbers, venue, ts_ns)| {
+                    let [price, size, bid, ask, bid_size, ask_size] = numbers;
+                    let raw = || RawTick {
+                        symbol: symbol.clone(),
+                        kind: kind.map(str::to_owned),
+                        price,
+                        size,
+                        bid,
+                        ask,
+                        bid_size,
+                        ask_size,
+                        venue: venue.clone(),
+                        ts_ns,
+                    };
+                    let tick = Tick::try_from(raw()).ok()?;
+                    let mut members = vec![
+                        format!("\"symbol\":{}", serde_json::to_string(&symbol).unwrap()),
+                        format!("\"ts_ns\":{ts_ns}"),
+                    ];
+                    if let Some(kind) = kind {
+                        members.push(format!("\"kind\":\"{kind}\""));
+                    }
+                    for (name, value) in ["price", "size", "bid", "ask", "bid_size", "ask_size"]
+                        .iter()
+                        .zip(numbers)
+                    {
+                        if let Some(v) = value {
+                            members.push(format!(
+                                "\"{name}\":{}",
+                                ryu::Buffer::new().format_finite(v)
+                            ));
+                        }
+                    }
+                    if let Some(venue) = &venue {
+                        members.push(format!(
+                            "\"venue\":{}",
+                            serde_json::to_string(venue).unwrap()
+                        ));
+                    }
+                    Some((members, tick))
+                },
+            )
+            .prop_flat_map(|(members, tick)| {
+                (Just(members).prop_shuffle(), Just(tick), "[ \t]{0,2}")
+            })
+            .prop_map(|(members, tick, space)| {
+                (
+                    format!("{space}{{{}}}{space}", members.join(&format!(",{space}"))),
+                    tick,
+                )
+            })
+    }
+
     proptest! {
+        /// Every valid line, fields in any order, decodes to exactly the tick it describes.
+        #[test]
+        fn valid_lines_decode_to_exactly_their_tick((line, tick) in valid_line()) {
+            prop_assert_eq!(decode(&line), Some(Ok(tick)), "{}", line);
+        }
+
+        /// The same ticks as NDJSON lines (blank lines between) and as a JSON array give
+        /// the same ticks; a bad line is blamed with its line number, from 1.
+        #[test]
+        fn documents_decode_line_by_line_and_name_the_bad_line(
+            lines in proptest::collection::vec(valid_line(), 1..6),
+            bad in any::<prop::sample::Index>(),
+        ) {
+            let (texts, ticks): (Vec<String>, Vec<Tick>) = lines.into_iter().unzip();
+            let mut d = LineDecoder::new();
+            let ndjson = texts.join("\n\n");
+            prop_assert_eq!(d.decode_document(&mut ndjson.into_bytes()), Ok(ticks.clone()));
+            let array = format!("[{}]", texts.join(","));
+            prop_assert_eq!(d.decode_document(&mut array.into_bytes()), Ok(ticks));
+
+            let at = bad.index(texts.len());
+            let mut broken = texts;
+            broken[at] = r#"{"symbol":"B","kind":"trade","ts_ns":1}"#.to_owned();
+            let ndjson = broken.join("\n");
+            let (line, _) = d.decode_document(&mut ndjson.into_bytes()).unwrap_err();
+            prop_assert_eq!(line, at + 1, "NDJSON lines count from 1");
+            let array = format!("[{}]", broken.join(","));
+            let (position, _) = d.decode_document(&mut array.into_bytes()).unwrap_err();
+            prop_assert_eq!(position, at + 1, "array positions count from 1");
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = LineDecoder::new().decode(&mut bytes);

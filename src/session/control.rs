@@ -373,12 +373,143 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_selection_counts_its_symbols_and_the_wildcard() {
+        let sel = |names: &[&str]| Selection::parse(names.iter().copied(), 8).unwrap();
+        assert_eq!((sel(&[]).len(), sel(&[]).is_empty()), (0, true));
+        assert_eq!((sel(&["*"]).len(), sel(&["*"]).is_empty()), (1, false));
+        assert_eq!((sel(&["A"]).len(), sel(&["A"]).is_empty()), (1, false));
+        assert_eq!(sel(&["A", "B", "*"]).len(), 3, "two symbols and *");
+        assert_eq!(sel(&["A", "B", "C"]).len(), 3);
+    }
+
+    #[test]
+    fn a_resume_over_the_limit_reports_one_more_than_the_limit() {
+        let err = resume([("A", 1), ("B", 2), ("C", 3), ("D", 4)], 3).unwrap_err();
+        assert_eq!(
+            err,
+            ControlError::TooManySymbols {
+                requested: 4,
+                limit: 3
+            }
+        );
+        assert!(resume([("A", 1), ("B", 2), ("C", 3)], 3).is_ok());
+    }
+
+    #[test]
+    fn the_parser_debug_names_its_limit() {
+        assert_eq!(
+            format!("{:?}", ControlParser::new(3)),
+            "ControlParser { limit: 3, .. }"
+        );
+    }
+
+    /// An op taking a symbol list: its JSON name, and how to build it and its protobuf.
+    type SelectionOp = (
+        &'static str,
+        fn(Selection) -> Control,
+        fn(proto::Symbols) -> proto::client_message::Msg,
+    );
+
+    /// A valid symbol: 1-64 bytes of the allowed characters.
+    fn symbol() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._:/-]{1,64}"
+    }
+
+    /// Any well-formed control message, as the `Control` it must parse to and as the
+    /// JSON and protobuf a client would send for it.
+    fn message() -> impl Strategy<Value = (Control, String, proto::ClientMessage)> {
+        use proto::client_message::Msg;
+        let names =
+            proptest::collection::vec(prop_oneof![4 => symbol(), 1 => Just("*".to_owned())], 0..8);
+        prop_oneof![
+            (0..3usize, names).prop_map(|(op, names)| {
+                let mut expected = Selection::default();
+                for name in &names {
+                    if name == "*" {
+                        expected.all = true;
+                    } else {
+                        let symbol = Symbol::parse(name).unwrap();
+                        if !expected.symbols.contains(&symbol) {
+                            expected.symbols.push(symbol);
+                        }
+                    }
+                }
+                let (word, control, msg): SelectionOp = match op {
+                    0 => ("subscribe", Control::Subscribe, Msg::Subscribe),
+                    1 => ("unsubscribe", Control::Unsubscribe, Msg::Unsubscribe),
+                    _ => ("snapshot", Control::Snapshot, Msg::Snapshot),
+                };
+                let json = format!(
+                    r#"{{"op":"{word}","symbols":{}}}"#,
+                    serde_json::to_string(&names).unwrap()
+                );
+                let proto = proto::ClientMessage {
+                    msg: Some(msg(proto::Symbols { symbols: names })),
+                };
+                (control(expected), json, proto)
+            }),
+            any::<u64>().prop_map(|id| (
+                Control::Ping { id },
+                format!(r#"{{"id":{id},"op":"ping"}}"#),
+                proto::ClientMessage {
+                    msg: Some(Msg::Ping(proto::Ping { id }))
+                },
+            )),
+            proptest::collection::btree_map(symbol(), any::<u64>(), 0..8).prop_map(|from| {
+                let expected = from
+                    .iter()
+                    .map(|(s, q)| (Symbol::parse(s).unwrap(), Seq(*q)))
+                    .collect();
+                let json = format!(
+                    r#"{{"op":"resume","from":{}}}"#,
+                    serde_json::to_string(&from).unwrap()
+                );
+                let proto = proto::ClientMessage {
+                    msg: Some(Msg::Resume(proto::Resume {
+                        from: from.into_iter().collect(),
+                    })),
+                };
+                (Control::Resume(expected), json, proto)
+            }),
+            any::<u32>().prop_map(|ms| (
+                Control::Heartbeat {
+                    interval: Duration::from_millis(u64::from(ms))
+                },
+                format!(r#"{{"op":"heartbeat","interval_ms":{ms}}}"#),
+                proto::ClientMessage {
+                    msg: Some(Msg::Heartbeat(proto::HeartbeatRequest { interval_ms: ms }))
+                },
+            )),
+        ]
+    }
+
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let mut parser = ControlParser::new(8);
             let _ = parser.protobuf(&bytes);
             let _ = parser.json(&mut bytes);
+        }
+
+        /// Every well-formed message parses to exactly what it says, in JSON and protobuf.
+        #[test]
+        fn well_formed_messages_parse_to_what_they_say((expected, json, proto) in message()) {
+            let mut parser = ControlParser::new(8);
+            let from_json = parser.json(&mut json.clone().into_bytes());
+            prop_assert_eq!(&from_json, &Ok(expected), "{}", json);
+            prop_assert_eq!(parser.protobuf(&proto.encode_to_vec()), from_json);
+        }
+
+        /// A list over the limit is refused whatever it holds; at the limit it is accepted.
+        #[test]
+        fn the_symbol_limit_is_exact(names in proptest::collection::vec(symbol(), 0..12), limit in 0usize..10) {
+            let parsed = Selection::parse(names.iter().map(String::as_str), limit);
+            if names.len() > limit {
+                prop_assert_eq!(parsed, Err(ControlError::TooManySymbols { requested: names.len(), limit }));
+            } else {
+                prop_assert!(parsed.is_ok());
+            }
         }
     }
 }

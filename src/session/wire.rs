@@ -298,6 +298,100 @@ mod tests {
         Ok(out)
     }
 
+    /// Reads `bytes` fed in pieces of the sizes in `chunks` (cycled), draining after each.
+    fn read_in_chunks(
+        bytes: &[u8],
+        chunks: &[usize],
+        max: usize,
+    ) -> Result<Vec<Incoming>, WireError> {
+        let mut reader = FrameReader::new(max);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        for size in chunks.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, after) = rest.split_at((*size).min(rest.len()));
+            rest = after;
+            buf.extend_from_slice(piece);
+            while let Some(m) = reader.next(&mut buf)? {
+                out.push(m);
+            }
+        }
+        assert!(
+            buf.is_empty(),
+            "every byte of a complete stream is consumed"
+        );
+        Ok(out)
+    }
+
+    /// The frames of one data message cut at `cuts` (positions modulo its length), with
+    /// `ping` sent between the first and second fragment when there are several; and
+    /// whether the ping was sent.
+    fn fragments(
+        opcode: u8,
+        payload: &[u8],
+        cuts: &[usize],
+        mask: [u8; 4],
+        ping: Option<&[u8]>,
+    ) -> (Vec<u8>, bool) {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (payload.len() + 1)).collect();
+        cuts.push(payload.len());
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut out = Vec::new();
+        let mut pinged = false;
+        let mut start = 0;
+        for (i, end) in cuts.iter().enumerate() {
+            let fin = i + 1 == cuts.len();
+            let code = if i == 0 { opcode } else { 0 };
+            out.extend(client_frame(fin, code, &payload[start..*end], mask));
+            if i == 0
+                && !fin
+                && let Some(ping) = ping
+            {
+                out.extend(client_frame(true, 9, ping, mask));
+                pinged = true;
+            }
+            start = *end;
+        }
+        (out, pinged)
+    }
+
+    /// One item of a client stream: its bytes and the messages the reader must return.
+    fn item() -> impl Strategy<Value = (Vec<u8>, Vec<Incoming>)> {
+        let data = (
+            prop_oneof![
+                ".{0,80}".prop_map(|t: String| (1u8, t.into_bytes())),
+                proptest::collection::vec(any::<u8>(), 0..300).prop_map(|b| (2u8, b)),
+            ],
+            proptest::collection::vec(any::<usize>(), 0..4),
+            any::<[u8; 4]>(),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..126)),
+        )
+            .prop_map(|((opcode, payload), cuts, mask, ping)| {
+                let (bytes, pinged) = fragments(opcode, &payload, &cuts, mask, ping.as_deref());
+                let mut expected = Vec::new();
+                if let Some(ping) = ping.filter(|_| pinged) {
+                    expected.push(Incoming::Ping(Bytes::from(ping)));
+                }
+                let payload = Bytes::from(payload);
+                expected.push(if opcode == 1 {
+                    Incoming::Text(payload)
+                } else {
+                    Incoming::Binary(payload)
+                });
+                (bytes, expected)
+            });
+        prop_oneof![
+            4 => data,
+            1 => (proptest::collection::vec(any::<u8>(), 0..126), any::<[u8; 4]>())
+                .prop_map(|(p, mask)| (client_frame(true, 9, &p, mask), vec![Incoming::Ping(Bytes::from(p))])),
+            1 => any::<[u8; 4]>().prop_map(|mask| (client_frame(true, 10, b"", mask), vec![Incoming::Pong])),
+        ]
+    }
+
     #[test]
     fn masked_text_is_read() {
         let frame = client_frame(true, 1, b"{\"op\":\"ping\"}", MASK);
@@ -384,6 +478,56 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = read_all(&bytes, 128);
+        }
+
+        /// Any valid client stream (messages fragmented anywhere, pings between fragments,
+        /// any masks) read in any chunk sizes gives exactly the messages sent, in order.
+        #[test]
+        fn valid_streams_read_in_any_chunks_give_exactly_what_was_sent(
+            items in proptest::collection::vec(item(), 0..12),
+            chunks in proptest::collection::vec(1usize..64, 1..8),
+            close in proptest::option::of(prop_oneof![Just(1000u16), Just(1001), Just(1011), Just(3000), Just(4999)]),
+        ) {
+            let mut bytes = Vec::new();
+            let mut expected = Vec::new();
+            for (frames, incoming) in items {
+                bytes.extend(frames);
+                expected.extend(incoming);
+            }
+            if let Some(code) = close {
+                bytes.extend(client_frame(true, 8, &code.to_be_bytes(), MASK));
+                expected.push(Incoming::Close(Some(code)));
+            }
+            prop_assert_eq!(read_in_chunks(&bytes, &chunks, 1024), Ok(expected));
+        }
+
+        /// A message over the limit, however fragmented, is refused as too big after the
+        /// messages before it.
+        #[test]
+        fn a_message_over_the_limit_is_refused_however_fragmented(
+            before in proptest::collection::vec(any::<u8>(), 0..64),
+            len in 65usize..300,
+            cuts in proptest::collection::vec(any::<usize>(), 0..4),
+            chunks in proptest::collection::vec(1usize..64, 1..8),
+        ) {
+            let mut bytes = client_frame(true, 2, &before, MASK);
+            bytes.extend(fragments(2, &vec![7u8; len], &cuts, [5, 6, 7, 8], None).0);
+            let mut reader = FrameReader::new(64);
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut error = None;
+            'read: for piece in bytes.chunks(chunks[0]) {
+                buf.extend_from_slice(piece);
+                loop {
+                    match reader.next(&mut buf) {
+                        Ok(Some(m)) => got.push(m),
+                        Ok(None) => break,
+                        Err(e) => { error = Some(e); break 'read; }
+                    }
+                }
+            }
+            prop_assert_eq!(got, vec![Incoming::Binary(Bytes::from(before))]);
+            prop_assert!(matches!(error, Some(WireError::TooBig { limit: 64, .. })), "{:?}", error);
         }
 
         #[test]

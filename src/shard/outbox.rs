@@ -150,6 +150,55 @@ mod tests {
         assert_eq!(outbox.bytes(), 2);
     }
 
+    #[test]
+    fn drop_unstarted_drops_everything_when_nothing_was_written() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new();
+        for _ in 0..3 {
+            outbox.push(Bytes::from_static(b"xyz"), now);
+        }
+        outbox.drop_unstarted();
+        assert_eq!((outbox.len(), outbox.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn len_counts_frames_until_fully_written() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new();
+        assert_eq!((outbox.len(), outbox.is_empty()), (0, true));
+        for frame in [&b"ab"[..], b"cd", b"ef"] {
+            outbox.push(Bytes::from_static(frame), now);
+        }
+        assert_eq!(outbox.len(), 3);
+        outbox.advance(3);
+        assert_eq!(
+            outbox.len(),
+            2,
+            "the half-written second frame still counts"
+        );
+        outbox.advance(3);
+        assert_eq!((outbox.len(), outbox.is_empty()), (0, true));
+    }
+
+    #[test]
+    fn the_age_limit_is_exceeded_only_past_it() {
+        let start = Instant::now();
+        let limit = Duration::from_millis(500);
+        let mut outbox = Outbox::new();
+        outbox.push(Bytes::from_static(b"x"), start);
+        assert_eq!(outbox.oldest_age(start + limit), limit);
+        assert!(
+            !outbox.over_budget(10, limit, start + limit),
+            "exactly the limit"
+        );
+        assert!(outbox.over_budget(10, limit, start + limit + Duration::from_nanos(1)));
+        assert_eq!(
+            Outbox::new().oldest_age(start + limit),
+            Duration::ZERO,
+            "nothing pending has no age"
+        );
+    }
+
     proptest! {
         #[test]
         fn writes_in_any_chunks_deliver_the_exact_bytes(
@@ -161,8 +210,11 @@ mod tests {
             let expected: Vec<u8> = frames.concat();
             for f in frames { outbox.push(Bytes::from(f), now); }
             let mut got = Vec::new();
-            for chunk in chunks.into_iter().cycle() {
+            // Bounded: every write takes at least one byte, so a broken outbox that never
+            // empties fails here instead of hanging the test.
+            for (writes, chunk) in chunks.into_iter().cycle().enumerate() {
                 if outbox.is_empty() { break; }
+                prop_assert!(writes < expected.len(), "still not empty after {} writes", writes);
                 let mut slices = [IoSlice::new(&[]); 8];
                 let n = outbox.slices(&mut slices);
                 let mut take = chunk;

@@ -151,6 +151,16 @@ mod tests {
     }
 
     #[test]
+    fn the_last_value_is_the_newest_tick() {
+        let mut h = History::new(3);
+        assert!(h.last().is_none(), "nothing seen yet");
+        for seq in 1..=5 {
+            h.push(frames(seq), 3);
+            assert_eq!(h.last().map(|f| f.tick().seq), Some(Seq(seq)));
+        }
+    }
+
+    #[test]
     fn resume_older_than_the_ring_is_a_gap_then_the_last_value() {
         let mut h = History::new(4);
         for seq in 1..=10 {

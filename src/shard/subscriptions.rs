@@ -97,4 +97,17 @@ mod tests {
         assert!(subs.remove(None, 3));
         assert_eq!(subs.of("B").collect::<Vec<_>>(), vec![2]);
     }
+
+    #[test]
+    fn count_is_the_named_subscribers_only() {
+        let mut subs = Subscriptions::new();
+        subs.insert(Some(&sym("A")), 1);
+        subs.insert(Some(&sym("A")), 2);
+        subs.insert(None, 3);
+        assert_eq!(
+            (subs.count("A"), subs.count("B")),
+            (2, 0),
+            "`*` is not counted"
+        );
+    }
 }

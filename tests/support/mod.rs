@@ -17,7 +17,17 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long any single expectation may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A relay running in this process on free loopback ports.
+/// Awaits `future` for at most [`WAIT`]; on timeout the test fails naming `what` it waited
+/// for. Every wait in the tests goes through this or [`wait_for`], so a hang fails the test.
+pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(WAIT, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
+    }
+}
+
+/// A relay running in this process on free loopback ports; dropping it stops the relay
+/// (shutdown now, its threads joined in the background so a test never blocks on them).
 pub struct TestRelay {
     pub handle: Option<RelayHandle>,
     pub http: std::net::SocketAddr,
@@ -83,18 +93,65 @@ impl TestRelay {
         .await;
     }
 
-    /// Stops the relay (blocking join on a helper thread).
+    /// Asks the relay to stop (close 1001 to every client, drain) without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.handle.as_ref().expect("relay running").shutdown();
+    }
+
+    /// Stops the relay and waits for its threads; fails the test if they have not finished
+    /// within [`WAIT`] (a drain deadline is 3 s at most in the tests).
+    ///
+    /// The join runs on a plain thread, not `spawn_blocking`: a runtime waits for its
+    /// blocking tasks when it is dropped, so a hung join there would hang the test rather
+    /// than fail it. A thread that never finishes is left behind; the test has failed.
     pub async fn stop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.shutdown();
-            tokio::task::spawn_blocking(move || handle.join())
-                .await
-                .expect("join relay threads");
-        }
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        handle.shutdown();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("test-relay-join".into())
+            .spawn(move || {
+                handle.join();
+                let _ = done_tx.send(());
+            })
+            .expect("spawn the join thread");
+        within("the relay's threads to finish after shutdown", done_rx)
+            .await
+            .expect("the join thread reports before it ends");
     }
 
     pub fn metrics(&self) -> &tickrelay::metrics::Metrics {
         &self.handle.as_ref().expect("relay running").shared.metrics
+    }
+
+    /// `GET /stats` field `shards[shard][field]` as a number (0 if absent).
+    pub async fn shard_stat(&self, shard: usize, field: &str) -> u64 {
+        self.get("/stats").await.1["shards"][shard][field]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until `/price/{symbol}` reports `seq` (on a one-shard relay: that shard has
+    /// fanned out every tick up to `seq`).
+    pub async fn wait_sequenced(&self, symbol: &str, seq: u64) {
+        wait_for(&format!("{symbol} sequenced up to seq {seq}"), || async {
+            self.get(&format!("/price/{symbol}")).await.1["seq"] == seq
+        })
+        .await;
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown();
+            // Joined off the test's thread: a drop must not block the runtime it runs on.
+            let _ = std::thread::Builder::new()
+                .name("test-relay-drop".into())
+                .spawn(move || handle.join());
+        }
     }
 }
 
@@ -110,19 +167,20 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("connect in time")
-            .expect("websocket handshake");
+        let (ws, _) = within(
+            &format!("the WebSocket handshake with {url}"),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .expect("websocket handshake");
         Self { ws }
     }
 
     /// The next data message (text or binary), skipping pings/pongs.
     pub async fn next_message(&mut self) -> Message {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = within("the next message from the relay", self.ws.next())
                 .await
-                .expect("message in time")
                 .expect("stream open")
                 .expect("valid frame");
             match msg {
@@ -150,8 +208,22 @@ impl WsClient {
         }
     }
 
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        within(
+            "a binary client message to be sent",
+            self.ws.send(Message::binary(bytes)),
+        )
+        .await
+        .expect("send");
+    }
+
     pub async fn send_json(&mut self, text: &str) {
-        self.ws.send(Message::text(text)).await.expect("send");
+        within(
+            "a client message to be sent",
+            self.ws.send(Message::text(text)),
+        )
+        .await
+        .expect("send");
     }
 
     /// Reads ticks until every symbol in `last` reached its seq; returns the seqs seen per symbol.
@@ -179,10 +251,7 @@ impl WsClient {
     /// Waits for the close frame; returns its code and reason.
     pub async fn expect_close(&mut self) -> (u16, String) {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("close in time")
-            {
+            match within("a close frame", self.ws.next()).await {
                 Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
                     return (code.into(), reason.to_string());
                 }
@@ -190,6 +259,34 @@ impl WsClient {
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => panic!("connection failed before a close frame: {e}"),
                 None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+
+    /// Reads every data message up to the close frame; returns them (as JSON) with the
+    /// close code and reason. Unlike [`WsClient::expect_close`] nothing is skipped, so a
+    /// test can check what arrived before the close.
+    pub async fn messages_until_close(&mut self) -> (Vec<Value>, u16, String) {
+        let mut messages = Vec::new();
+        loop {
+            match within("messages up to a close frame", self.ws.next()).await {
+                Some(Ok(Message::Text(text))) => {
+                    messages.push(serde_json::from_str(&text).expect("server sends valid JSON"))
+                }
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return (messages, code.into(), reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) => return (messages, 1005, String::new()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(other)) => panic!("expected JSON text, got {other:?}"),
+                Some(Err(e)) => panic!(
+                    "connection failed after {} messages, before a close frame: {e}",
+                    messages.len()
+                ),
+                None => panic!(
+                    "connection ended after {} messages without a close frame",
+                    messages.len()
+                ),
             }
         }
     }
@@ -203,7 +300,9 @@ pub struct Ingest {
 
 impl Ingest {
     pub async fn connect(addr: std::net::SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("ingest connect");
+        let stream = within("the ingest connection", TcpStream::connect(addr))
+            .await
+            .expect("ingest connect");
         let (read, write) = stream.into_split();
         Self {
             write,
@@ -214,22 +313,28 @@ impl Ingest {
     pub async fn send_lines(&mut self, lines: &[String]) {
         let mut text = lines.join("\n");
         text.push('\n');
-        self.write
-            .write_all(text.as_bytes())
-            .await
-            .expect("ingest write");
+        self.send_raw(text.as_bytes()).await;
     }
 
+    /// Writes `bytes`; a relay that stops reading (backpressure that never ends) fails the
+    /// test after [`WAIT`].
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.write.write_all(bytes).await.expect("ingest write");
+        within(
+            "the relay to read the ingest bytes",
+            self.write.write_all(bytes),
+        )
+        .await
+        .expect("ingest write");
     }
 
     pub async fn next_reply(&mut self) -> Value {
-        let line = tokio::time::timeout(WAIT, self.replies.next_line())
-            .await
-            .expect("reply in time")
-            .expect("read reply")
-            .expect("a reply line");
+        let line = within(
+            "a reply line on the ingest connection",
+            self.replies.next_line(),
+        )
+        .await
+        .expect("read reply")
+        .expect("a reply line");
         serde_json::from_str(&line).expect("reply is JSON")
     }
 }
@@ -252,22 +357,28 @@ pub async fn http_raw(
     path: &str,
     body: &str,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("http connect");
+    let mut stream = within(
+        &format!("the HTTP connection for {path}"),
+        TcpStream::connect(addr),
+    )
+    .await
+    .expect("http connect");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("http write");
-    let mut response = Vec::new();
-    let read = tokio::time::timeout(
-        WAIT,
-        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
+    within(
+        &format!("the HTTP request for {path} to be sent"),
+        stream.write_all(request.as_bytes()),
     )
     .await
-    .expect("http response in time");
+    .expect("http write");
+    let mut response = Vec::new();
+    let read = within(
+        &format!("the HTTP response to {method} {path}"),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
+    )
+    .await;
     // A server that refuses a body it has not read (413) may reset the connection after its
     // answer; read_to_end keeps what arrived before the reset, and that is the answer.
     if let Err(e) = read {
@@ -312,32 +423,43 @@ pub async fn slow_client(relay: &TestRelay, query: &str) -> WsClient {
     socket
         .set_recv_buffer_size(4096)
         .expect("small receive buffer");
-    let stream = socket.connect(relay.http).await.expect("connect");
-    let (ws, _) = tokio_tungstenite::client_async(relay.url(query), MaybeTlsStream::Plain(stream))
+    let stream = within("the slow client's connection", socket.connect(relay.http))
         .await
-        .expect("handshake");
+        .expect("connect");
+    let (ws, _) = within(
+        "the slow client's WebSocket handshake",
+        tokio_tungstenite::client_async(relay.url(query), MaybeTlsStream::Plain(stream)),
+    )
+    .await
+    .expect("handshake");
     WsClient { ws }
 }
 
 /// A raw TCP connection that has completed the WebSocket upgrade on `path` (e.g.
 /// `/ws?symbols=A`); what follows is up to the test (hostile frames, partial frames).
 pub async fn raw_upgrade(addr: std::net::SocketAddr, path: &str) -> (TcpStream, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut stream = within("the raw upgrade connection", TcpStream::connect(addr))
+        .await
+        .expect("connect");
     let request = format!(
         "GET {path} HTTP/1.1\r\nhost: test\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
          sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
     );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write upgrade");
+    within(
+        "the upgrade request to be sent",
+        stream.write_all(request.as_bytes()),
+    )
+    .await
+    .expect("write upgrade");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut stream, &mut byte))
-            .await
-            .expect("upgrade answer in time")
-            .expect("read");
+        let n = within(
+            "the upgrade answer",
+            tokio::io::AsyncReadExt::read(&mut stream, &mut byte),
+        )
+        .await
+        .expect("read");
         assert_eq!(n, 1, "connection closed during the upgrade");
         head.push(byte[0]);
     }
@@ -377,10 +499,12 @@ pub async fn read_until_close(stream: &mut TcpStream) -> u16 {
             }
             buf.drain(..head + len);
         }
-        let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(stream, &mut chunk))
-            .await
-            .expect("close frame in time")
-            .expect("read");
+        let n = within(
+            "a close frame on the raw connection",
+            tokio::io::AsyncReadExt::read(stream, &mut chunk),
+        )
+        .await
+        .expect("read");
         assert!(n > 0, "connection ended without a close frame");
         buf.extend_from_slice(&chunk[..n]);
     }
