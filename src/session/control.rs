@@ -457,10 +457,13 @@ mod tests {
                 },
             )),
             proptest::collection::btree_map(symbol(), any::<u64>(), 0..8).prop_map(|from| {
-                let expected = from
-                    .iter()
-                    .map(|(s, q)| (Symbol::parse(s).unwrap(), Seq(*q)))
-                    .collect();
+                let expected = Positions {
+                    from: from
+                        .iter()
+                        .map(|(s, q)| (Symbol::parse(s).unwrap(), Seq(*q)))
+                        .collect(),
+                    epoch: None,
+                };
                 let json = format!(
                     r#"{{"op":"resume","from":{}}}"#,
                     serde_json::to_string(&from).unwrap()
@@ -468,6 +471,7 @@ mod tests {
                 let proto = proto::ClientMessage {
                     msg: Some(Msg::Resume(proto::Resume {
                         from: from.into_iter().collect(),
+                        epoch: 0,
                     })),
                 };
                 (Control::Resume(expected), json, proto)
