@@ -181,9 +181,12 @@ async fn the_dashboard_is_an_html_page_that_subscribes_to_everything() {
     assert_eq!(status, 200);
     assert!(page.contains("<title>tickrelay</title>"), "{page}");
     assert!(
-        page.contains("/ws?symbols=*"),
-        "the page reads the live stream"
+        page.contains("from '/tickrelay.js'") && page.contains("symbols: ['*']"),
+        "the page reads the live stream of every symbol through the JS client: {page}"
     );
+    let (status, module) = support::http_raw(relay.http, "GET", "/tickrelay.js", "").await;
+    assert_eq!(status, 200);
+    assert!(module.contains("export async function connect"), "the module the page imports");
     let (status, head) = http_head(relay.http, "/").await;
     assert_eq!(status, 200);
     assert!(
