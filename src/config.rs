@@ -1,7 +1,10 @@
 //! [`Config`]: every knob of the relay, with its unit, default and the reason for the default.
 //!
-//! Parsed once by clap in `main.rs` and checked by [`Config::validate`]; tests build it in code
-//! with [`Config::for_tests`].
+//! Parsed once by clap in `main.rs` (through [`settings`], which merges `--config FILE` and
+//! `TICKRELAY_*` variables under the flags) and checked by [`Config::validate`]; tests build
+//! it in code with [`Config::for_tests`].
+
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,6 +28,15 @@ impl SlowPolicy {
             Self::Conflate => "conflate",
         }
     }
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The relay's configuration.
@@ -161,9 +173,15 @@ pub struct Config {
     #[arg(long, default_value = defaults::DRAIN_TIMEOUT, value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
-    /// Tracing filter (as `RUST_LOG`), e.g. `info` or `tickrelay=debug`.
+    /// Tracing filter, e.g. `info` or `tickrelay=debug` (`RUST_LOG` sets it when neither
+    /// this flag nor `TICKRELAY_LOG` does). Reloads on SIGHUP.
     #[arg(long, default_value = defaults::LOG)]
     pub log: String,
+
+    /// Log line format on stderr: `text` for people (colours only on a terminal), `json`
+    /// (one object per line) for log collectors.
+    #[arg(long, value_enum, default_value_t = defaults::LOG_FORMAT)]
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -201,6 +219,7 @@ impl Config {
             handshake_timeout: duration(defaults::HANDSHAKE_TIMEOUT),
             drain_timeout: duration(defaults::DRAIN_TIMEOUT),
             log: defaults::LOG.into(),
+            log_format: defaults::LOG_FORMAT,
         }
     }
 
@@ -279,7 +298,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Every default, written once: clap shows and applies them, [`Config::for_tests`] uses
 /// them, and the reason for each is on its flag's doc above.
 pub mod defaults {
-    use super::SlowPolicy;
+    use super::{LogFormat, SlowPolicy};
 
     /// `--listen`.
     pub const LISTEN: &str = "127.0.0.1:8080";
@@ -331,6 +350,8 @@ pub mod defaults {
     pub const DRAIN_TIMEOUT: &str = "3s";
     /// `--log`.
     pub const LOG: &str = "info";
+    /// `--log-format`.
+    pub const LOG_FORMAT: LogFormat = LogFormat::Text;
 }
 
 #[cfg(test)]
