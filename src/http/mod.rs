@@ -80,7 +80,7 @@ async fn route(
             "no such path; see docs/PROTOCOL.md",
         ));
     };
-    if request.method() != route.method() {
+    if !route.allows(request.method()) {
         return Ok(refuse(
             &shared,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -107,6 +107,7 @@ async fn route(
         },
         Route::Publish => publish::publish(&shared, request).await,
         Route::Dashboard => html(DASHBOARD),
+        Route::Favicon => no_content(),
     };
     Ok(response)
 }
@@ -134,6 +135,8 @@ pub enum Route {
     Publish,
     /// `GET /`: the dashboard.
     Dashboard,
+    /// `GET /favicon.ico`: 204, so browsers opening the dashboard log no 404.
+    Favicon,
 }
 
 /// Every route with its path; `/price/` matches as a prefix.
@@ -148,6 +151,7 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::Price, "/price/"),
     (Route::Publish, "/api/publish"),
     (Route::Dashboard, "/"),
+    (Route::Favicon, "/favicon.ico"),
 ];
 
 impl Route {
@@ -172,8 +176,18 @@ impl Route {
             | Self::Metrics
             | Self::Symbols
             | Self::Price
-            | Self::Dashboard => Method::GET,
+            | Self::Dashboard
+            | Self::Favicon => Method::GET,
         }
+    }
+
+    /// Whether `method` may be used: the route's own, or `HEAD` for a `GET` that is not a
+    /// WebSocket upgrade (load balancers probe `HEAD /health`; hyper sends no body).
+    pub fn allows(self, method: &Method) -> bool {
+        *method == self.method()
+            || (*method == Method::HEAD
+                && self.method() == Method::GET
+                && !matches!(self, Self::Ws | Self::Echo))
     }
 }
 
@@ -281,6 +295,12 @@ fn html(page: &'static str) -> HttpResponse {
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    response
+}
+
+fn no_content() -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
 
