@@ -243,7 +243,6 @@ impl Config {
             ("--max-message-bytes", self.max_message_bytes),
             ("--max-ingest-line", self.max_ingest_line),
             ("--max-connections", self.max_connections),
-            ("--demo-symbols", self.demo_symbols),
             ("--replay-depth", self.replay_depth),
             ("--replay-budget", self.replay_budget),
             ("--max-symbols", self.max_symbols),
@@ -256,11 +255,25 @@ impl Config {
                 reason: "must be at least 1",
             });
         }
-        if self.ping_interval.is_zero() || self.idle_timeout < self.ping_interval {
+        if self.demo_symbols < MIN_DEMO_SYMBOLS {
+            return Err(ConfigError::Invalid {
+                flag: "--demo-symbols",
+                value: self.demo_symbols.to_string(),
+                reason: "must be at least 50 (so fan-out is realistic)",
+            });
+        }
+        if self.ping_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                flag: "--ping-interval",
+                value: humantime::format_duration(self.ping_interval).to_string(),
+                reason: "must be above zero",
+            });
+        }
+        if self.idle_timeout < self.ping_interval {
             return Err(ConfigError::Invalid {
                 flag: "--idle-timeout",
-                value: format!("{:?}", self.idle_timeout),
-                reason: "must be at least --ping-interval (and the interval above zero)",
+                value: humantime::format_duration(self.idle_timeout).to_string(),
+                reason: "must be at least --ping-interval",
             });
         }
         if self.shards > 256 {
@@ -272,7 +285,25 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Settings that are valid but probably a mistake, each as a sentence naming its flag
+    /// (`main` logs them at start-up).
+    pub fn warnings(&self) -> Vec<String> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut warnings = Vec::new();
+        if self.shards > cpus {
+            warnings.push(format!(
+                "--shards {} on {cpus} usable CPUs: shard threads will take turns on the \
+                 cores and add latency; 0 picks one per CPU less one",
+                self.shards
+            ));
+        }
+        warnings
+    }
 }
+
+/// Fewest `--demo-symbols`: `--help` promises a realistic fan-out.
+const MIN_DEMO_SYMBOLS: usize = 50;
 
 /// A flag value that parsed but makes no sense.
 #[derive(Debug, thiserror::Error)]

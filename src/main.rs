@@ -65,6 +65,9 @@ fn run() -> anyhow::Result<()> {
         Signals::install()?
     };
 
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let relay = Relay::start(config.clone())?;
     println!("tickrelay {} listening", env!("CARGO_PKG_VERSION"));
     println!(
