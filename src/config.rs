@@ -7,6 +7,7 @@
 pub mod settings;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -178,6 +179,21 @@ pub struct Config {
     #[arg(long, default_value = defaults::LOG)]
     pub log: String,
 
+    /// Write every sequenced tick to this file as NDJSON (the JSON tick a json client
+    /// receives, one per line), for `--replay` later. The file is truncated at start-up.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Play a `--record`ed file (or plain NDJSON ticks) in as a source, keeping the recorded
+    /// gaps between ticks (scaled by `--replay-speed`); `ts_ns` is kept, seqs are new.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+
+    /// How fast `--replay` plays: 1 is the recorded pace, 10 ten times faster, 0 as fast
+    /// as the relay takes ticks.
+    #[arg(long, default_value_t = defaults::REPLAY_SPEED)]
+    pub replay_speed: f64,
+
     /// Log line format on stderr: `text` for people (colours only on a terminal), `json`
     /// (one object per line) for log collectors.
     #[arg(long, value_enum, default_value_t = defaults::LOG_FORMAT)]
@@ -220,6 +236,9 @@ impl Config {
             drain_timeout: duration(defaults::DRAIN_TIMEOUT),
             log: defaults::LOG.into(),
             log_format: defaults::LOG_FORMAT,
+            record: None,
+            replay: None,
+            replay_speed: defaults::REPLAY_SPEED,
         }
     }
 
@@ -253,6 +272,13 @@ impl Config {
                 flag,
                 value: "0".into(),
                 reason: "must be at least 1",
+            });
+        }
+        if !(self.replay_speed.is_finite() && self.replay_speed >= 0.0) {
+            return Err(ConfigError::Invalid {
+                flag: "--replay-speed",
+                value: self.replay_speed.to_string(),
+                reason: "must be a finite number, 0 or more (0: as fast as possible)",
             });
         }
         if self.demo_symbols < MIN_DEMO_SYMBOLS {
@@ -381,6 +407,8 @@ pub mod defaults {
     pub const DRAIN_TIMEOUT: &str = "3s";
     /// `--log`.
     pub const LOG: &str = "info";
+    /// `--replay-speed`.
+    pub const REPLAY_SPEED: f64 = 1.0;
     /// `--log-format`.
     pub const LOG_FORMAT: LogFormat = LogFormat::Text;
 }

@@ -8,6 +8,7 @@
 pub mod demo;
 pub mod ndjson;
 pub mod protobuf;
+pub mod replay;
 pub mod tcp;
 
 use tokio::sync::mpsc;
