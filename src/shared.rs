@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Config;
 use crate::ingest::Inbox;
+use crate::limits::LifecycleLog;
 use crate::metrics::Metrics;
 use crate::sequencer::Interest;
 use crate::shutdown::Shutdown;
@@ -27,6 +28,8 @@ pub struct Shared {
     pub inbox: Inbox,
     /// The stop signal and phase.
     pub shutdown: Shutdown,
+    /// Rate limits for session lifecycle log lines.
+    pub lifecycle_log: LifecycleLog,
     session_ids: AtomicU64,
 }
 
@@ -38,6 +41,7 @@ impl Shared {
             interest: Arc::new(Interest::default()),
             inbox,
             shutdown: Shutdown::new(),
+            lifecycle_log: LifecycleLog::new(std::time::Instant::now()),
             session_ids: AtomicU64::new(0),
             config,
         }
