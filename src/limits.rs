@@ -25,6 +25,11 @@ impl TokenBucket {
         }
     }
 
+    /// Tokens per second.
+    pub fn rate(&self) -> u32 {
+        self.rate as u32
+    }
+
     /// Takes a token if one is available at `now`.
     pub fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();

@@ -42,7 +42,7 @@ pub async fn accept(listener: TcpListener, shards: Vec<ShardHandle>, shared: Arc
             continue;
         };
         let held = metrics.connections() + metrics.sessions();
-        if held >= shared.config.max_connections as u64 {
+        if held >= shared.live.max_connections() as u64 {
             metrics::refuse(metrics);
             if let Some(suppressed) = shared.lifecycle_log.refuse.admit(std::time::Instant::now()) {
                 info!(%peer, held, suppressed, "connection refused: --max-connections reached");

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use tickrelay::Relay;
 use tickrelay::config::settings::Settings;
 use tickrelay::config::{Config, LogFormat};
+use tickrelay::shared::{RELOADABLE, Shared};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -92,7 +93,7 @@ fn run() -> anyhow::Result<()> {
     let mut running = settings;
     signals.block_on(async {
         while handlers.next().await == Signal::Reload {
-            running = reload(&args, running, &log);
+            running = reload(&args, running, &log, &relay.shared);
         }
     });
     tracing::info!("shutdown requested: closing clients with 1001");
@@ -103,9 +104,11 @@ fn run() -> anyhow::Result<()> {
 }
 
 /// SIGHUP: loads the settings again (same flags, the environment and file as they are now)
-/// and applies what can change live: today the log filter. Every other changed setting is
-/// named in a warning and keeps its running value until a restart.
-fn reload(args: &[OsString], running: Settings, log: &Log) -> Settings {
+/// and applies what can change live ([`RELOADABLE`]: the log filter, `--max-connections`,
+/// `--max-control-rate` for sessions opened from now on). Every other changed setting is
+/// named in a warning and keeps its running value until a restart. A configuration that
+/// does not load or validate changes nothing.
+fn reload(args: &[OsString], running: Settings, log: &Log, shared: &Shared) -> Settings {
     let fresh = match Settings::load(args.iter().cloned(), std::env::vars()) {
         Ok(fresh) => fresh,
         Err(e) => {
@@ -113,10 +116,15 @@ fn reload(args: &[OsString], running: Settings, log: &Log) -> Settings {
             return running;
         }
     };
+    if let Err(e) = fresh.config().validate() {
+        tracing::error!(error = %e, "SIGHUP: configuration not reloaded, keeping the running one");
+        return running;
+    }
     if let Err(e) = log.set(&fresh.config().log) {
         tracing::error!(error = %e, "SIGHUP: bad --log filter, keeping the running one");
         return running;
     }
+    shared.live.apply(fresh.config());
     let (before, after) = (running.values(), fresh.values());
     let ignored: Vec<&str> = after
         .iter()
@@ -126,16 +134,23 @@ fn reload(args: &[OsString], running: Settings, log: &Log) -> Settings {
     if !ignored.is_empty() {
         tracing::warn!(settings = ?ignored, "SIGHUP: these changed but apply only after a restart");
     }
-    tracing::info!(log = %fresh.config().log, "SIGHUP: configuration reloaded");
+    let config = fresh.config();
+    tracing::info!(
+        log = %config.log,
+        max_connections = config.max_connections,
+        max_control_rate = config.max_control_rate,
+        "SIGHUP: configuration reloaded"
+    );
     // Keep the running values of what did not apply, so the next diff is against them.
     let mut kept = running;
-    kept.cli.config.log = fresh.config().log.clone();
-    kept.adopt(&fresh, "log");
+    kept.cli.config.log = config.log.clone();
+    kept.cli.config.max_connections = config.max_connections;
+    kept.cli.config.max_control_rate = config.max_control_rate;
+    for key in RELOADABLE {
+        kept.adopt(&fresh, key);
+    }
     kept
 }
-
-/// Settings a SIGHUP applies to the running relay.
-const RELOADABLE: &[&str] = &["log"];
 
 /// The tracing subscriber, with a handle to swap its filter.
 struct Log {

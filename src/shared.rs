@@ -6,7 +6,7 @@
 //! locked on the per-tick path.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::Config;
 use crate::ingest::Inbox;
@@ -30,6 +30,8 @@ pub struct Shared {
     pub shutdown: Shutdown,
     /// Rate limits for session lifecycle log lines.
     pub lifecycle_log: LifecycleLog,
+    /// The limits a SIGHUP may change while the relay runs; read these, not `config`.
+    pub live: LiveLimits,
     session_ids: AtomicU64,
 }
 
@@ -42,6 +44,7 @@ impl Shared {
             inbox,
             shutdown: Shutdown::new(),
             lifecycle_log: LifecycleLog::new(std::time::Instant::now()),
+            live: LiveLimits::new(&config),
             session_ids: AtomicU64::new(0),
             config,
         }
@@ -52,3 +55,42 @@ impl Shared {
         self.session_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
+
+/// Limits that can change while the relay runs (SIGHUP): atomics read once per connection
+/// or session, never per tick.
+#[derive(Debug)]
+pub struct LiveLimits {
+    max_connections: AtomicUsize,
+    max_control_rate: AtomicU32,
+}
+
+impl LiveLimits {
+    /// The limits of `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            max_connections: AtomicUsize::new(config.max_connections),
+            max_control_rate: AtomicU32::new(config.max_control_rate),
+        }
+    }
+
+    /// Takes the limits of `config` (already validated) from now on.
+    pub fn apply(&self, config: &Config) {
+        self.max_connections
+            .store(config.max_connections, Ordering::Relaxed);
+        self.max_control_rate
+            .store(config.max_control_rate, Ordering::Relaxed);
+    }
+
+    /// `--max-connections`, checked at each accept.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.load(Ordering::Relaxed)
+    }
+
+    /// `--max-control-rate`, given to each session as it opens.
+    pub fn max_control_rate(&self) -> u32 {
+        self.max_control_rate.load(Ordering::Relaxed)
+    }
+}
+
+/// The settings (long flags) that [`LiveLimits::apply`] and the log filter change live.
+pub const RELOADABLE: &[&str] = &["log", "max-connections", "max-control-rate"];
