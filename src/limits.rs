@@ -78,6 +78,18 @@ impl LogGate {
     }
 }
 
+impl LogGate {
+    /// The lines dropped since the last admitted line or the last call, and resets the
+    /// count (for the periodic "N similar lines suppressed" line).
+    pub fn take_suppressed(&self) -> u64 {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::take(&mut state.1)
+    }
+}
+
 /// The session lifecycle's log gates, one per kind of line, so a storm of one kind does
 /// not hide the others.
 #[derive(Debug)]
@@ -105,7 +117,21 @@ impl LifecycleLog {
             refuse: LogGate::new(now),
         }
     }
+
+    /// Every gate with the message of the lines it guards.
+    pub fn gates(&self) -> [(&'static str, &LogGate); 5] {
+        [
+            ("session connected", &self.connect),
+            ("session closing", &self.close),
+            ("slow consumer closed", &self.slow),
+            ("session ended", &self.end),
+            ("connection refused", &self.refuse),
+        ]
+    }
 }
+
+/// How often the lines a gate dropped are reported, when it dropped any.
+pub const LOG_SUPPRESSED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Lifecycle log lines per second per kind: a few screens a minute in a storm, every line
 /// in normal operation.
@@ -194,6 +220,10 @@ mod tests {
             Some(1000 - u64::from(LOG_LINES_PER_SECOND))
         );
         assert_eq!(gate.admit(later), Some(0));
+        assert!(gate.admit(later).is_some());
+        let dropped = (0..100).filter(|_| gate.admit(later).is_none()).count() as u64;
+        assert_eq!(gate.take_suppressed(), dropped);
+        assert_eq!(gate.take_suppressed(), 0);
     }
     use std::time::Duration;
 

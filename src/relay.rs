@@ -277,9 +277,34 @@ fn control(
             ));
         }
         tasks.spawn_local(listener::accept(http, handles, shared.clone()));
+        tasks.spawn_local(report_suppressed_logs(shared.clone()));
         shared.shutdown.set_phase(Phase::Ready);
         while tasks.join_next().await.is_some() {}
     });
+}
+
+/// Every few seconds, one line per lifecycle log gate that dropped lines in a storm, so
+/// the count is not left waiting for the next line let through.
+async fn report_suppressed_logs(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(crate::limits::LOG_SUPPRESSED_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // Shutdown first: nothing here is worth finishing.
+            biased;
+            () = shared.shutdown.wait() => return,
+            _ = every.tick() => {}
+        }
+        for (message, gate) in shared.lifecycle_log.gates() {
+            let suppressed = gate.take_suppressed();
+            if suppressed > 0 {
+                info!(
+                    lines = message,
+                    suppressed, "{suppressed} similar log lines suppressed"
+                );
+            }
+        }
+    }
 }
 
 /// Binds a non-blocking listener with a deep accept queue: std's fixed backlog of 128

@@ -46,3 +46,30 @@ async fn connect_close_end_and_refusal_are_logged_at_info() {
     assert!(line.contains("session=1"), "{line}");
     assert_eq!(relay.stop(), Some(0));
 }
+
+#[test]
+fn a_refusal_storm_is_cut_to_the_rate_and_the_rest_counted() {
+    let relay = spawn(&["--max-connections", "1"], &[]);
+    // Hold the one allowed connection (a half-sent request keeps it open and counted).
+    let mut held = std::net::TcpStream::connect(relay.http).expect("connect");
+    std::io::Write::write_all(&mut held, b"GET /health HTTP/1.1\r\n").expect("write");
+    relay.stderr_line(|l| l.contains("tickrelay started"), "the start line");
+    let storm = 200;
+    let refused: Vec<_> = (0..storm)
+        .map(|_| std::net::TcpStream::connect(relay.http).expect("connect"))
+        .collect();
+    let line = relay.stderr_line(
+        |l| l.contains("similar log lines suppressed"),
+        "the suppressed count",
+    );
+    assert!(line.contains("lines=\"connection refused\""), "{line}");
+    let count: u64 = line
+        .split("suppressed=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("suppressed=N");
+    assert!(count > 0 && count < storm, "{line}");
+    drop(refused);
+    assert_eq!(relay.stop(), Some(0));
+}
