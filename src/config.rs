@@ -1,9 +1,13 @@
 //! [`Config`]: every knob of the relay, with its unit, default and the reason for the default.
 //!
-//! Parsed once by clap in `main.rs` and checked by [`Config::validate`]; tests build it in code
-//! with [`Config::for_tests`].
+//! Parsed once by clap in `main.rs` (through [`settings`], which merges `--config FILE` and
+//! `TICKRELAY_*` variables under the flags) and checked by [`Config::validate`]; tests build
+//! it in code with [`Config::for_tests`].
+
+pub mod settings;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -25,6 +29,15 @@ impl SlowPolicy {
             Self::Conflate => "conflate",
         }
     }
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The relay's configuration.
@@ -161,9 +174,30 @@ pub struct Config {
     #[arg(long, default_value = defaults::DRAIN_TIMEOUT, value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
-    /// Tracing filter (as `RUST_LOG`), e.g. `info` or `tickrelay=debug`.
+    /// Tracing filter, e.g. `info` or `tickrelay=debug` (`RUST_LOG` sets it when neither
+    /// this flag nor `TICKRELAY_LOG` does). Reloads on SIGHUP.
     #[arg(long, default_value = defaults::LOG)]
     pub log: String,
+
+    /// Write every sequenced tick to this file as NDJSON (the JSON tick a json client
+    /// receives, one per line), for `--replay` later. The file is truncated at start-up.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Play a `--record`ed file (or plain NDJSON ticks) in as a source, keeping the recorded
+    /// gaps between ticks (scaled by `--replay-speed`); `ts_ns` is kept, seqs are new.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+
+    /// How fast `--replay` plays: 1 is the recorded pace, 10 ten times faster, 0 as fast
+    /// as the relay takes ticks.
+    #[arg(long, default_value_t = defaults::REPLAY_SPEED)]
+    pub replay_speed: f64,
+
+    /// Log line format on stderr: `text` for people (colours only on a terminal), `json`
+    /// (one object per line) for log collectors.
+    #[arg(long, value_enum, default_value_t = defaults::LOG_FORMAT)]
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -201,6 +235,10 @@ impl Config {
             handshake_timeout: duration(defaults::HANDSHAKE_TIMEOUT),
             drain_timeout: duration(defaults::DRAIN_TIMEOUT),
             log: defaults::LOG.into(),
+            log_format: defaults::LOG_FORMAT,
+            record: None,
+            replay: None,
+            replay_speed: defaults::REPLAY_SPEED,
         }
     }
 
@@ -224,7 +262,6 @@ impl Config {
             ("--max-message-bytes", self.max_message_bytes),
             ("--max-ingest-line", self.max_ingest_line),
             ("--max-connections", self.max_connections),
-            ("--demo-symbols", self.demo_symbols),
             ("--replay-depth", self.replay_depth),
             ("--replay-budget", self.replay_budget),
             ("--max-symbols", self.max_symbols),
@@ -237,11 +274,32 @@ impl Config {
                 reason: "must be at least 1",
             });
         }
-        if self.ping_interval.is_zero() || self.idle_timeout < self.ping_interval {
+        if !(self.replay_speed.is_finite() && self.replay_speed >= 0.0) {
+            return Err(ConfigError::Invalid {
+                flag: "--replay-speed",
+                value: self.replay_speed.to_string(),
+                reason: "must be a finite number, 0 or more (0: as fast as possible)",
+            });
+        }
+        if self.demo_symbols < MIN_DEMO_SYMBOLS {
+            return Err(ConfigError::Invalid {
+                flag: "--demo-symbols",
+                value: self.demo_symbols.to_string(),
+                reason: "must be at least 50 (so fan-out is realistic)",
+            });
+        }
+        if self.ping_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                flag: "--ping-interval",
+                value: humantime::format_duration(self.ping_interval).to_string(),
+                reason: "must be above zero",
+            });
+        }
+        if self.idle_timeout < self.ping_interval {
             return Err(ConfigError::Invalid {
                 flag: "--idle-timeout",
-                value: format!("{:?}", self.idle_timeout),
-                reason: "must be at least --ping-interval (and the interval above zero)",
+                value: humantime::format_duration(self.idle_timeout).to_string(),
+                reason: "must be at least --ping-interval",
             });
         }
         if self.shards > 256 {
@@ -253,7 +311,25 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Settings that are valid but probably a mistake, each as a sentence naming its flag
+    /// (`main` logs them at start-up).
+    pub fn warnings(&self) -> Vec<String> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut warnings = Vec::new();
+        if self.shards > cpus {
+            warnings.push(format!(
+                "--shards {} on {cpus} usable CPUs: shard threads will take turns on the \
+                 cores and add latency; 0 picks one per CPU less one",
+                self.shards
+            ));
+        }
+        warnings
+    }
 }
+
+/// Fewest `--demo-symbols`: `--help` promises a realistic fan-out.
+const MIN_DEMO_SYMBOLS: usize = 50;
 
 /// A flag value that parsed but makes no sense.
 #[derive(Debug, thiserror::Error)]
@@ -279,7 +355,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Every default, written once: clap shows and applies them, [`Config::for_tests`] uses
 /// them, and the reason for each is on its flag's doc above.
 pub mod defaults {
-    use super::SlowPolicy;
+    use super::{LogFormat, SlowPolicy};
 
     /// `--listen`.
     pub const LISTEN: &str = "127.0.0.1:8080";
@@ -331,6 +407,10 @@ pub mod defaults {
     pub const DRAIN_TIMEOUT: &str = "3s";
     /// `--log`.
     pub const LOG: &str = "info";
+    /// `--replay-speed`.
+    pub const REPLAY_SPEED: f64 = 1.0;
+    /// `--log-format`.
+    pub const LOG_FORMAT: LogFormat = LogFormat::Text;
 }
 
 #[cfg(test)]

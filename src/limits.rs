@@ -1,5 +1,6 @@
 //! Limits that protect the relay from one client: [`TokenBucket`] for the control-message
-//! rate, and [`PerIpLimit`] for connections per source address.
+//! rate, [`PerIpLimit`] for connections per source address, and [`LogGate`] so a storm of
+//! connects, closes or refusals cannot flood the log.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,6 +25,11 @@ impl TokenBucket {
         }
     }
 
+    /// Tokens per second.
+    pub fn rate(&self) -> u32 {
+        self.rate as u32
+    }
+
     /// Takes a token if one is available at `now`.
     pub fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
@@ -37,6 +43,99 @@ impl TokenBucket {
         }
     }
 }
+
+/// Lets through at most [`LOG_LINES_PER_SECOND`] log lines of one kind (a burst of as
+/// many), and counts the rest: the next line let through carries `suppressed = N`, the
+/// similar lines dropped since the previous one. Touched once per session event, never per
+/// tick, so the lock is uncontended in practice.
+#[derive(Debug)]
+pub struct LogGate {
+    state: Mutex<(TokenBucket, u64)>,
+}
+
+impl LogGate {
+    /// A gate with a full bucket at `now`.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            state: Mutex::new((TokenBucket::new(LOG_LINES_PER_SECOND, now), 0)),
+        }
+    }
+
+    /// `Some(suppressed)` if a line may be logged at `now` (`suppressed` lines were dropped
+    /// since the last one), `None` if this one is dropped and counted.
+    pub fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (bucket, suppressed) = &mut *state;
+        if bucket.take(now) {
+            Some(std::mem::take(suppressed))
+        } else {
+            *suppressed += 1;
+            None
+        }
+    }
+}
+
+impl LogGate {
+    /// The lines dropped since the last admitted line or the last call, and resets the
+    /// count (for the periodic "N similar lines suppressed" line).
+    pub fn take_suppressed(&self) -> u64 {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::take(&mut state.1)
+    }
+}
+
+/// The session lifecycle's log gates, one per kind of line, so a storm of one kind does
+/// not hide the others.
+#[derive(Debug)]
+pub struct LifecycleLog {
+    /// `session connected`.
+    pub connect: LogGate,
+    /// `session closing` (the relay queued a close frame with a code and reason).
+    pub close: LogGate,
+    /// `slow consumer closed`.
+    pub slow: LogGate,
+    /// `session ended`.
+    pub end: LogGate,
+    /// `connection refused` (connection limits, draining).
+    pub refuse: LogGate,
+}
+
+impl LifecycleLog {
+    /// Every gate full at `now`.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            connect: LogGate::new(now),
+            close: LogGate::new(now),
+            slow: LogGate::new(now),
+            end: LogGate::new(now),
+            refuse: LogGate::new(now),
+        }
+    }
+
+    /// Every gate with the message of the lines it guards.
+    pub fn gates(&self) -> [(&'static str, &LogGate); 5] {
+        [
+            ("session connected", &self.connect),
+            ("session closing", &self.close),
+            ("slow consumer closed", &self.slow),
+            ("session ended", &self.end),
+            ("connection refused", &self.refuse),
+        ]
+    }
+}
+
+/// How often the lines a gate dropped are reported, when it dropped any.
+pub const LOG_SUPPRESSED_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Lifecycle log lines per second per kind: a few screens a minute in a storm, every line
+/// in normal operation.
+pub const LOG_LINES_PER_SECOND: u32 = 20;
 
 /// Connections per source IP, shared by the accept loop (acquire) and the shards (release,
 /// when an [`IpSlot`] drops). Touched once per connect and disconnect, never per tick.
@@ -108,6 +207,24 @@ pub struct AtLimit;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_storm_is_cut_to_the_rate_and_the_next_line_counts_what_was_dropped() {
+        let start = Instant::now();
+        let gate = LogGate::new(start);
+        let admitted = (0..1000).filter(|_| gate.admit(start).is_some()).count();
+        assert_eq!(admitted, LOG_LINES_PER_SECOND as usize);
+        let later = start + std::time::Duration::from_secs(1);
+        assert_eq!(
+            gate.admit(later),
+            Some(1000 - u64::from(LOG_LINES_PER_SECOND))
+        );
+        assert_eq!(gate.admit(later), Some(0));
+        assert!(gate.admit(later).is_some());
+        let dropped = (0..100).filter(|_| gate.admit(later).is_none()).count() as u64;
+        assert_eq!(gate.take_suppressed(), dropped);
+        assert_eq!(gate.take_suppressed(), 0);
+    }
     use std::time::Duration;
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 use crate::limits::PerIpLimit;
 use crate::shared::Shared;
@@ -35,14 +35,18 @@ pub async fn accept(listener: TcpListener, shards: Vec<ShardHandle>, shared: Arc
         };
         let Ok(ip_slot) = per_ip.acquire(peer.ip()) else {
             metrics::refuse(metrics);
-            debug!(%peer, "connection refused: --max-connections-per-ip reached");
+            if let Some(suppressed) = shared.lifecycle_log.refuse.admit(std::time::Instant::now()) {
+                info!(%peer, suppressed, "connection refused: --max-connections-per-ip reached");
+            }
             tokio::task::spawn_local(refuse(stream));
             continue;
         };
         let held = metrics.connections() + metrics.sessions();
-        if held >= shared.config.max_connections as u64 {
+        if held >= shared.live.max_connections() as u64 {
             metrics::refuse(metrics);
-            debug!(%peer, held, "connection refused: --max-connections reached");
+            if let Some(suppressed) = shared.lifecycle_log.refuse.admit(std::time::Instant::now()) {
+                info!(%peer, held, suppressed, "connection refused: --max-connections reached");
+            }
             tokio::task::spawn_local(refuse(stream));
             continue;
         }

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
 use crate::listener;
-use crate::sequencer::Sequencer;
+use crate::sequencer::{self, Sequencer};
 use crate::shared::Shared;
 use crate::shutdown::Phase;
 use crate::worker::{self, ShardHandle};
@@ -53,6 +53,16 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A `--record` or `--replay` file could not be opened.
+    #[error("{flag} {}: {source}", .path.display())]
+    File {
+        /// The flag naming the file.
+        flag: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A thread or runtime could not start.
     #[error("could not start {what}: {source}")]
     Spawn {
@@ -86,6 +96,23 @@ impl Relay {
             config.ingest_tcp_protobuf,
         )?;
 
+        // Files next: a bad path fails before any thread starts.
+        let file_error = |flag, path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| StartError::File { flag, path, source }
+        };
+        let record = match &config.record {
+            Some(path) => Some((
+                path.clone(),
+                std::fs::File::create(path).map_err(file_error("--record", path))?,
+            )),
+            None => None,
+        };
+        let replay = match &config.replay {
+            Some(path) => Some(std::fs::File::open(path).map_err(file_error("--replay", path))?),
+            None => None,
+        };
+
         let shards = config.shard_count();
         let (inbox, inbox_rx) = Inbox::bounded(INBOX_BATCHES);
         let shared = Arc::new(Shared::new(config, inbox));
@@ -107,6 +134,36 @@ impl Relay {
             );
             senders.push(sender);
             handles.push(handle);
+        }
+
+        if let Some((path, file)) = record {
+            let (sender, thread) =
+                sequencer::record::spawn(path, file).map_err(spawn_error("the recorder"))?;
+            senders.push(sender);
+            threads.push(thread);
+        }
+        if let Some(file) = replay {
+            let (inbox, metrics, stop) = (
+                shared.inbox.clone(),
+                shared.metrics.clone(),
+                shared.shutdown.clone(),
+            );
+            let speed = shared.config.replay_speed;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("replay".into())
+                    .spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_time()
+                            .build()
+                            .expect(
+                                "a current-thread runtime with only timers needs no OS resources",
+                            );
+                        let lines = std::io::BufReader::new(file);
+                        runtime.block_on(ingest::replay::run(lines, inbox, speed, metrics, stop));
+                    })
+                    .map_err(spawn_error("the replay"))?,
+            );
         }
 
         let sequencer = Sequencer::new(
@@ -220,9 +277,34 @@ fn control(
             ));
         }
         tasks.spawn_local(listener::accept(http, handles, shared.clone()));
+        tasks.spawn_local(report_suppressed_logs(shared.clone()));
         shared.shutdown.set_phase(Phase::Ready);
         while tasks.join_next().await.is_some() {}
     });
+}
+
+/// Every few seconds, one line per lifecycle log gate that dropped lines in a storm, so
+/// the count is not left waiting for the next line let through.
+async fn report_suppressed_logs(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(crate::limits::LOG_SUPPRESSED_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // Shutdown first: nothing here is worth finishing.
+            biased;
+            () = shared.shutdown.wait() => return,
+            _ = every.tick() => {}
+        }
+        for (message, gate) in shared.lifecycle_log.gates() {
+            let suppressed = gate.take_suppressed();
+            if suppressed > 0 {
+                info!(
+                    lines = message,
+                    suppressed, "{suppressed} similar log lines suppressed"
+                );
+            }
+        }
+    }
 }
 
 /// Binds a non-blocking listener with a deep accept queue: std's fixed backlog of 128

@@ -6,10 +6,11 @@
 //! locked on the per-tick path.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::Config;
 use crate::ingest::Inbox;
+use crate::limits::LifecycleLog;
 use crate::metrics::Metrics;
 use crate::sequencer::Interest;
 use crate::shutdown::Shutdown;
@@ -31,6 +32,10 @@ pub struct Shared {
     /// Chosen at start: a relay's seqs restart at 1, so seqs of two runs must never be
     /// taken for one history.
     pub epoch: u64,
+    /// Rate limits for session lifecycle log lines.
+    pub lifecycle_log: LifecycleLog,
+    /// The limits a SIGHUP may change while the relay runs; read these, not `config`.
+    pub live: LiveLimits,
     session_ids: AtomicU64,
 }
 
@@ -43,6 +48,8 @@ impl Shared {
             inbox,
             shutdown: Shutdown::new(),
             epoch: new_epoch(),
+            lifecycle_log: LifecycleLog::new(std::time::Instant::now()),
+            live: LiveLimits::new(&config),
             session_ids: AtomicU64::new(0),
             config,
         }
@@ -59,3 +66,41 @@ impl Shared {
 fn new_epoch() -> u64 {
     rand::random::<u64>() % ((1 << 53) - 1) + 1
 }
+/// Limits that can change while the relay runs (SIGHUP): atomics read once per connection
+/// or session, never per tick.
+#[derive(Debug)]
+pub struct LiveLimits {
+    max_connections: AtomicUsize,
+    max_control_rate: AtomicU32,
+}
+
+impl LiveLimits {
+    /// The limits of `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            max_connections: AtomicUsize::new(config.max_connections),
+            max_control_rate: AtomicU32::new(config.max_control_rate),
+        }
+    }
+
+    /// Takes the limits of `config` (already validated) from now on.
+    pub fn apply(&self, config: &Config) {
+        self.max_connections
+            .store(config.max_connections, Ordering::Relaxed);
+        self.max_control_rate
+            .store(config.max_control_rate, Ordering::Relaxed);
+    }
+
+    /// `--max-connections`, checked at each accept.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.load(Ordering::Relaxed)
+    }
+
+    /// `--max-control-rate`, given to each session as it opens.
+    pub fn max_control_rate(&self) -> u32 {
+        self.max_control_rate.load(Ordering::Relaxed)
+    }
+}
+
+/// The settings (long flags) that [`LiveLimits::apply`] and the log filter change live.
+pub const RELOADABLE: &[&str] = &["log", "max-connections", "max-control-rate"];

@@ -186,7 +186,10 @@ async fn the_dashboard_is_an_html_page_that_subscribes_to_everything() {
     );
     let (status, module) = support::http_raw(relay.http, "GET", "/tickrelay.js", "").await;
     assert_eq!(status, 200);
-    assert!(module.contains("export async function connect"), "the module the page imports");
+    assert!(
+        module.contains("export async function connect"),
+        "the module the page imports"
+    );
     let (status, head) = http_head(relay.http, "/").await;
     assert_eq!(status, 200);
     assert!(

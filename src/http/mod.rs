@@ -81,7 +81,7 @@ async fn route(
             "no such path; see docs/PROTOCOL.md",
         ));
     };
-    if request.method() != route.method() {
+    if !route.allows(request.method()) {
         return Ok(refuse(
             &shared,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -114,6 +114,7 @@ async fn route(
             response.headers_mut().insert(CONTENT_TYPE, js);
             response
         }
+        Route::Favicon => no_content(),
     };
     Ok(response)
 }
@@ -143,6 +144,8 @@ pub enum Route {
     Dashboard,
     /// `GET /tickrelay.js`: the JavaScript client (`clients/js/`), which the dashboard uses.
     ClientJs,
+    /// `GET /favicon.ico`: 204, so browsers opening the dashboard log no 404.
+    Favicon,
 }
 
 /// Every route with its path; `/price/` matches as a prefix.
@@ -158,6 +161,7 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::Publish, "/api/publish"),
     (Route::Dashboard, "/"),
     (Route::ClientJs, "/tickrelay.js"),
+    (Route::Favicon, "/favicon.ico"),
 ];
 
 impl Route {
@@ -183,8 +187,18 @@ impl Route {
             | Self::Symbols
             | Self::Price
             | Self::Dashboard
-            | Self::ClientJs => Method::GET,
+            | Self::ClientJs
+            | Self::Favicon => Method::GET,
         }
+    }
+
+    /// Whether `method` may be used: the route's own, or `HEAD` for a `GET` that is not a
+    /// WebSocket upgrade (load balancers probe `HEAD /health`; hyper sends no body).
+    pub fn allows(self, method: &Method) -> bool {
+        *method == self.method()
+            || (*method == Method::HEAD
+                && self.method() == Method::GET
+                && !matches!(self, Self::Ws | Self::Echo))
     }
 }
 
@@ -292,6 +306,12 @@ fn html(page: &'static str) -> HttpResponse {
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    response
+}
+
+fn no_content() -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
 

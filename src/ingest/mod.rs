@@ -8,6 +8,7 @@
 pub mod demo;
 pub mod ndjson;
 pub mod protobuf;
+pub mod replay;
 pub mod tcp;
 
 use tokio::sync::mpsc;
@@ -56,8 +57,8 @@ pub enum DecodeError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A field the tick contract does not have.
-    #[error("{0}")]
+    /// A field the tick contract does not have (its name).
+    #[error("unknown field `{0}`")]
     UnknownField(String),
     /// A length prefix that is not a varint: a length-delimited stream cannot resynchronise.
     #[error("length prefix is not a varint (10 bytes without an end)")]
@@ -99,7 +100,7 @@ impl DecodeError {
     /// The field the error is about, when one is to blame.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Self::Field { field, .. } => Some(field),
+            Self::Field { field, .. } | Self::UnknownField(field) => Some(field),
             Self::Tick(e) => Some(e.field()),
             _ => None,
         }

@@ -7,7 +7,7 @@
 use simd_json::Buffers;
 
 use super::DecodeError;
-use crate::tick::{RawTick, Tick};
+use crate::tick::{RawTick, Tick, TickError};
 
 /// Decodes NDJSON lines, keeping the parser's scratch buffers between lines.
 pub struct LineDecoder {
@@ -82,38 +82,70 @@ impl Default for LineDecoder {
     }
 }
 
-/// Turns a parse failure into an error naming the field to blame where there is one
-/// (cold path: the original bytes are parsed again, generically).
+/// Turns a parse failure into an error about the tick, naming the field to blame where
+/// there is one; the parser's own wording (`Serde(..) at character 0`, `ExpectedNull`)
+/// never reaches the publisher (cold path: the original bytes are parsed again,
+/// generically).
 fn explain(original: &[u8], error: &simd_json::Error) -> DecodeError {
-    let text = error.to_string();
-    if text.contains("unknown field") {
-        return DecodeError::UnknownField(text);
+    match simd_json::to_owned_value(&mut original.to_vec()) {
+        Ok(value) => blame(&value)
+            .unwrap_or_else(|| DecodeError::Json("a tick of an unexpected shape".into())),
+        Err(_) => not_json(original, error),
     }
-    let Ok(value) = simd_json::to_owned_value(&mut original.to_vec()) else {
-        return DecodeError::Json(text);
-    };
-    blame(&value).unwrap_or(DecodeError::Json(text))
 }
 
 /// Like [`explain`] for an array body: finds the element to blame (position from 1).
 fn explain_array(original: &[u8], error: &simd_json::Error) -> (usize, DecodeError) {
-    let text = error.to_string();
-    if let Ok(simd_json::OwnedValue::Array(items)) =
-        simd_json::to_owned_value(&mut original.to_vec())
-    {
-        for (i, item) in items.iter().enumerate() {
-            if let Some(found) = blame(item) {
-                return (i + 1, found);
-            }
-        }
+    match simd_json::to_owned_value(&mut original.to_vec()) {
+        Ok(simd_json::OwnedValue::Array(items)) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| Some((i + 1, blame(item)?)))
+            .unwrap_or_else(|| (1, DecodeError::Json("a tick of an unexpected shape".into()))),
+        Ok(_) => (
+            1,
+            DecodeError::Json("expected an array of tick objects".into()),
+        ),
+        Err(_) => (1, not_json(original, error)),
     }
-    let error = if text.contains("unknown field") {
-        DecodeError::UnknownField(text)
-    } else {
-        DecodeError::Json(text)
-    };
-    (1, error)
 }
+
+/// Why bytes that are not JSON are not a tick: a `NaN` or `Infinity` where a number
+/// belongs is a non-finite number of that field; anything else is a syntax error at a byte.
+fn not_json(original: &[u8], error: &simd_json::Error) -> DecodeError {
+    if let Some(field) = non_finite_literal(original) {
+        return DecodeError::Tick(TickError::NotFinite(field));
+    }
+    DecodeError::Json(format!("not JSON (syntax error at byte {})", error.index()))
+}
+
+/// The number field written as `NaN`, `Infinity` or `-Infinity` (no JSON number), if any.
+fn non_finite_literal(original: &[u8]) -> Option<&'static str> {
+    let text = std::str::from_utf8(original).ok()?;
+    NUMBER_FIELDS.iter().copied().find(|field| {
+        let key = format!("\"{field}\"");
+        text.match_indices(&key).any(|(at, _)| {
+            let rest = text[at + key.len()..].trim_start();
+            rest.strip_prefix(':').is_some_and(|value| {
+                let value = value.trim_start();
+                [
+                    "NaN",
+                    "Infinity",
+                    "-Infinity",
+                    "+Infinity",
+                    "nan",
+                    "inf",
+                    "-inf",
+                ]
+                .iter()
+                .any(|literal| value.starts_with(literal))
+            })
+        })
+    })
+}
+
+/// The tick's number fields.
+const NUMBER_FIELDS: [&str; 6] = ["price", "size", "bid", "ask", "bid_size", "ask_size"];
 
 /// The first field of a would-be tick that is missing, unknown or of the wrong type.
 fn blame(value: &simd_json::OwnedValue) -> Option<DecodeError> {
@@ -143,11 +175,7 @@ fn blame(value: &simd_json::OwnedValue) -> Option<DecodeError> {
             "price" | "size" | "bid" | "ask" | "bid_size" | "ask_size" => {
                 (v.is_number() || v.is_null(), "expected a number")
             }
-            other => {
-                return Some(DecodeError::UnknownField(format!(
-                    "unknown field `{other}`"
-                )));
-            }
+            other => return Some(DecodeError::UnknownField(other.to_owned())),
         };
         if !ok {
             return field(name, reason);
@@ -171,7 +199,6 @@ fn trim_ascii_mut(bytes: &mut [u8]) -> &mut [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tick::TickError;
     use proptest::prelude::*;
 
     fn decode(line: &str) -> Option<Result<Tick, DecodeError>> {
@@ -201,7 +228,7 @@ mod tests {
         assert!(matches!(decode("{nope"), Some(Err(DecodeError::Json(_)))));
         assert!(matches!(
             decode(r#"{"symbol":"A","prce":1,"ts_ns":1}"#),
-            Some(Err(DecodeError::UnknownField(m))) if m.contains("prce")
+            Some(Err(DecodeError::UnknownField(m))) if m == "prce"
         ));
         assert!(matches!(
             decode(r#"{"symbol":"A","price":"1","ts_ns":1}"#),
@@ -219,6 +246,38 @@ mod tests {
             decode(r#"{"symbol":"A","price":1}"#),
             Some(Err(DecodeError::Field { field, reason: "missing" })) if field == "ts_ns"
         ));
+    }
+
+    /// The publisher reads these: they must speak of the tick, never of the parser.
+    #[test]
+    fn messages_speak_of_the_tick_not_the_parser() {
+        let message = |line: &str| decode(line).unwrap().unwrap_err().to_string();
+        let unknown = decode(r#"{"symbol":"A","prce":1,"ts_ns":1}"#)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(unknown.field(), Some("prce"));
+        assert_eq!(unknown.to_string(), "unknown field `prce`");
+        let nan = decode(r#"{"symbol":"A","price":NaN,"ts_ns":1}"#)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(nan, DecodeError::Tick(TickError::NotFinite("price")));
+        assert_eq!(nan.to_string(), "field `price` is not a finite number");
+        assert_eq!(
+            message(r#"{"symbol":"A","price":1,"ts_ns":1,"venue":nul}"#),
+            "invalid JSON tick: not JSON (syntax error at byte 42)"
+        );
+        for line in [
+            r#"{"symbol":"A","prce":1,"ts_ns":1}"#,
+            r#"{"symbol":"A","price":NaN,"ts_ns":1}"#,
+            r#"{"symbol":"A","price":1,"ts_ns":1,"venue":nul}"#,
+            "{nope",
+            "[1,2]",
+        ] {
+            let text = message(line);
+            for internal in ["Serde", "character", "Expected", "InternalError", "Syntax"] {
+                assert!(!text.contains(internal), "{line} → {text}");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod interest;
 pub mod queue;
+pub mod record;
 
 use std::collections::HashMap;
 use std::sync::Arc;

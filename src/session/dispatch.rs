@@ -50,7 +50,7 @@ pub(super) fn open(
         id,
         encoding: params.encoding,
         mode: params.mode,
-        control_rate: TokenBucket::new(core.shared().config.max_control_rate, now),
+        control_rate: TokenBucket::new(core.shared().live.max_control_rate(), now),
         heartbeat: None,
     };
     if params.mode == Mode::Echo {
@@ -149,9 +149,9 @@ fn handle_message(
             echo(core, key, OpCode::Binary, &bytes, now);
             return true;
         }
-        _ if !session.control_rate.take(now) => Err(ControlError::RateLimited(
-            core.shared().config.max_control_rate,
-        )),
+        _ if !session.control_rate.take(now) => {
+            Err(ControlError::RateLimited(session.control_rate.rate()))
+        }
         Incoming::Text(text) => {
             let mut scratch = text.to_vec();
             with_parser(core, |parser| parser.json(&mut scratch))

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use slab::Slab;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tracing::info;
 
 use crate::config::SlowPolicy;
 use crate::encode::{Encoding, Frames, Message};
@@ -180,6 +181,14 @@ impl ShardCore {
                 client.flush(metrics, config);
                 if client.enforce_budget(config, metrics, now) {
                     self.shared.metrics.count_error(ErrorCode::SlowConsumer);
+                    if let Some(suppressed) = self.shared.lifecycle_log.slow.admit(now) {
+                        info!(
+                            session = client.id,
+                            shard = self.id,
+                            suppressed,
+                            "slow consumer closed with 4008"
+                        );
+                    }
                 }
             }
         }
@@ -197,9 +206,13 @@ impl ShardCore {
         slow: SlowPolicy,
     ) -> (SessionKey, u64) {
         let id = self.shared.next_session_id();
+        let peer = stream.peer_addr().ok();
         let client = Client::new(id, stream, signal, Feed::new(encoding), slow);
         let key = self.clients.insert(client);
         metrics::add(&self.metrics().sessions, 1);
+        if let Some(suppressed) = self.shared.lifecycle_log.connect.admit(Instant::now()) {
+            info!(session = id, shard = self.id, peer = ?peer, encoding = encoding.as_str(), suppressed, "session connected");
+        }
         (key, id)
     }
 
@@ -210,6 +223,20 @@ impl ShardCore {
         self.unsubscribe(key, true, &named);
         let client = self.clients.remove(key);
         metrics::sub(&self.metrics().sessions, 1);
+        if let Some(suppressed) = self.shared.lifecycle_log.end.admit(Instant::now()) {
+            let by = match client.feed.phase {
+                FeedPhase::Live => "the client or the network",
+                FeedPhase::Closing { .. } => "a close frame",
+                FeedPhase::Dead => "a socket error",
+            };
+            info!(
+                session = client.id,
+                shard = self.id,
+                ended_by = by,
+                suppressed,
+                "session ended"
+            );
+        }
         matches!(client.feed.phase, FeedPhase::Closing { .. }) && client.feed.outbox.is_empty()
     }
 
@@ -245,12 +272,33 @@ impl ShardCore {
         deadline: Instant,
         discard_backlog: bool,
     ) {
-        self.clients[key].close(code, reason, deadline, discard_backlog);
+        let client = &mut self.clients[key];
+        if client.feed.phase == FeedPhase::Live
+            && let Some(suppressed) = self.shared.lifecycle_log.close.admit(Instant::now())
+        {
+            info!(
+                session = client.id,
+                shard = self.id,
+                code,
+                reason,
+                suppressed,
+                "session closing"
+            );
+        }
+        client.close(code, reason, deadline, discard_backlog);
     }
 
     /// Shutdown: closes every client with `code` after what it has queued, and flushes.
     pub fn close_all(&mut self, code: u16, reason: &str, deadline: Instant) {
         let metrics = self.shared.metrics.shard(self.id);
+        // One line for all: per-client lines would be a storm at every shutdown.
+        info!(
+            shard = self.id,
+            clients = self.clients.len(),
+            code,
+            reason,
+            "closing every session"
+        );
         for (_, client) in &mut self.clients {
             client.close(code, reason, deadline, false);
             client.flush(metrics, &self.shared.config);

@@ -16,14 +16,16 @@ use crate::reference::Server;
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
     /// Relay WebSocket/HTTP address (ignored with --spawn).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value_t = DEFAULT_RELAY)]
     pub relay: SocketAddr,
-    /// Relay JSON-lines ingest address (ignored with --spawn).
-    #[arg(long, default_value = "127.0.0.1:7001")]
-    pub ingest: SocketAddr,
-    /// Relay protobuf ingest address (ignored with --spawn).
-    #[arg(long, default_value = "127.0.0.1:7002")]
-    pub ingest_protobuf: SocketAddr,
+    /// Relay JSON-lines ingest address (ignored with --spawn). Default 127.0.0.1:7001, and
+    /// required when --relay is not the default: ticks must reach the relay under test.
+    #[arg(long)]
+    pub ingest: Option<SocketAddr>,
+    /// Relay protobuf ingest address (ignored with --spawn). Default 127.0.0.1:7002, and
+    /// required with `--ingest-format protobuf` when --relay is not the default.
+    #[arg(long)]
+    pub ingest_protobuf: Option<SocketAddr>,
     /// Ingest wire format.
     #[arg(long, value_enum, default_value = "json")]
     pub ingest_format: IngestFormat,
@@ -220,6 +222,22 @@ impl std::fmt::Display for Mix {
     }
 }
 
+/// `--relay` when not given.
+pub(super) const DEFAULT_RELAY: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
+/// `--ingest` when not given (only with the default `--relay`).
+pub(super) const DEFAULT_INGEST: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    7001,
+));
+/// `--ingest-protobuf` when not given (only with the default `--relay`).
+pub(super) const DEFAULT_INGEST_PROTOBUF: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    7002,
+));
+
 /// Parses `20`, `20s`, `1.5s`, `500ms`, `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -279,6 +297,18 @@ fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
         "--source-ips {} must be 1..=250",
         args.source_ips
     );
+    if args.spawn.is_none() && args.relay != DEFAULT_RELAY {
+        let (given, flag) = match args.ingest_format {
+            IngestFormat::Json => (args.ingest.is_some(), "--ingest"),
+            IngestFormat::Protobuf => (args.ingest_protobuf.is_some(), "--ingest-protobuf"),
+        };
+        ensure!(
+            given || args.rate == Some(0.0),
+            "--relay {} without {flag}: the ticks would go to whatever listens on the default \
+             ingest port, not to that relay; give {flag} ADDR (the relay's --ingest-tcp)",
+            args.relay
+        );
+    }
     if let Some(rate) = args.rate {
         ensure!(
             rate >= 0.0 && rate.is_finite(),

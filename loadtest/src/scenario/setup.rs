@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use indicatif::ProgressBar;
 
 use super::coordinator::{Collected, Ctx};
@@ -92,8 +92,10 @@ pub(super) fn endpoints(args: &RunArgs, relay: Option<&RelayProcess>) -> (Socket
         None => (
             args.relay,
             match args.ingest_format {
-                IngestFormat::Json => args.ingest,
-                IngestFormat::Protobuf => args.ingest_protobuf,
+                IngestFormat::Json => args.ingest.unwrap_or(super::args::DEFAULT_INGEST),
+                IngestFormat::Protobuf => args
+                    .ingest_protobuf
+                    .unwrap_or(super::args::DEFAULT_INGEST_PROTOBUF),
             },
         ),
     }
@@ -160,6 +162,12 @@ pub(super) fn open_clients(
     plans: &[ClientPlan],
 ) -> Result<(ConnectReport, Collected)> {
     let (welcomed, failed, connect_elapsed) = ctx.wait_welcomes(connect_started)?;
+    // A run where nobody connected measured nothing: that is an error, not a clean exit 0.
+    ensure!(
+        welcomed > 0,
+        "no client was welcomed ({failed} of {} failed to connect): is the relay running there?",
+        ctx.args.clients
+    );
     std::thread::sleep(ctx.args.settle);
     let last = ctx.collect(true)?;
     let mut by_encoding = BTreeMap::new();
