@@ -202,7 +202,7 @@ async fn resume_of_an_unknown_symbol_waits_for_its_first_tick() {
 /// busy and the rings' total can exceed `--replay-budget` (by ~ln(symbols)x when symbols
 /// arrive one by one).
 #[tokio::test]
-#[ignore = "real bug: rings of quiet symbols never shrink to their share of --replay-budget (src/shard/fanout.rs ShardCore::deliver / replay.rs History::push)"]
+
 async fn a_quiet_symbols_ring_shrinks_when_other_symbols_take_their_share() {
     let relay = TestRelay::start(Config {
         shards: 1,

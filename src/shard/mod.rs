@@ -59,6 +59,8 @@ pub struct ShardCore {
     dirty: Vec<SessionKey>,
     /// This turn's ticks as (`recv_ns`, deliveries), for the latency histogram.
     turn: Vec<(u64, u64)>,
+    /// The ring depth every ring was last trimmed to (see [`ShardCore::deliver`]).
+    trimmed_depth: usize,
     /// Session tasks still running (a closing one lingers after its client has left).
     tasks: Cell<usize>,
     /// Notified whenever a session task ends (shutdown waits on it).
@@ -88,6 +90,7 @@ pub struct ClientStatus {
 impl ShardCore {
     /// An empty shard.
     pub fn new(id: ShardId, shared: Arc<Shared>) -> Self {
+        let replay_depth = shared.config.replay_depth;
         Self {
             id,
             shared,
@@ -96,6 +99,7 @@ impl ShardCore {
             history: HashMap::new(),
             dirty: Vec::new(),
             turn: Vec::new(),
+            trimmed_depth: replay_depth,
             tasks: Cell::new(0),
             task_left: Rc::new(Notify::new()),
         }
@@ -137,6 +141,7 @@ impl ShardCore {
                     .push(frames.clone(), depth),
             }
         }
+        self.trim_rings();
         let metrics = self.shared.metrics.shard(self.id);
         let mut delivered = 0;
         for frames in batch.iter() {
@@ -155,6 +160,32 @@ impl ShardCore {
             delivered += n;
         }
         metrics::add(&metrics.deliveries, delivered);
+    }
+
+    /// Keeps the rings within the replay budget as symbols arrive: each ring's share is
+    /// budget ÷ symbols. A ring shrinks to its share when it next ticks; a quiet one is cut
+    /// here, in a pass over every ring each time the share halves (at most log2(depth)
+    /// passes), so the rings hold at most twice the budget, and resumes never replay
+    /// beyond the share ([`History::since_within`]).
+    fn trim_rings(&mut self) {
+        let depth = self.replay_depth();
+        if depth * 2 <= self.trimmed_depth {
+            for history in self.history.values_mut() {
+                history.truncate(depth);
+            }
+            self.trimmed_depth = depth;
+        }
+    }
+
+    /// The ring depth a resume may use now: the configured depth, or each symbol's share
+    /// of the replay budget.
+    fn replay_depth(&self) -> usize {
+        let config = &self.shared.config;
+        effective_depth(
+            config.replay_depth,
+            config.replay_budget,
+            self.history.len(),
+        )
     }
 
     /// Ends a fan-out turn (its writes done): records each delivered tick's ingest →
@@ -461,6 +492,7 @@ impl ShardCore {
         let symbols: Vec<Symbol> = positions.iter().map(|(s, _)| s.clone()).collect();
         self.subscribe(key, false, &symbols);
         let current = self.shared.epoch;
+        let depth = self.replay_depth();
         let metrics = self.shared.metrics.shard(self.id);
         let feed = &mut self.clients[key].feed;
         if epoch.is_some_and(|e| e != current) {
@@ -479,7 +511,11 @@ impl ShardCore {
             return;
         }
         for (symbol, seq) in positions {
-            match self.history.get(symbol).and_then(|h| h.since(*seq)) {
+            match self
+                .history
+                .get(symbol)
+                .and_then(|h| h.since_within(*seq, depth))
+            {
                 None => {}
                 Some(Replay::Ticks(ticks)) => {
                     for frames in ticks {

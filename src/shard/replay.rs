@@ -67,6 +67,14 @@ impl History {
         self.ring.push_back(frames);
     }
 
+    /// Drops all but the newest `depth` ticks (at least the last value).
+    pub fn truncate(&mut self, depth: usize) {
+        let depth = depth.max(1);
+        while self.ring.len() > depth {
+            self.ring.pop_front();
+        }
+    }
+
     /// The newest tick.
     pub fn last(&self) -> Option<&Arc<Frames>> {
         self.ring.back()
@@ -74,20 +82,24 @@ impl History {
 
     /// The ticks after `seq` (the last one the client has).
     pub fn since(&self, seq: Seq) -> Option<Replay<'_>> {
+        self.since_within(seq, usize::MAX)
+    }
+
+    /// The ticks after `seq`, from at most the newest `depth` ticks held: the ring may
+    /// hold more than the symbol's current share of the replay budget (it is trimmed
+    /// lazily, see [`History::truncate`]), and a resume never replays beyond that share.
+    pub fn since_within(&self, seq: Seq, depth: usize) -> Option<Replay<'_>> {
         let last = self.ring.back()?;
         let newest = last.tick().seq;
-        let oldest = self
-            .ring
-            .front()
-            .expect("non-empty: it has a back")
-            .tick()
-            .seq;
+        let held = self.ring.len().min(depth.max(1));
+        let oldest = self.ring[self.ring.len() - held].tick().seq;
         if seq > newest {
             return Some(Replay::Ahead { last });
         }
         if seq.0 + 1 >= oldest.0 {
             let skip = usize::try_from(seq.0 + 1 - oldest.0).expect("within the ring length");
-            return Some(Replay::Ticks(self.ring.iter().skip(skip).collect()));
+            let start = self.ring.len() - held + skip;
+            return Some(Replay::Ticks(self.ring.iter().skip(start).collect()));
         }
         Some(Replay::Gap {
             from: seq.next(),
@@ -129,6 +141,40 @@ mod tests {
             Replay::Ticks(t) => t.iter().map(|f| f.tick().seq.0).collect(),
             other => panic!("expected ticks, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_resume_never_replays_beyond_the_current_share_and_truncate_keeps_the_newest() {
+        let mut h = History::new(10);
+        for seq in 1..=10 {
+            h.push(frames(seq), 10);
+        }
+        // The ring holds 1..=10, but the symbol's share is now 5: 6..=10.
+        assert_eq!(seqs(h.since_within(Seq(6), 5).unwrap()), vec![7, 8, 9, 10]);
+        assert_eq!(
+            seqs(h.since_within(Seq(5), 5).unwrap()),
+            vec![6, 7, 8, 9, 10]
+        );
+        match h.since_within(Seq(2), 5).unwrap() {
+            Replay::Gap { from, to, last } => {
+                // As for any position older than the ring: a gap up to the newest, its snapshot.
+                assert_eq!((from, to, last.tick().seq), (Seq(3), Seq(9), Seq(10)));
+            }
+            other => panic!("expected a gap, got {other:?}"),
+        }
+        assert_eq!(
+            seqs(h.since(Seq(2)).unwrap()).len(),
+            8,
+            "the whole ring without a share"
+        );
+        h.truncate(3);
+        assert_eq!(seqs(h.since(Seq(7)).unwrap()), vec![8, 9, 10]);
+        h.truncate(0);
+        assert_eq!(
+            h.last().map(|f| f.tick().seq),
+            Some(Seq(10)),
+            "the last value stays"
+        );
     }
 
     #[test]
