@@ -24,8 +24,8 @@ timeout 300 npm ci --no-audit --no-fund
 
 echo "== client tests: relay binary and the Rust tail example"
 (cd "$root" && timeout 1800 cargo build --bin tickrelay && timeout 1800 cargo build -p tickrelay-client --example tail)
-export TICKRELAY_BIN="$root/target/debug/tickrelay"
-export TICKRELAY_TAIL="$root/target/debug/examples/tail"
+export TEST_RELAY_BIN="$root/target/debug/tickrelay"
+export TEST_TAIL_BIN="$root/target/debug/examples/tail"
 
 echo "== client tests: JS (Node and headless Chromium), Python tail, Rust tail"
 # The test files start and stop the relay themselves, on free loopback ports.

@@ -13,11 +13,11 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, '../../..');
 export const WAIT_MS = 20000;
 
-/** The relay binary: $TICKRELAY_BIN, else target/debug or target/release under the repo root. */
+/** The relay binary: $TEST_RELAY_BIN, else target/debug or target/release under the repo root. */
 export function relayBinary() {
-  const candidates = [process.env.TICKRELAY_BIN, path.join(repoRoot, 'target/debug/tickrelay'), path.join(repoRoot, 'target/release/tickrelay')];
+  const candidates = [process.env.TEST_RELAY_BIN, path.join(repoRoot, 'target/debug/tickrelay'), path.join(repoRoot, 'target/release/tickrelay')];
   const found = candidates.find((p) => p && existsSync(p));
-  if (!found) throw new Error('no relay binary: run `cargo build --bin tickrelay` or set TICKRELAY_BIN');
+  if (!found) throw new Error('no relay binary: run `cargo build --bin tickrelay` or set TEST_RELAY_BIN');
   return found;
 }
 
@@ -46,14 +46,17 @@ export class Relay {
 
   async launch(addressArgs) {
     const args = [...addressArgs, '--shards', '1', '--drain-timeout', '300ms', '--log', 'warn', ...this.extraArgs];
-    const child = spawn(relayBinary(), args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(relayBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
+    // The relay logs (and reports a start-up error) on stderr: keep it for the failure message.
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
     const exited = new Promise((resolve) => child.once('exit', resolve));
     this.exited = exited;
     await waitFor('the relay to print its addresses', () => {
-      if (child.exitCode !== null) throw new Error(`the relay exited with ${child.exitCode}: ${out}`);
+      if (child.exitCode !== null) throw new Error(`the relay exited with ${child.exitCode}: ${out}${err}`);
       return /ingest:\s+NDJSON tcp:\/\/(\S+)\s+protobuf tcp:\/\/(\S+)/.test(out);
     });
     this.http = /WebSocket: ws:\/\/([^/\s]+)/.exec(out)[1];

@@ -11,14 +11,14 @@ import path from 'node:path';
 import { Relay, Proxy, Tracker, waitFor, repoRoot } from './support.js';
 
 const python = path.join(repoRoot, 'examples/python/tail.py');
-const rustTail = process.env.TICKRELAY_TAIL ?? path.join(repoRoot, 'target/debug/examples/tail');
+const rustTail = process.env.TEST_TAIL_BIN ?? path.join(repoRoot, 'target/debug/examples/tail');
 
 test('examples/python/tail.py resumes after a cut and reports a relay restart as a reset', async () => {
   await tailSurvivesCutsAndRestarts((url) => [process.env.PYTHON ?? 'python3', [python, '--url', url, '--max-backoff', '0.2', '--encoding', 'gzip', 'PY']]);
 });
 
 test('the Rust tail example resumes after a cut and reports a relay restart as a reset', async () => {
-  assert.ok(existsSync(rustTail), `no ${rustTail}: run cargo build -p tickrelay-client --example tail (or set TICKRELAY_TAIL)`);
+  assert.ok(existsSync(rustTail), `no ${rustTail}: run cargo build -p tickrelay-client --example tail (or set TEST_TAIL_BIN)`);
   await tailSurvivesCutsAndRestarts((url) => [rustTail, ['--url', url, '--encoding', 'protobuf', 'PY']]);
 });
 
