@@ -140,6 +140,12 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::MAX_INGEST_LINE)]
     pub max_ingest_line: usize,
 
+    /// Largest event payload (`data`, as published JSON), in bytes. Events are headlines,
+    /// alerts and status changes; 16 KiB holds a long article summary, and keeps one event
+    /// at 1/16 of a client's outbox budget so a burst of them is not mistaken for slowness.
+    #[arg(long, default_value_t = defaults::MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
+
     /// Largest accepted HTTP request body (`POST /api/publish`), in bytes.
     #[arg(long, default_value_t = defaults::MAX_HTTP_BODY)]
     pub max_http_body: usize,
@@ -195,6 +201,7 @@ impl Config {
             max_symbols_per_client: defaults::MAX_SYMBOLS_PER_CLIENT,
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             max_ingest_line: defaults::MAX_INGEST_LINE,
+            max_event_bytes: defaults::MAX_EVENT_BYTES,
             max_http_body: defaults::MAX_HTTP_BODY,
             max_connections: defaults::MAX_CONNECTIONS,
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
@@ -223,6 +230,7 @@ impl Config {
             ("--max-symbols-per-client", self.max_symbols_per_client),
             ("--max-message-bytes", self.max_message_bytes),
             ("--max-ingest-line", self.max_ingest_line),
+            ("--max-event-bytes", self.max_event_bytes),
             ("--max-connections", self.max_connections),
             ("--demo-symbols", self.demo_symbols),
             ("--replay-depth", self.replay_depth),
@@ -319,6 +327,8 @@ pub mod defaults {
     pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
     /// `--max-ingest-line`.
     pub const MAX_INGEST_LINE: usize = 64 * 1024;
+    /// `--max-event-bytes`.
+    pub const MAX_EVENT_BYTES: usize = 16 * 1024;
     /// `--max-http-body`.
     pub const MAX_HTTP_BODY: usize = 1024 * 1024;
     /// `--max-connections`.

@@ -32,6 +32,11 @@ pub enum ErrorCode {
     SymbolLimit,
     /// A field the contract does not have (ticks and control messages).
     UnknownField,
+    /// A channel name that is empty, too long, has a character outside the allowed set, or
+    /// is `user:` without an id.
+    InvalidChannel,
+    /// An event whose `data` is over `--max-event-bytes`.
+    EventTooLarge,
     // control messages
     /// A control message that is not valid JSON or protobuf of the right shape.
     BadMessage,

@@ -25,7 +25,7 @@
 //! - Wiring: [`relay`] starts the threads and binds the sockets, [`worker`] runs each shard's
 //!   pinned thread, [`listener`] accepts clients and picks their shard.
 //! - Below them: [`shared`] (relay-wide state), [`encode`], and the leaf types [`tick`],
-//!   [`config`], [`metrics`], [`error`], [`limits`], [`shutdown`], [`proto`].
+//!   [`event`] (channels, and the [`event::Key`] ticks and events share), [`config`], [`metrics`], [`error`], [`limits`], [`shutdown`], [`proto`].
 //!
 //! Each module imports only the layers below its own (docs/ARCHITECTURE.md;
 //! `tests/architecture.rs` keeps it so). Start at [`relay::Relay::start`], which wires it all.
@@ -34,6 +34,7 @@
 pub mod config;
 pub mod encode;
 pub mod error;
+pub mod event;
 pub mod http;
 pub mod ingest;
 pub mod limits;

@@ -208,6 +208,7 @@ fn control(
                 shared.inbox.clone(),
                 shared.metrics.clone(),
                 config.max_ingest_line,
+                config.max_event_bytes,
                 shared.shutdown.clone(),
             ));
         }

@@ -4,8 +4,9 @@
 use serde::Serialize;
 
 use super::{Encoding, json, protobuf};
+use crate::event::{Channel, Item, Key};
 use crate::proto;
-use crate::tick::{Seq, Symbol, Tick};
+use crate::tick::{Seq, Symbol};
 
 /// A server→client message that is not a live tick.
 #[derive(Debug)]
@@ -22,9 +23,11 @@ pub enum Message<'a> {
         all: bool,
         /// The symbols subscribed at connect.
         symbols: &'a [Symbol],
+        /// The channels subscribed at connect.
+        channels: &'a [Channel],
     },
-    /// The last known value of a symbol.
-    Snapshot(&'a Tick),
+    /// The last known value of a symbol (its tick) or channel (its event).
+    Snapshot(&'a Item),
     /// A control message took effect: `op` is `subscribed`, `unsubscribed`, `snapshot`, `resumed`, `heartbeat_set`.
     Ack {
         /// What was done.
@@ -33,6 +36,8 @@ pub enum Message<'a> {
         all: bool,
         /// The symbols it was done to.
         symbols: &'a [Symbol],
+        /// The channels it was done to.
+        channels: &'a [Channel],
     },
     /// Something the client sent was wrong.
     Error {
@@ -46,10 +51,10 @@ pub enum Message<'a> {
         /// The id the client sent.
         id: u64,
     },
-    /// The client will not receive ticks `from..=to` of `symbol`.
+    /// The client will not receive the items `from..=to` of `key`.
     Gap {
-        /// The symbol.
-        symbol: &'a Symbol,
+        /// The symbol or channel.
+        key: &'a Key,
         /// First missing seq.
         from: Seq,
         /// Last missing seq.
@@ -68,10 +73,16 @@ impl Message<'_> {
         fn names(symbols: &[Symbol]) -> Vec<&str> {
             symbols.iter().map(Symbol::as_str).collect()
         }
+        fn channel_names(channels: &[Channel]) -> Vec<&str> {
+            channels.iter().map(Channel::as_str).collect()
+        }
         match self {
-            Self::Snapshot(tick) => {
+            Self::Snapshot(item) => {
                 let mut out = Vec::with_capacity(256);
-                json::write_tick(&mut out, "snapshot", tick);
+                match item {
+                    Item::Tick(tick) => json::write_tick(&mut out, "snapshot", tick),
+                    Item::Event(event) => json::write_event(&mut out, "snapshot", event),
+                }
                 out
             }
             Self::Welcome {
@@ -80,17 +91,25 @@ impl Message<'_> {
                 encoding,
                 all,
                 symbols,
+                channels,
             } => json::to_vec(&JsonWelcome {
                 kind: "welcome",
                 session: *session,
                 shard: *shard,
                 encoding: encoding.as_str(),
                 symbols: with_all(names(symbols), *all, "*"),
+                channels: channel_names(channels),
                 server: SERVER,
             }),
-            Self::Ack { op, all, symbols } => json::to_vec(&JsonAck {
+            Self::Ack {
+                op,
+                all,
+                symbols,
+                channels,
+            } => json::to_vec(&JsonAck {
                 kind: op,
                 symbols: with_all(names(symbols), *all, "*"),
+                channels: channel_names(channels),
             }),
             Self::Error { code, message } => json::to_vec(&JsonError {
                 kind: "error",
@@ -101,9 +120,10 @@ impl Message<'_> {
                 kind: "pong",
                 id: *id,
             }),
-            Self::Gap { symbol, from, to } => json::to_vec(&JsonGap {
+            Self::Gap { key, from, to } => json::to_vec(&JsonGap {
                 kind: "gap",
-                symbol: symbol.as_str(),
+                symbol: matches!(key, Key::Symbol(_)).then(|| key.as_str()),
+                channel: matches!(key, Key::Channel(_)).then(|| key.as_str()),
                 from: from.0,
                 to: to.0,
             }),
@@ -120,6 +140,9 @@ impl Message<'_> {
         let names = |symbols: &[Symbol]| -> Vec<String> {
             symbols.iter().map(|s| s.as_str().to_owned()).collect()
         };
+        let channel_names = |channels: &[Channel]| -> Vec<String> {
+            channels.iter().map(|c| c.to_string()).collect()
+        };
         let msg = match self {
             Self::Welcome {
                 session,
@@ -127,15 +150,33 @@ impl Message<'_> {
                 encoding,
                 all,
                 symbols,
+                channels,
             } => Msg::Welcome(proto::Welcome {
                 session: *session,
                 shard: *shard,
                 encoding: encoding.as_str().into(),
                 symbols: with_all(names(symbols), *all, "*".to_owned()),
                 server: SERVER.into(),
+                channels: channel_names(channels),
             }),
-            Self::Snapshot(tick) => Msg::Snapshot(protobuf::tick_message(tick)),
-            Self::Ack { op, all, symbols } => Msg::Ack(proto::Ack {
+            Self::Snapshot(Item::Tick(tick)) => Msg::Snapshot(protobuf::tick_message(tick)),
+            Self::Snapshot(Item::Event(event)) => {
+                Msg::EventSnapshot(protobuf::event_message(event))
+            }
+            // A protobuf Ack names symbols only (its shape is fixed); channel ops are
+            // acknowledged with a ChannelAck (the session sends one of each for a mixed op).
+            Self::Ack {
+                op,
+                all: false,
+                symbols: [],
+                channels,
+            } if !channels.is_empty() => Msg::ChannelAck(proto::ChannelAck {
+                op: (*op).into(),
+                channels: channel_names(channels),
+            }),
+            Self::Ack {
+                op, all, symbols, ..
+            } => Msg::Ack(proto::Ack {
                 op: (*op).into(),
                 symbols: with_all(names(symbols), *all, "*".to_owned()),
             }),
@@ -144,10 +185,17 @@ impl Message<'_> {
                 message: (*message).into(),
             }),
             Self::Pong { id } => Msg::Pong(proto::Pong { id: *id }),
-            Self::Gap { symbol, from, to } => Msg::Gap(proto::Gap {
-                symbol: symbol.as_str().into(),
+            Self::Gap { key, from, to } => Msg::Gap(proto::Gap {
+                symbol: match key {
+                    Key::Symbol(s) => s.as_str().into(),
+                    Key::Channel(_) => String::new(),
+                },
                 from: from.0,
                 to: to.0,
+                channel: match key {
+                    Key::Symbol(_) => String::new(),
+                    Key::Channel(c) => c.as_str().into(),
+                },
             }),
             Self::Heartbeat { ts_ns } => Msg::Heartbeat(proto::Heartbeat { ts_ns: *ts_ns }),
         };
@@ -174,6 +222,9 @@ struct JsonWelcome<'a> {
     shard: u32,
     encoding: &'static str,
     symbols: Vec<&'a str>,
+    // Absent when empty: a tick-only client sees exactly what it saw before channels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<&'a str>,
     server: &'static str,
 }
 
@@ -182,6 +233,8 @@ struct JsonAck<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     symbols: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -203,7 +256,10 @@ struct JsonPong {
 struct JsonGap<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    symbol: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    symbol: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
     from: u64,
     to: u64,
 }

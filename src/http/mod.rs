@@ -2,7 +2,7 @@
 //!
 //! Routes ([`ROUTES`]): `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
 //! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`,
-//! `GET /`. Every error is JSON, `{"type":"error","code":"...","message":"..."}`, and
+//! `POST /api/events`, `GET /`. Every error is JSON, `{"type":"error","code":"...","message":"..."}`, and
 //! counted under its code.
 
 pub mod counters;
@@ -106,6 +106,7 @@ async fn route(
             ),
         },
         Route::Publish => publish::publish(&shared, request).await,
+        Route::Events => publish::events(&shared, request).await,
         Route::Dashboard => html(DASHBOARD),
     };
     Ok(response)
@@ -132,6 +133,8 @@ pub enum Route {
     Price,
     /// `POST /api/publish`.
     Publish,
+    /// `POST /api/events`.
+    Events,
     /// `GET /`: the dashboard.
     Dashboard,
 }
@@ -147,6 +150,7 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::Symbols, "/symbols"),
     (Route::Price, "/price/"),
     (Route::Publish, "/api/publish"),
+    (Route::Events, "/api/events"),
     (Route::Dashboard, "/"),
 ];
 
@@ -163,7 +167,7 @@ impl Route {
     /// The one method the route answers.
     pub fn method(self) -> Method {
         match self {
-            Self::Publish => Method::POST,
+            Self::Publish | Self::Events => Method::POST,
             Self::Ws
             | Self::Echo
             | Self::Health

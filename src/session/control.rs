@@ -9,6 +9,7 @@ use serde::Deserialize;
 use simd_json::Buffers;
 
 use crate::error::ErrorCode;
+use crate::event::{Channel, EventError, Key};
 use crate::proto;
 use crate::tick::{Seq, Symbol, TickError};
 
@@ -26,8 +27,8 @@ pub enum Control {
         /// Echoed back.
         id: u64,
     },
-    /// Replay each symbol after the given seq, then go live.
-    Resume(Vec<(Symbol, Seq)>),
+    /// Replay each symbol or channel after the given seq, then go live.
+    Resume(Vec<(Key, Seq)>),
     /// Send `{"type":"heartbeat"}` every `interval` (zero: stop).
     Heartbeat {
         /// The interval.
@@ -35,13 +36,15 @@ pub enum Control {
     },
 }
 
-/// A set of symbols, or `*` (every symbol).
+/// A set of symbols (or `*`, every symbol) and event channels.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Selection {
     /// `*` was named.
     pub all: bool,
     /// The symbols named (validated, no duplicates, in the order given).
     pub symbols: Vec<Symbol>,
+    /// The channels named (validated, no duplicates, in the order given).
+    pub channels: Vec<Channel>,
 }
 
 impl Selection {
@@ -74,9 +77,53 @@ impl Selection {
         Ok(selection)
     }
 
+    /// Parses a list of channel names and adds them (`limit` counts symbols too).
+    pub fn add_channels<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+        limit: usize,
+    ) -> Result<(), ControlError> {
+        for name in names {
+            let channel = Channel::parse(name).map_err(|reason| ControlError::InvalidChannel {
+                channel: name.chars().take(80).collect(),
+                reason,
+            })?;
+            if !self.channels.contains(&channel) {
+                self.channels.push(channel);
+            }
+            if self.len() > limit {
+                return Err(ControlError::TooManySymbols {
+                    requested: self.len(),
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The symbols and channels named, as keys (not `*`).
+    pub fn keys(&self) -> Vec<Key> {
+        let symbols = self.symbols.iter().cloned().map(Key::Symbol);
+        symbols
+            .chain(self.channels.iter().cloned().map(Key::Channel))
+            .collect()
+    }
+
+    /// The selection of exactly these keys.
+    pub fn of_keys(keys: &[Key]) -> Self {
+        let mut selection = Self::default();
+        for key in keys {
+            match key {
+                Key::Symbol(s) => selection.symbols.push(s.clone()),
+                Key::Channel(c) => selection.channels.push(c.clone()),
+            }
+        }
+        selection
+    }
+
     /// How many entries the selection counts for against the per-client limit.
     pub fn len(&self) -> usize {
-        self.symbols.len() + usize::from(self.all)
+        self.symbols.len() + self.channels.len() + usize::from(self.all)
     }
 
     /// Whether nothing is selected.
@@ -115,6 +162,14 @@ pub enum ControlError {
         /// What is wrong with it.
         reason: TickError,
     },
+    /// A channel name is not valid.
+    #[error("channel `{channel}`: {reason}")]
+    InvalidChannel {
+        /// The name given (truncated).
+        channel: String,
+        /// What is wrong with it.
+        reason: EventError,
+    },
     /// More symbols than `--max-symbols-per-client`.
     #[error("{requested} symbols requested, the limit is {limit}")]
     TooManySymbols {
@@ -142,6 +197,7 @@ impl ControlError {
             Self::UnknownField(_) => ErrorCode::UnknownField,
             Self::UnknownOp(_) => ErrorCode::UnknownOp,
             Self::InvalidSymbol { .. } => ErrorCode::InvalidSymbol,
+            Self::InvalidChannel { .. } => ErrorCode::InvalidChannel,
             Self::TooManySymbols { .. } => ErrorCode::TooManySymbols,
             Self::BinaryNotSupported => ErrorCode::BinaryNotSupported,
             Self::AlreadySubscribed(_) => ErrorCode::AlreadySubscribed,
@@ -161,8 +217,10 @@ pub struct ControlParser {
 struct RawControl {
     op: String,
     symbols: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
     id: Option<u64>,
     from: Option<HashMap<String, u64>>,
+    from_channels: Option<HashMap<String, u64>>,
     interval_ms: Option<u64>,
 }
 
@@ -186,14 +244,18 @@ impl ControlParser {
                     ControlError::BadMessage(text)
                 }
             })?;
+        let limit = self.limit;
         let symbols = |op| {
-            raw.symbols
-                .as_ref()
-                .ok_or(ControlError::MissingField {
+            if raw.symbols.is_none() && raw.channels.is_none() {
+                return Err(ControlError::MissingField {
                     op,
                     field: "symbols",
-                })
-                .and_then(|names| Selection::parse(names.iter().map(String::as_str), self.limit))
+                });
+            }
+            let names = raw.symbols.iter().flatten().map(String::as_str);
+            let mut selection = Selection::parse(names, limit)?;
+            selection.add_channels(raw.channels.iter().flatten().map(String::as_str), limit)?;
+            Ok(selection)
         };
         match raw.op.as_str() {
             "subscribe" => symbols("subscribe").map(Control::Subscribe),
@@ -203,11 +265,19 @@ impl ControlParser {
                 id: raw.id.unwrap_or(0),
             }),
             "resume" => {
-                let from = raw.from.as_ref().ok_or(ControlError::MissingField {
-                    op: "resume",
-                    field: "from",
-                })?;
-                resume(from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)
+                if raw.from.is_none() && raw.from_channels.is_none() {
+                    return Err(ControlError::MissingField {
+                        op: "resume",
+                        field: "from",
+                    });
+                }
+                let symbols = raw.from.iter().flatten().map(|(k, v)| (k.as_str(), *v));
+                let channels = raw
+                    .from_channels
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), *v));
+                resume_keys(symbols, channels, self.limit)
             }
             "heartbeat" => {
                 let ms = raw.interval_ms.ok_or(ControlError::MissingField {
@@ -229,6 +299,11 @@ impl ControlParser {
             .map_err(|e| ControlError::BadMessage(e.to_string()))?;
         let names =
             |s: &proto::Symbols| Selection::parse(s.symbols.iter().map(String::as_str), self.limit);
+        let channels = |c: &proto::Channels| {
+            let mut selection = Selection::default();
+            selection.add_channels(c.channels.iter().map(String::as_str), self.limit)?;
+            Ok(selection)
+        };
         match message.msg {
             None => Err(ControlError::BadMessage(
                 "ClientMessage has no msg set".into(),
@@ -237,9 +312,14 @@ impl ControlParser {
             Some(Msg::Unsubscribe(s)) => names(&s).map(Control::Unsubscribe),
             Some(Msg::Snapshot(s)) => names(&s).map(Control::Snapshot),
             Some(Msg::Ping(p)) => Ok(Control::Ping { id: p.id }),
-            Some(Msg::Resume(r)) => {
-                resume(r.from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)
-            }
+            Some(Msg::Resume(r)) => resume_keys(
+                r.from.iter().map(|(k, v)| (k.as_str(), *v)),
+                r.channels.iter().map(|(k, v)| (k.as_str(), *v)),
+                self.limit,
+            ),
+            Some(Msg::SubscribeChannels(c)) => channels(&c).map(Control::Subscribe),
+            Some(Msg::UnsubscribeChannels(c)) => channels(&c).map(Control::Unsubscribe),
+            Some(Msg::SnapshotChannels(c)) => channels(&c).map(Control::Snapshot),
             Some(Msg::Heartbeat(h)) => Ok(Control::Heartbeat {
                 interval: Duration::from_millis(u64::from(h.interval_ms)),
             }),
@@ -260,19 +340,39 @@ pub fn resume<'a>(
     positions: impl IntoIterator<Item = (&'a str, u64)>,
     limit: usize,
 ) -> Result<Control, ControlError> {
+    resume_keys(positions, std::iter::empty(), limit)
+}
+
+/// Parses symbol and channel positions (`?resume=`, `?resume_channels=`, the resume op).
+pub fn resume_keys<'a>(
+    symbols: impl IntoIterator<Item = (&'a str, u64)>,
+    channels: impl IntoIterator<Item = (&'a str, u64)>,
+    limit: usize,
+) -> Result<Control, ControlError> {
     let mut out = Vec::new();
-    for (name, seq) in positions {
+    let too_many = || ControlError::TooManySymbols {
+        requested: limit + 1,
+        limit,
+    };
+    for (name, seq) in symbols {
         if out.len() == limit {
-            return Err(ControlError::TooManySymbols {
-                requested: limit + 1,
-                limit,
-            });
+            return Err(too_many());
         }
         let symbol = Symbol::parse(name).map_err(|reason| ControlError::InvalidSymbol {
             symbol: name.chars().take(80).collect(),
             reason,
         })?;
-        out.push((symbol, Seq(seq)));
+        out.push((Key::Symbol(symbol), Seq(seq)));
+    }
+    for (name, seq) in channels {
+        if out.len() == limit {
+            return Err(too_many());
+        }
+        let channel = Channel::parse(name).map_err(|reason| ControlError::InvalidChannel {
+            channel: name.chars().take(80).collect(),
+            reason,
+        })?;
+        out.push((Key::Channel(channel), Seq(seq)));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out.dedup_by(|a, b| a.0 == b.0);
@@ -306,6 +406,23 @@ mod tests {
         };
         assert_eq!(from[0].0.as_str(), "A");
         assert_eq!(from[0].1, Seq(9));
+        let Control::Subscribe(sel) =
+            json(r#"{"op":"subscribe","channels":["news","news","user:7"]}"#).unwrap()
+        else {
+            panic!("subscribe channels")
+        };
+        assert_eq!((sel.symbols.len(), sel.channels.len()), (0, 2));
+        let Control::Resume(from) = json(r#"{"op":"resume","from_channels":{"news":3}}"#).unwrap()
+        else {
+            panic!("resume channels")
+        };
+        assert!(matches!(&from[0], (Key::Channel(c), Seq(3)) if c.as_str() == "news"));
+        assert_eq!(
+            json(r#"{"op":"subscribe","channels":["user:"]}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_channel"
+        );
     }
 
     #[test]

@@ -19,9 +19,10 @@ use super::wire::{FrameReader, Incoming, WireError};
 use crate::encode::ws_frame::{self, OpCode};
 use crate::encode::{Encoding, Message};
 use crate::error::ErrorCode;
+use crate::event::Key;
 use crate::limits::TokenBucket;
 use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore};
-use crate::tick::{Symbol, now_ns};
+use crate::tick::now_ns;
 
 /// The session-side state of one client: what only its task reads.
 #[derive(Debug)]
@@ -56,30 +57,22 @@ pub(super) fn open(
     if params.mode == Mode::Echo {
         return session;
     }
-    let resumed: Vec<Symbol> = params.resume.iter().map(|(s, _)| s.clone()).collect();
-    let mut welcome_symbols = params.selection.symbols.clone();
-    welcome_symbols.extend(
-        resumed
-            .iter()
-            .filter(|s| !params.selection.symbols.contains(s))
-            .cloned(),
-    );
+    let resumed: Vec<Key> = params.resume.iter().map(|(s, _)| s.clone()).collect();
+    let named = params.selection.keys();
+    let mut welcome_keys = named.clone();
+    welcome_keys.extend(resumed.iter().filter(|s| !named.contains(s)).cloned());
+    let welcomed = Selection::of_keys(&welcome_keys);
     let welcome = Message::Welcome {
         session: id,
         shard: core.id() as u32,
         encoding: params.encoding,
         all: params.selection.all,
-        symbols: &welcome_symbols,
+        symbols: &welcomed.symbols,
+        channels: &welcomed.channels,
     };
     core.send(key, &welcome, now);
     // The connect-time lists were validated against the limit by the handshake already.
-    let live: Vec<Symbol> = params
-        .selection
-        .symbols
-        .iter()
-        .filter(|s| !resumed.contains(s))
-        .cloned()
-        .collect();
+    let live: Vec<Key> = named.into_iter().filter(|s| !resumed.contains(s)).collect();
     let added = core.subscribe(key, params.selection.all, &live);
     core.send_snapshots(key, &added, now);
     core.resume(key, &params.resume, now);
@@ -199,25 +192,25 @@ fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Ins
     let key = session.key;
     match control {
         Control::Subscribe(selection) => {
-            if let Err(error) = check_limit(core, key, selection.all, &selection.symbols) {
+            let keys = selection.keys();
+            if let Err(error) = check_limit(core, key, selection.all, &keys) {
                 return refuse(core, session, &error, now);
             }
-            let added = core.subscribe(key, selection.all, &selection.symbols);
-            ack(core, key, "subscribed", &selection, now);
+            let added = core.subscribe(key, selection.all, &keys);
+            ack(core, session, "subscribed", &selection, now);
             core.send_snapshots(key, &added, now);
         }
         Control::Unsubscribe(selection) => {
-            core.unsubscribe(key, selection.all, &selection.symbols);
-            ack(core, key, "unsubscribed", &selection, now);
+            core.unsubscribe(key, selection.all, &selection.keys());
+            ack(core, session, "unsubscribed", &selection, now);
         }
         Control::Snapshot(selection) => {
-            let wanted = if selection.all {
-                Added::All
-            } else {
-                Added::Symbols(selection.symbols.clone())
+            let wanted = Added {
+                all: selection.all,
+                keys: selection.keys(),
             };
             core.send_snapshots(key, &wanted, now);
-            ack(core, key, "snapshot", &selection, now);
+            ack(core, session, "snapshot", &selection, now);
         }
         Control::Ping { id } => core.send(key, &Message::Pong { id }, now),
         Control::Resume(positions) => {
@@ -230,20 +223,16 @@ fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Ins
                 let error = ControlError::AlreadySubscribed(taken.join(","));
                 return refuse(core, session, &error, now);
             }
-            let symbols: Vec<Symbol> = positions.iter().map(|(s, _)| s.clone()).collect();
-            if let Err(error) = check_limit(core, key, false, &symbols) {
+            let keys: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
+            if let Err(error) = check_limit(core, key, false, &keys) {
                 return refuse(core, session, &error, now);
             }
-            let resumed = Selection {
-                all: false,
-                symbols,
-            };
-            ack(core, key, "resumed", &resumed, now);
+            ack(core, session, "resumed", &Selection::of_keys(&keys), now);
             core.resume(key, &positions, now);
         }
         Control::Heartbeat { interval } => {
             session.heartbeat = (!interval.is_zero()).then(|| interval.max(MIN_HEARTBEAT));
-            ack(core, key, "heartbeat_set", &Selection::default(), now);
+            ack(core, session, "heartbeat_set", &Selection::default(), now);
         }
     }
 }
@@ -253,7 +242,7 @@ fn check_limit(
     core: &ShardCore,
     key: SessionKey,
     all: bool,
-    symbols: &[Symbol],
+    symbols: &[Key],
 ) -> Result<(), ControlError> {
     let limit = core.shared().config.max_symbols_per_client;
     let requested = core.subscriptions_after(key, all, symbols);
@@ -265,17 +254,36 @@ fn check_limit(
 
 fn ack(
     core: &mut ShardCore,
-    key: SessionKey,
+    session: &Session,
     op: &'static str,
     selection: &Selection,
     now: Instant,
 ) {
+    let both = (selection.all || !selection.symbols.is_empty()) && !selection.channels.is_empty();
+    if session.encoding == Encoding::Protobuf && both {
+        // A protobuf Ack names symbols only: the channels get their own ChannelAck.
+        let symbols = Message::Ack {
+            op,
+            all: selection.all,
+            symbols: &selection.symbols,
+            channels: &[],
+        };
+        core.send(session.key, &symbols, now);
+        let channels = Message::Ack {
+            op,
+            all: false,
+            symbols: &[],
+            channels: &selection.channels,
+        };
+        return core.send(session.key, &channels, now);
+    }
     let message = Message::Ack {
         op,
         all: selection.all,
         symbols: &selection.symbols,
+        channels: &selection.channels,
     };
-    core.send(key, &message, now);
+    core.send(session.key, &message, now);
 }
 
 /// Pings the client, or closes it with 4009 if it has sent nothing for `--idle-timeout`.

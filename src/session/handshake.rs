@@ -1,7 +1,7 @@
 //! The upgrade request → [`SessionParams`], or a [`HandshakeError`] answered with an HTTP
 //! 4xx and a JSON body before any WebSocket exists.
 //!
-//! `GET /ws?symbols=A,B&encoding=json|protobuf|gzip&slow=disconnect|conflate&resume=A:17,B:4`;
+//! `GET /ws?symbols=A,B&channels=news,alerts&encoding=json|protobuf|gzip&slow=disconnect|conflate&resume=A:17,B:4&resume_channels=news:7`;
 //! the encoding may come from `Sec-WebSocket-Protocol: tickrelay.<encoding>` instead.
 
 use hyper::StatusCode;
@@ -11,7 +11,8 @@ use super::control::{self, Control, ControlError, Selection};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
 use crate::error::ErrorCode;
-use crate::tick::{Seq, Symbol};
+use crate::event::Key;
+use crate::tick::Seq;
 
 /// What the session does with client messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +35,8 @@ pub struct SessionParams {
     pub selection: Selection,
     /// The slow-consumer policy.
     pub slow: SlowPolicy,
-    /// Positions to resume from.
-    pub resume: Vec<(Symbol, Seq)>,
+    /// Positions (of symbols and channels) to resume from.
+    pub resume: Vec<(Key, Seq)>,
     /// Feed or echo.
     pub mode: Mode,
 }
@@ -72,7 +73,9 @@ pub enum HandshakeError {
     #[error("`encoding` is given twice with different values")]
     RepeatedEncoding,
     /// A query parameter we do not know.
-    #[error("unknown query parameter `{0}`; expected symbols, encoding, slow or resume")]
+    #[error(
+        "unknown query parameter `{0}`; expected symbols, channels, encoding, slow, resume or resume_channels"
+    )]
     UnknownParam(String),
     /// `slow=` is neither `disconnect` nor `conflate`.
     #[error("unknown slow-consumer policy `{0}`; expected disconnect or conflate")]
@@ -142,53 +145,58 @@ pub fn parse(
         mode: Mode::Feed,
     };
     let mut query_encoding = None;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match &*key {
+    let mut resume_symbols = Vec::new();
+    let mut resume_channels = Vec::new();
+    let query = form_urlencoded::parse(query.unwrap_or("").as_bytes()).collect::<Vec<_>>();
+    for (key, value) in &query {
+        match &**key {
             "symbols" => {
                 let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
                 let more = Selection::parse(names, config.max_symbols_per_client)?;
                 merge(&mut params.selection, more, config.max_symbols_per_client)?;
             }
+            "channels" => {
+                let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
+                params
+                    .selection
+                    .add_channels(names, config.max_symbols_per_client)?;
+            }
             "encoding" => {
-                let encoding = Encoding::parse(&value)
-                    .ok_or_else(|| HandshakeError::UnknownEncoding(clip(&value)))?;
+                let encoding = Encoding::parse(value)
+                    .ok_or_else(|| HandshakeError::UnknownEncoding(clip(value)))?;
                 if query_encoding.is_some_and(|q| q != encoding) {
                     return Err(HandshakeError::RepeatedEncoding);
                 }
                 query_encoding = Some(encoding);
             }
             "slow" => {
-                params.slow = match &*value {
+                params.slow = match &**value {
                     "disconnect" => SlowPolicy::Disconnect,
                     "conflate" => SlowPolicy::Conflate,
                     other => return Err(HandshakeError::UnknownPolicy(clip(other))),
                 };
             }
-            "resume" => {
-                let mut positions = Vec::new();
-                for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let (name, seq) = item
-                        .rsplit_once(':')
-                        .ok_or_else(|| HandshakeError::BadResume(clip(item)))?;
-                    let seq: u64 = seq
-                        .parse()
-                        .map_err(|_| HandshakeError::BadResume(clip(item)))?;
-                    positions.push((name, seq));
-                }
-                let Control::Resume(resume) =
-                    control::resume(positions, config.max_symbols_per_client)?
-                else {
-                    unreachable!("control::resume returns Resume");
-                };
-                params.resume = resume;
-            }
+            "resume" => resume_symbols = positions(value)?,
+            "resume_channels" => resume_channels = positions(value)?,
             other => return Err(HandshakeError::UnknownParam(clip(other))),
         }
     }
+    if !resume_symbols.is_empty() || !resume_channels.is_empty() {
+        let Control::Resume(resume) = control::resume_keys(
+            resume_symbols,
+            resume_channels,
+            config.max_symbols_per_client,
+        )?
+        else {
+            unreachable!("control::resume_keys returns Resume");
+        };
+        params.resume = resume;
+    }
+    let named = params.selection.keys();
     let resumed = params
         .resume
         .iter()
-        .filter(|(s, _)| !params.selection.symbols.contains(s))
+        .filter(|(s, _)| !named.contains(s))
         .count();
     if params.selection.len() + resumed > config.max_symbols_per_client {
         let requested = params.selection.len() + resumed;
@@ -240,6 +248,21 @@ fn subprotocol(headers: &HeaderMap) -> Result<Option<Encoding>, HandshakeError> 
         .find_map(|name| Encoding::from_subprotocol(name))
         .map(Some)
         .ok_or_else(|| HandshakeError::UnknownEncoding(clip(&offered.join(", "))))
+}
+
+/// Parses a `NAME:SEQ,NAME:SEQ` list (the name may itself contain `:`; the seq is last).
+fn positions(value: &str) -> Result<Vec<(&str, u64)>, HandshakeError> {
+    let mut positions = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, seq) = item
+            .rsplit_once(':')
+            .ok_or_else(|| HandshakeError::BadResume(clip(item)))?;
+        let seq: u64 = seq
+            .parse()
+            .map_err(|_| HandshakeError::BadResume(clip(item)))?;
+        positions.push((name, seq));
+    }
+    Ok(positions)
 }
 
 fn merge(into: &mut Selection, more: Selection, limit: usize) -> Result<(), HandshakeError> {

@@ -18,8 +18,8 @@ use tracing::debug;
 use super::feed::{Feed, FeedPhase};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::ws_frame;
+use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
-use crate::tick::Symbol;
 
 /// One client's state on its shard.
 #[derive(Debug)]
@@ -29,8 +29,8 @@ pub(super) struct Client {
     stream: Rc<TcpStream>,
     /// Encoder, outbox and slow-consumer state: what the fan-out writes into.
     pub(super) feed: Feed,
-    /// Symbols subscribed to by name (empty while `all`).
-    pub(super) symbols: BTreeSet<Symbol>,
+    /// Symbols and channels subscribed to by name (no symbols while `all`).
+    pub(super) symbols: BTreeSet<Key>,
     /// Subscribed to `*`.
     pub(super) all: bool,
     slow: SlowPolicy,

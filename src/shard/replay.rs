@@ -75,13 +75,8 @@ impl History {
     /// The ticks after `seq` (the last one the client has).
     pub fn since(&self, seq: Seq) -> Option<Replay<'_>> {
         let last = self.ring.back()?;
-        let newest = last.tick().seq;
-        let oldest = self
-            .ring
-            .front()
-            .expect("non-empty: it has a back")
-            .tick()
-            .seq;
+        let newest = last.seq();
+        let oldest = self.ring.front().expect("non-empty: it has a back").seq();
         if seq > newest {
             return Some(Replay::Ahead { last });
         }
@@ -126,7 +121,7 @@ mod tests {
 
     fn seqs(replay: Replay<'_>) -> Vec<u64> {
         match replay {
-            Replay::Ticks(t) => t.iter().map(|f| f.tick().seq.0).collect(),
+            Replay::Ticks(t) => t.iter().map(|f| f.seq().0).collect(),
             other => panic!("expected ticks, got {other:?}"),
         }
     }
@@ -158,7 +153,7 @@ mod tests {
         }
         match h.since(Seq(3)).unwrap() {
             Replay::Gap { from, to, last } => {
-                assert_eq!((from, to, last.tick().seq), (Seq(4), Seq(9), Seq(10)));
+                assert_eq!((from, to, last.seq()), (Seq(4), Seq(9), Seq(10)));
             }
             other => panic!("expected a gap, got {other:?}"),
         }
@@ -197,13 +192,13 @@ mod tests {
             for seq in 1..=count { h.push(frames(seq), depth); }
             match h.since(Seq(from)).unwrap() {
                 Replay::Ticks(ticks) => {
-                    let got: Vec<u64> = ticks.iter().map(|f| f.tick().seq.0).collect();
+                    let got: Vec<u64> = ticks.iter().map(|f| f.seq().0).collect();
                     let want: Vec<u64> = (from + 1..=count).collect();
                     prop_assert_eq!(got, want);
                 }
                 Replay::Gap { from: gap_from, to, last } => {
                     prop_assert_eq!(gap_from.0, from + 1);
-                    prop_assert_eq!(to.0 + 1, last.tick().seq.0);
+                    prop_assert_eq!(to.0 + 1, last.seq().0);
                     prop_assert!(from + 1 < count + 1 - depth.min(count as usize) as u64);
                 }
                 Replay::Ahead { .. } => prop_assert!(from > count),
