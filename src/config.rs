@@ -4,6 +4,7 @@
 //! with [`Config::for_tests`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -167,6 +168,52 @@ pub struct Config {
     #[arg(long, default_value = defaults::DRAIN_TIMEOUT, value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// HS256 secret for client tokens (a file holding at least 32 bytes; surrounding
+    /// whitespace is trimmed). Any key flag turns auth on: clients then need a valid JWT.
+    #[arg(long)]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM public key for client tokens: RSA (RS256), EC P-256 (ES256) or Ed25519 (EdDSA);
+    /// the key accepts that one algorithm only.
+    #[arg(long)]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// JWKS file of token keys, chosen by `kid`; re-read every `--jwks-refresh`.
+    #[arg(long)]
+    pub jwks_file: Option<PathBuf>,
+
+    /// JWKS URL (plain `http://`, e.g. a local identity sidecar), fetched at start and every
+    /// `--jwks-refresh`, so a rotated key is accepted without a restart.
+    #[arg(long)]
+    pub jwks_url: Option<String>,
+
+    /// How often the JWKS file or URL is reloaded. Identity providers publish a new key
+    /// well before signing with it; 5 minutes picks it up long before first use.
+    #[arg(long, default_value = defaults::JWKS_REFRESH, value_parser = parse_duration)]
+    pub jwks_refresh: Duration,
+
+    /// Required `aud` claim of client tokens (unchecked when not given).
+    #[arg(long)]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` claim of client tokens (unchecked when not given).
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+
+    /// Clock skew allowed on `exp`. 30 s covers NTP-synced hosts without keeping a leaked,
+    /// expired token useful for long.
+    #[arg(long, default_value = defaults::JWT_LEEWAY, value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// With auth on, let clients without a token read public symbols and channels (never a
+    /// `user:` channel). A present but invalid token is still refused.
+    #[arg(long)]
+    pub allow_anonymous: bool,
+
+    /// Most connections one token subject may hold at once (0: no limit).
+    #[arg(long, default_value_t = defaults::MAX_CONNECTIONS_PER_USER)]
+    pub max_connections_per_user: usize,
+
     /// Tracing filter (as `RUST_LOG`), e.g. `info` or `tickrelay=debug`.
     #[arg(long, default_value = defaults::LOG)]
     pub log: String,
@@ -207,6 +254,16 @@ impl Config {
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
             handshake_timeout: duration(defaults::HANDSHAKE_TIMEOUT),
             drain_timeout: duration(defaults::DRAIN_TIMEOUT),
+            jwt_secret_file: None,
+            jwt_public_key_file: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh: duration(defaults::JWKS_REFRESH),
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_leeway: duration(defaults::JWT_LEEWAY),
+            allow_anonymous: false,
+            max_connections_per_user: defaults::MAX_CONNECTIONS_PER_USER,
             log: defaults::LOG.into(),
         }
     }
@@ -339,6 +396,12 @@ pub mod defaults {
     pub const HANDSHAKE_TIMEOUT: &str = "5s";
     /// `--drain-timeout`.
     pub const DRAIN_TIMEOUT: &str = "3s";
+    /// `--jwks-refresh`.
+    pub const JWKS_REFRESH: &str = "5m";
+    /// `--jwt-leeway`.
+    pub const JWT_LEEWAY: &str = "30s";
+    /// `--max-connections-per-user`.
+    pub const MAX_CONNECTIONS_PER_USER: usize = 0;
     /// `--log`.
     pub const LOG: &str = "info";
 }

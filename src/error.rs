@@ -78,6 +78,18 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// `/price/{symbol}` of a symbol never seen.
     UnknownSymbol,
+    // auth
+    /// A token is required and none was given (401, or close 4001 in-band).
+    AuthRequired,
+    /// A token that does not verify: malformed, bad signature, an algorithm not pinned to
+    /// any key (`none`, HS/RS confusion), wrong audience or issuer, bad claims.
+    InvalidToken,
+    /// A token past its `exp` (401 at connect; close 4002 when it runs out in a session).
+    TokenExpired,
+    /// A symbol or channel the token does not allow, or another user's `user:` channel.
+    Forbidden,
+    /// `--max-connections-per-user` reached.
+    UserConnectionLimit,
     // liveness and flow
     /// A client closed by the slow-consumer policy (4008).
     SlowConsumer,

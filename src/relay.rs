@@ -3,7 +3,7 @@
 //! [`Relay::start`] binds every socket (so a bad address fails at once, naming its flag),
 //! starts the threads, and returns a [`RelayHandle`] with the bound addresses for `main`
 //! and tests. Threads: one per shard (pinned with `--pin-shards`), one sequencer, one control thread
-//! (client accept loop, ingest listeners, demo feed).
+//! (client accept loop, ingest listeners, demo feed, JWKS reloads).
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
+use crate::auth::{self, Auth, AuthConfigError, Verifier, jwks};
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
 use crate::listener;
@@ -43,6 +44,9 @@ pub enum StartError {
     /// A flag value is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// An auth flag names a key that cannot be used.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
     /// A listener could not bind.
     #[error("{flag} {addr}: {source}")]
     Bind {
@@ -86,9 +90,21 @@ impl Relay {
             config.ingest_tcp_protobuf,
         )?;
 
+        let verifier = Verifier::from_config(&config)?;
+        let jwks_source = match (&config.jwks_url, &config.jwks_file) {
+            (Some(url), _) => Some(jwks::Source::Url(jwks::parse_url(url).map_err(
+                |reason| AuthConfigError::Key {
+                    flag: "--jwks-url",
+                    reason,
+                },
+            )?)),
+            (None, Some(path)) => Some(jwks::Source::File(path.clone())),
+            (None, None) => None,
+        };
+        let auth = Auth::new(verifier, &config);
         let shards = config.shard_count();
         let (inbox, inbox_rx) = Inbox::bounded(INBOX_BATCHES);
-        let shared = Arc::new(Shared::new(config, inbox));
+        let shared = Arc::new(Shared::with_auth(config, inbox, auth));
         let spawn_error = |what| move |source| StartError::Spawn { what, source };
 
         let cores = if shared.config.pin_shards {
@@ -134,7 +150,16 @@ impl Relay {
         threads.push(
             std::thread::Builder::new()
                 .name("control".into())
-                .spawn(move || control(control_shared, http, ingest_json, ingest_proto, handles))
+                .spawn(move || {
+                    control(
+                        control_shared,
+                        http,
+                        ingest_json,
+                        ingest_proto,
+                        handles,
+                        jwks_source,
+                    )
+                })
                 .map_err(spawn_error("the control thread"))?,
         );
         info!(%http_addr, %ingest_addr, %ingest_protobuf_addr, shards, "tickrelay started");
@@ -178,6 +203,7 @@ fn control(
     ingest_json: StdTcpListener,
     ingest_proto: StdTcpListener,
     handles: Vec<ShardHandle>,
+    jwks_source: Option<jwks::Source>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -217,6 +243,14 @@ fn control(
                 shared.inbox.clone(),
                 config.demo_symbols,
                 config.demo_rate,
+                shared.shutdown.clone(),
+            ));
+        }
+        if let (Some(source), Some(verifier)) = (jwks_source, &shared.auth.verifier) {
+            tasks.spawn_local(auth::jwks::refresh(
+                verifier.clone(),
+                source,
+                config.jwks_refresh,
                 shared.shutdown.clone(),
             ));
         }

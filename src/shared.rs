@@ -1,6 +1,6 @@
 //! [`Shared`]: the relay-wide state every thread reads: the configuration, the counters, the
 //! subscriber interest the sequencer encodes for, the sequencer's inbox (for
-//! `POST /api/publish`) and the stop signal.
+//! `POST /api/publish`), the stop signal and the auth state.
 //!
 //! Read-mostly: counters are atomics and interest counts are lock-free, so nothing here is
 //! locked on the per-tick path.
@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::ingest::Inbox;
 use crate::metrics::Metrics;
@@ -27,13 +28,21 @@ pub struct Shared {
     pub inbox: Inbox,
     /// The stop signal and phase.
     pub shutdown: Shutdown,
+    /// Token verification, anonymous access and per-user limits.
+    pub auth: Auth,
     session_ids: AtomicU64,
 }
 
 impl Shared {
-    /// State for a relay of `config.shards` shards feeding `inbox`.
+    /// State for a relay of `config.shards` shards feeding `inbox`, with auth off.
     pub fn new(config: Config, inbox: Inbox) -> Self {
+        Self::with_auth(config, inbox, Auth::off())
+    }
+
+    /// State for a relay whose clients are checked by `auth`.
+    pub fn with_auth(config: Config, inbox: Inbox, auth: Auth) -> Self {
         Self {
+            auth,
             metrics: Arc::new(Metrics::new(config.shard_count())),
             interest: Arc::new(Interest::default()),
             inbox,

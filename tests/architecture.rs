@@ -21,7 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaf types",
         &[
-            "metrics", "error", "tick", "event", "config", "limits", "shutdown", "proto",
+            "metrics", "error", "tick", "event", "auth", "config", "limits", "shutdown", "proto",
         ],
     ),
 ];

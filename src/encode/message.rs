@@ -25,6 +25,17 @@ pub enum Message<'a> {
         symbols: &'a [Symbol],
         /// The channels subscribed at connect.
         channels: &'a [Channel],
+        /// The token's subject, if the session has a token.
+        user: Option<&'a str>,
+        /// When the token runs out, ns since the Unix epoch.
+        expires_ns: Option<u64>,
+    },
+    /// A token was accepted (`auth` or `refresh`).
+    Authenticated {
+        /// The token's subject.
+        user: &'a str,
+        /// When the token runs out, ns since the Unix epoch.
+        expires_ns: u64,
     },
     /// The last known value of a symbol (its tick) or channel (its event).
     Snapshot(&'a Item),
@@ -92,6 +103,8 @@ impl Message<'_> {
                 all,
                 symbols,
                 channels,
+                user,
+                expires_ns,
             } => json::to_vec(&JsonWelcome {
                 kind: "welcome",
                 session: *session,
@@ -100,6 +113,13 @@ impl Message<'_> {
                 symbols: with_all(names(symbols), *all, "*"),
                 channels: channel_names(channels),
                 server: SERVER,
+                user: *user,
+                expires_ns: *expires_ns,
+            }),
+            Self::Authenticated { user, expires_ns } => json::to_vec(&JsonAuthenticated {
+                kind: "authenticated",
+                user,
+                expires_ns: *expires_ns,
             }),
             Self::Ack {
                 op,
@@ -151,6 +171,8 @@ impl Message<'_> {
                 all,
                 symbols,
                 channels,
+                user,
+                expires_ns,
             } => Msg::Welcome(proto::Welcome {
                 session: *session,
                 shard: *shard,
@@ -158,6 +180,12 @@ impl Message<'_> {
                 symbols: with_all(names(symbols), *all, "*".to_owned()),
                 server: SERVER.into(),
                 channels: channel_names(channels),
+                user: user.unwrap_or_default().into(),
+                expires_ns: expires_ns.unwrap_or(0),
+            }),
+            Self::Authenticated { user, expires_ns } => Msg::Authenticated(proto::Authenticated {
+                user: (*user).into(),
+                expires_ns: *expires_ns,
             }),
             Self::Snapshot(Item::Tick(tick)) => Msg::Snapshot(protobuf::tick_message(tick)),
             Self::Snapshot(Item::Event(event)) => {
@@ -226,6 +254,18 @@ struct JsonWelcome<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     channels: Vec<&'a str>,
     server: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_ns: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct JsonAuthenticated<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    user: &'a str,
+    expires_ns: u64,
 }
 
 #[derive(Serialize)]

@@ -222,6 +222,17 @@ fn upgrade(
         Ok(params) => params,
         Err(e) => return refuse(e),
     };
+    let admission = match mode {
+        Mode::Feed => handshake::admit(&params, &shared.auth),
+        Mode::Echo => Ok(handshake::Admission {
+            identity: None,
+            slot: None,
+        }),
+    };
+    let admission = match admission {
+        Ok(admission) => admission,
+        Err(e) => return refuse(e),
+    };
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(pair) => pair,
         Err(e) => return refuse(HandshakeError::NotUpgrade(e.to_string())),
@@ -248,7 +259,10 @@ fn upgrade(
             .into_inner()
             .downcast::<TokioIo<TcpStream>>()
         {
-            Ok(io) => session::run(core, io.io.into_inner(), io.read_buf, params, ip_slot).await,
+            Ok(io) => {
+                let stream = io.io.into_inner();
+                session::run(core, stream, io.read_buf, params, admission, ip_slot).await;
+            }
             Err(_) => debug!("upgraded connection is not a plain TCP stream"),
         }
     });

@@ -8,6 +8,7 @@ use prost::Message as _;
 use serde::Deserialize;
 use simd_json::Buffers;
 
+use crate::auth::{AuthError, Token};
 use crate::error::ErrorCode;
 use crate::event::{Channel, EventError, Key};
 use crate::proto;
@@ -29,6 +30,10 @@ pub enum Control {
     },
     /// Replay each symbol or channel after the given seq, then go live.
     Resume(Vec<(Key, Seq)>),
+    /// Authenticate a connection opened without a token.
+    Auth(Token),
+    /// Replace the session's token with a newer one of the same user.
+    Refresh(Token),
     /// Send `{"type":"heartbeat"}` every `interval` (zero: stop).
     Heartbeat {
         /// The interval.
@@ -143,7 +148,7 @@ pub enum ControlError {
     UnknownField(String),
     /// An `op` the relay does not know.
     #[error(
-        "unknown op `{0}`; expected subscribe, unsubscribe, snapshot, ping, resume or heartbeat"
+        "unknown op `{0}`; expected subscribe, unsubscribe, snapshot, ping, resume, heartbeat, auth or refresh"
     )]
     UnknownOp(String),
     /// The op needs a field that is missing.
@@ -187,6 +192,12 @@ pub enum ControlError {
     /// More control messages per second than allowed.
     #[error("more than {0} control messages per second")]
     RateLimited(u32),
+    /// Symbols or channels the session's token does not allow.
+    #[error("not allowed for this token: {0}")]
+    Forbidden(String),
+    /// A token was refused, or is needed first.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl ControlError {
@@ -202,6 +213,8 @@ impl ControlError {
             Self::BinaryNotSupported => ErrorCode::BinaryNotSupported,
             Self::AlreadySubscribed(_) => ErrorCode::AlreadySubscribed,
             Self::RateLimited(_) => ErrorCode::RateLimited,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::Auth(e) => e.code(),
         }
     }
 }
@@ -222,6 +235,7 @@ struct RawControl {
     from: Option<HashMap<String, u64>>,
     from_channels: Option<HashMap<String, u64>>,
     interval_ms: Option<u64>,
+    token: Option<String>,
 }
 
 impl ControlParser {
@@ -288,6 +302,17 @@ impl ControlParser {
                     interval: Duration::from_millis(ms),
                 })
             }
+            "auth" | "refresh" => {
+                let token = raw.token.clone().ok_or(ControlError::MissingField {
+                    op: if raw.op == "auth" { "auth" } else { "refresh" },
+                    field: "token",
+                })?;
+                Ok(if raw.op == "auth" {
+                    Control::Auth(Token(token))
+                } else {
+                    Control::Refresh(Token(token))
+                })
+            }
             other => Err(ControlError::UnknownOp(other.chars().take(40).collect())),
         }
     }
@@ -317,6 +342,8 @@ impl ControlParser {
                 r.channels.iter().map(|(k, v)| (k.as_str(), *v)),
                 self.limit,
             ),
+            Some(Msg::Auth(a)) => Ok(Control::Auth(Token(a.token))),
+            Some(Msg::Refresh(a)) => Ok(Control::Refresh(Token(a.token))),
             Some(Msg::SubscribeChannels(c)) => channels(&c).map(Control::Subscribe),
             Some(Msg::UnsubscribeChannels(c)) => channels(&c).map(Control::Unsubscribe),
             Some(Msg::SnapshotChannels(c)) => channels(&c).map(Control::Snapshot),

@@ -2,12 +2,16 @@
 //! 4xx and a JSON body before any WebSocket exists.
 //!
 //! `GET /ws?symbols=A,B&channels=news,alerts&encoding=json|protobuf|gzip&slow=disconnect|conflate&resume=A:17,B:4&resume_channels=news:7`;
-//! the encoding may come from `Sec-WebSocket-Protocol: tickrelay.<encoding>` instead.
+//! the encoding may come from `Sec-WebSocket-Protocol: tickrelay.<encoding>` instead, and a
+//! token from `Authorization: Bearer <jwt>` or `&token=<jwt>`. [`admit`] then decides who
+//! the client is (or that it must authenticate in-band) and whether it may read what it
+//! asked for.
 
 use hyper::StatusCode;
-use hyper::header::{HeaderMap, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{AUTHORIZATION, HeaderMap, SEC_WEBSOCKET_PROTOCOL};
 
 use super::control::{self, Control, ControlError, Selection};
+use crate::auth::{Auth, AuthError, Identity, Token, UserSlot};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
 use crate::error::ErrorCode;
@@ -39,6 +43,17 @@ pub struct SessionParams {
     pub resume: Vec<(Key, Seq)>,
     /// Feed or echo.
     pub mode: Mode,
+    /// The bearer token, from the `Authorization` header or `?token=`.
+    pub token: Option<Token>,
+}
+
+/// Who a client is once its upgrade is admitted.
+#[derive(Debug)]
+pub struct Admission {
+    /// Its identity; `None`: it must send `{"op":"auth"}` within the handshake timeout.
+    pub identity: Option<Identity>,
+    /// Its place in its user's connection count.
+    pub slot: Option<UserSlot>,
 }
 
 impl SessionParams {
@@ -51,6 +66,7 @@ impl SessionParams {
             slow: SlowPolicy::Disconnect,
             resume: Vec::new(),
             mode: Mode::Echo,
+            token: None,
         }
     }
 }
@@ -74,7 +90,7 @@ pub enum HandshakeError {
     RepeatedEncoding,
     /// A query parameter we do not know.
     #[error(
-        "unknown query parameter `{0}`; expected symbols, channels, encoding, slow, resume or resume_channels"
+        "unknown query parameter `{0}`; expected symbols, channels, encoding, slow, resume, resume_channels or token"
     )]
     UnknownParam(String),
     /// `slow=` is neither `disconnect` nor `conflate`.
@@ -95,6 +111,15 @@ pub enum HandshakeError {
     /// Too many connections.
     #[error("connection limit reached")]
     TooManyConnections,
+    /// The token was refused (401), or its user is at its connection limit (429).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The token does not allow what the query asks for.
+    #[error("not allowed for this token: {0}")]
+    Forbidden(String),
+    /// A token in both the header and the query, or a malformed `Authorization` header.
+    #[error("{0}")]
+    BadToken(&'static str),
 }
 
 impl HandshakeError {
@@ -107,6 +132,9 @@ impl HandshakeError {
             Self::Symbols(e) => e.code(),
             Self::Draining => ErrorCode::Draining,
             Self::TooManyConnections => ErrorCode::TooManyConnections,
+            Self::Auth(e) => e.code(),
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::BadToken(_) => ErrorCode::InvalidToken,
             Self::UnknownParam(_)
             | Self::UnknownPolicy(_)
             | Self::BadResume(_)
@@ -118,6 +146,9 @@ impl HandshakeError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Draining | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Auth(AuthError::UserLimit(_)) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Auth(AuthError::OtherUser) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Auth(_) | Self::BadToken(_) => StatusCode::UNAUTHORIZED,
             Self::UnknownEncoding(_)
             | Self::ConflictingEncoding { .. }
             | Self::RepeatedEncoding
@@ -143,6 +174,7 @@ pub fn parse(
         slow: config.slow_policy,
         resume: Vec::new(),
         mode: Mode::Feed,
+        token: bearer(headers)?,
     };
     let mut query_encoding = None;
     let mut resume_symbols = Vec::new();
@@ -175,6 +207,14 @@ pub fn parse(
                     "conflate" => SlowPolicy::Conflate,
                     other => return Err(HandshakeError::UnknownPolicy(clip(other))),
                 };
+            }
+            "token" => {
+                if params.token.is_some() {
+                    return Err(HandshakeError::BadToken(
+                        "give the token once: Authorization header or ?token=",
+                    ));
+                }
+                params.token = Some(Token(value.to_string()));
             }
             "resume" => resume_symbols = positions(value)?,
             "resume_channels" => resume_channels = positions(value)?,
@@ -222,6 +262,69 @@ pub fn parse(
         (None, None) => Encoding::Json,
     };
     Ok(params)
+}
+
+/// Decides who the client is: the identity of a valid token, anonymous (auth off, or
+/// `--allow-anonymous` and no token), or pending an in-band auth (no token). A connect-time
+/// subscription the identity may not read is refused (403) before the upgrade.
+pub fn admit(params: &SessionParams, auth: &Auth) -> Result<Admission, HandshakeError> {
+    let identity = match &params.token {
+        Some(token) => Some(auth.verify(token)?),
+        None => auth.tokenless(),
+    };
+    let Some(identity) = identity else {
+        return Ok(Admission {
+            identity: None,
+            slot: None,
+        });
+    };
+    let refused = forbidden(&identity, &params.selection, &params.resume);
+    if !refused.is_empty() {
+        return Err(HandshakeError::Forbidden(refused));
+    }
+    let slot = auth.slot(&identity)?;
+    Ok(Admission {
+        identity: Some(identity),
+        slot,
+    })
+}
+
+/// The names in `selection` and `resume` that `identity` may not read, comma-separated
+/// (empty: all allowed).
+pub fn forbidden(identity: &Identity, selection: &Selection, resume: &[(Key, Seq)]) -> String {
+    let mut refused: Vec<&str> = Vec::new();
+    if selection.all && !identity.may_read_all() {
+        refused.push("*");
+    }
+    let named = selection.keys();
+    refused.extend(
+        named
+            .iter()
+            .chain(resume.iter().map(|(k, _)| k))
+            .filter(|k| !identity.may_read(k))
+            .map(Key::as_str),
+    );
+    refused.join(",")
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Result<Option<Token>, HandshakeError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(HandshakeError::BadToken(
+            "the Authorization header must be `Bearer <token>`",
+        ))?;
+    Ok(Some(Token(token.to_owned())))
 }
 
 /// The first `tickrelay.*` subprotocol offered; an error if only unknown ones are offered.

@@ -25,8 +25,8 @@ use crate::encode::Message;
 use crate::limits::IpSlot;
 use crate::shard::{FeedPhase, SessionKey, ShardCore};
 use crate::tick::now_ns;
-pub use dispatch::CLOSE_IDLE;
-use handshake::SessionParams;
+pub use dispatch::{CLOSE_AUTH_FAILED, CLOSE_IDLE, CLOSE_TOKEN_EXPIRED};
+use handshake::{Admission, SessionParams};
 use wire::FrameReader;
 
 /// Runs one upgraded client until it leaves: registers it on the shard, sends `welcome`,
@@ -36,6 +36,7 @@ pub async fn run(
     stream: TcpStream,
     leftover: Bytes,
     params: SessionParams,
+    admission: Admission,
     ip_slot: Option<IpSlot>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -59,6 +60,7 @@ pub async fn run(
         stream.clone(),
         signal.clone(),
         params,
+        admission,
     );
     let mut membership = Membership {
         core: core.clone(),
@@ -83,6 +85,7 @@ pub async fn run(
             FeedPhase::Closing { deadline } => deadline,
             FeedPhase::Live => far_future(),
         };
+        let auth_deadline = session.deadline.filter(|_| status.phase == FeedPhase::Live);
         if input.capacity() - input.len() < READ_CHUNK / 2 {
             input.reserve(READ_CHUNK);
         }
@@ -108,6 +111,9 @@ pub async fn run(
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => break,
                 }
+            }
+            () = tokio::time::sleep_until(auth_deadline.unwrap_or_else(far_future).into()), if auth_deadline.is_some() => {
+                dispatch::deadline_passed(&mut core.borrow_mut(), &mut session);
             }
             _ = ping.tick() => dispatch::keep_alive(&mut core.borrow_mut(), &session, last_heard),
             _ = tick_of(&mut heartbeat), if heartbeat.is_some() => {

@@ -34,7 +34,10 @@ fn check(control: &Control) {
             );
             from.iter().for_each(|(k, _)| key(k));
         }
-        Control::Ping { .. } | Control::Heartbeat { .. } => {}
+        Control::Ping { .. }
+        | Control::Heartbeat { .. }
+        | Control::Auth(_)
+        | Control::Refresh(_) => {}
     }
 }
 
