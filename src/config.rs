@@ -214,6 +214,24 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::MAX_CONNECTIONS_PER_USER)]
     pub max_connections_per_user: usize,
 
+    /// File holding the bearer token of the admin routes (`POST /api/publish`,
+    /// `POST /api/events`, `/api/sessions`); at least 32 bytes. Without it those routes
+    /// answer loopback peers only, so the demo works on one machine and nothing else can
+    /// publish.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Serve the admin routes, `/stats` and `/metrics` on this address instead of
+    /// `--listen` (where they then answer 404), e.g. an address only operators reach.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// A browser `Origin` allowed to open a WebSocket (repeat for several, e.g.
+    /// `https://app.example.com`). When any is given, an upgrade from another Origin gets
+    /// 403; requests without an Origin (not from a browser page) are unaffected.
+    #[arg(long)]
+    pub allowed_origin: Vec<String>,
+
     /// Tracing filter (as `RUST_LOG`), e.g. `info` or `tickrelay=debug`.
     #[arg(long, default_value = defaults::LOG)]
     pub log: String,
@@ -264,6 +282,9 @@ impl Config {
             jwt_leeway: duration(defaults::JWT_LEEWAY),
             allow_anonymous: false,
             max_connections_per_user: defaults::MAX_CONNECTIONS_PER_USER,
+            admin_token_file: None,
+            admin_listen: None,
+            allowed_origin: Vec::new(),
             log: defaults::LOG.into(),
         }
     }

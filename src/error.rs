@@ -90,6 +90,13 @@ pub enum ErrorCode {
     Forbidden,
     /// `--max-connections-per-user` reached.
     UserConnectionLimit,
+    /// An admin route without the admin token (or, with none configured, from a peer not
+    /// on loopback).
+    AdminRequired,
+    /// A WebSocket upgrade from a browser `Origin` not in `--allowed-origin` (403).
+    OriginNotAllowed,
+    /// `DELETE /api/sessions/{id}` of a session that is not connected.
+    UnknownSession,
     // liveness and flow
     /// A client closed by the slow-consumer policy (4008).
     SlowConsumer,

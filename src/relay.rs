@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
-use crate::auth::{self, Auth, AuthConfigError, Verifier, jwks};
+use crate::auth::{self, Auth, AuthConfigError, jwks};
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
 use crate::listener;
@@ -33,6 +33,8 @@ pub struct RelayHandle {
     pub ingest_addr: SocketAddr,
     /// Protobuf ingest address.
     pub ingest_protobuf_addr: SocketAddr,
+    /// `--admin-listen` address, when the admin routes have their own.
+    pub admin_addr: Option<SocketAddr>,
     /// The shared state (tests read metrics through it).
     pub shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
@@ -83,6 +85,14 @@ impl Relay {
                 .map_err(|source| StartError::Bind { flag, addr, source })
         };
         let http_addr = local(&http, "--listen", config.listen)?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(bind("--admin-listen", addr)?),
+            None => None,
+        };
+        let admin_addr = match (&admin, config.admin_listen) {
+            (Some(l), Some(addr)) => Some(local(l, "--admin-listen", addr)?),
+            _ => None,
+        };
         let ingest_addr = local(&ingest_json, "--ingest-tcp", config.ingest_tcp)?;
         let ingest_protobuf_addr = local(
             &ingest_proto,
@@ -90,7 +100,7 @@ impl Relay {
             config.ingest_tcp_protobuf,
         )?;
 
-        let verifier = Verifier::from_config(&config)?;
+        let auth = Auth::from_config(&config)?;
         let jwks_source = match (&config.jwks_url, &config.jwks_file) {
             (Some(url), _) => Some(jwks::Source::Url(jwks::parse_url(url).map_err(
                 |reason| AuthConfigError::Key {
@@ -101,7 +111,6 @@ impl Relay {
             (None, Some(path)) => Some(jwks::Source::File(path.clone())),
             (None, None) => None,
         };
-        let auth = Auth::new(verifier, &config);
         let shards = config.shard_count();
         let (inbox, inbox_rx) = Inbox::bounded(INBOX_BATCHES);
         let shared = Arc::new(Shared::with_auth(config, inbox, auth));
@@ -115,8 +124,10 @@ impl Relay {
         let mut threads = Vec::new();
         let mut senders = Vec::new();
         let mut handles = Vec::new();
+        let mut requests = Vec::new();
         for id in 0..shards {
-            let (sender, handle, inputs) = worker::channels(id);
+            let (sender, handle, request, inputs) = worker::channels(id);
+            requests.push(request);
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             threads.push(
                 worker::spawn(id, core, shared.clone(), inputs).map_err(spawn_error("a shard"))?,
@@ -125,6 +136,10 @@ impl Relay {
             handles.push(handle);
         }
 
+        shared
+            .shard_requests
+            .set(requests)
+            .expect("set once, before any connection is served");
         let sequencer = Sequencer::new(
             senders,
             shared.interest.clone(),
@@ -153,9 +168,12 @@ impl Relay {
                 .spawn(move || {
                     control(
                         control_shared,
-                        http,
-                        ingest_json,
-                        ingest_proto,
+                        Listeners {
+                            http,
+                            admin,
+                            ingest_json,
+                            ingest_proto,
+                        },
                         handles,
                         jwks_source,
                     )
@@ -167,6 +185,7 @@ impl Relay {
             http_addr,
             ingest_addr,
             ingest_protobuf_addr,
+            admin_addr,
             shared,
             threads,
         })
@@ -196,12 +215,18 @@ impl Drop for RelayHandle {
     }
 }
 
-/// The control thread: client accept loop, ingest listeners and the demo feed.
-fn control(
-    shared: Arc<Shared>,
+/// The bound listeners the control thread serves.
+struct Listeners {
     http: StdTcpListener,
+    admin: Option<StdTcpListener>,
     ingest_json: StdTcpListener,
     ingest_proto: StdTcpListener,
+}
+
+/// The control thread: client accept loops, ingest listeners, the demo feed, JWKS reloads.
+fn control(
+    shared: Arc<Shared>,
+    listeners: Listeners,
     handles: Vec<ShardHandle>,
     jwks_source: Option<jwks::Source>,
 ) {
@@ -221,6 +246,12 @@ fn control(
         let listen = |l: StdTcpListener| {
             tokio::net::TcpListener::from_std(l).expect("listener was bound and set non-blocking")
         };
+        let Listeners {
+            http,
+            admin,
+            ingest_json,
+            ingest_proto,
+        } = listeners;
         let (http, json, proto) = (listen(http), listen(ingest_json), listen(ingest_proto));
         let config = &shared.config;
         let mut tasks = tokio::task::JoinSet::new();
@@ -254,7 +285,16 @@ fn control(
                 shared.shutdown.clone(),
             ));
         }
-        tasks.spawn_local(listener::accept(http, handles, shared.clone()));
+        if let Some(admin) = admin {
+            let admin = listen(admin);
+            tasks.spawn_local(listener::accept(
+                admin,
+                handles.clone(),
+                shared.clone(),
+                true,
+            ));
+        }
+        tasks.spawn_local(listener::accept(http, handles, shared.clone(), false));
         shared.shutdown.set_phase(Phase::Ready);
         while tasks.join_next().await.is_some() {}
     });

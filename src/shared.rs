@@ -5,8 +5,11 @@
 //! Read-mostly: counters are atomics and interest counts are lock-free, so nothing here is
 //! locked on the per-tick path.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -30,6 +33,9 @@ pub struct Shared {
     pub shutdown: Shutdown,
     /// Token verification, anonymous access and per-user limits.
     pub auth: Auth,
+    /// Each shard's admin queue (set once the shards exist): how `/api/sessions` reaches
+    /// sessions that live on other shards' threads.
+    pub shard_requests: OnceLock<Vec<mpsc::UnboundedSender<ShardRequest>>>,
     session_ids: AtomicU64,
 }
 
@@ -43,6 +49,7 @@ impl Shared {
     pub fn with_auth(config: Config, inbox: Inbox, auth: Auth) -> Self {
         Self {
             auth,
+            shard_requests: OnceLock::new(),
             metrics: Arc::new(Metrics::new(config.shard_count())),
             interest: Arc::new(Interest::default()),
             inbox,
@@ -56,4 +63,47 @@ impl Shared {
     pub fn next_session_id(&self) -> u64 {
         self.session_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
+}
+
+/// A question from the admin API to one shard, answered on the shard's own thread.
+#[derive(Debug)]
+pub enum ShardRequest {
+    /// List the shard's sessions.
+    Sessions(oneshot::Sender<Vec<SessionInfo>>),
+    /// Close session `id` with `reason`; answers whether it was on this shard.
+    Close {
+        /// The relay-wide session id.
+        id: u64,
+        /// Sent in the close frame.
+        reason: String,
+        /// The answer.
+        done: oneshot::Sender<bool>,
+    },
+}
+
+/// One session as `GET /api/sessions` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    /// Relay-wide session id.
+    pub id: u64,
+    /// The shard serving it.
+    pub shard: usize,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// The token's subject, if the session has a token.
+    pub user: Option<String>,
+    /// `json`, `protobuf` or `gzip`.
+    pub encoding: &'static str,
+    /// Subscribed to `*`.
+    pub all: bool,
+    /// Symbols subscribed by name.
+    pub symbols: Vec<String>,
+    /// Channels subscribed.
+    pub channels: Vec<String>,
+    /// Bytes queued for the client and not yet written (its lag).
+    pub outbox_bytes: usize,
+    /// How long the oldest queued frame has waited, in ms.
+    pub outbox_age_ms: u64,
+    /// When it connected, ns since the Unix epoch.
+    pub connected_ns: u64,
 }

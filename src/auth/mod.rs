@@ -76,24 +76,87 @@ pub struct Auth {
     pub allow_anonymous: bool,
     /// `--max-connections-per-user`.
     pub users: Arc<UserLimit>,
+    /// `--admin-token-file`: the bearer token of the admin routes; `None`: loopback only.
+    admin: Option<Token>,
+    /// `--allowed-origin`: browser origins allowed to open a WebSocket; empty: any.
+    origins: Vec<String>,
 }
 
 impl Auth {
-    /// Auth as the flags describe it, given the verifier built from them.
-    pub fn new(verifier: Option<Verifier>, config: &Config) -> Self {
-        Self {
-            verifier: verifier.map(Arc::new),
+    /// Auth as the flags describe it: reads the key and admin token files.
+    pub fn from_config(config: &Config) -> Result<Self, AuthConfigError> {
+        let admin = match &config.admin_token_file {
+            Some(path) => {
+                let token = String::from_utf8(read(path, "--admin-token-file")?).map_err(|_| {
+                    AuthConfigError::Key {
+                        flag: "--admin-token-file",
+                        reason: "the token is not UTF-8 text".into(),
+                    }
+                })?;
+                let token = token.trim().to_owned();
+                if token.len() < MIN_SECRET_BYTES {
+                    return Err(AuthConfigError::Key {
+                        flag: "--admin-token-file",
+                        reason: format!("the token needs at least {MIN_SECRET_BYTES} bytes"),
+                    });
+                }
+                Some(Token(token))
+            }
+            None => None,
+        };
+        Ok(Self {
+            verifier: Verifier::from_config(config)?.map(Arc::new),
             allow_anonymous: config.allow_anonymous,
             users: UserLimit::new(config.max_connections_per_user),
-        }
+            admin,
+            origins: config.allowed_origin.clone(),
+        })
     }
 
-    /// Auth off: every client anonymous (the relay before auth existed).
+    /// Auth off: every client anonymous (the relay before auth existed), admin routes for
+    /// loopback peers, any origin.
     pub fn off() -> Self {
         Self {
             verifier: None,
             allow_anonymous: true,
             users: UserLimit::new(0),
+            admin: None,
+            origins: Vec::new(),
+        }
+    }
+
+    /// Whether a request may use the admin routes: with an admin token, it must carry
+    /// `Authorization: Bearer <token>`; without one, only loopback peers may.
+    pub fn admin_allowed(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        authorization: Option<&[u8]>,
+    ) -> Result<(), AdminRefusal> {
+        match &self.admin {
+            Some(token) => {
+                let given = authorization
+                    .and_then(|v| v.strip_prefix(b"Bearer "))
+                    .map(<[u8]>::trim_ascii)
+                    .ok_or(AdminRefusal::NoToken)?;
+                if constant_time_eq(given, token.0.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(AdminRefusal::WrongToken)
+                }
+            }
+            None if peer.is_some_and(|ip| ip.is_loopback()) => Ok(()),
+            None => Err(AdminRefusal::NotLoopback),
+        }
+    }
+
+    /// Whether a WebSocket upgrade with this `Origin` header may proceed (a request without
+    /// one is not from a browser page, and is not an Origin matter).
+    pub fn origin_allowed(&self, origin: Option<&[u8]>) -> bool {
+        match origin {
+            Some(origin) if !self.origins.is_empty() => {
+                self.origins.iter().any(|o| o.as_bytes() == origin)
+            }
+            _ => true,
         }
     }
 
@@ -420,6 +483,32 @@ impl AuthError {
             Self::UserLimit(_) => ErrorCode::UserConnectionLimit,
         }
     }
+}
+
+/// Why a request may not use the admin routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdminRefusal {
+    /// An admin token is configured and the request has none.
+    #[error("the admin routes need Authorization: Bearer <admin token>")]
+    NoToken,
+    /// The request's token is not the admin token.
+    #[error("wrong admin token")]
+    WrongToken,
+    /// No admin token is configured and the peer is not on loopback.
+    #[error("without --admin-token-file the admin routes answer loopback peers only")]
+    NotLoopback,
+}
+
+impl AdminRefusal {
+    /// Stable code for the JSON error and metrics.
+    pub fn code(self) -> ErrorCode {
+        ErrorCode::AdminRequired
+    }
+}
+
+/// Compares secrets in time that depends on their length only, not on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Why the auth flags cannot be used (reported at startup, naming the flag).

@@ -2,9 +2,14 @@
 //!
 //! Routes ([`ROUTES`]): `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
 //! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`,
-//! `POST /api/events`, `GET /`. Every error is JSON, `{"type":"error","code":"...","message":"..."}`, and
-//! counted under its code.
+//! `POST /api/events`, `GET /api/sessions`, `DELETE /api/sessions/{id}`, `GET /`. Every error
+//! is JSON, `{"type":"error","code":"...","message":"..."}`, and counted under its code.
+//!
+//! The admin routes (publish, events, sessions) need the admin token, or with none
+//! configured a loopback peer. With `--admin-listen` they, `/stats` and `/metrics` are
+//! served on that address only; the client port answers them 404.
 
+pub mod admin;
 pub mod counters;
 pub mod prometheus;
 pub mod publish;
@@ -17,7 +22,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,6 +30,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::auth;
 use crate::error::ErrorCode;
 use crate::limits::IpSlot;
 use crate::metrics;
@@ -37,9 +43,16 @@ use crate::shutdown::Phase;
 /// The response type of every route.
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// Serves one connection until it closes or upgrades to a WebSocket session.
-pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream, ip_slot: Option<IpSlot>) {
+/// Serves one connection until it closes or upgrades to a WebSocket session;
+/// `admin_port`: it was accepted on `--admin-listen`.
+pub async fn serve(
+    core: Rc<RefCell<ShardCore>>,
+    stream: TcpStream,
+    ip_slot: Option<IpSlot>,
+    admin_port: bool,
+) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let (shared, id) = {
         let core = core.borrow();
         (core.shared().clone(), core.id())
@@ -48,7 +61,8 @@ pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream, ip_slot: Opt
     metrics::add(&counters.connections, 1);
     // The slot follows the connection into its WebSocket session, if it upgrades.
     let ip_slot = Rc::new(Cell::new(ip_slot));
-    let service = service_fn(move |request| route(core.clone(), ip_slot.clone(), request));
+    let port = Port { admin_port, peer };
+    let service = service_fn(move |request| route(core.clone(), ip_slot.clone(), port, request));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         // Slowloris guard: the request head must arrive within the handshake timeout.
@@ -65,14 +79,31 @@ pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream, ip_slot: Opt
     metrics::sub(&shared.metrics.shard(id).connections, 1);
 }
 
+/// Where a request came in: which port, from which peer.
+#[derive(Clone, Copy, Debug)]
+struct Port {
+    admin_port: bool,
+    peer: Option<std::net::IpAddr>,
+}
+
 async fn route(
     core: Rc<RefCell<ShardCore>>,
     ip_slot: Rc<Cell<Option<IpSlot>>>,
+    port: Port,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let shared = core.borrow().shared().clone();
     let path = request.uri().path().to_owned();
-    let Some(route) = Route::find(&path, shared.config.conformance_echo) else {
+    let found = Route::find(&path, shared.config.conformance_echo).filter(|route| {
+        // With --admin-listen, each port serves its own routes and 404s the others.
+        let separate = shared.config.admin_listen.is_some();
+        match (separate, port.admin_port) {
+            (false, _) => true,
+            (true, true) => route.on_admin_port(),
+            (true, false) => !route.on_admin_port(),
+        }
+    });
+    let Some(route) = found else {
         return Ok(refuse(
             &shared,
             StatusCode::NOT_FOUND,
@@ -87,6 +118,27 @@ async fn route(
             ErrorCode::MethodNotAllowed,
             "method not allowed on this path",
         ));
+    }
+    if route.is_admin() {
+        let authorization = request
+            .headers()
+            .get(AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if let Err(refusal) = shared.auth.admin_allowed(port.peer, authorization) {
+            let status = match refusal {
+                auth::AdminRefusal::NotLoopback => StatusCode::FORBIDDEN,
+                auth::AdminRefusal::NoToken | auth::AdminRefusal::WrongToken => {
+                    StatusCode::UNAUTHORIZED
+                }
+            };
+            debug!(peer = ?port.peer, route = ?route, %refusal, "admin route refused");
+            return Ok(refuse(
+                &shared,
+                status,
+                refusal.code(),
+                &refusal.to_string(),
+            ));
+        }
     }
     let response = match route {
         Route::Ws => upgrade(core, &shared, ip_slot, request, Mode::Feed),
@@ -107,6 +159,15 @@ async fn route(
         },
         Route::Publish => publish::publish(&shared, request).await,
         Route::Events => publish::events(&shared, request).await,
+        Route::Sessions => admin::sessions(&shared).await,
+        Route::CloseSession => {
+            admin::close(
+                &shared,
+                &path["/api/sessions/".len()..],
+                request.uri().query(),
+            )
+            .await
+        }
         Route::Dashboard => html(DASHBOARD),
     };
     Ok(response)
@@ -135,6 +196,10 @@ pub enum Route {
     Publish,
     /// `POST /api/events`.
     Events,
+    /// `GET /api/sessions`.
+    Sessions,
+    /// `DELETE /api/sessions/{id}`.
+    CloseSession,
     /// `GET /`: the dashboard.
     Dashboard,
 }
@@ -151,6 +216,8 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::Price, "/price/"),
     (Route::Publish, "/api/publish"),
     (Route::Events, "/api/events"),
+    (Route::Sessions, "/api/sessions"),
+    (Route::CloseSession, "/api/sessions/"),
     (Route::Dashboard, "/"),
 ];
 
@@ -158,7 +225,7 @@ impl Route {
     /// The route serving `path`, if any (`/echo` only when `echo` is on).
     pub fn find(path: &str, echo: bool) -> Option<Self> {
         let (route, _) = ROUTES.iter().find(|(route, route_path)| match route {
-            Self::Price => path.starts_with(route_path),
+            Self::Price | Self::CloseSession => path.starts_with(route_path),
             _ => path == *route_path,
         })?;
         (*route != Self::Echo || echo).then_some(*route)
@@ -168,6 +235,7 @@ impl Route {
     pub fn method(self) -> Method {
         match self {
             Self::Publish | Self::Events => Method::POST,
+            Self::CloseSession => Method::DELETE,
             Self::Ws
             | Self::Echo
             | Self::Health
@@ -176,8 +244,23 @@ impl Route {
             | Self::Metrics
             | Self::Symbols
             | Self::Price
+            | Self::Sessions
             | Self::Dashboard => Method::GET,
         }
+    }
+
+    /// Whether the route is an operator's (publishing, the sessions API): guarded by the
+    /// admin token, or loopback when none is configured.
+    pub fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Self::Publish | Self::Events | Self::Sessions | Self::CloseSession
+        )
+    }
+
+    /// Whether `--admin-listen` serves the route (instead of the client port).
+    pub fn on_admin_port(self) -> bool {
+        self.is_admin() || matches!(self, Self::Stats | Self::Metrics)
     }
 }
 
@@ -208,6 +291,15 @@ fn upgrade(
     };
     if shared.shutdown.phase() == Phase::Draining {
         return refuse(HandshakeError::Draining);
+    }
+    let origin = request.headers().get(ORIGIN).map(HeaderValue::as_bytes);
+    if !shared.auth.origin_allowed(origin) {
+        return refuse(HandshakeError::Origin(
+            String::from_utf8_lossy(origin.unwrap_or_default())
+                .chars()
+                .take(80)
+                .collect(),
+        ));
     }
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
         return refuse(HandshakeError::NotUpgrade(

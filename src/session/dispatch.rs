@@ -125,6 +125,7 @@ fn start(
     core.send_snapshots(key, &added, now);
     core.resume(key, &params.resume, now);
     session.deadline = expiry(&identity, now);
+    core.set_user(key, identity.user.clone());
     session.identity = Some(identity);
 }
 
@@ -335,6 +336,7 @@ fn refresh(core: &mut ShardCore, session: &mut Session, token: &Token, now: Inst
             .map_or(0, |s| s.saturating_mul(1_000_000_000)),
     };
     core.send(key, &message, now);
+    core.set_user(key, identity.user.clone());
     session.identity = Some(identity);
 }
 

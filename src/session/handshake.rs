@@ -117,6 +117,9 @@ pub enum HandshakeError {
     /// The token does not allow what the query asks for.
     #[error("not allowed for this token: {0}")]
     Forbidden(String),
+    /// A browser `Origin` not in `--allowed-origin`.
+    #[error("origin `{0}` is not allowed")]
+    Origin(String),
     /// A token in both the header and the query, or a malformed `Authorization` header.
     #[error("{0}")]
     BadToken(&'static str),
@@ -135,6 +138,7 @@ impl HandshakeError {
             Self::Auth(e) => e.code(),
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::BadToken(_) => ErrorCode::InvalidToken,
+            Self::Origin(_) => ErrorCode::OriginNotAllowed,
             Self::UnknownParam(_)
             | Self::UnknownPolicy(_)
             | Self::BadResume(_)
@@ -147,7 +151,9 @@ impl HandshakeError {
         match self {
             Self::Draining | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             Self::Auth(AuthError::UserLimit(_)) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Auth(AuthError::OtherUser) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Auth(AuthError::OtherUser) | Self::Forbidden(_) | Self::Origin(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::Auth(_) | Self::BadToken(_) => StatusCode::UNAUTHORIZED,
             Self::UnknownEncoding(_)
             | Self::ConflictingEncoding { .. }

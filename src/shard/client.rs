@@ -38,6 +38,17 @@ pub(super) struct Client {
     pub(super) blocked: bool,
     /// Wakes the session's task (blocked, closing, dead).
     signal: Rc<Notify>,
+    /// The client's address, its token's subject and when it connected (for the sessions
+    /// API; boxed: read by operators only, and idle clients are counted in bytes).
+    pub(super) about: Box<About>,
+}
+
+/// What the sessions API shows of a client beyond its subscriptions.
+#[derive(Debug)]
+pub(super) struct About {
+    pub(super) peer: Option<std::net::SocketAddr>,
+    pub(super) user: Option<std::sync::Arc<str>>,
+    pub(super) connected_ns: u64,
 }
 
 impl Client {
@@ -49,7 +60,13 @@ impl Client {
         feed: Feed,
         slow: SlowPolicy,
     ) -> Self {
+        let about = Box::new(About {
+            peer: stream.peer_addr().ok(),
+            user: None,
+            connected_ns: crate::tick::now_ns(),
+        });
         Self {
+            about,
             id,
             stream,
             feed,
@@ -194,6 +211,8 @@ impl std::borrow::BorrowMut<Feed> for Client {
 
 /// Close code for a slow consumer (4000-4999: private use, RFC 6455 §7.4.2).
 pub const CLOSE_SLOW: u16 = 4008;
+/// Close code for a session closed through `DELETE /api/sessions/{id}`.
+pub const CLOSE_ADMIN: u16 = 4003;
 /// How long a slow or idle client's close frame may take before the socket is dropped.
 pub const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Most frames offered to one vectored write (Linux's IOV_MAX is 1024; 64 covers a turn).

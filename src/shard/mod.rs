@@ -33,10 +33,10 @@ use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
 use crate::sequencer::Batch;
-use crate::shared::Shared;
+use crate::shared::{SessionInfo, Shared};
 use crate::tick::{Seq, now_ns};
 use client::Client;
-pub use client::{CLOSE_SLOW, SLOW_CLOSE_GRACE};
+pub use client::{CLOSE_ADMIN, CLOSE_SLOW, SLOW_CLOSE_GRACE};
 pub use feed::{Feed, FeedPhase};
 use replay::{History, Replay, effective_depth};
 pub use subscriptions::{SessionKey, Subscriptions};
@@ -460,6 +460,62 @@ impl ShardCore {
             self.subscriptions.remove(symbol, key);
             self.shared.interest.remove(symbol, encoding);
         }
+    }
+
+    // ---- the admin API ----------------------------------------------------------------
+
+    /// Records the token subject of the client (shown by the sessions API).
+    pub fn set_user(&mut self, key: SessionKey, user: Option<Arc<str>>) {
+        self.clients[key].about.user = user;
+    }
+
+    /// Every session on this shard, for `GET /api/sessions`.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let now = Instant::now();
+        self.clients
+            .iter()
+            .map(|(_, client)| {
+                let pick = |channels: bool| {
+                    client
+                        .symbols
+                        .iter()
+                        .filter(|k| k.in_wildcard() != channels)
+                        .map(|k| k.as_str().to_owned())
+                        .collect()
+                };
+                SessionInfo {
+                    id: client.id,
+                    shard: self.id,
+                    peer: client.about.peer,
+                    user: client.about.user.as_deref().map(str::to_owned),
+                    encoding: client.feed.encoding().as_str(),
+                    all: client.all,
+                    symbols: pick(false),
+                    channels: pick(true),
+                    outbox_bytes: client.feed.outbox.bytes(),
+                    outbox_age_ms: client.feed.outbox.oldest_age(now).as_millis() as u64,
+                    connected_ns: client.about.connected_ns,
+                }
+            })
+            .collect()
+    }
+
+    /// Closes session `id` (4003, `reason`) if it is on this shard; true if it was.
+    pub fn close_session(&mut self, id: u64, reason: &str) -> bool {
+        let Some(key) = self
+            .clients
+            .iter()
+            .find(|(_, c)| c.id == id)
+            .map(|(k, _)| k)
+        else {
+            return false;
+        };
+        let now = Instant::now();
+        let grace = self.shared.config.drain_timeout;
+        self.clients[key].close(CLOSE_ADMIN, reason, now + grace, true);
+        let metrics = self.shared.metrics.shard(self.id);
+        self.clients[key].flush(metrics, &self.shared.config);
+        true
     }
 
     // ---- shard-local reads ----------------------------------------------------------
