@@ -232,6 +232,15 @@ pub struct Config {
     #[arg(long)]
     pub allowed_origin: Vec<String>,
 
+    /// PEM certificate chain: serve `wss://` and `https://` on `--listen` (with
+    /// `--tls-key`). Reloaded on SIGHUP or when the file changes, without a restart.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Tracing filter (as `RUST_LOG`), e.g. `info` or `tickrelay=debug`.
     #[arg(long, default_value = defaults::LOG)]
     pub log: String,
@@ -285,6 +294,8 @@ impl Config {
             admin_token_file: None,
             admin_listen: None,
             allowed_origin: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             log: defaults::LOG.into(),
         }
     }
@@ -328,6 +339,13 @@ impl Config {
                 flag: "--idle-timeout",
                 value: format!("{:?}", self.idle_timeout),
                 reason: "must be at least --ping-interval (and the interval above zero)",
+            });
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                flag: "--tls-cert",
+                value: format!("{:?}", self.tls_cert),
+                reason: "--tls-cert and --tls-key go together",
             });
         }
         if self.shards > 256 {

@@ -72,6 +72,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The request head did not arrive within `--handshake-timeout`.
     HandshakeTimeout,
+    /// A TLS handshake on `--listen` failed or did not finish within `--handshake-timeout`.
+    TlsHandshake,
     /// No such path.
     NotFound,
     /// The path exists, the method does not.

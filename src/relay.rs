@@ -46,6 +46,9 @@ pub enum StartError {
     /// A flag value is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// An auth flag names a key that cannot be used.
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
@@ -113,7 +116,11 @@ impl Relay {
         };
         let shards = config.shard_count();
         let (inbox, inbox_rx) = Inbox::bounded(INBOX_BATCHES);
-        let shared = Arc::new(Shared::with_auth(config, inbox, auth));
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key)?)),
+            _ => None,
+        };
+        let shared = Arc::new(Shared::with_auth(config, inbox, auth, tls));
         let spawn_error = |what| move |source| StartError::Spawn { what, source };
 
         let cores = if shared.config.pin_shards {
@@ -284,6 +291,9 @@ fn control(
                 config.jwks_refresh,
                 shared.shutdown.clone(),
             ));
+        }
+        if let Some(tls) = &shared.tls {
+            tasks.spawn_local(tls.clone().watch(shared.shutdown.clone()));
         }
         if let Some(admin) = admin {
             let admin = listen(admin);

@@ -17,6 +17,7 @@ use crate::ingest::Inbox;
 use crate::metrics::Metrics;
 use crate::sequencer::Interest;
 use crate::shutdown::Shutdown;
+use crate::tls::Tls;
 
 /// Relay-wide state shared by every thread.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ pub struct Shared {
     pub shutdown: Shutdown,
     /// Token verification, anonymous access and per-user limits.
     pub auth: Auth,
+    /// The TLS configuration of `--listen`, when `--tls-cert` is given.
+    pub tls: Option<Arc<Tls>>,
     /// Each shard's admin queue (set once the shards exist): how `/api/sessions` reaches
     /// sessions that live on other shards' threads.
     pub shard_requests: OnceLock<Vec<mpsc::UnboundedSender<ShardRequest>>>,
@@ -42,13 +45,14 @@ pub struct Shared {
 impl Shared {
     /// State for a relay of `config.shards` shards feeding `inbox`, with auth off.
     pub fn new(config: Config, inbox: Inbox) -> Self {
-        Self::with_auth(config, inbox, Auth::off())
+        Self::with_auth(config, inbox, Auth::off(), None)
     }
 
-    /// State for a relay whose clients are checked by `auth`.
-    pub fn with_auth(config: Config, inbox: Inbox, auth: Auth) -> Self {
+    /// State for a relay whose clients are checked by `auth`, over `tls` when given.
+    pub fn with_auth(config: Config, inbox: Inbox, auth: Auth, tls: Option<Arc<Tls>>) -> Self {
         Self {
             auth,
+            tls,
             shard_requests: OnceLock::new(),
             metrics: Arc::new(Metrics::new(config.shard_count())),
             interest: Arc::new(Interest::default()),

@@ -28,6 +28,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
 use crate::auth;
@@ -36,7 +37,7 @@ use crate::limits::IpSlot;
 use crate::metrics;
 use crate::session::handshake::{HandshakeError, Mode};
 use crate::session::{self, handshake};
-use crate::shard::ShardCore;
+use crate::shard::{ShardCore, Transport};
 use crate::shared::Shared;
 use crate::shutdown::Phase;
 
@@ -63,14 +64,43 @@ pub async fn serve(
     let ip_slot = Rc::new(Cell::new(ip_slot));
     let port = Port { admin_port, peer };
     let service = service_fn(move |request| route(core.clone(), ip_slot.clone(), port, request));
-    let connection = http1::Builder::new()
+    let mut builder = http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
         // Slowloris guard: the request head must arrive within the handshake timeout.
         .header_read_timeout(shared.config.handshake_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    if let Err(e) = connection.await {
+        .max_buf_size(MAX_HEAD_BYTES);
+    // TLS is for --listen; --admin-listen is meant for a private address and stays plain.
+    let served = match shared.tls.as_ref().filter(|_| !admin_port) {
+        None => {
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let timeout = shared.config.handshake_timeout;
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    builder
+                        .serve_connection(TokioIo::new(tls_stream), service)
+                        .with_upgrades()
+                        .await
+                }
+                failed => {
+                    shared.metrics.count_error(ErrorCode::TlsHandshake);
+                    match failed {
+                        Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                        _ => debug!("TLS handshake timed out"),
+                    }
+                    metrics::sub(&shared.metrics.shard(id).connections, 1);
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = served {
         if e.is_timeout() {
             shared.metrics.count_error(ErrorCode::HandshakeTimeout);
         }
@@ -345,18 +375,24 @@ fn upgrade(
                 return;
             }
         };
-        // We write pre-framed bytes ourselves, so take the socket back from hyper.
-        match websocket
-            .into_inner()
-            .into_inner()
-            .downcast::<TokioIo<TcpStream>>()
-        {
-            Ok(io) => {
-                let stream = io.io.into_inner();
-                session::run(core, stream, io.read_buf, params, admission, ip_slot).await;
-            }
-            Err(_) => debug!("upgraded connection is not a plain TCP stream"),
-        }
+        // We write pre-framed bytes ourselves, so take the socket back from hyper (and, for
+        // TLS, the TLS session with it: the shard drives it from here on).
+        let upgraded = websocket.into_inner().into_inner();
+        let (transport, read_buf) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(io) => (Transport::Plain(io.io.into_inner()), io.read_buf),
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                Ok(io) => {
+                    let (tcp, conn) = io.io.into_inner().into_inner();
+                    let conn = Box::new(RefCell::new(conn));
+                    (Transport::Tls { tcp, conn }, io.read_buf)
+                }
+                Err(_) => {
+                    debug!("upgraded connection is neither TCP nor TLS over TCP");
+                    return;
+                }
+            },
+        };
+        session::run(core, transport, read_buf, params, admission, ip_slot).await;
     });
     Response::from_parts(parts, Full::new(Bytes::new()))
 }

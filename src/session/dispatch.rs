@@ -16,7 +16,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::debug;
 
@@ -29,7 +28,7 @@ use crate::encode::{Encoding, Message};
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::limits::TokenBucket;
-use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore};
+use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore, Transport};
 use crate::tick::now_ns;
 
 /// The session-side state of one client: what only its task reads.
@@ -58,7 +57,7 @@ pub(super) struct Session {
 /// `welcome` and snapshots or replays, otherwise waits for its in-band auth.
 pub(super) fn open(
     core: &mut ShardCore,
-    stream: Rc<TcpStream>,
+    stream: Rc<Transport>,
     signal: Rc<Notify>,
     params: SessionParams,
     admission: Admission,

@@ -17,13 +17,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::encode::Message;
 use crate::limits::IpSlot;
-use crate::shard::{FeedPhase, SessionKey, ShardCore};
+use crate::shard::{FeedPhase, SessionKey, ShardCore, Transport};
 use crate::tick::now_ns;
 pub use dispatch::{CLOSE_AUTH_FAILED, CLOSE_IDLE, CLOSE_TOKEN_EXPIRED};
 use handshake::{Admission, SessionParams};
@@ -33,13 +32,13 @@ use wire::FrameReader;
 /// snapshots or replays, then serves its socket.
 pub async fn run(
     core: Rc<RefCell<ShardCore>>,
-    stream: TcpStream,
+    stream: Transport,
     leftover: Bytes,
     params: SessionParams,
     admission: Admission,
     ip_slot: Option<IpSlot>,
 ) {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let (send_buffer, max_message, ping_interval) = {
         let core = core.borrow();
         let config = &core.shared().config;
@@ -50,7 +49,7 @@ pub async fn run(
         )
     };
     if send_buffer > 0 {
-        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer);
+        let _ = socket2::SockRef::from(stream.tcp()).set_send_buffer_size(send_buffer);
     }
     let stream = Rc::new(stream);
     let signal = Rc::new(Notify::new());
@@ -70,6 +69,11 @@ pub async fn run(
     let mut input = BytesMut::from(&leftover[..]);
     // `leftover` is a slice of hyper's read buffer: holding it would pin ~8 KiB per client.
     drop(leftover);
+    // TLS: what the TLS session decrypted before hyper let go of it comes next.
+    if stream.take_buffered(&mut input).is_err() {
+        membership.leave();
+        return;
+    }
     let mut last_heard = Instant::now();
     let mut ping = every(ping_interval);
     let mut heartbeat: Option<(Duration, Interval)> = None;
@@ -94,10 +98,10 @@ pub async fn run(
             biased;
             () = signal.notified() => {}
             () = tokio::time::sleep_until(deadline.into()) => break,
-            ready = stream.writable(), if status.blocked => {
+            ready = stream.tcp().writable(), if status.blocked => {
                 core.borrow_mut().writable(session.key, ready.is_ok());
             }
-            ready = stream.readable() => {
+            ready = stream.tcp().readable() => {
                 if ready.is_err() {
                     break;
                 }
@@ -125,7 +129,8 @@ pub async fn run(
     }
     let flushed_close = membership.leave();
     if flushed_close {
-        linger(&stream).await;
+        stream.send_close_notify();
+        linger(stream.tcp()).await;
     }
     drop((stream, ip_slot, membership));
 }
@@ -163,7 +168,7 @@ impl Drop for Membership {
 
 /// Half-closes our side and reads until the client closes (bounded), so our close frame is
 /// not destroyed by a TCP reset when unread client bytes are pending.
-async fn linger(stream: &TcpStream) {
+async fn linger(stream: &tokio::net::TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
     let drain = async {
         // On the heap, and only while lingering: an array here would be part of every

@@ -11,11 +11,11 @@ use std::io::{self, IoSlice};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::debug;
 
 use super::feed::{Feed, FeedPhase};
+use super::transport::Transport;
 use crate::config::{Config, SlowPolicy};
 use crate::encode::ws_frame;
 use crate::event::Key;
@@ -26,7 +26,7 @@ use crate::metrics::{self, ShardMetrics};
 pub(super) struct Client {
     /// Relay-wide session id (shown in `welcome`).
     pub(super) id: u64,
-    stream: Rc<TcpStream>,
+    stream: Rc<Transport>,
     /// Encoder, outbox and slow-consumer state: what the fan-out writes into.
     pub(super) feed: Feed,
     /// Symbols and channels subscribed to by name (no symbols while `all`).
@@ -55,13 +55,13 @@ impl Client {
     /// A live client with nothing subscribed and nothing queued.
     pub(super) fn new(
         id: u64,
-        stream: Rc<TcpStream>,
+        stream: Rc<Transport>,
         signal: Rc<Notify>,
         feed: Feed,
         slow: SlowPolicy,
     ) -> Self {
         let about = Box::new(About {
-            peer: stream.peer_addr().ok(),
+            peer: stream.tcp().peer_addr().ok(),
             user: None,
             connected_ns: crate::tick::now_ns(),
         });
@@ -108,7 +108,19 @@ impl Client {
         }
         loop {
             if self.feed.outbox.is_empty() {
-                break;
+                // TLS: records encrypted earlier may still wait for the socket.
+                match self.stream.flush_pending() {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.block();
+                        return;
+                    }
+                    Err(e) => {
+                        debug!(session = self.id, error = %e, "write failed; dropping session");
+                        self.die();
+                        return;
+                    }
+                }
             }
             let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
             let count = self.feed.outbox.slices(&mut slices);
@@ -118,7 +130,7 @@ impl Client {
                     self.feed.outbox.advance(written);
                     metrics::add(&metrics.bytes_out, written as u64);
                     self.feed.caught_up(config);
-                    if written < offered {
+                    if written < offered || self.stream.pending() {
                         // The socket buffer is full: wait for writability.
                         self.block();
                         return;

@@ -15,6 +15,7 @@ pub mod feed;
 pub mod outbox;
 pub mod replay;
 pub mod subscriptions;
+pub mod transport;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -24,7 +25,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use slab::Slab;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::config::SlowPolicy;
@@ -40,6 +40,7 @@ pub use client::{CLOSE_ADMIN, CLOSE_SLOW, SLOW_CLOSE_GRACE};
 pub use feed::{Feed, FeedPhase};
 use replay::{History, Replay, effective_depth};
 pub use subscriptions::{SessionKey, Subscriptions};
+pub use transport::Transport;
 
 /// A shard's index, `0..shards`.
 pub type ShardId = usize;
@@ -192,7 +193,7 @@ impl ShardCore {
     /// and relay-wide session id.
     pub fn open(
         &mut self,
-        stream: Rc<TcpStream>,
+        stream: Rc<Transport>,
         signal: Rc<Notify>,
         encoding: Encoding,
         slow: SlowPolicy,
