@@ -57,7 +57,12 @@ async fn events_arrive_byte_for_byte_in_all_three_encodings() {
 
 #[tokio::test]
 async fn channels_have_their_own_seq_snapshot_and_resume() {
-    let relay = TestRelay::start(Config::for_tests()).await;
+    // One shard: once `live` has seen an event, the history late subscribers read has it too.
+    let relay = TestRelay::start(Config {
+        shards: 1,
+        ..Config::for_tests()
+    })
+    .await;
     let mut star = relay.client("?symbols=*").await;
     let mut live = relay.client("?channels=news").await;
     // A symbol of the same name is another key: its ticks do not advance the channel's seq.
