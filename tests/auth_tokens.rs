@@ -494,6 +494,30 @@ async fn jwks_keys_rotate_by_kid_from_a_file_and_a_url() {
         "the retired key is gone"
     );
 
+    // A token with an unknown kid makes the relay reload at once, not at --jwks-refresh.
+    let slow_file = temp_file(
+        "jwks-slow.json",
+        &set(vec![jwk("s1", RSA_PRIVATE, Algorithm::RS256)]),
+    );
+    let slow_refresh = TestRelay::start(Config {
+        jwks_file: Some(slow_file.clone()),
+        jwks_refresh: Duration::from_secs(3600),
+        ..Config::for_tests()
+    })
+    .await;
+    std::fs::write(
+        &slow_file,
+        set(vec![jwk("s2", ED_PRIVATE, Algorithm::EdDSA)]),
+    )
+    .unwrap();
+    let fresh = eddsa(&sub, Some("s2"));
+    wait_for("an unknown kid triggers a reload", || async {
+        tokio_tungstenite::connect_async(slow_refresh.url(&format!("?token={fresh}")))
+            .await
+            .is_ok()
+    })
+    .await;
+
     // The same from a URL: a one-route HTTP server holding the set.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -71,8 +71,10 @@ pub enum Source {
     Url(hyper::Uri),
 }
 
-/// Reloads the JWKS into `verifier` every `every` until shutdown.
+/// Reloads the JWKS into `verifier` every `every`, and early (at most once per
+/// [`MIN_EARLY_RELOAD`]) when a token names an unknown `kid`, until shutdown.
 pub async fn refresh(verifier: Arc<Verifier>, source: Source, every: Duration, stop: Shutdown) {
+    let mut last = tokio::time::Instant::now();
     loop {
         match load(&source).await {
             Ok(keys) => {
@@ -81,14 +83,31 @@ pub async fn refresh(verifier: Arc<Verifier>, source: Source, every: Duration, s
             }
             Err(reason) => warn!(%reason, "JWKS reload failed; keeping the keys loaded before"),
         }
+        let next = last + every;
         tokio::select! {
             // Shutdown first: nothing is worth a reload once the relay stops.
             biased;
             () = stop.wait() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep_until(next) => {}
+            () = verifier.unknown_kid() => {
+                // A stream of tokens with made-up kids must not become a fetch loop.
+                let early = last + MIN_EARLY_RELOAD;
+                if tokio::time::Instant::now() < early {
+                    tokio::select! {
+                        biased;
+                        () = stop.wait() => return,
+                        () = tokio::time::sleep_until(early.min(next)) => {}
+                    }
+                }
+            }
         }
+        last = tokio::time::Instant::now();
     }
 }
+
+/// Shortest time between two reloads triggered by unknown `kid`s: one fetch per 2 s at
+/// most is nothing for an identity provider, and a rotated key works within 2 s.
+pub const MIN_EARLY_RELOAD: Duration = Duration::from_secs(2);
 
 /// Reads or fetches the JWKS once.
 pub async fn load(source: &Source) -> Result<Vec<PinnedKey>, String> {

@@ -34,6 +34,9 @@ pub struct Verifier {
     audience: Option<String>,
     issuer: Option<String>,
     leeway: Duration,
+    /// Rung when a token names a `kid` no key has: the JWKS may have rotated since the last
+    /// reload, so the reloader fetches it now rather than at its next interval.
+    unknown_kid: tokio::sync::Notify,
 }
 
 /// One verification key and the one algorithm it accepts.
@@ -244,6 +247,7 @@ impl Verifier {
             audience: config.jwt_audience.clone(),
             issuer: config.jwt_issuer.clone(),
             leeway: config.jwt_leeway,
+            unknown_kid: tokio::sync::Notify::new(),
         }))
     }
 
@@ -253,6 +257,11 @@ impl Verifier {
             .jwks
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
+    /// Resolves when a token named a `kid` no key has (see `unknown_kid`).
+    pub async fn unknown_kid(&self) {
+        self.unknown_kid.notified().await;
     }
 
     /// Verifies `token` and returns who it is for.
@@ -278,6 +287,9 @@ impl Verifier {
                 .collect(),
             None => Vec::new(),
         };
+        if header.kid.is_some() && by_kid.is_empty() {
+            self.unknown_kid.notify_one();
+        }
         let candidates: Vec<&PinnedKey> = if by_kid.is_empty() {
             self.fixed.iter().chain(jwks.iter()).collect()
         } else {
