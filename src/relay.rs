@@ -120,7 +120,7 @@ impl Relay {
             (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key)?)),
             _ => None,
         };
-        let shared = Arc::new(Shared::with_auth(config, inbox, auth, tls));
+        let shared = Arc::new(Shared::with_access(config, inbox, auth, tls));
         let spawn_error = |what| move |source| StartError::Spawn { what, source };
 
         let cores = if shared.config.pin_shards {

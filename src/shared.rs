@@ -45,11 +45,12 @@ pub struct Shared {
 impl Shared {
     /// State for a relay of `config.shards` shards feeding `inbox`, with auth off.
     pub fn new(config: Config, inbox: Inbox) -> Self {
-        Self::with_auth(config, inbox, Auth::off(), None)
+        Self::with_access(config, inbox, Auth::off(), None)
     }
 
-    /// State for a relay whose clients are checked by `auth`, over `tls` when given.
-    pub fn with_auth(config: Config, inbox: Inbox, auth: Auth, tls: Option<Arc<Tls>>) -> Self {
+    /// State for a relay whose clients are checked by `auth`, over `tls` when given (the
+    /// access rules: who may connect, read and operate).
+    pub fn with_access(config: Config, inbox: Inbox, auth: Auth, tls: Option<Arc<Tls>>) -> Self {
         Self {
             auth,
             tls,
