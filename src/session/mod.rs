@@ -112,7 +112,12 @@ pub async fn run(
                         client_closed =
                             !dispatch::handle_input(&core, &mut session, &mut reader, &mut input);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // TLS: a record that held no data (a key update) may need an answer.
+                        if stream.pending() {
+                            core.borrow_mut().flush(session.key);
+                        }
+                    }
                     Err(_) => break,
                 }
             }
