@@ -377,7 +377,7 @@ async fn user_channels_reach_only_their_user() {
 #[tokio::test]
 async fn allow_lists_refresh_and_expiry() {
     let relay = secured(Config::for_tests()).await;
-    let narrowable = claims("carol", 2, json!({"allow": ["AL-*", "news"]}));
+    let narrowable = claims("carol", 3, json!({"allow": ["AL-*", "news"]}));
     let mut client = relay
         .client(&format!(
             "?symbols=AL-A&channels=news&token={}",
@@ -435,8 +435,8 @@ async fn allow_lists_refresh_and_expiry() {
         (Some("tick"), Some("AL-A")),
         "no news after the narrowing: {next}"
     );
-    // Past the first token's 2 s the session is still open: the refresh extended it.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Past the first token's 3 s the session is still open: the refresh extended it.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     client.send_json(r#"{"op":"ping","id":9}"#).await;
     assert_eq!(client.next_json().await["id"], 9);
 
