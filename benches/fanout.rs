@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use slab::Slab;
 use tickrelay::encode::{Encoding, Frames, Wire, json};
+use tickrelay::event::Key;
 use tickrelay::metrics::ShardMetrics;
 use tickrelay::shard::Feed;
 use tickrelay::shard::Subscriptions;
@@ -42,7 +43,7 @@ struct Shard {
 }
 
 fn shard(encodings: &[Encoding]) -> Shard {
-    let symbol = Symbol::parse("BTC-USD").expect("valid symbol");
+    let symbol = Key::Symbol(Symbol::parse("BTC-USD").expect("valid symbol"));
     let mut subscriptions = Subscriptions::new();
     let mut sessions = Slab::with_capacity(SESSIONS);
     for i in 0..SESSIONS {
@@ -111,7 +112,7 @@ fn bench(c: &mut Criterion) {
                 let mut total = 0;
                 for _ in 0..SESSIONS {
                     let mut out = Vec::with_capacity(256);
-                    json::write_tick(&mut out, "tick", frames.tick());
+                    json::write_tick(&mut out, "tick", frames.tick().expect("a tick"));
                     total += out.len();
                 }
                 total

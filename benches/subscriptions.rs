@@ -2,6 +2,7 @@
 //! unsubscribe and lookup (walking a symbol's subscribers, as fan-out does), per operation.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tickrelay::event::Key;
 use tickrelay::shard::Subscriptions;
 use tickrelay::tick::Symbol;
 
@@ -9,14 +10,14 @@ const SESSIONS: usize = 100_000;
 const SYMBOLS: usize = 100;
 const PER_SESSION: usize = 10;
 
-fn symbols() -> Vec<Symbol> {
+fn symbols() -> Vec<Key> {
     (0..SYMBOLS)
-        .map(|i| Symbol::parse(&format!("SYM{i:03}")).expect("valid"))
+        .map(|i| Key::Symbol(Symbol::parse(&format!("SYM{i:03}")).expect("valid")))
         .collect()
 }
 
 /// 100,000 sessions × 10 of 100 symbols (10,000 subscribers per symbol).
-fn populated(symbols: &[Symbol]) -> Subscriptions {
+fn populated(symbols: &[Key]) -> Subscriptions {
     let mut subs = Subscriptions::new();
     for session in 0..SESSIONS {
         for k in 0..PER_SESSION {
@@ -42,17 +43,14 @@ fn bench(c: &mut Criterion) {
         });
     });
 
-    let subscribers = subs.count(symbols[0].as_str()) as u64;
+    let subscribers = subs.count(&symbols[0]) as u64;
     group.throughput(Throughput::Elements(subscribers));
     group.bench_function("lookup: walk one symbol's subscribers", |b| {
-        b.iter(|| {
-            subs.of(symbols[0].as_str())
-                .fold(0usize, |acc, key| acc ^ key)
-        });
+        b.iter(|| subs.of(&symbols[0]).fold(0usize, |acc, key| acc ^ key));
     });
 
     // Baseline: the same walk over a plain Vec of keys (the floor for any index).
-    let plain: Vec<usize> = subs.of(symbols[0].as_str()).collect();
+    let plain: Vec<usize> = subs.of(&symbols[0]).collect();
     group.bench_function("baseline: walk a Vec of the same keys", |b| {
         b.iter(|| plain.iter().fold(0usize, |acc, key| acc ^ key));
     });

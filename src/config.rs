@@ -153,6 +153,12 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::MAX_INGEST_LINE)]
     pub max_ingest_line: usize,
 
+    /// Largest event payload (`data`, as published JSON), in bytes. Events are headlines,
+    /// alerts and status changes; 16 KiB holds a long article summary, and keeps one event
+    /// at 1/16 of a client's outbox budget so a burst of them is not mistaken for slowness.
+    #[arg(long, default_value_t = defaults::MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
+
     /// Largest accepted HTTP request body (`POST /api/publish`), in bytes.
     #[arg(long, default_value_t = defaults::MAX_HTTP_BODY)]
     pub max_http_body: usize,
@@ -173,6 +179,79 @@ pub struct Config {
     /// On shutdown, how long to keep flushing to clients before closing their sockets.
     #[arg(long, default_value = defaults::DRAIN_TIMEOUT, value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// HS256 secret for client tokens (a file holding at least 32 bytes; surrounding
+    /// whitespace is trimmed). Any key flag turns auth on: clients then need a valid JWT.
+    #[arg(long)]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM public key for client tokens: RSA (RS256), EC P-256 (ES256) or Ed25519 (EdDSA);
+    /// the key accepts that one algorithm only.
+    #[arg(long)]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// JWKS file of token keys, chosen by `kid`; re-read every `--jwks-refresh`.
+    #[arg(long)]
+    pub jwks_file: Option<PathBuf>,
+
+    /// JWKS URL (plain `http://`, e.g. a local identity sidecar), fetched at start and every
+    /// `--jwks-refresh`, so a rotated key is accepted without a restart.
+    #[arg(long)]
+    pub jwks_url: Option<String>,
+
+    /// How often the JWKS file or URL is reloaded. Identity providers publish a new key
+    /// well before signing with it; 5 minutes picks it up long before first use.
+    #[arg(long, default_value = defaults::JWKS_REFRESH, value_parser = parse_duration)]
+    pub jwks_refresh: Duration,
+
+    /// Required `aud` claim of client tokens (unchecked when not given).
+    #[arg(long)]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` claim of client tokens (unchecked when not given).
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+
+    /// Clock skew allowed on `exp`. 30 s covers NTP-synced hosts without keeping a leaked,
+    /// expired token useful for long.
+    #[arg(long, default_value = defaults::JWT_LEEWAY, value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// With auth on, let clients without a token read public symbols and channels (never a
+    /// `user:` channel). A present but invalid token is still refused.
+    #[arg(long)]
+    pub allow_anonymous: bool,
+
+    /// Most connections one token subject may hold at once (0: no limit).
+    #[arg(long, default_value_t = defaults::MAX_CONNECTIONS_PER_USER)]
+    pub max_connections_per_user: usize,
+
+    /// File holding the bearer token of the admin routes (`POST /api/publish`,
+    /// `POST /api/events`, `/api/sessions`); at least 32 bytes. Without it those routes
+    /// answer loopback peers only, so the demo works on one machine and nothing else can
+    /// publish.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Serve the admin routes, `/stats` and `/metrics` on this address instead of
+    /// `--listen` (where they then answer 404), e.g. an address only operators reach.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// A browser `Origin` allowed to open a WebSocket (repeat for several, e.g.
+    /// `https://app.example.com`). When any is given, an upgrade from another Origin gets
+    /// 403; requests without an Origin (not from a browser page) are unaffected.
+    #[arg(long)]
+    pub allowed_origin: Vec<String>,
+
+    /// PEM certificate chain: serve `wss://` and `https://` on `--listen` (with
+    /// `--tls-key`). Reloaded on SIGHUP or when the file changes, without a restart.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Tracing filter, e.g. `info` or `tickrelay=debug` (`RUST_LOG` sets it when neither
     /// this flag nor `TICKRELAY_LOG` does). Reloads on SIGHUP.
@@ -229,11 +308,27 @@ impl Config {
             max_symbols_per_client: defaults::MAX_SYMBOLS_PER_CLIENT,
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             max_ingest_line: defaults::MAX_INGEST_LINE,
+            max_event_bytes: defaults::MAX_EVENT_BYTES,
             max_http_body: defaults::MAX_HTTP_BODY,
             max_connections: defaults::MAX_CONNECTIONS,
             max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
             handshake_timeout: duration(defaults::HANDSHAKE_TIMEOUT),
             drain_timeout: duration(defaults::DRAIN_TIMEOUT),
+            jwt_secret_file: None,
+            jwt_public_key_file: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh: duration(defaults::JWKS_REFRESH),
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_leeway: duration(defaults::JWT_LEEWAY),
+            allow_anonymous: false,
+            max_connections_per_user: defaults::MAX_CONNECTIONS_PER_USER,
+            admin_token_file: None,
+            admin_listen: None,
+            allowed_origin: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             log: defaults::LOG.into(),
             log_format: defaults::LOG_FORMAT,
             record: None,
@@ -261,6 +356,7 @@ impl Config {
             ("--max-symbols-per-client", self.max_symbols_per_client),
             ("--max-message-bytes", self.max_message_bytes),
             ("--max-ingest-line", self.max_ingest_line),
+            ("--max-event-bytes", self.max_event_bytes),
             ("--max-connections", self.max_connections),
             ("--replay-depth", self.replay_depth),
             ("--replay-budget", self.replay_budget),
@@ -300,6 +396,13 @@ impl Config {
                 flag: "--idle-timeout",
                 value: humantime::format_duration(self.idle_timeout).to_string(),
                 reason: "must be at least --ping-interval",
+            });
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                flag: "--tls-cert",
+                value: format!("{:?}", self.tls_cert),
+                reason: "--tls-cert and --tls-key go together",
             });
         }
         if self.shards > 256 {
@@ -395,6 +498,8 @@ pub mod defaults {
     pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
     /// `--max-ingest-line`.
     pub const MAX_INGEST_LINE: usize = 64 * 1024;
+    /// `--max-event-bytes`.
+    pub const MAX_EVENT_BYTES: usize = 16 * 1024;
     /// `--max-http-body`.
     pub const MAX_HTTP_BODY: usize = 1024 * 1024;
     /// `--max-connections`.
@@ -405,6 +510,12 @@ pub mod defaults {
     pub const HANDSHAKE_TIMEOUT: &str = "5s";
     /// `--drain-timeout`.
     pub const DRAIN_TIMEOUT: &str = "3s";
+    /// `--jwks-refresh`.
+    pub const JWKS_REFRESH: &str = "5m";
+    /// `--jwt-leeway`.
+    pub const JWT_LEEWAY: &str = "30s";
+    /// `--max-connections-per-user`.
+    pub const MAX_CONNECTIONS_PER_USER: usize = 0;
     /// `--log`.
     pub const LOG: &str = "info";
     /// `--replay-speed`.

@@ -32,6 +32,11 @@ pub enum ErrorCode {
     SymbolLimit,
     /// A field the contract does not have (ticks and control messages).
     UnknownField,
+    /// A channel name that is empty, too long, has a character outside the allowed set, or
+    /// is `user:` without an id.
+    InvalidChannel,
+    /// An event whose `data` is over `--max-event-bytes`.
+    EventTooLarge,
     // control messages
     /// A control message that is not valid JSON or protobuf of the right shape.
     BadMessage,
@@ -67,12 +72,33 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The request head did not arrive within `--handshake-timeout`.
     HandshakeTimeout,
+    /// A TLS handshake on `--listen` failed or did not finish within `--handshake-timeout`.
+    TlsHandshake,
     /// No such path.
     NotFound,
     /// The path exists, the method does not.
     MethodNotAllowed,
     /// `/price/{symbol}` of a symbol never seen.
     UnknownSymbol,
+    // auth
+    /// A token is required and none was given (401, or close 4001 in-band).
+    AuthRequired,
+    /// A token that does not verify: malformed, bad signature, an algorithm not pinned to
+    /// any key (`none`, HS/RS confusion), wrong audience or issuer, bad claims.
+    InvalidToken,
+    /// A token past its `exp` (401 at connect; close 4002 when it runs out in a session).
+    TokenExpired,
+    /// A symbol or channel the token does not allow, or another user's `user:` channel.
+    Forbidden,
+    /// `--max-connections-per-user` reached.
+    UserConnectionLimit,
+    /// An admin route without the admin token (or, with none configured, from a peer not
+    /// on loopback).
+    AdminRequired,
+    /// A WebSocket upgrade from a browser `Origin` not in `--allowed-origin` (403).
+    OriginNotAllowed,
+    /// `DELETE /api/sessions/{id}` of a session that is not connected.
+    UnknownSession,
     // liveness and flow
     /// A client closed by the slow-consumer policy (4008).
     SlowConsumer,

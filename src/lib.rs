@@ -24,16 +24,20 @@
 //!   list of readings), prices, publish, the dashboard.
 //! - Wiring: [`relay`] starts the threads and binds the sockets, [`worker`] runs each shard's
 //!   pinned thread, [`listener`] accepts clients and picks their shard.
-//! - Below them: [`shared`] (relay-wide state), [`encode`], and the leaf types [`tick`],
-//!   [`config`], [`metrics`], [`error`], [`limits`], [`shutdown`], [`proto`].
+//! - Below them: [`shared`] (relay-wide state), [`encode`], and the leaf types [`auth`]
+//!   (token verification, identities, per-user limits), [`tls`] (certificates, reload),
+//!   [`tick`],
+//!   [`event`] (channels, and the [`event::Key`] ticks and events share), [`config`], [`metrics`], [`error`], [`limits`], [`shutdown`], [`proto`].
 //!
 //! Each module imports only the layers below its own (docs/ARCHITECTURE.md;
 //! `tests/architecture.rs` keeps it so). Start at [`relay::Relay::start`], which wires it all.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod encode;
 pub mod error;
+pub mod event;
 pub mod http;
 pub mod ingest;
 pub mod limits;
@@ -47,6 +51,7 @@ pub mod shard;
 pub mod shared;
 pub mod shutdown;
 pub mod tick;
+pub mod tls;
 pub mod worker;
 
 pub use config::Config;

@@ -12,8 +12,13 @@ use crate::limits::PerIpLimit;
 use crate::shared::Shared;
 use crate::worker::{Admitted, ShardHandle};
 
-/// Accepts clients until shutdown.
-pub async fn accept(listener: TcpListener, shards: Vec<ShardHandle>, shared: Arc<Shared>) {
+/// Accepts clients until shutdown; `admin_port`: this is the `--admin-listen` listener.
+pub async fn accept(
+    listener: TcpListener,
+    shards: Vec<ShardHandle>,
+    shared: Arc<Shared>,
+    admin_port: bool,
+) {
     let metrics = &shared.metrics;
     let per_ip = PerIpLimit::new(shared.config.max_connections_per_ip);
     loop {
@@ -60,7 +65,11 @@ pub async fn accept(listener: TcpListener, shards: Vec<ShardHandle>, shared: Arc
             .expect("a relay has at least one shard");
         match stream.into_std() {
             Ok(stream) => {
-                if !target.admit(Admitted { stream, ip_slot }) {
+                if !target.admit(Admitted {
+                    stream,
+                    ip_slot,
+                    admin_port,
+                }) {
                     break;
                 }
             }

@@ -3,7 +3,7 @@
 //! [`Relay::start`] binds every socket (so a bad address fails at once, naming its flag),
 //! starts the threads, and returns a [`RelayHandle`] with the bound addresses for `main`
 //! and tests. Threads: one per shard (pinned with `--pin-shards`), one sequencer, one control thread
-//! (client accept loop, ingest listeners, demo feed).
+//! (client accept loop, ingest listeners, demo feed, JWKS reloads).
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
+use crate::auth::{self, Auth, AuthConfigError, jwks};
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
 use crate::listener;
@@ -32,6 +33,8 @@ pub struct RelayHandle {
     pub ingest_addr: SocketAddr,
     /// Protobuf ingest address.
     pub ingest_protobuf_addr: SocketAddr,
+    /// `--admin-listen` address, when the admin routes have their own.
+    pub admin_addr: Option<SocketAddr>,
     /// The shared state (tests read metrics through it).
     pub shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
@@ -43,6 +46,12 @@ pub enum StartError {
     /// A flag value is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// An auth flag names a key that cannot be used.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
     /// A listener could not bind.
     #[error("{flag} {addr}: {source}")]
     Bind {
@@ -89,6 +98,14 @@ impl Relay {
                 .map_err(|source| StartError::Bind { flag, addr, source })
         };
         let http_addr = local(&http, "--listen", config.listen)?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(bind("--admin-listen", addr)?),
+            None => None,
+        };
+        let admin_addr = match (&admin, config.admin_listen) {
+            (Some(l), Some(addr)) => Some(local(l, "--admin-listen", addr)?),
+            _ => None,
+        };
         let ingest_addr = local(&ingest_json, "--ingest-tcp", config.ingest_tcp)?;
         let ingest_protobuf_addr = local(
             &ingest_proto,
@@ -113,9 +130,24 @@ impl Relay {
             None => None,
         };
 
+        let auth = Auth::from_config(&config)?;
+        let jwks_source = match (&config.jwks_url, &config.jwks_file) {
+            (Some(url), _) => Some(jwks::Source::Url(jwks::parse_url(url).map_err(
+                |reason| AuthConfigError::Key {
+                    flag: "--jwks-url",
+                    reason,
+                },
+            )?)),
+            (None, Some(path)) => Some(jwks::Source::File(path.clone())),
+            (None, None) => None,
+        };
         let shards = config.shard_count();
         let (inbox, inbox_rx) = Inbox::bounded(INBOX_BATCHES);
-        let shared = Arc::new(Shared::new(config, inbox));
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key)?)),
+            _ => None,
+        };
+        let shared = Arc::new(Shared::with_access(config, inbox, auth, tls));
         let spawn_error = |what| move |source| StartError::Spawn { what, source };
 
         let cores = if shared.config.pin_shards {
@@ -126,8 +158,10 @@ impl Relay {
         let mut threads = Vec::new();
         let mut senders = Vec::new();
         let mut handles = Vec::new();
+        let mut requests = Vec::new();
         for id in 0..shards {
-            let (sender, handle, inputs) = worker::channels(id);
+            let (sender, handle, request, inputs) = worker::channels(id);
+            requests.push(request);
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             threads.push(
                 worker::spawn(id, core, shared.clone(), inputs).map_err(spawn_error("a shard"))?,
@@ -166,6 +200,10 @@ impl Relay {
             );
         }
 
+        shared
+            .shard_requests
+            .set(requests)
+            .expect("set once, before any connection is served");
         let sequencer = Sequencer::new(
             senders,
             shared.interest.clone(),
@@ -191,7 +229,19 @@ impl Relay {
         threads.push(
             std::thread::Builder::new()
                 .name("control".into())
-                .spawn(move || control(control_shared, http, ingest_json, ingest_proto, handles))
+                .spawn(move || {
+                    control(
+                        control_shared,
+                        Listeners {
+                            http,
+                            admin,
+                            ingest_json,
+                            ingest_proto,
+                        },
+                        handles,
+                        jwks_source,
+                    )
+                })
                 .map_err(spawn_error("the control thread"))?,
         );
         info!(%http_addr, %ingest_addr, %ingest_protobuf_addr, shards, "tickrelay started");
@@ -199,6 +249,7 @@ impl Relay {
             http_addr,
             ingest_addr,
             ingest_protobuf_addr,
+            admin_addr,
             shared,
             threads,
         })
@@ -228,13 +279,20 @@ impl Drop for RelayHandle {
     }
 }
 
-/// The control thread: client accept loop, ingest listeners and the demo feed.
-fn control(
-    shared: Arc<Shared>,
+/// The bound listeners the control thread serves.
+struct Listeners {
     http: StdTcpListener,
+    admin: Option<StdTcpListener>,
     ingest_json: StdTcpListener,
     ingest_proto: StdTcpListener,
+}
+
+/// The control thread: client accept loops, ingest listeners, the demo feed, JWKS reloads.
+fn control(
+    shared: Arc<Shared>,
+    listeners: Listeners,
     handles: Vec<ShardHandle>,
+    jwks_source: Option<jwks::Source>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -252,6 +310,12 @@ fn control(
         let listen = |l: StdTcpListener| {
             tokio::net::TcpListener::from_std(l).expect("listener was bound and set non-blocking")
         };
+        let Listeners {
+            http,
+            admin,
+            ingest_json,
+            ingest_proto,
+        } = listeners;
         let (http, json, proto) = (listen(http), listen(ingest_json), listen(ingest_proto));
         let config = &shared.config;
         let mut tasks = tokio::task::JoinSet::new();
@@ -265,6 +329,7 @@ fn control(
                 shared.inbox.clone(),
                 shared.metrics.clone(),
                 config.max_ingest_line,
+                config.max_event_bytes,
                 shared.shutdown.clone(),
             ));
         }
@@ -276,7 +341,27 @@ fn control(
                 shared.shutdown.clone(),
             ));
         }
-        tasks.spawn_local(listener::accept(http, handles, shared.clone()));
+        if let (Some(source), Some(verifier)) = (jwks_source, &shared.auth.verifier) {
+            tasks.spawn_local(auth::jwks::refresh(
+                verifier.clone(),
+                source,
+                config.jwks_refresh,
+                shared.shutdown.clone(),
+            ));
+        }
+        if let Some(tls) = &shared.tls {
+            tasks.spawn_local(tls.clone().watch(shared.shutdown.clone()));
+        }
+        if let Some(admin) = admin {
+            let admin = listen(admin);
+            tasks.spawn_local(listener::accept(
+                admin,
+                handles.clone(),
+                shared.clone(),
+                true,
+            ));
+        }
+        tasks.spawn_local(listener::accept(http, handles, shared.clone(), false));
         tasks.spawn_local(report_suppressed_logs(shared.clone()));
         shared.shutdown.set_phase(Phase::Ready);
         while tasks.join_next().await.is_some() {}

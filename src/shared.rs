@@ -1,19 +1,24 @@
 //! [`Shared`]: the relay-wide state every thread reads: the configuration, the counters, the
 //! subscriber interest the sequencer encodes for, the sequencer's inbox (for
-//! `POST /api/publish`) and the stop signal.
+//! `POST /api/publish`), the stop signal and the auth state.
 //!
 //! Read-mostly: counters are atomics and interest counts are lock-free, so nothing here is
 //! locked on the per-tick path.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::ingest::Inbox;
 use crate::limits::LifecycleLog;
 use crate::metrics::Metrics;
 use crate::sequencer::Interest;
 use crate::shutdown::Shutdown;
+use crate::tls::Tls;
 
 /// Relay-wide state shared by every thread.
 #[derive(Debug)]
@@ -36,13 +41,29 @@ pub struct Shared {
     pub lifecycle_log: LifecycleLog,
     /// The limits a SIGHUP may change while the relay runs; read these, not `config`.
     pub live: LiveLimits,
+    /// Token verification, anonymous access and per-user limits.
+    pub auth: Auth,
+    /// The TLS configuration of `--listen`, when `--tls-cert` is given.
+    pub tls: Option<Arc<Tls>>,
+    /// Each shard's admin queue (set once the shards exist): how `/api/sessions` reaches
+    /// sessions that live on other shards' threads.
+    pub shard_requests: OnceLock<Vec<mpsc::UnboundedSender<ShardRequest>>>,
     session_ids: AtomicU64,
 }
 
 impl Shared {
-    /// State for a relay of `config.shards` shards feeding `inbox`.
+    /// State for a relay of `config.shards` shards feeding `inbox`, with auth off.
     pub fn new(config: Config, inbox: Inbox) -> Self {
+        Self::with_access(config, inbox, Auth::off(), None)
+    }
+
+    /// State for a relay whose clients are checked by `auth`, over `tls` when given (the
+    /// access rules: who may connect, read and operate).
+    pub fn with_access(config: Config, inbox: Inbox, auth: Auth, tls: Option<Arc<Tls>>) -> Self {
         Self {
+            auth,
+            tls,
+            shard_requests: OnceLock::new(),
             metrics: Arc::new(Metrics::new(config.shard_count())),
             interest: Arc::new(Interest::default()),
             inbox,
@@ -104,3 +125,45 @@ impl LiveLimits {
 
 /// The settings (long flags) that [`LiveLimits::apply`] and the log filter change live.
 pub const RELOADABLE: &[&str] = &["log", "max-connections", "max-control-rate"];
+/// A question from the admin API to one shard, answered on the shard's own thread.
+#[derive(Debug)]
+pub enum ShardRequest {
+    /// List the shard's sessions.
+    Sessions(oneshot::Sender<Vec<SessionInfo>>),
+    /// Close session `id` with `reason`; answers whether it was on this shard.
+    Close {
+        /// The relay-wide session id.
+        id: u64,
+        /// Sent in the close frame.
+        reason: String,
+        /// The answer.
+        done: oneshot::Sender<bool>,
+    },
+}
+
+/// One session as `GET /api/sessions` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    /// Relay-wide session id.
+    pub id: u64,
+    /// The shard serving it.
+    pub shard: usize,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// The token's subject, if the session has a token.
+    pub user: Option<String>,
+    /// `json`, `protobuf` or `gzip`.
+    pub encoding: &'static str,
+    /// Subscribed to `*`.
+    pub all: bool,
+    /// Symbols subscribed by name.
+    pub symbols: Vec<String>,
+    /// Channels subscribed.
+    pub channels: Vec<String>,
+    /// Bytes queued for the client and not yet written (its lag).
+    pub outbox_bytes: usize,
+    /// How long the oldest queued frame has waited, in ms.
+    pub outbox_age_ms: u64,
+    /// When it connected, ns since the Unix epoch.
+    pub connected_ns: u64,
+}

@@ -21,7 +21,7 @@ use crate::http;
 use crate::limits::IpSlot;
 use crate::sequencer::{TickQueue, TickSender, tick_queue};
 use crate::shard::{ShardCore, ShardId, fanout};
-use crate::shared::Shared;
+use crate::shared::{ShardRequest, Shared};
 
 /// The acceptor's end of a shard: hands it accepted sockets.
 #[derive(Clone, Debug)]
@@ -43,6 +43,8 @@ impl ShardHandle {
 pub struct Admitted {
     /// The socket (non-blocking).
     pub stream: StdTcpStream,
+    /// Accepted on `--admin-listen` (it serves the admin routes, not the client ones).
+    pub admin_port: bool,
     /// Its place in the per-IP connection count, held for the connection's life.
     pub ip_slot: Option<IpSlot>,
 }
@@ -54,20 +56,35 @@ pub struct ShardInputs {
     pub ticks: TickQueue,
     /// Accepted sockets.
     pub sockets: mpsc::UnboundedReceiver<Admitted>,
+    /// Questions from the admin API.
+    pub requests: mpsc::UnboundedReceiver<ShardRequest>,
 }
 
-/// Creates the queues of shard `id`: the sequencer's sender, the acceptor's handle, and
-/// the worker's inputs.
-pub fn channels(id: ShardId) -> (TickSender, ShardHandle, ShardInputs) {
+/// Creates the queues of shard `id`: the sequencer's sender, the acceptor's handle, the
+/// admin API's queue, and the worker's inputs.
+pub fn channels(
+    id: ShardId,
+) -> (
+    TickSender,
+    ShardHandle,
+    mpsc::UnboundedSender<ShardRequest>,
+    ShardInputs,
+) {
     let (sender, ticks) = tick_queue(QUEUE_BATCHES);
     let (sockets_tx, sockets) = mpsc::unbounded_channel();
+    let (requests_tx, requests) = mpsc::unbounded_channel();
     (
         sender,
         ShardHandle {
             id,
             sockets: sockets_tx,
         },
-        ShardInputs { ticks, sockets },
+        requests_tx,
+        ShardInputs {
+            ticks,
+            sockets,
+            requests,
+        },
     )
 }
 
@@ -111,11 +128,17 @@ pub fn spawn(
 /// The body of a shard thread: admit sockets, fan out ticks until the sequencer stops, then
 /// close every client with 1001 and wait (bounded) for them to go.
 async fn run(id: ShardId, shared: Arc<Shared>, inputs: ShardInputs) {
-    let ShardInputs { ticks, sockets } = inputs;
+    let ShardInputs {
+        ticks,
+        sockets,
+        requests,
+    } = inputs;
     let core = Rc::new(RefCell::new(ShardCore::new(id, shared.clone())));
     let admitting = tokio::task::spawn_local(admit(core.clone(), sockets));
+    let answering = tokio::task::spawn_local(answer(core.clone(), requests));
     fanout::run(&core, &ticks).await;
     admitting.abort();
+    answering.abort();
 
     let deadline = Instant::now() + shared.config.drain_timeout;
     core.borrow_mut().close_all(1001, "going away", deadline);
@@ -134,12 +157,29 @@ async fn run(id: ShardId, shared: Arc<Shared>, inputs: ShardInputs) {
     }
 }
 
+/// Answers the admin API's questions about this shard's sessions.
+async fn answer(core: Rc<RefCell<ShardCore>>, mut requests: mpsc::UnboundedReceiver<ShardRequest>) {
+    while let Some(request) = requests.recv().await {
+        // Err from a send: the HTTP request that asked has gone; nothing to answer.
+        match request {
+            ShardRequest::Sessions(reply) => {
+                let _ = reply.send(core.borrow().sessions());
+            }
+            ShardRequest::Close { id, reason, done } => {
+                let _ = done.send(core.borrow_mut().close_session(id, &reason));
+            }
+        }
+    }
+}
+
 /// Starts serving each socket the acceptor hands over.
 async fn admit(core: Rc<RefCell<ShardCore>>, mut sockets: mpsc::UnboundedReceiver<Admitted>) {
     while let Some(admitted) = sockets.recv().await {
         match TcpStream::from_std(admitted.stream) {
             Ok(stream) => {
-                tokio::task::spawn_local(http::serve(core.clone(), stream, admitted.ip_slot));
+                let serve =
+                    http::serve(core.clone(), stream, admitted.ip_slot, admitted.admin_port);
+                tokio::task::spawn_local(serve);
             }
             Err(e) => warn!(error = %e, "could not register an accepted socket"),
         }

@@ -21,7 +21,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaf types",
         &[
-            "metrics", "error", "tick", "config", "limits", "shutdown", "proto",
+            "metrics", "error", "tick", "event", "auth", "tls", "config", "limits", "shutdown",
+            "proto",
         ],
     ),
 ];

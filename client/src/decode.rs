@@ -233,9 +233,22 @@ fn protobuf(frame: &[u8]) -> Result<Message, DecodeError> {
         }),
         // A reset follows a welcome whose epoch differs from the one the client resumed
         // with: the client has already reset every symbol on seeing that epoch.
-        Some(Msg::Ack(_) | Msg::Pong(_) | Msg::Heartbeat(_) | Msg::Reset(_)) | None => {
-            Message::Other
-        }
+        // An event and a channel's last event (on subscribe) read the same here.
+        Some(Msg::Event(e) | Msg::EventSnapshot(e)) => Message::Event(Event {
+            channel: e.channel,
+            seq: e.seq,
+            ts_ns: e.ts_ns,
+            data: serde_json::from_slice(&e.data).unwrap_or(serde_json::Value::Null),
+        }),
+        Some(
+            Msg::Ack(_)
+            | Msg::ChannelAck(_)
+            | Msg::Authenticated(_)
+            | Msg::Pong(_)
+            | Msg::Heartbeat(_)
+            | Msg::Reset(_),
+        )
+        | None => Message::Other,
     })
 }
 

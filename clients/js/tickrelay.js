@@ -503,7 +503,7 @@ export function decodeServerMessage(bytes) {
           else if (n === 3) w.encoding = utf8Decoder.decode(v);
           else if (n === 4) w.symbols.push(utf8Decoder.decode(v));
           else if (n === 5) w.server = utf8Decoder.decode(v);
-          else if (n === 6 && Number(v) !== 0) w.epoch = Number(v); // below 2^53: exact
+          else if (n === 9 && Number(v) !== 0) w.epoch = Number(v); // below 2^53: exact
         }
         return w;
       }

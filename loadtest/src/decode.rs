@@ -526,6 +526,7 @@ mod tests {
             symbol: "SYM003".into(),
             from: 4,
             to: 8,
+            ..proto::Gap::default()
         }));
         assert_eq!(
             scan_protobuf(&gap),
@@ -541,7 +542,7 @@ mod tests {
             encoding: "protobuf".into(),
             symbols: vec!["SYM001".into()],
             server: "tickrelay".into(),
-            epoch: 7,
+            ..proto::Welcome::default()
         }));
         assert_eq!(scan_protobuf(&welcome), Ok(Message::Welcome));
         let hb = pb(Msg::Heartbeat(proto::Heartbeat { ts_ns: 1 }));

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use crate::event::Event;
 use crate::tick::Tick;
 
 /// Appends `{"type":<kind>,...tick fields...}` to `out`; `kind` is `tick` or `snapshot`.
@@ -44,6 +45,25 @@ pub fn write_tick(out: &mut Vec<u8>, message_type: &str, tick: &Tick) {
         out.extend_from_slice(b",\"venue\":");
         write_string(out, venue);
     }
+    out.push(b'}');
+}
+
+/// Appends `{"type":<kind>,"channel":..,"seq":..,"ts_ns":..,"data":<as published>}` to
+/// `out`; `kind` is `event` or `snapshot`.
+pub fn write_event(out: &mut Vec<u8>, message_type: &str, event: &Event) {
+    let mut ints = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(message_type.as_bytes());
+    // Channels use the symbol alphabet: nothing to escape.
+    out.extend_from_slice(b"\",\"channel\":\"");
+    out.extend_from_slice(event.channel.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    out.extend_from_slice(ints.format(event.seq.0).as_bytes());
+    out.extend_from_slice(b",\"ts_ns\":");
+    out.extend_from_slice(ints.format(event.ts_ns).as_bytes());
+    out.extend_from_slice(b",\"data\":");
+    // Validated as one JSON value at ingest: spliced in as published.
+    out.extend_from_slice(&event.data);
     out.push(b'}');
 }
 

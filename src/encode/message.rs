@@ -4,8 +4,9 @@
 use serde::Serialize;
 
 use super::{Encoding, json, protobuf};
+use crate::event::{Channel, Item, Key};
 use crate::proto;
-use crate::tick::{Seq, Symbol, Tick};
+use crate::tick::{Seq, Symbol};
 
 /// A server→client message that is not a live tick.
 #[derive(Debug)]
@@ -22,19 +23,32 @@ pub enum Message<'a> {
         all: bool,
         /// The symbols subscribed at connect.
         symbols: &'a [Symbol],
+        /// The channels subscribed at connect.
+        channels: &'a [Channel],
+        /// The token's subject, if the session has a token.
+        user: Option<&'a str>,
+        /// When the token runs out, ns since the Unix epoch.
+        expires_ns: Option<u64>,
         /// The history this relay serves.
         epoch: u64,
     },
-    /// The client's position in `symbol` belongs to another history: a snapshot of
-    /// `epoch`'s follows, never ticks continuing the old seqs.
+    /// The client's position in `key` belongs to another history: a snapshot of
+    /// `epoch`'s follows, never ticks or events continuing the old seqs.
     Reset {
-        /// The symbol.
-        symbol: &'a Symbol,
+        /// The symbol or channel.
+        key: &'a Key,
         /// This relay's epoch.
         epoch: u64,
     },
-    /// The last known value of a symbol.
-    Snapshot(&'a Tick),
+    /// A token was accepted (`auth` or `refresh`).
+    Authenticated {
+        /// The token's subject.
+        user: &'a str,
+        /// When the token runs out, ns since the Unix epoch.
+        expires_ns: u64,
+    },
+    /// The last known value of a symbol (its tick) or channel (its event).
+    Snapshot(&'a Item),
     /// A control message took effect: `op` is `subscribed`, `unsubscribed`, `snapshot`, `resumed`, `heartbeat_set`.
     Ack {
         /// What was done.
@@ -43,6 +57,8 @@ pub enum Message<'a> {
         all: bool,
         /// The symbols it was done to.
         symbols: &'a [Symbol],
+        /// The channels it was done to.
+        channels: &'a [Channel],
     },
     /// Something the client sent was wrong.
     Error {
@@ -56,10 +72,10 @@ pub enum Message<'a> {
         /// The id the client sent.
         id: u64,
     },
-    /// The client will not receive ticks `from..=to` of `symbol`.
+    /// The client will not receive the items `from..=to` of `key`.
     Gap {
-        /// The symbol.
-        symbol: &'a Symbol,
+        /// The symbol or channel.
+        key: &'a Key,
         /// First missing seq.
         from: Seq,
         /// Last missing seq.
@@ -78,10 +94,16 @@ impl Message<'_> {
         fn names(symbols: &[Symbol]) -> Vec<&str> {
             symbols.iter().map(Symbol::as_str).collect()
         }
+        fn channel_names(channels: &[Channel]) -> Vec<&str> {
+            channels.iter().map(Channel::as_str).collect()
+        }
         match self {
-            Self::Snapshot(tick) => {
+            Self::Snapshot(item) => {
                 let mut out = Vec::with_capacity(256);
-                json::write_tick(&mut out, "snapshot", tick);
+                match item {
+                    Item::Tick(tick) => json::write_tick(&mut out, "snapshot", tick),
+                    Item::Event(event) => json::write_event(&mut out, "snapshot", event),
+                }
                 out
             }
             Self::Welcome {
@@ -90,6 +112,9 @@ impl Message<'_> {
                 encoding,
                 all,
                 symbols,
+                channels,
+                user,
+                expires_ns,
                 epoch,
             } => json::to_vec(&JsonWelcome {
                 kind: "welcome",
@@ -97,17 +122,32 @@ impl Message<'_> {
                 shard: *shard,
                 encoding: encoding.as_str(),
                 symbols: with_all(names(symbols), *all, "*"),
+                channels: channel_names(channels),
                 server: SERVER,
+                user: *user,
+                expires_ns: *expires_ns,
                 epoch: *epoch,
             }),
-            Self::Reset { symbol, epoch } => json::to_vec(&JsonReset {
+            Self::Reset { key, epoch } => json::to_vec(&JsonReset {
                 kind: "reset",
-                symbol: symbol.as_str(),
+                symbol: matches!(key, Key::Symbol(_)).then(|| key.as_str()),
+                channel: matches!(key, Key::Channel(_)).then(|| key.as_str()),
                 epoch: *epoch,
             }),
-            Self::Ack { op, all, symbols } => json::to_vec(&JsonAck {
+            Self::Authenticated { user, expires_ns } => json::to_vec(&JsonAuthenticated {
+                kind: "authenticated",
+                user,
+                expires_ns: *expires_ns,
+            }),
+            Self::Ack {
+                op,
+                all,
+                symbols,
+                channels,
+            } => json::to_vec(&JsonAck {
                 kind: op,
                 symbols: with_all(names(symbols), *all, "*"),
+                channels: channel_names(channels),
             }),
             Self::Error { code, message } => json::to_vec(&JsonError {
                 kind: "error",
@@ -118,9 +158,10 @@ impl Message<'_> {
                 kind: "pong",
                 id: *id,
             }),
-            Self::Gap { symbol, from, to } => json::to_vec(&JsonGap {
+            Self::Gap { key, from, to } => json::to_vec(&JsonGap {
                 kind: "gap",
-                symbol: symbol.as_str(),
+                symbol: matches!(key, Key::Symbol(_)).then(|| key.as_str()),
+                channel: matches!(key, Key::Channel(_)).then(|| key.as_str()),
                 from: from.0,
                 to: to.0,
             }),
@@ -137,6 +178,9 @@ impl Message<'_> {
         let names = |symbols: &[Symbol]| -> Vec<String> {
             symbols.iter().map(|s| s.as_str().to_owned()).collect()
         };
+        let channel_names = |channels: &[Channel]| -> Vec<String> {
+            channels.iter().map(|c| c.to_string()).collect()
+        };
         let msg = match self {
             Self::Welcome {
                 session,
@@ -144,6 +188,9 @@ impl Message<'_> {
                 encoding,
                 all,
                 symbols,
+                channels,
+                user,
+                expires_ns,
                 epoch,
             } => Msg::Welcome(proto::Welcome {
                 session: *session,
@@ -151,14 +198,44 @@ impl Message<'_> {
                 encoding: encoding.as_str().into(),
                 symbols: with_all(names(symbols), *all, "*".to_owned()),
                 server: SERVER.into(),
+                channels: channel_names(channels),
+                user: user.unwrap_or_default().into(),
+                expires_ns: expires_ns.unwrap_or(0),
                 epoch: *epoch,
             }),
-            Self::Reset { symbol, epoch } => Msg::Reset(proto::Reset {
-                symbol: symbol.as_str().into(),
+            Self::Reset { key, epoch } => Msg::Reset(proto::Reset {
+                symbol: match key {
+                    Key::Symbol(s) => s.as_str().into(),
+                    Key::Channel(_) => String::new(),
+                },
+                channel: match key {
+                    Key::Symbol(_) => String::new(),
+                    Key::Channel(c) => c.as_str().into(),
+                },
                 epoch: *epoch,
             }),
-            Self::Snapshot(tick) => Msg::Snapshot(protobuf::tick_message(tick)),
-            Self::Ack { op, all, symbols } => Msg::Ack(proto::Ack {
+            Self::Authenticated { user, expires_ns } => Msg::Authenticated(proto::Authenticated {
+                user: (*user).into(),
+                expires_ns: *expires_ns,
+            }),
+            Self::Snapshot(Item::Tick(tick)) => Msg::Snapshot(protobuf::tick_message(tick)),
+            Self::Snapshot(Item::Event(event)) => {
+                Msg::EventSnapshot(protobuf::event_message(event))
+            }
+            // A protobuf Ack names symbols only (its shape is fixed); channel ops are
+            // acknowledged with a ChannelAck (the session sends one of each for a mixed op).
+            Self::Ack {
+                op,
+                all: false,
+                symbols: [],
+                channels,
+            } if !channels.is_empty() => Msg::ChannelAck(proto::ChannelAck {
+                op: (*op).into(),
+                channels: channel_names(channels),
+            }),
+            Self::Ack {
+                op, all, symbols, ..
+            } => Msg::Ack(proto::Ack {
                 op: (*op).into(),
                 symbols: with_all(names(symbols), *all, "*".to_owned()),
             }),
@@ -167,10 +244,17 @@ impl Message<'_> {
                 message: (*message).into(),
             }),
             Self::Pong { id } => Msg::Pong(proto::Pong { id: *id }),
-            Self::Gap { symbol, from, to } => Msg::Gap(proto::Gap {
-                symbol: symbol.as_str().into(),
+            Self::Gap { key, from, to } => Msg::Gap(proto::Gap {
+                symbol: match key {
+                    Key::Symbol(s) => s.as_str().into(),
+                    Key::Channel(_) => String::new(),
+                },
                 from: from.0,
                 to: to.0,
+                channel: match key {
+                    Key::Symbol(_) => String::new(),
+                    Key::Channel(c) => c.as_str().into(),
+                },
             }),
             Self::Heartbeat { ts_ns } => Msg::Heartbeat(proto::Heartbeat { ts_ns: *ts_ns }),
         };
@@ -197,7 +281,14 @@ struct JsonWelcome<'a> {
     shard: u32,
     encoding: &'static str,
     symbols: Vec<&'a str>,
+    // Absent when empty: a tick-only client sees exactly what it saw before channels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<&'a str>,
     server: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_ns: Option<u64>,
     epoch: u64,
 }
 
@@ -205,8 +296,19 @@ struct JsonWelcome<'a> {
 struct JsonReset<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    symbol: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    symbol: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
     epoch: u64,
+}
+
+#[derive(Serialize)]
+struct JsonAuthenticated<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    user: &'a str,
+    expires_ns: u64,
 }
 
 #[derive(Serialize)]
@@ -214,6 +316,8 @@ struct JsonAck<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     symbols: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -235,7 +339,10 @@ struct JsonPong {
 struct JsonGap<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    symbol: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    symbol: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
     from: u64,
     to: u64,
 }

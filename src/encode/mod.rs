@@ -1,4 +1,4 @@
-//! Encodings: a tick is encoded once per encoding into a complete WebSocket frame
+//! Encodings: a tick or an event is encoded once per encoding into a complete WebSocket frame
 //! ([`Frames`]), and every client of that encoding gets a handle to the same bytes.
 //!
 //! gzip is the one encoding with per-client state: each gzip client owns one gzip stream
@@ -18,7 +18,8 @@ use bytes::Bytes;
 
 pub use message::Message;
 
-use crate::tick::Tick;
+use crate::event::{Item, Key};
+use crate::tick::{Seq, Tick};
 use ws_frame::OpCode;
 
 /// The encoding a client receives.
@@ -92,14 +93,18 @@ pub enum Wire {
     Protobuf,
 }
 
-/// One tick and its pre-framed encodings, shared (behind an `Arc`) by every shard.
+/// One sequenced item (a tick or an event) and its pre-framed encodings, shared (behind an
+/// `Arc`) by every shard.
 ///
 /// The sequencer fills the encodings that have subscribers; a shard that meets a subscriber
 /// whose encoding was not filled (it subscribed a moment ago) fills it itself, once, through
 /// the `OnceLock`.
 #[derive(Debug)]
 pub struct Frames {
-    tick: Tick,
+    /// The item's key, built once here so the fan-out looks subscribers up without
+    /// building it per tick.
+    key: Key,
+    item: Item,
     json: OnceLock<Bytes>,
     protobuf: OnceLock<Bytes>,
 }
@@ -107,16 +112,37 @@ pub struct Frames {
 impl Frames {
     /// Wraps a sequenced tick; nothing is encoded yet.
     pub fn new(tick: Tick) -> Self {
+        Self::of(Item::Tick(tick))
+    }
+
+    /// Wraps a sequenced tick or event; nothing is encoded yet.
+    pub fn of(item: Item) -> Self {
         Self {
-            tick,
+            key: item.key(),
+            item,
             json: OnceLock::new(),
             protobuf: OnceLock::new(),
         }
     }
 
-    /// The tick.
-    pub fn tick(&self) -> &Tick {
-        &self.tick
+    /// The tick or event.
+    pub fn item(&self) -> &Item {
+        &self.item
+    }
+
+    /// The tick, if this is one.
+    pub fn tick(&self) -> Option<&Tick> {
+        self.item.tick()
+    }
+
+    /// The key (symbol or channel) it was sequenced under.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// Its per-key seq.
+    pub fn seq(&self) -> Seq {
+        self.item.seq()
     }
 
     /// The complete frame for `wire`, encoding it on first use.
@@ -124,11 +150,17 @@ impl Frames {
         match wire {
             Wire::Json => self.json.get_or_init(|| {
                 let mut payload = Vec::with_capacity(256);
-                json::write_tick(&mut payload, "tick", &self.tick);
+                match &self.item {
+                    Item::Tick(tick) => json::write_tick(&mut payload, "tick", tick),
+                    Item::Event(event) => json::write_event(&mut payload, "event", event),
+                }
                 ws_frame::frame(OpCode::Text, &payload)
             }),
             Wire::Protobuf => self.protobuf.get_or_init(|| {
-                let payload = protobuf::tick(&self.tick);
+                let payload = match &self.item {
+                    Item::Tick(tick) => protobuf::tick(tick),
+                    Item::Event(event) => protobuf::event(event),
+                };
                 ws_frame::frame(OpCode::Binary, &payload)
             }),
         }

@@ -2,6 +2,7 @@
 
 use prost::Message as _;
 
+use crate::event::Event;
 use crate::proto;
 use crate::tick::{Tick, TickKind};
 
@@ -29,6 +30,21 @@ pub fn tick_message(tick: &Tick) -> proto::Tick {
 /// A `ServerMessage { tick }` payload.
 pub fn tick(tick: &Tick) -> Vec<u8> {
     server_message(proto::server_message::Msg::Tick(tick_message(tick)))
+}
+
+/// The protobuf `Event` of an event (`data` as its JSON bytes).
+pub fn event_message(event: &Event) -> proto::Event {
+    proto::Event {
+        channel: event.channel.as_str().to_owned(),
+        seq: event.seq.0,
+        ts_ns: event.ts_ns,
+        data: event.data.clone(),
+    }
+}
+
+/// A `ServerMessage { event }` payload.
+pub fn event(event: &Event) -> Vec<u8> {
+    server_message(proto::server_message::Msg::Event(event_message(event)))
 }
 
 /// Encodes a `ServerMessage` holding `msg`.

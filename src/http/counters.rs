@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
+use crate::event::Key;
 use crate::metrics::{BUCKETS, ShardMetrics};
 use crate::shard::ShardCore;
 use crate::shared::Shared;
@@ -92,6 +93,22 @@ pub struct Reading {
     pub value: Value,
 }
 
+/// Subscribers per channel, private `user:<id>` channels summed under `user:*` (user ids
+/// are not for the metrics, and one label per user would grow without bound).
+fn channel_counts(by_key: &[(Key, u32)]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::<String, u64>::new();
+    for (key, n) in by_key {
+        if let Key::Channel(channel) = key {
+            let label = match channel.owner() {
+                Some(_) => "user:*".to_owned(),
+                None => channel.as_str().to_owned(),
+            };
+            *counts.entry(label).or_default() += u64::from(*n);
+        }
+    }
+    counts
+}
+
 /// Reads everything now: the relay-wide counters and this shard's symbol count (every
 /// shard sees every tick, so any shard's count is the relay's).
 pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
@@ -138,9 +155,18 @@ pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
             "Clients subscribed to each symbol by name.",
             "symbol",
             by_symbol
-                .into_iter()
-                .map(|(s, n)| (s.as_str().to_string(), u64::from(n)))
+                .iter()
+                .filter(|(k, _)| k.in_wildcard())
+                .map(|(s, n)| (s.as_str().to_string(), u64::from(*n)))
                 .collect(),
+        ),
+        labeled(
+            &["channel_subscriptions"],
+            "tickrelay_channel_subscriptions",
+            Kind::Gauge,
+            "Clients subscribed to each event channel.",
+            "channel",
+            channel_counts(&by_symbol),
         ),
         number(
             &["wildcard_subscriptions"],

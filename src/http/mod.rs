@@ -2,10 +2,15 @@
 //!
 //! Routes ([`ROUTES`]): `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
 //! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`,
-//! `GET /`, `GET /tickrelay.js` (the JavaScript client the dashboard imports). Every error
-//! is JSON, `{"type":"error","code":"...","message":"..."}`, and
-//! counted under its code.
+//! `POST /api/events`, `GET /api/sessions`, `DELETE /api/sessions/{id}`, `GET /`, `GET /tickrelay.js` (the JavaScript client the
+//! dashboard imports). Every error
+//! is JSON, `{"type":"error","code":"...","message":"..."}`, and counted under its code.
+//!
+//! The admin routes (publish, events, sessions) need the admin token, or with none
+//! configured a loopback peer. With `--admin-listen` they, `/stats` and `/metrics` are
+//! served on that address only; the client port answers them 404.
 
+pub mod admin;
 pub mod counters;
 pub mod prometheus;
 pub mod publish;
@@ -18,29 +23,38 @@ use std::rc::Rc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
+use crate::auth;
 use crate::error::ErrorCode;
 use crate::limits::IpSlot;
 use crate::metrics;
 use crate::session::handshake::{HandshakeError, Mode};
 use crate::session::{self, handshake};
-use crate::shard::ShardCore;
+use crate::shard::{ShardCore, Transport};
 use crate::shared::Shared;
 use crate::shutdown::Phase;
 
 /// The response type of every route.
 pub type HttpResponse = Response<Full<Bytes>>;
 
-/// Serves one connection until it closes or upgrades to a WebSocket session.
-pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream, ip_slot: Option<IpSlot>) {
+/// Serves one connection until it closes or upgrades to a WebSocket session;
+/// `admin_port`: it was accepted on `--admin-listen`.
+pub async fn serve(
+    core: Rc<RefCell<ShardCore>>,
+    stream: TcpStream,
+    ip_slot: Option<IpSlot>,
+    admin_port: bool,
+) {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let (shared, id) = {
         let core = core.borrow();
         (core.shared().clone(), core.id())
@@ -49,15 +63,45 @@ pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream, ip_slot: Opt
     metrics::add(&counters.connections, 1);
     // The slot follows the connection into its WebSocket session, if it upgrades.
     let ip_slot = Rc::new(Cell::new(ip_slot));
-    let service = service_fn(move |request| route(core.clone(), ip_slot.clone(), request));
-    let connection = http1::Builder::new()
+    let port = Port { admin_port, peer };
+    let service = service_fn(move |request| route(core.clone(), ip_slot.clone(), port, request));
+    let mut builder = http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
         // Slowloris guard: the request head must arrive within the handshake timeout.
         .header_read_timeout(shared.config.handshake_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    if let Err(e) = connection.await {
+        .max_buf_size(MAX_HEAD_BYTES);
+    // TLS is for --listen; --admin-listen is meant for a private address and stays plain.
+    let served = match shared.tls.as_ref().filter(|_| !admin_port) {
+        None => {
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let timeout = shared.config.handshake_timeout;
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    builder
+                        .serve_connection(TokioIo::new(tls_stream), service)
+                        .with_upgrades()
+                        .await
+                }
+                failed => {
+                    shared.metrics.count_error(ErrorCode::TlsHandshake);
+                    match failed {
+                        Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                        _ => debug!("TLS handshake timed out"),
+                    }
+                    metrics::sub(&shared.metrics.shard(id).connections, 1);
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = served {
         if e.is_timeout() {
             shared.metrics.count_error(ErrorCode::HandshakeTimeout);
         }
@@ -66,14 +110,31 @@ pub async fn serve(core: Rc<RefCell<ShardCore>>, stream: TcpStream, ip_slot: Opt
     metrics::sub(&shared.metrics.shard(id).connections, 1);
 }
 
+/// Where a request came in: which port, from which peer.
+#[derive(Clone, Copy, Debug)]
+struct Port {
+    admin_port: bool,
+    peer: Option<std::net::IpAddr>,
+}
+
 async fn route(
     core: Rc<RefCell<ShardCore>>,
     ip_slot: Rc<Cell<Option<IpSlot>>>,
+    port: Port,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let shared = core.borrow().shared().clone();
     let path = request.uri().path().to_owned();
-    let Some(route) = Route::find(&path, shared.config.conformance_echo) else {
+    let found = Route::find(&path, shared.config.conformance_echo).filter(|route| {
+        // With --admin-listen, each port serves its own routes and 404s the others.
+        let separate = shared.config.admin_listen.is_some();
+        match (separate, port.admin_port) {
+            (false, _) => true,
+            (true, true) => route.on_admin_port(),
+            (true, false) => !route.on_admin_port(),
+        }
+    });
+    let Some(route) = found else {
         return Ok(refuse(
             &shared,
             StatusCode::NOT_FOUND,
@@ -88,6 +149,27 @@ async fn route(
             ErrorCode::MethodNotAllowed,
             "method not allowed on this path",
         ));
+    }
+    if route.is_admin() {
+        let authorization = request
+            .headers()
+            .get(AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        if let Err(refusal) = shared.auth.admin_allowed(port.peer, authorization) {
+            let status = match refusal {
+                auth::AdminRefusal::NotLoopback => StatusCode::FORBIDDEN,
+                auth::AdminRefusal::NoToken | auth::AdminRefusal::WrongToken => {
+                    StatusCode::UNAUTHORIZED
+                }
+            };
+            debug!(peer = ?port.peer, route = ?route, %refusal, "admin route refused");
+            return Ok(refuse(
+                &shared,
+                status,
+                refusal.code(),
+                &refusal.to_string(),
+            ));
+        }
     }
     let response = match route {
         Route::Ws => upgrade(core, &shared, ip_slot, request, Mode::Feed),
@@ -107,6 +189,16 @@ async fn route(
             ),
         },
         Route::Publish => publish::publish(&shared, request).await,
+        Route::Events => publish::events(&shared, request).await,
+        Route::Sessions => admin::sessions(&shared).await,
+        Route::CloseSession => {
+            admin::close(
+                &shared,
+                &path["/api/sessions/".len()..],
+                request.uri().query(),
+            )
+            .await
+        }
         Route::Dashboard => html(DASHBOARD),
         Route::ClientJs => {
             let mut response = html(CLIENT_JS);
@@ -140,6 +232,12 @@ pub enum Route {
     Price,
     /// `POST /api/publish`.
     Publish,
+    /// `POST /api/events`.
+    Events,
+    /// `GET /api/sessions`.
+    Sessions,
+    /// `DELETE /api/sessions/{id}`.
+    CloseSession,
     /// `GET /`: the dashboard.
     Dashboard,
     /// `GET /tickrelay.js`: the JavaScript client (`clients/js/`), which the dashboard uses.
@@ -159,6 +257,9 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::Symbols, "/symbols"),
     (Route::Price, "/price/"),
     (Route::Publish, "/api/publish"),
+    (Route::Events, "/api/events"),
+    (Route::Sessions, "/api/sessions"),
+    (Route::CloseSession, "/api/sessions/"),
     (Route::Dashboard, "/"),
     (Route::ClientJs, "/tickrelay.js"),
     (Route::Favicon, "/favicon.ico"),
@@ -168,7 +269,7 @@ impl Route {
     /// The route serving `path`, if any (`/echo` only when `echo` is on).
     pub fn find(path: &str, echo: bool) -> Option<Self> {
         let (route, _) = ROUTES.iter().find(|(route, route_path)| match route {
-            Self::Price => path.starts_with(route_path),
+            Self::Price | Self::CloseSession => path.starts_with(route_path),
             _ => path == *route_path,
         })?;
         (*route != Self::Echo || echo).then_some(*route)
@@ -177,7 +278,8 @@ impl Route {
     /// The one method the route answers.
     pub fn method(self) -> Method {
         match self {
-            Self::Publish => Method::POST,
+            Self::Publish | Self::Events => Method::POST,
+            Self::CloseSession => Method::DELETE,
             Self::Ws
             | Self::Echo
             | Self::Health
@@ -186,6 +288,7 @@ impl Route {
             | Self::Metrics
             | Self::Symbols
             | Self::Price
+            | Self::Sessions
             | Self::Dashboard
             | Self::ClientJs
             | Self::Favicon => Method::GET,
@@ -199,6 +302,20 @@ impl Route {
             || (*method == Method::HEAD
                 && self.method() == Method::GET
                 && !matches!(self, Self::Ws | Self::Echo))
+    }
+
+    /// Whether the route is an operator's (publishing, the sessions API): guarded by the
+    /// admin token, or loopback when none is configured.
+    pub fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Self::Publish | Self::Events | Self::Sessions | Self::CloseSession
+        )
+    }
+
+    /// Whether `--admin-listen` serves the route (instead of the client port).
+    pub fn on_admin_port(self) -> bool {
+        self.is_admin() || matches!(self, Self::Stats | Self::Metrics)
     }
 }
 
@@ -230,6 +347,15 @@ fn upgrade(
     if shared.shutdown.phase() == Phase::Draining {
         return refuse(HandshakeError::Draining);
     }
+    let origin = request.headers().get(ORIGIN).map(HeaderValue::as_bytes);
+    if !shared.auth.origin_allowed(origin) {
+        return refuse(HandshakeError::Origin(
+            String::from_utf8_lossy(origin.unwrap_or_default())
+                .chars()
+                .take(80)
+                .collect(),
+        ));
+    }
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
         return refuse(HandshakeError::NotUpgrade(
             "expected `Upgrade: websocket`".into(),
@@ -241,6 +367,17 @@ fn upgrade(
     };
     let params = match params {
         Ok(params) => params,
+        Err(e) => return refuse(e),
+    };
+    let admission = match mode {
+        Mode::Feed => handshake::admit(&params, &shared.auth),
+        Mode::Echo => Ok(handshake::Admission {
+            identity: None,
+            slot: None,
+        }),
+    };
+    let admission = match admission {
+        Ok(admission) => admission,
         Err(e) => return refuse(e),
     };
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut request) {
@@ -263,15 +400,24 @@ fn upgrade(
                 return;
             }
         };
-        // We write pre-framed bytes ourselves, so take the socket back from hyper.
-        match websocket
-            .into_inner()
-            .into_inner()
-            .downcast::<TokioIo<TcpStream>>()
-        {
-            Ok(io) => session::run(core, io.io.into_inner(), io.read_buf, params, ip_slot).await,
-            Err(_) => debug!("upgraded connection is not a plain TCP stream"),
-        }
+        // We write pre-framed bytes ourselves, so take the socket back from hyper (and, for
+        // TLS, the TLS session with it: the shard drives it from here on).
+        let upgraded = websocket.into_inner().into_inner();
+        let (transport, read_buf) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(io) => (Transport::Plain(io.io.into_inner()), io.read_buf),
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                Ok(io) => {
+                    let (tcp, conn) = io.io.into_inner().into_inner();
+                    let conn = Box::new(RefCell::new(conn));
+                    (Transport::Tls { tcp, conn }, io.read_buf)
+                }
+                Err(_) => {
+                    debug!("upgraded connection is neither TCP nor TLS over TCP");
+                    return;
+                }
+            },
+        };
+        session::run(core, transport, read_buf, params, admission, ip_slot).await;
     });
     Response::from_parts(parts, Full::new(Bytes::new()))
 }

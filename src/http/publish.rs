@@ -1,4 +1,5 @@
-//! `POST /api/publish`: one tick object, a JSON array of ticks, or NDJSON lines.
+//! `POST /api/publish`: one tick object, a JSON array of ticks, or NDJSON lines; and
+//! `POST /api/events`: the same for events (`{"channel":..,"data":..}`).
 //!
 //! All or nothing: every tick is validated first; any bad one answers 400 with its line (or
 //! array position, from 1) and field, and nothing is published. Otherwise the ticks go to
@@ -13,15 +14,40 @@ use serde::Serialize;
 use super::{HttpResponse, json, refuse};
 use crate::encode::json::to_vec;
 use crate::error::ErrorCode;
+use crate::event::Item;
+use crate::ingest::DecodeError;
 use crate::ingest::ndjson::LineDecoder;
 use crate::shared::Shared;
 use crate::tick::now_ns;
 
 /// Handles one publish request.
 pub async fn publish(shared: &Shared, request: Request<Incoming>) -> HttpResponse {
+    let mut scratch = match body(shared, request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let ticks = LineDecoder::new().decode_document(&mut scratch);
+    let items = ticks.map(|ticks| ticks.into_iter().map(Item::Tick).collect());
+    accept(shared, items).await
+}
+
+/// Handles one `POST /api/events` request.
+pub async fn events(shared: &Shared, request: Request<Incoming>) -> HttpResponse {
+    let mut scratch = match body(shared, request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let events =
+        LineDecoder::with_event_limit(shared.config.max_event_bytes).decode_events(&mut scratch);
+    let items = events.map(|events| events.into_iter().map(Item::Event).collect());
+    accept(shared, items).await
+}
+
+/// Reads the whole body (within `--max-http-body`), or the error response.
+async fn body(shared: &Shared, request: Request<Incoming>) -> Result<Vec<u8>, HttpResponse> {
     let limit = shared.config.max_http_body;
-    let body = match Limited::new(request.into_body(), limit).collect().await {
-        Ok(body) => body.to_bytes(),
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(body) => Ok(body.to_bytes().to_vec()),
         Err(e) => {
             let too_large = e
                 .downcast_ref::<http_body_util::LengthLimitError>()
@@ -39,12 +65,15 @@ pub async fn publish(shared: &Shared, request: Request<Incoming>) -> HttpRespons
                     format!("could not read the body: {e}"),
                 )
             };
-            return refuse(shared, status, code, &message);
+            Err(refuse(shared, status, code, &message))
         }
-    };
-    let mut scratch = body.to_vec();
-    let mut ticks = match LineDecoder::new().decode_document(&mut scratch) {
-        Ok(ticks) => ticks,
+    }
+}
+
+/// Publishes every item, or answers 400 naming the first bad one (all or nothing).
+async fn accept(shared: &Shared, items: Result<Vec<Item>, (usize, DecodeError)>) -> HttpResponse {
+    let mut ticks = match items {
+        Ok(items) => items,
         Err((line, e)) => {
             shared.metrics.count_error(e.code());
             let field = e.field();
@@ -59,11 +88,11 @@ pub async fn publish(shared: &Shared, request: Request<Incoming>) -> HttpRespons
         }
     };
     let recv_ns = now_ns();
-    for tick in &mut ticks {
-        tick.recv_ns = recv_ns;
+    for item in &mut ticks {
+        item.stamp(recv_ns);
     }
     let accepted = ticks.len();
-    match shared.inbox.publish(ticks).await {
+    match shared.inbox.publish_items(ticks).await {
         Ok(()) => json(StatusCode::ACCEPTED, to_vec(&Accepted { accepted })),
         Err(e) => refuse(
             shared,

@@ -8,10 +8,12 @@ use serde::Serialize;
 use super::counters::{self, Json, Value};
 use super::{HttpResponse, json};
 use crate::encode::json::{to_vec, write_tick};
+use crate::event::Key;
 use crate::metrics::{BUCKETS, quantile_us};
 use crate::shard::ShardCore;
 use crate::shared::Shared;
 use crate::shutdown::Phase;
+use crate::tick::Symbol;
 
 /// `GET /health`: 200 while serving or draining, with uptime and connection counts.
 pub fn health(shared: &Shared) -> HttpResponse {
@@ -102,10 +104,11 @@ fn percentiles(counts: &[u64; BUCKETS]) -> Json {
 pub fn symbols(core: &ShardCore) -> HttpResponse {
     let mut list: Vec<SymbolEntry<'_>> = core
         .last_values()
-        .map(|f| SymbolEntry {
-            symbol: f.tick().symbol.as_str(),
-            seq: f.tick().seq.0,
-            ts_ns: f.tick().ts_ns,
+        .filter_map(|f| f.tick())
+        .map(|tick| SymbolEntry {
+            symbol: tick.symbol.as_str(),
+            seq: tick.seq.0,
+            ts_ns: tick.ts_ns,
         })
         .collect();
     list.sort_by(|a, b| a.symbol.cmp(b.symbol));
@@ -115,10 +118,15 @@ pub fn symbols(core: &ShardCore) -> HttpResponse {
 /// `GET /price/{symbol}`: the symbol's last tick, as a JSON `snapshot` message; `Err` with
 /// the message for a 404 when no tick of it was seen.
 pub fn price(core: &ShardCore, symbol: &str) -> Result<HttpResponse, String> {
-    match core.last(symbol) {
-        Some(frames) => {
+    let key = Symbol::parse(symbol).ok().map(Key::Symbol);
+    match key
+        .as_ref()
+        .and_then(|k| core.last(k))
+        .and_then(|f| f.tick())
+    {
+        Some(tick) => {
             let mut body = Vec::with_capacity(256);
-            write_tick(&mut body, "snapshot", frames.tick());
+            write_tick(&mut body, "snapshot", tick);
             Ok(json(StatusCode::OK, body))
         }
         None => Err(format!(

@@ -1,4 +1,4 @@
-//! Sources: bytes → [`Tick`]s, handed to the sequencer through the bounded [`Inbox`].
+//! Sources: bytes → [`Tick`]s (and, on the NDJSON port, events), handed to the sequencer through the bounded [`Inbox`].
 //!
 //! Every source validates (through [`Tick::try_from`](crate::tick::Tick)) and answers,
 //! counts and logs a bad tick without stopping. The inbox is bounded: when the sequencer
@@ -14,27 +14,35 @@ pub mod tcp;
 use tokio::sync::mpsc;
 
 use crate::error::ErrorCode;
+use crate::event::{EventError, Item};
 use crate::tick::{Tick, TickError};
 
-/// The sequencer's bounded input: batches of validated ticks, in arrival order per source.
+/// The sequencer's bounded input: batches of validated ticks and events, in arrival order
+/// per source.
 #[derive(Clone, Debug)]
 pub struct Inbox {
-    tx: mpsc::Sender<Vec<Tick>>,
+    tx: mpsc::Sender<Vec<Item>>,
 }
 
 impl Inbox {
     /// An inbox holding at most `batches` batches, and its receiving end for the sequencer.
-    pub fn bounded(batches: usize) -> (Self, mpsc::Receiver<Vec<Tick>>) {
+    pub fn bounded(batches: usize) -> (Self, mpsc::Receiver<Vec<Item>>) {
         let (tx, rx) = mpsc::channel(batches);
         (Self { tx }, rx)
     }
 
     /// Hands `ticks` to the sequencer, waiting while it is full (backpressure).
     pub async fn publish(&self, ticks: Vec<Tick>) -> Result<(), InboxClosed> {
-        if ticks.is_empty() {
+        self.publish_items(ticks.into_iter().map(Item::Tick).collect())
+            .await
+    }
+
+    /// Hands ticks and events to the sequencer, waiting while it is full (backpressure).
+    pub async fn publish_items(&self, items: Vec<Item>) -> Result<(), InboxClosed> {
+        if items.is_empty() {
             return Ok(());
         }
-        self.tx.send(ticks).await.map_err(|_| InboxClosed)
+        self.tx.send(items).await.map_err(|_| InboxClosed)
     }
 }
 
@@ -69,6 +77,9 @@ pub enum DecodeError {
     /// Parsed, but not a valid tick.
     #[error(transparent)]
     Tick(#[from] TickError),
+    /// A line with `channel` that is not a valid event.
+    #[error(transparent)]
+    Event(#[from] EventError),
     /// A line or message longer than `--max-ingest-line`.
     #[error("{len} bytes without a message end, the limit is {limit}")]
     TooLong {
@@ -87,6 +98,7 @@ impl DecodeError {
             Self::UnknownField(_) => ErrorCode::UnknownField,
             Self::Protobuf(_) | Self::BadLengthPrefix => ErrorCode::BadProtobuf,
             Self::Tick(e) => e.code(),
+            Self::Event(e) => e.code(),
             Self::TooLong { .. } => ErrorCode::LineTooLong,
         }
     }
@@ -102,6 +114,7 @@ impl DecodeError {
         match self {
             Self::Field { field, .. } | Self::UnknownField(field) => Some(field),
             Self::Tick(e) => Some(e.field()),
+            Self::Event(e) => e.field(),
             _ => None,
         }
     }

@@ -1,4 +1,5 @@
-//! Pure NDJSON decoding: one line → [`Tick`] or a [`DecodeError`] that names the reason.
+//! Pure NDJSON decoding: one line → a [`Tick`] (or, a line with `channel` and `data`, an
+//! [`Event`]) or a [`DecodeError`] that names the reason.
 //!
 //! Lines are parsed in place with `simd_json::serde::from_slice_with_buffers` (it rewrites its
 //! input, which is our own read buffer) and reusable parse buffers, so a steady stream of
@@ -7,6 +8,8 @@
 use simd_json::Buffers;
 
 use super::DecodeError;
+use crate::config::defaults::MAX_EVENT_BYTES;
+use crate::event::{Event, Item};
 use crate::tick::{RawTick, Tick, TickError};
 
 /// Decodes NDJSON lines, keeping the parser's scratch buffers between lines.
@@ -15,26 +18,85 @@ pub struct LineDecoder {
     /// The line as received: the parser rewrites its input, and a failure is explained
     /// from the original.
     original: Vec<u8>,
+    /// Largest event `data`, in bytes (`--max-event-bytes`).
+    max_event: usize,
 }
 
 impl LineDecoder {
-    /// A decoder with empty scratch buffers.
+    /// A decoder with empty scratch buffers and the default event size limit.
     pub fn new() -> Self {
+        Self::with_event_limit(MAX_EVENT_BYTES)
+    }
+
+    /// A decoder refusing event `data` over `max_event` bytes.
+    pub fn with_event_limit(max_event: usize) -> Self {
         Self {
             buffers: Buffers::new(1024),
             original: Vec::with_capacity(256),
+            max_event,
         }
     }
 
-    /// Decodes one line (without its `\n`); `None` for a blank line.
+    /// Decodes one line (without its `\n`): a tick, or an event when the line has a
+    /// `channel` (and is not a valid tick); `None` for a blank line.
     ///
     /// The line is used as scratch space and is garbage afterwards.
-    pub fn decode(&mut self, line: &mut [u8]) -> Option<Result<Tick, DecodeError>> {
+    pub fn decode(&mut self, line: &mut [u8]) -> Option<Result<Item, DecodeError>> {
         let line = trim_ascii_mut(line);
         if line.is_empty() {
             return None;
         }
-        Some(self.decode_value(line))
+        // Ticks are the hot path: one substring scan keeps them on the simd-json parser.
+        if memchr::memmem::find(line, b"\"channel\"").is_none() {
+            return Some(self.decode_value(line).map(Item::Tick));
+        }
+        let event = Event::parse(line, self.max_event);
+        match event {
+            Ok(event) => Some(Ok(Item::Event(event))),
+            // A tick may say "channel" in a string (a venue): it is a tick if it parses as one.
+            Err(event_error) => {
+                let has_symbol = memchr::memmem::find(line, b"\"symbol\"").is_some();
+                match self.decode_value(line) {
+                    Ok(tick) => Some(Ok(Item::Tick(tick))),
+                    Err(tick_error) if has_symbol => Some(Err(tick_error)),
+                    Err(_) => Some(Err(DecodeError::Event(event_error))),
+                }
+            }
+        }
+    }
+
+    /// Decodes a `POST /api/events` body: one event object, a JSON array of them, or NDJSON
+    /// lines. An error names its line (or array position), from 1.
+    pub fn decode_events(&mut self, body: &mut [u8]) -> Result<Vec<Event>, (usize, DecodeError)> {
+        let body = trim_ascii_mut(body);
+        if body.first() == Some(&b'[') {
+            let items: Vec<&serde_json::value::RawValue> =
+                serde_json::from_slice(body).map_err(|e| {
+                    (
+                        1,
+                        DecodeError::Json(format!("not a JSON array of events: {e}")),
+                    )
+                })?;
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, raw)| {
+                    Event::parse(raw.get().as_bytes(), self.max_event)
+                        .map_err(|e| (i + 1, DecodeError::Event(e)))
+                })
+                .collect()
+        } else {
+            let mut events = Vec::new();
+            for (i, line) in body.split_mut(|b| *b == b'\n').enumerate() {
+                let line = trim_ascii_mut(line);
+                if !line.is_empty() {
+                    let event = Event::parse(line, self.max_event)
+                        .map_err(|e| (i + 1, DecodeError::Event(e)))?;
+                    events.push(event);
+                }
+            }
+            Ok(events)
+        }
     }
 
     /// Decodes a JSON body holding one tick object or an array of them (`POST /api/publish`).
@@ -53,8 +115,9 @@ impl LineDecoder {
             // One object, or NDJSON lines: numbered from 1.
             let mut ticks = Vec::new();
             for (i, line) in body.split_mut(|b| *b == b'\n').enumerate() {
-                if let Some(result) = self.decode(line) {
-                    ticks.push(result.map_err(|e| (i + 1, e))?);
+                let line = trim_ascii_mut(line);
+                if !line.is_empty() {
+                    ticks.push(self.decode_value(line).map_err(|e| (i + 1, e))?);
                 }
             }
             Ok(ticks)
@@ -202,7 +265,44 @@ mod tests {
     use proptest::prelude::*;
 
     fn decode(line: &str) -> Option<Result<Tick, DecodeError>> {
-        LineDecoder::new().decode(&mut line.as_bytes().to_vec())
+        LineDecoder::new()
+            .decode(&mut line.as_bytes().to_vec())
+            .map(|r| {
+                r.map(|item| match item {
+                    Item::Tick(tick) => tick,
+                    Item::Event(e) => panic!("expected a tick, got {e:?}"),
+                })
+            })
+    }
+
+    #[test]
+    fn a_line_with_channel_is_an_event_and_a_venue_named_channel_a_tick() {
+        let mut d = LineDecoder::new();
+        let event = d
+            .decode(&mut br#"{"channel":"news","data":{"symbol":"X"}}"#.to_vec())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(event, Item::Event(e) if &e.data[..] == br#"{"symbol":"X"}"#));
+        let tick = d
+            .decode(&mut br#"{"symbol":"A","price":1,"ts_ns":1,"venue":"channel"}"#.to_vec())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(tick, Item::Tick(_)));
+        let bad = d
+            .decode(&mut br#"{"channel":"news"}"#.to_vec())
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(bad.code(), "missing_field");
+        let events = d
+            .decode_events(
+                &mut b"{\"channel\":\"a\",\"data\":1}\n\n{\"channel\":\"b\",\"data\":[2]}".to_vec(),
+            )
+            .unwrap();
+        assert_eq!(events.len(), 2);
+        let err = d
+            .decode_events(&mut br#"[{"channel":"a","data":1},{"channel":"b"}]"#.to_vec())
+            .unwrap_err();
+        assert_eq!(err.0, 2);
     }
 
     #[test]

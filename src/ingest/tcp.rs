@@ -18,9 +18,10 @@ use tracing::{debug, info, warn};
 use super::ndjson::LineDecoder;
 use super::{DecodeError, Inbox, protobuf};
 use crate::error::ErrorCode;
+use crate::event::Item;
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
-use crate::tick::{Tick, now_ns};
+use crate::tick::now_ns;
 
 /// How a connection's bytes are framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +48,7 @@ pub async fn serve(
     inbox: Inbox,
     metrics: Arc<Metrics>,
     max_message: usize,
+    max_event: usize,
     shutdown: Shutdown,
 ) {
     let mut connections = tokio::task::JoinSet::new();
@@ -63,6 +65,7 @@ pub async fn serve(
                         inbox: inbox.clone(),
                         metrics: metrics.clone(),
                         max_message,
+                        max_event,
                         peer: peer.to_string(),
                     };
                     connections.spawn_local(conn.run(stream, shutdown.clone()));
@@ -83,6 +86,7 @@ struct Connection {
     inbox: Inbox,
     metrics: Arc<Metrics>,
     max_message: usize,
+    max_event: usize,
     peer: String,
 }
 
@@ -92,7 +96,7 @@ impl Connection {
         metrics::add(&self.metrics.ingest_connections_total, 1);
         let _ = stream.set_nodelay(true);
         let (mut read, write) = stream.into_split();
-        let mut decoder = Decoder::new(self.format, self.max_message);
+        let mut decoder = Decoder::new(self.format, self.max_message).event_limit(self.max_event);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -119,7 +123,7 @@ impl Connection {
             }
             let (ticks, fatal) =
                 decoder.drain(&mut buf, |line, error| self.reject(&write, line, error));
-            if self.inbox.publish(ticks).await.is_err() || fatal {
+            if self.inbox.publish_items(ticks).await.is_err() || fatal {
                 break;
             }
         }
@@ -164,6 +168,13 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Refuses event `data` over `max_event` bytes (NDJSON; the default is
+    /// `--max-event-bytes`'s).
+    pub fn event_limit(mut self, max_event: usize) -> Self {
+        self.lines = LineDecoder::with_event_limit(max_event);
+        self
+    }
+
     /// A decoder for `format` that rejects messages over `max_message` bytes.
     pub fn new(format: Format, max_message: usize) -> Self {
         Self {
@@ -182,13 +193,13 @@ impl Decoder {
         &mut self,
         buf: &mut BytesMut,
         mut reject: impl FnMut(u64, &DecodeError),
-    ) -> (Vec<Tick>, bool) {
+    ) -> (Vec<Item>, bool) {
         let recv_ns = now_ns();
         let mut ticks = Vec::new();
-        let mut accept = |result: Result<Tick, DecodeError>, line: u64| match result {
-            Ok(mut tick) => {
-                tick.recv_ns = recv_ns;
-                ticks.push(tick);
+        let mut accept = |result: Result<Item, DecodeError>, line: u64| match result {
+            Ok(mut item) => {
+                item.stamp(recv_ns);
+                ticks.push(item);
             }
             Err(error) => reject(line, &error),
         };
@@ -230,7 +241,7 @@ impl Decoder {
                 while let Some(result) = protobuf::next_message(buf, self.max_message) {
                     self.line += 1;
                     let fatal = matches!(&result, Err(e) if e.ends_stream());
-                    accept(result, self.line);
+                    accept(result.map(Item::Tick), self.line);
                     if fatal {
                         return (ticks, true);
                     }
@@ -265,7 +276,7 @@ mod tests {
         assert_eq!(rejected, vec![(2, "bad_json")]);
         buf.extend_from_slice(b"ice\":2,\"ts_ns\":2}\n");
         let (ticks, _) = d.drain(&mut buf, |_, _| panic!("valid"));
-        assert_eq!(ticks[0].price, Some(2.0));
+        assert_eq!(ticks[0].tick().unwrap().price, Some(2.0));
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! [`Interest`]: how many sessions want each symbol, per encoding, so the sequencer encodes a
-//! tick only into the encodings its subscribers use.
+//! [`Interest`]: how many sessions want each key (symbol or channel), per encoding, so the
+//! sequencer encodes a tick or event only into the encodings its subscribers use.
 //!
 //! Sessions update the counts when they subscribe, unsubscribe or leave (rare; the map is
 //! behind a `RwLock` that only those paths and `/stats` take). The sequencer caches each
-//! symbol's [`SymbolInterest`] once and then reads its atomics per tick without a lock.
+//! key's [`SymbolInterest`] once and then reads its atomics per tick without a lock.
 //! The counts are a hint: a shard that meets a subscriber whose encoding was not prepared
 //! encodes it itself (see [`Frames`](crate::encode::Frames)).
 
@@ -12,24 +12,24 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 use crate::encode::{Encoding, Wire};
-use crate::tick::Symbol;
+use crate::event::Key;
 
-/// Subscriber counts per symbol and encoding, plus the `*` subscribers.
+/// Subscriber counts per key and encoding, plus the `*` subscribers (of every symbol).
 #[derive(Debug, Default)]
 pub struct Interest {
-    by_symbol: RwLock<HashMap<Symbol, Arc<SymbolInterest>>>,
+    by_symbol: RwLock<HashMap<Key, Arc<SymbolInterest>>>,
     wildcard: SymbolInterest,
 }
 
-/// Subscriber counts of one symbol, per encoding.
+/// Subscriber counts of one key, per encoding.
 #[derive(Debug, Default)]
 pub struct SymbolInterest {
     counts: [AtomicU32; 3],
 }
 
 impl Interest {
-    /// The counts of `symbol`, created at zero on first use.
-    pub fn entry(&self, symbol: &Symbol) -> Arc<SymbolInterest> {
+    /// The counts of `symbol` (a symbol or channel key), created at zero on first use.
+    pub fn entry(&self, symbol: &Key) -> Arc<SymbolInterest> {
         if let Some(found) = self.read().get(symbol) {
             return found.clone();
         }
@@ -41,25 +41,26 @@ impl Interest {
     }
 
     /// A session of `encoding` subscribed to `symbol` (`None`: to `*`).
-    pub fn add(&self, symbol: Option<&Symbol>, encoding: Encoding) {
+    pub fn add(&self, symbol: Option<&Key>, encoding: Encoding) {
         self.counts(symbol, |c| c.counts[encoding.index()].fetch_add(1, Relaxed));
     }
 
     /// A session of `encoding` unsubscribed from `symbol` (`None`: from `*`).
-    pub fn remove(&self, symbol: Option<&Symbol>, encoding: Encoding) {
+    pub fn remove(&self, symbol: Option<&Key>, encoding: Encoding) {
         self.counts(symbol, |c| c.counts[encoding.index()].fetch_sub(1, Relaxed));
     }
 
-    /// Whether any session wants `wire` frames of the symbol whose counts are `symbol`.
-    pub fn wants(&self, symbol: &SymbolInterest, wire: Wire) -> bool {
+    /// Whether any session wants `wire` frames of the key whose counts are `symbol`;
+    /// `wildcard`: the key is a symbol, which `*` subscribers receive too.
+    pub fn wants(&self, symbol: &SymbolInterest, wildcard: bool, wire: Wire) -> bool {
         Encoding::ALL
             .iter()
             .filter(|e| e.wire() == wire)
-            .any(|e| symbol.count(*e) + self.wildcard.count(*e) > 0)
+            .any(|e| symbol.count(*e) + if wildcard { self.wildcard.count(*e) } else { 0 } > 0)
     }
 
-    /// Subscribers per symbol (all encodings, not counting `*`), and the `*` subscribers.
-    pub fn totals(&self) -> (Vec<(Symbol, u32)>, u32) {
+    /// Subscribers per key (all encodings, not counting `*`), and the `*` subscribers.
+    pub fn totals(&self) -> (Vec<(Key, u32)>, u32) {
         let mut per_symbol: Vec<_> = self
             .read()
             .iter()
@@ -70,7 +71,7 @@ impl Interest {
         (per_symbol, self.wildcard.total())
     }
 
-    fn counts(&self, symbol: Option<&Symbol>, f: impl FnOnce(&SymbolInterest) -> u32) {
+    fn counts(&self, symbol: Option<&Key>, f: impl FnOnce(&SymbolInterest) -> u32) {
         match symbol {
             None => {
                 f(&self.wildcard);
@@ -81,7 +82,7 @@ impl Interest {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Symbol, Arc<SymbolInterest>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Arc<SymbolInterest>>> {
         // A panic while holding the lock leaves plain counters behind: still usable.
         self.by_symbol
             .read()

@@ -1,12 +1,13 @@
-//! The sequencer: the single owner of per-symbol sequence numbers.
+//! The sequencer: the single owner of per-key sequence numbers.
 //!
-//! Receives validated ticks from the [`Inbox`](crate::ingest::Inbox), assigns each its
-//! [`Seq`] (1, 2, 3, ... per symbol, never a gap), encodes it once into the encodings that
+//! Receives validated ticks and events ([`Item`]s) from the [`Inbox`](crate::ingest::Inbox),
+//! assigns each its [`Seq`] (1, 2, 3, ... per symbol or channel, never a gap), encodes it once into the encodings that
 //! have subscribers ([`Frames`]), and hands every shard the same batch of `Arc<Frames>`
 //! through its bounded crossbeam queue. A full queue blocks the sequencer, which fills the
 //! inbox, which stops ingest reads: backpressure all the way to the publisher, no drops.
 //!
-//! Each shard sees every tick in seq order, so it keeps its own last value per symbol and
+//! Its output is one stream of sequenced items, ticks and events interleaved in arrival
+//! order. Each shard sees every item in seq order, so it keeps its own last value per key and
 //! serves snapshots and `/price` from it without sharing a map across threads.
 
 pub mod interest;
@@ -21,14 +22,15 @@ use tracing::{debug, warn};
 
 use crate::encode::{Frames, Wire};
 use crate::error::ErrorCode;
+use crate::event::{Item, Key};
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
-use crate::tick::{Seq, Symbol, Tick};
+use crate::tick::Seq;
 pub use interest::Interest;
 use interest::SymbolInterest;
 pub use queue::{Batch, TickQueue, TickSender, tick_queue};
 
-/// Per-symbol sequencing state.
+/// Per-key sequencing state.
 #[derive(Debug)]
 struct SymbolSeq {
     next: Seq,
@@ -38,7 +40,7 @@ struct SymbolSeq {
 /// The sequencer's state; [`Sequencer::run`] consumes it on its own thread.
 #[derive(Debug)]
 pub struct Sequencer {
-    symbols: HashMap<Symbol, SymbolSeq>,
+    symbols: HashMap<Key, SymbolSeq>,
     shards: Vec<TickSender>,
     interest: Arc<Interest>,
     metrics: Arc<Metrics>,
@@ -64,7 +66,7 @@ impl Sequencer {
 
     /// Sequences batches until the inbox closes or shutdown, then drains what is queued and
     /// closes the shard queues (which tells the shards no more ticks will come).
-    pub async fn run(mut self, mut inbox: mpsc::Receiver<Vec<Tick>>, shutdown: Shutdown) {
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Vec<Item>>, shutdown: Shutdown) {
         loop {
             let batch = tokio::select! {
                 // Ticks first: a batch already accepted is always sequenced and delivered.
@@ -91,7 +93,7 @@ impl Sequencer {
     }
 
     /// Sequences, encodes and hands on one batch (blocking while a shard queue is full).
-    pub fn sequence(&mut self, ticks: Vec<Tick>) {
+    pub fn sequence(&mut self, ticks: Vec<Item>) {
         let batch: Batch = ticks
             .into_iter()
             .filter_map(|tick| self.prepare(tick))
@@ -106,28 +108,34 @@ impl Sequencer {
         metrics::add(&self.metrics.ticks_in, batch.len() as u64);
     }
 
-    /// Assigns the tick its seq and pre-encodes it; `None` if it is a new symbol beyond
-    /// `--max-symbols` (counted as `symbol_limit`).
-    fn prepare(&mut self, mut tick: Tick) -> Option<Frames> {
-        let known = self.symbols.contains_key(&tick.symbol);
+    /// Assigns the item its seq and pre-encodes it; `None` if it is a new key beyond
+    /// `--max-symbols` (symbols and channels together; counted as `symbol_limit`).
+    fn prepare(&mut self, mut item: Item) -> Option<Frames> {
+        let key = item.key();
+        let known = self.symbols.contains_key(&key);
         if !known && self.symbols.len() >= self.max_symbols {
             self.metrics.count_error(ErrorCode::SymbolLimit);
-            warn!(symbol = %tick.symbol, limit = self.max_symbols, "tick of a new symbol refused: --max-symbols reached");
+            warn!(
+                key = key.as_str(),
+                limit = self.max_symbols,
+                "item of a new symbol or channel refused: --max-symbols reached"
+            );
             return None;
         }
         let interest = &self.interest;
         let state = self
             .symbols
-            .entry(tick.symbol.clone())
+            .entry(key.clone())
             .or_insert_with(|| SymbolSeq {
                 next: Seq::FIRST,
-                interest: interest.entry(&tick.symbol),
+                interest: interest.entry(&key),
             });
-        tick.seq = state.next;
+        item.set_seq(state.next);
         state.next = state.next.next();
-        let frames = Frames::new(tick);
+        let wildcard = key.in_wildcard();
+        let frames = Frames::of(item);
         for wire in [Wire::Json, Wire::Protobuf] {
-            if self.interest.wants(&state.interest, wire) {
+            if self.interest.wants(&state.interest, wildcard, wire) {
                 frames.frame(wire);
             }
         }

@@ -8,7 +8,9 @@ use prost::Message as _;
 use serde::Deserialize;
 use simd_json::Buffers;
 
+use crate::auth::{AuthError, Token};
 use crate::error::ErrorCode;
+use crate::event::{Channel, EventError, Key};
 use crate::proto;
 use crate::tick::{Seq, Symbol, TickError};
 
@@ -26,8 +28,12 @@ pub enum Control {
         /// Echoed back.
         id: u64,
     },
-    /// Replay each symbol after the given seq, then go live.
+    /// Replay each symbol or channel after the given seq, then go live.
     Resume(Positions),
+    /// Authenticate a connection opened without a token.
+    Auth(Token),
+    /// Replace the session's token with a newer one of the same user.
+    Refresh(Token),
     /// Send `{"type":"heartbeat"}` every `interval` (zero: stop).
     Heartbeat {
         /// The interval.
@@ -35,31 +41,33 @@ pub enum Control {
     },
 }
 
-/// Where a resuming client is: the last seq it has of each symbol, in the history `epoch`
+/// Where a resuming client is: the last seq it has of each symbol or channel, in the history `epoch`
 /// names (`None`: the client did not say; the relay then trusts the seqs).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Positions {
-    /// Symbol and the last seq the client has, sorted by symbol, no duplicates.
-    pub from: Vec<(Symbol, Seq)>,
+    /// Key and the last seq the client has, sorted, no duplicates.
+    pub from: Vec<(Key, Seq)>,
     /// The epoch of the history those seqs belong to.
     pub epoch: Option<u64>,
 }
 
 impl std::ops::Deref for Positions {
-    type Target = [(Symbol, Seq)];
+    type Target = [(Key, Seq)];
 
     fn deref(&self) -> &Self::Target {
         &self.from
     }
 }
 
-/// A set of symbols, or `*` (every symbol).
+/// A set of symbols (or `*`, every symbol) and event channels.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Selection {
     /// `*` was named.
     pub all: bool,
     /// The symbols named (validated, no duplicates, in the order given).
     pub symbols: Vec<Symbol>,
+    /// The channels named (validated, no duplicates, in the order given).
+    pub channels: Vec<Channel>,
 }
 
 impl Selection {
@@ -92,9 +100,53 @@ impl Selection {
         Ok(selection)
     }
 
+    /// Parses a list of channel names and adds them (`limit` counts symbols too).
+    pub fn add_channels<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+        limit: usize,
+    ) -> Result<(), ControlError> {
+        for name in names {
+            let channel = Channel::parse(name).map_err(|reason| ControlError::InvalidChannel {
+                channel: name.chars().take(80).collect(),
+                reason,
+            })?;
+            if !self.channels.contains(&channel) {
+                self.channels.push(channel);
+            }
+            if self.len() > limit {
+                return Err(ControlError::TooManySymbols {
+                    requested: self.len(),
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The symbols and channels named, as keys (not `*`).
+    pub fn keys(&self) -> Vec<Key> {
+        let symbols = self.symbols.iter().cloned().map(Key::Symbol);
+        symbols
+            .chain(self.channels.iter().cloned().map(Key::Channel))
+            .collect()
+    }
+
+    /// The selection of exactly these keys.
+    pub fn of_keys(keys: &[Key]) -> Self {
+        let mut selection = Self::default();
+        for key in keys {
+            match key {
+                Key::Symbol(s) => selection.symbols.push(s.clone()),
+                Key::Channel(c) => selection.channels.push(c.clone()),
+            }
+        }
+        selection
+    }
+
     /// How many entries the selection counts for against the per-client limit.
     pub fn len(&self) -> usize {
-        self.symbols.len() + usize::from(self.all)
+        self.symbols.len() + self.channels.len() + usize::from(self.all)
     }
 
     /// Whether nothing is selected.
@@ -114,7 +166,7 @@ pub enum ControlError {
     UnknownField(String),
     /// An `op` the relay does not know.
     #[error(
-        "unknown op `{0}`; expected subscribe, unsubscribe, snapshot, ping, resume or heartbeat"
+        "unknown op `{0}`; expected subscribe, unsubscribe, snapshot, ping, resume, heartbeat, auth or refresh"
     )]
     UnknownOp(String),
     /// The op needs a field that is missing.
@@ -133,6 +185,14 @@ pub enum ControlError {
         /// What is wrong with it.
         reason: TickError,
     },
+    /// A channel name is not valid.
+    #[error("channel `{channel}`: {reason}")]
+    InvalidChannel {
+        /// The name given (truncated).
+        channel: String,
+        /// What is wrong with it.
+        reason: EventError,
+    },
     /// More symbols than `--max-symbols-per-client`.
     #[error("{requested} symbols requested, the limit is {limit}")]
     TooManySymbols {
@@ -150,6 +210,12 @@ pub enum ControlError {
     /// More control messages per second than allowed.
     #[error("more than {0} control messages per second")]
     RateLimited(u32),
+    /// Symbols or channels the session's token does not allow.
+    #[error("not allowed for this token: {0}")]
+    Forbidden(String),
+    /// A token was refused, or is needed first.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl ControlError {
@@ -160,10 +226,13 @@ impl ControlError {
             Self::UnknownField(_) => ErrorCode::UnknownField,
             Self::UnknownOp(_) => ErrorCode::UnknownOp,
             Self::InvalidSymbol { .. } => ErrorCode::InvalidSymbol,
+            Self::InvalidChannel { .. } => ErrorCode::InvalidChannel,
             Self::TooManySymbols { .. } => ErrorCode::TooManySymbols,
             Self::BinaryNotSupported => ErrorCode::BinaryNotSupported,
             Self::AlreadySubscribed(_) => ErrorCode::AlreadySubscribed,
             Self::RateLimited(_) => ErrorCode::RateLimited,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::Auth(e) => e.code(),
         }
     }
 }
@@ -179,10 +248,13 @@ pub struct ControlParser {
 struct RawControl {
     op: String,
     symbols: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
     id: Option<u64>,
     from: Option<HashMap<String, u64>>,
     epoch: Option<u64>,
+    from_channels: Option<HashMap<String, u64>>,
     interval_ms: Option<u64>,
+    token: Option<String>,
 }
 
 impl ControlParser {
@@ -205,14 +277,18 @@ impl ControlParser {
                     ControlError::BadMessage(text)
                 }
             })?;
+        let limit = self.limit;
         let symbols = |op| {
-            raw.symbols
-                .as_ref()
-                .ok_or(ControlError::MissingField {
+            if raw.symbols.is_none() && raw.channels.is_none() {
+                return Err(ControlError::MissingField {
                     op,
                     field: "symbols",
-                })
-                .and_then(|names| Selection::parse(names.iter().map(String::as_str), self.limit))
+                });
+            }
+            let names = raw.symbols.iter().flatten().map(String::as_str);
+            let mut selection = Selection::parse(names, limit)?;
+            selection.add_channels(raw.channels.iter().flatten().map(String::as_str), limit)?;
+            Ok(selection)
         };
         match raw.op.as_str() {
             "subscribe" => symbols("subscribe").map(Control::Subscribe),
@@ -222,11 +298,19 @@ impl ControlParser {
                 id: raw.id.unwrap_or(0),
             }),
             "resume" => {
-                let from = raw.from.as_ref().ok_or(ControlError::MissingField {
-                    op: "resume",
-                    field: "from",
-                })?;
-                let mut positions = resume(from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)?;
+                if raw.from.is_none() && raw.from_channels.is_none() {
+                    return Err(ControlError::MissingField {
+                        op: "resume",
+                        field: "from",
+                    });
+                }
+                let symbols = raw.from.iter().flatten().map(|(k, v)| (k.as_str(), *v));
+                let channels = raw
+                    .from_channels
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), *v));
+                let mut positions = resume_keys(symbols, channels, self.limit)?;
                 positions.epoch = raw.epoch;
                 Ok(Control::Resume(positions))
             }
@@ -237,6 +321,17 @@ impl ControlParser {
                 })?;
                 Ok(Control::Heartbeat {
                     interval: Duration::from_millis(ms),
+                })
+            }
+            "auth" | "refresh" => {
+                let token = raw.token.clone().ok_or(ControlError::MissingField {
+                    op: if raw.op == "auth" { "auth" } else { "refresh" },
+                    field: "token",
+                })?;
+                Ok(if raw.op == "auth" {
+                    Control::Auth(Token(token))
+                } else {
+                    Control::Refresh(Token(token))
                 })
             }
             other => Err(ControlError::UnknownOp(other.chars().take(40).collect())),
@@ -250,6 +345,11 @@ impl ControlParser {
             .map_err(|e| ControlError::BadMessage(e.to_string()))?;
         let names =
             |s: &proto::Symbols| Selection::parse(s.symbols.iter().map(String::as_str), self.limit);
+        let channels = |c: &proto::Channels| {
+            let mut selection = Selection::default();
+            selection.add_channels(c.channels.iter().map(String::as_str), self.limit)?;
+            Ok(selection)
+        };
         match message.msg {
             None => Err(ControlError::BadMessage(
                 "ClientMessage has no msg set".into(),
@@ -259,12 +359,20 @@ impl ControlParser {
             Some(Msg::Snapshot(s)) => names(&s).map(Control::Snapshot),
             Some(Msg::Ping(p)) => Ok(Control::Ping { id: p.id }),
             Some(Msg::Resume(r)) => {
-                let mut positions =
-                    resume(r.from.iter().map(|(k, v)| (k.as_str(), *v)), self.limit)?;
+                let mut positions = resume_keys(
+                    r.from.iter().map(|(k, v)| (k.as_str(), *v)),
+                    r.channels.iter().map(|(k, v)| (k.as_str(), *v)),
+                    self.limit,
+                )?;
                 // proto3: 0 is "not set"; epochs are never 0.
                 positions.epoch = (r.epoch != 0).then_some(r.epoch);
                 Ok(Control::Resume(positions))
             }
+            Some(Msg::Auth(a)) => Ok(Control::Auth(Token(a.token))),
+            Some(Msg::Refresh(a)) => Ok(Control::Refresh(Token(a.token))),
+            Some(Msg::SubscribeChannels(c)) => channels(&c).map(Control::Subscribe),
+            Some(Msg::UnsubscribeChannels(c)) => channels(&c).map(Control::Unsubscribe),
+            Some(Msg::SnapshotChannels(c)) => channels(&c).map(Control::Snapshot),
             Some(Msg::Heartbeat(h)) => Ok(Control::Heartbeat {
                 interval: Duration::from_millis(u64::from(h.interval_ms)),
             }),
@@ -285,19 +393,39 @@ pub fn resume<'a>(
     positions: impl IntoIterator<Item = (&'a str, u64)>,
     limit: usize,
 ) -> Result<Positions, ControlError> {
+    resume_keys(positions, std::iter::empty(), limit)
+}
+
+/// Parses symbol and channel positions (`?resume=`, `?resume_channels=`, the resume op).
+pub fn resume_keys<'a>(
+    symbols: impl IntoIterator<Item = (&'a str, u64)>,
+    channels: impl IntoIterator<Item = (&'a str, u64)>,
+    limit: usize,
+) -> Result<Positions, ControlError> {
     let mut out = Vec::new();
-    for (name, seq) in positions {
+    let too_many = || ControlError::TooManySymbols {
+        requested: limit + 1,
+        limit,
+    };
+    for (name, seq) in symbols {
         if out.len() == limit {
-            return Err(ControlError::TooManySymbols {
-                requested: limit + 1,
-                limit,
-            });
+            return Err(too_many());
         }
         let symbol = Symbol::parse(name).map_err(|reason| ControlError::InvalidSymbol {
             symbol: name.chars().take(80).collect(),
             reason,
         })?;
-        out.push((symbol, Seq(seq)));
+        out.push((Key::Symbol(symbol), Seq(seq)));
+    }
+    for (name, seq) in channels {
+        if out.len() == limit {
+            return Err(too_many());
+        }
+        let channel = Channel::parse(name).map_err(|reason| ControlError::InvalidChannel {
+            channel: name.chars().take(80).collect(),
+            reason,
+        })?;
+        out.push((Key::Channel(channel), Seq(seq)));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out.dedup_by(|a, b| a.0 == b.0);
@@ -334,6 +462,23 @@ mod tests {
         };
         assert_eq!(from[0].0.as_str(), "A");
         assert_eq!(from[0].1, Seq(9));
+        let Control::Subscribe(sel) =
+            json(r#"{"op":"subscribe","channels":["news","news","user:7"]}"#).unwrap()
+        else {
+            panic!("subscribe channels")
+        };
+        assert_eq!((sel.symbols.len(), sel.channels.len()), (0, 2));
+        let Control::Resume(from) = json(r#"{"op":"resume","from_channels":{"news":3}}"#).unwrap()
+        else {
+            panic!("resume channels")
+        };
+        assert!(matches!(&from[0], (Key::Channel(c), Seq(3)) if c.as_str() == "news"));
+        assert_eq!(
+            json(r#"{"op":"subscribe","channels":["user:"]}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_channel"
+        );
     }
 
     #[test]
@@ -460,7 +605,7 @@ mod tests {
                 let expected = Positions {
                     from: from
                         .iter()
-                        .map(|(s, q)| (Symbol::parse(s).unwrap(), Seq(*q)))
+                        .map(|(s, q)| (Key::Symbol(Symbol::parse(s).unwrap()), Seq(*q)))
                         .collect(),
                     epoch: None,
                 };
@@ -472,6 +617,7 @@ mod tests {
                     msg: Some(Msg::Resume(proto::Resume {
                         from: from.into_iter().collect(),
                         epoch: 0,
+                        ..proto::Resume::default()
                     })),
                 };
                 (Control::Resume(expected), json, proto)

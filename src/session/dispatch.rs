@@ -3,25 +3,33 @@
 //! resume, heartbeat), WebSocket pings and closes, echoes on `/echo` — answered through
 //! the shard's methods. Refusals are typed ([`ControlError`]), counted and answered with an
 //! `error` message; the session stays open.
+//!
+//! Auth: a session opened without a token (auth on, no `--allow-anonymous`) is pending:
+//! nothing is sent and nothing subscribed until its first message, `{"op":"auth"}`, is a
+//! valid token; anything else, a refused token or the handshake timeout closes it with 4001.
+//! Every subscribe, snapshot and resume is checked against the session's [`Identity`]; a
+//! token that runs out closes the session with 4002; a refresh that narrows the allow-list
+//! unsubscribes what it no longer allows.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::debug;
 
 use super::control::{Control, ControlError, ControlParser, Selection};
-use super::handshake::{Mode, SessionParams};
+use super::handshake::{self, Admission, Mode, SessionParams};
 use super::wire::{FrameReader, Incoming, WireError};
+use crate::auth::{AuthError, Identity, Token, UserSlot};
 use crate::encode::ws_frame::{self, OpCode};
 use crate::encode::{Encoding, Message};
 use crate::error::ErrorCode;
+use crate::event::Key;
 use crate::limits::TokenBucket;
-use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore};
-use crate::tick::{Symbol, now_ns};
+use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore, Transport};
+use crate::tick::now_ns;
 
 /// The session-side state of one client: what only its task reads.
 #[derive(Debug)]
@@ -34,60 +42,109 @@ pub(super) struct Session {
     control_rate: TokenBucket,
     /// Application heartbeat interval the client asked for.
     pub(super) heartbeat: Option<Duration>,
+    /// Who the client is; `None` while it has still to authenticate in-band.
+    identity: Option<Identity>,
+    /// Its place in its user's connection count (dropped with the session).
+    user_slot: Option<UserSlot>,
+    /// The connect-time request of a pending session, served once it authenticates (boxed:
+    /// most sessions never hold one, and idle sessions are counted in bytes).
+    deferred: Option<Box<SessionParams>>,
+    /// When the pending session must have authenticated, or the session's token runs out.
+    pub(super) deadline: Option<Instant>,
 }
 
-/// Registers a new client, subscribes it and queues `welcome` and snapshots or replays.
+/// Registers a new client; if it is admitted with an identity, subscribes it and queues
+/// `welcome` and snapshots or replays, otherwise waits for its in-band auth.
 pub(super) fn open(
     core: &mut ShardCore,
-    stream: Rc<TcpStream>,
+    stream: Rc<Transport>,
     signal: Rc<Notify>,
     params: SessionParams,
+    admission: Admission,
 ) -> Session {
     let now = Instant::now();
     let (key, id) = core.open(stream, signal, params.encoding, params.slow);
-    let session = Session {
+    let mut session = Session {
         key,
         id,
         encoding: params.encoding,
         mode: params.mode,
         control_rate: TokenBucket::new(core.shared().live.max_control_rate(), now),
         heartbeat: None,
+        identity: None,
+        user_slot: admission.slot,
+        deferred: None,
+        deadline: None,
     };
     if params.mode == Mode::Echo {
         return session;
     }
-    let resumed: Vec<Symbol> = params.resume.iter().map(|(s, _)| s.clone()).collect();
-    let mut welcome_symbols = params.selection.symbols.clone();
-    welcome_symbols.extend(
-        resumed
-            .iter()
-            .filter(|s| !params.selection.symbols.contains(s))
-            .cloned(),
-    );
-    let welcome = Message::Welcome {
-        session: id,
-        shard: core.id() as u32,
-        encoding: params.encoding,
-        all: params.selection.all,
-        symbols: &welcome_symbols,
-        epoch: core.shared().epoch,
-    };
-    core.send(key, &welcome, now);
-    // The connect-time lists were validated against the limit by the handshake already.
-    let live: Vec<Symbol> = params
-        .selection
-        .symbols
-        .iter()
-        .filter(|s| !resumed.contains(s))
-        .cloned()
-        .collect();
-    let added = core.subscribe(key, params.selection.all, &live);
-    core.send_snapshots(key, &added, now);
-    core.resume(key, &params.resume, params.resume.epoch, now);
+    match admission.identity {
+        Some(identity) => start(core, &mut session, identity, &params, now),
+        None => {
+            session.deadline = Some(now + core.shared().config.handshake_timeout);
+            session.deferred = Some(Box::new(params));
+        }
+    }
     // The connect burst is compressed; a client that stays idle should not hold deflate state.
     core.release_encoder(key);
     core.flush(key);
     session
+}
+
+/// Starts an admitted session: `welcome`, then the connect-time subscriptions, snapshots
+/// and replays (the handshake checked them against the limit and, with a token at connect,
+/// against the identity).
+fn start(
+    core: &mut ShardCore,
+    session: &mut Session,
+    identity: Identity,
+    params: &SessionParams,
+    now: Instant,
+) {
+    let key = session.key;
+    let resumed: Vec<Key> = params.resume.iter().map(|(s, _)| s.clone()).collect();
+    let named = params.selection.keys();
+    let mut welcome_keys = named.clone();
+    welcome_keys.extend(resumed.iter().filter(|s| !named.contains(s)).cloned());
+    let welcomed = Selection::of_keys(&welcome_keys);
+    let welcome = Message::Welcome {
+        session: session.id,
+        shard: core.id() as u32,
+        encoding: params.encoding,
+        all: params.selection.all,
+        symbols: &welcomed.symbols,
+        channels: &welcomed.channels,
+        user: identity.user.as_deref(),
+        expires_ns: identity.expires_s.map(|s| s.saturating_mul(1_000_000_000)),
+        epoch: core.shared().epoch,
+    };
+    core.send(key, &welcome, now);
+    let live: Vec<Key> = named.into_iter().filter(|s| !resumed.contains(s)).collect();
+    let added = core.subscribe(key, params.selection.all, &live);
+    core.send_snapshots(key, &added, now);
+    core.resume(key, &params.resume, params.resume.epoch, now);
+    session.deadline = expiry(&identity, now);
+    core.set_user(key, identity.user.clone());
+    session.identity = Some(identity);
+}
+
+/// A session's deadline passed: a pending session did not authenticate in time (4001), or
+/// the token ran out (4002).
+pub(super) fn deadline_passed(core: &mut ShardCore, session: &mut Session) {
+    let now = Instant::now();
+    session.deadline = None;
+    let (error, close, reason) = if session.identity.is_none() {
+        (
+            AuthError::Missing,
+            CLOSE_AUTH_FAILED,
+            "authentication required",
+        )
+    } else {
+        (AuthError::Expired, CLOSE_TOKEN_EXPIRED, "token expired")
+    };
+    close_for_auth(core, session, &error, close, reason, now);
+    core.flush(session.key);
 }
 
 /// Handles every complete frame in `input`; false once the client has closed or broken the
@@ -161,11 +218,153 @@ fn handle_message(
         }
         Incoming::Binary(_) => Err(ControlError::BinaryNotSupported),
     };
+    if session.identity.is_none() && session.mode == Mode::Feed {
+        // Pending: the only message that counts is a valid auth; anything else ends it.
+        return match control {
+            Ok(Control::Auth(token)) => authenticate(core, session, &token, now),
+            Ok(_) => {
+                let error = AuthError::Missing;
+                close_for_auth(
+                    core,
+                    session,
+                    &error,
+                    CLOSE_AUTH_FAILED,
+                    "authentication required",
+                    now,
+                );
+                false
+            }
+            Err(error) => {
+                refuse(core, session, &error, now);
+                let error = AuthError::Missing;
+                close_for_auth(
+                    core,
+                    session,
+                    &error,
+                    CLOSE_AUTH_FAILED,
+                    "authentication required",
+                    now,
+                );
+                false
+            }
+        };
+    }
     match control {
         Ok(control) => apply(core, session, control, now),
         Err(error) => refuse(core, session, &error, now),
     }
     true
+}
+
+/// A pending session's `auth`: a valid token starts the session; a refused one closes it
+/// with 4001. Returns whether the session goes on.
+fn authenticate(core: &mut ShardCore, session: &mut Session, token: &Token, now: Instant) -> bool {
+    let auth = &core.shared().auth;
+    let admitted = auth
+        .verify(token)
+        .and_then(|identity| auth.slot(&identity).map(|slot| (identity, slot)));
+    let (identity, slot) = match admitted {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            let close = if error == AuthError::Expired {
+                CLOSE_TOKEN_EXPIRED
+            } else {
+                CLOSE_AUTH_FAILED
+            };
+            close_for_auth(core, session, &error, close, "authentication failed", now);
+            return false;
+        }
+    };
+    session.user_slot = slot;
+    let mut params = *session
+        .deferred
+        .take()
+        .expect("a pending session keeps its connect-time request");
+    // The connect-time request was not checked against an identity yet: serve what it may
+    // read and refuse the rest.
+    let refused = handshake::forbidden(&identity, &params.selection, &params.resume);
+    params.selection.all &= identity.may_read_all();
+    params
+        .selection
+        .symbols
+        .retain(|s| identity.may_read(&Key::Symbol(s.clone())));
+    params
+        .selection
+        .channels
+        .retain(|c| identity.may_read(&Key::Channel(c.clone())));
+    params.resume.from.retain(|(k, _)| identity.may_read(k));
+    start(core, session, identity, &params, now);
+    if !refused.is_empty() {
+        refuse(core, session, &ControlError::Forbidden(refused), now);
+    }
+    true
+}
+
+/// `refresh` (or `auth` again): a newer token of the same user replaces the current one;
+/// what the new allow-list no longer allows is unsubscribed (and acknowledged as such).
+fn refresh(core: &mut ShardCore, session: &mut Session, token: &Token, now: Instant) {
+    let identity = match core.shared().auth.verify(token) {
+        Ok(identity) => identity,
+        Err(error) => return refuse(core, session, &error.into(), now),
+    };
+    let current = session.identity.as_ref().and_then(|i| i.user.clone());
+    if current.is_some() && current != identity.user {
+        return refuse(core, session, &AuthError::OtherUser.into(), now);
+    }
+    if current.is_none() {
+        // An anonymous session becoming a user's: it takes a place in that user's count.
+        match core.shared().auth.slot(&identity) {
+            Ok(slot) => session.user_slot = slot,
+            Err(error) => return refuse(core, session, &error.into(), now),
+        }
+    }
+    let key = session.key;
+    let (all, keys) = core.subscribed(key);
+    let drop_all = all && !identity.may_read_all();
+    let dropped: Vec<Key> = keys.into_iter().filter(|k| !identity.may_read(k)).collect();
+    if drop_all || !dropped.is_empty() {
+        core.unsubscribe(key, drop_all, &dropped);
+        let mut gone = Selection::of_keys(&dropped);
+        gone.all = drop_all;
+        ack(core, session, "unsubscribed", &gone, now);
+    }
+    session.deadline = expiry(&identity, now);
+    let message = Message::Authenticated {
+        user: identity.user.as_deref().unwrap_or_default(),
+        expires_ns: identity
+            .expires_s
+            .map_or(0, |s| s.saturating_mul(1_000_000_000)),
+    };
+    core.send(key, &message, now);
+    core.set_user(key, identity.user.clone());
+    session.identity = Some(identity);
+}
+
+/// Sends the auth error, then closes with `close` (4001 or 4002).
+fn close_for_auth(
+    core: &mut ShardCore,
+    session: &Session,
+    error: &AuthError,
+    close: u16,
+    reason: &str,
+    now: Instant,
+) {
+    let code = error.code();
+    core.shared().metrics.count_error(code);
+    debug!(session = session.id, code = code.as_str(), %error, "session closed by auth");
+    let message = Message::Error {
+        code: code.as_str(),
+        message: &error.to_string(),
+    };
+    core.send(session.key, &message, now);
+    core.close(session.key, close, reason, now + SLOW_CLOSE_GRACE, false);
+}
+
+/// When `identity`'s token runs out, as an instant (`None`: no token).
+fn expiry(identity: &Identity, now: Instant) -> Option<Instant> {
+    let expires_s = identity.expires_s?;
+    let now_s = now_ns() / 1_000_000_000;
+    Some(now + Duration::from_secs(expires_s.saturating_sub(now_s)))
 }
 
 /// Runs `parse` with this thread's control parser, whose scratch buffers every session on
@@ -199,29 +398,39 @@ fn refuse(core: &mut ShardCore, session: &Session, error: &ControlError, now: In
 fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Instant) {
     let key = session.key;
     match control {
+        Control::Auth(token) | Control::Refresh(token) => refresh(core, session, &token, now),
         Control::Subscribe(selection) => {
-            if let Err(error) = check_limit(core, key, selection.all, &selection.symbols) {
+            if let Err(error) = check_allowed(session, &selection, &[]) {
                 return refuse(core, session, &error, now);
             }
-            let added = core.subscribe(key, selection.all, &selection.symbols);
-            ack(core, key, "subscribed", &selection, now);
+            let keys = selection.keys();
+            if let Err(error) = check_limit(core, key, selection.all, &keys) {
+                return refuse(core, session, &error, now);
+            }
+            let added = core.subscribe(key, selection.all, &keys);
+            ack(core, session, "subscribed", &selection, now);
             core.send_snapshots(key, &added, now);
         }
         Control::Unsubscribe(selection) => {
-            core.unsubscribe(key, selection.all, &selection.symbols);
-            ack(core, key, "unsubscribed", &selection, now);
+            core.unsubscribe(key, selection.all, &selection.keys());
+            ack(core, session, "unsubscribed", &selection, now);
         }
         Control::Snapshot(selection) => {
-            let wanted = if selection.all {
-                Added::All
-            } else {
-                Added::Symbols(selection.symbols.clone())
+            if let Err(error) = check_allowed(session, &selection, &[]) {
+                return refuse(core, session, &error, now);
+            }
+            let wanted = Added {
+                all: selection.all,
+                keys: selection.keys(),
             };
             core.send_snapshots(key, &wanted, now);
-            ack(core, key, "snapshot", &selection, now);
+            ack(core, session, "snapshot", &selection, now);
         }
         Control::Ping { id } => core.send(key, &Message::Pong { id }, now),
         Control::Resume(positions) => {
+            if let Err(error) = check_allowed(session, &Selection::default(), &positions) {
+                return refuse(core, session, &error, now);
+            }
             let taken: Vec<&str> = positions
                 .iter()
                 .filter(|(s, _)| core.receives(key, s))
@@ -231,21 +440,35 @@ fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Ins
                 let error = ControlError::AlreadySubscribed(taken.join(","));
                 return refuse(core, session, &error, now);
             }
-            let symbols: Vec<Symbol> = positions.iter().map(|(s, _)| s.clone()).collect();
-            if let Err(error) = check_limit(core, key, false, &symbols) {
+            let keys: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
+            if let Err(error) = check_limit(core, key, false, &keys) {
                 return refuse(core, session, &error, now);
             }
-            let resumed = Selection {
-                all: false,
-                symbols,
-            };
-            ack(core, key, "resumed", &resumed, now);
+            ack(core, session, "resumed", &Selection::of_keys(&keys), now);
             core.resume(key, &positions, positions.epoch, now);
         }
         Control::Heartbeat { interval } => {
             session.heartbeat = (!interval.is_zero()).then(|| interval.max(MIN_HEARTBEAT));
-            ack(core, key, "heartbeat_set", &Selection::default(), now);
+            ack(core, session, "heartbeat_set", &Selection::default(), now);
         }
+    }
+}
+
+/// Refuses a selection or resume the session's identity may not read.
+fn check_allowed(
+    session: &Session,
+    selection: &Selection,
+    resume: &[(Key, crate::tick::Seq)],
+) -> Result<(), ControlError> {
+    let identity = session
+        .identity
+        .as_ref()
+        .map_or_else(Identity::anonymous, Clone::clone);
+    let refused = handshake::forbidden(&identity, selection, resume);
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(ControlError::Forbidden(refused))
     }
 }
 
@@ -254,7 +477,7 @@ fn check_limit(
     core: &ShardCore,
     key: SessionKey,
     all: bool,
-    symbols: &[Symbol],
+    symbols: &[Key],
 ) -> Result<(), ControlError> {
     let limit = core.shared().config.max_symbols_per_client;
     let requested = core.subscriptions_after(key, all, symbols);
@@ -266,17 +489,36 @@ fn check_limit(
 
 fn ack(
     core: &mut ShardCore,
-    key: SessionKey,
+    session: &Session,
     op: &'static str,
     selection: &Selection,
     now: Instant,
 ) {
+    let both = (selection.all || !selection.symbols.is_empty()) && !selection.channels.is_empty();
+    if session.encoding == Encoding::Protobuf && both {
+        // A protobuf Ack names symbols only: the channels get their own ChannelAck.
+        let symbols = Message::Ack {
+            op,
+            all: selection.all,
+            symbols: &selection.symbols,
+            channels: &[],
+        };
+        core.send(session.key, &symbols, now);
+        let channels = Message::Ack {
+            op,
+            all: false,
+            symbols: &[],
+            channels: &selection.channels,
+        };
+        return core.send(session.key, &channels, now);
+    }
     let message = Message::Ack {
         op,
         all: selection.all,
         symbols: &selection.symbols,
+        channels: &selection.channels,
     };
-    core.send(key, &message, now);
+    core.send(session.key, &message, now);
 }
 
 /// Pings the client, or closes it with 4009 if it has sent nothing for `--idle-timeout`.
@@ -325,5 +567,10 @@ fn protocol_error(core: &mut ShardCore, session: &Session, error: &WireError, no
 
 /// Close code for a client silent for longer than `--idle-timeout`.
 pub const CLOSE_IDLE: u16 = 4009;
+/// Close code for a session that did not authenticate: no token in time, a refused token,
+/// or another message before its auth.
+pub const CLOSE_AUTH_FAILED: u16 = 4001;
+/// Close code for a session whose token ran out without a refresh.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4002;
 /// Shortest application heartbeat interval honoured.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);

@@ -1,16 +1,22 @@
 //! The upgrade request → [`SessionParams`], or a [`HandshakeError`] answered with an HTTP
 //! 4xx and a JSON body before any WebSocket exists.
 //!
-//! `GET /ws?symbols=A,B&encoding=json|protobuf|gzip&slow=disconnect|conflate&resume=A:17,B:4`;
-//! the encoding may come from `Sec-WebSocket-Protocol: tickrelay.<encoding>` instead.
+//! `GET /ws?symbols=A,B&channels=news,alerts&encoding=json|protobuf|gzip&slow=disconnect|conflate&resume=A:17,B:4&resume_channels=news:7`;
+//! the encoding may come from `Sec-WebSocket-Protocol: tickrelay.<encoding>` instead, and a
+//! token from `Authorization: Bearer <jwt>` or `&token=<jwt>`. [`admit`] then decides who
+//! the client is (or that it must authenticate in-band) and whether it may read what it
+//! asked for.
 
 use hyper::StatusCode;
-use hyper::header::{HeaderMap, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{AUTHORIZATION, HeaderMap, SEC_WEBSOCKET_PROTOCOL};
 
 use super::control::{self, ControlError, Positions, Selection};
+use crate::auth::{Auth, AuthError, Identity, Token, UserSlot};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
 use crate::error::ErrorCode;
+use crate::event::Key;
+use crate::tick::Seq;
 
 /// What the session does with client messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +39,22 @@ pub struct SessionParams {
     pub selection: Selection,
     /// The slow-consumer policy.
     pub slow: SlowPolicy,
-    /// Positions to resume from, and the epoch they belong to (`&epoch=`).
+    /// Positions (of symbols and channels) to resume from, and the epoch they belong to
+    /// (`&epoch=`).
     pub resume: Positions,
     /// Feed or echo.
     pub mode: Mode,
+    /// The bearer token, from the `Authorization` header or `?token=`.
+    pub token: Option<Token>,
+}
+
+/// Who a client is once its upgrade is admitted.
+#[derive(Debug)]
+pub struct Admission {
+    /// Its identity; `None`: it must send `{"op":"auth"}` within the handshake timeout.
+    pub identity: Option<Identity>,
+    /// Its place in its user's connection count.
+    pub slot: Option<UserSlot>,
 }
 
 impl SessionParams {
@@ -49,6 +67,7 @@ impl SessionParams {
             slow: SlowPolicy::Disconnect,
             resume: Positions::default(),
             mode: Mode::Echo,
+            token: None,
         }
     }
 }
@@ -71,7 +90,9 @@ pub enum HandshakeError {
     #[error("`encoding` is given twice with different values")]
     RepeatedEncoding,
     /// A query parameter we do not know.
-    #[error("unknown query parameter `{0}`; expected symbols, encoding, slow or resume")]
+    #[error(
+        "unknown query parameter `{0}`; expected symbols, channels, encoding, slow, resume, resume_channels or token"
+    )]
     UnknownParam(String),
     /// `slow=` is neither `disconnect` nor `conflate`.
     #[error("unknown slow-consumer policy `{0}`; expected disconnect or conflate")]
@@ -94,6 +115,18 @@ pub enum HandshakeError {
     /// Too many connections.
     #[error("connection limit reached")]
     TooManyConnections,
+    /// The token was refused (401), or its user is at its connection limit (429).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The token does not allow what the query asks for.
+    #[error("not allowed for this token: {0}")]
+    Forbidden(String),
+    /// A browser `Origin` not in `--allowed-origin`.
+    #[error("origin `{0}` is not allowed")]
+    Origin(String),
+    /// A token in both the header and the query, or a malformed `Authorization` header.
+    #[error("{0}")]
+    BadToken(&'static str),
 }
 
 impl HandshakeError {
@@ -106,6 +139,10 @@ impl HandshakeError {
             Self::Symbols(e) => e.code(),
             Self::Draining => ErrorCode::Draining,
             Self::TooManyConnections => ErrorCode::TooManyConnections,
+            Self::Auth(e) => e.code(),
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::BadToken(_) => ErrorCode::InvalidToken,
+            Self::Origin(_) => ErrorCode::OriginNotAllowed,
             Self::UnknownParam(_)
             | Self::UnknownPolicy(_)
             | Self::BadResume(_)
@@ -118,6 +155,11 @@ impl HandshakeError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Draining | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Auth(AuthError::UserLimit(_)) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Auth(AuthError::OtherUser) | Self::Forbidden(_) | Self::Origin(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::Auth(_) | Self::BadToken(_) => StatusCode::UNAUTHORIZED,
             Self::UnknownEncoding(_)
             | Self::ConflictingEncoding { .. }
             | Self::RepeatedEncoding
@@ -144,59 +186,74 @@ pub fn parse(
         slow: config.slow_policy,
         resume: Positions::default(),
         mode: Mode::Feed,
+        token: bearer(headers)?,
     };
     let mut epoch = None;
     let mut query_encoding = None;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match &*key {
+    let mut resume_symbols = Vec::new();
+    let mut resume_channels = Vec::new();
+    let query = form_urlencoded::parse(query.unwrap_or("").as_bytes()).collect::<Vec<_>>();
+    for (key, value) in &query {
+        match &**key {
             "symbols" => {
                 let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
                 let more = Selection::parse(names, config.max_symbols_per_client)?;
                 merge(&mut params.selection, more, config.max_symbols_per_client)?;
             }
+            "channels" => {
+                let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
+                params
+                    .selection
+                    .add_channels(names, config.max_symbols_per_client)?;
+            }
             "encoding" => {
-                let encoding = Encoding::parse(&value)
-                    .ok_or_else(|| HandshakeError::UnknownEncoding(clip(&value)))?;
+                let encoding = Encoding::parse(value)
+                    .ok_or_else(|| HandshakeError::UnknownEncoding(clip(value)))?;
                 if query_encoding.is_some_and(|q| q != encoding) {
                     return Err(HandshakeError::RepeatedEncoding);
                 }
                 query_encoding = Some(encoding);
             }
             "slow" => {
-                params.slow = match &*value {
+                params.slow = match &**value {
                     "disconnect" => SlowPolicy::Disconnect,
                     "conflate" => SlowPolicy::Conflate,
                     other => return Err(HandshakeError::UnknownPolicy(clip(other))),
                 };
             }
-            "resume" => {
-                let mut positions = Vec::new();
-                for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    let (name, seq) = item
-                        .rsplit_once(':')
-                        .ok_or_else(|| HandshakeError::BadResume(clip(item)))?;
-                    let seq: u64 = seq
-                        .parse()
-                        .map_err(|_| HandshakeError::BadResume(clip(item)))?;
-                    positions.push((name, seq));
+            "token" => {
+                if params.token.is_some() {
+                    return Err(HandshakeError::BadToken(
+                        "give the token once: Authorization header or ?token=",
+                    ));
                 }
-                params.resume = control::resume(positions, config.max_symbols_per_client)?;
+                params.token = Some(Token(value.to_string()));
             }
+            "resume" => resume_symbols = positions(value)?,
+            "resume_channels" => resume_channels = positions(value)?,
             "epoch" => {
                 let value: u64 = value
                     .parse()
                     .ok()
                     .filter(|e| *e > 0)
-                    .ok_or_else(|| HandshakeError::BadEpoch(clip(&value)))?;
+                    .ok_or_else(|| HandshakeError::BadEpoch(clip(value)))?;
                 epoch = Some(value);
             }
             other => return Err(HandshakeError::UnknownParam(clip(other))),
         }
     }
+    if !resume_symbols.is_empty() || !resume_channels.is_empty() {
+        params.resume = control::resume_keys(
+            resume_symbols,
+            resume_channels,
+            config.max_symbols_per_client,
+        )?;
+    }
+    let named = params.selection.keys();
     let resumed = params
         .resume
         .iter()
-        .filter(|(s, _)| !params.selection.symbols.contains(s))
+        .filter(|(s, _)| !named.contains(s))
         .count();
     if params.selection.len() + resumed > config.max_symbols_per_client {
         let requested = params.selection.len() + resumed;
@@ -225,6 +282,69 @@ pub fn parse(
     Ok(params)
 }
 
+/// Decides who the client is: the identity of a valid token, anonymous (auth off, or
+/// `--allow-anonymous` and no token), or pending an in-band auth (no token). A connect-time
+/// subscription the identity may not read is refused (403) before the upgrade.
+pub fn admit(params: &SessionParams, auth: &Auth) -> Result<Admission, HandshakeError> {
+    let identity = match &params.token {
+        Some(token) => Some(auth.verify(token)?),
+        None => auth.tokenless(),
+    };
+    let Some(identity) = identity else {
+        return Ok(Admission {
+            identity: None,
+            slot: None,
+        });
+    };
+    let refused = forbidden(&identity, &params.selection, &params.resume);
+    if !refused.is_empty() {
+        return Err(HandshakeError::Forbidden(refused));
+    }
+    let slot = auth.slot(&identity)?;
+    Ok(Admission {
+        identity: Some(identity),
+        slot,
+    })
+}
+
+/// The names in `selection` and `resume` that `identity` may not read, comma-separated
+/// (empty: all allowed).
+pub fn forbidden(identity: &Identity, selection: &Selection, resume: &[(Key, Seq)]) -> String {
+    let mut refused: Vec<&str> = Vec::new();
+    if selection.all && !identity.may_read_all() {
+        refused.push("*");
+    }
+    let named = selection.keys();
+    refused.extend(
+        named
+            .iter()
+            .chain(resume.iter().map(|(k, _)| k))
+            .filter(|k| !identity.may_read(k))
+            .map(Key::as_str),
+    );
+    refused.join(",")
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Result<Option<Token>, HandshakeError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(HandshakeError::BadToken(
+            "the Authorization header must be `Bearer <token>`",
+        ))?;
+    Ok(Some(Token(token.to_owned())))
+}
+
 /// The first `tickrelay.*` subprotocol offered; an error if only unknown ones are offered.
 fn subprotocol(headers: &HeaderMap) -> Result<Option<Encoding>, HandshakeError> {
     let mut offered = Vec::new();
@@ -249,6 +369,21 @@ fn subprotocol(headers: &HeaderMap) -> Result<Option<Encoding>, HandshakeError> 
         .find_map(|name| Encoding::from_subprotocol(name))
         .map(Some)
         .ok_or_else(|| HandshakeError::UnknownEncoding(clip(&offered.join(", "))))
+}
+
+/// Parses a `NAME:SEQ,NAME:SEQ` list (the name may itself contain `:`; the seq is last).
+fn positions(value: &str) -> Result<Vec<(&str, u64)>, HandshakeError> {
+    let mut positions = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, seq) = item
+            .rsplit_once(':')
+            .ok_or_else(|| HandshakeError::BadResume(clip(item)))?;
+        let seq: u64 = seq
+            .parse()
+            .map_err(|_| HandshakeError::BadResume(clip(item)))?;
+        positions.push((name, seq));
+    }
+    Ok(positions)
 }
 
 fn merge(into: &mut Selection, more: Selection, limit: usize) -> Result<(), HandshakeError> {

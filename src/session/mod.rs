@@ -17,28 +17,28 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::encode::Message;
 use crate::limits::IpSlot;
-use crate::shard::{FeedPhase, SessionKey, ShardCore};
+use crate::shard::{FeedPhase, SessionKey, ShardCore, Transport};
 use crate::tick::now_ns;
-pub use dispatch::CLOSE_IDLE;
-use handshake::SessionParams;
+pub use dispatch::{CLOSE_AUTH_FAILED, CLOSE_IDLE, CLOSE_TOKEN_EXPIRED};
+use handshake::{Admission, SessionParams};
 use wire::FrameReader;
 
 /// Runs one upgraded client until it leaves: registers it on the shard, sends `welcome`,
 /// snapshots or replays, then serves its socket.
 pub async fn run(
     core: Rc<RefCell<ShardCore>>,
-    stream: TcpStream,
+    stream: Transport,
     leftover: Bytes,
     params: SessionParams,
+    admission: Admission,
     ip_slot: Option<IpSlot>,
 ) {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let (send_buffer, max_message, ping_interval) = {
         let core = core.borrow();
         let config = &core.shared().config;
@@ -49,7 +49,7 @@ pub async fn run(
         )
     };
     if send_buffer > 0 {
-        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer);
+        let _ = socket2::SockRef::from(stream.tcp()).set_send_buffer_size(send_buffer);
     }
     let stream = Rc::new(stream);
     let signal = Rc::new(Notify::new());
@@ -59,6 +59,7 @@ pub async fn run(
         stream.clone(),
         signal.clone(),
         params,
+        admission,
     );
     let mut membership = Membership {
         core: core.clone(),
@@ -68,6 +69,11 @@ pub async fn run(
     let mut input = BytesMut::from(&leftover[..]);
     // `leftover` is a slice of hyper's read buffer: holding it would pin ~8 KiB per client.
     drop(leftover);
+    // TLS: what the TLS session decrypted before hyper let go of it comes next.
+    if stream.take_buffered(&mut input).is_err() {
+        membership.leave();
+        return;
+    }
     let mut last_heard = Instant::now();
     let mut ping = every(ping_interval);
     let mut heartbeat: Option<(Duration, Interval)> = None;
@@ -83,15 +89,16 @@ pub async fn run(
             FeedPhase::Closing { deadline } => deadline,
             FeedPhase::Live => far_future(),
         };
+        let auth_deadline = session.deadline.filter(|_| status.phase == FeedPhase::Live);
         tokio::select! {
             // The shard's signal first: closing and write errors change what we wait for.
             biased;
             () = signal.notified() => {}
             () = tokio::time::sleep_until(deadline.into()) => break,
-            ready = stream.writable(), if status.blocked => {
+            ready = stream.tcp().writable(), if status.blocked => {
                 core.borrow_mut().writable(session.key, ready.is_ok());
             }
-            ready = stream.readable() => {
+            ready = stream.tcp().readable() => {
                 if ready.is_err() {
                     break;
                 }
@@ -108,9 +115,17 @@ pub async fn run(
                             input = BytesMut::new();
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // TLS: a record that held no data (a key update) may need an answer.
+                        if stream.pending() {
+                            core.borrow_mut().flush(session.key);
+                        }
+                    }
                     Err(_) => break,
                 }
+            }
+            () = tokio::time::sleep_until(auth_deadline.unwrap_or_else(far_future).into()), if auth_deadline.is_some() => {
+                dispatch::deadline_passed(&mut core.borrow_mut(), &mut session);
             }
             _ = ping.tick() => dispatch::keep_alive(&mut core.borrow_mut(), &session, last_heard),
             _ = tick_of(&mut heartbeat), if heartbeat.is_some() => {
@@ -122,7 +137,8 @@ pub async fn run(
     }
     let flushed_close = membership.leave();
     if flushed_close {
-        linger(&stream).await;
+        stream.send_close_notify();
+        linger(stream.tcp()).await;
     }
     drop((stream, ip_slot, membership));
 }
@@ -160,7 +176,7 @@ impl Drop for Membership {
 
 /// Half-closes our side and reads until the client closes (bounded), so our close frame is
 /// not destroyed by a TCP reset when unread client bytes are pending.
-async fn linger(stream: &TcpStream) {
+async fn linger(stream: &tokio::net::TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
     let drain = async {
         // On the heap, and only while lingering: an array here would be part of every

@@ -11,26 +11,26 @@ use std::io::{self, IoSlice};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::debug;
 
 use super::feed::{Feed, FeedPhase};
+use super::transport::Transport;
 use crate::config::{Config, SlowPolicy};
 use crate::encode::ws_frame;
+use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
-use crate::tick::Symbol;
 
 /// One client's state on its shard.
 #[derive(Debug)]
 pub(super) struct Client {
     /// Relay-wide session id (shown in `welcome`).
     pub(super) id: u64,
-    stream: Rc<TcpStream>,
+    stream: Rc<Transport>,
     /// Encoder, outbox and slow-consumer state: what the fan-out writes into.
     pub(super) feed: Feed,
-    /// Symbols subscribed to by name (empty while `all`).
-    pub(super) symbols: BTreeSet<Symbol>,
+    /// Symbols and channels subscribed to by name (no symbols while `all`).
+    pub(super) symbols: BTreeSet<Key>,
     /// Subscribed to `*`.
     pub(super) all: bool,
     slow: SlowPolicy,
@@ -38,18 +38,35 @@ pub(super) struct Client {
     pub(super) blocked: bool,
     /// Wakes the session's task (blocked, closing, dead).
     signal: Rc<Notify>,
+    /// The client's address, its token's subject and when it connected (for the sessions
+    /// API; boxed: read by operators only, and idle clients are counted in bytes).
+    pub(super) about: Box<About>,
+}
+
+/// What the sessions API shows of a client beyond its subscriptions.
+#[derive(Debug)]
+pub(super) struct About {
+    pub(super) peer: Option<std::net::SocketAddr>,
+    pub(super) user: Option<std::sync::Arc<str>>,
+    pub(super) connected_ns: u64,
 }
 
 impl Client {
     /// A live client with nothing subscribed and nothing queued.
     pub(super) fn new(
         id: u64,
-        stream: Rc<TcpStream>,
+        stream: Rc<Transport>,
         signal: Rc<Notify>,
         feed: Feed,
         slow: SlowPolicy,
     ) -> Self {
+        let about = Box::new(About {
+            peer: stream.tcp().peer_addr().ok(),
+            user: None,
+            connected_ns: crate::tick::now_ns(),
+        });
         Self {
+            about,
             id,
             stream,
             feed,
@@ -91,7 +108,19 @@ impl Client {
         }
         loop {
             if self.feed.outbox.is_empty() {
-                break;
+                // TLS: records encrypted earlier may still wait for the socket.
+                match self.stream.flush_pending() {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.block();
+                        return;
+                    }
+                    Err(e) => {
+                        debug!(session = self.id, error = %e, "write failed; dropping session");
+                        self.die();
+                        return;
+                    }
+                }
             }
             let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
             let count = self.feed.outbox.slices(&mut slices);
@@ -101,7 +130,7 @@ impl Client {
                     self.feed.outbox.advance(written);
                     metrics::add(&metrics.bytes_out, written as u64);
                     self.feed.caught_up(config);
-                    if written < offered {
+                    if written < offered || self.stream.pending() {
                         // The socket buffer is full: wait for writability.
                         self.block();
                         return;
@@ -194,6 +223,8 @@ impl std::borrow::BorrowMut<Feed> for Client {
 
 /// Close code for a slow consumer (4000-4999: private use, RFC 6455 §7.4.2).
 pub const CLOSE_SLOW: u16 = 4008;
+/// Close code for a session closed through `DELETE /api/sessions/{id}`.
+pub const CLOSE_ADMIN: u16 = 4003;
 /// How long a slow or idle client's close frame may take before the socket is dropped.
 pub const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Most frames offered to one vectored write (Linux's IOV_MAX is 1024; 64 covers a turn).

@@ -72,7 +72,7 @@ pub fn fan_out_batch<C: std::borrow::BorrowMut<Feed>>(
 ) -> u64 {
     let mut delivered = 0u64;
     for frames in batch {
-        for key in subscriptions.of(frames.tick().symbol.as_str()) {
+        for key in subscriptions.of(frames.key()) {
             let feed: &mut Feed = std::borrow::BorrowMut::borrow_mut(&mut clients[key]);
             if feed.push_tick(frames, now, metrics) {
                 delivered += 1;

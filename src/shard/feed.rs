@@ -11,8 +11,9 @@ use bytes::Bytes;
 use super::outbox::Outbox;
 use crate::config::Config;
 use crate::encode::{Encoder, Encoding, Frames, Message};
+use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
-use crate::tick::{Seq, Symbol};
+use crate::tick::Seq;
 
 /// Where a client is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +36,9 @@ pub struct Feed {
     /// beyond the outbox budget until they drain: bounded by the ring depth or the message
     /// limit, and not a sign of slowness.
     pub(super) burst_allowance: usize,
-    /// While a conflating client lags: the newest skipped tick per symbol and the first
+    /// While a conflating client lags: the newest skipped item per key and the first
     /// seq it skipped.
-    pub(super) lagging: Option<BTreeMap<Symbol, (Arc<Frames>, Seq)>>,
+    pub(super) lagging: Option<BTreeMap<Key, (Arc<Frames>, Seq)>>,
     pub(super) phase: FeedPhase,
     /// Listed in the shard's dirty list.
     pub dirty: bool,
@@ -68,14 +69,13 @@ impl Feed {
             return false;
         }
         if let Some(pending) = &mut self.lagging {
-            let tick = frames.tick();
-            match pending.get_mut(&tick.symbol) {
+            match pending.get_mut(frames.key()) {
                 Some(slot) => {
                     slot.0 = frames.clone();
                     metrics::add(&metrics.conflated, 1);
                 }
                 None => {
-                    pending.insert(tick.symbol.clone(), (frames.clone(), tick.seq));
+                    pending.insert(frames.key().clone(), (frames.clone(), frames.seq()));
                 }
             }
             return false;
@@ -135,12 +135,12 @@ impl Feed {
             return;
         };
         let now = Instant::now();
-        for (symbol, (latest, first_skipped)) in pending {
-            let newest = latest.tick().seq;
+        for (key, (latest, first_skipped)) in pending {
+            let newest = latest.seq();
             if newest > first_skipped {
                 self.send(
                     &Message::Gap {
-                        symbol: &symbol,
+                        key: &key,
                         from: first_skipped,
                         to: Seq(newest.0 - 1),
                     },

@@ -2,7 +2,7 @@
 //! thread, owned outright (no locks, no shared maps).
 //!
 //! A shard receives the sequencer's batches ([`crate::sequencer::TickQueue`]) and keeps,
-//! per symbol, the replay ring whose newest entry is the last value; per client, a
+//! per key (symbol or channel), the replay ring whose newest entry is the last value; per client, a
 //! `Client` (`shard/client.rs`: socket write side, [`Feed`], subscriptions, slow-consumer
 //! policy).
 //! The fan-out loop ([`fanout::run`]) and the session tasks above share the core through an
@@ -15,6 +15,7 @@ pub mod feed;
 pub mod outbox;
 pub mod replay;
 pub mod subscriptions;
+pub mod transport;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -24,22 +25,23 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use slab::Slab;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::info;
 
 use crate::config::SlowPolicy;
 use crate::encode::{Encoding, Frames, Message};
 use crate::error::ErrorCode;
+use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
 use crate::sequencer::Batch;
-use crate::shared::Shared;
-use crate::tick::{Seq, Symbol, now_ns};
+use crate::shared::{SessionInfo, Shared};
+use crate::tick::{Seq, now_ns};
 use client::Client;
-pub use client::{CLOSE_SLOW, SLOW_CLOSE_GRACE};
+pub use client::{CLOSE_ADMIN, CLOSE_SLOW, SLOW_CLOSE_GRACE};
 pub use feed::{Feed, FeedPhase};
 use replay::{History, Replay, effective_depth};
 pub use subscriptions::{SessionKey, Subscriptions};
+pub use transport::Transport;
 
 /// A shard's index, `0..shards`.
 pub type ShardId = usize;
@@ -50,11 +52,11 @@ pub struct ShardCore {
     id: ShardId,
     shared: Arc<Shared>,
     clients: Slab<Client>,
-    /// Who wants which symbol.
+    /// Who wants which symbol or channel.
     subscriptions: Subscriptions,
-    /// Per symbol seen: the replay ring, whose newest entry is the last value (snapshots,
+    /// Per key seen: the replay ring, whose newest entry is the last value (snapshots,
     /// `/price`, resume).
-    history: HashMap<Symbol, History>,
+    history: HashMap<Key, History>,
     /// Clients with frames queued since the last flush.
     dirty: Vec<SessionKey>,
     /// This turn's ticks as (`recv_ns`, deliveries), for the latency histogram.
@@ -68,12 +70,12 @@ pub struct ShardCore {
 }
 
 /// What a subscribe added, for the snapshots that follow it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Added {
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Added {
     /// `*` was added: every symbol.
-    All,
-    /// These symbols were added.
-    Symbols(Vec<Symbol>),
+    pub all: bool,
+    /// These symbols and channels were added by name.
+    pub keys: Vec<Key>,
 }
 
 /// What a session task needs to know of its client between two waits.
@@ -131,12 +133,12 @@ impl ShardCore {
             self.history.len(),
         );
         for frames in batch.iter() {
-            let symbol = &frames.tick().symbol;
-            match self.history.get_mut(symbol) {
+            let key = frames.key();
+            match self.history.get_mut(key) {
                 Some(history) => history.push(frames.clone(), depth),
                 None => self
                     .history
-                    .entry(symbol.clone())
+                    .entry(key.clone())
                     .or_insert_with(|| History::new(config.replay_depth))
                     .push(frames.clone(), depth),
             }
@@ -155,7 +157,7 @@ impl ShardCore {
                 metrics,
             );
             if n > 0 {
-                self.turn.push((frames.tick().recv_ns, n));
+                self.turn.push((frames.item().recv_ns(), n));
             }
             delivered += n;
         }
@@ -231,13 +233,13 @@ impl ShardCore {
     /// and relay-wide session id.
     pub fn open(
         &mut self,
-        stream: Rc<TcpStream>,
+        stream: Rc<Transport>,
         signal: Rc<Notify>,
         encoding: Encoding,
         slow: SlowPolicy,
     ) -> (SessionKey, u64) {
         let id = self.shared.next_session_id();
-        let peer = stream.peer_addr().ok();
+        let peer = stream.tcp().peer_addr().ok();
         let client = Client::new(id, stream, signal, Feed::new(encoding), slow);
         let key = self.clients.insert(client);
         metrics::add(&self.metrics().sessions, 1);
@@ -250,7 +252,7 @@ impl ShardCore {
     /// Removes the client and its subscriptions; true if its close frame was fully
     /// written (then the socket should linger so the client reads it before the TCP close).
     pub fn leave(&mut self, key: SessionKey) -> bool {
-        let named: Vec<Symbol> = self.clients[key].symbols.iter().cloned().collect();
+        let named: Vec<Key> = self.clients[key].symbols.iter().cloned().collect();
         self.unsubscribe(key, true, &named);
         let client = self.clients.remove(key);
         metrics::sub(&self.metrics().sessions, 1);
@@ -392,85 +394,101 @@ impl ShardCore {
 
     // ---- clients: subscriptions -----------------------------------------------------
 
-    /// Subscribes the client to `*` (`all`) or to `symbols`. `*` subsumes named symbols
-    /// (their index entries are dropped so no tick is delivered twice).
-    pub fn subscribe(&mut self, key: SessionKey, all: bool, symbols: &[Symbol]) -> Added {
-        if self.clients[key].all {
-            return Added::Symbols(Vec::new());
-        }
-        if all {
-            let named = std::mem::take(&mut self.clients[key].symbols);
+    /// Subscribes the client to `*` (`all`) and to `keys` by name. `*` subsumes named
+    /// symbols (their index entries are dropped so no tick is delivered twice); channels
+    /// are always named.
+    pub fn subscribe(&mut self, key: SessionKey, all: bool, keys: &[Key]) -> Added {
+        let mut added = Added::default();
+        if all && !self.clients[key].all {
+            let named: Vec<Key> = self.clients[key]
+                .symbols
+                .iter()
+                .filter(|k| k.in_wildcard())
+                .cloned()
+                .collect();
             for symbol in &named {
+                self.clients[key].symbols.remove(symbol);
                 self.index(key, Some(symbol), false);
             }
             self.clients[key].all = true;
             self.index(key, None, true);
-            return Added::All;
+            added.all = true;
         }
-        let mut added = Vec::new();
-        for symbol in symbols {
-            if self.clients[key].symbols.insert(symbol.clone()) {
-                self.index(key, Some(symbol), true);
-                added.push(symbol.clone());
+        let covered = self.clients[key].all;
+        for name in keys {
+            if covered && name.in_wildcard() {
+                continue;
+            }
+            if self.clients[key].symbols.insert(name.clone()) {
+                self.index(key, Some(name), true);
+                added.keys.push(name.clone());
             }
         }
-        Added::Symbols(added)
+        added
     }
 
-    /// Unsubscribes the client from `*` (`all`) and from `symbols`.
-    pub fn unsubscribe(&mut self, key: SessionKey, all: bool, symbols: &[Symbol]) {
+    /// Unsubscribes the client from `*` (`all`) and from `keys`.
+    pub fn unsubscribe(&mut self, key: SessionKey, all: bool, keys: &[Key]) {
         if all && self.clients[key].all {
             self.clients[key].all = false;
             self.index(key, None, false);
         }
-        for symbol in symbols {
-            if self.clients[key].symbols.remove(symbol) {
-                self.index(key, Some(symbol), false);
+        for name in keys {
+            if self.clients[key].symbols.remove(name) {
+                self.index(key, Some(name), false);
             }
         }
     }
 
     /// How many subscriptions (`*` counting as one) the client would hold after
-    /// subscribing to `all` or `symbols`.
-    pub fn subscriptions_after(&self, key: SessionKey, all: bool, symbols: &[Symbol]) -> usize {
+    /// subscribing to `all` and `keys`.
+    pub fn subscriptions_after(&self, key: SessionKey, all: bool, keys: &[Key]) -> usize {
         let client = &self.clients[key];
-        let held = if client.all { 1 } else { client.symbols.len() };
-        let new = if all {
-            usize::from(!client.all)
-        } else if client.all {
-            0
-        } else {
-            symbols
+        let all_after = client.all || all;
+        let held = usize::from(client.all)
+            + client
+                .symbols
                 .iter()
-                .filter(|s| !client.symbols.contains(*s))
-                .count()
-        };
+                .filter(|k| !(all_after && k.in_wildcard()))
+                .count();
+        let new = usize::from(all && !client.all)
+            + keys
+                .iter()
+                .filter(|k| !(client.symbols.contains(*k) || all_after && k.in_wildcard()))
+                .count();
         held + new
     }
 
-    /// Whether the client receives `symbol` live (by name or through `*`).
-    pub fn receives(&self, key: SessionKey, symbol: &Symbol) -> bool {
+    /// Whether the client receives `name` live (by name or, a symbol, through `*`).
+    pub fn receives(&self, key: SessionKey, name: &Key) -> bool {
         let client = &self.clients[key];
-        client.all || client.symbols.contains(symbol)
+        (client.all && name.in_wildcard()) || client.symbols.contains(name)
+    }
+
+    /// What the client is subscribed to: `*`, and the symbols and channels by name.
+    pub fn subscribed(&self, key: SessionKey) -> (bool, Vec<Key>) {
+        let client = &self.clients[key];
+        (client.all, client.symbols.iter().cloned().collect())
     }
 
     /// Queues the last value of what `added` added, as `snapshot` messages.
     pub fn send_snapshots(&mut self, key: SessionKey, added: &Added, now: Instant) {
         let feed = &mut self.clients[key].feed;
-        match added {
-            Added::All => {
-                let mut all: Vec<_> = self.history.values().filter_map(History::last).collect();
-                all.sort_by(|a, b| a.tick().symbol.cmp(&b.tick().symbol));
-                for frames in all {
-                    feed.send(&Message::Snapshot(frames.tick()), now);
-                }
+        if added.all {
+            let mut all: Vec<_> = self
+                .history
+                .iter()
+                .filter(|(k, _)| k.in_wildcard())
+                .filter_map(|(_, h)| h.last())
+                .collect();
+            all.sort_by(|a, b| a.key().cmp(b.key()));
+            for frames in all {
+                feed.send(&Message::Snapshot(frames.item()), now);
             }
-            Added::Symbols(symbols) => {
-                let known = symbols.iter().filter_map(|s| self.history.get(s));
-                for frames in known.filter_map(History::last) {
-                    feed.send(&Message::Snapshot(frames.tick()), now);
-                }
-            }
+        }
+        let known = added.keys.iter().filter_map(|s| self.history.get(s));
+        for frames in known.filter_map(History::last) {
+            feed.send(&Message::Snapshot(frames.item()), now);
         }
     }
 
@@ -482,14 +500,14 @@ impl ShardCore {
     pub fn resume(
         &mut self,
         key: SessionKey,
-        positions: &[(Symbol, Seq)],
+        positions: &[(Key, Seq)],
         epoch: Option<u64>,
         now: Instant,
     ) {
         if positions.is_empty() {
             return;
         }
-        let symbols: Vec<Symbol> = positions.iter().map(|(s, _)| s.clone()).collect();
+        let symbols: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
         self.subscribe(key, false, &symbols);
         let current = self.shared.epoch;
         let depth = self.replay_depth();
@@ -499,13 +517,13 @@ impl ShardCore {
             for (symbol, _) in positions {
                 feed.send(
                     &Message::Reset {
-                        symbol,
+                        key: symbol,
                         epoch: current,
                     },
                     now,
                 );
                 if let Some(last) = self.history.get(symbol).and_then(History::last) {
-                    feed.send(&Message::Snapshot(last.tick()), now);
+                    feed.send(&Message::Snapshot(last.item()), now);
                 }
             }
             return;
@@ -523,10 +541,17 @@ impl ShardCore {
                     }
                 }
                 Some(Replay::Gap { from, to, last }) => {
-                    feed.send(&Message::Gap { symbol, from, to }, now);
-                    feed.send(&Message::Snapshot(last.tick()), now);
+                    feed.send(
+                        &Message::Gap {
+                            key: symbol,
+                            from,
+                            to,
+                        },
+                        now,
+                    );
+                    feed.send(&Message::Snapshot(last.item()), now);
                 }
-                Some(Replay::Ahead { last }) => feed.send(&Message::Snapshot(last.tick()), now),
+                Some(Replay::Ahead { last }) => feed.send(&Message::Snapshot(last.item()), now),
             }
         }
         feed.allow_burst();
@@ -534,7 +559,7 @@ impl ShardCore {
 
     /// Adds the client to (or removes it from) the index of `symbol` (`None`: `*`) and
     /// the sequencer's interest count for its encoding: the two always change together.
-    fn index(&mut self, key: SessionKey, symbol: Option<&Symbol>, add: bool) {
+    fn index(&mut self, key: SessionKey, symbol: Option<&Key>, add: bool) {
         let encoding = self.clients[key].feed.encoding();
         if add {
             self.subscriptions.insert(symbol, key);
@@ -545,20 +570,76 @@ impl ShardCore {
         }
     }
 
-    // ---- shard-local reads ----------------------------------------------------------
+    // ---- the admin API ----------------------------------------------------------------
 
-    /// The last tick of `symbol` this shard has seen.
-    pub fn last(&self, symbol: &str) -> Option<&Arc<Frames>> {
-        self.history.get(symbol).and_then(History::last)
+    /// Records the token subject of the client (shown by the sessions API).
+    pub fn set_user(&mut self, key: SessionKey, user: Option<Arc<str>>) {
+        self.clients[key].about.user = user;
     }
 
-    /// The last tick of every symbol seen, in no particular order.
+    /// Every session on this shard, for `GET /api/sessions`.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let now = Instant::now();
+        self.clients
+            .iter()
+            .map(|(_, client)| {
+                let pick = |channels: bool| {
+                    client
+                        .symbols
+                        .iter()
+                        .filter(|k| k.in_wildcard() != channels)
+                        .map(|k| k.as_str().to_owned())
+                        .collect()
+                };
+                SessionInfo {
+                    id: client.id,
+                    shard: self.id,
+                    peer: client.about.peer,
+                    user: client.about.user.as_deref().map(str::to_owned),
+                    encoding: client.feed.encoding().as_str(),
+                    all: client.all,
+                    symbols: pick(false),
+                    channels: pick(true),
+                    outbox_bytes: client.feed.outbox.bytes(),
+                    outbox_age_ms: client.feed.outbox.oldest_age(now).as_millis() as u64,
+                    connected_ns: client.about.connected_ns,
+                }
+            })
+            .collect()
+    }
+
+    /// Closes session `id` (4003, `reason`) if it is on this shard; true if it was.
+    pub fn close_session(&mut self, id: u64, reason: &str) -> bool {
+        let Some(key) = self
+            .clients
+            .iter()
+            .find(|(_, c)| c.id == id)
+            .map(|(k, _)| k)
+        else {
+            return false;
+        };
+        let now = Instant::now();
+        let grace = self.shared.config.drain_timeout;
+        self.clients[key].close(CLOSE_ADMIN, reason, now + grace, true);
+        let metrics = self.shared.metrics.shard(self.id);
+        self.clients[key].flush(metrics, &self.shared.config);
+        true
+    }
+
+    // ---- shard-local reads ----------------------------------------------------------
+
+    /// The last tick (or event) of `key` this shard has seen.
+    pub fn last(&self, key: &Key) -> Option<&Arc<Frames>> {
+        self.history.get(key).and_then(History::last)
+    }
+
+    /// The last item of every symbol and channel seen, in no particular order.
     pub fn last_values(&self) -> impl Iterator<Item = &Arc<Frames>> {
         self.history.values().filter_map(History::last)
     }
 
     /// How many symbols this shard has seen (every shard sees every tick).
     pub fn symbol_count(&self) -> usize {
-        self.history.len()
+        self.history.keys().filter(|k| k.in_wildcard()).count()
     }
 }

@@ -90,9 +90,9 @@ impl History {
     /// lazily, see [`History::truncate`]), and a resume never replays beyond that share.
     pub fn since_within(&self, seq: Seq, depth: usize) -> Option<Replay<'_>> {
         let last = self.ring.back()?;
-        let newest = last.tick().seq;
+        let newest = last.seq();
         let held = self.ring.len().min(depth.max(1));
-        let oldest = self.ring[self.ring.len() - held].tick().seq;
+        let oldest = self.ring[self.ring.len() - held].seq();
         if seq > newest {
             return Some(Replay::Ahead { last });
         }
@@ -138,7 +138,7 @@ mod tests {
 
     fn seqs(replay: Replay<'_>) -> Vec<u64> {
         match replay {
-            Replay::Ticks(t) => t.iter().map(|f| f.tick().seq.0).collect(),
+            Replay::Ticks(t) => t.iter().map(|f| f.seq().0).collect(),
             other => panic!("expected ticks, got {other:?}"),
         }
     }
@@ -158,7 +158,7 @@ mod tests {
         match h.since_within(Seq(2), 5).unwrap() {
             Replay::Gap { from, to, last } => {
                 // As for any position older than the ring: a gap up to the newest, its snapshot.
-                assert_eq!((from, to, last.tick().seq), (Seq(3), Seq(9), Seq(10)));
+                assert_eq!((from, to, last.seq()), (Seq(3), Seq(9), Seq(10)));
             }
             other => panic!("expected a gap, got {other:?}"),
         }
@@ -171,7 +171,7 @@ mod tests {
         assert_eq!(seqs(h.since(Seq(7)).unwrap()), vec![8, 9, 10]);
         h.truncate(0);
         assert_eq!(
-            h.last().map(|f| f.tick().seq),
+            h.last().map(|f| f.seq()),
             Some(Seq(10)),
             "the last value stays"
         );
@@ -202,7 +202,7 @@ mod tests {
         assert!(h.last().is_none(), "nothing seen yet");
         for seq in 1..=5 {
             h.push(frames(seq), 3);
-            assert_eq!(h.last().map(|f| f.tick().seq), Some(Seq(seq)));
+            assert_eq!(h.last().map(|f| f.seq()), Some(Seq(seq)));
         }
     }
 
@@ -214,7 +214,7 @@ mod tests {
         }
         match h.since(Seq(3)).unwrap() {
             Replay::Gap { from, to, last } => {
-                assert_eq!((from, to, last.tick().seq), (Seq(4), Seq(9), Seq(10)));
+                assert_eq!((from, to, last.seq()), (Seq(4), Seq(9), Seq(10)));
             }
             other => panic!("expected a gap, got {other:?}"),
         }
@@ -253,13 +253,13 @@ mod tests {
             for seq in 1..=count { h.push(frames(seq), depth); }
             match h.since(Seq(from)).unwrap() {
                 Replay::Ticks(ticks) => {
-                    let got: Vec<u64> = ticks.iter().map(|f| f.tick().seq.0).collect();
+                    let got: Vec<u64> = ticks.iter().map(|f| f.seq().0).collect();
                     let want: Vec<u64> = (from + 1..=count).collect();
                     prop_assert_eq!(got, want);
                 }
                 Replay::Gap { from: gap_from, to, last } => {
                     prop_assert_eq!(gap_from.0, from + 1);
-                    prop_assert_eq!(to.0 + 1, last.tick().seq.0);
+                    prop_assert_eq!(to.0 + 1, last.seq().0);
                     prop_assert!(from + 1 < count + 1 - depth.min(count as usize) as u64);
                 }
                 Replay::Ahead { .. } => prop_assert!(from > count),

@@ -3,6 +3,7 @@
 //! `Tick::try_from` is the relay's only validation point ("parse at the edge, then trust the
 //! type"), so whatever a decoder hands out must already meet the tick contract of src/tick.rs.
 
+use tickrelay::event::{Channel, Event};
 use tickrelay::tick::{MAX_VENUE_LEN, Symbol, Tick, TickKind};
 
 /// Panics (a fuzzer finding) if `tick` breaks the tick contract.
@@ -37,4 +38,21 @@ pub fn valid_tick(tick: &Tick) {
         );
     }
     assert_eq!(tick.seq.0, 0, "decoders never assign seq");
+}
+
+/// Panics if `event` breaks the event contract: a valid channel, `data` one JSON value of at
+/// most `max_data` bytes, no seq assigned.
+#[allow(dead_code)] // not every target decodes events
+pub fn valid_event(event: &Event, max_data: usize) {
+    assert!(
+        Channel::parse(event.channel.as_str()).is_ok(),
+        "decoded channel {:?} does not re-parse",
+        event.channel
+    );
+    assert!(event.data.len() <= max_data, "data of {} bytes", event.data.len());
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&event.data).is_ok(),
+        "data is not one JSON value"
+    );
+    assert_eq!(event.seq.0, 0, "decoders never assign seq");
 }

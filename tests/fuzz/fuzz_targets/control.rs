@@ -1,12 +1,13 @@
 //! Client control messages: `ControlParser::json` (text frames) and `::protobuf` (binary
 //! frames from protobuf clients) on arbitrary bytes.
 //!
-//! Checks: no panic; a parsed selection holds at most the limit, valid symbols, no
-//! duplicates; a resume list is sorted, deduplicated and within the limit.
+//! Checks: no panic; a parsed selection holds at most the limit, valid symbols and channels,
+//! no duplicates; a resume list is sorted, deduplicated and within the limit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tickrelay::session::control::{Control, ControlParser, Selection};
+use tickrelay::event::{Channel, Key};
 use tickrelay::tick::Symbol;
 
 /// The `--max-symbols-per-client` the parser enforces here.
@@ -31,21 +32,35 @@ fn check(control: &Control) {
                 from.windows(2).all(|w| w[0].0 < w[1].0),
                 "resume list not sorted and deduplicated"
             );
-            from.iter().for_each(|(s, _)| symbol(s));
+            from.iter().for_each(|(k, _)| key(k));
         }
-        Control::Ping { .. } | Control::Heartbeat { .. } => {}
+        Control::Ping { .. }
+        | Control::Heartbeat { .. }
+        | Control::Auth(_)
+        | Control::Refresh(_) => {}
     }
 }
 
 fn selection(s: &Selection) {
     assert!(
-        s.symbols.len() <= LIMIT,
-        "{} symbols selected",
-        s.symbols.len()
+        s.len() <= LIMIT,
+        "{} symbols and channels selected",
+        s.len()
     );
     for (i, a) in s.symbols.iter().enumerate() {
         symbol(a);
         assert!(!s.symbols[..i].contains(a), "duplicate symbol {a}");
+    }
+    for (i, c) in s.channels.iter().enumerate() {
+        assert!(Channel::parse(c.as_str()).is_ok(), "invalid channel {c:?}");
+        assert!(!s.channels[..i].contains(c), "duplicate channel {c}");
+    }
+}
+
+fn key(k: &Key) {
+    match k {
+        Key::Symbol(s) => symbol(s),
+        Key::Channel(c) => assert!(Channel::parse(c.as_str()).is_ok(), "invalid channel {c:?}"),
     }
 }
 

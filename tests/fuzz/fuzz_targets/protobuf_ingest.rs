@@ -14,7 +14,8 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use tickrelay::ingest::protobuf::{decode_tick, next_message};
 use tickrelay::ingest::tcp::{Decoder, Format};
-use tickrelay::tick::Tick;
+use tickrelay::config::defaults::MAX_EVENT_BYTES;
+use tickrelay::event::Item;
 
 #[path = "check.rs"]
 mod check;
@@ -67,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
 /// What a connection saw: the ticks (without `recv_ns`) and the `(line, code)` rejections.
 #[derive(Debug, PartialEq)]
 struct Outcome {
-    ticks: Vec<Tick>,
+    ticks: Vec<Item>,
     rejected: Vec<(u64, &'static str)>,
     fatal: bool,
 }
@@ -84,12 +85,24 @@ fn run(format: Format, limit: usize, stream: &[u8], read: usize) -> Outcome {
     for chunk in stream.chunks(read) {
         buf.extend_from_slice(chunk);
         let (ticks, fatal) = decoder.drain(&mut buf, |line, error| {
-            outcome.rejected.push((line, error.code()));
+            outcome.rejected.push((line, error.code().as_str()));
         });
-        for mut tick in ticks {
-            check::valid_tick(&tick);
-            tick.recv_ns = 0;
-            outcome.ticks.push(tick);
+        for item in ticks {
+            // Received-at stamps differ between runs; everything else must not.
+            match item {
+                Item::Tick(mut tick) => {
+                    check::valid_tick(&tick);
+                    tick.recv_ns = 0;
+                    outcome.ticks.push(Item::Tick(tick));
+                }
+                Item::Event(mut event) => {
+                    check::valid_event(&event, MAX_EVENT_BYTES);
+                    // An event without ts_ns takes the receive time as its ts_ns.
+                    event.recv_ns = 0;
+                    event.ts_ns = 0;
+                    outcome.ticks.push(Item::Event(event));
+                }
+            }
         }
         if fatal {
             outcome.fatal = true;
