@@ -222,25 +222,15 @@ fn handle_message(
         // Pending: the only message that counts is a valid auth; anything else ends it.
         return match control {
             Ok(Control::Auth(token)) => authenticate(core, session, &token, now),
-            Ok(_) => {
-                let error = AuthError::Missing;
+            other => {
+                // A malformed message is answered first; either way the session ends.
+                if let Err(error) = other {
+                    refuse(core, session, &error, now);
+                }
                 close_for_auth(
                     core,
                     session,
-                    &error,
-                    CLOSE_AUTH_FAILED,
-                    "authentication required",
-                    now,
-                );
-                false
-            }
-            Err(error) => {
-                refuse(core, session, &error, now);
-                let error = AuthError::Missing;
-                close_for_auth(
-                    core,
-                    session,
-                    &error,
+                    &AuthError::Missing,
                     CLOSE_AUTH_FAILED,
                     "authentication required",
                     now,
