@@ -4,6 +4,7 @@
 //! `TICKRELAY_*` variables under the flags) and checked by [`Config::validate`]; tests build
 //! it in code with [`Config::for_tests`].
 
+pub mod deflate;
 pub mod settings;
 
 use std::net::SocketAddr;
@@ -11,6 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+pub use deflate::{DeflateConfig, WsDeflate};
 
 /// What to do when a client's outbound budget is exceeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -277,6 +280,10 @@ pub struct Config {
     /// (one object per line) for log collectors.
     #[arg(long, value_enum, default_value_t = defaults::LOG_FORMAT)]
     pub log_format: LogFormat,
+
+    /// permessage-deflate: `--ws-deflate`, `--ws-deflate-min-bytes`, `--ws-deflate-max-clients`.
+    #[command(flatten)]
+    pub deflate: DeflateConfig,
 }
 
 impl Config {
@@ -334,6 +341,7 @@ impl Config {
             record: None,
             replay: None,
             replay_speed: defaults::REPLAY_SPEED,
+            deflate: DeflateConfig::new(),
         }
     }
 
@@ -458,7 +466,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Every default, written once: clap shows and applies them, [`Config::for_tests`] uses
 /// them, and the reason for each is on its flag's doc above.
 pub mod defaults {
-    use super::{LogFormat, SlowPolicy};
+    use super::{LogFormat, SlowPolicy, WsDeflate};
 
     /// `--listen`.
     pub const LISTEN: &str = "127.0.0.1:8080";
@@ -522,6 +530,12 @@ pub mod defaults {
     pub const REPLAY_SPEED: f64 = 1.0;
     /// `--log-format`.
     pub const LOG_FORMAT: LogFormat = LogFormat::Text;
+    /// `--ws-deflate`.
+    pub const WS_DEFLATE: WsDeflate = WsDeflate::Off;
+    /// `--ws-deflate-min-bytes`.
+    pub const WS_DEFLATE_MIN_BYTES: usize = 0;
+    /// `--ws-deflate-max-clients`.
+    pub const WS_DEFLATE_MAX_CLIENTS: usize = 1000;
 }
 
 #[cfg(test)]

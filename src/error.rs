@@ -57,6 +57,11 @@ pub enum ErrorCode {
     ProtocolError,
     /// A text message that is not UTF-8.
     InvalidUtf8,
+    /// A permessage-deflate message that inflates past `--max-message-bytes` (a deflate
+    /// bomb); closed with 1009.
+    InflatedTooBig,
+    /// A permessage-deflate message that is not valid deflate data; closed with 1007.
+    BadDeflate,
     // handshake and http
     /// A malformed request or upgrade.
     BadRequest,

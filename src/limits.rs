@@ -1,9 +1,11 @@
 //! Limits that protect the relay from one client: [`TokenBucket`] for the control-message
-//! rate, [`PerIpLimit`] for connections per source address, and [`LogGate`] so a storm of
-//! connects, closes or refusals cannot flood the log.
+//! rate, [`PerIpLimit`] for connections per source address, [`DeflateSlots`] for clients
+//! compressing with permessage-deflate, and [`LogGate`] so a storm of connects, closes or
+//! refusals cannot flood the log.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -196,6 +198,54 @@ impl Drop for IpSlot {
                 held.remove(&self.ip);
             }
         }
+    }
+}
+
+/// The count of clients compressing with permessage-deflate, under
+/// `--ws-deflate-max-clients`: taken at the upgrade (over the cap, nothing is negotiated),
+/// released when a [`DeflateSlot`] drops with its session. Never touched per tick.
+#[derive(Debug)]
+pub struct DeflateSlots {
+    max: usize,
+    held: Arc<AtomicUsize>,
+}
+
+/// One compressing client's place in [`DeflateSlots`]; released on drop.
+#[derive(Debug)]
+pub struct DeflateSlot {
+    held: Arc<AtomicUsize>,
+}
+
+impl DeflateSlots {
+    /// At most `max` compressing clients at once.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            held: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A place for one more compressing client, or `None` at the cap.
+    pub fn acquire(&self) -> Option<DeflateSlot> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(DeflateSlot {
+            held: self.held.clone(),
+        })
+    }
+
+    /// Compressing clients now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for DeflateSlot {
+    fn drop(&mut self) {
+        self.held.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

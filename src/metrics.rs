@@ -41,6 +41,14 @@ pub struct ShardMetrics {
     pub slow_disconnects: AtomicU64,
     /// Ticks replaced by a newer one for a lagging conflating client.
     pub conflated: AtomicU64,
+    /// permessage-deflate: payload bytes compressed for clients.
+    pub deflate_in: AtomicU64,
+    /// permessage-deflate: compressed bytes those payloads became.
+    pub deflate_out: AtomicU64,
+    /// permessage-deflate: compressed bytes received from clients and inflated.
+    pub inflate_in: AtomicU64,
+    /// permessage-deflate: bytes those client messages inflated to.
+    pub inflate_out: AtomicU64,
     /// Ingest → socket-write latency of the ticks this shard delivered, one sample per
     /// delivery.
     pub latency: LatencyHistogram,

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::ingest::Inbox;
-use crate::limits::LifecycleLog;
+use crate::limits::{DeflateSlots, LifecycleLog};
 use crate::metrics::Metrics;
 use crate::sequencer::Interest;
 use crate::shutdown::Shutdown;
@@ -45,6 +45,8 @@ pub struct Shared {
     pub auth: Auth,
     /// The TLS configuration of `--listen`, when `--tls-cert` is given.
     pub tls: Option<Arc<Tls>>,
+    /// Clients compressing with permessage-deflate, under `--ws-deflate-max-clients`.
+    pub deflate_slots: DeflateSlots,
     /// Each shard's admin queue (set once the shards exist): how `/api/sessions` reaches
     /// sessions that live on other shards' threads.
     pub shard_requests: OnceLock<Vec<mpsc::UnboundedSender<ShardRequest>>>,
@@ -71,6 +73,7 @@ impl Shared {
             epoch: new_epoch(),
             lifecycle_log: LifecycleLog::new(std::time::Instant::now()),
             live: LiveLimits::new(&config),
+            deflate_slots: DeflateSlots::new(config.deflate.ws_deflate_max_clients),
             session_ids: AtomicU64::new(0),
             config,
         }

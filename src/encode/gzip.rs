@@ -12,10 +12,11 @@
 //! message (~2-3 µs, more when thousands of cold states compete for cache). Output frames are carved out of one growing arena,
 //! so a delivery does not allocate on its own.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use flate2::{Compress, Compression, FlushCompress, Status};
+use bytes::{Bytes, BytesMut};
+use flate2::{Compress, Compression};
 
-use super::ws_frame::{self, OpCode};
+use super::deflate::{self, LEVEL, WINDOW_BITS};
+use super::ws_frame::OpCode;
 
 /// A client's gzip stream.
 ///
@@ -60,32 +61,8 @@ impl GzipStream {
             }
         });
         self.scratch.clear();
-        let start_in = deflate.total_in();
-        loop {
-            // A sync flush is complete once deflate returns with output space left over.
-            if self.scratch.capacity() - self.scratch.len() < 64 {
-                self.scratch.reserve(message.len() / 2 + 64);
-            }
-            let consumed = usize::try_from(deflate.total_in() - start_in)
-                .expect("consumed input never exceeds the message length");
-            let status = deflate
-                .compress_vec(&message[consumed..], &mut self.scratch, FlushCompress::Sync)
-                .expect("deflate with a sync flush on a live stream cannot fail");
-            let consumed = usize::try_from(deflate.total_in() - start_in)
-                .expect("consumed input never exceeds the message length");
-            let room_left = self.scratch.len() < self.scratch.capacity();
-            if consumed == message.len() && room_left || status == Status::StreamEnd {
-                break;
-            }
-        }
-        let len = self.scratch.len();
-        if self.arena.capacity() < ws_frame::MAX_HEADER_LEN + len {
-            self.arena
-                .reserve(ARENA_BLOCK.max(ws_frame::MAX_HEADER_LEN + len));
-        }
-        ws_frame::write_header(&mut self.arena, OpCode::Binary, len);
-        self.arena.put_slice(&self.scratch);
-        self.arena.split().freeze()
+        deflate::compress_sync(deflate, message, &mut self.scratch);
+        deflate::carve(&mut self.arena, 0x80 | OpCode::Binary as u8, &self.scratch)
     }
 
     /// Drops the deflate state and buffers (the stream itself goes on; see the type doc).
@@ -113,16 +90,6 @@ impl Default for GzipStream {
         Self::new()
     }
 }
-
-/// Deflate level 1. Measured with zlib-rs on 145-byte tick JSON, sync flush per message,
-/// 4 KiB window, one stream: level 1 ≈ 2.0 µs and 32 B per message, level 6 ≈ 5.9 µs /
-/// 31.5 B; on more varied ticks (benches/encode.rs) level 6 is 15% smaller for ~4x the CPU.
-/// Per-client CPU is the scarcer resource (miniz_oxide: 14 µs / 47 B at level 1).
-const LEVEL: u32 = 1;
-/// 2^12 = 4 KiB window: ~25 recent ticks of context, plenty for repeated keys and symbols.
-const WINDOW_BITS: u8 = 12;
-/// Frames are carved from blocks of this size, so one allocation serves many deliveries.
-const ARENA_BLOCK: usize = 16 * 1024;
 
 #[cfg(test)]
 mod tests {

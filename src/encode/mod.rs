@@ -4,8 +4,11 @@
 //! gzip is the one encoding with per-client state: each gzip client owns one gzip stream
 //! ([`gzip::GzipStream`]) that compresses the shared JSON payload with a sync flush per frame
 //! (the only way a small tick shrinks: earlier ticks are the dictionary). [`Encoder`] hides
-//! that difference from the shard.
+//! that difference from the shard. A client that negotiated permessage-deflate (RFC 7692)
+//! likewise owns a [`deflate::DeflateStream`] compressing its JSON or protobuf frames; every
+//! other client's delivery stays a refcount bump.
 
+pub mod deflate;
 pub mod gzip;
 pub mod json;
 pub mod message;
@@ -91,6 +94,16 @@ pub enum Wire {
     Json,
     /// A protobuf binary frame.
     Protobuf,
+}
+
+impl Wire {
+    /// The opcode of its frames.
+    pub fn opcode(self) -> OpCode {
+        match self {
+            Self::Json => OpCode::Text,
+            Self::Protobuf => OpCode::Binary,
+        }
+    }
 }
 
 /// One sequenced item (a tick or an event) and its pre-framed encodings, shared (behind an
@@ -182,6 +195,8 @@ pub enum Encoder {
     Protobuf,
     /// This client's gzip stream.
     Gzip(Box<gzip::GzipStream>),
+    /// JSON or protobuf frames, compressed per message for a permessage-deflate client.
+    Deflate(Wire, Box<deflate::DeflateStream>),
 }
 
 impl Encoder {
@@ -194,37 +209,57 @@ impl Encoder {
         }
     }
 
+    /// A permessage-deflate encoder for a client of `encoding` (json or protobuf; gzip is
+    /// compressed already and never negotiates it).
+    pub fn deflate(encoding: Encoding, stream: deflate::DeflateStream) -> Self {
+        Self::Deflate(encoding.wire(), Box::new(stream))
+    }
+
     /// The encoding this encoder produces.
     pub fn encoding(&self) -> Encoding {
         match self {
-            Self::Json => Encoding::Json,
-            Self::Protobuf => Encoding::Protobuf,
+            Self::Json | Self::Deflate(Wire::Json, _) => Encoding::Json,
+            Self::Protobuf | Self::Deflate(Wire::Protobuf, _) => Encoding::Protobuf,
             Self::Gzip(_) => Encoding::Gzip,
         }
     }
 
-    /// The frame of a tick: a refcount bump of the shared bytes, or (gzip) a compressed frame.
+    /// The frame of a tick: a refcount bump of the shared bytes, or (gzip, deflate) a
+    /// compressed frame.
     pub fn tick(&mut self, frames: &Frames) -> Bytes {
         match self {
             Self::Json => frames.frame(Wire::Json).clone(),
             Self::Protobuf => frames.frame(Wire::Protobuf).clone(),
             Self::Gzip(stream) => stream.frame(frames.json_payload()),
+            Self::Deflate(wire, stream) => {
+                let shared = frames.frame(*wire);
+                let payload = payload_of(shared);
+                if stream.compresses(payload.len()) {
+                    stream.frame(wire.opcode(), payload)
+                } else {
+                    shared.clone()
+                }
+            }
         }
     }
 
     /// Drops per-client encoder state when the client has received nothing since the last
-    /// call (only gzip has any).
+    /// call (only gzip and deflate have any).
     pub fn release_if_idle(&mut self) {
-        if let Self::Gzip(stream) = self {
-            stream.release_if_idle();
+        match self {
+            Self::Gzip(stream) => stream.release_if_idle(),
+            Self::Deflate(_, stream) => stream.release_if_idle(),
+            Self::Json | Self::Protobuf => {}
         }
     }
 
     /// Drops per-client encoder state now (after the connect burst of a client that may
     /// stay idle); the next message recreates it.
     pub fn release(&mut self) {
-        if let Self::Gzip(stream) = self {
-            stream.release();
+        match self {
+            Self::Gzip(stream) => stream.release(),
+            Self::Deflate(_, stream) => stream.release(),
+            Self::Json | Self::Protobuf => {}
         }
     }
 
@@ -234,6 +269,27 @@ impl Encoder {
             Self::Json => ws_frame::frame(OpCode::Text, &message.to_json()),
             Self::Protobuf => ws_frame::frame(OpCode::Binary, &message.to_protobuf()),
             Self::Gzip(stream) => stream.frame(&message.to_json()),
+            Self::Deflate(Wire::Json, stream) => stream.frame(OpCode::Text, &message.to_json()),
+            Self::Deflate(Wire::Protobuf, stream) => {
+                stream.frame(OpCode::Binary, &message.to_protobuf())
+            }
+        }
+    }
+
+    /// A data frame of `payload` as given (an echo): compressed for a deflate client.
+    pub fn data(&mut self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        match self {
+            Self::Deflate(_, stream) => stream.frame(opcode, payload),
+            Self::Json | Self::Protobuf | Self::Gzip(_) => ws_frame::frame(opcode, payload),
+        }
+    }
+
+    /// Payload bytes compressed and bytes produced by permessage-deflate since the last
+    /// call (for the metrics); `None` for a client without it.
+    pub fn take_deflate_counts(&mut self) -> Option<(u64, u64)> {
+        match self {
+            Self::Deflate(_, stream) => Some(stream.take_counts()),
+            Self::Json | Self::Protobuf | Self::Gzip(_) => None,
         }
     }
 }

@@ -29,8 +29,14 @@ pub fn write_frame(out: &mut BytesMut, opcode: OpCode, payload: &[u8]) {
 
 /// Appends the header of an unmasked final frame of `len` payload bytes.
 pub fn write_header(out: &mut BytesMut, opcode: OpCode, len: usize) {
+    write_head(out, 0x80 | opcode as u8, len);
+}
+
+/// Appends a frame header whose first byte (FIN, RSV1-3, opcode) is `first`, for `len`
+/// payload bytes (permessage-deflate sets RSV1).
+pub fn write_head(out: &mut BytesMut, first: u8, len: usize) {
     out.reserve(MAX_HEADER_LEN + len);
-    out.put_u8(0x80 | opcode as u8);
+    out.put_u8(first);
     // RFC 6455 §5.2: 7-bit length, or 126 + u16, or 127 + u64 (network byte order).
     match len {
         0..=125 => out.put_u8(len as u8),

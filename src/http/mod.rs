@@ -23,7 +23,10 @@ use std::rc::Rc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use hyper::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderValue, ORIGIN, SEC_WEBSOCKET_EXTENSIONS,
+    SEC_WEBSOCKET_PROTOCOL,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -37,7 +40,7 @@ use crate::error::ErrorCode;
 use crate::limits::IpSlot;
 use crate::metrics;
 use crate::session::handshake::{HandshakeError, Mode};
-use crate::session::{self, handshake};
+use crate::session::{self, extensions, handshake};
 use crate::shard::{ShardCore, Transport};
 use crate::shared::Shared;
 use crate::shutdown::Phase;
@@ -380,6 +383,12 @@ fn upgrade(
         Ok(admission) => admission,
         Err(e) => return refuse(e),
     };
+    let deflate = extensions::negotiate(
+        request.headers(),
+        shared.config.deflate.ws_deflate,
+        params.encoding,
+        &shared.deflate_slots,
+    );
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(pair) => pair,
         Err(e) => return refuse(HandshakeError::NotUpgrade(e.to_string())),
@@ -390,6 +399,11 @@ fn upgrade(
             SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static(params.encoding.subprotocol()),
         );
+    }
+    if let Some(deflate) = &deflate {
+        parts
+            .headers
+            .insert(SEC_WEBSOCKET_EXTENSIONS, deflate.response());
     }
     let ip_slot = ip_slot.take();
     tokio::task::spawn_local(async move {
@@ -417,7 +431,10 @@ fn upgrade(
                 }
             },
         };
-        session::run(core, transport, read_buf, params, admission, ip_slot).await;
+        session::run(
+            core, transport, read_buf, params, admission, ip_slot, deflate,
+        )
+        .await;
     });
     Response::from_parts(parts, Full::new(Bytes::new()))
 }

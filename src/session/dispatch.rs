@@ -23,6 +23,7 @@ use super::control::{Control, ControlError, ControlParser, Selection};
 use super::handshake::{self, Admission, Mode, SessionParams};
 use super::wire::{FrameReader, Incoming, WireError};
 use crate::auth::{AuthError, Identity, Token, UserSlot};
+use crate::encode::deflate::DeflateParams;
 use crate::encode::ws_frame::{self, OpCode};
 use crate::encode::{Encoding, Message};
 use crate::error::ErrorCode;
@@ -61,9 +62,13 @@ pub(super) fn open(
     signal: Rc<Notify>,
     params: SessionParams,
     admission: Admission,
+    deflate: Option<DeflateParams>,
 ) -> Session {
     let now = Instant::now();
     let (key, id) = core.open(stream, signal, params.encoding, params.slow);
+    if let Some(deflate) = deflate {
+        core.use_deflate(key, deflate);
+    }
     let mut session = Session {
         key,
         id,
@@ -370,7 +375,7 @@ fn with_parser<T>(core: &ShardCore, parse: impl FnOnce(&mut ControlParser) -> T)
 /// `/echo`: sends the message back in the same kind of frame. An echo is a burst the client
 /// asked for, so it may exceed the outbox budget until it drains.
 fn echo(core: &mut ShardCore, key: SessionKey, opcode: OpCode, payload: &[u8], now: Instant) {
-    core.send_frame(key, ws_frame::frame(opcode, payload), now);
+    core.send_data(key, opcode, payload, now);
     core.allow_burst(key);
 }
 

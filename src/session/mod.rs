@@ -8,6 +8,7 @@
 
 pub mod control;
 mod dispatch;
+pub mod extensions;
 pub mod handshake;
 pub mod wire;
 
@@ -25,6 +26,7 @@ use crate::limits::IpSlot;
 use crate::shard::{FeedPhase, SessionKey, ShardCore, Transport};
 use crate::tick::now_ns;
 pub use dispatch::{CLOSE_AUTH_FAILED, CLOSE_IDLE, CLOSE_TOKEN_EXPIRED};
+use extensions::Deflate;
 use handshake::{Admission, SessionParams};
 use wire::FrameReader;
 
@@ -37,6 +39,7 @@ pub async fn run(
     params: SessionParams,
     admission: Admission,
     ip_slot: Option<IpSlot>,
+    deflate: Option<Deflate>,
 ) {
     let _ = stream.tcp().set_nodelay(true);
     let (send_buffer, max_message, ping_interval) = {
@@ -60,12 +63,16 @@ pub async fn run(
         signal.clone(),
         params,
         admission,
+        deflate.as_ref().map(|d| d.params),
     );
     let mut membership = Membership {
         core: core.clone(),
         key: Some(session.key),
     };
-    let mut reader = FrameReader::new(max_message);
+    let mut reader = match deflate {
+        Some(_) => FrameReader::with_deflate(max_message),
+        None => FrameReader::new(max_message),
+    };
     let mut input = BytesMut::from(&leftover[..]);
     // `leftover` is a slice of hyper's read buffer: holding it would pin ~8 KiB per client.
     drop(leftover);
@@ -77,7 +84,7 @@ pub async fn run(
     let mut last_heard = Instant::now();
     let mut ping = every(ping_interval);
     let mut heartbeat: Option<(Duration, Interval)> = None;
-    let mut client_closed = !dispatch::handle_input(&core, &mut session, &mut reader, &mut input);
+    let mut client_closed = !read(&core, &mut session, &mut reader, &mut input);
     while !client_closed {
         let status = core.borrow().status(session.key);
         if session.heartbeat != heartbeat.as_ref().map(|(d, _)| *d) {
@@ -107,8 +114,7 @@ pub async fn run(
                     Ok(0) => break,
                     Ok(_) => {
                         last_heard = Instant::now();
-                        client_closed =
-                            !dispatch::handle_input(&core, &mut session, &mut reader, &mut input);
+                        client_closed = !read(&core, &mut session, &mut reader, &mut input);
                         if input.is_empty() {
                             // Every frame was consumed: an idle client holds no read buffer
                             // (the next read allocates one again, ~1 KiB).
@@ -140,7 +146,27 @@ pub async fn run(
         stream.send_close_notify();
         linger(stream.tcp()).await;
     }
-    drop((stream, ip_slot, membership));
+    // The deflate slot goes last: the client compressed until it left.
+    drop((stream, ip_slot, membership, deflate));
+}
+
+/// Handles every complete frame in `input` (see [`dispatch::handle_input`]) and counts what
+/// permessage-deflate inflated; false once the client has closed or broken the protocol.
+fn read(
+    core: &Rc<RefCell<ShardCore>>,
+    session: &mut dispatch::Session,
+    reader: &mut FrameReader,
+    input: &mut BytesMut,
+) -> bool {
+    let open = dispatch::handle_input(core, session, reader, input);
+    let (compressed, inflated) = reader.take_inflated();
+    if compressed > 0 {
+        let core = core.borrow();
+        let metrics = core.shared().metrics.shard(core.id());
+        crate::metrics::add(&metrics.inflate_in, compressed);
+        crate::metrics::add(&metrics.inflate_out, inflated);
+    }
+    open
 }
 
 /// A session's place on its shard, given up when the task ends however it ends: a panic in

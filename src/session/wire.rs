@@ -6,9 +6,14 @@
 //! This reader enforces the server MUSTs itself and is a pure function of its input, so it
 //! is property-tested and fuzzed. (fastwebsockets still does the upgrade handshake, and its
 //! `unmask` does the XOR.)
+//!
+//! With permessage-deflate negotiated (RFC 7692), RSV1 on the first frame of a data message
+//! marks it compressed: the reassembled (compressed) message is bounded by the limit like any
+//! other, then inflated with the limit on its output too (a deflate bomb closes 1009).
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::encode::deflate::{self, InflateError};
 use crate::error::ErrorCode;
 
 /// A complete message or control frame from the client.
@@ -32,8 +37,9 @@ pub enum WireError {
     /// §5.1: a client MUST mask every frame.
     #[error("client frame is not masked")]
     Unmasked,
-    /// §5.2: no extension was negotiated, so RSV1-3 must be 0.
-    #[error("reserved bits set without an extension")]
+    /// §5.2: RSV1-3 must be 0 unless an extension gives them a meaning (permessage-deflate:
+    /// RSV1 on the first frame of a data message only, RFC 7692 §6.1).
+    #[error("reserved bits set without an extension that defines them")]
     ReservedBits,
     /// §5.2: opcodes 3-7 and 0xB-0xF are reserved.
     #[error("reserved opcode {0:#x}")]
@@ -52,6 +58,15 @@ pub enum WireError {
         /// The limit.
         limit: usize,
     },
+    /// A compressed message that inflates past the limit (a deflate bomb).
+    #[error("compressed message inflates past {limit} bytes")]
+    InflatedTooBig {
+        /// The limit.
+        limit: usize,
+    },
+    /// RFC 7692 §6.2: a compressed message that does not inflate.
+    #[error("compressed message is not valid deflate data")]
+    BadDeflate,
     /// §8.1: text must be valid UTF-8.
     #[error("text message is not valid UTF-8")]
     InvalidUtf8,
@@ -64,8 +79,8 @@ impl WireError {
     /// The close code to answer with.
     pub fn close_code(&self) -> u16 {
         match self {
-            Self::TooBig { .. } => 1009,
-            Self::InvalidUtf8 => 1007,
+            Self::TooBig { .. } | Self::InflatedTooBig { .. } => 1009,
+            Self::InvalidUtf8 | Self::BadDeflate => 1007,
             _ => 1002,
         }
     }
@@ -74,6 +89,8 @@ impl WireError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::TooBig { .. } => ErrorCode::MessageTooBig,
+            Self::InflatedTooBig { .. } => ErrorCode::InflatedTooBig,
+            Self::BadDeflate => ErrorCode::BadDeflate,
             Self::InvalidUtf8 => ErrorCode::InvalidUtf8,
             Self::Unmasked
             | Self::ReservedBits
@@ -89,8 +106,12 @@ impl WireError {
 #[derive(Debug)]
 pub struct FrameReader {
     max_message: usize,
-    /// The opcode and data of a fragmented message in progress.
-    partial: Option<(u8, BytesMut)>,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
+    /// The opcode, data and compression of a fragmented message in progress.
+    partial: Option<(u8, BytesMut, bool)>,
+    /// Compressed bytes inflated and bytes they gave, not yet counted in metrics.
+    inflated: (u64, u64),
 }
 
 impl FrameReader {
@@ -98,8 +119,24 @@ impl FrameReader {
     pub fn new(max_message: usize) -> Self {
         Self {
             max_message,
+            deflate: false,
             partial: None,
+            inflated: (0, 0),
         }
+    }
+
+    /// A reader for a connection with permessage-deflate: compressed messages are inflated,
+    /// to at most `max_message` bytes.
+    pub fn with_deflate(max_message: usize) -> Self {
+        Self {
+            deflate: true,
+            ..Self::new(max_message)
+        }
+    }
+
+    /// Compressed bytes inflated and the bytes they gave, since the last call.
+    pub fn take_inflated(&mut self) -> (u64, u64) {
+        std::mem::take(&mut self.inflated)
     }
 
     /// Takes the next complete message or control frame off `buf`; `Ok(None)` when more
@@ -121,7 +158,8 @@ impl FrameReader {
         }
         let (b0, b1) = (buf[0], buf[1]);
         let fin = b0 & 0x80 != 0;
-        if b0 & 0x70 != 0 {
+        let rsv1 = b0 & 0x40 != 0;
+        if b0 & 0x30 != 0 || (rsv1 && !self.deflate) {
             return Err(WireError::ReservedBits);
         }
         let opcode = b0 & 0x0F;
@@ -152,11 +190,16 @@ impl FrameReader {
         if control && (!fin || len > 125) {
             return Err(WireError::BadControlFrame);
         }
+        // RFC 7692 §6.1: RSV1 only on the first frame of a data message, never on a
+        // continuation or a control frame.
+        if rsv1 && (control || opcode == 0x0) {
+            return Err(WireError::ReservedBits);
+        }
         // Refuse on the announced length, before buffering it (no unbounded allocation).
         let so_far = self
             .partial
             .as_ref()
-            .map_or(0, |(_, data)| data.len() as u64);
+            .map_or(0, |(_, data, _)| data.len() as u64);
         // Saturating: a peer may announce 2^64 - 1 bytes, and a wrapped sum would pass the
         // limit check below (found by the ws_frames fuzz target).
         let total = if control {
@@ -185,6 +228,7 @@ impl FrameReader {
         fastwebsockets::unmask(&mut payload, mask);
         Ok(Some(Frame {
             fin,
+            rsv1,
             opcode,
             payload,
         }))
@@ -193,6 +237,7 @@ impl FrameReader {
     fn assemble(&mut self, frame: Frame) -> Result<Option<Incoming>, WireError> {
         let Frame {
             fin,
+            rsv1,
             opcode,
             payload,
         } = frame;
@@ -201,46 +246,64 @@ impl FrameReader {
             0x9 => Ok(Some(Incoming::Ping(payload.freeze()))),
             0xA => Ok(Some(Incoming::Pong)),
             0x0 => {
-                let Some((_, data)) = self.partial.as_mut() else {
+                let Some((_, data, _)) = self.partial.as_mut() else {
                     return Err(WireError::Fragmentation("continuation"));
                 };
                 data.extend_from_slice(&payload);
                 if !fin {
                     return Ok(None);
                 }
-                let (opcode, data) = self.partial.take().expect("checked above");
-                message(opcode, data).map(Some)
+                let (opcode, data, compressed) = self.partial.take().expect("checked above");
+                self.message(opcode, data, compressed).map(Some)
             }
             _ => {
                 if self.partial.is_some() {
                     return Err(WireError::Fragmentation("data"));
                 }
                 if fin {
-                    message(opcode, payload).map(Some)
+                    self.message(opcode, payload, rsv1).map(Some)
                 } else {
-                    self.partial = Some((opcode, payload));
+                    self.partial = Some((opcode, payload, rsv1));
                     Ok(None)
                 }
             }
+        }
+    }
+
+    /// A complete data message: inflated if compressed, then UTF-8 checked if text.
+    fn message(
+        &mut self,
+        opcode: u8,
+        data: BytesMut,
+        compressed: bool,
+    ) -> Result<Incoming, WireError> {
+        let data = if compressed {
+            let inflated = deflate::inflate(&data, self.max_message).map_err(|e| match e {
+                InflateError::TooBig { limit } => WireError::InflatedTooBig { limit },
+                InflateError::Corrupt => WireError::BadDeflate,
+            })?;
+            self.inflated.0 += data.len() as u64;
+            self.inflated.1 += inflated.len() as u64;
+            Bytes::from(inflated)
+        } else {
+            data.freeze()
+        };
+        if opcode == 0x1 {
+            if std::str::from_utf8(&data).is_err() {
+                return Err(WireError::InvalidUtf8);
+            }
+            Ok(Incoming::Text(data))
+        } else {
+            Ok(Incoming::Binary(data))
         }
     }
 }
 
 struct Frame {
     fin: bool,
+    rsv1: bool,
     opcode: u8,
     payload: BytesMut,
-}
-
-fn message(opcode: u8, data: BytesMut) -> Result<Incoming, WireError> {
-    if opcode == 0x1 {
-        if std::str::from_utf8(&data).is_err() {
-            return Err(WireError::InvalidUtf8);
-        }
-        Ok(Incoming::Text(data.freeze()))
-    } else {
-        Ok(Incoming::Binary(data.freeze()))
-    }
 }
 
 fn close(payload: &[u8]) -> Result<Incoming, WireError> {

@@ -129,6 +129,10 @@ impl Client {
                 Ok(written) => {
                     self.feed.outbox.advance(written);
                     metrics::add(&metrics.bytes_out, written as u64);
+                    if let Some((fed, produced)) = self.feed.encoder.take_deflate_counts() {
+                        metrics::add(&metrics.deflate_in, fed);
+                        metrics::add(&metrics.deflate_out, produced);
+                    }
                     self.feed.caught_up(config);
                     if written < offered || self.stream.pending() {
                         // The socket buffer is full: wait for writability.

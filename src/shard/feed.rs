@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::outbox::Outbox;
 use crate::config::Config;
+use crate::encode::ws_frame::OpCode;
 use crate::encode::{Encoder, Encoding, Frames, Message};
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
@@ -93,7 +94,15 @@ impl Feed {
         }
     }
 
-    /// Queues a raw control frame (ping, pong, echo).
+    /// Queues a data message given as bytes (an echo), compressed if the client deflates.
+    pub fn send_data(&mut self, opcode: OpCode, payload: &[u8], now: Instant) {
+        if self.phase == FeedPhase::Live {
+            let frame = self.encoder.data(opcode, payload);
+            self.outbox.push(frame, now);
+        }
+    }
+
+    /// Queues a raw control frame (ping, pong).
     pub fn send_frame(&mut self, frame: Bytes, now: Instant) {
         if self.phase == FeedPhase::Live {
             self.outbox.push(frame, now);

@@ -29,7 +29,9 @@ use tokio::sync::Notify;
 use tracing::info;
 
 use crate::config::SlowPolicy;
-use crate::encode::{Encoding, Frames, Message};
+use crate::encode::deflate::{DeflateParams, DeflateStream};
+use crate::encode::ws_frame::OpCode;
+use crate::encode::{Encoder, Encoding, Frames, Message};
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
@@ -361,9 +363,23 @@ impl ShardCore {
         self.clients[key].feed.send(message, now);
     }
 
-    /// Queues a raw frame (ping, pong, echo).
+    /// Queues a raw frame (ping, pong).
     pub fn send_frame(&mut self, key: SessionKey, frame: Bytes, now: Instant) {
         self.clients[key].feed.send_frame(frame, now);
+    }
+
+    /// Queues a data message given as bytes (an echo), compressed if the client deflates.
+    pub fn send_data(&mut self, key: SessionKey, opcode: OpCode, payload: &[u8], now: Instant) {
+        self.clients[key].feed.send_data(opcode, payload, now);
+    }
+
+    /// From now on compresses the client's messages with permessage-deflate (`params` as
+    /// negotiated, `--ws-deflate-min-bytes` as the threshold).
+    pub fn use_deflate(&mut self, key: SessionKey, params: DeflateParams) {
+        let min_bytes = self.shared.config.deflate.ws_deflate_min_bytes;
+        let feed = &mut self.clients[key].feed;
+        let stream = DeflateStream::new(params, min_bytes);
+        feed.encoder = Encoder::deflate(feed.encoding(), stream);
     }
 
     /// Lets what is queued now exceed the outbox budget until it drains: a burst the

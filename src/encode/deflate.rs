@@ -1,0 +1,418 @@
+//! permessage-deflate (RFC 7692): the compressed frames of one negotiated client, and the
+//! bounded inflation of what such a client sends.
+//!
+//! Sending. A compressing client gets a [`DeflateStream`] in its encoder. Each message at
+//! least `min_bytes` long is raw-deflated with a sync flush, the flush's trailing
+//! `00 00 ff ff` is cut (§7.2.1) and the frame goes out with RSV1 set; shorter messages go
+//! out as the shared, uncompressed frame every other client gets (§6: compression is chosen
+//! per message). With context takeover the client owns a compressor, so each tick is
+//! compressed against the ones before it (what makes a 150-byte tick shrink, as for gzip);
+//! the state is dropped when the client goes idle and the next message starts a fresh
+//! compressor, which is valid because a compressor never refers back to bytes it did not
+//! produce and the client's inflater keeps its own window. With `server_no_context_takeover`
+//! every message stands alone, so the shard thread's one compressor serves every such client
+//! (reset per message) and the client holds no deflate state at all.
+//!
+//! Receiving. The relay always answers `client_no_context_takeover` (§7.1.1.2 lets a server
+//! ask for it, and a client must honour it): every client message inflates on its own, so the
+//! shard thread's one inflater, reset per message, serves all clients, and no client holds an
+//! inflate window. The inflated size is bounded while inflating ([`inflate`]): a deflate bomb
+//! stops at `limit + 1` bytes, never allocating more.
+
+use std::cell::RefCell;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::ws_frame::{self, OpCode};
+
+/// What a permessage-deflate negotiation settled for the server's side of the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeflateParams {
+    /// `server_no_context_takeover`: every message is compressed on its own.
+    pub no_context_takeover: bool,
+    /// The compressor's LZ77 window, 2^bits bytes (9..=15; `server_max_window_bits` bounds it).
+    pub window_bits: u8,
+}
+
+impl DeflateParams {
+    /// Context takeover with the relay's own window ([`WINDOW_BITS`]).
+    pub fn new() -> Self {
+        Self {
+            no_context_takeover: false,
+            window_bits: WINDOW_BITS,
+        }
+    }
+}
+
+impl Default for DeflateParams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One compressing client's side of permessage-deflate.
+#[derive(Debug)]
+pub struct DeflateStream {
+    params: DeflateParams,
+    /// Payloads shorter than this go out uncompressed.
+    min_bytes: usize,
+    /// This client's compressor (context takeover only), while it is receiving.
+    deflate: Option<Compress>,
+    /// A message was compressed since the last [`DeflateStream::release_if_idle`].
+    used: bool,
+    scratch: Vec<u8>,
+    arena: BytesMut,
+    /// Payload bytes compressed and compressed bytes produced, not yet counted in metrics.
+    counts: (u64, u64),
+}
+
+impl DeflateStream {
+    /// A stream with `params`, compressing payloads of at least `min_bytes`.
+    pub fn new(params: DeflateParams, min_bytes: usize) -> Self {
+        Self {
+            params,
+            min_bytes,
+            deflate: None,
+            used: false,
+            scratch: Vec::new(),
+            arena: BytesMut::new(),
+            counts: (0, 0),
+        }
+    }
+
+    /// The negotiated parameters.
+    pub fn params(&self) -> DeflateParams {
+        self.params
+    }
+
+    /// Whether a payload of `len` bytes is compressed.
+    pub fn compresses(&self, len: usize) -> bool {
+        len >= self.min_bytes
+    }
+
+    /// The frame of `payload`: compressed with RSV1 set when it is long enough, otherwise a
+    /// plain frame (callers holding a shared plain frame send that instead).
+    pub fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        if !self.compresses(payload.len()) {
+            return ws_frame::frame(opcode, payload);
+        }
+        self.used = true;
+        self.scratch.clear();
+        if self.params.no_context_takeover {
+            let bits = self.params.window_bits;
+            SHARED_DEFLATE.with_borrow_mut(|slot| {
+                let deflate = match slot {
+                    Some((held_bits, deflate)) if *held_bits == bits => deflate,
+                    _ => &mut slot.insert((bits, new_compressor(bits))).1,
+                };
+                compress_sync(deflate, payload, &mut self.scratch);
+                deflate.reset();
+            });
+        } else {
+            let bits = self.params.window_bits;
+            let deflate = self.deflate.get_or_insert_with(|| new_compressor(bits));
+            compress_sync(deflate, payload, &mut self.scratch);
+        }
+        // §7.2.1: a sync flush ends with an empty stored block, 00 00 ff ff; it is cut.
+        debug_assert!(self.scratch.ends_with(&SYNC_TAIL));
+        let len = self.scratch.len().saturating_sub(SYNC_TAIL.len());
+        self.counts.0 += payload.len() as u64;
+        self.counts.1 += len as u64;
+        carve(
+            &mut self.arena,
+            FIN_RSV1 | opcode as u8,
+            &self.scratch[..len],
+        )
+    }
+
+    /// Drops the compressor and buffers (the next message starts a fresh compressor).
+    pub fn release(&mut self) {
+        self.deflate = None;
+        self.scratch = Vec::new();
+        self.arena = BytesMut::new();
+    }
+
+    /// Releases the state if no message was compressed since the last call.
+    pub fn release_if_idle(&mut self) {
+        if !std::mem::take(&mut self.used) {
+            self.release();
+        }
+    }
+
+    /// Whether this client holds a compressor now.
+    pub fn holds_state(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Payload bytes compressed and compressed bytes produced since the last call.
+    pub fn take_counts(&mut self) -> (u64, u64) {
+        std::mem::take(&mut self.counts)
+    }
+}
+
+/// Why a compressed client message could not be inflated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InflateError {
+    /// It inflates past the limit (a deflate bomb, or just too big).
+    #[error("compressed message inflates past {limit} bytes")]
+    TooBig {
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a valid raw deflate stream.
+    #[error("compressed message is not valid deflate data")]
+    Corrupt,
+}
+
+/// Inflates one permessage-deflate message (without its cut `00 00 ff ff`) with the shard
+/// thread's inflater, never producing more than `limit + 1` bytes.
+pub fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+    SHARED_INFLATE.with_borrow_mut(|slot| {
+        let inflater = slot.get_or_insert_with(|| Decompress::new(false));
+        inflater.reset(false);
+        let result = inflate_with(inflater, compressed, limit);
+        if result.is_err() {
+            // A failed stream leaves the state mid-block; the next message resets it anyway.
+            inflater.reset(false);
+        }
+        result
+    })
+}
+
+fn inflate_with(
+    inflater: &mut Decompress,
+    compressed: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, InflateError> {
+    let mut out: Vec<u8> = Vec::new();
+    let inputs = [compressed, &SYNC_TAIL[..]];
+    let mut part = 0;
+    let mut offset = 0;
+    loop {
+        if out.len() > limit {
+            return Err(InflateError::TooBig { limit });
+        }
+        if out.capacity() == out.len() {
+            // Grow in steps, never past limit + 1: what a bomb can make us hold.
+            let room = (limit.saturating_add(1) - out.len()).min(INFLATE_STEP.max(out.len()));
+            out.reserve_exact(room);
+        }
+        let input = &inputs[part][offset..];
+        let (before_in, before_out) = (inflater.total_in(), out.len());
+        let status = inflater
+            .decompress_vec(input, &mut out, FlushDecompress::Sync)
+            .map_err(|_| InflateError::Corrupt)?;
+        let taken = usize::try_from(inflater.total_in() - before_in)
+            .expect("an inflater takes at most its input");
+        offset += taken;
+        if status == Status::StreamEnd {
+            // A final block: the message is complete (the rest, our tail, is ignored).
+            break;
+        }
+        if offset == inputs[part].len() {
+            if part + 1 < inputs.len() {
+                part += 1;
+                offset = 0;
+                continue;
+            }
+            if out.len() < out.capacity() {
+                // All input taken and room left: everything is out.
+                break;
+            }
+        } else if taken == 0 && out.len() == before_out && out.len() < out.capacity() {
+            // Input left, room left, no progress: the data is not deflate.
+            return Err(InflateError::Corrupt);
+        }
+    }
+    if out.len() > limit {
+        return Err(InflateError::TooBig { limit });
+    }
+    Ok(out)
+}
+
+/// Compresses `message` into `out` with a sync flush (the shared loop of gzip and
+/// permessage-deflate): the output ends on a byte boundary with `00 00 ff ff`.
+pub fn compress_sync(deflate: &mut Compress, message: &[u8], out: &mut Vec<u8>) {
+    let start_in = deflate.total_in();
+    loop {
+        // A sync flush is complete once deflate returns with output space left over.
+        if out.capacity() - out.len() < 64 {
+            out.reserve(message.len() / 2 + 64);
+        }
+        let consumed = usize::try_from(deflate.total_in() - start_in)
+            .expect("consumed input never exceeds the message length");
+        let status = deflate
+            .compress_vec(&message[consumed..], out, FlushCompress::Sync)
+            .expect("deflate with a sync flush on a live stream cannot fail");
+        let consumed = usize::try_from(deflate.total_in() - start_in)
+            .expect("consumed input never exceeds the message length");
+        let room_left = out.len() < out.capacity();
+        if consumed == message.len() && room_left || status == Status::StreamEnd {
+            break;
+        }
+    }
+}
+
+/// Appends a frame (first header byte `first`, then `payload`) to `arena` and splits it off:
+/// frames are carved from blocks of [`ARENA_BLOCK`], so a delivery does not allocate alone.
+pub fn carve(arena: &mut BytesMut, first: u8, payload: &[u8]) -> Bytes {
+    let len = payload.len();
+    if arena.capacity() < ws_frame::MAX_HEADER_LEN + len {
+        arena.reserve(ARENA_BLOCK.max(ws_frame::MAX_HEADER_LEN + len));
+    }
+    ws_frame::write_head(arena, first, len);
+    arena.put_slice(payload);
+    arena.split().freeze()
+}
+
+fn new_compressor(window_bits: u8) -> Compress {
+    Compress::new_with_window_bits(Compression::new(LEVEL), false, window_bits)
+}
+
+thread_local! {
+    /// The shard thread's compressor for clients without context takeover (and its bits).
+    static SHARED_DEFLATE: RefCell<Option<(u8, Compress)>> = const { RefCell::new(None) };
+    /// The shard thread's inflater: every client compresses without context takeover.
+    static SHARED_INFLATE: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+}
+
+/// Deflate level 1, for gzip and permessage-deflate. Measured with zlib-rs on 145-byte tick
+/// JSON, sync flush per message, 4 KiB window, one stream: level 1 ≈ 2.0 µs and 32 B per
+/// message, level 6 ≈ 5.9 µs / 31.5 B; on more varied ticks (benches/encode.rs) level 6 is
+/// 15% smaller for ~4x the CPU. Per-client CPU is the scarcer resource (miniz_oxide: 14 µs /
+/// 47 B at level 1).
+pub const LEVEL: u32 = 1;
+/// 2^12 = 4 KiB window: ~25 recent ticks of context, plenty for repeated keys and symbols
+/// (a permessage-deflate client may ask for less).
+pub const WINDOW_BITS: u8 = 12;
+/// Smallest window flate2 (and zlib) can compress with: 2^9. An offer of
+/// `server_max_window_bits=8` is declined.
+pub const MIN_WINDOW_BITS: u8 = 9;
+/// The end of every sync flush, cut from each message and put back before inflating.
+const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+/// FIN and RSV1 ("this message is compressed", RFC 7692 §6).
+const FIN_RSV1: u8 = 0x80 | 0x40;
+/// Frames are carved from blocks of this size.
+pub const ARENA_BLOCK: usize = 16 * 1024;
+/// Inflate output grows by at least this much per step.
+const INFLATE_STEP: usize = 4 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a client's inflater does: put the tail back and inflate, keeping the window
+    /// (context takeover) across messages.
+    fn client_inflate(inflater: &mut Decompress, frame: &Bytes) -> Vec<u8> {
+        assert_eq!(frame[0] & 0x40, 0x40, "RSV1 set on a compressed frame");
+        let skip = match frame[1] & 0x7F {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        let mut input = frame[skip..].to_vec();
+        input.extend_from_slice(&SYNC_TAIL);
+        let mut out = Vec::with_capacity(64 * 1024);
+        inflater
+            .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        out
+    }
+
+    fn tick(seq: u64) -> String {
+        format!(
+            r#"{{"type":"tick","symbol":"BTC-USD","seq":{seq},"kind":"trade","ts_ns":17640000000{seq:08},"price":{}.5,"size":0.25}}"#,
+            43000 + seq % 17
+        )
+    }
+
+    #[test]
+    fn context_takeover_frames_inflate_in_order_and_shrink_across_releases() {
+        let mut stream = DeflateStream::new(DeflateParams::new(), 0);
+        let mut inflater = Decompress::new(false);
+        let (mut plain, mut sent) = (0, 0);
+        for seq in 0..200 {
+            if seq % 50 == 49 {
+                stream.release();
+                assert!(!stream.holds_state());
+            }
+            let msg = tick(seq);
+            let frame = stream.frame(OpCode::Text, msg.as_bytes());
+            assert_eq!(frame[0], 0xC1, "FIN + RSV1 + text");
+            assert_eq!(client_inflate(&mut inflater, &frame), msg.as_bytes());
+            plain += msg.len();
+            sent += frame.len();
+        }
+        assert!(sent * 2 < plain, "{sent} compressed vs {plain} plain");
+        assert_eq!(stream.take_counts().0, plain as u64);
+        stream.release_if_idle();
+        assert!(stream.holds_state(), "used since the last check: kept");
+        stream.release_if_idle();
+        assert!(!stream.holds_state(), "idle for a whole period: released");
+    }
+
+    #[test]
+    fn no_context_takeover_messages_inflate_alone_and_hold_no_state() {
+        let params = DeflateParams {
+            no_context_takeover: true,
+            window_bits: 9,
+        };
+        let mut stream = DeflateStream::new(params, 0);
+        for seq in 0..20 {
+            let msg = tick(seq).repeat(4);
+            let frame = stream.frame(OpCode::Binary, msg.as_bytes());
+            assert_eq!(frame[0], 0xC2);
+            // A fresh inflater with the smallest window per message.
+            let mut alone = Decompress::new_with_window_bits(false, 9);
+            assert_eq!(client_inflate(&mut alone, &frame), msg.as_bytes());
+            assert!(!stream.holds_state());
+        }
+    }
+
+    #[test]
+    fn short_messages_go_out_plain() {
+        let mut stream = DeflateStream::new(DeflateParams::new(), 64);
+        let frame = stream.frame(OpCode::Text, b"{\"type\":\"pong\"}");
+        assert_eq!(frame[0], 0x81, "no RSV1");
+        assert_eq!(&frame[2..], b"{\"type\":\"pong\"}");
+        assert_eq!(stream.take_counts(), (0, 0));
+    }
+
+    #[test]
+    fn inflate_round_trips_and_bounds_a_bomb() {
+        let mut stream = DeflateStream::new(DeflateParams::new(), 0);
+        let msg = tick(1);
+        let frame = stream.frame(OpCode::Text, msg.as_bytes());
+        assert_eq!(&inflate(&frame[2..], 1024).unwrap()[..], msg.as_bytes());
+        // 10 MB of zeros compresses to ~10 KB: refused at the limit, holding at most limit + 1.
+        let zeros = vec![0u8; 10_000_000];
+        let mut bomb = Vec::new();
+        let mut deflate = new_compressor(15);
+        compress_sync(&mut deflate, &zeros, &mut bomb);
+        bomb.truncate(bomb.len() - 4);
+        assert!(bomb.len() < 20_000, "{}", bomb.len());
+        assert_eq!(
+            inflate(&bomb, 65_536),
+            Err(InflateError::TooBig { limit: 65_536 })
+        );
+        assert_eq!(inflate(&bomb, 10_000_000).unwrap().len(), 10_000_000);
+        assert_eq!(
+            inflate(&[0xff, 0xff, 0xff], 1024),
+            Err(InflateError::Corrupt)
+        );
+        // The shared inflater is usable again after an error.
+        assert_eq!(&inflate(&frame[2..], 1024).unwrap()[..], msg.as_bytes());
+    }
+
+    #[test]
+    fn a_final_block_ends_the_message() {
+        let mut deflate = new_compressor(15);
+        let mut out = Vec::with_capacity(256);
+        deflate
+            .compress_vec(b"hello hello hello", &mut out, FlushCompress::Finish)
+            .unwrap();
+        assert_eq!(&inflate(&out, 64).unwrap()[..], b"hello hello hello");
+        assert_eq!(inflate(&[], 64).unwrap().len(), 0);
+    }
+}
