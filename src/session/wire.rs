@@ -537,6 +537,122 @@ mod tests {
         }
     }
 
+    /// A raw deflate message with its sync-flush tail cut, as a permessage-deflate client
+    /// sends it.
+    fn deflated(bytes: &[u8]) -> Vec<u8> {
+        let mut deflate = flate2::Compress::new(flate2::Compression::best(), false);
+        let mut out = Vec::with_capacity(bytes.len() + 64);
+        deflate
+            .compress_vec(bytes, &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        out.truncate(out.len() - 4);
+        out
+    }
+
+    fn read_deflate(bytes: &[u8], max: usize) -> Result<Vec<Incoming>, WireError> {
+        let mut reader = FrameReader::with_deflate(max);
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(m) = reader.next(&mut buf)? {
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn rsv1_marks_a_compressed_message_only_with_deflate() {
+        let text = b"{\"op\":\"ping\",\"id\":1}";
+        let compressed = deflated(text);
+        let frame = client_frame(true, 0x41, &compressed, MASK);
+        assert_eq!(
+            read_deflate(&frame, 1024).unwrap(),
+            vec![Incoming::Text(Bytes::from_static(text))]
+        );
+        assert_eq!(read_all(&frame, 1024), Err(WireError::ReservedBits));
+        // Fragmented: RSV1 on the first frame, the continuation plain.
+        let (a, b) = compressed.split_at(3);
+        let mut bytes = client_frame(false, 0x42, a, MASK);
+        bytes.extend(client_frame(true, 0x9, b"p", MASK));
+        bytes.extend(client_frame(true, 0x0, b, MASK));
+        let got = read_deflate(&bytes, 1024).unwrap();
+        assert_eq!(got[1], Incoming::Binary(Bytes::from_static(text)));
+        // Uncompressed messages still pass on a deflate connection.
+        let plain = client_frame(true, 0x1, b"hi", MASK);
+        assert_eq!(
+            read_deflate(&plain, 1024).unwrap(),
+            vec![Incoming::Text(Bytes::from_static(b"hi"))]
+        );
+    }
+
+    #[test]
+    fn rsv1_on_control_or_continuation_frames_and_rsv2_rsv3_are_refused() {
+        for bytes in [
+            client_frame(true, 0x49, b"", MASK),
+            [
+                client_frame(false, 0x1, b"a", MASK),
+                client_frame(true, 0x40, b"b", MASK),
+            ]
+            .concat(),
+            client_frame(true, 0x21, b"x", MASK),
+            client_frame(true, 0x11, b"x", MASK),
+        ] {
+            let err = read_deflate(&bytes, 64).unwrap_err();
+            assert_eq!(
+                (err.clone(), err.close_code()),
+                (WireError::ReservedBits, 1002)
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_inflating_past_the_limit_closes_1009_and_bad_data_1007() {
+        let bomb = deflated(&vec![b' '; 1 << 20]);
+        assert!(bomb.len() < 4096);
+        let err = read_deflate(&client_frame(true, 0x42, &bomb, MASK), 4096).unwrap_err();
+        assert_eq!(
+            (err.clone(), err.close_code(), err.code()),
+            (
+                WireError::InflatedTooBig { limit: 4096 },
+                1009,
+                ErrorCode::InflatedTooBig
+            )
+        );
+        let err = read_deflate(&client_frame(true, 0x42, &[0xff; 8], MASK), 4096).unwrap_err();
+        assert_eq!(
+            (err.clone(), err.close_code()),
+            (WireError::BadDeflate, 1007)
+        );
+        // Invalid UTF-8 is found after inflating.
+        let err = read_deflate(
+            &client_frame(true, 0x41, &deflated(&[0xC3, 0x28]), MASK),
+            64,
+        )
+        .unwrap_err();
+        assert_eq!(err, WireError::InvalidUtf8);
+    }
+
+    proptest! {
+        /// Whatever a client compresses comes back exactly, however it is fragmented.
+        #[test]
+        fn compressed_messages_round_trip(
+            payload in proptest::collection::vec(any::<u8>(), 0..2000),
+            cuts in proptest::collection::vec(any::<usize>(), 0..4),
+        ) {
+            let compressed = deflated(&payload);
+            let (mut bytes, _) = fragments(2, &compressed, &cuts, MASK, None);
+            bytes[0] |= 0x40;
+            prop_assert_eq!(
+                read_deflate(&bytes, 4096),
+                Ok(vec![Incoming::Binary(Bytes::from(payload))])
+            );
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_with_deflate(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = read_deflate(&bytes, 128);
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
