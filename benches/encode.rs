@@ -11,9 +11,16 @@
 //!   `gzip/raw_level{1,6} (comparison)`: a bare flate2 stream with the same window and sync
 //!   flush at deflate levels 1 and 6, to show what the level costs and saves.
 //!
+//! - `deliver/*`: what the shard pays per delivery (`Encoder::tick`) for one client of each
+//!   kind, on ticks whose shared JSON frame exists already (the sequencer built it):
+//!   `deliver/json (baseline)` is the refcount bump every plain client costs,
+//!   `deliver/deflate_takeover` a permessage-deflate client with context takeover (its own
+//!   compressor, the relay's level and window), `deliver/deflate_no_takeover` one that asked
+//!   for `server_no_context_takeover` (the thread's shared compressor, reset per message).
+//!
 //! Once per run it prints to stderr the average bytes per tick of each encoding (over 10,000
-//! varied ticks after a warm-up) and the memory one gzip client's stream holds (RSS delta
-//! over many `GzipStream`s).
+//! varied ticks after a warm-up, permessage-deflate included) and the memory one gzip
+//! client's stream and one permessage-deflate client's encoder hold (RSS delta over many).
 //!
 //! `cargo bench --bench encode -- --warm-up-time 1 --measurement-time 3`
 
@@ -24,14 +31,16 @@ use flate2::{Compress, Compression, FlushCompress};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use tickrelay::encode::deflate::{DeflateParams, DeflateStream};
 use tickrelay::encode::gzip::GzipStream;
-use tickrelay::encode::{Frames, Wire, json, protobuf};
+use tickrelay::encode::{Encoder, Encoding, Frames, Wire, json, protobuf};
 use tickrelay::tick::{RawTick, Seq, Tick};
 
 fn encode(c: &mut Criterion) {
     let ticks = market(TICKS, 7);
     // Memory first: before other allocations move glibc's mmap threshold.
     report_gzip_memory(&ticks);
+    report_deflate_memory(&ticks);
     report_bytes(&ticks);
 
     let mut group = c.benchmark_group("encode");
@@ -86,7 +95,43 @@ fn encode(c: &mut Criterion) {
             b.iter(|| raw.frame(black_box(&payloads[next(&mut i)])));
         });
     }
+
+    let framed = framed(&ticks);
+    for (name, mut encoder) in [
+        ("deliver/json (baseline)", Encoder::new(Encoding::Json)),
+        ("deliver/deflate_takeover", deflate_encoder(false)),
+        ("deliver/deflate_no_takeover", deflate_encoder(true)),
+    ] {
+        for frames in framed.iter().cycle().take(WARM_UP) {
+            encoder.tick(frames);
+        }
+        group.bench_function(name, |b| {
+            b.iter(|| encoder.tick(black_box(&framed[next(&mut i)])));
+        });
+    }
     group.finish();
+}
+
+/// The ticks as the sequencer hands them to shards: their shared JSON frame built.
+fn framed(ticks: &[Tick]) -> Vec<Frames> {
+    ticks
+        .iter()
+        .map(|tick| {
+            let frames = Frames::new(tick.clone());
+            frames.frame(Wire::Json);
+            frames
+        })
+        .collect()
+}
+
+/// A JSON client's permessage-deflate encoder as the relay builds it (`--ws-deflate-min-bytes
+/// 0`, the relay's window), with or without `server_no_context_takeover`.
+fn deflate_encoder(no_context_takeover: bool) -> Encoder {
+    let params = DeflateParams {
+        no_context_takeover,
+        ..DeflateParams::new()
+    };
+    Encoder::deflate(Encoding::Json, DeflateStream::new(params, 0))
 }
 
 /// A tick as serde would derive it: the same fields and names as `json::write_tick`.
@@ -285,6 +330,18 @@ fn report_bytes(ticks: &[Tick]) {
         (6, LevelStream::warmed(6, &payloads), 0),
     ];
     let (mut json, mut protobuf, mut gzip, mut alone) = (0usize, 0usize, 0usize, 0usize);
+    let framed = framed(ticks);
+    let mut deflates = [(deflate_encoder(false), 0usize), (deflate_encoder(true), 0)];
+    for (encoder, _) in &mut deflates {
+        for frames in framed.iter().cycle().take(WARM_UP) {
+            encoder.tick(frames);
+        }
+    }
+    for frames in framed.iter().cycle().skip(WARM_UP).take(MEASURED) {
+        for (encoder, total) in &mut deflates {
+            *total += encoder.tick(frames).len();
+        }
+    }
     for (tick, payload) in ticks
         .iter()
         .zip(&payloads)
@@ -307,11 +364,14 @@ fn report_bytes(ticks: &[Tick]) {
     eprintln!(
         "encode: bytes per tick on the wire (WebSocket frame incl. header), {MEASURED} varied \
          ticks after {WARM_UP} warm-up: json {:.1}, protobuf {:.1}, gzip stream {:.1}, \
-         gzip each tick alone {:.1}, {}",
+         gzip each tick alone {:.1}, permessage-deflate with context takeover {:.1}, \
+         without {:.1}, {}",
         per(json),
         per(protobuf),
         per(gzip),
         per(alone),
+        per(deflates[0].1),
+        per(deflates[1].1),
         levels
             .iter()
             .map(|(level, _, total)| format!("raw stream at level {level} {:.1}", per(*total)))
@@ -324,23 +384,51 @@ fn report_bytes(ticks: &[Tick]) {
 /// over `count` fresh `GzipStream`s, after one frame each (the first frame allocates the
 /// output arena), and after `frames` more each.
 fn report_gzip_memory(ticks: &[Tick]) {
+    let payloads = json_payloads(ticks);
+    report_memory("gzip stream", GzipStream::new, |stream, n| {
+        black_box(stream.frame(&payloads[n % payloads.len()]));
+    });
+}
+
+/// Memory per permessage-deflate client (context takeover: its own compressor), measured as
+/// for gzip: over many encoders, created, after one message, after more.
+fn report_deflate_memory(ticks: &[Tick]) {
+    let framed = framed(ticks);
+    report_memory(
+        "permessage-deflate client (context takeover)",
+        || deflate_encoder(false),
+        |encoder, n| {
+            black_box(encoder.tick(&framed[n % framed.len()]));
+        },
+    );
+    report_memory(
+        "permessage-deflate client (no context takeover)",
+        || deflate_encoder(true),
+        |encoder, n| {
+            black_box(encoder.tick(&framed[n % framed.len()]));
+        },
+    );
+}
+
+/// RSS and VmData growth per item over `count` items made by `new`, after one `frame` each
+/// and after `frames` more each (`frame` gets an index to pick its message by).
+fn report_memory<S>(what: &str, new: impl Fn() -> S, mut frame: impl FnMut(&mut S, usize)) {
     // Under `cargo test --benches` (no `--bench`), a smaller run: this is a smoke test.
     let full = std::env::args().any(|a| a == "--bench");
     let (count, frames) = if full { (1_000, 100) } else { (50, 5) };
-    let payloads = json_payloads(ticks);
     let Some(before) = memory_kib() else {
-        eprintln!("encode: /proc/self/status unreadable; gzip memory not measured");
+        eprintln!("encode: /proc/self/status unreadable; {what} memory not measured");
         return;
     };
-    let mut streams: Vec<GzipStream> = (0..count).map(|_| GzipStream::new()).collect();
+    let mut items: Vec<S> = (0..count).map(|_| new()).collect();
     let created = memory_kib().unwrap_or(before);
-    for (n, stream) in streams.iter_mut().enumerate() {
-        black_box(stream.frame(&payloads[n % payloads.len()]));
+    for (n, item) in items.iter_mut().enumerate() {
+        frame(item, n);
     }
     let first = memory_kib().unwrap_or(before);
     for round in 0..frames {
-        for (n, stream) in streams.iter_mut().enumerate() {
-            black_box(stream.frame(&payloads[(n * 31 + round) % payloads.len()]));
+        for (n, item) in items.iter_mut().enumerate() {
+            frame(item, n * 31 + round);
         }
     }
     let steady = memory_kib().unwrap_or(before);
@@ -353,14 +441,14 @@ fn report_gzip_memory(ticks: &[Tick]) {
         )
     };
     eprintln!(
-        "encode: memory per gzip stream ({count} streams): created: {}; after 1 frame: {}; \
+        "encode: memory per {what} ({count} of them): created: {}; after 1 frame: {}; \
          after {} frames: {}",
         per(created),
         per(first),
         frames + 1,
         per(steady),
     );
-    drop(streams);
+    drop(items);
 }
 
 /// The process's resident set and data segment (`VmRSS`, `VmData`), in KiB (Linux).
