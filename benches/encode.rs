@@ -38,9 +38,28 @@ use tickrelay::tick::{RawTick, Seq, Tick};
 
 fn encode(c: &mut Criterion) {
     let ticks = market(TICKS, 7);
-    // Memory first: before other allocations move glibc's mmap threshold.
-    report_gzip_memory(&ticks);
-    report_deflate_memory(&ticks);
+    // Memory first, each kind in a fresh process of this binary: once one kind's states
+    // are freed, glibc raises its mmap threshold and reuses the heap, and the next kind
+    // would look smaller than it is.
+    if let Ok(kind) = std::env::var(MEMORY_CHILD) {
+        match kind.as_str() {
+            "gzip" => report_gzip_memory(&ticks),
+            _ => report_deflate_memory(&ticks, kind == "deflate_no_takeover"),
+        }
+        // The child measures one kind and benchmarks nothing.
+        return;
+    }
+    for kind in ["gzip", "deflate_takeover", "deflate_no_takeover"] {
+        let status = std::env::current_exe()
+            .and_then(|exe| {
+                std::process::Command::new(exe)
+                    .args(std::env::args().skip(1))
+                    .env(MEMORY_CHILD, kind)
+                    .status()
+            })
+            .expect("run this bench binary again for one memory report");
+        assert!(status.success(), "the {kind} memory report failed");
+    }
     report_bytes(&ticks);
 
     let mut group = c.benchmark_group("encode");
@@ -390,20 +409,18 @@ fn report_gzip_memory(ticks: &[Tick]) {
     });
 }
 
-/// Memory per permessage-deflate client (context takeover: its own compressor), measured as
-/// for gzip: over many encoders, created, after one message, after more.
-fn report_deflate_memory(ticks: &[Tick]) {
+/// Memory per permessage-deflate client, measured as for gzip: with context takeover (its
+/// own compressor) or without (the thread's shared one).
+fn report_deflate_memory(ticks: &[Tick], no_context_takeover: bool) {
     let framed = framed(ticks);
+    let what = if no_context_takeover {
+        "permessage-deflate client (no context takeover)"
+    } else {
+        "permessage-deflate client (context takeover)"
+    };
     report_memory(
-        "permessage-deflate client (context takeover)",
-        || deflate_encoder(false),
-        |encoder, n| {
-            black_box(encoder.tick(&framed[n % framed.len()]));
-        },
-    );
-    report_memory(
-        "permessage-deflate client (no context takeover)",
-        || deflate_encoder(true),
+        what,
+        || deflate_encoder(no_context_takeover),
         |encoder, n| {
             black_box(encoder.tick(&framed[n % framed.len()]));
         },
@@ -476,6 +493,8 @@ fn next(i: &mut usize) -> usize {
     *i
 }
 
+/// Set in the child processes that each measure one kind's memory (see `encode`).
+const MEMORY_CHILD: &str = "TICKRELAY_BENCH_MEMORY";
 /// Distinct ticks cycled through by the benches (more than a gzip window's worth).
 const TICKS: usize = 4_096;
 /// Ticks compressed before measuring a gzip stream (fills its window).
