@@ -38,7 +38,7 @@ pub async fn accept(
                 continue;
             }
         };
-        let Ok(ip_slot) = per_ip.acquire(peer.ip()) else {
+        let Ok(ip_slot) = per_ip.acquire(&peer.ip()) else {
             metrics::refuse(metrics);
             if let Some(suppressed) = shared.lifecycle_log.refuse.admit(std::time::Instant::now()) {
                 info!(%peer, suppressed, "connection refused: --max-connections-per-ip reached");
