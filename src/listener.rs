@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::limits::PerIpLimit;
+use crate::metrics::CountedConnection;
 use crate::shared::Shared;
 use crate::worker::{Admitted, ShardHandle};
 
@@ -68,6 +69,7 @@ pub async fn accept(
                 if !target.admit(Admitted {
                     stream,
                     ip_slot,
+                    counted: CountedConnection::new(&shared.metrics, target.id),
                     admin_port,
                 }) {
                     break;

@@ -37,7 +37,7 @@ use tracing::debug;
 use crate::auth;
 use crate::error::ErrorCode;
 use crate::limits::IpSlot;
-use crate::metrics;
+use crate::metrics::CountedConnection;
 use crate::session::handshake::Mode;
 use crate::shard::ShardCore;
 use crate::shared::Shared;
@@ -51,16 +51,14 @@ pub async fn serve(
     core: Rc<RefCell<ShardCore>>,
     stream: TcpStream,
     ip_slot: Option<IpSlot>,
+    counted: CountedConnection,
     admin_port: bool,
 ) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok().map(|a| a.ip());
-    let (shared, id) = {
-        let core = core.borrow();
-        (core.shared().clone(), core.id())
-    };
-    let counters = shared.metrics.shard(id);
-    metrics::add(&counters.connections, 1);
+    let shared = core.borrow().shared().clone();
+    // Counted since accept; uncounted when this returns (the session counts itself).
+    let _counted = counted;
     // The slot follows the connection into its WebSocket session, if it upgrades.
     let ip_slot = Rc::new(Cell::new(ip_slot));
     let port = Port { admin_port, peer };
@@ -95,7 +93,6 @@ pub async fn serve(
                         Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
                         _ => debug!("TLS handshake timed out"),
                     }
-                    metrics::sub(&shared.metrics.shard(id).connections, 1);
                     return;
                 }
             }
@@ -107,7 +104,6 @@ pub async fn serve(
         }
         debug!(error = %e, "http connection ended with an error");
     }
-    metrics::sub(&shared.metrics.shard(id).connections, 1);
 }
 
 /// Where a request came in: which port, from which peer.
