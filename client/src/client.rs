@@ -19,14 +19,15 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::decode::{Decoder, Message};
 use crate::error::{ConnectError, Error};
-use crate::item::{Connected, Disconnected, GapReason, Item, Key};
+use crate::item::{Connected, Disconnected, GapReason, Item, Key, ServerError};
 use crate::options::{Options, SlowConsumer};
 use crate::queue::{Pushed, Queue};
 use crate::sequence::Sequencer;
+use crate::tls;
 
 /// A tickrelay client: a stream of [`Item`]s that survives disconnects and relay restarts.
 ///
@@ -53,14 +54,19 @@ enum Command {
 }
 
 impl Client {
-    /// Connects to `url` (e.g. `ws://127.0.0.1:8080/ws`) and returns once the relay has
-    /// welcomed the first connection. Later connections are retried automatically.
+    /// Connects to `url` (e.g. `ws://127.0.0.1:8080/ws`, or `wss://` for a relay with TLS)
+    /// and returns once the relay has welcomed the first connection. Later connections are
+    /// retried automatically.
     pub async fn connect(url: &str, options: Options) -> Result<Self, ConnectError> {
-        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        let tls = if url.starts_with("wss://") {
+            Some(tls::connector(&options.ca_files)?)
+        } else if url.starts_with("ws://") {
+            None
+        } else {
             return Err(ConnectError::InvalidRequest(format!(
                 "`{url}` is not a ws:// or wss:// URL"
             )));
-        }
+        };
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::new(options.buffer, options.slow_consumer)),
             space: Notify::new(),
@@ -75,10 +81,20 @@ impl Client {
             commands: receiver,
             ping_id: 0,
             resume_in_url: true,
+            tls,
+            auth_error: None,
         };
         let connection = worker.open().await.map_err(|e| match e {
-            Open::Refused { status, body } => ConnectError::Refused { status, body },
+            Open::Refused { status, body } => match auth_refusal(status, &body) {
+                Some((code, message)) => ConnectError::Unauthorized {
+                    status,
+                    code,
+                    message,
+                },
+                None => ConnectError::Refused { status, body },
+            },
             Open::Invalid(e) => ConnectError::InvalidRequest(e),
+            Open::Tls(e) => ConnectError::Tls(e),
             Open::Io(e) => ConnectError::Io(e),
             Open::NoWelcome(d) => ConnectError::NoWelcome(d),
         })?;
@@ -191,6 +207,7 @@ struct Connection {
 enum Open {
     Refused { status: u16, body: String },
     Invalid(String),
+    Tls(String),
     Io(String),
     NoWelcome(Duration),
 }
@@ -216,6 +233,11 @@ struct Worker {
     ping_id: u64,
     /// False after the relay refused the resume list as too long (see `run`).
     resume_in_url: bool,
+    /// For `wss://`: the TLS configuration, built once.
+    tls: Option<Connector>,
+    /// The last auth error the relay answered (its code and message), which names the
+    /// reason of a 4001 close that follows it.
+    auth_error: Option<ServerError>,
 }
 
 impl Worker {
@@ -252,7 +274,11 @@ impl Worker {
                     }
                     // 503: draining or full; try again. Any other refusal will not change.
                     Err(Open::Refused { status, body }) if status != 503 => {
-                        lock(&self.shared).fail(Error::Refused { status, body });
+                        let error = match auth_refusal(status, &body) {
+                            Some((code, message)) => Error::Unauthorized { code, message },
+                            None => Error::Refused { status, body },
+                        };
+                        lock(&self.shared).fail(error);
                         return self.close();
                     }
                     Err(_) => {}
@@ -320,6 +346,17 @@ impl Worker {
             let list: Vec<String> = resume.iter().map(|(s, seq)| format!("{s}:{seq}")).collect();
             params.push(format!("resume={}", encode(&list.join(","))));
         }
+        // Channels resume like symbols (`CHANNEL:SEQ`; the seq follows the last `:`).
+        let channels: Vec<String> = self
+            .sequencer
+            .resume_channel_positions()
+            .into_iter()
+            .filter(|(c, _)| self.options.channels.contains(c))
+            .map(|(c, seq)| format!("{c}:{seq}"))
+            .collect();
+        if !channels.is_empty() {
+            params.push(format!("resume_channels={}", encode(&channels.join(","))));
+        }
         if let Some(epoch) = self.sequencer.epoch() {
             params.push(format!("epoch={}", encode(epoch)));
         }
@@ -339,7 +376,13 @@ impl Worker {
             request.headers_mut().insert("authorization", value);
         }
         let limit = self.options.liveness_timeout;
-        let (mut ws, _) = timeout(limit, tokio_tungstenite::connect_async(request))
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            false,
+            self.tls.clone(),
+        );
+        let (mut ws, _) = timeout(limit, connecting)
             .await
             .map_err(|_| Open::Io(format!("no handshake within {limit:?}")))?
             .map_err(|e| match e {
@@ -349,6 +392,13 @@ impl Worker {
                         .into_owned(),
                 },
                 tungstenite::Error::Url(e) => Open::Invalid(e.to_string()),
+                tungstenite::Error::Tls(e) => Open::Tls(e.to_string()),
+                // A certificate no root vouches for surfaces as an I/O error from rustls.
+                tungstenite::Error::Io(e)
+                    if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) =>
+                {
+                    Open::Tls(e.to_string())
+                }
                 other => Open::Io(other.to_string()),
             })?;
         let mut decoder = Decoder::new(self.options.encoding);
@@ -418,7 +468,7 @@ impl Worker {
                         Some(Ok(Frame::Text(text))) => c.decoder.text(&text),
                         Some(Ok(Frame::Binary(bytes))) => c.decoder.binary(&bytes),
                         Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => Ok(Message::Other),
-                        Some(Ok(Frame::Close(close))) => return closed(close),
+                        Some(Ok(Frame::Close(close))) => return closed(close, self.auth_error.take()),
                         Some(Err(e)) => return lost(None, format!("connection failed: {e}")),
                         None => return lost(None, "connection ended".into()),
                     };
@@ -481,7 +531,14 @@ impl Worker {
                 };
                 self.sequencer.gap(key, from, to, reason, out);
             }
-            Message::Error(e) => out.push(Item::Error(e)),
+            Message::Error(e) => {
+                // `forbidden` refuses one subscription and the session goes on; the others
+                // come before a 4001 or 4002 close.
+                if e.code != "forbidden" && AUTH_CODES.contains(&e.code.as_str()) {
+                    self.auth_error = Some(e.clone());
+                }
+                out.push(Item::Error(e));
+            }
             Message::Other => {}
         }
     }
@@ -564,13 +621,27 @@ fn lost(code: Option<u16>, reason: String) -> End {
     End::Lost(Disconnected { code, reason })
 }
 
-fn closed(close: Option<tungstenite::protocol::CloseFrame>) -> End {
+/// How a close frame ends the connection; `auth_error`: the auth error the relay answered
+/// just before, if any (it names why a 4001 came).
+fn closed(
+    close: Option<tungstenite::protocol::CloseFrame>,
+    auth_error: Option<ServerError>,
+) -> End {
     let (code, reason) = close.map_or((1005, String::new()), |f| {
         (u16::from(f.code), f.reason.to_string())
     });
     match code {
         // Protocol error, invalid data, message too big: reconnecting sends the same thing.
         1002 | 1003 | 1007 | 1009 => End::Fatal(Error::Closed { code, reason }),
+        // 4001: the token was refused; 4002: it ran out. The same token cannot do better.
+        CLOSE_AUTH_FAILED | CLOSE_TOKEN_EXPIRED => {
+            let (code, message) = match auth_error {
+                Some(e) => (e.code, e.message),
+                None if code == CLOSE_TOKEN_EXPIRED => ("token_expired".into(), reason),
+                None => ("auth_required".into(), reason),
+            };
+            End::Fatal(Error::Unauthorized { code, message })
+        }
         _ => lost(Some(code), format!("closed by the relay: {code} {reason}")),
     }
 }
@@ -596,3 +667,34 @@ fn encode(value: &str) -> String {
     }
     out
 }
+
+/// The relay's `code` and `message` when an upgrade refusal is about the token (docs/PROTOCOL.md,
+/// Auth): 401, 403 or 429 with one of [`AUTH_CODES`].
+fn auth_refusal(status: u16, body: &str) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if !matches!(status, 401 | 403 | 429) {
+        return None;
+    }
+    let refusal: Refusal = serde_json::from_str(body).ok()?;
+    AUTH_CODES
+        .contains(&refusal.code.as_str())
+        .then_some((refusal.code, refusal.message))
+}
+
+/// The relay's error codes about a token or what it allows.
+const AUTH_CODES: &[&str] = &[
+    "invalid_token",
+    "token_expired",
+    "auth_required",
+    "forbidden",
+    "user_connection_limit",
+];
+
+/// Close codes of a session ended by auth (docs/PROTOCOL.md, close codes).
+const CLOSE_AUTH_FAILED: u16 = 4001;
+const CLOSE_TOKEN_EXPIRED: u16 = 4002;

@@ -163,6 +163,20 @@ impl Sequencer {
         out
     }
 
+    /// Where to resume each channel, as [`Sequencer::resume_positions`] for symbols.
+    pub(crate) fn resume_channel_positions(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .positions
+            .iter()
+            .filter_map(|(key, p)| match key {
+                Key::Channel(c) => Some((c.clone(), p.seq.saturating_sub(1))),
+                Key::Symbol(_) => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The resume position of one symbol, if it has one.
     pub(crate) fn resume_position(&self, symbol: &str) -> Option<u64> {
         self.positions
