@@ -5,35 +5,21 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { Relay, Proxy, Tracker } from './support.js';
+import { Relay, Proxy, Tracker, launchChromium } from './support.js';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 let relay;
 let context;
-let profile;
+let browser;
 
 before(async () => {
   relay = await Relay.start(['--demo', '--demo-rate', '200']);
-  profile = mkdtempSync(path.join(tmpdir(), 'tickrelay-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    // Without the background-networking flags Chromium's own connections are refused here
-    // and slow it down; nothing but loopback is reached.
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
+  context = browser.context;
 });
 
 after(async () => {
-  await context?.close();
+  await browser?.close();
   await relay?.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 test('clients in the page keep exactly-once-or-gap in every encoding', async () => {

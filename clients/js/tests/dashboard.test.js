@@ -8,35 +8,23 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { connect } from '../tickrelay.js';
-import { Relay, fastBackoff, waitFor } from './support.js';
+import { Relay, fastBackoff, launchChromium, waitFor } from './support.js';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const DEMO_RATE = 200;
 let relay;
 let context;
-let profile;
+let browser;
 
 before(async () => {
   relay = await Relay.start(['--demo', '--demo-rate', String(DEMO_RATE), '--shards', '2']);
-  profile = mkdtempSync(path.join(tmpdir(), 'tickrelay-dashboard-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
+  context = browser.context;
 });
 
 after(async () => {
-  await context?.close();
+  await browser?.close();
   await relay?.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 const stats = async () => (await fetch(`http://${relay.http}/stats`)).json();
