@@ -48,7 +48,10 @@ async fn connect_close_end_and_refusal_are_logged_at_info() {
 }
 
 /// Polls `f` every 50 ms until it gives a value, for at most 10 s.
-#[allow(clippy::disallowed_methods, reason = "a plain test thread, not a shard's")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a plain test thread, not a shard's"
+)]
 fn support_within<T>(mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
