@@ -142,13 +142,17 @@ export class TickrelayClient {
     // would come before the replays and break their order.
     const symbols = [...this.symbols].filter((s) => s !== '*' || resume.length === 0);
     if (symbols.length) params.push(`symbols=${enc(symbols.join(','))}`);
-    if (this.options.channels.length) params.push(`channels=${enc(this.options.channels.join(','))}`);
+    // With a token, channels are subscribed after the welcome (see accept): a relay that
+    // admits anonymous clients refuses a connect-time `user:` channel before the in-band
+    // token has been read.
+    const channelsInUrl = !this.options.token;
+    if (channelsInUrl && this.options.channels.length) params.push(`channels=${enc(this.options.channels.join(','))}`);
     params.push(`encoding=${this.options.encoding}`);
     if (this.options.slowConsumer === 'conflate') params.push('slow=conflate');
     if (resume.length) params.push(`resume=${enc(resume.map(([s, q]) => `${s}:${q}`).join(','))}`);
     // Channels resume like symbols (`CHANNEL:SEQ`: the seq follows the last `:`).
     const channels = this.sequencer.resumePositions('channel').filter(([c]) => this.options.channels.includes(c));
-    if (channels.length) params.push(`resume_channels=${enc(channels.map(([c, q]) => `${c}:${q}`).join(','))}`);
+    if (channelsInUrl && channels.length) params.push(`resume_channels=${enc(channels.map(([c, q]) => `${c}:${q}`).join(','))}`);
     if (this.sequencer.epoch !== undefined) params.push(`epoch=${enc(this.sequencer.epoch)}`);
     return { url: `${this.url}${this.url.includes('?') ? '&' : '?'}${params.join('&')}`, resuming: new Set(resume.map(([s]) => s)) };
   }
@@ -255,6 +259,15 @@ export class TickrelayClient {
     }, Math.max(20, Math.min(1000, limit / 10)));
   }
 
+  /** Subscribes the channels after the welcome (the token's identity is known by then):
+   * those seen before resume from their last seq, the others start with a snapshot. */
+  subscribeChannels() {
+    const from = Object.fromEntries(this.sequencer.resumePositions('channel').filter(([c]) => this.options.channels.includes(c)));
+    const fresh = this.options.channels.filter((c) => !(c in from));
+    if (fresh.length) this.send({ op: 'subscribe', channels: fresh });
+    if (Object.keys(from).length) this.send({ op: 'resume', from_channels: from });
+  }
+
   stopTimers() {
     clearInterval(this.livenessTimer);
   }
@@ -271,6 +284,7 @@ export class TickrelayClient {
       this.sequencer.welcome(epoch);
       this.queue.push({ type: 'connected', session: m.session, ...(epoch === undefined ? {} : { epoch }), resumed: conn.resuming.size });
       if (this.symbols.has('*') && conn.resuming.size) this.send({ op: 'subscribe', symbols: ['*'] });
+      if (this.options.token && this.options.channels.length) this.subscribeChannels();
       const heartbeat = this.options.heartbeatMs ?? Math.max(100, Math.floor(this.options.livenessMs / 3));
       if (heartbeat) this.send({ op: 'heartbeat', interval_ms: heartbeat });
       if (this.resolveReady) {

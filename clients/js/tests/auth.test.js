@@ -50,6 +50,41 @@ async function readUntil(client, items, what, done) {
 
 const eventsOf = (items, channel) => items.filter((i) => i.type === 'event' && i.channel === channel);
 
+/** A token's client reads its user channel (and a public one) through a proxy that is cut
+ * while events happen: each event once, in order, nothing of another user's channel. */
+async function privateChannelAcrossACut(relay, encoding) {
+  const proxy = await Proxy.start(relay.http);
+  const user = `alice-${encoding}`;
+  const mine = `user:${user}`;
+  const news = `news-${encoding}`;
+  const client = await connect(proxy.url, { channels: [mine, news], token: mint(user, 3600), encoding, backoff: fastBackoff });
+  const witness = await connect(relay.url, { channels: [mine], token: mint(user, 3600) });
+  try {
+    await publishEvents(relay, mine, 1, 5);
+    await publishEvents(relay, `user:bob-${encoding}`, 1, 3);
+    await publishEvents(relay, news, 1, 2);
+    const items = [];
+    await readUntil(client, items, 'the first events', (l) => eventsOf(l, mine).length === 5 && eventsOf(l, news).length === 2);
+    // Events 6..9 happen while the client is away (the witness sees them land).
+    proxy.down = true;
+    proxy.cut();
+    await publishEvents(relay, mine, 6, 9);
+    const seen = [];
+    await readUntil(witness, seen, `${mine} event 9 at the witness`, (l) => l.some((i) => i.seq === 9));
+    proxy.down = false;
+    await readUntil(client, items, `${mine} event 9 after the reconnect`, (l) => eventsOf(l, mine).length === 9);
+    assert.deepEqual(eventsOf(items, mine).map((e) => [e.seq, e.data.n]), Array.from({ length: 9 }, (_, i) => [i + 1, i + 1]),
+      'every event of the private channel once, in order, its data as published');
+    assert.ok(items.every((i) => i.channel !== `user:bob-${encoding}`), 'another user\'s channel never arrives');
+    assert.equal(items.filter((i) => i.type === 'connected').length, 2);
+    assert.ok(items.every((i) => i.type !== 'gap'), `no gap: ${JSON.stringify(items.filter((i) => i.type === 'gap'))}`);
+  } finally {
+    client.close();
+    witness.close();
+    await proxy.close();
+  }
+}
+
 describe('against a relay with auth', () => {
   let relay;
   let dir;
@@ -65,38 +100,7 @@ describe('against a relay with auth', () => {
   });
 
   for (const encoding of ['json', 'gzip', 'protobuf']) {
-    test(`${encoding}: a token reads its user channel as typed events across a cut`, async () => {
-      const proxy = await Proxy.start(relay.http);
-      const user = `alice-${encoding}`;
-      const mine = `user:${user}`;
-      const news = `news-${encoding}`;
-      const client = await connect(proxy.url, { channels: [mine, news], token: mint(user, 3600), encoding, backoff: fastBackoff });
-      const witness = await connect(relay.url, { channels: [mine], token: mint(user, 3600) });
-      try {
-        await publishEvents(relay, mine, 1, 5);
-        await publishEvents(relay, `user:bob-${encoding}`, 1, 3);
-        await publishEvents(relay, news, 1, 2);
-        const items = [];
-        await readUntil(client, items, 'the first events', (l) => eventsOf(l, mine).length === 5 && eventsOf(l, news).length === 2);
-        // Events 6..9 happen while the client is away (the witness sees them land).
-        proxy.down = true;
-        proxy.cut();
-        await publishEvents(relay, mine, 6, 9);
-        const seen = [];
-        await readUntil(witness, seen, `${mine} event 9 at the witness`, (l) => l.some((i) => i.seq === 9));
-        proxy.down = false;
-        await readUntil(client, items, `${mine} event 9 after the reconnect`, (l) => eventsOf(l, mine).length === 9);
-        assert.deepEqual(eventsOf(items, mine).map((e) => [e.seq, e.data.n]), Array.from({ length: 9 }, (_, i) => [i + 1, i + 1]),
-          'every event of the private channel once, in order, its data as published');
-        assert.ok(items.every((i) => i.channel !== `user:bob-${encoding}`), 'another user\'s channel never arrives');
-        assert.equal(items.filter((i) => i.type === 'connected').length, 2);
-        assert.ok(items.every((i) => i.type !== 'gap'), `no gap: ${JSON.stringify(items.filter((i) => i.type === 'gap'))}`);
-      } finally {
-        client.close();
-        witness.close();
-        await proxy.close();
-      }
-    });
+    test(`${encoding}: a token reads its user channel as typed events across a cut`, () => privateChannelAcrossACut(relay, encoding));
   }
 
   test('a refused token rejects connect() with the relay\'s code', async () => {
@@ -131,6 +135,31 @@ describe('against a relay with auth', () => {
     assert.equal(failure.code, 'token_expired');
     assert.deepEqual(items.map((i) => i.type), ['connected', 'error'], 'no disconnected/connected: no reconnect');
     assert.equal(await client.next(), undefined, 'the stream has ended');
+  });
+});
+
+describe('against a relay with auth that admits anonymous clients', () => {
+  let relay;
+  let dir;
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'tickrelay-js-anon-'));
+    const secret = path.join(dir, 'secret');
+    writeFileSync(secret, SECRET);
+    relay = await Relay.start(['--jwt-secret-file', secret, '--jwt-audience', 'tickrelay', '--allow-anonymous']);
+  });
+  after(async () => {
+    await relay.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  // Welcomed before its in-band token is read, the client subscribes its channels after it.
+  test('a token still reads its user channel', () => privateChannelAcrossACut(relay, 'json'));
+
+  test('a refused token still ends the stream with its code', async () => {
+    await assert.rejects(connect(relay.url, { symbols: ['A'], token: mint('alice', -60), backoff: fastBackoff }).then(async (client) => {
+      // Welcomed as anonymous first: the refusal comes as the stream's error.
+      for (;;) if ((await client.next()) === undefined) throw new Error('ended without an error');
+    }), (e) => e instanceof TickrelayError && e.code === 'token_expired');
   });
 });
 
