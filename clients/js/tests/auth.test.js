@@ -50,6 +50,22 @@ async function readUntil(client, items, what, done) {
 
 const eventsOf = (items, channel) => items.filter((i) => i.type === 'event' && i.channel === channel);
 
+/** A relay verifying HS256 tokens of SECRET for audience `tickrelay`, with `extra` flags;
+ * `stop()` stops it and removes the secret's file. */
+async function securedRelay(extra) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tickrelay-js-auth-'));
+  const secret = path.join(dir, 'secret');
+  writeFileSync(secret, SECRET);
+  const relay = await Relay.start(['--jwt-secret-file', secret, '--jwt-audience', 'tickrelay', ...extra]);
+  return {
+    relay,
+    stop: async () => {
+      await relay.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** A token's client reads its user channel (and a public one) through a proxy that is cut
  * while events happen: each event once, in order, nothing of another user's channel. */
 async function privateChannelAcrossACut(relay, encoding) {
@@ -87,17 +103,9 @@ async function privateChannelAcrossACut(relay, encoding) {
 
 describe('against a relay with auth', () => {
   let relay;
-  let dir;
-  before(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'tickrelay-js-auth-'));
-    const secret = path.join(dir, 'secret');
-    writeFileSync(secret, SECRET);
-    relay = await Relay.start(['--jwt-secret-file', secret, '--jwt-audience', 'tickrelay', '--jwt-leeway', '0s']);
-  });
-  after(async () => {
-    await relay.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  let stop;
+  before(async () => { ({ relay, stop } = await securedRelay(['--jwt-leeway', '0s'])); });
+  after(() => stop());
 
   for (const encoding of ['json', 'gzip', 'protobuf']) {
     test(`${encoding}: a token reads its user channel as typed events across a cut`, () => privateChannelAcrossACut(relay, encoding));
@@ -140,17 +148,9 @@ describe('against a relay with auth', () => {
 
 describe('against a relay with auth that admits anonymous clients', () => {
   let relay;
-  let dir;
-  before(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'tickrelay-js-anon-'));
-    const secret = path.join(dir, 'secret');
-    writeFileSync(secret, SECRET);
-    relay = await Relay.start(['--jwt-secret-file', secret, '--jwt-audience', 'tickrelay', '--allow-anonymous']);
-  });
-  after(async () => {
-    await relay.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  let stop;
+  before(async () => { ({ relay, stop } = await securedRelay(['--allow-anonymous'])); });
+  after(() => stop());
 
   // Welcomed before its in-band token is read, the client subscribes its channels after it.
   test('a token still reads its user channel', () => privateChannelAcrossACut(relay, 'json'));
