@@ -175,14 +175,26 @@ async fn metrics_are_prometheus_text_of_the_same_counters() {
 }
 
 #[tokio::test]
-async fn the_dashboard_is_an_html_page_that_subscribes_to_everything() {
+async fn the_dashboard_is_an_html_page_whose_script_reads_stats_and_the_js_client() {
     let relay = TestRelay::start(Config::for_tests()).await;
     let (status, page) = support::http_raw(relay.http, "GET", "/", "").await;
     assert_eq!(status, 200);
     assert!(page.contains("<title>tickrelay</title>"), "{page}");
     assert!(
-        page.contains("from '/tickrelay.js'") && page.contains("symbols: ['*']"),
-        "the page reads the live stream of every symbol through the JS client: {page}"
+        page.contains(r#"<script type="module" src="/dashboard.js">"#),
+        "{page}"
+    );
+    let (status, script) = support::http_raw(relay.http, "GET", "/dashboard.js", "").await;
+    assert_eq!(status, 200);
+    let (_, head) = http_head(relay.http, "/dashboard.js").await;
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/javascript"),
+        "{head}"
+    );
+    assert!(
+        script.contains("from '/tickrelay.js'") && script.contains("fetch('/stats'"),
+        "the script reads /stats and the tape through the JS client"
     );
     let (status, module) = support::http_raw(relay.http, "GET", "/tickrelay.js", "").await;
     assert_eq!(status, 200);

@@ -10,23 +10,25 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
-use tokio::time::{Instant, sleep_until, timeout};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::{self, Message as Frame};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::decode::{Decoder, Message};
 use crate::error::{ConnectError, Error};
-use crate::item::{Connected, Disconnected, GapReason, Item, Key};
-use crate::options::{Options, SlowConsumer};
+use crate::item::{Connected, Disconnected, GapReason, Item, Key, ServerError};
+use crate::options::Options;
 use crate::queue::{Pushed, Queue};
 use crate::sequence::Sequencer;
+use crate::tls;
+
+mod connect;
+
+use connect::{AUTH_CODES, Open, auth_refusal, closed};
 
 /// A tickrelay client: a stream of [`Item`]s that survives disconnects and relay restarts.
 ///
@@ -53,14 +55,19 @@ enum Command {
 }
 
 impl Client {
-    /// Connects to `url` (e.g. `ws://127.0.0.1:8080/ws`) and returns once the relay has
-    /// welcomed the first connection. Later connections are retried automatically.
+    /// Connects to `url` (e.g. `ws://127.0.0.1:8080/ws`, or `wss://` for a relay with TLS)
+    /// and returns once the relay has welcomed the first connection. Later connections are
+    /// retried automatically.
     pub async fn connect(url: &str, options: Options) -> Result<Self, ConnectError> {
-        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        let tls = if url.starts_with("wss://") {
+            Some(tls::connector(&options.ca_files)?)
+        } else if url.starts_with("ws://") {
+            None
+        } else {
             return Err(ConnectError::InvalidRequest(format!(
                 "`{url}` is not a ws:// or wss:// URL"
             )));
-        }
+        };
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::new(options.buffer, options.slow_consumer)),
             space: Notify::new(),
@@ -75,10 +82,20 @@ impl Client {
             commands: receiver,
             ping_id: 0,
             resume_in_url: true,
+            tls,
+            auth_error: None,
         };
         let connection = worker.open().await.map_err(|e| match e {
-            Open::Refused { status, body } => ConnectError::Refused { status, body },
+            Open::Refused { status, body } => match auth_refusal(status, &body) {
+                Some((code, message)) => ConnectError::Unauthorized {
+                    status,
+                    code,
+                    message,
+                },
+                None => ConnectError::Refused { status, body },
+            },
             Open::Invalid(e) => ConnectError::InvalidRequest(e),
+            Open::Tls(e) => ConnectError::Tls(e),
             Open::Io(e) => ConnectError::Io(e),
             Open::NoWelcome(d) => ConnectError::NoWelcome(d),
         })?;
@@ -187,14 +204,6 @@ struct Connection {
     resuming: HashSet<String>,
 }
 
-/// Why opening a connection failed.
-enum Open {
-    Refused { status: u16, body: String },
-    Invalid(String),
-    Io(String),
-    NoWelcome(Duration),
-}
-
 /// How a connection ended.
 enum End {
     /// Reconnect.
@@ -216,6 +225,11 @@ struct Worker {
     ping_id: u64,
     /// False after the relay refused the resume list as too long (see `run`).
     resume_in_url: bool,
+    /// For `wss://`: the TLS configuration, built once.
+    tls: Option<Connector>,
+    /// The last auth error the relay answered (its code and message), which names the
+    /// reason of a 4001 close that follows it.
+    auth_error: Option<ServerError>,
 }
 
 impl Worker {
@@ -252,7 +266,11 @@ impl Worker {
                     }
                     // 503: draining or full; try again. Any other refusal will not change.
                     Err(Open::Refused { status, body }) if status != 503 => {
-                        lock(&self.shared).fail(Error::Refused { status, body });
+                        let error = match auth_refusal(status, &body) {
+                            Some((code, message)) => Error::Unauthorized { code, message },
+                            None => Error::Refused { status, body },
+                        };
+                        lock(&self.shared).fail(error);
                         return self.close();
                     }
                     Err(_) => {}
@@ -280,105 +298,6 @@ impl Worker {
                     Some(command) => self.apply(command, None).await,
                     None => return false,
                 },
-            }
-        }
-    }
-
-    /// The URL for the next connection: every wanted symbol, and a resume position for
-    /// every one with a known seq.
-    fn url(&self) -> (String, HashSet<String>) {
-        let all = self.symbols.contains("*");
-        let resume: Vec<(String, u64)> = self
-            .sequencer
-            .resume_positions()
-            .into_iter()
-            .filter(|(s, _)| self.resume_in_url && (all || self.symbols.contains(s)))
-            .collect();
-        let mut params = Vec::new();
-        // With `*` and positions, `*` is subscribed after the welcome (see `session`): at
-        // connect its snapshots would come before the replays and break their order.
-        let symbols: Vec<&str> = self
-            .symbols
-            .iter()
-            .map(String::as_str)
-            .filter(|s| *s != "*" || resume.is_empty())
-            .collect();
-        if !symbols.is_empty() {
-            params.push(format!("symbols={}", encode(&symbols.join(","))));
-        }
-        if !self.options.channels.is_empty() {
-            params.push(format!(
-                "channels={}",
-                encode(&self.options.channels.join(","))
-            ));
-        }
-        params.push(format!("encoding={}", self.options.encoding.as_str()));
-        if self.options.slow_consumer == SlowConsumer::Conflate {
-            params.push("slow=conflate".into());
-        }
-        if !resume.is_empty() {
-            let list: Vec<String> = resume.iter().map(|(s, seq)| format!("{s}:{seq}")).collect();
-            params.push(format!("resume={}", encode(&list.join(","))));
-        }
-        if let Some(epoch) = self.sequencer.epoch() {
-            params.push(format!("epoch={}", encode(epoch)));
-        }
-        let separator = if self.base.contains('?') { '&' } else { '?' };
-        let url = format!("{}{separator}{}", self.base, params.join("&"));
-        (url, resume.into_iter().map(|(s, _)| s).collect())
-    }
-
-    async fn open(&mut self) -> Result<Connection, Open> {
-        let (url, resuming) = self.url();
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| Open::Invalid(e.to_string()))?;
-        if let Some(token) = &self.options.token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| Open::Invalid(format!("token: {e}")))?;
-            request.headers_mut().insert("authorization", value);
-        }
-        let limit = self.options.liveness_timeout;
-        let (mut ws, _) = timeout(limit, tokio_tungstenite::connect_async(request))
-            .await
-            .map_err(|_| Open::Io(format!("no handshake within {limit:?}")))?
-            .map_err(|e| match e {
-                tungstenite::Error::Http(response) => Open::Refused {
-                    status: response.status().as_u16(),
-                    body: String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[]))
-                        .into_owned(),
-                },
-                tungstenite::Error::Url(e) => Open::Invalid(e.to_string()),
-                other => Open::Io(other.to_string()),
-            })?;
-        let mut decoder = Decoder::new(self.options.encoding);
-        let deadline = Instant::now() + limit;
-        loop {
-            let frame = tokio::time::timeout_at(deadline, ws.next())
-                .await
-                .map_err(|_| Open::NoWelcome(limit))?;
-            let message = match frame {
-                Some(Ok(Frame::Text(text))) => decoder.text(&text),
-                Some(Ok(Frame::Binary(bytes))) => decoder.binary(&bytes),
-                Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => continue,
-                Some(Ok(Frame::Close(close))) => {
-                    return Err(Open::Io(format!("closed before the welcome: {close:?}")));
-                }
-                Some(Err(e)) => return Err(Open::Io(e.to_string())),
-                None => return Err(Open::Io("connection ended before the welcome".into())),
-            };
-            match message {
-                Ok(Message::Welcome { session, epoch }) => {
-                    return Ok(Connection {
-                        ws,
-                        decoder,
-                        session,
-                        epoch,
-                        resuming,
-                    });
-                }
-                Ok(other) => return Err(Open::Io(format!("expected a welcome, got {other:?}"))),
-                Err(e) => return Err(Open::Io(e.to_string())),
             }
         }
     }
@@ -418,7 +337,7 @@ impl Worker {
                         Some(Ok(Frame::Text(text))) => c.decoder.text(&text),
                         Some(Ok(Frame::Binary(bytes))) => c.decoder.binary(&bytes),
                         Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => Ok(Message::Other),
-                        Some(Ok(Frame::Close(close))) => return closed(close),
+                        Some(Ok(Frame::Close(close))) => return closed(close, self.auth_error.take()),
                         Some(Err(e)) => return lost(None, format!("connection failed: {e}")),
                         None => return lost(None, "connection ended".into()),
                     };
@@ -481,7 +400,14 @@ impl Worker {
                 };
                 self.sequencer.gap(key, from, to, reason, out);
             }
-            Message::Error(e) => out.push(Item::Error(e)),
+            Message::Error(e) => {
+                // `forbidden` refuses one subscription and the session goes on; the others
+                // come before a 4001 or 4002 close.
+                if e.code != "forbidden" && AUTH_CODES.contains(&e.code.as_str()) {
+                    self.auth_error = Some(e.clone());
+                }
+                out.push(Item::Error(e));
+            }
             Message::Other => {}
         }
     }
@@ -562,37 +488,4 @@ async fn send(ws: &mut Ws, text: String) {
 
 fn lost(code: Option<u16>, reason: String) -> End {
     End::Lost(Disconnected { code, reason })
-}
-
-fn closed(close: Option<tungstenite::protocol::CloseFrame>) -> End {
-    let (code, reason) = close.map_or((1005, String::new()), |f| {
-        (u16::from(f.code), f.reason.to_string())
-    });
-    match code {
-        // Protocol error, invalid data, message too big: reconnecting sends the same thing.
-        1002 | 1003 | 1007 | 1009 => End::Fatal(Error::Closed { code, reason }),
-        _ => lost(Some(code), format!("closed by the relay: {code} {reason}")),
-    }
-}
-
-/// Percent-encodes a query value (symbols are `A-Z a-z 0-9 . _ : / -`; `,` separates them).
-fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'.'
-            | b'_'
-            | b':'
-            | b'/'
-            | b'-'
-            | b','
-            | b'*'
-            | b'~' => out.push(byte as char),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }

@@ -165,6 +165,15 @@ fn json(bytes: &[u8]) -> Result<Message, DecodeError> {
         },
         // `{"type":"snapshot","symbols":[...]}` without a seq is the ack of a snapshot op.
         "snapshot" if raw.seq.is_none() => Message::Other,
+        // A channel's last event (on subscribe) reads as the event it is, as in protobuf.
+        "event" | "snapshot" if raw.kind == "event" || raw.channel.is_some() => {
+            Message::Event(Event {
+                channel: raw.channel.clone().ok_or_else(|| missing("channel"))?,
+                seq: raw.seq.ok_or_else(|| missing("seq"))?,
+                ts_ns: raw.ts_ns.unwrap_or(0),
+                data: raw.data.unwrap_or(serde_json::Value::Null),
+            })
+        }
         "tick" | "snapshot" => {
             let tick = Tick {
                 symbol: raw.symbol.clone().ok_or_else(|| missing("symbol"))?,
@@ -190,12 +199,6 @@ fn json(bytes: &[u8]) -> Result<Message, DecodeError> {
                 Message::Snapshot(tick)
             }
         }
-        "event" => Message::Event(Event {
-            channel: raw.channel.clone().ok_or_else(|| missing("channel"))?,
-            seq: raw.seq.ok_or_else(|| missing("seq"))?,
-            ts_ns: raw.ts_ns.unwrap_or(0),
-            data: raw.data.unwrap_or(serde_json::Value::Null),
-        }),
         "gap" => Message::Gap {
             from: raw.from.ok_or_else(|| missing("from"))?,
             to: raw.to.ok_or_else(|| missing("to"))?,
@@ -221,9 +224,10 @@ fn protobuf(frame: &[u8]) -> Result<Message, DecodeError> {
         },
         Some(Msg::Tick(t)) => Message::Tick(tick(t)),
         Some(Msg::Snapshot(t)) => Message::Snapshot(tick(t)),
+        // A gap names a symbol or (field 4) a channel.
         Some(Msg::Gap(g)) => Message::Gap {
-            symbol: Some(g.symbol),
-            channel: None,
+            symbol: (!g.symbol.is_empty()).then_some(g.symbol),
+            channel: (!g.channel.is_empty()).then_some(g.channel),
             from: g.from,
             to: g.to,
         },
@@ -295,6 +299,19 @@ mod tests {
     fn the_snapshot_ack_is_not_a_snapshot() {
         let m = json(br#"{"type":"snapshot","symbols":["A"]}"#).unwrap();
         assert_eq!(m, Message::Other);
+    }
+
+    #[test]
+    fn a_channel_snapshot_is_its_event() {
+        let m = json(br#"{"type":"snapshot","channel":"news","seq":4,"ts_ns":9,"data":{"h":1}}"#)
+            .unwrap();
+        let Message::Event(e) = m else {
+            panic!("an event, got {m:?}")
+        };
+        assert_eq!(
+            (e.channel.as_str(), e.seq, e.data["h"].as_u64()),
+            ("news", 4, Some(1))
+        );
     }
 
     #[test]

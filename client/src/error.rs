@@ -15,6 +15,22 @@ pub enum ConnectError {
         /// The response body (the relay's JSON error).
         body: String,
     },
+    /// The relay refused the token (HTTP 401, `invalid_token` or `token_expired`; 403
+    /// `forbidden` for a connect-time subscription the token does not allow; 429
+    /// `user_connection_limit`). Reconnecting with the same token cannot help.
+    #[error("the relay refused the token: {code}: {message}")]
+    Unauthorized {
+        /// The HTTP status.
+        status: u16,
+        /// The relay's error code (docs/PROTOCOL.md, Auth).
+        code: String,
+        /// The relay's message.
+        message: String,
+    },
+    /// TLS could not be set up (an unreadable [`Options::ca_file`](crate::Options::ca_file)),
+    /// or the TLS handshake failed (e.g. a certificate no root vouches for).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The TCP connection or the WebSocket handshake failed.
     #[error("could not connect: {0}")]
     Io(String),
@@ -50,6 +66,16 @@ pub enum Error {
         status: u16,
         /// The response body.
         body: String,
+    },
+    /// The relay refused the token on a reconnect (HTTP 401/403/429), or closed the session
+    /// for it: 4001 (the token was refused) or 4002 (it ran out). The stream ends rather
+    /// than reconnecting with a token that cannot work.
+    #[error("the relay refused the token: {code}: {message}")]
+    Unauthorized {
+        /// The relay's error code (`invalid_token`, `token_expired`, `auth_required`, ...).
+        code: String,
+        /// The relay's message, or the close reason.
+        message: String,
     },
     /// The client was closed ([`Client::close`](crate::Client::close)).
     #[error("the client is closed")]

@@ -51,13 +51,14 @@
 //! a [`Reset`]: a new history already longer than the relay's replay ring past the client's
 //! position; the application is still told that ticks are missing, never misled.
 //!
-//! # What the relay does not do yet
+//! # Channels, tokens and TLS
 //!
-//! Events and channels ([`Options::channels`], [`Item::Event`]) and auth tokens
-//! ([`Options::token`], sent as `Authorization: Bearer`) follow the planned protocol; today's
-//! relay refuses `?channels=` with HTTP 400 and ignores the header, and the tests cover
-//! only what the relay does today. permessage-deflate is not offered (the relay has none).
-//! Only `ws://` URLs connect: this build has no TLS.
+//! [`Options::channels`] subscribes to event channels (`news`, or `user:<id>`: the private
+//! channel of the token's user), delivered as [`Item::Event`] and resumed like symbols.
+//! [`Options::token`] sends a JWT as `Authorization: Bearer`; a token the relay refuses ends
+//! the stream with [`ConnectError::Unauthorized`] or [`Error::Unauthorized`], never a
+//! reconnect loop. `wss://` URLs connect over TLS (rustls) trusting Mozilla's roots and any
+//! [`Options::ca_file`]. permessage-deflate is not offered.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -70,6 +71,7 @@ mod options;
 mod proto;
 mod queue;
 mod sequence;
+mod tls;
 
 pub use client::Client;
 pub use error::{ConnectError, Error};

@@ -1,5 +1,6 @@
 //! [`Options`]: what to subscribe to, in which encoding, and how to behave when things go wrong.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::item::Key;
@@ -17,6 +18,7 @@ pub struct Options {
     pub(crate) buffer: usize,
     pub(crate) slow_consumer: SlowConsumer,
     pub(crate) resume_from: Vec<(Key, u64)>,
+    pub(crate) ca_files: Vec<PathBuf>,
 }
 
 /// The wire encoding (docs/ENCODINGS.md in the relay).
@@ -99,6 +101,7 @@ impl Options {
             buffer: 4096,
             slow_consumer: SlowConsumer::Wait,
             resume_from: Vec::new(),
+            ca_files: Vec::new(),
         }
     }
 
@@ -108,8 +111,9 @@ impl Options {
         self
     }
 
-    /// Event channels to subscribe to, sent as `?channels=`. Today's relay has no channels
-    /// and refuses the parameter (HTTP 400): leave this empty with it.
+    /// Event channels to subscribe to, sent as `?channels=` (e.g. `news`, or `user:<id>` for
+    /// the private channel of the token's user). Their events arrive as
+    /// [`Item::Event`](crate::Item::Event); on a reconnect they resume like symbols.
     pub fn channels<S: Into<String>>(mut self, channels: impl IntoIterator<Item = S>) -> Self {
         self.channels.extend(channels.into_iter().map(Into::into));
         self
@@ -121,7 +125,11 @@ impl Options {
         self
     }
 
-    /// A bearer token, sent as `Authorization: Bearer <token>` (today's relay ignores it).
+    /// A JWT, sent as `Authorization: Bearer <token>` on every connection. A token the relay
+    /// refuses ends the stream with a clear error instead of reconnecting:
+    /// [`ConnectError::Unauthorized`](crate::ConnectError::Unauthorized) from
+    /// [`Client::connect`](crate::Client::connect), later
+    /// [`Error::Unauthorized`](crate::Error::Unauthorized).
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
@@ -139,6 +147,14 @@ impl Options {
     /// so a healthy but quiet connection is never mistaken for a dead one.
     pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
         self.liveness_timeout = timeout;
+        self
+    }
+
+    /// Trust the CA certificates in `path` (PEM) for `wss://`, besides Mozilla's roots: for a
+    /// relay with a self-signed or private-CA certificate. Read once, at
+    /// [`Client::connect`](crate::Client::connect); may be given more than once.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_files.push(path.into());
         self
     }
 

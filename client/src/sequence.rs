@@ -151,13 +151,25 @@ impl Sequencer {
     /// Where to resume each symbol: one before its last seq, so the relay sends the last
     /// delivered tick again and [`Sequencer::item`] can check it is the same history.
     pub(crate) fn resume_positions(&self) -> Vec<(String, u64)> {
+        self.resume_where(|key| match key {
+            Key::Symbol(s) => Some(s),
+            Key::Channel(_) => None,
+        })
+    }
+
+    /// Where to resume each channel, as [`Sequencer::resume_positions`] for symbols.
+    pub(crate) fn resume_channel_positions(&self) -> Vec<(String, u64)> {
+        self.resume_where(|key| match key {
+            Key::Channel(c) => Some(c),
+            Key::Symbol(_) => None,
+        })
+    }
+
+    fn resume_where(&self, name: impl Fn(&Key) -> Option<&String>) -> Vec<(String, u64)> {
         let mut out: Vec<(String, u64)> = self
             .positions
             .iter()
-            .filter_map(|(key, p)| match key {
-                Key::Symbol(s) => Some((s.clone(), p.seq.saturating_sub(1))),
-                Key::Channel(_) => None,
-            })
+            .filter_map(|(key, p)| Some((name(key)?.clone(), p.seq.saturating_sub(1))))
             .collect();
         out.sort();
         out

@@ -23,7 +23,7 @@ fi
 timeout 300 npm ci --no-audit --no-fund
 
 echo "== client tests: relay binary and the Rust tail example"
-(cd "$root" && timeout 1800 cargo build --bin tickrelay && timeout 1800 cargo build -p tickrelay-client --example tail)
+(cd "$root" && timeout 1800 cargo build --bin tickrelay && timeout 1800 cargo build --example tail)
 export TEST_RELAY_BIN="$root/target/debug/tickrelay"
 export TEST_TAIL_BIN="$root/target/debug/examples/tail"
 

@@ -16,9 +16,9 @@ const DEFAULTS = {
   symbols: [],
   channels: [],
   encoding: 'json', // 'json' | 'gzip' | 'protobuf'
-  token: undefined, // sent as ?token= (browsers cannot set headers); today's relay refuses it
+  token: undefined, // a JWT, sent in-band as the first message ({"op":"auth"}): see open()
   livenessMs: 10000, // silence before the connection is given up
-  heartbeatMs: undefined, // default: livenessMs / 3
+  heartbeatMs: undefined, // default: livenessMs / 3; 0: no heartbeats (liveness pings only)
   backoff: { initialMs: 100, maxMs: 5000 },
   buffer: 10000, // items kept for a slow reader before slowConsumer applies
   slowConsumer: 'conflate', // 'conflate' | 'error' (a browser socket cannot be paused)
@@ -27,7 +27,11 @@ const DEFAULTS = {
   WebSocket: undefined, // a WebSocket constructor; default globalThis.WebSocket
 };
 
-/** An error that ends the stream: `code` is 'consumer_too_slow', 'closed' or 'client_closed'. */
+/**
+ * An error that ends the stream: `code` is 'consumer_too_slow', 'closed', 'connect_failed', or
+ * the relay's code for a refused token ('invalid_token', 'token_expired', 'auth_required',
+ * 'user_connection_limit'): reconnecting with that token could only be refused again.
+ */
 export class TickrelayError extends Error {
   constructor(code, message) {
     super(message);
@@ -138,12 +142,18 @@ export class TickrelayClient {
     // would come before the replays and break their order.
     const symbols = [...this.symbols].filter((s) => s !== '*' || resume.length === 0);
     if (symbols.length) params.push(`symbols=${enc(symbols.join(','))}`);
-    if (this.options.channels.length) params.push(`channels=${enc(this.options.channels.join(','))}`);
+    // With a token, channels are subscribed after the welcome (see accept): a relay that
+    // admits anonymous clients refuses a connect-time `user:` channel before the in-band
+    // token has been read.
+    const channelsInUrl = !this.options.token;
+    if (channelsInUrl && this.options.channels.length) params.push(`channels=${enc(this.options.channels.join(','))}`);
     params.push(`encoding=${this.options.encoding}`);
     if (this.options.slowConsumer === 'conflate') params.push('slow=conflate');
     if (resume.length) params.push(`resume=${enc(resume.map(([s, q]) => `${s}:${q}`).join(','))}`);
+    // Channels resume like symbols (`CHANNEL:SEQ`: the seq follows the last `:`).
+    const channels = this.sequencer.resumePositions('channel').filter(([c]) => this.options.channels.includes(c));
+    if (channelsInUrl && channels.length) params.push(`resume_channels=${enc(channels.map(([c, q]) => `${c}:${q}`).join(','))}`);
     if (this.sequencer.epoch !== undefined) params.push(`epoch=${enc(this.sequencer.epoch)}`);
-    if (this.options.token) params.push(`token=${enc(this.options.token)}`);
     return { url: `${this.url}${this.url.includes('?') ? '&' : '?'}${params.join('&')}`, resuming: new Set(resume.map(([s]) => s)) };
   }
 
@@ -153,13 +163,29 @@ export class TickrelayClient {
     const ws = new this.WebSocket(url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
-    const conn = { ws, resuming, welcomed: false, decode: decoder(this.options.encoding), chain: Promise.resolve() };
+    const conn = { ws, resuming, welcomed: false, decode: decoder(this.options.encoding), chain: Promise.resolve(), authError: undefined };
     let ended = false;
     const end = (code, reason) => {
       if (ended) return;
       ended = true;
       this.stopTimers();
       if (this.ws === ws) this.ws = undefined;
+      // A refused token (the relay answered an auth error, then closed with 4001 or 4002):
+      // the same token can only be refused again, so the stream ends with the relay's code.
+      if (conn.authError || code === 4001 || code === 4002) {
+        const { code: why, message } = conn.authError ?? { code: code === 4002 ? 'token_expired' : 'auth_required', message: reason };
+        const error = new TickrelayError(why, `the relay refused the token: ${why}: ${message}`);
+        this.closed = true;
+        if (this.rejectReady) {
+          const reject = this.rejectReady;
+          this.rejectReady = undefined;
+          this.queue.end();
+          reject(error);
+        } else {
+          this.queue.fail(error);
+        }
+        return;
+      }
       if (!conn.welcomed && this.attempt === 0 && this.rejectReady) {
         // The first connection failed: connect() rejects (a browser cannot see why).
         const reject = this.rejectReady;
@@ -191,7 +217,15 @@ export class TickrelayClient {
           .catch((e) => { ws.close(4000, 'undecodable frame'); end(1006, `undecodable frame: ${e.message}`); });
       }
     };
-    ws.onclose = (event) => end(event.code, event.reason || 'connection closed');
+    // After the frames already received are handled: an `error` decoded from a binary frame
+    // names why a 4001 close came.
+    ws.onclose = (event) => { conn.chain.then(() => end(event.code, event.reason || 'connection closed')); };
+    // The token goes in-band, as the first message, rather than in `?token=`: a browser cannot
+    // see why an upgrade was refused, but it can read the relay's `error` before a 4001 close.
+    // It also keeps the token out of URLs and access logs.
+    ws.onopen = () => {
+      if (this.options.token) ws.send(JSON.stringify({ op: 'auth', token: this.options.token }));
+    };
     // On an open connection `close` follows with the code. A connection that never opened may
     // get only `error` (Node 20's WebSocket fires no `close` then).
     ws.onerror = () => { if (ws.readyState !== 1) end(1006, 'connection failed'); };
@@ -225,6 +259,15 @@ export class TickrelayClient {
     }, Math.max(20, Math.min(1000, limit / 10)));
   }
 
+  /** Subscribes the channels after the welcome (the token's identity is known by then):
+   * those seen before resume from their last seq, the others start with a snapshot. */
+  subscribeChannels() {
+    const from = Object.fromEntries(this.sequencer.resumePositions('channel').filter(([c]) => this.options.channels.includes(c)));
+    const fresh = this.options.channels.filter((c) => !(c in from));
+    if (fresh.length) this.send({ op: 'subscribe', channels: fresh });
+    if (Object.keys(from).length) this.send({ op: 'resume', from_channels: from });
+  }
+
   stopTimers() {
     clearInterval(this.livenessTimer);
   }
@@ -241,6 +284,7 @@ export class TickrelayClient {
       this.sequencer.welcome(epoch);
       this.queue.push({ type: 'connected', session: m.session, ...(epoch === undefined ? {} : { epoch }), resumed: conn.resuming.size });
       if (this.symbols.has('*') && conn.resuming.size) this.send({ op: 'subscribe', symbols: ['*'] });
+      if (this.options.token && this.options.channels.length) this.subscribeChannels();
       const heartbeat = this.options.heartbeatMs ?? Math.max(100, Math.floor(this.options.livenessMs / 3));
       if (heartbeat) this.send({ op: 'heartbeat', interval_ms: heartbeat });
       if (this.resolveReady) {
@@ -255,6 +299,11 @@ export class TickrelayClient {
       case 'tick':
       case 'snapshot':
         if (m.seq === undefined) break; // {"type":"snapshot","symbols":[...]}: an ack
+        if (m.channel !== undefined) {
+          // A channel's last event (on subscribe) is delivered as the event it is.
+          this.sequencer.item({ ...m, type: 'event' }, 'channel', m.channel, out);
+          break;
+        }
         conn.resuming.delete(m.symbol);
         this.sequencer.item(m, 'symbol', m.symbol, out);
         break;
@@ -268,6 +317,12 @@ export class TickrelayClient {
         break;
       }
       case 'error':
+        // `forbidden` refuses one subscription and the session goes on; these end it (an
+        // anonymous-capable relay answers a refused in-band token without closing).
+        if (AUTH_ERRORS.includes(m.code)) {
+          conn.authError = { code: m.code, message: m.message };
+          conn.ws.close(1000);
+        }
         out.push({ type: 'error', code: m.code, message: m.message });
         break;
       default: // acks, pongs, heartbeats: signs of life
@@ -326,12 +381,13 @@ export class Sequencer {
     out.push({ type: 'gap', [field]: name, from, to, reason });
   }
 
-  /** [symbol, seq] pairs to resume from: one before the last, so the relay re-sends it. */
-  resumePositions() {
+  /** [name, seq] pairs of `field` ('symbol' or 'channel') to resume from: one before the
+   * last, so the relay re-sends it. */
+  resumePositions(field = 'symbol') {
     const out = [];
     for (const [key, p] of this.positions) {
-      const [field, name] = key.split('\0');
-      if (field === 'symbol') out.push([name, Math.max(0, p.seq - 1)]);
+      const at = key.indexOf('\0');
+      if (key.slice(0, at) === field) out.push([key.slice(at + 1), Math.max(0, p.seq - 1)]);
     }
     return out.sort();
   }
@@ -447,6 +503,9 @@ class Queue {
   }
 }
 
+/** The relay's error codes that end a session for its token (docs/PROTOCOL.md, Auth). */
+const AUTH_ERRORS = ['invalid_token', 'token_expired', 'auth_required', 'user_connection_limit'];
+
 function keyOf(item) {
   if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset'].includes(item.type)) return `symbol\0${item.symbol}`;
   if (item.channel !== undefined && ['event', 'gap', 'reset'].includes(item.type)) return `channel\0${item.channel}`;
@@ -532,14 +591,26 @@ export function decodeServerMessage(bytes) {
       case 7: {
         const g = { type: 'gap', from: 0, to: 0 };
         for (const [n, v] of readFields(value)) {
-          if (n === 1) g.symbol = utf8Decoder.decode(v);
+          if (n === 1 && v.length) g.symbol = utf8Decoder.decode(v);
           else if (n === 2) g.from = Number(v);
           else if (n === 3) g.to = Number(v);
+          else if (n === 4 && v.length) g.channel = utf8Decoder.decode(v);
         }
         return g;
       }
       case 8:
         return { type: 'heartbeat' };
+      case 9: // an event; 10: a channel's last event, delivered as the event it is
+      case 10: {
+        const e = { type: 'event', channel: '', seq: 0, ts_ns: 0, data: null };
+        for (const [n, v] of readFields(value)) {
+          if (n === 1) e.channel = utf8Decoder.decode(v);
+          else if (n === 2) e.seq = Number(v);
+          else if (n === 3) e.ts_ns = Number(v);
+          else if (n === 4) e.data = JSON.parse(utf8Decoder.decode(v));
+        }
+        return e;
+      }
       default:
     }
   }
@@ -549,7 +620,7 @@ export function decodeServerMessage(bytes) {
 function decodeTick(bytes, type) {
   const t = { type, symbol: '', seq: 0, kind: 'trade', ts_ns: 0, recv_ns: 0 };
   const doubles = { 3: 'price', 4: 'size', 5: 'bid', 6: 'ask', 7: 'bid_size', 8: 'ask_size' };
-  for (const [n, v] of readFields(bytes)) {
+  for (const [n, v] of readFields(bytes, true)) {
     if (n === 1) t.symbol = utf8Decoder.decode(v);
     else if (n === 2) t.kind = Number(v) === 2 ? 'quote' : 'trade';
     else if (doubles[n]) t[doubles[n]] = v;
@@ -562,8 +633,9 @@ function decodeTick(bytes, type) {
 }
 
 /** Protobuf wire format: [field number, value] pairs; varints and fixed64 as BigInt, doubles as
- * numbers, length-delimited fields as Uint8Array. */
-function readFields(bytes) {
+ * numbers (`tick`: fields 3..8 of a Tick are its doubles), length-delimited fields as
+ * Uint8Array. */
+function readFields(bytes, tick = false) {
   const out = [];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
@@ -586,8 +658,8 @@ function readFields(bytes) {
         out.push([number, varint()]);
         break;
       case 1:
-        // Doubles in Tick (fields 3..8); fixed64 elsewhere (ts_ns, recv_ns, heartbeat ts_ns).
-        out.push([number, number >= 3 && number <= 8 ? view.getFloat64(at, true) : view.getBigUint64(at, true)]);
+        // Doubles in Tick (fields 3..8); fixed64 elsewhere (ts_ns, recv_ns, Event.ts_ns, ...).
+        out.push([number, tick && number >= 3 && number <= 8 ? view.getFloat64(at, true) : view.getBigUint64(at, true)]);
         at += 8;
         break;
       case 2: {

@@ -2,8 +2,9 @@
 //!
 //! Routes ([`ROUTES`]): `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
 //! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`,
-//! `POST /api/events`, `GET /api/sessions`, `DELETE /api/sessions/{id}`, `GET /`, `GET /tickrelay.js` (the JavaScript client the
-//! dashboard imports). Every error
+//! `POST /api/events`, `GET /api/sessions`, `DELETE /api/sessions/{id}`, `GET /` and
+//! `GET /dashboard.js` (the operator dashboard, [`assets`]), `GET /tickrelay.js` (the
+//! JavaScript client the dashboard imports). Every error
 //! is JSON, `{"type":"error","code":"...","message":"..."}`, and counted under its code.
 //!
 //! The admin routes (publish, events, sessions) need the admin token, or with none
@@ -11,6 +12,7 @@
 //! served on that address only; the client port answers them 404.
 
 pub mod admin;
+pub mod assets;
 pub mod counters;
 pub mod prometheus;
 pub mod publish;
@@ -196,6 +198,7 @@ async fn route(
             .await
         }
         Route::Dashboard => html(DASHBOARD),
+        Route::DashboardJs => assets::dashboard_js(),
         Route::ClientJs => {
             let mut response = html(CLIENT_JS);
             let js = HeaderValue::from_static("text/javascript; charset=utf-8");
@@ -236,6 +239,8 @@ pub enum Route {
     CloseSession,
     /// `GET /`: the dashboard.
     Dashboard,
+    /// `GET /dashboard.js`: the dashboard's script.
+    DashboardJs,
     /// `GET /tickrelay.js`: the JavaScript client (`clients/js/`), which the dashboard uses.
     ClientJs,
     /// `GET /favicon.ico`: 204, so browsers opening the dashboard log no 404.
@@ -257,6 +262,7 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::Sessions, "/api/sessions"),
     (Route::CloseSession, "/api/sessions/"),
     (Route::Dashboard, "/"),
+    (Route::DashboardJs, "/dashboard.js"),
     (Route::ClientJs, "/tickrelay.js"),
     (Route::Favicon, "/favicon.ico"),
 ];
@@ -286,6 +292,7 @@ impl Route {
             | Self::Price
             | Self::Sessions
             | Self::Dashboard
+            | Self::DashboardJs
             | Self::ClientJs
             | Self::Favicon => Method::GET,
         }

@@ -9,7 +9,7 @@ use super::counters::{self, Json, Value};
 use super::{HttpResponse, json};
 use crate::encode::json::{to_vec, write_tick};
 use crate::event::Key;
-use crate::metrics::{BUCKETS, quantile_us};
+use crate::metrics::{BUCKETS, quantile_us, upper_bound_us};
 use crate::shard::ShardCore;
 use crate::shared::Shared;
 use crate::shutdown::Phase;
@@ -87,11 +87,20 @@ pub fn stats(shared: &Shared, core: &ShardCore) -> HttpResponse {
     json(StatusCode::OK, to_vec(&body))
 }
 
-/// `{"p50":..,"p99":..,"p999":..,"count":..}` in µs (bucket upper bounds; absent while
-/// there are no samples).
+/// `{"p50":..,"p99":..,"p999":..,"count":..,"buckets":[[upper_us,n],..]}` in µs (bucket
+/// upper bounds; percentiles absent while there are no samples). `buckets` lists the
+/// non-empty buckets of the histogram (as `/metrics` does, cumulatively): two readings give
+/// the percentiles of the samples between them, as the dashboard shows.
 fn percentiles(counts: &[u64; BUCKETS]) -> Json {
     let mut out = Json::object();
     out.insert(&["count"], Json::Int(counts.iter().sum()));
+    let buckets = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, n)| Json::Array(vec![Json::Float(upper_bound_us(i)), Json::Int(*n)]))
+        .collect();
+    out.insert(&["buckets"], Json::Array(buckets));
     for (key, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
         if let Some(us) = quantile_us(counts, q) {
             out.insert(&[key], Json::Float(us.round()));

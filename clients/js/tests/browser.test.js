@@ -1,56 +1,25 @@
-// The same module in headless Chromium (Debian's `chromium`, driven by playwright-core): the
-// dashboard served by the relay imports it from /tickrelay.js, and clients in the page, one
-// per encoding (gzip through DecompressionStream), keep exactly-once-or-gap across cut
-// connections and a relay restart.
+// The same module in headless Chromium (Debian's `chromium`, driven by playwright-core),
+// imported from /tickrelay.js as the dashboard does (dashboard.test.js tests the dashboard
+// itself): clients in the page, one per encoding (gzip through DecompressionStream), keep
+// exactly-once-or-gap across cut connections and a relay restart.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { Relay, Proxy, Tracker } from './support.js';
+import { Relay, Proxy, Tracker, launchChromium } from './support.js';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 let relay;
 let context;
-let profile;
+let browser;
 
 before(async () => {
   relay = await Relay.start(['--demo', '--demo-rate', '200']);
-  profile = mkdtempSync(path.join(tmpdir(), 'tickrelay-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    // Without the background-networking flags Chromium's own connections are refused here
-    // and slow it down; nothing but loopback is reached.
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
+  context = browser.context;
 });
 
 after(async () => {
-  await context?.close();
+  await browser?.close();
   await relay?.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-});
-
-test('the dashboard shows the live feed through the module and survives a restart', async () => {
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`http://${relay.http}/`);
-  await page.waitForFunction(() => document.querySelectorAll('#rows tr').length >= 32, null, { timeout: 15000 })
-    .catch((e) => { throw new Error(`waiting for 32 demo symbols on the dashboard: ${e.message}`); });
-  await page.waitForFunction(() => /^live: [1-9]\d* ticks\/s/.test(document.getElementById('status').textContent), null, { timeout: 15000 })
-    .catch((e) => { throw new Error(`waiting for the dashboard to count live ticks: ${e.message}`); });
-  // The demo's seqs start again at 1 after a restart: the dashboard counts resets.
-  await relay.restart();
-  await page.waitForFunction(() => /^live: .* [1-9]\d* resets$/.test(document.getElementById('status').textContent), null, { timeout: 15000 })
-    .catch((e) => { throw new Error(`waiting for the dashboard to reconnect and count resets: ${e.message}`); });
-  assert.deepEqual(errors, []);
-  await page.close();
 });
 
 test('clients in the page keep exactly-once-or-gap in every encoding', async () => {

@@ -18,7 +18,7 @@ test('examples/python/tail.py resumes after a cut and reports a relay restart as
 });
 
 test('the Rust tail example resumes after a cut and reports a relay restart as a reset', async () => {
-  assert.ok(existsSync(rustTail), `no ${rustTail}: run cargo build -p tickrelay-client --example tail (or set TEST_TAIL_BIN)`);
+  assert.ok(existsSync(rustTail), `no ${rustTail}: run cargo build --example tail (or set TEST_TAIL_BIN)`);
   await tailSurvivesCutsAndRestarts((url) => [rustTail, ['--url', url, '--encoding', 'protobuf', 'PY']]);
 });
 

@@ -2,10 +2,13 @@
 //! keeps going across disconnects and relay restarts (connection changes go to stderr).
 //!
 //! ```sh
-//! cargo run --release -p tickrelay-client --example tail -- --url ws://127.0.0.1:8080/ws BTC-USD ETH-USD
+//! cargo run --release --example tail -- --url ws://127.0.0.1:8080/ws BTC-USD ETH-USD
 //! ```
 //!
-//! Options: `--encoding json|protobuf|gzip`, `--slow wait|conflate|error`, `--heartbeat-ms N`.
+//! Options: `--encoding json|protobuf|gzip`, `--slow wait|conflate|error`, `--heartbeat-ms N`,
+//! `--channels news,user:alice`, `--token JWT`, `--ca-file PEM` (trust a self-signed relay's
+//! certificate for `wss://`). It lives in the root package (a dev-dependency on the
+//! `tickrelay-client` crate) so that the quick start runs from the repository root.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -27,6 +30,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut url = "ws://127.0.0.1:8080/ws".to_owned();
     let mut options = Options::new();
     let mut symbols = Vec::new();
+    let mut channels = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -46,13 +50,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 options = options.slow_consumer(policy);
             }
+            "--channels" => {
+                let list = value("--channels")?;
+                channels = true;
+                options = options.channels(list.split(',').filter(|c| !c.is_empty()));
+            }
+            "--token" => options = options.token(value("--token")?),
+            "--ca-file" => options = options.ca_file(value("--ca-file")?),
             "--heartbeat-ms" => {
                 let ms: u64 = value("--heartbeat-ms")?.parse()?;
                 options = options.heartbeat(Duration::from_millis(ms));
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: tail [--url ws://HOST:PORT/ws] [--encoding json|protobuf|gzip] [--slow wait|conflate|error] [--heartbeat-ms N] SYMBOL..."
+                    "usage: tail [--url ws://HOST:PORT/ws | wss://...] [--encoding json|protobuf|gzip] [--slow wait|conflate|error] [--heartbeat-ms N] [--channels C,...] [--token JWT] [--ca-file PEM] SYMBOL..."
                 );
                 return Ok(());
             }
@@ -60,8 +71,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             symbol => symbols.push(symbol.to_owned()),
         }
     }
-    if symbols.is_empty() {
-        return Err("name at least one symbol (or `*`)".into());
+    if symbols.is_empty() && !channels {
+        return Err("name at least one symbol (or `*`), or --channels".into());
     }
     let mut client = Client::connect(&url, options.symbols(symbols)).await?;
     let stdout = std::io::stdout();

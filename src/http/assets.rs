@@ -1,0 +1,27 @@
+//! The operator dashboard's files, compiled into the binary: `GET /dashboard.js`, the page's
+//! script (the page itself, `GET /`, is `dashboard.html`). The script reads `GET /stats`
+//! and imports the JavaScript client from `GET /tickrelay.js` for its tick tape.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+
+use super::HttpResponse;
+
+/// `GET /dashboard.js`: the dashboard's script (an ES module).
+pub fn dashboard_js() -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(DASHBOARD_JS.as_bytes())));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    // A relay upgraded in place serves a new script: browsers revalidate instead of mixing
+    // an old script with a new /stats.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The dashboard's script.
+const DASHBOARD_JS: &str = include_str!("dashboard.js");
