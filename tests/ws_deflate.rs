@@ -564,3 +564,37 @@ async fn short_messages_go_out_plain_below_the_minimum() {
         assert_eq!((tick["seq"].as_u64(), frame.rsv1), (Some(seq), false));
     }
 }
+
+#[tokio::test]
+async fn after_closing_first_the_relay_waits_for_the_clients_close_before_its_fin() {
+    // A client that inflates asynchronously (Node's WebSocket) loses the last compressed
+    // message and the close code (1006) if the FIN comes right behind the close frame.
+    let relay = TestRelay::start(deflate_on(0, 100)).await;
+    let mut client = DeflateClient::connect(&relay, "/ws", Some("permessage-deflate")).await;
+    assert_eq!(client.json().await.0["type"], "welcome");
+    client
+        .send(client_frame(true, 0x41, &[0xff; 16], MASK))
+        .await;
+    assert_eq!(client.json().await.0["code"], "bad_deflate");
+    assert_eq!(client.close_code().await, 1007);
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        client.stream.read(&mut byte),
+    )
+    .await;
+    assert!(
+        early.is_err(),
+        "no FIN before the client answered the close: {early:?}"
+    );
+    client
+        .send(client_frame(true, 0x8, &1007u16.to_be_bytes(), MASK))
+        .await;
+    let n = within(
+        "the relay's FIN after the client's close",
+        client.stream.read(&mut byte),
+    )
+    .await
+    .expect("read");
+    assert_eq!(n, 0, "the relay closes once the closing handshake is done");
+}

@@ -144,7 +144,7 @@ pub async fn run(
     let flushed_close = membership.leave();
     if flushed_close {
         stream.send_close_notify();
-        linger(stream.tcp()).await;
+        linger(stream.tcp(), reader.saw_close()).await;
     }
     // The deflate slot goes last: the client compressed until it left.
     drop((stream, ip_slot, membership, deflate));
@@ -202,26 +202,41 @@ impl Drop for Membership {
 
 /// Half-closes our side and reads until the client closes (bounded), so our close frame is
 /// not destroyed by a TCP reset when unread client bytes are pending.
-async fn linger(stream: &tokio::net::TcpStream) {
-    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+///
+/// When the relay closed first (`client_closed` false: no close frame from the client yet),
+/// the half-close waits (bounded) for
+/// the client's answer, normally its close frame, as RFC 6455 §7.1.1 has the server close
+/// TCP after the closing handshake: a client that inflates permessage-deflate messages
+/// asynchronously (Node's built-in WebSocket) may still be inflating the message before our
+/// close frame when our FIN arrives, and then reports 1006 and loses both.
+async fn linger(stream: &tokio::net::TcpStream, client_closed: bool) {
     let drain = async {
         // On the heap, and only while lingering: an array here would be part of every
         // session task's future (the largest state sizes the whole future), ~4 KiB per
         // idle client for the life of the connection.
         let mut sink = vec![0u8; 4096];
-        loop {
-            if stream.readable().await.is_err() {
-                return;
-            }
-            match stream.try_read(&mut sink) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
+        if !client_closed {
+            let _ = tokio::time::timeout(LINGER / 2, read_some(stream, &mut sink)).await;
         }
+        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+        while read_some(stream, &mut sink).await {}
     };
     let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Reads and discards what the client sent; false once it has closed (or the socket failed).
+async fn read_some(stream: &tokio::net::TcpStream, sink: &mut [u8]) -> bool {
+    loop {
+        if stream.readable().await.is_err() {
+            return false;
+        }
+        match stream.try_read(sink) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+    }
 }
 
 /// An interval whose first tick is one period from now, skipping missed ticks.

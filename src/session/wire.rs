@@ -112,6 +112,8 @@ pub struct FrameReader {
     partial: Option<(u8, BytesMut, bool)>,
     /// Compressed bytes inflated and bytes they gave, not yet counted in metrics.
     inflated: (u64, u64),
+    /// The client's close frame has been read.
+    saw_close: bool,
 }
 
 impl FrameReader {
@@ -122,6 +124,7 @@ impl FrameReader {
             deflate: false,
             partial: None,
             inflated: (0, 0),
+            saw_close: false,
         }
     }
 
@@ -132,6 +135,12 @@ impl FrameReader {
             deflate: true,
             ..Self::new(max_message)
         }
+    }
+
+    /// Whether the client's close frame has been read (it started or answered the closing
+    /// handshake).
+    pub fn saw_close(&self) -> bool {
+        self.saw_close
     }
 
     /// Compressed bytes inflated and the bytes they gave, since the last call.
@@ -242,7 +251,10 @@ impl FrameReader {
             payload,
         } = frame;
         match opcode {
-            0x8 => close(&payload).map(Some),
+            0x8 => {
+                self.saw_close = true;
+                close(&payload).map(Some)
+            }
             0x9 => Ok(Some(Incoming::Ping(payload.freeze()))),
             0xA => Ok(Some(Incoming::Pong)),
             0x0 => {
