@@ -4,6 +4,7 @@
 //! `TICKRELAY_*` variables under the flags) and checked by [`Config::validate`]; tests build
 //! it in code with [`Config::for_tests`].
 
+pub mod scale;
 pub mod settings;
 
 use std::net::SocketAddr;
@@ -277,6 +278,10 @@ pub struct Config {
     /// (one object per line) for log collectors.
     #[arg(long, value_enum, default_value_t = defaults::LOG_FORMAT)]
     pub log_format: LogFormat,
+
+    /// Role and NATS (docs/SCALING.md).
+    #[command(flatten)]
+    pub scale: scale::Scale,
 }
 
 impl Config {
@@ -334,6 +339,7 @@ impl Config {
             record: None,
             replay: None,
             replay_speed: defaults::REPLAY_SPEED,
+            scale: scale::Scale::single_box(),
         }
     }
 
@@ -405,6 +411,7 @@ impl Config {
                 reason: "--tls-cert and --tls-key go together",
             });
         }
+        self.scale.validate()?;
         if self.shards > 256 {
             return Err(ConfigError::Invalid {
                 flag: "--shards",
@@ -458,7 +465,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Every default, written once: clap shows and applies them, [`Config::for_tests`] uses
 /// them, and the reason for each is on its flag's doc above.
 pub mod defaults {
-    use super::{LogFormat, SlowPolicy};
+    use super::{LogFormat, SlowPolicy, scale::Role};
 
     /// `--listen`.
     pub const LISTEN: &str = "127.0.0.1:8080";
@@ -522,6 +529,12 @@ pub mod defaults {
     pub const REPLAY_SPEED: f64 = 1.0;
     /// `--log-format`.
     pub const LOG_FORMAT: LogFormat = LogFormat::Text;
+    /// `--role`.
+    pub const ROLE: Role = Role::All;
+    /// `--nats-stream`.
+    pub const NATS_STREAM: &str = "tickrelay";
+    /// `--nats-linger`.
+    pub const NATS_LINGER: &str = "5s";
 }
 
 #[cfg(test)]

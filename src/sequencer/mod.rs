@@ -45,6 +45,8 @@ pub struct Sequencer {
     interest: Arc<Interest>,
     metrics: Arc<Metrics>,
     max_symbols: usize,
+    /// Follow mode (an edge): items arrive sequenced from the stream and keep their seq.
+    follow: bool,
 }
 
 impl Sequencer {
@@ -61,6 +63,31 @@ impl Sequencer {
             interest,
             metrics,
             max_symbols,
+            follow: false,
+        }
+    }
+
+    /// An edge's sequencer: items come from the stream already sequenced. It keeps their
+    /// seqs, drops a seq it has already handed on (two reads of the stream overlap), and
+    /// counts the seqs skipped when the stream no longer held them (`nats.gaps`); the
+    /// shards' rings restart after such a jump, so a resume across it gets a `gap`.
+    pub fn following(mut self) -> Self {
+        self.follow = true;
+        self
+    }
+
+    /// Continues each key's seq after the given newest one (a restarted sequencer, from
+    /// the stream).
+    pub fn continue_from(&mut self, newest: impl IntoIterator<Item = (Key, Seq)>) {
+        for (key, seq) in newest {
+            let interest = self.interest.entry(&key);
+            self.symbols.insert(
+                key,
+                SymbolSeq {
+                    next: seq.next(),
+                    interest,
+                },
+            );
         }
     }
 
@@ -130,8 +157,20 @@ impl Sequencer {
                 next: Seq::FIRST,
                 interest: interest.entry(&key),
             });
-        item.set_seq(state.next);
-        state.next = state.next.next();
+        if self.follow {
+            let seq = item.seq();
+            if known && seq < state.next {
+                metrics::add(&self.metrics.nats.duplicates, 1);
+                return None;
+            }
+            if known && seq > state.next {
+                metrics::add(&self.metrics.nats.gaps, seq.0 - state.next.0);
+            }
+            state.next = seq.next();
+        } else {
+            item.set_seq(state.next);
+            state.next = state.next.next();
+        }
         let wildcard = key.in_wildcard();
         let frames = Frames::of(item);
         for wire in [Wire::Json, Wire::Protobuf] {

@@ -9,6 +9,7 @@
 pub mod control;
 mod dispatch;
 pub mod handshake;
+mod warm;
 pub mod wire;
 
 use std::cell::RefCell;
@@ -39,6 +40,10 @@ pub async fn run(
     ip_slot: Option<IpSlot>,
 ) {
     let _ = stream.tcp().set_nodelay(true);
+    // An edge reads the keys' history from NATS before the connect-time snapshots.
+    let mut wanted = params.selection.keys();
+    wanted.extend(params.resume.iter().map(|(key, _)| key.clone()));
+    warm::ahead(&core, params.selection.all, wanted).await;
     let (send_buffer, max_message, ping_interval) = {
         let core = core.borrow();
         let config = &core.shared().config;
