@@ -171,11 +171,11 @@ async fn open(
     metrics: Arc<Metrics>,
     fresh_epoch: u64,
 ) -> Result<(History, Vec<(Key, Seq)>), NatsError> {
-    let client = nats::connect(url, metrics.clone()).await?;
+    let connection = nats::connect(url, metrics.clone()).await?;
     if config.scale.role == Role::Edge {
-        return Ok((History::open(client, config).await?, Vec::new()));
+        return Ok((History::open(connection, config).await?, Vec::new()));
     }
-    let history = History::open_or_create(client, config, fresh_epoch).await?;
+    let history = History::open_or_create(connection, config, fresh_epoch).await?;
     let newest = history.last_seqs(&metrics).await?;
     Ok((history, newest))
 }

@@ -249,3 +249,214 @@ fn a_sequencer_or_edge_without_nats_refuses_to_start_naming_the_flags() {
         );
     }
 }
+
+/// Polls `/stats` until `path` (e.g. `["nats", "acked"]`) reaches `at_least`.
+async fn wait_stat(relay: &Spawned, path: &[&str], at_least: u64) {
+    support::wait_for(&format!("{path:?} >= {at_least}"), || async {
+        let mut value = stats(relay);
+        for step in path {
+            value = value[*step].take();
+        }
+        value.as_u64().unwrap_or(0) >= at_least
+    })
+    .await;
+}
+
+/// Every seq from 1 to `last` accounted for exactly once, in order: as a tick, or inside
+/// an explicit `gap` announced before the tick after it.
+fn accounted(messages: &[Value], symbol: &str, last: u64) -> (u64, u64) {
+    let (mut next, mut ticks, mut gapped) = (1, 0, 0);
+    for message in messages {
+        match message["type"].as_str() {
+            Some("tick") => {
+                assert_eq!(
+                    message["seq"].as_u64(),
+                    Some(next),
+                    "silent jump at {message}"
+                );
+                next += 1;
+                ticks += 1;
+            }
+            Some("gap") => {
+                assert_eq!(message["symbol"], symbol, "{message}");
+                assert_eq!(message["from"].as_u64(), Some(next), "{message}");
+                let to = message["to"].as_u64().expect("gap to");
+                gapped += to + 1 - next;
+                next = to + 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(next, last + 1, "up to {last}");
+    (ticks, gapped)
+}
+
+async fn messages_until_seq(client: &mut WsClient, last: u64) -> Vec<Value> {
+    let mut messages = Vec::new();
+    loop {
+        let message = client.next_json().await;
+        let done = message["type"] == "tick" && message["seq"].as_u64() == Some(last);
+        messages.push(message);
+        if done {
+            return messages;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_stream_no_longer_holds_reaches_clients_as_an_explicit_gap() {
+    let Some(nats) = NatsServer::start("gap") else {
+        return;
+    };
+    // The stream keeps 5 ticks per symbol: an edge stalled for longer loses the rest.
+    let sequencer = spawn(
+        &[
+            "--role",
+            "sequencer",
+            "--nats",
+            &nats.url(),
+            "--replay-depth",
+            "5",
+        ],
+        &[],
+    );
+    let e = edge(&nats);
+    let (mut client, _) = connect(&e, "?symbols=G").await;
+    // Fewer than the stream keeps: the edge cannot miss these however slow it is.
+    publish(&sequencer, &series("G", 1, 4));
+    let (first, _) = ticks(&mut client, 4).await;
+    assert_eq!(first.last().map(|t| t.1), Some(4));
+
+    e.signal("STOP");
+    publish(&sequencer, &series("G", 5, 3000));
+    wait_stat(&sequencer, &["nats", "acked"], 3000).await;
+    e.signal("CONT");
+    let messages = messages_until_seq(&mut client, 3000).await;
+    let everything: Vec<Value> = first
+        .iter()
+        .map(|t| serde_json::json!({"type": "tick", "seq": t.1}))
+        .chain(messages)
+        .collect();
+    let (ticks, gapped) = accounted(&everything, "G", 3000);
+    assert!(gapped > 0, "the stalled edge lost ticks, and said so");
+    assert_eq!(ticks + gapped, 3000);
+    wait_stat(&e, &["nats", "gaps"], gapped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_killed_and_restarted_mid_stream_loses_nothing_and_edges_recover() {
+    let Some(mut nats) = NatsServer::start("outage") else {
+        return;
+    };
+    let sequencer = sequencer(&nats);
+    let e = edge(&nats);
+    let (mut client, _) = connect(&e, "?symbols=N").await;
+    publish(&sequencer, &series("N", 1, 200));
+    let (before, _) = ticks(&mut client, 200).await;
+    assert_eq!(before.last().map(|t| t.1), Some(200));
+
+    nats.kill();
+    // Accepted while NATS is down: the sequencer holds them until it can publish.
+    publish(&sequencer, &series("N", 201, 400));
+    support::wait_for("the edge to report degraded", || async {
+        http_get(e.http, "GET", "/ready") == (503, r#"{"status":"degraded"}"#.to_owned())
+    })
+    .await;
+    assert_eq!(stats(&e)["sessions"], 1, "the edge keeps its clients");
+    nats.resume();
+    let (after, other) = ticks(&mut client, 200).await;
+    let seqs: Vec<u64> = after.iter().map(|t| t.1).collect();
+    assert_eq!(
+        seqs,
+        (201..=400).collect::<Vec<_>>(),
+        "nothing lost, nothing repeated"
+    );
+    assert!(other.iter().all(|m| m["type"] != "gap"), "{other:?}");
+    support::wait_for("the edge to be ready again", || async {
+        http_get(e.http, "GET", "/ready").0 == 200
+    })
+    .await;
+    let (edge_stats, seq_stats) = (stats(&e), stats(&sequencer));
+    assert!(
+        edge_stats["nats"]["reconnects"].as_u64() >= Some(1),
+        "{edge_stats}"
+    );
+    assert_eq!(
+        (
+            seq_stats["nats"]["acked"].as_u64(),
+            seq_stats["ticks_in"].as_u64()
+        ),
+        (Some(400), Some(400)),
+        "every accepted tick is in the stream: {seq_stats}"
+    );
+    assert!(edge_stats["errors"]["nats_unavailable"].as_u64() >= Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_on_a_tick_subject_is_counted_and_skipped() {
+    let Some(nats) = NatsServer::start("malformed") else {
+        return;
+    };
+    let sequencer = sequencer(&nats);
+    let e = edge(&nats);
+    let (mut client, _) = connect(&e, "?symbols=M").await;
+    publish(&sequencer, &series("M", 1, 3));
+    let (first, _) = ticks(&mut client, 3).await;
+    assert_eq!(first.len(), 3);
+
+    let raw = async_nats::connect(nats.url())
+        .await
+        .expect("connect to NATS");
+    let js = async_nats::jetstream::new(raw);
+    for garbage in [&b"not protobuf \xff"[..], b""] {
+        js.publish("tickrelay.tick.M", bytes::Bytes::copy_from_slice(garbage))
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+    publish(&sequencer, &series("M", 4, 6));
+    let (rest, other) = ticks(&mut client, 3).await;
+    let seqs: Vec<u64> = rest.iter().map(|t| t.1).collect();
+    assert_eq!(
+        seqs,
+        vec![4, 5, 6],
+        "the bad messages are skipped, the feed goes on"
+    );
+    assert!(other.is_empty(), "{other:?}");
+    wait_stat(&e, &["errors", "bad_nats_message"], 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_and_resume_messages_on_an_edge_are_served_from_the_stream() {
+    let Some(nats) = NatsServer::start("control") else {
+        return;
+    };
+    let sequencer = sequencer(&nats);
+    publish(&sequencer, &series("C1", 1, 30));
+    publish(&sequencer, &series("C2", 1, 4));
+    let e = edge(&nats);
+    let (mut client, welcome) = connect(&e, "").await;
+    let epoch = welcome["epoch"].as_u64().expect("epoch");
+    client
+        .send_json(&format!(
+            r#"{{"op":"resume","from":{{"C1":25}},"epoch":{epoch}}}"#
+        ))
+        .await;
+    let (replayed, _) = ticks(&mut client, 5).await;
+    let seqs: Vec<u64> = replayed.iter().map(|t| t.1).collect();
+    assert_eq!(seqs, vec![26, 27, 28, 29, 30]);
+    client
+        .send_json(r#"{"op":"subscribe","symbols":["C2"]}"#)
+        .await;
+    let snapshot = loop {
+        let message = client.next_json().await;
+        if message["type"] == "snapshot" {
+            break message;
+        }
+    };
+    assert_eq!(
+        (snapshot["symbol"].as_str(), snapshot["seq"].as_u64()),
+        (Some("C2"), Some(4))
+    );
+}

@@ -226,6 +226,9 @@ async fn consume(
 ) {
     let mut newest: HashMap<Key, Seq> = HashMap::new();
     let mut backoff = BACKOFF_MIN;
+    let mut reconnected = history.reconnected.clone();
+    // Re-created after a loss: what it reads until caught up is back-fill.
+    let mut refilling = false;
     loop {
         let created = history
             .stream
@@ -261,6 +264,7 @@ async fn consume(
         };
         backoff = BACKOFF_MIN;
         let mut batch: Vec<Item> = Vec::new();
+        reconnected.borrow_and_update();
         loop {
             // Take what is ready without waiting, then hand it on as one batch.
             let next = match messages.next().now_or_never() {
@@ -274,7 +278,12 @@ async fn consume(
                     {
                         return;
                     }
-                    messages.next().await
+                    tokio::select! {
+                        next = messages.next() => next,
+                        // A restarted server has lost the consumer: re-create it now from
+                        // the next stream sequence rather than after missed heartbeats.
+                        _ = reconnected.changed() => None,
+                    }
                 }
             };
             let message = match next {
@@ -287,6 +296,9 @@ async fn consume(
                 None => break,
             };
             metrics::add(&metrics.nats.received, 1);
+            if refilling {
+                metrics::add(&metrics.nats.backfilled, 1);
+            }
             let (stream_seq, pending) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.pending),
                 Err(_) => (0, 1),
@@ -318,15 +330,17 @@ async fn consume(
                     start_sequence: stream_seq + 1,
                 };
             }
-            if pending == 0
-                && let Some(reply) = caught_up.take()
-            {
-                let _ = reply.send(newest.drain().collect());
+            if pending == 0 {
+                refilling = false;
+                if let Some(reply) = caught_up.take() {
+                    let _ = reply.send(newest.drain().collect());
+                }
             }
         }
         if !batch.is_empty() && inbox.publish_items(batch).await.is_err() {
             return;
         }
+        refilling = true;
         info!(
             filter,
             "consumer ended; re-creating it from the next message"

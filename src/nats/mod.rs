@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use futures_util::TryStreamExt;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -48,6 +49,18 @@ pub struct History {
     pub subjects: Subjects,
     /// The history's identity (every seq in the stream belongs to it).
     pub epoch: u64,
+    /// Counts the connection's returns after a loss: consumers re-create themselves on
+    /// each (a server restart loses them).
+    pub reconnected: watch::Receiver<u64>,
+}
+
+/// A connection, and its count of returns after a loss.
+#[derive(Debug)]
+pub struct Connection {
+    /// The client.
+    pub client: async_nats::Client,
+    /// See [`History::reconnected`].
+    pub reconnected: watch::Receiver<u64>,
 }
 
 /// Why the NATS side could not start or answer.
@@ -86,20 +99,23 @@ impl NatsError {
 }
 
 /// Connects to `--nats`, counting connection losses and returns in `metrics`.
-pub async fn connect(url: &str, metrics: Arc<Metrics>) -> Result<async_nats::Client, NatsError> {
+pub async fn connect(url: &str, metrics: Arc<Metrics>) -> Result<Connection, NatsError> {
     let events = metrics.clone();
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (returns, reconnected) = watch::channel(0u64);
+    let returns = Arc::new(returns);
     let client = async_nats::ConnectOptions::new()
         .name("tickrelay")
         .connection_timeout(CONNECT_TIMEOUT)
         // Retries forever with backoff (the client's default); an edge keeps its clients.
         .event_callback(move |event| {
-            let (metrics, lost) = (events.clone(), lost.clone());
+            let (metrics, lost, returns) = (events.clone(), lost.clone(), returns.clone());
             async move {
                 match event {
                     async_nats::Event::Connected => {
                         if lost.swap(false, Relaxed) {
                             metrics::add(&metrics.nats.reconnects, 1);
+                            returns.send_modify(|n| *n += 1);
                         }
                         metrics.nats.connected.store(1, Relaxed);
                         info!("NATS connection re-established");
@@ -121,18 +137,21 @@ pub async fn connect(url: &str, metrics: Arc<Metrics>) -> Result<async_nats::Cli
             reason: e.to_string(),
         })?;
     metrics.nats.connected.store(1, Relaxed);
-    Ok(client)
+    Ok(Connection {
+        client,
+        reconnected,
+    })
 }
 
 impl History {
     /// The sequencer's view: creates the stream if it is missing and reads its epoch, or
     /// starts a new history (a new random `fresh_epoch`) in an empty stream.
     pub async fn open_or_create(
-        client: async_nats::Client,
+        connection: Connection,
         config: &Config,
         fresh_epoch: u64,
     ) -> Result<Self, NatsError> {
-        let js = jetstream::new(client);
+        let js = jetstream::new(connection.client);
         let subjects = Subjects::new(&config.scale.nats_stream);
         let depth = i64::try_from(config.replay_depth).unwrap_or(i64::MAX);
         let stream = js
@@ -172,12 +191,13 @@ impl History {
             stream,
             subjects,
             epoch,
+            reconnected: connection.reconnected,
         })
     }
 
     /// An edge's view: the stream and epoch a sequencer made.
-    pub async fn open(client: async_nats::Client, config: &Config) -> Result<Self, NatsError> {
-        let js = jetstream::new(client);
+    pub async fn open(connection: Connection, config: &Config) -> Result<Self, NatsError> {
+        let js = jetstream::new(connection.client);
         let name = config.scale.nats_stream.clone();
         let subjects = Subjects::new(&name);
         let stream = js
@@ -192,6 +212,7 @@ impl History {
             stream,
             subjects,
             epoch,
+            reconnected: connection.reconnected,
         })
     }
 

@@ -51,6 +51,9 @@ pub(super) struct Session {
     deferred: Option<Box<SessionParams>>,
     /// When the pending session must have authenticated, or the session's token runs out.
     pub(super) deadline: Option<Instant>,
+    /// On an edge: a subscribe, snapshot or resume waiting for its keys' history (boxed:
+    /// rare, and idle sessions are counted in bytes); the frames after it wait too.
+    pub(super) held: Option<Box<Control>>,
 }
 
 /// Registers a new client; if it is admitted with an identity, subscribes it and queues
@@ -75,6 +78,7 @@ pub(super) fn open(
         user_slot: admission.slot,
         deferred: None,
         deadline: None,
+        held: None,
     };
     if params.mode == Mode::Echo {
         return session;
@@ -167,6 +171,9 @@ pub(super) fn handle_input(
                     open = false;
                     break;
                 }
+                if session.held.is_some() {
+                    break;
+                }
             }
             Err(error) => {
                 protocol_error(core, session, &error, now);
@@ -240,10 +247,22 @@ fn handle_message(
         };
     }
     match control {
+        Ok(control) if super::warm::wants(core, &control).is_some() => {
+            session.held = Some(Box::new(control));
+        }
         Ok(control) => apply(core, session, control, now),
         Err(error) => refuse(core, session, &error, now),
     }
     true
+}
+
+/// Applies the control message that waited for its keys' history (see `warm.rs`).
+pub(super) fn apply_held(core: &mut ShardCore, session: &mut Session) {
+    if let Some(control) = session.held.take() {
+        let now = Instant::now();
+        apply(core, session, *control, now);
+        core.flush(session.key);
+    }
 }
 
 /// A pending session's `auth`: a valid token starts the session; a refused one closes it

@@ -83,6 +83,7 @@ pub async fn run(
     let mut ping = every(ping_interval);
     let mut heartbeat: Option<(Duration, Interval)> = None;
     let mut client_closed = !dispatch::handle_input(&core, &mut session, &mut reader, &mut input);
+    client_closed = warm::held(&core, &mut session, &mut reader, &mut input, client_closed).await;
     while !client_closed {
         let status = core.borrow().status(session.key);
         if session.heartbeat != heartbeat.as_ref().map(|(d, _)| *d) {
@@ -114,6 +115,7 @@ pub async fn run(
                         last_heard = Instant::now();
                         client_closed =
                             !dispatch::handle_input(&core, &mut session, &mut reader, &mut input);
+                        client_closed = warm::held(&core, &mut session, &mut reader, &mut input, client_closed).await;
                         if input.is_empty() {
                             // Every frame was consumed: an idle client holds no read buffer
                             // (the next read allocates one again, ~1 KiB).

@@ -6,8 +6,50 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+
+use super::control::Control;
+use super::dispatch::{self, Session};
+use super::wire::FrameReader;
 use crate::event::Key;
 use crate::shard::ShardCore;
+
+/// The keys (and `*`) a control message must wait for on an edge; `None` elsewhere, and
+/// for messages that read no history.
+pub(super) fn wants(core: &ShardCore, control: &Control) -> Option<(bool, Vec<Key>)> {
+    core.shared().follow.get()?;
+    match control {
+        Control::Subscribe(selection) | Control::Snapshot(selection) => {
+            Some((selection.all, selection.keys()))
+        }
+        Control::Resume(positions) => Some((
+            false,
+            positions.iter().map(|(key, _)| key.clone()).collect(),
+        )),
+        _ => None,
+    }
+}
+
+/// Serves the control message the session holds (and any held after it, from the input
+/// that followed): waits for its keys' history, applies it, reads on. Returns whether the
+/// client has closed.
+pub(super) async fn held(
+    core: &Rc<RefCell<ShardCore>>,
+    session: &mut Session,
+    reader: &mut FrameReader,
+    input: &mut BytesMut,
+    mut closed: bool,
+) -> bool {
+    while !closed && let Some(control) = &session.held {
+        let wanted = wants(&core.borrow(), control);
+        if let Some((all, keys)) = wanted {
+            ahead(core, all, keys).await;
+        }
+        dispatch::apply_held(&mut core.borrow_mut(), session);
+        closed = !dispatch::handle_input(core, session, reader, input);
+    }
+    closed
+}
 
 /// Asks the edge to follow `keys` (and every symbol, with `all`), then waits, bounded, until
 /// this shard holds the newest seq the stream had of each.
