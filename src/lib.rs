@@ -17,17 +17,19 @@
 //!   its queue ([`sequencer::queue`]).
 //! - [`shard`]: [`shard::ShardCore`], one per shard thread: each client's write side, outbox
 //!   and subscriptions, the replay rings, and the fan-out loop that writes each client once
-//!   per turn.
+//!   per turn (its impl: the data path in `shard/mod.rs`, a client's lifecycle in
+//!   `shard/lifecycle.rs`, subscriptions and resume in `shard/subscribe.rs`).
 //! - [`session`]: one client's task: handshake parameters, the frame reader, control
 //!   messages answered through the shard's methods, pings and closes.
 //! - [`http`]: the routes on the WebSocket port — upgrade, health, stats and metrics (one
 //!   list of readings), prices, publish, the dashboard.
 //! - Wiring: [`relay`] starts the threads and binds the sockets, [`worker`] runs each shard's
-//!   pinned thread, [`listener`] accepts clients and picks their shard.
+//!   thread (pinned with `--pin-shards`), [`listener`] accepts clients and picks their shard.
 //! - Below them: [`shared`] (relay-wide state), [`encode`], and the leaf types [`auth`]
 //!   (token verification, identities, per-user limits), [`tls`] (certificates, reload),
 //!   [`tick`],
-//!   [`event`] (channels, and the [`event::Key`] ticks and events share), [`config`], [`metrics`], [`error`], [`limits`], [`shutdown`], [`proto`].
+//!   [`event`] (channels, and the [`event::Key`] ticks and events share), [`config`], [`metrics`], [`error`], [`limits`] (token buckets, log gates, counted
+//!   connection slots per IP and per user), [`shutdown`], [`proto`].
 //!
 //! Each module imports only the layers below its own (docs/ARCHITECTURE.md;
 //! `tests/architecture.rs` keeps it so). Start at [`relay::Relay::start`], which wires it all.

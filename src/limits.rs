@@ -3,6 +3,7 @@
 //! connects, closes or refusals cannot flood the log.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -137,23 +138,31 @@ pub const LOG_SUPPRESSED_EVERY: std::time::Duration = std::time::Duration::from_
 /// in normal operation.
 pub const LOG_LINES_PER_SECOND: u32 = 20;
 
-/// Connections per source IP, shared by the accept loop (acquire) and the shards (release,
-/// when an [`IpSlot`] drops). Touched once per connect and disconnect, never per tick.
+/// Connections per key (a source IP, a token's user), shared by whoever admits a connection
+/// (acquire) and whoever ends it (release, when its [`Slot`] drops). Touched once per
+/// connect and disconnect, never per tick.
 #[derive(Debug)]
-pub struct PerIpLimit {
+pub struct PerKeyLimit<K: Eq + Hash + Clone> {
     max: usize,
-    held: Mutex<HashMap<IpAddr, usize>>,
+    held: Mutex<HashMap<K, usize>>,
 }
 
-/// One connection's place in its IP's count; released on drop.
+/// One connection's place in its key's count; released on drop.
 #[derive(Debug)]
-pub struct IpSlot {
-    limit: Arc<PerIpLimit>,
-    ip: IpAddr,
+pub struct Slot<K: Eq + Hash + Clone> {
+    limit: Arc<PerKeyLimit<K>>,
+    key: K,
 }
 
-impl PerIpLimit {
-    /// At most `max` connections per IP (0: unlimited).
+/// Connections per source IP (`--max-connections-per-ip`): the accept loop acquires, the
+/// shards release.
+pub type PerIpLimit = PerKeyLimit<IpAddr>;
+
+/// One connection's place in its IP's count.
+pub type IpSlot = Slot<IpAddr>;
+
+impl<K: Eq + Hash + Clone> PerKeyLimit<K> {
+    /// At most `max` connections per key (0: unlimited).
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             max,
@@ -161,9 +170,14 @@ impl PerIpLimit {
         })
     }
 
-    /// A slot for a new connection from `ip`, or `None` if the IP is at its limit.
+    /// The limit per key (0: unlimited).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A slot for a new connection of `key`, or [`AtLimit`] if the key holds `max` already.
     /// Unlimited configurations hand out no slots at all.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Option<IpSlot>, AtLimit> {
+    pub fn acquire(self: &Arc<Self>, key: &K) -> Result<Option<Slot<K>>, AtLimit> {
         if self.max == 0 {
             return Ok(None);
         }
@@ -171,35 +185,36 @@ impl PerIpLimit {
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = held.entry(ip).or_insert(0);
+        let count = held.entry(key.clone()).or_insert(0);
         if *count >= self.max {
             return Err(AtLimit);
         }
         *count += 1;
-        Ok(Some(IpSlot {
+        Ok(Some(Slot {
             limit: self.clone(),
-            ip,
+            key: key.clone(),
         }))
     }
 }
 
-impl Drop for IpSlot {
+impl<K: Eq + Hash + Clone> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut held = self
             .limit
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = held.get_mut(&self.ip) {
+        if let Some(count) = held.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
-                held.remove(&self.ip);
+                held.remove(&self.key);
             }
         }
     }
 }
 
-/// The source IP already holds `--max-connections-per-ip` connections.
+/// The key already holds its limit of connections (`--max-connections-per-ip`,
+/// `--max-connections-per-user`).
 #[derive(Debug, thiserror::Error)]
 #[error("too many connections from this address")]
 pub struct AtLimit;
@@ -240,12 +255,12 @@ mod tests {
     fn ip_slots_count_and_release() {
         let limit = PerIpLimit::new(2);
         let ip: IpAddr = [127, 0, 0, 1].into();
-        let a = limit.acquire(ip).unwrap();
-        let _b = limit.acquire(ip).unwrap();
-        assert!(limit.acquire(ip).is_err());
-        assert!(limit.acquire([127, 0, 0, 2].into()).is_ok());
+        let a = limit.acquire(&ip).unwrap();
+        let _b = limit.acquire(&ip).unwrap();
+        assert!(limit.acquire(&ip).is_err());
+        assert!(limit.acquire(&[127, 0, 0, 2].into()).is_ok());
         drop(a);
-        assert!(limit.acquire(ip).is_ok());
-        assert!(PerIpLimit::new(0).acquire(ip).unwrap().is_none());
+        assert!(limit.acquire(&ip).is_ok());
+        assert!(PerIpLimit::new(0).acquire(&ip).unwrap().is_none());
     }
 }

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::limits::PerIpLimit;
+use crate::metrics::CountedConnection;
 use crate::shared::Shared;
 use crate::worker::{Admitted, ShardHandle};
 
@@ -38,7 +39,7 @@ pub async fn accept(
                 continue;
             }
         };
-        let Ok(ip_slot) = per_ip.acquire(peer.ip()) else {
+        let Ok(ip_slot) = per_ip.acquire(&peer.ip()) else {
             metrics::refuse(metrics);
             if let Some(suppressed) = shared.lifecycle_log.refuse.admit(std::time::Instant::now()) {
                 info!(%peer, suppressed, "connection refused: --max-connections-per-ip reached");
@@ -68,6 +69,7 @@ pub async fn accept(
                 if !target.admit(Admitted {
                     stream,
                     ip_slot,
+                    counted: CountedConnection::new(&shared.metrics, target.id),
                     admin_port,
                 }) {
                     break;

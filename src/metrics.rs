@@ -2,6 +2,7 @@
 //! counts by [`ErrorCode`], ingest gauges. Read by `/stats`, `/metrics` and `/health`;
 //! never locked.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
@@ -199,6 +200,32 @@ impl Metrics {
     /// Open client connections (HTTP or WebSocket) over all shards.
     pub fn connections(&self) -> u64 {
         self.shards().map(|s| s.connections.load(Relaxed)).sum()
+    }
+}
+
+/// One connection counted on its shard's `connections` from the moment it is accepted
+/// until it ends (drop). The acceptor takes it before handing the socket over, so a burst
+/// of connects cannot slip past `--max-connections` while the shard is too busy to count.
+#[derive(Debug)]
+pub struct CountedConnection {
+    metrics: Arc<Metrics>,
+    shard: usize,
+}
+
+impl CountedConnection {
+    /// Counts a connection on `shard`.
+    pub fn new(metrics: &Arc<Metrics>, shard: usize) -> Self {
+        add(&metrics.shard(shard).connections, 1);
+        Self {
+            metrics: metrics.clone(),
+            shard,
+        }
+    }
+}
+
+impl Drop for CountedConnection {
+    fn drop(&mut self) {
+        sub(&self.metrics.shard(self.shard).connections, 1);
     }
 }
 

@@ -16,8 +16,7 @@ use crate::config::scale::Role;
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
 use crate::listener;
-use crate::nats::follow;
-use crate::roles::{self, Job, NatsStartError, NatsThread};
+use crate::roles::{self, NatsStartError, NatsThread};
 use crate::sequencer::{self, Sequencer};
 use crate::shared::Shared;
 use crate::shutdown::Phase;
@@ -221,36 +220,11 @@ impl Relay {
             );
         }
 
-        let mut newest = Vec::new();
-        if let Some(nats) = nats {
-            newest = nats.newest.clone();
-            let job = if edge {
-                let (handle, wants) = follow::channel();
-                shared
-                    .follow
-                    .set(handle)
-                    .expect("set once, before any connection is served");
-                Job::Follow {
-                    wants,
-                    wiring: follow::Wiring {
-                        inbox: shared.inbox.clone(),
-                        interest: shared.interest.clone(),
-                        metrics: shared.metrics.clone(),
-                        linger: shared.config.scale.nats_linger,
-                        shutdown: shared.shutdown.clone(),
-                    },
-                }
-            } else {
-                let (sender, queue) = sequencer::tick_queue(PUBLISH_BATCHES);
-                senders.push(sender);
-                Job::Publish {
-                    queue,
-                    shutdown: shared.shutdown.clone(),
-                    drain: shared.config.drain_timeout,
-                }
-            };
-            threads.push(nats.run(job));
-        }
+        let (newest, nats) = match nats {
+            Some(nats) => (nats.newest.clone(), Some(nats.start(&shared, &mut senders))),
+            None => (Vec::new(), None),
+        };
+        threads.extend(nats);
         shared
             .shard_requests
             .set(requests)
@@ -469,9 +443,6 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// The address reported for ingest an edge does not take.
 const NO_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
-
-/// Batches the NATS publisher's queue holds before the sequencer waits for NATS acks.
-const PUBLISH_BATCHES: usize = 4096;
 
 /// Batches the sequencer's inbox holds before sources wait (each batch is one read).
 const INBOX_BATCHES: usize = 1024;

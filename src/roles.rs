@@ -21,7 +21,8 @@ use crate::config::{Config, ConfigError};
 use crate::event::Key;
 use crate::metrics::Metrics;
 use crate::nats::{self, History, NatsError, follow};
-use crate::sequencer::TickQueue;
+use crate::sequencer::{TickQueue, TickSender, tick_queue};
+use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::tick::Seq;
 
@@ -126,6 +127,38 @@ impl NatsThread {
         }
     }
 
+    /// Gives the thread its job, the one of this relay's role: publish what the sequencer
+    /// hands on (one more of `senders`), or follow what an edge's sessions ask for (their
+    /// handle set in `shared`).
+    pub fn start(self, shared: &Shared, senders: &mut Vec<TickSender>) -> JoinHandle<()> {
+        let job = if shared.config.scale.role == Role::Edge {
+            let (handle, wants) = follow::channel();
+            shared
+                .follow
+                .set(handle)
+                .expect("set once, before any connection is served");
+            Job::Follow {
+                wants,
+                wiring: follow::Wiring {
+                    inbox: shared.inbox.clone(),
+                    interest: shared.interest.clone(),
+                    metrics: shared.metrics.clone(),
+                    linger: shared.config.scale.nats_linger,
+                    shutdown: shared.shutdown.clone(),
+                },
+            }
+        } else {
+            let (sender, queue) = tick_queue(PUBLISH_BATCHES);
+            senders.push(sender);
+            Job::Publish {
+                queue,
+                shutdown: shared.shutdown.clone(),
+                drain: shared.config.drain_timeout,
+            }
+        };
+        self.run(job)
+    }
+
     /// Gives the thread its job.
     pub fn run(self, job: Job) -> JoinHandle<()> {
         if self.job.send(job).is_err() {
@@ -180,5 +213,7 @@ async fn open(
     Ok((history, newest))
 }
 
+/// Batches the NATS publisher's queue holds before the sequencer waits for NATS acks.
+const PUBLISH_BATCHES: usize = 4096;
 /// Longest start-up wait for NATS: the connect timeout plus the stream requests.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);

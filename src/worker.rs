@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 
 use crate::http;
 use crate::limits::IpSlot;
+use crate::metrics::CountedConnection;
 use crate::sequencer::{TickQueue, TickSender, tick_queue};
 use crate::shard::{ShardCore, ShardId, fanout};
 use crate::shared::{ShardRequest, Shared};
@@ -47,6 +48,8 @@ pub struct Admitted {
     pub admin_port: bool,
     /// Its place in the per-IP connection count, held for the connection's life.
     pub ip_slot: Option<IpSlot>,
+    /// Its place in the shard's connection count, taken at accept.
+    pub counted: CountedConnection,
 }
 
 /// What a worker receives on its thread: ticks and sockets.
@@ -177,8 +180,13 @@ async fn admit(core: Rc<RefCell<ShardCore>>, mut sockets: mpsc::UnboundedReceive
     while let Some(admitted) = sockets.recv().await {
         match TcpStream::from_std(admitted.stream) {
             Ok(stream) => {
-                let serve =
-                    http::serve(core.clone(), stream, admitted.ip_slot, admitted.admin_port);
+                let serve = http::serve(
+                    core.clone(),
+                    stream,
+                    admitted.ip_slot,
+                    admitted.counted,
+                    admitted.admin_port,
+                );
                 tokio::task::spawn_local(serve);
             }
             Err(e) => warn!(error = %e, "could not register an accepted socket"),

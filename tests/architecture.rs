@@ -99,6 +99,72 @@ fn the_checker_catches_an_upward_import_and_a_circle() {
     assert_eq!(refs, vec!["config".to_string(), "tick".to_string()]);
 }
 
+/// A file does one job: no file in `src/` or `loadtest/src/` runs past this many lines
+/// before its `#[cfg(test)]` module (docs/ARCHITECTURE.md, "File size").
+const MAX_LINES: usize = 450;
+
+#[test]
+fn no_source_file_is_over_the_line_limit() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut over = Vec::new();
+    for dir in ["src", "loadtest/src"] {
+        for file in rust_files(&manifest.join(dir)) {
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            let lines = text
+                .lines()
+                .take_while(|l| l.trim() != "#[cfg(test)]")
+                .count();
+            if lines > MAX_LINES {
+                over.push(format!("{}: {lines} lines", file.display()));
+            }
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "files over {MAX_LINES} lines outside their #[cfg(test)] module: split them by job:\n{}",
+        over.join("\n")
+    );
+}
+
+#[test]
+fn shard_core_is_implemented_only_inside_the_shard_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for file in rust_files(&root) {
+        let text = std::fs::read_to_string(&file).expect("read a source file");
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("impl ShardCore") {
+                found.push((file.clone(), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.len() >= 3,
+        "the scan found {found:?}: is it reading the sources?"
+    );
+    let outside: Vec<String> = found
+        .iter()
+        .filter(|(f, _)| !f.starts_with(root.join("shard")))
+        .map(|(f, n)| format!("{}:{n}", f.display()))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "ShardCore is implemented outside src/shard/: {outside:?}"
+    );
+    let shard = std::fs::read_to_string(root.join("shard/mod.rs")).expect("read shard/mod.rs");
+    let body = shard
+        .split("pub struct ShardCore {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .expect("ShardCore's definition in src/shard/mod.rs");
+    let public: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("pub"))
+        .collect();
+    assert!(public.is_empty(), "ShardCore has public fields: {public:?}");
+}
+
 fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|(_, mods)| mods.contains(&module))
 }

@@ -4,7 +4,7 @@
 mod ops_common;
 
 use futures_util::StreamExt as _;
-use ops_common::{WAIT, spawn};
+use ops_common::{WAIT, http_get, spawn};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -47,6 +47,25 @@ async fn connect_close_end_and_refusal_are_logged_at_info() {
     assert_eq!(relay.stop(), Some(0));
 }
 
+/// Polls `f` every 50 ms until it gives a value, for at most 10 s.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a plain test thread, not a shard's"
+)]
+fn support_within<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within 10 s: the relay did not free its one connection place"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_refusal_storm_is_cut_to_the_rate_and_the_rest_counted() {
     let relay = spawn(&["--max-connections", "1"], &[]);
@@ -54,7 +73,7 @@ fn a_refusal_storm_is_cut_to_the_rate_and_the_rest_counted() {
     let mut held = std::net::TcpStream::connect(relay.http).expect("connect");
     std::io::Write::write_all(&mut held, b"GET /health HTTP/1.1\r\n").expect("write");
     relay.stderr_line(|l| l.contains("tickrelay started"), "the start line");
-    let storm = 200;
+    let storm: u64 = 200;
     let refused: Vec<_> = (0..storm)
         .map(|_| std::net::TcpStream::connect(relay.http).expect("connect"))
         .collect();
@@ -74,6 +93,32 @@ fn a_refusal_storm_is_cut_to_the_rate_and_the_rest_counted() {
     );
     let count = suppressed(&line);
     assert!(count > 0 && count < storm, "{line}");
+    // Every one of the storm was refused: the limit counts a connection from its accept, not
+    // from when its (busy) shard first serves it, so a burst cannot slip past it.
+    // A connect queued behind the storm is refused too: once it is answered, the relay has
+    // dealt with every connect of the storm while `held` still held the place.
+    let (status, body) = http_get(relay.http, "GET", "/stats");
+    assert_eq!(
+        status, 503,
+        "a connect while the only place is held: {body}"
+    );
     drop(refused);
+    drop(held);
+    let mut refused_polls = 1;
+    let stats = support_within(|| match http_get(relay.http, "GET", "/stats") {
+        (200, body) => Some(body),
+        (503, _) => {
+            refused_polls += 1;
+            None
+        }
+        (status, body) => panic!("/stats answered {status}: {body}"),
+    });
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("/stats is JSON");
+    assert_eq!(
+        stats["connections_refused"].as_u64(),
+        Some(storm + refused_polls),
+        "every connect of the storm is refused while one connection holds the only place \
+         (and {refused_polls} polls of /stats were refused): {stats}"
+    );
     assert_eq!(relay.stop(), Some(0));
 }

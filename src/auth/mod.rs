@@ -9,19 +9,23 @@
 //! readable only by the identity whose subject is `<id>`, whatever its allow-list says.
 //! Tokens are never logged; only their subject and the reason for a refusal are.
 
+mod errors;
+mod identity;
 pub mod jwks;
 
-use std::collections::HashMap;
+pub use errors::{AdminRefusal, AuthConfigError, AuthError};
+pub use identity::Identity;
+use identity::identity;
+
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::error::ErrorCode;
-use crate::event::Key;
+use crate::limits::{AtLimit, PerKeyLimit, Slot};
 
 /// Verifies tokens; `None` from [`Verifier::from_config`] when no key is configured (then
 /// the relay behaves as it did before auth: every client is anonymous).
@@ -45,17 +49,6 @@ pub struct PinnedKey {
     kid: Option<String>,
     algorithm: Algorithm,
     key: DecodingKey,
-}
-
-/// What a connection may read, and until when.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
-    /// The token's subject; `None` for an anonymous client.
-    pub user: Option<Arc<str>>,
-    /// The token's `allow` patterns; `None`: every public symbol and channel.
-    allow: Option<Vec<Pattern>>,
-    /// When the token runs out (its `exp` plus the leeway), seconds since the Unix epoch.
-    pub expires_s: Option<u64>,
 }
 
 /// A bearer token as the client sent it. Its `Debug` is redacted: tokens are credentials
@@ -182,16 +175,16 @@ impl Auth {
     /// A connection slot for the identity's user (anonymous clients take none).
     pub fn slot(&self, identity: &Identity) -> Result<Option<UserSlot>, AuthError> {
         match &identity.user {
-            Some(user) => self.users.acquire(user),
+            Some(user) => self
+                .users
+                .acquire(user)
+                .map_err(|AtLimit| AuthError::UserLimit(self.users.max())),
             None => Ok(None),
         }
     }
 }
 
-/// A symbol or channel pattern of an allow-list: a name, or a prefix ending in `*`.
-#[derive(Debug, Clone, PartialEq)]
-struct Pattern(String);
-
+/// The claims a token must carry.
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
@@ -334,64 +327,6 @@ impl Verifier {
     }
 }
 
-impl Identity {
-    /// A client without a token: every public symbol and channel, no private one.
-    pub fn anonymous() -> Self {
-        Self {
-            user: None,
-            allow: None,
-            expires_s: None,
-        }
-    }
-
-    /// Whether this identity may read `key`: a `user:<id>` channel only if the subject is
-    /// `<id>`; anything else if the allow-list (when there is one) matches its name.
-    pub fn may_read(&self, key: &Key) -> bool {
-        if let Key::Channel(channel) = key
-            && let Some(owner) = channel.owner()
-        {
-            return self.user.as_deref() == Some(owner);
-        }
-        match &self.allow {
-            None => true,
-            Some(patterns) => patterns.iter().any(|p| p.matches(key.as_str())),
-        }
-    }
-
-    /// Whether this identity may subscribe to `*` (every symbol): only without an
-    /// allow-list, or with `*` in it (the fan-out does not filter per tick).
-    pub fn may_read_all(&self) -> bool {
-        self.allow
-            .as_ref()
-            .is_none_or(|patterns| patterns.iter().any(|p| p.0 == "*"))
-    }
-}
-
-impl Pattern {
-    fn parse(text: &str) -> Result<Self, AuthError> {
-        let name = text.strip_suffix('*').unwrap_or(text);
-        let valid = text.len() <= MAX_PATTERN_BYTES
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '-'))
-            && !text.is_empty();
-        if !valid {
-            return Err(AuthError::Invalid(format!(
-                "allow pattern `{}` is not a symbol or channel name, or a prefix ending in *",
-                clip(text)
-            )));
-        }
-        Ok(Self(text.to_owned()))
-    }
-
-    fn matches(&self, name: &str) -> bool {
-        match self.0.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => self.0 == name,
-        }
-    }
-}
-
 impl std::fmt::Debug for PinnedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key material.
@@ -402,148 +337,16 @@ impl std::fmt::Debug for PinnedKey {
     }
 }
 
-/// Connections per user, relay-wide: taken when a token's session starts, released when
-/// its [`UserSlot`] drops. Touched once per connect, auth and disconnect, never per tick.
-#[derive(Debug)]
-pub struct UserLimit {
-    max: usize,
-    held: Mutex<HashMap<Arc<str>, usize>>,
-}
+/// Connections per user, relay-wide (`--max-connections-per-user`): taken when a token's
+/// session starts, released when its [`UserSlot`] drops.
+pub type UserLimit = PerKeyLimit<Arc<str>>;
 
 /// One connection's place in its user's count; released on drop.
-#[derive(Debug)]
-pub struct UserSlot {
-    limit: Arc<UserLimit>,
-    user: Arc<str>,
-}
-
-impl UserLimit {
-    /// At most `max` connections per user (0: unlimited).
-    pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self {
-            max,
-            held: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// A slot for a new connection of `user`; `None` when unlimited.
-    pub fn acquire(self: &Arc<Self>, user: &Arc<str>) -> Result<Option<UserSlot>, AuthError> {
-        if self.max == 0 {
-            return Ok(None);
-        }
-        let mut held = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = held.entry(user.clone()).or_insert(0);
-        if *count >= self.max {
-            return Err(AuthError::UserLimit(self.max));
-        }
-        *count += 1;
-        Ok(Some(UserSlot {
-            limit: self.clone(),
-            user: user.clone(),
-        }))
-    }
-}
-
-impl Drop for UserSlot {
-    fn drop(&mut self) {
-        let mut held = self
-            .limit
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = held.get_mut(&self.user) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.user);
-            }
-        }
-    }
-}
-
-/// Why a token or a request was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum AuthError {
-    /// No token where one is required.
-    #[error("a token is required: Authorization: Bearer, ?token=, or a first auth message")]
-    Missing,
-    /// A token that does not verify (malformed, bad signature, wrong algorithm, audience or
-    /// issuer, bad claims).
-    #[error("invalid token: {0}")]
-    Invalid(String),
-    /// A token past its `exp`.
-    #[error("the token has expired")]
-    Expired,
-    /// A refresh token for another subject.
-    #[error("a refresh must be for the same user")]
-    OtherUser,
-    /// The user holds `--max-connections-per-user` connections already.
-    #[error("this user holds {0} connections, the limit")]
-    UserLimit(usize),
-}
-
-impl AuthError {
-    /// Stable code for error replies and metrics labels.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Self::Missing => ErrorCode::AuthRequired,
-            Self::Invalid(_) => ErrorCode::InvalidToken,
-            Self::Expired => ErrorCode::TokenExpired,
-            Self::OtherUser => ErrorCode::Forbidden,
-            Self::UserLimit(_) => ErrorCode::UserConnectionLimit,
-        }
-    }
-}
-
-/// Why a request may not use the admin routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AdminRefusal {
-    /// An admin token is configured and the request has none.
-    #[error("the admin routes need Authorization: Bearer <admin token>")]
-    NoToken,
-    /// The request's token is not the admin token.
-    #[error("wrong admin token")]
-    WrongToken,
-    /// No admin token is configured and the peer is not on loopback.
-    #[error("without --admin-token-file the admin routes answer loopback peers only")]
-    NotLoopback,
-}
-
-impl AdminRefusal {
-    /// Stable code for the JSON error and metrics.
-    pub fn code(self) -> ErrorCode {
-        ErrorCode::AdminRequired
-    }
-}
+pub type UserSlot = Slot<Arc<str>>;
 
 /// Compares secrets in time that depends on their length only, not on where they differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
-}
-
-/// Why the auth flags cannot be used (reported at startup, naming the flag).
-#[derive(Debug, thiserror::Error)]
-pub enum AuthConfigError {
-    /// A key file cannot be read.
-    #[error("{flag} {path}: {source}")]
-    Read {
-        /// The flag.
-        flag: &'static str,
-        /// The path given.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A key file's content is not a usable key.
-    #[error("{flag}: {reason}")]
-    Key {
-        /// The flag.
-        flag: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
 }
 
 /// Parses a PEM public key: RSA → RS256, EC → ES256, Ed25519 → EdDSA (one algorithm each).
@@ -565,34 +368,6 @@ fn public_key(pem: &[u8]) -> Result<PinnedKey, AuthConfigError> {
     Err(AuthConfigError::Key {
         flag: "--jwt-public-key-file",
         reason: "not a PEM RSA, EC (P-256) or Ed25519 public key".into(),
-    })
-}
-
-fn identity(claims: Claims, leeway: Duration) -> Result<Identity, AuthError> {
-    if claims.sub.is_empty() || claims.sub.len() > MAX_PATTERN_BYTES {
-        return Err(AuthError::Invalid(format!(
-            "sub must be 1 to {MAX_PATTERN_BYTES} bytes"
-        )));
-    }
-    let allow = match claims.allow {
-        None => None,
-        Some(patterns) if patterns.len() > MAX_PATTERNS => {
-            return Err(AuthError::Invalid(format!(
-                "allow has {} patterns, the limit is {MAX_PATTERNS}",
-                patterns.len()
-            )));
-        }
-        Some(patterns) => Some(
-            patterns
-                .iter()
-                .map(|p| Pattern::parse(p))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
-    Ok(Identity {
-        user: Some(Arc::from(claims.sub)),
-        allow,
-        expires_s: Some(claims.exp.saturating_add(leeway.as_secs())),
     })
 }
 
@@ -628,54 +403,5 @@ fn clip(text: &str) -> String {
 
 /// Longest token accepted, in bytes: far above any real JWT, well below a header limit.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Longest `sub` or allow pattern, in bytes.
-const MAX_PATTERN_BYTES: usize = 128;
-/// Most allow patterns in one token.
-const MAX_PATTERNS: usize = 1024;
 /// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size, 256 bits).
 const MIN_SECRET_BYTES: usize = 32;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::Channel;
-    use crate::tick::Symbol;
-
-    fn identity_with(user: &str, allow: Option<&[&str]>) -> Identity {
-        Identity {
-            user: Some(Arc::from(user)),
-            allow: allow.map(|a| a.iter().map(|p| Pattern::parse(p).unwrap()).collect()),
-            expires_s: None,
-        }
-    }
-
-    #[test]
-    fn private_channels_belong_to_their_user_only() {
-        let a = identity_with("a", None);
-        let user_a = Key::Channel(Channel::parse("user:a").unwrap());
-        let user_b = Key::Channel(Channel::parse("user:b").unwrap());
-        assert!(a.may_read(&user_a));
-        assert!(!a.may_read(&user_b));
-        assert!(!Identity::anonymous().may_read(&user_a));
-        let everything = identity_with("a", Some(&["*"]));
-        assert!(
-            !everything.may_read(&user_b),
-            "no pattern opens another user's channel"
-        );
-    }
-
-    #[test]
-    fn allow_lists_match_names_and_prefixes() {
-        let id = identity_with("a", Some(&["BTC-*", "news"]));
-        let sym = |s| Key::Symbol(Symbol::parse(s).unwrap());
-        let chan = |s| Key::Channel(Channel::parse(s).unwrap());
-        assert!(id.may_read(&sym("BTC-USD")));
-        assert!(!id.may_read(&sym("ETH-USD")));
-        assert!(id.may_read(&chan("news")));
-        assert!(!id.may_read(&chan("alerts")));
-        assert!(!id.may_read_all());
-        assert!(Identity::anonymous().may_read_all());
-        assert!(Pattern::parse("a b").is_err());
-        assert!(Pattern::parse("").is_err());
-    }
-}

@@ -20,9 +20,9 @@ use tokio::sync::Notify;
 use tracing::debug;
 
 use super::control::{Control, ControlError, ControlParser, Selection};
-use super::handshake::{self, Admission, Mode, SessionParams};
+use super::handshake::{Admission, Mode, SessionParams};
 use super::wire::{FrameReader, Incoming, WireError};
-use crate::auth::{AuthError, Identity, Token, UserSlot};
+use crate::auth::{AuthError, Identity, UserSlot};
 use crate::encode::ws_frame::{self, OpCode};
 use crate::encode::{Encoding, Message};
 use crate::error::ErrorCode;
@@ -30,6 +30,9 @@ use crate::event::Key;
 use crate::limits::TokenBucket;
 use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore, Transport};
 use crate::tick::now_ns;
+use auth::{authenticate, check_allowed, close_for_auth, expiry, refresh};
+
+mod auth;
 
 /// The session-side state of one client: what only its task reads.
 #[derive(Debug)]
@@ -51,8 +54,7 @@ pub(super) struct Session {
     deferred: Option<Box<SessionParams>>,
     /// When the pending session must have authenticated, or the session's token runs out.
     pub(super) deadline: Option<Instant>,
-    /// On an edge: a subscribe, snapshot or resume waiting for its keys' history (boxed:
-    /// rare, and idle sessions are counted in bytes); the frames after it wait too.
+    /// On an edge: a control message waiting for its keys' history (`warm.rs`; boxed: rare).
     pub(super) held: Option<Box<Control>>,
 }
 
@@ -256,126 +258,6 @@ fn handle_message(
     true
 }
 
-/// Applies the control message that waited for its keys' history (see `warm.rs`).
-pub(super) fn apply_held(core: &mut ShardCore, session: &mut Session) {
-    if let Some(control) = session.held.take() {
-        let now = Instant::now();
-        apply(core, session, *control, now);
-        core.flush(session.key);
-    }
-}
-
-/// A pending session's `auth`: a valid token starts the session; a refused one closes it
-/// with 4001. Returns whether the session goes on.
-fn authenticate(core: &mut ShardCore, session: &mut Session, token: &Token, now: Instant) -> bool {
-    let auth = &core.shared().auth;
-    let admitted = auth
-        .verify(token)
-        .and_then(|identity| auth.slot(&identity).map(|slot| (identity, slot)));
-    let (identity, slot) = match admitted {
-        Ok(admitted) => admitted,
-        Err(error) => {
-            let close = if error == AuthError::Expired {
-                CLOSE_TOKEN_EXPIRED
-            } else {
-                CLOSE_AUTH_FAILED
-            };
-            close_for_auth(core, session, &error, close, "authentication failed", now);
-            return false;
-        }
-    };
-    session.user_slot = slot;
-    let mut params = *session
-        .deferred
-        .take()
-        .expect("a pending session keeps its connect-time request");
-    // The connect-time request was not checked against an identity yet: serve what it may
-    // read and refuse the rest.
-    let refused = handshake::forbidden(&identity, &params.selection, &params.resume);
-    params.selection.all &= identity.may_read_all();
-    params
-        .selection
-        .symbols
-        .retain(|s| identity.may_read(&Key::Symbol(s.clone())));
-    params
-        .selection
-        .channels
-        .retain(|c| identity.may_read(&Key::Channel(c.clone())));
-    params.resume.from.retain(|(k, _)| identity.may_read(k));
-    start(core, session, identity, &params, now);
-    if !refused.is_empty() {
-        refuse(core, session, &ControlError::Forbidden(refused), now);
-    }
-    true
-}
-
-/// `refresh` (or `auth` again): a newer token of the same user replaces the current one;
-/// what the new allow-list no longer allows is unsubscribed (and acknowledged as such).
-fn refresh(core: &mut ShardCore, session: &mut Session, token: &Token, now: Instant) {
-    let identity = match core.shared().auth.verify(token) {
-        Ok(identity) => identity,
-        Err(error) => return refuse(core, session, &error.into(), now),
-    };
-    let current = session.identity.as_ref().and_then(|i| i.user.clone());
-    if current.is_some() && current != identity.user {
-        return refuse(core, session, &AuthError::OtherUser.into(), now);
-    }
-    if current.is_none() {
-        // An anonymous session becoming a user's: it takes a place in that user's count.
-        match core.shared().auth.slot(&identity) {
-            Ok(slot) => session.user_slot = slot,
-            Err(error) => return refuse(core, session, &error.into(), now),
-        }
-    }
-    let key = session.key;
-    let (all, keys) = core.subscribed(key);
-    let drop_all = all && !identity.may_read_all();
-    let dropped: Vec<Key> = keys.into_iter().filter(|k| !identity.may_read(k)).collect();
-    if drop_all || !dropped.is_empty() {
-        core.unsubscribe(key, drop_all, &dropped);
-        let mut gone = Selection::of_keys(&dropped);
-        gone.all = drop_all;
-        ack(core, session, "unsubscribed", &gone, now);
-    }
-    session.deadline = expiry(&identity, now);
-    let message = Message::Authenticated {
-        user: identity.user.as_deref().unwrap_or_default(),
-        expires_ns: identity
-            .expires_s
-            .map_or(0, |s| s.saturating_mul(1_000_000_000)),
-    };
-    core.send(key, &message, now);
-    core.set_user(key, identity.user.clone());
-    session.identity = Some(identity);
-}
-
-/// Sends the auth error, then closes with `close` (4001 or 4002).
-fn close_for_auth(
-    core: &mut ShardCore,
-    session: &Session,
-    error: &AuthError,
-    close: u16,
-    reason: &str,
-    now: Instant,
-) {
-    let code = error.code();
-    core.shared().metrics.count_error(code);
-    debug!(session = session.id, code = code.as_str(), %error, "session closed by auth");
-    let message = Message::Error {
-        code: code.as_str(),
-        message: &error.to_string(),
-    };
-    core.send(session.key, &message, now);
-    core.close(session.key, close, reason, now + SLOW_CLOSE_GRACE, false);
-}
-
-/// When `identity`'s token runs out, as an instant (`None`: no token).
-fn expiry(identity: &Identity, now: Instant) -> Option<Instant> {
-    let expires_s = identity.expires_s?;
-    let now_s = now_ns() / 1_000_000_000;
-    Some(now + Duration::from_secs(expires_s.saturating_sub(now_s)))
-}
-
 /// Runs `parse` with this thread's control parser, whose scratch buffers every session on
 /// the shard reuses (a parser per session would cost memory per idle client).
 fn with_parser<T>(core: &ShardCore, parse: impl FnOnce(&mut ControlParser) -> T) -> T {
@@ -404,7 +286,7 @@ fn refuse(core: &mut ShardCore, session: &Session, error: &ControlError, now: In
     core.send(session.key, &message, now);
 }
 
-fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Instant) {
+pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Instant) {
     let key = session.key;
     match control {
         Control::Auth(token) | Control::Refresh(token) => refresh(core, session, &token, now),
@@ -460,24 +342,6 @@ fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Ins
             session.heartbeat = (!interval.is_zero()).then(|| interval.max(MIN_HEARTBEAT));
             ack(core, session, "heartbeat_set", &Selection::default(), now);
         }
-    }
-}
-
-/// Refuses a selection or resume the session's identity may not read.
-fn check_allowed(
-    session: &Session,
-    selection: &Selection,
-    resume: &[(Key, crate::tick::Seq)],
-) -> Result<(), ControlError> {
-    let identity = session
-        .identity
-        .as_ref()
-        .map_or_else(Identity::anonymous, Clone::clone);
-    let refused = handshake::forbidden(&identity, selection, resume);
-    if refused.is_empty() {
-        Ok(())
-    } else {
-        Err(ControlError::Forbidden(refused))
     }
 }
 

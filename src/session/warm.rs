@@ -45,7 +45,11 @@ pub(super) async fn held(
         if let Some((all, keys)) = wanted {
             ahead(core, all, keys).await;
         }
-        dispatch::apply_held(&mut core.borrow_mut(), session);
+        if let Some(control) = session.held.take() {
+            let mut core = core.borrow_mut();
+            dispatch::apply(&mut core, session, *control, Instant::now());
+            core.flush(session.key);
+        }
         closed = !dispatch::handle_input(core, session, reader, input);
     }
     closed

@@ -7,13 +7,18 @@
 //! policy).
 //! The fan-out loop ([`fanout::run`]) and the session tasks above share the core through an
 //! `Rc<RefCell<_>>` on the shard's thread, never across an `.await`; sessions reach it only
-//! through the methods below, and every write to a client's socket happens here.
+//! through [`ShardCore`]'s methods, and every write to a client's socket happens here.
+//! Its impl lives in this module only, in three files: the data path and shard-local reads
+//! (here), a client's lifecycle and sends (`lifecycle.rs`), and subscriptions, snapshots and
+//! resume (`subscribe.rs`).
 
 mod client;
 pub mod fanout;
 pub mod feed;
+mod lifecycle;
 pub mod outbox;
 pub mod replay;
+mod subscribe;
 pub mod subscriptions;
 pub mod transport;
 
@@ -23,23 +28,21 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use slab::Slab;
 use tokio::sync::Notify;
 use tracing::info;
 
-use crate::config::SlowPolicy;
-use crate::encode::{Encoding, Frames, Message};
+use crate::encode::Frames;
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
 use crate::sequencer::Batch;
-use crate::shared::{SessionInfo, Shared};
+use crate::shared::Shared;
 use crate::tick::{Seq, now_ns};
 use client::Client;
 pub use client::{CLOSE_ADMIN, CLOSE_SLOW, SLOW_CLOSE_GRACE};
 pub use feed::{Feed, FeedPhase};
-use replay::{History, Replay, effective_depth};
+use replay::{History, effective_depth};
 pub use subscriptions::{SessionKey, Subscriptions};
 pub use transport::Transport;
 
@@ -236,405 +239,6 @@ impl ShardCore {
                 }
             }
         }
-    }
-
-    // ---- clients: lifecycle ---------------------------------------------------------
-
-    /// Registers a client writing to `stream` and woken through `signal`; returns its key
-    /// and relay-wide session id.
-    pub fn open(
-        &mut self,
-        stream: Rc<Transport>,
-        signal: Rc<Notify>,
-        encoding: Encoding,
-        slow: SlowPolicy,
-    ) -> (SessionKey, u64) {
-        let id = self.shared.next_session_id();
-        let peer = stream.tcp().peer_addr().ok();
-        let client = Client::new(id, stream, signal, Feed::new(encoding), slow);
-        let key = self.clients.insert(client);
-        metrics::add(&self.metrics().sessions, 1);
-        if let Some(suppressed) = self.shared.lifecycle_log.connect.admit(Instant::now()) {
-            info!(session = id, shard = self.id, peer = ?peer, encoding = encoding.as_str(), suppressed, "session connected");
-        }
-        (key, id)
-    }
-
-    /// Removes the client and its subscriptions; true if its close frame was fully
-    /// written (then the socket should linger so the client reads it before the TCP close).
-    pub fn leave(&mut self, key: SessionKey) -> bool {
-        let named: Vec<Key> = self.clients[key].symbols.iter().cloned().collect();
-        self.unsubscribe(key, true, &named);
-        let client = self.clients.remove(key);
-        metrics::sub(&self.metrics().sessions, 1);
-        if let Some(suppressed) = self.shared.lifecycle_log.end.admit(Instant::now()) {
-            let by = match client.feed.phase {
-                FeedPhase::Live => "the client or the network",
-                FeedPhase::Closing { .. } => "a close frame",
-                FeedPhase::Dead => "a socket error",
-            };
-            info!(
-                session = client.id,
-                shard = self.id,
-                ended_by = by,
-                suppressed,
-                "session ended"
-            );
-        }
-        matches!(client.feed.phase, FeedPhase::Closing { .. }) && client.feed.outbox.is_empty()
-    }
-
-    /// Where the client is, for its session task.
-    pub fn status(&self, key: SessionKey) -> ClientStatus {
-        let client = &self.clients[key];
-        ClientStatus {
-            phase: client.feed.phase,
-            blocked: client.blocked,
-            flushed: client.feed.outbox.is_empty(),
-        }
-    }
-
-    /// The socket became writable (`ok`) or failed while the client was blocked.
-    pub fn writable(&mut self, key: SessionKey, ok: bool) {
-        let metrics = self.shared.metrics.shard(self.id);
-        let client = &mut self.clients[key];
-        client.blocked = false;
-        if ok {
-            client.flush(metrics, &self.shared.config);
-        } else {
-            client.die();
-        }
-    }
-
-    /// Queues a close frame and stops ticks; `discard_backlog` drops frames not yet started
-    /// (a slow consumer will not read them; on shutdown they are flushed first).
-    pub fn close(
-        &mut self,
-        key: SessionKey,
-        code: u16,
-        reason: &str,
-        deadline: Instant,
-        discard_backlog: bool,
-    ) {
-        let client = &mut self.clients[key];
-        if client.feed.phase == FeedPhase::Live
-            && let Some(suppressed) = self.shared.lifecycle_log.close.admit(Instant::now())
-        {
-            info!(
-                session = client.id,
-                shard = self.id,
-                code,
-                reason,
-                suppressed,
-                "session closing"
-            );
-        }
-        client.close(code, reason, deadline, discard_backlog);
-    }
-
-    /// Shutdown: closes every client with `code` after what it has queued, and flushes.
-    pub fn close_all(&mut self, code: u16, reason: &str, deadline: Instant) {
-        let metrics = self.shared.metrics.shard(self.id);
-        // One line for all: per-client lines would be a storm at every shutdown.
-        info!(
-            shard = self.id,
-            clients = self.clients.len(),
-            code,
-            reason,
-            "closing every session"
-        );
-        for (_, client) in &mut self.clients {
-            client.close(code, reason, deadline, false);
-            client.flush(metrics, &self.shared.config);
-        }
-    }
-
-    /// A session task started on this shard.
-    pub fn task_started(&self) {
-        self.tasks.set(self.tasks.get() + 1);
-    }
-
-    /// A session task ended (however it ended).
-    pub fn task_ended(&self) {
-        self.tasks.set(self.tasks.get() - 1);
-        self.task_left.notify_one();
-    }
-
-    /// Session tasks still running, and the signal that one has ended.
-    pub fn tasks(&self) -> (usize, Rc<Notify>) {
-        (self.tasks.get(), self.task_left.clone())
-    }
-
-    // ---- clients: what they are sent ------------------------------------------------
-
-    /// Queues a server message in the client's encoding.
-    pub fn send(&mut self, key: SessionKey, message: &Message<'_>, now: Instant) {
-        self.clients[key].feed.send(message, now);
-    }
-
-    /// Queues a raw frame (ping, pong, echo).
-    pub fn send_frame(&mut self, key: SessionKey, frame: Bytes, now: Instant) {
-        self.clients[key].feed.send_frame(frame, now);
-    }
-
-    /// Lets what is queued now exceed the outbox budget until it drains: a burst the
-    /// client asked for (a replay, an echo) is not a sign of slowness.
-    pub fn allow_burst(&mut self, key: SessionKey) {
-        self.clients[key].feed.allow_burst();
-    }
-
-    /// Drops the client's compressor state now (it is rebuilt on the next message).
-    pub fn release_encoder(&mut self, key: SessionKey) {
-        self.clients[key].feed.encoder.release();
-    }
-
-    /// Drops the client's compressor state if it sent nothing since the last call.
-    pub fn release_encoder_if_idle(&mut self, key: SessionKey) {
-        self.clients[key].feed.encoder.release_if_idle();
-    }
-
-    /// Writes what the client (and any other touched client) has queued.
-    pub fn flush(&mut self, key: SessionKey) {
-        let client = &mut self.clients[key];
-        if !client.feed.dirty {
-            client.feed.dirty = true;
-            self.dirty.push(key);
-        }
-        self.flush_dirty_and_enforce(Instant::now());
-    }
-
-    // ---- clients: subscriptions -----------------------------------------------------
-
-    /// Subscribes the client to `*` (`all`) and to `keys` by name. `*` subsumes named
-    /// symbols (their index entries are dropped so no tick is delivered twice); channels
-    /// are always named.
-    pub fn subscribe(&mut self, key: SessionKey, all: bool, keys: &[Key]) -> Added {
-        let mut added = Added::default();
-        if all && !self.clients[key].all {
-            let named: Vec<Key> = self.clients[key]
-                .symbols
-                .iter()
-                .filter(|k| k.in_wildcard())
-                .cloned()
-                .collect();
-            for symbol in &named {
-                self.clients[key].symbols.remove(symbol);
-                self.index(key, Some(symbol), false);
-            }
-            self.clients[key].all = true;
-            self.index(key, None, true);
-            added.all = true;
-        }
-        let covered = self.clients[key].all;
-        for name in keys {
-            if covered && name.in_wildcard() {
-                continue;
-            }
-            if self.clients[key].symbols.insert(name.clone()) {
-                self.index(key, Some(name), true);
-                added.keys.push(name.clone());
-            }
-        }
-        added
-    }
-
-    /// Unsubscribes the client from `*` (`all`) and from `keys`.
-    pub fn unsubscribe(&mut self, key: SessionKey, all: bool, keys: &[Key]) {
-        if all && self.clients[key].all {
-            self.clients[key].all = false;
-            self.index(key, None, false);
-        }
-        for name in keys {
-            if self.clients[key].symbols.remove(name) {
-                self.index(key, Some(name), false);
-            }
-        }
-    }
-
-    /// How many subscriptions (`*` counting as one) the client would hold after
-    /// subscribing to `all` and `keys`.
-    pub fn subscriptions_after(&self, key: SessionKey, all: bool, keys: &[Key]) -> usize {
-        let client = &self.clients[key];
-        let all_after = client.all || all;
-        let held = usize::from(client.all)
-            + client
-                .symbols
-                .iter()
-                .filter(|k| !(all_after && k.in_wildcard()))
-                .count();
-        let new = usize::from(all && !client.all)
-            + keys
-                .iter()
-                .filter(|k| !(client.symbols.contains(*k) || all_after && k.in_wildcard()))
-                .count();
-        held + new
-    }
-
-    /// Whether the client receives `name` live (by name or, a symbol, through `*`).
-    pub fn receives(&self, key: SessionKey, name: &Key) -> bool {
-        let client = &self.clients[key];
-        (client.all && name.in_wildcard()) || client.symbols.contains(name)
-    }
-
-    /// What the client is subscribed to: `*`, and the symbols and channels by name.
-    pub fn subscribed(&self, key: SessionKey) -> (bool, Vec<Key>) {
-        let client = &self.clients[key];
-        (client.all, client.symbols.iter().cloned().collect())
-    }
-
-    /// Queues the last value of what `added` added, as `snapshot` messages.
-    pub fn send_snapshots(&mut self, key: SessionKey, added: &Added, now: Instant) {
-        let feed = &mut self.clients[key].feed;
-        if added.all {
-            let mut all: Vec<_> = self
-                .history
-                .iter()
-                .filter(|(k, _)| k.in_wildcard())
-                .filter_map(|(_, h)| h.last())
-                .collect();
-            all.sort_by(|a, b| a.key().cmp(b.key()));
-            for frames in all {
-                feed.send(&Message::Snapshot(frames.item()), now);
-            }
-        }
-        let known = added.keys.iter().filter_map(|s| self.history.get(s));
-        for frames in known.filter_map(History::last) {
-            feed.send(&Message::Snapshot(frames.item()), now);
-        }
-    }
-
-    /// Subscribes each symbol and queues what the client missed after its position: the
-    /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
-    /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
-    /// resumes. A position in another history (`epoch` given and not this relay's) gets a
-    /// `reset` and a snapshot, never ticks.
-    pub fn resume(
-        &mut self,
-        key: SessionKey,
-        positions: &[(Key, Seq)],
-        epoch: Option<u64>,
-        now: Instant,
-    ) {
-        if positions.is_empty() {
-            return;
-        }
-        let symbols: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
-        self.subscribe(key, false, &symbols);
-        let current = self.shared.epoch;
-        let depth = self.replay_depth();
-        let metrics = self.shared.metrics.shard(self.id);
-        let feed = &mut self.clients[key].feed;
-        if epoch.is_some_and(|e| e != current) {
-            for (symbol, _) in positions {
-                feed.send(
-                    &Message::Reset {
-                        key: symbol,
-                        epoch: current,
-                    },
-                    now,
-                );
-                if let Some(last) = self.history.get(symbol).and_then(History::last) {
-                    feed.send(&Message::Snapshot(last.item()), now);
-                }
-            }
-            return;
-        }
-        for (symbol, seq) in positions {
-            match self
-                .history
-                .get(symbol)
-                .and_then(|h| h.since_within(*seq, depth))
-            {
-                None => {}
-                Some(Replay::Ticks(ticks)) => {
-                    for frames in ticks {
-                        feed.push_tick(frames, now, metrics);
-                    }
-                }
-                Some(Replay::Gap { from, to, last }) => {
-                    feed.send(
-                        &Message::Gap {
-                            key: symbol,
-                            from,
-                            to,
-                        },
-                        now,
-                    );
-                    feed.send(&Message::Snapshot(last.item()), now);
-                }
-                Some(Replay::Ahead { last }) => feed.send(&Message::Snapshot(last.item()), now),
-            }
-        }
-        feed.allow_burst();
-    }
-
-    /// Adds the client to (or removes it from) the index of `symbol` (`None`: `*`) and
-    /// the sequencer's interest count for its encoding: the two always change together.
-    fn index(&mut self, key: SessionKey, symbol: Option<&Key>, add: bool) {
-        let encoding = self.clients[key].feed.encoding();
-        if add {
-            self.subscriptions.insert(symbol, key);
-            self.shared.interest.add(symbol, encoding);
-        } else {
-            self.subscriptions.remove(symbol, key);
-            self.shared.interest.remove(symbol, encoding);
-        }
-    }
-
-    // ---- the admin API ----------------------------------------------------------------
-
-    /// Records the token subject of the client (shown by the sessions API).
-    pub fn set_user(&mut self, key: SessionKey, user: Option<Arc<str>>) {
-        self.clients[key].about.user = user;
-    }
-
-    /// Every session on this shard, for `GET /api/sessions`.
-    pub fn sessions(&self) -> Vec<SessionInfo> {
-        let now = Instant::now();
-        self.clients
-            .iter()
-            .map(|(_, client)| {
-                let pick = |channels: bool| {
-                    client
-                        .symbols
-                        .iter()
-                        .filter(|k| k.in_wildcard() != channels)
-                        .map(|k| k.as_str().to_owned())
-                        .collect()
-                };
-                SessionInfo {
-                    id: client.id,
-                    shard: self.id,
-                    peer: client.about.peer,
-                    user: client.about.user.as_deref().map(str::to_owned),
-                    encoding: client.feed.encoding().as_str(),
-                    all: client.all,
-                    symbols: pick(false),
-                    channels: pick(true),
-                    outbox_bytes: client.feed.outbox.bytes(),
-                    outbox_age_ms: client.feed.outbox.oldest_age(now).as_millis() as u64,
-                    connected_ns: client.about.connected_ns,
-                }
-            })
-            .collect()
-    }
-
-    /// Closes session `id` (4003, `reason`) if it is on this shard; true if it was.
-    pub fn close_session(&mut self, id: u64, reason: &str) -> bool {
-        let Some(key) = self
-            .clients
-            .iter()
-            .find(|(_, c)| c.id == id)
-            .map(|(k, _)| k)
-        else {
-            return false;
-        };
-        let now = Instant::now();
-        let grace = self.shared.config.drain_timeout;
-        self.clients[key].close(CLOSE_ADMIN, reason, now + grace, true);
-        let metrics = self.shared.metrics.shard(self.id);
-        self.clients[key].flush(metrics, &self.shared.config);
-        true
     }
 
     // ---- shard-local reads ----------------------------------------------------------

@@ -1,0 +1,191 @@
+//! What a client is subscribed to, its snapshots, and resume from the replay rings. Part of
+//! [`ShardCore`]'s impl; the index and the sequencer's interest count change together here
+//! and nowhere else.
+
+use std::time::Instant;
+
+use super::replay::{History, Replay};
+use super::{Added, SessionKey, ShardCore};
+use crate::encode::Message;
+use crate::event::Key;
+use crate::tick::Seq;
+
+impl ShardCore {
+    // ---- clients: subscriptions -----------------------------------------------------
+
+    /// Subscribes the client to `*` (`all`) and to `keys` by name. `*` subsumes named
+    /// symbols (their index entries are dropped so no tick is delivered twice); channels
+    /// are always named.
+    pub fn subscribe(&mut self, key: SessionKey, all: bool, keys: &[Key]) -> Added {
+        let mut added = Added::default();
+        if all && !self.clients[key].all {
+            let named: Vec<Key> = self.clients[key]
+                .symbols
+                .iter()
+                .filter(|k| k.in_wildcard())
+                .cloned()
+                .collect();
+            for symbol in &named {
+                self.clients[key].symbols.remove(symbol);
+                self.index(key, Some(symbol), false);
+            }
+            self.clients[key].all = true;
+            self.index(key, None, true);
+            added.all = true;
+        }
+        let covered = self.clients[key].all;
+        for name in keys {
+            if covered && name.in_wildcard() {
+                continue;
+            }
+            if self.clients[key].symbols.insert(name.clone()) {
+                self.index(key, Some(name), true);
+                added.keys.push(name.clone());
+            }
+        }
+        added
+    }
+
+    /// Unsubscribes the client from `*` (`all`) and from `keys`.
+    pub fn unsubscribe(&mut self, key: SessionKey, all: bool, keys: &[Key]) {
+        if all && self.clients[key].all {
+            self.clients[key].all = false;
+            self.index(key, None, false);
+        }
+        for name in keys {
+            if self.clients[key].symbols.remove(name) {
+                self.index(key, Some(name), false);
+            }
+        }
+    }
+
+    /// How many subscriptions (`*` counting as one) the client would hold after
+    /// subscribing to `all` and `keys`.
+    pub fn subscriptions_after(&self, key: SessionKey, all: bool, keys: &[Key]) -> usize {
+        let client = &self.clients[key];
+        let all_after = client.all || all;
+        let held = usize::from(client.all)
+            + client
+                .symbols
+                .iter()
+                .filter(|k| !(all_after && k.in_wildcard()))
+                .count();
+        let new = usize::from(all && !client.all)
+            + keys
+                .iter()
+                .filter(|k| !(client.symbols.contains(*k) || all_after && k.in_wildcard()))
+                .count();
+        held + new
+    }
+
+    /// Whether the client receives `name` live (by name or, a symbol, through `*`).
+    pub fn receives(&self, key: SessionKey, name: &Key) -> bool {
+        let client = &self.clients[key];
+        (client.all && name.in_wildcard()) || client.symbols.contains(name)
+    }
+
+    /// What the client is subscribed to: `*`, and the symbols and channels by name.
+    pub fn subscribed(&self, key: SessionKey) -> (bool, Vec<Key>) {
+        let client = &self.clients[key];
+        (client.all, client.symbols.iter().cloned().collect())
+    }
+
+    /// Queues the last value of what `added` added, as `snapshot` messages.
+    pub fn send_snapshots(&mut self, key: SessionKey, added: &Added, now: Instant) {
+        let feed = &mut self.clients[key].feed;
+        if added.all {
+            let mut all: Vec<_> = self
+                .history
+                .iter()
+                .filter(|(k, _)| k.in_wildcard())
+                .filter_map(|(_, h)| h.last())
+                .collect();
+            all.sort_by(|a, b| a.key().cmp(b.key()));
+            for frames in all {
+                feed.send(&Message::Snapshot(frames.item()), now);
+            }
+        }
+        let known = added.keys.iter().filter_map(|s| self.history.get(s));
+        for frames in known.filter_map(History::last) {
+            feed.send(&Message::Snapshot(frames.item()), now);
+        }
+    }
+
+    /// Subscribes each symbol and queues what the client missed after its position: the
+    /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
+    /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
+    /// resumes. A position in another history (`epoch` given and not this relay's) gets a
+    /// `reset` and a snapshot, never ticks.
+    pub fn resume(
+        &mut self,
+        key: SessionKey,
+        positions: &[(Key, Seq)],
+        epoch: Option<u64>,
+        now: Instant,
+    ) {
+        if positions.is_empty() {
+            return;
+        }
+        let symbols: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
+        self.subscribe(key, false, &symbols);
+        let current = self.shared.epoch;
+        let depth = self.replay_depth();
+        let metrics = self.shared.metrics.shard(self.id);
+        let feed = &mut self.clients[key].feed;
+        if epoch.is_some_and(|e| e != current) {
+            for (symbol, _) in positions {
+                feed.send(
+                    &Message::Reset {
+                        key: symbol,
+                        epoch: current,
+                    },
+                    now,
+                );
+                if let Some(last) = self.history.get(symbol).and_then(History::last) {
+                    feed.send(&Message::Snapshot(last.item()), now);
+                }
+            }
+            return;
+        }
+        for (symbol, seq) in positions {
+            match self
+                .history
+                .get(symbol)
+                .and_then(|h| h.since_within(*seq, depth))
+            {
+                None => {}
+                Some(Replay::Ticks(ticks)) => {
+                    for frames in ticks {
+                        feed.push_tick(frames, now, metrics);
+                    }
+                }
+                Some(Replay::Gap { from, to, last }) => {
+                    feed.send(
+                        &Message::Gap {
+                            key: symbol,
+                            from,
+                            to,
+                        },
+                        now,
+                    );
+                    feed.send(&Message::Snapshot(last.item()), now);
+                }
+                Some(Replay::Ahead { last }) => feed.send(&Message::Snapshot(last.item()), now),
+            }
+        }
+        feed.allow_burst();
+    }
+
+    /// Adds the client to (or removes it from) the index of `symbol` (`None`: `*`) and
+    /// the sequencer's interest count for its encoding: the two always change together.
+    fn index(&mut self, key: SessionKey, symbol: Option<&Key>, add: bool) {
+        let encoding = self.clients[key].feed.encoding();
+        if add {
+            self.subscriptions.insert(symbol, key);
+            self.shared.interest.add(symbol, encoding);
+        } else {
+            self.subscriptions.remove(symbol, key);
+            self.shared.interest.remove(symbol, encoding);
+        }
+    }
+}
