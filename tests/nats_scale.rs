@@ -460,3 +460,49 @@ async fn subscribe_and_resume_messages_on_an_edge_are_served_from_the_stream() {
         (Some("C2"), Some(4))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_is_a_new_history_and_resuming_clients_are_told() {
+    let Some(nats) = NatsServer::start("deleted") else {
+        return;
+    };
+    let first = sequencer(&nats);
+    publish(&first, &series("D", 1, 10));
+    let old_edge = edge(&nats);
+    let (mut client, welcome) = connect(&old_edge, "?symbols=D").await;
+    let old_epoch = welcome["epoch"].as_u64().expect("epoch");
+    assert_eq!(client.next_json().await["seq"], 10);
+    assert_eq!(first.stop(), Some(0));
+
+    let raw = async_nats::connect(nats.url())
+        .await
+        .expect("connect to NATS");
+    async_nats::jetstream::new(raw)
+        .delete_stream("tickrelay")
+        .await
+        .expect("delete the stream");
+    let second = sequencer(&nats);
+    publish(&second, &series("D", 1, 3));
+    // The old edge cannot serve the new history under its clients' old seqs: it stops.
+    let (_, code, _) = client.messages_until_close().await;
+    assert_eq!(code, 1001, "the edge went away");
+    assert_eq!(old_edge.stop(), Some(0));
+
+    let new_edge = edge(&nats);
+    let query = format!("?resume=D:10&epoch={old_epoch}");
+    let (mut resumed, welcome) = connect(&new_edge, &query).await;
+    let new_epoch = welcome["epoch"].as_u64().expect("epoch");
+    assert_ne!(new_epoch, old_epoch, "a new stream, a new history");
+    let reset = resumed.next_json().await;
+    assert_eq!(
+        (reset["type"].as_str(), reset["epoch"].as_u64()),
+        (Some("reset"), Some(new_epoch)),
+        "{reset}"
+    );
+    let snapshot = resumed.next_json().await;
+    assert_eq!(
+        (snapshot["type"].as_str(), snapshot["seq"].as_u64()),
+        (Some("snapshot"), Some(3)),
+        "{snapshot}"
+    );
+}

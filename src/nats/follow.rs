@@ -102,6 +102,7 @@ struct Followed {
 pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
     let mut keys: HashMap<Key, Followed> = HashMap::new();
     let mut wildcard: Option<Followed> = None;
+    let epoch_watch = tokio::spawn(watch_epoch(history.clone(), wiring.shutdown.clone()));
     let mut scan = tokio::time::interval(SCAN_EVERY);
     scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -160,6 +161,7 @@ pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
             }
         }
     }
+    epoch_watch.abort();
     for (_, followed) in keys.drain() {
         followed.task.abort();
     }
@@ -206,6 +208,7 @@ fn start(
         wiring.inbox.clone(),
         wiring.metrics.clone(),
         caught_up,
+        wiring.shutdown.clone(),
     ));
     Followed {
         task,
@@ -223,6 +226,7 @@ async fn consume(
     inbox: Inbox,
     metrics: Arc<Metrics>,
     mut caught_up: Option<oneshot::Sender<Vec<(Key, Seq)>>>,
+    shutdown: Shutdown,
 ) {
     let mut newest: HashMap<Key, Seq> = HashMap::new();
     let mut backoff = BACKOFF_MIN;
@@ -243,6 +247,9 @@ async fn consume(
             Err(e) => {
                 metrics.count_error(ErrorCode::NatsUnavailable);
                 debug!(filter, error = %e, "cannot create the consumer; retrying");
+                if history_changed(&history, &shutdown).await {
+                    return;
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -316,9 +323,13 @@ async fn consume(
                     batch.push(incoming.item);
                 }
                 Ok(incoming) => {
+                    // Another history, or a bad header: the stream's epoch subject decides.
+                    if history_changed(&history, &shutdown).await {
+                        return;
+                    }
                     metrics.count_error(ErrorCode::BadNatsMessage);
                     warn!(subject = %message.subject, epoch = incoming.epoch, ours = history.epoch,
-                        "a message of another history (epoch) on the stream; skipped");
+                        "a message of another epoch on the stream; skipped");
                 }
                 Err(e) => {
                     metrics.count_error(ErrorCode::BadNatsMessage);
@@ -348,6 +359,41 @@ async fn consume(
     }
 }
 
+/// Whether the stream now holds another history than the one this edge serves (it was
+/// deleted and a sequencer started a new one): then the edge stops, so that its clients
+/// reconnect to a relay serving the new history and are told (`reset`) when they resume.
+/// An edge cannot switch histories under its clients: their seqs would silently change
+/// meaning.
+async fn history_changed(history: &History, shutdown: &Shutdown) -> bool {
+    match super::read_epoch(&history.stream, &history.subjects).await {
+        Ok(Some(epoch)) if epoch != history.epoch => {
+            warn!(
+                epoch,
+                ours = history.epoch,
+                "the stream holds a new history: stopping, so clients reconnect to it"
+            );
+            shutdown.trigger();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Checks the stream's epoch every [`EPOCH_CHECK`]: a deleted stream may show no message of
+/// the new history to a consumer that follows from the old one's sequence numbers.
+async fn watch_epoch(history: History, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(EPOCH_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if history_changed(&history, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// How often an edge checks that the stream still holds its history.
+const EPOCH_CHECK: Duration = Duration::from_secs(1);
 /// Longest a session waits for a key's history before it is served what the shard has.
 pub const WARM_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often interest is checked for keys to follow or let go.
