@@ -3,85 +3,15 @@
 //! per delivery. Baseline in the same group: what a naive relay does, serializing the
 //! tick once per client.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use slab::Slab;
-use tickrelay::encode::{Encoding, Frames, Wire, json};
-use tickrelay::event::Key;
-use tickrelay::metrics::ShardMetrics;
-use tickrelay::shard::Feed;
-use tickrelay::shard::Subscriptions;
-use tickrelay::shard::fanout::fan_out_batch;
-use tickrelay::tick::{RawTick, Seq, Symbol, Tick};
+use tickrelay::encode::{Encoding, Wire, json};
 
-const SESSIONS: usize = 10_000;
+#[path = "support/fanout.rs"]
+mod setup;
 
-fn tick(seq: u64) -> Arc<Frames> {
-    let mut tick = Tick::try_from(RawTick {
-        symbol: "BTC-USD".into(),
-        price: Some(43_250.5 + seq as f64 * 0.01),
-        size: Some(0.25),
-        ts_ns: 1_764_000_000_000_000_000 + seq,
-        ..RawTick::default()
-    })
-    .expect("valid tick");
-    tick.seq = Seq(seq);
-    tick.recv_ns = tick.ts_ns + 1_000;
-    let frames = Arc::new(Frames::new(tick));
-    frames.frame(Wire::Json);
-    frames.frame(Wire::Protobuf);
-    frames
-}
-
-struct Shard {
-    subscriptions: Subscriptions,
-    sessions: Slab<Feed>,
-    dirty: Vec<usize>,
-    metrics: ShardMetrics,
-}
-
-fn shard(encodings: &[Encoding]) -> Shard {
-    let symbol = Key::Symbol(Symbol::parse("BTC-USD").expect("valid symbol"));
-    let mut subscriptions = Subscriptions::new();
-    let mut sessions = Slab::with_capacity(SESSIONS);
-    for i in 0..SESSIONS {
-        let key = sessions.insert(Feed::new(encodings[i % encodings.len()]));
-        subscriptions.insert(Some(&symbol), key);
-    }
-    Shard {
-        subscriptions,
-        sessions,
-        dirty: Vec::with_capacity(SESSIONS),
-        metrics: ShardMetrics::default(),
-    }
-}
-
-/// Times `fan_out_batch` alone; the clients "write" everything between iterations.
-fn fan_out(shard: &mut Shard, iters: u64) -> Duration {
-    let mut total = Duration::ZERO;
-    for i in 0..iters {
-        let batch = [tick(i + 1)];
-        let start = Instant::now();
-        let n = fan_out_batch(
-            &batch,
-            &shard.subscriptions,
-            &mut shard.sessions,
-            &mut shard.dirty,
-            start,
-            &shard.metrics,
-        );
-        total += start.elapsed();
-        assert_eq!(n as usize, SESSIONS);
-        for key in shard.dirty.drain(..) {
-            let feed = &mut shard.sessions[key];
-            feed.dirty = false;
-            feed.mark_written(feed.pending_bytes());
-        }
-    }
-    total
-}
+use setup::{SESSIONS, fan_out, shard, tick};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("shard::fanout");
