@@ -6,6 +6,7 @@
 
 mod check;
 pub mod defaults;
+pub mod scale;
 pub mod settings;
 
 pub use check::ConfigError;
@@ -281,6 +282,10 @@ pub struct Config {
     /// (one object per line) for log collectors.
     #[arg(long, value_enum, default_value_t = defaults::LOG_FORMAT)]
     pub log_format: LogFormat,
+
+    /// Role and NATS (docs/SCALING.md).
+    #[command(flatten)]
+    pub scale: scale::Scale,
 }
 
 /// Parses `500ms`, `5s`, `2m` (humantime syntax).

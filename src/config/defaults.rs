@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use super::scale::{Role, Scale};
 use super::{Config, LogFormat, SlowPolicy, parse_duration};
 
 /// `--listen`.
@@ -67,6 +68,12 @@ pub const LOG: &str = "info";
 pub const REPLAY_SPEED: f64 = 1.0;
 /// `--log-format`.
 pub const LOG_FORMAT: LogFormat = LogFormat::Text;
+/// `--role`.
+pub const ROLE: Role = Role::All;
+/// `--nats-stream`.
+pub const NATS_STREAM: &str = "tickrelay";
+/// `--nats-linger`.
+pub const NATS_LINGER: &str = "5s";
 
 impl Config {
     /// A config for in-process tests: free ports on loopback, two shards, no demo feed.
@@ -123,6 +130,7 @@ impl Config {
             record: None,
             replay: None,
             replay_speed: REPLAY_SPEED,
+            scale: Scale::single_box(),
         }
     }
 }
