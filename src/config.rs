@@ -7,6 +7,7 @@
 mod check;
 pub mod defaults;
 pub mod deflate;
+pub mod scale;
 pub mod settings;
 
 pub use check::ConfigError;
@@ -288,6 +289,9 @@ pub struct Config {
     /// permessage-deflate: `--ws-deflate`, `--ws-deflate-min-bytes`, `--ws-deflate-max-clients`.
     #[command(flatten)]
     pub deflate: DeflateConfig,
+    /// Role and NATS (docs/SCALING.md).
+    #[command(flatten)]
+    pub scale: scale::Scale,
 }
 
 /// Parses `500ms`, `5s`, `2m` (humantime syntax).

@@ -109,6 +109,15 @@ pub enum ErrorCode {
     SlowConsumer,
     /// A client silent for longer than `--idle-timeout` (4009).
     IdleTimeout,
+    // scale-out (NATS)
+    /// NATS could not be reached or refused a request (publish, stream, consumer): the
+    /// sequencer retries (ingest waits meanwhile), an edge keeps serving what it has.
+    NatsUnavailable,
+    /// A message on a stream subject that is not a tick or event of this relay (bad
+    /// subject, header or payload): counted and skipped.
+    BadNatsMessage,
+    /// A route the relay's `--role` does not serve (publishing to an edge).
+    WrongRole,
 }
 
 impl ErrorCode {

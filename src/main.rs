@@ -79,10 +79,14 @@ fn run() -> anyhow::Result<()> {
         "  dashboard: http://{}/   stats: http://{}/stats",
         relay.http_addr, relay.http_addr
     );
-    println!(
-        "  ingest:    NDJSON tcp://{}   protobuf tcp://{}",
-        relay.ingest_addr, relay.ingest_protobuf_addr
-    );
+    if config.scale.role == tickrelay::config::scale::Role::Edge {
+        println!("  ingest:    none (an edge follows the stream on NATS)");
+    } else {
+        println!(
+            "  ingest:    NDJSON tcp://{}   protobuf tcp://{}",
+            relay.ingest_addr, relay.ingest_protobuf_addr
+        );
+    }
     if config.demo {
         println!(
             "  demo market: {} symbols at {} ticks/s",

@@ -23,8 +23,35 @@ pub struct Metrics {
     pub ingest_connections_total: AtomicU64,
     /// Connections refused by a connection limit.
     pub connections_refused: AtomicU64,
+    /// The NATS hop (zero with `--role all` and no `--nats`).
+    pub nats: NatsMetrics,
     errors: [AtomicU64; ErrorCode::COUNT],
     shards: Vec<CachePadded<ShardMetrics>>,
+}
+
+/// The NATS hop's counters: the sequencer's publishes, an edge's deliveries and repairs.
+#[derive(Debug, Default)]
+pub struct NatsMetrics {
+    /// 1 while the NATS connection is up, 0 while it is down or not used.
+    pub connected: AtomicU64,
+    /// Connections re-established after a loss.
+    pub reconnects: AtomicU64,
+    /// Ticks and events sent to the stream (each retry counts again).
+    pub published: AtomicU64,
+    /// Publishes the stream acknowledged (stored once: a retried duplicate is acked too).
+    pub acked: AtomicU64,
+    /// Publishes retried after a failure or a missing ack.
+    pub retried: AtomicU64,
+    /// Messages an edge took from the stream.
+    pub received: AtomicU64,
+    /// Messages an edge dropped because it already had their seq (overlapping reads).
+    pub duplicates: AtomicU64,
+    /// Messages an edge read back from the stream to fill a gap in its live feed.
+    pub backfilled: AtomicU64,
+    /// Seqs that could not be back-filled (no longer in the stream): sent as `gap`.
+    pub gaps: AtomicU64,
+    /// Subjects an edge follows now.
+    pub following: AtomicU64,
 }
 
 /// One shard's counters (written by that shard's thread only).
@@ -142,6 +169,7 @@ impl Metrics {
             ingest_connections: AtomicU64::new(0),
             ingest_connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            nats: NatsMetrics::default(),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             shards: (0..shards)
                 .map(|_| CachePadded::new(ShardMetrics::default()))

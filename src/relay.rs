@@ -12,9 +12,11 @@ use std::thread::JoinHandle;
 use tracing::{info, warn};
 
 use crate::auth::{self, Auth, AuthConfigError, jwks};
+use crate::config::scale::Role;
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
 use crate::listener;
+use crate::roles::{self, NatsStartError, NatsThread};
 use crate::sequencer::{self, Sequencer};
 use crate::shared::Shared;
 use crate::shutdown::Phase;
@@ -29,9 +31,9 @@ pub struct Relay;
 pub struct RelayHandle {
     /// HTTP and WebSocket address.
     pub http_addr: SocketAddr,
-    /// NDJSON ingest address.
+    /// NDJSON ingest address (`0.0.0.0:0` on an edge: it takes no ingest).
     pub ingest_addr: SocketAddr,
-    /// Protobuf ingest address.
+    /// Protobuf ingest address (`0.0.0.0:0` on an edge).
     pub ingest_protobuf_addr: SocketAddr,
     /// `--admin-listen` address, when the admin routes have their own.
     pub admin_addr: Option<SocketAddr>,
@@ -72,6 +74,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// NATS could not be reached, or the stream could not be opened.
+    #[error(transparent)]
+    Nats(#[from] NatsStartError),
     /// A thread or runtime could not start.
     #[error("could not start {what}: {source}")]
     Spawn {
@@ -86,13 +91,21 @@ impl Relay {
     /// Binds the listeners and starts every thread.
     pub fn start(mut config: Config) -> Result<RelayHandle, StartError> {
         config.validate()?;
+        roles::check(&config)?;
+        let edge = config.scale.role == Role::Edge;
         // Resolve "one per CPU" now: once threads are pinned, a thread sees only its core.
         config.shards = config.shard_count();
         let bind =
             |flag, addr| listen(addr).map_err(|source| StartError::Bind { flag, addr, source });
         let http = bind("--listen", config.listen)?;
-        let ingest_json = bind("--ingest-tcp", config.ingest_tcp)?;
-        let ingest_proto = bind("--ingest-tcp-protobuf", config.ingest_tcp_protobuf)?;
+        let ingest = if edge {
+            None
+        } else {
+            Some((
+                bind("--ingest-tcp", config.ingest_tcp)?,
+                bind("--ingest-tcp-protobuf", config.ingest_tcp_protobuf)?,
+            ))
+        };
         let local = |l: &StdTcpListener, flag, addr| {
             l.local_addr()
                 .map_err(|source| StartError::Bind { flag, addr, source })
@@ -106,12 +119,13 @@ impl Relay {
             (Some(l), Some(addr)) => Some(local(l, "--admin-listen", addr)?),
             _ => None,
         };
-        let ingest_addr = local(&ingest_json, "--ingest-tcp", config.ingest_tcp)?;
-        let ingest_protobuf_addr = local(
-            &ingest_proto,
-            "--ingest-tcp-protobuf",
-            config.ingest_tcp_protobuf,
-        )?;
+        let (ingest_addr, ingest_protobuf_addr) = match &ingest {
+            Some((json, proto)) => (
+                local(json, "--ingest-tcp", config.ingest_tcp)?,
+                local(proto, "--ingest-tcp-protobuf", config.ingest_tcp_protobuf)?,
+            ),
+            None => (NO_ADDR, NO_ADDR),
+        };
 
         // Files next: a bad path fails before any thread starts.
         let file_error = |flag, path: &std::path::Path| {
@@ -147,7 +161,13 @@ impl Relay {
             (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key)?)),
             _ => None,
         };
-        let shared = Arc::new(Shared::with_access(config, inbox, auth, tls));
+        let mut shared = Shared::with_access(config, inbox, auth, tls);
+        // With NATS, the history (its epoch, its seqs) is the stream's, not this process's.
+        let nats = NatsThread::spawn(&shared.config, shared.metrics.clone(), shared.epoch)?;
+        if let Some(nats) = &nats {
+            shared.epoch = nats.epoch;
+        }
+        let shared = Arc::new(shared);
         let spawn_error = |what| move |source| StartError::Spawn { what, source };
 
         let cores = if shared.config.pin_shards {
@@ -200,16 +220,25 @@ impl Relay {
             );
         }
 
+        let (newest, nats) = match nats {
+            Some(nats) => (nats.newest.clone(), Some(nats.start(&shared, &mut senders))),
+            None => (Vec::new(), None),
+        };
+        threads.extend(nats);
         shared
             .shard_requests
             .set(requests)
             .expect("set once, before any connection is served");
-        let sequencer = Sequencer::new(
+        let mut sequencer = Sequencer::new(
             senders,
             shared.interest.clone(),
             shared.metrics.clone(),
             shared.config.max_symbols,
         );
+        sequencer.continue_from(newest);
+        if edge {
+            sequencer = sequencer.following();
+        }
         let stop = shared.shutdown.clone();
         threads.push(
             std::thread::Builder::new()
@@ -235,8 +264,7 @@ impl Relay {
                         Listeners {
                             http,
                             admin,
-                            ingest_json,
-                            ingest_proto,
+                            ingest,
                         },
                         handles,
                         jwks_source,
@@ -283,8 +311,8 @@ impl Drop for RelayHandle {
 struct Listeners {
     http: StdTcpListener,
     admin: Option<StdTcpListener>,
-    ingest_json: StdTcpListener,
-    ingest_proto: StdTcpListener,
+    /// NDJSON and protobuf ingest (none on an edge).
+    ingest: Option<(StdTcpListener, StdTcpListener)>,
 }
 
 /// The control thread: client accept loops, ingest listeners, the demo feed, JWKS reloads.
@@ -313,16 +341,18 @@ fn control(
         let Listeners {
             http,
             admin,
-            ingest_json,
-            ingest_proto,
+            ingest,
         } = listeners;
-        let (http, json, proto) = (listen(http), listen(ingest_json), listen(ingest_proto));
+        let http = listen(http);
         let config = &shared.config;
         let mut tasks = tokio::task::JoinSet::new();
-        for (listener, format) in [
-            (json, ingest::tcp::Format::Ndjson),
-            (proto, ingest::tcp::Format::Protobuf),
-        ] {
+        let ingest = ingest.map(|(json, proto)| {
+            [
+                (listen(json), ingest::tcp::Format::Ndjson),
+                (listen(proto), ingest::tcp::Format::Protobuf),
+            ]
+        });
+        for (listener, format) in ingest.into_iter().flatten() {
             tasks.spawn_local(ingest::tcp::serve(
                 listener,
                 format,
@@ -409,6 +439,10 @@ fn listen(addr: SocketAddr) -> std::io::Result<StdTcpListener> {
 
 /// Accept queue length asked of the kernel (capped by net.core.somaxconn, 4096 here).
 const LISTEN_BACKLOG: i32 = 4096;
+
+/// The address reported for ingest an edge does not take.
+const NO_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// Batches the sequencer's inbox holds before sources wait (each batch is one read).
 const INBOX_BATCHES: usize = 1024;

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::ingest::Inbox;
 use crate::limits::{DeflateSlots, LifecycleLog};
 use crate::metrics::Metrics;
+use crate::nats::Follow;
 use crate::sequencer::Interest;
 use crate::shutdown::Shutdown;
 use crate::tls::Tls;
@@ -50,6 +51,9 @@ pub struct Shared {
     /// Each shard's admin queue (set once the shards exist): how `/api/sessions` reaches
     /// sessions that live on other shards' threads.
     pub shard_requests: OnceLock<Vec<mpsc::UnboundedSender<ShardRequest>>>,
+    /// On an edge (set once, at start): how sessions ask for the keys they are about to
+    /// subscribe or resume, so the shard holds their history first.
+    pub follow: OnceLock<Follow>,
     session_ids: AtomicU64,
 }
 
@@ -66,6 +70,7 @@ impl Shared {
             auth,
             tls,
             shard_requests: OnceLock::new(),
+            follow: OnceLock::new(),
             metrics: Arc::new(Metrics::new(config.shard_count())),
             interest: Arc::new(Interest::default()),
             inbox,

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 /// Top to bottom. A module may import any module of a lower layer; within a layer, imports
 /// must not form a circle.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("wiring", &["relay", "listener", "worker"]),
+    ("wiring", &["relay", "roles", "listener", "worker"]),
     ("http", &["http"]),
     ("session", &["session"]),
     ("shard", &["shard"]),
     ("relay-wide state", &["shared"]),
+    ("the NATS hop", &["nats"]),
     ("sequencer and sources", &["sequencer", "ingest"]),
     ("encode", &["encode"]),
     (

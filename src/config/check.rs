@@ -73,6 +73,7 @@ impl Config {
                 reason: "--tls-cert and --tls-key go together",
             });
         }
+        self.scale.validate()?;
         if self.shards > 256 {
             return Err(ConfigError::Invalid {
                 flag: "--shards",

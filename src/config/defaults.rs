@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use super::scale::{Role, Scale};
 use super::{Config, DeflateConfig, LogFormat, SlowPolicy, WsDeflate, parse_duration};
 
 /// `--listen`.
@@ -73,6 +74,12 @@ pub const WS_DEFLATE: WsDeflate = WsDeflate::Off;
 pub const WS_DEFLATE_MIN_BYTES: usize = 0;
 /// `--ws-deflate-max-clients`.
 pub const WS_DEFLATE_MAX_CLIENTS: usize = 1000;
+/// `--role`.
+pub const ROLE: Role = Role::All;
+/// `--nats-stream`.
+pub const NATS_STREAM: &str = "tickrelay";
+/// `--nats-linger`.
+pub const NATS_LINGER: &str = "5s";
 
 impl Config {
     /// A config for in-process tests: free ports on loopback, two shards, no demo feed.
@@ -130,6 +137,7 @@ impl Config {
             replay: None,
             replay_speed: REPLAY_SPEED,
             deflate: DeflateConfig::new(),
+            scale: Scale::single_box(),
         }
     }
 }

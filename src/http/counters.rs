@@ -12,6 +12,8 @@ use crate::metrics::{BUCKETS, ShardMetrics};
 use crate::shard::ShardCore;
 use crate::shared::Shared;
 
+mod nats;
+
 /// Counter (only grows) or gauge (goes up and down), as Prometheus types them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -116,7 +118,7 @@ pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
     let per_shard = |read: fn(&ShardMetrics) -> u64| m.shards().map(read).collect::<Vec<_>>();
     let (by_symbol, wildcard) = shared.interest.totals();
     let phase = shared.shutdown.phase().as_str();
-    vec![
+    let mut readings = vec![
         Reading {
             stats: &["uptime_s"],
             prometheus: "tickrelay_uptime_seconds",
@@ -307,7 +309,9 @@ pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
                     .collect(),
             ),
         },
-    ]
+    ];
+    readings.extend(nats::readings(shared));
+    readings
 }
 
 fn number(

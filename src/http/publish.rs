@@ -12,6 +12,7 @@ use hyper::{Request, StatusCode};
 use serde::Serialize;
 
 use super::{HttpResponse, json, refuse};
+use crate::config::scale::Role;
 use crate::encode::json::to_vec;
 use crate::error::ErrorCode;
 use crate::event::Item;
@@ -72,6 +73,15 @@ async fn body(shared: &Shared, request: Request<Incoming>) -> Result<Vec<u8>, Ht
 
 /// Publishes every item, or answers 400 naming the first bad one (all or nothing).
 async fn accept(shared: &Shared, items: Result<Vec<Item>, (usize, DecodeError)>) -> HttpResponse {
+    if shared.config.scale.role == Role::Edge {
+        // An edge's sequencer only follows the stream: a seq of its own would fork history.
+        return refuse(
+            shared,
+            StatusCode::NOT_FOUND,
+            ErrorCode::WrongRole,
+            "this relay is an edge: publish to the sequencer",
+        );
+    }
     let mut ticks = match items {
         Ok(items) => items,
         Err((line, e)) => {

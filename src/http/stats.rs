@@ -30,17 +30,21 @@ pub fn health(shared: &Shared) -> HttpResponse {
 /// `GET /ready`: 200 only while accepting clients (load balancers stop routing on 503).
 pub fn ready(shared: &Shared) -> HttpResponse {
     let phase = shared.shutdown.phase();
-    let status = if phase == Phase::Ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    // A relay joined through NATS that has lost it keeps its clients but should get no new
+    // ones while another relay can serve them fresh.
+    let degraded = shared.config.scale.nats.is_some()
+        && shared
+            .metrics
+            .nats
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0;
+    let (status, name) = match phase {
+        Phase::Ready if degraded => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+        Phase::Ready => (StatusCode::OK, phase.as_str()),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, phase.as_str()),
     };
-    json(
-        status,
-        to_vec(&Ready {
-            status: phase.as_str(),
-        }),
-    )
+    json(status, to_vec(&Ready { status: name }))
 }
 
 /// `GET /stats`: every reading of [`counters::readings`] as one JSON object; per-shard

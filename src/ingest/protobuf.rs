@@ -38,6 +38,12 @@ pub fn next_message(buf: &mut BytesMut, limit: usize) -> Option<Result<Tick, Dec
 /// Decodes one protobuf `Tick` body and validates it.
 pub fn decode_tick(body: &[u8]) -> Result<Tick, DecodeError> {
     let message = proto::Tick::decode(body).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+    validate(message)
+}
+
+/// Validates a decoded protobuf `Tick` (its `seq` and `recv_ns` are not kept: the relay
+/// sets them).
+pub fn validate(message: proto::Tick) -> Result<Tick, DecodeError> {
     let kind = match proto::TickKind::try_from(message.kind) {
         Ok(proto::TickKind::Trade) => Some("trade".to_owned()),
         Ok(proto::TickKind::Quote) => Some("quote".to_owned()),

@@ -45,6 +45,8 @@ pub struct Sequencer {
     interest: Arc<Interest>,
     metrics: Arc<Metrics>,
     max_symbols: usize,
+    /// Follow mode (an edge): items arrive sequenced from the stream and keep their seq.
+    follow: bool,
 }
 
 impl Sequencer {
@@ -61,6 +63,31 @@ impl Sequencer {
             interest,
             metrics,
             max_symbols,
+            follow: false,
+        }
+    }
+
+    /// An edge's sequencer: items come from the stream already sequenced. It keeps their
+    /// seqs, drops a seq it has already handed on (two reads of the stream overlap), and
+    /// counts the seqs skipped when the stream no longer held them (`nats.gaps`); the
+    /// shards' rings restart after such a jump, so a resume across it gets a `gap`.
+    pub fn following(mut self) -> Self {
+        self.follow = true;
+        self
+    }
+
+    /// Continues each key's seq after the given newest one (a restarted sequencer, from
+    /// the stream).
+    pub fn continue_from(&mut self, newest: impl IntoIterator<Item = (Key, Seq)>) {
+        for (key, seq) in newest {
+            let interest = self.interest.entry(&key);
+            self.symbols.insert(
+                key,
+                SymbolSeq {
+                    next: seq.next(),
+                    interest,
+                },
+            );
         }
     }
 
@@ -130,8 +157,20 @@ impl Sequencer {
                 next: Seq::FIRST,
                 interest: interest.entry(&key),
             });
-        item.set_seq(state.next);
-        state.next = state.next.next();
+        if self.follow {
+            let seq = item.seq();
+            if known && seq < state.next {
+                metrics::add(&self.metrics.nats.duplicates, 1);
+                return None;
+            }
+            if known && seq > state.next {
+                metrics::add(&self.metrics.nats.gaps, seq.0 - state.next.0);
+            }
+            state.next = seq.next();
+        } else {
+            item.set_seq(state.next);
+            state.next = state.next.next();
+        }
         let wildcard = key.in_wildcard();
         let frames = Frames::of(item);
         for wire in [Wire::Json, Wire::Protobuf] {
@@ -145,3 +184,72 @@ impl Sequencer {
 
 /// Most ticks coalesced into one shard hand-off.
 const MAX_BATCH: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tick::{RawTick, Tick};
+
+    fn item(symbol: &str, seq: u64) -> Item {
+        let mut tick = Tick::try_from(RawTick {
+            symbol: symbol.into(),
+            price: Some(1.0),
+            ..RawTick::default()
+        })
+        .unwrap();
+        tick.seq = Seq(seq);
+        Item::Tick(tick)
+    }
+
+    fn sequencer() -> (Sequencer, TickQueue, Arc<Metrics>) {
+        let (sender, queue) = tick_queue(16);
+        let metrics = Arc::new(Metrics::new(1));
+        let interest = Arc::new(Interest::default());
+        let sequencer = Sequencer::new(vec![sender], interest, metrics.clone(), 100);
+        (sequencer, queue, metrics)
+    }
+
+    fn seqs(queue: &TickQueue) -> Vec<(String, u64)> {
+        queue
+            .ticks
+            .try_iter()
+            .flat_map(|batch| batch.to_vec())
+            .map(|f| (f.key().as_str().to_owned(), f.seq().0))
+            .collect()
+    }
+
+    #[test]
+    fn follow_mode_keeps_seqs_drops_repeats_and_counts_what_was_skipped() {
+        let (sequencer, queue, metrics) = sequencer();
+        let mut sequencer = sequencer.following();
+        sequencer.sequence(vec![item("A", 7), item("A", 8), item("B", 1), item("A", 8)]);
+        sequencer.sequence(vec![item("A", 6), item("A", 12), item("B", 2)]);
+        let want = [("A", 7), ("A", 8), ("B", 1), ("A", 12), ("B", 2)];
+        let want: Vec<(String, u64)> = want.iter().map(|(k, s)| ((*k).into(), *s)).collect();
+        assert_eq!(seqs(&queue), want, "a key starts where the stream is");
+        assert_eq!(
+            metrics
+                .nats
+                .duplicates
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        assert_eq!(
+            metrics.nats.gaps.load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+    }
+
+    #[test]
+    fn a_continued_sequencer_assigns_the_seq_after_the_streams_newest() {
+        let (mut sequencer, queue, _) = sequencer();
+        let a = Key::Symbol(crate::tick::Symbol::parse("A").unwrap());
+        sequencer.continue_from([(a, Seq(41))]);
+        sequencer.sequence(vec![item("A", 0), item("B", 0), item("A", 0)]);
+        let want: Vec<(String, u64)> = [("A", 42), ("B", 1), ("A", 43)]
+            .iter()
+            .map(|(k, s)| ((*k).into(), *s))
+            .collect();
+        assert_eq!(seqs(&queue), want);
+    }
+}

@@ -55,6 +55,8 @@ pub(super) struct Session {
     deferred: Option<Box<SessionParams>>,
     /// When the pending session must have authenticated, or the session's token runs out.
     pub(super) deadline: Option<Instant>,
+    /// On an edge: a control message waiting for its keys' history (`warm.rs`; boxed: rare).
+    pub(super) held: Option<Box<Control>>,
 }
 
 /// Registers a new client; if it is admitted with an identity, subscribes it and queues
@@ -83,6 +85,7 @@ pub(super) fn open(
         user_slot: admission.slot,
         deferred: None,
         deadline: None,
+        held: None,
     };
     if params.mode == Mode::Echo {
         return session;
@@ -175,6 +178,9 @@ pub(super) fn handle_input(
                     open = false;
                     break;
                 }
+                if session.held.is_some() {
+                    break;
+                }
             }
             Err(error) => {
                 protocol_error(core, session, &error, now);
@@ -248,6 +254,9 @@ fn handle_message(
         };
     }
     match control {
+        Ok(control) if super::warm::wants(core, &control).is_some() => {
+            session.held = Some(Box::new(control));
+        }
         Ok(control) => apply(core, session, control, now),
         Err(error) => refuse(core, session, &error, now),
     }
@@ -282,7 +291,7 @@ fn refuse(core: &mut ShardCore, session: &Session, error: &ControlError, now: In
     core.send(session.key, &message, now);
 }
 
-fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Instant) {
+pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Instant) {
     let key = session.key;
     match control {
         Control::Auth(token) | Control::Refresh(token) => refresh(core, session, &token, now),

@@ -10,6 +10,7 @@ pub mod control;
 mod dispatch;
 pub mod extensions;
 pub mod handshake;
+mod warm;
 pub mod wire;
 
 use std::cell::RefCell;
@@ -42,6 +43,10 @@ pub async fn run(
     deflate: Option<Deflate>,
 ) {
     let _ = stream.tcp().set_nodelay(true);
+    // An edge reads the keys' history from NATS before the connect-time snapshots.
+    let mut wanted = params.selection.keys();
+    wanted.extend(params.resume.iter().map(|(key, _)| key.clone()));
+    warm::ahead(&core, params.selection.all, wanted).await;
     let (send_buffer, max_message, ping_interval) = {
         let core = core.borrow();
         let config = &core.shared().config;
@@ -85,6 +90,7 @@ pub async fn run(
     let mut ping = every(ping_interval);
     let mut heartbeat: Option<(Duration, Interval)> = None;
     let mut client_closed = !read(&core, &mut session, &mut reader, &mut input);
+    client_closed = warm::held(&core, &mut session, &mut reader, &mut input, client_closed).await;
     while !client_closed {
         let status = core.borrow().status(session.key);
         if session.heartbeat != heartbeat.as_ref().map(|(d, _)| *d) {
@@ -115,6 +121,7 @@ pub async fn run(
                     Ok(_) => {
                         last_heard = Instant::now();
                         client_closed = !read(&core, &mut session, &mut reader, &mut input);
+                        client_closed = warm::held(&core, &mut session, &mut reader, &mut input, client_closed).await;
                         if input.is_empty() {
                             // Every frame was consumed: an idle client holds no read buffer
                             // (the next read allocates one again, ~1 KiB).

@@ -14,10 +14,12 @@ use std::time::Instant;
 use crossbeam_channel::TryRecvError;
 use slab::Slab;
 
+use super::client::Client;
 use super::{Feed, SessionKey, ShardCore, Subscriptions};
-use crate::encode::Frames;
+use crate::encode::{Frames, Message};
 use crate::metrics::ShardMetrics;
 use crate::sequencer::TickQueue;
+use crate::tick::Seq;
 
 /// Fans out batches until the sequencer closes the queue (shutdown).
 pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
@@ -55,6 +57,24 @@ pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
         } else {
             queue.wake.notified().await;
         }
+    }
+}
+
+/// Tells every subscriber of `frames`' key that `from..=to` will never come (an edge's
+/// stream no longer held them), just before `frames`, the tick after them: a client sees
+/// an explicit `gap`, never a silent jump. Rare (a long NATS outage), so off the hot loop.
+pub(super) fn announce_gap(
+    frames: &Frames,
+    (from, to): (Seq, Seq),
+    subscriptions: &Subscriptions,
+    clients: &mut Slab<Client>,
+    now: Instant,
+) {
+    let key = frames.key();
+    for session in subscriptions.of(key) {
+        clients[session]
+            .feed
+            .send(&Message::Gap { key, from, to }, now);
     }
 }
 

@@ -38,7 +38,7 @@ use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
 use crate::sequencer::Batch;
 use crate::shared::Shared;
-use crate::tick::now_ns;
+use crate::tick::{Seq, now_ns};
 use client::Client;
 pub use client::{CLOSE_ADMIN, CLOSE_SLOW, SLOW_CLOSE_GRACE};
 pub use feed::{Feed, FeedPhase};
@@ -135,8 +135,15 @@ impl ShardCore {
             config.replay_budget,
             self.history.len(),
         );
-        for frames in batch.iter() {
+        // Seqs an edge's stream no longer held (rare): announced before the tick after them.
+        let mut jumps = Vec::new();
+        for (i, frames) in batch.iter().enumerate() {
             let key = frames.key();
+            if let Some(last) = self.history.get(key).and_then(History::last)
+                && last.seq().next() < frames.seq()
+            {
+                jumps.push((i, (last.seq().next(), Seq(frames.seq().0 - 1))));
+            }
             match self.history.get_mut(key) {
                 Some(history) => history.push(frames.clone(), depth),
                 None => self
@@ -149,7 +156,11 @@ impl ShardCore {
         self.trim_rings();
         let metrics = self.shared.metrics.shard(self.id);
         let mut delivered = 0;
-        for frames in batch.iter() {
+        let mut jumps = jumps.into_iter().peekable();
+        for (i, frames) in batch.iter().enumerate() {
+            if let Some((_, gap)) = jumps.next_if(|(at, _)| *at == i) {
+                fanout::announce_gap(frames, gap, &self.subscriptions, &mut self.clients, now);
+            }
             // One tick at a time, to know each tick's deliveries for the latency histogram.
             let n = fanout::fan_out_batch(
                 std::slice::from_ref(frames),

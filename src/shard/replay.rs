@@ -59,7 +59,18 @@ impl History {
 
     /// Records the next tick (seq order is the sequencer's promise), keeping at most
     /// `depth` (the configured depth or less, see [`effective_depth`]).
+    ///
+    /// A seq that does not follow the newest (an edge whose stream no longer held the
+    /// ticks between) restarts the ring at it: the ring stays gap-free, and a resume from
+    /// before the jump gets a `gap`, never a silent skip.
     pub fn push(&mut self, frames: Arc<Frames>, depth: usize) {
+        if self
+            .ring
+            .back()
+            .is_some_and(|last| last.seq().next() != frames.seq())
+        {
+            self.ring.clear();
+        }
         let depth = depth.clamp(1, self.depth);
         while self.ring.len() >= depth {
             self.ring.pop_front();
@@ -194,6 +205,21 @@ mod tests {
             Vec::<u64>::new(),
             "up to date"
         );
+    }
+
+    #[test]
+    fn a_jump_in_seq_restarts_the_ring_so_an_older_resume_is_a_gap() {
+        let mut h = History::new(8);
+        for seq in [1, 2, 3, 7, 8] {
+            h.push(frames(seq), 8);
+        }
+        assert_eq!(seqs(h.since(Seq(6)).unwrap()), vec![7, 8]);
+        match h.since(Seq(2)).unwrap() {
+            Replay::Gap { from, to, last } => {
+                assert_eq!((from, to, last.seq()), (Seq(3), Seq(7), Seq(8)));
+            }
+            other => panic!("expected a gap, got {other:?}"),
+        }
     }
 
     #[test]

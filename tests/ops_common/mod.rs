@@ -72,10 +72,13 @@ pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Spawned {
     spawned.http = between(&ws, "ws://", "/ws")
         .parse()
         .expect("banner address");
-    let ingest = spawned.stdout_line(|l| l.contains("NDJSON tcp://"), "the ingest banner");
-    spawned.ingest = between(&ingest, "NDJSON tcp://", " ")
-        .parse()
-        .expect("ingest address");
+    let ingest = spawned.stdout_line(|l| l.contains("ingest:"), "the ingest banner");
+    // An edge takes no ingest: its banner says so and names no address.
+    if ingest.contains("NDJSON tcp://") {
+        spawned.ingest = between(&ingest, "NDJSON tcp://", " ")
+            .parse()
+            .expect("ingest address");
+    }
     spawned
 }
 

@@ -49,7 +49,7 @@ fn upgrade_request(target: &Target, plan: &ClientPlan, key: &str) -> String {
          Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
         symbols.join(","),
         plan.encoding.name(),
-        target.addr,
+        target.addr_of(plan.id),
     )
 }
 
@@ -77,22 +77,19 @@ pub(super) async fn open(
     target: &Target,
     plan: &ClientPlan,
 ) -> Result<(TcpStream, Vec<u8>), HandshakeError> {
-    let socket = Socket::new(
-        Domain::for_address(target.addr),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
+    let addr = target.addr_of(plan.id);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     if let Some(bytes) = plan.recv_buffer {
         socket.set_recv_buffer_size(bytes)?;
     }
-    if let (Some(ip), IpAddr::V4(_)) = (plan.source, target.addr.ip()) {
+    if let (Some(ip), IpAddr::V4(_)) = (plan.source, addr.ip()) {
         // Reuse ports left in TIME_WAIT by an earlier run from this address.
         socket.set_reuse_address(true)?;
         bind_source(&socket, ip)?;
     }
     let socket = TcpSocket::from_std_stream(socket.into());
-    let mut stream = socket.connect(target.addr).await?;
+    let mut stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
 
     let key = base64(&random_u128().to_le_bytes());
@@ -203,6 +200,7 @@ mod tests {
     fn upgrade_request_names_symbols_and_encoding() {
         let target = Target {
             addr: "127.0.0.1:8080".parse().unwrap(),
+            more: vec!["127.0.0.1:8081".parse().unwrap()],
             symbol_count: 100,
             handshake_timeout: Duration::from_secs(1),
         };
@@ -218,5 +216,15 @@ mod tests {
         assert!(req.starts_with("GET /ws?symbols=SYM001,SYM042&encoding=gzip HTTP/1.1\r\n"));
         assert!(req.contains("Sec-WebSocket-Version: 13\r\n"));
         assert!(req.ends_with("\r\n\r\n"));
+        assert!(
+            req.contains("Host: 127.0.0.1:8080\r\n"),
+            "client 0: the first relay"
+        );
+        let second = ClientPlan { id: 1, ..plan };
+        let req = upgrade_request(&target, &second, "k");
+        assert!(
+            req.contains("Host: 127.0.0.1:8081\r\n"),
+            "client 1: the next relay"
+        );
     }
 }

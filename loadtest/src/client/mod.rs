@@ -112,10 +112,23 @@ pub struct ClientPlan {
 #[derive(Clone, Debug)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// Further relays (edges of one deployment): client `i` connects to
+    /// `[addr, more..][i % (1 + more.len())]`.
+    pub more: Vec<SocketAddr>,
     /// Symbols in the run, for naming them (`SYM000`.. or wider).
     pub symbol_count: u32,
     /// How long TCP connect + upgrade may take.
     pub handshake_timeout: Duration,
+}
+
+impl Target {
+    /// The relay client `id` connects to (round-robin over `addr` and `more`).
+    pub fn addr_of(&self, id: usize) -> SocketAddr {
+        match id % (1 + self.more.len()) {
+            0 => self.addr,
+            n => self.more[n - 1],
+        }
+    }
 }
 
 /// Where a client is in its life.

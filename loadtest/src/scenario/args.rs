@@ -18,6 +18,11 @@ pub struct RunArgs {
     /// Relay WebSocket/HTTP address (ignored with --spawn).
     #[arg(long, default_value_t = DEFAULT_RELAY)]
     pub relay: SocketAddr,
+    /// More relays to spread the clients over, round-robin with --relay (repeat the flag):
+    /// the edges of a scaled-out deployment (docs/SCALING.md), publishing into the
+    /// sequencer at --ingest. Not with --spawn.
+    #[arg(long, value_name = "ADDR")]
+    pub also_relay: Vec<SocketAddr>,
     /// Relay JSON-lines ingest address (ignored with --spawn). Default 127.0.0.1:7001, and
     /// required when --relay is not the default: ticks must reach the relay under test.
     #[arg(long)]
@@ -284,6 +289,10 @@ impl RunArgs {
 
 fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
     ensure!(args.clients > 0, "--clients must be at least 1");
+    ensure!(
+        args.also_relay.is_empty() || args.spawn.is_none(),
+        "--also-relay names running relays: not with --spawn"
+    );
     ensure!(args.workers > 0, "--workers must be at least 1");
     ensure!(args.symbols > 0, "--symbols must be at least 1");
     ensure!(

@@ -138,6 +138,7 @@ pub(super) fn start_workers(
 ) -> Result<(Vec<WorkerHandle>, Instant)> {
     let target = Target {
         addr: ws_addr,
+        more: args.also_relay.clone(),
         symbol_count: args.symbols,
         handshake_timeout: args.handshake_timeout,
     };

@@ -1,0 +1,402 @@
+//! The edge side: the subjects local clients want, read from the stream into the edge's
+//! sequencer (in follow mode), which feeds the shards as on one box.
+//!
+//! A key is followed from its first want to [`--nats-linger`](crate::config::scale::Scale)
+//! after its last local subscriber left. A want arrives two ways: a session asks before it
+//! subscribes or resumes ([`Follow::warm`], answered once the key's retained history (the
+//! newest `--replay-depth` items) has been read, so the session can wait for its shard to
+//! hold it and serve the snapshot or the replay from its own ring), or the interest counts
+//! show a subscriber nobody warmed for. A key is read by an ordered consumer from the start of
+//! what the stream holds for it; `*` by one consumer of every tick subject from each one's
+//! last value. Ordered consumers re-create themselves after a lost message or connection,
+//! from the next stream sequence, so a reconnect is back-filled from the stream; the
+//! follow-mode sequencer drops the seqs it already has (two consumers overlap) and counts the
+//! seqs the stream no longer holds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::History;
+use super::wire;
+use crate::encode::Encoding;
+use crate::error::ErrorCode;
+use crate::event::{Item, Key};
+use crate::ingest::Inbox;
+use crate::metrics::{self, Metrics};
+use crate::sequencer::Interest;
+use crate::shutdown::Shutdown;
+use crate::tick::Seq;
+
+/// How sessions ask the edge to follow keys (cloned into every shard's [`Shared`]).
+///
+/// [`Shared`]: crate::shared::Shared
+#[derive(Clone, Debug)]
+pub struct Follow {
+    wants: mpsc::UnboundedSender<Want>,
+}
+
+/// The follower's end of [`Follow`].
+#[derive(Debug)]
+pub struct Wants(mpsc::UnboundedReceiver<Want>);
+
+#[derive(Debug)]
+struct Want {
+    all: bool,
+    keys: Vec<Key>,
+    reply: oneshot::Sender<Vec<(Key, Seq)>>,
+}
+
+/// What the follower needs besides the stream.
+#[derive(Debug)]
+pub struct Wiring {
+    /// The edge sequencer's inbox (follow mode).
+    pub inbox: Inbox,
+    /// The local subscriber counts.
+    pub interest: Arc<Interest>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// `--nats-linger`.
+    pub linger: Duration,
+    /// The stop signal.
+    pub shutdown: Shutdown,
+}
+
+/// A [`Follow`] handle and the receiving end for [`run`].
+pub fn channel() -> (Follow, Wants) {
+    let (wants, rx) = mpsc::unbounded_channel();
+    (Follow { wants }, Wants(rx))
+}
+
+impl Follow {
+    /// Follows `keys` (and every symbol, with `all`) and answers, once their retained
+    /// history has been read, the newest seq of each that the stream holds: the session
+    /// then waits for its shard to have it. Bounded by [`WARM_TIMEOUT`]: a slow or absent
+    /// NATS delays a subscribe, it never holds it.
+    pub async fn warm(&self, all: bool, keys: Vec<Key>) -> Vec<(Key, Seq)> {
+        let (reply, answer) = oneshot::channel();
+        if self.wants.send(Want { all, keys, reply }).is_err() {
+            return Vec::new();
+        }
+        tokio::time::timeout(WARM_TIMEOUT, answer)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
+}
+
+/// One followed key (or `*`): its consumer's task and since when nobody wants it.
+#[derive(Debug)]
+struct Followed {
+    task: tokio::task::JoinHandle<()>,
+    idle_since: Option<Instant>,
+}
+
+/// Serves wants and follows interest until shutdown; then stops every consumer.
+pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
+    let mut keys: HashMap<Key, Followed> = HashMap::new();
+    let mut wildcard: Option<Followed> = None;
+    let epoch_watch = tokio::spawn(watch_epoch(history.clone(), wiring.shutdown.clone()));
+    let mut scan = tokio::time::interval(SCAN_EVERY);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // Shutdown first: the shards are draining, nothing read now would be delivered.
+            biased;
+            () = wiring.shutdown.wait() => break,
+            want = wants.0.recv() => {
+                let Some(want) = want else { break };
+                let mut waiting = Vec::new();
+                if want.all && wildcard.is_none() {
+                    let (tx, rx) = oneshot::channel();
+                    wildcard = Some(start(&history, &wiring, None, Some(tx)));
+                    waiting.push(rx);
+                }
+                for key in want.keys {
+                    let covered = key.in_wildcard() && wildcard.is_some();
+                    if covered || keys.contains_key(&key) {
+                        continue;
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    let followed = start(&history, &wiring, Some(key.clone()), Some(tx));
+                    keys.insert(key, followed);
+                    waiting.push(rx);
+                }
+                tokio::spawn(async move {
+                    let mut newest = Vec::new();
+                    for rx in waiting {
+                        newest.extend(rx.await.unwrap_or_default());
+                    }
+                    // Err: the session gave up waiting; nothing to answer.
+                    let _ = want.reply.send(newest);
+                });
+            }
+            _ = scan.tick() => {
+                let now = Instant::now();
+                let (wanted, all) = wiring.interest.totals();
+                for (key, _) in &wanted {
+                    let covered = key.in_wildcard() && wildcard.is_some();
+                    if !covered && !keys.contains_key(key) {
+                        keys.insert(key.clone(), start(&history, &wiring, Some(key.clone()), None));
+                    }
+                }
+                let linger = wiring.linger;
+                keys.retain(|key, followed| {
+                    let wanted = count(&wiring.interest, key) > 0;
+                    keep(followed, wanted, now, linger)
+                });
+                if let Some(followed) = &mut wildcard
+                    && !keep(followed, all > 0, now, linger)
+                {
+                    wildcard = None;
+                }
+                let following = keys.len() + usize::from(wildcard.is_some());
+                wiring.metrics.nats.following.store(following as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    epoch_watch.abort();
+    for (_, followed) in keys.drain() {
+        followed.task.abort();
+    }
+    if let Some(followed) = wildcard {
+        followed.task.abort();
+    }
+}
+
+/// Whether a followed key stays: wanted, or not wanted for less than `linger`. A key let
+/// go has its consumer stopped.
+fn keep(followed: &mut Followed, wanted: bool, now: Instant, linger: Duration) -> bool {
+    if wanted {
+        followed.idle_since = None;
+        return true;
+    }
+    let since = *followed.idle_since.get_or_insert(now);
+    if now.duration_since(since) < linger {
+        return true;
+    }
+    followed.task.abort();
+    false
+}
+
+fn count(interest: &Interest, key: &Key) -> u32 {
+    let counts = interest.entry(key);
+    Encoding::ALL.iter().map(|e| counts.count(*e)).sum()
+}
+
+fn start(
+    history: &History,
+    wiring: &Wiring,
+    key: Option<Key>,
+    caught_up: Option<oneshot::Sender<Vec<(Key, Seq)>>>,
+) -> Followed {
+    let (filter, policy) = match &key {
+        Some(key) => (history.subjects.of(key), DeliverPolicy::All),
+        None => (history.subjects.all_ticks(), DeliverPolicy::LastPerSubject),
+    };
+    debug!(filter, "following");
+    let task = tokio::spawn(consume(
+        history.clone(),
+        filter,
+        policy,
+        wiring.inbox.clone(),
+        wiring.metrics.clone(),
+        caught_up,
+        wiring.shutdown.clone(),
+    ));
+    Followed {
+        task,
+        idle_since: None,
+    }
+}
+
+/// Reads `filter` from `policy` on, forever: an ordered consumer, re-created from the next
+/// stream sequence whenever it ends (NATS restarted, the consumer was lost). Answers
+/// `caught_up` with the newest seq per key once the messages pending at its creation are read.
+async fn consume(
+    history: History,
+    filter: String,
+    mut policy: DeliverPolicy,
+    inbox: Inbox,
+    metrics: Arc<Metrics>,
+    mut caught_up: Option<oneshot::Sender<Vec<(Key, Seq)>>>,
+    shutdown: Shutdown,
+) {
+    let mut newest: HashMap<Key, Seq> = HashMap::new();
+    let mut backoff = BACKOFF_MIN;
+    let mut reconnected = history.reconnected.clone();
+    // Re-created after a loss: what it reads until caught up is back-fill.
+    let mut refilling = false;
+    loop {
+        let created = history
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: filter.clone(),
+                deliver_policy: policy,
+                ..Default::default()
+            })
+            .await;
+        let consumer = match created {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                metrics.count_error(ErrorCode::NatsUnavailable);
+                debug!(filter, error = %e, "cannot create the consumer; retrying");
+                if history_changed(&history, &shutdown).await {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        if consumer.cached_info().num_pending == 0
+            && let Some(reply) = caught_up.take()
+        {
+            let _ = reply.send(Vec::new());
+        }
+        let mut messages = match consumer.messages().await {
+            Ok(messages) => messages,
+            Err(e) => {
+                metrics.count_error(ErrorCode::NatsUnavailable);
+                debug!(filter, error = %e, "cannot read the consumer; retrying");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        backoff = BACKOFF_MIN;
+        let mut batch: Vec<Item> = Vec::new();
+        reconnected.borrow_and_update();
+        loop {
+            // Take what is ready without waiting, then hand it on as one batch.
+            let next = match messages.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    if !batch.is_empty()
+                        && inbox
+                            .publish_items(std::mem::take(&mut batch))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                    tokio::select! {
+                        next = messages.next() => next,
+                        // A restarted server has lost the consumer: re-create it now from
+                        // the next stream sequence rather than after missed heartbeats.
+                        _ = reconnected.changed() => None,
+                    }
+                }
+            };
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(e)) => {
+                    metrics.count_error(ErrorCode::NatsUnavailable);
+                    debug!(filter, error = %e, "consumer error");
+                    continue;
+                }
+                None => break,
+            };
+            metrics::add(&metrics.nats.received, 1);
+            if refilling {
+                metrics::add(&metrics.nats.backfilled, 1);
+            }
+            let (stream_seq, pending) = match message.info() {
+                Ok(info) => (info.stream_sequence, info.pending),
+                Err(_) => (0, 1),
+            };
+            match wire::decode(
+                &history.subjects,
+                &message.subject,
+                message.headers.as_ref(),
+                &message.payload,
+            ) {
+                Ok(incoming) if incoming.epoch == history.epoch => {
+                    if caught_up.is_some() {
+                        newest.insert(incoming.item.key(), incoming.item.seq());
+                    }
+                    batch.push(incoming.item);
+                }
+                Ok(incoming) => {
+                    // Another history, or a bad header: the stream's epoch subject decides.
+                    if history_changed(&history, &shutdown).await {
+                        return;
+                    }
+                    metrics.count_error(ErrorCode::BadNatsMessage);
+                    warn!(subject = %message.subject, epoch = incoming.epoch, ours = history.epoch,
+                        "a message of another epoch on the stream; skipped");
+                }
+                Err(e) => {
+                    metrics.count_error(ErrorCode::BadNatsMessage);
+                    debug!(subject = %message.subject, error = %e, "malformed message skipped");
+                }
+            }
+            if stream_seq > 0 {
+                policy = DeliverPolicy::ByStartSequence {
+                    start_sequence: stream_seq + 1,
+                };
+            }
+            if pending == 0 {
+                refilling = false;
+                if let Some(reply) = caught_up.take() {
+                    let _ = reply.send(newest.drain().collect());
+                }
+            }
+        }
+        if !batch.is_empty() && inbox.publish_items(batch).await.is_err() {
+            return;
+        }
+        refilling = true;
+        info!(
+            filter,
+            "consumer ended; re-creating it from the next message"
+        );
+    }
+}
+
+/// Whether the stream now holds another history than the one this edge serves (it was
+/// deleted and a sequencer started a new one): then the edge stops, so that its clients
+/// reconnect to a relay serving the new history and are told (`reset`) when they resume.
+/// An edge cannot switch histories under its clients: their seqs would silently change
+/// meaning.
+async fn history_changed(history: &History, shutdown: &Shutdown) -> bool {
+    match super::read_epoch(&history.stream, &history.subjects).await {
+        Ok(Some(epoch)) if epoch != history.epoch => {
+            warn!(
+                epoch,
+                ours = history.epoch,
+                "the stream holds a new history: stopping, so clients reconnect to it"
+            );
+            shutdown.trigger();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Checks the stream's epoch every [`EPOCH_CHECK`]: a deleted stream may show no message of
+/// the new history to a consumer that follows from the old one's sequence numbers.
+async fn watch_epoch(history: History, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(EPOCH_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if history_changed(&history, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// How often an edge checks that the stream still holds its history.
+const EPOCH_CHECK: Duration = Duration::from_secs(1);
+/// Longest a session waits for a key's history before it is served what the shard has.
+pub const WARM_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often interest is checked for keys to follow or let go.
+const SCAN_EVERY: Duration = Duration::from_millis(200);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);

@@ -1,0 +1,296 @@
+//! The NATS hop between the sequencer and the shards, for `--role sequencer` and
+//! `--role edge` (docs/SCALING.md).
+//!
+//! One JetStream stream (`--nats-stream`) holds one history: every sequenced tick and event
+//! once, on its key's subject ([`subject`]), `max_msgs_per_subject` = `--replay-depth`, and
+//! the history's epoch on a one-message subject. The sequencer side ([`publish`]) consumes
+//! the sequencer's batches like a shard does and publishes each item with an ack, retrying
+//! (a message id makes a retry a duplicate the stream drops) and never skipping one; while
+//! it waits, its queue fills and the sequencer, the inbox and ingest wait with it. The edge
+//! side ([`follow`]) reads the subjects its clients want through ordered consumers (which
+//! re-create themselves past a lost message or connection) and hands the items, seqs as
+//! published, to the edge's sequencer in follow mode, which feeds the shards exactly as it
+//! does on one box.
+//!
+//! What stays true: a restarted sequencer continues every key's seq from the stream under
+//! the same epoch; a message that is not exactly a tick or event of this stream is counted
+//! (`bad_nats_message`) and skipped.
+
+pub mod follow;
+pub mod publish;
+pub mod subject;
+pub mod wire;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use futures_util::TryStreamExt;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::error::ErrorCode;
+use crate::event::Key;
+use crate::metrics::{self, Metrics};
+use crate::tick::Seq;
+pub use follow::Follow;
+use subject::Subjects;
+
+/// A connection to the stream of this deployment's history.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// JetStream requests.
+    pub js: jetstream::Context,
+    /// The stream.
+    pub stream: stream::Stream,
+    /// Its subject names.
+    pub subjects: Subjects,
+    /// The history's identity (every seq in the stream belongs to it).
+    pub epoch: u64,
+    /// Counts the connection's returns after a loss: consumers re-create themselves on
+    /// each (a server restart loses them).
+    pub reconnected: watch::Receiver<u64>,
+}
+
+/// A connection, and its count of returns after a loss.
+#[derive(Debug)]
+pub struct Connection {
+    /// The client.
+    pub client: async_nats::Client,
+    /// See [`History::reconnected`].
+    pub reconnected: watch::Receiver<u64>,
+}
+
+/// Why the NATS side could not start or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The server could not be reached.
+    #[error("--nats {url}: {reason}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A JetStream request failed (no JetStream, a refused stream config, a timeout).
+    #[error("JetStream {what}: {reason}")]
+    JetStream {
+        /// Which request.
+        what: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An edge found no history: no sequencer has created the stream and its epoch yet.
+    #[error("stream `{0}` has no epoch yet: start the sequencer first")]
+    NoHistory(String),
+}
+
+impl NatsError {
+    /// The stable code it is counted under.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Connect { .. } | Self::JetStream { .. } | Self::NoHistory(_) => {
+                ErrorCode::NatsUnavailable
+            }
+        }
+    }
+}
+
+/// Connects to `--nats`, counting connection losses and returns in `metrics`.
+pub async fn connect(url: &str, metrics: Arc<Metrics>) -> Result<Connection, NatsError> {
+    let events = metrics.clone();
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (returns, reconnected) = watch::channel(0u64);
+    let returns = Arc::new(returns);
+    let client = async_nats::ConnectOptions::new()
+        .name("tickrelay")
+        .connection_timeout(CONNECT_TIMEOUT)
+        // Retries forever with backoff (the client's default); an edge keeps its clients.
+        .event_callback(move |event| {
+            let (metrics, lost, returns) = (events.clone(), lost.clone(), returns.clone());
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        if lost.swap(false, Relaxed) {
+                            metrics::add(&metrics.nats.reconnects, 1);
+                            returns.send_modify(|n| *n += 1);
+                        }
+                        metrics.nats.connected.store(1, Relaxed);
+                        info!("NATS connection re-established");
+                    }
+                    async_nats::Event::Disconnected => {
+                        lost.store(true, Relaxed);
+                        metrics.nats.connected.store(0, Relaxed);
+                        metrics.count_error(ErrorCode::NatsUnavailable);
+                        warn!("NATS connection lost; reconnecting");
+                    }
+                    other => info!(event = %other, "NATS"),
+                }
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|e| NatsError::Connect {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    metrics.nats.connected.store(1, Relaxed);
+    Ok(Connection {
+        client,
+        reconnected,
+    })
+}
+
+impl History {
+    /// The sequencer's view: creates the stream if it is missing and reads its epoch, or
+    /// starts a new history (a new random `fresh_epoch`) in an empty stream.
+    pub async fn open_or_create(
+        connection: Connection,
+        config: &Config,
+        fresh_epoch: u64,
+    ) -> Result<Self, NatsError> {
+        let js = jetstream::new(connection.client);
+        let subjects = Subjects::new(&config.scale.nats_stream);
+        let depth = i64::try_from(config.replay_depth).unwrap_or(i64::MAX);
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: config.scale.nats_stream.clone(),
+                subjects: vec![subjects.all()],
+                max_messages_per_subject: depth,
+                storage: stream::StorageType::File,
+                discard: stream::DiscardPolicy::Old,
+                allow_direct: true,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .map_err(jetstream_error("create stream"))?;
+        let epoch = match read_epoch(&stream, &subjects).await? {
+            Some(epoch) => epoch,
+            None => {
+                let mut headers = async_nats::HeaderMap::new();
+                // Only the first sequencer of a history writes its epoch.
+                headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+                let written = js
+                    .publish_with_headers(subjects.epoch(), headers, fresh_epoch.to_string().into())
+                    .await
+                    .map_err(jetstream_error("publish epoch"))?
+                    .await;
+                match written {
+                    Ok(_) => fresh_epoch,
+                    Err(_) => read_epoch(&stream, &subjects)
+                        .await?
+                        .ok_or_else(|| NatsError::NoHistory(config.scale.nats_stream.clone()))?,
+                }
+            }
+        };
+        Ok(Self {
+            js,
+            stream,
+            subjects,
+            epoch,
+            reconnected: connection.reconnected,
+        })
+    }
+
+    /// An edge's view: the stream and epoch a sequencer made.
+    pub async fn open(connection: Connection, config: &Config) -> Result<Self, NatsError> {
+        let js = jetstream::new(connection.client);
+        let name = config.scale.nats_stream.clone();
+        let subjects = Subjects::new(&name);
+        let stream = js
+            .get_stream(&name)
+            .await
+            .map_err(|_| NatsError::NoHistory(name.clone()))?;
+        let epoch = read_epoch(&stream, &subjects)
+            .await?
+            .ok_or(NatsError::NoHistory(name))?;
+        Ok(Self {
+            js,
+            stream,
+            subjects,
+            epoch,
+            reconnected: connection.reconnected,
+        })
+    }
+
+    /// The newest seq of every key in the stream (of this epoch): where a restarted
+    /// sequencer continues. One request per subject, at start only.
+    pub async fn last_seqs(&self, metrics: &Metrics) -> Result<Vec<(Key, Seq)>, NatsError> {
+        let mut listing = self
+            .stream
+            .info_with_subjects(self.subjects.all())
+            .await
+            .map_err(jetstream_error("stream info"))?;
+        let mut names = Vec::new();
+        while let Some((subject, _count)) = listing
+            .try_next()
+            .await
+            .map_err(jetstream_error("stream subjects"))?
+        {
+            if subject != self.subjects.epoch() {
+                names.push(subject);
+            }
+        }
+        let mut last = Vec::with_capacity(names.len());
+        for subject in names {
+            let message = self
+                .stream
+                .get_last_raw_message_by_subject(&subject)
+                .await
+                .map_err(jetstream_error("last message"))?;
+            match wire::decode(
+                &self.subjects,
+                &subject,
+                Some(&message.headers),
+                &message.payload,
+            ) {
+                Ok(incoming) if incoming.epoch == self.epoch => {
+                    last.push((incoming.item.key(), incoming.item.seq()));
+                }
+                Ok(_) => warn!(subject, "a message of another epoch in the stream; ignored"),
+                Err(e) => {
+                    metrics.count_error(ErrorCode::BadNatsMessage);
+                    warn!(subject, error = %e, "malformed last message; seq not continued");
+                }
+            }
+        }
+        Ok(last)
+    }
+}
+
+async fn read_epoch(
+    stream: &stream::Stream,
+    subjects: &Subjects,
+) -> Result<Option<u64>, NatsError> {
+    match stream
+        .get_last_raw_message_by_subject(&subjects.epoch())
+        .await
+    {
+        Ok(message) => std::str::from_utf8(&message.payload)
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .filter(|epoch| *epoch > 0)
+            .map(Some)
+            .ok_or_else(|| NatsError::JetStream {
+                what: "read epoch",
+                reason: format!("`{}` does not hold an epoch", subjects.epoch()),
+            }),
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(jetstream_error("read epoch")(e)),
+    }
+}
+
+fn jetstream_error<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> NatsError {
+    move |e| NatsError::JetStream {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// How long a connect at start-up may take before the relay gives up, naming `--nats`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the stream remembers message ids: a publish retried within it is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);

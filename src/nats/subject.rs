@@ -1,0 +1,194 @@
+//! [`Subjects`]: where each key lives in the stream, and back.
+//!
+//! `<stream>.tick.<symbol>` for a symbol's ticks, `<stream>.event.<channel>` for a channel's
+//! events, `<stream>.epoch` for the history's identity. A key becomes one subject token
+//! reversibly: bytes outside `[A-Za-z0-9_:/-]` (the `.` of `BRK.B`, the only one the key
+//! alphabet allows) are written `%XX`, so no key can add a token or a wildcard.
+
+use crate::event::{Channel, Key};
+use crate::tick::Symbol;
+
+/// The subject names of one stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+/// Why a subject is not one of a key of this stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    /// Not `<stream>.tick.<token>` or `<stream>.event.<token>`.
+    #[error("subject `{0}` is not a tick or event subject of this stream")]
+    Foreign(String),
+    /// The token has a bad `%` escape, or names no valid symbol or channel.
+    #[error("subject token `{0}` is not an escaped symbol or channel")]
+    BadToken(String),
+}
+
+impl Subjects {
+    /// The subjects of the stream named `stream` (a validated `--nats-stream`).
+    pub fn new(stream: &str) -> Self {
+        Self {
+            prefix: stream.to_owned(),
+        }
+    }
+
+    /// The subjects the stream stores: everything under the prefix.
+    pub fn all(&self) -> String {
+        format!("{}.>", self.prefix)
+    }
+
+    /// The wildcard of every symbol's ticks (what `*` clients follow).
+    pub fn all_ticks(&self) -> String {
+        format!("{}.{TICK}.*", self.prefix)
+    }
+
+    /// The one-message subject holding the history's epoch.
+    pub fn epoch(&self) -> String {
+        format!("{}.epoch", self.prefix)
+    }
+
+    /// The subject of `key`.
+    pub fn of(&self, key: &Key) -> String {
+        let (kind, name) = match key {
+            Key::Symbol(s) => (TICK, s.as_str()),
+            Key::Channel(c) => (EVENT, c.as_str()),
+        };
+        let mut subject = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 2);
+        subject.push_str(&self.prefix);
+        subject.push('.');
+        subject.push_str(kind);
+        subject.push('.');
+        escape(name, &mut subject);
+        subject
+    }
+
+    /// The key whose subject is `subject`.
+    pub fn key(&self, subject: &str) -> Result<Key, SubjectError> {
+        let foreign = || SubjectError::Foreign(subject.to_owned());
+        let rest = subject
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+            .ok_or_else(foreign)?;
+        let (kind, token) = rest.split_once('.').ok_or_else(foreign)?;
+        let bad = || SubjectError::BadToken(token.to_owned());
+        let name = unescape(token).ok_or_else(bad)?;
+        match kind {
+            TICK => Symbol::parse(&name).map(Key::Symbol).map_err(|_| bad()),
+            EVENT => Channel::parse(&name).map(Key::Channel).map_err(|_| bad()),
+            _ => Err(foreign()),
+        }
+    }
+}
+
+fn escape(name: &str, out: &mut String) {
+    for byte in name.bytes() {
+        if plain(byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+}
+
+fn unescape(token: &str) -> Option<String> {
+    let mut bytes = token.bytes();
+    let mut out = Vec::with_capacity(token.len());
+    while let Some(byte) = bytes.next() {
+        if byte == b'%' {
+            let hi = hex(bytes.next()?)?;
+            let lo = hex(bytes.next()?)?;
+            let decoded = hi << 4 | lo;
+            // One spelling per key: an escape of a plain byte is not ours.
+            if plain(decoded) {
+                return None;
+            }
+            out.push(decoded);
+        } else if plain(byte) {
+            out.push(byte);
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b':' | b'/' | b'-')
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+const TICK: &str = "tick";
+const EVENT: &str = "event";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn symbol(name: &str) -> Key {
+        Key::Symbol(Symbol::parse(name).unwrap())
+    }
+
+    #[test]
+    fn a_dot_in_a_symbol_is_escaped_so_it_stays_one_token() {
+        let subjects = Subjects::new("tickrelay");
+        let key = symbol("BRK.B");
+        assert_eq!(subjects.of(&key), "tickrelay.tick.BRK%2EB");
+        assert_eq!(subjects.key("tickrelay.tick.BRK%2EB"), Ok(key));
+        let news = Key::Channel(Channel::parse("status.model").unwrap());
+        assert_eq!(subjects.of(&news), "tickrelay.event.status%2Emodel");
+        assert_eq!(subjects.key(&subjects.of(&news)), Ok(news));
+    }
+
+    #[test]
+    fn subjects_that_are_not_ours_are_refused_by_name() {
+        let subjects = Subjects::new("tickrelay");
+        for foreign in [
+            "other.tick.A",
+            "tickrelay.tock.A",
+            "tickrelay.tick",
+            "tickrelay",
+        ] {
+            assert!(
+                matches!(subjects.key(foreign), Err(SubjectError::Foreign(_))),
+                "{foreign}"
+            );
+        }
+        for bad in [
+            "tickrelay.tick.A%2",
+            "tickrelay.tick.A%41",
+            "tickrelay.tick.A%zz",
+            "tickrelay.tick.A.B",
+            "tickrelay.tick.",
+            "tickrelay.tick.%20",
+        ] {
+            assert!(
+                matches!(subjects.key(bad), Err(SubjectError::BadToken(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_symbol_maps_to_one_token_and_back(name in "[A-Za-z0-9._:/-]{1,64}") {
+            let subjects = Subjects::new("s");
+            let key = symbol(&name);
+            let subject = subjects.of(&key);
+            prop_assert_eq!(subject.matches('.').count(), 2);
+            prop_assert!(!subject.contains('*') && !subject.contains('>'));
+            prop_assert_eq!(subjects.key(&subject), Ok(key));
+        }
+    }
+}

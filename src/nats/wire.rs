@@ -1,0 +1,222 @@
+//! One sequenced item as a stream message, and back: the NATS side's wire contract.
+//!
+//! A tick's payload is the protobuf `Tick` (with `seq` and `recv_ns`), an event's the
+//! protobuf `Event`; the subject names the key ([`Subjects`]). Headers: `Tickrelay-Epoch`
+//! (the history the seq belongs to), `Tickrelay-Recv-Ns` (events: the proto has no field
+//! for it), and `Nats-Msg-Id` (`<epoch>:<subject>:<seq>`), which makes a retried publish
+//! a duplicate the stream stores once.
+//!
+//! [`decode`] is the only validation point for what an edge reads from NATS: a message that
+//! is not exactly such an item is a [`WireError`], counted as `bad_nats_message` and
+//! skipped; it never reaches a shard.
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use prost::Message as _;
+
+use super::subject::{SubjectError, Subjects};
+use crate::encode::protobuf::{event_message, tick_message};
+use crate::event::{Event, Item, Key};
+use crate::ingest::DecodeError;
+use crate::ingest::protobuf::validate;
+use crate::proto;
+use crate::tick::Seq;
+
+/// The header naming the history (epoch) of a message's seq.
+pub const EPOCH: &str = "Tickrelay-Epoch";
+/// The header holding an event's relay receive time, ns since the Unix epoch.
+pub const RECV_NS: &str = "Tickrelay-Recv-Ns";
+
+/// One item ready to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Its key's subject.
+    pub subject: String,
+    /// Epoch, message id and (events) receive time.
+    pub headers: HeaderMap,
+    /// The protobuf body.
+    pub payload: Bytes,
+}
+
+/// A stream message decoded into an item of history `epoch`.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The item, its seq as the sequencer assigned it.
+    pub item: Item,
+    /// The history it belongs to.
+    pub epoch: u64,
+}
+
+/// Why a stream message is not an item of this relay.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WireError {
+    /// The subject names no key of this stream.
+    #[error(transparent)]
+    Subject(#[from] SubjectError),
+    /// No `Tickrelay-Epoch` header, or not a number.
+    #[error("no valid {EPOCH} header")]
+    Epoch,
+    /// An event without a valid `Tickrelay-Recv-Ns` header.
+    #[error("no valid {RECV_NS} header")]
+    RecvNs,
+    /// The payload is not a valid protobuf tick or event.
+    #[error("payload: {0}")]
+    Payload(String),
+    /// The payload's symbol or channel is not the subject's.
+    #[error("payload key `{payload}` on the subject of `{subject}`")]
+    KeyMismatch {
+        /// The key the payload names.
+        payload: String,
+        /// The key the subject names.
+        subject: String,
+    },
+    /// Seq 0: the sequencer never publishes an unsequenced item.
+    #[error("seq 0 (unsequenced)")]
+    Unsequenced,
+}
+
+/// `item` (sequenced, of history `epoch`) as a message for the stream.
+pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
+    let key = item.key();
+    let subject = subjects.of(&key);
+    let mut headers = HeaderMap::new();
+    headers.insert(EPOCH, epoch.to_string().as_str());
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{epoch}:{subject}:{}", item.seq().0).as_str(),
+    );
+    let payload = match item {
+        Item::Tick(tick) => tick_message(tick).encode_to_vec(),
+        Item::Event(event) => {
+            headers.insert(RECV_NS, event.recv_ns.to_string().as_str());
+            event_message(event).encode_to_vec()
+        }
+    };
+    Outgoing {
+        subject,
+        headers,
+        payload: Bytes::from(payload),
+    }
+}
+
+/// The item a stream message carries, validated like any other source.
+pub fn decode(
+    subjects: &Subjects,
+    subject: &str,
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+) -> Result<Incoming, WireError> {
+    let key = subjects.key(subject)?;
+    let number = |name: &str| {
+        headers
+            .and_then(|h| h.get(name))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+    };
+    let epoch = number(EPOCH).ok_or(WireError::Epoch)?;
+    let bad = |e: prost::DecodeError| WireError::Payload(e.to_string());
+    let item = match &key {
+        Key::Symbol(symbol) => {
+            let message = proto::Tick::decode(payload).map_err(bad)?;
+            let (seq, recv_ns) = (message.seq, message.recv_ns);
+            let mut tick =
+                validate(message).map_err(|e: DecodeError| WireError::Payload(e.to_string()))?;
+            if tick.symbol != *symbol {
+                return Err(mismatch(tick.symbol.as_str(), &key));
+            }
+            tick.seq = Seq(seq);
+            tick.recv_ns = recv_ns;
+            Item::Tick(tick)
+        }
+        Key::Channel(channel) => {
+            let message = proto::Event::decode(payload).map_err(bad)?;
+            if message.channel != channel.as_str() {
+                return Err(mismatch(&message.channel, &key));
+            }
+            serde_json::from_slice::<&serde_json::value::RawValue>(&message.data)
+                .map_err(|e| WireError::Payload(format!("event data: {e}")))?;
+            Item::Event(Event {
+                channel: channel.clone(),
+                data: message.data,
+                ts_ns: message.ts_ns,
+                seq: Seq(message.seq),
+                recv_ns: number(RECV_NS).ok_or(WireError::RecvNs)?,
+            })
+        }
+    };
+    if item.seq().0 == 0 {
+        return Err(WireError::Unsequenced);
+    }
+    Ok(Incoming { item, epoch })
+}
+
+fn mismatch(payload: &str, subject: &Key) -> WireError {
+    WireError::KeyMismatch {
+        payload: payload.to_owned(),
+        subject: subject.as_str().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Channel;
+    use crate::tick::{RawTick, Tick};
+
+    fn tick(symbol: &str, seq: u64) -> Item {
+        let mut tick = Tick::try_from(RawTick {
+            symbol: symbol.into(),
+            price: Some(43_250.5),
+            ts_ns: 1_764_000_000_000_000_001,
+            ..RawTick::default()
+        })
+        .unwrap();
+        tick.seq = Seq(seq);
+        tick.recv_ns = 17;
+        Item::Tick(tick)
+    }
+
+    #[test]
+    fn a_tick_and_an_event_come_back_as_they_went() {
+        let subjects = Subjects::new("tickrelay");
+        let event = Item::Event(Event {
+            channel: Channel::parse("news").unwrap(),
+            data: Bytes::from_static(br#"{"headline":"x"}"#),
+            ts_ns: 5,
+            seq: Seq(3),
+            recv_ns: 9,
+        });
+        for item in [tick("BRK.B", 7), event] {
+            let out = encode(&subjects, &item, 42);
+            let back = decode(&subjects, &out.subject, Some(&out.headers), &out.payload).unwrap();
+            assert_eq!((back.item, back.epoch), (item, 42));
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_refused_with_their_reason() {
+        let subjects = Subjects::new("tickrelay");
+        let good = encode(&subjects, &tick("A", 1), 42);
+        let headers = Some(&good.headers);
+        assert!(matches!(
+            decode(&subjects, "tickrelay.tick.A", headers, b"\xff\xff"),
+            Err(WireError::Payload(_))
+        ));
+        assert_eq!(
+            decode(&subjects, "tickrelay.tick.A", None, &good.payload).unwrap_err(),
+            WireError::Epoch
+        );
+        assert!(matches!(
+            decode(&subjects, "tickrelay.tick.B", headers, &good.payload),
+            Err(WireError::KeyMismatch { .. })
+        ));
+        assert!(matches!(
+            decode(&subjects, "tickrelay.nope.A", headers, &good.payload),
+            Err(WireError::Subject(_))
+        ));
+        let unsequenced = encode(&subjects, &tick("A", 0), 42);
+        assert_eq!(
+            decode(&subjects, "tickrelay.tick.A", headers, &unsequenced.payload).unwrap_err(),
+            WireError::Unsequenced
+        );
+    }
+}

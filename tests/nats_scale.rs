@@ -1,0 +1,508 @@
+//! Scale-out through NATS JetStream (docs/SCALING.md), end to end: a real `nats-server -js`
+//! on a free port, real relay processes (`--role sequencer`, `--role edge`) from the built
+//! binary, real WebSocket clients, ticks published over the sequencer's TCP ingest.
+
+mod nats_common;
+mod ops_common;
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use nats_common::NatsServer;
+use ops_common::{Spawned, http_get, spawn};
+use serde_json::Value;
+use support::WsClient;
+
+/// One tick as a client saw it: (symbol, seq, price, ts_ns).
+type Seen = (String, u64, f64, u64);
+
+fn sequencer(nats: &NatsServer) -> Spawned {
+    spawn(&["--role", "sequencer", "--nats", &nats.url()], &[])
+}
+
+fn edge(nats: &NatsServer) -> Spawned {
+    spawn(&["--role", "edge", "--nats", &nats.url()], &[])
+}
+
+/// Sends `ticks` (symbol, price, ts_ns) as NDJSON to the relay's ingest port.
+fn publish(relay: &Spawned, ticks: &[(String, f64, u64)]) {
+    let mut lines = String::new();
+    for (symbol, price, ts_ns) in ticks {
+        lines.push_str(&format!(
+            "{{\"symbol\":\"{symbol}\",\"price\":{price},\"size\":1,\"ts_ns\":{ts_ns}}}\n"
+        ));
+    }
+    let mut ingest = std::net::TcpStream::connect(relay.ingest).expect("connect to ingest");
+    ingest.write_all(lines.as_bytes()).expect("write ticks");
+}
+
+async fn connect(relay: &Spawned, query: &str) -> (WsClient, Value) {
+    let mut client = WsClient::connect(&format!("ws://{}/ws{query}", relay.http)).await;
+    let welcome = client.next_json().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (client, welcome)
+}
+
+/// Reads until `count` ticks arrived; every other message is returned beside them.
+async fn ticks(client: &mut WsClient, count: usize) -> (Vec<Seen>, Vec<Value>) {
+    let mut seen = Vec::new();
+    let mut other = Vec::new();
+    while seen.len() < count {
+        let message = client.next_json().await;
+        if message["type"] == "tick" {
+            seen.push((
+                message["symbol"].as_str().expect("symbol").to_owned(),
+                message["seq"].as_u64().expect("seq"),
+                message["price"].as_f64().expect("price"),
+                message["ts_ns"].as_u64().expect("ts_ns"),
+            ));
+        } else {
+            other.push(message);
+        }
+    }
+    (seen, other)
+}
+
+fn stats(relay: &Spawned) -> Value {
+    let (status, body) = http_get(relay.http, "GET", "/stats");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("stats JSON")
+}
+
+fn per_symbol(seen: &[Seen]) -> BTreeMap<String, Vec<(u64, f64, u64)>> {
+    let mut by: BTreeMap<String, Vec<(u64, f64, u64)>> = BTreeMap::new();
+    for (symbol, seq, price, ts_ns) in seen {
+        by.entry(symbol.clone())
+            .or_default()
+            .push((*seq, *price, *ts_ns));
+    }
+    by
+}
+
+fn series(symbol: &str, from: u64, to: u64) -> Vec<(String, f64, u64)> {
+    (from..=to)
+        .map(|i| {
+            (
+                symbol.to_owned(),
+                100.0 + i as f64 / 4.0,
+                1_764_000_000_000_000_000 + i,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_two_edges_get_identical_gap_free_sequences() {
+    let Some(nats) = NatsServer::start("identical") else {
+        return;
+    };
+    let sequencer = sequencer(&nats);
+    let (a, b) = (edge(&nats), edge(&nats));
+    const SYMBOLS: u64 = 30;
+    const PER_SYMBOL: u64 = 100;
+    let names: Vec<String> = (0..SYMBOLS).map(|i| format!("S{i:02}")).collect();
+    let query = format!("?symbols={}", names.join(","));
+    let (mut on_a, welcome_a) = connect(&a, &query).await;
+    let (mut on_b, welcome_b) = connect(&b, &query).await;
+    let (mut everything, _) = connect(&b, "?symbols=*").await;
+    assert_eq!(
+        welcome_a["epoch"], welcome_b["epoch"],
+        "one history, one epoch"
+    );
+
+    // Interleaved over the symbols, as a market publishes.
+    let mut all = Vec::new();
+    for i in 1..=PER_SYMBOL {
+        for name in &names {
+            all.push((
+                name.clone(),
+                100.0 + i as f64 / 4.0,
+                1_764_000_000_000_000_000 + i,
+            ));
+        }
+    }
+    for chunk in all.chunks(500) {
+        publish(&sequencer, chunk);
+    }
+    let total = (SYMBOLS * PER_SYMBOL) as usize;
+    let (seen_a, _) = ticks(&mut on_a, total).await;
+    let (seen_b, _) = ticks(&mut on_b, total).await;
+    let (seen_all, _) = ticks(&mut everything, total).await;
+    let (by_a, by_b) = (per_symbol(&seen_a), per_symbol(&seen_b));
+    assert_eq!(by_a, by_b, "both edges deliver the same history");
+    assert_eq!(by_a, per_symbol(&seen_all), "a `*` client sees it too");
+    assert_eq!(by_a.len(), SYMBOLS as usize);
+    for (symbol, ticks) in &by_a {
+        let seqs: Vec<u64> = ticks.iter().map(|t| t.0).collect();
+        assert_eq!(
+            seqs,
+            (1..=PER_SYMBOL).collect::<Vec<_>>(),
+            "{symbol}: gap-free from 1"
+        );
+        assert_eq!(
+            ticks[9].1,
+            100.0 + 10.0 / 4.0,
+            "{symbol}: prices pass through"
+        );
+    }
+    let published = stats(&sequencer)["nats"]["acked"].as_u64();
+    assert_eq!(
+        published,
+        Some(SYMBOLS * PER_SYMBOL),
+        "each tick stored once"
+    );
+    assert_eq!(stats(&a)["role"], "edge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_on_a_fresh_edge_exactly_after_what_it_read() {
+    let Some(nats) = NatsServer::start("resume") else {
+        return;
+    };
+    let sequencer = sequencer(&nats);
+    let a = edge(&nats);
+    let (mut reader, welcome) = connect(&a, "?symbols=R1").await;
+    let epoch = welcome["epoch"].as_u64().expect("epoch");
+    publish(&sequencer, &series("R1", 1, 50));
+    publish(&sequencer, &series("R2", 1, 3));
+    let (read, _) = ticks(&mut reader, 20).await;
+    assert_eq!(read.last().map(|t| t.1), Some(20));
+    drop(reader);
+
+    // Edge B starts after every tick was published: it serves them from JetStream.
+    let b = edge(&nats);
+    let query = format!("?resume=R1:20&epoch={epoch}");
+    let (mut resumed, welcome_b) = connect(&b, &query).await;
+    assert_eq!(welcome_b["epoch"], epoch);
+    let (replayed, other) = ticks(&mut resumed, 30).await;
+    let seqs: Vec<u64> = replayed.iter().map(|t| t.1).collect();
+    assert_eq!(seqs, (21..=50).collect::<Vec<_>>(), "exactly k+1.., once");
+    assert!(other.iter().all(|m| m["type"] != "gap"), "{other:?}");
+    publish(&sequencer, &series("R1", 51, 55));
+    let (live, _) = ticks(&mut resumed, 5).await;
+    let seqs: Vec<u64> = live.iter().map(|t| t.1).collect();
+    assert_eq!(
+        seqs,
+        (51..=55).collect::<Vec<_>>(),
+        "the live feed goes on from the replay"
+    );
+
+    let (mut snapshot, _) = connect(&b, "?symbols=R2").await;
+    let first = snapshot.next_json().await;
+    assert_eq!(
+        (first["type"].as_str(), first["seq"].as_u64()),
+        (Some("snapshot"), Some(3)),
+        "{first}"
+    );
+
+    let wrong = format!("?resume=R1:20&epoch={}", epoch + 1);
+    let (mut stranger, _) = connect(&b, &wrong).await;
+    let reset = stranger.next_json().await;
+    assert_eq!(reset["type"], "reset", "{reset}");
+    assert_eq!(reset["epoch"], epoch);
+    let next = stranger.next_json().await;
+    assert_eq!(
+        (next["type"].as_str(), next["seq"].as_u64()),
+        (Some("snapshot"), Some(55)),
+        "{next}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_sequencer_continues_every_seq_under_the_same_epoch() {
+    let Some(nats) = NatsServer::start("restart") else {
+        return;
+    };
+    let first = sequencer(&nats);
+    publish(&first, &series("X", 1, 10));
+    let e = edge(&nats);
+    let (mut client, welcome) = connect(&e, "?symbols=X").await;
+    let snapshot = client.next_json().await;
+    assert_eq!(snapshot["seq"], 10, "{snapshot}");
+    assert_eq!(first.stop(), Some(0));
+
+    let second = sequencer(&nats);
+    publish(&second, &series("X", 11, 15));
+    let (live, _) = ticks(&mut client, 5).await;
+    let seqs: Vec<u64> = live.iter().map(|t| t.1).collect();
+    assert_eq!(
+        seqs,
+        (11..=15).collect::<Vec<_>>(),
+        "continued from the stream, not from 1"
+    );
+    let (_, again) = connect(&second, "?symbols=X").await;
+    assert_eq!(
+        again["epoch"], welcome["epoch"],
+        "the epoch lives with the stream"
+    );
+}
+
+#[test]
+fn a_sequencer_or_edge_without_nats_refuses_to_start_naming_the_flags() {
+    for role in ["sequencer", "edge"] {
+        let (code, _, stderr) = ops_common::run(&["--role", role, "--listen", "127.0.0.1:0"], &[]);
+        assert_ne!(code, Some(0), "{role} started without --nats");
+        assert!(
+            stderr.contains("--role") && stderr.contains("--nats"),
+            "{stderr}"
+        );
+    }
+}
+
+/// Polls `/stats` until `path` (e.g. `["nats", "acked"]`) reaches `at_least`.
+async fn wait_stat(relay: &Spawned, path: &[&str], at_least: u64) {
+    support::wait_for(&format!("{path:?} >= {at_least}"), || async {
+        let mut value = stats(relay);
+        for step in path {
+            value = value[*step].take();
+        }
+        value.as_u64().unwrap_or(0) >= at_least
+    })
+    .await;
+}
+
+/// Every seq from 1 to `last` accounted for exactly once, in order: as a tick, or inside
+/// an explicit `gap` announced before the tick after it.
+fn accounted(messages: &[Value], symbol: &str, last: u64) -> (u64, u64) {
+    let (mut next, mut ticks, mut gapped) = (1, 0, 0);
+    for message in messages {
+        match message["type"].as_str() {
+            Some("tick") => {
+                assert_eq!(
+                    message["seq"].as_u64(),
+                    Some(next),
+                    "silent jump at {message}"
+                );
+                next += 1;
+                ticks += 1;
+            }
+            Some("gap") => {
+                assert_eq!(message["symbol"], symbol, "{message}");
+                assert_eq!(message["from"].as_u64(), Some(next), "{message}");
+                let to = message["to"].as_u64().expect("gap to");
+                gapped += to + 1 - next;
+                next = to + 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(next, last + 1, "up to {last}");
+    (ticks, gapped)
+}
+
+async fn messages_until_seq(client: &mut WsClient, last: u64) -> Vec<Value> {
+    let mut messages = Vec::new();
+    loop {
+        let message = client.next_json().await;
+        let done = message["type"] == "tick" && message["seq"].as_u64() == Some(last);
+        messages.push(message);
+        if done {
+            return messages;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_stream_no_longer_holds_reaches_clients_as_an_explicit_gap() {
+    let Some(nats) = NatsServer::start("gap") else {
+        return;
+    };
+    // The stream keeps 5 ticks per symbol: an edge stalled for longer loses the rest.
+    let sequencer = spawn(
+        &[
+            "--role",
+            "sequencer",
+            "--nats",
+            &nats.url(),
+            "--replay-depth",
+            "5",
+        ],
+        &[],
+    );
+    let e = edge(&nats);
+    let (mut client, _) = connect(&e, "?symbols=G").await;
+    // Fewer than the stream keeps: the edge cannot miss these however slow it is.
+    publish(&sequencer, &series("G", 1, 4));
+    let (first, _) = ticks(&mut client, 4).await;
+    assert_eq!(first.last().map(|t| t.1), Some(4));
+
+    e.signal("STOP");
+    publish(&sequencer, &series("G", 5, 3000));
+    wait_stat(&sequencer, &["nats", "acked"], 3000).await;
+    e.signal("CONT");
+    let messages = messages_until_seq(&mut client, 3000).await;
+    let everything: Vec<Value> = first
+        .iter()
+        .map(|t| serde_json::json!({"type": "tick", "seq": t.1}))
+        .chain(messages)
+        .collect();
+    let (ticks, gapped) = accounted(&everything, "G", 3000);
+    assert!(gapped > 0, "the stalled edge lost ticks, and said so");
+    assert_eq!(ticks + gapped, 3000);
+    wait_stat(&e, &["nats", "gaps"], gapped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_killed_and_restarted_mid_stream_loses_nothing_and_edges_recover() {
+    let Some(mut nats) = NatsServer::start("outage") else {
+        return;
+    };
+    let sequencer = sequencer(&nats);
+    let e = edge(&nats);
+    let (mut client, _) = connect(&e, "?symbols=N").await;
+    publish(&sequencer, &series("N", 1, 200));
+    let (before, _) = ticks(&mut client, 200).await;
+    assert_eq!(before.last().map(|t| t.1), Some(200));
+
+    nats.kill();
+    // Accepted while NATS is down: the sequencer holds them until it can publish.
+    publish(&sequencer, &series("N", 201, 400));
+    support::wait_for("the edge to report degraded", || async {
+        http_get(e.http, "GET", "/ready") == (503, r#"{"status":"degraded"}"#.to_owned())
+    })
+    .await;
+    assert_eq!(stats(&e)["sessions"], 1, "the edge keeps its clients");
+    nats.resume();
+    let (after, other) = ticks(&mut client, 200).await;
+    let seqs: Vec<u64> = after.iter().map(|t| t.1).collect();
+    assert_eq!(
+        seqs,
+        (201..=400).collect::<Vec<_>>(),
+        "nothing lost, nothing repeated"
+    );
+    assert!(other.iter().all(|m| m["type"] != "gap"), "{other:?}");
+    support::wait_for("the edge to be ready again", || async {
+        http_get(e.http, "GET", "/ready").0 == 200
+    })
+    .await;
+    let (edge_stats, seq_stats) = (stats(&e), stats(&sequencer));
+    assert!(
+        edge_stats["nats"]["reconnects"].as_u64() >= Some(1),
+        "{edge_stats}"
+    );
+    assert_eq!(
+        (
+            seq_stats["nats"]["acked"].as_u64(),
+            seq_stats["ticks_in"].as_u64()
+        ),
+        (Some(400), Some(400)),
+        "every accepted tick is in the stream: {seq_stats}"
+    );
+    assert!(edge_stats["errors"]["nats_unavailable"].as_u64() >= Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_on_a_tick_subject_is_counted_and_skipped() {
+    let Some(nats) = NatsServer::start("malformed") else {
+        return;
+    };
+    let sequencer = sequencer(&nats);
+    let e = edge(&nats);
+    let (mut client, _) = connect(&e, "?symbols=M").await;
+    publish(&sequencer, &series("M", 1, 3));
+    let (first, _) = ticks(&mut client, 3).await;
+    assert_eq!(first.len(), 3);
+
+    let raw = async_nats::connect(nats.url())
+        .await
+        .expect("connect to NATS");
+    let js = async_nats::jetstream::new(raw);
+    for garbage in [&b"not protobuf \xff"[..], b""] {
+        js.publish("tickrelay.tick.M", bytes::Bytes::copy_from_slice(garbage))
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+    publish(&sequencer, &series("M", 4, 6));
+    let (rest, other) = ticks(&mut client, 3).await;
+    let seqs: Vec<u64> = rest.iter().map(|t| t.1).collect();
+    assert_eq!(
+        seqs,
+        vec![4, 5, 6],
+        "the bad messages are skipped, the feed goes on"
+    );
+    assert!(other.is_empty(), "{other:?}");
+    wait_stat(&e, &["errors", "bad_nats_message"], 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_and_resume_messages_on_an_edge_are_served_from_the_stream() {
+    let Some(nats) = NatsServer::start("control") else {
+        return;
+    };
+    let sequencer = sequencer(&nats);
+    publish(&sequencer, &series("C1", 1, 30));
+    publish(&sequencer, &series("C2", 1, 4));
+    let e = edge(&nats);
+    let (mut client, welcome) = connect(&e, "").await;
+    let epoch = welcome["epoch"].as_u64().expect("epoch");
+    client
+        .send_json(&format!(
+            r#"{{"op":"resume","from":{{"C1":25}},"epoch":{epoch}}}"#
+        ))
+        .await;
+    let (replayed, _) = ticks(&mut client, 5).await;
+    let seqs: Vec<u64> = replayed.iter().map(|t| t.1).collect();
+    assert_eq!(seqs, vec![26, 27, 28, 29, 30]);
+    client
+        .send_json(r#"{"op":"subscribe","symbols":["C2"]}"#)
+        .await;
+    let snapshot = loop {
+        let message = client.next_json().await;
+        if message["type"] == "snapshot" {
+            break message;
+        }
+    };
+    assert_eq!(
+        (snapshot["symbol"].as_str(), snapshot["seq"].as_u64()),
+        (Some("C2"), Some(4))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_is_a_new_history_and_resuming_clients_are_told() {
+    let Some(nats) = NatsServer::start("deleted") else {
+        return;
+    };
+    let first = sequencer(&nats);
+    publish(&first, &series("D", 1, 10));
+    let old_edge = edge(&nats);
+    let (mut client, welcome) = connect(&old_edge, "?symbols=D").await;
+    let old_epoch = welcome["epoch"].as_u64().expect("epoch");
+    assert_eq!(client.next_json().await["seq"], 10);
+    assert_eq!(first.stop(), Some(0));
+
+    let raw = async_nats::connect(nats.url())
+        .await
+        .expect("connect to NATS");
+    async_nats::jetstream::new(raw)
+        .delete_stream("tickrelay")
+        .await
+        .expect("delete the stream");
+    let second = sequencer(&nats);
+    publish(&second, &series("D", 1, 3));
+    // The old edge cannot serve the new history under its clients' old seqs: it stops.
+    let (_, code, _) = client.messages_until_close().await;
+    assert_eq!(code, 1001, "the edge went away");
+    assert_eq!(old_edge.stop(), Some(0));
+
+    let new_edge = edge(&nats);
+    let query = format!("?resume=D:10&epoch={old_epoch}");
+    let (mut resumed, welcome) = connect(&new_edge, &query).await;
+    let new_epoch = welcome["epoch"].as_u64().expect("epoch");
+    assert_ne!(new_epoch, old_epoch, "a new stream, a new history");
+    let reset = resumed.next_json().await;
+    assert_eq!(
+        (reset["type"].as_str(), reset["epoch"].as_u64()),
+        (Some("reset"), Some(new_epoch)),
+        "{reset}"
+    );
+    let snapshot = resumed.next_json().await;
+    assert_eq!(
+        (snapshot["type"].as_str(), snapshot["seq"].as_u64()),
+        (Some("snapshot"), Some(3)),
+        "{snapshot}"
+    );
+}
