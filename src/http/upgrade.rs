@@ -69,7 +69,7 @@ pub(super) fn upgrade(
         Mode::Feed => handshake::parse(request.uri().query(), request.headers(), &shared.config),
         Mode::Echo => Ok(handshake::SessionParams::echo()),
     };
-    let params = match params {
+    let mut params = match params {
         Ok(params) => params,
         Err(e) => return refuse(e),
     };
@@ -90,6 +90,7 @@ pub(super) fn upgrade(
         params.encoding,
         &shared.deflate_slots,
     );
+    params.deflate = deflate.as_ref().map(|d| d.params);
     let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(pair) => pair,
         Err(e) => return refuse(HandshakeError::NotUpgrade(e.to_string())),

@@ -23,7 +23,6 @@ use super::control::{Control, ControlError, ControlParser, Selection};
 use super::handshake::{Admission, Mode, SessionParams};
 use super::wire::{FrameReader, Incoming, WireError};
 use crate::auth::{AuthError, Identity, UserSlot};
-use crate::encode::deflate::DeflateParams;
 use crate::encode::ws_frame::{self, OpCode};
 use crate::encode::{Encoding, Message};
 use crate::error::ErrorCode;
@@ -67,13 +66,9 @@ pub(super) fn open(
     signal: Rc<Notify>,
     params: SessionParams,
     admission: Admission,
-    deflate: Option<DeflateParams>,
 ) -> Session {
     let now = Instant::now();
-    let (key, id) = core.open(stream, signal, params.encoding, params.slow);
-    if let Some(deflate) = deflate {
-        core.use_deflate(key, deflate);
-    }
+    let (key, id) = core.open(stream, signal, params.encoding, params.slow, params.deflate);
     let mut session = Session {
         key,
         id,

@@ -14,6 +14,7 @@ use super::control::{self, ControlError, Positions, Selection};
 use crate::auth::{Auth, AuthError, Identity, Token, UserSlot};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
+use crate::encode::deflate::DeflateParams;
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::tick::Seq;
@@ -46,6 +47,9 @@ pub struct SessionParams {
     pub mode: Mode,
     /// The bearer token, from the `Authorization` header or `?token=`.
     pub token: Option<Token>,
+    /// permessage-deflate as negotiated from `Sec-WebSocket-Extensions` (`None`: plain
+    /// frames); set by the upgrade once the offer is accepted.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// Who a client is once its upgrade is admitted.
@@ -68,6 +72,7 @@ impl SessionParams {
             resume: Positions::default(),
             mode: Mode::Echo,
             token: None,
+            deflate: None,
         }
     }
 }
@@ -187,6 +192,7 @@ pub fn parse(
         resume: Positions::default(),
         mode: Mode::Feed,
         token: bearer(headers)?,
+        deflate: None,
     };
     let mut epoch = None;
     let mut query_encoding = None;

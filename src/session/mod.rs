@@ -68,7 +68,6 @@ pub async fn run(
         signal.clone(),
         params,
         admission,
-        deflate.as_ref().map(|d| d.params),
     );
     let mut membership = Membership {
         core: core.clone(),

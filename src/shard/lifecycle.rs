@@ -23,22 +23,30 @@ use crate::shared::SessionInfo;
 impl ShardCore {
     // ---- clients: lifecycle ---------------------------------------------------------
 
-    /// Registers a client writing to `stream` and woken through `signal`; returns its key
-    /// and relay-wide session id.
+    /// Registers a client writing to `stream` and woken through `signal`, compressing with
+    /// permessage-deflate if `deflate` was negotiated; returns its key and relay-wide session
+    /// id.
     pub fn open(
         &mut self,
         stream: Rc<Transport>,
         signal: Rc<Notify>,
         encoding: Encoding,
         slow: SlowPolicy,
+        deflate: Option<DeflateParams>,
     ) -> (SessionKey, u64) {
         let id = self.shared.next_session_id();
         let peer = stream.tcp().peer_addr().ok();
-        let client = Client::new(id, stream, signal, Feed::new(encoding), slow);
+        let mut feed = Feed::new(encoding);
+        if let Some(params) = deflate {
+            // permessage-deflate: `--ws-deflate-min-bytes` is the threshold.
+            let min_bytes = self.shared.config.deflate.ws_deflate_min_bytes;
+            feed.encoder = Encoder::deflate(encoding, DeflateStream::new(params, min_bytes));
+        }
+        let client = Client::new(id, stream, signal, feed, slow);
         let key = self.clients.insert(client);
         metrics::add(&self.metrics().sessions, 1);
         if let Some(suppressed) = self.shared.lifecycle_log.connect.admit(Instant::now()) {
-            info!(session = id, shard = self.id, peer = ?peer, encoding = encoding.as_str(), suppressed, "session connected");
+            info!(session = id, shard = self.id, peer = ?peer, encoding = encoding.as_str(), deflate = deflate.is_some(), suppressed, "session connected");
         }
         (key, id)
     }
@@ -163,15 +171,6 @@ impl ShardCore {
     /// Queues a data message given as bytes (an echo), compressed if the client deflates.
     pub fn send_data(&mut self, key: SessionKey, opcode: OpCode, payload: &[u8], now: Instant) {
         self.clients[key].feed.send_data(opcode, payload, now);
-    }
-
-    /// From now on compresses the client's messages with permessage-deflate (`params` as
-    /// negotiated, `--ws-deflate-min-bytes` as the threshold).
-    pub fn use_deflate(&mut self, key: SessionKey, params: DeflateParams) {
-        let min_bytes = self.shared.config.deflate.ws_deflate_min_bytes;
-        let feed = &mut self.clients[key].feed;
-        let stream = DeflateStream::new(params, min_bytes);
-        feed.encoder = Encoder::deflate(feed.encoding(), stream);
     }
 
     /// Lets what is queued now exceed the outbox budget until it drains: a burst the
