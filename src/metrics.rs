@@ -65,6 +65,8 @@ pub struct ShardMetrics {
     pub deliveries: AtomicU64,
     /// Bytes written to client sockets.
     pub bytes_out: AtomicU64,
+    /// Writes to client sockets that took bytes (one vectored write each).
+    pub socket_writes: AtomicU64,
     /// Clients disconnected by the slow-consumer policy.
     pub slow_disconnects: AtomicU64,
     /// Ticks replaced by a newer one for a lagging conflating client.

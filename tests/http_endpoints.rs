@@ -351,4 +351,20 @@ async fn ticks_out_counts_every_delivery() {
     .await;
     let (_, stats) = relay.get("/stats").await;
     assert_eq!(stats["ticks_out"], 2, "{stats}");
+    // Each client had at least one write of its own (its welcome, then the tick or both in
+    // one), and /metrics reports the same count.
+    let writes = stats["socket_writes"]
+        .as_u64()
+        .expect("socket_writes in /stats");
+    assert!(
+        (3..=9).contains(&writes),
+        "3 clients, each welcome + at most a snapshot-less tick and a ping: {stats}"
+    );
+    let (_, metrics) = support::http_raw(relay.http, "GET", "/metrics", "").await;
+    assert!(
+        metrics.contains(&format!(
+            "tickrelay_socket_writes_total{{shard=\"0\"}} {writes}"
+        )),
+        "/metrics agrees on the writes: {metrics}"
+    );
 }

@@ -241,6 +241,14 @@ pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
             per_shard(|s| s.bytes_out.load(Relaxed)),
         ),
         shard(
+            &["socket_writes"],
+            Some("socket_writes"),
+            "tickrelay_socket_writes_total",
+            Kind::Counter,
+            "Writes to client sockets (one vectored write each): deliveries ÷ writes is how many frames a client gets per wake-up.",
+            per_shard(|s| s.socket_writes.load(Relaxed)),
+        ),
+        shard(
             &["slow_disconnects"],
             None,
             "tickrelay_slow_disconnects_total",

@@ -129,6 +129,7 @@ impl Client {
                 Ok(written) => {
                     self.feed.outbox.advance(written);
                     metrics::add(&metrics.bytes_out, written as u64);
+                    metrics::add(&metrics.socket_writes, 1);
                     if let Some((fed, produced)) = self.feed.encoder.take_deflate_counts() {
                         metrics::add(&metrics.deflate_in, fed);
                         metrics::add(&metrics.deflate_out, produced);
