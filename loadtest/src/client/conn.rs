@@ -281,18 +281,21 @@ impl Conn {
     }
 
     /// How much the next read asks for. Light: whatever the kernel has, up to the buffer.
-    /// Heavy: what the frame in progress still needs plus the first 2 bytes of the next, so a
-    /// read never brings more than one frame: one read per frame while frames stream in back
-    /// to back, two for a frame that arrives alone (its header, then the rest). The rule does
-    /// not depend on frame size, so servers with smaller frames get no cheaper reads.
+    /// Heavy: what the frame in progress still needs plus the first 4 bytes of the next (a
+    /// whole header for any frame under 64 KiB: 2 bytes, or 4 with the 16-bit length that
+    /// payloads of 126 bytes or more carry), so a read never brings more than one frame: one
+    /// read per frame while frames stream in back to back, two for a frame that arrives alone
+    /// (its header, then the rest). With only 2 bytes of look-ahead a frame of 126 bytes or
+    /// more cost an extra read for the rest of its header, so servers with larger frames paid
+    /// two reads per frame where smaller ones paid one; now the rule does not depend on size.
     fn read_len(&self, buf_len: usize) -> usize {
         if self.profile == ClientProfile::Light {
             return buf_len;
         }
         let p = &self.pending;
         let need = match parse_frame_header(p) {
-            Ok(Some(h)) => h.frame_len().saturating_sub(p.len()) + 2,
-            Ok(None) if p.len() < 2 => 2 - p.len(),
+            Ok(Some(h)) => h.frame_len().saturating_sub(p.len()) + LOOK_AHEAD,
+            Ok(None) if p.len() < LOOK_AHEAD => LOOK_AHEAD - p.len(),
             // The 16- or 64-bit length follows the first 2 bytes.
             Ok(None) => (if p[1] & 0x7f == 126 { 4 } else { 10 }) - p.len(),
             Err(_) => buf_len,
@@ -379,3 +382,7 @@ fn track<'t>(tracks: &'t mut [(u32, SeqTrack)], symbol: &[u8]) -> Option<&'t mut
     let i = tracks.binary_search_by_key(&id, |t| t.0).ok()?;
     Some(&mut tracks[i].1)
 }
+
+/// Bytes of the next frame a heavy client's read asks for beyond the frame in progress: the
+/// whole header of any frame under 64 KiB (see `Conn::read_len`).
+const LOOK_AHEAD: usize = 4;
