@@ -151,6 +151,12 @@ impl PartialEq<&str> for ErrorCode {
     }
 }
 
+/// A value a client or source sent, cut to its first 80 characters for an error message (the
+/// message names what was wrong without echoing an arbitrarily long input).
+pub fn clip(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

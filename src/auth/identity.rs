@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AuthError, Claims, clip};
+use super::{AuthError, Claims};
+use crate::error::clip;
 use crate::event::Key;
 
 /// What a connection may read, and until when.

@@ -25,6 +25,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
 use crate::config::Config;
+use crate::error::clip;
 use crate::limits::{AtLimit, PerKeyLimit, Slot};
 
 /// Verifies tokens; `None` from [`Verifier::from_config`] when no key is configured (then
@@ -395,10 +396,6 @@ fn read(path: &Path, flag: &'static str) -> Result<Vec<u8>, AuthConfigError> {
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
-}
-
-fn clip(text: &str) -> String {
-    text.chars().take(80).collect()
 }
 
 /// Longest token accepted, in bytes: far above any real JWT, well below a header limit.

@@ -15,7 +15,7 @@ use crate::auth::{Auth, AuthError, Identity, Token, UserSlot};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
 use crate::encode::deflate::DeflateParams;
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, clip};
 use crate::event::Key;
 use crate::tick::Seq;
 
@@ -407,10 +407,6 @@ fn merge(into: &mut Selection, more: Selection, limit: usize) -> Result<(), Hand
         .into());
     }
     Ok(())
-}
-
-fn clip(text: &str) -> String {
-    text.chars().take(80).collect()
 }
 
 #[cfg(test)]

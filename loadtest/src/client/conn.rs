@@ -386,3 +386,67 @@ fn track<'t>(tracks: &'t mut [(u32, SeqTrack)], symbol: &[u8]) -> Option<&'t mut
 /// Bytes of the next frame a heavy client's read asks for beyond the frame in progress: the
 /// whole header of any frame under 64 KiB (see `Conn::read_len`).
 const LOOK_AHEAD: usize = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heavy() -> Conn {
+        let plan = ClientPlan {
+            id: 0,
+            symbols: vec![0],
+            encoding: Encoding::Json,
+            source: None,
+            slow: false,
+            recv_buffer: None,
+        };
+        Conn::new(0, &plan, Instant::now(), ClientProfile::Heavy)
+    }
+
+    /// A server text frame of `payload` bytes: 2-byte header under 126, 4-byte from 126.
+    fn frame(payload: usize) -> Vec<u8> {
+        let mut f = vec![0x81];
+        if payload < 126 {
+            f.push(payload as u8);
+        } else {
+            f.push(126);
+            f.extend_from_slice(&(payload as u16).to_be_bytes());
+        }
+        f.resize(f.len() + payload, b'x');
+        f
+    }
+
+    /// Reads a stream of back-to-back frames the way the heavy client does; returns how
+    /// many reads it took.
+    fn reads_for(frames: usize, payload: usize) -> usize {
+        let mut conn = heavy();
+        let stream: Vec<u8> = (0..frames).flat_map(|_| frame(payload)).collect();
+        let (mut at, mut reads) = (0, 0);
+        while at < stream.len() {
+            let want = conn.read_len(64 * 1024).min(stream.len() - at);
+            conn.pending.extend_from_slice(&stream[at..at + want]);
+            at += want;
+            reads += 1;
+            // Take every complete frame off the front, as the read loop does.
+            while let Ok(Some(h)) = parse_frame_header(&conn.pending) {
+                if conn.pending.len() < h.frame_len() {
+                    break;
+                }
+                conn.pending.drain(..h.frame_len());
+            }
+        }
+        reads
+    }
+
+    #[test]
+    fn heavy_reads_cost_one_per_frame_whatever_the_header_size() {
+        // 99-byte and 146-byte frames (a 2-byte and a 4-byte header): the same reads.
+        let small = reads_for(100, 97);
+        let large = reads_for(100, 142);
+        assert_eq!(small, large, "reads for 100 small frames vs 100 large ones");
+        assert!(
+            small <= 101,
+            "one read per frame in a stream, plus the first header: {small}"
+        );
+    }
+}
