@@ -57,12 +57,8 @@ pub struct DeflateStream {
     params: DeflateParams,
     /// Payloads shorter than this go out uncompressed.
     min_bytes: usize,
-    /// This client's compressor (context takeover only), while it is receiving.
-    deflate: Option<Compress>,
-    /// A message was compressed since the last [`DeflateStream::release_if_idle`].
-    used: bool,
-    scratch: Vec<u8>,
-    arena: BytesMut,
+    /// This client's compressor (context takeover only) and frame buffers.
+    state: Compressor,
     /// Payload bytes compressed and compressed bytes produced, not yet counted in metrics.
     counts: (u64, u64),
 }
@@ -73,10 +69,7 @@ impl DeflateStream {
         Self {
             params,
             min_bytes,
-            deflate: None,
-            used: false,
-            scratch: Vec::new(),
-            arena: BytesMut::new(),
+            state: Compressor::default(),
             counts: (0, 0),
         }
     }
@@ -97,52 +90,42 @@ impl DeflateStream {
         if !self.compresses(payload.len()) {
             return ws_frame::frame(opcode, payload);
         }
-        self.used = true;
-        self.scratch.clear();
+        let bits = self.params.window_bits;
         if self.params.no_context_takeover {
-            let bits = self.params.window_bits;
+            let scratch = self.state.scratch();
             SHARED_DEFLATE.with_borrow_mut(|slot| {
                 let deflate = match slot {
                     Some((held_bits, deflate)) if *held_bits == bits => deflate,
                     _ => &mut slot.insert((bits, new_compressor(bits))).1,
                 };
-                compress_sync(deflate, payload, &mut self.scratch);
+                compress_sync(deflate, payload, scratch);
                 deflate.reset();
             });
         } else {
-            let bits = self.params.window_bits;
-            let deflate = self.deflate.get_or_insert_with(|| new_compressor(bits));
-            compress_sync(deflate, payload, &mut self.scratch);
+            self.state.compress(|| new_compressor(bits), payload);
         }
         // §7.2.1: a sync flush ends with an empty stored block, 00 00 ff ff; it is cut.
-        debug_assert!(self.scratch.ends_with(&SYNC_TAIL));
-        let len = self.scratch.len().saturating_sub(SYNC_TAIL.len());
+        let compressed = self.state.compressed();
+        debug_assert!(compressed.ends_with(&SYNC_TAIL));
+        let len = compressed.len().saturating_sub(SYNC_TAIL.len());
         self.counts.0 += payload.len() as u64;
         self.counts.1 += len as u64;
-        carve(
-            &mut self.arena,
-            FIN_RSV1 | opcode as u8,
-            &self.scratch[..len],
-        )
+        self.state.carve(FIN_RSV1 | opcode as u8, len)
     }
 
     /// Drops the compressor and buffers (the next message starts a fresh compressor).
     pub fn release(&mut self) {
-        self.deflate = None;
-        self.scratch = Vec::new();
-        self.arena = BytesMut::new();
+        self.state.release();
     }
 
     /// Releases the state if no message was compressed since the last call.
     pub fn release_if_idle(&mut self) {
-        if !std::mem::take(&mut self.used) {
-            self.release();
-        }
+        self.state.release_if_idle();
     }
 
     /// Whether this client holds a compressor now.
     pub fn holds_state(&self) -> bool {
-        self.deflate.is_some()
+        self.state.holds_state()
     }
 
     /// Payload bytes compressed and compressed bytes produced since the last call.
@@ -229,6 +212,63 @@ fn inflate_with(
         return Err(InflateError::TooBig { limit });
     }
     Ok(out)
+}
+
+/// One client's compressor and the buffers its frames are built in, held only while the
+/// client receives (gzip streams and permessage-deflate clients share it): released, an idle
+/// client holds no deflate state (~210 KiB resident each).
+#[derive(Debug, Default)]
+pub struct Compressor {
+    deflate: Option<Compress>,
+    /// A message was compressed since the last [`Compressor::release_if_idle`].
+    used: bool,
+    scratch: Vec<u8>,
+    arena: BytesMut,
+}
+
+impl Compressor {
+    /// The emptied output buffer for a message compressed elsewhere (a shared compressor).
+    pub fn scratch(&mut self) -> &mut Vec<u8> {
+        self.used = true;
+        self.scratch.clear();
+        &mut self.scratch
+    }
+
+    /// Compresses `message` with a sync flush into the output buffer, with this client's
+    /// compressor (made by `make` when none is held).
+    pub fn compress(&mut self, make: impl FnOnce() -> Compress, message: &[u8]) {
+        self.used = true;
+        self.scratch.clear();
+        let deflate = self.deflate.get_or_insert_with(make);
+        compress_sync(deflate, message, &mut self.scratch);
+    }
+
+    /// What the last message compressed to.
+    pub fn compressed(&self) -> &[u8] {
+        &self.scratch
+    }
+
+    /// The first `len` compressed bytes as one frame with first byte `first` (see [`carve`]).
+    pub fn carve(&mut self, first: u8, len: usize) -> Bytes {
+        carve(&mut self.arena, first, &self.scratch[..len])
+    }
+
+    /// Drops the compressor and buffers (the next message starts a fresh compressor).
+    pub fn release(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Releases the state if no message was compressed since the last call.
+    pub fn release_if_idle(&mut self) {
+        if !std::mem::take(&mut self.used) {
+            self.release();
+        }
+    }
+
+    /// Whether a compressor is held now.
+    pub fn holds_state(&self) -> bool {
+        self.deflate.is_some()
+    }
 }
 
 /// Compresses `message` into `out` with a sync flush (the shared loop of gzip and

@@ -12,10 +12,10 @@
 //! message (~2-3 µs, more when thousands of cold states compete for cache). Output frames are carved out of one growing arena,
 //! so a delivery does not allocate on its own.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use flate2::{Compress, Compression};
 
-use super::deflate::{self, LEVEL, WINDOW_BITS};
+use super::deflate::{Compressor, LEVEL, WINDOW_BITS};
 use super::ws_frame::OpCode;
 
 /// A client's gzip stream.
@@ -28,60 +28,51 @@ use super::ws_frame::OpCode;
 /// (no dictionary) after each idle period.
 #[derive(Debug)]
 pub struct GzipStream {
-    deflate: Option<Compress>,
+    /// The deflate state and frame buffers, while the client receives.
+    state: Compressor,
     /// The gzip header has been written (by the stream's first compressor).
     header_written: bool,
-    /// A message was compressed since the last [`GzipStream::release_if_idle`].
-    used: bool,
-    scratch: Vec<u8>,
-    arena: BytesMut,
 }
 
 impl GzipStream {
     /// A new stream; its first frame starts with the gzip header.
     pub fn new() -> Self {
         Self {
-            deflate: None,
+            state: Compressor::default(),
             header_written: false,
-            used: false,
-            scratch: Vec::new(),
-            arena: BytesMut::new(),
         }
     }
 
     /// Compresses `message` with a sync flush and returns it as one binary frame.
     pub fn frame(&mut self, message: &[u8]) -> Bytes {
-        self.used = true;
         let header_written = std::mem::replace(&mut self.header_written, true);
-        let deflate = self.deflate.get_or_insert_with(|| {
-            if header_written {
-                Compress::new_with_window_bits(Compression::new(LEVEL), false, WINDOW_BITS)
-            } else {
-                Compress::new_gzip(Compression::new(LEVEL), WINDOW_BITS)
-            }
-        });
-        self.scratch.clear();
-        deflate::compress_sync(deflate, message, &mut self.scratch);
-        deflate::carve(&mut self.arena, 0x80 | OpCode::Binary as u8, &self.scratch)
+        self.state.compress(
+            || {
+                if header_written {
+                    Compress::new_with_window_bits(Compression::new(LEVEL), false, WINDOW_BITS)
+                } else {
+                    Compress::new_gzip(Compression::new(LEVEL), WINDOW_BITS)
+                }
+            },
+            message,
+        );
+        let len = self.state.compressed().len();
+        self.state.carve(0x80 | OpCode::Binary as u8, len)
     }
 
     /// Drops the deflate state and buffers (the stream itself goes on; see the type doc).
     pub fn release(&mut self) {
-        self.deflate = None;
-        self.scratch = Vec::new();
-        self.arena = BytesMut::new();
+        self.state.release();
     }
 
     /// Releases the state if no message was compressed since the last call.
     pub fn release_if_idle(&mut self) {
-        if !std::mem::take(&mut self.used) {
-            self.release();
-        }
+        self.state.release_if_idle();
     }
 
     /// Whether the deflate state is held now.
     pub fn holds_state(&self) -> bool {
-        self.deflate.is_some()
+        self.state.holds_state()
     }
 }
 
