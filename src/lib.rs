@@ -46,6 +46,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod nats;
+pub mod pipeline;
 pub mod proto;
 pub mod relay;
 pub mod roles;

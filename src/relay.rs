@@ -2,8 +2,10 @@
 //!
 //! [`Relay::start`] binds every socket (so a bad address fails at once, naming its flag),
 //! starts the threads, and returns a [`RelayHandle`] with the bound addresses for `main`
-//! and tests. Threads: one per shard (pinned with `--pin-shards`), one sequencer, one control thread
-//! (client accept loop, ingest listeners, demo feed, JWKS reloads).
+//! and tests. Threads: one per shard (pinned with `--pin-shards`), shard 0's also running
+//! the ingest listeners, the demo feed and the sequencer ([`crate::pipeline`]: no thread hop
+//! between them and shard 0), and one control thread (client accept loop, JWKS and TLS
+//! reloads).
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::config::scale::Role;
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
 use crate::listener;
+use crate::pipeline::Head;
 use crate::roles::{self, NatsStartError, NatsThread};
 use crate::sequencer::{self, Sequencer};
 use crate::shared::Shared;
@@ -179,13 +182,11 @@ impl Relay {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         let mut requests = Vec::new();
+        let mut workers = Vec::new();
         for id in 0..shards {
             let (sender, handle, request, inputs) = worker::channels(id);
             requests.push(request);
-            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-            threads.push(
-                worker::spawn(id, core, shared.clone(), inputs).map_err(spawn_error("a shard"))?,
-            );
+            workers.push(inputs);
             senders.push(sender);
             handles.push(handle);
         }
@@ -239,21 +240,13 @@ impl Relay {
         if edge {
             sequencer = sequencer.following();
         }
-        let stop = shared.shutdown.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("sequencer".into())
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .expect(
-                            "a current-thread runtime without I/O or timers needs no OS resources",
-                        );
-                    runtime.block_on(sequencer.run(inbox_rx, stop));
-                })
-                .map_err(spawn_error("the sequencer"))?,
-        );
-
+        let mut head = Some(Head::new(shared.clone(), ingest, sequencer, inbox_rx));
+        for (id, inputs) in workers.into_iter().enumerate() {
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let thread = worker::spawn(id, core, shared.clone(), inputs, head.take())
+                .map_err(spawn_error("a shard"))?;
+            threads.push(thread);
+        }
         let control_shared = shared.clone();
         threads.push(
             std::thread::Builder::new()
@@ -261,11 +254,7 @@ impl Relay {
                 .spawn(move || {
                     control(
                         control_shared,
-                        Listeners {
-                            http,
-                            admin,
-                            ingest,
-                        },
+                        Listeners { http, admin },
                         handles,
                         jwks_source,
                     )
@@ -311,11 +300,9 @@ impl Drop for RelayHandle {
 struct Listeners {
     http: StdTcpListener,
     admin: Option<StdTcpListener>,
-    /// NDJSON and protobuf ingest (none on an edge).
-    ingest: Option<(StdTcpListener, StdTcpListener)>,
 }
 
-/// The control thread: client accept loops, ingest listeners, the demo feed, JWKS reloads.
+/// The control thread: client accept loops, JWKS reloads, TLS certificate reloads.
 fn control(
     shared: Arc<Shared>,
     listeners: Listeners,
@@ -338,44 +325,14 @@ fn control(
         let listen = |l: StdTcpListener| {
             tokio::net::TcpListener::from_std(l).expect("listener was bound and set non-blocking")
         };
-        let Listeners {
-            http,
-            admin,
-            ingest,
-        } = listeners;
+        let Listeners { http, admin } = listeners;
         let http = listen(http);
-        let config = &shared.config;
         let mut tasks = tokio::task::JoinSet::new();
-        let ingest = ingest.map(|(json, proto)| {
-            [
-                (listen(json), ingest::tcp::Format::Ndjson),
-                (listen(proto), ingest::tcp::Format::Protobuf),
-            ]
-        });
-        for (listener, format) in ingest.into_iter().flatten() {
-            tasks.spawn_local(ingest::tcp::serve(
-                listener,
-                format,
-                shared.inbox.clone(),
-                shared.metrics.clone(),
-                config.max_ingest_line,
-                config.max_event_bytes,
-                shared.shutdown.clone(),
-            ));
-        }
-        if config.demo {
-            tasks.spawn_local(ingest::demo::run(
-                shared.inbox.clone(),
-                config.demo_symbols,
-                config.demo_rate,
-                shared.shutdown.clone(),
-            ));
-        }
         if let (Some(source), Some(verifier)) = (jwks_source, &shared.auth.verifier) {
             tasks.spawn_local(auth::jwks::refresh(
                 verifier.clone(),
                 source,
-                config.jwks_refresh,
+                shared.config.jwks_refresh,
                 shared.shutdown.clone(),
             ));
         }

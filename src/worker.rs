@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 use crate::http;
 use crate::limits::IpSlot;
 use crate::metrics::CountedConnection;
+use crate::pipeline::Head;
 use crate::sequencer::{TickQueue, TickSender, tick_queue};
 use crate::shard::{ShardCore, ShardId, fanout};
 use crate::shared::{ShardRequest, Shared};
@@ -91,12 +92,14 @@ pub fn channels(
     )
 }
 
-/// Starts shard `id` on its own thread, pinned to `core` if one is given.
+/// Starts shard `id` on its own thread, pinned to `core` if one is given; `head` (shard 0's)
+/// starts the sources and the sequencer on the same thread.
 pub fn spawn(
     id: ShardId,
     core: Option<core_affinity::CoreId>,
     shared: Arc<Shared>,
     inputs: ShardInputs,
+    head: Option<Head>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("shard-{id}"))
@@ -124,13 +127,13 @@ pub fn spawn(
                 }
             };
             let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, run(id, shared, inputs));
+            local.block_on(&runtime, run(id, shared, inputs, head));
         })
 }
 
 /// The body of a shard thread: admit sockets, fan out ticks until the sequencer stops, then
 /// close every client with 1001 and wait (bounded) for them to go.
-async fn run(id: ShardId, shared: Arc<Shared>, inputs: ShardInputs) {
+async fn run(id: ShardId, shared: Arc<Shared>, inputs: ShardInputs, head: Option<Head>) {
     let ShardInputs {
         ticks,
         sockets,
@@ -139,6 +142,9 @@ async fn run(id: ShardId, shared: Arc<Shared>, inputs: ShardInputs) {
     let core = Rc::new(RefCell::new(ShardCore::new(id, shared.clone())));
     let admitting = tokio::task::spawn_local(admit(core.clone(), sockets));
     let answering = tokio::task::spawn_local(answer(core.clone(), requests));
+    if let Some(head) = head {
+        head.start();
+    }
     fanout::run(&core, &ticks).await;
     admitting.abort();
     answering.abort();

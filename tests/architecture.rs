@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 /// Top to bottom. A module may import any module of a lower layer; within a layer, imports
 /// must not form a circle.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("wiring", &["relay", "roles", "listener", "worker"]),
+    (
+        "wiring",
+        &["relay", "roles", "listener", "worker", "pipeline"],
+    ),
     ("http", &["http"]),
     ("session", &["session"]),
     ("shard", &["shard"]),

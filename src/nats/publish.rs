@@ -71,7 +71,7 @@ pub async fn run(
             }
             continue;
         }
-        match queue.ticks.try_recv() {
+        match queue.try_take() {
             Ok(batch) => {
                 for frames in batch.iter() {
                     let out = wire::encode(&history.subjects, frames.item(), history.epoch);

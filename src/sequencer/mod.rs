@@ -3,7 +3,7 @@
 //! Receives validated ticks and events ([`Item`]s) from the [`Inbox`](crate::ingest::Inbox),
 //! assigns each its [`Seq`] (1, 2, 3, ... per symbol or channel, never a gap), encodes it once into the encodings that
 //! have subscribers ([`Frames`]), and hands every shard the same batch of `Arc<Frames>`
-//! through its bounded crossbeam queue. A full queue blocks the sequencer, which fills the
+//! through its bounded crossbeam queue. A full queue makes the sequencer wait, which fills the
 //! inbox, which stops ingest reads: backpressure all the way to the publisher, no drops.
 //!
 //! Its output is one stream of sequenced items, ticks and events interleaved in arrival
@@ -110,17 +110,17 @@ impl Sequencer {
                     Err(_) => break,
                 }
             }
-            self.sequence(ticks);
+            self.sequence(ticks).await;
         }
         inbox.close();
         while let Ok(rest) = inbox.try_recv() {
-            self.sequence(rest);
+            self.sequence(rest).await;
         }
         debug!("sequencer stopped");
     }
 
     /// Sequences, encodes and hands on one batch (blocking while a shard queue is full).
-    pub fn sequence(&mut self, ticks: Vec<Item>) {
+    pub async fn sequence(&mut self, ticks: Vec<Item>) {
         let batch: Batch = ticks
             .into_iter()
             .filter_map(|tick| self.prepare(tick))
@@ -130,7 +130,7 @@ impl Sequencer {
             return;
         }
         for shard in &self.shards {
-            shard.deliver(batch.clone());
+            shard.deliver(batch.clone()).await;
         }
         metrics::add(&self.metrics.ticks_in, batch.len() as u64);
     }
@@ -211,19 +211,22 @@ mod tests {
 
     fn seqs(queue: &TickQueue) -> Vec<(String, u64)> {
         queue
-            .ticks
-            .try_iter()
+            .drain()
             .flat_map(|batch| batch.to_vec())
             .map(|f| (f.key().as_str().to_owned(), f.seq().0))
             .collect()
     }
 
-    #[test]
-    fn follow_mode_keeps_seqs_drops_repeats_and_counts_what_was_skipped() {
+    #[tokio::test]
+    async fn follow_mode_keeps_seqs_drops_repeats_and_counts_what_was_skipped() {
         let (sequencer, queue, metrics) = sequencer();
         let mut sequencer = sequencer.following();
-        sequencer.sequence(vec![item("A", 7), item("A", 8), item("B", 1), item("A", 8)]);
-        sequencer.sequence(vec![item("A", 6), item("A", 12), item("B", 2)]);
+        sequencer
+            .sequence(vec![item("A", 7), item("A", 8), item("B", 1), item("A", 8)])
+            .await;
+        sequencer
+            .sequence(vec![item("A", 6), item("A", 12), item("B", 2)])
+            .await;
         let want = [("A", 7), ("A", 8), ("B", 1), ("A", 12), ("B", 2)];
         let want: Vec<(String, u64)> = want.iter().map(|(k, s)| ((*k).into(), *s)).collect();
         assert_eq!(seqs(&queue), want, "a key starts where the stream is");
@@ -240,12 +243,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_continued_sequencer_assigns_the_seq_after_the_streams_newest() {
+    #[tokio::test]
+    async fn a_continued_sequencer_assigns_the_seq_after_the_streams_newest() {
         let (mut sequencer, queue, _) = sequencer();
         let a = Key::Symbol(crate::tick::Symbol::parse("A").unwrap());
         sequencer.continue_from([(a, Seq(41))]);
-        sequencer.sequence(vec![item("A", 0), item("B", 0), item("A", 0)]);
+        sequencer
+            .sequence(vec![item("A", 0), item("B", 0), item("A", 0)])
+            .await;
         let want: Vec<(String, u64)> = [("A", 42), ("B", 1), ("A", 43)]
             .iter()
             .map(|(k, s)| ((*k).into(), *s))

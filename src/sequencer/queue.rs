@@ -1,8 +1,11 @@
 //! The hand-off from the sequencer to one shard: a bounded crossbeam queue of [`Batch`]es
-//! plus a wake-up, so a shard's current-thread runtime sleeps until ticks arrive.
+//! plus two wake-ups, so a shard's current-thread runtime sleeps until ticks arrive and the
+//! sequencer (a task on the control thread's runtime) waits for room without blocking the
+//! thread it shares with ingest and the accept loop.
 
 use std::sync::Arc;
 
+use crossbeam_channel::{RecvError, TryRecvError, TrySendError};
 use tokio::sync::Notify;
 
 use crate::encode::Frames;
@@ -16,38 +19,86 @@ pub struct TickSender {
     /// `None` once dropping: the queue must be closed before the final wake-up.
     tx: Option<crossbeam_channel::Sender<Batch>>,
     wake: Arc<Notify>,
+    room: Arc<Notify>,
 }
 
 /// The shard's end of its tick queue.
 #[derive(Debug)]
 pub struct TickQueue {
     /// Batches from the sequencer, in seq order.
-    pub ticks: crossbeam_channel::Receiver<Batch>,
+    ticks: crossbeam_channel::Receiver<Batch>,
     /// Notified after every batch (and when the sequencer stops).
     pub wake: Arc<Notify>,
+    /// Notified after every batch taken: a sequencer waiting on a full queue retries.
+    room: Arc<Notify>,
 }
 
 /// A tick queue holding at most `batches` batches before the sequencer waits.
 pub fn tick_queue(batches: usize) -> (TickSender, TickQueue) {
     let (tx, ticks) = crossbeam_channel::bounded(batches);
     let wake = Arc::new(Notify::new());
+    let room = Arc::new(Notify::new());
     (
         TickSender {
             tx: Some(tx),
             wake: wake.clone(),
+            room: room.clone(),
         },
-        TickQueue { ticks, wake },
+        TickQueue { ticks, wake, room },
     )
 }
 
 impl TickSender {
-    /// Queues `batch` for the shard, blocking while its queue is full (backpressure).
-    pub fn deliver(&self, batch: Batch) {
+    /// Queues `batch` for the shard, waiting (without blocking the thread) while its queue
+    /// is full: backpressure that leaves the rest of the sequencer's runtime running.
+    pub async fn deliver(&self, mut batch: Batch) {
         if let Some(tx) = &self.tx {
-            // Err: the shard has stopped (shutdown); nobody is left to deliver to.
-            let _ = tx.send(batch);
+            loop {
+                match tx.try_send(batch) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back)) => {
+                        batch = back;
+                        // notify_one keeps a permit when nobody waits, so a batch taken
+                        // between the try and this wait is not missed.
+                        self.room.notified().await;
+                    }
+                    // The shard has stopped (shutdown); nobody is left to deliver to.
+                    Err(TrySendError::Disconnected(_)) => break,
+                }
+            }
         }
         self.wake.notify_one();
+    }
+}
+
+impl TickQueue {
+    /// The next batch if one is queued, without waiting.
+    pub fn try_take(&self) -> Result<Batch, TryRecvError> {
+        let taken = self.ticks.try_recv();
+        if taken.is_ok() {
+            self.room.notify_one();
+        }
+        taken
+    }
+
+    /// The next batch, blocking the thread until one comes (for consumers on a thread of
+    /// their own); `Err` once the sequencer has stopped and the queue is empty.
+    pub fn take_blocking(&self) -> Result<Batch, RecvError> {
+        let taken = self.ticks.recv();
+        if taken.is_ok() {
+            self.room.notify_one();
+        }
+        taken
+    }
+
+    /// Every batch queued now, without waiting (tests and drains).
+    pub fn drain(&self) -> impl Iterator<Item = Batch> + '_ {
+        std::iter::from_fn(|| self.try_take().ok())
+    }
+
+    /// Nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.ticks.is_empty()
     }
 }
 
@@ -57,5 +108,39 @@ impl Drop for TickSender {
         // the queue empty (not closed), wait again, and never wake (a hang on shutdown).
         drop(self.tx.take());
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> Batch {
+        Arc::from(Vec::new())
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_waits_for_room_without_blocking_the_runtime() {
+        let (sender, queue) = tick_queue(1);
+        sender.deliver(batch()).await;
+        let waiting = tokio::spawn(async move {
+            sender.deliver(batch()).await;
+            sender
+        });
+        // The second batch waits: the queue holds one.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "deliver returned with the queue full"
+        );
+        assert!(queue.try_take().is_ok());
+        let sender = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("taking a batch lets the waiting delivery through")
+            .unwrap();
+        assert!(queue.try_take().is_ok());
+        assert!(queue.try_take().is_err());
+        drop(sender);
+        assert!(matches!(queue.try_take(), Err(TryRecvError::Disconnected)));
     }
 }

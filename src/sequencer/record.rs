@@ -30,7 +30,7 @@ fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>) {
     let mut written: u64 = 0;
     let mut failed = false;
     // Ends when the sequencer stops and drops its sender.
-    while let Ok(batch) = queue.ticks.recv() {
+    while let Ok(batch) = queue.take_blocking() {
         if failed {
             continue;
         }
@@ -45,7 +45,7 @@ fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>) {
             written += 1;
         }
         // Flush when caught up, so the file is complete up to the last tick while idle.
-        if result.is_ok() && queue.ticks.is_empty() {
+        if result.is_ok() && queue.is_empty() {
             result = out.flush();
         }
         if let Err(e) = result {

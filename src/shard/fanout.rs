@@ -30,7 +30,7 @@ pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
             let mut core = core.borrow_mut();
             let now = Instant::now();
             while batches < MAX_BATCHES_PER_TURN {
-                match queue.ticks.try_recv() {
+                match queue.try_take() {
                     Ok(batch) => {
                         core.deliver(&batch, now);
                         batches += 1;
