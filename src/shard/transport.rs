@@ -39,7 +39,7 @@ impl Transport {
     /// taken (for TLS: encrypted, and written or held as records for the next call).
     pub fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Self::Plain(tcp) => tcp.try_write_vectored(slices),
+            Self::Plain(tcp) => send_vectored(tcp, slices),
             Self::Tls { tcp, conn } => {
                 let mut conn = conn.borrow_mut();
                 // Records already encrypted go first: plaintext taken now queues behind them.
@@ -138,6 +138,18 @@ fn take_plaintext(
     Ok(available)
 }
 
+/// One non-blocking `sendmsg` of `slices`, on the socket's write readiness.
+///
+/// Not tokio's `try_write_vectored`, which is `writev(2)`: a write through the VFS pays for
+/// the file checks (`fdget_pos`, `rw_verify_area`, the `vfs_writev` path) a socket never
+/// needs. Profiled at 400k deliveries/s (perf, 2 cores), that path was ~9 % of the relay's
+/// samples against ~5 % for the same data through `sendmsg`.
+fn send_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    tcp.try_io(tokio::io::Interest::WRITABLE, || {
+        socket2::SockRef::from(tcp).send_vectored(slices)
+    })
+}
+
 fn write_records(conn: &mut ServerConnection, tcp: &TcpStream) -> io::Result<()> {
     while conn.wants_write() {
         conn.write_tls(&mut TcpIo(tcp))?;
@@ -156,11 +168,11 @@ impl Read for TcpIo<'_> {
 
 impl Write for TcpIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
+        send_vectored(self.0, &[IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.try_write_vectored(bufs)
+        send_vectored(self.0, bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
