@@ -142,7 +142,7 @@ fn take_plaintext(
 ///
 /// Not tokio's `try_write_vectored`, which is `writev(2)`: a write through the VFS pays for
 /// the file checks (`fdget_pos`, `rw_verify_area`, the `vfs_writev` path) a socket never
-/// needs. Profiled at 400k deliveries/s (perf, 2 cores), that path was ~9 % of the relay's
+/// needs. Profiled at 400k deliveries/s (perf, 2 cores), that path was ~8 % of the relay's
 /// samples against ~5 % for the same data through `sendmsg`.
 fn send_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     tcp.try_io(tokio::io::Interest::WRITABLE, || {
