@@ -24,7 +24,8 @@
 //! - [`http`]: the routes on the WebSocket port — upgrade, health, stats and metrics (one
 //!   list of readings), prices, publish, the dashboard.
 //! - Wiring: [`relay`] starts the threads and binds the sockets, [`worker`] runs each shard's
-//!   thread (pinned with `--pin-shards`), [`listener`] accepts clients and picks their shard.
+//!   thread (pinned with `--pin-shards`), [`pipeline`] starts the sources and the sequencer
+//!   on shard 0's thread, [`listener`] accepts clients and picks their shard.
 //! - Below them: [`shared`] (relay-wide state), [`encode`], and the leaf types [`auth`]
 //!   (token verification, identities, per-user limits), [`tls`] (certificates, reload),
 //!   [`tick`],
