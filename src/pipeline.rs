@@ -24,20 +24,13 @@ use crate::sequencer::Sequencer;
 use crate::shared::Shared;
 
 /// What shard 0's thread starts beside its own tasks.
+#[derive(Debug)]
 pub struct Head {
     shared: Arc<Shared>,
     /// NDJSON and protobuf ingest listeners (none on an edge).
     ingest: Option<(StdTcpListener, StdTcpListener)>,
     sequencer: Sequencer,
     inbox: mpsc::Receiver<Vec<Item>>,
-}
-
-impl std::fmt::Debug for Head {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Head")
-            .field("ingest", &self.ingest)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Head {
@@ -68,13 +61,10 @@ impl Head {
         } = self;
         tokio::task::spawn_local(sequencer.run(inbox, shared.shutdown.clone()));
         let config = &shared.config;
-        let listen = |l: StdTcpListener| {
-            tokio::net::TcpListener::from_std(l).expect("listener was bound and set non-blocking")
-        };
         let ingest = ingest.map(|(json, proto)| {
             [
-                (listen(json), ingest::tcp::Format::Ndjson),
-                (listen(proto), ingest::tcp::Format::Protobuf),
+                (registered(json), ingest::tcp::Format::Ndjson),
+                (registered(proto), ingest::tcp::Format::Protobuf),
             ]
         });
         for (listener, format) in ingest.into_iter().flatten() {
@@ -97,4 +87,10 @@ impl Head {
             ));
         }
     }
+}
+
+/// A listener bound (non-blocking) by [`crate::relay::Relay::start`], registered with the
+/// runtime of the thread that serves it (here and on the control thread).
+pub fn registered(listener: StdTcpListener) -> tokio::net::TcpListener {
+    tokio::net::TcpListener::from_std(listener).expect("listener was bound and set non-blocking")
 }

@@ -18,7 +18,7 @@ use crate::config::scale::Role;
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
 use crate::listener;
-use crate::pipeline::Head;
+use crate::pipeline::{self, Head};
 use crate::roles::{self, NatsStartError, NatsThread};
 use crate::sequencer::{self, Sequencer};
 use crate::shared::Shared;
@@ -322,11 +322,8 @@ fn control(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let listen = |l: StdTcpListener| {
-            tokio::net::TcpListener::from_std(l).expect("listener was bound and set non-blocking")
-        };
         let Listeners { http, admin } = listeners;
-        let http = listen(http);
+        let http = pipeline::registered(http);
         let mut tasks = tokio::task::JoinSet::new();
         if let (Some(source), Some(verifier)) = (jwks_source, &shared.auth.verifier) {
             tasks.spawn_local(auth::jwks::refresh(
@@ -340,7 +337,7 @@ fn control(
             tasks.spawn_local(tls.clone().watch(shared.shutdown.clone()));
         }
         if let Some(admin) = admin {
-            let admin = listen(admin);
+            let admin = pipeline::registered(admin);
             tasks.spawn_local(listener::accept(
                 admin,
                 handles.clone(),

@@ -91,7 +91,8 @@ impl TickQueue {
         taken
     }
 
-    /// Every batch queued now, without waiting (tests and drains).
+    /// Every batch queued now, without waiting.
+    #[cfg(test)]
     pub fn drain(&self) -> impl Iterator<Item = Batch> + '_ {
         std::iter::from_fn(|| self.try_take().ok())
     }
