@@ -39,7 +39,7 @@ impl Transport {
     /// taken (for TLS: encrypted, and written or held as records for the next call).
     pub fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Self::Plain(tcp) => send_vectored(tcp, slices),
+            Self::Plain(tcp) => send_gathered(tcp, slices),
             Self::Tls { tcp, conn } => {
                 let mut conn = conn.borrow_mut();
                 // Records already encrypted go first: plaintext taken now queues behind them.
@@ -150,6 +150,38 @@ fn send_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     })
 }
 
+/// One write of `slices` as a single segment: the frames are copied into a buffer kept per
+/// thread, then sent with one single-slice `sendmsg`.
+///
+/// The kernel copies a many-slice write slice by slice into its socket buffer; for the
+/// relay's small frames (~150 B, a few per write) that per-slice walk cost more than one
+/// user-space copy of the same bytes. Measured (`loadtest steady`, heavy clients, 4,000
+/// ticks/s to 1,000 clients, 2 cores): relay CPU per delivery 1,400–1,475 ns against
+/// 1,462–1,578 ns with the slices handed to the kernel as they are. Writes above
+/// [`GATHER_MAX`] (a backlog, a snapshot) keep their slices: the copy would not pay there.
+fn send_gathered(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    if slices.len() < 2 || total > GATHER_MAX {
+        return send_vectored(tcp, slices);
+    }
+    GATHER.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        scratch.clear();
+        for slice in slices {
+            scratch.extend_from_slice(slice);
+        }
+        send_vectored(tcp, &[IoSlice::new(&scratch)])
+    })
+}
+
+/// Largest write gathered into one buffer.
+const GATHER_MAX: usize = 16 * 1024;
+
+thread_local! {
+    /// The gather buffer of this thread's shard (writes never overlap on one thread).
+    static GATHER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(GATHER_MAX));
+}
+
 fn write_records(conn: &mut ServerConnection, tcp: &TcpStream) -> io::Result<()> {
     while conn.wants_write() {
         conn.write_tls(&mut TcpIo(tcp))?;
@@ -177,5 +209,68 @@ impl Write for TcpIo<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (accepted.unwrap().0, client.unwrap())
+    }
+
+    async fn read_exactly(peer: &mut TcpStream, len: usize) -> Vec<u8> {
+        let mut got = vec![0; len];
+        tokio::time::timeout(std::time::Duration::from_secs(5), peer.read_exact(&mut got))
+            .await
+            .expect("the bytes arrive")
+            .unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn gathered_and_sliced_writes_arrive_byte_for_byte() {
+        let (server, mut peer) = pair().await;
+        let transport = Transport::Plain(server);
+        transport.tcp().writable().await.unwrap();
+        // Small frames are gathered; a write above the limit goes out as its slices.
+        let small: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 150 + usize::from(i)]).collect();
+        let big: Vec<Vec<u8>> = (0..3u8).map(|i| vec![b'a' + i; GATHER_MAX / 2]).collect();
+        let again: Vec<Vec<u8>> = small.iter().rev().take(2).cloned().collect();
+        // The second gathered write must not carry the first one's bytes.
+        for frames in [&small, &big, &again] {
+            let slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+            let expected = frames.concat();
+            let written = transport.try_write_vectored(&slices).unwrap();
+            assert_eq!(written, expected.len(), "loopback takes it all at once");
+            assert_eq!(read_exactly(&mut peer, written).await, expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_takes_a_prefix_and_reports_what_it_took() {
+        let (server, mut peer) = pair().await;
+        let transport = Transport::Plain(server);
+        let frames: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 1000]).collect();
+        let stream = frames.concat();
+        let mut sent = Vec::new();
+        // Nobody reads: the write that finds the socket full must say so, never lose bytes.
+        let full = loop {
+            let at = sent.len() % stream.len();
+            let rest = &stream[at..];
+            let slices: Vec<IoSlice<'_>> = rest.chunks(1000).map(IoSlice::new).collect();
+            match transport.try_write_vectored(&slices) {
+                Ok(n) => sent.extend_from_slice(&rest[..n]),
+                Err(e) => break e,
+            }
+            assert!(sent.len() < 64 << 20, "a socket that never fills");
+        };
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(read_exactly(&mut peer, sent.len()).await, sent);
     }
 }
