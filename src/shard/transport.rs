@@ -150,27 +150,38 @@ fn send_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     })
 }
 
-/// One write of `slices` as a single segment: the frames are copied into a buffer kept per
-/// thread, then sent with one single-slice `sendmsg`.
+/// One write of `slices`, as a single segment when they are small: the frames are copied
+/// into a buffer kept per thread, then go out in one `send`.
 ///
 /// The kernel copies a many-slice write slice by slice into its socket buffer; for the
 /// relay's small frames (~150 B, a few per write) that per-slice walk cost more than one
 /// user-space copy of the same bytes. Measured (`loadtest steady`, heavy clients, 4,000
 /// ticks/s to 1,000 clients, 2 cores): relay CPU per delivery 1,400–1,475 ns against
-/// 1,462–1,578 ns with the slices handed to the kernel as they are. Writes above
-/// [`GATHER_MAX`] (a backlog, a snapshot) keep their slices: the copy would not pay there.
+/// 1,462–1,578 ns with the slices handed to the kernel as they are. A single buffer also
+/// goes through `send(2)`, which skips `sendmsg`'s copy of the message header and the
+/// iovec import. Writes above [`GATHER_MAX`] (a backlog, a snapshot) keep their slices:
+/// the copy would not pay there.
 fn send_gathered(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     let total: usize = slices.iter().map(|s| s.len()).sum();
-    if slices.len() < 2 || total > GATHER_MAX {
-        return send_vectored(tcp, slices);
+    match slices {
+        [] => Ok(0),
+        [one] => send_one(tcp, one),
+        _ if total > GATHER_MAX => send_vectored(tcp, slices),
+        _ => GATHER.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            for slice in slices {
+                scratch.extend_from_slice(slice);
+            }
+            send_one(tcp, &scratch)
+        }),
     }
-    GATHER.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        scratch.clear();
-        for slice in slices {
-            scratch.extend_from_slice(slice);
-        }
-        send_vectored(tcp, &[IoSlice::new(&scratch)])
+}
+
+/// One non-blocking `send` of `buf`, on the socket's write readiness.
+fn send_one(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    tcp.try_io(tokio::io::Interest::WRITABLE, || {
+        socket2::SockRef::from(tcp).send(buf)
     })
 }
 
@@ -200,7 +211,7 @@ impl Read for TcpIo<'_> {
 
 impl Write for TcpIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        send_vectored(self.0, &[IoSlice::new(buf)])
+        send_one(self.0, buf)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
