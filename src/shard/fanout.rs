@@ -1,5 +1,6 @@
 //! The shard's main loop: drain the tick queue, append each tick's shared frame to the
-//! outbox of every local subscriber, then give each touched client one write (its frames gathered: `transport`).
+//! outbox of every local subscriber, then give each touched client one write (its frames
+//! gathered into one buffer: `transport`).
 //!
 //! Per tick: one hash lookup (last value) and, per subscriber, a refcount bump and a queue
 //! push. No lock, no allocation per client (gzip aside, see `encode::gzip`), no `.await`
