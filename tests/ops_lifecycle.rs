@@ -68,7 +68,12 @@ fn support_within<T>(mut f: impl FnMut() -> Option<T>) -> T {
 
 #[test]
 fn a_refusal_storm_is_cut_to_the_rate_and_the_rest_counted() {
-    let relay = spawn(&["--max-connections", "1"], &[]);
+    // A handshake timeout far beyond the test's length: on a loaded box the storm can take
+    // seconds, and the default 5 s would free the held place mid-test.
+    let relay = spawn(
+        &["--max-connections", "1", "--handshake-timeout", "120s"],
+        &[],
+    );
     // Hold the one allowed connection (a half-sent request keeps it open and counted).
     let mut held = std::net::TcpStream::connect(relay.http).expect("connect");
     std::io::Write::write_all(&mut held, b"GET /health HTTP/1.1\r\n").expect("write");
