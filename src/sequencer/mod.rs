@@ -119,7 +119,7 @@ impl Sequencer {
         debug!("sequencer stopped");
     }
 
-    /// Sequences, encodes and hands on one batch (blocking while a shard queue is full).
+    /// Sequences, encodes and hands on one batch (waiting while a shard queue is full).
     pub async fn sequence(&mut self, ticks: Vec<Item>) {
         let batch: Batch = ticks
             .into_iter()

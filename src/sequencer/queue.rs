@@ -1,7 +1,7 @@
 //! The hand-off from the sequencer to one shard: a bounded crossbeam queue of [`Batch`]es
 //! plus two wake-ups, so a shard's current-thread runtime sleeps until ticks arrive and the
-//! sequencer (a task on the control thread's runtime) waits for room without blocking the
-//! thread it shares with ingest and the accept loop.
+//! sequencer (a task on shard 0's runtime, see `pipeline`) waits for room without blocking
+//! the thread it shares with ingest and shard 0's own sessions.
 
 use std::sync::Arc;
 

@@ -138,16 +138,19 @@ fn take_plaintext(
     Ok(available)
 }
 
-/// One non-blocking `sendmsg` of `slices`, on the socket's write readiness.
+/// One non-blocking `sendmsg` of `slices`.
 ///
 /// Not tokio's `try_write_vectored`, which is `writev(2)`: a write through the VFS pays for
 /// the file checks (`fdget_pos`, `rw_verify_area`, the `vfs_writev` path) a socket never
 /// needs. Profiled at 400k deliveries/s (perf, 2 cores), that path was ~8 % of the relay's
 /// samples against ~5 % for the same data through `sendmsg`.
 fn send_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    tcp.try_io(tokio::io::Interest::WRITABLE, || {
-        socket2::SockRef::from(tcp).send_vectored(slices)
-    })
+    send_now(tcp, || socket2::SockRef::from(tcp).send_vectored(slices))
+}
+
+/// One non-blocking `send` of `buf`.
+fn send_one(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    send_now(tcp, || socket2::SockRef::from(tcp).send(buf))
 }
 
 /// One write of `slices`, as a single segment when they are small: the frames are copied
@@ -162,11 +165,12 @@ fn send_vectored(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
 /// iovec import. Writes above [`GATHER_MAX`] (a backlog, a snapshot) keep their slices:
 /// the copy would not pay there.
 fn send_gathered(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    let total: usize = slices.iter().map(|s| s.len()).sum();
     match slices {
         [] => Ok(0),
         [one] => send_one(tcp, one),
-        _ if total > GATHER_MAX => send_vectored(tcp, slices),
+        _ if slices.iter().map(|s| s.len()).sum::<usize>() > GATHER_MAX => {
+            send_vectored(tcp, slices)
+        }
         _ => GATHER.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();
@@ -178,24 +182,22 @@ fn send_gathered(tcp: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     }
 }
 
-/// One non-blocking `send` of `buf`.
+/// Runs the non-blocking socket write `op`, asking the kernel before tokio's readiness.
 ///
-/// The kernel is asked first, without tokio's readiness check (a load of the socket's
-/// readiness word, a cache miss per client per turn: ~1.5 % of the shard's samples). Only a
-/// full socket goes through `try_io`, which sends once more and, if the socket is still
-/// full, clears the readiness it saw, so the next wait for writability really waits; a
-/// readiness event that arrived in between is not lost (tokio compares its tick).
-fn send_one(tcp: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    match socket2::SockRef::from(tcp).send(buf) {
+/// tokio's `try_io` first loads the socket's readiness word, a cache miss per client per
+/// turn (~1.5 % of the shard's samples). So `op` runs directly, and only a full socket goes
+/// through `try_io`, which runs `op` once more and, if the socket is still full, clears the
+/// readiness it saw: the next wait for writability really waits, and a readiness event that
+/// arrived in between is not lost (tokio compares its tick).
+fn send_now(tcp: &TcpStream, op: impl Fn() -> io::Result<usize>) -> io::Result<usize> {
+    match op() {
         Err(e)
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
             ) =>
         {
-            tcp.try_io(tokio::io::Interest::WRITABLE, || {
-                socket2::SockRef::from(tcp).send(buf)
-            })
+            tcp.try_io(tokio::io::Interest::WRITABLE, &op)
         }
         done => done,
     }
