@@ -13,6 +13,7 @@
 #   ONLY=compare loadtest/report.sh  # only the side-by-side runs against the reference servers
 #   OUT=/tmp/perf loadtest/report.sh # somewhere else
 #   CARGO_TARGET_DIR=/work/target-lt loadtest/report.sh
+#   ROUNDS=5 loadtest/report.sh      # side-by-side rounds (default 3; 1 = a single pair)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -83,10 +84,13 @@ fi
 # Issue 9's side-by-side runs: a fan-out ramp in √2 steps (a step holds with no loss and
 # p99 < 50 ms) and a crowd at 1,000 ticks/s. Three servers in a row open three times the
 # connections within a minute: --source-ips spreads them past ports still in TIME_WAIT.
-compare compare-fanout --shape ramp --clients 1000 --symbols 100 --symbols-per-client 10 \
+# --rounds repeats each set, every other round in reverse order, and ends with the median and
+# range of each ratio: one pair moves with the host too much to carry a claim alone.
+rounds=(--rounds "${ROUNDS:-3}")
+compare compare-fanout "${rounds[@]}" --shape ramp --clients 1000 --symbols 100 --symbols-per-client 10 \
     --mix json=1 --rate 1000 --step-factor 1.4142 --step-duration 5s --max-steps 12 \
     --p99-bound-ms 50 --source-ips 2
-compare compare-crowd --shape crowd --clients 5000 --symbols 100 --symbols-per-client 5 \
+compare compare-crowd "${rounds[@]}" --shape crowd --clients 5000 --symbols 100 --symbols-per-client 5 \
     --mix json=1 --rate 1000 --duration 10s --connect-rate 4000 --source-ips 4
 
 # The summary of the runs above, then the ratio tables of the side-by-side runs (the analysis
@@ -106,13 +110,18 @@ fi
     echo
     echo "Same $(nproc)-core machine (harness and servers share it), heavy clients (2 worker threads,"
     echo "one read per frame, a full \`serde_json\` parse of every frame), JSON, relay with default"
-    echo "flags. Each table is one \`loadtest compare\` invocation: the same load against each server"
-    echo "in turn; ratios are relay ÷ floor and relay ÷ naive per step. Commands: the \`compare\`"
-    echo "lines of \`loadtest/report.sh\`. Repeated runs and their spread: [COMPARE.md](COMPARE.md)."
+    echo "flags. Each section is one \`loadtest compare --rounds ${ROUNDS:-3}\` invocation: the same load"
+    echo "against each server in turn, every other round in reverse order; first round 1's ratios"
+    echo "per step, then each round's headline ratios (best passing deliveries/s; p99 and CPU per"
+    echo "delivery at the highest step both held) with their median and range. Commands: the"
+    echo "\`compare\` lines of \`loadtest/report.sh\`. More runs and the analysis:"
+    echo "[COMPARE.md](COMPARE.md)."
     for name in compare-fanout compare-crowd; do
         [ -f "$out/$name.txt" ] || continue
         printf '\n### %s\n\n```text\n' "$name"
-        sed -n '/^== compare:/,$p' "$out/$name.txt"
+        # Round 1's per-step ratios (the first ratio table), then the rounds summary, if any.
+        awk '/^== compare:/ { on = 1 } on { print } on && /clean$/ { exit }' "$out/$name.txt"
+        sed -n '/^== compare over/,$p' "$out/$name.txt"
         echo '```'
     done
 } >>"$out/REPORT.md"

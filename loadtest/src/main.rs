@@ -120,17 +120,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result<ExitCode> {
-    let reports = scenario::compare(args, ramp, cmp)?;
-    for (report, &server) in reports.iter().zip(&cmp.servers) {
-        println!("{}", report.table());
-        if let Some(path) = &args.report_json {
-            let path = scenario::suffixed(path, server);
-            report.write_json(&path)?;
-            eprintln!("loadtest: wrote {}", path.display());
+    let rounds = scenario::compare(args, ramp, cmp)?;
+    let several = rounds.len() > 1;
+    for (n, round) in rounds.iter().enumerate() {
+        let tag = several.then(|| format!("r{}", n + 1));
+        if several {
+            println!("\n#### round {} of {}", n + 1, rounds.len());
         }
+        for (report, &server) in round.reports.iter().zip(&cmp.servers) {
+            println!("{}", report.table());
+            if let Some(path) = &args.report_json {
+                let path = scenario::suffixed(path, tag.as_deref(), server);
+                report.write_json(&path)?;
+                eprintln!("loadtest: wrote {}", path.display());
+            }
+        }
+        println!("{}", report::ratio_table(&round.reports));
     }
-    println!("{}", report::ratio_table(&reports));
-    Ok(if args.assert_clean && reports.iter().any(|r| !r.clean) {
+    let unclean = rounds.iter().flat_map(|r| &r.reports).any(|r| !r.clean);
+    if several {
+        let orders: Vec<String> = rounds
+            .iter()
+            .map(|r| {
+                r.order
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        let reports: Vec<Vec<RunReport>> = rounds.into_iter().map(|r| r.reports).collect();
+        println!("{}", report::rounds_table(&reports, &orders));
+    }
+    Ok(if args.assert_clean && unclean {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -95,6 +95,60 @@ fn compare_runs_each_server_and_prints_the_ratios() {
     }
 }
 
+#[test]
+fn compare_rounds_alternate_the_order_and_end_with_median_and_range() {
+    let out = tempdir("rounds").join("cmp.json");
+    let run = harness(
+        "compare",
+        &[
+            "--servers",
+            "floor,naive",
+            "--shape",
+            "steady",
+            "--rate",
+            "200",
+            "--duration",
+            "1s",
+            "--rounds",
+            "2",
+        ],
+        &out,
+    );
+    assert!(run.status.success(), "{}", describe(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("#### round 2 of 2"), "{stdout}");
+    assert!(
+        stdout.contains("== compare over 2 rounds: naive ÷ floor"),
+        "{stdout}"
+    );
+    let row = |first: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(first))
+            .unwrap_or_else(|| panic!("no {first} row: {stdout}"))
+            .to_owned()
+    };
+    assert!(row("1").contains("floor,naive"), "{stdout}");
+    assert!(
+        row("2").contains("naive,floor"),
+        "round 2 reversed: {stdout}"
+    );
+    assert_eq!(row("median").split_whitespace().count(), 4, "{stdout}");
+    assert!(stdout.contains("clean in 2 of 2 rounds"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let floor_at = stderr.rfind("steady against floor (round 2 of 2)");
+    let naive_at = stderr.rfind("steady against naive (round 2 of 2)");
+    assert!(naive_at < floor_at && naive_at.is_some(), "{stderr}");
+    for round in ["r1", "r2"] {
+        for server in ["floor", "naive"] {
+            let path = out.with_file_name(format!("cmp-{round}-{server}.json"));
+            let report = RunReport::read_json(&path).expect("one report per round and server");
+            assert_eq!(report.config.server, server);
+            assert!(report.clean, "{round} {server}: {:?}", report.problems);
+        }
+    }
+}
+
 /// A short steady run through `server`: every expected tick arrives, no seq error.
 fn assert_complete(server: &str, profile: &str) {
     let out = tempdir(&format!("{server}-{profile}")).join("report.json");

@@ -16,12 +16,14 @@ use crate::seq::SeqCounts;
 
 mod markdown;
 mod ratios;
+mod rounds;
 mod svg;
 mod table;
 mod units;
 
 pub use markdown::summarize;
 pub use ratios::ratio_table;
+pub use rounds::{Headline, headline, median, rounds_table};
 pub use svg::ramp_svg;
 
 /// One run of the harness.
@@ -241,10 +243,11 @@ fn create_parent(path: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> RunReport {
+    /// A relay ramp of three steps (100, 200, 400/s), the first two held, p99 1, 2, 3 ms.
+    pub(crate) fn sample() -> RunReport {
         RunReport {
             label: "ramp".into(),
             mode: "ramp".into(),

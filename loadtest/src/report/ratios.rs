@@ -9,11 +9,7 @@ use super::{PhaseReport, RunReport};
 /// The ratio table for reports of the same scenario against different servers.
 pub fn ratio_table(reports: &[RunReport]) -> String {
     let mut out = String::new();
-    let Some(subject) = reports
-        .iter()
-        .position(|r| r.config.server == "relay")
-        .or(reports.len().checked_sub(1))
-    else {
+    let Some(subject) = subject_index(reports) else {
         return out;
     };
     let name = |r: &RunReport| r.config.server.clone();
@@ -200,7 +196,16 @@ fn step_rates(reports: &[RunReport]) -> Vec<f64> {
     rates
 }
 
-fn phase_at(r: &RunReport, rate: f64) -> Option<&PhaseReport> {
+/// Which report the ratios are of: the relay's, or else the last one.
+pub(super) fn subject_index(reports: &[RunReport]) -> Option<usize> {
+    reports
+        .iter()
+        .position(|r| r.config.server == "relay")
+        .or(reports.len().checked_sub(1))
+}
+
+/// The phase `r` ran at `rate`, if it ran one.
+pub(super) fn phase_at(r: &RunReport, rate: f64) -> Option<&PhaseReport> {
     r.phases.iter().find(|p| same_rate(p.target_rate, rate))
 }
 

@@ -1,6 +1,9 @@
 //! The same scenario against several servers, one after another in one invocation: the
 //! reference servers (floor, naive) and the relay, each spawned on free ports, each measured
-//! by the same clients (the heavy profile unless told otherwise).
+//! by the same clients (the heavy profile unless told otherwise). With `--rounds N` the whole
+//! set runs N times, the order reversed every other round (floor, relay, then relay, floor):
+//! on a box shared with its clients one pair's ratio moves with the host, so a claim rests on
+//! the median of interleaved rounds and their range.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +31,10 @@ pub struct CompareArgs {
     /// Extra flags for the reference servers, one string (`--relay-args` goes to the relay).
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub reference_args: String,
+    /// Run the whole set this many times, every other round in reverse order, and end with
+    /// the median and range of each headline ratio over the rounds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
 }
 
 /// The load shapes a comparison can run.
@@ -49,46 +56,100 @@ impl Shape {
     }
 }
 
-/// Runs the shape against each server in turn and returns the reports in that order.
-pub fn compare(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result<Vec<RunReport>> {
+/// One round of a comparison: the reports in `--servers` order, and the order they ran in.
+#[derive(Debug)]
+pub struct Round {
+    pub reports: Vec<RunReport>,
+    pub order: Vec<Server>,
+}
+
+/// Runs the shape against each server in turn, `--rounds` times, and returns every round's
+/// reports in `--servers` order (whatever order they ran in).
+pub fn compare(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result<Vec<Round>> {
     ensure!(
         args.spawn.is_some(),
         "compare starts every server itself: give --spawn [PATH of tickrelay]"
     );
     ensure!(!cmp.servers.is_empty(), "--servers names no server");
-    let mode = cmp.shape.mode();
-    let base = args.label.clone().unwrap_or_else(|| mode.name().to_owned());
-    let mut reports = Vec::new();
-    for &server in &cmp.servers {
-        let server_args = RunArgs {
-            server,
-            client_profile: Some(args.client_profile.unwrap_or(ClientProfile::Heavy)),
-            relay_args: match server {
-                Server::Relay => args.relay_args.clone(),
-                Server::Floor | Server::Naive => cmp.reference_args.clone(),
-            },
-            relay_log: args.relay_log.as_deref().map(|p| suffixed(p, server)),
-            label: Some(format!("{base}-{}", server.name())),
-            ..args.clone()
-        };
-        eprintln!(
-            "loadtest compare: {} against {}",
-            mode.name(),
+    for (i, server) in cmp.servers.iter().enumerate() {
+        ensure!(
+            !cmp.servers[..i].contains(server),
+            "--servers names {} twice",
             server.name()
         );
-        reports.push(run(mode, &server_args, ramp, &SlowArgs::unused())?);
     }
-    Ok(reports)
+    let mode = cmp.shape.mode();
+    let base = args.label.clone().unwrap_or_else(|| mode.name().to_owned());
+    let mut rounds = Vec::new();
+    for round in 1..=cmp.rounds {
+        let order = round_order(&cmp.servers, round);
+        let tag = (cmp.rounds > 1).then(|| format!("r{round}"));
+        let mut ran = Vec::new();
+        for &server in &order {
+            let server_args = RunArgs {
+                server,
+                client_profile: Some(args.client_profile.unwrap_or(ClientProfile::Heavy)),
+                relay_args: match server {
+                    Server::Relay => args.relay_args.clone(),
+                    Server::Floor | Server::Naive => cmp.reference_args.clone(),
+                },
+                relay_log: args
+                    .relay_log
+                    .as_deref()
+                    .map(|p| suffixed(p, tag.as_deref(), server)),
+                label: Some(match &tag {
+                    Some(tag) => format!("{base}-{tag}-{}", server.name()),
+                    None => format!("{base}-{}", server.name()),
+                }),
+                ..args.clone()
+            };
+            eprintln!(
+                "loadtest compare: {} against {}{}",
+                mode.name(),
+                server.name(),
+                tag.as_ref().map_or(String::new(), |_| format!(
+                    " (round {round} of {})",
+                    cmp.rounds
+                ))
+            );
+            ran.push((server, run(mode, &server_args, ramp, &SlowArgs::unused())?));
+        }
+        let reports = cmp
+            .servers
+            .iter()
+            .filter_map(|s| {
+                let i = ran.iter().position(|(r, _)| r == s)?;
+                Some(ran.swap_remove(i).1)
+            })
+            .collect();
+        rounds.push(Round { reports, order });
+    }
+    Ok(rounds)
 }
 
-/// `dir/name.ext` → `dir/name-SERVER.ext`: one file per server.
-pub fn suffixed(path: &Path, server: Server) -> PathBuf {
+/// The order of round `round` (from 1): `servers` in odd rounds, reversed in even ones, so no
+/// server always runs first or always after the same one.
+pub fn round_order(servers: &[Server], round: u32) -> Vec<Server> {
+    let mut order = servers.to_vec();
+    if round.is_multiple_of(2) {
+        order.reverse();
+    }
+    order
+}
+
+/// `dir/name.ext` → `dir/name-SERVER.ext` (`dir/name-r2-SERVER.ext` with a round tag): one
+/// file per server and round.
+pub fn suffixed(path: &Path, round: Option<&str>, server: Server) -> PathBuf {
     let stem = path
         .file_stem()
         .map_or_else(|| "report".into(), |s| s.to_string_lossy().into_owned());
-    let name = match path.extension() {
-        Some(ext) => format!("{stem}-{}.{}", server.name(), ext.to_string_lossy()),
+    let stem = match round {
+        Some(tag) => format!("{stem}-{tag}-{}", server.name()),
         None => format!("{stem}-{}", server.name()),
+    };
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{}", ext.to_string_lossy()),
+        None => stem,
     };
     path.with_file_name(name)
 }
@@ -99,11 +160,26 @@ mod tests {
 
     #[test]
     fn each_server_gets_its_own_file() {
-        let p = suffixed(Path::new("docs/perf/fanout.json"), Server::Naive);
+        let p = suffixed(Path::new("docs/perf/fanout.json"), None, Server::Naive);
         assert_eq!(p, Path::new("docs/perf/fanout-naive.json"));
         assert_eq!(
-            suffixed(Path::new("log"), Server::Floor),
+            suffixed(Path::new("log"), None, Server::Floor),
             Path::new("log-floor")
         );
+        assert_eq!(
+            suffixed(Path::new("out/cmp.json"), Some("r2"), Server::Relay),
+            Path::new("out/cmp-r2-relay.json")
+        );
+    }
+
+    #[test]
+    fn every_other_round_runs_in_reverse() {
+        let servers = [Server::Floor, Server::Naive, Server::Relay];
+        assert_eq!(round_order(&servers, 1), servers);
+        assert_eq!(
+            round_order(&servers, 2),
+            [Server::Relay, Server::Naive, Server::Floor]
+        );
+        assert_eq!(round_order(&servers, 3), servers);
     }
 }
