@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::units::us;
+use super::units::{self, us};
 use super::{PhaseReport, RunReport};
 
 /// The ratio table for reports of the same scenario against different servers.
@@ -220,7 +220,7 @@ fn pair(
     figure: impl Fn(&PhaseReport) -> f64,
 ) -> String {
     match (a.map(&figure), b.map(&figure)) {
-        (Some(x), Some(y)) if y > 0.0 => format!("{:.2}", x / y),
+        (Some(x), Some(y)) if y > 0.0 => units::ratio(Some(x / y)),
         _ => "-".into(),
     }
 }

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use super::ratios::{phase_at, subject_index};
+use super::units::ratio as ratio_text;
 use super::{PhaseReport, RunReport};
 
 /// One round's headline ratios of the subject against one other server.
@@ -108,9 +109,9 @@ pub fn rounds_table(rounds: &[Vec<RunReport>], orders: &[String]) -> String {
                 out,
                 "{:>7}  {order:<20} {:>10} {rate:>9} {:>9} {:>9}  {}",
                 i + 1,
-                show(h.throughput),
-                show(h.p99),
-                show(h.cpu),
+                ratio_text(h.throughput),
+                ratio_text(h.p99),
+                ratio_text(h.cpu),
                 if h.clean { "yes" } else { "NO" }
             );
         }
@@ -129,10 +130,10 @@ pub fn rounds_table(rounds: &[Vec<RunReport>], orders: &[String]) -> String {
             "{:>7}  {:<20} {:>10} {:>9} {:>9} {:>9}",
             "median",
             "",
-            show(median(&columns[0])),
+            ratio_text(median(&columns[0])),
             "",
-            show(median(&columns[1])),
-            show(median(&columns[2]))
+            ratio_text(median(&columns[1])),
+            ratio_text(median(&columns[2]))
         );
         let _ = writeln!(
             out,
@@ -162,16 +163,8 @@ pub fn median(sorted: &[f64]) -> Option<f64> {
 
 fn range(sorted: &[f64]) -> String {
     match (sorted.first(), sorted.last()) {
-        (Some(&lo), Some(&hi)) => format!("{}–{}", show(Some(lo)), show(Some(hi))),
+        (Some(&lo), Some(&hi)) => format!("{}–{}", ratio_text(Some(lo)), ratio_text(Some(hi))),
         _ => "-".into(),
-    }
-}
-
-fn show(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_infinite() => "∞".into(),
-        Some(v) => format!("{v:.2}"),
-        None => "-".into(),
     }
 }
 
