@@ -120,12 +120,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result<ExitCode> {
-    let rounds = scenario::compare(args, ramp, cmp)?;
-    let several = rounds.len() > 1;
-    for (n, round) in rounds.iter().enumerate() {
-        let tag = several.then(|| format!("r{}", n + 1));
+    let several = cmp.rounds > 1;
+    let rounds = scenario::compare(args, ramp, cmp, |n, round| {
+        let tag = several.then(|| format!("r{n}"));
         if several {
-            println!("\n#### round {} of {}", n + 1, rounds.len());
+            println!("\n#### round {n} of {}", cmp.rounds);
         }
         for (report, &server) in round.reports.iter().zip(&cmp.servers) {
             println!("{}", report.table());
@@ -136,7 +135,8 @@ fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result
             }
         }
         println!("{}", report::ratio_table(&round.reports));
-    }
+        Ok(())
+    })?;
     let unclean = rounds.iter().flat_map(|r| &r.reports).any(|r| !r.clean);
     if several {
         let orders: Vec<String> = rounds

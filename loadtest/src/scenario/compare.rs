@@ -64,8 +64,14 @@ pub struct Round {
 }
 
 /// Runs the shape against each server in turn, `--rounds` times, and returns every round's
-/// reports in `--servers` order (whatever order they ran in).
-pub fn compare(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result<Vec<Round>> {
+/// reports in `--servers` order (whatever order they ran in). `done` sees each round as it
+/// ends (round number from 1), so a later round's failure loses none of the earlier ones.
+pub fn compare(
+    args: &RunArgs,
+    ramp: &RampArgs,
+    cmp: &CompareArgs,
+    mut done: impl FnMut(u32, &Round) -> Result<()>,
+) -> Result<Vec<Round>> {
     ensure!(
         args.spawn.is_some(),
         "compare starts every server itself: give --spawn [PATH of tickrelay]"
@@ -122,7 +128,9 @@ pub fn compare(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result<Vec
                 Some(ran.swap_remove(i).1)
             })
             .collect();
-        rounds.push(Round { reports, order });
+        let finished = Round { reports, order };
+        done(round, &finished)?;
+        rounds.push(finished);
     }
     Ok(rounds)
 }
