@@ -121,37 +121,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result<ExitCode> {
     let several = cmp.rounds > 1;
-    let rounds = scenario::compare(args, ramp, cmp, |n, round| {
-        let tag = several.then(|| format!("r{n}"));
+    let rounds = scenario::compare(args, ramp, cmp, |n, reports| {
         if several {
             println!("\n#### round {n} of {}", cmp.rounds);
         }
-        for (report, &server) in round.reports.iter().zip(&cmp.servers) {
+        for (report, &server) in reports.iter().zip(&cmp.servers) {
             println!("{}", report.table());
             if let Some(path) = &args.report_json {
-                let path = scenario::suffixed(path, tag.as_deref(), server);
+                let path = scenario::suffixed(path, scenario::round_tag(cmp, n).as_deref(), server);
                 report.write_json(&path)?;
                 eprintln!("loadtest: wrote {}", path.display());
             }
         }
-        println!("{}", report::ratio_table(&round.reports));
+        println!("{}", report::ratio_table(reports));
         Ok(())
     })?;
-    let unclean = rounds.iter().flat_map(|r| &r.reports).any(|r| !r.clean);
     if several {
-        let orders: Vec<String> = rounds
-            .iter()
-            .map(|r| {
-                r.order
-                    .iter()
-                    .map(|s| s.name())
-                    .collect::<Vec<_>>()
-                    .join(",")
+        let orders: Vec<String> = (1..=cmp.rounds)
+            .map(|n| {
+                let order = scenario::round_order(&cmp.servers, n);
+                order.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")
             })
             .collect();
-        let reports: Vec<Vec<RunReport>> = rounds.into_iter().map(|r| r.reports).collect();
-        println!("{}", report::rounds_table(&reports, &orders));
+        println!("{}", report::rounds_table(&rounds, &orders));
     }
+    let unclean = rounds.iter().flatten().any(|r| !r.clean);
     Ok(if args.assert_clean && unclean {
         ExitCode::from(1)
     } else {

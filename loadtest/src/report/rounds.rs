@@ -92,10 +92,12 @@ pub fn rounds_table(rounds: &[Vec<RunReport>], orders: &[String]) -> String {
              slower p99, more CPU per delivery)",
             rounds.len()
         );
-        let _ = writeln!(
-            out,
-            "{:>7}  {:<20} {:>10} {:>9} {:>9} {:>9}  clean",
-            "round", "order", "best dlv/s", "at rate", "p99", "cpu ns/d"
+        row(
+            &mut out,
+            "round",
+            "order",
+            ["best dlv/s", "at rate", "p99", "cpu ns/d"].map(String::from),
+            "clean",
         );
         let heads: Vec<Headline> = rounds
             .iter()
@@ -103,16 +105,18 @@ pub fn rounds_table(rounds: &[Vec<RunReport>], orders: &[String]) -> String {
             .map(|r| headline(&r[subject], &r[other]))
             .collect();
         for (i, h) in heads.iter().enumerate() {
-            let order = orders.get(i).map_or("", String::as_str);
             let rate = h.rate.map_or("-".into(), |r| format!("{r:.0}/s"));
-            let _ = writeln!(
-                out,
-                "{:>7}  {order:<20} {:>10} {rate:>9} {:>9} {:>9}  {}",
-                i + 1,
-                ratio_text(h.throughput),
-                ratio_text(h.p99),
-                ratio_text(h.cpu),
-                if h.clean { "yes" } else { "NO" }
+            row(
+                &mut out,
+                &(i + 1).to_string(),
+                orders.get(i).map_or("", String::as_str),
+                [
+                    ratio_text(h.throughput),
+                    rate,
+                    ratio_text(h.p99),
+                    ratio_text(h.cpu),
+                ],
+                if h.clean { "yes" } else { "NO" },
             );
         }
         let column = |f: fn(&Headline) -> Option<f64>| {
@@ -125,30 +129,22 @@ pub fn rounds_table(rounds: &[Vec<RunReport>], orders: &[String]) -> String {
             column(|h| h.p99),
             column(|h| h.cpu),
         ];
-        let _ = writeln!(
-            out,
-            "{:>7}  {:<20} {:>10} {:>9} {:>9} {:>9}",
-            "median",
-            "",
-            ratio_text(median(&columns[0])),
-            "",
-            ratio_text(median(&columns[1])),
-            ratio_text(median(&columns[2]))
-        );
-        let _ = writeln!(
-            out,
-            "{:>7}  {:<20} {:>10} {:>9} {:>9} {:>9}",
-            "range",
-            "",
-            range(&columns[0]),
-            "",
-            range(&columns[1]),
-            range(&columns[2])
-        );
+        let medians = columns.each_ref().map(|v| ratio_text(median(v)));
+        let ranges = columns.each_ref().map(|v| range(v));
+        for (label, [a, b, c]) in [("median", medians), ("range", ranges)] {
+            row(&mut out, label, "", [a, String::new(), b, c], "");
+        }
         let clean = heads.iter().filter(|h| h.clean).count();
         let _ = writeln!(out, "clean in {clean} of {} rounds", heads.len());
     }
     out
+}
+
+/// One line of the rounds table: a label, the order, four cells and a last column.
+fn row(out: &mut String, label: &str, order: &str, cells: [String; 4], last: &str) {
+    let [a, b, c, d] = cells;
+    let line = format!("{label:>7}  {order:<20} {a:>10} {b:>9} {c:>9} {d:>9}  {last}");
+    let _ = writeln!(out, "{}", line.trim_end());
 }
 
 /// The median of sorted values (the mean of the middle two for an even count).

@@ -56,22 +56,16 @@ impl Shape {
     }
 }
 
-/// One round of a comparison: the reports in `--servers` order, and the order they ran in.
-#[derive(Debug)]
-pub struct Round {
-    pub reports: Vec<RunReport>,
-    pub order: Vec<Server>,
-}
-
 /// Runs the shape against each server in turn, `--rounds` times, and returns every round's
-/// reports in `--servers` order (whatever order they ran in). `done` sees each round as it
-/// ends (round number from 1), so a later round's failure loses none of the earlier ones.
+/// reports in `--servers` order (whatever order they ran in: [`round_order`]). `done` sees
+/// each round as it ends (round number from 1), so a later round's failure loses none of the
+/// earlier ones.
 pub fn compare(
     args: &RunArgs,
     ramp: &RampArgs,
     cmp: &CompareArgs,
-    mut done: impl FnMut(u32, &Round) -> Result<()>,
-) -> Result<Vec<Round>> {
+    mut done: impl FnMut(u32, &[RunReport]) -> Result<()>,
+) -> Result<Vec<Vec<RunReport>>> {
     ensure!(
         args.spawn.is_some(),
         "compare starts every server itself: give --spawn [PATH of tickrelay]"
@@ -88,10 +82,9 @@ pub fn compare(
     let base = args.label.clone().unwrap_or_else(|| mode.name().to_owned());
     let mut rounds = Vec::new();
     for round in 1..=cmp.rounds {
-        let order = round_order(&cmp.servers, round);
-        let tag = (cmp.rounds > 1).then(|| format!("r{round}"));
+        let tag = round_tag(cmp, round);
         let mut ran = Vec::new();
-        for &server in &order {
+        for server in round_order(&cmp.servers, round) {
             let server_args = RunArgs {
                 server,
                 client_profile: Some(args.client_profile.unwrap_or(ClientProfile::Heavy)),
@@ -120,17 +113,11 @@ pub fn compare(
             );
             ran.push((server, run(mode, &server_args, ramp, &SlowArgs::unused())?));
         }
-        let reports = cmp
-            .servers
-            .iter()
-            .filter_map(|s| {
-                let i = ran.iter().position(|(r, _)| r == s)?;
-                Some(ran.swap_remove(i).1)
-            })
-            .collect();
-        let finished = Round { reports, order };
-        done(round, &finished)?;
-        rounds.push(finished);
+        // Back into `--servers` order (each server runs once a round).
+        ran.sort_by_key(|(server, _)| cmp.servers.iter().position(|s| s == server));
+        let reports: Vec<RunReport> = ran.into_iter().map(|(_, report)| report).collect();
+        done(round, &reports)?;
+        rounds.push(reports);
     }
     Ok(rounds)
 }
@@ -143,6 +130,11 @@ pub fn round_order(servers: &[Server], round: u32) -> Vec<Server> {
         order.reverse();
     }
     order
+}
+
+/// `r2` for round 2 of several, in file names and labels; none for a single round.
+pub fn round_tag(cmp: &CompareArgs, round: u32) -> Option<String> {
+    (cmp.rounds > 1).then(|| format!("r{round}"))
 }
 
 /// `dir/name.ext` → `dir/name-SERVER.ext` (`dir/name-r2-SERVER.ext` with a round tag): one

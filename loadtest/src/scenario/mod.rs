@@ -38,7 +38,7 @@ mod teardown;
 mod verdict;
 
 pub use args::{Mix, RampArgs, RunArgs, SlowArgs, parse_duration};
-pub use compare::{CompareArgs, Round, Shape, compare, round_order, suffixed};
+pub use compare::{CompareArgs, Shape, compare, round_order, round_tag, suffixed};
 pub use plan::plan_clients;
 
 use bounds::{Watchdog, raise_nofile};
