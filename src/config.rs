@@ -7,46 +7,24 @@
 mod check;
 pub mod defaults;
 pub mod deflate;
+mod error;
+pub mod reloadable;
 pub mod scale;
 pub mod settings;
+mod values;
 
-pub use check::ConfigError;
+pub use error::ConfigError;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
-pub use deflate::{DeflateConfig, WsDeflate};
-
-/// What to do when a client's outbound budget is exceeded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SlowPolicy {
-    /// Close the connection with code 4008 "slow consumer"; the client may reconnect and resume.
-    Disconnect,
-    /// Keep only the latest tick per symbol while the client lags, then report the skipped seqs.
-    Conflate,
-}
-
-impl SlowPolicy {
-    /// The name used in the query string and in `/stats`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Disconnect => "disconnect",
-            Self::Conflate => "conflate",
-        }
-    }
-}
-
-/// How log lines are written (`--log-format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use deflate::DeflateConfig;
+pub use reloadable::Reloadable;
+pub use scale::Scale;
+pub use values::{LogFormat, Role, SlowPolicy, WsDeflate, parse_duration};
 
 /// The relay's configuration.
 #[derive(Clone, Debug, Parser)]
@@ -291,13 +269,24 @@ pub struct Config {
     pub deflate: DeflateConfig,
     /// Role and NATS (docs/SCALING.md).
     #[command(flatten)]
-    pub scale: scale::Scale,
+    pub scale: Scale,
 }
 
-/// Parses `500ms`, `5s`, `2m` (humantime syntax).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); try 5s or 500ms"))
+impl Config {
+    /// A config for in-process tests: the command line's defaults (so they cannot drift),
+    /// with free ports on loopback and two shards.
+    pub fn for_tests() -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let defaults =
+            Self::try_parse_from(["tickrelay"]).expect("every flag has a default or is optional");
+        Self {
+            listen: any,
+            ingest_tcp: any,
+            ingest_tcp_protobuf: any,
+            shards: 2,
+            ..defaults
+        }
+    }
 }
 
 #[cfg(test)]

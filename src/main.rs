@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use tickrelay::Relay;
 use tickrelay::config::settings::Settings;
-use tickrelay::config::{Config, LogFormat};
-use tickrelay::shared::{RELOADABLE, Shared};
+use tickrelay::config::{Config, LogFormat, Reloadable};
+use tickrelay::shared::Shared;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -79,7 +79,7 @@ fn run() -> anyhow::Result<()> {
         "  dashboard: http://{}/   stats: http://{}/stats",
         relay.http_addr, relay.http_addr
     );
-    if config.scale.role == tickrelay::config::scale::Role::Edge {
+    if config.scale.role == tickrelay::config::Role::Edge {
         println!("  ingest:    none (an edge follows the stream on NATS)");
     } else {
         println!(
@@ -108,7 +108,7 @@ fn run() -> anyhow::Result<()> {
 }
 
 /// SIGHUP: loads the settings again (same flags, the environment and file as they are now)
-/// and applies what can change live ([`RELOADABLE`]: the log filter, `--max-connections`,
+/// and applies what can change live ([`Reloadable`]: the log filter, `--max-connections`,
 /// `--max-control-rate` for sessions opened from now on). Every other changed setting is
 /// named in a warning and keeps its running value until a restart. A configuration that
 /// does not load or validate changes nothing.
@@ -132,7 +132,7 @@ fn reload(args: &[OsString], running: Settings, log: &Log, shared: &Shared) -> S
     let (before, after) = (running.values(), fresh.values());
     let ignored: Vec<&str> = after
         .iter()
-        .filter(|(key, value)| !RELOADABLE.contains(key) && before.get(*key) != Some(*value))
+        .filter(|(key, value)| !Reloadable::is(key) && before.get(*key) != Some(*value))
         .map(|(key, _)| *key)
         .collect();
     if !ignored.is_empty() {
@@ -147,11 +147,9 @@ fn reload(args: &[OsString], running: Settings, log: &Log, shared: &Shared) -> S
     );
     // Keep the running values of what did not apply, so the next diff is against them.
     let mut kept = running;
-    kept.cli.config.log = config.log.clone();
-    kept.cli.config.max_connections = config.max_connections;
-    kept.cli.config.max_control_rate = config.max_control_rate;
-    for key in RELOADABLE {
-        kept.adopt(&fresh, key);
+    for setting in Reloadable::ALL {
+        setting.copy(config, &mut kept.cli.config);
+        kept.adopt(&fresh, setting.key());
     }
     kept
 }

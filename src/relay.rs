@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use tracing::{info, warn};
 
 use crate::auth::{self, Auth, AuthConfigError, jwks};
-use crate::config::scale::Role;
+use crate::config::Role;
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Inbox};
 use crate::listener;

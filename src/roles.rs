@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::warn;
 
-use crate::config::scale::Role;
+use crate::config::Role;
 use crate::config::{Config, ConfigError};
 use crate::event::Key;
 use crate::metrics::Metrics;

@@ -131,8 +131,6 @@ impl LiveLimits {
     }
 }
 
-/// The settings (long flags) that [`LiveLimits::apply`] and the log filter change live.
-pub const RELOADABLE: &[&str] = &["log", "max-connections", "max-control-rate"];
 /// A question from the admin API to one shard, answered on the shard's own thread.
 #[derive(Debug)]
 pub enum ShardRequest {

@@ -17,12 +17,13 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::error::CloseCode;
 use crate::http;
 use crate::limits::IpSlot;
 use crate::metrics::CountedConnection;
 use crate::pipeline::Head;
 use crate::sequencer::{TickQueue, TickSender, tick_queue};
-use crate::shard::{ShardCore, ShardId, fanout};
+use crate::shard::{self, ShardCore, ShardId};
 use crate::shared::{ShardRequest, Shared};
 
 /// The acceptor's end of a shard: hands it accepted sockets.
@@ -145,12 +146,16 @@ async fn run(id: ShardId, shared: Arc<Shared>, inputs: ShardInputs, head: Option
     if let Some(head) = head {
         head.start();
     }
-    fanout::run(&core, &ticks).await;
+    shard::run(&core, &ticks).await;
     admitting.abort();
     answering.abort();
 
     let deadline = Instant::now() + shared.config.drain_timeout;
-    core.borrow_mut().close_all(1001, "going away", deadline);
+    core.borrow_mut().close_all(
+        CloseCode::GOING_AWAY,
+        CloseCode::GOING_AWAY.reason(),
+        deadline,
+    );
     loop {
         let (running, left) = core.borrow().tasks();
         if running == 0 {

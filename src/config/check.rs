@@ -3,6 +3,7 @@
 //! shard count the relay runs.
 
 use super::Config;
+use super::error::ConfigError;
 
 impl Config {
     /// The number of shards to run: `--shards`, or when it is 0 one per usable CPU less
@@ -102,18 +103,3 @@ impl Config {
 
 /// Fewest `--demo-symbols`: `--help` promises a realistic fan-out.
 const MIN_DEMO_SYMBOLS: usize = 50;
-
-/// A flag value that parsed but makes no sense.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// `flag` has `value`, which is wrong for `reason`.
-    #[error("{flag} {value}: {reason}")]
-    Invalid {
-        /// The flag, as typed on the command line.
-        flag: &'static str,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-}

@@ -1,10 +1,8 @@
-//! Every default, written once: clap shows and applies them, [`Config::for_tests`] uses
-//! them, and the reason for each is on its flag's doc in `config.rs`.
+//! Every default, written once: clap shows and applies them (and so
+//! [`Config::for_tests`](super::Config::for_tests), which starts from what clap gives), and
+//! the reason for each is on its flag's doc in `config.rs`.
 
-use std::net::SocketAddr;
-
-use super::scale::{Role, Scale};
-use super::{Config, DeflateConfig, LogFormat, SlowPolicy, WsDeflate, parse_duration};
+use super::values::{LogFormat, Role, SlowPolicy, WsDeflate};
 
 /// `--listen`.
 pub const LISTEN: &str = "127.0.0.1:8080";
@@ -80,64 +78,3 @@ pub const ROLE: Role = Role::All;
 pub const NATS_STREAM: &str = "tickrelay";
 /// `--nats-linger`.
 pub const NATS_LINGER: &str = "5s";
-
-impl Config {
-    /// A config for in-process tests: free ports on loopback, two shards, no demo feed.
-    pub fn for_tests() -> Self {
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let duration =
-            |text| parse_duration(text).expect("the default durations are valid humantime");
-        Self {
-            listen: any,
-            ingest_tcp: any,
-            ingest_tcp_protobuf: any,
-            demo: false,
-            demo_rate: DEMO_RATE,
-            demo_symbols: DEMO_SYMBOLS,
-            shards: 2,
-            pin_shards: false,
-            outbox_bytes: OUTBOX_BYTES,
-            outbox_max_age: duration(OUTBOX_MAX_AGE),
-            slow_policy: SLOW_POLICY,
-            send_buffer_bytes: SEND_BUFFER_BYTES,
-            replay_depth: REPLAY_DEPTH,
-            replay_budget: REPLAY_BUDGET,
-            max_symbols: MAX_SYMBOLS,
-            ping_interval: duration(PING_INTERVAL),
-            idle_timeout: duration(IDLE_TIMEOUT),
-            max_control_rate: MAX_CONTROL_RATE,
-            conformance_echo: false,
-            max_symbols_per_client: MAX_SYMBOLS_PER_CLIENT,
-            max_message_bytes: MAX_MESSAGE_BYTES,
-            max_ingest_line: MAX_INGEST_LINE,
-            max_event_bytes: MAX_EVENT_BYTES,
-            max_http_body: MAX_HTTP_BODY,
-            max_connections: MAX_CONNECTIONS,
-            max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
-            handshake_timeout: duration(HANDSHAKE_TIMEOUT),
-            drain_timeout: duration(DRAIN_TIMEOUT),
-            jwt_secret_file: None,
-            jwt_public_key_file: None,
-            jwks_file: None,
-            jwks_url: None,
-            jwks_refresh: duration(JWKS_REFRESH),
-            jwt_audience: None,
-            jwt_issuer: None,
-            jwt_leeway: duration(JWT_LEEWAY),
-            allow_anonymous: false,
-            max_connections_per_user: MAX_CONNECTIONS_PER_USER,
-            admin_token_file: None,
-            admin_listen: None,
-            allowed_origin: Vec::new(),
-            tls_cert: None,
-            tls_key: None,
-            log: LOG.into(),
-            log_format: LOG_FORMAT,
-            record: None,
-            replay: None,
-            replay_speed: REPLAY_SPEED,
-            deflate: DeflateConfig::new(),
-            scale: Scale::single_box(),
-        }
-    }
-}

@@ -9,18 +9,10 @@
 //! compressor: that is an operator's choice (`--ws-deflate on`), bounded by
 //! `--ws-deflate-max-clients`.
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::defaults;
-
-/// Whether the relay negotiates permessage-deflate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum WsDeflate {
-    /// Never: offers are ignored and every client gets the shared, uncompressed frames.
-    Off,
-    /// Accept a client's permessage-deflate offer (up to `--ws-deflate-max-clients`).
-    On,
-}
+use super::values::WsDeflate;
 
 /// The permessage-deflate knobs.
 #[derive(Clone, Debug, Args)]
@@ -42,23 +34,6 @@ pub struct DeflateConfig {
     /// × 1.3 µs per tick is already a core at ~770 ticks/s each.
     #[arg(long, default_value_t = defaults::WS_DEFLATE_MAX_CLIENTS)]
     pub ws_deflate_max_clients: usize,
-}
-
-impl DeflateConfig {
-    /// The defaults (as the command line gives them).
-    pub fn new() -> Self {
-        Self {
-            ws_deflate: defaults::WS_DEFLATE,
-            ws_deflate_min_bytes: defaults::WS_DEFLATE_MIN_BYTES,
-            ws_deflate_max_clients: defaults::WS_DEFLATE_MAX_CLIENTS,
-        }
-    }
-}
-
-impl Default for DeflateConfig {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 #[cfg(test)]

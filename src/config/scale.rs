@@ -4,32 +4,11 @@
 
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use super::{ConfigError, defaults, parse_duration};
-
-/// What this process does in a deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Role {
-    /// One box: ingest, sequencer and clients (with `--nats`, it also publishes like a
-    /// sequencer).
-    All,
-    /// Ingest and seq; publishes every sequenced tick once into the JetStream stream.
-    Sequencer,
-    /// No ingest: follows the stream from NATS and serves clients.
-    Edge,
-}
-
-impl Role {
-    /// The name on the command line and in `/stats`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Sequencer => "sequencer",
-            Self::Edge => "edge",
-        }
-    }
-}
+use super::defaults;
+use super::error::ConfigError;
+use super::values::{Role, parse_duration};
 
 /// Role and NATS settings.
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
@@ -78,17 +57,6 @@ impl Scale {
         }
         Ok(())
     }
-
-    /// The settings of `--role all` without NATS (tests start from it).
-    pub fn single_box() -> Self {
-        Self {
-            role: defaults::ROLE,
-            nats: None,
-            nats_stream: defaults::NATS_STREAM.into(),
-            nats_linger: parse_duration(defaults::NATS_LINGER)
-                .expect("the default linger is valid humantime"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -100,16 +68,19 @@ mod tests {
         for role in [Role::Sequencer, Role::Edge] {
             let scale = Scale {
                 role,
-                ..Scale::single_box()
+                ..crate::config::Config::for_tests().scale
             };
             let error = scale.validate().unwrap_err().to_string();
             assert!(error.starts_with("--role "), "{error}");
             assert!(error.contains("--nats"), "{error}");
         }
-        assert!(Scale::single_box().validate().is_ok(), "all needs no NATS");
+        assert!(
+            crate::config::Config::for_tests().scale.validate().is_ok(),
+            "all needs no NATS"
+        );
         let bad = Scale {
             nats_stream: "a.b".into(),
-            ..Scale::single_box()
+            ..crate::config::Config::for_tests().scale
         };
         assert!(
             bad.validate()

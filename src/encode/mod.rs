@@ -40,14 +40,12 @@ impl Encoding {
     /// Every encoding, in index order.
     pub const ALL: [Self; 3] = [Self::Json, Self::Protobuf, Self::Gzip];
 
+    /// Every encoding's name, in index order (error messages list them).
+    pub const NAMES: [&'static str; 3] = ["json", "protobuf", "gzip"];
+
     /// Parses `json`, `protobuf` or `gzip`.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "json" => Some(Self::Json),
-            "protobuf" => Some(Self::Protobuf),
-            "gzip" => Some(Self::Gzip),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|e| e.as_str() == name)
     }
 
     /// Parses a `Sec-WebSocket-Protocol` entry: `tickrelay.json`, `tickrelay.protobuf`, `tickrelay.gzip`.
@@ -57,11 +55,7 @@ impl Encoding {
 
     /// The name in `?encoding=`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Protobuf => "protobuf",
-            Self::Gzip => "gzip",
-        }
+        Self::NAMES[self.index()]
     }
 
     /// The subprotocol name the relay answers with.

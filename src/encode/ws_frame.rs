@@ -5,6 +5,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::error::CloseCode;
+
 /// WebSocket opcodes the relay sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -59,10 +61,10 @@ pub fn frame(opcode: OpCode, payload: &[u8]) -> Bytes {
 }
 
 /// A close frame: RFC 6455 §5.5.1, a 2-byte code then a UTF-8 reason (≤ 123 bytes).
-pub fn close_frame(code: u16, reason: &str) -> Bytes {
+pub fn close_frame(code: CloseCode, reason: &str) -> Bytes {
     let reason = truncate_utf8(reason, 123);
     let mut payload = Vec::with_capacity(2 + reason.len());
-    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&code.value().to_be_bytes());
     payload.extend_from_slice(reason.as_bytes());
     frame(OpCode::Close, &payload)
 }
@@ -109,10 +111,10 @@ mod tests {
 
     #[test]
     fn close_frame_carries_code_and_bounded_reason() {
-        let f = close_frame(1001, "going away");
+        let f = close_frame(CloseCode::GOING_AWAY, "going away");
         assert_eq!(&f[..4], &[0x88, 12, 0x03, 0xE9]);
         assert_eq!(&f[4..], b"going away");
-        let long = close_frame(4008, &"é".repeat(100));
+        let long = close_frame(CloseCode::SLOW_CONSUMER, &"é".repeat(100));
         assert!(long.len() <= 2 + 125);
         assert!(std::str::from_utf8(&long[4..]).is_ok());
     }

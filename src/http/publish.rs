@@ -12,7 +12,7 @@ use hyper::{Request, StatusCode};
 use serde::Serialize;
 
 use super::{HttpResponse, json, refuse};
-use crate::config::scale::Role;
+use crate::config::Role;
 use crate::encode::json::to_vec;
 use crate::error::ErrorCode;
 use crate::event::Item;

@@ -15,6 +15,7 @@ use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
 use super::{HttpResponse, error_body, json};
+use crate::encode::Encoding;
 use crate::error::ErrorCode;
 use crate::limits::IpSlot;
 use crate::session::handshake::{HandshakeError, Mode};
@@ -42,7 +43,7 @@ pub(super) fn upgrade(
                 kind: "error",
                 code,
                 message: &message,
-                supported: ["json", "protobuf", "gzip"],
+                supported: Encoding::NAMES,
             }),
             _ => error_body(code, &message),
         };

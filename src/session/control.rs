@@ -1,18 +1,16 @@
 //! Pure parsing of client control messages (JSON text, or protobuf `ClientMessage` for
 //! protobuf clients) into [`Control`], or a [`ControlError`] with a stable code.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use prost::Message as _;
-use serde::Deserialize;
-use simd_json::Buffers;
-
 use crate::auth::{AuthError, Token};
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, one_of};
 use crate::event::{Channel, EventError, Key};
-use crate::proto;
 use crate::tick::{Seq, Symbol, TickError};
+
+mod parser;
+
+pub use parser::ControlParser;
 
 /// A parsed control message.
 #[derive(Debug, PartialEq)]
@@ -39,6 +37,28 @@ pub enum Control {
         /// The interval.
         interval: Duration,
     },
+}
+
+impl Control {
+    /// The keys (and `*`, the bool) whose history the message reads: a subscribe's or
+    /// snapshot's last values, a resume's rings. `None` for messages that read none. An edge
+    /// makes the shard hold these from the stream before it answers.
+    pub fn history_keys(&self) -> Option<(bool, Vec<Key>)> {
+        match self {
+            Self::Subscribe(selection) | Self::Snapshot(selection) => {
+                Some((selection.all, selection.keys()))
+            }
+            Self::Resume(positions) => Some((
+                false,
+                positions.iter().map(|(key, _)| key.clone()).collect(),
+            )),
+            Self::Unsubscribe(_)
+            | Self::Ping { .. }
+            | Self::Auth(_)
+            | Self::Refresh(_)
+            | Self::Heartbeat { .. } => None,
+        }
+    }
 }
 
 /// Where a resuming client is: the last seq it has of each symbol or channel, in the history `epoch`
@@ -165,9 +185,7 @@ pub enum ControlError {
     #[error("{0}")]
     UnknownField(String),
     /// An `op` the relay does not know.
-    #[error(
-        "unknown op `{0}`; expected subscribe, unsubscribe, snapshot, ping, resume, heartbeat, auth or refresh"
-    )]
+    #[error("unknown op `{0}`; expected {names}", names = one_of(&Op::NAMES))]
     UnknownOp(String),
     /// The op needs a field that is missing.
     #[error("`{op}` needs `{field}`")]
@@ -237,154 +255,49 @@ impl ControlError {
     }
 }
 
-/// Parses control messages, reusing the JSON parser's buffers.
-pub struct ControlParser {
-    buffers: Buffers,
-    limit: usize,
+/// Every op a client may send, by its wire name: the JSON parser matches on it, and the
+/// `unknown_op` message lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    Subscribe,
+    Unsubscribe,
+    Snapshot,
+    Ping,
+    Resume,
+    Heartbeat,
+    Auth,
+    Refresh,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawControl {
-    op: String,
-    symbols: Option<Vec<String>>,
-    channels: Option<Vec<String>>,
-    id: Option<u64>,
-    from: Option<HashMap<String, u64>>,
-    epoch: Option<u64>,
-    from_channels: Option<HashMap<String, u64>>,
-    interval_ms: Option<u64>,
-    token: Option<String>,
-}
+impl Op {
+    const ALL: [Self; 8] = [
+        Self::Subscribe,
+        Self::Unsubscribe,
+        Self::Snapshot,
+        Self::Ping,
+        Self::Resume,
+        Self::Heartbeat,
+        Self::Auth,
+        Self::Refresh,
+    ];
+    const NAMES: [&'static str; 8] = [
+        "subscribe",
+        "unsubscribe",
+        "snapshot",
+        "ping",
+        "resume",
+        "heartbeat",
+        "auth",
+        "refresh",
+    ];
 
-impl ControlParser {
-    /// A parser enforcing at most `limit` symbols per message.
-    pub fn new(limit: usize) -> Self {
-        Self {
-            buffers: Buffers::new(256),
-            limit,
-        }
+    pub(super) fn parse(name: &str) -> Option<Self> {
+        let at = Self::NAMES.iter().position(|n| *n == name)?;
+        Some(Self::ALL[at])
     }
 
-    /// Parses a JSON text control message (used as scratch space).
-    pub fn json(&mut self, text: &mut [u8]) -> Result<Control, ControlError> {
-        let raw: RawControl = simd_json::serde::from_slice_with_buffers(text, &mut self.buffers)
-            .map_err(|e| {
-                let text = e.to_string();
-                if text.contains("unknown field") {
-                    ControlError::UnknownField(text)
-                } else {
-                    ControlError::BadMessage(text)
-                }
-            })?;
-        let limit = self.limit;
-        let symbols = |op| {
-            if raw.symbols.is_none() && raw.channels.is_none() {
-                return Err(ControlError::MissingField {
-                    op,
-                    field: "symbols",
-                });
-            }
-            let names = raw.symbols.iter().flatten().map(String::as_str);
-            let mut selection = Selection::parse(names, limit)?;
-            selection.add_channels(raw.channels.iter().flatten().map(String::as_str), limit)?;
-            Ok(selection)
-        };
-        match raw.op.as_str() {
-            "subscribe" => symbols("subscribe").map(Control::Subscribe),
-            "unsubscribe" => symbols("unsubscribe").map(Control::Unsubscribe),
-            "snapshot" => symbols("snapshot").map(Control::Snapshot),
-            "ping" => Ok(Control::Ping {
-                id: raw.id.unwrap_or(0),
-            }),
-            "resume" => {
-                if raw.from.is_none() && raw.from_channels.is_none() {
-                    return Err(ControlError::MissingField {
-                        op: "resume",
-                        field: "from",
-                    });
-                }
-                let symbols = raw.from.iter().flatten().map(|(k, v)| (k.as_str(), *v));
-                let channels = raw
-                    .from_channels
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.as_str(), *v));
-                let mut positions = resume_keys(symbols, channels, self.limit)?;
-                positions.epoch = raw.epoch;
-                Ok(Control::Resume(positions))
-            }
-            "heartbeat" => {
-                let ms = raw.interval_ms.ok_or(ControlError::MissingField {
-                    op: "heartbeat",
-                    field: "interval_ms",
-                })?;
-                Ok(Control::Heartbeat {
-                    interval: Duration::from_millis(ms),
-                })
-            }
-            "auth" | "refresh" => {
-                let token = raw.token.clone().ok_or(ControlError::MissingField {
-                    op: if raw.op == "auth" { "auth" } else { "refresh" },
-                    field: "token",
-                })?;
-                Ok(if raw.op == "auth" {
-                    Control::Auth(Token(token))
-                } else {
-                    Control::Refresh(Token(token))
-                })
-            }
-            other => Err(ControlError::UnknownOp(other.chars().take(40).collect())),
-        }
-    }
-
-    /// Parses a protobuf `ClientMessage`.
-    pub fn protobuf(&self, bytes: &[u8]) -> Result<Control, ControlError> {
-        use proto::client_message::Msg;
-        let message = proto::ClientMessage::decode(bytes)
-            .map_err(|e| ControlError::BadMessage(e.to_string()))?;
-        let names =
-            |s: &proto::Symbols| Selection::parse(s.symbols.iter().map(String::as_str), self.limit);
-        let channels = |c: &proto::Channels| {
-            let mut selection = Selection::default();
-            selection.add_channels(c.channels.iter().map(String::as_str), self.limit)?;
-            Ok(selection)
-        };
-        match message.msg {
-            None => Err(ControlError::BadMessage(
-                "ClientMessage has no msg set".into(),
-            )),
-            Some(Msg::Subscribe(s)) => names(&s).map(Control::Subscribe),
-            Some(Msg::Unsubscribe(s)) => names(&s).map(Control::Unsubscribe),
-            Some(Msg::Snapshot(s)) => names(&s).map(Control::Snapshot),
-            Some(Msg::Ping(p)) => Ok(Control::Ping { id: p.id }),
-            Some(Msg::Resume(r)) => {
-                let mut positions = resume_keys(
-                    r.from.iter().map(|(k, v)| (k.as_str(), *v)),
-                    r.channels.iter().map(|(k, v)| (k.as_str(), *v)),
-                    self.limit,
-                )?;
-                // proto3: 0 is "not set"; epochs are never 0.
-                positions.epoch = (r.epoch != 0).then_some(r.epoch);
-                Ok(Control::Resume(positions))
-            }
-            Some(Msg::Auth(a)) => Ok(Control::Auth(Token(a.token))),
-            Some(Msg::Refresh(a)) => Ok(Control::Refresh(Token(a.token))),
-            Some(Msg::SubscribeChannels(c)) => channels(&c).map(Control::Subscribe),
-            Some(Msg::UnsubscribeChannels(c)) => channels(&c).map(Control::Unsubscribe),
-            Some(Msg::SnapshotChannels(c)) => channels(&c).map(Control::Snapshot),
-            Some(Msg::Heartbeat(h)) => Ok(Control::Heartbeat {
-                interval: Duration::from_millis(u64::from(h.interval_ms)),
-            }),
-        }
-    }
-}
-
-impl std::fmt::Debug for ControlParser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlParser")
-            .field("limit", &self.limit)
-            .finish_non_exhaustive()
+    pub(super) fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
     }
 }
 
@@ -438,7 +351,9 @@ pub fn resume_keys<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto;
     use proptest::prelude::*;
+    use prost::Message as _;
 
     fn json(text: &str) -> Result<Control, ControlError> {
         ControlParser::new(3).json(&mut text.as_bytes().to_vec())

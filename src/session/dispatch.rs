@@ -22,41 +22,20 @@ use tracing::debug;
 use super::control::{Control, ControlError, ControlParser, Selection};
 use super::handshake::{Admission, Mode, SessionParams};
 use super::wire::{FrameReader, Incoming, WireError};
-use crate::auth::{AuthError, Identity, UserSlot};
+use crate::auth::AuthError;
 use crate::encode::ws_frame::{self, OpCode};
 use crate::encode::{Encoding, Message};
-use crate::error::ErrorCode;
+use crate::error::{CloseCode, ErrorCode};
 use crate::event::Key;
 use crate::limits::TokenBucket;
 use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore, Transport};
 use crate::tick::now_ns;
-use auth::{authenticate, check_allowed, close_for_auth, expiry, refresh};
+use auth::{authenticate, check_allowed, close_for_auth, refresh};
+pub(super) use session::Session;
+use session::{ack, refuse, start};
 
 mod auth;
-
-/// The session-side state of one client: what only its task reads.
-#[derive(Debug)]
-pub(super) struct Session {
-    /// The client's key on its shard.
-    pub(super) key: SessionKey,
-    id: u64,
-    encoding: Encoding,
-    mode: Mode,
-    control_rate: TokenBucket,
-    /// Application heartbeat interval the client asked for.
-    pub(super) heartbeat: Option<Duration>,
-    /// Who the client is; `None` while it has still to authenticate in-band.
-    identity: Option<Identity>,
-    /// Its place in its user's connection count (dropped with the session).
-    user_slot: Option<UserSlot>,
-    /// The connect-time request of a pending session, served once it authenticates (boxed:
-    /// most sessions never hold one, and idle sessions are counted in bytes).
-    deferred: Option<Box<SessionParams>>,
-    /// When the pending session must have authenticated, or the session's token runs out.
-    pub(super) deadline: Option<Instant>,
-    /// On an edge: a control message waiting for its keys' history (`warm.rs`; boxed: rare).
-    pub(super) held: Option<Box<Control>>,
-}
+mod session;
 
 /// Registers a new client; if it is admitted with an identity, subscribes it and queues
 /// `welcome` and snapshots or replays, otherwise waits for its in-band auth.
@@ -98,58 +77,17 @@ pub(super) fn open(
     session
 }
 
-/// Starts an admitted session: `welcome`, then the connect-time subscriptions, snapshots
-/// and replays (the handshake checked them against the limit and, with a token at connect,
-/// against the identity).
-fn start(
-    core: &mut ShardCore,
-    session: &mut Session,
-    identity: Identity,
-    params: &SessionParams,
-    now: Instant,
-) {
-    let key = session.key;
-    let resumed: Vec<Key> = params.resume.iter().map(|(s, _)| s.clone()).collect();
-    let named = params.selection.keys();
-    let mut welcome_keys = named.clone();
-    welcome_keys.extend(resumed.iter().filter(|s| !named.contains(s)).cloned());
-    let welcomed = Selection::of_keys(&welcome_keys);
-    let welcome = Message::Welcome {
-        session: session.id,
-        shard: core.id() as u32,
-        encoding: params.encoding,
-        all: params.selection.all,
-        symbols: &welcomed.symbols,
-        channels: &welcomed.channels,
-        user: identity.user.as_deref(),
-        expires_ns: identity.expires_s.map(|s| s.saturating_mul(1_000_000_000)),
-        epoch: core.shared().epoch,
-    };
-    core.send(key, &welcome, now);
-    let live: Vec<Key> = named.into_iter().filter(|s| !resumed.contains(s)).collect();
-    let added = core.subscribe(key, params.selection.all, &live);
-    core.send_snapshots(key, &added, now);
-    core.resume(key, &params.resume, params.resume.epoch, now);
-    session.deadline = expiry(&identity, now);
-    core.set_user(key, identity.user.clone());
-    session.identity = Some(identity);
-}
-
 /// A session's deadline passed: a pending session did not authenticate in time (4001), or
 /// the token ran out (4002).
 pub(super) fn deadline_passed(core: &mut ShardCore, session: &mut Session) {
     let now = Instant::now();
     session.deadline = None;
-    let (error, close, reason) = if session.identity.is_none() {
-        (
-            AuthError::Missing,
-            CLOSE_AUTH_FAILED,
-            "authentication required",
-        )
+    let (error, reason) = if session.identity.is_none() {
+        (AuthError::Missing, "authentication required")
     } else {
-        (AuthError::Expired, CLOSE_TOKEN_EXPIRED, "token expired")
+        (AuthError::Expired, CloseCode::TOKEN_EXPIRED.reason())
     };
-    close_for_auth(core, session, &error, close, reason, now);
+    close_for_auth(core, session, &error, reason, now);
     core.flush(session.key);
 }
 
@@ -204,7 +142,8 @@ fn handle_message(
         Incoming::Close(code) => {
             // RFC 6455 §5.5.1: answer a close with a close (echoing the code), then end.
             let deadline = now + core.shared().config.drain_timeout;
-            core.close(key, code.unwrap_or(1000), "", deadline, true);
+            let echo = code.map_or(CloseCode::NORMAL, CloseCode::echo);
+            core.close(key, echo, "", deadline, true);
             return false;
         }
         Incoming::Text(text) if session.mode == Mode::Echo => {
@@ -240,7 +179,6 @@ fn handle_message(
                     core,
                     session,
                     &AuthError::Missing,
-                    CLOSE_AUTH_FAILED,
                     "authentication required",
                     now,
                 );
@@ -249,7 +187,9 @@ fn handle_message(
         };
     }
     match control {
-        Ok(control) if super::warm::wants(core, &control).is_some() => {
+        // An edge first reads the history the message needs from the stream: the session
+        // holds it and `session::serve_held` answers it once the shard has that history.
+        Ok(control) if core.shared().follow.get().is_some() && control.history_keys().is_some() => {
             session.held = Some(Box::new(control));
         }
         Ok(control) => apply(core, session, control, now),
@@ -273,17 +213,6 @@ fn with_parser<T>(core: &ShardCore, parse: impl FnOnce(&mut ControlParser) -> T)
 fn echo(core: &mut ShardCore, key: SessionKey, opcode: OpCode, payload: &[u8], now: Instant) {
     core.send_data(key, opcode, payload, now);
     core.allow_burst(key);
-}
-
-fn refuse(core: &mut ShardCore, session: &Session, error: &ControlError, now: Instant) {
-    let code = error.code();
-    core.shared().metrics.count_error(code);
-    debug!(session = session.id, code = code.as_str(), %error, "control message refused");
-    let message = Message::Error {
-        code: code.as_str(),
-        message: &error.to_string(),
-    };
-    core.send(session.key, &message, now);
 }
 
 pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Control, now: Instant) {
@@ -360,40 +289,6 @@ fn check_limit(
     Ok(())
 }
 
-fn ack(
-    core: &mut ShardCore,
-    session: &Session,
-    op: &'static str,
-    selection: &Selection,
-    now: Instant,
-) {
-    let both = (selection.all || !selection.symbols.is_empty()) && !selection.channels.is_empty();
-    if session.encoding == Encoding::Protobuf && both {
-        // A protobuf Ack names symbols only: the channels get their own ChannelAck.
-        let symbols = Message::Ack {
-            op,
-            all: selection.all,
-            symbols: &selection.symbols,
-            channels: &[],
-        };
-        core.send(session.key, &symbols, now);
-        let channels = Message::Ack {
-            op,
-            all: false,
-            symbols: &[],
-            channels: &selection.channels,
-        };
-        return core.send(session.key, &channels, now);
-    }
-    let message = Message::Ack {
-        op,
-        all: selection.all,
-        symbols: &selection.symbols,
-        channels: &selection.channels,
-    };
-    core.send(session.key, &message, now);
-}
-
 /// Pings the client, or closes it with 4009 if it has sent nothing for `--idle-timeout`.
 pub(super) fn keep_alive(core: &mut ShardCore, session: &Session, last_heard: Instant) {
     let now = Instant::now();
@@ -401,13 +296,8 @@ pub(super) fn keep_alive(core: &mut ShardCore, session: &Session, last_heard: In
     if now.saturating_duration_since(last_heard) >= core.shared().config.idle_timeout {
         core.shared().metrics.count_error(ErrorCode::IdleTimeout);
         debug!(session = session.id, "idle timeout");
-        core.close(
-            key,
-            CLOSE_IDLE,
-            "idle timeout",
-            now + SLOW_CLOSE_GRACE,
-            true,
-        );
+        let idle = CloseCode::IDLE_TIMEOUT;
+        core.close(key, idle, idle.reason(), now + SLOW_CLOSE_GRACE, true);
     } else {
         core.release_encoder_if_idle(key);
         let stamp = now_ns().to_be_bytes();
@@ -438,12 +328,5 @@ fn protocol_error(core: &mut ShardCore, session: &Session, error: &WireError, no
     );
 }
 
-/// Close code for a client silent for longer than `--idle-timeout`.
-pub const CLOSE_IDLE: u16 = 4009;
-/// Close code for a session that did not authenticate: no token in time, a refused token,
-/// or another message before its auth.
-pub const CLOSE_AUTH_FAILED: u16 = 4001;
-/// Close code for a session whose token ran out without a refresh.
-pub const CLOSE_TOKEN_EXPIRED: u16 = 4002;
 /// Shortest application heartbeat interval honoured.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);

@@ -15,7 +15,7 @@ use crate::auth::{Auth, AuthError, Identity, Token, UserSlot};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
 use crate::encode::deflate::DeflateParams;
-use crate::error::{ErrorCode, clip};
+use crate::error::{ErrorCode, clip, one_of};
 use crate::event::Key;
 use crate::tick::Seq;
 
@@ -81,7 +81,7 @@ impl SessionParams {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HandshakeError {
     /// The encoding named is not one we speak.
-    #[error("unknown encoding `{0}`; supported: json, protobuf, gzip")]
+    #[error("unknown encoding `{0}`; supported: {names}", names = Encoding::NAMES.join(", "))]
     UnknownEncoding(String),
     /// The query names one encoding and the subprotocol header another.
     #[error("encoding `{query}` in the query conflicts with subprotocol `{header}`")]
@@ -95,12 +95,10 @@ pub enum HandshakeError {
     #[error("`encoding` is given twice with different values")]
     RepeatedEncoding,
     /// A query parameter we do not know.
-    #[error(
-        "unknown query parameter `{0}`; expected symbols, channels, encoding, slow, resume, resume_channels or token"
-    )]
+    #[error("unknown query parameter `{0}`; expected {names}", names = one_of(&Param::NAMES))]
     UnknownParam(String),
-    /// `slow=` is neither `disconnect` nor `conflate`.
-    #[error("unknown slow-consumer policy `{0}`; expected disconnect or conflate")]
+    /// `slow=` is not a policy's name.
+    #[error("unknown slow-consumer policy `{0}`; expected {names}", names = one_of(&SlowPolicy::NAMES))]
     UnknownPolicy(String),
     /// `resume=` is not a list of `SYMBOL:SEQ`.
     #[error("resume position `{0}` is not SYMBOL:SEQ")]
@@ -156,25 +154,51 @@ impl HandshakeError {
         }
     }
 
-    /// The HTTP status to answer with.
+    /// The HTTP status to answer with: its code's (the error table).
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Draining | Self::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Auth(AuthError::UserLimit(_)) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Auth(AuthError::OtherUser) | Self::Forbidden(_) | Self::Origin(_) => {
-                StatusCode::FORBIDDEN
-            }
-            Self::Auth(_) | Self::BadToken(_) => StatusCode::UNAUTHORIZED,
-            Self::UnknownEncoding(_)
-            | Self::ConflictingEncoding { .. }
-            | Self::RepeatedEncoding
-            | Self::UnknownParam(_)
-            | Self::UnknownPolicy(_)
-            | Self::BadResume(_)
-            | Self::BadEpoch(_)
-            | Self::Symbols(_)
-            | Self::NotUpgrade(_) => StatusCode::BAD_REQUEST,
-        }
+        self.code().http_status()
+    }
+}
+
+/// Every query parameter `/ws` accepts, by its name: the parser matches on it, and the
+/// `bad_request` message for an unknown one lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Param {
+    Symbols,
+    Channels,
+    Encoding,
+    Slow,
+    Resume,
+    ResumeChannels,
+    Epoch,
+    Token,
+}
+
+impl Param {
+    const ALL: [Self; 8] = [
+        Self::Symbols,
+        Self::Channels,
+        Self::Encoding,
+        Self::Slow,
+        Self::Resume,
+        Self::ResumeChannels,
+        Self::Epoch,
+        Self::Token,
+    ];
+    const NAMES: [&'static str; 8] = [
+        "symbols",
+        "channels",
+        "encoding",
+        "slow",
+        "resume",
+        "resume_channels",
+        "epoch",
+        "token",
+    ];
+
+    fn parse(name: &str) -> Option<Self> {
+        let at = Self::NAMES.iter().position(|n| *n == name)?;
+        Some(Self::ALL[at])
     }
 }
 
@@ -200,19 +224,20 @@ pub fn parse(
     let mut resume_channels = Vec::new();
     let query = form_urlencoded::parse(query.unwrap_or("").as_bytes()).collect::<Vec<_>>();
     for (key, value) in &query {
-        match &**key {
-            "symbols" => {
+        let param = Param::parse(key).ok_or_else(|| HandshakeError::UnknownParam(clip(key)))?;
+        match param {
+            Param::Symbols => {
                 let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
                 let more = Selection::parse(names, config.max_symbols_per_client)?;
                 merge(&mut params.selection, more, config.max_symbols_per_client)?;
             }
-            "channels" => {
+            Param::Channels => {
                 let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
                 params
                     .selection
                     .add_channels(names, config.max_symbols_per_client)?;
             }
-            "encoding" => {
+            Param::Encoding => {
                 let encoding = Encoding::parse(value)
                     .ok_or_else(|| HandshakeError::UnknownEncoding(clip(value)))?;
                 if query_encoding.is_some_and(|q| q != encoding) {
@@ -220,14 +245,11 @@ pub fn parse(
                 }
                 query_encoding = Some(encoding);
             }
-            "slow" => {
-                params.slow = match &**value {
-                    "disconnect" => SlowPolicy::Disconnect,
-                    "conflate" => SlowPolicy::Conflate,
-                    other => return Err(HandshakeError::UnknownPolicy(clip(other))),
-                };
+            Param::Slow => {
+                params.slow = SlowPolicy::parse(value)
+                    .ok_or_else(|| HandshakeError::UnknownPolicy(clip(value)))?;
             }
-            "token" => {
+            Param::Token => {
                 if params.token.is_some() {
                     return Err(HandshakeError::BadToken(
                         "give the token once: Authorization header or ?token=",
@@ -235,9 +257,9 @@ pub fn parse(
                 }
                 params.token = Some(Token(value.to_string()));
             }
-            "resume" => resume_symbols = positions(value)?,
-            "resume_channels" => resume_channels = positions(value)?,
-            "epoch" => {
+            Param::Resume => resume_symbols = positions(value)?,
+            Param::ResumeChannels => resume_channels = positions(value)?,
+            Param::Epoch => {
                 let value: u64 = value
                     .parse()
                     .ok()
@@ -245,7 +267,6 @@ pub fn parse(
                     .ok_or_else(|| HandshakeError::BadEpoch(clip(value)))?;
                 epoch = Some(value);
             }
-            other => return Err(HandshakeError::UnknownParam(clip(other))),
         }
     }
     if !resume_symbols.is_empty() || !resume_channels.is_empty() {

@@ -10,7 +10,7 @@ pub mod control;
 mod dispatch;
 pub mod extensions;
 pub mod handshake;
-mod warm;
+mod history_wait;
 pub mod wire;
 
 use std::cell::RefCell;
@@ -26,7 +26,6 @@ use crate::encode::Message;
 use crate::limits::IpSlot;
 use crate::shard::{FeedPhase, SessionKey, ShardCore, Transport};
 use crate::tick::now_ns;
-pub use dispatch::{CLOSE_AUTH_FAILED, CLOSE_IDLE, CLOSE_TOKEN_EXPIRED};
 use extensions::Deflate;
 use handshake::{Admission, SessionParams};
 use wire::FrameReader;
@@ -46,7 +45,7 @@ pub async fn run(
     // An edge reads the keys' history from NATS before the connect-time snapshots.
     let mut wanted = params.selection.keys();
     wanted.extend(params.resume.iter().map(|(key, _)| key.clone()));
-    warm::ahead(&core, params.selection.all, wanted).await;
+    history_wait::wait_for_history(&core, params.selection.all, wanted).await;
     let (send_buffer, max_message, ping_interval) = {
         let core = core.borrow();
         let config = &core.shared().config;
@@ -89,7 +88,7 @@ pub async fn run(
     let mut ping = every(ping_interval);
     let mut heartbeat: Option<(Duration, Interval)> = None;
     let mut client_closed = !read(&core, &mut session, &mut reader, &mut input);
-    client_closed = warm::held(&core, &mut session, &mut reader, &mut input, client_closed).await;
+    client_closed = serve_held(&core, &mut session, &mut reader, &mut input, client_closed).await;
     while !client_closed {
         let status = core.borrow().status(session.key);
         if session.heartbeat != heartbeat.as_ref().map(|(d, _)| *d) {
@@ -120,7 +119,7 @@ pub async fn run(
                     Ok(_) => {
                         last_heard = Instant::now();
                         client_closed = !read(&core, &mut session, &mut reader, &mut input);
-                        client_closed = warm::held(&core, &mut session, &mut reader, &mut input, client_closed).await;
+                        client_closed = serve_held(&core, &mut session, &mut reader, &mut input, client_closed).await;
                         if input.is_empty() {
                             // Every frame was consumed: an idle client holds no read buffer
                             // (the next read allocates one again, ~1 KiB).
@@ -154,6 +153,30 @@ pub async fn run(
     }
     // The deflate slot goes last: the client compressed until it left.
     drop((stream, ip_slot, membership, deflate));
+}
+
+/// Serves the control message the session holds on an edge (and any held after it, from
+/// the input that followed): waits for its keys' history, applies it, reads on. Returns
+/// whether the client has closed.
+async fn serve_held(
+    core: &Rc<RefCell<ShardCore>>,
+    session: &mut dispatch::Session,
+    reader: &mut FrameReader,
+    input: &mut BytesMut,
+    mut closed: bool,
+) -> bool {
+    while !closed && let Some(control) = &session.held {
+        if let Some((all, keys)) = control.history_keys() {
+            history_wait::wait_for_history(core, all, keys).await;
+        }
+        if let Some(control) = session.held.take() {
+            let mut core = core.borrow_mut();
+            dispatch::apply(&mut core, session, *control, Instant::now());
+            core.flush(session.key);
+        }
+        closed = !read(core, session, reader, input);
+    }
+    closed
 }
 
 /// Handles every complete frame in `input` (see [`dispatch::handle_input`]) and counts what

@@ -14,7 +14,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::encode::deflate::{self, InflateError};
-use crate::error::ErrorCode;
+use crate::error::{CloseCode, ErrorCode};
 
 /// A complete message or control frame from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,13 +76,11 @@ pub enum WireError {
 }
 
 impl WireError {
-    /// The close code to answer with.
-    pub fn close_code(&self) -> u16 {
-        match self {
-            Self::TooBig { .. } | Self::InflatedTooBig { .. } => 1009,
-            Self::InvalidUtf8 | Self::BadDeflate => 1007,
-            _ => 1002,
-        }
+    /// The close code to answer with (its error code's, RFC 6455 §7.4.1).
+    pub fn close_code(&self) -> CloseCode {
+        self.code()
+            .close()
+            .expect("every wire error's code closes the session (the error table)")
     }
 
     /// Stable code for error messages and metrics.
@@ -482,7 +480,10 @@ mod tests {
         frame[1] &= 0x7F;
         frame.drain(2..6);
         let err = read_all(&frame, 1024).unwrap_err();
-        assert_eq!((err.clone(), err.close_code()), (WireError::Unmasked, 1002));
+        assert_eq!(
+            (err.clone(), err.close_code().value()),
+            (WireError::Unmasked, 1002)
+        );
     }
 
     #[test]
@@ -495,7 +496,7 @@ mod tests {
         assert_eq!(got[1], Incoming::Text(Bytes::from_static(b"hello")));
         let err = read_all(&bytes, 4).unwrap_err();
         assert_eq!(
-            err.close_code(),
+            err.close_code().value(),
             1009,
             "the limit applies to the reassembled message"
         );
@@ -524,7 +525,7 @@ mod tests {
     #[test]
     fn invalid_utf8_closes_with_1007() {
         let err = read_all(&client_frame(true, 1, &[0xC3, 0x28], MASK), 64).unwrap_err();
-        assert_eq!(err.close_code(), 1007);
+        assert_eq!(err.close_code().value(), 1007);
     }
 
     #[test]
@@ -542,7 +543,7 @@ mod tests {
             .concat(),
         ] {
             assert_eq!(
-                read_all(&bytes, 64).unwrap_err().close_code(),
+                read_all(&bytes, 64).unwrap_err().close_code().value(),
                 1002,
                 "{bytes:?}"
             );
@@ -610,7 +611,7 @@ mod tests {
         ] {
             let err = read_deflate(&bytes, 64).unwrap_err();
             assert_eq!(
-                (err.clone(), err.close_code()),
+                (err.clone(), err.close_code().value()),
                 (WireError::ReservedBits, 1002)
             );
         }
@@ -622,7 +623,7 @@ mod tests {
         assert!(bomb.len() < 4096);
         let err = read_deflate(&client_frame(true, 0x42, &bomb, MASK), 4096).unwrap_err();
         assert_eq!(
-            (err.clone(), err.close_code(), err.code()),
+            (err.clone(), err.close_code().value(), err.code()),
             (
                 WireError::InflatedTooBig { limit: 4096 },
                 1009,
@@ -631,7 +632,7 @@ mod tests {
         );
         let err = read_deflate(&client_frame(true, 0x42, &[0xff; 8], MASK), 4096).unwrap_err();
         assert_eq!(
-            (err.clone(), err.close_code()),
+            (err.clone(), err.close_code().value()),
             (WireError::BadDeflate, 1007)
         );
         // Invalid UTF-8 is found after inflating.

@@ -18,6 +18,7 @@ use super::feed::{Feed, FeedPhase};
 use super::transport::Transport;
 use crate::config::{Config, SlowPolicy};
 use crate::encode::ws_frame;
+use crate::error::CloseCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
 
@@ -82,7 +83,7 @@ impl Client {
     /// (a slow consumer will not read them; on shutdown they are flushed first).
     pub(super) fn close(
         &mut self,
-        code: u16,
+        code: CloseCode,
         reason: &str,
         deadline: Instant,
         discard_backlog: bool,
@@ -185,7 +186,8 @@ impl Client {
                     pending = self.feed.outbox.bytes(),
                     "slow consumer disconnected"
                 );
-                self.close(CLOSE_SLOW, "slow consumer", now + SLOW_CLOSE_GRACE, true);
+                let slow = CloseCode::SLOW_CONSUMER;
+                self.close(slow, slow.reason(), now + SLOW_CLOSE_GRACE, true);
                 true
             }
             SlowPolicy::Conflate => {
@@ -226,10 +228,6 @@ impl std::borrow::BorrowMut<Feed> for Client {
     }
 }
 
-/// Close code for a slow consumer (4000-4999: private use, RFC 6455 §7.4.2).
-pub const CLOSE_SLOW: u16 = 4008;
-/// Close code for a session closed through `DELETE /api/sessions/{id}`.
-pub const CLOSE_ADMIN: u16 = 4003;
 /// How long a slow or idle client's close frame may take before the socket is dropped.
 pub const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Most frames offered to one vectored write (Linux's IOV_MAX is 1024; 64 covers a turn).

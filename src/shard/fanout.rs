@@ -1,65 +1,23 @@
-//! The shard's main loop: drain the tick queue, append each tick's shared frame to the
-//! outbox of every local subscriber, then give each touched client one write (its frames
-//! gathered into one buffer: `transport`).
+//! The hot loop of a fan-out turn: append each tick's shared frame to the outbox of every
+//! local subscriber ([`fan_out_batch`]), and the rare explicit `gap` before a tick an edge's
+//! stream skipped to ([`announce_gap`]). The turn around it (drain the queue, then give
+//! each touched client one write) is [`run`](super::run).
 //!
 //! Per tick: one hash lookup (last value) and, per subscriber, a refcount bump and a queue
 //! push. No lock, no allocation per client (gzip aside, see `encode::gzip`), no `.await`
-//! inside the loop. Between turns the loop yields so session tasks (control messages,
-//! writability) run on the same thread.
+//! inside the loop.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::TryRecvError;
 use slab::Slab;
 
 use super::client::Client;
-use super::{Feed, SessionKey, ShardCore, Subscriptions};
+use super::feed::Feed;
+use super::subscriptions::{SessionKey, Subscriptions};
 use crate::encode::{Frames, Message};
 use crate::metrics::ShardMetrics;
-use crate::sequencer::TickQueue;
 use crate::tick::Seq;
-
-/// Fans out batches until the sequencer closes the queue (shutdown).
-pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
-    loop {
-        let mut batches = 0;
-        let mut closed = false;
-        {
-            let mut core = core.borrow_mut();
-            let now = Instant::now();
-            while batches < MAX_BATCHES_PER_TURN {
-                match queue.try_take() {
-                    Ok(batch) => {
-                        core.deliver(&batch, now);
-                        batches += 1;
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            if batches > 0 {
-                core.flush_dirty_and_enforce(now);
-                core.finish_turn();
-            }
-        }
-        if closed {
-            return;
-        }
-        if batches > 0 {
-            // Let session tasks run between turns; the queue keeps filling meanwhile, so
-            // the next turn batches more.
-            tokio::task::yield_now().await;
-        } else {
-            queue.wake.notified().await;
-        }
-    }
-}
 
 /// Tells every subscriber of `frames`' key that `from..=to` will never come (an edge's
 /// stream no longer held them), just before `frames`, the tick after them: a client sees
@@ -106,6 +64,3 @@ pub fn fan_out_batch<C: std::borrow::BorrowMut<Feed>>(
     }
     delivered
 }
-
-/// Most sequencer batches handled per turn before yielding to the session tasks.
-const MAX_BATCHES_PER_TURN: usize = 64;

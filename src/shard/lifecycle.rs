@@ -10,12 +10,13 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tracing::info;
 
-use super::client::{CLOSE_ADMIN, Client};
+use super::client::Client;
 use super::{ClientStatus, Feed, FeedPhase, SessionKey, ShardCore, Transport};
 use crate::config::SlowPolicy;
 use crate::encode::deflate::{DeflateParams, DeflateStream};
 use crate::encode::ws_frame::OpCode;
 use crate::encode::{Encoder, Encoding, Message};
+use crate::error::CloseCode;
 use crate::event::Key;
 use crate::metrics;
 use crate::shared::SessionInfo;
@@ -102,7 +103,7 @@ impl ShardCore {
     pub fn close(
         &mut self,
         key: SessionKey,
-        code: u16,
+        code: CloseCode,
         reason: &str,
         deadline: Instant,
         discard_backlog: bool,
@@ -114,7 +115,7 @@ impl ShardCore {
             info!(
                 session = client.id,
                 shard = self.id,
-                code,
+                code = code.value(),
                 reason,
                 suppressed,
                 "session closing"
@@ -124,13 +125,13 @@ impl ShardCore {
     }
 
     /// Shutdown: closes every client with `code` after what it has queued, and flushes.
-    pub fn close_all(&mut self, code: u16, reason: &str, deadline: Instant) {
+    pub fn close_all(&mut self, code: CloseCode, reason: &str, deadline: Instant) {
         let metrics = self.shared.metrics.shard(self.id);
         // One line for all: per-client lines would be a storm at every shutdown.
         info!(
             shard = self.id,
             clients = self.clients.len(),
-            code,
+            code = code.value(),
             reason,
             "closing every session"
         );
@@ -249,7 +250,7 @@ impl ShardCore {
         };
         let now = Instant::now();
         let grace = self.shared.config.drain_timeout;
-        self.clients[key].close(CLOSE_ADMIN, reason, now + grace, true);
+        self.clients[key].close(CloseCode::CLOSED_BY_OPERATOR, reason, now + grace, true);
         let metrics = self.shared.metrics.shard(self.id);
         self.clients[key].flush(metrics, &self.shared.config);
         true

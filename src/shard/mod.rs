@@ -5,7 +5,7 @@
 //! per key (symbol or channel), the replay ring whose newest entry is the last value; per client, a
 //! `Client` (`shard/client.rs`: socket write side, [`Feed`], subscriptions, slow-consumer
 //! policy).
-//! The fan-out loop ([`fanout::run`]) and the session tasks above share the core through an
+//! The fan-out loop ([`run`]) and the session tasks above share the core through an
 //! `Rc<RefCell<_>>` on the shard's thread, never across an `.await`; sessions reach it only
 //! through [`ShardCore`]'s methods, and every write to a client's socket happens here.
 //! Its impl lives in this module only, in three files: the data path and shard-local reads
@@ -22,12 +22,13 @@ mod subscribe;
 pub mod subscriptions;
 pub mod transport;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crossbeam_channel::TryRecvError;
 use slab::Slab;
 use tokio::sync::Notify;
 use tracing::info;
@@ -36,11 +37,11 @@ use crate::encode::Frames;
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
-use crate::sequencer::Batch;
+use crate::sequencer::{Batch, TickQueue};
 use crate::shared::Shared;
 use crate::tick::{Seq, now_ns};
 use client::Client;
-pub use client::{CLOSE_ADMIN, CLOSE_SLOW, SLOW_CLOSE_GRACE};
+pub use client::SLOW_CLOSE_GRACE;
 pub use feed::{Feed, FeedPhase};
 use replay::{History, effective_depth};
 pub use subscriptions::{SessionKey, Subscriptions};
@@ -258,3 +259,45 @@ impl ShardCore {
         self.history.keys().filter(|k| k.in_wildcard()).count()
     }
 }
+
+/// Fans out batches until the sequencer closes the queue (shutdown).
+pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
+    loop {
+        let mut batches = 0;
+        let mut closed = false;
+        {
+            let mut core = core.borrow_mut();
+            let now = Instant::now();
+            while batches < MAX_BATCHES_PER_TURN {
+                match queue.try_take() {
+                    Ok(batch) => {
+                        core.deliver(&batch, now);
+                        batches += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if batches > 0 {
+                core.flush_dirty_and_enforce(now);
+                core.finish_turn();
+            }
+        }
+        if closed {
+            return;
+        }
+        if batches > 0 {
+            // Let session tasks run between turns; the queue keeps filling meanwhile, so
+            // the next turn batches more.
+            tokio::task::yield_now().await;
+        } else {
+            queue.wake.notified().await;
+        }
+    }
+}
+
+/// Most sequencer batches handled per turn before yielding to the session tasks.
+const MAX_BATCHES_PER_TURN: usize = 64;

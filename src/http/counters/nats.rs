@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Kind, Reading, Value, number};
+use super::reading::{Kind, Reading, Value, number};
 use crate::shared::Shared;
 
 /// The role and the NATS hop (zeros without `--nats`).

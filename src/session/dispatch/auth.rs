@@ -2,18 +2,18 @@
 //! auth causes (4001, 4002), the token's expiry, and the check every subscribe, snapshot
 //! and resume goes through.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tracing::debug;
 
-use super::{CLOSE_AUTH_FAILED, CLOSE_TOKEN_EXPIRED, Session, ack, refuse, start};
+use super::session::{Session, ack, expiry, refuse, start};
 use crate::auth::{AuthError, Identity, Token};
 use crate::encode::Message;
+use crate::error::CloseCode;
 use crate::event::Key;
 use crate::session::control::{ControlError, Selection};
 use crate::session::handshake;
 use crate::shard::{SLOW_CLOSE_GRACE, ShardCore};
-use crate::tick::now_ns;
 
 /// A pending session's `auth`: a valid token starts the session; a refused one closes it
 /// with 4001. Returns whether the session goes on.
@@ -30,12 +30,7 @@ pub(super) fn authenticate(
     let (identity, slot) = match admitted {
         Ok(admitted) => admitted,
         Err(error) => {
-            let close = if error == AuthError::Expired {
-                CLOSE_TOKEN_EXPIRED
-            } else {
-                CLOSE_AUTH_FAILED
-            };
-            close_for_auth(core, session, &error, close, "authentication failed", now);
+            close_for_auth(core, session, &error, "authentication failed", now);
             return false;
         }
     };
@@ -104,16 +99,19 @@ pub(super) fn refresh(core: &mut ShardCore, session: &mut Session, token: &Token
     session.identity = Some(identity);
 }
 
-/// Sends the auth error, then closes with `close` (4001 or 4002).
+/// Sends the auth error, then closes with its close code (4001, or 4002 for an expired
+/// token).
 pub(super) fn close_for_auth(
     core: &mut ShardCore,
     session: &Session,
     error: &AuthError,
-    close: u16,
     reason: &str,
     now: Instant,
 ) {
     let code = error.code();
+    // An auth error without a close of its own (`forbidden`: a refresh's) still ends a
+    // pending session as a failed authentication.
+    let close = code.close().unwrap_or(CloseCode::AUTH_FAILED);
     core.shared().metrics.count_error(code);
     debug!(session = session.id, code = code.as_str(), %error, "session closed by auth");
     let message = Message::Error {
@@ -122,13 +120,6 @@ pub(super) fn close_for_auth(
     };
     core.send(session.key, &message, now);
     core.close(session.key, close, reason, now + SLOW_CLOSE_GRACE, false);
-}
-
-/// When `identity`'s token runs out, as an instant (`None`: no token).
-pub(super) fn expiry(identity: &Identity, now: Instant) -> Option<Instant> {
-    let expires_s = identity.expires_s?;
-    let now_s = now_ns() / 1_000_000_000;
-    Some(now + Duration::from_secs(expires_s.saturating_sub(now_s)))
 }
 
 /// Refuses a selection or resume the session's identity may not read.
