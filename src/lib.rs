@@ -23,7 +23,7 @@
 //!   messages answered through the shard's methods, pings and closes.
 //! - [`http`]: the routes on the WebSocket port — upgrade, health, stats and metrics (one
 //!   list of readings), prices, publish, the dashboard.
-//! - Wiring: [`relay`] starts the threads and binds the sockets, [`worker`] runs each shard's
+//! - Wiring: [`relay`] starts the threads and binds the sockets, [`shard_thread`] runs each shard's
 //!   thread (pinned with `--pin-shards`), [`pipeline`] starts the sources and the sequencer
 //!   on shard 0's thread, [`listener`] accepts clients and picks their shard.
 //! - Below them: [`shared`] (relay-wide state), [`encode`], and the leaf types [`auth`]
@@ -54,11 +54,11 @@ pub mod roles;
 pub mod sequencer;
 pub mod session;
 pub mod shard;
+pub mod shard_thread;
 pub mod shared;
 pub mod shutdown;
 pub mod tick;
 pub mod tls;
-pub mod worker;
 
 pub use config::Config;
-pub use relay::{Relay, RelayHandle};
+pub use relay::Relay;

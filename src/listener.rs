@@ -10,8 +10,8 @@ use tracing::{info, warn};
 
 use crate::limits::PerIpLimit;
 use crate::metrics::CountedConnection;
+use crate::shard_thread::{Admitted, ShardHandle};
 use crate::shared::Shared;
-use crate::worker::{Admitted, ShardHandle};
 
 /// Accepts clients until shutdown; `admin_port`: this is the `--admin-listen` listener.
 pub async fn accept(

@@ -1,37 +1,38 @@
 //! Wires the data path: ingest → sequencer → shards → sessions, plus the client listener.
 //!
 //! [`Relay::start`] binds every socket (so a bad address fails at once, naming its flag),
-//! starts the threads, and returns a [`RelayHandle`] with the bound addresses for `main`
-//! and tests. Threads: one per shard (pinned with `--pin-shards`), shard 0's also running
+//! starts the threads, and returns the running [`Relay`] with the bound addresses for
+//! `main` and tests. Threads: one per shard (pinned with `--pin-shards`), shard 0's also running
 //! the ingest listeners, the demo feed and the sequencer ([`crate::pipeline`]: no thread hop
 //! between them and shard 0), and one control thread (client accept loop, JWKS and TLS
 //! reloads).
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+mod control;
+mod error;
+mod sockets;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
-use crate::auth::{self, Auth, AuthConfigError, jwks};
-use crate::config::Role;
-use crate::config::{Config, ConfigError};
+use crate::auth::{Auth, AuthConfigError, jwks};
+use crate::config::{Config, Role};
 use crate::ingest::{self, Inbox};
-use crate::listener;
-use crate::pipeline::{self, Head};
-use crate::roles::{self, NatsStartError, NatsThread};
-use crate::sequencer::{self, Sequencer};
+use crate::pipeline::Head;
+use crate::roles::{self, NatsThread};
+use crate::sequencer::{self, Sequencer, TickSender};
+use crate::shard_thread::{self, ShardHandle, ShardInputs};
 use crate::shared::Shared;
-use crate::shutdown::Phase;
-use crate::worker::{self, ShardHandle};
-
-/// Starts relays.
-#[derive(Debug)]
-pub struct Relay;
+use control::{Listeners, control};
+pub use error::StartError;
+use sockets::Sockets;
 
 /// A running relay: its addresses and the means to stop it.
 #[derive(Debug)]
-pub struct RelayHandle {
+pub struct Relay {
     /// HTTP and WebSocket address.
     pub http_addr: SocketAddr,
     /// NDJSON ingest address (`0.0.0.0:0` on an edge: it takes no ingest).
@@ -45,235 +46,56 @@ pub struct RelayHandle {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// Why the relay could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A flag value is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The TLS certificate or key cannot be used.
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    /// An auth flag names a key that cannot be used.
-    #[error(transparent)]
-    Auth(#[from] AuthConfigError),
-    /// A listener could not bind.
-    #[error("{flag} {addr}: {source}")]
-    Bind {
-        /// The flag naming the address.
-        flag: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A `--record` or `--replay` file could not be opened.
-    #[error("{flag} {}: {source}", .path.display())]
-    File {
-        /// The flag naming the file.
-        flag: &'static str,
-        /// The file.
-        path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// NATS could not be reached, or the stream could not be opened.
-    #[error(transparent)]
-    Nats(#[from] NatsStartError),
-    /// A thread or runtime could not start.
-    #[error("could not start {what}: {source}")]
-    Spawn {
-        /// Which part.
-        what: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
-
 impl Relay {
-    /// Binds the listeners and starts every thread.
-    pub fn start(mut config: Config) -> Result<RelayHandle, StartError> {
+    /// Binds the listeners, opens the files, then starts every thread: whatever can fail
+    /// for a bad flag fails before any thread runs.
+    pub fn start(mut config: Config) -> Result<Self, StartError> {
         config.validate()?;
         roles::check(&config)?;
-        let edge = config.scale.role == Role::Edge;
         // Resolve "one per CPU" now: once threads are pinned, a thread sees only its core.
         config.shards = config.shard_count();
-        let bind =
-            |flag, addr| listen(addr).map_err(|source| StartError::Bind { flag, addr, source });
-        let http = bind("--listen", config.listen)?;
-        let ingest = if edge {
-            None
-        } else {
-            Some((
-                bind("--ingest-tcp", config.ingest_tcp)?,
-                bind("--ingest-tcp-protobuf", config.ingest_tcp_protobuf)?,
-            ))
-        };
-        let local = |l: &StdTcpListener, flag, addr| {
-            l.local_addr()
-                .map_err(|source| StartError::Bind { flag, addr, source })
-        };
-        let http_addr = local(&http, "--listen", config.listen)?;
-        let admin = match config.admin_listen {
-            Some(addr) => Some(bind("--admin-listen", addr)?),
-            None => None,
-        };
-        let admin_addr = match (&admin, config.admin_listen) {
-            (Some(l), Some(addr)) => Some(local(l, "--admin-listen", addr)?),
-            _ => None,
-        };
-        let (ingest_addr, ingest_protobuf_addr) = match &ingest {
-            Some((json, proto)) => (
-                local(json, "--ingest-tcp", config.ingest_tcp)?,
-                local(proto, "--ingest-tcp-protobuf", config.ingest_tcp_protobuf)?,
-            ),
-            None => (NO_ADDR, NO_ADDR),
-        };
-
-        // Files next: a bad path fails before any thread starts.
-        let file_error = |flag, path: &std::path::Path| {
-            let path = path.to_owned();
-            move |source| StartError::File { flag, path, source }
-        };
-        let record = match &config.record {
-            Some(path) => Some((
-                path.clone(),
-                std::fs::File::create(path).map_err(file_error("--record", path))?,
-            )),
-            None => None,
-        };
-        let replay = match &config.replay {
-            Some(path) => Some(std::fs::File::open(path).map_err(file_error("--replay", path))?),
-            None => None,
-        };
-
-        let auth = Auth::from_config(&config)?;
-        let jwks_source = match (&config.jwks_url, &config.jwks_file) {
-            (Some(url), _) => Some(jwks::Source::Url(jwks::parse_url(url).map_err(
-                |reason| AuthConfigError::Key {
-                    flag: "--jwks-url",
-                    reason,
-                },
-            )?)),
-            (None, Some(path)) => Some(jwks::Source::File(path.clone())),
-            (None, None) => None,
-        };
-        let shards = config.shard_count();
-        let (inbox, inbox_rx) = Inbox::bounded(INBOX_BATCHES);
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key)?)),
-            _ => None,
-        };
-        let mut shared = Shared::with_access(config, inbox, auth, tls);
+        let sockets = Sockets::bind(&config)?;
+        let files = Files::open(&config)?;
+        let jwks_source = jwks_source(&config)?;
+        let (shared, inbox) = shared_state(config)?;
         // With NATS, the history (its epoch, its seqs) is the stream's, not this process's.
-        let nats = NatsThread::spawn(&shared.config, shared.metrics.clone(), shared.epoch)?;
-        if let Some(nats) = &nats {
-            shared.epoch = nats.epoch;
-        }
+        let (shared, nats) = join_history(shared)?;
         let shared = Arc::new(shared);
-        let spawn_error = |what| move |source| StartError::Spawn { what, source };
-
-        let cores = if shared.config.pin_shards {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
         let mut threads = Vec::new();
-        let mut senders = Vec::new();
-        let mut handles = Vec::new();
-        let mut requests = Vec::new();
-        let mut workers = Vec::new();
-        for id in 0..shards {
-            let (sender, handle, request, inputs) = worker::channels(id);
-            requests.push(request);
-            workers.push(inputs);
-            senders.push(sender);
-            handles.push(handle);
-        }
-
-        if let Some((path, file)) = record {
-            let (sender, thread) =
-                sequencer::record::spawn(path, file).map_err(spawn_error("the recorder"))?;
-            senders.push(sender);
-            threads.push(thread);
-        }
-        if let Some(file) = replay {
-            let (inbox, metrics, stop) = (
-                shared.inbox.clone(),
-                shared.metrics.clone(),
-                shared.shutdown.clone(),
-            );
-            let speed = shared.config.replay_speed;
-            threads.push(
-                std::thread::Builder::new()
-                    .name("replay".into())
-                    .spawn(move || {
-                        let runtime = tokio::runtime::Builder::new_current_thread()
-                            .enable_time()
-                            .build()
-                            .expect(
-                                "a current-thread runtime with only timers needs no OS resources",
-                            );
-                        let lines = std::io::BufReader::new(file);
-                        runtime.block_on(ingest::replay::run(lines, inbox, speed, metrics, stop));
-                    })
-                    .map_err(spawn_error("the replay"))?,
-            );
-        }
-
-        let (newest, nats) = match nats {
-            Some(nats) => (nats.newest.clone(), Some(nats.start(&shared, &mut senders))),
-            None => (Vec::new(), None),
+        let (mut senders, handles, inputs) = shard_channels(&shared);
+        threads.extend(files.spawn(&shared, &mut senders)?);
+        let newest = nats.as_ref().map(|n| n.newest.clone()).unwrap_or_default();
+        threads.extend(nats.map(|nats| nats.start(&shared, &mut senders)));
+        let sequencer = sequencer(&shared, senders, newest);
+        let head = Head::new(shared.clone(), sockets.ingest, sequencer, inbox);
+        threads.extend(spawn_shards(&shared, inputs, head)?);
+        let listeners = Listeners {
+            http: sockets.http,
+            admin: sockets.admin,
         };
-        threads.extend(nats);
-        shared
-            .shard_requests
-            .set(requests)
-            .expect("set once, before any connection is served");
-        let mut sequencer = Sequencer::new(
-            senders,
-            shared.interest.clone(),
-            shared.metrics.clone(),
-            shared.config.max_symbols,
-        );
-        sequencer.continue_from(newest);
-        if edge {
-            sequencer = sequencer.following();
-        }
-        let mut head = Some(Head::new(shared.clone(), ingest, sequencer, inbox_rx));
-        for (id, inputs) in workers.into_iter().enumerate() {
-            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-            let thread = worker::spawn(id, core, shared.clone(), inputs, head.take())
-                .map_err(spawn_error("a shard"))?;
-            threads.push(thread);
-        }
         let control_shared = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("control".into())
-                .spawn(move || {
-                    control(
-                        control_shared,
-                        Listeners { http, admin },
-                        handles,
-                        jwks_source,
-                    )
-                })
-                .map_err(spawn_error("the control thread"))?,
+        let control_thread = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || control(control_shared, listeners, handles, jwks_source))
+            .map_err(spawn_error("the control thread"))?;
+        threads.push(control_thread);
+        let (http_addr, ingest_addr, ingest_protobuf_addr) = (
+            sockets.http_addr,
+            sockets.ingest_addr,
+            sockets.ingest_protobuf_addr,
         );
+        let shards = shared.config.shards;
         info!(%http_addr, %ingest_addr, %ingest_protobuf_addr, shards, "tickrelay started");
-        Ok(RelayHandle {
+        Ok(Self {
             http_addr,
             ingest_addr,
             ingest_protobuf_addr,
-            admin_addr,
+            admin_addr: sockets.admin_addr,
             shared,
             threads,
         })
     }
-}
 
-impl RelayHandle {
     /// Asks the relay to stop: no new clients, close 1001 to every client, drain.
     pub fn shutdown(&self) {
         self.shared.shutdown.trigger();
@@ -289,114 +111,178 @@ impl RelayHandle {
     }
 }
 
-impl Drop for RelayHandle {
+impl Drop for Relay {
     fn drop(&mut self) {
-        // A dropped handle must not leave threads serving forever (tests drop handles).
+        // A dropped relay must not leave threads serving forever (tests drop relays).
         self.shared.shutdown.trigger();
     }
 }
 
-/// The bound listeners the control thread serves.
-struct Listeners {
-    http: StdTcpListener,
-    admin: Option<StdTcpListener>,
+/// `--record` and `--replay`, opened before any thread starts.
+struct Files {
+    record: Option<(PathBuf, std::fs::File)>,
+    replay: Option<std::fs::File>,
 }
 
-/// The control thread: client accept loops, JWKS reloads, TLS certificate reloads.
-fn control(
-    shared: Arc<Shared>,
-    listeners: Listeners,
-    handles: Vec<ShardHandle>,
-    jwks_source: Option<jwks::Source>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            warn!(error = %e, "control runtime failed to start; stopping");
-            shared.shutdown.trigger();
-            return;
+impl Files {
+    fn open(config: &Config) -> Result<Self, StartError> {
+        let file_error = |flag, path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| StartError::File { flag, path, source }
+        };
+        let record = match &config.record {
+            Some(path) => Some((
+                path.clone(),
+                std::fs::File::create(path).map_err(file_error("--record", path))?,
+            )),
+            None => None,
+        };
+        let replay = match &config.replay {
+            Some(path) => Some(std::fs::File::open(path).map_err(file_error("--replay", path))?),
+            None => None,
+        };
+        Ok(Self { record, replay })
+    }
+
+    /// Starts the recorder (one more consumer of the sequencer's batches) and the playback
+    /// of a recording (a source on its own thread).
+    fn spawn(
+        self,
+        shared: &Arc<Shared>,
+        senders: &mut Vec<TickSender>,
+    ) -> Result<Vec<JoinHandle<()>>, StartError> {
+        let mut threads = Vec::new();
+        if let Some((path, file)) = self.record {
+            let (sender, thread) =
+                sequencer::record::spawn(path, file).map_err(spawn_error("the recorder"))?;
+            senders.push(sender);
+            threads.push(thread);
         }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
-        let Listeners { http, admin } = listeners;
-        let http = pipeline::registered(http);
-        let mut tasks = tokio::task::JoinSet::new();
-        if let (Some(source), Some(verifier)) = (jwks_source, &shared.auth.verifier) {
-            tasks.spawn_local(auth::jwks::refresh(
-                verifier.clone(),
-                source,
-                shared.config.jwks_refresh,
+        if let Some(file) = self.replay {
+            let (inbox, metrics, stop) = (
+                shared.inbox.clone(),
+                shared.metrics.clone(),
                 shared.shutdown.clone(),
-            ));
+            );
+            let speed = shared.config.replay_speed;
+            let thread = std::thread::Builder::new()
+                .name("playback".into())
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .expect("a current-thread runtime with only timers needs no OS resources");
+                    let lines = std::io::BufReader::new(file);
+                    runtime.block_on(ingest::playback::run(lines, inbox, speed, metrics, stop));
+                })
+                .map_err(spawn_error("the playback"))?;
+            threads.push(thread);
         }
-        if let Some(tls) = &shared.tls {
-            tasks.spawn_local(tls.clone().watch(shared.shutdown.clone()));
-        }
-        if let Some(admin) = admin {
-            let admin = pipeline::registered(admin);
-            tasks.spawn_local(listener::accept(
-                admin,
-                handles.clone(),
-                shared.clone(),
-                true,
-            ));
-        }
-        tasks.spawn_local(listener::accept(http, handles, shared.clone(), false));
-        tasks.spawn_local(report_suppressed_logs(shared.clone()));
-        shared.shutdown.set_phase(Phase::Ready);
-        while tasks.join_next().await.is_some() {}
-    });
-}
-
-/// Every few seconds, one line per lifecycle log gate that dropped lines in a storm, so
-/// the count is not left waiting for the next line let through.
-async fn report_suppressed_logs(shared: Arc<Shared>) {
-    let mut every = tokio::time::interval(crate::limits::LOG_SUPPRESSED_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            // Shutdown first: nothing here is worth finishing.
-            biased;
-            () = shared.shutdown.wait() => return,
-            _ = every.tick() => {}
-        }
-        for (message, gate) in shared.lifecycle_log.gates() {
-            let suppressed = gate.take_suppressed();
-            if suppressed > 0 {
-                info!(
-                    lines = message,
-                    suppressed, "{suppressed} similar log lines suppressed"
-                );
-            }
-        }
+        Ok(threads)
     }
 }
 
-/// Binds a non-blocking listener with a deep accept queue: std's fixed backlog of 128
-/// makes a burst of connects wait for SYN retransmits (1 s, then 3 s) once it overflows.
-fn listen(addr: SocketAddr) -> std::io::Result<StdTcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
+/// Where the JWKS comes from (`--jwks-url` or `--jwks-file`), checked now.
+fn jwks_source(config: &Config) -> Result<Option<jwks::Source>, StartError> {
+    Ok(match (&config.jwks_url, &config.jwks_file) {
+        (Some(url), _) => Some(jwks::Source::Url(jwks::parse_url(url).map_err(
+            |reason| AuthConfigError::Key {
+                flag: "--jwks-url",
+                reason,
+            },
+        )?)),
+        (None, Some(path)) => Some(jwks::Source::File(path.clone())),
+        (None, None) => None,
+    })
 }
 
-/// Accept queue length asked of the kernel (capped by net.core.somaxconn, 4096 here).
-const LISTEN_BACKLOG: i32 = 4096;
+/// The relay-wide state (auth keys and TLS certificate loaded) and the sequencer's inbox.
+fn shared_state(
+    config: Config,
+) -> Result<(Shared, tokio::sync::mpsc::Receiver<Vec<crate::event::Item>>), StartError> {
+    let auth = Auth::from_config(&config)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key)?)),
+        _ => None,
+    };
+    let (inbox, inbox_rx) = Inbox::bounded(INBOX_BATCHES);
+    Ok((Shared::with_access(config, inbox, auth, tls), inbox_rx))
+}
 
-/// The address reported for ingest an edge does not take.
-const NO_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+/// With `--nats`, opens the stream first: the epoch becomes the stream's.
+fn join_history(mut shared: Shared) -> Result<(Shared, Option<NatsThread>), StartError> {
+    let nats = NatsThread::spawn(&shared.config, shared.metrics.clone(), shared.epoch)?;
+    if let Some(nats) = &nats {
+        shared.epoch = nats.epoch;
+    }
+    Ok((shared, nats))
+}
+
+/// Each shard's queue (the sequencer's senders), accept handle and inputs; the admin
+/// queues are registered with the shared state.
+fn shard_channels(shared: &Shared) -> (Vec<TickSender>, Vec<ShardHandle>, Vec<ShardInputs>) {
+    let (mut senders, mut handles, mut requests, mut inputs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for id in 0..shared.config.shards {
+        let (sender, handle, request, input) = shard_thread::channels(id);
+        senders.push(sender);
+        handles.push(handle);
+        requests.push(request);
+        inputs.push(input);
+    }
+    shared
+        .shard_requests
+        .set(requests)
+        .expect("set once, before any connection is served");
+    (senders, handles, inputs)
+}
+
+/// The sequencer feeding `senders`: it continues the stream's seqs, and on an edge follows
+/// the stream's instead of assigning its own.
+fn sequencer(
+    shared: &Shared,
+    senders: Vec<TickSender>,
+    newest: Vec<(crate::event::Key, crate::tick::Seq)>,
+) -> Sequencer {
+    let mut sequencer = Sequencer::new(
+        senders,
+        shared.interest.clone(),
+        shared.metrics.clone(),
+        shared.config.max_symbols,
+    );
+    sequencer.continue_from(newest);
+    if shared.config.scale.role == Role::Edge {
+        sequencer = sequencer.following();
+    }
+    sequencer
+}
+
+/// One thread per shard (pinned round-robin with `--pin-shards`); shard 0 also runs the
+/// sources and the sequencer (`head`).
+fn spawn_shards(
+    shared: &Arc<Shared>,
+    inputs: Vec<ShardInputs>,
+    head: Head,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let cores = if shared.config.pin_shards {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut head = Some(head);
+    let mut threads = Vec::new();
+    for (id, input) in inputs.into_iter().enumerate() {
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let thread = shard_thread::spawn(id, core, shared.clone(), input, head.take())
+            .map_err(spawn_error("a shard"))?;
+        threads.push(thread);
+    }
+    Ok(threads)
+}
+
+fn spawn_error(what: &'static str) -> impl Fn(std::io::Error) -> StartError {
+    move |source| StartError::Spawn { what, source }
+}
 
 /// Batches the sequencer's inbox holds before sources wait (each batch is one read).
 const INBOX_BATCHES: usize = 1024;

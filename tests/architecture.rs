@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "wiring",
-        &["relay", "roles", "listener", "worker", "pipeline"],
+        &["relay", "roles", "listener", "shard_thread", "pipeline"],
     ),
     ("http", &["http"]),
     ("session", &["session"]),

@@ -198,7 +198,7 @@ async fn resume_of_an_unknown_symbol_waits_for_its_first_tick() {
 /// PROTOCOL.md: "with more symbols than budget ÷ depth, each keeps budget ÷ symbols". A
 /// ring filled while its symbol was alone must shrink to its share once others appear,
 /// even if its symbol stays quiet. It does not: a ring only shrinks when its own symbol
-/// ticks again (`History::push`), so quiet symbols keep the depth of the day they were
+/// ticks again (`Ring::push`), so quiet symbols keep the depth of the day they were
 /// busy and the rings' total can exceed `--replay-budget` (by ~ln(symbols)x when symbols
 /// arrive one by one).
 #[tokio::test]

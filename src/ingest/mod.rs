@@ -7,8 +7,8 @@
 
 pub mod demo;
 pub mod ndjson;
+pub mod playback;
 pub mod protobuf;
-pub mod replay;
 pub mod tcp;
 
 use tokio::sync::mpsc;

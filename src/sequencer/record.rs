@@ -1,6 +1,6 @@
 //! `--record FILE`: every sequenced tick, written as the JSON line a json client receives
 //! (`{"type":"tick","symbol":..,"seq":..,"kind":..,"ts_ns":..,"recv_ns":..,...}`), one per
-//! line, in seq order per symbol. `--replay FILE` (`ingest::replay`) reads it back.
+//! line, in seq order per symbol. `--replay FILE` (`ingest::playback`) reads it back.
 //!
 //! The recorder is one more consumer of the sequencer's batches, on its own thread with its
 //! own bounded queue: blocking file writes never touch a shard, and a disk slower than the

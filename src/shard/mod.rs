@@ -17,7 +17,7 @@ pub mod fanout;
 pub mod feed;
 mod lifecycle;
 pub mod outbox;
-pub mod replay;
+pub mod ring;
 mod subscribe;
 pub mod subscriptions;
 pub mod transport;
@@ -43,7 +43,7 @@ use crate::tick::{Seq, now_ns};
 use client::Client;
 pub use client::SLOW_CLOSE_GRACE;
 pub use feed::{Feed, FeedPhase};
-use replay::{History, effective_depth};
+use ring::{Ring, effective_depth};
 pub use subscriptions::{SessionKey, Subscriptions};
 pub use transport::Transport;
 
@@ -60,7 +60,7 @@ pub struct ShardCore {
     subscriptions: Subscriptions,
     /// Per key seen: the replay ring, whose newest entry is the last value (snapshots,
     /// `/price`, resume).
-    history: HashMap<Key, History>,
+    rings: HashMap<Key, Ring>,
     /// Clients with frames queued since the last flush.
     dirty: Vec<SessionKey>,
     /// This turn's ticks as (`recv_ns`, deliveries), for the latency histogram.
@@ -102,7 +102,7 @@ impl ShardCore {
             shared,
             clients: Slab::new(),
             subscriptions: Subscriptions::new(),
-            history: HashMap::new(),
+            rings: HashMap::new(),
             dirty: Vec::new(),
             turn: Vec::new(),
             trimmed_depth: replay_depth,
@@ -131,26 +131,22 @@ impl ShardCore {
     /// appends it to its subscribers' outboxes.
     pub fn deliver(&mut self, batch: &Batch, now: Instant) {
         let config = &self.shared.config;
-        let depth = effective_depth(
-            config.replay_depth,
-            config.replay_budget,
-            self.history.len(),
-        );
+        let depth = effective_depth(config.replay_depth, config.replay_budget, self.rings.len());
         // Seqs an edge's stream no longer held (rare): announced before the tick after them.
         let mut jumps = Vec::new();
         for (i, frames) in batch.iter().enumerate() {
             let key = frames.key();
-            if let Some(last) = self.history.get(key).and_then(History::last)
+            if let Some(last) = self.rings.get(key).and_then(Ring::last)
                 && last.seq().next() < frames.seq()
             {
                 jumps.push((i, (last.seq().next(), Seq(frames.seq().0 - 1))));
             }
-            match self.history.get_mut(key) {
+            match self.rings.get_mut(key) {
                 Some(history) => history.push(frames.clone(), depth),
                 None => self
-                    .history
+                    .rings
                     .entry(key.clone())
-                    .or_insert_with(|| History::new(config.replay_depth))
+                    .or_insert_with(|| Ring::new(config.replay_depth))
                     .push(frames.clone(), depth),
             }
         }
@@ -183,12 +179,12 @@ impl ShardCore {
     /// budget ÷ symbols. A ring shrinks to its share when it next ticks; a quiet one is cut
     /// here, in a pass over every ring each time the share halves (at most log2(depth)
     /// passes), so the rings hold at most twice the budget, and resumes never replay
-    /// beyond the share ([`History::since_within`]).
+    /// beyond the share ([`Ring::since_within`]).
     fn trim_rings(&mut self) {
         let depth = self.replay_depth();
         if depth * 2 <= self.trimmed_depth {
-            for history in self.history.values_mut() {
-                history.truncate(depth);
+            for ring in self.rings.values_mut() {
+                ring.truncate(depth);
             }
             self.trimmed_depth = depth;
         }
@@ -198,11 +194,7 @@ impl ShardCore {
     /// of the replay budget.
     fn replay_depth(&self) -> usize {
         let config = &self.shared.config;
-        effective_depth(
-            config.replay_depth,
-            config.replay_budget,
-            self.history.len(),
-        )
+        effective_depth(config.replay_depth, config.replay_budget, self.rings.len())
     }
 
     /// Ends a fan-out turn (its writes done): records each delivered tick's ingest →
@@ -246,17 +238,17 @@ impl ShardCore {
 
     /// The last tick (or event) of `key` this shard has seen.
     pub fn last(&self, key: &Key) -> Option<&Arc<Frames>> {
-        self.history.get(key).and_then(History::last)
+        self.rings.get(key).and_then(Ring::last)
     }
 
     /// The last item of every symbol and channel seen, in no particular order.
     pub fn last_values(&self) -> impl Iterator<Item = &Arc<Frames>> {
-        self.history.values().filter_map(History::last)
+        self.rings.values().filter_map(Ring::last)
     }
 
     /// How many symbols this shard has seen (every shard sees every tick).
     pub fn symbol_count(&self) -> usize {
-        self.history.keys().filter(|k| k.in_wildcard()).count()
+        self.rings.keys().filter(|k| k.in_wildcard()).count()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::replay::{History, Replay};
+use super::ring::{Ring, Since};
 use super::{Added, SessionKey, ShardCore};
 use crate::encode::Message;
 use crate::event::Key;
@@ -95,7 +95,7 @@ impl ShardCore {
         let feed = &mut self.clients[key].feed;
         if added.all {
             let mut all: Vec<_> = self
-                .history
+                .rings
                 .iter()
                 .filter(|(k, _)| k.in_wildcard())
                 .filter_map(|(_, h)| h.last())
@@ -105,8 +105,8 @@ impl ShardCore {
                 feed.send(&Message::Snapshot(frames.item()), now);
             }
         }
-        let known = added.keys.iter().filter_map(|s| self.history.get(s));
-        for frames in known.filter_map(History::last) {
+        let known = added.keys.iter().filter_map(|s| self.rings.get(s));
+        for frames in known.filter_map(Ring::last) {
             feed.send(&Message::Snapshot(frames.item()), now);
         }
     }
@@ -141,7 +141,7 @@ impl ShardCore {
                     },
                     now,
                 );
-                if let Some(last) = self.history.get(symbol).and_then(History::last) {
+                if let Some(last) = self.rings.get(symbol).and_then(Ring::last) {
                     feed.send(&Message::Snapshot(last.item()), now);
                 }
             }
@@ -149,17 +149,17 @@ impl ShardCore {
         }
         for (symbol, seq) in positions {
             match self
-                .history
+                .rings
                 .get(symbol)
                 .and_then(|h| h.since_within(*seq, depth))
             {
                 None => {}
-                Some(Replay::Ticks(ticks)) => {
+                Some(Since::Ticks(ticks)) => {
                     for frames in ticks {
                         feed.push_tick(frames, now, metrics);
                     }
                 }
-                Some(Replay::Gap { from, to, last }) => {
+                Some(Since::Gap { from, to, last }) => {
                     feed.send(
                         &Message::Gap {
                             key: symbol,
@@ -170,7 +170,7 @@ impl ShardCore {
                     );
                     feed.send(&Message::Snapshot(last.item()), now);
                 }
-                Some(Replay::Ahead { last }) => feed.send(&Message::Snapshot(last.item()), now),
+                Some(Since::Ahead { last }) => feed.send(&Message::Snapshot(last.item()), now),
             }
         }
         feed.allow_burst();

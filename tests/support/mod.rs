@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tickrelay::{Config, Relay, RelayHandle};
+use tickrelay::{Config, Relay};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -29,7 +29,7 @@ pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output 
 /// A relay running in this process on free loopback ports; dropping it stops the relay
 /// (shutdown now, its threads joined in the background so a test never blocks on them).
 pub struct TestRelay {
-    pub handle: Option<RelayHandle>,
+    pub handle: Option<Relay>,
     pub http: std::net::SocketAddr,
     pub ingest: std::net::SocketAddr,
     pub ingest_protobuf: std::net::SocketAddr,

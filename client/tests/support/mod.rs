@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tickrelay::{Config, Relay, RelayHandle};
+use tickrelay::{Config, Relay};
 use tickrelay_client::{Backoff, Client, Gap, Item, Reset};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -28,7 +28,7 @@ pub fn fast_backoff() -> Backoff {
 /// A relay in this process that can be restarted on the same ports.
 pub struct TestRelay {
     pub config: Config,
-    handle: Option<RelayHandle>,
+    handle: Option<Relay>,
 }
 
 impl TestRelay {

@@ -1,7 +1,7 @@
-//! Shard worker threads: one OS thread per shard, pinned to a core with `--pin-shards`,
+//! Shard threads: one OS thread per shard, pinned to a core with `--pin-shards`,
 //! running a current-thread runtime. The only place that knows about cores.
 //!
-//! A worker owns one [`ShardCore`]: it serves the sockets the acceptor hands it
+//! A shard thread owns one [`ShardCore`]: it serves the sockets the acceptor hands it
 //! ([`ShardHandle`]) over HTTP, runs the fan-out loop until the sequencer closes the tick
 //! queue, then closes every client with 1001 and waits (bounded by `--drain-timeout`) for
 //! their session tasks to end.
@@ -54,7 +54,7 @@ pub struct Admitted {
     pub counted: CountedConnection,
 }
 
-/// What a worker receives on its thread: ticks and sockets.
+/// What a shard thread receives: ticks and sockets.
 #[derive(Debug)]
 pub struct ShardInputs {
     /// Batches from the sequencer, and their wake-up.
@@ -66,7 +66,7 @@ pub struct ShardInputs {
 }
 
 /// Creates the queues of shard `id`: the sequencer's sender, the acceptor's handle, the
-/// admin API's queue, and the worker's inputs.
+/// admin API's queue, and the shard thread's inputs.
 pub fn channels(
     id: ShardId,
 ) -> (

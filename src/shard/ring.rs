@@ -1,5 +1,5 @@
-//! [`History`]: a shard's record of one symbol: the replay ring of its newest ticks, whose
-//! last entry is the symbol's last value.
+//! [`Ring`]: a shard's record of one key: the replay ring of its newest items, whose
+//! last entry is the key's last value.
 //!
 //! The ring lives in the shard, next to the live stream it is cut from: a resume is served
 //! between two fan-out turns on the shard's own thread, so the replay ends exactly where
@@ -20,14 +20,14 @@ use crate::tick::Seq;
 
 /// The newest ticks of one symbol.
 #[derive(Debug)]
-pub struct History {
+pub struct Ring {
     ring: VecDeque<Arc<Frames>>,
     depth: usize,
 }
 
 /// What a resume from a position gets.
 #[derive(Debug)]
-pub enum Replay<'a> {
+pub enum Since<'a> {
     /// Every tick after the position, in order (possibly none: the client is up to date).
     Ticks(Vec<&'a Arc<Frames>>),
     /// The position is older than the ring: ticks `from..=to` are gone; `last` is the value
@@ -48,7 +48,7 @@ pub enum Replay<'a> {
     },
 }
 
-impl History {
+impl Ring {
     /// An empty history keeping the newest `depth` ticks (at least one: the last value).
     pub fn new(depth: usize) -> Self {
         Self {
@@ -92,27 +92,27 @@ impl History {
     }
 
     /// The ticks after `seq` (the last one the client has).
-    pub fn since(&self, seq: Seq) -> Option<Replay<'_>> {
+    pub fn since(&self, seq: Seq) -> Option<Since<'_>> {
         self.since_within(seq, usize::MAX)
     }
 
     /// The ticks after `seq`, from at most the newest `depth` ticks held: the ring may
     /// hold more than the symbol's current share of the replay budget (it is trimmed
-    /// lazily, see [`History::truncate`]), and a resume never replays beyond that share.
-    pub fn since_within(&self, seq: Seq, depth: usize) -> Option<Replay<'_>> {
+    /// lazily, see [`Ring::truncate`]), and a resume never replays beyond that share.
+    pub fn since_within(&self, seq: Seq, depth: usize) -> Option<Since<'_>> {
         let last = self.ring.back()?;
         let newest = last.seq();
         let held = self.ring.len().min(depth.max(1));
         let oldest = self.ring[self.ring.len() - held].seq();
         if seq > newest {
-            return Some(Replay::Ahead { last });
+            return Some(Since::Ahead { last });
         }
         if seq.0 + 1 >= oldest.0 {
             let skip = usize::try_from(seq.0 + 1 - oldest.0).expect("within the ring length");
             let start = self.ring.len() - held + skip;
-            return Some(Replay::Ticks(self.ring.iter().skip(start).collect()));
+            return Some(Since::Ticks(self.ring.iter().skip(start).collect()));
         }
-        Some(Replay::Gap {
+        Some(Since::Gap {
             from: seq.next(),
             to: Seq(newest.0 - 1),
             last,
@@ -147,16 +147,16 @@ mod tests {
         Arc::new(Frames::new(tick))
     }
 
-    fn seqs(replay: Replay<'_>) -> Vec<u64> {
+    fn seqs(replay: Since<'_>) -> Vec<u64> {
         match replay {
-            Replay::Ticks(t) => t.iter().map(|f| f.seq().0).collect(),
+            Since::Ticks(t) => t.iter().map(|f| f.seq().0).collect(),
             other => panic!("expected ticks, got {other:?}"),
         }
     }
 
     #[test]
     fn a_resume_never_replays_beyond_the_current_share_and_truncate_keeps_the_newest() {
-        let mut h = History::new(10);
+        let mut h = Ring::new(10);
         for seq in 1..=10 {
             h.push(frames(seq), 10);
         }
@@ -167,7 +167,7 @@ mod tests {
             vec![6, 7, 8, 9, 10]
         );
         match h.since_within(Seq(2), 5).unwrap() {
-            Replay::Gap { from, to, last } => {
+            Since::Gap { from, to, last } => {
                 // As for any position older than the ring: a gap up to the newest, its snapshot.
                 assert_eq!((from, to, last.seq()), (Seq(3), Seq(9), Seq(10)));
             }
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn resume_inside_the_ring_returns_exactly_the_missed_ticks() {
-        let mut h = History::new(4);
+        let mut h = Ring::new(4);
         for seq in 1..=6 {
             h.push(frames(seq), 4);
         }
@@ -209,13 +209,13 @@ mod tests {
 
     #[test]
     fn a_jump_in_seq_restarts_the_ring_so_an_older_resume_is_a_gap() {
-        let mut h = History::new(8);
+        let mut h = Ring::new(8);
         for seq in [1, 2, 3, 7, 8] {
             h.push(frames(seq), 8);
         }
         assert_eq!(seqs(h.since(Seq(6)).unwrap()), vec![7, 8]);
         match h.since(Seq(2)).unwrap() {
-            Replay::Gap { from, to, last } => {
+            Since::Gap { from, to, last } => {
                 assert_eq!((from, to, last.seq()), (Seq(3), Seq(7), Seq(8)));
             }
             other => panic!("expected a gap, got {other:?}"),
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn the_last_value_is_the_newest_tick() {
-        let mut h = History::new(3);
+        let mut h = Ring::new(3);
         assert!(h.last().is_none(), "nothing seen yet");
         for seq in 1..=5 {
             h.push(frames(seq), 3);
@@ -234,29 +234,29 @@ mod tests {
 
     #[test]
     fn resume_older_than_the_ring_is_a_gap_then_the_last_value() {
-        let mut h = History::new(4);
+        let mut h = Ring::new(4);
         for seq in 1..=10 {
             h.push(frames(seq), 4);
         }
         match h.since(Seq(3)).unwrap() {
-            Replay::Gap { from, to, last } => {
+            Since::Gap { from, to, last } => {
                 assert_eq!((from, to, last.seq()), (Seq(4), Seq(9), Seq(10)));
             }
             other => panic!("expected a gap, got {other:?}"),
         }
-        assert!(matches!(h.since(Seq(11)).unwrap(), Replay::Ahead { .. }));
-        assert!(History::new(4).since(Seq(1)).is_none(), "nothing seen yet");
+        assert!(matches!(h.since(Seq(11)).unwrap(), Since::Ahead { .. }));
+        assert!(Ring::new(4).since(Seq(1)).is_none(), "nothing seen yet");
     }
 
     #[test]
     fn a_shrinking_budget_drops_the_oldest_ticks() {
-        let mut h = History::new(8);
+        let mut h = Ring::new(8);
         for seq in 1..=8 {
             h.push(frames(seq), 8);
         }
         h.push(frames(9), effective_depth(8, 6, 2));
         assert!(
-            matches!(h.since(Seq(5)).unwrap(), Replay::Gap { from: Seq(6), .. }),
+            matches!(h.since(Seq(5)).unwrap(), Since::Gap { from: Seq(6), .. }),
             "1-6 are gone"
         );
         assert_eq!(
@@ -275,20 +275,20 @@ mod tests {
     proptest! {
         #[test]
         fn since_never_skips_or_repeats(depth in 1usize..50, count in 1u64..200, from in 0u64..220) {
-            let mut h = History::new(depth);
+            let mut h = Ring::new(depth);
             for seq in 1..=count { h.push(frames(seq), depth); }
             match h.since(Seq(from)).unwrap() {
-                Replay::Ticks(ticks) => {
+                Since::Ticks(ticks) => {
                     let got: Vec<u64> = ticks.iter().map(|f| f.seq().0).collect();
                     let want: Vec<u64> = (from + 1..=count).collect();
                     prop_assert_eq!(got, want);
                 }
-                Replay::Gap { from: gap_from, to, last } => {
+                Since::Gap { from: gap_from, to, last } => {
                     prop_assert_eq!(gap_from.0, from + 1);
                     prop_assert_eq!(to.0 + 1, last.seq().0);
                     prop_assert!(from + 1 < count + 1 - depth.min(count as usize) as u64);
                 }
-                Replay::Ahead { .. } => prop_assert!(from > count),
+                Since::Ahead { .. } => prop_assert!(from > count),
             }
         }
     }
