@@ -135,6 +135,14 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
+    /// Largest frame a batching client (`?batch=on`) receives, in payload bytes: the
+    /// messages pending at a write go out as one frame up to this size (always at least one
+    /// message). 64 KiB is ~400 JSON ticks, far more than a client's share of one write at
+    /// any rate measured, yet small enough that one frame never holds a client's reader for
+    /// long.
+    #[arg(long, default_value_t = defaults::BATCH_MAX_BYTES)]
+    pub batch_max_bytes: usize,
+
     /// Longest accepted ingest line or protobuf message, in bytes.
     #[arg(long, default_value_t = defaults::MAX_INGEST_LINE)]
     pub max_ingest_line: usize,

@@ -24,6 +24,7 @@ impl Config {
             ("--outbox-bytes", self.outbox_bytes),
             ("--max-symbols-per-client", self.max_symbols_per_client),
             ("--max-message-bytes", self.max_message_bytes),
+            ("--batch-max-bytes", self.batch_max_bytes),
             ("--max-ingest-line", self.max_ingest_line),
             ("--max-event-bytes", self.max_event_bytes),
             ("--max-connections", self.max_connections),

@@ -40,6 +40,8 @@ pub const MAX_CONTROL_RATE: u32 = 50;
 pub const MAX_SYMBOLS_PER_CLIENT: usize = 1024;
 /// `--max-message-bytes`.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// `--batch-max-bytes`.
+pub const BATCH_MAX_BYTES: usize = 64 * 1024;
 /// `--max-ingest-line`.
 pub const MAX_INGEST_LINE: usize = 64 * 1024;
 /// `--max-event-bytes`.

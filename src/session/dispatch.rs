@@ -28,7 +28,7 @@ use crate::encode::{Encoding, Message};
 use crate::error::{CloseCode, ErrorCode};
 use crate::event::Key;
 use crate::limits::TokenBucket;
-use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore, Transport};
+use crate::shard::{Added, ClientOptions, SLOW_CLOSE_GRACE, SessionKey, ShardCore, Transport};
 use crate::tick::now_ns;
 use auth::{authenticate, check_allowed, close_for_auth, refresh};
 pub(super) use session::Session;
@@ -47,7 +47,13 @@ pub(super) fn open(
     admission: Admission,
 ) -> Session {
     let now = Instant::now();
-    let (key, id) = core.open(stream, signal, params.encoding, params.slow, params.deflate);
+    let options = ClientOptions {
+        encoding: params.encoding,
+        slow: params.slow,
+        deflate: params.deflate,
+        batch: params.batch,
+    };
+    let (key, id) = core.open(stream, signal, options);
     let mut session = Session {
         key,
         id,

@@ -43,6 +43,8 @@ pub struct SessionParams {
     /// Positions (of symbols and channels) to resume from, and the epoch they belong to
     /// (`&epoch=`).
     pub resume: Positions,
+    /// Several messages per frame (`&batch=on`).
+    pub batch: bool,
     /// Feed or echo.
     pub mode: Mode,
     /// The bearer token, from the `Authorization` header or `?token=`.
@@ -70,6 +72,7 @@ impl SessionParams {
             selection: Selection::default(),
             slow: SlowPolicy::Disconnect,
             resume: Positions::default(),
+            batch: false,
             mode: Mode::Echo,
             token: None,
             deflate: None,
@@ -100,6 +103,9 @@ pub enum HandshakeError {
     /// `slow=` is not a policy's name.
     #[error("unknown slow-consumer policy `{0}`; expected {names}", names = one_of(&SlowPolicy::NAMES))]
     UnknownPolicy(String),
+    /// `batch=` is neither `on` nor `off`.
+    #[error("batch `{0}`: expected on or off")]
+    BadBatch(String),
     /// `resume=` is not a list of `SYMBOL:SEQ`.
     #[error("resume position `{0}` is not SYMBOL:SEQ")]
     BadResume(String),
@@ -149,6 +155,7 @@ impl HandshakeError {
             Self::UnknownParam(_)
             | Self::UnknownPolicy(_)
             | Self::BadResume(_)
+            | Self::BadBatch(_)
             | Self::BadEpoch(_)
             | Self::NotUpgrade(_) => ErrorCode::BadRequest,
         }
@@ -172,10 +179,11 @@ enum Param {
     ResumeChannels,
     Epoch,
     Token,
+    Batch,
 }
 
 impl Param {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Symbols,
         Self::Channels,
         Self::Encoding,
@@ -184,8 +192,9 @@ impl Param {
         Self::ResumeChannels,
         Self::Epoch,
         Self::Token,
+        Self::Batch,
     ];
-    const NAMES: [&'static str; 8] = [
+    const NAMES: [&'static str; 9] = [
         "symbols",
         "channels",
         "encoding",
@@ -194,6 +203,7 @@ impl Param {
         "resume_channels",
         "epoch",
         "token",
+        "batch",
     ];
 
     fn parse(name: &str) -> Option<Self> {
@@ -214,6 +224,7 @@ pub fn parse(
         selection: Selection::default(),
         slow: config.slow_policy,
         resume: Positions::default(),
+        batch: false,
         mode: Mode::Feed,
         token: bearer(headers)?,
         deflate: None,
@@ -256,6 +267,13 @@ pub fn parse(
                     ));
                 }
                 params.token = Some(Token(value.to_string()));
+            }
+            Param::Batch => {
+                params.batch = match &**value {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(HandshakeError::BadBatch(clip(other))),
+                };
             }
             Param::Resume => resume_symbols = positions(value)?,
             Param::ResumeChannels => resume_channels = positions(value)?,

@@ -33,7 +33,9 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tracing::info;
 
-use crate::encode::Frames;
+use crate::config::SlowPolicy;
+use crate::encode::deflate::DeflateParams;
+use crate::encode::{Encoding, Frames};
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
@@ -80,6 +82,19 @@ pub struct Added {
     pub all: bool,
     /// These symbols and channels were added by name.
     pub keys: Vec<Key>,
+}
+
+/// How a client asked to receive, fixed when it opens.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    /// The negotiated encoding.
+    pub encoding: Encoding,
+    /// What happens when it falls behind.
+    pub slow: SlowPolicy,
+    /// permessage-deflate as negotiated (`None`: plain frames).
+    pub deflate: Option<DeflateParams>,
+    /// Several messages per frame (`?batch=on`).
+    pub batch: bool,
 }
 
 /// What a session task needs to know of its client between two waits.
