@@ -135,6 +135,14 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
 
+    /// The rate tiers a client may pick per subscription (`SYMBOL@TIER`, `CHANNEL@TIER`):
+    /// at most one frame per interval with the newest value and what it stands for.
+    /// Comma-separated durations, named as humantime writes them (`100ms`, `1s`, `5m`).
+    /// The default matches the exchanges' fixed tiers (100 ms and 1 s depth streams, 5 s
+    /// tickers) and a screen's refresh (250 ms).
+    #[arg(long, value_delimiter = ',', default_value = defaults::RATE_TIERS, value_parser = parse_duration)]
+    pub rate_tiers: Vec<Duration>,
+
     /// Largest frame a batching client (`?batch=on`) receives, in payload bytes: the
     /// messages pending at a write go out as one frame up to this size (always at least one
     /// message). 64 KiB is ~400 JSON ticks, far more than a client's share of one write at

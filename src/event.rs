@@ -68,30 +68,144 @@ impl fmt::Display for Channel {
     }
 }
 
-/// What a subscriber follows: a symbol's ticks or a channel's events. One key space for seq,
-/// last value, replay, resume, subscriptions and interest.
+/// What a subscriber follows: a symbol's ticks, a channel's events, or either throttled to a
+/// rate tier. One key space for seq, last value, replay, resume, subscriptions and interest.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Key {
     /// The ticks of a symbol.
     Symbol(Symbol),
     /// The events of a channel.
     Channel(Channel),
+    /// A symbol or channel at most once per tier interval (`BTC-USD@1s`, `news@5s`): the
+    /// shard's throttle, never sequenced on its own (its frames carry the base's seqs).
+    Tiered(Arc<Tiered>),
 }
 
 impl Key {
-    /// The name without its kind.
+    /// The name without its kind (`BTC-USD`, `news`, `BTC-USD@1s`).
     pub fn as_str(&self) -> &str {
         match self {
             Self::Symbol(s) => s.as_str(),
             Self::Channel(c) => c.as_str(),
+            Self::Tiered(t) => &t.name,
         }
     }
 
     /// Whether `*` (every symbol) covers this key: symbols yes, channels never (a channel
-    /// is subscribed by name, so a wildcard cannot reach a private one by accident).
+    /// is subscribed by name, so a wildcard cannot reach a private one by accident), tiers
+    /// never (a tier is chosen by name).
     pub fn in_wildcard(&self) -> bool {
         matches!(self, Self::Symbol(_))
     }
+
+    /// The symbol or channel the key follows: itself, or a tier's base.
+    pub fn base(&self) -> &Self {
+        match self {
+            Self::Tiered(t) => &t.base,
+            Self::Symbol(_) | Self::Channel(_) => self,
+        }
+    }
+
+    /// Whether the key is named among symbols (a symbol, or a symbol's tier) rather than
+    /// among channels.
+    pub fn is_symbol(&self) -> bool {
+        matches!(self.base(), Self::Symbol(_))
+    }
+
+    /// The tier, for a tiered key.
+    pub fn tier(&self) -> Option<&Tier> {
+        match self {
+            Self::Tiered(t) => Some(&t.tier),
+            Self::Symbol(_) | Self::Channel(_) => None,
+        }
+    }
+}
+
+/// A rate tier: a name (`1s`) and the interval it stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tier {
+    name: Arc<str>,
+    period: std::time::Duration,
+}
+
+impl Tier {
+    /// The tier of `period`, named as humantime writes it (`100ms`, `1s`, `5m`).
+    pub fn of(period: std::time::Duration) -> Self {
+        Self {
+            name: Arc::from(humantime::format_duration(period).to_string()),
+            period,
+        }
+    }
+
+    /// Its name, as written after `@`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its interval.
+    pub fn period(&self) -> std::time::Duration {
+        self.period
+    }
+}
+
+/// A symbol or channel throttled to a tier.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tiered {
+    /// What is throttled: a symbol or a channel key.
+    pub base: Key,
+    /// The tier.
+    pub tier: Tier,
+    /// `BASE@TIER`.
+    name: Box<str>,
+}
+
+impl Tiered {
+    /// `base` at `tier` (`base` is a symbol or channel key, never a tier).
+    pub fn key(base: Key, tier: Tier) -> Key {
+        debug_assert!(base.tier().is_none(), "a tier of a tier");
+        let name = format!("{}@{}", base.as_str(), tier.name()).into_boxed_str();
+        Key::Tiered(Arc::new(Self { base, tier, name }))
+    }
+}
+
+/// The tiers a relay offers (`--rate-tiers`), for parsing `NAME@TIER`.
+#[derive(Clone, Debug, Default)]
+pub struct Tiers(Arc<[Tier]>);
+
+impl Tiers {
+    /// The tiers of these intervals.
+    pub fn new(periods: &[std::time::Duration]) -> Self {
+        Self(periods.iter().copied().map(Tier::of).collect())
+    }
+
+    /// Every tier, in the configured order.
+    pub fn all(&self) -> &[Tier] {
+        &self.0
+    }
+
+    /// Splits `NAME@TIER` into the name and its tier (`None`: no `@`, the raw stream); an
+    /// unknown tier names the accepted ones.
+    pub fn split<'a>(&self, text: &'a str) -> Result<(&'a str, Option<Tier>), TierError> {
+        let Some((name, tier)) = text.rsplit_once('@') else {
+            return Ok((text, None));
+        };
+        let found = self.0.iter().find(|t| t.name() == tier).cloned();
+        let found = found.ok_or_else(|| TierError {
+            given: crate::error::clip(tier),
+            accepted: self.0.iter().map(|t| t.name().to_owned()).collect(),
+        })?;
+        Ok((name, Some(found)))
+    }
+}
+
+/// A `@TIER` the relay does not offer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rate tier `{given}`; this relay offers {}", crate::error::one_of(&accepted.iter().map(String::as_str).collect::<Vec<_>>()))]
+pub struct TierError {
+    /// What was written after `@`.
+    pub given: String,
+    /// The configured tiers' names.
+    pub accepted: Vec<String>,
 }
 
 impl From<Symbol> for Key {
@@ -211,37 +325,93 @@ impl EventError {
     }
 }
 
-/// What the sequencer sequences: a tick or an event, one stream of sequenced items.
+/// What the sequencer sequences: a tick or an event, one stream of sequenced items; and what
+/// a shard's rate tier makes of them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// A market tick.
     Tick(Tick),
     /// A channel event.
     Event(Event),
+    /// A rate tier's frame: the newest item of its base in an interval, and what it stands
+    /// for. Made by a shard, never sequenced (it carries its newest item's seq).
+    Tier(Box<TierItem>),
+}
+
+/// One frame of a rate tier (`BTC-USD@1s`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierItem {
+    /// The tiered key.
+    pub key: Key,
+    /// The newest item of the base in the interval (a tick or an event).
+    pub newest: Item,
+    /// The first seq the frame stands for: the previous frame's seq + 1.
+    pub from: Seq,
+    /// Over the trades of `from..=newest`, for a symbol's tier.
+    pub trades: Option<Trades>,
+}
+
+/// What the trades of a tier interval add up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Trades {
+    /// How many.
+    pub count: u64,
+    /// Their summed size.
+    pub volume: f64,
+    /// The highest and lowest price (`None` without a priced trade).
+    pub high: Option<f64>,
+    /// See `high`.
+    pub low: Option<f64>,
+}
+
+impl Trades {
+    /// Counts `tick` in, if it is a trade.
+    pub fn add(&mut self, tick: &Tick) {
+        if tick.kind != crate::tick::TickKind::Trade {
+            return;
+        }
+        self.count += 1;
+        self.volume += tick.size.unwrap_or(0.0);
+        if let Some(price) = tick.price {
+            self.high = Some(self.high.map_or(price, |h| h.max(price)));
+            self.low = Some(self.low.map_or(price, |l| l.min(price)));
+        }
+    }
 }
 
 impl Item {
-    /// The key it is sequenced under.
+    /// The key it is sequenced (or, a tier's frame, delivered) under.
     pub fn key(&self) -> Key {
         match self {
             Self::Tick(t) => Key::Symbol(t.symbol.clone()),
             Self::Event(e) => Key::Channel(e.channel.clone()),
+            Self::Tier(t) => t.key.clone(),
         }
     }
 
-    /// Its per-key seq.
+    /// Its per-key seq (a tier's frame: its newest item's).
     pub fn seq(&self) -> Seq {
         match self {
             Self::Tick(t) => t.seq,
             Self::Event(e) => e.seq,
+            Self::Tier(t) => t.newest.seq(),
         }
     }
 
-    /// Sets its per-key seq (the sequencer's job).
+    /// The first seq the item stands for: its own, or a tier frame's `from`.
+    pub fn first_seq(&self) -> Seq {
+        match self {
+            Self::Tier(t) => t.from,
+            Self::Tick(_) | Self::Event(_) => self.seq(),
+        }
+    }
+
+    /// Sets its per-key seq (the sequencer's job; a tier's frame is never sequenced).
     pub fn set_seq(&mut self, seq: Seq) {
         match self {
             Self::Tick(t) => t.seq = seq,
             Self::Event(e) => e.seq = seq,
+            Self::Tier(_) => debug_assert!(false, "a tier's frame is never sequenced"),
         }
     }
 
@@ -250,6 +420,7 @@ impl Item {
         match self {
             Self::Tick(t) => t.recv_ns,
             Self::Event(e) => e.recv_ns,
+            Self::Tier(t) => t.newest.recv_ns(),
         }
     }
 
@@ -263,6 +434,7 @@ impl Item {
                     e.ts_ns = recv_ns;
                 }
             }
+            Self::Tier(_) => {}
         }
     }
 
@@ -270,7 +442,7 @@ impl Item {
     pub fn tick(&self) -> Option<&Tick> {
         match self {
             Self::Tick(t) => Some(t),
-            Self::Event(_) => None,
+            Self::Event(_) | Self::Tier(_) => None,
         }
     }
 }

@@ -36,6 +36,8 @@ impl Identity {
     /// Whether this identity may read `key`: a `user:<id>` channel only if the subject is
     /// `<id>`; anything else if the allow-list (when there is one) matches its name.
     pub fn may_read(&self, key: &Key) -> bool {
+        // A rate tier is readable exactly when its symbol or channel is.
+        let key = key.base();
         if let Key::Channel(channel) = key
             && let Some(owner) = channel.owner()
         {

@@ -40,6 +40,8 @@ pub const MAX_CONTROL_RATE: u32 = 50;
 pub const MAX_SYMBOLS_PER_CLIENT: usize = 1024;
 /// `--max-message-bytes`.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// `--rate-tiers`.
+pub const RATE_TIERS: &str = "100ms,250ms,1s,5s";
 /// `--batch-max-bytes`.
 pub const BATCH_MAX_BYTES: usize = 64 * 1024;
 /// `--max-ingest-line`.

@@ -153,22 +153,21 @@ impl Frames {
         self.item.seq()
     }
 
+    /// The first seq it stands for (a tier's frame stands for several).
+    pub fn first_seq(&self) -> Seq {
+        self.item.first_seq()
+    }
+
     /// The complete frame for `wire`, encoding it on first use.
     pub fn frame(&self, wire: Wire) -> &Bytes {
         match wire {
             Wire::Json => self.json.get_or_init(|| {
                 let mut payload = Vec::with_capacity(256);
-                match &self.item {
-                    Item::Tick(tick) => json::write_tick(&mut payload, "tick", tick),
-                    Item::Event(event) => json::write_event(&mut payload, "event", event),
-                }
+                json::write_item(&mut payload, &self.item, false);
                 ws_frame::frame(OpCode::Text, &payload)
             }),
             Wire::Protobuf => self.protobuf.get_or_init(|| {
-                let payload = match &self.item {
-                    Item::Tick(tick) => protobuf::tick(tick),
-                    Item::Event(event) => protobuf::event(event),
-                };
+                let payload = protobuf::server_message(protobuf::item_message(&self.item, false));
                 ws_frame::frame(OpCode::Binary, &payload)
             }),
         }

@@ -48,11 +48,12 @@ impl Subjects {
         format!("{}.epoch", self.prefix)
     }
 
-    /// The subject of `key`.
+    /// The subject of `key` (a tier's: its base's, which it throttles).
     pub fn of(&self, key: &Key) -> String {
         let (kind, name) = match key {
             Key::Symbol(s) => (TICK, s.as_str()),
             Key::Channel(c) => (EVENT, c.as_str()),
+            Key::Tiered(t) => return self.of(&t.base),
         };
         let mut subject = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 2);
         subject.push_str(&self.prefix);

@@ -91,6 +91,9 @@ pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
             headers.insert(RECV_NS, event.recv_ns.to_string().as_str());
             event_message(event).encode_to_vec()
         }
+        Item::Tier(_) => {
+            unreachable!("a tier's frame is made by a shard after the sequencer: never published")
+        }
     };
     Outgoing {
         subject,
@@ -142,6 +145,8 @@ pub fn decode(
                 recv_ns: number(RECV_NS).ok_or(WireError::RecvNs)?,
             })
         }
+        // `Subjects::key` reads only symbols and channels back.
+        Key::Tiered(_) => return Err(WireError::Payload("a tier is not a stream key".into())),
     };
     if item.seq().0 == 0 {
         return Err(WireError::Unsequenced);

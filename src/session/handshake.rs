@@ -10,7 +10,7 @@
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, HeaderMap, SEC_WEBSOCKET_PROTOCOL};
 
-use super::control::{self, ControlError, Positions, Selection};
+use super::control::{self, ControlError, KeyRules, Positions, Selection};
 use crate::auth::{Auth, AuthError, Identity, Token, UserSlot};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
@@ -217,6 +217,7 @@ pub fn parse(
     query: Option<&str>,
     headers: &HeaderMap,
     config: &Config,
+    rules: &KeyRules,
 ) -> Result<SessionParams, HandshakeError> {
     let mut params = SessionParams {
         encoding: Encoding::Json,
@@ -239,14 +240,12 @@ pub fn parse(
         match param {
             Param::Symbols => {
                 let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
-                let more = Selection::parse(names, config.max_symbols_per_client)?;
+                let more = Selection::parse(names, rules)?;
                 merge(&mut params.selection, more, config.max_symbols_per_client)?;
             }
             Param::Channels => {
                 let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
-                params
-                    .selection
-                    .add_channels(names, config.max_symbols_per_client)?;
+                params.selection.add_channels(names, rules)?;
             }
             Param::Encoding => {
                 let encoding = Encoding::parse(value)
@@ -288,11 +287,7 @@ pub fn parse(
         }
     }
     if !resume_symbols.is_empty() || !resume_channels.is_empty() {
-        params.resume = control::resume_keys(
-            resume_symbols,
-            resume_channels,
-            config.max_symbols_per_client,
-        )?;
+        params.resume = control::resume_keys(resume_symbols, resume_channels, rules)?;
     }
     let named = params.selection.keys();
     let resumed = params
@@ -458,7 +453,12 @@ mod tests {
         if let Some(p) = protocol {
             headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(p).unwrap());
         }
-        parse(Some(query), &headers, &Config::for_tests())
+        let config = Config::for_tests();
+        let rules = KeyRules {
+            limit: config.max_symbols_per_client,
+            tiers: crate::event::Tiers::new(&config.rate_tiers),
+        };
+        parse(Some(query), &headers, &config, &rules)
     }
 
     #[test]

@@ -43,8 +43,14 @@ pub async fn run(
 ) {
     let _ = stream.tcp().set_nodelay(true);
     // An edge reads the keys' history from NATS before the connect-time snapshots.
-    let mut wanted = params.selection.keys();
-    wanted.extend(params.resume.iter().map(|(key, _)| key.clone()));
+    // A tier's history is its base's.
+    let mut wanted: Vec<_> = params
+        .selection
+        .keys()
+        .iter()
+        .map(|k| k.base().clone())
+        .collect();
+    wanted.extend(params.resume.iter().map(|(key, _)| key.base().clone()));
     history_wait::wait_for_history(&core, params.selection.all, wanted).await;
     let (send_buffer, max_message, ping_interval) = {
         let core = core.borrow();

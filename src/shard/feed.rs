@@ -86,7 +86,8 @@ impl Feed {
                     metrics::add(&metrics.conflated, 1);
                 }
                 None => {
-                    pending.insert(frames.key().clone(), (frames.clone(), frames.seq()));
+                    // A tier's frame stands for several seqs: the first it skips is its first.
+                    pending.insert(frames.key().clone(), (frames.clone(), frames.first_seq()));
                 }
             }
             return false;
@@ -191,13 +192,14 @@ impl Feed {
         };
         let now = Instant::now();
         for (key, (latest, first_skipped)) in pending {
-            let newest = latest.seq();
-            if newest > first_skipped {
+            // What the newest stands for arrives with it; the seqs before it do not.
+            let first_sent = latest.first_seq();
+            if first_sent > first_skipped {
                 self.send(
                     &Message::Gap {
                         key: &key,
                         from: first_skipped,
-                        to: Seq(newest.0 - 1),
+                        to: Seq(first_sent.0 - 1),
                     },
                     now,
                 );

@@ -20,6 +20,8 @@ pub mod outbox;
 pub mod ring;
 mod subscribe;
 pub mod subscriptions;
+mod throttled;
+pub mod tiers;
 pub mod transport;
 
 use std::cell::{Cell, RefCell};
@@ -47,6 +49,7 @@ pub use client::SLOW_CLOSE_GRACE;
 pub use feed::{Feed, FeedPhase};
 use ring::{Ring, effective_depth};
 pub use subscriptions::{SessionKey, Subscriptions};
+use tiers::Throttle;
 pub use transport::Transport;
 
 /// A shard's index, `0..shards`.
@@ -69,6 +72,8 @@ pub struct ShardCore {
     turn: Vec<(u64, u64)>,
     /// The ring depth every ring was last trimmed to (see [`ShardCore::deliver`]).
     trimmed_depth: usize,
+    /// The rate tiers of the keys this shard's clients follow at a tier.
+    throttle: Throttle,
     /// Session tasks still running (a closing one lingers after its client has left).
     tasks: Cell<usize>,
     /// Notified whenever a session task ends (shutdown waits on it).
@@ -120,6 +125,7 @@ impl ShardCore {
             rings: HashMap::new(),
             dirty: Vec::new(),
             turn: Vec::new(),
+            throttle: Throttle::default(),
             trimmed_depth: replay_depth,
             tasks: Cell::new(0),
             task_left: Rc::new(Notify::new()),
@@ -163,6 +169,9 @@ impl ShardCore {
                     .entry(key.clone())
                     .or_insert_with(|| Ring::new(config.replay_depth))
                     .push(frames.clone(), depth),
+            }
+            if !self.throttle.is_empty() {
+                self.throttle.observe(frames);
             }
         }
         self.trim_rings();
@@ -251,9 +260,12 @@ impl ShardCore {
 
     // ---- shard-local reads ----------------------------------------------------------
 
-    /// The last tick (or event) of `key` this shard has seen.
+    /// The last tick (or event, or a tier's frame) of `key` this shard has seen.
     pub fn last(&self, key: &Key) -> Option<&Arc<Frames>> {
-        self.rings.get(key).and_then(Ring::last)
+        match key {
+            Key::Tiered(_) => self.throttle.last(key),
+            Key::Symbol(_) | Key::Channel(_) => self.rings.get(key).and_then(Ring::last),
+        }
     }
 
     /// The last item of every symbol and channel seen, in no particular order.
@@ -292,6 +304,9 @@ pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
                 core.flush_dirty_and_enforce(now);
                 core.finish_turn();
             }
+            // The tiers whose interval ended: after the turn's ticks, so a tier frame holds
+            // the newest of them.
+            core.fire_tiers(Instant::now());
         }
         if closed {
             return;
@@ -301,7 +316,16 @@ pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
             // the next turn batches more.
             tokio::task::yield_now().await;
         } else {
-            queue.wake.notified().await;
+            let deadline = core.borrow().tier_deadline();
+            match deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        () = queue.wake.notified() => {}
+                        () = tokio::time::sleep_until(deadline.into()) => {}
+                    }
+                }
+                None => queue.wake.notified().await,
+            }
         }
     }
 }

@@ -239,14 +239,20 @@ mod tests {
         let mut outbox = Outbox::new();
         let pieces = ["h", "one", "\n", "two"].map(|p| Bytes::from_static(p.as_bytes()));
         outbox.push_pieces(pieces.to_vec(), now);
-        outbox.push_pieces(vec![Bytes::from_static(b"h"), Bytes::from_static(b"3")], now);
+        outbox.push_pieces(
+            vec![Bytes::from_static(b"h"), Bytes::from_static(b"3")],
+            now,
+        );
         outbox.push_message(Bytes::from_static(b"later"), now);
         outbox.advance(2); // the header and one byte of "one"
         outbox.drop_unstarted();
         let mut slices = [IoSlice::new(&[]); 8];
         let n = outbox.slices(&mut slices);
         let left: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
-        assert_eq!(left, b"ne\ntwo", "the rest of the started frame, nothing after it");
+        assert_eq!(
+            left, b"ne\ntwo",
+            "the rest of the started frame, nothing after it"
+        );
         assert_eq!(outbox.bytes(), left.len());
         outbox.advance(1); // "n": the front piece is now mid-frame with nothing written of it
         outbox.advance(1);
