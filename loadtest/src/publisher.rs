@@ -17,9 +17,9 @@ use anyhow::{Context, Result};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use crate::decode::symbol_name;
 use crate::latency::now_ns;
 use crate::proto;
+use crate::symbols::symbol_name;
 
 /// Wire format of the ingest connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

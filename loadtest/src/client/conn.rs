@@ -378,7 +378,7 @@ fn read_drained(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn track<'t>(tracks: &'t mut [(u32, SeqTrack)], symbol: &[u8]) -> Option<&'t mut SeqTrack> {
-    let id = decode::symbol_id(symbol)?;
+    let id = crate::symbols::symbol_id(symbol)?;
     let i = tracks.binary_search_by_key(&id, |t| t.0).ok()?;
     Some(&mut tracks[i].1)
 }

@@ -10,7 +10,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use super::frame::random_u128;
 use super::{ClientPlan, Target};
-use crate::decode;
+use crate::symbols::symbol_name;
 
 /// Why a client could not open its session.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ fn upgrade_request(target: &Target, plan: &ClientPlan, key: &str) -> String {
     let symbols: Vec<String> = plan
         .symbols
         .iter()
-        .map(|&s| decode::symbol_name(s, target.symbol_count))
+        .map(|&s| symbol_name(s, target.symbol_count))
         .collect();
     format!(
         "GET /ws?symbols={}&encoding={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
