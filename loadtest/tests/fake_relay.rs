@@ -17,12 +17,14 @@ use loadtest::client::accept_key;
 use loadtest::proto;
 use loadtest::report::RunReport;
 use prost::Message as _;
+use tempfile::TempDir;
 
 #[test]
 fn clean_run_counts_every_delivery_in_every_encoding() {
     let relay = FakeRelay::start(None);
-    let out = tempdir("clean").join("report.json");
-    let run = harness(&relay, &out, &["--assert-clean"]);
+    let dir = tempdir();
+    let out = dir.path().join("report.json");
+    let run = harness(&relay, &out, "20s", &["--assert-clean"]);
     assert!(run.status.success(), "{}", describe(&run));
     let report = RunReport::read_json(&out).unwrap();
     assert!(report.clean, "{:?}", report.problems);
@@ -40,8 +42,10 @@ fn clean_run_counts_every_delivery_in_every_encoding() {
 #[test]
 fn a_dropped_tick_is_a_gap_and_fails_assert_clean() {
     let relay = FakeRelay::start(Some(("SYM001".into(), 10)));
-    let out = tempdir("gap").join("report.json");
-    let run = harness(&relay, &out, &["--assert-clean"]);
+    let dir = tempdir();
+    let out = dir.path().join("report.json");
+    // The missing ticks never come: the drain ends after this much silence.
+    let run = harness(&relay, &out, "5s", &["--assert-clean"]);
     assert_eq!(run.status.code(), Some(1), "{}", describe(&run));
     let report = RunReport::read_json(&out).unwrap();
     let f = &report.phases[0].fast;
@@ -52,7 +56,14 @@ fn a_dropped_tick_is_a_gap_and_fails_assert_clean() {
     assert!(!report.clean);
 }
 
-fn harness(relay: &FakeRelay, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+/// A small steady run against `relay`; the drain waits for the last expected tick, or ends
+/// after `drain_idle` with nothing arriving.
+fn harness(
+    relay: &FakeRelay,
+    out: &std::path::Path,
+    drain_idle: &str,
+    extra: &[&str],
+) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args(["steady", "--relay", &relay.ws.to_string()])
         .args(["--ingest", &relay.ingest.to_string()])
@@ -66,7 +77,15 @@ fn harness(relay: &FakeRelay, out: &std::path::Path, extra: &[&str]) -> std::pro
         ])
         .args(["--mix", "json=1,protobuf=1,gzip=1"])
         .args(["--rate", "400", "--duration", "1s", "--settle", "100ms"])
-        .args(["--drain-idle", "1s", "--max-time", "60s", "--no-progress"])
+        // Generous bounds, left as soon as their condition holds: no verdict on speed.
+        .args(["--handshake-timeout", "60s", "--drain-timeout", "60s"])
+        .args([
+            "--drain-idle",
+            drain_idle,
+            "--max-time",
+            "300s",
+            "--no-progress",
+        ])
         .arg("--report-json")
         .arg(out)
         .args(extra)
@@ -83,10 +102,12 @@ fn describe(run: &std::process::Output) -> String {
     )
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lt-fake-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory for one test's report, removed when the test ends.
+fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("loadtest-fake-")
+        .tempdir()
+        .expect("a temp dir")
 }
 
 /// A subscriber: its symbols, encoding, socket, and (gzip) its deflate stream.

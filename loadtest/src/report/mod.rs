@@ -52,6 +52,11 @@ pub struct RunReport {
     /// No loss, gap, duplicate, reordering, failed or dropped client among non-slow clients.
     pub clean: bool,
     pub problems: Vec<String>,
+    /// What made the load differ from the one asked for without making the run unclean (a
+    /// publisher that fell short of its rate on a busy box): the figures hold for the load
+    /// that ran.
+    #[serde(default)]
+    pub caveats: Vec<String>,
 }
 
 /// The machine.
@@ -308,6 +313,7 @@ pub(crate) mod tests {
             ingest_error_samples: vec![],
             clean: true,
             problems: vec![],
+            caveats: vec![],
         }
     }
 

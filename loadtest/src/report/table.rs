@@ -141,6 +141,9 @@ impl RunReport {
                 format!("NOT CLEAN: {}", self.problems.join("; "))
             }
         );
+        for caveat in &self.caveats {
+            let _ = writeln!(out, "caveat: {caveat}");
+        }
     }
 }
 

@@ -142,6 +142,7 @@ pub fn run(mode: Mode, args: &RunArgs, ramp: &RampArgs, slow: &SlowArgs) -> Resu
         ingest_error_samples: end.ingest_error_samples,
         clean: false,
         problems: Vec::new(),
+        caveats: Vec::new(),
     };
     if let Some(Err(e)) = end.relay_alive {
         report.problems.push(format!("{e:#}"));
