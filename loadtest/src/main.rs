@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! loadtest steady --spawn target/release/tickrelay --clients 1000 --symbols 100 \
-//!     --symbols-per-client 10 --rate 2000 --duration 20s --report-json docs/perf/steady.json
-//! loadtest summarize docs/perf/*.json --out docs/perf/REPORT.md
+//!     --symbols-per-client 10 --rate 2000 --duration 20s --report-json target/perf/steady.json
+//! loadtest summarize target/perf/steady.json --out /tmp/REPORT.md
 //! ```
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -93,7 +93,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             files,
             out,
             svg_link,
-        } => return summarize(files, out.as_ref(), svg_link.as_deref()),
+        } => return summarize(files, out.as_deref(), svg_link.as_deref()),
         Command::Compare { run, ramp, compare } => return compare_servers(run, ramp, compare),
         Command::ServeFloor(serve) => {
             return reference::serve_floor(serve).map(|()| ExitCode::SUCCESS);
@@ -153,16 +153,10 @@ fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result
     })
 }
 
-fn summarize(files: &[PathBuf], out: Option<&PathBuf>, svg: Option<&str>) -> Result<ExitCode> {
+fn summarize(files: &[PathBuf], out: Option<&Path>, svg: Option<&str>) -> Result<ExitCode> {
     let reports = files
         .iter()
-        .map(|f| {
-            let name = f.file_name().map_or_else(
-                || f.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            Ok((name, RunReport::read_json(f)?))
-        })
+        .map(|f| Ok((report::link_from(out, f), RunReport::read_json(f)?)))
         .collect::<Result<Vec<_>>>()?;
     let md = report::summarize(&reports, svg);
     match out {

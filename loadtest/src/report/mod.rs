@@ -21,7 +21,7 @@ mod svg;
 mod table;
 mod units;
 
-pub use markdown::summarize;
+pub use markdown::{link_from, summarize};
 pub use ratios::ratio_table;
 pub use rounds::{Headline, headline, median, rounds_table};
 pub use svg::ramp_svg;
@@ -319,8 +319,8 @@ pub(crate) mod tests {
 
     #[test]
     fn json_round_trip_table_and_markdown() {
-        let dir = std::env::temp_dir().join(format!("lt-report-{}", std::process::id()));
-        let path = dir.join("r.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
         let r = sample();
         r.write_json(&path).unwrap();
         let back = RunReport::read_json(&path).unwrap();
@@ -330,17 +330,15 @@ pub(crate) mod tests {
         let md = summarize(&[("r.json".into(), back)], Some("latency.svg"));
         assert!(md.contains("| [ramp](r.json) | ramp |"), "{md}");
         assert!(md.contains("![latency vs rate](latency.svg)"));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn ramp_svg_is_written() {
-        let dir = std::env::temp_dir().join(format!("lt-svg-{}", std::process::id()));
-        let path = dir.join("latency.svg");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plots/latency.svg");
         ramp_svg(&sample(), &path).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
         assert!(svg.contains("p99.9"));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

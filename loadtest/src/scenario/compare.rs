@@ -160,8 +160,8 @@ mod tests {
 
     #[test]
     fn each_server_gets_its_own_file() {
-        let p = suffixed(Path::new("docs/perf/fanout.json"), None, Server::Naive);
-        assert_eq!(p, Path::new("docs/perf/fanout-naive.json"));
+        let p = suffixed(Path::new("target/perf/fanout.json"), None, Server::Naive);
+        assert_eq!(p, Path::new("target/perf/fanout-naive.json"));
         assert_eq!(
             suffixed(Path::new("log"), None, Server::Floor),
             Path::new("log-floor")
