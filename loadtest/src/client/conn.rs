@@ -1,5 +1,6 @@
-//! One open session's read loop: socket → [`Reassembler`] → [`Tally`], the pongs and the
-//! close answered, and why the session ended.
+//! One open session's read loop: socket → [`Reassembler`] → [`Tally`] (through the NATS
+//! stream for a client of nats-server), the pings and the close answered, and why the session
+//! ended.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
@@ -7,11 +8,12 @@ use std::sync::atomic::Ordering;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use super::ClientProfile;
 use super::frame::{FrameError, OP_CLOSE, OP_PONG, encode_client_frame, random_mask};
 use super::reassembly::{Piece, Reassembler};
 use super::tally::Tally;
 use super::thread_state::ThreadState;
+use super::{ClientProfile, Protocol, nats};
+use crate::decode::NatsStream;
 use crate::latency::now_ns;
 
 /// Why a session ended before shutdown.
@@ -30,6 +32,8 @@ pub(super) enum SessionEnd {
 /// One open session: its frames in progress, its tally, and what it owes the server.
 pub(super) struct Conn {
     frames: Reassembler,
+    /// A client of nats-server: the operations split across its frames.
+    nats: Option<NatsStream>,
     tally: Tally,
     /// Frames to send (pong, close), written after the read is processed.
     replies: Vec<u8>,
@@ -37,10 +41,11 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    /// A session that counts into `tally`.
-    pub(super) fn new(tally: Tally) -> Self {
+    /// A session speaking `protocol` that counts into `tally`.
+    pub(super) fn new(tally: Tally, protocol: Protocol) -> Self {
         Self {
             frames: Reassembler::default(),
+            nats: (protocol == Protocol::Nats).then(NatsStream::default),
             tally,
             replies: Vec::new(),
             close: None,
@@ -106,12 +111,18 @@ impl Conn {
         fig.clients[local].counts.reads += 1;
         let ticks_before = fig.clients[local].counts.ticks;
         let (tally, replies, close) = (&mut self.tally, &mut self.replies, &mut self.close);
+        let nats_stream = &mut self.nats;
         let result = self.frames.feed(data, |len, piece| {
             let counts = &mut fig.clients[local].counts;
             counts.frames += 1;
             counts.bytes += len as u64;
             match piece {
-                Piece::Message(payload) => tally.message(payload, now, fig, threads),
+                Piece::Message(payload) => match nats_stream {
+                    Some(stream) => {
+                        nats::on_payload(stream, payload, tally, now, fig, threads, replies);
+                    }
+                    None => tally.message(payload, now, fig, threads),
+                },
                 Piece::Ping(payload) => {
                     encode_client_frame(OP_PONG, payload, random_mask(), replies);
                 }

@@ -18,6 +18,8 @@ pub(super) struct Tally {
     profile: ClientProfile,
     slow: bool,
     encoding: Encoding,
+    /// Several messages per frame (`batch=on`): NDJSON text, `ServerBatch` binary frames.
+    batch: bool,
     /// When the TCP connect started (the handshake time ends at the welcome).
     started: Instant,
     welcomed: bool,
@@ -27,12 +29,14 @@ pub(super) struct Tally {
 }
 
 impl Tally {
-    /// The tally of client `local` of its thread, following `plan`.
+    /// The tally of client `local` of its thread, following `plan`; `batch` when its frames
+    /// may hold several messages.
     pub(super) fn new(
         local: usize,
         plan: &ClientPlan,
         started: Instant,
         profile: ClientProfile,
+        batch: bool,
     ) -> Self {
         let mut tracks: Vec<(u32, SeqTrack)> = plan
             .symbols
@@ -45,6 +49,7 @@ impl Tally {
             profile,
             slow: plan.slow,
             encoding: plan.encoding,
+            batch,
             started,
             welcomed: false,
             tracks,
@@ -67,7 +72,8 @@ impl Tally {
         self.welcomed
     }
 
-    /// Decodes one whole message and applies it to the counters.
+    /// Decodes one whole WebSocket message (one message, or with `batch` every message it
+    /// holds, in order) and applies each to the counters.
     pub(super) fn message(
         &mut self,
         payload: &[u8],
@@ -75,15 +81,33 @@ impl Tally {
         fig: &mut Figures,
         threads: &ThreadState,
     ) {
-        match self.encoding {
-            Encoding::Json => self.json(payload, now, fig, threads),
-            Encoding::Protobuf => {
+        match (self.encoding, self.batch) {
+            (Encoding::Json, false) => self.json(payload, now, fig, threads),
+            (Encoding::Json, true) => {
+                for line in decode::ndjson_lines(payload) {
+                    self.json(line, now, fig, threads);
+                }
+            }
+            (Encoding::Protobuf, false) => {
                 self.apply(decode::scan_protobuf(payload), now, fig, threads);
             }
-            Encoding::Gzip => {
+            (Encoding::Protobuf, true) => {
+                let walked = decode::server_batch(payload, |msg| {
+                    self.apply(decode::scan_protobuf(msg), now, fig, threads);
+                });
+                if let Err(e) = walked {
+                    self.apply(Err(e), now, fig, threads);
+                }
+            }
+            (Encoding::Gzip, batch) => {
                 let mut out = threads.inflate_buf.borrow_mut();
                 let gzip = self.gzip.as_mut().expect("gzip sessions own an inflater");
                 match gzip.inflate_frame(payload, &mut out) {
+                    Ok(()) if batch => {
+                        for line in decode::ndjson_lines(&out) {
+                            self.json(line, now, fig, threads);
+                        }
+                    }
                     Ok(()) => self.json(&out, now, fig, threads),
                     Err(e) => self.apply(Err(e), now, fig, threads),
                 }
@@ -93,7 +117,7 @@ impl Tally {
 
     /// One JSON message: the field scanner, or for the heavy profile a full `serde_json`
     /// parse into a `Value` (what a typical client pays) and the fields read from that.
-    fn json(&mut self, msg: &[u8], now: u64, fig: &mut Figures, threads: &ThreadState) {
+    pub(super) fn json(&mut self, msg: &[u8], now: u64, fig: &mut Figures, threads: &ThreadState) {
         if self.profile == ClientProfile::Heavy {
             let parsed = serde_json::from_slice::<serde_json::Value>(msg);
             let decoded = match &parsed {
@@ -106,7 +130,8 @@ impl Tally {
         }
     }
 
-    fn apply(
+    /// Counts one decoded message (or the failure to decode one).
+    pub(super) fn apply(
         &mut self,
         decoded: Result<Message<'_>, DecodeError>,
         now: u64,
@@ -114,6 +139,7 @@ impl Tally {
         threads: &ThreadState,
     ) {
         let counts = &mut fig.clients[self.local].counts;
+        counts.messages += 1;
         let Ok(msg) = decoded else {
             counts.decode_errors += 1;
             return;

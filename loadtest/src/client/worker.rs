@@ -13,7 +13,7 @@ use super::conn::Conn;
 use super::handshake::{HandshakeError, open};
 use super::tally::Tally;
 use super::thread_state::{ThreadState, WorkerProgress, WorkerSnapshot};
-use super::{ClientPlan, ClientProfile, ClientState, ClientStatus, Target};
+use super::{ClientPlan, ClientProfile, ClientState, ClientStatus, Protocol, Target};
 
 /// One worker thread and the way to command it.
 #[derive(Debug)]
@@ -167,7 +167,10 @@ async fn session(threads: Rc<ThreadState>, local: usize, plan: ClientPlan) {
         }
     };
     threads.set_state(local, ClientState::Open);
-    let mut conn = Conn::new(Tally::new(local, &plan, started, threads.profile));
+    let protocol = threads.target.protocol;
+    let batch = protocol == (Protocol::Relay { batch: true });
+    let tally = Tally::new(local, &plan, started, threads.profile, batch);
+    let mut conn = Conn::new(tally, protocol);
     let end = conn.run(&mut stream, &threads, &leftover).await;
     threads.record_error(end.to_string());
     threads.set_state(local, ClientState::Closed);

@@ -3,17 +3,22 @@
 //! Receives one complete WebSocket message payload in the session's encoding and hands back a
 //! borrowed [`Message`]; nothing is allocated per message. `json_scan` reads JSON by hand,
 //! `json_value` reads the same fields from a full `serde_json` parse (the heavy client
-//! profile), `protobuf` walks the fields of a `tickrelay.v1.ServerMessage`, and `gzip` inflates
-//! a gzip session's frames into JSON.
+//! profile), `protobuf` walks the fields of a `tickrelay.v1.ServerMessage`, `gzip` inflates
+//! a gzip session's frames into JSON, `batch` splits the frames of a client that asked for
+//! several messages per frame, and `nats` splits a nats-server stream into operations.
 
+mod batch;
 mod gzip;
 mod json_scan;
 mod json_value;
+mod nats;
 mod protobuf;
 
+pub use batch::{ndjson_lines, server_batch};
 pub use gzip::GzipStream;
 pub use json_scan::scan_json;
 pub use json_value::from_value;
+pub use nats::{BadOp, NatsOp, NatsStream};
 pub use protobuf::scan_protobuf;
 
 /// One decoded server message: only the fields the harness needs, borrowed from the payload.
@@ -50,6 +55,8 @@ pub enum DecodeError {
     BadField(&'static str),
     #[error("message is not JSON")]
     NotJson,
+    #[error("not a NATS protocol operation")]
+    NotNats,
     #[error("protobuf message is truncated or malformed")]
     BadProtobuf,
     #[error("inflate failed: {0}")]

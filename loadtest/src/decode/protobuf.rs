@@ -5,7 +5,7 @@ use super::{DecodeError, Message};
 
 /// Decodes one `tickrelay.v1.ServerMessage` by walking its fields.
 pub fn scan_protobuf(msg: &[u8]) -> Result<Message<'_>, DecodeError> {
-    let mut fields = Fields(msg);
+    let mut fields = Fields::new(msg);
     let mut out = Message::Other;
     // A oneof: the last member on the wire wins (proto3 merge rule), so keep walking.
     while let Some((number, value)) = fields.next_field()? {
@@ -30,7 +30,7 @@ pub fn scan_protobuf(msg: &[u8]) -> Result<Message<'_>, DecodeError> {
 /// Symbol, seq and ts_ns of a `tickrelay.v1.Tick`.
 fn scan_pb_tick(body: &[u8]) -> Result<(&[u8], u64, u64), DecodeError> {
     let (mut symbol, mut seq, mut ts_ns) = (&b""[..], 0, 0);
-    let mut fields = Fields(body);
+    let mut fields = Fields::new(body);
     while let Some((number, value)) = fields.next_field()? {
         match (number, value) {
             (TICK_SYMBOL, Value::Len(s)) => symbol = s,
@@ -44,7 +44,7 @@ fn scan_pb_tick(body: &[u8]) -> Result<(&[u8], u64, u64), DecodeError> {
 
 fn scan_pb_gap(body: &[u8]) -> Result<Message<'_>, DecodeError> {
     let (mut symbol, mut from, mut to) = (&b""[..], 0, 0);
-    let mut fields = Fields(body);
+    let mut fields = Fields::new(body);
     while let Some((number, value)) = fields.next_field()? {
         match (number, value) {
             (1, Value::Len(s)) => symbol = s,
@@ -58,7 +58,7 @@ fn scan_pb_gap(body: &[u8]) -> Result<Message<'_>, DecodeError> {
 
 /// A protobuf field value, by wire type.
 #[derive(Clone, Copy)]
-enum Value<'a> {
+pub(super) enum Value<'a> {
     Varint(u64),
     Fixed64(u64),
     Len(&'a [u8]),
@@ -66,10 +66,16 @@ enum Value<'a> {
 }
 
 /// Walks the fields of one protobuf message.
-struct Fields<'a>(&'a [u8]);
+pub(super) struct Fields<'a>(&'a [u8]);
 
 impl<'a> Fields<'a> {
-    fn next_field(&mut self) -> Result<Option<(u64, Value<'a>)>, DecodeError> {
+    /// The fields of the message `bytes`.
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+
+    /// The next field's number and value; `None` at the end of the message.
+    pub(super) fn next_field(&mut self) -> Result<Option<(u64, Value<'a>)>, DecodeError> {
         if self.0.is_empty() {
             return Ok(None);
         }

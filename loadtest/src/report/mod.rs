@@ -133,6 +133,10 @@ pub struct Delivery {
     pub frames: u64,
     pub bytes: u64,
     pub reads: u64,
+    /// Messages in those frames (every kind, decodable or not): more than the data frames
+    /// when a frame holds several (nats-server, a relay client with `batch=on`).
+    #[serde(default)]
+    pub messages: u64,
     pub latency_us: LatencySummary,
 }
 

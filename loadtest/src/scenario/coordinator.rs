@@ -393,6 +393,7 @@ fn group(
         d.unexpected_symbol += ac.unexpected_symbol - bc.unexpected_symbol;
         d.closed += u64::from(a.state == ClientState::Closed && b.state != ClientState::Closed);
         d.frames += ac.frames - bc.frames;
+        d.messages += ac.messages - bc.messages;
         d.bytes += ac.bytes - bc.bytes;
         d.reads += ac.reads - bc.reads;
     }

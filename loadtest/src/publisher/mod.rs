@@ -1,12 +1,13 @@
-//! The paced publisher: ticks into the relay's TCP ingest at a fixed rate.
+//! The paced publisher: ticks into the server's ingest at a fixed rate.
 //!
 //! Ticks go round-robin over the symbols, so each gets `rate / symbols` per second, in small
 //! batches about every millisecond (not one burst per second). Each batch is stamped with the
 //! wall clock (`ts_ns`) just before it is written. The count written per symbol is kept: the
-//! coordinator derives expected deliveries from it. Anything the relay writes back on the ingest
-//! connection (error lines) is drained by a reader thread and counted.
+//! coordinator derives expected deliveries from it. `wire` encodes the ticks (NDJSON, protobuf,
+//! or NATS PUBs); `replies` reads what the server writes back (error lines counted, NATS PINGs
+//! answered) on a thread of its own.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,12 +15,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use crate::latency::now_ns;
-use crate::proto;
 use crate::symbols::symbol_name;
+
+mod replies;
+mod wire;
+
+pub use replies::IngestErrors;
+use wire::Tick;
+pub use wire::Wire;
 
 /// Wire format of the ingest connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -29,15 +35,6 @@ pub enum IngestFormat {
     Json,
     /// Varint-length-prefixed `tickrelay.v1.Tick` on `--ingest-tcp-protobuf`.
     Protobuf,
-}
-
-/// What the relay wrote back on the ingest connection.
-#[derive(Debug, Default)]
-pub struct IngestErrors {
-    /// Lines received (each one an error report).
-    pub lines: AtomicU64,
-    /// The first few, verbatim.
-    pub samples: Mutex<Vec<String>>,
 }
 
 /// One publishing window's result.
@@ -51,35 +48,40 @@ pub struct PublishOutcome {
 /// A connection to the ingest port and the per-symbol counts written through it.
 #[derive(Debug)]
 pub struct Publisher {
-    stream: TcpStream,
-    format: IngestFormat,
+    /// Shared with the reply reader, which answers a NATS PING between two batches.
+    stream: Arc<Mutex<TcpStream>>,
+    wire: Wire,
     names: Vec<String>,
     published: Vec<u64>,
     next_symbol: usize,
     total: u64,
     batch: Vec<u8>,
-    /// Error lines from the relay.
+    /// Error lines from the server.
     pub errors: Arc<IngestErrors>,
     reader: Option<JoinHandle<()>>,
 }
 
 impl Publisher {
-    /// Connects to the ingest at `addr`, publishing to `symbol_count` symbols.
-    pub fn connect(addr: SocketAddr, format: IngestFormat, symbol_count: u32) -> Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    /// Connects to the ingest at `addr`, publishing to `symbol_count` symbols in `wire`.
+    pub fn connect(addr: SocketAddr, wire: Wire, symbol_count: u32) -> Result<Self> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .with_context(|| format!("connecting to the ingest at {addr}"))?;
         stream.set_nodelay(true)?;
+        stream
+            .write_all(wire.greeting())
+            .context("greeting the ingest")?;
         let errors = Arc::new(IngestErrors::default());
+        let reading = stream.try_clone()?;
+        let stream = Arc::new(Mutex::new(stream));
         let reader = {
-            let stream = stream.try_clone()?;
-            let errors = Arc::clone(&errors);
+            let (errors, writer) = (Arc::clone(&errors), Arc::clone(&stream));
             std::thread::Builder::new()
-                .name("lt-ingest-errors".into())
-                .spawn(move || drain_errors(stream, &errors))?
+                .name("lt-ingest-replies".into())
+                .spawn(move || replies::read(wire, reading, &writer, &errors))?
         };
         Ok(Self {
             stream,
-            format,
+            wire,
             names: (0..symbol_count)
                 .map(|i| symbol_name(i, symbol_count))
                 .collect(),
@@ -148,33 +150,19 @@ impl Publisher {
             self.next_symbol = (sym + 1) % self.names.len();
             self.published[sym] += 1;
             self.total += 1;
-            // A price that moves, so the relay cannot conflate identical ticks.
-            let price = 100.0 + (self.total % 4000) as f64 * 0.25;
-            let size = 0.25;
-            match self.format {
-                IngestFormat::Json => {
-                    // Writing to a Vec cannot fail.
-                    let _ = writeln!(
-                        self.batch,
-                        r#"{{"symbol":"{}","price":{price},"size":{size},"ts_ns":{ts_ns}}}"#,
-                        self.names[sym]
-                    );
-                }
-                IngestFormat::Protobuf => {
-                    let tick = proto::Tick {
-                        symbol: self.names[sym].clone(),
-                        kind: proto::TickKind::Trade.into(),
-                        price: Some(price),
-                        size: Some(size),
-                        ts_ns,
-                        ..Default::default()
-                    };
-                    tick.encode_length_delimited(&mut self.batch)
-                        .expect("encoding into a Vec cannot run out of space");
-                }
-            }
+            let tick = Tick {
+                symbol: &self.names[sym],
+                seq: self.published[sym],
+                // A price that moves, so the relay cannot conflate identical ticks.
+                price: 100.0 + (self.total % 4000) as f64 * 0.25,
+                size: 0.25,
+                ts_ns,
+            };
+            self.wire.encode(&tick, &mut self.batch);
         }
-        self.stream
+        // A reader thread that panicked holding the lock left the stream as it was.
+        let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        stream
             .write_all(&self.batch)
             .context("writing ticks to the ingest")
     }
@@ -182,27 +170,12 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Ok(stream) = self.stream.lock() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
-    }
-}
-
-fn drain_errors(stream: TcpStream, errors: &IngestErrors) {
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    while let Ok(n) = reader.read_until(b'\n', &mut line) {
-        if n == 0 {
-            break;
-        }
-        errors.lines.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut samples) = errors.samples.lock()
-            && samples.len() < MAX_SAMPLES
-        {
-            samples.push(String::from_utf8_lossy(&line).trim_end().to_owned());
-        }
-        line.clear();
     }
 }
 
@@ -210,15 +183,16 @@ fn drain_errors(stream: TcpStream, errors: &IngestErrors) {
 const PACE: Duration = Duration::from_millis(1);
 /// Behind schedule, catch up in pieces of at most this many ticks.
 const MAX_BATCH: u64 = 20_000;
-const MAX_SAMPLES: usize = 5;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto;
+    use prost::Message as _;
     use std::io::Read;
     use std::net::TcpListener;
 
-    fn publish(format: IngestFormat, rate: f64, ms: u64) -> (Vec<u8>, Vec<u64>) {
+    fn publish(wire: Wire, rate: f64, ms: u64) -> (Vec<u8>, Vec<u64>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
@@ -228,7 +202,7 @@ mod tests {
             s.read_to_end(&mut all).unwrap();
             all
         });
-        let mut p = Publisher::connect(addr, format, 4).unwrap();
+        let mut p = Publisher::connect(addr, wire, 4).unwrap();
         let sent = AtomicU64::new(0);
         let out = p
             .run(
@@ -262,7 +236,7 @@ mod tests {
 
     #[test]
     fn json_lines_spread_evenly_and_total_is_exact() {
-        let (bytes, published) = publish(IngestFormat::Json, 2000.0, 200);
+        let (bytes, published) = publish(Wire::Json, 2000.0, 200);
         assert_eq!(published, vec![100, 100, 100, 100]);
         let text = String::from_utf8(bytes).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -275,7 +249,7 @@ mod tests {
 
     #[test]
     fn protobuf_is_length_delimited_ticks() {
-        let (bytes, published) = publish(IngestFormat::Protobuf, 1000.0, 20);
+        let (bytes, published) = publish(Wire::Protobuf, 1000.0, 20);
         assert_eq!(published.iter().sum::<u64>(), 20);
         let mut buf = &bytes[..];
         let mut n = 0;
@@ -285,5 +259,60 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 20);
+    }
+
+    #[test]
+    fn nats_pubs_number_each_symbol_and_pings_are_answered() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"INFO {\"server_id\":\"x\"}\r\nPING\r\n-ERR 'Unknown Protocol'\r\n")
+                .unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            all
+        });
+        let mut p = Publisher::connect(addr, Wire::NatsPub, 2).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while p.errors.lines.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "-ERR not counted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (sent, stop) = (AtomicU64::new(0), AtomicBool::new(false));
+        p.run(1000.0, Duration::from_millis(6), &sent, &stop)
+            .unwrap();
+        let errors = Arc::clone(&p.errors);
+        drop(p);
+        assert_eq!(errors.lines.load(Ordering::Relaxed), 1, "only the -ERR");
+        let text = String::from_utf8(server.join().unwrap()).unwrap();
+        assert!(text.starts_with("CONNECT {"), "{text}");
+        assert!(text.contains("\r\nPONG\r\n"), "the PING answered: {text}");
+        let mut seqs: Vec<(String, u64)> = Vec::new();
+        let pubs = text
+            .replace("PUB ", "MSG ")
+            .replace("MSG ticks.SYM000 ", "MSG ticks.SYM000 1 ");
+        let pubs = pubs.replace("MSG ticks.SYM001 ", "MSG ticks.SYM001 1 ");
+        crate::decode::NatsStream::default().feed(pubs.as_bytes(), |op| {
+            if let Ok(crate::decode::NatsOp::Msg { subject, payload }) = op {
+                let v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+                assert_eq!(
+                    format!("ticks.{}", v["symbol"].as_str().unwrap()).as_bytes(),
+                    subject
+                );
+                seqs.push((
+                    v["symbol"].as_str().unwrap().into(),
+                    v["seq"].as_u64().unwrap(),
+                ));
+            }
+        });
+        let of = |sym: &str| {
+            seqs.iter()
+                .filter(|s| s.0 == sym)
+                .map(|s| s.1)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("SYM000"), [1, 2, 3]);
+        assert_eq!(of("SYM001"), [1, 2, 3]);
     }
 }
