@@ -48,9 +48,10 @@ run() {
     fi
 }
 
-# compare NAME ARGS...: the same load against floor, naive and the relay in one invocation
-# (heavy clients, JSON); writes $raw/NAME-rN-{floor,naive,relay}.json and $raw/NAME.txt, whose
-# tables are relay ÷ floor and relay ÷ naive, per step, then over the rounds.
+# compare NAME ARGS...: the same load against floor, naive, nats-server and the relay in one
+# invocation (heavy clients, JSON); writes $raw/NAME-rN-{floor,naive,nats,relay}.json and
+# $raw/NAME.txt, whose tables are relay ÷ each other server, per step, then over the rounds,
+# then the relay's targets.
 compare() {
     local name=$1
     shift
@@ -74,25 +75,26 @@ write_report() {
     fi
     [ -f "$docs/REPORT.md" ] || : >"$docs/REPORT.md"
     # Keep the summary, replace the side-by-side section.
-    sed -i '/^## Side by side with the floor/,$d' "$docs/REPORT.md"
+    sed -i '/^## Side by side with /,$d' "$docs/REPORT.md"
     {
         echo
-        echo "## Side by side with the floor and naive reference servers"
+        echo "## Side by side with the reference servers and nats-server"
         echo
         echo "Same $(nproc)-core machine (harness and servers share it), heavy clients (2 worker threads,"
         echo "one read per frame, a full \`serde_json\` parse of every frame), JSON, relay with default"
         echo "flags. Each section is one \`loadtest compare --rounds $rounds\` invocation: the same load"
         echo "against each server in turn, every other round in reverse order; first round 1's ratios"
         echo "per step, then each round's headline ratios (best passing deliveries/s; p99 and CPU per"
-        echo "delivery at the highest step both held) with their median and range. Commands: the"
-        echo "\`compare\` lines of \`loadtest/report.sh\`. More runs and the analysis:"
-        echo "[COMPARE.md](COMPARE.md)."
+        echo "delivery at the highest step both held) with their median and range, and the relay's"
+        echo "targets where they apply. Commands: the \`compare\` lines of \`loadtest/report.sh\`."
+        echo "More runs and the analysis: [COMPARE.md](COMPARE.md)."
         for name in "${compares[@]}"; do
             [ -f "$raw/$name.txt" ] || continue
             printf '\n### %s\n\n```text\n' "$name"
             # Round 1's per-step ratios (the first ratio table), then the rounds summary, if any.
             awk '/^== compare:/ { on = 1 } on { print } on && /clean$/ { exit }' "$raw/$name.txt"
             sed -n '/^== compare over/,$p' "$raw/$name.txt"
+            [ "$rounds" -gt 1 ] || sed -n '/^== targets/,$p' "$raw/$name.txt"
             echo '```'
         done
     } >>"$docs/REPORT.md"
@@ -137,15 +139,17 @@ if [ "${ONLY:-}" != compare ]; then
     done
 fi
 
-# The side-by-side runs: a fan-out ramp in √2 steps (a step holds with no loss and p99 < 50 ms)
-# and a crowd at 1,000 ticks/s. Three servers in a row open three times the connections within
-# a minute: --source-ips spreads them past ports still in TIME_WAIT. --rounds repeats each set,
+# The side-by-side runs (nats-server must be installed: apt-get install nats-server): a fan-out
+# ramp in √2 steps (a step holds with no loss and p99 < 50 ms) and a crowd at 1,000 ticks/s.
+# Four servers in a row open four times the connections within a minute: --source-ips
+# spreads them past ports still in TIME_WAIT. --rounds repeats each set,
 # every other round in reverse order, and ends with the median and range of each ratio: one
 # pair moves with the host too much to carry a claim alone.
-compare compare-fanout --rounds "$rounds" --shape ramp --clients 1000 --symbols 100 \
+servers=(--servers floor,naive,nats,relay)
+compare compare-fanout "${servers[@]}" --rounds "$rounds" --shape ramp --clients 1000 --symbols 100 \
     --symbols-per-client 10 --mix json=1 --rate 1000 --step-factor 1.4142 --step-duration 5s \
     --max-steps 12 --p99-bound-ms 50 --source-ips 2
-compare compare-crowd --rounds "$rounds" --shape crowd --clients 5000 --symbols 100 \
+compare compare-crowd "${servers[@]}" --rounds "$rounds" --shape crowd --clients 5000 --symbols 100 \
     --symbols-per-client 5 --mix json=1 --rate 1000 --duration 10s --connect-rate 4000 \
     --source-ips 4
 

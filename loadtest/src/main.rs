@@ -145,6 +145,10 @@ fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result
             .collect();
         println!("{}", report::rounds_table(&rounds, &orders));
     }
+    let targets = report::targets_table(&rounds);
+    if !targets.is_empty() {
+        println!("{targets}");
+    }
     let unclean = rounds.iter().flatten().any(|r| !r.clean);
     Ok(if args.assert_clean && unclean {
         ExitCode::from(1)

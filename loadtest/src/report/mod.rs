@@ -3,7 +3,8 @@
 //!
 //! This file is the model (what the JSON holds) and its file I/O; `table` prints it, `svg`
 //! plots a ramp, `markdown` summarizes several reports, `ratios` sets the reports of a
-//! `compare` side by side, `units` formats µs and MiB for them.
+//! `compare` side by side, `rounds` and `targets` sum up its rounds, `units` formats µs and
+//! MiB for them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,12 +20,14 @@ mod ratios;
 mod rounds;
 mod svg;
 mod table;
+mod targets;
 mod units;
 
 pub use markdown::{link_from, summarize};
 pub use ratios::ratio_table;
 pub use rounds::{Headline, headline, median, rounds_table};
 pub use svg::ramp_svg;
+pub use targets::targets_table;
 
 /// One run of the harness.
 #[derive(Clone, Debug, Serialize, Deserialize)]
