@@ -14,7 +14,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use loadtest::reference::{self, ServeArgs};
 use loadtest::report::{self, RunReport};
-use loadtest::scenario::{self, CompareArgs, Mode, RampArgs, RunArgs, SlowArgs};
+use loadtest::scenario::{self, CompareArgs, Mode, RampArgs, RunArgs, SlowArgs, StuckArgs};
 
 /// Load-test harness for the tickrelay WebSocket relay.
 #[derive(Debug, Parser)]
@@ -52,6 +52,13 @@ enum Command {
         ramp: RampArgs,
         #[command(flatten)]
         compare: CompareArgs,
+    },
+    /// Healthy clients alone, then beside clients that stop reading; their p99 ratio.
+    Stuck {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        stuck: StuckArgs,
     },
     /// Serve as the floor reference server (forwards ingest lines as pre-built frames).
     ServeFloor(ServeArgs),
@@ -95,6 +102,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             svg_link,
         } => return summarize(files, out.as_deref(), svg_link.as_deref()),
         Command::Compare { run, ramp, compare } => return compare_servers(run, ramp, compare),
+        Command::Stuck { run, stuck } => return stuck_beside_healthy(run, stuck),
         Command::ServeFloor(serve) => {
             return reference::serve_floor(serve).map(|()| ExitCode::SUCCESS);
         }
@@ -150,6 +158,25 @@ fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result
         println!("{targets}");
     }
     let unclean = rounds.iter().flatten().any(|r| !r.clean);
+    Ok(if args.assert_clean && unclean {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn stuck_beside_healthy(args: &RunArgs, stuck: &StuckArgs) -> Result<ExitCode> {
+    let pair = scenario::stuck(args, stuck, |half, report| {
+        println!("{}", report.table());
+        if let Some(path) = &args.report_json {
+            let path = scenario::half_file(path, half);
+            report.write_json(&path)?;
+            eprintln!("loadtest: wrote {}", path.display());
+        }
+        Ok(())
+    })?;
+    println!("{}", report::stuck_table(&pair.alone, &pair.beside));
+    let unclean = !pair.alone.clean || !pair.beside.clean;
     Ok(if args.assert_clean && unclean {
         ExitCode::from(1)
     } else {

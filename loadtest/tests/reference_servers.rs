@@ -178,6 +178,54 @@ fn compare_rounds_alternate_the_order_and_end_with_median_and_range() {
     }
 }
 
+#[test]
+fn stuck_runs_healthy_clients_alone_then_beside_stuck_ones() {
+    let dir = tempdir();
+    let out = dir.path().join("stuck.json");
+    let run = harness(
+        "stuck",
+        &[
+            "--server",
+            "floor",
+            "--stuck",
+            "5",
+            "--rate",
+            "500",
+            "--duration",
+            "1s",
+        ],
+        &out,
+    );
+    assert!(run.status.success(), "{}", describe(&run));
+    let alone = RunReport::read_json(&out.with_file_name("stuck-alone.json")).unwrap();
+    let beside = RunReport::read_json(&out.with_file_name("stuck-beside.json")).unwrap();
+    assert_eq!(
+        (alone.mode.as_str(), beside.mode.as_str()),
+        ("steady", "slow")
+    );
+    assert_eq!((alone.config.clients, beside.config.clients), (20, 25));
+    assert_delivered(&alone);
+    let healthy = &beside.phases[0].fast;
+    assert_eq!(healthy.clients, 20, "the same number of healthy clients");
+    assert_eq!(healthy.received, healthy.expected);
+    assert!(healthy.seq.is_clean(), "{:?}", healthy.seq);
+    let stuck = beside.phases[0]
+        .slow
+        .as_ref()
+        .expect("the stuck clients reported");
+    assert_eq!(stuck.clients, 5);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("healthy p99 beside ÷ alone: "))
+        .unwrap_or_else(|| panic!("no ratio line: {stdout}"));
+    let value = line["healthy p99 beside ÷ alone: ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(value.parse::<f64>().is_ok() || value == "∞", "{line}");
+}
+
 /// Every phase delivered what was published to each client's symbols, once and in order.
 fn assert_delivered(report: &RunReport) {
     let server = &report.config.server;

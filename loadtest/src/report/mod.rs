@@ -3,8 +3,8 @@
 //!
 //! This file is the model (what the JSON holds) and its file I/O; `table` prints it, `svg`
 //! plots a ramp, `markdown` summarizes several reports, `ratios` sets the reports of a
-//! `compare` side by side, `rounds` and `targets` sum up its rounds, `units` formats µs and
-//! MiB for them.
+//! `compare` side by side, `rounds` and `targets` sum up its rounds, `stuck` the two halves
+//! of a `stuck` run, `units` formats µs and MiB for them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +18,7 @@ use crate::seq::SeqCounts;
 mod markdown;
 mod ratios;
 mod rounds;
+mod stuck;
 mod svg;
 mod table;
 mod targets;
@@ -26,6 +27,7 @@ mod units;
 pub use markdown::{link_from, summarize};
 pub use ratios::ratio_table;
 pub use rounds::{Headline, headline, median, rounds_table};
+pub use stuck::stuck_table;
 pub use svg::ramp_svg;
 pub use targets::targets_table;
 

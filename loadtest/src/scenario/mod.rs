@@ -33,12 +33,14 @@ mod coordinator;
 mod plan;
 mod progress;
 mod setup;
+mod stuck;
 mod teardown;
 mod verdict;
 
 pub use args::{Batch, Mix, RampArgs, RunArgs, SlowArgs, parse_duration};
 pub use compare::{CompareArgs, Shape, compare, round_order, round_tag, suffixed};
 pub use plan::plan_clients;
+pub use stuck::{StuckArgs, StuckPair, half_file, stuck};
 
 use bounds::{Watchdog, raise_nofile};
 use coordinator::{Collected, Ctx};
