@@ -51,6 +51,13 @@ pub struct RunArgs {
     /// Which server the run measures: the relay, or a reference server (JSON only).
     #[arg(long, value_enum, default_value = "relay")]
     pub server: Server,
+    /// The relay's clients ask for several messages per frame (`&batch=on`): NDJSON text
+    /// frames, `ServerBatch` protobuf frames, gzip frames inflating to NDJSON.
+    #[arg(long, value_enum, default_value = "off")]
+    pub batch: Batch,
+    /// The nats-server binary `--server nats --spawn` starts.
+    #[arg(long, value_name = "PATH", default_value = "nats-server")]
+    pub nats_server: PathBuf,
     /// Client cost per message: `light` (default; `heavy` in `compare`) or `heavy` (at least
     /// 2 workers, one read per frame, full serde_json parse).
     #[arg(long, value_enum)]
@@ -129,6 +136,13 @@ pub struct RunArgs {
     /// No progress display.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// Whether the relay's clients ask for several messages per frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Batch {
+    On,
+    Off,
 }
 
 /// Ramp options.
@@ -328,7 +342,17 @@ fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
             "--rate 0 publishes nothing; only crowd mode runs without ticks"
         );
     }
-    if args.server != Server::Relay {
+    ensure!(
+        args.batch == Batch::Off || args.server == Server::Relay,
+        "--batch on asks the relay for several messages per frame; --server {} {}",
+        args.server.name(),
+        if args.server == Server::Nats {
+            "batches on its own"
+        } else {
+            "sends one message per frame"
+        }
+    );
+    if !args.server.is_relay() {
         ensure!(
             args.mix
                 .0

@@ -24,7 +24,6 @@ use anyhow::Result;
 
 use crate::client::ClientPlan;
 use crate::procfs;
-use crate::publisher::Publisher;
 use crate::report::{ConnectReport, CrowdReport, PhaseReport, RampReport, RunReport};
 
 mod args;
@@ -34,17 +33,22 @@ mod coordinator;
 mod plan;
 mod progress;
 mod setup;
+mod stuck;
 mod teardown;
 mod verdict;
 
-pub use args::{Mix, RampArgs, RunArgs, SlowArgs, parse_duration};
+pub use args::{Batch, Mix, RampArgs, RunArgs, SlowArgs, parse_duration};
 pub use compare::{CompareArgs, Shape, compare, round_order, round_tag, suffixed};
 pub use plan::plan_clients;
+pub use stuck::{StuckArgs, StuckPair, half_file, stuck};
 
 use bounds::{Watchdog, raise_nofile};
 use coordinator::{Collected, Ctx};
 use progress::progress_bar;
-use setup::{Before, endpoints, max_time, open_clients, plan_run, spawn_relay, start_workers};
+use setup::{
+    Before, connect_publisher, endpoints, max_time, open_clients, plan_run, spawn_relay,
+    start_workers,
+};
 use teardown::{harness_report, host, run_config, stop_relay, wind_down};
 use verdict::{judge, step_failure};
 
@@ -82,13 +86,13 @@ pub fn run(mode: Mode, args: &RunArgs, ramp: &RampArgs, slow: &SlowArgs) -> Resu
     // The relay under test.
     let mut relay = spawn_relay(args, &bar)?;
     let relay_pid = relay.as_ref().map(|r| r.pid).or(args.relay_pid);
-    let (ws_addr, ingest_addr) = endpoints(args, relay.as_ref());
+    let ends = endpoints(args, relay.as_ref());
     let watchdog = Watchdog::arm(max_time(mode, args, ramp), relay.as_ref().map(|r| r.pid));
     let before = Before::take(relay_pid);
 
     // Clients.
-    let plans = plan_run(mode, args, slow, ws_addr);
-    let (workers, connect_started) = start_workers(args, ws_addr, &plans)?;
+    let plans = plan_run(mode, args, slow, ends.ws);
+    let (workers, connect_started) = start_workers(args, ends.ws, &plans)?;
     let mut ctx = Ctx {
         args,
         bar,
@@ -105,17 +109,13 @@ pub fn run(mode: Mode, args: &RunArgs, ramp: &RampArgs, slow: &SlowArgs) -> Resu
 
     // Publishing.
     if rate > 0.0 {
-        ctx.publisher = Some(Publisher::connect(
-            ingest_addr,
-            args.ingest_format,
-            args.symbols,
-        )?);
+        ctx.publisher = Some(connect_publisher(args, ends.ingest)?);
     }
     let (phases, ramp_report) =
         publish(&mut ctx, mode, rate, ramp, &plans, &welcomed_ids, &mut last)?;
 
     // The end: final figures, then close clients and relay.
-    let mut end = wind_down(ctx, &plans, ws_addr, &before)?;
+    let mut end = wind_down(ctx, &plans, &ends.stats, &before)?;
     if let Some(r) = relay.take() {
         stop_relay(r, &end.bar, end.relay.as_mut());
     }
@@ -142,6 +142,7 @@ pub fn run(mode: Mode, args: &RunArgs, ramp: &RampArgs, slow: &SlowArgs) -> Resu
         ingest_error_samples: end.ingest_error_samples,
         clean: false,
         problems: Vec::new(),
+        caveats: Vec::new(),
     };
     if let Some(Err(e)) = end.relay_alive {
         report.problems.push(format!("{e:#}"));
