@@ -67,11 +67,14 @@ mod client;
 mod decode;
 mod error;
 mod item;
+mod open;
 mod options;
 mod proto;
 mod queue;
-mod sequence;
+mod seq_check;
+mod task;
 mod tls;
+mod url;
 
 pub use client::Client;
 pub use error::{ConnectError, Error};

@@ -1,0 +1,375 @@
+//! [`Task`]: the connection task behind a [`Client`](crate::Client).
+//!
+//! The task owns the socket. It connects, reads frames, decodes them, passes what they carry
+//! through the [`SeqCheck`] and pushes what comes out into the [`SharedQueue`] the
+//! application reads. When the connection is lost (an error, a close, or silence past the
+//! liveness timeout) it waits a jittered backoff and reconnects with `resume=` for every
+//! symbol it has a seq for, so the sequence goes on where it stopped. The task stops when
+//! the [`Client`](crate::Client) is dropped.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::Connector;
+use tokio_tungstenite::tungstenite::{self, Message as Frame};
+
+use crate::decode::Message;
+use crate::error::Error;
+use crate::item::{Connected, Disconnected, GapReason, Item, Key, ServerError};
+use crate::open::{AUTH_CODES, Connection, OpenError, Ws, auth_refusal, open};
+use crate::options::Options;
+use crate::queue::{Pushed, SharedQueue};
+use crate::seq_check::SeqCheck;
+use crate::url::Wanted;
+
+/// A subscription change from the application.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Subscribe(Vec<String>),
+    Unsubscribe(Vec<String>),
+}
+
+/// The connection task (see the module doc).
+pub(crate) struct Task {
+    base: String,
+    options: Options,
+    queue: Arc<SharedQueue>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    seq_check: SeqCheck,
+    /// What the application wants now; `*` for every symbol.
+    symbols: BTreeSet<String>,
+    ping_id: u64,
+    /// False after the relay refused the resume list as too long (see `run`).
+    resume_in_url: bool,
+    /// For `wss://`: the TLS configuration, built once.
+    tls: Option<Connector>,
+    /// The last auth error the relay answered (its code and message), which names the
+    /// reason of a 4001 close that follows it.
+    auth_error: Option<ServerError>,
+}
+
+/// How a connection ended.
+enum End {
+    /// Reconnect.
+    Lost(Disconnected),
+    /// Stop, ending the stream with this error.
+    Fatal(Error),
+    /// The application is gone, or its stream already failed.
+    Stop,
+}
+
+impl Task {
+    /// A task for `base` that has not connected yet.
+    pub(crate) fn new(
+        base: &str,
+        options: Options,
+        queue: Arc<SharedQueue>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        tls: Option<Connector>,
+    ) -> Self {
+        Self {
+            base: base.to_owned(),
+            seq_check: SeqCheck::new(options.resume_from.iter().cloned()),
+            symbols: options.symbols.iter().cloned().collect(),
+            options,
+            queue,
+            commands,
+            ping_id: 0,
+            resume_in_url: true,
+            tls,
+            auth_error: None,
+        }
+    }
+
+    /// Opens the next connection, resuming every key with a known seq.
+    pub(crate) async fn open(&mut self) -> Result<Connection, OpenError> {
+        let wanted = Wanted {
+            base: &self.base,
+            options: &self.options,
+            symbols: &self.symbols,
+            seq_check: &self.seq_check,
+            resume_in_url: self.resume_in_url,
+        };
+        let (url, resuming) = wanted.url();
+        open(url, resuming, &self.options, self.tls.clone()).await
+    }
+
+    /// Serves `connection`, then reconnects until the application is gone or the stream
+    /// fails.
+    pub(crate) async fn run(mut self, mut connection: Connection) {
+        loop {
+            let lost = match self.serve(connection).await {
+                End::Lost(lost) => lost,
+                End::Fatal(error) => {
+                    self.queue.lock().fail(error);
+                    break;
+                }
+                End::Stop => break,
+            };
+            if !self.deliver(Item::Disconnected(lost)).await {
+                break;
+            }
+            let mut attempt = 0;
+            connection = loop {
+                let wake = Instant::now() + self.options.backoff.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                if !self.idle_until(wake).await {
+                    return self.stop();
+                }
+                match self.open().await {
+                    Ok(connection) => break connection,
+                    // Under `*`, more positions than the relay lets one client name (its
+                    // --max-symbols-per-client): connect without them. Snapshots then stand in
+                    // for the replays, and the seq check names what they skip as gaps.
+                    Err(OpenError::Refused { status: 400, body })
+                        if self.resume_in_url && body.contains("too_many_symbols") =>
+                    {
+                        self.resume_in_url = false;
+                        attempt = 0;
+                    }
+                    // 503: draining or full; try again. Any other refusal will not change.
+                    Err(OpenError::Refused { status, body }) if status != 503 => {
+                        let error = match auth_refusal(status, &body) {
+                            Some((code, message)) => Error::Unauthorized { code, message },
+                            None => Error::Refused { status, body },
+                        };
+                        self.queue.lock().fail(error);
+                        return self.stop();
+                    }
+                    Err(_) => {}
+                }
+            };
+        }
+        self.stop();
+    }
+
+    fn stop(&self) {
+        self.queue.lock().task_stopped();
+    }
+
+    /// Waits until `wake`, applying subscription changes meanwhile; false when the
+    /// application is gone.
+    async fn idle_until(&mut self, wake: Instant) -> bool {
+        loop {
+            tokio::select! {
+                () = sleep_until(wake) => return true,
+                command = self.commands.recv() => match command {
+                    Some(command) => self.apply(command, None).await,
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// Reads one connection until it ends.
+    async fn serve(&mut self, mut c: Connection) -> End {
+        // Positions go in the URL again next time (the symbol count may have dropped).
+        self.resume_in_url = true;
+        self.seq_check.welcome(c.epoch.as_deref());
+        let connected = Item::Connected(Connected {
+            session: c.session,
+            epoch: c.epoch.clone(),
+            resumed: c.resuming.len(),
+        });
+        if !self.deliver(connected).await {
+            return End::Stop;
+        }
+        if self.symbols.contains("*") && !c.resuming.is_empty() {
+            send(&mut c.ws, r#"{"op":"subscribe","symbols":["*"]}"#.into()).await;
+        }
+        if let Some(interval) = self.options.heartbeat {
+            let op = format!(
+                r#"{{"op":"heartbeat","interval_ms":{}}}"#,
+                interval.as_millis()
+            );
+            send(&mut c.ws, op).await;
+        }
+        let limit = self.options.liveness_timeout;
+        let mut last_heard = Instant::now();
+        let mut probed = false;
+        let mut out = Vec::new();
+        loop {
+            tokio::select! {
+                // Frames first: one that has arrived proves life even if a timer fired too.
+                biased;
+                frame = c.ws.next() => {
+                    let message = match frame {
+                        Some(Ok(Frame::Text(text))) => c.decoder.text(&text),
+                        Some(Ok(Frame::Binary(bytes))) => c.decoder.binary(&bytes),
+                        Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => Ok(Message::Other),
+                        Some(Ok(Frame::Close(close))) => return closed(close, self.auth_error.take()),
+                        Some(Err(e)) => return lost(None, format!("connection failed: {e}")),
+                        None => return lost(None, "connection ended".into()),
+                    };
+                    match message {
+                        Ok(message) => self.accept(message, &mut c.resuming, &mut out),
+                        // The stream's state is unknown (gzip cannot resynchronise): start over.
+                        Err(e) => return lost(None, format!("undecodable frame: {e}")),
+                    }
+                    for item in out.drain(..) {
+                        if !self.deliver(item).await {
+                            return End::Stop;
+                        }
+                    }
+                    // Waiting for the application is not silence of the relay.
+                    last_heard = Instant::now();
+                    probed = false;
+                }
+                command = self.commands.recv() => match command {
+                    Some(command) => self.apply(command, Some(&mut c.ws)).await,
+                    None => return End::Stop,
+                },
+                () = sleep_until(last_heard + limit / 2), if !probed => {
+                    self.ping_id += 1;
+                    send(&mut c.ws, format!(r#"{{"op":"ping","id":{}}}"#, self.ping_id)).await;
+                    probed = true;
+                }
+                () = sleep_until(last_heard + limit) => {
+                    return lost(None, format!("no data and no pong for {limit:?}"));
+                }
+            }
+        }
+    }
+
+    /// Passes one decoded message through the seq check.
+    fn accept(&mut self, message: Message, resuming: &mut HashSet<String>, out: &mut Vec<Item>) {
+        match message {
+            Message::Welcome { epoch, .. } => self.seq_check.welcome(epoch.as_deref()),
+            Message::Tick(t) => {
+                resuming.remove(&t.symbol);
+                self.seq_check.item(Item::Tick(t), out);
+            }
+            Message::Snapshot(t) => {
+                resuming.remove(&t.symbol);
+                self.seq_check.item(Item::Snapshot(t), out);
+            }
+            Message::Event(e) => self.seq_check.item(Item::Event(e), out),
+            Message::Gap {
+                symbol,
+                channel,
+                from,
+                to,
+            } => {
+                let (key, reason) = match (symbol, channel) {
+                    (Some(s), _) if resuming.remove(&s) => {
+                        (Key::Symbol(s), GapReason::NotReplayable)
+                    }
+                    (Some(s), _) => (Key::Symbol(s), GapReason::RelayConflated),
+                    (None, Some(c)) => (Key::Channel(c), GapReason::RelayConflated),
+                    (None, None) => return,
+                };
+                self.seq_check.gap(key, from, to, reason, out);
+            }
+            Message::Error(e) => {
+                // `forbidden` refuses one subscription and the session goes on; the others
+                // come before a 4001 or 4002 close.
+                if e.code != "forbidden" && AUTH_CODES.contains(&e.code.as_str()) {
+                    self.auth_error = Some(e.clone());
+                }
+                out.push(Item::Error(e));
+            }
+            Message::Other => {}
+        }
+    }
+
+    /// Applies a subscription change; sends it if connected.
+    async fn apply(&mut self, command: Command, ws: Option<&mut Ws>) {
+        let mut ops = Vec::new();
+        match command {
+            Command::Subscribe(symbols) => {
+                let all = self.symbols.contains("*");
+                let mut plain = Vec::new();
+                let mut resume = Vec::new();
+                for symbol in symbols {
+                    if !self.symbols.insert(symbol.clone()) {
+                        continue;
+                    }
+                    // `resume` of a symbol covered by `*` is refused (already_subscribed).
+                    match self.seq_check.resume_point(&symbol) {
+                        Some(seq) if !all && symbol != "*" => resume.push((symbol, seq)),
+                        _ => plain.push(symbol),
+                    }
+                }
+                if !plain.is_empty() {
+                    ops.push(serde_json::json!({"op": "subscribe", "symbols": plain}));
+                }
+                if !resume.is_empty() {
+                    let from: serde_json::Map<String, serde_json::Value> =
+                        resume.into_iter().map(|(s, seq)| (s, seq.into())).collect();
+                    ops.push(serde_json::json!({"op": "resume", "from": from}));
+                }
+            }
+            Command::Unsubscribe(symbols) => {
+                let gone: Vec<String> = symbols
+                    .into_iter()
+                    .filter(|s| self.symbols.remove(s))
+                    .collect();
+                if !gone.is_empty() {
+                    ops.push(serde_json::json!({"op": "unsubscribe", "symbols": gone}));
+                }
+            }
+        }
+        if let Some(ws) = ws {
+            for op in ops {
+                send(ws, op.to_string()).await;
+            }
+        }
+    }
+
+    /// Hands an item to the application, waiting for space under
+    /// [`SlowConsumer::Wait`](crate::SlowConsumer::Wait); false when the stream has failed
+    /// and the task should stop.
+    async fn deliver(&self, item: Item) -> bool {
+        let mut item = item;
+        loop {
+            let pushed = self.queue.lock().push(item);
+            match pushed {
+                Pushed::Done => return true,
+                Pushed::Failed => return false,
+                Pushed::Full(back) => item = *back,
+            }
+            self.queue.space.notified().await;
+        }
+    }
+}
+
+/// Sends a control message; a failure shows up as a read error right after.
+async fn send(ws: &mut Ws, text: String) {
+    let _ = ws.send(Frame::text(text)).await;
+}
+
+fn lost(code: Option<u16>, reason: String) -> End {
+    End::Lost(Disconnected { code, reason })
+}
+
+/// How a close frame ends the connection; `auth_error`: the auth error the relay answered
+/// just before, if any (it names why a 4001 came).
+fn closed(
+    close: Option<tungstenite::protocol::CloseFrame>,
+    auth_error: Option<ServerError>,
+) -> End {
+    let (code, reason) = close.map_or((1005, String::new()), |f| {
+        (u16::from(f.code), f.reason.to_string())
+    });
+    match code {
+        // Protocol error, invalid data, message too big: reconnecting sends the same thing.
+        1002 | 1003 | 1007 | 1009 => End::Fatal(Error::Closed { code, reason }),
+        // 4001: the token was refused; 4002: it ran out. The same token cannot do better.
+        CLOSE_AUTH_FAILED | CLOSE_TOKEN_EXPIRED => {
+            let (code, message) = match auth_error {
+                Some(e) => (e.code, e.message),
+                None if code == CLOSE_TOKEN_EXPIRED => ("token_expired".into(), reason),
+                None => ("auth_required".into(), reason),
+            };
+            End::Fatal(Error::Unauthorized { code, message })
+        }
+        _ => lost(Some(code), format!("closed by the relay: {code} {reason}")),
+    }
+}
+
+/// Close codes of a session ended by auth (docs/PROTOCOL.md, close codes).
+const CLOSE_AUTH_FAILED: u16 = 4001;
+const CLOSE_TOKEN_EXPIRED: u16 = 4002;
