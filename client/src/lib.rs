@@ -75,6 +75,7 @@ mod seq_check;
 mod task;
 mod tls;
 mod url;
+mod wire;
 
 pub use client::Client;
 pub use error::{ConnectError, Error};

@@ -16,6 +16,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use crate::decode::{Decoder, Message};
 use crate::error::ConnectError;
 use crate::options::Options;
+use crate::wire::{self, Then};
 
 /// A WebSocket to the relay.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -123,13 +124,13 @@ pub(crate) async fn open(
 impl From<OpenError> for ConnectError {
     fn from(e: OpenError) -> Self {
         match e {
-            OpenError::Refused { status, body } => match auth_refusal(status, &body) {
-                Some((code, message)) => Self::Unauthorized {
+            OpenError::Refused { status, body } => match Refusal::read(status, &body) {
+                (Then::Unauthorized, Some(r)) => Self::Unauthorized {
                     status,
-                    code,
-                    message,
+                    code: r.code,
+                    message: r.message,
                 },
-                None => Self::Refused { status, body },
+                _ => Self::Refused { status, body },
             },
             OpenError::Invalid(e) => Self::InvalidRequest(e),
             OpenError::Tls(e) => Self::Tls(e),
@@ -139,29 +140,20 @@ impl From<OpenError> for ConnectError {
     }
 }
 
-/// The relay's `code` and `message` when an upgrade refusal is about the token (docs/PROTOCOL.md,
-/// Auth): 401, 403 or 429 with one of [`AUTH_CODES`].
-pub(crate) fn auth_refusal(status: u16, body: &str) -> Option<(String, String)> {
-    #[derive(serde::Deserialize)]
-    struct Refusal {
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    if !matches!(status, 401 | 403 | 429) {
-        return None;
-    }
-    let refusal: Refusal = serde_json::from_str(body).ok()?;
-    AUTH_CODES
-        .contains(&refusal.code.as_str())
-        .then_some((refusal.code, refusal.message))
+/// The relay's JSON answer to a refused upgrade (`{"type":"error","code":..,"message":..}`).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Refusal {
+    pub(crate) code: String,
+    #[serde(default)]
+    pub(crate) message: String,
 }
 
-/// The relay's error codes about a token or what it allows.
-pub(crate) const AUTH_CODES: &[&str] = &[
-    "invalid_token",
-    "token_expired",
-    "auth_required",
-    "forbidden",
-    "user_connection_limit",
-];
+impl Refusal {
+    /// What the stream does after an upgrade refused with `status` and `body`, and the
+    /// relay's answer when the body is one.
+    pub(crate) fn read(status: u16, body: &str) -> (Then, Option<Self>) {
+        let refusal: Option<Self> = serde_json::from_str(body).ok();
+        let then = wire::on_refusal(status, refusal.as_ref().map(|r| r.code.as_str()));
+        (then, refusal)
+    }
+}

@@ -19,11 +19,12 @@ use tokio_tungstenite::tungstenite::{self, Message as Frame};
 use crate::decode::Message;
 use crate::error::Error;
 use crate::item::{Connected, Disconnected, GapReason, Item, Key, ServerError};
-use crate::open::{AUTH_CODES, Connection, OpenError, Ws, auth_refusal, open};
+use crate::open::{Connection, OpenError, Refusal, Ws, open};
 use crate::options::Options;
 use crate::queue::{Pushed, SharedQueue};
 use crate::seq_check::SeqCheck;
 use crate::url::Wanted;
+use crate::wire::{self, CLOSE_NO_STATUS, Then};
 
 /// A subscription change from the application.
 #[derive(Debug)]
@@ -121,23 +122,30 @@ impl Task {
                 }
                 match self.open().await {
                     Ok(connection) => break connection,
-                    // Under `*`, more positions than the relay lets one client name (its
-                    // --max-symbols-per-client): connect without them. Snapshots then stand in
-                    // for the replays, and the seq check names what they skip as gaps.
-                    Err(OpenError::Refused { status: 400, body })
-                        if self.resume_in_url && body.contains("too_many_symbols") =>
-                    {
-                        self.resume_in_url = false;
-                        attempt = 0;
-                    }
-                    // 503: draining or full; try again. Any other refusal will not change.
-                    Err(OpenError::Refused { status, body }) if status != 503 => {
-                        let error = match auth_refusal(status, &body) {
-                            Some((code, message)) => Error::Unauthorized { code, message },
-                            None => Error::Refused { status, body },
-                        };
-                        self.queue.lock().fail(error);
-                        return self.stop();
+                    Err(OpenError::Refused { status, body }) => {
+                        match Refusal::read(status, &body) {
+                            // Under `*`, more positions than the relay lets one client name (its
+                            // --max-symbols-per-client): connect without them. Snapshots then
+                            // stand in for the replays, and the seq check names what they skip
+                            // as gaps.
+                            (Then::ReconnectWithoutResume, _) if self.resume_in_url => {
+                                self.resume_in_url = false;
+                                attempt = 0;
+                            }
+                            (Then::Reconnect | Then::ReconnectNow, _) => {}
+                            // Any other refusal will not change.
+                            (then, refusal) => {
+                                let error = match refusal {
+                                    Some(r) if then == Then::Unauthorized => Error::Unauthorized {
+                                        code: r.code,
+                                        message: r.message,
+                                    },
+                                    _ => Error::Refused { status, body },
+                                };
+                                self.queue.lock().fail(error);
+                                return self.stop();
+                            }
+                        }
                     }
                     Err(_) => {}
                 }
@@ -266,7 +274,7 @@ impl Task {
             Message::Error(e) => {
                 // `forbidden` refuses one subscription and the session goes on; the others
                 // come before a 4001 or 4002 close.
-                if e.code != "forbidden" && AUTH_CODES.contains(&e.code.as_str()) {
+                if wire::ends_session_for_token(&e.code) {
                     self.auth_error = Some(e.clone());
                 }
                 out.push(Item::Error(e));
@@ -351,25 +359,28 @@ fn closed(
     close: Option<tungstenite::protocol::CloseFrame>,
     auth_error: Option<ServerError>,
 ) -> End {
-    let (code, reason) = close.map_or((1005, String::new()), |f| {
+    let (code, reason) = close.map_or((CLOSE_NO_STATUS, String::new()), |f| {
         (u16::from(f.code), f.reason.to_string())
     });
-    match code {
-        // Protocol error, invalid data, message too big: reconnecting sends the same thing.
-        1002 | 1003 | 1007 | 1009 => End::Fatal(Error::Closed { code, reason }),
-        // 4001: the token was refused; 4002: it ran out. The same token cannot do better.
-        CLOSE_AUTH_FAILED | CLOSE_TOKEN_EXPIRED => {
+    match wire::on_close(code) {
+        Then::Fatal => End::Fatal(Error::Closed { code, reason }),
+        // The token was refused, or it ran out: the same token cannot do better.
+        Then::Unauthorized => {
             let (code, message) = match auth_error {
                 Some(e) => (e.code, e.message),
-                None if code == CLOSE_TOKEN_EXPIRED => ("token_expired".into(), reason),
-                None => ("auth_required".into(), reason),
+                None => {
+                    let name = wire::close_code_name(code).unwrap_or("auth_required");
+                    (name.to_owned(), reason)
+                }
             };
             End::Fatal(Error::Unauthorized { code, message })
         }
-        _ => lost(Some(code), format!("closed by the relay: {code} {reason}")),
+        Then::ReconnectNow | Then::Reconnect | Then::ReconnectWithoutResume => {
+            let reason = match wire::close_name(code) {
+                Some(name) if reason.is_empty() => name.to_owned(),
+                _ => reason,
+            };
+            lost(Some(code), format!("closed by the relay: {code} {reason}"))
+        }
     }
 }
-
-/// Close codes of a session ended by auth (docs/PROTOCOL.md, close codes).
-const CLOSE_AUTH_FAILED: u16 = 4001;
-const CLOSE_TOKEN_EXPIRED: u16 = 4002;

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use crate::options::{Options, SlowConsumer};
 use crate::seq_check::SeqCheck;
+use crate::wire::param;
 
 /// What the next connection asks for.
 #[derive(Debug)]
@@ -40,21 +41,23 @@ impl Wanted<'_> {
             .filter(|s| *s != "*" || resume.is_empty())
             .collect();
         if !symbols.is_empty() {
-            params.push(format!("symbols={}", encode(&symbols.join(","))));
+            params.push(format!("{}={}", param::SYMBOLS, encode(&symbols.join(","))));
         }
         if !self.options.channels.is_empty() {
-            params.push(format!(
-                "channels={}",
-                encode(&self.options.channels.join(","))
-            ));
+            let channels = encode(&self.options.channels.join(","));
+            params.push(format!("{}={channels}", param::CHANNELS));
         }
-        params.push(format!("encoding={}", self.options.encoding.as_str()));
+        params.push(format!(
+            "{}={}",
+            param::ENCODING,
+            self.options.encoding.as_str()
+        ));
         if self.options.slow_consumer == SlowConsumer::Conflate {
-            params.push("slow=conflate".into());
+            params.push(format!("{}=conflate", param::SLOW));
         }
         if !resume.is_empty() {
             let list: Vec<String> = resume.iter().map(|(s, seq)| format!("{s}:{seq}")).collect();
-            params.push(format!("resume={}", encode(&list.join(","))));
+            params.push(format!("{}={}", param::RESUME, encode(&list.join(","))));
         }
         // Channels resume like symbols (`CHANNEL:SEQ`; the seq follows the last `:`).
         let channels: Vec<String> = self
@@ -65,10 +68,11 @@ impl Wanted<'_> {
             .map(|(c, seq)| format!("{c}:{seq}"))
             .collect();
         if !channels.is_empty() {
-            params.push(format!("resume_channels={}", encode(&channels.join(","))));
+            let list = encode(&channels.join(","));
+            params.push(format!("{}={list}", param::RESUME_CHANNELS));
         }
         if let Some(epoch) = self.seq_check.epoch() {
-            params.push(format!("epoch={}", encode(epoch)));
+            params.push(format!("{}={}", param::EPOCH, encode(epoch)));
         }
         let separator = if self.base.contains('?') { '&' } else { '?' };
         let url = format!("{}{separator}{}", self.base, params.join("&"));

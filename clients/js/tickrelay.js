@@ -12,6 +12,65 @@
 // reset), asks for heartbeats and reconnects when the connection goes silent, and conflates
 // (or fails, by option) when the application reads too slowly. See README.md beside this file.
 
+/**
+ * The relay's wire facts this client acts on, each written once (docs/PROTOCOL.md), the same
+ * rows as the Rust client's `wire.rs`: error codes with the close code that follows them when
+ * they end a session and the HTTP status that refuses an upgrade with them (null: never seen
+ * there), close codes that carry no error code, and what the stream does on each: 'reconnect_now'
+ * (the relay is stopping or restarting: at once, after a small jitter only, and resume),
+ * 'reconnect' (after a backoff, and resume), 'fatal' (reconnecting would send the same thing
+ * again), 'unauthorized' (the same token cannot do better), 'reconnect_without_resume' (the
+ * resume list is longer than the relay takes). The rest of the module asks these tables.
+ */
+export const WIRE = Object.freeze({
+  errors: Object.freeze([
+    { code: 'protocol_error', close: 1002, http: null, then: 'fatal' },
+    { code: 'message_too_big', close: 1009, http: null, then: 'fatal' },
+    { code: 'inflated_too_big', close: 1009, http: null, then: 'fatal' },
+    { code: 'bad_deflate', close: 1007, http: null, then: 'fatal' },
+    { code: 'invalid_utf8', close: 1007, http: null, then: 'fatal' },
+    { code: 'auth_required', close: 4001, http: 401, then: 'unauthorized' },
+    { code: 'invalid_token', close: 4001, http: 401, then: 'unauthorized' },
+    { code: 'token_expired', close: 4002, http: 401, then: 'unauthorized' },
+    { code: 'user_connection_limit', close: 4001, http: 429, then: 'unauthorized' },
+    // In a session `forbidden` refuses one subscription and the session goes on.
+    { code: 'forbidden', close: null, http: 403, then: 'unauthorized' },
+    { code: 'too_many_symbols', close: null, http: 400, then: 'reconnect_without_resume' },
+    { code: 'draining', close: null, http: 503, then: 'reconnect' },
+    { code: 'too_many_connections', close: null, http: 503, then: 'reconnect' },
+    { code: 'slow_consumer', close: 4008, http: null, then: 'reconnect' },
+    { code: 'idle_timeout', close: 4009, http: null, then: 'reconnect' },
+  ].map(Object.freeze)),
+  closes: Object.freeze([
+    { close: 1000, name: 'normal', then: 'reconnect' },
+    { close: 1001, name: 'going_away', then: 'reconnect_now' },
+    { close: 1003, name: 'unsupported_data', then: 'fatal' },
+    { close: 1012, name: 'service_restart', then: 'reconnect_now' },
+    { close: 4003, name: 'closed_by_operator', then: 'reconnect' },
+  ].map(Object.freeze)),
+  /** Query parameters of the connect URL. */
+  params: Object.freeze({
+    symbols: 'symbols', channels: 'channels', encoding: 'encoding', slow: 'slow', resume: 'resume',
+    resumeChannels: 'resume_channels', epoch: 'epoch',
+  }),
+});
+
+/** What the stream does when the relay closes with `code` (an unknown code: reconnect). */
+function onClose(code) {
+  return (WIRE.closes.find((r) => r.close === code) ?? WIRE.errors.find((r) => r.close === code))?.then ?? 'reconnect';
+}
+
+/** Whether a session error ends the session for its token (a 4001 or 4002 close follows). */
+function endsSessionForToken(code) {
+  return WIRE.errors.some((r) => r.code === code && r.then === 'unauthorized' && r.close !== null);
+}
+
+/** The error code a close explains itself with when no error came before it (4001:
+ * `auth_required`, the first row with that close code). */
+function closeCodeName(close) {
+  return WIRE.errors.find((r) => r.close === close)?.code ?? 'auth_required';
+}
+
 const DEFAULTS = {
   symbols: [],
   channels: [],
@@ -141,19 +200,20 @@ export class TickrelayClient {
     // With `*` and positions, `*` is subscribed after the welcome: its connect-time snapshots
     // would come before the replays and break their order.
     const symbols = [...this.symbols].filter((s) => s !== '*' || resume.length === 0);
-    if (symbols.length) params.push(`symbols=${enc(symbols.join(','))}`);
+    const p = WIRE.params;
+    if (symbols.length) params.push(`${p.symbols}=${enc(symbols.join(','))}`);
     // With a token, channels are subscribed after the welcome (see accept): a relay that
     // admits anonymous clients refuses a connect-time `user:` channel before the in-band
     // token has been read.
     const channelsInUrl = !this.options.token;
-    if (channelsInUrl && this.options.channels.length) params.push(`channels=${enc(this.options.channels.join(','))}`);
-    params.push(`encoding=${this.options.encoding}`);
-    if (this.options.slowConsumer === 'conflate') params.push('slow=conflate');
-    if (resume.length) params.push(`resume=${enc(resume.map(([s, q]) => `${s}:${q}`).join(','))}`);
+    if (channelsInUrl && this.options.channels.length) params.push(`${p.channels}=${enc(this.options.channels.join(','))}`);
+    params.push(`${p.encoding}=${this.options.encoding}`);
+    if (this.options.slowConsumer === 'conflate') params.push(`${p.slow}=conflate`);
+    if (resume.length) params.push(`${p.resume}=${enc(resume.map(([s, q]) => `${s}:${q}`).join(','))}`);
     // Channels resume like symbols (`CHANNEL:SEQ`: the seq follows the last `:`).
     const channels = this.sequencer.resumePositions('channel').filter(([c]) => this.options.channels.includes(c));
-    if (channelsInUrl && channels.length) params.push(`resume_channels=${enc(channels.map(([c, q]) => `${c}:${q}`).join(','))}`);
-    if (this.sequencer.epoch !== undefined) params.push(`epoch=${enc(this.sequencer.epoch)}`);
+    if (channelsInUrl && channels.length) params.push(`${p.resumeChannels}=${enc(channels.map(([c, q]) => `${c}:${q}`).join(','))}`);
+    if (this.sequencer.epoch !== undefined) params.push(`${p.epoch}=${enc(this.sequencer.epoch)}`);
     return { url: `${this.url}${this.url.includes('?') ? '&' : '?'}${params.join('&')}`, resuming: new Set(resume.map(([s]) => s)) };
   }
 
@@ -172,8 +232,9 @@ export class TickrelayClient {
       if (this.ws === ws) this.ws = undefined;
       // A refused token (the relay answered an auth error, then closed with 4001 or 4002):
       // the same token can only be refused again, so the stream ends with the relay's code.
-      if (conn.authError || code === 4001 || code === 4002) {
-        const { code: why, message } = conn.authError ?? { code: code === 4002 ? 'token_expired' : 'auth_required', message: reason };
+      const then = onClose(code);
+      if (conn.authError || then === 'unauthorized') {
+        const { code: why, message } = conn.authError ?? { code: closeCodeName(code), message: reason };
         const error = new TickrelayError(why, `the relay refused the token: ${why}: ${message}`);
         this.closed = true;
         if (this.rejectReady) {
@@ -196,7 +257,7 @@ export class TickrelayClient {
         return;
       }
       if (conn.welcomed) this.queue.push({ type: 'disconnected', code, reason });
-      if ([1002, 1003, 1007, 1009].includes(code)) {
+      if (then === 'fatal') {
         this.queue.fail(new TickrelayError('closed', `the relay closed the connection with ${code}: ${reason}`));
         this.closed = true;
         return;
@@ -319,7 +380,7 @@ export class TickrelayClient {
       case 'error':
         // `forbidden` refuses one subscription and the session goes on; these end it (an
         // anonymous-capable relay answers a refused in-band token without closing).
-        if (AUTH_ERRORS.includes(m.code)) {
+        if (endsSessionForToken(m.code)) {
           conn.authError = { code: m.code, message: m.message };
           conn.ws.close(1000);
         }
@@ -503,8 +564,6 @@ class Queue {
   }
 }
 
-/** The relay's error codes that end a session for its token (docs/PROTOCOL.md, Auth). */
-const AUTH_ERRORS = ['invalid_token', 'token_expired', 'auth_required', 'user_connection_limit'];
 
 function keyOf(item) {
   if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset'].includes(item.type)) return `symbol\0${item.symbol}`;
