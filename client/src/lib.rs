@@ -67,9 +67,12 @@ mod client;
 mod decode;
 mod error;
 mod item;
+mod json;
+mod message;
 mod open;
 mod options;
 mod proto;
+mod protobuf;
 mod queue;
 mod seq_check;
 mod task;
@@ -80,7 +83,8 @@ mod wire;
 pub use client::Client;
 pub use error::{ConnectError, Error};
 pub use item::{
-    Connected, Disconnected, Event, Gap, GapReason, Item, Key, Kind, Reset, ServerError, Tick,
+    Connected, Disconnected, Event, Gap, GapReason, Item, Key, Kind, RawJson, Reset, ServerError,
+    Tick, Undecodable,
 };
 pub use options::{Backoff, Encoding, Options, SlowConsumer};
 

@@ -13,8 +13,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::decode::{Decoder, Message};
+use crate::decode::Decoder;
 use crate::error::ConnectError;
+use crate::message::Message;
 use crate::options::Options;
 use crate::wire::{self, Then};
 
@@ -31,6 +32,8 @@ pub(crate) struct Connection {
     pub(crate) epoch: Option<String>,
     /// Symbols this connection resumed; a gap for one of them is a replay gap.
     pub(crate) resuming: HashSet<String>,
+    /// Messages that came in the welcome's frame after it, to be read first.
+    pub(crate) pending: Vec<Message>,
 }
 
 /// Why opening a connection failed.
@@ -87,13 +90,16 @@ pub(crate) async fn open(
         })?;
     let mut decoder = Decoder::new(options.encoding);
     let deadline = Instant::now() + limit;
+    let mut messages = Vec::new();
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())
             .await
             .map_err(|_| OpenError::NoWelcome(limit))?;
-        let message = match frame {
-            Some(Ok(Frame::Text(text))) => decoder.text(&text),
-            Some(Ok(Frame::Binary(bytes))) => decoder.binary(&bytes),
+        match frame {
+            Some(Ok(Frame::Text(text))) => decoder.text(&text, &mut messages),
+            Some(Ok(Frame::Binary(bytes))) => decoder
+                .binary(&bytes, &mut messages)
+                .map_err(|e| OpenError::Io(e.to_string()))?,
             Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => continue,
             Some(Ok(Frame::Close(close))) => {
                 return Err(OpenError::Io(format!(
@@ -102,21 +108,23 @@ pub(crate) async fn open(
             }
             Some(Err(e)) => return Err(OpenError::Io(e.to_string())),
             None => return Err(OpenError::Io("connection ended before the welcome".into())),
-        };
-        match message {
-            Ok(Message::Welcome { session, epoch }) => {
+        }
+        let mut messages = messages.drain(..);
+        match messages.next() {
+            Some(Message::Welcome { session, epoch }) => {
                 return Ok(Connection {
                     ws,
                     decoder,
                     session,
                     epoch,
                     resuming,
+                    pending: messages.collect(),
                 });
             }
-            Ok(other) => {
+            Some(other) => {
                 return Err(OpenError::Io(format!("expected a welcome, got {other:?}")));
             }
-            Err(e) => return Err(OpenError::Io(e.to_string())),
+            None => {}
         }
     }
 }

@@ -104,7 +104,9 @@ impl Queue {
             return Pushed::Failed;
         }
         let key = match &item {
-            Item::Tick(_) | Item::Snapshot(_) | Item::Event(_) => item.seq().map(|(k, _)| k),
+            Item::Tick(_) | Item::Snapshot(_) | Item::Event(_) | Item::Undecodable(_) => {
+                item.seq().map(|(k, _)| k)
+            }
             Item::Gap(g) => Some(g.key.clone()),
             Item::Reset(r) => Some(r.key.clone()),
             _ => None,

@@ -31,7 +31,8 @@ pub(crate) struct SeqCheck {
 struct Delivered {
     /// The last seq delivered or declared missing.
     seq: u64,
-    /// `(ts_ns, recv_ns)` of the item delivered at `seq`; `None` when `seq` ended a gap.
+    /// `(ts_ns, recv_ns)` of the item delivered at `seq`; `None` when `seq` ended a gap or
+    /// was undecodable.
     fingerprint: Option<(u64, u64)>,
     /// The epoch changed: the next item of this key starts a new history.
     stale: bool,
@@ -78,7 +79,7 @@ impl SeqCheck {
             out.push(item);
             return;
         };
-        let fingerprint = Some(fingerprint(&item));
+        let fingerprint = fingerprint(&item);
         let fresh = Delivered {
             seq,
             fingerprint,
@@ -183,17 +184,18 @@ impl SeqCheck {
     }
 }
 
-fn fingerprint(item: &Item) -> (u64, u64) {
+/// What tells two items of one seq apart; `None` for an undecodable message.
+fn fingerprint(item: &Item) -> Option<(u64, u64)> {
     match item {
-        Item::Tick(t) | Item::Snapshot(t) => (t.ts_ns, t.recv_ns),
-        Item::Event(e) => (e.ts_ns, 0),
-        _ => (0, 0),
+        Item::Tick(t) | Item::Snapshot(t) => Some((t.ts_ns, t.recv_ns)),
+        Item::Event(e) => Some((e.ts_ns, 0)),
+        _ => None,
     }
 }
 
-/// The item at the delivered seq is another one: the fingerprints are known and differ.
+/// The item at the delivered seq is another one: both fingerprints are known and differ.
 fn differs(at: &Delivered, fingerprint: Option<(u64, u64)>) -> bool {
-    at.fingerprint.is_some() && at.fingerprint != fingerprint
+    matches!((at.fingerprint, fingerprint), (Some(a), Some(b)) if a != b)
 }
 
 #[cfg(test)]

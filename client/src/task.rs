@@ -16,9 +16,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 
-use crate::decode::Message;
 use crate::error::Error;
 use crate::item::{Connected, Disconnected, GapReason, Item, Key, ServerError};
+use crate::message::Message;
 use crate::open::{Connection, OpenError, Refusal, Ws, open};
 use crate::options::Options;
 use crate::queue::{Pushed, SharedQueue};
@@ -195,32 +195,33 @@ impl Task {
             );
             send(&mut c.ws, op).await;
         }
+        let mut messages = std::mem::take(&mut c.pending);
+        if !self.take(&mut messages, &mut c.resuming).await {
+            return End::Stop;
+        }
         let limit = self.options.liveness_timeout;
         let mut last_heard = Instant::now();
         let mut probed = false;
-        let mut out = Vec::new();
         loop {
             tokio::select! {
                 // Frames first: one that has arrived proves life even if a timer fired too.
                 biased;
                 frame = c.ws.next() => {
-                    let message = match frame {
-                        Some(Ok(Frame::Text(text))) => c.decoder.text(&text),
-                        Some(Ok(Frame::Binary(bytes))) => c.decoder.binary(&bytes),
-                        Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => Ok(Message::Other),
+                    match frame {
+                        Some(Ok(Frame::Text(text))) => c.decoder.text(&text, &mut messages),
+                        Some(Ok(Frame::Binary(bytes))) => {
+                            if let Err(e) = c.decoder.binary(&bytes, &mut messages) {
+                                // Nothing after it can be inflated: start over.
+                                return lost(None, format!("undecodable frame: {e}"));
+                            }
+                        }
+                        Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => {}
                         Some(Ok(Frame::Close(close))) => return closed(close, self.auth_error.take()),
                         Some(Err(e)) => return lost(None, format!("connection failed: {e}")),
                         None => return lost(None, "connection ended".into()),
-                    };
-                    match message {
-                        Ok(message) => self.accept(message, &mut c.resuming, &mut out),
-                        // The stream's state is unknown (gzip cannot resynchronise): start over.
-                        Err(e) => return lost(None, format!("undecodable frame: {e}")),
                     }
-                    for item in out.drain(..) {
-                        if !self.deliver(item).await {
-                            return End::Stop;
-                        }
+                    if !self.take(&mut messages, &mut c.resuming).await {
+                        return End::Stop;
                     }
                     // Waiting for the application is not silence of the relay.
                     last_heard = Instant::now();
@@ -242,6 +243,21 @@ impl Task {
         }
     }
 
+    /// Passes `messages` through the seq check and delivers what comes out; false when the
+    /// task should stop.
+    async fn take(&mut self, messages: &mut Vec<Message>, resuming: &mut HashSet<String>) -> bool {
+        let mut out = Vec::new();
+        for message in messages.drain(..) {
+            self.accept(message, resuming, &mut out);
+        }
+        for item in out {
+            if !self.deliver(item).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Passes one decoded message through the seq check.
     fn accept(&mut self, message: Message, resuming: &mut HashSet<String>, out: &mut Vec<Item>) {
         match message {
@@ -255,6 +271,14 @@ impl Task {
                 self.seq_check.item(Item::Snapshot(t), out);
             }
             Message::Event(e) => self.seq_check.item(Item::Event(e), out),
+            // Counted at its seq like the tick or event it was, so the stream goes on with
+            // the next one: no gap for it, and no reconnect that would bring it back.
+            Message::Undecodable(u) => {
+                if let Some(Key::Symbol(s)) = &u.key {
+                    resuming.remove(s);
+                }
+                self.seq_check.item(Item::Undecodable(u), out);
+            }
             Message::Gap {
                 symbol,
                 channel,

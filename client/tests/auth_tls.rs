@@ -65,7 +65,12 @@ async fn private_channel_across_a_cut(encoding: Encoding) {
     let alice: Vec<(u64, u64)> = events
         .iter()
         .filter(|e| e.channel == "user:alice")
-        .map(|e| (e.seq, e.data["n"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e.seq,
+                e.data.parse::<Value>().unwrap()["n"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let expected: Vec<(u64, u64)> = (1..=9).map(|n| (n, n)).collect();
     assert_eq!(

@@ -1,7 +1,10 @@
 //! Real parts for the client tests: a relay in-process on fixed loopback ports (so it can be
 //! stopped and started again where the client expects it), an NDJSON publisher, a TCP proxy
-//! that can cut or freeze connections, and a checker of exactly-once-or-gap delivery.
+//! that can cut or freeze connections, and a checker of exactly-once-or-gap delivery; and,
+//! for bytes no relay sends, a server of scripted frames ([`script`]).
 #![allow(dead_code, unreachable_pub)]
+
+pub mod script;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tickrelay::{Config, Relay, RelayHandle};
-use tickrelay_client::{Backoff, Client, Gap, Item, Reset};
+use tickrelay_client::{Backoff, Client, Gap, Item, Key, Reset, Undecodable};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -290,6 +293,7 @@ pub struct Tracker {
     pending_reset: HashMap<String, Reset>,
     pub gaps: Vec<Gap>,
     pub resets: Vec<Reset>,
+    pub undecodable: Vec<Undecodable>,
     pub connects: usize,
     pub disconnects: Vec<String>,
     pub errors: Vec<String>,
@@ -332,6 +336,16 @@ impl Tracker {
                 self.pending_reset
                     .insert(r.key.name().to_owned(), r.clone());
                 self.resets.push(r.clone());
+            }
+            Item::Undecodable(u) => {
+                // Counted at its seq: the next item of its key follows it without a gap.
+                if let (Some(Key::Symbol(s)), Some(seq)) = (&u.key, u.seq) {
+                    if let Some(&last) = self.last.get(s) {
+                        assert_eq!(seq, last + 1, "{s}: undecodable seq {seq} after {last}");
+                    }
+                    self.last.insert(s.clone(), seq);
+                }
+                self.undecodable.push(u.clone());
             }
             Item::Connected(_) => self.connects += 1,
             Item::Disconnected(d) => self.disconnects.push(d.reason.clone()),
