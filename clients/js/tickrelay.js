@@ -114,7 +114,7 @@ export class TickrelayClient {
     this.WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
     if (!this.WebSocket) throw new TickrelayError('no_websocket', 'no WebSocket: pass options.WebSocket (Node 20: --experimental-websocket)');
     this.symbols = new Set(this.options.symbols);
-    this.sequencer = new Sequencer(this.options.resumeFrom);
+    this.seqCheck = new SeqCheck(this.options.resumeFrom);
     this.queue = new Queue(this.options.buffer, this.options.slowConsumer);
     this.attempt = 0;
     this.closed = false;
@@ -154,7 +154,7 @@ export class TickrelayClient {
     for (const symbol of symbols) {
       if (this.symbols.has(symbol)) continue;
       this.symbols.add(symbol);
-      const seq = this.sequencer.resumePosition(symbol);
+      const seq = this.seqCheck.resumePosition(symbol);
       // `resume` of a symbol covered by `*` is refused (already_subscribed).
       if (seq !== undefined && !all && symbol !== '*') from[symbol] = seq;
       else plain.push(symbol);
@@ -192,7 +192,7 @@ export class TickrelayClient {
 
   buildUrl() {
     const all = this.symbols.has('*');
-    let resume = this.sequencer.resumePositions().filter(([s]) => all || this.symbols.has(s));
+    let resume = this.seqCheck.resumePositions().filter(([s]) => all || this.symbols.has(s));
     // Under `*` the list can outgrow what the relay accepts (a browser cannot see the 400):
     // connect without it; the snapshots stand in for the replays, their jumps become gaps.
     if (resume.length > this.options.maxResume) resume = [];
@@ -211,9 +211,9 @@ export class TickrelayClient {
     if (this.options.slowConsumer === 'conflate') params.push(`${p.slow}=conflate`);
     if (resume.length) params.push(`${p.resume}=${enc(resume.map(([s, q]) => `${s}:${q}`).join(','))}`);
     // Channels resume like symbols (`CHANNEL:SEQ`: the seq follows the last `:`).
-    const channels = this.sequencer.resumePositions('channel').filter(([c]) => this.options.channels.includes(c));
+    const channels = this.seqCheck.resumePositions('channel').filter(([c]) => this.options.channels.includes(c));
     if (channelsInUrl && channels.length) params.push(`${p.resumeChannels}=${enc(channels.map(([c, q]) => `${c}:${q}`).join(','))}`);
-    if (this.sequencer.epoch !== undefined) params.push(`${p.epoch}=${enc(this.sequencer.epoch)}`);
+    if (this.seqCheck.epoch !== undefined) params.push(`${p.epoch}=${enc(this.seqCheck.epoch)}`);
     return { url: `${this.url}${this.url.includes('?') ? '&' : '?'}${params.join('&')}`, resuming: new Set(resume.map(([s]) => s)) };
   }
 
@@ -223,11 +223,18 @@ export class TickrelayClient {
     const ws = new this.WebSocket(url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
-    const conn = { ws, resuming, welcomed: false, decode: decoder(this.options.encoding), chain: Promise.resolve(), authError: undefined };
+    const conn = { ws, resuming, welcomed: false, authError: undefined };
     let ended = false;
+    // Messages are handled in the order they arrive; a broken gzip stream ends the connection
+    // (nothing after it can be inflated), one bad message never does.
+    conn.decoder = decoder(this.options.encoding, (m) => { if (!ended) this.accept(conn, m); }, (e) => {
+      ws.close(4000, 'undecodable frame');
+      end(1006, `undecodable frame: ${e.message}`);
+    });
     const end = (code, reason) => {
       if (ended) return;
       ended = true;
+      conn.decoder.stop();
       this.stopTimers();
       if (this.ws === ws) this.ws = undefined;
       // A refused token (the relay answered an auth error, then closed with 4001 or 4002):
@@ -269,18 +276,14 @@ export class TickrelayClient {
       this.heard();
       const data = event.data;
       if (typeof data === 'string') {
-        this.accept(conn, JSON.parse(data));
+        for (const text of data.split('\n')) if (text) this.accept(conn, parseMessage(text));
       } else {
-        // Frames are handled strictly in order (the gzip decoder is asynchronous).
-        conn.chain = conn.chain
-          .then(() => conn.decode(new Uint8Array(data)))
-          .then((message) => { if (!ended) this.accept(conn, message); })
-          .catch((e) => { ws.close(4000, 'undecodable frame'); end(1006, `undecodable frame: ${e.message}`); });
+        conn.decoder.frame(new Uint8Array(data));
       }
     };
     // After the frames already received are handled: an `error` decoded from a binary frame
     // names why a 4001 close came.
-    ws.onclose = (event) => { conn.chain.then(() => end(event.code, event.reason || 'connection closed')); };
+    ws.onclose = (event) => { conn.decoder.settled().then(() => end(event.code, event.reason || 'connection closed')); };
     // The token goes in-band, as the first message, rather than in `?token=`: a browser cannot
     // see why an upgrade was refused, but it can read the relay's `error` before a 4001 close.
     // It also keeps the token out of URLs and access logs.
@@ -323,7 +326,7 @@ export class TickrelayClient {
   /** Subscribes the channels after the welcome (the token's identity is known by then):
    * those seen before resume from their last seq, the others start with a snapshot. */
   subscribeChannels() {
-    const from = Object.fromEntries(this.sequencer.resumePositions('channel').filter(([c]) => this.options.channels.includes(c)));
+    const from = Object.fromEntries(this.seqCheck.resumePositions('channel').filter(([c]) => this.options.channels.includes(c)));
     const fresh = this.options.channels.filter((c) => !(c in from));
     if (fresh.length) this.send({ op: 'subscribe', channels: fresh });
     if (Object.keys(from).length) this.send({ op: 'resume', from_channels: from });
@@ -342,7 +345,7 @@ export class TickrelayClient {
       conn.welcomed = true;
       this.attempt = 0;
       const epoch = m.epoch === undefined ? undefined : String(m.epoch);
-      this.sequencer.welcome(epoch);
+      this.seqCheck.welcome(epoch);
       this.queue.push({ type: 'connected', session: m.session, ...(epoch === undefined ? {} : { epoch }), resumed: conn.resuming.size });
       if (this.symbols.has('*') && conn.resuming.size) this.send({ op: 'subscribe', symbols: ['*'] });
       if (this.options.token && this.options.channels.length) this.subscribeChannels();
@@ -362,19 +365,31 @@ export class TickrelayClient {
         if (m.seq === undefined) break; // {"type":"snapshot","symbols":[...]}: an ack
         if (m.channel !== undefined) {
           // A channel's last event (on subscribe) is delivered as the event it is.
-          this.sequencer.item({ ...m, type: 'event' }, 'channel', m.channel, out);
+          this.seqCheck.item({ ...m, type: 'event' }, 'channel', m.channel, out);
           break;
         }
         conn.resuming.delete(m.symbol);
-        this.sequencer.item(m, 'symbol', m.symbol, out);
+        this.seqCheck.item(m, 'symbol', m.symbol, out);
         break;
       case 'event':
-        this.sequencer.item(m, 'channel', m.channel, out);
+        this.seqCheck.item(m, 'channel', m.channel, out);
         break;
+      case 'undecodable': {
+        // Counted at its seq like the tick or event it was, so the stream goes on with the
+        // next one: no gap for it, and no reconnect that would bring it back.
+        const field = m.symbol !== undefined ? 'symbol' : m.channel !== undefined ? 'channel' : undefined;
+        if (field && m.seq !== undefined) {
+          if (field === 'symbol') conn.resuming.delete(m.symbol);
+          this.seqCheck.item(m, field, m[field], out);
+        } else {
+          out.push(m);
+        }
+        break;
+      }
       case 'gap': {
         const field = m.symbol !== undefined ? 'symbol' : 'channel';
         const reason = field === 'symbol' && conn.resuming.delete(m.symbol) ? 'not_replayable' : 'relay_conflated';
-        this.sequencer.gap(field, m[field], m.from, m.to, reason, out);
+        this.seqCheck.gap(field, m[field], m.from, m.to, reason, out);
         break;
       }
       case 'error':
@@ -394,8 +409,9 @@ export class TickrelayClient {
 
 // --- sequencing: exactly once, or say why not -------------------------------------------------
 
-/** Per-key positions; the same rules as the Rust client's `sequence.rs`. */
-export class Sequencer {
+/** Checks every key's seqs so that delivery is exactly-once-or-gap; the same rules as the
+ * Rust client's `seq_check.rs`. */
+export class SeqCheck {
   constructor(resumeFrom = {}) {
     this.positions = new Map(); // "symbol\0A" -> { seq, fingerprint, stale }
     for (const [symbol, seq] of Object.entries(resumeFrom)) this.positions.set(`symbol\0${symbol}`, { seq, fingerprint: undefined, stale: false });
@@ -411,12 +427,13 @@ export class Sequencer {
   item(m, field, name, out) {
     const key = `${field}\0${name}`;
     const seq = m.seq;
-    const fingerprint = `${m.ts_ns}:${m.recv_ns}`;
+    // What tells two items of one seq apart; none for an undecodable message.
+    const fingerprint = m.type === 'undecodable' ? undefined : `${m.ts_ns}:${m.recv_ns}`;
     const p = this.positions.get(key);
     const fresh = { seq, fingerprint, stale: false };
     if (p) {
       const last = p.seq;
-      const differs = p.fingerprint !== undefined && p.fingerprint !== fingerprint;
+      const differs = p.fingerprint !== undefined && fingerprint !== undefined && p.fingerprint !== fingerprint;
       if (p.stale || seq < last || (seq === last && differs)) {
         out.push({ type: 'reset', [field]: name, last_seq: last, seq, ...(this.epoch === undefined ? {} : { epoch: this.epoch }) });
       } else if (seq === last) {
@@ -521,7 +538,7 @@ class Queue {
       const key = keyOf(item);
       if (item.symbol !== undefined && key !== undefined) {
         if (item.type === 'gap') this.popped.set(item.symbol, item.to);
-        else if (item.type === 'tick' || item.type === 'snapshot') this.popped.set(item.symbol, item.seq);
+        else if (['tick', 'snapshot', 'undecodable'].includes(item.type)) this.popped.set(item.symbol, item.seq);
       }
     }
     return item;
@@ -566,43 +583,137 @@ class Queue {
 
 
 function keyOf(item) {
-  if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset'].includes(item.type)) return `symbol\0${item.symbol}`;
-  if (item.channel !== undefined && ['event', 'gap', 'reset'].includes(item.type)) return `channel\0${item.channel}`;
+  if (item.type === 'undecodable' && item.seq === undefined) return undefined;
+  if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset', 'undecodable'].includes(item.type)) return `symbol\0${item.symbol}`;
+  if (item.channel !== undefined && ['event', 'gap', 'reset', 'undecodable'].includes(item.type)) return `channel\0${item.channel}`;
   return undefined;
 }
 
-// --- decoding --------------------------------------------------------------------------------
+// --- decoding ---------------------------------------------------------------------------------
 
-/** A per-connection binary frame decoder: frame (Uint8Array) -> Promise<message>. */
-function decoder(encoding) {
-  if (encoding === 'gzip') return gunzipFeed();
-  if (encoding === 'protobuf') return async (frame) => decodeServerMessage(frame);
-  return async () => { throw new Error('a binary frame on a json connection'); };
+/**
+ * A connection's binary frames, decoded in order and handed to `deliver` message by message;
+ * `broken` is called once if a gzip stream cannot be inflated further. A message that does
+ * not decode is delivered as `{type:'undecodable', reason}` (with its key and seq when they
+ * can be read). `settled()` resolves once every frame given so far has been delivered.
+ */
+function decoder(encoding, deliver, broken) {
+  if (encoding === 'gzip') return gunzipFeed(deliver, broken);
+  const each = encoding === 'protobuf'
+    ? (frame) => deliver(decodeProtobuf(frame))
+    : () => deliver({ type: 'undecodable', reason: 'a binary frame on a json connection' });
+  return { frame: each, settled: () => Promise.resolve(), stop() {} };
+}
+
+/** One JSON message (a text frame, or the text of a gzip stream between messages). JSON.parse
+ * takes any depth; text that still does not parse is undecodable. */
+function parseMessage(text) {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    return undecodable(text, `invalid JSON message: ${e.message}`);
+  }
+}
+
+/** The relay writes `type`, then `symbol` or `channel`, then `seq` first (docs/PROTOCOL.md: the
+ * field order is fixed), so a message that does not parse still names its key and seq. */
+const NAMED = /^\s*\{"type":"(tick|snapshot|event)","(symbol|channel)":"([^"\\]*)","seq":(\d+)[,}]/;
+
+function undecodable(text, reason) {
+  const named = NAMED.exec(text);
+  return named ? { type: 'undecodable', [named[2]]: named[3], seq: Number(named[4]), reason } : { type: 'undecodable', reason };
+}
+
+function decodeProtobuf(frame) {
+  try {
+    return decodeServerMessage(frame);
+  } catch (e) {
+    return { type: 'undecodable', reason: `invalid protobuf message: ${e.message}` };
+  }
 }
 
 /**
- * One gzip stream per connection, a sync flush per frame (docs/ENCODINGS.md). The
- * decompressor may split a frame's output into several chunks: read until the text parses.
+ * One gzip stream per connection, a sync flush per frame (docs/ENCODINGS.md). The inflated
+ * text is read as it comes, whatever the chunks the decompressor makes of it, and cut into
+ * messages by `splitMessages`: a frame's output may arrive in several chunks, and never needs
+ * the next frame to complete.
  */
-function gunzipFeed() {
+function gunzipFeed(deliver, broken) {
   const gunzip = new DecompressionStream('gzip');
   const writer = gunzip.writable.getWriter();
   const reader = gunzip.readable.getReader();
   const utf8 = new TextDecoder();
-  return async (frame) => {
-    // Not awaited: the write completes only once its output has been read.
-    writer.write(frame).catch(() => {});
-    let text = '';
+  const split = splitMessages();
+  let written = Promise.resolve();
+  let stopped = false;
+  (async () => {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) throw new Error('gzip stream ended');
-      text += utf8.decode(value, { stream: true });
-      try {
-        return JSON.parse(text); // a part of one JSON object never parses
-      } catch {
-        // the frame's output came in more than one chunk: read on
+      if (done) return;
+      for (const text of split(utf8.decode(value, { stream: true }))) deliver(parseMessage(text));
+    }
+  })().catch((e) => { if (!stopped) broken(e); });
+  return {
+    frame(bytes) {
+      // Not awaited here: a write completes only once its output is being read (above).
+      written = writer.write(bytes);
+      written.catch(() => {});
+    },
+    // A write resolves once its frame is inflated; what it made is read by the loop above in
+    // promise jobs, all run before the next task.
+    settled: () => written.catch(() => {}).then(() => new Promise((resolve) => setTimeout(resolve, 0))),
+    stop() {
+      stopped = true;
+      reader.cancel().catch(() => {});
+    },
+  };
+}
+
+/** Longest text one message may take before it is cut as undecodable (a stream that lost its
+ * braces would otherwise hold everything after it). */
+const MAX_MESSAGE_CHARS = 1 << 20;
+
+/**
+ * Cuts a stream of text into JSON messages: at a newline (between the messages of a batch) or
+ * where an object's braces close (one message per frame has no newline after it), strings
+ * and escapes respected; any depth. Returns a function: chunk -> messages completed by it.
+ */
+export function splitMessages() {
+  let pending = '';
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  return (chunk) => {
+    const out = [];
+    let start = 0;
+    const cut = (end) => {
+      const text = (pending + chunk.slice(start, end)).trim();
+      if (text) out.push(text);
+      pending = '';
+      start = end;
+      depth = 0;
+      inString = false;
+      escaped = false;
+    };
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk.charCodeAt(i);
+      if (c === 10) { // '\n' never appears inside a JSON message: always a boundary
+        cut(i + 1);
+      } else if (inString) {
+        if (escaped) escaped = false;
+        else if (c === 92) escaped = true; // '\\'
+        else if (c === 34) inString = false; // '"'
+      } else if (c === 34) {
+        inString = true;
+      } else if (c === 123 || c === 91) { // '{' '['
+        depth++;
+      } else if ((c === 125 || c === 93) && --depth <= 0) { // '}' ']'
+        cut(i + 1);
       }
     }
+    pending += chunk.slice(start);
+    if (pending.length > MAX_MESSAGE_CHARS) cut(chunk.length);
+    return out;
   };
 }
 
@@ -662,11 +773,17 @@ export function decodeServerMessage(bytes) {
       case 9: // an event; 10: a channel's last event, delivered as the event it is
       case 10: {
         const e = { type: 'event', channel: '', seq: 0, ts_ns: 0, data: null };
+        let data = 'null';
         for (const [n, v] of readFields(value)) {
           if (n === 1) e.channel = utf8Decoder.decode(v);
           else if (n === 2) e.seq = Number(v);
           else if (n === 3) e.ts_ns = Number(v);
-          else if (n === 4) e.data = JSON.parse(utf8Decoder.decode(v));
+          else if (n === 4) data = utf8Decoder.decode(v);
+        }
+        try {
+          e.data = JSON.parse(data);
+        } catch (err) {
+          return { type: 'undecodable', channel: e.channel, seq: e.seq, reason: `event data is not one JSON value: ${err.message}` };
         }
         return e;
       }

@@ -4,7 +4,7 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, Sequencer, decodeServerMessage } from '../tickrelay.js';
+import { connect, SeqCheck, decodeServerMessage } from '../tickrelay.js';
 import { Relay, Proxy, Tracker, readUntil, fastBackoff, waitFor } from './support.js';
 
 describe('against a relay', () => {
@@ -202,8 +202,8 @@ test('the first connection failing rejects connect()', async () => {
   await assert.rejects(connect('ws://127.0.0.1:1/ws', { symbols: ['A'] }), { code: 'connect_failed' });
 });
 
-test('the sequencer: overlap dropped, same seq from another history reset, epoch change reset', () => {
-  const s = new Sequencer();
+test('the seq check: overlap dropped, same seq from another history reset, epoch change reset', () => {
+  const s = new SeqCheck();
   const tick = (seq, recv) => ({ type: 'tick', symbol: 'A', seq, ts_ns: seq, recv_ns: recv });
   const out = [];
   for (const t of [tick(1, 1), tick(2, 2), tick(2, 2), tick(3, 3), tick(3, 99)]) s.item(t, 'symbol', 'A', out);
