@@ -4,10 +4,14 @@
 //! one bad message never ends a connection (reconnecting would bring it back as a
 //! snapshot). Only a broken gzip stream does, since nothing after it can be inflated.
 //!
+//! A frame holds one message, or with batches (`?batch=on`) several: JSON text separated by
+//! `\n`, or in protobuf one `ServerBatch` (every binary frame, even of one message).
+//!
 //! A gzip connection is one gzip stream: the decoder keeps one inflater for the connection
 //! and feeds it every binary frame in order; each frame ends with a sync flush, so it inflates
 //! to whole JSON messages. A new connection needs a new decoder.
 
+use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
 
 use crate::message::Message;
@@ -23,15 +27,18 @@ pub(crate) struct GzipError(String);
 #[derive(Debug)]
 pub(crate) struct Decoder {
     encoding: Encoding,
+    /// Several messages per frame: a protobuf frame is a `ServerBatch`.
+    batch: bool,
     inflate: Option<Decompress>,
     scratch: Vec<u8>,
 }
 
 impl Decoder {
-    /// A decoder for a new connection.
-    pub(crate) fn new(encoding: Encoding) -> Self {
+    /// A decoder for a new connection, which asked for batches or not.
+    pub(crate) fn new(encoding: Encoding, batch: bool) -> Self {
         Self {
             encoding,
+            batch,
             // 15: any window up to 32 KiB (the relay uses 4 KiB).
             inflate: (encoding == Encoding::Gzip).then(|| Decompress::new_gzip(15)),
             scratch: Vec::new(),
@@ -41,25 +48,36 @@ impl Decoder {
     /// A text frame (JSON, whatever the encoding: the relay answers some HTTP-level errors
     /// so), appended to `out`.
     pub(crate) fn text(&mut self, text: &str, out: &mut Vec<Message>) {
-        out.push(json::message(text.as_bytes()));
+        lines(text.as_bytes(), out);
     }
 
     /// A binary frame, appended to `out`.
-    pub(crate) fn binary(&mut self, frame: &[u8], out: &mut Vec<Message>) -> Result<(), GzipError> {
+    pub(crate) fn binary(&mut self, frame: Bytes, out: &mut Vec<Message>) -> Result<(), GzipError> {
         match self.encoding {
-            Encoding::Protobuf => out.push(protobuf::message(frame)),
+            Encoding::Protobuf if self.batch => protobuf::batch(frame, out),
+            Encoding::Protobuf => out.push(protobuf::message(&frame)),
             Encoding::Gzip => {
                 let inflate = self
                     .inflate
                     .as_mut()
                     .expect("a gzip decoder has an inflater");
-                inflate_frame(inflate, frame, &mut self.scratch)?;
-                out.push(json::message(&self.scratch));
+                inflate_frame(inflate, &frame, &mut self.scratch)?;
+                lines(&self.scratch, out);
             }
             Encoding::Json => out.push(Message::undecodable("a binary frame on a json connection")),
         }
         Ok(())
     }
+}
+
+/// The JSON messages of a frame's text, separated by `\n` (a compact JSON message never
+/// holds one).
+fn lines(text: &[u8], out: &mut Vec<Message>) {
+    out.extend(
+        text.split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(json::message),
+    );
 }
 
 /// Inflates all of `frame` into `out` (replacing its contents).
@@ -105,7 +123,7 @@ mod tests {
     fn one_gzip_stream_decodes_frame_by_frame() {
         // As the relay writes it: one deflate stream, a sync flush after each message.
         let mut deflate = Compress::new_gzip(Compression::fast(), 12);
-        let mut decoder = Decoder::new(Encoding::Gzip);
+        let mut decoder = Decoder::new(Encoding::Gzip, false);
         for i in 0..200 {
             let text = TICK.replace("\"seq\":17", &format!("\"seq\":{i}"));
             let mut frame = Vec::with_capacity(text.len() + 64);
@@ -114,7 +132,7 @@ mod tests {
                 .unwrap();
             assert!(frame.ends_with(&[0, 0, 0xff, 0xff]));
             let mut out = Vec::new();
-            decoder.binary(&frame, &mut out).unwrap();
+            decoder.binary(frame.into(), &mut out).unwrap();
             let [Message::Tick(t)] = &out[..] else {
                 panic!("a tick, got {out:?}")
             };
@@ -122,11 +140,48 @@ mod tests {
         }
     }
 
+    fn seqs(out: &[Message]) -> Vec<u64> {
+        out.iter()
+            .map(|m| match m {
+                Message::Tick(t) => t.seq,
+                other => panic!("a tick, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batched_text_frame_is_its_lines_in_order() {
+        let frame = [1, 2, 3].map(|i| TICK.replace("\"seq\":17", &format!("\"seq\":{i}")));
+        let mut out = Vec::new();
+        Decoder::new(Encoding::Json, true).text(&frame.join("\n"), &mut out);
+        assert_eq!(seqs(&out), [1, 2, 3]);
+    }
+
+    #[test]
+    fn batched_gzip_frames_inflate_to_their_lines_in_order() {
+        let mut deflate = Compress::new_gzip(Compression::fast(), 12);
+        let mut decoder = Decoder::new(Encoding::Gzip, true);
+        let mut out = Vec::new();
+        for batch in [1..=3, 4..=4, 5..=9] {
+            let text: Vec<String> = batch
+                .map(|i| TICK.replace("\"seq\":17", &format!("\"seq\":{i}")))
+                .collect();
+            let text = text.join("\n");
+            // compress_vec writes into the spare capacity only.
+            let mut frame = Vec::with_capacity(text.len() + 64);
+            deflate
+                .compress_vec(text.as_bytes(), &mut frame, FlushCompress::Sync)
+                .unwrap();
+            decoder.binary(frame.into(), &mut out).unwrap();
+        }
+        assert_eq!(seqs(&out), (1..=9).collect::<Vec<_>>());
+    }
+
     #[test]
     fn a_binary_frame_on_a_json_connection_is_one_undecodable_message() {
         let mut out = Vec::new();
-        Decoder::new(Encoding::Json)
-            .binary(b"\x01\x02", &mut out)
+        Decoder::new(Encoding::Json, false)
+            .binary(Bytes::from_static(b"\x01\x02"), &mut out)
             .unwrap();
         assert!(
             matches!(&out[..], [Message::Undecodable(u)] if u.key.is_none()),

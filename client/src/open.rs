@@ -88,7 +88,7 @@ pub(crate) async fn open(
             }
             other => OpenError::Io(other.to_string()),
         })?;
-    let mut decoder = Decoder::new(options.encoding);
+    let mut decoder = Decoder::new(options.encoding, options.batch);
     let deadline = Instant::now() + limit;
     let mut messages = Vec::new();
     loop {
@@ -98,7 +98,7 @@ pub(crate) async fn open(
         match frame {
             Some(Ok(Frame::Text(text))) => decoder.text(&text, &mut messages),
             Some(Ok(Frame::Binary(bytes))) => decoder
-                .binary(&bytes, &mut messages)
+                .binary(bytes, &mut messages)
                 .map_err(|e| OpenError::Io(e.to_string()))?,
             Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => continue,
             Some(Ok(Frame::Close(close))) => {

@@ -1,15 +1,33 @@
-//! One `tickrelay.v1.ServerMessage` → [`Message`].
+//! One `tickrelay.v1.ServerMessage` → [`Message`], and a `ServerBatch` → its messages.
 //!
 //! An event's `data` (the published JSON's bytes) is kept as its text ([`RawJson`]) after a
 //! check that it is one JSON value; bytes that are not become [`Message::Undecodable`] with
 //! the event's channel and seq, so the seq check counts them and goes on. A message that is
 //! not valid protobuf is undecodable as a whole.
 
+use bytes::Bytes;
 use prost::Message as _;
 
 use crate::item::{Event, Key, Kind, RawJson, ServerError, Tick, Undecodable};
 use crate::message::Message;
 use crate::proto;
+
+/// Decodes one `ServerBatch` (`repeated ServerMessage messages = 1`) into `out`, each
+/// message on its own: a bad one is one [`Message::Undecodable`] among the others.
+pub(crate) fn batch(frame: Bytes, out: &mut Vec<Message>) {
+    match Batch::decode(frame) {
+        Ok(batch) => out.extend(batch.messages.iter().map(|m| message(m))),
+        Err(e) => out.push(Message::undecodable(format!("invalid protobuf batch: {e}"))),
+    }
+}
+
+/// `ServerBatch` with its messages left encoded (an embedded message and `bytes` are the same
+/// on the wire), so that each is decoded, and can fail, alone.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Batch {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    messages: Vec<Bytes>,
+}
 
 /// Decodes one `ServerMessage`; never fails (see the module doc).
 pub(crate) fn message(bytes: &[u8]) -> Message {

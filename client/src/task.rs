@@ -210,7 +210,7 @@ impl Task {
                     match frame {
                         Some(Ok(Frame::Text(text))) => c.decoder.text(&text, &mut messages),
                         Some(Ok(Frame::Binary(bytes))) => {
-                            if let Err(e) = c.decoder.binary(&bytes, &mut messages) {
+                            if let Err(e) = c.decoder.binary(bytes, &mut messages) {
                                 // Nothing after it can be inflated: start over.
                                 return lost(None, format!("undecodable frame: {e}"));
                             }

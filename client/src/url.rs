@@ -52,6 +52,9 @@ impl Wanted<'_> {
             param::ENCODING,
             self.options.encoding.as_str()
         ));
+        if self.options.batch {
+            params.push(format!("{}=on", param::BATCH));
+        }
         if self.options.slow_consumer == SlowConsumer::Conflate {
             params.push(format!("{}=conflate", param::SLOW));
         }
@@ -100,4 +103,35 @@ fn encode(value: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::BATCH_BY_DEFAULT;
+
+    fn url(options: &Options) -> String {
+        let symbols = ["A".to_owned()].into_iter().collect();
+        let seq_check = SeqCheck::default();
+        let wanted = Wanted {
+            base: "ws://relay/ws",
+            options,
+            symbols: &symbols,
+            seq_check: &seq_check,
+            resume_in_url: true,
+        };
+        wanted.url().0
+    }
+
+    #[test]
+    fn batches_are_asked_for_by_default_exactly_when_the_constant_says_so() {
+        let asks = |o: &Options| url(o).contains("&batch=on");
+        assert_eq!(asks(&Options::new()), BATCH_BY_DEFAULT);
+        assert!(asks(&Options::new().batch(true)));
+        assert!(!asks(&Options::new().batch(false)));
+        assert_eq!(
+            url(&Options::new().batch(true)),
+            "ws://relay/ws?symbols=A&encoding=json&batch=on"
+        );
+    }
 }

@@ -108,6 +108,9 @@ pub(crate) mod param {
     pub(crate) const RESUME_CHANNELS: &str = "resume_channels";
     /// The epoch the resumed seqs belong to.
     pub(crate) const EPOCH: &str = "epoch";
+    /// `on`: several messages per frame (json and gzip: separated by `\n`; protobuf: every
+    /// binary frame is one `ServerBatch`).
+    pub(crate) const BATCH: &str = "batch";
 }
 
 /// What the stream does when the relay closes with `code`.

@@ -52,6 +52,9 @@ export const WIRE = Object.freeze({
   params: Object.freeze({
     symbols: 'symbols', channels: 'channels', encoding: 'encoding', slow: 'slow', resume: 'resume',
     resumeChannels: 'resume_channels', epoch: 'epoch',
+    // `on`: several messages per frame (json, gzip: separated by `\n`; protobuf: every binary
+    // frame is one ServerBatch).
+    batch: 'batch',
   }),
 });
 
@@ -71,10 +74,15 @@ function closeCodeName(close) {
   return WIRE.errors.find((r) => r.close === close)?.code ?? 'auth_required';
 }
 
+/** Whether a client asks the relay for several messages per frame unless `batch` says otherwise. */
+// Off until the relay accepts `?batch=on` (it refuses unknown parameters): flip BATCH_BY_DEFAULT.
+export const BATCH_BY_DEFAULT = false;
+
 const DEFAULTS = {
   symbols: [],
   channels: [],
   encoding: 'json', // 'json' | 'gzip' | 'protobuf'
+  batch: BATCH_BY_DEFAULT, // several messages per frame (`?batch=on`)
   token: undefined, // a JWT, sent in-band as the first message ({"op":"auth"}): see open()
   livenessMs: 10000, // silence before the connection is given up
   heartbeatMs: undefined, // default: livenessMs / 3; 0: no heartbeats (liveness pings only)
@@ -208,6 +216,7 @@ export class TickrelayClient {
     const channelsInUrl = !this.options.token;
     if (channelsInUrl && this.options.channels.length) params.push(`${p.channels}=${enc(this.options.channels.join(','))}`);
     params.push(`${p.encoding}=${this.options.encoding}`);
+    if (this.options.batch) params.push(`${p.batch}=on`);
     if (this.options.slowConsumer === 'conflate') params.push(`${p.slow}=conflate`);
     if (resume.length) params.push(`${p.resume}=${enc(resume.map(([s, q]) => `${s}:${q}`).join(','))}`);
     // Channels resume like symbols (`CHANNEL:SEQ`: the seq follows the last `:`).
@@ -227,7 +236,7 @@ export class TickrelayClient {
     let ended = false;
     // Messages are handled in the order they arrive; a broken gzip stream ends the connection
     // (nothing after it can be inflated), one bad message never does.
-    conn.decoder = decoder(this.options.encoding, (m) => { if (!ended) this.accept(conn, m); }, (e) => {
+    conn.decoder = decoder(this.options.encoding, this.options.batch, (m) => { if (!ended) this.accept(conn, m); }, (e) => {
       ws.close(4000, 'undecodable frame');
       end(1006, `undecodable frame: ${e.message}`);
     });
@@ -593,16 +602,29 @@ function keyOf(item) {
 
 /**
  * A connection's binary frames, decoded in order and handed to `deliver` message by message;
- * `broken` is called once if a gzip stream cannot be inflated further. A message that does
- * not decode is delivered as `{type:'undecodable', reason}` (with its key and seq when they
- * can be read). `settled()` resolves once every frame given so far has been delivered.
+ * `broken` is called once if a gzip stream cannot be inflated further. With `batch` a frame
+ * holds several messages (protobuf: every binary frame is one ServerBatch; gzip: its text has
+ * them separated by `\n`). A message that does not decode is delivered as
+ * `{type:'undecodable', reason}` (with its key and seq when they can be read). `settled()`
+ * resolves once every frame given so far has been delivered.
  */
-function decoder(encoding, deliver, broken) {
+function decoder(encoding, batch, deliver, broken) {
   if (encoding === 'gzip') return gunzipFeed(deliver, broken);
-  const each = encoding === 'protobuf'
-    ? (frame) => deliver(decodeProtobuf(frame))
-    : () => deliver({ type: 'undecodable', reason: 'a binary frame on a json connection' });
+  let each = () => deliver({ type: 'undecodable', reason: 'a binary frame on a json connection' });
+  if (encoding === 'protobuf') each = batch ? (frame) => decodeBatch(frame).forEach(deliver) : (frame) => deliver(decodeProtobuf(frame));
   return { frame: each, settled: () => Promise.resolve(), stop() {} };
+}
+
+/** A `ServerBatch` (`repeated ServerMessage messages = 1`): each message decoded alone, so a
+ * bad one is one undecodable item among the others. */
+export function decodeBatch(frame) {
+  let fields;
+  try {
+    fields = readFields(frame);
+  } catch (e) {
+    return [{ type: 'undecodable', reason: `invalid protobuf batch: ${e.message}` }];
+  }
+  return fields.filter(([n, v]) => n === 1 && v instanceof Uint8Array).map(([, v]) => decodeProtobuf(v));
 }
 
 /** One JSON message (a text frame, or the text of a gzip stream between messages). JSON.parse
