@@ -22,6 +22,10 @@ pub struct Options {
     pub(crate) batch: bool,
 }
 
+/// The longest wait before reconnecting to a relay that is going away (see
+/// [`Backoff::going_away_jitter`]): short against any reconnect (a handshake and a resume).
+const GOING_AWAY_JITTER: Duration = Duration::from_millis(50);
+
 /// Whether a client asks the relay for several messages per frame unless told otherwise.
 // Off until the relay accepts `?batch=on` (it refuses unknown parameters): flip BATCH_BY_DEFAULT.
 pub(crate) const BATCH_BY_DEFAULT: bool = false;
@@ -76,6 +80,13 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The wait before reconnecting when the relay closed with going away (1001) or service
+    /// restart (1012): up to [`GOING_AWAY_JITTER`], so that the clients of a stopping relay
+    /// do not all arrive at the next one in the same instant, and no backoff.
+    pub(crate) fn going_away_jitter() -> Duration {
+        GOING_AWAY_JITTER.mul_f64(rand::random_range(0.0..1.0))
+    }
+
     /// The delay before retry number `attempt` (0 for the first), jittered.
     pub fn delay(&self, attempt: u32) -> Duration {
         let base = self

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::item::{Connected, Disconnected, GapReason, Item, Key, ServerError};
 use crate::message::Message;
 use crate::open::{Connection, OpenError, Refusal, Ws, open};
-use crate::options::Options;
+use crate::options::{Backoff, Options};
 use crate::queue::{Pushed, SharedQueue};
 use crate::seq_check::SeqCheck;
 use crate::url::Wanted;
@@ -54,8 +54,10 @@ pub(crate) struct Task {
 
 /// How a connection ended.
 enum End {
-    /// Reconnect.
+    /// Reconnect after a backoff.
     Lost(Disconnected),
+    /// The relay is stopping or restarting: reconnect at once (after a small jitter only).
+    GoingAway(Disconnected),
     /// Stop, ending the stream with this error.
     Fatal(Error),
     /// The application is gone, or its stream already failed.
@@ -102,8 +104,9 @@ impl Task {
     /// fails.
     pub(crate) async fn run(mut self, mut connection: Connection) {
         loop {
-            let lost = match self.serve(connection).await {
-                End::Lost(lost) => lost,
+            let (lost, at_once) = match self.serve(connection).await {
+                End::Lost(lost) => (lost, false),
+                End::GoingAway(lost) => (lost, true),
                 End::Fatal(error) => {
                     self.queue.lock().fail(error);
                     break;
@@ -113,10 +116,19 @@ impl Task {
             if !self.deliver(Item::Disconnected(lost)).await {
                 break;
             }
+            // Going away: the URL leads to another relay (or this one back) now, so only a
+            // small jitter; a failed first try falls back to the backoff.
+            let mut wait = at_once.then(Backoff::going_away_jitter);
             let mut attempt = 0;
             connection = loop {
-                let wake = Instant::now() + self.options.backoff.delay(attempt);
-                attempt = attempt.saturating_add(1);
+                let delay = match wait.take() {
+                    Some(jitter) => jitter,
+                    None => {
+                        attempt = u32::saturating_add(attempt, 1);
+                        self.options.backoff.delay(attempt - 1)
+                    }
+                };
+                let wake = Instant::now() + delay;
                 if !self.idle_until(wake).await {
                     return self.stop();
                 }
@@ -399,12 +411,20 @@ fn closed(
             };
             End::Fatal(Error::Unauthorized { code, message })
         }
-        Then::ReconnectNow | Then::Reconnect | Then::ReconnectWithoutResume => {
+        then @ (Then::ReconnectNow | Then::Reconnect | Then::ReconnectWithoutResume) => {
             let reason = match wire::close_name(code) {
                 Some(name) if reason.is_empty() => name.to_owned(),
                 _ => reason,
             };
-            lost(Some(code), format!("closed by the relay: {code} {reason}"))
+            let lost = Disconnected {
+                code: Some(code),
+                reason: format!("closed by the relay: {code} {reason}"),
+            };
+            if then == Then::ReconnectNow {
+                End::GoingAway(lost)
+            } else {
+                End::Lost(lost)
+            }
         }
     }
 }

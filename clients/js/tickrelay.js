@@ -78,6 +78,10 @@ function closeCodeName(close) {
 // Off until the relay accepts `?batch=on` (it refuses unknown parameters): flip BATCH_BY_DEFAULT.
 export const BATCH_BY_DEFAULT = false;
 
+/** The longest wait before reconnecting to a relay that closed with going away (1001) or
+ * service restart (1012): short against any reconnect (a handshake and a resume). */
+const GOING_AWAY_JITTER_MS = 50;
+
 const DEFAULTS = {
   symbols: [],
   channels: [],
@@ -278,7 +282,7 @@ export class TickrelayClient {
         this.closed = true;
         return;
       }
-      this.reconnect();
+      this.reconnect(then === 'reconnect_now');
     };
     ws.onmessage = (event) => {
       if (ended) return;
@@ -305,8 +309,15 @@ export class TickrelayClient {
     this.liveness(ws, end);
   }
 
-  reconnect() {
+  /** Opens the next connection after a backoff, or `atOnce` (the relay is going away: the
+   * URL leads to another relay, or this one back, now) after a small jitter only, so that the
+   * clients of a stopping relay do not all arrive at the next one in the same instant. */
+  reconnect(atOnce = false) {
     if (this.closed) return;
+    if (atOnce) {
+      this.retryTimer = setTimeout(() => this.open(), Math.random() * GOING_AWAY_JITTER_MS);
+      return;
+    }
     const { initialMs, maxMs } = this.options.backoff;
     const base = Math.min(maxMs, initialMs * 2 ** Math.min(this.attempt, 20));
     this.attempt += 1;

@@ -201,6 +201,8 @@ enum Mode {
 /// refuse new ones (accept and close at once).
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// Where new connections go.
+    target: Arc<Mutex<SocketAddr>>,
     connections: Arc<Mutex<Vec<watch::Sender<Mode>>>>,
     down: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -212,7 +214,8 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy address");
         let connections: Arc<Mutex<Vec<watch::Sender<Mode>>>> = Arc::default();
         let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (conns, is_down) = (connections.clone(), down.clone());
+        let target = Arc::new(Mutex::new(target));
+        let (conns, is_down, to) = (connections.clone(), down.clone(), target.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -224,6 +227,7 @@ impl Proxy {
                 }
                 let (mode, mut changes) = watch::channel(Mode::Open);
                 conns.lock().unwrap().push(mode);
+                let target = *to.lock().unwrap();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(target).await else {
                         return;
@@ -245,10 +249,17 @@ impl Proxy {
         });
         Self {
             addr,
+            target,
             connections,
             down,
             task,
         }
+    }
+
+    /// Sends new connections to `target` (a load balancer moving clients to another relay);
+    /// the connections it carries stay where they are.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
     }
 
     pub fn url(&self) -> String {

@@ -131,12 +131,14 @@ export class Proxy {
   }
 
   constructor(target) {
-    const [host, port] = target.split(':');
+    this.target = target;
     this.pairs = new Set();
     this.frozen = new Set();
     this.down = false;
     this.server = net.createServer((client) => {
       if (this.down) return client.destroy();
+      // `target` may change (retarget): new connections go where it says now.
+      const [host, port] = this.target.split(':');
       const server = net.connect(Number(port), host);
       const pair = { client, server };
       this.pairs.add(pair);
@@ -150,6 +152,11 @@ export class Proxy {
 
   get url() {
     return `ws://${this.addr}/ws`;
+  }
+
+  /** Sends new connections to `target` (a load balancer moving clients to another relay). */
+  retarget(target) {
+    this.target = target;
   }
 
   cut() {
