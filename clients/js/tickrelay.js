@@ -601,7 +601,6 @@ class Queue {
   }
 }
 
-
 function keyOf(item) {
   if (item.type === 'undecodable' && item.seq === undefined) return undefined;
   if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset', 'undecodable'].includes(item.type)) return `symbol\0${item.symbol}`;
@@ -628,7 +627,7 @@ function decoder(encoding, batch, deliver, broken) {
 
 /** A `ServerBatch` (`repeated ServerMessage messages = 1`): each message decoded alone, so a
  * bad one is one undecodable item among the others. */
-export function decodeBatch(frame) {
+function decodeBatch(frame) {
   let fields;
   try {
     fields = readFields(frame);
@@ -711,7 +710,7 @@ const MAX_MESSAGE_CHARS = 1 << 20;
  * where an object's braces close (one message per frame has no newline after it), strings
  * and escapes respected; any depth. Returns a function: chunk -> messages completed by it.
  */
-export function splitMessages() {
+function splitMessages() {
   let pending = '';
   let depth = 0;
   let inString = false;
