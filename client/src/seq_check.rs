@@ -1,4 +1,4 @@
-//! [`Sequencer`]: the per-key positions that make delivery exactly-once-or-gap.
+//! [`SeqCheck`]: checks every key's seqs so that delivery is exactly-once-or-gap.
 //!
 //! It receives every tick, snapshot, event and gap the relay sends, over every connection in
 //! turn, and hands on only what continues each key's sequence, naming whatever does not:
@@ -20,36 +20,37 @@ use std::collections::HashMap;
 
 use crate::item::{Gap, GapReason, Item, Key, Reset};
 
-/// Per-key positions (see the module doc).
+/// The last seq delivered per key, and what follows from each new one (see the module doc).
 #[derive(Debug, Default)]
-pub(crate) struct Sequencer {
-    positions: HashMap<Key, Position>,
+pub(crate) struct SeqCheck {
+    delivered: HashMap<Key, Delivered>,
     epoch: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Position {
+struct Delivered {
     /// The last seq delivered or declared missing.
     seq: u64,
-    /// `(ts_ns, recv_ns)` of the item delivered at `seq`; `None` when `seq` ended a gap.
+    /// `(ts_ns, recv_ns)` of the item delivered at `seq`; `None` when `seq` ended a gap or
+    /// was undecodable.
     fingerprint: Option<(u64, u64)>,
     /// The epoch changed: the next item of this key starts a new history.
     stale: bool,
 }
 
-impl Sequencer {
+impl SeqCheck {
     /// Starts from known positions (`Options::resume_from`): each key's last delivered seq.
     pub(crate) fn new(positions: impl IntoIterator<Item = (Key, u64)>) -> Self {
         Self {
-            positions: positions
+            delivered: positions
                 .into_iter()
                 .map(|(key, seq)| {
-                    let position = Position {
+                    let at = Delivered {
                         seq,
                         fingerprint: None,
                         stale: false,
                     };
-                    (key, position)
+                    (key, at)
                 })
                 .collect(),
             epoch: None,
@@ -60,8 +61,8 @@ impl Sequencer {
     pub(crate) fn welcome(&mut self, epoch: Option<&str>) {
         let Some(epoch) = epoch else { return };
         if self.epoch.as_deref().is_some_and(|old| old != epoch) {
-            for position in self.positions.values_mut() {
-                position.stale = true;
+            for at in self.delivered.values_mut() {
+                at.stale = true;
             }
         }
         self.epoch = Some(epoch.to_owned());
@@ -78,19 +79,19 @@ impl Sequencer {
             out.push(item);
             return;
         };
-        let fingerprint = Some(fingerprint(&item));
-        let fresh = Position {
+        let fingerprint = fingerprint(&item);
+        let fresh = Delivered {
             seq,
             fingerprint,
             stale: false,
         };
-        let Some(position) = self.positions.get_mut(&key) else {
-            self.positions.insert(key, fresh);
+        let Some(at) = self.delivered.get_mut(&key) else {
+            self.delivered.insert(key, fresh);
             out.push(item);
             return;
         };
-        let last = position.seq;
-        if position.stale || seq < last || (seq == last && differs(position, fingerprint)) {
+        let last = at.seq;
+        if at.stale || seq < last || (seq == last && differs(at, fingerprint)) {
             out.push(Item::Reset(Reset {
                 key,
                 last_seq: last,
@@ -107,7 +108,7 @@ impl Sequencer {
                 reason: GapReason::Skipped,
             }));
         }
-        *position = fresh;
+        *at = fresh;
         out.push(item);
     }
 
@@ -120,12 +121,12 @@ impl Sequencer {
         reason: GapReason,
         out: &mut Vec<Item>,
     ) {
-        let ended = Position {
+        let ended = Delivered {
             seq: to,
             fingerprint: None,
             stale: false,
         };
-        let from = match self.positions.get(&key) {
+        let from = match self.delivered.get(&key) {
             None => from,
             Some(p) if p.stale => {
                 out.push(Item::Reset(Reset {
@@ -139,7 +140,7 @@ impl Sequencer {
             Some(p) if to <= p.seq => return, // all of it was delivered already
             Some(p) => p.seq + 1,
         };
-        self.positions.insert(key.clone(), ended);
+        self.delivered.insert(key.clone(), ended);
         out.push(Item::Gap(Gap {
             key,
             from,
@@ -149,16 +150,16 @@ impl Sequencer {
     }
 
     /// Where to resume each symbol: one before its last seq, so the relay sends the last
-    /// delivered tick again and [`Sequencer::item`] can check it is the same history.
-    pub(crate) fn resume_positions(&self) -> Vec<(String, u64)> {
+    /// delivered tick again and [`SeqCheck::item`] can check it is the same history.
+    pub(crate) fn resume_points(&self) -> Vec<(String, u64)> {
         self.resume_where(|key| match key {
             Key::Symbol(s) => Some(s),
             Key::Channel(_) => None,
         })
     }
 
-    /// Where to resume each channel, as [`Sequencer::resume_positions`] for symbols.
-    pub(crate) fn resume_channel_positions(&self) -> Vec<(String, u64)> {
+    /// Where to resume each channel, as [`SeqCheck::resume_points`] for symbols.
+    pub(crate) fn channel_resume_points(&self) -> Vec<(String, u64)> {
         self.resume_where(|key| match key {
             Key::Channel(c) => Some(c),
             Key::Symbol(_) => None,
@@ -167,7 +168,7 @@ impl Sequencer {
 
     fn resume_where(&self, name: impl Fn(&Key) -> Option<&String>) -> Vec<(String, u64)> {
         let mut out: Vec<(String, u64)> = self
-            .positions
+            .delivered
             .iter()
             .filter_map(|(key, p)| Some((name(key)?.clone(), p.seq.saturating_sub(1))))
             .collect();
@@ -175,25 +176,26 @@ impl Sequencer {
         out
     }
 
-    /// The resume position of one symbol, if it has one.
-    pub(crate) fn resume_position(&self, symbol: &str) -> Option<u64> {
-        self.positions
+    /// Where to resume one symbol, if it has been delivered.
+    pub(crate) fn resume_point(&self, symbol: &str) -> Option<u64> {
+        self.delivered
             .get(&Key::Symbol(symbol.to_owned()))
             .map(|p| p.seq.saturating_sub(1))
     }
 }
 
-fn fingerprint(item: &Item) -> (u64, u64) {
+/// What tells two items of one seq apart; `None` for an undecodable message.
+fn fingerprint(item: &Item) -> Option<(u64, u64)> {
     match item {
-        Item::Tick(t) | Item::Snapshot(t) => (t.ts_ns, t.recv_ns),
-        Item::Event(e) => (e.ts_ns, 0),
-        _ => (0, 0),
+        Item::Tick(t) | Item::Snapshot(t) => Some((t.ts_ns, t.recv_ns)),
+        Item::Event(e) => Some((e.ts_ns, 0)),
+        _ => None,
     }
 }
 
-/// The item at the delivered seq is another one: the fingerprints are known and differ.
-fn differs(position: &Position, fingerprint: Option<(u64, u64)>) -> bool {
-    position.fingerprint.is_some() && position.fingerprint != fingerprint
+/// The item at the delivered seq is another one: both fingerprints are known and differ.
+fn differs(at: &Delivered, fingerprint: Option<(u64, u64)>) -> bool {
+    matches!((at.fingerprint, fingerprint), (Some(a), Some(b)) if a != b)
 }
 
 #[cfg(test)]
@@ -219,28 +221,28 @@ mod tests {
         })
     }
 
-    fn run(sequencer: &mut Sequencer, input: Vec<Item>) -> Vec<Item> {
+    fn run(check: &mut SeqCheck, input: Vec<Item>) -> Vec<Item> {
         let mut out = Vec::new();
         for item in input {
-            sequencer.item(item, &mut out);
+            check.item(item, &mut out);
         }
         out
     }
 
     #[test]
     fn the_resume_overlap_is_dropped_when_it_is_the_same_tick() {
-        let mut s = Sequencer::default();
+        let mut s = SeqCheck::default();
         let out = run(
             &mut s,
             vec![tick(1, 10), tick(2, 20), tick(2, 20), tick(3, 30)],
         );
         assert_eq!(out, vec![tick(1, 10), tick(2, 20), tick(3, 30)]);
-        assert_eq!(s.resume_positions(), vec![("A".to_owned(), 2)]);
+        assert_eq!(s.resume_points(), vec![("A".to_owned(), 2)]);
     }
 
     #[test]
     fn the_same_seq_from_another_history_is_a_reset() {
-        let mut s = Sequencer::default();
+        let mut s = SeqCheck::default();
         let out = run(&mut s, vec![tick(1, 10), tick(2, 20), tick(2, 99)]);
         assert!(
             matches!(&out[2], Item::Reset(r) if r.last_seq == 2 && r.seq == 2),
@@ -251,7 +253,7 @@ mod tests {
 
     #[test]
     fn a_lower_seq_is_a_reset_and_a_higher_one_a_gap() {
-        let mut s = Sequencer::default();
+        let mut s = SeqCheck::default();
         let out = run(&mut s, vec![tick(5, 5), tick(1, 100), tick(4, 400)]);
         assert!(matches!(&out[1], Item::Reset(r) if r.last_seq == 5 && r.seq == 1));
         assert!(
@@ -261,7 +263,7 @@ mod tests {
 
     #[test]
     fn relay_gaps_are_clipped_to_what_was_not_delivered() {
-        let mut s = Sequencer::default();
+        let mut s = SeqCheck::default();
         let mut out = run(&mut s, vec![tick(1, 1), tick(2, 2)]);
         let key = || Key::Symbol("A".into());
         s.gap(key(), 2, 9, GapReason::NotReplayable, &mut out);
@@ -278,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_changed_epoch_resets_every_key() {
-        let mut s = Sequencer::default();
+        let mut s = SeqCheck::default();
         s.welcome(Some("e1"));
         let _ = run(&mut s, vec![tick(1, 1), tick(2, 2)]);
         s.welcome(Some("e1"));
@@ -317,7 +319,7 @@ mod tests {
         /// that says what happened; never a duplicate, never a silent hole.
         #[test]
         fn delivery_is_exactly_once_or_told(steps in proptest::collection::vec(step(), 1..80)) {
-            let mut s = Sequencer::default();
+            let mut s = SeqCheck::default();
             let mut history = 0u64; // distinguishes histories through recv_ns
             let mut newest = 0u64; // the relay's newest seq
             let mut out = Vec::new();
@@ -335,7 +337,7 @@ mod tests {
                             newest = ticks;
                         }
                         // The relay's answer to `resume=A:P` (src/shard/replay.rs `since`).
-                        let Some(p) = s.resume_position("A") else { continue };
+                        let Some(p) = s.resume_point("A") else { continue };
                         let oldest = newest.saturating_sub(ring).max(1);
                         if newest == 0 {
                         } else if p > newest {
