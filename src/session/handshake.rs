@@ -167,6 +167,9 @@ impl HandshakeError {
     }
 }
 
+/// Every query parameter `/ws` accepts, by name (docs/PROTOCOL.md, "Connecting").
+pub const QUERY_PARAMS: [&str; 9] = Param::NAMES;
+
 /// Every query parameter `/ws` accepts, by its name: the parser matches on it, and the
 /// `bad_request` message for an unknown one lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
