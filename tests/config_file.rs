@@ -151,3 +151,23 @@ fn config_file_can_come_from_the_environment() {
         format!("max-symbols = 77  # {file}:1")
     );
 }
+
+#[test]
+fn print_config_shows_the_shard_count_the_default_resolves_to() {
+    let (code, out, err) = run(&["--print-config"], &[]);
+    assert_eq!(code, Some(0), "stderr: {err}");
+    let line = printed(&out, "shards");
+    let count: usize = line["shards = ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(count, cpus.saturating_sub(1).max(1), "{line}");
+    assert!(
+        line.ends_with("# default (0: one per usable CPU, less one)"),
+        "{line}"
+    );
+    let (_, out, _) = run(&["--print-config", "--shards", "3"], &[]);
+    assert_eq!(printed(&out, "shards"), "shards = 3  # flag");
+}

@@ -211,11 +211,20 @@ impl Settings {
     pub fn to_toml(&self) -> String {
         let mut out = String::from("# tickrelay effective configuration (--print-config)\n");
         for (key, values, switch, origin) in &self.values {
-            let origin = match origin {
+            let mut origin = match origin {
                 Origin::Default => "default".to_owned(),
                 Origin::File(file, line) => format!("{}:{line}", file.display()),
                 Origin::Env(var) => format!("env {var}"),
                 Origin::Flag => "flag".to_owned(),
+            };
+            // `shards = 0` is "one per usable CPU, less one": show the count this box runs.
+            let resolved;
+            let values = if key == "shards" && values.as_slice() == ["0"] {
+                resolved = vec![self.config().shard_count().to_string()];
+                origin.push_str(" (0: one per usable CPU, less one)");
+                &resolved
+            } else {
+                values
             };
             let value = match values.as_slice() {
                 [] => {
