@@ -83,7 +83,7 @@ fn unknown_key_names_the_key_the_file_and_the_line() {
     assert_eq!(
         err.trim_end(),
         format!(
-            "tickrelay: {file}:3: unknown key `max-conections` (the keys are the flags of --help without `--`)"
+            "tickrelay: {file}:3: unknown key `max-conections` (did you mean `max-connections`?) (the keys are the flags of --help without `--`)"
         )
     );
 }

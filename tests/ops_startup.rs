@@ -97,6 +97,8 @@ fn logs_name_a_peer_plainly_and_leave_ingest_connections_to_debug() {
             std::time::Instant::now() < deadline,
             "the tick never counted"
         );
+        // The test's own thread between two polls of a condition, not a shard.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // A WebSocket client: its `session connected` line names the peer as an address.
