@@ -166,7 +166,7 @@ impl Relay {
         };
         let mut shared = Shared::with_access(config, inbox, auth, tls);
         // With NATS, the history (its epoch, its seqs) is the stream's, not this process's.
-        let nats = NatsThread::spawn(&shared.config, shared.metrics.clone(), shared.epoch)?;
+        let nats = NatsThread::spawn(&shared.config, shared.metrics.clone(), shared.epoch, &http)?;
         if let Some(nats) = &nats {
             shared.epoch = nats.epoch;
         }
