@@ -6,9 +6,9 @@
 //! the epoch and each key's newest seq; an edge reads the epoch a sequencer wrote, waiting
 //! for a sequencer to write one. Relays started beside their NATS server retry the first
 //! connect, logging each try, and the `--listen` socket answers 503 `starting` meanwhile
-//! ([`waiting::NotReady`]). Only then does [`Relay::start`](crate::relay::Relay::start) build the rest, with that epoch,
-//! and hand the thread its [`Job`]: publish the sequencer's batches, or follow what the
-//! edge's clients want.
+//! (`waiting::NotReady`). Only then does [`Relay::start`](crate::relay::Relay::start)
+//! build the rest, with that epoch, and hand the thread its [`Job`]: publish the
+//! sequencer's batches, or follow what the edge's clients want.
 
 mod waiting;
 
