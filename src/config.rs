@@ -24,7 +24,7 @@ use clap::Parser;
 pub use deflate::DeflateConfig;
 pub use reloadable::Reloadable;
 pub use scale::Scale;
-pub use values::{LogFormat, Role, SlowPolicy, WsDeflate, parse_duration};
+pub use values::{LogFormat, Role, SlowPolicy, WsDeflate, parse_addr, parse_duration, parse_size};
 
 /// The relay's configuration.
 #[derive(Clone, Debug, Parser)]
@@ -35,15 +35,15 @@ pub use values::{LogFormat, Role, SlowPolicy, WsDeflate, parse_duration};
 )]
 pub struct Config {
     /// HTTP and WebSocket address (`/ws`, `/health`, `/stats`, ...).
-    #[arg(long, default_value = defaults::LISTEN)]
+    #[arg(long, default_value = defaults::LISTEN, value_parser = parse_addr)]
     pub listen: SocketAddr,
 
     /// TCP ingest address for newline-delimited JSON ticks.
-    #[arg(long, default_value = defaults::INGEST_TCP)]
+    #[arg(long, default_value = defaults::INGEST_TCP, value_parser = parse_addr)]
     pub ingest_tcp: SocketAddr,
 
     /// TCP ingest address for length-delimited protobuf ticks (varint length + `Tick`).
-    #[arg(long, default_value = defaults::INGEST_TCP_PROTOBUF)]
+    #[arg(long, default_value = defaults::INGEST_TCP_PROTOBUF, value_parser = parse_addr)]
     pub ingest_tcp_protobuf: SocketAddr,
 
     /// Run the built-in simulated market (a random walk of trades and quotes).
@@ -73,7 +73,7 @@ pub struct Config {
 
     /// Pending outbound bytes a client may hold before its slow-consumer policy applies.
     /// 256 KiB is ~1,500 JSON ticks: a second of a busy symbol set, far beyond a healthy client.
-    #[arg(long, default_value_t = defaults::OUTBOX_BYTES)]
+    #[arg(long, default_value_t = defaults::OUTBOX_BYTES, value_parser = parse_size)]
     pub outbox_bytes: usize,
 
     /// Age of a client's oldest pending frame before its slow-consumer policy applies.
@@ -84,7 +84,7 @@ pub struct Config {
     /// autotune, up to 4 MiB per socket). 256 KiB holds ~3,500 ticks, seconds of any one
     /// client's feed, yet caps kernel memory per stuck client and lets the outbox budget,
     /// not the kernel, decide within a second that a client is slow.
-    #[arg(long, default_value_t = defaults::SEND_BUFFER_BYTES)]
+    #[arg(long, default_value_t = defaults::SEND_BUFFER_BYTES, value_parser = parse_size)]
     pub send_buffer_bytes: usize,
 
     /// Default slow-consumer policy (a client may choose with `?slow=`).
@@ -132,7 +132,7 @@ pub struct Config {
 
     /// Largest client message (one frame, or a reassembled fragmented message), in bytes.
     /// Control messages are small; 64 KiB leaves room for a 1,024-symbol subscribe.
-    #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
+    #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES, value_parser = parse_size)]
     pub max_message_bytes: usize,
 
     /// The rate tiers a client may pick per subscription (`SYMBOL@TIER`, `CHANNEL@TIER`):
@@ -148,21 +148,21 @@ pub struct Config {
     /// message). 64 KiB is ~400 JSON ticks, far more than a client's share of one write at
     /// any rate measured, yet small enough that one frame never holds a client's reader for
     /// long.
-    #[arg(long, default_value_t = defaults::BATCH_MAX_BYTES)]
+    #[arg(long, default_value_t = defaults::BATCH_MAX_BYTES, value_parser = parse_size)]
     pub batch_max_bytes: usize,
 
     /// Longest accepted ingest line or protobuf message, in bytes.
-    #[arg(long, default_value_t = defaults::MAX_INGEST_LINE)]
+    #[arg(long, default_value_t = defaults::MAX_INGEST_LINE, value_parser = parse_size)]
     pub max_ingest_line: usize,
 
     /// Largest event payload (`data`, as published JSON), in bytes. Events are headlines,
     /// alerts and status changes; 16 KiB holds a long article summary, and keeps one event
     /// at 1/16 of a client's outbox budget so a burst of them is not mistaken for slowness.
-    #[arg(long, default_value_t = defaults::MAX_EVENT_BYTES)]
+    #[arg(long, default_value_t = defaults::MAX_EVENT_BYTES, value_parser = parse_size)]
     pub max_event_bytes: usize,
 
     /// Largest accepted HTTP request body (`POST /api/publish`), in bytes.
-    #[arg(long, default_value_t = defaults::MAX_HTTP_BODY)]
+    #[arg(long, default_value_t = defaults::MAX_HTTP_BODY, value_parser = parse_size)]
     pub max_http_body: usize,
 
     /// Most WebSocket/HTTP connections held at once. The machines cap open files at 20,000
@@ -237,7 +237,7 @@ pub struct Config {
 
     /// Serve the admin routes, `/stats` and `/metrics` on this address instead of
     /// `--listen` (where they then answer 404), e.g. an address only operators reach.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_addr)]
     pub admin_listen: Option<SocketAddr>,
 
     /// A browser `Origin` allowed to open a WebSocket (repeat for several, e.g.

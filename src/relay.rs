@@ -59,7 +59,7 @@ impl Relay {
         let jwks_source = jwks_source(&config)?;
         let (shared, inbox) = shared_state(config)?;
         // With NATS, the history (its epoch, its seqs) is the stream's, not this process's.
-        let (shared, nats) = join_history(shared)?;
+        let (shared, nats) = join_history(shared, &sockets.http)?;
         let shared = Arc::new(shared);
         let mut threads = Vec::new();
         let (mut senders, handles, inputs) = shard_channels(&shared);
@@ -209,9 +209,13 @@ fn shared_state(
     Ok((Shared::with_access(config, inbox, auth, tls), inbox_rx))
 }
 
-/// With `--nats`, opens the stream first: the epoch becomes the stream's.
-fn join_history(mut shared: Shared) -> Result<(Shared, Option<NatsThread>), StartError> {
-    let nats = NatsThread::spawn(&shared.config, shared.metrics.clone(), shared.epoch)?;
+/// With `--nats`, opens the stream first: the epoch becomes the stream's. While it waits for
+/// NATS, `http` (the bound `--listen` socket) answers 503 `starting`.
+fn join_history(
+    mut shared: Shared,
+    http: &std::net::TcpListener,
+) -> Result<(Shared, Option<NatsThread>), StartError> {
+    let nats = NatsThread::spawn(&shared.config, shared.metrics.clone(), shared.epoch, http)?;
     if let Some(nats) = &nats {
         shared.epoch = nats.epoch;
     }

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Tail tickrelay symbols: one JSON line per tick, snapshot, gap or reset on stdout.
 
-    pip install websockets
-    python3 examples/python/tail.py --url ws://127.0.0.1:8080/ws BTC-USD ETH-USD
+    python3 -m venv /tmp/tickrelay-venv && /tmp/tickrelay-venv/bin/pip install websockets
+    /tmp/tickrelay-venv/bin/python examples/python/tail.py --url ws://127.0.0.1:8080/ws BTC-USD ETH-USD
 
 Reconnects with jittered exponential backoff and resumes every symbol, so each seq is
 printed exactly once, or a {"type":"gap",...} or {"type":"reset",...} line says what will

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::ndjson::LineDecoder;
 use super::{DecodeError, Inbox, protobuf};
@@ -59,7 +59,8 @@ pub async fn serve(
             () = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    info!(%peer, format = format.as_str(), "ingest connection");
+                    // Per connection, so debug: a publisher that reconnects often must not flood the log.
+                    debug!(%peer, format = format.as_str(), "ingest connection");
                     let conn = Connection {
                         format,
                         inbox: inbox.clone(),

@@ -53,7 +53,7 @@ impl ShardCore {
         let key = self.clients.insert(client);
         metrics::add(&self.metrics().sessions, 1);
         if let Some(suppressed) = self.shared.lifecycle_log.connect.admit(Instant::now()) {
-            info!(session = id, shard = self.id, peer = ?peer, encoding = encoding.as_str(), deflate = deflate.is_some(), suppressed, "session connected");
+            info!(session = id, shard = self.id, peer = %peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string()), encoding = encoding.as_str(), deflate = deflate.is_some(), suppressed, "session connected");
         }
         (key, id)
     }
