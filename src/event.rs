@@ -10,215 +10,18 @@
 //! well-formed and `data` is one JSON value of at most the configured size, kept as the
 //! exact bytes the publisher sent (it is delivered byte for byte).
 
-use std::borrow::Borrow;
-use std::fmt;
-use std::sync::Arc;
+mod channel;
+mod error;
+mod key;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::ErrorCode;
-use crate::tick::{Seq, Symbol, Tick, TickError};
-
-/// An event channel such as `news` or `user:42`: 1 to
-/// [`MAX_SYMBOL_LEN`](crate::tick::MAX_SYMBOL_LEN) bytes of
-/// `[A-Za-z0-9._:/-]` (the symbol alphabet: nothing to escape in JSON). `user:<id>` is
-/// private to the connections whose token subject is `<id>`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Channel(Arc<str>);
-
-impl Channel {
-    /// Validates `name` and wraps it; `user:` needs an id after it.
-    pub fn parse(name: &str) -> Result<Self, EventError> {
-        // Same alphabet and length as symbols; reuse the one check.
-        Symbol::parse(name).map_err(EventError::Channel)?;
-        if name == USER_PREFIX.trim_end_matches(':') || name == USER_PREFIX {
-            return Err(EventError::NoUserId);
-        }
-        Ok(Self(Arc::from(name)))
-    }
-
-    /// The channel's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The user a private `user:<id>` channel belongs to; `None` for a public channel.
-    pub fn owner(&self) -> Option<&str> {
-        self.0.strip_prefix(USER_PREFIX)
-    }
-}
-
-impl Borrow<str> for Channel {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", &*self.0)
-    }
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What a subscriber follows: a symbol's ticks, a channel's events, or either throttled to a
-/// rate tier. One key space for seq, last value, replay, resume, subscriptions and interest.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Key {
-    /// The ticks of a symbol.
-    Symbol(Symbol),
-    /// The events of a channel.
-    Channel(Channel),
-    /// A symbol or channel at most once per tier interval (`BTC-USD@1s`, `news@5s`): the
-    /// shard's throttle, never sequenced on its own (its frames carry the base's seqs).
-    Tiered(Arc<Tiered>),
-}
-
-impl Key {
-    /// The name without its kind (`BTC-USD`, `news`, `BTC-USD@1s`).
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Symbol(s) => s.as_str(),
-            Self::Channel(c) => c.as_str(),
-            Self::Tiered(t) => &t.name,
-        }
-    }
-
-    /// Whether `*` (every symbol) covers this key: symbols yes, channels never (a channel
-    /// is subscribed by name, so a wildcard cannot reach a private one by accident), tiers
-    /// never (a tier is chosen by name).
-    pub fn in_wildcard(&self) -> bool {
-        matches!(self, Self::Symbol(_))
-    }
-
-    /// The symbol or channel the key follows: itself, or a tier's base.
-    pub fn base(&self) -> &Self {
-        match self {
-            Self::Tiered(t) => &t.base,
-            Self::Symbol(_) | Self::Channel(_) => self,
-        }
-    }
-
-    /// Whether the key is named among symbols (a symbol, or a symbol's tier) rather than
-    /// among channels.
-    pub fn is_symbol(&self) -> bool {
-        matches!(self.base(), Self::Symbol(_))
-    }
-
-    /// The tier, for a tiered key.
-    pub fn tier(&self) -> Option<&Tier> {
-        match self {
-            Self::Tiered(t) => Some(&t.tier),
-            Self::Symbol(_) | Self::Channel(_) => None,
-        }
-    }
-}
-
-/// A rate tier: a name (`1s`) and the interval it stands for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tier {
-    name: Arc<str>,
-    period: std::time::Duration,
-}
-
-impl Tier {
-    /// The tier of `period`, named as humantime writes it (`100ms`, `1s`, `5m`).
-    pub fn of(period: std::time::Duration) -> Self {
-        Self {
-            name: Arc::from(humantime::format_duration(period).to_string()),
-            period,
-        }
-    }
-
-    /// Its name, as written after `@`.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Its interval.
-    pub fn period(&self) -> std::time::Duration {
-        self.period
-    }
-}
-
-/// A symbol or channel throttled to a tier.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tiered {
-    /// What is throttled: a symbol or a channel key.
-    pub base: Key,
-    /// The tier.
-    pub tier: Tier,
-    /// `BASE@TIER`.
-    name: Box<str>,
-}
-
-impl Tiered {
-    /// `base` at `tier` (`base` is a symbol or channel key, never a tier).
-    pub fn key(base: Key, tier: Tier) -> Key {
-        debug_assert!(base.tier().is_none(), "a tier of a tier");
-        let name = format!("{}@{}", base.as_str(), tier.name()).into_boxed_str();
-        Key::Tiered(Arc::new(Self { base, tier, name }))
-    }
-}
-
-/// The tiers a relay offers (`--rate-tiers`), for parsing `NAME@TIER`.
-#[derive(Clone, Debug, Default)]
-pub struct Tiers(Arc<[Tier]>);
-
-impl Tiers {
-    /// The tiers of these intervals.
-    pub fn new(periods: &[std::time::Duration]) -> Self {
-        Self(periods.iter().copied().map(Tier::of).collect())
-    }
-
-    /// Every tier, in the configured order.
-    pub fn all(&self) -> &[Tier] {
-        &self.0
-    }
-
-    /// Splits `NAME@TIER` into the name and its tier (`None`: no `@`, the raw stream); an
-    /// unknown tier names the accepted ones.
-    pub fn split<'a>(&self, text: &'a str) -> Result<(&'a str, Option<Tier>), TierError> {
-        let Some((name, tier)) = text.rsplit_once('@') else {
-            return Ok((text, None));
-        };
-        let found = self.0.iter().find(|t| t.name() == tier).cloned();
-        let found = found.ok_or_else(|| TierError {
-            given: crate::error::clip(tier),
-            accepted: self.0.iter().map(|t| t.name().to_owned()).collect(),
-        })?;
-        Ok((name, Some(found)))
-    }
-}
-
-/// A `@TIER` the relay does not offer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown rate tier `{given}`; this relay offers {}", crate::error::one_of(&accepted.iter().map(String::as_str).collect::<Vec<_>>()))]
-pub struct TierError {
-    /// What was written after `@`.
-    pub given: String,
-    /// The configured tiers' names.
-    pub accepted: Vec<String>,
-}
-
-impl From<Symbol> for Key {
-    fn from(symbol: Symbol) -> Self {
-        Self::Symbol(symbol)
-    }
-}
-
-impl From<Channel> for Key {
-    fn from(channel: Channel) -> Self {
-        Self::Channel(channel)
-    }
-}
+use crate::tick::{Seq, Tick};
+pub use channel::{Channel, USER_PREFIX};
+pub use error::EventError;
+pub use key::{Key, Tier, TierError, Tiered, Tiers};
 
 /// A validated event. `seq` and `recv_ns` are set by the relay.
 #[derive(Clone, Debug, PartialEq)]
@@ -272,56 +75,6 @@ impl Event {
             seq: Seq(0),
             recv_ns: 0,
         })
-    }
-}
-
-/// Why bytes are not a valid [`Event`].
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EventError {
-    /// Not JSON, or not an event object.
-    #[error("invalid JSON event: {0}")]
-    Json(String),
-    /// A field an event does not have.
-    #[error("{0}")]
-    UnknownField(String),
-    /// The channel name is not valid.
-    #[error("channel: {0}")]
-    Channel(TickError),
-    /// `user:` without an id.
-    #[error("a user channel needs an id: user:<id>")]
-    NoUserId,
-    /// No `data`.
-    #[error("an event needs `data`")]
-    MissingData,
-    /// `data` over `--max-event-bytes`.
-    #[error("data is {len} bytes, the limit is {limit}")]
-    TooLarge {
-        /// Its length in bytes.
-        len: usize,
-        /// The limit.
-        limit: usize,
-    },
-}
-
-impl EventError {
-    /// Stable code for error replies and metrics labels.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Self::Json(_) => ErrorCode::BadJson,
-            Self::UnknownField(_) => ErrorCode::UnknownField,
-            Self::Channel(_) | Self::NoUserId => ErrorCode::InvalidChannel,
-            Self::MissingData => ErrorCode::MissingField,
-            Self::TooLarge { .. } => ErrorCode::EventTooLarge,
-        }
-    }
-
-    /// The field the error is about, when one is to blame.
-    pub fn field(&self) -> Option<&'static str> {
-        match self {
-            Self::Channel(_) | Self::NoUserId => Some("channel"),
-            Self::MissingData | Self::TooLarge { .. } => Some("data"),
-            Self::Json(_) | Self::UnknownField(_) => None,
-        }
     }
 }
 
@@ -458,9 +211,6 @@ impl From<Event> for Item {
         Self::Event(event)
     }
 }
-
-/// The prefix of private per-user channels.
-pub const USER_PREFIX: &str = "user:";
 
 #[cfg(test)]
 mod tests {

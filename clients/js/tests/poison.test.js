@@ -25,7 +25,8 @@ for (const encoding of ['json', 'protobuf', 'gzip']) {
       msg.event('news', 4, '{"n":4}'),
     ].map((m) => frames.frame([m]));
     const server = await ScriptServer.start([script]);
-    const client = await connect(server.url, { symbols: ['A'], channels: ['news'], encoding, backoff: fastBackoff });
+    // The script sends unbatched frames (one message each).
+    const client = await connect(server.url, { symbols: ['A'], channels: ['news'], encoding, batch: false, backoff: fastBackoff });
     const tracker = new Tracker();
     const items = [];
     try {
