@@ -15,7 +15,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::latency::now_ns;
 use crate::symbols::symbol_name;
@@ -25,17 +24,7 @@ mod wire;
 
 pub use replies::IngestErrors;
 use wire::Tick;
-pub use wire::Wire;
-
-/// Wire format of the ingest connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum IngestFormat {
-    /// Newline-delimited JSON on `--ingest-tcp`.
-    Json,
-    /// Varint-length-prefixed `tickrelay.v1.Tick` on `--ingest-tcp-protobuf`.
-    Protobuf,
-}
+pub use wire::{IngestFormat, Wire};
 
 /// One publishing window's result.
 #[derive(Clone, Copy, Debug)]

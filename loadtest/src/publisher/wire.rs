@@ -9,10 +9,20 @@
 use std::io::Write as _;
 
 use prost::Message as _;
+use serde::{Deserialize, Serialize};
 
-use super::IngestFormat;
 use crate::client::nats_subject;
 use crate::proto;
+
+/// Wire format of the ingest connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestFormat {
+    /// Newline-delimited JSON on `--ingest-tcp`.
+    Json,
+    /// Varint-length-prefixed `tickrelay.v1.Tick` on `--ingest-tcp-protobuf`.
+    Protobuf,
+}
 
 /// The encoding of the ingest connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

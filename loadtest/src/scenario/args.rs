@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
 
-use super::Mode;
 use crate::client::{ClientProfile, Encoding};
 use crate::publisher::IngestFormat;
 use crate::reference::Server;
@@ -372,6 +371,27 @@ fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
         bail!("--source-ips spreads over 127.0.0.x and needs a loopback relay");
     }
     Ok(())
+}
+
+/// Which load shape to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Steady,
+    Ramp,
+    Crowd,
+    Slow,
+}
+
+impl Mode {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Steady => "steady",
+            Self::Ramp => "ramp",
+            Self::Crowd => "crowd",
+            Self::Slow => "slow",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, ensure};
 
-use super::{Batch, Mode, RampArgs, RunArgs, SlowArgs, run};
+use super::args::{Batch, Mode, RampArgs, RunArgs, SlowArgs};
+use super::run::run;
 use crate::client::ClientProfile;
 use crate::reference::Server;
 use crate::report::RunReport;

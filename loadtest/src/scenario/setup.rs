@@ -9,8 +9,9 @@ use anyhow::{Context, Result, ensure};
 use indicatif::ProgressBar;
 
 use super::args::Batch;
+use super::args::{Mode, RampArgs, RunArgs, SlowArgs};
 use super::coordinator::{Collected, Ctx};
-use super::{Mode, RampArgs, RunArgs, SlowArgs, plan_clients};
+use super::plan::plan_clients;
 use crate::client::{ClientPlan, Target, WorkerHandle};
 use crate::procfs;
 use crate::publisher::{IngestFormat, Publisher, Wire};

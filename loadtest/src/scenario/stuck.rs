@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, ensure};
 
-use super::{Mode, RampArgs, RunArgs, SlowArgs, run};
+use super::args::{Mode, RampArgs, RunArgs, SlowArgs};
+use super::run::run;
 use crate::report::RunReport;
 
 /// `stuck` options.

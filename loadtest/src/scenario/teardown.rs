@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Result;
 use indicatif::ProgressBar;
 
+use super::args::{Mode, RunArgs, SlowArgs};
 use super::coordinator::Ctx;
 use super::setup::Before;
-use super::{Mode, RunArgs, SlowArgs};
 use crate::client::{ClientPlan, ClientState};
 use crate::procfs;
 use crate::relay::{RelayProcess, http_get};
