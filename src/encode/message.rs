@@ -169,7 +169,8 @@ impl Message<'_> {
         }
     }
 
-    /// The message as an encoded `tickrelay.v1.ServerMessage`.
+    /// The message as an encoded `tickrelay.v1.ServerMessage`. One arm per message kind,
+    /// like [`Message::to_json`]: the length is the list of messages, not logic.
     pub fn to_protobuf(&self) -> Vec<u8> {
         use proto::server_message::Msg;
         let names =

@@ -292,37 +292,44 @@ pub fn parse(
     if !resume_symbols.is_empty() || !resume_channels.is_empty() {
         params.resume = control::resume_keys(resume_symbols, resume_channels, rules)?;
     }
+    check_total(&params, config.max_symbols_per_client)?;
+    params.resume.epoch = epoch;
+    (params.encoding, params.by_subprotocol) = negotiate(query_encoding, headers)?;
+    Ok(params)
+}
+
+/// Refuses a connect-time request holding more than `limit` keys (named and resumed).
+fn check_total(params: &SessionParams, limit: usize) -> Result<(), HandshakeError> {
     let named = params.selection.keys();
     let resumed = params
         .resume
         .iter()
         .filter(|(s, _)| !named.contains(s))
         .count();
-    if params.selection.len() + resumed > config.max_symbols_per_client {
-        let requested = params.selection.len() + resumed;
-        return Err(ControlError::TooManySymbols {
-            requested,
-            limit: config.max_symbols_per_client,
-        }
-        .into());
+    let requested = params.selection.len() + resumed;
+    if requested > limit {
+        return Err(ControlError::TooManySymbols { requested, limit }.into());
     }
-    params.resume.epoch = epoch;
-    let header_encoding = subprotocol(headers)?;
-    params.encoding = match (query_encoding, header_encoding) {
+    Ok(())
+}
+
+/// The encoding from `?encoding=` and `Sec-WebSocket-Protocol` (which must agree when both
+/// are given), and whether the subprotocol chose it (then the answer names it).
+fn negotiate(
+    query: Option<Encoding>,
+    headers: &HeaderMap,
+) -> Result<(Encoding, bool), HandshakeError> {
+    Ok(match (query, subprotocol(headers)?) {
         (Some(q), Some(h)) if q != h => {
             return Err(HandshakeError::ConflictingEncoding {
                 query: q.as_str(),
                 header: h.subprotocol(),
             });
         }
-        (_, Some(h)) => {
-            params.by_subprotocol = true;
-            h
-        }
-        (Some(q), None) => q,
-        (None, None) => Encoding::Json,
-    };
-    Ok(params)
+        (_, Some(h)) => (h, true),
+        (Some(q), None) => (q, false),
+        (None, None) => (Encoding::Json, false),
+    })
 }
 
 /// Decides who the client is: the identity of a valid token, anonymous (auth off, or

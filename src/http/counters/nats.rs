@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::reading::{Kind, Reading, Value, number};
 use crate::shared::Shared;
 
-/// The role, and the NATS hop when there is one (`--nats`).
+/// The role, and the NATS hop when there is one (`--nats`): a list, a row per reading.
 pub(super) fn readings(shared: &Shared) -> Vec<Reading> {
     let n = &shared.metrics.nats;
     let mut readings = vec![Reading {
