@@ -37,6 +37,10 @@ pub enum ErrorCode {
     InvalidChannel,
     /// An event whose `data` is over `--max-event-bytes`.
     EventTooLarge,
+    /// An event whose `data` nests arrays and objects deeper than
+    /// [`MAX_EVENT_DEPTH`](crate::event::MAX_EVENT_DEPTH) levels (clients' JSON decoders
+    /// have depth limits: one such event would be undecodable for them).
+    EventTooDeep,
     // control messages
     /// A control message that is not valid JSON or protobuf of the right shape.
     BadMessage,

@@ -23,18 +23,35 @@ use crate::tick::{Seq, Symbol, Tick, TickError};
 
 /// An event channel such as `news` or `user:42`: 1 to
 /// [`MAX_SYMBOL_LEN`](crate::tick::MAX_SYMBOL_LEN) bytes of
-/// `[A-Za-z0-9._:/-]` (the symbol alphabet: nothing to escape in JSON). `user:<id>` is
-/// private to the connections whose token subject is `<id>`.
+/// `[A-Za-z0-9._:/-]` (the symbol alphabet: nothing to escape in JSON).
+///
+/// A **private** channel is `user:<id>` or `user:<id>:<name>` (an id and a name are
+/// non-empty and hold no `:`): it belongs to the connections whose token subject is `<id>`,
+/// so `user:bob:orders` is bob's as `user:bob` is. Any other name whose lowercase starts
+/// with `user:` (`USER:bob`, `User:bob`, `user:`, `user::x`, `user:a:b:c`) is refused, so a
+/// look-alike can never pass for a public channel beside a private one.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Channel(Arc<str>);
 
 impl Channel {
-    /// Validates `name` and wraps it; `user:` needs an id after it.
+    /// Validates `name` and wraps it; a name in the `user:` space must be a private
+    /// channel's (see [`Channel`]).
     pub fn parse(name: &str) -> Result<Self, EventError> {
         // Same alphabet and length as symbols; reuse the one check.
         Symbol::parse(name).map_err(EventError::Channel)?;
-        if name == USER_PREFIX.trim_end_matches(':') || name == USER_PREFIX {
-            return Err(EventError::NoUserId);
+        let prefix = name.get(..USER_PREFIX.len());
+        if prefix.is_some_and(|p| p.eq_ignore_ascii_case(USER_PREFIX)) {
+            let well_formed = prefix == Some(USER_PREFIX) && {
+                let mut parts = name[USER_PREFIX.len()..].split(':');
+                let id = parts.next().filter(|id| !id.is_empty());
+                let sub = parts.next();
+                id.is_some() && sub.is_none_or(|s| !s.is_empty()) && parts.next().is_none()
+            };
+            if !well_formed {
+                return Err(EventError::NotPrivate(crate::error::clip(name)));
+            }
+        } else if name == USER_PREFIX.trim_end_matches(':') {
+            return Err(EventError::NotPrivate(name.to_owned()));
         }
         Ok(Self(Arc::from(name)))
     }
@@ -44,9 +61,11 @@ impl Channel {
         &self.0
     }
 
-    /// The user a private `user:<id>` channel belongs to; `None` for a public channel.
+    /// The user a private channel (`user:<id>` or `user:<id>:<name>`) belongs to; `None`
+    /// for a public channel.
     pub fn owner(&self) -> Option<&str> {
-        self.0.strip_prefix(USER_PREFIX)
+        let rest = self.0.strip_prefix(USER_PREFIX)?;
+        Some(rest.split_once(':').map_or(rest, |(id, _)| id))
     }
 }
 
@@ -145,12 +164,7 @@ impl Event {
         })?;
         let channel = Channel::parse(&raw.channel)?;
         let data = raw.data.ok_or(EventError::MissingData)?.get().as_bytes();
-        if data.len() > max_data {
-            return Err(EventError::TooLarge {
-                len: data.len(),
-                limit: max_data,
-            });
-        }
+        check_data(data, max_data)?;
         Ok(Self {
             channel,
             data: Bytes::copy_from_slice(data),
@@ -159,6 +173,50 @@ impl Event {
             recv_ns: 0,
         })
     }
+}
+
+/// Checks an event's `data` (one JSON value, already parsed as such) against the limits
+/// every source applies: at most `max_data` bytes, nested at most [`MAX_EVENT_DEPTH`] deep.
+pub fn check_data(data: &[u8], max_data: usize) -> Result<(), EventError> {
+    if data.len() > max_data {
+        return Err(EventError::TooLarge {
+            len: data.len(),
+            limit: max_data,
+        });
+    }
+    match depth_beyond(data, MAX_EVENT_DEPTH) {
+        Some(depth) => Err(EventError::TooDeep { depth }),
+        None => Ok(()),
+    }
+}
+
+/// How deep `json` (valid JSON) nests arrays and objects, if deeper than `limit`: the scan
+/// stops one level past it. Brackets inside strings do not count.
+fn depth_beyond(json: &[u8], limit: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(depth);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Why bytes are not a valid [`Event`].
@@ -173,9 +231,11 @@ pub enum EventError {
     /// The channel name is not valid.
     #[error("channel: {0}")]
     Channel(TickError),
-    /// `user:` without an id.
-    #[error("a user channel needs an id: user:<id>")]
-    NoUserId,
+    /// A name in the `user:` space that is not `user:<id>` or `user:<id>:<name>`.
+    #[error(
+        "`{0}` is not a private channel: write user:<id> or user:<id>:<name> (lowercase `user:`, no empty parts)"
+    )]
+    NotPrivate(String),
     /// No `data`.
     #[error("an event needs `data`")]
     MissingData,
@@ -187,6 +247,12 @@ pub enum EventError {
         /// The limit.
         limit: usize,
     },
+    /// `data` nested deeper than [`MAX_EVENT_DEPTH`].
+    #[error("data nests arrays and objects {depth} levels deep, the limit is {MAX_EVENT_DEPTH}")]
+    TooDeep {
+        /// How deep it nests (counted up to one past the limit).
+        depth: usize,
+    },
 }
 
 impl EventError {
@@ -195,17 +261,18 @@ impl EventError {
         match self {
             Self::Json(_) => ErrorCode::BadJson,
             Self::UnknownField(_) => ErrorCode::UnknownField,
-            Self::Channel(_) | Self::NoUserId => ErrorCode::InvalidChannel,
+            Self::Channel(_) | Self::NotPrivate(_) => ErrorCode::InvalidChannel,
             Self::MissingData => ErrorCode::MissingField,
             Self::TooLarge { .. } => ErrorCode::EventTooLarge,
+            Self::TooDeep { .. } => ErrorCode::EventTooDeep,
         }
     }
 
     /// The field the error is about, when one is to blame.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Self::Channel(_) | Self::NoUserId => Some("channel"),
-            Self::MissingData | Self::TooLarge { .. } => Some("data"),
+            Self::Channel(_) | Self::NotPrivate(_) => Some("channel"),
+            Self::MissingData | Self::TooLarge { .. } | Self::TooDeep { .. } => Some("data"),
             Self::Json(_) | Self::UnknownField(_) => None,
         }
     }
@@ -290,6 +357,11 @@ impl From<Event> for Item {
 /// The prefix of private per-user channels.
 pub const USER_PREFIX: &str = "user:";
 
+/// Deepest nesting of arrays and objects in an event's `data`. The clients' JSON decoders
+/// stop at a depth (serde_json at 128 for a whole frame, which wraps `data` in one or two
+/// more levels); 32 is far beyond any event's shape and well inside every decoder's limit.
+pub const MAX_EVENT_DEPTH: usize = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +395,60 @@ mod tests {
         assert_eq!(Channel::parse("user:42").unwrap().owner(), Some("42"));
         assert_eq!(Channel::parse("news").unwrap().owner(), None);
         assert!(!Key::Channel(Channel::parse("news").unwrap()).in_wildcard());
+    }
+
+    #[test]
+    fn a_private_channel_is_user_id_or_user_id_name_and_look_alikes_are_refused() {
+        let owner = |name| Channel::parse(name).unwrap().owner().map(str::to_owned);
+        assert_eq!(owner("user:bob:orders").as_deref(), Some("bob"));
+        assert_eq!(owner("user:bob").as_deref(), Some("bob"));
+        assert_eq!(owner("users").as_deref(), None, "a public channel");
+        assert_eq!(owner("User").as_deref(), None, "no `:`: public");
+        for name in [
+            "USER:bob",
+            "User:bob",
+            "uSeR:bob",
+            "user:",
+            "user",
+            "user::x",
+            "user:bob:",
+            "user:a:b:c",
+            "USER:",
+        ] {
+            let error = Channel::parse(name).unwrap_err();
+            assert_eq!(error.code(), "invalid_channel", "{name}");
+            assert_eq!(error.field(), Some("channel"));
+        }
+    }
+
+    #[test]
+    fn data_nested_beyond_the_limit_is_refused_and_brackets_in_strings_do_not_count() {
+        let nested = |levels: usize| {
+            let data = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+            format!(r#"{{"channel":"n","data":{data}}}"#)
+        };
+        assert!(Event::parse(nested(MAX_EVENT_DEPTH).as_bytes(), 1 << 16).is_ok());
+        let deep = Event::parse(nested(MAX_EVENT_DEPTH + 1).as_bytes(), 1 << 16).unwrap_err();
+        assert_eq!(deep.code(), "event_too_deep");
+        assert_eq!(deep.field(), Some("data"));
+        // The attack: 129 levels in 258 bytes.
+        assert!(Event::parse(nested(129).as_bytes(), 1 << 16).is_err());
+        let quoted = format!(
+            r#"{{"channel":"n","data":{{"a":"{}\"[{{"}}}}"#,
+            "[".repeat(100)
+        );
+        assert!(Event::parse(quoted.as_bytes(), 1 << 16).is_ok(), "{quoted}");
+        let objects = format!(
+            r#"{{"channel":"n","data":{}1{}}}"#,
+            r#"{"a":"#.repeat(MAX_EVENT_DEPTH + 1),
+            "}".repeat(MAX_EVENT_DEPTH + 1)
+        );
+        assert_eq!(
+            Event::parse(objects.as_bytes(), 1 << 16)
+                .unwrap_err()
+                .code(),
+            "event_too_deep"
+        );
     }
 
     proptest! {
