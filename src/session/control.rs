@@ -319,9 +319,7 @@ impl ControlParser {
                     op: "heartbeat",
                     field: "interval_ms",
                 })?;
-                Ok(Control::Heartbeat {
-                    interval: Duration::from_millis(ms),
-                })
+                heartbeat(ms)
             }
             "auth" | "refresh" => {
                 let token = raw.token.clone().ok_or(ControlError::MissingField {
@@ -373,9 +371,7 @@ impl ControlParser {
             Some(Msg::SubscribeChannels(c)) => channels(&c).map(Control::Subscribe),
             Some(Msg::UnsubscribeChannels(c)) => channels(&c).map(Control::Unsubscribe),
             Some(Msg::SnapshotChannels(c)) => channels(&c).map(Control::Snapshot),
-            Some(Msg::Heartbeat(h)) => Ok(Control::Heartbeat {
-                interval: Duration::from_millis(u64::from(h.interval_ms)),
-            }),
+            Some(Msg::Heartbeat(h)) => heartbeat(u64::from(h.interval_ms)),
         }
     }
 }
@@ -434,6 +430,22 @@ pub fn resume_keys<'a>(
         epoch: None,
     })
 }
+
+/// A heartbeat request of `ms` milliseconds (0: stop): at most [`MAX_HEARTBEAT`], so the
+/// session's timer (now + interval) cannot overflow, however large a number the client sends.
+fn heartbeat(ms: u64) -> Result<Control, ControlError> {
+    let interval = Duration::from_millis(ms);
+    if interval > MAX_HEARTBEAT {
+        return Err(ControlError::BadMessage(format!(
+            "interval_ms {ms} is over {} (an hour)",
+            MAX_HEARTBEAT.as_millis()
+        )));
+    }
+    Ok(Control::Heartbeat { interval })
+}
+
+/// Longest application heartbeat interval a client may ask for.
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
 
 #[cfg(test)]
 mod tests {
@@ -622,7 +634,7 @@ mod tests {
                 };
                 (Control::Resume(expected), json, proto)
             }),
-            any::<u32>().prop_map(|ms| (
+            (0..=3_600_000u32).prop_map(|ms| (
                 Control::Heartbeat {
                     interval: Duration::from_millis(u64::from(ms))
                 },
@@ -632,6 +644,29 @@ mod tests {
                 },
             )),
         ]
+    }
+
+    #[test]
+    fn a_heartbeat_interval_beyond_an_hour_is_refused_not_overflowed() {
+        let mut parser = ControlParser::new(8);
+        let mut huge = format!(r#"{{"op":"heartbeat","interval_ms":{}}}"#, u64::MAX).into_bytes();
+        assert_eq!(parser.json(&mut huge).unwrap_err().code(), "bad_message");
+        let proto = proto::ClientMessage {
+            msg: Some(proto::client_message::Msg::Heartbeat(
+                proto::HeartbeatRequest {
+                    interval_ms: u32::MAX,
+                },
+            )),
+        };
+        let error = parser.protobuf(&proto.encode_to_vec()).unwrap_err();
+        assert_eq!(error.code(), "bad_message");
+        let mut hour = br#"{"op":"heartbeat","interval_ms":3600000}"#.to_vec();
+        assert_eq!(
+            parser.json(&mut hour).unwrap(),
+            Control::Heartbeat {
+                interval: MAX_HEARTBEAT
+            }
+        );
     }
 
     proptest! {

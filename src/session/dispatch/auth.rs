@@ -124,11 +124,13 @@ pub(super) fn close_for_auth(
     core.close(session.key, close, reason, now + SLOW_CLOSE_GRACE, false);
 }
 
-/// When `identity`'s token runs out, as an instant (`None`: no token).
+/// When `identity`'s token runs out, as an instant (`None`: no token, or an expiry so far
+/// ahead that no clock instant holds it, such as an `exp` near 2^64: the token outlives the
+/// process). The arithmetic is checked: a token's claims must never panic a session.
 pub(super) fn expiry(identity: &Identity, now: Instant) -> Option<Instant> {
     let expires_s = identity.expires_s?;
     let now_s = now_ns() / 1_000_000_000;
-    Some(now + Duration::from_secs(expires_s.saturating_sub(now_s)))
+    now.checked_add(Duration::from_secs(expires_s.saturating_sub(now_s)))
 }
 
 /// Refuses a selection or resume the session's identity may not read.
