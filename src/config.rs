@@ -171,6 +171,12 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::MAX_HTTP_BODY)]
     pub max_http_body: usize,
 
+    /// How long a request body (`POST /api/publish`, `/api/events`) may take to arrive once
+    /// its head has: a body trickled a byte at a time would hold the connection. 10 s moves
+    /// `--max-http-body` (1 MiB) over a 1 Mbit/s link.
+    #[arg(long, default_value = defaults::BODY_TIMEOUT, value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
     /// Most WebSocket/HTTP connections held at once. The machines cap open files at 20,000
     /// per process; 19,000 leaves room for ingest, listeners and the runtime.
     #[arg(long, default_value_t = defaults::MAX_CONNECTIONS)]
@@ -245,6 +251,13 @@ pub struct Config {
     /// `--listen` (where they then answer 404), e.g. an address only operators reach.
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
+
+    /// Without `--admin-token-file`, a `Host` the admin routes accept besides `localhost`
+    /// and loopback addresses with the relay's port (repeat for several), written as the
+    /// header carries it, e.g. `relay.internal:8080`. Other names are refused: a page that
+    /// rebinds its own name to 127.0.0.1 must not become an operator.
+    #[arg(long)]
+    pub admin_allow_host: Vec<String>,
 
     /// A browser `Origin` allowed to open a WebSocket (repeat for several, e.g.
     /// `https://app.example.com`). When any is given, an upgrade from another Origin gets

@@ -73,6 +73,11 @@ pub enum ErrorCode {
     UnknownEncoding,
     /// A request body over `--max-http-body`.
     BodyTooLarge,
+    /// A request body that did not arrive within `--body-timeout` (408).
+    BodyTimeout,
+    /// A tokenless admin `POST` whose `Content-Type` is neither JSON nor NDJSON (415): what
+    /// a browser form or a cross-site `text/plain` request sends.
+    UnsupportedMediaType,
     /// `--max-connections` or `--max-connections-per-ip` reached.
     TooManyConnections,
     /// The relay is shutting down and admits no new clients.
@@ -102,9 +107,10 @@ pub enum ErrorCode {
     /// `--max-connections-per-user` reached.
     UserConnectionLimit,
     /// An admin route without the admin token (or, with none configured, from a peer not
-    /// on loopback).
+    /// on loopback, through a proxy, or with a `Host` that is not the relay's own).
     AdminRequired,
-    /// A WebSocket upgrade from a browser `Origin` not in `--allowed-origin` (403).
+    /// A WebSocket upgrade from a browser `Origin` not in `--allowed-origin`, or a
+    /// tokenless admin request from a browser page of another origin (403).
     OriginNotAllowed,
     /// `DELETE /api/sessions/{id}` of a session that is not connected.
     UnknownSession,

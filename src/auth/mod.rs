@@ -123,25 +123,29 @@ impl Auth {
     }
 
     /// Whether a request may use the admin routes: with an admin token, it must carry
-    /// `Authorization: Bearer <token>`; without one, only loopback peers may.
+    /// `Authorization: Bearer <token>` (the scheme in any case); without one, only loopback
+    /// peers may (an IPv4 peer of a dual-stack listener, `::ffff:127.0.0.1`, included), and
+    /// the caller then checks that the request is no browser's or proxy's
+    /// ([`AdminAccess::Loopback`]).
     pub fn admin_allowed(
         &self,
         peer: Option<std::net::IpAddr>,
         authorization: Option<&[u8]>,
-    ) -> Result<(), AdminRefusal> {
+    ) -> Result<AdminAccess, AdminRefusal> {
         match &self.admin {
             Some(token) => {
                 let given = authorization
-                    .and_then(|v| v.strip_prefix(b"Bearer "))
-                    .map(<[u8]>::trim_ascii)
+                    .and_then(bearer)
                     .ok_or(AdminRefusal::NoToken)?;
                 if constant_time_eq(given, token.0.as_bytes()) {
-                    Ok(())
+                    Ok(AdminAccess::Token)
                 } else {
                     Err(AdminRefusal::WrongToken)
                 }
             }
-            None if peer.is_some_and(|ip| ip.is_loopback()) => Ok(()),
+            None if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => {
+                Ok(AdminAccess::Loopback)
+            }
             None => Err(AdminRefusal::NotLoopback),
         }
     }

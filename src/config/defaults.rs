@@ -48,6 +48,8 @@ pub const MAX_INGEST_LINE: usize = 64 * 1024;
 pub const MAX_EVENT_BYTES: usize = 16 * 1024;
 /// `--max-http-body`.
 pub const MAX_HTTP_BODY: usize = 1024 * 1024;
+/// `--body-timeout`.
+pub const BODY_TIMEOUT: &str = "10s";
 /// `--max-connections`.
 pub const MAX_CONNECTIONS: usize = 19_000;
 /// `--max-connections-per-ip`.
@@ -112,6 +114,7 @@ impl Config {
             max_ingest_line: MAX_INGEST_LINE,
             max_event_bytes: MAX_EVENT_BYTES,
             max_http_body: MAX_HTTP_BODY,
+            body_timeout: duration(BODY_TIMEOUT),
             max_connections: MAX_CONNECTIONS,
             max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
             handshake_timeout: duration(HANDSHAKE_TIMEOUT),
@@ -128,6 +131,7 @@ impl Config {
             max_connections_per_user: MAX_CONNECTIONS_PER_USER,
             admin_token_file: None,
             admin_listen: None,
+            admin_allow_host: Vec::new(),
             allowed_origin: Vec::new(),
             tls_cert: None,
             tls_key: None,

@@ -8,6 +8,7 @@
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue};
 use hyper::{Request, StatusCode};
 use serde::Serialize;
 
@@ -44,10 +45,32 @@ pub async fn events(shared: &Shared, request: Request<Incoming>) -> HttpResponse
     accept(shared, items).await
 }
 
-/// Reads the whole body (within `--max-http-body`), or the error response.
+/// Reads the whole body (within `--max-http-body` and `--body-timeout`), or the error
+/// response.
 async fn body(shared: &Shared, request: Request<Incoming>) -> Result<Vec<u8>, HttpResponse> {
     let limit = shared.config.max_http_body;
-    match Limited::new(request.into_body(), limit).collect().await {
+    let timeout = shared.config.body_timeout;
+    let read = Limited::new(request.into_body(), limit).collect();
+    // The head is bounded by the handshake timeout; this bounds the body (Content-Length
+    // or chunked alike), so a body trickled a byte at a time cannot hold the connection.
+    let Ok(read) = tokio::time::timeout(timeout, read).await else {
+        let message = format!(
+            "the body did not arrive within {}",
+            humantime::format_duration(timeout)
+        );
+        let mut response = refuse(
+            shared,
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BodyTimeout,
+            &message,
+        );
+        // The rest of the body will not be read: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return Err(response);
+    };
+    match read {
         Ok(body) => Ok(body.to_bytes().to_vec()),
         Err(e) => {
             let too_large = e
