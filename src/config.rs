@@ -7,6 +7,7 @@
 mod check;
 pub mod defaults;
 pub mod deflate;
+mod exposure;
 pub mod scale;
 pub mod settings;
 
