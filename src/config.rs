@@ -127,10 +127,18 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::REPLAY_BUDGET)]
     pub replay_budget: usize,
 
-    /// Most distinct symbols the relay tracks; ticks of further new symbols are refused
-    /// (counted as `symbol_limit`), so hostile ingest cannot grow memory without bound.
+    /// Most distinct symbols and channels the relay tracks, so hostile ingest cannot grow
+    /// memory without bound. At the limit, keys nobody subscribes to by name that have been
+    /// quiet for `--evict-idle` are evicted to make room; an item of a new key that still
+    /// finds no room is refused (`symbol_limit`, answered to its publisher).
     #[arg(long, default_value_t = defaults::MAX_SYMBOLS)]
     pub max_symbols: usize,
+
+    /// How long a symbol or channel must have been quiet (and subscribed by name by nobody)
+    /// before it may be evicted at `--max-symbols`. 10 minutes keeps every key a market
+    /// touches in a session's normal pauses, and frees a table filled by junk in minutes.
+    #[arg(long, default_value = defaults::EVICT_IDLE, value_parser = parse_duration)]
+    pub evict_idle: Duration,
 
     /// How often the relay pings each client (WebSocket ping frame).
     #[arg(long, default_value = defaults::PING_INTERVAL, value_parser = parse_duration)]

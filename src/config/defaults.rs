@@ -32,6 +32,8 @@ pub const REPLAY_DEPTH: usize = 1024;
 pub const REPLAY_BUDGET: usize = 1_000_000;
 /// `--max-symbols`.
 pub const MAX_SYMBOLS: usize = 100_000;
+/// `--evict-idle`.
+pub const EVICT_IDLE: &str = "10m";
 /// `--ping-interval`.
 pub const PING_INTERVAL: &str = "15s";
 /// `--idle-timeout`.
@@ -105,6 +107,7 @@ impl Config {
             replay_depth: REPLAY_DEPTH,
             replay_budget: REPLAY_BUDGET,
             max_symbols: MAX_SYMBOLS,
+            evict_idle: duration(EVICT_IDLE),
             ping_interval: duration(PING_INTERVAL),
             idle_timeout: duration(IDLE_TIMEOUT),
             max_control_rate: MAX_CONTROL_RATE,

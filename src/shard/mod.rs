@@ -32,7 +32,7 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tracing::info;
 
-use crate::encode::Frames;
+use crate::encode::{Frames, Message};
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
@@ -66,6 +66,8 @@ pub struct ShardCore {
     turn: Vec<(u64, u64)>,
     /// The ring depth every ring was last trimmed to (see [`ShardCore::deliver`]).
     trimmed_depth: usize,
+    /// The sequencer's eviction count when this shard last dropped evicted keys.
+    evictions_seen: u64,
     /// Session tasks still running (a closing one lingers after its client has left).
     tasks: Cell<usize>,
     /// Notified whenever a session task ends (shutdown waits on it).
@@ -105,6 +107,7 @@ impl ShardCore {
             dirty: Vec::new(),
             turn: Vec::new(),
             trimmed_depth: replay_depth,
+            evictions_seen: 0,
             tasks: Cell::new(0),
             task_left: Rc::new(Notify::new()),
         }
@@ -129,6 +132,9 @@ impl ShardCore {
     /// Records every tick of `batch` as its symbol's newest (replay ring, last value), then
     /// appends it to its subscribers' outboxes.
     pub fn deliver(&mut self, batch: &Batch, now: Instant) {
+        if self.shared.interest.evictions() != self.evictions_seen {
+            self.forget_evicted(now);
+        }
         let config = &self.shared.config;
         let depth = effective_depth(
             config.replay_depth,
@@ -190,6 +196,33 @@ impl ShardCore {
                 history.truncate(depth);
             }
             self.trimmed_depth = depth;
+        }
+    }
+
+    /// Drops the history of every key the sequencer has evicted (its interest entry is
+    /// gone): memory follows the key table. A local client still following such a key (`*`,
+    /// or a subscribe that raced the eviction) gets a `reset` for it first: the key's seqs
+    /// start again higher, and it must not take them for a continuation.
+    fn forget_evicted(&mut self, now: Instant) {
+        self.evictions_seen = self.shared.interest.evictions();
+        let interest = &self.shared.interest;
+        let evicted: Vec<Key> = self
+            .history
+            .keys()
+            .filter(|key| !interest.holds(key))
+            .cloned()
+            .collect();
+        let epoch = self.shared.epoch;
+        for key in &evicted {
+            self.history.remove(key);
+            for session in self.subscriptions.of(key) {
+                let feed = &mut self.clients[session].feed;
+                feed.send(&Message::Reset { key, epoch }, now);
+                if !feed.dirty {
+                    feed.dirty = true;
+                    self.dirty.push(session);
+                }
+            }
         }
     }
 

@@ -115,7 +115,9 @@ impl ShardCore {
     /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
     /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
     /// resumes. A position in another history (`epoch` given and not this relay's) gets a
-    /// `reset` and a snapshot, never ticks.
+    /// `reset` and a snapshot, never ticks; so does a position of a key this shard holds no
+    /// history of (never seen, or evicted): the client's seqs belong to no run it can
+    /// continue.
     pub fn resume(
         &mut self,
         key: SessionKey,
@@ -153,7 +155,13 @@ impl ShardCore {
                 .get(symbol)
                 .and_then(|h| h.since_within(*seq, depth))
             {
-                None => {}
+                None => feed.send(
+                    &Message::Reset {
+                        key: symbol,
+                        epoch: current,
+                    },
+                    now,
+                ),
                 Some(Replay::Ticks(ticks)) => {
                     for frames in ticks {
                         feed.push_tick(frames, now, metrics);
