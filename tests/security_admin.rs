@@ -18,6 +18,9 @@ use tickrelay::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Request headers, as name and value.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 /// One request with exactly `headers`; status and JSON body.
 async fn send(
     relay: &TestRelay,
@@ -119,7 +122,7 @@ async fn every_sign_of_a_browser_or_proxy_refuses_a_tokenless_admin_request() {
         format!("http://{host}"),
     );
     let tick = tick_line("ADM-S", 1.0, 1);
-    let refused: &[(&[(&str, &str)], u16, &str)] = &[
+    let refused: &[(Headers<'_>, u16, &str)] = &[
         (&[("host", &evil)], 403, "admin_required"),
         (&[("host", &other_port)], 403, "admin_required"),
         (&[], 403, "admin_required"),
@@ -188,7 +191,7 @@ async fn every_sign_of_a_browser_or_proxy_refuses_a_tokenless_admin_request() {
             "{headers:?}"
         );
     }
-    let accepted: &[&[(&str, &str)]] = &[
+    let accepted: &[Headers<'_>] = &[
         &[("host", &host)],
         &[("host", &localhost)],
         &[("host", "relay.test")],

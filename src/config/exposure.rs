@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(surfaces.len(), 1, "{surfaces:?}");
         assert!(surfaces[0].contains("--admin-listen 0.0.0.0:9000"));
 
-        let mut edge = open.clone();
+        let mut edge = open;
         edge.scale = Scale {
             role: Role::Edge,
             ..Scale::single_box()
