@@ -28,12 +28,13 @@ pub enum ErrorCode {
     InvalidVenue,
     /// An ingest line or message over `--max-ingest-line`.
     LineTooLong,
-    /// A tick of a new symbol beyond `--max-symbols`.
+    /// A tick or event of a new symbol or channel beyond `--max-symbols`, with no idle key
+    /// to evict; answered to its publisher.
     SymbolLimit,
     /// A field the contract does not have (ticks and control messages).
     UnknownField,
     /// A channel name that is empty, too long, has a character outside the allowed set, or
-    /// is `user:` without an id.
+    /// is in the `user:` space (any case) without being `user:<id>` or `user:<id>:<name>`.
     InvalidChannel,
     /// An event whose `data` is over `--max-event-bytes`.
     EventTooLarge,
