@@ -176,7 +176,10 @@ impl Event {
 }
 
 /// Checks an event's `data` (one JSON value, already parsed as such) against the limits
-/// every source applies: at most `max_data` bytes, nested at most [`MAX_EVENT_DEPTH`] deep.
+/// every source applies: at most `max_data` bytes, nested at most [`MAX_EVENT_DEPTH`] deep,
+/// and a value every client decodes: JSON's grammar lets through numbers no double holds
+/// (`8e999`) and escapes of lone UTF-16 surrogates (`"\ud800"`), which serde_json (the Rust
+/// client's decoder) refuses, so one such event would be as undecodable as a deep one.
 pub fn check_data(data: &[u8], max_data: usize) -> Result<(), EventError> {
     if data.len() > max_data {
         return Err(EventError::TooLarge {
@@ -184,10 +187,13 @@ pub fn check_data(data: &[u8], max_data: usize) -> Result<(), EventError> {
             limit: max_data,
         });
     }
-    match depth_beyond(data, MAX_EVENT_DEPTH) {
-        Some(depth) => Err(EventError::TooDeep { depth }),
-        None => Ok(()),
+    if let Some(depth) = depth_beyond(data, MAX_EVENT_DEPTH) {
+        return Err(EventError::TooDeep { depth });
     }
+    // Cold path (events, at most --max-event-bytes): a full parse decides it.
+    serde_json::from_slice::<serde_json::Value>(data)
+        .map(drop)
+        .map_err(|e| EventError::Undecodable(e.to_string()))
 }
 
 /// How deep `json` (valid JSON) nests arrays and objects, if deeper than `limit`: the scan
@@ -247,6 +253,10 @@ pub enum EventError {
         /// The limit.
         limit: usize,
     },
+    /// `data` that is JSON a client's decoder refuses (a number out of a double's range,
+    /// a lone surrogate escape).
+    #[error("data: {0}")]
+    Undecodable(String),
     /// `data` nested deeper than [`MAX_EVENT_DEPTH`].
     #[error("data nests arrays and objects {depth} levels deep, the limit is {MAX_EVENT_DEPTH}")]
     TooDeep {
@@ -259,7 +269,7 @@ impl EventError {
     /// Stable code for error replies and metrics labels.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Json(_) => ErrorCode::BadJson,
+            Self::Json(_) | Self::Undecodable(_) => ErrorCode::BadJson,
             Self::UnknownField(_) => ErrorCode::UnknownField,
             Self::Channel(_) | Self::NotPrivate(_) => ErrorCode::InvalidChannel,
             Self::MissingData => ErrorCode::MissingField,
@@ -272,7 +282,10 @@ impl EventError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Self::Channel(_) | Self::NotPrivate(_) => Some("channel"),
-            Self::MissingData | Self::TooLarge { .. } | Self::TooDeep { .. } => Some("data"),
+            Self::MissingData
+            | Self::TooLarge { .. }
+            | Self::TooDeep { .. }
+            | Self::Undecodable(_) => Some("data"),
             Self::Json(_) | Self::UnknownField(_) => None,
         }
     }
@@ -419,6 +432,26 @@ mod tests {
             assert_eq!(error.code(), "invalid_channel", "{name}");
             assert_eq!(error.field(), Some("channel"));
         }
+    }
+
+    #[test]
+    fn data_a_client_decoder_refuses_is_refused() {
+        for data in [
+            "8e999",
+            r#"{"a":[-1e400]}"#,
+            r#""\ud800""#,
+            r#"["\udc00x"]"#,
+        ] {
+            let line = format!(r#"{{"channel":"n","data":{data}}}"#);
+            let error = Event::parse(line.as_bytes(), 1024).unwrap_err();
+            assert_eq!(
+                (error.code(), error.field()),
+                (ErrorCode::BadJson, Some("data")),
+                "{data}"
+            );
+        }
+        let fine = r#"{"channel":"n","data":[1e308,-0,"\ud83d\ude00",18446744073709551615]}"#;
+        assert!(Event::parse(fine.as_bytes(), 1024).is_ok());
     }
 
     #[test]

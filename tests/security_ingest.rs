@@ -40,6 +40,16 @@ async fn an_event_nested_too_deep_is_refused_on_every_ingest_path() {
         (400, Some("event_too_deep"), Some("data"))
     );
     assert_eq!(errors(relay.http, "event_too_deep").await, 2);
+    // As poisonous to a serde_json client: a number no double holds, a lone surrogate.
+    for data in ["8e999", r#""\ud800""#] {
+        let event = format!(r#"{{"channel":"poison","data":{data}}}"#);
+        let (status, body) = relay.post("/api/events", &event).await;
+        assert_eq!(
+            (status, body["code"].as_str(), body["field"].as_str()),
+            (400, Some("bad_json"), Some("data")),
+            "{data}"
+        );
+    }
     // The limit itself is fine; the reader's first event is that one.
     let (status, _) = relay
         .post("/api/events", &nested("poison", MAX_EVENT_DEPTH))
