@@ -8,6 +8,7 @@ mod check;
 pub mod defaults;
 pub mod deflate;
 mod error;
+mod exposure;
 pub mod reloadable;
 pub mod scale;
 pub mod settings;
@@ -104,10 +105,18 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::REPLAY_BUDGET)]
     pub replay_budget: usize,
 
-    /// Most distinct symbols the relay tracks; ticks of further new symbols are refused
-    /// (counted as `symbol_limit`), so hostile ingest cannot grow memory without bound.
+    /// Most distinct symbols and channels the relay tracks, so hostile ingest cannot grow
+    /// memory without bound. At the limit, keys nobody subscribes to by name that have been
+    /// quiet for `--evict-idle` are evicted to make room; an item of a new key that still
+    /// finds no room is refused (`symbol_limit`, answered to its publisher).
     #[arg(long, default_value_t = defaults::MAX_SYMBOLS)]
     pub max_symbols: usize,
+
+    /// How long a symbol or channel must have been quiet (and subscribed by name by nobody)
+    /// before it may be evicted at `--max-symbols`. 10 minutes keeps every key a market
+    /// touches in a session's normal pauses, and frees a table filled by junk in minutes.
+    #[arg(long, default_value = defaults::EVICT_IDLE, value_parser = parse_duration)]
+    pub evict_idle: Duration,
 
     /// How often the relay pings each client (WebSocket ping frame).
     #[arg(long, default_value = defaults::PING_INTERVAL, value_parser = parse_duration)]
@@ -164,6 +173,12 @@ pub struct Config {
     /// Largest accepted HTTP request body (`POST /api/publish`), in bytes.
     #[arg(long, default_value_t = defaults::MAX_HTTP_BODY, value_parser = parse_size)]
     pub max_http_body: usize,
+
+    /// How long a request body (`POST /api/publish`, `/api/events`) may take to arrive once
+    /// its head has: a body trickled a byte at a time would hold the connection. 10 s moves
+    /// `--max-http-body` (1 MiB) over a 1 Mbit/s link.
+    #[arg(long, default_value = defaults::BODY_TIMEOUT, value_parser = parse_duration)]
+    pub body_timeout: Duration,
 
     /// Most WebSocket/HTTP connections held at once. The machines cap open files at 20,000
     /// per process; 19,000 leaves room for ingest, listeners and the runtime.
@@ -239,6 +254,13 @@ pub struct Config {
     /// `--listen` (where they then answer 404), e.g. an address only operators reach.
     #[arg(long, value_parser = parse_addr)]
     pub admin_listen: Option<SocketAddr>,
+
+    /// Without `--admin-token-file`, a `Host` the admin routes accept besides `localhost`
+    /// and loopback addresses with the relay's port (repeat for several), written as the
+    /// header carries it, e.g. `relay.internal:8080`. Other names are refused: a page that
+    /// rebinds its own name to 127.0.0.1 must not become an operator.
+    #[arg(long)]
+    pub admin_allow_host: Vec<String>,
 
     /// A browser `Origin` allowed to open a WebSocket (repeat for several, e.g.
     /// `https://app.example.com`). When any is given, an upgrade from another Origin gets

@@ -11,6 +11,7 @@
 //! exact bytes the publisher sent (it is delivered byte for byte).
 
 mod channel;
+mod data;
 mod error;
 mod key;
 
@@ -20,6 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::tick::{Seq, Tick};
 pub use channel::{Channel, USER_PREFIX};
+pub use data::{MAX_EVENT_DEPTH, check_data};
 pub use error::EventError;
 pub use key::{Key, Tier, TierError, Tiered, Tiers};
 
@@ -50,7 +52,7 @@ struct RawEvent<'a> {
 
 impl Event {
     /// Parses one event object `{"channel":..,"data":..,"ts_ns":..}` (`ts_ns` optional),
-    /// refusing `data` over `max_data` bytes.
+    /// refusing `data` over `max_data` bytes and `data` no client could decode ([`check_data`]).
     pub fn parse(json: &[u8], max_data: usize) -> Result<Self, EventError> {
         let raw: RawEvent<'_> = serde_json::from_slice(json).map_err(|e| {
             let text = e.to_string();
@@ -62,12 +64,7 @@ impl Event {
         })?;
         let channel = Channel::parse(&raw.channel)?;
         let data = raw.data.ok_or(EventError::MissingData)?.get().as_bytes();
-        if data.len() > max_data {
-            return Err(EventError::TooLarge {
-                len: data.len(),
-                limit: max_data,
-            });
-        }
+        check_data(data, max_data)?;
         Ok(Self {
             channel,
             data: Bytes::copy_from_slice(data),
@@ -215,6 +212,7 @@ impl From<Event> for Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
     use proptest::prelude::*;
 
     #[test]
@@ -245,6 +243,56 @@ mod tests {
         assert_eq!(Channel::parse("user:42").unwrap().owner(), Some("42"));
         assert_eq!(Channel::parse("news").unwrap().owner(), None);
         assert!(!Key::Channel(Channel::parse("news").unwrap()).in_wildcard());
+    }
+
+    #[test]
+    fn data_a_client_decoder_refuses_is_refused() {
+        for data in [
+            "8e999",
+            r#"{"a":[-1e400]}"#,
+            r#""\ud800""#,
+            r#"["\udc00x"]"#,
+        ] {
+            let line = format!(r#"{{"channel":"n","data":{data}}}"#);
+            let error = Event::parse(line.as_bytes(), 1024).unwrap_err();
+            assert_eq!(
+                (error.code(), error.field()),
+                (ErrorCode::BadJson, Some("data")),
+                "{data}"
+            );
+        }
+        let fine = r#"{"channel":"n","data":[1e308,-0,"\ud83d\ude00",18446744073709551615]}"#;
+        assert!(Event::parse(fine.as_bytes(), 1024).is_ok());
+    }
+
+    #[test]
+    fn data_nested_beyond_the_limit_is_refused_and_brackets_in_strings_do_not_count() {
+        let nested = |levels: usize| {
+            let data = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+            format!(r#"{{"channel":"n","data":{data}}}"#)
+        };
+        assert!(Event::parse(nested(MAX_EVENT_DEPTH).as_bytes(), 1 << 16).is_ok());
+        let deep = Event::parse(nested(MAX_EVENT_DEPTH + 1).as_bytes(), 1 << 16).unwrap_err();
+        assert_eq!(deep.code(), "event_too_deep");
+        assert_eq!(deep.field(), Some("data"));
+        // The attack: 129 levels in 258 bytes.
+        assert!(Event::parse(nested(129).as_bytes(), 1 << 16).is_err());
+        let quoted = format!(
+            r#"{{"channel":"n","data":{{"a":"{}\"[{{"}}}}"#,
+            "[".repeat(100)
+        );
+        assert!(Event::parse(quoted.as_bytes(), 1 << 16).is_ok(), "{quoted}");
+        let objects = format!(
+            r#"{{"channel":"n","data":{}1{}}}"#,
+            r#"{"a":"#.repeat(MAX_EVENT_DEPTH + 1),
+            "}".repeat(MAX_EVENT_DEPTH + 1)
+        );
+        assert_eq!(
+            Event::parse(objects.as_bytes(), 1 << 16)
+                .unwrap_err()
+                .code(),
+            "event_too_deep"
+        );
     }
 
     proptest! {

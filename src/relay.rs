@@ -199,7 +199,7 @@ fn jwks_source(config: &Config) -> Result<Option<jwks::Source>, StartError> {
 /// The relay-wide state (auth keys and TLS certificate loaded) and the sequencer's inbox.
 fn shared_state(
     config: Config,
-) -> Result<(Shared, tokio::sync::mpsc::Receiver<Vec<crate::event::Item>>), StartError> {
+) -> Result<(Shared, tokio::sync::mpsc::Receiver<crate::ingest::Published>), StartError> {
     let auth = Auth::from_config(&config)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key)?)),

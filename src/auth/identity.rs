@@ -83,7 +83,19 @@ impl Pattern {
     }
 }
 
-pub(super) fn identity(claims: Claims, leeway: Duration) -> Result<Identity, AuthError> {
+/// The identity of verified `claims` at `now_s` (seconds since the Unix epoch): refused if
+/// the token says it was issued later than `now_s` plus the leeway.
+pub(super) fn identity(
+    claims: Claims,
+    leeway: Duration,
+    now_s: u64,
+) -> Result<Identity, AuthError> {
+    if claims
+        .iat
+        .is_some_and(|iat| iat > now_s.saturating_add(leeway.as_secs()))
+    {
+        return Err(AuthError::Invalid("issued in the future (iat)".into()));
+    }
     if claims.sub.is_empty() || claims.sub.len() > MAX_PATTERN_BYTES {
         return Err(AuthError::Invalid(format!(
             "sub must be 1 to {MAX_PATTERN_BYTES} bytes"

@@ -123,25 +123,29 @@ impl Auth {
     }
 
     /// Whether a request may use the admin routes: with an admin token, it must carry
-    /// `Authorization: Bearer <token>`; without one, only loopback peers may.
+    /// `Authorization: Bearer <token>` (the scheme in any case); without one, only loopback
+    /// peers may (an IPv4 peer of a dual-stack listener, `::ffff:127.0.0.1`, included), and
+    /// the caller then checks that the request is no browser's or proxy's
+    /// ([`AdminAccess::Loopback`]).
     pub fn admin_allowed(
         &self,
         peer: Option<std::net::IpAddr>,
         authorization: Option<&[u8]>,
-    ) -> Result<(), AdminRefusal> {
+    ) -> Result<AdminAccess, AdminRefusal> {
         match &self.admin {
             Some(token) => {
                 let given = authorization
-                    .and_then(|v| v.strip_prefix(b"Bearer "))
-                    .map(<[u8]>::trim_ascii)
+                    .and_then(bearer)
                     .ok_or(AdminRefusal::NoToken)?;
                 if constant_time_eq(given, token.0.as_bytes()) {
-                    Ok(())
+                    Ok(AdminAccess::Token)
                 } else {
                     Err(AdminRefusal::WrongToken)
                 }
             }
-            None if peer.is_some_and(|ip| ip.is_loopback()) => Ok(()),
+            None if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => {
+                Ok(AdminAccess::Loopback)
+            }
             None => Err(AdminRefusal::NotLoopback),
         }
     }
@@ -185,11 +189,31 @@ impl Auth {
     }
 }
 
-/// The claims a token must carry.
+/// How a request was let onto the admin routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// It carried the admin token.
+    Token,
+    /// No admin token is configured and the peer is on loopback: the request must still
+    /// prove it is no browser page's or proxy's (the HTTP layer checks its headers).
+    Loopback,
+}
+
+/// The token of an `Authorization` header value: `Bearer <token>`, the scheme matched
+/// without regard to case (RFC 9110 §11.1), the token trimmed and not empty.
+pub fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(BEARER.len())?;
+    let token = token.trim_ascii();
+    (scheme.eq_ignore_ascii_case(BEARER) && !token.is_empty()).then_some(token)
+}
+
+/// The claims a token must carry (`iat` and `nbf` are optional; checked when present).
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
     exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
     #[serde(default)]
     allow: Option<Vec<String>>,
 }
@@ -300,7 +324,10 @@ impl Verifier {
         ));
         for pinned in candidates.iter().filter(|k| k.algorithm == header.alg) {
             match jsonwebtoken::decode::<Claims>(token, &pinned.key, &self.validation(pinned)) {
-                Ok(data) => return identity(data.claims, self.leeway),
+                Ok(data) => {
+                    let now_s = jsonwebtoken::get_current_timestamp();
+                    return identity(data.claims, self.leeway, now_s);
+                }
                 Err(e) => refusal = refused(&e),
             }
         }
@@ -313,6 +340,8 @@ impl Verifier {
         validation.leeway = self.leeway.as_secs();
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_exp = true;
+        // A token valid only from later (`nbf`) is refused until then, within the leeway.
+        validation.validate_nbf = true;
         match &self.audience {
             Some(aud) => {
                 validation.set_audience(&[aud]);
@@ -375,6 +404,7 @@ fn public_key(pem: &[u8]) -> Result<PinnedKey, AuthConfigError> {
 fn refused(error: &jsonwebtoken::errors::Error) -> AuthError {
     match error.kind() {
         ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::Invalid("not valid yet (nbf)".into()),
         ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
         ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
         ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
@@ -398,6 +428,8 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
 
+/// The `Authorization` scheme of bearer tokens, with its separating space.
+const BEARER: &[u8] = b"bearer ";
 /// Longest token accepted, in bytes: far above any real JWT, well below a header limit.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size, 256 bits).

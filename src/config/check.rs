@@ -90,7 +90,7 @@ impl Config {
     /// (`main` logs them at start-up).
     pub fn warnings(&self) -> Vec<String> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut warnings = Vec::new();
+        let mut warnings = self.unauthenticated_surfaces();
         if self.shards > cpus {
             warnings.push(format!(
                 "--shards {} on {cpus} usable CPUs: shard threads will take turns on the \

@@ -30,6 +30,8 @@ pub const REPLAY_DEPTH: usize = 1024;
 pub const REPLAY_BUDGET: usize = 1_000_000;
 /// `--max-symbols`.
 pub const MAX_SYMBOLS: usize = 100_000;
+/// `--evict-idle`.
+pub const EVICT_IDLE: &str = "10m";
 /// `--ping-interval`.
 pub const PING_INTERVAL: &str = "15s";
 /// `--idle-timeout`.
@@ -50,6 +52,8 @@ pub const MAX_INGEST_LINE: usize = 64 * 1024;
 pub const MAX_EVENT_BYTES: usize = 16 * 1024;
 /// `--max-http-body`.
 pub const MAX_HTTP_BODY: usize = 1024 * 1024;
+/// `--body-timeout`.
+pub const BODY_TIMEOUT: &str = "10s";
 /// `--max-connections`.
 pub const MAX_CONNECTIONS: usize = 19_000;
 /// `--max-connections-per-ip`.

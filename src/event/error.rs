@@ -1,5 +1,6 @@
 //! [`EventError`]: why bytes are not a valid event.
 
+use super::data::MAX_EVENT_DEPTH;
 use crate::error::ErrorCode;
 use crate::tick::TickError;
 
@@ -15,9 +16,11 @@ pub enum EventError {
     /// The channel name is not valid.
     #[error("channel: {0}")]
     Channel(TickError),
-    /// `user:` without an id.
-    #[error("a user channel needs an id: user:<id>")]
-    NoUserId,
+    /// A name in the `user:` space that is not `user:<id>` or `user:<id>:<name>`.
+    #[error(
+        "`{0}` is not a private channel: write user:<id> or user:<id>:<name> (lowercase `user:`, no empty parts)"
+    )]
+    NotPrivate(String),
     /// No `data`.
     #[error("an event needs `data`")]
     MissingData,
@@ -29,25 +32,39 @@ pub enum EventError {
         /// The limit.
         limit: usize,
     },
+    /// `data` that is JSON a client's decoder refuses (a number out of a double's range,
+    /// a lone surrogate escape).
+    #[error("data: {0}")]
+    Undecodable(String),
+    /// `data` nested deeper than [`MAX_EVENT_DEPTH`].
+    #[error("data nests arrays and objects {depth} levels deep, the limit is {MAX_EVENT_DEPTH}")]
+    TooDeep {
+        /// How deep it nests (counted up to one past the limit).
+        depth: usize,
+    },
 }
 
 impl EventError {
     /// Stable code for error replies and metrics labels.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Json(_) => ErrorCode::BadJson,
+            Self::Json(_) | Self::Undecodable(_) => ErrorCode::BadJson,
             Self::UnknownField(_) => ErrorCode::UnknownField,
-            Self::Channel(_) | Self::NoUserId => ErrorCode::InvalidChannel,
+            Self::Channel(_) | Self::NotPrivate(_) => ErrorCode::InvalidChannel,
             Self::MissingData => ErrorCode::MissingField,
             Self::TooLarge { .. } => ErrorCode::EventTooLarge,
+            Self::TooDeep { .. } => ErrorCode::EventTooDeep,
         }
     }
 
     /// The field the error is about, when one is to blame.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Self::Channel(_) | Self::NoUserId => Some("channel"),
-            Self::MissingData | Self::TooLarge { .. } => Some("data"),
+            Self::Channel(_) | Self::NotPrivate(_) => Some("channel"),
+            Self::MissingData
+            | Self::TooLarge { .. }
+            | Self::TooDeep { .. }
+            | Self::Undecodable(_) => Some("data"),
             Self::Json(_) | Self::UnknownField(_) => None,
         }
     }

@@ -8,12 +8,15 @@
 //! is JSON, `{"type":"error","code":"...","message":"..."}`, and counted under its code.
 //!
 //! The admin routes (publish, events, sessions) need the admin token, or with none
-//! configured a loopback peer. With `--admin-listen` they, `/stats` and `/metrics` are
-//! served on that address only; the client port answers them 404.
+//! configured a loopback request that is this host's own ([`guard`]); `/price` and
+//! `/symbols` need what `/ws` needs when auth is on. With `--admin-listen` the admin routes,
+//! `/stats` and `/metrics` are served on that address only; the client port answers them
+//! 404.
 
 pub mod admin;
 pub mod assets;
 pub mod counters;
+mod guard;
 pub mod prometheus;
 pub mod publish;
 pub mod stats;
@@ -28,7 +31,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -58,12 +61,17 @@ pub async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let local = stream.local_addr().ok();
     let shared = core.borrow().shared().clone();
     // Counted since accept; uncounted when this returns (the session counts itself).
     let _counted = counted;
     // The slot follows the connection into its WebSocket session, if it upgrades.
     let ip_slot = Rc::new(Cell::new(ip_slot));
-    let port = Port { admin_port, peer };
+    let port = Port {
+        admin_port,
+        peer,
+        local,
+    };
     let service = service_fn(move |request| route(core.clone(), ip_slot.clone(), port, request));
     let mut builder = http1::Builder::new();
     builder
@@ -108,11 +116,12 @@ pub async fn serve(
     }
 }
 
-/// Where a request came in: which port, from which peer.
+/// Where a request came in: which port, from which peer, at which local address.
 #[derive(Clone, Copy, Debug)]
 struct Port {
     admin_port: bool,
     peer: Option<std::net::IpAddr>,
+    local: Option<std::net::SocketAddr>,
 }
 
 async fn route(
@@ -148,26 +157,23 @@ async fn route(
             "method not allowed on this path",
         ));
     }
-    if route.is_admin() {
-        let authorization = request
-            .headers()
-            .get(AUTHORIZATION)
-            .map(HeaderValue::as_bytes);
-        if let Err(refusal) = shared.auth.admin_allowed(port.peer, authorization) {
-            let status = match refusal {
-                auth::AdminRefusal::NotLoopback => StatusCode::FORBIDDEN,
-                auth::AdminRefusal::NoToken | auth::AdminRefusal::WrongToken => {
-                    StatusCode::UNAUTHORIZED
-                }
-            };
-            debug!(peer = ?port.peer, route = ?route, %refusal, "admin route refused");
-            return Ok(refuse(
-                &shared,
-                status,
-                refusal.code(),
-                &refusal.to_string(),
-            ));
-        }
+    if route.is_admin()
+        && let Err(refusal) = guard::admin(&shared, port, &request)
+    {
+        let status = match &refusal {
+            auth::AdminRefusal::NoToken | auth::AdminRefusal::WrongToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            auth::AdminRefusal::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::FORBIDDEN,
+        };
+        debug!(peer = ?port.peer, route = ?route, %refusal, "admin route refused");
+        return Ok(refuse(
+            &shared,
+            status,
+            refusal.code(),
+            &refusal.to_string(),
+        ));
     }
     let response = match route {
         Route::Ws => upgrade(core, &shared, ip_slot, request, Mode::Feed),
@@ -176,16 +182,20 @@ async fn route(
         Route::Ready => stats::ready(&shared),
         Route::Stats => stats::stats(&shared, &core.borrow()),
         Route::Metrics => prometheus::metrics(&shared, &core.borrow()),
-        Route::Symbols => stats::symbols(&core.borrow()),
-        Route::Price => match stats::price(&core.borrow(), &path["/price/".len()..]) {
-            Ok(response) => response,
-            Err(message) => refuse(
-                &shared,
-                StatusCode::NOT_FOUND,
-                ErrorCode::UnknownSymbol,
-                &message,
-            ),
+        Route::Symbols => match guard::reader(&shared, &request) {
+            Ok(reader) => stats::symbols(&core.borrow(), &reader),
+            Err(e) => refuse(&shared, StatusCode::UNAUTHORIZED, e.code(), &e.to_string()),
         },
+        Route::Price => {
+            let symbol = &path["/price/".len()..];
+            let price = guard::reader(&shared, &request)
+                .map_err(|e| (StatusCode::UNAUTHORIZED, e.code(), e.to_string()))
+                .and_then(|reader| stats::price(&core.borrow(), symbol, &reader));
+            match price {
+                Ok(response) => response,
+                Err((status, code, message)) => refuse(&shared, status, code, &message),
+            }
+        }
         Route::Publish => publish::publish(&shared, request).await,
         Route::Events => publish::events(&shared, request).await,
         Route::Sessions => admin::sessions(&shared).await,

@@ -137,6 +137,9 @@ pub fn decode(
             }
             serde_json::from_slice::<&serde_json::value::RawValue>(&message.data)
                 .map_err(|e| WireError::Payload(format!("event data: {e}")))?;
+            // The depth every source checks: an item on the stream is delivered as it is.
+            crate::event::check_data(&message.data, usize::MAX)
+                .map_err(|e| WireError::Payload(format!("event data: {e}")))?;
             Item::Event(Event {
                 channel: channel.clone(),
                 data: message.data,

@@ -396,6 +396,22 @@ pub fn resume_keys<'a>(
     })
 }
 
+/// A heartbeat request of `ms` milliseconds (0: stop): at most [`MAX_HEARTBEAT`], so the
+/// session's timer (now + interval) cannot overflow, however large a number the client sends.
+fn heartbeat(ms: u64) -> Result<Control, ControlError> {
+    let interval = Duration::from_millis(ms);
+    if interval > MAX_HEARTBEAT {
+        return Err(ControlError::BadMessage(format!(
+            "interval_ms {ms} is over {} (an hour)",
+            MAX_HEARTBEAT.as_millis()
+        )));
+    }
+    Ok(Control::Heartbeat { interval })
+}
+
+/// Longest application heartbeat interval a client may ask for.
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,7 +606,7 @@ mod tests {
                 };
                 (Control::Resume(expected), json, proto)
             }),
-            any::<u32>().prop_map(|ms| (
+            (0..=3_600_000u32).prop_map(|ms| (
                 Control::Heartbeat {
                     interval: Duration::from_millis(u64::from(ms))
                 },
@@ -600,6 +616,29 @@ mod tests {
                 },
             )),
         ]
+    }
+
+    #[test]
+    fn a_heartbeat_interval_beyond_an_hour_is_refused_not_overflowed() {
+        let mut parser = ControlParser::new(KeyRules::limit(8));
+        let mut huge = format!(r#"{{"op":"heartbeat","interval_ms":{}}}"#, u64::MAX).into_bytes();
+        assert_eq!(parser.json(&mut huge).unwrap_err().code(), "bad_message");
+        let proto = proto::ClientMessage {
+            msg: Some(proto::client_message::Msg::Heartbeat(
+                proto::HeartbeatRequest {
+                    interval_ms: u32::MAX,
+                },
+            )),
+        };
+        let error = parser.protobuf(&proto.encode_to_vec()).unwrap_err();
+        assert_eq!(error.code(), "bad_message");
+        let mut hour = br#"{"op":"heartbeat","interval_ms":3600000}"#.to_vec();
+        assert_eq!(
+            parser.json(&mut hour).unwrap(),
+            Control::Heartbeat {
+                interval: MAX_HEARTBEAT
+            }
+        );
     }
 
     proptest! {

@@ -375,20 +375,13 @@ pub fn forbidden(identity: &Identity, selection: &Selection, resume: &[(Key, Seq
     refused.join(",")
 }
 
-/// The token of an `Authorization: Bearer` header.
+/// The token of an `Authorization: Bearer` header (the scheme in any case).
 fn bearer(headers: &HeaderMap) -> Result<Option<Token>, HandshakeError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    let token = crate::auth::bearer(value.as_bytes())
+        .and_then(|t| std::str::from_utf8(t).ok())
         .ok_or(HandshakeError::BadToken(
             "the Authorization header must be `Bearer <token>`",
         ))?;

@@ -37,7 +37,7 @@ use tracing::info;
 
 use crate::config::SlowPolicy;
 use crate::encode::deflate::DeflateParams;
-use crate::encode::{Encoding, Frames};
+use crate::encode::{Encoding, Frames, Message};
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
@@ -74,6 +74,8 @@ pub struct ShardCore {
     trimmed_depth: usize,
     /// The rate tiers of the keys this shard's clients follow at a tier.
     throttle: Throttle,
+    /// The sequencer's eviction count when this shard last dropped evicted keys.
+    evictions_seen: u64,
     /// Session tasks still running (a closing one lingers after its client has left).
     tasks: Cell<usize>,
     /// Notified whenever a session task ends (shutdown waits on it).
@@ -127,6 +129,7 @@ impl ShardCore {
             turn: Vec::new(),
             throttle: Throttle::default(),
             trimmed_depth: replay_depth,
+            evictions_seen: 0,
             tasks: Cell::new(0),
             task_left: Rc::new(Notify::new()),
         }
@@ -151,6 +154,9 @@ impl ShardCore {
     /// Records every tick of `batch` as its symbol's newest (replay ring, last value), then
     /// appends it to its subscribers' outboxes.
     pub fn deliver(&mut self, batch: &Batch, now: Instant) {
+        if self.shared.interest.evictions() != self.evictions_seen {
+            self.forget_evicted(now);
+        }
         let config = &self.shared.config;
         let depth = effective_depth(config.replay_depth, config.replay_budget, self.rings.len());
         // Seqs an edge's stream no longer held (rare): announced before the tick after them.
@@ -211,6 +217,33 @@ impl ShardCore {
                 ring.truncate(depth);
             }
             self.trimmed_depth = depth;
+        }
+    }
+
+    /// Drops the history of every key the sequencer has evicted (its interest entry is
+    /// gone): memory follows the key table. A local client still following such a key (`*`,
+    /// or a subscribe that raced the eviction) gets a `reset` for it first: the key's seqs
+    /// start again higher, and it must not take them for a continuation.
+    fn forget_evicted(&mut self, now: Instant) {
+        self.evictions_seen = self.shared.interest.evictions();
+        let interest = &self.shared.interest;
+        let evicted: Vec<Key> = self
+            .rings
+            .keys()
+            .filter(|key| !interest.holds(key))
+            .cloned()
+            .collect();
+        let epoch = self.shared.epoch;
+        for key in &evicted {
+            self.rings.remove(key);
+            for session in self.subscriptions.of(key) {
+                let feed = &mut self.clients[session].feed;
+                feed.send(&Message::Reset { key, epoch }, now);
+                if !feed.dirty {
+                    feed.dirty = true;
+                    self.dirty.push(session);
+                }
+            }
         }
     }
 

@@ -120,7 +120,9 @@ impl ShardCore {
     /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
     /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
     /// resumes. A position in another history (`epoch` given and not this relay's) gets a
-    /// `reset` and a snapshot, never ticks.
+    /// `reset` and a snapshot, never ticks; so does a position of a key this shard holds no
+    /// history of (never seen, or evicted): the client's seqs belong to no run it can
+    /// continue.
     pub fn resume(
         &mut self,
         key: SessionKey,
@@ -161,7 +163,7 @@ impl ShardCore {
 
     /// Queues what the client missed of `symbol` after `seq`: the items from the ring, or a
     /// `gap` and a snapshot when `seq` is older than the ring, or a snapshot when it is
-    /// ahead of it.
+    /// ahead of it, or a `reset` when the shard holds no history of it.
     fn resume_from_ring(&mut self, key: SessionKey, symbol: &Key, seq: Seq, now: Instant) {
         let depth = self.replay_depth();
         let metrics = self.shared.metrics.shard(self.id);
@@ -171,7 +173,15 @@ impl ShardCore {
             .get(symbol)
             .and_then(|h| h.since_within(seq, depth))
         {
-            None => {}
+            // No history of the key here (never seen, or evicted): the client's seqs belong
+            // to no run it can continue.
+            None => feed.send(
+                &Message::Reset {
+                    key: symbol,
+                    epoch: self.shared.epoch,
+                },
+                now,
+            ),
             Some(Since::Ticks(ticks)) => {
                 for frames in ticks {
                     feed.push_tick(frames, now, metrics);

@@ -191,7 +191,7 @@ pub fn http_get(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .expect("write");
     let mut text = String::new();
@@ -212,7 +212,7 @@ pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .expect("write");

@@ -2,13 +2,12 @@
 //! [`ControlError`].
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use prost::Message as _;
 use serde::Deserialize;
 use simd_json::Buffers;
 
-use super::{Control, ControlError, KeyRules, Op, Selection, resume_keys};
+use super::{Control, ControlError, KeyRules, Op, Selection, heartbeat, resume_keys};
 use crate::auth::Token;
 use crate::error::clip;
 use crate::proto;
@@ -96,9 +95,7 @@ impl ControlParser {
                     op: op.name(),
                     field: "interval_ms",
                 })?;
-                Ok(Control::Heartbeat {
-                    interval: Duration::from_millis(ms),
-                })
+                heartbeat(ms)
             }
             Op::Auth | Op::Refresh => {
                 let token = raw.token.clone().ok_or(ControlError::MissingField {
@@ -150,9 +147,7 @@ impl ControlParser {
             Some(Msg::SubscribeChannels(c)) => channels(&c).map(Control::Subscribe),
             Some(Msg::UnsubscribeChannels(c)) => channels(&c).map(Control::Unsubscribe),
             Some(Msg::SnapshotChannels(c)) => channels(&c).map(Control::Snapshot),
-            Some(Msg::Heartbeat(h)) => Ok(Control::Heartbeat {
-                interval: Duration::from_millis(u64::from(h.interval_ms)),
-            }),
+            Some(Msg::Heartbeat(h)) => heartbeat(u64::from(h.interval_ms)),
         }
     }
 }
