@@ -18,11 +18,21 @@ use std::net::{IpAddr, SocketAddr};
 use hyper::Request;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, ORIGIN};
 
-use super::Port;
 use crate::auth::{self, AdminAccess, AdminRefusal, AuthError, Identity, Token};
 use crate::config::Config;
 use crate::error::clip;
 use crate::shared::Shared;
+
+/// Where a request came in: which port, from which peer, at which local address.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Port {
+    /// Accepted on `--admin-listen`.
+    pub(super) admin_port: bool,
+    /// The peer's address.
+    pub(super) peer: Option<IpAddr>,
+    /// The address the connection was accepted on.
+    pub(super) local: Option<SocketAddr>,
+}
 
 /// Whether `request` may use an admin route.
 pub(super) fn admin<B>(

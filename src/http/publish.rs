@@ -16,7 +16,7 @@ use hyper::{Request, StatusCode};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{HttpResponse, json, refuse};
+use super::response::{HttpResponse, json, refuse};
 use crate::config::Role;
 use crate::encode::json::to_vec;
 use crate::error::ErrorCode;

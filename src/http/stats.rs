@@ -6,7 +6,7 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use super::counters::{self, Json, Value};
-use super::{HttpResponse, json};
+use super::response::{HttpResponse, json};
 use crate::auth::Identity;
 use crate::encode::json::{to_vec, write_tick};
 use crate::error::{ErrorCode, clip};

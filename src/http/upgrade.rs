@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
-use super::{HttpResponse, error_body, json};
+use super::response::{HttpResponse, error_body, json};
 use crate::encode::Encoding;
 use crate::error::ErrorCode;
 use crate::limits::IpSlot;
