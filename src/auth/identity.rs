@@ -4,9 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AuthError, Claims};
+use serde::Deserialize;
+
+use super::AuthError;
 use crate::error::clip;
 use crate::event::Key;
+
+/// The claims a token must carry (`iat` and `nbf` are optional; checked when present).
+#[derive(Deserialize)]
+pub(super) struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    allow: Option<Vec<String>>,
+}
 
 /// What a connection may read, and until when.
 #[derive(Debug, Clone, PartialEq)]
