@@ -16,8 +16,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::Wire;
-use super::ws_frame::{self, MAX_HEADER_LEN};
+use super::ws_frame::{self, MAX_HEADER_LEN, Wire};
 
 /// The pieces of one batch frame of `payloads` (in order) for the shared `wire`: the frame
 /// header, then each payload with what separates it from the next.

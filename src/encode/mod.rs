@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 pub use message::Message;
+pub use ws_frame::Wire;
 
 use crate::event::{Item, Key};
 use crate::tick::{Seq, Tick};
@@ -78,25 +79,6 @@ impl Encoding {
         match self {
             Self::Json | Self::Gzip => Wire::Json,
             Self::Protobuf => Wire::Protobuf,
-        }
-    }
-}
-
-/// A shared, pre-framed representation of a tick.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wire {
-    /// A JSON text frame (also the source of gzip frames).
-    Json,
-    /// A protobuf binary frame.
-    Protobuf,
-}
-
-impl Wire {
-    /// The opcode of its frames.
-    pub fn opcode(self) -> OpCode {
-        match self {
-            Self::Json => OpCode::Text,
-            Self::Protobuf => OpCode::Binary,
         }
     }
 }

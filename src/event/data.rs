@@ -21,7 +21,10 @@ pub fn check_data(data: &[u8], max_data: usize) -> Result<(), EventError> {
         });
     }
     if let Some(depth) = depth_beyond(data, MAX_EVENT_DEPTH) {
-        return Err(EventError::TooDeep { depth });
+        return Err(EventError::TooDeep {
+            depth,
+            limit: MAX_EVENT_DEPTH,
+        });
     }
     // Cold path (events, at most --max-event-bytes): a full parse decides it.
     serde_json::from_slice::<serde_json::Value>(data)
@@ -57,4 +60,3 @@ fn depth_beyond(json: &[u8], limit: usize) -> Option<usize> {
     }
     None
 }
-

@@ -1,6 +1,5 @@
 //! [`EventError`]: why bytes are not a valid event.
 
-use super::data::MAX_EVENT_DEPTH;
 use crate::error::ErrorCode;
 use crate::tick::TickError;
 
@@ -36,11 +35,13 @@ pub enum EventError {
     /// a lone surrogate escape).
     #[error("data: {0}")]
     Undecodable(String),
-    /// `data` nested deeper than [`MAX_EVENT_DEPTH`].
-    #[error("data nests arrays and objects {depth} levels deep, the limit is {MAX_EVENT_DEPTH}")]
+    /// `data` nested deeper than [`MAX_EVENT_DEPTH`](crate::event::MAX_EVENT_DEPTH).
+    #[error("data nests arrays and objects {depth} levels deep, the limit is {limit}")]
     TooDeep {
         /// How deep it nests (counted up to one past the limit).
         depth: usize,
+        /// The limit.
+        limit: usize,
     },
 }
 

@@ -33,7 +33,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(depth <= MAX_EVENT_DEPTH, "data {depth} deep accepted");
             private_name_rules(event);
         }
-        Err(EventError::TooDeep { depth: reported }) => {
+        Err(EventError::TooDeep {
+            depth: reported, ..
+        }) => {
             assert!(*reported > MAX_EVENT_DEPTH, "reported depth {reported}");
             // serde_json stops at 128 levels: deeper data is not a parse tree to measure.
             let raw: Value = serde_json::from_slice(data).unwrap_or(Value::Null);
