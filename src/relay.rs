@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::auth::{Auth, AuthConfigError, jwks};
 use crate::config::{Config, Role};
+use crate::ingest::Published;
 use crate::ingest::{self, Inbox};
 use crate::pipeline::Head;
 use crate::roles::{self, NatsThread};
@@ -29,6 +30,7 @@ use crate::shared::Shared;
 use control::{Listeners, control};
 pub use error::StartError;
 use sockets::Sockets;
+use tokio::sync::mpsc::Receiver;
 
 /// A running relay: its addresses and the means to stop it.
 #[derive(Debug)]
@@ -197,9 +199,7 @@ fn jwks_source(config: &Config) -> Result<Option<jwks::Source>, StartError> {
 }
 
 /// The relay-wide state (auth keys and TLS certificate loaded) and the sequencer's inbox.
-fn shared_state(
-    config: Config,
-) -> Result<(Shared, tokio::sync::mpsc::Receiver<crate::ingest::Published>), StartError> {
+fn shared_state(config: Config) -> Result<(Shared, Receiver<Published>), StartError> {
     let auth = Auth::from_config(&config)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key)?)),

@@ -64,9 +64,7 @@ async fn the_relay_refuses_a_poison_event_and_delivers_the_rest() {
         ..Config::for_tests()
     })
     .await;
-    let options = Options::new()
-        .channels(["news"])
-        .backoff(fast_backoff());
+    let options = Options::new().channels(["news"]).backoff(fast_backoff());
     let mut live = Client::connect(&relay.url(), options)
         .await
         .expect("connects");
