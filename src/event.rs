@@ -18,6 +18,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::book::{BookChannel, BookUpdate};
 use crate::error::ErrorCode;
 use crate::tick::{Seq, Symbol, Tick, TickError};
 
@@ -42,6 +43,17 @@ impl Channel {
     /// The channel's text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The channel of a book view (its name was validated when the view was named).
+    pub fn of_book(channel: &BookChannel) -> Self {
+        Self(channel.name().clone())
+    }
+
+    /// Whether the relay reserves the name for a stream it derives itself (books, bars, the
+    /// ticker): a client may subscribe to it, nobody may publish on it.
+    pub fn is_reserved(&self) -> bool {
+        RESERVED_PREFIXES.iter().any(|p| self.0.starts_with(p))
     }
 
     /// The user a private `user:<id>` channel belongs to; `None` for a public channel.
@@ -144,6 +156,9 @@ impl Event {
             }
         })?;
         let channel = Channel::parse(&raw.channel)?;
+        if channel.is_reserved() {
+            return Err(EventError::Reserved(channel.to_string()));
+        }
         let data = raw.data.ok_or(EventError::MissingData)?.get().as_bytes();
         if data.len() > max_data {
             return Err(EventError::TooLarge {
@@ -176,6 +191,12 @@ pub enum EventError {
     /// `user:` without an id.
     #[error("a user channel needs an id: user:<id>")]
     NoUserId,
+    /// A channel the relay derives itself (`book:`, `bars:`, `ticker:`): nobody publishes
+    /// on it.
+    #[error(
+        "`{0}` is reserved for a stream the relay derives (book:, bars:, ticker:); publish book updates as {{\"type\":\"book\",...}}"
+    )]
+    Reserved(String),
     /// No `data`.
     #[error("an event needs `data`")]
     MissingData,
@@ -196,6 +217,7 @@ impl EventError {
             Self::Json(_) => ErrorCode::BadJson,
             Self::UnknownField(_) => ErrorCode::UnknownField,
             Self::Channel(_) | Self::NoUserId => ErrorCode::InvalidChannel,
+            Self::Reserved(_) => ErrorCode::ReservedChannel,
             Self::MissingData => ErrorCode::MissingField,
             Self::TooLarge { .. } => ErrorCode::EventTooLarge,
         }
@@ -204,20 +226,23 @@ impl EventError {
     /// The field the error is about, when one is to blame.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Self::Channel(_) | Self::NoUserId => Some("channel"),
+            Self::Channel(_) | Self::NoUserId | Self::Reserved(_) => Some("channel"),
             Self::MissingData | Self::TooLarge { .. } => Some("data"),
             Self::Json(_) | Self::UnknownField(_) => None,
         }
     }
 }
 
-/// What the sequencer sequences: a tick or an event, one stream of sequenced items.
+/// What the sequencer sequences: a tick, an event or a book message, one stream of
+/// sequenced items.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// A market tick.
     Tick(Tick),
     /// A channel event.
     Event(Event),
+    /// A message of a book channel (or, seq 0, a publisher's book update).
+    Book(BookUpdate),
 }
 
 impl Item {
@@ -226,6 +251,7 @@ impl Item {
         match self {
             Self::Tick(t) => Key::Symbol(t.symbol.clone()),
             Self::Event(e) => Key::Channel(e.channel.clone()),
+            Self::Book(b) => Key::Channel(Channel::of_book(&b.channel)),
         }
     }
 
@@ -234,6 +260,7 @@ impl Item {
         match self {
             Self::Tick(t) => t.seq,
             Self::Event(e) => e.seq,
+            Self::Book(b) => b.seq,
         }
     }
 
@@ -242,6 +269,7 @@ impl Item {
         match self {
             Self::Tick(t) => t.seq = seq,
             Self::Event(e) => e.seq = seq,
+            Self::Book(b) => b.seq = seq,
         }
     }
 
@@ -250,6 +278,7 @@ impl Item {
         match self {
             Self::Tick(t) => t.recv_ns,
             Self::Event(e) => e.recv_ns,
+            Self::Book(b) => b.recv_ns,
         }
     }
 
@@ -263,6 +292,12 @@ impl Item {
                     e.ts_ns = recv_ns;
                 }
             }
+            Self::Book(b) => {
+                b.recv_ns = recv_ns;
+                if b.ts_ns == 0 {
+                    b.ts_ns = recv_ns;
+                }
+            }
         }
     }
 
@@ -270,7 +305,7 @@ impl Item {
     pub fn tick(&self) -> Option<&Tick> {
         match self {
             Self::Tick(t) => Some(t),
-            Self::Event(_) => None,
+            Self::Event(_) | Self::Book(_) => None,
         }
     }
 }
@@ -289,6 +324,10 @@ impl From<Event> for Item {
 
 /// The prefix of private per-user channels.
 pub const USER_PREFIX: &str = "user:";
+
+/// The channel prefixes the relay reserves for the streams it derives (one row each; the
+/// publish refusal and its message come from here).
+pub const RESERVED_PREFIXES: [&str; 3] = [crate::book::BOOK_PREFIX, "bars:", "ticker:"];
 
 #[cfg(test)]
 mod tests {

@@ -250,7 +250,8 @@ fn protobuf(frame: &[u8]) -> Result<Message, DecodeError> {
             | Msg::Authenticated(_)
             | Msg::Pong(_)
             | Msg::Heartbeat(_)
-            | Msg::Reset(_),
+            | Msg::Reset(_)
+            | Msg::Book(_),
         )
         | None => Message::Other,
     })

@@ -160,6 +160,7 @@ impl Frames {
                 match &self.item {
                     Item::Tick(tick) => json::write_tick(&mut payload, "tick", tick),
                     Item::Event(event) => json::write_event(&mut payload, "event", event),
+                    Item::Book(book) => json::write_book(&mut payload, book),
                 }
                 ws_frame::frame(OpCode::Text, &payload)
             }),
@@ -167,6 +168,7 @@ impl Frames {
                 let payload = match &self.item {
                     Item::Tick(tick) => protobuf::tick(tick),
                     Item::Event(event) => protobuf::event(event),
+                    Item::Book(book) => protobuf::book(book),
                 };
                 ws_frame::frame(OpCode::Binary, &payload)
             }),

@@ -1,9 +1,10 @@
 //! One sequenced item as a stream message, and back: the NATS side's wire contract.
 //!
 //! A tick's payload is the protobuf `Tick` (with `seq` and `recv_ns`), an event's the
-//! protobuf `Event`; the subject names the key ([`Subjects`]). Headers: `Tickrelay-Epoch`
-//! (the history the seq belongs to), `Tickrelay-Recv-Ns` (events: the proto has no field
-//! for it), and `Nats-Msg-Id` (`<epoch>:<subject>:<seq>`), which makes a retried publish
+//! protobuf `Event`, a book update's or checkpoint's the protobuf `Book` of its full-depth
+//! channel; the subject names the key ([`Subjects`]). Headers: `Tickrelay-Epoch`
+//! (the history the seq belongs to), `Tickrelay-Recv-Ns` (events and books: their protos
+//! have no field for it), and `Nats-Msg-Id` (`<epoch>:<subject>:<seq>`), which makes a retried publish
 //! a duplicate the stream stores once.
 //!
 //! [`decode`] is the only validation point for what an edge reads from NATS: a message that
@@ -14,8 +15,9 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use prost::Message as _;
 
-use super::subject::{SubjectError, Subjects};
-use crate::encode::protobuf::{event_message, tick_message};
+use super::subject::{Carries, SubjectError, Subjects};
+use crate::book::{BookKind, BookUpdate, Depth, Level, input};
+use crate::encode::protobuf::{book_message, event_message, tick_message};
 use crate::event::{Event, Item, Key};
 use crate::ingest::DecodeError;
 use crate::ingest::protobuf::validate;
@@ -75,10 +77,21 @@ pub enum WireError {
     Unsequenced,
 }
 
+/// Whether `item` goes into the stream: everything but a book's views at a depth (every
+/// relay derives those from the full-depth updates).
+pub fn published(item: &Item) -> bool {
+    !matches!(item, Item::Book(book) if book.channel.depth() != Depth::Full)
+}
+
 /// `item` (sequenced, of history `epoch`) as a message for the stream.
 pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
     let key = item.key();
-    let subject = subjects.of(&key);
+    let subject = match item {
+        Item::Book(book) if book.kind == BookKind::Checkpoint => {
+            subjects.checkpoints(book.channel.symbol())
+        }
+        _ => subjects.of(&key),
+    };
     let mut headers = HeaderMap::new();
     headers.insert(EPOCH, epoch.to_string().as_str());
     headers.insert(
@@ -90,6 +103,10 @@ pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
         Item::Event(event) => {
             headers.insert(RECV_NS, event.recv_ns.to_string().as_str());
             event_message(event).encode_to_vec()
+        }
+        Item::Book(book) => {
+            headers.insert(RECV_NS, book.recv_ns.to_string().as_str());
+            book_message(book).encode_to_vec()
         }
     };
     Outgoing {
@@ -106,7 +123,7 @@ pub fn decode(
     headers: Option<&HeaderMap>,
     payload: &[u8],
 ) -> Result<Incoming, WireError> {
-    let key = subjects.key(subject)?;
+    let (carries, key) = subjects.parse(subject)?;
     let number = |name: &str| {
         headers
             .and_then(|h| h.get(name))
@@ -126,6 +143,16 @@ pub fn decode(
             tick.seq = Seq(seq);
             tick.recv_ns = recv_ns;
             Item::Tick(tick)
+        }
+        Key::Channel(channel)
+            if matches!(carries, Carries::BookUpdates | Carries::BookCheckpoints) =>
+        {
+            let message = proto::Book::decode(payload).map_err(bad)?;
+            if message.channel != channel.as_str() {
+                return Err(mismatch(&message.channel, &key));
+            }
+            let recv_ns = number(RECV_NS).ok_or(WireError::RecvNs)?;
+            Item::Book(book(message, carries == Carries::BookCheckpoints, recv_ns)?)
         }
         Key::Channel(channel) => {
             let message = proto::Event::decode(payload).map_err(bad)?;
@@ -147,6 +174,37 @@ pub fn decode(
         return Err(WireError::Unsequenced);
     }
     Ok(Incoming { item, epoch })
+}
+
+/// A book message of the stream, its levels validated like a publisher's.
+fn book(message: proto::Book, checkpoint: bool, recv_ns: u64) -> Result<BookUpdate, WireError> {
+    let levels = |side: &str, list: &[proto::BookLevel]| -> Result<Vec<Level>, WireError> {
+        list.iter()
+            .map(|l| {
+                input::level(&l.price, &l.size)
+                    .map_err(|e| WireError::Payload(format!("{side}: {e}")))
+            })
+            .collect()
+    };
+    let symbol = crate::book::channel::symbol_of(&message.channel)
+        .and_then(|s| crate::tick::Symbol::parse(s).ok())
+        .ok_or_else(|| WireError::Payload(format!("book channel `{}`", message.channel)))?;
+    let kind = match (checkpoint, message.snapshot) {
+        (true, _) => BookKind::Checkpoint,
+        (false, true) => BookKind::Snapshot,
+        (false, false) => BookKind::Delta,
+    };
+    let mut update = BookUpdate::input(
+        crate::book::BookChannel::full(symbol),
+        kind,
+        levels("bids", &message.bids)?,
+        levels("asks", &message.asks)?,
+        message.ts_ns,
+    );
+    update.seq = Seq(message.seq);
+    update.checksum = message.checksum;
+    update.recv_ns = recv_ns;
+    Ok(update)
 }
 
 fn mismatch(payload: &str, subject: &Key) -> WireError {
