@@ -251,7 +251,14 @@ fn sequencer(
         shared.config.max_symbols,
     );
     sequencer.continue_from(newest);
-    if shared.config.scale.role == Role::Edge {
+    let config = &shared.config;
+    let publishing = config.scale.nats.is_some() && config.scale.role != Role::Edge;
+    let cadence = publishing.then_some(crate::sequencer::Cadence {
+        updates: config.book.book_checkpoint_updates,
+        interval: config.book.book_checkpoint_interval,
+    });
+    sequencer = sequencer.books(&config.book, cadence);
+    if config.scale.role == Role::Edge {
         sequencer = sequencer.following();
     }
     sequencer

@@ -10,22 +10,27 @@
 //! order. Each shard sees every item in seq order, so it keeps its own last value per key and
 //! serves snapshots and `/price` from it without sharing a map across threads.
 
+pub mod books;
 pub mod interest;
 pub mod queue;
 pub mod record;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::book::BookUpdate;
+use crate::config::BookConfig;
 use crate::encode::{Frames, Wire};
 use crate::error::ErrorCode;
 use crate::event::{Item, Key};
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 use crate::tick::Seq;
+pub use books::{Books, Cadence};
 pub use interest::Interest;
 use interest::SymbolInterest;
 pub use queue::{Batch, TickQueue, TickSender, tick_queue};
@@ -47,6 +52,11 @@ pub struct Sequencer {
     max_symbols: usize,
     /// Follow mode (an edge): items arrive sequenced from the stream and keep their seq.
     follow: bool,
+    /// The order books and the messages their updates become.
+    books: Books,
+    /// Items to hand on before the first batch (checkpoints of books restored from the
+    /// stream, so the shards' copies start from them).
+    pending: Vec<Arc<Frames>>,
 }
 
 impl Sequencer {
@@ -57,6 +67,7 @@ impl Sequencer {
         metrics: Arc<Metrics>,
         max_symbols: usize,
     ) -> Self {
+        let books = Books::new(&BookConfig::default(), interest.clone(), metrics.clone());
         Self {
             symbols: HashMap::new(),
             shards,
@@ -64,7 +75,25 @@ impl Sequencer {
             metrics,
             max_symbols,
             follow: false,
+            books,
+            pending: Vec::new(),
         }
+    }
+
+    /// Keeps books with `config`'s depths and limits; `cadence`: checkpoints them into the
+    /// stream at that cadence (a sequencer with `--nats`).
+    pub fn books(mut self, config: &BookConfig, cadence: Option<Cadence>) -> Self {
+        self.books = Books::new(config, self.interest.clone(), self.metrics.clone());
+        if let Some(cadence) = cadence {
+            self.books.checkpoint(cadence);
+        }
+        self
+    }
+
+    /// Rebuilds books from the stream (a restarted sequencer): each book's newest
+    /// checkpoint, as a snapshot, then the updates after it; the seqs continue from them.
+    pub fn restore_books(&mut self, updates: Vec<BookUpdate>) {
+        self.books.restore(updates, &mut self.pending);
     }
 
     /// An edge's sequencer: items come from the stream already sequenced. It keeps their
@@ -94,12 +123,23 @@ impl Sequencer {
     /// Sequences batches until the inbox closes or shutdown, then drains what is queued and
     /// closes the shard queues (which tells the shards no more ticks will come).
     pub async fn run(mut self, mut inbox: mpsc::Receiver<Vec<Item>>, shutdown: Shutdown) {
+        let restored = std::mem::take(&mut self.pending);
+        self.hand_on(restored).await;
+        let mut timer = tokio::time::interval(CHECKPOINT_CHECK);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let batch = tokio::select! {
                 // Ticks first: a batch already accepted is always sequenced and delivered.
                 biased;
                 batch = inbox.recv() => batch,
                 () = shutdown.wait() => None,
+                // The one timer: checkpoints of books that changed and have waited long enough.
+                _ = timer.tick() => {
+                    let mut due = Vec::new();
+                    self.books.due_checkpoints(Instant::now(), &mut due);
+                    self.hand_on(due).await;
+                    continue;
+                }
             };
             let Some(batch) = batch else { break };
             let mut ticks = batch;
@@ -121,14 +161,30 @@ impl Sequencer {
 
     /// Sequences, encodes and hands on one batch (waiting while a shard queue is full).
     pub async fn sequence(&mut self, ticks: Vec<Item>) {
-        let batch: Batch = ticks
-            .into_iter()
-            .filter_map(|tick| self.prepare(tick))
-            .map(Arc::new)
-            .collect();
-        if batch.is_empty() {
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(ticks.len());
+        for item in ticks {
+            match item {
+                Item::Book(update) => {
+                    let room = self.symbols.len() + self.books.len() < self.max_symbols;
+                    if self.follow {
+                        self.books.follow(update, room, &mut out);
+                    } else {
+                        self.books.sequence(update, room, now, &mut out);
+                    }
+                }
+                other => out.extend(self.prepare(other).map(Arc::new)),
+            }
+        }
+        self.hand_on(out).await;
+    }
+
+    /// Hands every shard (and the other consumers) the same batch.
+    async fn hand_on(&self, items: Vec<Arc<Frames>>) {
+        if items.is_empty() {
             return;
         }
+        let batch: Batch = items.into();
         for shard in &self.shards {
             shard.deliver(batch.clone()).await;
         }
@@ -136,11 +192,11 @@ impl Sequencer {
     }
 
     /// Assigns the item its seq and pre-encodes it; `None` if it is a new key beyond
-    /// `--max-symbols` (symbols and channels together; counted as `symbol_limit`).
+    /// `--max-symbols` (symbols, channels and books together; counted as `symbol_limit`).
     fn prepare(&mut self, mut item: Item) -> Option<Frames> {
         let key = item.key();
         let known = self.symbols.contains_key(&key);
-        if !known && self.symbols.len() >= self.max_symbols {
+        if !known && self.symbols.len() + self.books.len() >= self.max_symbols {
             self.metrics.count_error(ErrorCode::SymbolLimit);
             warn!(
                 key = key.as_str(),
@@ -184,6 +240,9 @@ impl Sequencer {
 
 /// Most ticks coalesced into one shard hand-off.
 const MAX_BATCH: usize = 4096;
+/// How often the timer looks for book checkpoints that are due (`--book-checkpoint-interval`
+/// is met within this).
+const CHECKPOINT_CHECK: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,463 @@
+//! [`Books`]: the sequencer's order books, one per symbol, and the messages each applied
+//! update becomes.
+//!
+//! Receives publishers' book updates (seq 0) from [`Sequencer::prepare`](super::Sequencer),
+//! applies each to its book ([`Book::apply`]: a delta before any snapshot, a crossed result
+//! or a side past `--book-max-levels` is refused, answered to its publisher through its
+//! [`Origin`](crate::book::Origin), counted, and the book stays as it was), gives it the
+//! book's next seq, and hands on one [`Frames`] per view: `book:SYMBOL:DEPTH` for each
+//! `--book-depths` depth (the changes within the top DEPTH, [`views::diff`]) and
+//! `book:SYMBOL` (every change), each with its own checksum and the same seq. With a stream
+//! to feed (`--nats`), a [`BookKind::Checkpoint`] of the whole book follows every
+//! `--book-checkpoint-updates` updates or `--book-checkpoint-interval`.
+//!
+//! An edge's (or a restarting sequencer's) books follow the stream instead
+//! ([`Books::follow`]): they take the seqs as published, apply each full-depth update,
+//! check the checksum it carries, and derive the same views. A missed update leaves the book
+//! broken (nothing is sent for it) until a whole book (a snapshot or checkpoint) arrives.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use super::interest::{Interest, SymbolInterest};
+use crate::book::{
+    Book, BookChannel, BookError, BookKind, BookUpdate, Changes, Depth, Level, Side, views,
+};
+use crate::config::BookConfig;
+use crate::encode::{Frames, Wire};
+use crate::error::ErrorCode;
+use crate::event::{Channel, Item, Key};
+use crate::metrics::{self, Metrics};
+use crate::tick::{Seq, Symbol};
+
+/// Every book the sequencer keeps, and how their updates become messages.
+#[derive(Debug)]
+pub struct Books {
+    books: HashMap<Symbol, BookState>,
+    /// `--book-depths`, ascending.
+    depths: Vec<u32>,
+    max_levels: usize,
+    /// When to checkpoint (`None`: no stream to feed).
+    cadence: Option<Cadence>,
+    interest: Arc<Interest>,
+    metrics: Arc<Metrics>,
+    /// The top levels before an update, per side (reused: no allocation per update).
+    before: (Vec<Level>, Vec<Level>),
+}
+
+/// How often a book's whole state goes into the stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    /// After this many updates.
+    pub updates: u32,
+    /// Or, for a book that changed, after this long.
+    pub interval: Duration,
+}
+
+#[derive(Debug)]
+struct BookState {
+    book: Book,
+    seq: Seq,
+    /// Following: an update was missed; nothing is sent until a whole book comes.
+    broken: bool,
+    /// One per `--book-depths` depth, ascending, then the full book.
+    views: Vec<View>,
+    since_checkpoint: u32,
+    checkpointed_at: Instant,
+}
+
+#[derive(Debug)]
+struct View {
+    channel: BookChannel,
+    interest: Arc<SymbolInterest>,
+}
+
+impl Books {
+    /// No books yet; views at `config`'s depths.
+    pub fn new(config: &BookConfig, interest: Arc<Interest>, metrics: Arc<Metrics>) -> Self {
+        let mut depths = config.book_depths.clone();
+        depths.sort_unstable();
+        depths.dedup();
+        Self {
+            books: HashMap::new(),
+            depths,
+            max_levels: config.book_max_levels,
+            cadence: None,
+            interest,
+            metrics,
+            before: (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// Checkpoints every book at `cadence` (a sequencer feeding the stream).
+    pub fn checkpoint(&mut self, cadence: Cadence) {
+        self.cadence = Some(cadence);
+    }
+
+    /// How many books there are.
+    pub fn len(&self) -> usize {
+        self.books.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.books.is_empty()
+    }
+
+    /// Applies a publisher's update and appends its messages to `out`; a refused one is
+    /// answered, counted and changes nothing. `room`: a new book may be started (the
+    /// `--max-symbols` limit).
+    pub fn sequence(
+        &mut self,
+        mut update: BookUpdate,
+        room: bool,
+        now: Instant,
+        out: &mut Vec<Arc<Frames>>,
+    ) {
+        let origin = update.origin.take();
+        let result = match update.kind {
+            BookKind::Snapshot => self.lead_snapshot(update, room, now, out),
+            BookKind::Delta => self.lead_delta(update, now, out),
+            // Publishers cannot send one (no parser makes it); nothing to apply.
+            BookKind::Checkpoint => Ok(()),
+        };
+        if let Err(error) = result {
+            self.metrics.count_error(error.code());
+            debug!(code = error.code().as_str(), %error, "book update refused");
+            if let Some(origin) = origin {
+                origin.reject(error);
+            }
+        }
+    }
+
+    /// Applies an update read from the stream (seq as published) and appends its messages.
+    pub fn follow(&mut self, update: BookUpdate, room: bool, out: &mut Vec<Arc<Frames>>) {
+        let symbol = update.channel.symbol().clone();
+        let state = self.books.get(&symbol);
+        let whole = update.kind != BookKind::Delta;
+        match state {
+            // A steady book takes no checkpoint: its updates are on their way.
+            Some(s) if !s.broken && update.kind == BookKind::Checkpoint => {}
+            Some(s) if !s.broken && update.seq <= s.seq => {
+                metrics::add(&self.metrics.nats.duplicates, 1);
+            }
+            _ if whole => self.follow_whole(symbol, update, room, out),
+            // Nothing to apply a delta to until a whole book comes.
+            None => {}
+            Some(s) if s.broken => {}
+            Some(s) if update.seq > s.seq.next() => {
+                metrics::add(&self.metrics.nats.gaps, update.seq.0 - s.seq.next().0);
+                warn!(
+                    symbol = symbol.as_str(),
+                    from = s.seq.next().0,
+                    to = update.seq.0 - 1,
+                    "book updates missing from the stream; the book waits for a checkpoint"
+                );
+                self.books.get_mut(&symbol).expect("matched above").broken = true;
+            }
+            Some(_) => self.follow_delta(symbol, update, out),
+        }
+    }
+
+    /// Appends a checkpoint of every book that changed since its last and whose interval
+    /// has passed (the sequencer's timer).
+    pub fn due_checkpoints(&mut self, now: Instant, out: &mut Vec<Arc<Frames>>) {
+        let Some(cadence) = self.cadence else { return };
+        for state in self.books.values_mut() {
+            if state.since_checkpoint > 0
+                && now.duration_since(state.checkpointed_at) >= cadence.interval
+            {
+                push_checkpoint(state, now, out);
+            }
+        }
+    }
+
+    /// Rebuilds books from the stream (a restarted sequencer: each book's newest checkpoint
+    /// as a snapshot, then the updates after it) and appends a checkpoint of each, so the
+    /// shards' copies start from it.
+    pub fn restore(&mut self, updates: Vec<BookUpdate>, out: &mut Vec<Arc<Frames>>) {
+        let mut ignored = Vec::new();
+        for update in updates {
+            self.follow(update, true, &mut ignored);
+        }
+        let now = Instant::now();
+        for state in self.books.values_mut().filter(|s| !s.broken) {
+            push_checkpoint(state, now, out);
+        }
+    }
+
+    fn lead_snapshot(
+        &mut self,
+        update: BookUpdate,
+        room: bool,
+        now: Instant,
+        out: &mut Vec<Arc<Frames>>,
+    ) -> Result<(), BookError> {
+        let book = Book::from_levels(&update.bids, &update.asks, self.max_levels)?;
+        let symbol = update.channel.symbol().clone();
+        // A snapshot is rare beside deltas: a refcount for the borrow is nothing.
+        let interest = self.interest.clone();
+        let Some(state) = self.state(symbol, room, now) else {
+            return Ok(());
+        };
+        state.book = book;
+        state.seq = state.seq.next();
+        emit_snapshots(&interest, state, &update, out);
+        self.count_update(update.channel.symbol(), now, out);
+        Ok(())
+    }
+
+    fn lead_delta(
+        &mut self,
+        update: BookUpdate,
+        now: Instant,
+        out: &mut Vec<Arc<Frames>>,
+    ) -> Result<(), BookError> {
+        let symbol = update.channel.symbol();
+        let state = self
+            .books
+            .get_mut(symbol)
+            .ok_or_else(|| BookError::NoSnapshot(symbol.as_str().to_owned()))?;
+        let deepest = self.depths.last().map_or(0, |d| *d as usize);
+        remember_top(&state.book, deepest, &mut self.before);
+        let changes = state
+            .book
+            .apply(&update.bids, &update.asks, self.max_levels)?;
+        state.seq = state.seq.next();
+        emit_deltas(
+            &self.interest,
+            state,
+            &changes,
+            (&self.before, deepest),
+            &update,
+            out,
+        );
+        self.count_update(update.channel.symbol(), now, out);
+        Ok(())
+    }
+
+    fn follow_whole(
+        &mut self,
+        symbol: Symbol,
+        update: BookUpdate,
+        room: bool,
+        out: &mut Vec<Arc<Frames>>,
+    ) {
+        let Ok(book) = Book::from_levels(&update.bids, &update.asks, usize::MAX) else {
+            return self.bad_stream_book(&symbol, "a crossed book");
+        };
+        if book.checksum(usize::MAX) != update.checksum {
+            return self.bad_stream_book(&symbol, "a checksum that is not its levels'");
+        }
+        let interest = self.interest.clone();
+        let Some(state) = self.state(symbol, room, Instant::now()) else {
+            return;
+        };
+        state.book = book;
+        state.seq = update.seq;
+        state.broken = false;
+        emit_snapshots(&interest, state, &update, out);
+    }
+
+    fn follow_delta(&mut self, symbol: Symbol, update: BookUpdate, out: &mut Vec<Arc<Frames>>) {
+        let deepest = self.depths.last().map_or(0, |d| *d as usize);
+        let state = self.books.get_mut(&symbol).expect("the caller found it");
+        remember_top(&state.book, deepest, &mut self.before);
+        state.book.set_levels(&update.bids, &update.asks);
+        state.seq = update.seq;
+        if state.book.checksum(usize::MAX) != update.checksum {
+            state.broken = true;
+            return self
+                .bad_stream_book(&symbol, "a checksum that does not match the rebuilt book");
+        }
+        let changes = Changes {
+            bids: update.bids.clone(),
+            asks: update.asks.clone(),
+        };
+        emit_deltas(
+            &self.interest,
+            state,
+            &changes,
+            (&self.before, deepest),
+            &update,
+            out,
+        );
+    }
+
+    fn bad_stream_book(&self, symbol: &Symbol, what: &str) {
+        self.metrics.count_error(ErrorCode::BadNatsMessage);
+        warn!(
+            symbol = symbol.as_str(),
+            "book message from the stream with {what}; skipped"
+        );
+    }
+
+    /// The state of `symbol`'s book, started empty if `room` allows.
+    fn state(&mut self, symbol: Symbol, room: bool, now: Instant) -> Option<&mut BookState> {
+        match self.books.entry(symbol) {
+            Entry::Occupied(slot) => Some(slot.into_mut()),
+            Entry::Vacant(slot) if room => {
+                let views = self
+                    .depths
+                    .iter()
+                    .map(|d| Depth::Top(*d))
+                    .chain([Depth::Full])
+                    .map(|depth| {
+                        let channel = BookChannel::new(slot.key().clone(), depth);
+                        let key = Key::Channel(Channel::of_book(&channel));
+                        View {
+                            interest: self.interest.entry(&key),
+                            channel,
+                        }
+                    })
+                    .collect();
+                Some(slot.insert(BookState {
+                    book: Book::new(),
+                    seq: Seq(0),
+                    broken: false,
+                    views,
+                    since_checkpoint: 0,
+                    checkpointed_at: now,
+                }))
+            }
+            Entry::Vacant(slot) => {
+                self.metrics.count_error(ErrorCode::SymbolLimit);
+                warn!(
+                    symbol = slot.key().as_str(),
+                    "book of a new symbol refused: --max-symbols reached"
+                );
+                None
+            }
+        }
+    }
+
+    /// Counts an applied update towards the next checkpoint, and appends it when due.
+    fn count_update(&mut self, symbol: &Symbol, now: Instant, out: &mut Vec<Arc<Frames>>) {
+        let Some(cadence) = self.cadence else { return };
+        let state = self.books.get_mut(symbol).expect("just updated");
+        state.since_checkpoint += 1;
+        if state.since_checkpoint >= cadence.updates {
+            push_checkpoint(state, now, out);
+        }
+    }
+}
+
+/// Records the top `depth` levels of each side before an update.
+fn remember_top(book: &Book, depth: usize, before: &mut (Vec<Level>, Vec<Level>)) {
+    before.0.clear();
+    before.0.extend(book.levels(Side::Bids, depth));
+    before.1.clear();
+    before.1.extend(book.levels(Side::Asks, depth));
+}
+
+/// Appends a snapshot of every view (a book started or replaced).
+fn emit_snapshots(
+    interest: &Interest,
+    state: &BookState,
+    source: &BookUpdate,
+    out: &mut Vec<Arc<Frames>>,
+) {
+    for view in &state.views {
+        let depth = view.channel.depth().levels();
+        let top = state.book.top(depth);
+        let message = message(view, state, BookKind::Snapshot, top, source);
+        push(interest, view, message, out);
+    }
+}
+
+/// Appends every view's delta: the changes within its depth (a level leaving the top N with
+/// the one entering it), every change for the full book.
+fn emit_deltas(
+    interest: &Interest,
+    state: &BookState,
+    changes: &Changes,
+    (before, deepest): (&(Vec<Level>, Vec<Level>), usize),
+    source: &BookUpdate,
+    out: &mut Vec<Arc<Frames>>,
+) {
+    let after_bids: Vec<Level> = state.book.levels(Side::Bids, deepest).collect();
+    let after_asks: Vec<Level> = state.book.levels(Side::Asks, deepest).collect();
+    for view in &state.views {
+        let changed = match view.channel.depth() {
+            Depth::Full => changes.clone(),
+            Depth::Top(n) => {
+                let n = n as usize;
+                let mut within = Changes::default();
+                let cut = |levels: &[Level]| levels.len().min(n);
+                views::diff(
+                    Side::Bids,
+                    &before.0[..cut(&before.0)],
+                    &after_bids[..cut(&after_bids)],
+                    &mut within.bids,
+                );
+                views::diff(
+                    Side::Asks,
+                    &before.1[..cut(&before.1)],
+                    &after_asks[..cut(&after_asks)],
+                    &mut within.asks,
+                );
+                within
+            }
+        };
+        let message = message(view, state, BookKind::Delta, changed, source);
+        push(interest, view, message, out);
+    }
+}
+
+fn message(
+    view: &View,
+    state: &BookState,
+    kind: BookKind,
+    levels: Changes,
+    source: &BookUpdate,
+) -> BookUpdate {
+    BookUpdate {
+        channel: view.channel.clone(),
+        seq: state.seq,
+        kind,
+        bids: levels.bids,
+        asks: levels.asks,
+        checksum: state.book.checksum(view.channel.depth().levels()),
+        ts_ns: source.ts_ns,
+        recv_ns: source.recv_ns,
+        from_seq: None,
+        origin: None,
+    }
+}
+
+/// Wraps a view's message and encodes it into the encodings its subscribers use.
+fn push(interest: &Interest, view: &View, message: BookUpdate, out: &mut Vec<Arc<Frames>>) {
+    let frames = Frames::of(Item::Book(message));
+    for wire in [Wire::Json, Wire::Protobuf] {
+        if interest.wants(&view.interest, false, wire) {
+            frames.frame(wire);
+        }
+    }
+    out.push(Arc::new(frames));
+}
+
+/// Appends a checkpoint of the whole book (for the stream and the shards' copies; no client
+/// receives it, so it is not encoded here).
+fn push_checkpoint(state: &mut BookState, now: Instant, out: &mut Vec<Arc<Frames>>) {
+    let full = state.views.last().expect("every book has its full view");
+    let top = state.book.top(usize::MAX);
+    let checkpoint = BookUpdate {
+        channel: full.channel.clone(),
+        seq: state.seq,
+        kind: BookKind::Checkpoint,
+        bids: top.bids,
+        asks: top.asks,
+        checksum: state.book.checksum(usize::MAX),
+        ts_ns: crate::tick::now_ns(),
+        recv_ns: crate::tick::now_ns(),
+        from_seq: None,
+        origin: None,
+    };
+    out.push(Arc::new(Frames::of(Item::Book(checkpoint))));
+    state.since_checkpoint = 0;
+    state.checkpointed_at = now;
+}
