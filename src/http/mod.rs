@@ -1,7 +1,8 @@
 //! HTTP on the WebSocket port, served by hyper on the shard that accepted the connection.
 //!
 //! Routes ([`ROUTES`]): `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
-//! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`,
+//! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`,
+//! `GET /book/{symbol}?depth=N`, `POST /api/publish`,
 //! `POST /api/events`, `GET /api/sessions`, `DELETE /api/sessions/{id}`, `GET /` and
 //! `GET /dashboard.js` (the operator dashboard, [`assets`]), `GET /tickrelay.js` (the
 //! JavaScript client the dashboard imports). Every error
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod assets;
+pub mod book;
 pub mod counters;
 pub mod prometheus;
 pub mod publish;
@@ -186,6 +188,13 @@ async fn route(
                 &message,
             ),
         },
+        Route::Book => {
+            let symbol = &path["/book/".len()..];
+            match book::book(&core.borrow(), symbol, request.uri().query()) {
+                Ok(response) => response,
+                Err((code, message)) => refuse(&shared, code.http_status(), code, &message),
+            }
+        }
         Route::Publish => publish::publish(&shared, request).await,
         Route::Events => publish::events(&shared, request).await,
         Route::Sessions => admin::sessions(&shared).await,
@@ -210,7 +219,7 @@ async fn route(
     Ok(response)
 }
 
-/// Every route: its path (a prefix for `/price/`) and method, written once.
+/// Every route: its path (a prefix for `/price/` and `/book/`) and method, written once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     /// `GET /ws`: the WebSocket feed.
@@ -229,6 +238,8 @@ pub enum Route {
     Symbols,
     /// `GET /price/{symbol}`.
     Price,
+    /// `GET /book/{symbol}?depth=N`: a book's top levels.
+    Book,
     /// `POST /api/publish`.
     Publish,
     /// `POST /api/events`.
@@ -247,7 +258,7 @@ pub enum Route {
     Favicon,
 }
 
-/// Every route with its path; `/price/` matches as a prefix.
+/// Every route with its path; `/price/` and `/book/` match as a prefix.
 pub const ROUTES: &[(Route, &str)] = &[
     (Route::Ws, "/ws"),
     (Route::Echo, "/echo"),
@@ -257,6 +268,7 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::Metrics, "/metrics"),
     (Route::Symbols, "/symbols"),
     (Route::Price, "/price/"),
+    (Route::Book, "/book/"),
     (Route::Publish, "/api/publish"),
     (Route::Events, "/api/events"),
     (Route::Sessions, "/api/sessions"),
@@ -271,7 +283,7 @@ impl Route {
     /// The route serving `path`, if any (`/echo` only when `echo` is on).
     pub fn find(path: &str, echo: bool) -> Option<Self> {
         let (route, _) = ROUTES.iter().find(|(route, route_path)| match route {
-            Self::Price | Self::CloseSession => path.starts_with(route_path),
+            Self::Price | Self::Book | Self::CloseSession => path.starts_with(route_path),
             _ => path == *route_path,
         })?;
         (*route != Self::Echo || echo).then_some(*route)
@@ -290,6 +302,7 @@ impl Route {
             | Self::Metrics
             | Self::Symbols
             | Self::Price
+            | Self::Book
             | Self::Sessions
             | Self::Dashboard
             | Self::DashboardJs

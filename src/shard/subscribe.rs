@@ -4,10 +4,13 @@
 
 use std::time::Instant;
 
+use super::books::{self, BookCopies};
+use super::feed::Feed;
 use super::ring::{Ring, Since};
 use super::{Added, SessionKey, ShardCore};
 use crate::encode::Message;
 use crate::event::Key;
+use crate::metrics::ShardMetrics;
 use crate::tick::Seq;
 
 impl ShardCore {
@@ -105,9 +108,16 @@ impl ShardCore {
                 feed.send(&Message::Snapshot(frames.item()), now);
             }
         }
-        let known = added.keys.iter().filter_map(|s| self.rings.get(s));
-        for frames in known.filter_map(Ring::last) {
-            feed.send(&Message::Snapshot(frames.item()), now);
+        let depths = &self.shared.config.book.book_depths;
+        for key in &added.keys {
+            // A book's snapshot is the book (the shard's copy), not its last delta.
+            if let Some(channel) = books::channel_of(key, depths) {
+                if let Some(snapshot) = self.books.snapshot(&channel) {
+                    feed.send(&Message::Book(&snapshot), now);
+                }
+            } else if let Some(frames) = self.rings.get(key).and_then(Ring::last) {
+                feed.send(&Message::Snapshot(frames.item()), now);
+            }
         }
     }
 
@@ -131,6 +141,7 @@ impl ShardCore {
         let current = self.shared.epoch;
         let depth = self.replay_depth();
         let metrics = self.shared.metrics.shard(self.id);
+        let depths = &self.shared.config.book.book_depths;
         let feed = &mut self.clients[key].feed;
         if epoch.is_some_and(|e| e != current) {
             for (symbol, _) in positions {
@@ -141,13 +152,23 @@ impl ShardCore {
                     },
                     now,
                 );
-                if let Some(last) = self.rings.get(symbol).and_then(Ring::last) {
+                if let Some(channel) = books::channel_of(symbol, depths) {
+                    if let Some(snapshot) = self.books.snapshot(&channel) {
+                        feed.send(&Message::Book(&snapshot), now);
+                    }
+                } else if let Some(last) = self.rings.get(symbol).and_then(Ring::last) {
                     feed.send(&Message::Snapshot(last.item()), now);
                 }
             }
             return;
         }
         for (symbol, seq) in positions {
+            if let Some(channel) = books::channel_of(symbol, depths) {
+                let ring = self.rings.get(symbol);
+                let book = (&self.books, &channel);
+                resume_book(feed, book, (symbol, *seq), ring, depth, metrics, now);
+                continue;
+            }
             match self
                 .rings
                 .get(symbol)
@@ -188,4 +209,42 @@ impl ShardCore {
             self.shared.interest.remove(symbol, encoding);
         }
     }
+}
+
+/// Resumes a book channel after `seq`: the messages after it from the ring when it still
+/// holds them, else the book itself (the shard's copy) as a snapshot, after a `gap` naming
+/// the seqs it stands for.
+fn resume_book(
+    feed: &mut Feed,
+    (copies, channel): (&BookCopies, &crate::book::BookChannel),
+    (key, seq): (&Key, Seq),
+    ring: Option<&Ring>,
+    depth: usize,
+    metrics: &ShardMetrics,
+    now: Instant,
+) {
+    if let Some(Since::Ticks(messages)) = ring.and_then(|r| r.since_within(seq, depth)) {
+        for frames in messages {
+            feed.push_tick(frames, now, metrics);
+        }
+        return;
+    }
+    let Some(snapshot) = copies.snapshot(channel) else {
+        return;
+    };
+    if seq == snapshot.seq {
+        return;
+    }
+    if seq.next() < snapshot.seq {
+        let to = Seq(snapshot.seq.0 - 1);
+        feed.send(
+            &Message::Gap {
+                key,
+                from: seq.next(),
+                to,
+            },
+            now,
+        );
+    }
+    feed.send(&Message::Book(&snapshot), now);
 }
