@@ -5,7 +5,10 @@
 //! is read, so a fast publisher is slowed by TCP backpressure instead of losing ticks. A bad
 //! tick is answered on the connection with
 //! `{"type":"error","line":N,"code":"...","message":"..."}\n`, counted and skipped; a
-//! connection cut mid-message loses only that partial message.
+//! connection cut mid-message loses only that partial message. A book update only its book
+//! can refuse (a delta before any snapshot, a crossed result) is refused by the sequencer,
+//! which sends the refusal back to the connection (`Origin`): the same error line, a moment
+//! later.
 
 use std::sync::Arc;
 
@@ -13,10 +16,12 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::ndjson::LineDecoder;
 use super::{DecodeError, Inbox, protobuf};
+use crate::book::{Origin, Rejection};
 use crate::error::ErrorCode;
 use crate::event::Item;
 use crate::metrics::{self, Metrics};
@@ -96,7 +101,10 @@ impl Connection {
         metrics::add(&self.metrics.ingest_connections_total, 1);
         let _ = stream.set_nodelay(true);
         let (mut read, write) = stream.into_split();
-        let mut decoder = Decoder::new(self.format, self.max_message).event_limit(self.max_event);
+        let (replies, mut refusals) = mpsc::channel(REFUSALS_QUEUED);
+        let mut decoder = Decoder::new(self.format, self.max_message)
+            .event_limit(self.max_event)
+            .replies(replies);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         loop {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -106,6 +114,10 @@ impl Connection {
                 // Shutdown first: stop reading; what was read is already published.
                 biased;
                 () = shutdown.wait() => break,
+                Some(refused) = refusals.recv() => {
+                    self.answer(&write, refused.line, refused.error.code(), &refused.error.to_string());
+                    continue;
+                }
                 read = read.read_buf(&mut buf) => read,
             };
             match read {
@@ -133,11 +145,16 @@ impl Connection {
     fn reject(&self, write: &OwnedWriteHalf, line: u64, error: &DecodeError) {
         self.metrics.count_error(error.code());
         debug!(peer = %self.peer, line, code = error.code().as_str(), %error, "ingest tick rejected");
+        self.answer(write, line, error.code(), &error.to_string());
+    }
+
+    /// Writes an error line (counted by whoever refused).
+    fn answer(&self, write: &OwnedWriteHalf, line: u64, code: ErrorCode, message: &str) {
         let reply = IngestReply {
             kind: "error",
             line,
-            code: error.code(),
-            message: &error.to_string(),
+            code,
+            message,
         };
         let mut text = crate::encode::json::to_vec(&reply);
         text.push(b'\n');
@@ -165,6 +182,8 @@ pub struct Decoder {
     line: u64,
     /// Skipping the rest of an over-long line, up to its `\n`.
     discarding: bool,
+    /// Where the sequencer answers a book update it refuses.
+    replies: Option<mpsc::Sender<Rejection>>,
 }
 
 impl Decoder {
@@ -172,6 +191,12 @@ impl Decoder {
     /// `--max-event-bytes`'s).
     pub fn event_limit(mut self, max_event: usize) -> Self {
         self.lines = LineDecoder::with_event_limit(max_event);
+        self
+    }
+
+    /// Gives every book update the connection's reply channel (its [`Origin`]).
+    pub fn replies(mut self, replies: mpsc::Sender<Rejection>) -> Self {
+        self.replies = Some(replies);
         self
     }
 
@@ -183,6 +208,7 @@ impl Decoder {
             lines: LineDecoder::new(),
             line: 0,
             discarding: false,
+            replies: None,
         }
     }
 
@@ -196,9 +222,13 @@ impl Decoder {
     ) -> (Vec<Item>, bool) {
         let recv_ns = now_ns();
         let mut ticks = Vec::new();
+        let replies = self.replies.as_ref();
         let mut accept = |result: Result<Item, DecodeError>, line: u64| match result {
             Ok(mut item) => {
                 item.stamp(recv_ns);
+                if let (Item::Book(update), Some(replies)) = (&mut item, replies) {
+                    update.origin = Some(Origin::new(line, replies.clone()));
+                }
                 ticks.push(item);
             }
             Err(error) => reject(line, &error),
@@ -238,10 +268,10 @@ impl Decoder {
                 (ticks, false)
             }
             Format::Protobuf => {
-                while let Some(result) = protobuf::next_message(buf, self.max_message) {
+                while let Some(result) = protobuf::next_item(buf, self.max_message) {
                     self.line += 1;
                     let fatal = matches!(&result, Err(e) if e.ends_stream());
-                    accept(result.map(Item::Tick), self.line);
+                    accept(result, self.line);
                     if fatal {
                         return (ticks, true);
                     }
@@ -255,6 +285,10 @@ impl Decoder {
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|b| *b == needle)
 }
+
+/// Book refusals waiting to be written back to one connection; beyond it a refusal is
+/// counted and logged but not answered (a publisher that never reads cannot grow memory).
+const REFUSALS_QUEUED: usize = 256;
 
 /// Bytes read per call; large enough that a busy publisher costs few syscalls.
 const READ_CHUNK: usize = 64 * 1024;
