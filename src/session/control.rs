@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthError, Token};
+use crate::book::{BookChannel, BookChannelError};
 use crate::error::{ErrorCode, one_of};
 use crate::event::{Channel, EventError, Key};
 use crate::tick::{Seq, Symbol, TickError};
@@ -211,6 +212,14 @@ pub enum ControlError {
         /// What is wrong with it.
         reason: EventError,
     },
+    /// A `book:` channel of no valid symbol, or of a depth not in `--book-depths`.
+    #[error("channel `{channel}`: {reason}")]
+    BookChannel {
+        /// The name given (truncated).
+        channel: String,
+        /// What is wrong with it.
+        reason: BookChannelError,
+    },
     /// More symbols than `--max-symbols-per-client`.
     #[error("{requested} symbols requested, the limit is {limit}")]
     TooManySymbols {
@@ -244,7 +253,7 @@ impl ControlError {
             Self::UnknownField(_) => ErrorCode::UnknownField,
             Self::UnknownOp(_) => ErrorCode::UnknownOp,
             Self::InvalidSymbol { .. } => ErrorCode::InvalidSymbol,
-            Self::InvalidChannel { .. } => ErrorCode::InvalidChannel,
+            Self::InvalidChannel { .. } | Self::BookChannel { .. } => ErrorCode::InvalidChannel,
             Self::TooManySymbols { .. } => ErrorCode::TooManySymbols,
             Self::BinaryNotSupported => ErrorCode::BinaryNotSupported,
             Self::AlreadySubscribed(_) => ErrorCode::AlreadySubscribed,
@@ -299,6 +308,25 @@ impl Op {
     pub(super) fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
+}
+
+/// Refuses a `book:` channel among `keys` that this relay does not serve: a bad symbol, or
+/// a depth not in `depths` (`--book-depths`; the message lists them).
+pub fn check_book_channels<'a>(
+    keys: impl IntoIterator<Item = &'a Key>,
+    depths: &[u32],
+) -> Result<(), ControlError> {
+    for key in keys {
+        if let Key::Channel(channel) = key
+            && let Some(Err(reason)) = BookChannel::parse(channel.as_str(), depths)
+        {
+            return Err(ControlError::BookChannel {
+                channel: channel.as_str().chars().take(80).collect(),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Parses `SYMBOL:SEQ` positions (the `?resume=` list and the resume op).

@@ -291,6 +291,9 @@ pub fn parse(
         .into());
     }
     params.resume.epoch = epoch;
+    let named = params.selection.keys();
+    let resumed = params.resume.iter().map(|(key, _)| key);
+    control::check_book_channels(named.iter().chain(resumed), &config.book.book_depths)?;
     let header_encoding = subprotocol(headers)?;
     params.encoding = match (query_encoding, header_encoding) {
         (Some(q), Some(h)) if q != h => {
