@@ -57,9 +57,10 @@ impl Default for BookConfig {
 }
 
 impl BookConfig {
-    /// Checks what clap cannot: depths of 1 to `--book-max-levels` levels, given once; a
-    /// checkpoint cadence the stream's retention (`replay_depth` a subject) keeps whole.
-    pub fn validate(&self, replay_depth: usize) -> Result<(), ConfigError> {
+    /// Checks what clap cannot: depths of 1 to `--book-max-levels` levels, given once; with
+    /// a stream (`nats`), a checkpoint cadence its retention (`replay_depth` a subject)
+    /// keeps whole.
+    pub fn validate(&self, replay_depth: usize, nats: bool) -> Result<(), ConfigError> {
         let listed = || {
             let names: Vec<String> = self.book_depths.iter().map(u32::to_string).collect();
             names.join(",")
@@ -81,8 +82,8 @@ impl BookConfig {
                 reason: "must be at least 1 and at least every --book-depths depth",
             });
         }
-        if self.book_checkpoint_updates == 0 || self.book_checkpoint_updates as usize > replay_depth
-        {
+        let kept = if nats { replay_depth } else { usize::MAX };
+        if self.book_checkpoint_updates == 0 || self.book_checkpoint_updates as usize > kept {
             return Err(ConfigError::Invalid {
                 flag: "--book-checkpoint-updates",
                 value: self.book_checkpoint_updates.to_string(),
@@ -113,8 +114,12 @@ mod tests {
             "Default is clap's defaults"
         );
         assert_eq!(book.book_depths, [10, 25, 100]);
-        assert!(book.validate(1024).is_ok());
-        let refused = |b: super::BookConfig| b.validate(1024).unwrap_err().to_string();
+        assert!(book.validate(1024, true).is_ok());
+        assert!(
+            book.validate(16, false).is_ok(),
+            "no stream, no retention to keep to"
+        );
+        let refused = |b: super::BookConfig| b.validate(1024, true).unwrap_err().to_string();
         let with = |depths: &[u32]| super::BookConfig {
             book_depths: depths.to_vec(),
             ..book.clone()

@@ -75,7 +75,8 @@ impl Config {
             });
         }
         self.scale.validate()?;
-        self.book.validate(self.replay_depth)?;
+        self.book
+            .validate(self.replay_depth, self.scale.nats.is_some())?;
         if self.shards > 256 {
             return Err(ConfigError::Invalid {
                 flag: "--shards",
