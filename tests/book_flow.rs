@@ -208,6 +208,20 @@ async fn refused_book_updates_are_answered_counted_and_change_nothing() {
     assert_eq!(book["seq"], 1, "only the snapshot was applied: {book}");
     assert_eq!(book["bids"], serde_json::json!([["2000", "1"]]));
     assert_eq!(book["asks"], serde_json::json!([["2001", "1"]]));
+    // The next good update applies to the book as it was before the refusals.
+    ingest
+        .send_lines(&[book_line("ETH-USD", false, r#"[["1999","2"]]"#, "[]")])
+        .await;
+    wait_for("the good delta", || async {
+        relay.get("/book/ETH-USD").await.1["seq"] == 2
+    })
+    .await;
+    let (_, book) = relay.get("/book/ETH-USD").await;
+    assert_eq!(
+        book["bids"],
+        serde_json::json!([["2000", "1"], ["1999", "2"]])
+    );
+    assert_eq!(book["asks"], serde_json::json!([["2001", "1"]]));
     let errors = relay.get("/stats").await.1["errors"].clone();
     assert_eq!(errors["book_crossed"], 2, "{errors}");
     assert_eq!(
