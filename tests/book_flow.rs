@@ -435,3 +435,37 @@ impl Drop for TempFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+#[tokio::test]
+async fn the_demo_market_moves_books_whose_checksums_hold() {
+    let relay = TestRelay::start(Config {
+        demo: true,
+        ..config(&[10])
+    })
+    .await;
+    let mut client = relay.client("?channels=book:BTC-USD:10,book:ETH-USD").await;
+    let mut books = std::collections::BTreeMap::<String, ClientBook>::new();
+    let mut seen = 0;
+    while seen < 40 {
+        let message = next_book(&mut client).await;
+        let channel = message["channel"].as_str().unwrap().to_owned();
+        let depth = if channel.ends_with(":10") {
+            10
+        } else {
+            usize::MAX
+        };
+        let book = books.entry(channel).or_default();
+        // Every message follows the one before (the first is the book itself).
+        assert!(
+            message["snapshot"] == true || message["seq"].as_u64() == Some(book.seq + 1),
+            "{message}"
+        );
+        book.apply(&message, depth);
+        let (bids, asks) = book.len();
+        assert!(
+            bids > 0 && asks > 0 && bids <= depth && asks <= depth,
+            "a two-sided book"
+        );
+        seen += 1;
+    }
+}

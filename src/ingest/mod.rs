@@ -6,6 +6,7 @@
 //! the publisher feels TCP backpressure and nothing accepted is dropped.
 
 pub mod demo;
+mod demo_books;
 pub mod ndjson;
 pub mod playback;
 pub mod protobuf;
