@@ -59,14 +59,18 @@ impl Relay {
         let jwks_source = jwks_source(&config)?;
         let (shared, inbox) = shared_state(config)?;
         // With NATS, the history (its epoch, its seqs) is the stream's, not this process's.
-        let (shared, nats) = join_history(shared)?;
+        let (shared, mut nats) = join_history(shared)?;
         let shared = Arc::new(shared);
         let mut threads = Vec::new();
         let (mut senders, handles, inputs) = shard_channels(&shared);
         threads.extend(files.spawn(&shared, &mut senders)?);
         let newest = nats.as_ref().map(|n| n.newest.clone()).unwrap_or_default();
+        let books = nats
+            .as_mut()
+            .map(|n| std::mem::take(&mut n.books))
+            .unwrap_or_default();
         threads.extend(nats.map(|nats| nats.start(&shared, &mut senders)));
-        let sequencer = sequencer(&shared, senders, newest);
+        let sequencer = sequencer(&shared, senders, newest, books);
         let head = Head::new(shared.clone(), sockets.ingest, sequencer, inbox);
         threads.extend(spawn_shards(&shared, inputs, head)?);
         let listeners = Listeners {
@@ -243,6 +247,7 @@ fn sequencer(
     shared: &Shared,
     senders: Vec<TickSender>,
     newest: Vec<(crate::event::Key, crate::tick::Seq)>,
+    books: Vec<crate::book::BookUpdate>,
 ) -> Sequencer {
     let mut sequencer = Sequencer::new(
         senders,
@@ -258,6 +263,7 @@ fn sequencer(
         interval: config.book.book_checkpoint_interval,
     });
     sequencer = sequencer.books(&config.book, cadence);
+    sequencer.restore_books(books);
     if config.scale.role == Role::Edge {
         sequencer = sequencer.following();
     }

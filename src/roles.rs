@@ -3,7 +3,8 @@
 //!
 //! [`NatsThread::spawn`] starts the thread and waits (bounded by the connect timeout) for it
 //! to reach NATS and open the history: a sequencer creates the stream if needed and reads
-//! the epoch and each key's newest seq; an edge reads the epoch a sequencer wrote. Only
+//! the epoch, each key's newest seq and every book (its newest checkpoint and the updates
+//! after it); an edge reads the epoch a sequencer wrote. Only
 //! then does [`Relay::start`](crate::relay::Relay::start) build the rest, with that epoch,
 //! and hand the thread its [`Job`]: publish the sequencer's batches, or follow what the
 //! edge's clients want.
@@ -16,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use crate::book::BookUpdate;
 use crate::config::Role;
 use crate::config::{Config, ConfigError};
 use crate::event::Key;
@@ -54,6 +56,8 @@ pub struct NatsThread {
     pub epoch: u64,
     /// A sequencer's newest seq of every key (empty on an edge).
     pub newest: Vec<(Key, Seq)>,
+    /// A sequencer's books as the stream holds them, to rebuild (empty on an edge).
+    pub books: Vec<BookUpdate>,
     /// The thread.
     pub thread: JoinHandle<()>,
     job: oneshot::Sender<Job>,
@@ -96,7 +100,7 @@ impl NatsThread {
                             return;
                         }
                     };
-                    let _ = opened_tx.send(Ok((history.0.epoch, history.1)));
+                    let _ = opened_tx.send(Ok((history.0.epoch, history.1, history.2)));
                     match job_rx.await {
                         Ok(Job::Publish {
                             queue,
@@ -113,9 +117,10 @@ impl NatsThread {
             })
             .map_err(NatsStartError::Spawn)?;
         match opened.recv_timeout(OPEN_TIMEOUT) {
-            Ok(Ok((epoch, newest))) => Ok(Some(Self {
+            Ok(Ok((epoch, newest, books))) => Ok(Some(Self {
                 epoch,
                 newest,
+                books,
                 thread,
                 job,
             })),
@@ -203,14 +208,16 @@ async fn open(
     config: &Config,
     metrics: Arc<Metrics>,
     fresh_epoch: u64,
-) -> Result<(History, Vec<(Key, Seq)>), NatsError> {
+) -> Result<(History, Vec<(Key, Seq)>, Vec<BookUpdate>), NatsError> {
     let connection = nats::connect(url, metrics.clone()).await?;
     if config.scale.role == Role::Edge {
-        return Ok((History::open(connection, config).await?, Vec::new()));
+        let history = History::open(connection, config).await?;
+        return Ok((history, Vec::new(), Vec::new()));
     }
     let history = History::open_or_create(connection, config, fresh_epoch).await?;
     let newest = history.last_seqs(&metrics).await?;
-    Ok((history, newest))
+    let books = nats::books::restore(&history, &metrics).await?;
+    Ok((history, newest, books))
 }
 
 /// Batches the NATS publisher's queue holds before the sequencer waits for NATS acks.

@@ -24,14 +24,14 @@ use tracing::{debug, info, warn};
 
 use super::History;
 use super::wire;
-use crate::encode::Encoding;
+use crate::book::{BOOK_PREFIX, BookChannel};
 use crate::error::ErrorCode;
-use crate::event::{Item, Key};
+use crate::event::{Channel, Item, Key};
 use crate::ingest::Inbox;
 use crate::metrics::{self, Metrics};
 use crate::sequencer::Interest;
 use crate::shutdown::Shutdown;
-use crate::tick::Seq;
+use crate::tick::{Seq, Symbol};
 
 /// How sessions ask the edge to follow keys (cloned into every shard's [`Shared`]).
 ///
@@ -119,6 +119,7 @@ pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
                     waiting.push(rx);
                 }
                 for key in want.keys {
+                    let key = followed(key);
                     let covered = key.in_wildcard() && wildcard.is_some();
                     if covered || keys.contains_key(&key) {
                         continue;
@@ -140,17 +141,17 @@ pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
             _ = scan.tick() => {
                 let now = Instant::now();
                 let (wanted, all) = wiring.interest.totals();
-                for (key, _) in &wanted {
+                // Every depth of a book is one followed key: its full-depth updates.
+                let wanted: std::collections::HashSet<Key> =
+                    wanted.into_iter().map(|(key, _)| followed(key)).collect();
+                for key in &wanted {
                     let covered = key.in_wildcard() && wildcard.is_some();
                     if !covered && !keys.contains_key(key) {
                         keys.insert(key.clone(), start(&history, &wiring, Some(key.clone()), None));
                     }
                 }
                 let linger = wiring.linger;
-                keys.retain(|key, followed| {
-                    let wanted = count(&wiring.interest, key) > 0;
-                    keep(followed, wanted, now, linger)
-                });
+                keys.retain(|key, state| keep(state, wanted.contains(key), now, linger));
                 if let Some(followed) = &mut wildcard
                     && !keep(followed, all > 0, now, linger)
                 {
@@ -185,9 +186,16 @@ fn keep(followed: &mut Followed, wanted: bool, now: Instant, linger: Duration) -
     false
 }
 
-fn count(interest: &Interest, key: &Key) -> u32 {
-    let counts = interest.entry(key);
-    Encoding::ALL.iter().map(|e| counts.count(*e)).sum()
+/// The key an edge follows for `key`: a book channel of any depth follows its book (the
+/// full-depth updates every view is derived from), anything else itself.
+fn followed(key: Key) -> Key {
+    if let Key::Channel(channel) = &key
+        && let Some(Ok(symbol)) =
+            crate::book::channel::symbol_of(channel.as_str()).map(Symbol::parse)
+    {
+        return Key::Channel(Channel::of_book(&BookChannel::full(symbol)));
+    }
+    key
 }
 
 fn start(
@@ -201,6 +209,22 @@ fn start(
         None => (history.subjects.all_ticks(), DeliverPolicy::LastPerSubject),
     };
     debug!(filter, "following");
+    if let Some(key) =
+        key.filter(|k| matches!(k, Key::Channel(c) if c.as_str().starts_with(BOOK_PREFIX)))
+    {
+        let task = tokio::spawn(super::books::follow(
+            history.clone(),
+            key,
+            wiring.inbox.clone(),
+            wiring.metrics.clone(),
+            caught_up,
+            wiring.shutdown.clone(),
+        ));
+        return Followed {
+            task,
+            idle_since: None,
+        };
+    }
     let task = tokio::spawn(consume(
         history.clone(),
         filter,
@@ -219,7 +243,7 @@ fn start(
 /// Reads `filter` from `policy` on, forever: an ordered consumer, re-created from the next
 /// stream sequence whenever it ends (NATS restarted, the consumer was lost). Answers
 /// `caught_up` with the newest seq per key once the messages pending at its creation are read.
-async fn consume(
+pub(super) async fn consume(
     history: History,
     filter: String,
     mut policy: DeliverPolicy,

@@ -81,9 +81,9 @@ impl Subjects {
         self.subject(CHECKPOINT, symbol.as_str())
     }
 
-    /// The wildcard of every book's checkpoints (where a restarted sequencer finds its books).
-    pub fn all_checkpoints(&self) -> String {
-        format!("{}.{CHECKPOINT}.*", self.prefix)
+    /// The wildcard of every book's updates (where a restarted sequencer finds its books).
+    pub fn all_books(&self) -> String {
+        format!("{}.{BOOK}.*", self.prefix)
     }
 
     fn subject(&self, kind: &str, name: &str) -> String {
@@ -200,6 +200,23 @@ mod tests {
         let news = Key::Channel(Channel::parse("status.model").unwrap());
         assert_eq!(subjects.of(&news), "tickrelay.event.status%2Emodel");
         assert_eq!(subjects.key(&subjects.of(&news)), Ok(news));
+    }
+
+    #[test]
+    fn a_book_of_any_depth_reads_its_updates_and_checkpoints_have_their_own_subject() {
+        let subjects = Subjects::new("tickrelay");
+        let depth = Key::Channel(Channel::parse("book:BRK.B:10").unwrap());
+        assert_eq!(subjects.of(&depth), "tickrelay.book.BRK%2EB");
+        let symbol = Symbol::parse("BRK.B").unwrap();
+        assert_eq!(subjects.checkpoints(&symbol), "tickrelay.bookcp.BRK%2EB");
+        let full = Key::Channel(Channel::parse("book:BRK.B").unwrap());
+        for subject in ["tickrelay.book.BRK%2EB", "tickrelay.bookcp.BRK%2EB"] {
+            assert_eq!(subjects.key(subject), Ok(full.clone()));
+        }
+        assert_eq!(
+            subjects.parse("tickrelay.bookcp.BRK%2EB").unwrap().0,
+            Carries::BookCheckpoints
+        );
     }
 
     #[test]

@@ -251,6 +251,49 @@ mod tests {
     }
 
     #[test]
+    fn a_book_update_and_checkpoint_come_back_as_they_went_and_views_stay_home() {
+        use crate::book::{BookChannel, decimal};
+        let subjects = Subjects::new("tickrelay");
+        let symbol = crate::tick::Symbol::parse("BTC-USD").unwrap();
+        let level = |p: &str, s: &str| Level {
+            price: decimal::parse(p).unwrap(),
+            size: decimal::parse(s).unwrap(),
+        };
+        for kind in [BookKind::Delta, BookKind::Snapshot, BookKind::Checkpoint] {
+            let mut book = BookUpdate::input(
+                BookChannel::full(symbol.clone()),
+                kind,
+                vec![level("43250.5", "0")],
+                vec![level("43251", "1.25")],
+                7,
+            );
+            (book.seq, book.checksum, book.recv_ns) = (Seq(9), 1234, 8);
+            let item = Item::Book(book);
+            assert!(published(&item));
+            let out = encode(&subjects, &item, 42);
+            let want = if kind == BookKind::Checkpoint {
+                "tickrelay.bookcp.BTC-USD"
+            } else {
+                "tickrelay.book.BTC-USD"
+            };
+            assert_eq!(out.subject, want);
+            let back = decode(&subjects, &out.subject, Some(&out.headers), &out.payload).unwrap();
+            assert_eq!((back.item, back.epoch), (item, 42));
+        }
+        let view = BookUpdate::input(
+            BookChannel::new(symbol, Depth::Top(10)),
+            BookKind::Delta,
+            vec![],
+            vec![],
+            1,
+        );
+        assert!(
+            !published(&Item::Book(view)),
+            "every relay derives the views itself"
+        );
+    }
+
+    #[test]
     fn malformed_messages_are_refused_with_their_reason() {
         let subjects = Subjects::new("tickrelay");
         let good = encode(&subjects, &tick("A", 1), 42);

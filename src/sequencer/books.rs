@@ -68,6 +68,10 @@ struct BookState {
     views: Vec<View>,
     since_checkpoint: u32,
     checkpointed_at: Instant,
+    /// Following: the newest checkpoint ahead of the book, for a gap.
+    checkpoint: Option<BookUpdate>,
+    /// Following a broken book: the updates read since, for the whole book to come.
+    behind: Vec<BookUpdate>,
 }
 
 #[derive(Debug)]
@@ -137,29 +141,55 @@ impl Books {
     /// Applies an update read from the stream (seq as published) and appends its messages.
     pub fn follow(&mut self, update: BookUpdate, room: bool, out: &mut Vec<Arc<Frames>>) {
         let symbol = update.channel.symbol().clone();
-        let state = self.books.get(&symbol);
-        let whole = update.kind != BookKind::Delta;
-        match state {
-            // A steady book takes no checkpoint: its updates are on their way.
-            Some(s) if !s.broken && update.kind == BookKind::Checkpoint => {}
-            Some(s) if !s.broken && update.seq <= s.seq => {
+        let Some(state) = self.books.get_mut(&symbol) else {
+            // Nothing to apply a delta to until a whole book comes.
+            if update.kind != BookKind::Delta {
+                self.follow_whole(symbol, update, room, out);
+            }
+            return;
+        };
+        match update.kind {
+            // A steady book keeps the newest checkpoint ahead of it for a gap to come (its
+            // updates and its checkpoints are read by two consumers, in no common order).
+            BookKind::Checkpoint if !state.broken => {
+                if update.seq > state.seq {
+                    state.checkpoint = Some(update);
+                }
+            }
+            BookKind::Snapshot | BookKind::Checkpoint if state.broken || update.seq > state.seq => {
+                self.follow_whole(symbol, update, room, out);
+            }
+            BookKind::Snapshot | BookKind::Checkpoint => {
                 metrics::add(&self.metrics.nats.duplicates, 1);
             }
-            _ if whole => self.follow_whole(symbol, update, room, out),
-            // Nothing to apply a delta to until a whole book comes.
-            None => {}
-            Some(s) if s.broken => {}
-            Some(s) if update.seq > s.seq.next() => {
-                metrics::add(&self.metrics.nats.gaps, update.seq.0 - s.seq.next().0);
-                warn!(
-                    symbol = symbol.as_str(),
-                    from = s.seq.next().0,
-                    to = update.seq.0 - 1,
-                    "book updates missing from the stream; the book waits for a checkpoint"
-                );
-                self.books.get_mut(&symbol).expect("matched above").broken = true;
+            BookKind::Delta if !state.broken && update.seq <= state.seq => {
+                metrics::add(&self.metrics.nats.duplicates, 1);
             }
-            Some(_) => self.follow_delta(symbol, update, out),
+            BookKind::Delta if state.broken || update.seq > state.seq.next() => {
+                // A checkpoint kept from before covers the seqs missing: the book restarts
+                // from it and the update applies (or is older) as usual.
+                let covers = |c: &BookUpdate| c.seq.next() >= update.seq;
+                if let Some(checkpoint) = state.checkpoint.take().filter(covers) {
+                    self.follow_whole(symbol, checkpoint, room, out);
+                    return self.follow(update, room, out);
+                }
+                // Kept for the whole book to come: it may arrive after updates it precedes.
+                if state.behind.len() == MAX_BEHIND {
+                    state.behind.remove(0);
+                }
+                if !state.broken {
+                    metrics::add(&self.metrics.nats.gaps, update.seq.0 - state.seq.next().0);
+                    warn!(
+                        symbol = symbol.as_str(),
+                        from = state.seq.next().0,
+                        to = update.seq.0 - 1,
+                        "book updates missing from the stream; the book waits for a checkpoint"
+                    );
+                    state.broken = true;
+                }
+                state.behind.push(update);
+            }
+            BookKind::Delta => self.follow_delta(symbol, update, out),
         }
     }
 
@@ -260,7 +290,13 @@ impl Books {
         state.book = book;
         state.seq = update.seq;
         state.broken = false;
+        state.checkpoint = None;
         emit_snapshots(&interest, state, &update, out);
+        let mut behind = std::mem::take(&mut state.behind);
+        behind.sort_by_key(|u| u.seq);
+        for update in behind {
+            self.follow(update, room, out);
+        }
     }
 
     fn follow_delta(&mut self, symbol: Symbol, update: BookUpdate, out: &mut Vec<Arc<Frames>>) {
@@ -322,6 +358,8 @@ impl Books {
                     views,
                     since_checkpoint: 0,
                     checkpointed_at: now,
+                    checkpoint: None,
+                    behind: Vec::new(),
                 }))
             }
             Entry::Vacant(slot) => {
@@ -345,6 +383,10 @@ impl Books {
         }
     }
 }
+
+/// Most updates a broken book keeps for the whole book to come (a checkpoint comes every
+/// `--book-checkpoint-updates`, at most `--replay-depth`, which is rarely above this).
+const MAX_BEHIND: usize = 4096;
 
 /// Records the top `depth` levels of each side before an update.
 fn remember_top(book: &Book, depth: usize, before: &mut (Vec<Level>, Vec<Level>)) {
