@@ -6,6 +6,7 @@
 //! waits a jittered backoff and reconnects with `resume=` for every symbol it has a seq for,
 //! so the sequence goes on where it stopped. The task stops when the [`Client`] is dropped.
 
+use crate::book::{Books, is_book};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -76,6 +77,7 @@ impl Client {
         let mut worker = Worker {
             base: url.to_owned(),
             sequencer: Sequencer::new(options.resume_from.iter().cloned()),
+            books: Books::default(),
             symbols: options.symbols.iter().cloned().collect(),
             options,
             shared: shared.clone(),
@@ -220,6 +222,8 @@ struct Worker {
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     sequencer: Sequencer,
+    /// The local books of `book:` channels.
+    books: Books,
     /// What the application wants now; `*` for every symbol.
     symbols: BTreeSet<String>,
     ping_id: u64,
@@ -306,6 +310,7 @@ impl Worker {
         // Positions go in the URL again next time (the symbol count may have dropped).
         self.resume_in_url = true;
         self.sequencer.welcome(c.epoch.as_deref());
+        self.books.reconnected();
         let connected = Item::Connected(Connected {
             session: c.session,
             epoch: c.epoch.clone(),
@@ -346,6 +351,9 @@ impl Worker {
                         // The stream's state is unknown (gzip cannot resynchronise): start over.
                         Err(e) => return lost(None, format!("undecodable frame: {e}")),
                     }
+                    for request in self.books.take_requests() {
+                        send(&mut c.ws, request).await;
+                    }
                     for item in out.drain(..) {
                         if !self.deliver(item).await {
                             return End::Stop;
@@ -384,6 +392,13 @@ impl Worker {
                 self.sequencer.item(Item::Snapshot(t), out);
             }
             Message::Event(e) => self.sequencer.item(Item::Event(e), out),
+            Message::Book(b) => self.books.accept(b, out),
+            Message::Gap {
+                channel: Some(channel),
+                from,
+                to,
+                ..
+            } if is_book(&channel) => self.books.gap(channel, from, to, out),
             Message::Gap {
                 symbol,
                 channel,

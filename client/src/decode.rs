@@ -22,6 +22,8 @@ pub(crate) enum Message {
     Tick(Tick),
     Snapshot(Tick),
     Event(Event),
+    /// A `book:` channel's message.
+    Book(crate::book::BookMessage),
     Gap {
         symbol: Option<String>,
         channel: Option<String>,
@@ -156,6 +158,7 @@ fn json(bytes: &[u8]) -> Result<Message, DecodeError> {
         )))
     };
     Ok(match raw.kind.as_str() {
+        "book" => Message::Book(serde_json::from_slice(bytes)?),
         "welcome" => Message::Welcome {
             session: raw.session.unwrap_or(0),
             epoch: raw.epoch.as_ref().map(|e| match e {
@@ -223,6 +226,19 @@ fn protobuf(frame: &[u8]) -> Result<Message, DecodeError> {
             epoch: (w.epoch != 0).then(|| w.epoch.to_string()),
         },
         Some(Msg::Tick(t)) => Message::Tick(tick(t)),
+        Some(Msg::Book(b)) => {
+            let levels =
+                |l: Vec<proto::BookLevel>| l.into_iter().map(|l| (l.price, l.size)).collect();
+            Message::Book(crate::book::BookMessage {
+                channel: b.channel,
+                seq: b.seq,
+                from_seq: (b.from_seq != 0).then_some(b.from_seq),
+                snapshot: b.snapshot,
+                bids: levels(b.bids),
+                asks: levels(b.asks),
+                checksum: b.checksum,
+            })
+        }
         Some(Msg::Snapshot(t)) => Message::Snapshot(tick(t)),
         // A gap names a symbol or (field 4) a channel.
         Some(Msg::Gap(g)) => Message::Gap {
@@ -250,8 +266,7 @@ fn protobuf(frame: &[u8]) -> Result<Message, DecodeError> {
             | Msg::Authenticated(_)
             | Msg::Pong(_)
             | Msg::Heartbeat(_)
-            | Msg::Reset(_)
-            | Msg::Book(_),
+            | Msg::Reset(_),
         )
         | None => Message::Other,
     })

@@ -55,6 +55,10 @@
 //!
 //! [`Options::channels`] subscribes to event channels (`news`, or `user:<id>`: the private
 //! channel of the token's user), delivered as [`Item::Event`] and resumed like symbols.
+//! A `book:SYMBOL` or `book:SYMBOL:DEPTH` channel is an order book: the client keeps it,
+//! checks the relay's checksum after every message and delivers [`Item::Book`], or, when
+//! the checksum fails or messages are missing, [`Item::BookResync`] while it fetches the
+//! book again by itself (see [`Book`]).
 //! [`Options::token`] sends a JWT as `Authorization: Bearer`; a token the relay refuses ends
 //! the stream with [`ConnectError::Unauthorized`] or [`Error::Unauthorized`], never a
 //! reconnect loop. `wss://` URLs connect over TLS (rustls) trusting Mozilla's roots and any
@@ -63,6 +67,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod book;
 mod client;
 mod decode;
 mod error;
@@ -73,6 +78,7 @@ mod queue;
 mod sequence;
 mod tls;
 
+pub use book::{Book, BookResync, Level, ResyncReason};
 pub use client::Client;
 pub use error::{ConnectError, Error};
 pub use item::{
