@@ -29,7 +29,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(item) = client.next().await {
         match item? {
             Item::Book(book) => {
-                println!("{} seq {} checksum {}", book.channel, book.seq, book.checksum);
+                println!(
+                    "{} seq {} checksum {}",
+                    book.channel, book.seq, book.checksum
+                );
                 let asks: Vec<_> = book.asks.iter().take(SHOWN).collect();
                 for level in asks.iter().rev() {
                     println!("    ask {:>16} {:>14}", level.price, level.size);

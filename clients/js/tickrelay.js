@@ -12,6 +12,8 @@
 // reset), asks for heartbeats and reconnects when the connection goes silent, and conflates
 // (or fails, by option) when the application reads too slowly. See README.md beside this file.
 
+import { Books, decodeBook, isBook } from './book.js';
+
 const DEFAULTS = {
   symbols: [],
   channels: [],
@@ -56,6 +58,7 @@ export class TickrelayClient {
     if (!this.WebSocket) throw new TickrelayError('no_websocket', 'no WebSocket: pass options.WebSocket (Node 20: --experimental-websocket)');
     this.symbols = new Set(this.options.symbols);
     this.sequencer = new Sequencer(this.options.resumeFrom);
+    this.books = new Books((message) => this.send(message)); // book: channels (book.js)
     this.queue = new Queue(this.options.buffer, this.options.slowConsumer);
     this.attempt = 0;
     this.closed = false;
@@ -282,6 +285,7 @@ export class TickrelayClient {
       this.attempt = 0;
       const epoch = m.epoch === undefined ? undefined : String(m.epoch);
       this.sequencer.welcome(epoch);
+      this.books.reconnected();
       this.queue.push({ type: 'connected', session: m.session, ...(epoch === undefined ? {} : { epoch }), resumed: conn.resuming.size });
       if (this.symbols.has('*') && conn.resuming.size) this.send({ op: 'subscribe', symbols: ['*'] });
       if (this.options.token && this.options.channels.length) this.subscribeChannels();
@@ -310,7 +314,14 @@ export class TickrelayClient {
       case 'event':
         this.sequencer.item(m, 'channel', m.channel, out);
         break;
+      case 'book':
+        this.books.accept(m, out);
+        break;
       case 'gap': {
+        if (isBook(m.channel)) {
+          this.books.gap(m.channel, m.from, m.to, out);
+          break;
+        }
         const field = m.symbol !== undefined ? 'symbol' : 'channel';
         const reason = field === 'symbol' && conn.resuming.delete(m.symbol) ? 'not_replayable' : 'relay_conflated';
         this.sequencer.gap(field, m[field], m.from, m.to, reason, out);
@@ -600,6 +611,8 @@ export function decodeServerMessage(bytes) {
       }
       case 8:
         return { type: 'heartbeat' };
+      case 25:
+        return decodeBook(value, readFields);
       case 9: // an event; 10: a channel's last event, delivered as the event it is
       case 10: {
         const e = { type: 'event', channel: '', seq: 0, ts_ns: 0, data: null };

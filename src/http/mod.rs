@@ -208,6 +208,8 @@ async fn route(
         }
         Route::Dashboard => html(DASHBOARD),
         Route::DashboardJs => assets::dashboard_js(),
+        Route::BookPanelJs => assets::book_panel_js(),
+        Route::ClientBookJs => assets::client_book_js(),
         Route::ClientJs => {
             let mut response = html(CLIENT_JS);
             let js = HeaderValue::from_static("text/javascript; charset=utf-8");
@@ -254,6 +256,10 @@ pub enum Route {
     DashboardJs,
     /// `GET /tickrelay.js`: the JavaScript client (`clients/js/`), which the dashboard uses.
     ClientJs,
+    /// `GET /book.js`: the JavaScript client's order books, imported by `/tickrelay.js`.
+    ClientBookJs,
+    /// `GET /book-panel.js`: the dashboard's order-book panel.
+    BookPanelJs,
     /// `GET /favicon.ico`: 204, so browsers opening the dashboard log no 404.
     Favicon,
 }
@@ -276,6 +282,8 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::Dashboard, "/"),
     (Route::DashboardJs, "/dashboard.js"),
     (Route::ClientJs, "/tickrelay.js"),
+    (Route::ClientBookJs, "/book.js"),
+    (Route::BookPanelJs, "/book-panel.js"),
     (Route::Favicon, "/favicon.ico"),
 ];
 
@@ -307,6 +315,8 @@ impl Route {
             | Self::Dashboard
             | Self::DashboardJs
             | Self::ClientJs
+            | Self::ClientBookJs
+            | Self::BookPanelJs
             | Self::Favicon => Method::GET,
         }
     }
