@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::book::BookUpdate;
+use crate::book::{BookUpdate, Depth};
 use crate::config::BookConfig;
 use crate::encode::{Frames, Wire};
 use crate::error::ErrorCode;
@@ -188,7 +188,10 @@ impl Sequencer {
         for shard in &self.shards {
             shard.deliver(batch.clone()).await;
         }
-        metrics::add(&self.metrics.ticks_in, batch.len() as u64);
+        // What came in: a book update counts once (its full-depth message), not per view.
+        let derived = |item: &Item| matches!(item, Item::Book(b) if b.channel.depth() != Depth::Full || !b.for_clients());
+        let came_in = batch.iter().filter(|f| !derived(f.item())).count();
+        metrics::add(&self.metrics.ticks_in, came_in as u64);
     }
 
     /// Assigns the item its seq and pre-encodes it; `None` if it is a new key beyond
