@@ -217,7 +217,7 @@ mod tests {
         // 99.5:1.25|99:0.5|100.5:2|101:3
         assert_eq!(book.checksum(2), 438_061_936);
         // docs/PROTOCOL.md's other vectors: 99:0.5|98:7|100.5:2|101:3, and 0.61:5|0.6:1.5|0.62:2
-        let mut after = book.clone();
+        let mut after = book;
         after.apply(&levels(&[("99.5", "0")]), &[], 100).unwrap();
         assert_eq!(after.checksum(2), 153_433_628);
         let small = Book::from_levels(
