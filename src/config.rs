@@ -4,6 +4,7 @@
 //! `TICKRELAY_*` variables under the flags) and checked by [`Config::validate`]; tests build
 //! it in code with [`Config::for_tests`].
 
+pub mod book;
 mod check;
 pub mod defaults;
 pub mod deflate;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+pub use book::BookConfig;
 pub use deflate::DeflateConfig;
 pub use reloadable::Reloadable;
 pub use scale::Scale;
@@ -308,6 +310,9 @@ pub struct Config {
     /// Role and NATS (docs/SCALING.md).
     #[command(flatten)]
     pub scale: Scale,
+    /// Order books: `--book-depths`, `--book-max-levels`, the checkpoint cadence.
+    #[command(flatten)]
+    pub book: BookConfig,
 }
 
 impl Config {

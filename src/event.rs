@@ -19,8 +19,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::book::BookUpdate;
 use crate::tick::{Seq, Tick};
-pub use channel::{Channel, USER_PREFIX};
+pub use channel::{Channel, RESERVED_PREFIXES, USER_PREFIX};
 pub use data::{MAX_EVENT_DEPTH, check_data};
 pub use error::EventError;
 pub use key::{Key, Tier, TierError, Tiered, Tiers};
@@ -63,6 +64,12 @@ impl Event {
             }
         })?;
         let channel = Channel::parse(&raw.channel)?;
+        if channel.is_reserved() {
+            return Err(EventError::Reserved(channel.to_string()));
+        }
+        if channel.is_reserved() {
+            return Err(EventError::Reserved(channel.to_string()));
+        }
         let data = raw.data.ok_or(EventError::MissingData)?.get().as_bytes();
         check_data(data, max_data)?;
         Ok(Self {
@@ -75,14 +82,16 @@ impl Event {
     }
 }
 
-/// What the sequencer sequences: a tick or an event, one stream of sequenced items; and what
-/// a shard's rate tier makes of them.
+/// What the sequencer sequences: a tick, an event or a book message, one stream of
+/// sequenced items; and what a shard's rate tier makes of them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// A market tick.
     Tick(Tick),
     /// A channel event.
     Event(Event),
+    /// A message of a book channel (or, seq 0, a publisher's book update).
+    Book(BookUpdate),
     /// A rate tier's frame: the newest item of its base in an interval, and what it stands
     /// for. Made by a shard, never sequenced (it carries its newest item's seq).
     Tier(Box<TierItem>),
@@ -136,6 +145,7 @@ impl Item {
             Self::Tick(t) => Key::Symbol(t.symbol.clone()),
             Self::Event(e) => Key::Channel(e.channel.clone()),
             Self::Tier(t) => t.key.clone(),
+            Self::Book(b) => Key::Channel(Channel::of_book(&b.channel)),
         }
     }
 
@@ -145,6 +155,7 @@ impl Item {
             Self::Tick(t) => t.seq,
             Self::Event(e) => e.seq,
             Self::Tier(t) => t.newest.seq(),
+            Self::Book(b) => b.seq,
         }
     }
 
@@ -152,7 +163,7 @@ impl Item {
     pub fn first_seq(&self) -> Seq {
         match self {
             Self::Tier(t) => t.from,
-            Self::Tick(_) | Self::Event(_) => self.seq(),
+            Self::Tick(_) | Self::Event(_) | Self::Book(_) => self.seq(),
         }
     }
 
@@ -162,6 +173,7 @@ impl Item {
             Self::Tick(t) => t.seq = seq,
             Self::Event(e) => e.seq = seq,
             Self::Tier(_) => debug_assert!(false, "a tier's frame is never sequenced"),
+            Self::Book(b) => b.seq = seq,
         }
     }
 
@@ -171,6 +183,7 @@ impl Item {
             Self::Tick(t) => t.recv_ns,
             Self::Event(e) => e.recv_ns,
             Self::Tier(t) => t.newest.recv_ns(),
+            Self::Book(b) => b.recv_ns,
         }
     }
 
@@ -185,6 +198,12 @@ impl Item {
                 }
             }
             Self::Tier(_) => {}
+            Self::Book(b) => {
+                b.recv_ns = recv_ns;
+                if b.ts_ns == 0 {
+                    b.ts_ns = recv_ns;
+                }
+            }
         }
     }
 
@@ -192,7 +211,7 @@ impl Item {
     pub fn tick(&self) -> Option<&Tick> {
         match self {
             Self::Tick(t) => Some(t),
-            Self::Event(_) | Self::Tier(_) => None,
+            Self::Event(_) | Self::Tier(_) | Self::Book(_) => None,
         }
     }
 }

@@ -61,14 +61,18 @@ impl Relay {
         let jwks_source = jwks_source(&config)?;
         let (shared, inbox) = shared_state(config)?;
         // With NATS, the history (its epoch, its seqs) is the stream's, not this process's.
-        let (shared, nats) = join_history(shared, &sockets.http)?;
+        let (shared, mut nats) = join_history(shared, &sockets.http)?;
         let shared = Arc::new(shared);
         let mut threads = Vec::new();
         let (mut senders, handles, inputs) = shard_channels(&shared);
         threads.extend(files.spawn(&shared, &mut senders)?);
         let newest = nats.as_ref().map(|n| n.newest.clone()).unwrap_or_default();
+        let books = nats
+            .as_mut()
+            .map(|n| std::mem::take(&mut n.books))
+            .unwrap_or_default();
         threads.extend(nats.map(|nats| nats.start(&shared, &mut senders)));
-        let sequencer = sequencer(&shared, senders, newest);
+        let sequencer = sequencer(&shared, senders, newest, books);
         let head = Head::new(shared.clone(), sockets.ingest, sequencer, inbox);
         threads.extend(spawn_shards(&shared, inputs, head)?);
         let listeners = Listeners {
@@ -247,6 +251,7 @@ fn sequencer(
     shared: &Shared,
     senders: Vec<TickSender>,
     newest: Vec<(crate::event::Key, crate::tick::Seq)>,
+    books: Vec<crate::book::BookUpdate>,
 ) -> Sequencer {
     let mut sequencer = Sequencer::new(
         senders,
@@ -255,7 +260,15 @@ fn sequencer(
         shared.config.max_symbols,
     );
     sequencer.continue_from(newest);
-    if shared.config.scale.role == Role::Edge {
+    let config = &shared.config;
+    let publishing = config.scale.nats.is_some() && config.scale.role != Role::Edge;
+    let cadence = publishing.then_some(crate::sequencer::Cadence {
+        updates: config.book.checkpoint_updates(config.replay_depth),
+        interval: config.book.book_checkpoint_interval,
+    });
+    sequencer = sequencer.books(&config.book, cadence);
+    sequencer.restore_books(books);
+    if config.scale.role == Role::Edge {
         sequencer = sequencer.following();
     }
     sequencer

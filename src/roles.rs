@@ -3,7 +3,8 @@
 //!
 //! [`NatsThread::spawn`] starts the thread and waits (bounded: [`START_PATIENCE`]) for it
 //! to reach NATS and open the history: a sequencer creates the stream if needed and reads
-//! the epoch and each key's newest seq; an edge reads the epoch a sequencer wrote, waiting
+//! the epoch, each key's newest seq and every book (its newest checkpoint and the updates
+//! after it); an edge reads the epoch a sequencer wrote, waiting
 //! for a sequencer to write one. Relays started beside their NATS server retry the first
 //! connect, logging each try, and the `--listen` socket answers 503 `starting` meanwhile
 //! (`waiting::NotReady`). Only then does [`Relay::start`](crate::relay::Relay::start)
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::book::BookUpdate;
 use crate::config::Role;
 use crate::config::{Config, ConfigError};
 use crate::event::Key;
@@ -59,6 +61,8 @@ pub struct NatsThread {
     pub epoch: u64,
     /// A sequencer's newest seq of every key (empty on an edge).
     pub newest: Vec<(Key, Seq)>,
+    /// A sequencer's books as the stream holds them, to rebuild (empty on an edge).
+    pub books: Vec<BookUpdate>,
     /// The thread.
     pub thread: JoinHandle<()>,
     job: oneshot::Sender<Job>,
@@ -103,7 +107,7 @@ impl NatsThread {
                             return;
                         }
                     };
-                    let _ = opened_tx.send(Ok((history.0.epoch, history.1)));
+                    let _ = opened_tx.send(Ok((history.0.epoch, history.1, history.2)));
                     match job_rx.await {
                         Ok(Job::Publish {
                             queue,
@@ -125,9 +129,10 @@ impl NatsThread {
             answering.stop();
         }
         match opened {
-            Ok(Ok((epoch, newest))) => Ok(Some(Self {
+            Ok(Ok((epoch, newest, books))) => Ok(Some(Self {
                 epoch,
                 newest,
+                books,
                 thread,
                 job,
             })),
@@ -215,7 +220,7 @@ async fn open(
     config: &Config,
     metrics: Arc<Metrics>,
     fresh_epoch: u64,
-) -> Result<(History, Vec<(Key, Seq)>), NatsError> {
+) -> Result<(History, Vec<(Key, Seq)>, Vec<BookUpdate>), NatsError> {
     let mut patience = Patience::new();
     // A relay started in the same instant as its NATS server (a script, a container set)
     // finds nobody listening yet: try again, logging each try, until START_PATIENCE.
@@ -239,7 +244,7 @@ async fn open(
                 reconnected: connection.reconnected.clone(),
             };
             match History::open(attempt, config).await {
-                Ok(history) => return Ok((history, Vec::new())),
+                Ok(history) => return Ok((history, Vec::new(), Vec::new())),
                 Err(e @ NatsError::NoHistory(_)) => match patience.pause() {
                     Some(pause) => {
                         info!(stream = %config.scale.nats_stream, attempt = patience.tries, "waiting for a sequencer to write the stream's epoch");
@@ -253,7 +258,8 @@ async fn open(
     }
     let history = History::open_or_create(connection, config, fresh_epoch).await?;
     let newest = history.last_seqs(&metrics).await?;
-    Ok((history, newest))
+    let books = nats::books::restore(&history, &metrics).await?;
+    Ok((history, newest, books))
 }
 
 /// The start-up retries: pauses doubling from [`FIRST_PAUSE`] to [`LONGEST_PAUSE`], no

@@ -59,6 +59,10 @@
 //!
 //! [`Options::channels`] subscribes to event channels (`news`, or `user:<id>`: the private
 //! channel of the token's user), delivered as [`Item::Event`] and resumed like symbols.
+//! A `book:SYMBOL` or `book:SYMBOL:DEPTH` channel is an order book: the client keeps it,
+//! checks the relay's checksum after every message and delivers [`Item::Book`], or, when
+//! the checksum fails or messages are missing, [`Item::BookResync`] while it fetches the
+//! book again by itself (see [`Book`]).
 //! [`Options::token`] sends a JWT as `Authorization: Bearer`; a token the relay refuses ends
 //! the stream with [`ConnectError::Unauthorized`] or [`Error::Unauthorized`], never a
 //! reconnect loop. `wss://` URLs connect over TLS (rustls) trusting Mozilla's roots and any
@@ -67,6 +71,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod book;
 mod client;
 mod decode;
 mod error;
@@ -84,6 +89,7 @@ mod tls;
 mod url;
 mod wire;
 
+pub use book::{Book, BookResync, Level, ResyncReason};
 pub use client::Client;
 pub use error::{ConnectError, Error};
 pub use item::{

@@ -12,6 +12,8 @@ pub(crate) enum Message {
     Tick(Tick),
     Snapshot(Tick),
     Event(Event),
+    /// A `book:` channel's message.
+    Book(crate::book::BookMessage),
     Gap {
         symbol: Option<String>,
         channel: Option<String>,

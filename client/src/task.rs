@@ -16,6 +16,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 
+use crate::book::{Books, is_book};
 use crate::error::Error;
 use crate::item::{Connected, Disconnected, GapReason, Item, Key, ServerError};
 use crate::message::Message;
@@ -40,6 +41,8 @@ pub(crate) struct Task {
     queue: Arc<SharedQueue>,
     commands: mpsc::UnboundedReceiver<Command>,
     seq_check: SeqCheck,
+    /// The local books of `book:` channels.
+    books: Books,
     /// What the application wants now; `*` for every symbol.
     symbols: BTreeSet<String>,
     ping_id: u64,
@@ -76,6 +79,7 @@ impl Task {
         Self {
             base: base.to_owned(),
             seq_check: SeqCheck::new(options.resume_from.iter().cloned()),
+            books: Books::default(),
             symbols: options.symbols.iter().cloned().collect(),
             options,
             queue,
@@ -189,6 +193,7 @@ impl Task {
         // Positions go in the URL again next time (the symbol count may have dropped).
         self.resume_in_url = true;
         self.seq_check.welcome(c.epoch.as_deref());
+        self.books.reconnected();
         let connected = Item::Connected(Connected {
             session: c.session,
             epoch: c.epoch.clone(),
@@ -234,6 +239,10 @@ impl Task {
                     }
                     if !self.take(&mut messages, &mut c.resuming).await {
                         return End::Stop;
+                    }
+                    // A book that lost its way asks for a fresh snapshot.
+                    for request in self.books.take_requests() {
+                        send(&mut c.ws, request).await;
                     }
                     // Waiting for the application is not silence of the relay.
                     last_heard = Instant::now();
@@ -283,6 +292,13 @@ impl Task {
                 self.seq_check.item(Item::Snapshot(t), out);
             }
             Message::Event(e) => self.seq_check.item(Item::Event(e), out),
+            Message::Book(b) => self.books.accept(b, out),
+            Message::Gap {
+                channel: Some(channel),
+                from,
+                to,
+                ..
+            } if is_book(&channel) => self.books.gap(channel, from, to, out),
             // Counted at its seq like the tick or event it was, so the stream goes on with
             // the next one: no gap for it, and no reconnect that would bring it back.
             Message::Undecodable(u) => {

@@ -12,6 +12,8 @@
 // reset), asks for heartbeats and reconnects when the connection goes silent, and conflates
 // (or fails, by option) when the application reads too slowly. See README.md beside this file.
 
+import { Books, decodeBook, isBook } from './book.js';
+
 /**
  * The relay's wire facts this client acts on, each written once (docs/PROTOCOL.md), the same
  * rows as the Rust client's `wire.rs`: error codes with the close code that follows them when
@@ -127,6 +129,7 @@ export class TickrelayClient {
     if (!this.WebSocket) throw new TickrelayError('no_websocket', 'no WebSocket: pass options.WebSocket (Node 20: --experimental-websocket)');
     this.symbols = new Set(this.options.symbols);
     this.seqCheck = new SeqCheck(this.options.resumeFrom);
+    this.books = new Books((message) => this.send(message)); // book: channels (book.js)
     this.queue = new Queue(this.options.buffer, this.options.slowConsumer);
     this.attempt = 0;
     this.closed = false;
@@ -366,6 +369,7 @@ export class TickrelayClient {
       this.attempt = 0;
       const epoch = m.epoch === undefined ? undefined : String(m.epoch);
       this.seqCheck.welcome(epoch);
+      this.books.reconnected();
       this.queue.push({ type: 'connected', session: m.session, ...(epoch === undefined ? {} : { epoch }), resumed: conn.resuming.size });
       if (this.symbols.has('*') && conn.resuming.size) this.send({ op: 'subscribe', symbols: ['*'] });
       if (this.options.token && this.options.channels.length) this.subscribeChannels();
@@ -406,7 +410,14 @@ export class TickrelayClient {
         }
         break;
       }
+      case 'book':
+        this.books.accept(m, out);
+        break;
       case 'gap': {
+        if (isBook(m.channel)) {
+          this.books.gap(m.channel, m.from, m.to, out);
+          break;
+        }
         const field = m.symbol !== undefined ? 'symbol' : 'channel';
         const reason = field === 'symbol' && conn.resuming.delete(m.symbol) ? 'not_replayable' : 'relay_conflated';
         this.seqCheck.gap(field, m[field], m.from, m.to, reason, out);
@@ -802,6 +813,8 @@ export function decodeServerMessage(bytes) {
       }
       case 8:
         return { type: 'heartbeat' };
+      case 25:
+        return decodeBook(value, readFields);
       case 9: // an event; 10: a channel's last event, delivered as the event it is
       case 10: {
         const e = { type: 'event', channel: '', seq: 0, ts_ns: 0, data: null };

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::AuthError;
+use crate::book::channel::symbol_of;
 use crate::error::clip;
 use crate::event::Key;
 
@@ -56,9 +57,14 @@ impl Identity {
         {
             return self.user.as_deref() == Some(owner);
         }
+        // A book is readable exactly when its symbol is (`BTC-*` allows `book:BTC-USD:10`).
+        let name = match key {
+            Key::Channel(channel) => symbol_of(channel.as_str()).unwrap_or(channel.as_str()),
+            other => other.as_str(),
+        };
         match &self.allow {
             None => true,
-            Some(patterns) => patterns.iter().any(|p| p.matches(key.as_str())),
+            Some(patterns) => patterns.iter().any(|p| p.matches(name)),
         }
     }
 
@@ -182,6 +188,12 @@ mod tests {
         assert!(!id.may_read_all());
         assert!(Identity::anonymous().may_read_all());
         assert!(Pattern::parse("a b").is_err());
+        assert!(
+            id.may_read(&chan("book:BTC-USD:10")),
+            "a book as its symbol"
+        );
+        assert!(id.may_read(&chan("book:BTC-USD")));
+        assert!(!id.may_read(&chan("book:ETH-USD:10")));
         assert!(Pattern::parse("").is_err());
     }
 }

@@ -86,3 +86,11 @@ pub const ROLE: Role = Role::All;
 pub const NATS_STREAM: &str = "tickrelay";
 /// `--nats-linger`.
 pub const NATS_LINGER: &str = "5s";
+/// `--book-depths`.
+pub const BOOK_DEPTHS: &str = "10,25,100";
+/// `--book-max-levels`.
+pub const BOOK_MAX_LEVELS: usize = 1000;
+/// `--book-checkpoint-updates`.
+pub const BOOK_CHECKPOINT_UPDATES: u32 = 256;
+/// `--book-checkpoint-interval`.
+pub const BOOK_CHECKPOINT_INTERVAL: &str = "30s";

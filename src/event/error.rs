@@ -20,6 +20,12 @@ pub enum EventError {
         "`{0}` is not a private channel: write user:<id> or user:<id>:<name> (lowercase `user:`, no empty parts)"
     )]
     NotPrivate(String),
+    /// A channel the relay derives itself (`book:`, `bars:`, `ticker:`): nobody publishes
+    /// on it.
+    #[error(
+        "`{0}` is reserved for a stream the relay derives (book:, bars:, ticker:); publish book updates as {{\"type\":\"book\",...}}"
+    )]
+    Reserved(String),
     /// No `data`.
     #[error("an event needs `data`")]
     MissingData,
@@ -52,6 +58,7 @@ impl EventError {
             Self::Json(_) | Self::Undecodable(_) => ErrorCode::BadJson,
             Self::UnknownField(_) => ErrorCode::UnknownField,
             Self::Channel(_) | Self::NotPrivate(_) => ErrorCode::InvalidChannel,
+            Self::Reserved(_) => ErrorCode::ReservedChannel,
             Self::MissingData => ErrorCode::MissingField,
             Self::TooLarge { .. } => ErrorCode::EventTooLarge,
             Self::TooDeep { .. } => ErrorCode::EventTooDeep,
@@ -61,7 +68,7 @@ impl EventError {
     /// The field the error is about, when one is to blame.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Self::Channel(_) | Self::NotPrivate(_) => Some("channel"),
+            Self::Channel(_) | Self::NotPrivate(_) | Self::Reserved(_) => Some("channel"),
             Self::MissingData
             | Self::TooLarge { .. }
             | Self::TooDeep { .. }

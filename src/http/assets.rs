@@ -11,7 +11,22 @@ use super::response::HttpResponse;
 
 /// `GET /dashboard.js`: the dashboard's script (an ES module).
 pub fn dashboard_js() -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from_static(DASHBOARD_JS.as_bytes())));
+    script(DASHBOARD_JS)
+}
+
+/// `GET /book-panel.js`: the dashboard's order-book panel (an ES module the page loads
+/// beside its script).
+pub fn book_panel_js() -> HttpResponse {
+    script(BOOK_PANEL_JS)
+}
+
+/// `GET /book.js`: the JavaScript client's order books, which `/tickrelay.js` imports.
+pub fn client_book_js() -> HttpResponse {
+    script(CLIENT_BOOK_JS)
+}
+
+fn script(body: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
@@ -25,3 +40,7 @@ pub fn dashboard_js() -> HttpResponse {
 
 /// The dashboard's script.
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
+/// The dashboard's order-book panel.
+const BOOK_PANEL_JS: &str = include_str!("book_panel.js");
+/// The JavaScript client's order books (`clients/js/book.js`).
+const CLIENT_BOOK_JS: &str = include_str!("../../clients/js/book.js");

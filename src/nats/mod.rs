@@ -16,6 +16,8 @@
 //! the same epoch; a message that is not exactly a tick or event of this stream is counted
 //! (`bad_nats_message`) and skipped.
 
+pub mod books;
+mod consume;
 pub mod follow;
 pub mod publish;
 pub mod subject;
@@ -234,7 +236,15 @@ impl History {
             .await
             .map_err(jetstream_error("stream subjects"))?
         {
-            if subject != self.subjects.epoch() {
+            // A book's seq lives in its book: restored with it (`books::restore`).
+            let book = matches!(
+                self.subjects.parse(&subject),
+                Ok((
+                    subject::Carries::BookUpdates | subject::Carries::BookCheckpoints,
+                    _
+                ))
+            );
+            if subject != self.subjects.epoch() && !book {
                 names.push(subject);
             }
         }
@@ -265,7 +275,7 @@ impl History {
     }
 }
 
-async fn read_epoch(
+pub(super) async fn read_epoch(
     stream: &stream::Stream,
     subjects: &Subjects,
 ) -> Result<Option<u64>, NatsError> {
@@ -287,7 +297,7 @@ async fn read_epoch(
     }
 }
 
-fn jetstream_error<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> NatsError {
+pub(super) fn jetstream_error<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> NatsError {
     move |e| NatsError::JetStream {
         what,
         reason: e.to_string(),

@@ -1,10 +1,13 @@
 //! [`Subjects`]: where each key lives in the stream, and back.
 //!
 //! `<stream>.tick.<symbol>` for a symbol's ticks, `<stream>.event.<channel>` for a channel's
-//! events, `<stream>.epoch` for the history's identity. A key becomes one subject token
+//! events, `<stream>.book.<symbol>` for a book's updates (full depth; every depth's view is
+//! derived from them), `<stream>.bookcp.<symbol>` for its periodic checkpoints (the whole
+//! book), `<stream>.epoch` for the history's identity. A key becomes one subject token
 //! reversibly: bytes outside `[A-Za-z0-9_:/-]` (the `.` of `BRK.B`, the only one the key
 //! alphabet allows) are written `%XX`, so no key can add a token or a wildcard.
 
+use crate::book::{BookChannel, channel::symbol_of};
 use crate::event::{Channel, Key};
 use crate::tick::Symbol;
 
@@ -12,6 +15,19 @@ use crate::tick::Symbol;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subjects {
     prefix: String,
+}
+
+/// What a subject of this stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carries {
+    /// A symbol's ticks.
+    Ticks,
+    /// A channel's events.
+    Events,
+    /// A book's updates (its full-depth channel's messages).
+    BookUpdates,
+    /// A book's checkpoints.
+    BookCheckpoints,
 }
 
 /// Why a subject is not one of a key of this stream.
@@ -48,13 +64,31 @@ impl Subjects {
         format!("{}.epoch", self.prefix)
     }
 
-    /// The subject of `key` (a tier's: its base's, which it throttles).
+    /// The subject of `key` (a tier's: its base's, which it throttles; a book channel of any
+    /// depth: its book's updates).
     pub fn of(&self, key: &Key) -> String {
         let (kind, name) = match key {
             Key::Symbol(s) => (TICK, s.as_str()),
-            Key::Channel(c) => (EVENT, c.as_str()),
+            Key::Channel(c) => match symbol_of(c.as_str()) {
+                Some(symbol) => (BOOK, symbol),
+                None => (EVENT, c.as_str()),
+            },
             Key::Tiered(t) => return self.of(&t.base),
         };
+        self.subject(kind, name)
+    }
+
+    /// The subject of `symbol`'s book checkpoints.
+    pub fn checkpoints(&self, symbol: &Symbol) -> String {
+        self.subject(CHECKPOINT, symbol.as_str())
+    }
+
+    /// The wildcard of every book's updates (where a restarted sequencer finds its books).
+    pub fn all_books(&self) -> String {
+        format!("{}.{BOOK}.*", self.prefix)
+    }
+
+    fn subject(&self, kind: &str, name: &str) -> String {
         let mut subject = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 2);
         subject.push_str(&self.prefix);
         subject.push('.');
@@ -64,8 +98,13 @@ impl Subjects {
         subject
     }
 
-    /// The key whose subject is `subject`.
+    /// The key whose subject is `subject` (a book's: its full-depth channel).
     pub fn key(&self, subject: &str) -> Result<Key, SubjectError> {
+        self.parse(subject).map(|(_, key)| key)
+    }
+
+    /// What `subject` carries, and its key.
+    pub fn parse(&self, subject: &str) -> Result<(Carries, Key), SubjectError> {
         let foreign = || SubjectError::Foreign(subject.to_owned());
         let rest = subject
             .strip_prefix(self.prefix.as_str())
@@ -74,9 +113,20 @@ impl Subjects {
         let (kind, token) = rest.split_once('.').ok_or_else(foreign)?;
         let bad = || SubjectError::BadToken(token.to_owned());
         let name = unescape(token).ok_or_else(bad)?;
+        let book = |carries| {
+            let symbol = Symbol::parse(&name).map_err(|_| bad())?;
+            let channel = Channel::of_book(&BookChannel::full(symbol));
+            Ok((carries, Key::Channel(channel)))
+        };
         match kind {
-            TICK => Symbol::parse(&name).map(Key::Symbol).map_err(|_| bad()),
-            EVENT => Channel::parse(&name).map(Key::Channel).map_err(|_| bad()),
+            TICK => Symbol::parse(&name)
+                .map(|s| (Carries::Ticks, Key::Symbol(s)))
+                .map_err(|_| bad()),
+            EVENT => Channel::parse(&name)
+                .map(|c| (Carries::Events, Key::Channel(c)))
+                .map_err(|_| bad()),
+            BOOK => book(Carries::BookUpdates),
+            CHECKPOINT => book(Carries::BookCheckpoints),
             _ => Err(foreign()),
         }
     }
@@ -131,6 +181,8 @@ fn hex(digit: u8) -> Option<u8> {
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 const TICK: &str = "tick";
 const EVENT: &str = "event";
+const BOOK: &str = "book";
+const CHECKPOINT: &str = "bookcp";
 
 #[cfg(test)]
 mod tests {
@@ -150,6 +202,23 @@ mod tests {
         let news = Key::Channel(Channel::parse("status.model").unwrap());
         assert_eq!(subjects.of(&news), "tickrelay.event.status%2Emodel");
         assert_eq!(subjects.key(&subjects.of(&news)), Ok(news));
+    }
+
+    #[test]
+    fn a_book_of_any_depth_reads_its_updates_and_checkpoints_have_their_own_subject() {
+        let subjects = Subjects::new("tickrelay");
+        let depth = Key::Channel(Channel::parse("book:BRK.B:10").unwrap());
+        assert_eq!(subjects.of(&depth), "tickrelay.book.BRK%2EB");
+        let symbol = Symbol::parse("BRK.B").unwrap();
+        assert_eq!(subjects.checkpoints(&symbol), "tickrelay.bookcp.BRK%2EB");
+        let full = Key::Channel(Channel::parse("book:BRK.B").unwrap());
+        for subject in ["tickrelay.book.BRK%2EB", "tickrelay.bookcp.BRK%2EB"] {
+            assert_eq!(subjects.key(subject), Ok(full.clone()));
+        }
+        assert_eq!(
+            subjects.parse("tickrelay.bookcp.BRK%2EB").unwrap().0,
+            Carries::BookCheckpoints
+        );
     }
 
     #[test]

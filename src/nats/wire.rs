@@ -1,9 +1,10 @@
 //! One sequenced item as a stream message, and back: the NATS side's wire contract.
 //!
 //! A tick's payload is the protobuf `Tick` (with `seq` and `recv_ns`), an event's the
-//! protobuf `Event`; the subject names the key ([`Subjects`]). Headers: `Tickrelay-Epoch`
-//! (the history the seq belongs to), `Tickrelay-Recv-Ns` (events: the proto has no field
-//! for it), and `Nats-Msg-Id` (`<epoch>:<subject>:<seq>`), which makes a retried publish
+//! protobuf `Event`, a book update's or checkpoint's the protobuf `Book` of its full-depth
+//! channel; the subject names the key ([`Subjects`]). Headers: `Tickrelay-Epoch`
+//! (the history the seq belongs to), `Tickrelay-Recv-Ns` (events and books: their protos
+//! have no field for it), and `Nats-Msg-Id` (`<epoch>:<subject>:<seq>`), which makes a retried publish
 //! a duplicate the stream stores once.
 //!
 //! [`decode`] is the only validation point for what an edge reads from NATS: a message that
@@ -14,8 +15,9 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use prost::Message as _;
 
-use super::subject::{SubjectError, Subjects};
-use crate::encode::protobuf::{event_message, tick_message};
+use super::subject::{Carries, SubjectError, Subjects};
+use crate::book::{BookKind, BookUpdate, Depth, Level, input};
+use crate::encode::protobuf::{book_message, event_message, tick_message};
 use crate::event::{Event, Item, Key};
 use crate::ingest::DecodeError;
 use crate::ingest::protobuf::validate;
@@ -75,10 +77,21 @@ pub enum WireError {
     Unsequenced,
 }
 
+/// Whether `item` goes into the stream: everything but a book's views at a depth (every
+/// relay derives those from the full-depth updates).
+pub fn published(item: &Item) -> bool {
+    !matches!(item, Item::Book(book) if book.channel.depth() != Depth::Full)
+}
+
 /// `item` (sequenced, of history `epoch`) as a message for the stream.
 pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
     let key = item.key();
-    let subject = subjects.of(&key);
+    let subject = match item {
+        Item::Book(book) if book.kind == BookKind::Checkpoint => {
+            subjects.checkpoints(book.channel.symbol())
+        }
+        _ => subjects.of(&key),
+    };
     let mut headers = HeaderMap::new();
     headers.insert(EPOCH, epoch.to_string().as_str());
     headers.insert(
@@ -93,6 +106,10 @@ pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
         }
         Item::Tier(_) => {
             unreachable!("a tier's frame is made by a shard after the sequencer: never published")
+        }
+        Item::Book(book) => {
+            headers.insert(RECV_NS, book.recv_ns.to_string().as_str());
+            book_message(book).encode_to_vec()
         }
     };
     Outgoing {
@@ -109,7 +126,7 @@ pub fn decode(
     headers: Option<&HeaderMap>,
     payload: &[u8],
 ) -> Result<Incoming, WireError> {
-    let key = subjects.key(subject)?;
+    let (carries, key) = subjects.parse(subject)?;
     let number = |name: &str| {
         headers
             .and_then(|h| h.get(name))
@@ -129,6 +146,16 @@ pub fn decode(
             tick.seq = Seq(seq);
             tick.recv_ns = recv_ns;
             Item::Tick(tick)
+        }
+        Key::Channel(channel)
+            if matches!(carries, Carries::BookUpdates | Carries::BookCheckpoints) =>
+        {
+            let message = proto::Book::decode(payload).map_err(bad)?;
+            if message.channel != channel.as_str() {
+                return Err(mismatch(&message.channel, &key));
+            }
+            let recv_ns = number(RECV_NS).ok_or(WireError::RecvNs)?;
+            Item::Book(book(message, carries == Carries::BookCheckpoints, recv_ns)?)
         }
         Key::Channel(channel) => {
             let message = proto::Event::decode(payload).map_err(bad)?;
@@ -155,6 +182,37 @@ pub fn decode(
         return Err(WireError::Unsequenced);
     }
     Ok(Incoming { item, epoch })
+}
+
+/// A book message of the stream, its levels validated like a publisher's.
+fn book(message: proto::Book, checkpoint: bool, recv_ns: u64) -> Result<BookUpdate, WireError> {
+    let levels = |side: &str, list: &[proto::BookLevel]| -> Result<Vec<Level>, WireError> {
+        list.iter()
+            .map(|l| {
+                input::level(&l.price, &l.size)
+                    .map_err(|e| WireError::Payload(format!("{side}: {e}")))
+            })
+            .collect()
+    };
+    let symbol = crate::book::channel::symbol_of(&message.channel)
+        .and_then(|s| crate::tick::Symbol::parse(s).ok())
+        .ok_or_else(|| WireError::Payload(format!("book channel `{}`", message.channel)))?;
+    let kind = match (checkpoint, message.snapshot) {
+        (true, _) => BookKind::Checkpoint,
+        (false, true) => BookKind::Snapshot,
+        (false, false) => BookKind::Delta,
+    };
+    let mut update = BookUpdate::input(
+        crate::book::BookChannel::full(symbol),
+        kind,
+        levels("bids", &message.bids)?,
+        levels("asks", &message.asks)?,
+        message.ts_ns,
+    );
+    update.seq = Seq(message.seq);
+    update.checksum = message.checksum;
+    update.recv_ns = recv_ns;
+    Ok(update)
 }
 
 fn mismatch(payload: &str, subject: &Key) -> WireError {
@@ -198,6 +256,49 @@ mod tests {
             let back = decode(&subjects, &out.subject, Some(&out.headers), &out.payload).unwrap();
             assert_eq!((back.item, back.epoch), (item, 42));
         }
+    }
+
+    #[test]
+    fn a_book_update_and_checkpoint_come_back_as_they_went_and_views_stay_home() {
+        use crate::book::{BookChannel, decimal};
+        let subjects = Subjects::new("tickrelay");
+        let symbol = crate::tick::Symbol::parse("BTC-USD").unwrap();
+        let level = |p: &str, s: &str| Level {
+            price: decimal::parse(p).unwrap(),
+            size: decimal::parse(s).unwrap(),
+        };
+        for kind in [BookKind::Delta, BookKind::Snapshot, BookKind::Checkpoint] {
+            let mut book = BookUpdate::input(
+                BookChannel::full(symbol.clone()),
+                kind,
+                vec![level("43250.5", "0")],
+                vec![level("43251", "1.25")],
+                7,
+            );
+            (book.seq, book.checksum, book.recv_ns) = (Seq(9), 1234, 8);
+            let item = Item::Book(book);
+            assert!(published(&item));
+            let out = encode(&subjects, &item, 42);
+            let want = if kind == BookKind::Checkpoint {
+                "tickrelay.bookcp.BTC-USD"
+            } else {
+                "tickrelay.book.BTC-USD"
+            };
+            assert_eq!(out.subject, want);
+            let back = decode(&subjects, &out.subject, Some(&out.headers), &out.payload).unwrap();
+            assert_eq!((back.item, back.epoch), (item, 42));
+        }
+        let view = BookUpdate::input(
+            BookChannel::new(symbol, Depth::Top(10)),
+            BookKind::Delta,
+            vec![],
+            vec![],
+            1,
+        );
+        assert!(
+            !published(&Item::Book(view)),
+            "every relay derives the views itself"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! new run (a resume from it gets a `gap`, a live subscriber the shard's `gap` for the jump),
 //! and each shard drops an evicted key's history, sending `reset` to whoever still follows it.
 
+pub mod books;
 pub mod interest;
 pub mod queue;
 pub mod record;
@@ -29,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
+use crate::book::{BookUpdate, Depth};
+use crate::config::BookConfig;
 use crate::config::defaults::EVICT_IDLE;
 use crate::config::parse_duration;
 use crate::encode::{Frames, Wire};
@@ -38,6 +41,7 @@ use crate::ingest::{InboxReceiver, Published, Refused};
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 use crate::tick::Seq;
+pub use books::{Books, Cadence};
 pub use interest::Interest;
 use interest::SymbolInterest;
 pub use queue::{Batch, TickQueue, TickSender, tick_queue};
@@ -67,6 +71,11 @@ pub struct Sequencer {
     swept: Option<Instant>,
     /// Follow mode (an edge): items arrive sequenced from the stream and keep their seq.
     follow: bool,
+    /// The order books and the messages their updates become.
+    books: Books,
+    /// Items to hand on before the first batch (checkpoints of books restored from the
+    /// stream, so the shards' copies start from them).
+    pending: Vec<Arc<Frames>>,
 }
 
 impl Sequencer {
@@ -77,6 +86,7 @@ impl Sequencer {
         metrics: Arc<Metrics>,
         max_symbols: usize,
     ) -> Self {
+        let books = Books::new(&BookConfig::default(), interest.clone(), metrics.clone());
         Self {
             symbols: HashMap::new(),
             shards,
@@ -87,6 +97,8 @@ impl Sequencer {
             evicted_high: 0,
             swept: None,
             follow: false,
+            books,
+            pending: Vec::new(),
         }
     }
 
@@ -94,6 +106,22 @@ impl Sequencer {
     pub fn evicting_after(mut self, idle: Duration) -> Self {
         self.evict_idle = idle;
         self
+    }
+
+    /// Keeps books with `config`'s depths and limits; `cadence`: checkpoints them into the
+    /// stream at that cadence (a sequencer with `--nats`).
+    pub fn books(mut self, config: &BookConfig, cadence: Option<Cadence>) -> Self {
+        self.books = Books::new(config, self.interest.clone(), self.metrics.clone());
+        if let Some(cadence) = cadence {
+            self.books.checkpoint(cadence);
+        }
+        self
+    }
+
+    /// Rebuilds books from the stream (a restarted sequencer): each book's newest
+    /// checkpoint, as a snapshot, then the updates after it; the seqs continue from them.
+    pub fn restore_books(&mut self, updates: Vec<BookUpdate>) {
+        self.books.restore(updates, &mut self.pending);
     }
 
     /// An edge's sequencer: items come from the stream already sequenced. It keeps their
@@ -125,12 +153,23 @@ impl Sequencer {
     /// Sequences batches until the inbox closes or shutdown, then drains what is queued and
     /// closes the shard queues (which tells the shards no more ticks will come).
     pub async fn run(mut self, mut inbox: InboxReceiver, shutdown: Shutdown) {
+        let restored = std::mem::take(&mut self.pending);
+        self.hand_on(restored).await;
+        let mut timer = tokio::time::interval(CHECKPOINT_CHECK);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
                 // Ticks first: a batch already accepted is always sequenced and delivered.
                 biased;
                 first = inbox.recv() => first,
                 () = shutdown.wait() => None,
+                // The one timer: checkpoints of books that changed and have waited long enough.
+                _ = timer.tick() => {
+                    let mut due = Vec::new();
+                    self.books.due_checkpoints(Instant::now(), &mut due);
+                    self.hand_on(due).await;
+                    continue;
+                }
             };
             let Some(first) = first else { break };
             let mut items = first.items.len();
@@ -171,42 +210,74 @@ impl Sequencer {
         let mut batch = Vec::new();
         for hand_off in &mut published {
             for (i, item) in hand_off.items.drain(..).enumerate() {
-                match self.prepare(item, now) {
-                    Ok(Some(frames)) => batch.push(Arc::new(frames)),
-                    Ok(None) => {}
-                    Err(key) => {
-                        if let Some(publisher) = &hand_off.publisher {
-                            let refused = Refused {
-                                line: publisher.lines.get(i).copied().unwrap_or_default(),
-                                key: key.as_str().to_owned(),
-                                limit: self.max_symbols,
-                            };
-                            // The publisher may have gone; the refusal is counted anyway.
-                            let _ = publisher.refused.send(refused);
-                        }
+                let refused = match item {
+                    // A book refuses its own updates (answered through their `Origin`).
+                    Item::Book(update) => {
+                        self.sequence_book(update, now, &mut batch);
+                        continue;
                     }
+                    other => match self.prepare(other, now) {
+                        Ok(frames) => {
+                            batch.extend(frames.map(Arc::new));
+                            continue;
+                        }
+                        Err(key) => key,
+                    },
+                };
+                if let Some(publisher) = &hand_off.publisher {
+                    let refused = Refused {
+                        line: publisher.lines.get(i).copied().unwrap_or_default(),
+                        key: refused.as_str().to_owned(),
+                        limit: self.max_symbols,
+                    };
+                    // The publisher may have gone; the refusal is counted anyway.
+                    let _ = publisher.refused.send(refused);
                 }
             }
         }
-        let batch: Batch = batch.into();
-        if !batch.is_empty() {
-            for shard in &self.shards {
-                shard.deliver(batch.clone()).await;
-            }
-            metrics::add(&self.metrics.ticks_in, batch.len() as u64);
-        }
+        self.hand_on(batch).await;
         drop(published);
     }
 
+    /// Applies a book update (a publisher's, or the stream's on an edge) to its book.
+    fn sequence_book(&mut self, update: BookUpdate, now: Instant, out: &mut Vec<Arc<Frames>>) {
+        let full = |s: &Self| s.symbols.len() + s.books.len() >= s.max_symbols;
+        if full(self) {
+            self.sweep(now);
+        }
+        let room = !full(self);
+        if self.follow {
+            self.books.follow(update, room, out);
+        } else {
+            self.books.sequence(update, room, now, out);
+        }
+    }
+
+    /// Hands every shard (and the other consumers) the same batch.
+    async fn hand_on(&self, items: Vec<Arc<Frames>>) {
+        if items.is_empty() {
+            return;
+        }
+        let batch: Batch = items.into();
+        for shard in &self.shards {
+            shard.deliver(batch.clone()).await;
+        }
+        // What came in: a book update counts once (its full-depth message), not per view.
+        let derived = |item: &Item| matches!(item, Item::Book(b) if b.channel.depth() != Depth::Full || !b.for_clients());
+        let came_in = batch.iter().filter(|f| !derived(f.item())).count();
+        metrics::add(&self.metrics.ticks_in, came_in as u64);
+    }
+
     /// Assigns the item its seq and pre-encodes it; `Ok(None)` for an edge's repeat, `Err`
-    /// with its key if it is a new key and the table stays full after a sweep (counted as
-    /// `symbol_limit`).
+    /// with its key if it is a new key and the table (symbols, channels and books together)
+    /// stays full after a sweep (counted as `symbol_limit`).
     fn prepare(&mut self, mut item: Item, now: Instant) -> Result<Option<Frames>, Key> {
         let key = item.key();
         let known = self.symbols.contains_key(&key);
-        if !known && self.symbols.len() >= self.max_symbols {
+        let full = |s: &Self| s.symbols.len() + s.books.len() >= s.max_symbols;
+        if !known && full(self) {
             self.sweep(now);
-            if self.symbols.len() >= self.max_symbols {
+            if full(self) {
                 self.metrics.count_error(ErrorCode::SymbolLimit);
                 debug!(
                     key = key.as_str(),
@@ -296,6 +367,9 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Most ticks coalesced into one shard hand-off.
 const MAX_BATCH: usize = 4096;
+/// How often the timer looks for book checkpoints that are due (`--book-checkpoint-interval`
+/// is met within this).
+const CHECKPOINT_CHECK: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

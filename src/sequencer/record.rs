@@ -1,4 +1,4 @@
-//! `--record FILE`: every sequenced tick, written as the JSON line a json client receives
+//! `--record FILE`: every sequenced tick and event (not book messages), written as the JSON line a json client receives
 //! (`{"type":"tick","symbol":..,"seq":..,"kind":..,"ts_ns":..,"recv_ns":..,...}`), one per
 //! line, in seq order per symbol. `--replay FILE` (`ingest::playback`) reads it back.
 //!
@@ -35,7 +35,12 @@ fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>) {
             continue;
         }
         let mut result = Ok(());
-        for frames in batch.iter() {
+        // Books are not recorded: their views and checkpoints are derived, and a replay
+        // of ticks cannot rebuild them.
+        let recorded = batch
+            .iter()
+            .filter(|f| !matches!(f.item(), crate::event::Item::Book(_)));
+        for frames in recorded {
             result = out
                 .write_all(frames.json_payload())
                 .and_then(|()| out.write_all(b"\n"));

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthError, Token};
+use crate::book::{BookChannel, BookChannelError};
 use crate::error::{ErrorCode, clip, one_of};
 use crate::event::{Channel, Key, Tier, Tiered, Tiers};
 use crate::tick::{Seq, Symbol};
@@ -129,6 +130,13 @@ impl KeyRules {
         };
         let (name, tier) = self.tiers.split(text).map_err(|e| invalid(e.to_string()))?;
         let channel = Channel::parse(name).map_err(|e| invalid(e.to_string()))?;
+        if tier.is_some() && channel.is_reserved() {
+            // A book's deltas (and a derived stream's closed messages) cannot be thinned:
+            // a dropped one would leave the client's copy wrong.
+            return Err(invalid(format!(
+                "`{name}` is derived by the relay and has no rate tiers; subscribe to it without `@`"
+            )));
+        }
         Ok(tiered(Key::Channel(channel), tier))
     }
 }
@@ -265,6 +273,14 @@ pub enum ControlError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `book:` channel of no valid symbol, or of a depth not in `--book-depths`.
+    #[error("channel `{channel}`: {reason}")]
+    BookChannel {
+        /// The name given (truncated).
+        channel: String,
+        /// What is wrong with it.
+        reason: BookChannelError,
+    },
     /// More symbols than `--max-symbols-per-client`.
     #[error("{requested} symbols requested, the limit is {limit}")]
     TooManySymbols {
@@ -298,7 +314,7 @@ impl ControlError {
             Self::UnknownField(_) => ErrorCode::UnknownField,
             Self::UnknownOp(_) => ErrorCode::UnknownOp,
             Self::InvalidSymbol { .. } => ErrorCode::InvalidSymbol,
-            Self::InvalidChannel { .. } => ErrorCode::InvalidChannel,
+            Self::InvalidChannel { .. } | Self::BookChannel { .. } => ErrorCode::InvalidChannel,
             Self::TooManySymbols { .. } => ErrorCode::TooManySymbols,
             Self::BinaryNotSupported => ErrorCode::BinaryNotSupported,
             Self::AlreadySubscribed(_) => ErrorCode::AlreadySubscribed,
@@ -353,6 +369,25 @@ impl Op {
     pub(super) fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
+}
+
+/// Refuses a `book:` channel among `keys` that this relay does not serve: a bad symbol, or
+/// a depth not in `depths` (`--book-depths`; the message lists them).
+pub fn check_book_channels<'a>(
+    keys: impl IntoIterator<Item = &'a Key>,
+    depths: &[u32],
+) -> Result<(), ControlError> {
+    for key in keys {
+        if let Key::Channel(channel) = key
+            && let Some(Err(reason)) = BookChannel::parse(channel.as_str(), depths)
+        {
+            return Err(ControlError::BookChannel {
+                channel: clip(channel.as_str()),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Parses `SYMBOL:SEQ` positions (the `?resume=` list and the resume op).

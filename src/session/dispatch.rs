@@ -226,6 +226,11 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
     let key = session.key;
     match control {
         Control::Auth(token) | Control::Refresh(token) => refresh(core, session, &token, now),
+        Control::Subscribe(selection) | Control::Snapshot(selection)
+            if let Err(error) = check_book_channels(core, &selection.keys()) =>
+        {
+            refuse(core, session, &error, now);
+        }
         Control::Subscribe(selection) => {
             if let Err(error) = check_allowed(session, &selection, &[]) {
                 return refuse(core, session, &error, now);
@@ -267,7 +272,12 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
         }
         Control::Ping { id } => core.send(key, &Message::Pong { id }, now),
         Control::Resume(positions) => {
-            if let Err(error) = check_allowed(session, &Selection::default(), &positions) {
+            let keys = positions.iter().map(|(key, _)| key);
+            let books =
+                super::control::check_book_channels(keys, &core.shared().config.book.book_depths);
+            if let Err(error) =
+                books.and_then(|()| check_allowed(session, &Selection::default(), &positions))
+            {
                 return refuse(core, session, &error, now);
             }
             let taken: Vec<&str> = positions
@@ -305,6 +315,11 @@ fn other_tiers(core: &ShardCore, key: SessionKey, keys: &[Key]) -> Vec<Key> {
                     .any(|new| new.tier().is_some() && new.base() == old.base() && new != old)
         })
         .collect()
+}
+
+/// Refuses a book channel of a depth this relay does not offer.
+fn check_book_channels(core: &ShardCore, keys: &[Key]) -> Result<(), ControlError> {
+    super::control::check_book_channels(keys, &core.shared().config.book.book_depths)
 }
 
 /// Refuses a subscription that would take the session past `--max-symbols-per-client`.

@@ -12,6 +12,8 @@
 //! (here), a client's lifecycle and sends (`lifecycle.rs`), and subscriptions, snapshots and
 //! resume (`subscribe.rs`).
 
+pub mod book_lag;
+mod books;
 mod client;
 pub mod fanout;
 pub mod feed;
@@ -44,6 +46,7 @@ use crate::metrics::{self, ShardMetrics};
 use crate::sequencer::{Batch, TickQueue};
 use crate::shared::Shared;
 use crate::tick::{Seq, now_ns};
+use books::BookCopies;
 use client::Client;
 pub use client::SLOW_CLOSE_GRACE;
 pub use feed::{Feed, FeedPhase};
@@ -66,6 +69,8 @@ pub struct ShardCore {
     /// Per key seen: the replay ring, whose newest entry is the last value (snapshots,
     /// `/price`, resume).
     rings: HashMap<Key, Ring>,
+    /// Per book: the shard's copy (book snapshots of any depth, `/book`).
+    books: BookCopies,
     /// Clients with frames queued since the last flush.
     dirty: Vec<SessionKey>,
     /// This turn's ticks as (`recv_ns`, deliveries), for the latency histogram.
@@ -125,6 +130,7 @@ impl ShardCore {
             clients: Slab::new(),
             subscriptions: Subscriptions::new(),
             rings: HashMap::new(),
+            books: BookCopies::default(),
             dirty: Vec::new(),
             turn: Vec::new(),
             throttle: Throttle::default(),
@@ -162,6 +168,10 @@ impl ShardCore {
         // Seqs an edge's stream no longer held (rare): announced before the tick after them.
         let mut jumps = Vec::new();
         for (i, frames) in batch.iter().enumerate() {
+            // A book checkpoint updates the shard's copy only.
+            if !self.books.observe(frames) {
+                continue;
+            }
             let key = frames.key();
             if let Some(last) = self.rings.get(key).and_then(Ring::last)
                 && last.seq().next() < frames.seq()
@@ -185,6 +195,9 @@ impl ShardCore {
         let mut delivered = 0;
         let mut jumps = jumps.into_iter().peekable();
         for (i, frames) in batch.iter().enumerate() {
+            if !books::for_clients(frames) {
+                continue;
+            }
             if let Some((_, gap)) = jumps.next_if(|(at, _)| *at == i) {
                 fanout::announce_gap(frames, gap, &self.subscriptions, &mut self.clients, now);
             }
@@ -304,6 +317,22 @@ impl ShardCore {
     /// The last item of every symbol and channel seen, in no particular order.
     pub fn last_values(&self) -> impl Iterator<Item = &Arc<Frames>> {
         self.rings.values().filter_map(Ring::last)
+    }
+
+    /// A snapshot of `symbol`'s book at `depth` from this shard's copy (`/book`), if it has
+    /// the book.
+    pub fn book_snapshot(
+        &self,
+        symbol: &crate::tick::Symbol,
+        depth: crate::book::Depth,
+    ) -> Option<crate::book::BookUpdate> {
+        self.books
+            .snapshot(&crate::book::BookChannel::new(symbol.clone(), depth))
+    }
+
+    /// How many books this shard holds a copy of.
+    pub fn book_count(&self) -> usize {
+        self.books.len()
     }
 
     /// How many symbols this shard has seen (every shard sees every tick).

@@ -4,10 +4,13 @@
 
 use std::time::Instant;
 
+use super::books::{self, BookCopies};
+use super::feed::Feed;
 use super::ring::{Ring, Since};
 use super::{Added, SessionKey, ShardCore};
 use crate::encode::Message;
 use crate::event::Key;
+use crate::metrics::ShardMetrics;
 use crate::tick::Seq;
 
 impl ShardCore {
@@ -105,7 +108,15 @@ impl ShardCore {
                 feed.send(&Message::Snapshot(frames.item()), now);
             }
         }
+        let depths = &self.shared.config.book.book_depths;
         for name in &added.keys {
+            // A book's snapshot is the book (the shard's copy), not its last delta.
+            if let Some(channel) = books::channel_of(name, depths) {
+                if let Some(snapshot) = self.books.snapshot(&channel) {
+                    feed.send(&Message::Book(&snapshot), now);
+                }
+                continue;
+            }
             let last = match name {
                 Key::Tiered(_) => self.throttle.last(name),
                 Key::Symbol(_) | Key::Channel(_) => self.rings.get(name).and_then(Ring::last),
@@ -136,6 +147,8 @@ impl ShardCore {
         let symbols: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
         self.subscribe(key, false, &symbols);
         let current = self.shared.epoch;
+        let shared = self.shared.clone();
+        let depths = &shared.config.book.book_depths;
         if epoch.is_some_and(|e| e != current) {
             for (symbol, _) in positions {
                 let reset = Message::Reset {
@@ -143,7 +156,11 @@ impl ShardCore {
                     epoch: current,
                 };
                 self.clients[key].feed.send(&reset, now);
-                if let Some(last) = self.last(symbol).cloned() {
+                if let Some(channel) = books::channel_of(symbol, depths) {
+                    if let Some(snapshot) = self.books.snapshot(&channel) {
+                        self.clients[key].feed.send(&Message::Book(&snapshot), now);
+                    }
+                } else if let Some(last) = self.last(symbol).cloned() {
                     self.clients[key]
                         .feed
                         .send(&Message::Snapshot(last.item()), now);
@@ -152,7 +169,14 @@ impl ShardCore {
             return;
         }
         for (symbol, seq) in positions {
-            if let Key::Tiered(_) = symbol {
+            if let Some(channel) = books::channel_of(symbol, depths) {
+                let depth = self.replay_depth();
+                let metrics = shared.metrics.shard(self.id);
+                let ring = self.rings.get(symbol);
+                let book = (&self.books, &channel);
+                let feed = &mut self.clients[key].feed;
+                resume_book(feed, book, (symbol, *seq), ring, depth, metrics, now);
+            } else if let Key::Tiered(_) = symbol {
                 self.resume_tier(key, symbol, *seq, now);
             } else {
                 self.resume_from_ring(key, symbol, *seq, now);
@@ -227,4 +251,42 @@ impl ShardCore {
             }
         }
     }
+}
+
+/// Resumes a book channel after `seq`: the messages after it from the ring when it still
+/// holds them, else the book itself (the shard's copy) as a snapshot, after a `gap` naming
+/// the seqs it stands for.
+fn resume_book(
+    feed: &mut Feed,
+    (copies, channel): (&BookCopies, &crate::book::BookChannel),
+    (key, seq): (&Key, Seq),
+    ring: Option<&Ring>,
+    depth: usize,
+    metrics: &ShardMetrics,
+    now: Instant,
+) {
+    if let Some(Since::Ticks(messages)) = ring.and_then(|r| r.since_within(seq, depth)) {
+        for frames in messages {
+            feed.push_tick(frames, now, metrics);
+        }
+        return;
+    }
+    let Some(snapshot) = copies.snapshot(channel) else {
+        return;
+    };
+    if seq == snapshot.seq {
+        return;
+    }
+    if seq.next() < snapshot.seq {
+        let to = Seq(snapshot.seq.0 - 1);
+        feed.send(
+            &Message::Gap {
+                key,
+                from: seq.next(),
+                to,
+            },
+            now,
+        );
+    }
+    feed.send(&Message::Book(&snapshot), now);
 }

@@ -361,7 +361,7 @@ impl Tracker {
             Item::Connected(_) => self.connects += 1,
             Item::Disconnected(d) => self.disconnects.push(d.reason.clone()),
             Item::Error(e) => self.errors.push(e.code.clone()),
-            Item::Event(_) => {}
+            Item::Event(_) | Item::Book(_) | Item::BookResync(_) => {}
         }
     }
 
