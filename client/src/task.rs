@@ -75,7 +75,10 @@ impl Task {
     ) -> Self {
         Self {
             base: base.to_owned(),
-            seq_check: SeqCheck::new(options.resume_from.iter().cloned()),
+            seq_check: SeqCheck::new(
+                options.resume_from.iter().cloned(),
+                options.resume_epoch.clone(),
+            ),
             symbols: options.symbols.iter().cloned().collect(),
             options,
             queue,
@@ -343,7 +346,13 @@ impl Task {
                 if !resume.is_empty() {
                     let from: serde_json::Map<String, serde_json::Value> =
                         resume.into_iter().map(|(s, seq)| (s, seq.into())).collect();
-                    ops.push(serde_json::json!({"op": "resume", "from": from}));
+                    let mut op = serde_json::json!({"op": "resume", "from": from});
+                    // The relay trusts no position without the epoch it belongs to.
+                    if let Some(epoch) = self.seq_check.epoch().and_then(|e| e.parse::<u64>().ok())
+                    {
+                        op["epoch"] = epoch.into();
+                    }
+                    ops.push(op);
                 }
             }
             Command::Unsubscribe(symbols) => {

@@ -536,13 +536,17 @@ async fn a_refused_first_connection_names_the_relay_error() {
     );
 }
 
-/// Positions handed from one client to the next resume exactly after them.
+/// Positions handed from one client to the next, with their epoch, resume exactly after
+/// them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_from_positions_continues_in_a_new_client() {
     let relay = TestRelay::start(relay_config()).await;
     relay.publish("A", 20, 1, 20, Duration::ZERO).await;
     relay.wait_seq("A", 20).await;
-    let options = Options::new().symbols(["A"]).resume_from([("A", 12)]);
+    let options = Options::new()
+        .symbols(["A"])
+        .resume_from([("A", 12)])
+        .resume_epoch(relay.epoch().to_string());
     let mut client = client(&relay.url(), options).await;
     let mut first = None;
     let mut tracker = Tracker::default();

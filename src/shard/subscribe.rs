@@ -119,8 +119,10 @@ impl ShardCore {
     /// Subscribes each symbol and queues what the client missed after its position: the
     /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
     /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
-    /// resumes. A position in another history (`epoch` given and not this relay's) gets a
-    /// `reset` and a snapshot, never ticks.
+    /// resumes. A position that may be of another history gets a `reset` and a snapshot,
+    /// never ticks: one with an `epoch` not this shard's, and one without an epoch at all (a
+    /// restarted relay's seqs begin again, so a bare seq names no tick for sure), unless
+    /// its seq is 0, which no history has reached yet: everything held is after it.
     pub fn resume(
         &mut self,
         key: SessionKey,
@@ -133,23 +135,26 @@ impl ShardCore {
         }
         let symbols: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
         self.subscribe(key, false, &symbols);
-        let current = self.shared.epoch;
-        if epoch.is_some_and(|e| e != current) {
-            for (symbol, _) in positions {
-                let reset = Message::Reset {
-                    key: symbol,
-                    epoch: current,
-                };
-                self.clients[key].feed.send(&reset, now);
-                if let Some(last) = self.last(symbol).cloned() {
-                    self.clients[key]
-                        .feed
-                        .send(&Message::Snapshot(last.item()), now);
-                }
+        let current = self.epoch;
+        let foreign = |seq: Seq| match epoch {
+            Some(epoch) => epoch != current,
+            None => seq.0 > 0,
+        };
+        let (foreign, trusted): (Vec<_>, Vec<_>) =
+            positions.iter().partition(|(_, seq)| foreign(*seq));
+        for (symbol, _) in foreign {
+            let reset = Message::Reset {
+                key: symbol,
+                epoch: current,
+            };
+            self.clients[key].feed.send(&reset, now);
+            if let Some(last) = self.last(symbol).cloned() {
+                self.clients[key]
+                    .feed
+                    .send(&Message::Snapshot(last.item()), now);
             }
-            return;
         }
-        for (symbol, seq) in positions {
+        for (symbol, seq) in trusted {
             if let Key::Tiered(_) = symbol {
                 self.resume_tier(key, symbol, *seq, now);
             } else {
