@@ -82,3 +82,5 @@ pub const ROLE: Role = Role::All;
 pub const NATS_STREAM: &str = "tickrelay";
 /// `--nats-linger`.
 pub const NATS_LINGER: &str = "5s";
+/// `--nats-replicas`.
+pub const NATS_REPLICAS: usize = 1;
