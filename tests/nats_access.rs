@@ -12,6 +12,21 @@ use std::path::{Path, PathBuf};
 use nats_common::{NatsServer, free_port, scratch_dir};
 use ops_common::{Spawned, launch, spawn};
 
+/// A scratch directory removed when the test ends, passed or failed.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        Self(scratch_dir(name))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `text` in the file `name` of `dir`.
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -46,8 +61,9 @@ fn a_token_from_its_file_is_accepted_and_never_logged() {
     else {
         return;
     };
-    let dir = scratch_dir("token-files");
-    let file = write(&dir, "token", &format!("{TOKEN}\n"));
+    let scratch = Scratch::new("token-files");
+    let dir = scratch.0.as_path();
+    let file = write(dir, "token", &format!("{TOKEN}\n"));
     let line = refused(&nats.url(), &[], "authorization");
     assert!(line.contains("--nats"), "{line}");
     let relay = sequencer(&nats.url(), &["--nats-token-file", file.to_str().unwrap()]);
@@ -56,7 +72,6 @@ fn a_token_from_its_file_is_accepted_and_never_logged() {
     while let Ok(line) = relay.stderr.try_recv() {
         assert!(!line.contains(TOKEN), "the token was logged: {line}");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -66,9 +81,10 @@ fn a_user_and_password_file_are_accepted() {
     let Some(nats) = NatsServer::start_with("user", port, flags.to_vec()) else {
         return;
     };
-    let dir = scratch_dir("user-files");
-    let wrong = write(&dir, "wrong", "not-it\n");
-    let right = write(&dir, "right", "pa55-word\n");
+    let scratch = Scratch::new("user-files");
+    let dir = scratch.0.as_path();
+    let wrong = write(dir, "wrong", "not-it\n");
+    let right = write(dir, "right", "pa55-word\n");
     let with = |file: &Path| {
         vec![
             "--nats-user".to_owned(),
@@ -84,7 +100,6 @@ fn a_user_and_password_file_are_accepted() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let relay = sequencer(&nats.url(), &args);
     assert_eq!(ops_common::http_get(relay.http, "GET", "/ready").0, 200);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -92,9 +107,10 @@ fn tls_to_a_server_signed_by_the_given_ca_and_refused_without_it() {
     let certified =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
             .expect("a self-signed certificate");
-    let dir = scratch_dir("tls-files");
-    let cert = write(&dir, "cert.pem", &certified.cert.pem());
-    let key = write(&dir, "key.pem", &certified.signing_key.serialize_pem());
+    let scratch = Scratch::new("tls-files");
+    let dir = scratch.0.as_path();
+    let cert = write(dir, "cert.pem", &certified.cert.pem());
+    let key = write(dir, "key.pem", &certified.signing_key.serialize_pem());
     let port = free_port();
     let flags = vec![
         "--tls".to_owned(),
@@ -110,5 +126,4 @@ fn tls_to_a_server_signed_by_the_given_ca_and_refused_without_it() {
     refused(&url, &[], "certificate");
     let relay = sequencer(&url, &["--nats-ca", cert.to_str().unwrap()]);
     assert_eq!(ops_common::http_get(relay.http, "GET", "/ready").0, 200);
-    let _ = std::fs::remove_dir_all(dir);
 }
