@@ -77,9 +77,10 @@ impl NatsThread {
         fresh_epoch: u64,
         http: &TcpListener,
     ) -> Result<Option<Self>, NatsStartError> {
-        let Some(url) = config.scale.nats.clone() else {
+        let Some(urls) = config.scale.nats.as_deref() else {
             return Ok(None);
         };
+        let url = crate::config::scale::redacted(urls);
         let (opened_tx, opened) = std_mpsc::channel();
         let (job, job_rx) = oneshot::channel::<Job>();
         let config = config.clone();
@@ -100,7 +101,7 @@ impl NatsThread {
                     }
                 };
                 runtime.block_on(async move {
-                    let history = match open(&url, &config, metrics.clone(), fresh_epoch).await {
+                    let history = match open(&config, metrics.clone(), fresh_epoch).await {
                         Ok(opened) => opened,
                         Err(e) => {
                             let _ = opened_tx.send(Err(e));
@@ -216,7 +217,6 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
 }
 
 async fn open(
-    url: &str,
     config: &Config,
     metrics: Arc<Metrics>,
     fresh_epoch: u64,
@@ -225,7 +225,8 @@ async fn open(
     // A relay started in the same instant as its NATS server (a script, a container set)
     // finds nobody listening yet: try again, logging each try, until START_PATIENCE.
     let connection = loop {
-        match nats::connect(url, metrics.clone()).await {
+        let name = format!("tickrelay {}", config.scale.role.as_str());
+        match nats::connect(&config.scale, &name, metrics.clone()).await {
             Ok(connection) => break connection,
             Err(e) => match patience.pause() {
                 Some(pause) => {
@@ -236,27 +237,36 @@ async fn open(
             },
         }
     };
-    if config.scale.role == Role::Edge {
-        // An edge started before its sequencer waits for the history instead of exiting.
-        loop {
-            let attempt = nats::Connection {
-                client: connection.client.clone(),
-                reconnected: connection.reconnected.clone(),
-            };
-            match History::open(attempt, config).await {
-                Ok(history) => return Ok((history, Vec::new(), Vec::new())),
-                Err(e @ NatsError::NoHistory(_)) => match patience.pause() {
-                    Some(pause) => {
+    // An edge started before its sequencer waits for the history, and either role waits
+    // for a JetStream cluster that is still electing its leaders, instead of exiting.
+    let history = loop {
+        let attempt = nats::Connection {
+            client: connection.client.clone(),
+            reconnected: connection.reconnected.clone(),
+        };
+        let opened = if config.scale.role == Role::Edge {
+            History::open(attempt, config).await
+        } else {
+            History::open_or_create(attempt, config, fresh_epoch).await
+        };
+        match opened {
+            Ok(history) => break history,
+            Err(e) => match patience.pause() {
+                Some(pause) => {
+                    if matches!(e, NatsError::NoHistory(_)) {
                         info!(stream = %config.scale.nats_stream, attempt = patience.tries, "waiting for a sequencer to write the stream's epoch");
-                        tokio::time::sleep(pause).await;
+                    } else {
+                        info!(stream = %config.scale.nats_stream, attempt = patience.tries, reason = %e, "waiting for the stream");
                     }
-                    None => return Err(patience.gave_up(e)),
-                },
-                Err(e) => return Err(e),
-            }
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(patience.gave_up(e)),
+            },
         }
+    };
+    if config.scale.role == Role::Edge {
+        return Ok((history, Vec::new(), Vec::new()));
     }
-    let history = History::open_or_create(connection, config, fresh_epoch).await?;
     let newest = history.last_seqs(&metrics).await?;
     let books = nats::books::restore(&history, &metrics).await?;
     Ok((history, newest, books))

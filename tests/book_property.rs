@@ -240,7 +240,12 @@ async fn a_resume_replays_the_ring_or_sends_a_gap_and_the_book() {
     {
         at4.get_mut(channel).unwrap().apply(message, 2);
     }
-    let mut back = relay.client(&format!("?resume_channels={channel}:4")).await;
+    let mut back = relay
+        .client(&format!(
+            "?resume_channels={channel}:4&epoch={}",
+            relay.epoch()
+        ))
+        .await;
     let replayed = follow(&mut back, &mut at4.clone(), &states, 11).await;
     let seqs: Vec<u64> = replayed.iter().filter_map(|m| m["seq"].as_u64()).collect();
     assert_eq!(
@@ -259,7 +264,12 @@ async fn a_resume_replays_the_ring_or_sends_a_gap_and_the_book() {
         relay.get("/book/RES").await.1["seq"] == last
     })
     .await;
-    let mut late = relay.client(&format!("?resume_channels={channel}:4")).await;
+    let mut late = relay
+        .client(&format!(
+            "?resume_channels={channel}:4&epoch={}",
+            relay.epoch()
+        ))
+        .await;
     let mut book = at4.clone();
     let replayed = follow(&mut late, &mut book, &states, last).await;
     let gap = replayed.iter().find(|m| m["type"] == "gap").expect("a gap");

@@ -74,6 +74,7 @@
 mod book;
 mod client;
 mod decode;
+mod end;
 mod error;
 mod item;
 mod json;

@@ -14,18 +14,19 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::Connector;
-use tokio_tungstenite::tungstenite::{self, Message as Frame};
+use tokio_tungstenite::tungstenite::Message as Frame;
 
 use crate::book::{Books, is_book};
+use crate::end::{End, closed, lost};
 use crate::error::Error;
-use crate::item::{Connected, Disconnected, GapReason, Item, Key, ServerError};
+use crate::item::{Connected, GapReason, Item, Key, ServerError};
 use crate::message::Message;
 use crate::open::{Connection, OpenError, Refusal, Ws, open};
 use crate::options::{Backoff, Options};
 use crate::queue::{Pushed, SharedQueue};
 use crate::seq_check::SeqCheck;
 use crate::url::Wanted;
-use crate::wire::{self, CLOSE_NO_STATUS, Then};
+use crate::wire::{self, Then};
 
 /// A subscription change from the application.
 #[derive(Debug)]
@@ -55,18 +56,6 @@ pub(crate) struct Task {
     auth_error: Option<ServerError>,
 }
 
-/// How a connection ended.
-enum End {
-    /// Reconnect after a backoff.
-    Lost(Disconnected),
-    /// The relay is stopping or restarting: reconnect at once (after a small jitter only).
-    GoingAway(Disconnected),
-    /// Stop, ending the stream with this error.
-    Fatal(Error),
-    /// The application is gone, or its stream already failed.
-    Stop,
-}
-
 impl Task {
     /// A task for `base` that has not connected yet.
     pub(crate) fn new(
@@ -78,7 +67,10 @@ impl Task {
     ) -> Self {
         Self {
             base: base.to_owned(),
-            seq_check: SeqCheck::new(options.resume_from.iter().cloned()),
+            seq_check: SeqCheck::new(
+                options.resume_from.iter().cloned(),
+                options.resume_epoch.clone(),
+            ),
             books: Books::default(),
             symbols: options.symbols.iter().cloned().collect(),
             options,
@@ -359,7 +351,13 @@ impl Task {
                 if !resume.is_empty() {
                     let from: serde_json::Map<String, serde_json::Value> =
                         resume.into_iter().map(|(s, seq)| (s, seq.into())).collect();
-                    ops.push(serde_json::json!({"op": "resume", "from": from}));
+                    let mut op = serde_json::json!({"op": "resume", "from": from});
+                    // The relay trusts no position without the epoch it belongs to.
+                    if let Some(epoch) = self.seq_check.epoch().and_then(|e| e.parse::<u64>().ok())
+                    {
+                        op["epoch"] = epoch.into();
+                    }
+                    ops.push(op);
                 }
             }
             Command::Unsubscribe(symbols) => {
@@ -399,48 +397,4 @@ impl Task {
 /// Sends a control message; a failure shows up as a read error right after.
 async fn send(ws: &mut Ws, text: String) {
     let _ = ws.send(Frame::text(text)).await;
-}
-
-fn lost(code: Option<u16>, reason: String) -> End {
-    End::Lost(Disconnected { code, reason })
-}
-
-/// How a close frame ends the connection; `auth_error`: the auth error the relay answered
-/// just before, if any (it names why a 4001 came).
-fn closed(
-    close: Option<tungstenite::protocol::CloseFrame>,
-    auth_error: Option<ServerError>,
-) -> End {
-    let (code, reason) = close.map_or((CLOSE_NO_STATUS, String::new()), |f| {
-        (u16::from(f.code), f.reason.to_string())
-    });
-    match wire::on_close(code) {
-        Then::Fatal => End::Fatal(Error::Closed { code, reason }),
-        // The token was refused, or it ran out: the same token cannot do better.
-        Then::Unauthorized => {
-            let (code, message) = match auth_error {
-                Some(e) => (e.code, e.message),
-                None => {
-                    let name = wire::close_code_name(code).unwrap_or("auth_required");
-                    (name.to_owned(), reason)
-                }
-            };
-            End::Fatal(Error::Unauthorized { code, message })
-        }
-        then @ (Then::ReconnectNow | Then::Reconnect | Then::ReconnectWithoutResume) => {
-            let reason = match wire::close_name(code) {
-                Some(name) if reason.is_empty() => name.to_owned(),
-                _ => reason,
-            };
-            let lost = Disconnected {
-                code: Some(code),
-                reason: format!("closed by the relay: {code} {reason}"),
-            };
-            if then == Then::ReconnectNow {
-                End::GoingAway(lost)
-            } else {
-                End::Lost(lost)
-            }
-        }
-    }
 }

@@ -96,6 +96,7 @@ const DEFAULTS = {
   buffer: 10000, // items kept for a slow reader before slowConsumer applies
   slowConsumer: 'conflate', // 'conflate' | 'error' (a browser socket cannot be paused)
   resumeFrom: {}, // { SYMBOL: last seq the application has }
+  resumeEpoch: undefined, // the epoch of resumeFrom's seqs (the relay trusts none without it)
   maxResume: 1024, // the relay's --max-symbols-per-client: a longer resume list is refused
   WebSocket: undefined, // a WebSocket constructor; default globalThis.WebSocket
 };
@@ -128,7 +129,7 @@ export class TickrelayClient {
     this.WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
     if (!this.WebSocket) throw new TickrelayError('no_websocket', 'no WebSocket: pass options.WebSocket (Node 20: --experimental-websocket)');
     this.symbols = new Set(this.options.symbols);
-    this.seqCheck = new SeqCheck(this.options.resumeFrom);
+    this.seqCheck = new SeqCheck(this.options.resumeFrom, this.options.resumeEpoch);
     this.books = new Books((message) => this.send(message)); // book: channels (book.js)
     this.queue = new Queue(this.options.buffer, this.options.slowConsumer);
     this.attempt = 0;
@@ -175,7 +176,13 @@ export class TickrelayClient {
       else plain.push(symbol);
     }
     if (plain.length) this.send({ op: 'subscribe', symbols: plain });
-    if (Object.keys(from).length) this.send({ op: 'resume', from });
+    if (Object.keys(from).length) this.send(this.withEpoch({ op: 'resume', from }));
+  }
+
+  /** A resume op names the epoch its seqs belong to: the relay trusts no position without it. */
+  withEpoch(op) {
+    if (this.seqCheck.epoch !== undefined) op.epoch = Number(this.seqCheck.epoch);
+    return op;
   }
 
   /** Unsubscribes; ticks already on their way are still delivered. */
@@ -352,7 +359,7 @@ export class TickrelayClient {
     const from = Object.fromEntries(this.seqCheck.resumePositions('channel').filter(([c]) => this.options.channels.includes(c)));
     const fresh = this.options.channels.filter((c) => !(c in from));
     if (fresh.length) this.send({ op: 'subscribe', channels: fresh });
-    if (Object.keys(from).length) this.send({ op: 'resume', from_channels: from });
+    if (Object.keys(from).length) this.send(this.withEpoch({ op: 'resume', from_channels: from }));
   }
 
   stopTimers() {
@@ -443,10 +450,10 @@ export class TickrelayClient {
 /** Checks every key's seqs so that delivery is exactly-once-or-gap; the same rules as the
  * Rust client's `seq_check.rs`. */
 export class SeqCheck {
-  constructor(resumeFrom = {}) {
+  constructor(resumeFrom = {}, epoch = undefined) {
     this.positions = new Map(); // "symbol\0A" -> { seq, fingerprint, stale }
     for (const [symbol, seq] of Object.entries(resumeFrom)) this.positions.set(`symbol\0${symbol}`, { seq, fingerprint: undefined, stale: false });
-    this.epoch = undefined;
+    this.epoch = epoch === undefined ? undefined : String(epoch);
   }
 
   welcome(epoch) {

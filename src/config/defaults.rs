@@ -94,3 +94,5 @@ pub const BOOK_MAX_LEVELS: usize = 1000;
 pub const BOOK_CHECKPOINT_UPDATES: u32 = 256;
 /// `--book-checkpoint-interval`.
 pub const BOOK_CHECKPOINT_INTERVAL: &str = "30s";
+/// `--nats-replicas`.
+pub const NATS_REPLICAS: usize = 1;

@@ -85,6 +85,9 @@ pub struct ShardCore {
     tasks: Cell<usize>,
     /// Notified whenever a session task ends (shutdown waits on it).
     task_left: Rc<Notify>,
+    /// The history this shard's rings hold (`welcome`, resumes): the relay's, or on an edge
+    /// the one whose items it has been handed last.
+    epoch: u64,
 }
 
 /// What a subscribe added, for the snapshots that follow it.
@@ -126,7 +129,6 @@ impl ShardCore {
         let replay_depth = shared.config.replay_depth;
         Self {
             id,
-            shared,
             clients: Slab::new(),
             subscriptions: Subscriptions::new(),
             rings: HashMap::new(),
@@ -138,12 +140,19 @@ impl ShardCore {
             evictions_seen: 0,
             tasks: Cell::new(0),
             task_left: Rc::new(Notify::new()),
+            epoch: shared.epoch,
+            shared,
         }
     }
 
     /// This shard's index.
     pub fn id(&self) -> ShardId {
         self.id
+    }
+
+    /// The identity of the history this shard serves (sent in `welcome`).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The relay-wide state.
@@ -246,7 +255,7 @@ impl ShardCore {
             .filter(|key| !interest.holds(key))
             .cloned()
             .collect();
-        let epoch = self.shared.epoch;
+        let epoch = self.epoch;
         for key in &evicted {
             self.rings.remove(key);
             for session in self.subscriptions.of(key) {

@@ -130,10 +130,12 @@ impl ShardCore {
     /// Subscribes each symbol and queues what the client missed after its position: the
     /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
     /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
-    /// resumes. A position in another history (`epoch` given and not this relay's) gets a
-    /// `reset` and a snapshot, never ticks; so does a position of a key this shard holds no
-    /// history of (never seen, or evicted): the client's seqs belong to no run it can
-    /// continue.
+    /// resumes. A position that may be of another history gets a `reset` and a snapshot,
+    /// never ticks: one with an `epoch` not this shard's, and one without an epoch at all (a
+    /// restarted relay's seqs begin again, so a bare seq names no tick for sure), unless
+    /// its seq is 0, which no history has reached yet: everything held is after it. So does
+    /// a position of a key this shard holds no history of (never seen, or evicted): the
+    /// client's seqs belong to no run it can continue.
     pub fn resume(
         &mut self,
         key: SessionKey,
@@ -146,29 +148,32 @@ impl ShardCore {
         }
         let symbols: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
         self.subscribe(key, false, &symbols);
-        let current = self.shared.epoch;
+        let current = self.epoch;
         let shared = self.shared.clone();
         let depths = &shared.config.book.book_depths;
-        if epoch.is_some_and(|e| e != current) {
-            for (symbol, _) in positions {
-                let reset = Message::Reset {
-                    key: symbol,
-                    epoch: current,
-                };
-                self.clients[key].feed.send(&reset, now);
-                if let Some(channel) = books::channel_of(symbol, depths) {
-                    if let Some(snapshot) = self.books.snapshot(&channel) {
-                        self.clients[key].feed.send(&Message::Book(&snapshot), now);
-                    }
-                } else if let Some(last) = self.last(symbol).cloned() {
-                    self.clients[key]
-                        .feed
-                        .send(&Message::Snapshot(last.item()), now);
+        let foreign = |seq: Seq| match epoch {
+            Some(epoch) => epoch != current,
+            None => seq.0 > 0,
+        };
+        let (foreign, trusted): (Vec<_>, Vec<_>) =
+            positions.iter().partition(|(_, seq)| foreign(*seq));
+        for (symbol, _) in foreign {
+            let reset = Message::Reset {
+                key: symbol,
+                epoch: current,
+            };
+            self.clients[key].feed.send(&reset, now);
+            if let Some(channel) = books::channel_of(symbol, depths) {
+                if let Some(snapshot) = self.books.snapshot(&channel) {
+                    self.clients[key].feed.send(&Message::Book(&snapshot), now);
                 }
+            } else if let Some(last) = self.last(symbol).cloned() {
+                self.clients[key]
+                    .feed
+                    .send(&Message::Snapshot(last.item()), now);
             }
-            return;
         }
-        for (symbol, seq) in positions {
+        for (symbol, seq) in trusted {
             if let Some(channel) = books::channel_of(symbol, depths) {
                 let depth = self.replay_depth();
                 let metrics = shared.metrics.shard(self.id);
@@ -197,12 +202,14 @@ impl ShardCore {
             .get(symbol)
             .and_then(|h| h.since_within(seq, depth))
         {
+            // Seq 0: nothing read yet, and nothing here to send.
+            None if seq.0 == 0 => {}
             // No history of the key here (never seen, or evicted): the client's seqs belong
             // to no run it can continue.
             None => feed.send(
                 &Message::Reset {
                     key: symbol,
-                    epoch: self.shared.epoch,
+                    epoch: self.epoch,
                 },
                 now,
             ),

@@ -55,6 +55,11 @@ impl TestRelay {
         format!("ws://{}/ws", self.config.listen)
     }
 
+    /// The epoch of the history the relay serves now (what `welcome` names).
+    pub fn epoch(&self) -> u64 {
+        self.handle.as_ref().expect("relay running").shared.epoch
+    }
+
     /// Stops the relay: every client gets close 1001; returns once its threads are gone.
     pub async fn stop(&mut self) {
         if let Some(handle) = self.handle.take() {
