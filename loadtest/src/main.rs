@@ -166,7 +166,7 @@ fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result
 }
 
 fn stuck_beside_healthy(args: &RunArgs, stuck: &StuckArgs) -> Result<ExitCode> {
-    let pair = scenario::stuck(args, stuck, |half, report| {
+    let pairs = scenario::stuck(args, stuck, |half, report| {
         println!("{}", report.table());
         if let Some(path) = &args.report_json {
             let path = scenario::half_file(path, half);
@@ -175,8 +175,15 @@ fn stuck_beside_healthy(args: &RunArgs, stuck: &StuckArgs) -> Result<ExitCode> {
         }
         Ok(())
     })?;
-    println!("{}", report::stuck_table(&pair.alone, &pair.beside));
-    let unclean = !pair.alone.clean || !pair.beside.clean;
+    for pair in &pairs {
+        println!("{}", report::stuck_table(&pair.alone, &pair.beside));
+    }
+    if pairs.len() > 1 {
+        let rounds: Vec<(&RunReport, &RunReport)> =
+            pairs.iter().map(|p| (&p.alone, &p.beside)).collect();
+        println!("{}", report::stuck_rounds_table(&rounds));
+    }
+    let unclean = pairs.iter().any(|p| !p.alone.clean || !p.beside.clean);
     Ok(if args.assert_clean && unclean {
         ExitCode::from(1)
     } else {

@@ -27,7 +27,7 @@ mod units;
 pub use markdown::{link_from, summarize};
 pub use ratios::ratio_table;
 pub use rounds::{Headline, headline, median, rounds_table};
-pub use stuck::stuck_table;
+pub use stuck::{stuck_rounds_table, stuck_table};
 pub use svg::ramp_svg;
 pub use targets::targets_table;
 
