@@ -551,6 +551,24 @@ mod tests {
     }
 
     #[test]
+    fn compress_sync_grows_its_buffer_by_about_half_the_message() {
+        // Text compresses well: the first reservation (half the message and a little) holds
+        // it, so the buffer stays under the message's size, not several times it.
+        let message = lines(70_000);
+        let mut out = Vec::new();
+        let mut deflate = new_compressor(15);
+        compress_sync(&mut deflate, &message, &mut out);
+        assert!(out.ends_with(&SYNC_TAIL));
+        assert!(
+            out.capacity() < message.len(),
+            "{} bytes reserved for a {}-byte message compressed to {}",
+            out.capacity(),
+            message.len(),
+            out.len()
+        );
+    }
+
+    #[test]
     fn bytes_that_are_not_deflate_are_corrupt_however_long() {
         // A reserved block type (BTYPE 11) at the start, then anything.
         for tail in [0usize, 1, 100, 10_000] {
