@@ -159,8 +159,8 @@ impl Files {
     ) -> Result<Vec<JoinHandle<()>>, StartError> {
         let mut threads = Vec::new();
         if let Some((path, file)) = self.record {
-            let (sender, thread) =
-                sequencer::record::spawn(path, file).map_err(spawn_error("the recorder"))?;
+            let (sender, thread) = sequencer::record::spawn(path, file, shared.metrics.clone())
+                .map_err(spawn_error("the recorder"))?;
             senders.push(sender);
             threads.push(thread);
         }
