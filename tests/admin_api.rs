@@ -6,19 +6,25 @@
 mod support;
 
 use serde_json::Value;
+use std::io::Write as _;
 use support::{TestRelay, WsClient, http, http_raw, tick_line, wait_for};
 use tickrelay::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef-0123456789";
 
-fn token_file() -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("tickrelay-admin-{}", std::process::id()));
-    std::fs::write(&path, format!("{ADMIN_TOKEN}\n")).unwrap();
-    path
+/// The admin token in a file removed when the returned path drops.
+fn token_file() -> tempfile::TempPath {
+    let mut file = tempfile::Builder::new()
+        .prefix("tickrelay-admin-")
+        .tempfile()
+        .unwrap();
+    writeln!(file, "{ADMIN_TOKEN}").unwrap();
+    file.into_temp_path()
 }
 
 /// One request with an `Authorization` header; status and JSON body.
@@ -50,8 +56,9 @@ async fn request(
 
 #[tokio::test]
 async fn admin_routes_need_the_admin_token() {
+    let token = token_file();
     let relay = TestRelay::start(Config {
-        admin_token_file: Some(token_file()),
+        admin_token_file: Some(token.to_path_buf()),
         ..Config::for_tests()
     })
     .await;

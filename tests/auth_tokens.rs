@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -31,13 +29,14 @@ fn now_s() -> u64 {
         .as_secs()
 }
 
-fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "tickrelay-auth-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+/// `contents` in a file removed when the returned path drops.
+fn temp_file(name: &str, contents: &[u8]) -> tempfile::TempPath {
+    let path = tempfile::Builder::new()
+        .prefix("tickrelay-auth-")
+        .suffix(&format!("-{name}"))
+        .tempfile()
+        .unwrap()
+        .into_temp_path();
     std::fs::write(&path, contents).unwrap();
     path
 }
@@ -83,9 +82,14 @@ fn eddsa(claims: &Value, kid: Option<&str>) -> String {
 
 /// A relay with the HS256 secret and the RSA public key, audience `tickrelay`.
 async fn secured(config: Config) -> TestRelay {
+    // Read once at start: the files may go when the relay is up.
+    let (secret, public) = (
+        temp_file("secret", SECRET),
+        temp_file("rsa.pem", RSA_PUBLIC),
+    );
     TestRelay::start(Config {
-        jwt_secret_file: Some(temp_file("secret", SECRET)),
-        jwt_public_key_file: Some(temp_file("rsa.pem", RSA_PUBLIC)),
+        jwt_secret_file: Some(secret.to_path_buf()),
+        jwt_public_key_file: Some(public.to_path_buf()),
         jwt_audience: Some("tickrelay".into()),
         jwt_leeway: Duration::ZERO,
         ..config
@@ -205,7 +209,7 @@ async fn tokens_are_verified_before_the_upgrade() {
 #[tokio::test]
 async fn a_relay_with_only_an_rsa_key_refuses_hs256_signed_with_it() {
     let relay = TestRelay::start(Config {
-        jwt_public_key_file: Some(temp_file("rsa-only.pem", RSA_PUBLIC)),
+        jwt_public_key_file: Some(temp_file("rsa-only.pem", RSA_PUBLIC).to_path_buf()),
         ..Config::for_tests()
     })
     .await;
@@ -236,7 +240,7 @@ async fn a_relay_with_only_an_rsa_key_refuses_hs256_signed_with_it() {
 
     // An Ed25519 PEM pins EdDSA, and nothing else.
     let relay = TestRelay::start(Config {
-        jwt_public_key_file: Some(temp_file("ed.pem", ED_PUBLIC)),
+        jwt_public_key_file: Some(temp_file("ed.pem", ED_PUBLIC).to_path_buf()),
         ..Config::for_tests()
     })
     .await;
@@ -464,7 +468,7 @@ async fn jwks_keys_rotate_by_kid_from_a_file_and_a_url() {
         &set(vec![jwk("k1", RSA_PRIVATE, Algorithm::RS256)]),
     );
     let relay = TestRelay::start(Config {
-        jwks_file: Some(file.clone()),
+        jwks_file: Some(file.to_path_buf()),
         jwks_refresh: Duration::from_millis(100),
         ..Config::for_tests()
     })
@@ -500,7 +504,7 @@ async fn jwks_keys_rotate_by_kid_from_a_file_and_a_url() {
         &set(vec![jwk("s1", RSA_PRIVATE, Algorithm::RS256)]),
     );
     let slow_refresh = TestRelay::start(Config {
-        jwks_file: Some(slow_file.clone()),
+        jwks_file: Some(slow_file.to_path_buf()),
         jwks_refresh: Duration::from_secs(3600),
         ..Config::for_tests()
     })

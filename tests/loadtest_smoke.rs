@@ -21,10 +21,17 @@ struct SoakHarness {
 
 #[test]
 fn a_short_steady_run_over_every_encoding_loses_nothing() {
+    // The relay's log goes with the test, passed or failed.
+    let log = tempfile::tempdir().expect("a temp dir");
     let harness = Harness::parse_from([
         "loadtest",
         "--spawn",
         env!("CARGO_BIN_EXE_tickrelay"),
+        "--relay-log",
+        log.path()
+            .join("relay.log")
+            .to_str()
+            .expect("a UTF-8 temp path"),
         "--clients",
         "30",
         "--symbols",
@@ -72,10 +79,16 @@ fn a_short_steady_run_over_every_encoding_loses_nothing() {
 /// healthy client a tick.
 #[test]
 fn a_short_soak_churns_every_way_beside_clean_healthy_clients() {
+    let log = tempfile::tempdir().expect("a temp dir");
     let harness = SoakHarness::parse_from([
         "loadtest",
         "--spawn",
         env!("CARGO_BIN_EXE_tickrelay"),
+        "--relay-log",
+        log.path()
+            .join("relay.log")
+            .to_str()
+            .expect("a UTF-8 temp path"),
         "--clients",
         "20",
         "--symbols",

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -27,8 +26,14 @@ fn mint() -> (String, String, CertificateDer<'static>) {
     )
 }
 
-fn write(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("tickrelay-tls-{}-{name}", std::process::id()));
+/// `text` in a file removed when the returned path drops.
+fn write(name: &str, text: &str) -> tempfile::TempPath {
+    let path = tempfile::Builder::new()
+        .prefix("tickrelay-tls-")
+        .suffix(&format!("-{name}"))
+        .tempfile()
+        .unwrap()
+        .into_temp_path();
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -78,8 +83,8 @@ async fn wss_and_https_over_a_self_signed_certificate_and_reload_without_restart
     let key_path = write("key.pem", &key_pem);
     // TestRelay::start waits for /ready over plain HTTP: start by hand, wait over https.
     let handle = tickrelay::Relay::start(Config {
-        tls_cert: Some(cert_path.clone()),
-        tls_key: Some(key_path.clone()),
+        tls_cert: Some(cert_path.to_path_buf()),
+        tls_key: Some(key_path.to_path_buf()),
         ..Config::for_tests()
     })
     .expect("relay starts with TLS");
