@@ -59,7 +59,7 @@ done
 echo "== quick start"
 relay=$(readme 'cargo run --release -- --demo')
 tail=$(readme 'cargo run --release --example tail -- MY-COIN')
-publish=$(readme "curl -s -d '{\"symbol\":\"MY-COIN\"")
+publish=$(readme "curl -s -H 'Content-Type: application/json' -d '{\"symbol\":\"MY-COIN\"")
 ingest=$(readme "echo '{\"symbol\":\"MY-COIN\"")
 printf '  terminal 1: %s\n  terminal 2: %s\n  terminal 3: %s\n  step 4:     %s\n' \
     "$relay" "$tail" "$publish" "$ingest"
