@@ -7,6 +7,7 @@
 mod check;
 pub mod defaults;
 pub mod deflate;
+pub mod derived;
 mod error;
 pub mod reloadable;
 pub mod scale;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use clap::Parser;
 
 pub use deflate::DeflateConfig;
+pub use derived::{BarIntervals, DerivedConfig};
 pub use reloadable::Reloadable;
 pub use scale::Scale;
 pub use values::{LogFormat, Role, SlowPolicy, WsDeflate, parse_duration};
@@ -270,6 +272,9 @@ pub struct Config {
     /// Role and NATS (docs/SCALING.md).
     #[command(flatten)]
     pub scale: Scale,
+    /// Bars and 24-hour tickers (`--bar-*`, `--derived-interval`).
+    #[command(flatten)]
+    pub derived: DerivedConfig,
 }
 
 impl Config {

@@ -81,6 +81,8 @@ errors! {
     /// A channel name that is empty, too long, has a character outside the allowed set, or
     /// is `user:` without an id.
     InvalidChannel "invalid_channel" close(-) http(400);
+    /// An event published to a channel only the relay writes (`bars:`, `ticker:`, `book:`).
+    ReservedChannel "reserved_channel" close(-) http(400);
     /// An event whose `data` is over `--max-event-bytes`.
     EventTooLarge "event_too_large" close(-) http(400);
     // control messages (at connect, a bad symbol list is a 400)

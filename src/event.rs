@@ -8,7 +8,10 @@
 //!
 //! [`Event::parse`] is the only validation point for events: after it the channel is
 //! well-formed and `data` is one JSON value of at most the configured size, kept as the
-//! exact bytes the publisher sent (it is delivered byte for byte).
+//! exact bytes the publisher sent (it is delivered byte for byte), and never names a
+//! channel only the relay writes ([`derived`]: bars, tickers, books).
+
+pub mod derived;
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -20,6 +23,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ErrorCode;
 use crate::tick::{Seq, Symbol, Tick, TickError};
+use derived::{Bar, Ticker};
 
 /// An event channel such as `news` or `user:42`: 1 to
 /// [`MAX_SYMBOL_LEN`](crate::tick::MAX_SYMBOL_LEN) bytes of
@@ -144,6 +148,9 @@ impl Event {
             }
         })?;
         let channel = Channel::parse(&raw.channel)?;
+        if derived::reserved(channel.as_str()) {
+            return Err(EventError::Reserved(channel.as_str().to_owned()));
+        }
         let data = raw.data.ok_or(EventError::MissingData)?.get().as_bytes();
         if data.len() > max_data {
             return Err(EventError::TooLarge {
@@ -179,6 +186,16 @@ pub enum EventError {
     /// No `data`.
     #[error("an event needs `data`")]
     MissingData,
+    /// A channel only the relay writes (`bars:`, `ticker:`, `book:`).
+    #[error(
+        "channel `{0}` is computed by the relay: nobody publishes to {names}",
+        names = crate::error::one_of(&derived::RESERVED)
+    )]
+    Reserved(String),
+    /// A derived channel the relay does not compute (an interval it is not configured
+    /// for, no symbol); the message lists what it accepts.
+    #[error("{0}")]
+    NotServed(String),
     /// `data` over `--max-event-bytes`.
     #[error("data is {len} bytes, the limit is {limit}")]
     TooLarge {
@@ -195,7 +212,8 @@ impl EventError {
         match self {
             Self::Json(_) => ErrorCode::BadJson,
             Self::UnknownField(_) => ErrorCode::UnknownField,
-            Self::Channel(_) | Self::NoUserId => ErrorCode::InvalidChannel,
+            Self::Channel(_) | Self::NoUserId | Self::NotServed(_) => ErrorCode::InvalidChannel,
+            Self::Reserved(_) => ErrorCode::ReservedChannel,
             Self::MissingData => ErrorCode::MissingField,
             Self::TooLarge { .. } => ErrorCode::EventTooLarge,
         }
@@ -204,20 +222,27 @@ impl EventError {
     /// The field the error is about, when one is to blame.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Self::Channel(_) | Self::NoUserId => Some("channel"),
+            Self::Channel(_) | Self::NoUserId | Self::Reserved(_) | Self::NotServed(_) => {
+                Some("channel")
+            }
             Self::MissingData | Self::TooLarge { .. } => Some("data"),
             Self::Json(_) | Self::UnknownField(_) => None,
         }
     }
 }
 
-/// What the sequencer sequences: a tick or an event, one stream of sequenced items.
+/// What the sequencer sequences: ticks and events from the sources, and the bars and
+/// tickers it derives from trades; one stream of sequenced items.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// A market tick.
     Tick(Tick),
     /// A channel event.
     Event(Event),
+    /// A bars channel's message (boxed: rare beside ticks, and bigger).
+    Bar(Box<Bar>),
+    /// A ticker channel's message.
+    Ticker(Box<Ticker>),
 }
 
 impl Item {
@@ -226,6 +251,8 @@ impl Item {
         match self {
             Self::Tick(t) => Key::Symbol(t.symbol.clone()),
             Self::Event(e) => Key::Channel(e.channel.clone()),
+            Self::Bar(b) => Key::Channel(b.channel.clone()),
+            Self::Ticker(t) => Key::Channel(t.channel.clone()),
         }
     }
 
@@ -234,6 +261,8 @@ impl Item {
         match self {
             Self::Tick(t) => t.seq,
             Self::Event(e) => e.seq,
+            Self::Bar(b) => b.seq,
+            Self::Ticker(t) => t.seq,
         }
     }
 
@@ -242,6 +271,8 @@ impl Item {
         match self {
             Self::Tick(t) => t.seq = seq,
             Self::Event(e) => e.seq = seq,
+            Self::Bar(b) => b.seq = seq,
+            Self::Ticker(t) => t.seq = seq,
         }
     }
 
@@ -250,6 +281,8 @@ impl Item {
         match self {
             Self::Tick(t) => t.recv_ns,
             Self::Event(e) => e.recv_ns,
+            Self::Bar(b) => b.recv_ns,
+            Self::Ticker(t) => t.recv_ns,
         }
     }
 
@@ -263,6 +296,8 @@ impl Item {
                     e.ts_ns = recv_ns;
                 }
             }
+            // Built by the relay with their time set.
+            Self::Bar(_) | Self::Ticker(_) => {}
         }
     }
 
@@ -270,8 +305,13 @@ impl Item {
     pub fn tick(&self) -> Option<&Tick> {
         match self {
             Self::Tick(t) => Some(t),
-            Self::Event(_) => None,
+            Self::Event(_) | Self::Bar(_) | Self::Ticker(_) => None,
         }
+    }
+
+    /// Whether the relay computed it (a bar or a ticker) rather than a source sent it.
+    pub fn is_derived(&self) -> bool {
+        matches!(self, Self::Bar(_) | Self::Ticker(_))
     }
 }
 
@@ -316,6 +356,14 @@ mod tests {
         );
         assert_eq!(code(r#"{"channel":"n","data":1,"x":2}"#), "unknown_field");
         assert_eq!(code(r#"{"channel":"n","data":tru}"#), "bad_json");
+        assert_eq!(
+            code(r#"{"channel":"bars:1m:X","data":1}"#),
+            "reserved_channel"
+        );
+        assert_eq!(
+            code(r#"{"channel":"ticker:X","data":1}"#),
+            "reserved_channel"
+        );
     }
 
     #[test]

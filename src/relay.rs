@@ -59,14 +59,18 @@ impl Relay {
         let jwks_source = jwks_source(&config)?;
         let (shared, inbox) = shared_state(config)?;
         // With NATS, the history (its epoch, its seqs) is the stream's, not this process's.
-        let (shared, nats) = join_history(shared)?;
+        let (shared, mut nats) = join_history(shared)?;
         let shared = Arc::new(shared);
         let mut threads = Vec::new();
         let (mut senders, handles, inputs) = shard_channels(&shared);
         threads.extend(files.spawn(&shared, &mut senders)?);
         let newest = nats.as_ref().map(|n| n.newest.clone()).unwrap_or_default();
+        let restored = nats.as_mut().and_then(|n| n.restored.take());
         threads.extend(nats.map(|nats| nats.start(&shared, &mut senders)));
-        let sequencer = sequencer(&shared, senders, newest);
+        let mut sequencer = sequencer(&shared, senders, newest);
+        if let Some(restored) = restored {
+            sequencer.restore(restored);
+        }
         let head = Head::new(shared.clone(), sockets.ingest, sequencer, inbox);
         threads.extend(spawn_shards(&shared, inputs, head)?);
         let listeners = Listeners {
@@ -254,7 +258,7 @@ fn sequencer(
     if shared.config.scale.role == Role::Edge {
         sequencer = sequencer.following();
     }
-    sequencer
+    sequencer.deriving(&shared.config.derived)
 }
 
 /// One thread per shard (pinned round-robin with `--pin-shards`); shard 0 also runs the

@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::event::Key;
 use crate::metrics::Metrics;
 use crate::nats::{self, History, NatsError, follow};
+use crate::sequencer::derived::Restored;
 use crate::sequencer::{TickQueue, TickSender, tick_queue};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
@@ -54,6 +55,8 @@ pub struct NatsThread {
     pub epoch: u64,
     /// A sequencer's newest seq of every key (empty on an edge).
     pub newest: Vec<(Key, Seq)>,
+    /// A sequencer's bars and tickers as the stream holds them (with bars on).
+    pub restored: Option<Restored>,
     /// The thread.
     pub thread: JoinHandle<()>,
     job: oneshot::Sender<Job>,
@@ -96,15 +99,16 @@ impl NatsThread {
                             return;
                         }
                     };
-                    let _ = opened_tx.send(Ok((history.0.epoch, history.1)));
+                    let (history, newest, restored) = history;
+                    let _ = opened_tx.send(Ok((history.epoch, newest, restored)));
                     match job_rx.await {
                         Ok(Job::Publish {
                             queue,
                             shutdown,
                             drain,
-                        }) => nats::publish::run(history.0, queue, metrics, shutdown, drain).await,
+                        }) => nats::publish::run(history, queue, metrics, shutdown, drain).await,
                         Ok(Job::Follow { wants, wiring }) => {
-                            follow::run(history.0, wants, wiring).await;
+                            follow::run(history, wants, wiring).await;
                         }
                         // The relay failed to start after opening the stream.
                         Err(_) => {}
@@ -113,9 +117,10 @@ impl NatsThread {
             })
             .map_err(NatsStartError::Spawn)?;
         match opened.recv_timeout(OPEN_TIMEOUT) {
-            Ok(Ok((epoch, newest))) => Ok(Some(Self {
+            Ok(Ok((epoch, newest, restored))) => Ok(Some(Self {
                 epoch,
                 newest,
+                restored,
                 thread,
                 job,
             })),
@@ -203,14 +208,19 @@ async fn open(
     config: &Config,
     metrics: Arc<Metrics>,
     fresh_epoch: u64,
-) -> Result<(History, Vec<(Key, Seq)>), NatsError> {
+) -> Result<(History, Vec<(Key, Seq)>, Option<Restored>), NatsError> {
     let connection = nats::connect(url, metrics.clone()).await?;
     if config.scale.role == Role::Edge {
-        return Ok((History::open(connection, config).await?, Vec::new()));
+        return Ok((History::open(connection, config).await?, Vec::new(), None));
     }
     let history = History::open_or_create(connection, config, fresh_epoch).await?;
     let newest = history.last_seqs(&metrics).await?;
-    Ok((history, newest))
+    let restored = if config.derived.enabled() {
+        Some(history.derived_state(&metrics).await?)
+    } else {
+        None
+    };
+    Ok((history, newest, restored))
 }
 
 /// Batches the NATS publisher's queue holds before the sequencer waits for NATS acks.

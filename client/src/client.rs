@@ -384,6 +384,7 @@ impl Worker {
                 self.sequencer.item(Item::Snapshot(t), out);
             }
             Message::Event(e) => self.sequencer.item(Item::Event(e), out),
+            Message::Derived(d) => self.sequencer.item(d.into(), out),
             Message::Gap {
                 symbol,
                 channel,

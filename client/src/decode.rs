@@ -8,6 +8,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 use prost::Message as _;
 use serde::Deserialize;
 
+use crate::derived::{self, Derived};
 use crate::item::{Event, Kind, ServerError, Tick};
 use crate::options::Encoding;
 use crate::proto;
@@ -22,6 +23,8 @@ pub(crate) enum Message {
     Tick(Tick),
     Snapshot(Tick),
     Event(Event),
+    /// A bar, a bars snapshot or a ticker.
+    Derived(Derived),
     Gap {
         symbol: Option<String>,
         channel: Option<String>,
@@ -149,6 +152,9 @@ struct Raw {
 
 fn json(bytes: &[u8]) -> Result<Message, DecodeError> {
     let raw: Raw = serde_json::from_slice(bytes)?;
+    if derived::is_derived(&raw.kind) {
+        return Ok(Message::Derived(derived::json(bytes)?));
+    }
     let missing = |field: &str| {
         DecodeError::Json(serde::de::Error::custom(format!(
             "`{}` message without `{field}`",
@@ -244,6 +250,13 @@ fn protobuf(frame: &[u8]) -> Result<Message, DecodeError> {
             ts_ns: e.ts_ns,
             data: serde_json::from_slice(&e.data).unwrap_or(serde_json::Value::Null),
         }),
+        Some(Msg::Bar(b)) => Message::Derived(Derived::Bar(derived::bar(b))),
+        Some(Msg::BarSnapshot(s)) => {
+            Message::Derived(Derived::BarSnapshot(derived::bar_snapshot(s)))
+        }
+        Some(Msg::Ticker(t) | Msg::TickerSnapshot(t)) => {
+            Message::Derived(Derived::Ticker(derived::ticker(t)))
+        }
         Some(
             Msg::Ack(_)
             | Msg::ChannelAck(_)

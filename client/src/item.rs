@@ -7,6 +7,8 @@
 
 use serde::Serialize;
 
+use crate::derived::{Bar, BarSnapshot, Ticker};
+
 /// One thing the stream delivers. Serialized (e.g. by the `tail` example) as one JSON object
 /// with a `type` field first: `{"type":"tick","symbol":"BTC-USD","seq":17,...}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -19,6 +21,14 @@ pub enum Item {
     Snapshot(Tick),
     /// An event of a channel (planned relay feature; today's relay sends none).
     Event(Event),
+    /// A message of a bars channel (`bars:INTERVAL:SYMBOL`): the open bar now, or a bar
+    /// closed.
+    Bar(Bar),
+    /// A bars channel's last closed bars and open bar (on subscribe, or after a gap). It
+    /// counts as its seq: the next bar is `seq + 1`.
+    BarSnapshot(BarSnapshot),
+    /// A symbol's 24-hour statistics (`ticker:SYMBOL`).
+    Ticker(Ticker),
     /// Seqs `from..=to` of a key will never be delivered.
     Gap(Gap),
     /// The history of a key started again (the relay restarted, or the epoch changed): the
@@ -180,11 +190,14 @@ pub struct Disconnected {
 }
 
 impl Item {
-    /// The key and seq of a tick, snapshot or event.
+    /// The key and seq of a tick, snapshot, event, bar or ticker.
     pub fn seq(&self) -> Option<(Key, u64)> {
         match self {
             Self::Tick(t) | Self::Snapshot(t) => Some((Key::Symbol(t.symbol.clone()), t.seq)),
             Self::Event(e) => Some((Key::Channel(e.channel.clone()), e.seq)),
+            Self::Bar(b) => Some((Key::Channel(b.channel.clone()), b.seq)),
+            Self::BarSnapshot(s) => Some((Key::Channel(s.channel.clone()), s.seq)),
+            Self::Ticker(t) => Some((Key::Channel(t.channel.clone()), t.seq)),
             _ => None,
         }
     }

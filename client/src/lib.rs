@@ -54,7 +54,10 @@
 //! # Channels, tokens and TLS
 //!
 //! [`Options::channels`] subscribes to event channels (`news`, or `user:<id>`: the private
-//! channel of the token's user), delivered as [`Item::Event`] and resumed like symbols.
+//! channel of the token's user), delivered as [`Item::Event`] and resumed like symbols. The
+//! channels the relay computes from trades are typed: `bars:1m:BTC-USD` arrives as
+//! [`Item::Bar`] (and [`Item::BarSnapshot`] on subscribe), `ticker:BTC-USD` as
+//! [`Item::Ticker`], seq-checked and resumed the same way.
 //! [`Options::token`] sends a JWT as `Authorization: Bearer`; a token the relay refuses ends
 //! the stream with [`ConnectError::Unauthorized`] or [`Error::Unauthorized`], never a
 //! reconnect loop. `wss://` URLs connect over TLS (rustls) trusting Mozilla's roots and any
@@ -65,6 +68,7 @@
 
 mod client;
 mod decode;
+mod derived;
 mod error;
 mod item;
 mod options;
@@ -74,6 +78,7 @@ mod sequence;
 mod tls;
 
 pub use client::Client;
+pub use derived::{Bar, BarSnapshot, BarValues, Ticker};
 pub use error::{ConnectError, Error};
 pub use item::{
     Connected, Disconnected, Event, Gap, GapReason, Item, Key, Kind, Reset, ServerError, Tick,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{AuthError, Claims};
 use crate::error::clip;
-use crate::event::Key;
+use crate::event::{Key, derived};
 
 /// What a connection may read, and until when.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,16 +34,21 @@ impl Identity {
     }
 
     /// Whether this identity may read `key`: a `user:<id>` channel only if the subject is
-    /// `<id>`; anything else if the allow-list (when there is one) matches its name.
+    /// `<id>`; a bars or ticker channel exactly when its symbol is; anything else if the
+    /// allow-list (when there is one) matches its name.
     pub fn may_read(&self, key: &Key) -> bool {
-        if let Key::Channel(channel) = key
-            && let Some(owner) = channel.owner()
-        {
-            return self.user.as_deref() == Some(owner);
+        let mut name = key.as_str();
+        if let Key::Channel(channel) = key {
+            if let Some(owner) = channel.owner() {
+                return self.user.as_deref() == Some(owner);
+            }
+            if let Some(symbol) = derived::symbol_of(channel.as_str()) {
+                name = symbol;
+            }
         }
         match &self.allow {
             None => true,
-            Some(patterns) => patterns.iter().any(|p| p.matches(key.as_str())),
+            Some(patterns) => patterns.iter().any(|p| p.matches(name)),
         }
     }
 
@@ -153,6 +158,15 @@ mod tests {
         assert!(id.may_read(&chan("news")));
         assert!(!id.may_read(&chan("alerts")));
         assert!(!id.may_read_all());
+        assert!(id.may_read(&chan("bars:1m:BTC-USD")), "its symbol's bars");
+        assert!(id.may_read(&chan("ticker:BTC-EUR")));
+        assert!(!id.may_read(&chan("bars:1m:ETH-USD")));
+        assert!(!id.may_read(&chan("ticker:ETH-USD")));
+        let by_name = identity_with("a", Some(&["bars:*", "ticker:*"]));
+        assert!(
+            !by_name.may_read(&chan("bars:1m:ETH-USD")),
+            "a derived channel is read through its symbol, not its name"
+        );
         assert!(Identity::anonymous().may_read_all());
         assert!(Pattern::parse("a b").is_err());
         assert!(Pattern::parse("").is_err());

@@ -75,6 +75,7 @@ impl Config {
             });
         }
         self.scale.validate()?;
+        self.derived.validate()?;
         if self.shards > 256 {
             return Err(ConfigError::Invalid {
                 flag: "--shards",

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Encoding, json, protobuf};
+use super::{Encoding, derived, json, protobuf};
 use crate::event::{Channel, Item, Key};
 use crate::proto;
 use crate::tick::{Seq, Symbol};
@@ -47,7 +47,8 @@ pub enum Message<'a> {
         /// When the token runs out, ns since the Unix epoch.
         expires_ns: u64,
     },
-    /// The last known value of a symbol (its tick) or channel (its event).
+    /// The last known value of a symbol (its tick) or channel (its event; a bars channel's
+    /// closed bars and open bar; a ticker's statistics).
     Snapshot(&'a Item),
     /// A control message took effect: `op` is `subscribed`, `unsubscribed`, `snapshot`, `resumed`, `heartbeat_set`.
     Ack {
@@ -103,6 +104,10 @@ impl Message<'_> {
                 match item {
                     Item::Tick(tick) => json::write_tick(&mut out, "snapshot", tick),
                     Item::Event(event) => json::write_event(&mut out, "snapshot", event),
+                    Item::Bar(bar) => derived::write_bar_snapshot(&mut out, bar),
+                    Item::Ticker(ticker) => {
+                        derived::write_ticker(&mut out, "ticker_snapshot", ticker);
+                    }
                 }
                 out
             }
@@ -221,6 +226,10 @@ impl Message<'_> {
             Self::Snapshot(Item::Tick(tick)) => Msg::Snapshot(protobuf::tick_message(tick)),
             Self::Snapshot(Item::Event(event)) => {
                 Msg::EventSnapshot(protobuf::event_message(event))
+            }
+            Self::Snapshot(Item::Bar(bar)) => Msg::BarSnapshot(derived::bar_snapshot(bar)),
+            Self::Snapshot(Item::Ticker(ticker)) => {
+                Msg::TickerSnapshot(derived::ticker_message(ticker))
             }
             // A protobuf Ack names symbols only (its shape is fixed); channel ops are
             // acknowledged with a ChannelAck (the session sends one of each for a mixed op).

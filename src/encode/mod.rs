@@ -9,6 +9,7 @@
 //! other client's delivery stays a refcount bump.
 
 pub mod deflate;
+pub mod derived;
 pub mod gzip;
 pub mod json;
 pub mod message;
@@ -22,6 +23,7 @@ use bytes::Bytes;
 pub use message::Message;
 
 use crate::event::{Item, Key};
+use crate::proto;
 use crate::tick::{Seq, Tick};
 use ws_frame::OpCode;
 
@@ -160,6 +162,8 @@ impl Frames {
                 match &self.item {
                     Item::Tick(tick) => json::write_tick(&mut payload, "tick", tick),
                     Item::Event(event) => json::write_event(&mut payload, "event", event),
+                    Item::Bar(bar) => derived::write_bar(&mut payload, bar),
+                    Item::Ticker(ticker) => derived::write_ticker(&mut payload, "ticker", ticker),
                 }
                 ws_frame::frame(OpCode::Text, &payload)
             }),
@@ -167,6 +171,12 @@ impl Frames {
                 let payload = match &self.item {
                     Item::Tick(tick) => protobuf::tick(tick),
                     Item::Event(event) => protobuf::event(event),
+                    Item::Bar(bar) => protobuf::server_message(proto::server_message::Msg::Bar(
+                        derived::bar_message(bar),
+                    )),
+                    Item::Ticker(ticker) => protobuf::server_message(
+                        proto::server_message::Msg::Ticker(derived::ticker_message(ticker)),
+                    ),
                 };
                 ws_frame::frame(OpCode::Binary, &payload)
             }),

@@ -270,7 +270,7 @@ mod tests {
             .map(|r| {
                 r.map(|item| match item {
                     Item::Tick(tick) => tick,
-                    Item::Event(e) => panic!("expected a tick, got {e:?}"),
+                    other => panic!("expected a tick, got {other:?}"),
                 })
             })
     }

@@ -4,8 +4,17 @@
 //! events, `<stream>.epoch` for the history's identity. A key becomes one subject token
 //! reversibly: bytes outside `[A-Za-z0-9_:/-]` (the `.` of `BRK.B`, the only one the key
 //! alphabet allows) are written `%XX`, so no key can add a token or a wildcard.
+//!
+//! Derived channels have subjects of their own kind, which say what the message is:
+//! `<stream>.ticker.<channel>`, and a bars channel's messages on two subjects,
+//! `<stream>.bar.<channel>.open` (updates of the open bar) and `….closed` (each bar's final
+//! message). Split so that the stream's per-subject limit keeps as many closed bars as it
+//! keeps ticks (a restarted sequencer rebuilds 24 hours of 1-minute bars from them) however
+//! many updates came between; an edge reads both with one filter (`….bar.<channel>.*`),
+//! in stream order, which is seq order.
 
-use crate::event::{Channel, Key};
+use crate::event::derived::{self, DerivedName};
+use crate::event::{Channel, Item, Key};
 use crate::tick::Symbol;
 
 /// The subject names of one stream.
@@ -17,8 +26,9 @@ pub struct Subjects {
 /// Why a subject is not one of a key of this stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubjectError {
-    /// Not `<stream>.tick.<token>` or `<stream>.event.<token>`.
-    #[error("subject `{0}` is not a tick or event subject of this stream")]
+    /// Not `<stream>.tick.<token>`, `<stream>.event.<token>`, `<stream>.ticker.<token>`
+    /// or `<stream>.bar.<token>.open|closed`.
+    #[error("subject `{0}` is not a tick, event, bar or ticker subject of this stream")]
     Foreign(String),
     /// The token has a bad `%` escape, or names no valid symbol or channel.
     #[error("subject token `{0}` is not an escaped symbol or channel")]
@@ -48,36 +58,79 @@ impl Subjects {
         format!("{}.epoch", self.prefix)
     }
 
-    /// The subject of `key`.
+    /// What a follower of `key` reads: its subject, or both subjects of a bars channel.
     pub fn of(&self, key: &Key) -> String {
-        let (kind, name) = match key {
-            Key::Symbol(s) => (TICK, s.as_str()),
-            Key::Channel(c) => (EVENT, c.as_str()),
-        };
-        let mut subject = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 2);
-        subject.push_str(&self.prefix);
-        subject.push('.');
-        subject.push_str(kind);
-        subject.push('.');
-        escape(name, &mut subject);
+        let mut subject = self.base(key);
+        if matches!(key, Key::Channel(c) if c.as_str().starts_with(derived::BARS)) {
+            subject.push_str(".*");
+        }
+        subject
+    }
+
+    /// The subject `item` is published on.
+    pub fn of_item(&self, item: &Item) -> String {
+        let mut subject = self.base(&item.key());
+        if let Item::Bar(bar) = item {
+            subject.push_str(if bar.bar.closed { ".closed" } else { ".open" });
+        }
         subject
     }
 
     /// The key whose subject is `subject`.
     pub fn key(&self, subject: &str) -> Result<Key, SubjectError> {
+        self.locate(subject).map(|(key, _)| key)
+    }
+
+    /// The key whose subject is `subject`, and for a bars channel whether it is the
+    /// subject of its closed bars.
+    pub fn locate(&self, subject: &str) -> Result<(Key, Option<bool>), SubjectError> {
         let foreign = || SubjectError::Foreign(subject.to_owned());
         let rest = subject
             .strip_prefix(self.prefix.as_str())
             .and_then(|r| r.strip_prefix('.'))
             .ok_or_else(foreign)?;
         let (kind, token) = rest.split_once('.').ok_or_else(foreign)?;
+        let (token, closed) = match kind {
+            BAR => match token.rsplit_once('.') {
+                Some((token, "open")) => (token, Some(false)),
+                Some((token, "closed")) => (token, Some(true)),
+                _ => return Err(foreign()),
+            },
+            _ => (token, None),
+        };
         let bad = || SubjectError::BadToken(token.to_owned());
         let name = unescape(token).ok_or_else(bad)?;
-        match kind {
-            TICK => Symbol::parse(&name).map(Key::Symbol).map_err(|_| bad()),
-            EVENT => Channel::parse(&name).map(Key::Channel).map_err(|_| bad()),
-            _ => Err(foreign()),
-        }
+        let channel = || Channel::parse(&name).map_err(|_| bad());
+        let key = match (kind, DerivedName::parse(&name)) {
+            (TICK, _) => Symbol::parse(&name).map(Key::Symbol).map_err(|_| bad())?,
+            (EVENT, None) => Key::Channel(channel()?),
+            (BAR, Some(DerivedName::Bars { .. })) | (TICKER, Some(DerivedName::Ticker { .. })) => {
+                Key::Channel(channel()?)
+            }
+            // A reserved name on another kind's subject: not something the relay wrote.
+            (EVENT | BAR | TICKER, _) => return Err(bad()),
+            _ => return Err(foreign()),
+        };
+        Ok((key, closed))
+    }
+
+    /// `<stream>.<kind>.<escaped name>` of `key`.
+    fn base(&self, key: &Key) -> String {
+        let (kind, name) = match key {
+            Key::Symbol(s) => (TICK, s.as_str()),
+            Key::Channel(c) => match DerivedName::parse(c.as_str()) {
+                Some(DerivedName::Bars { .. }) => (BAR, c.as_str()),
+                Some(DerivedName::Ticker { .. }) => (TICKER, c.as_str()),
+                Some(DerivedName::Book) | None => (EVENT, c.as_str()),
+            },
+        };
+        let mut subject = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 10);
+        subject.push_str(&self.prefix);
+        subject.push('.');
+        subject.push_str(kind);
+        subject.push('.');
+        escape(name, &mut subject);
+        subject
     }
 }
 
@@ -130,6 +183,8 @@ fn hex(digit: u8) -> Option<u8> {
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 const TICK: &str = "tick";
 const EVENT: &str = "event";
+const BAR: &str = "bar";
+const TICKER: &str = "ticker";
 
 #[cfg(test)]
 mod tests {
@@ -176,6 +231,41 @@ mod tests {
             assert!(
                 matches!(subjects.key(bad), Err(SubjectError::BadToken(_))),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn derived_channels_have_subjects_of_their_own_kind() {
+        let subjects = Subjects::new("tickrelay");
+        let bars = Key::Channel(Channel::parse("bars:1m:BRK.B").unwrap());
+        assert_eq!(subjects.of(&bars), "tickrelay.bar.bars:1m:BRK%2EB.*");
+        for (part, closed) in [("open", false), ("closed", true)] {
+            let subject = format!("tickrelay.bar.bars:1m:BRK%2EB.{part}");
+            assert_eq!(subjects.locate(&subject), Ok((bars.clone(), Some(closed))));
+        }
+        let ticker = Key::Channel(Channel::parse("ticker:X").unwrap());
+        assert_eq!(subjects.of(&ticker), "tickrelay.ticker.ticker:X");
+        assert_eq!(
+            subjects.locate("tickrelay.ticker.ticker:X"),
+            Ok((ticker, None))
+        );
+        for bad in [
+            "tickrelay.event.bars:1m:X",
+            "tickrelay.event.ticker:X",
+            "tickrelay.bar.ticker:X.open",
+            "tickrelay.ticker.bars:1m:X",
+            "tickrelay.ticker.news",
+        ] {
+            assert!(
+                matches!(subjects.locate(bad), Err(SubjectError::BadToken(_))),
+                "{bad}"
+            );
+        }
+        for foreign in ["tickrelay.bar.bars:1m:X", "tickrelay.bar.bars:1m:X.half"] {
+            assert!(
+                matches!(subjects.locate(foreign), Err(SubjectError::Foreign(_))),
+                "{foreign}"
             );
         }
     }

@@ -9,23 +9,36 @@
 //! Its output is one stream of sequenced items, ticks and events interleaved in arrival
 //! order. Each shard sees every item in seq order, so it keeps its own last value per key and
 //! serves snapshots and `/price` from it without sharing a map across threads.
+//!
+//! It also derives bars and 24-hour tickers from the trades ([`derived`]): a bar a trade
+//! closes follows that trade in the same batch (every shard sees a trade before the bar it
+//! moved), and the timed updates go out from one timer branch of [`Sequencer::run`], each
+//! sequenced on its own channel like any event. An edge's sequencer computes nothing: they
+//! arrive from the stream, sequenced.
 
+pub mod bars;
+pub mod derived;
 pub mod interest;
 pub mod queue;
 pub mod record;
+pub mod ticker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::config::DerivedConfig;
 use crate::encode::{Frames, Wire};
 use crate::error::ErrorCode;
 use crate::event::{Item, Key};
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
-use crate::tick::Seq;
+use crate::tick::{Seq, now_ns};
+use bars::FollowedBars;
+use derived::{Derived, Restored};
 pub use interest::Interest;
 use interest::SymbolInterest;
 pub use queue::{Batch, TickQueue, TickSender, tick_queue};
@@ -47,6 +60,16 @@ pub struct Sequencer {
     max_symbols: usize,
     /// Follow mode (an edge): items arrive sequenced from the stream and keep their seq.
     follow: bool,
+    /// Bars and tickers computed here (not on an edge, not with `--bar-intervals off`).
+    derived: Option<Derived>,
+    /// An edge's bars channels: the closed bars each arriving bar follows.
+    followed: Option<FollowedBars>,
+    /// `--derived-interval`: the timer of the derived updates.
+    cadence: Duration,
+    /// What a restarted sequencer found in the stream, applied before the first batch.
+    restored: Option<Restored>,
+    /// Derived items waiting to be sequenced (kept to reuse its allocation).
+    scratch: Vec<Item>,
 }
 
 impl Sequencer {
@@ -64,7 +87,29 @@ impl Sequencer {
             metrics,
             max_symbols,
             follow: false,
+            derived: None,
+            followed: None,
+            cadence: Duration::from_secs(1),
+            restored: None,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Computes bars and tickers as `config` says (call after [`Sequencer::following`]: an
+    /// edge computes none, it only keeps each bars channel's closed bars for snapshots).
+    pub fn deriving(mut self, config: &DerivedConfig) -> Self {
+        self.cadence = config.derived_interval;
+        if self.follow {
+            self.followed = Some(FollowedBars::new(config.bar_history));
+        } else {
+            self.derived = Derived::new(config, self.metrics.clone());
+        }
+        self
+    }
+
+    /// Continues the bars and tickers from what the stream held (a restarted sequencer).
+    pub fn restore(&mut self, restored: Restored) {
+        self.restored = Some(restored);
     }
 
     /// An edge's sequencer: items come from the stream already sequenced. It keeps their
@@ -94,10 +139,24 @@ impl Sequencer {
     /// Sequences batches until the inbox closes or shutdown, then drains what is queued and
     /// closes the shard queues (which tells the shards no more ticks will come).
     pub async fn run(mut self, mut inbox: mpsc::Receiver<Vec<Item>>, shutdown: Shutdown) {
+        if let (Some(derived), Some(restored)) = (&mut self.derived, self.restored.take()) {
+            let mut out = Vec::new();
+            derived.restore(restored, now_ns(), &mut out);
+            let batch = self.prepare_derived(out);
+            self.deliver(batch).await;
+        }
+        let mut timer = tokio::time::interval(self.cadence);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let batch = tokio::select! {
-                // Ticks first: a batch already accepted is always sequenced and delivered.
+                // The timer first: it is ready once per --derived-interval, so it never
+                // starves the inbox, and a busy inbox cannot hold back the bars' closes.
                 biased;
+                _ = timer.tick(), if self.derived.is_some() => {
+                    self.timed().await;
+                    continue;
+                }
+                // Then ticks: a batch already accepted is always sequenced and delivered.
                 batch = inbox.recv() => batch,
                 () = shutdown.wait() => None,
             };
@@ -119,20 +178,63 @@ impl Sequencer {
         debug!("sequencer stopped");
     }
 
-    /// Sequences, encodes and hands on one batch (waiting while a shard queue is full).
+    /// Sequences, encodes and hands on one batch (waiting while a shard queue is full), each
+    /// trade followed by the bars it closed.
     pub async fn sequence(&mut self, ticks: Vec<Item>) {
-        let batch: Batch = ticks
-            .into_iter()
-            .filter_map(|tick| self.prepare(tick))
+        let mut batch = Vec::with_capacity(ticks.len());
+        let mut sourced = 0;
+        for item in ticks {
+            let Some(frames) = self.prepare(item) else {
+                continue;
+            };
+            if !frames.item().is_derived() {
+                sourced += 1;
+            }
+            if let (Some(derived), Some(tick)) = (&mut self.derived, frames.tick()) {
+                derived.trade(tick, &mut self.scratch);
+            }
+            batch.push(Arc::new(frames));
+            if !self.scratch.is_empty() {
+                let closed = std::mem::take(&mut self.scratch);
+                batch.extend(self.prepare_derived(closed));
+            }
+        }
+        self.deliver(batch).await;
+        metrics::add(&self.metrics.ticks_in, sourced);
+    }
+
+    /// The derived updates due now (closes, open bars, tickers), as one batch.
+    async fn timed(&mut self) {
+        let Some(derived) = &mut self.derived else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        derived.on_timer(now_ns(), &mut out);
+        let batch = self.prepare_derived(out);
+        self.deliver(batch).await;
+    }
+
+    /// Sequences derived items (emptying `items`, whose allocation is kept for the next).
+    fn prepare_derived(&mut self, mut items: Vec<Item>) -> Vec<Arc<Frames>> {
+        metrics::add(&self.metrics.derived.messages, items.len() as u64);
+        let batch = items
+            .drain(..)
+            .filter_map(|item| self.prepare(item))
             .map(Arc::new)
             .collect();
+        self.scratch = items;
+        batch
+    }
+
+    /// Hands `batch` to every shard (and the publisher, the recorder).
+    async fn deliver(&mut self, batch: Vec<Arc<Frames>>) {
         if batch.is_empty() {
             return;
         }
+        let batch: Batch = Arc::from(batch);
         for shard in &self.shards {
             shard.deliver(batch.clone()).await;
         }
-        metrics::add(&self.metrics.ticks_in, batch.len() as u64);
     }
 
     /// Assigns the item its seq and pre-encodes it; `None` if it is a new key beyond
@@ -140,7 +242,8 @@ impl Sequencer {
     fn prepare(&mut self, mut item: Item) -> Option<Frames> {
         let key = item.key();
         let known = self.symbols.contains_key(&key);
-        if !known && self.symbols.len() >= self.max_symbols {
+        // A derived key's symbol passed the limit already; its channels are bounded by it.
+        if !known && !item.is_derived() && self.symbols.len() >= self.max_symbols {
             self.metrics.count_error(ErrorCode::SymbolLimit);
             warn!(
                 key = key.as_str(),
@@ -167,6 +270,9 @@ impl Sequencer {
                 metrics::add(&self.metrics.nats.gaps, seq.0 - state.next.0);
             }
             state.next = seq.next();
+            if let (Item::Bar(bar), Some(followed)) = (&mut item, &mut self.followed) {
+                followed.attach(bar);
+            }
         } else {
             item.set_seq(state.next);
             state.next = state.next.next();

@@ -35,7 +35,8 @@ fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>) {
             continue;
         }
         let mut result = Ok(());
-        for frames in batch.iter() {
+        // Ticks and events only: a replay recomputes bars and tickers from the trades.
+        for frames in batch.iter().filter(|f| !f.item().is_derived()) {
             result = out
                 .write_all(frames.json_payload())
                 .and_then(|()| out.write_all(b"\n"));

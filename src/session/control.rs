@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthError, Token};
+use crate::config::DerivedConfig;
 use crate::error::{ErrorCode, one_of};
 use crate::event::{Channel, EventError, Key};
 use crate::tick::{Seq, Symbol, TickError};
@@ -299,6 +300,28 @@ impl Op {
     pub(super) fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
+}
+
+/// Refuses a derived channel (bars, ticker, book) in `selection` or `resume` that the relay
+/// does not compute, with `invalid_channel` and a message listing what it accepts.
+pub fn served(
+    derived: &DerivedConfig,
+    selection: &Selection,
+    resume: &[(Key, Seq)],
+) -> Result<(), ControlError> {
+    let resumed = resume.iter().filter_map(|(key, _)| match key {
+        Key::Channel(c) => Some(c),
+        Key::Symbol(_) => None,
+    });
+    for channel in selection.channels.iter().chain(resumed) {
+        derived
+            .check(channel)
+            .map_err(|reason| ControlError::InvalidChannel {
+                channel: channel.as_str().chars().take(80).collect(),
+                reason,
+            })?;
+    }
+    Ok(())
 }
 
 /// Parses `SYMBOL:SEQ` positions (the `?resume=` list and the resume op).

@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 use tracing::debug;
 
-use super::control::{Control, ControlError, ControlParser, Selection};
+use super::control::{Control, ControlError, ControlParser, Selection, served};
 use super::handshake::{Admission, Mode, SessionParams};
 use super::wire::{FrameReader, Incoming, WireError};
 use crate::auth::AuthError;
@@ -220,7 +220,9 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
     match control {
         Control::Auth(token) | Control::Refresh(token) => refresh(core, session, &token, now),
         Control::Subscribe(selection) => {
-            if let Err(error) = check_allowed(session, &selection, &[]) {
+            if let Err(error) = served(&core.shared().config.derived, &selection, &[])
+                .and_then(|()| check_allowed(session, &selection, &[]))
+            {
                 return refuse(core, session, &error, now);
             }
             let keys = selection.keys();
@@ -236,7 +238,9 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
             ack(core, session, "unsubscribed", &selection, now);
         }
         Control::Snapshot(selection) => {
-            if let Err(error) = check_allowed(session, &selection, &[]) {
+            if let Err(error) = served(&core.shared().config.derived, &selection, &[])
+                .and_then(|()| check_allowed(session, &selection, &[]))
+            {
                 return refuse(core, session, &error, now);
             }
             let wanted = Added {
@@ -248,7 +252,10 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
         }
         Control::Ping { id } => core.send(key, &Message::Pong { id }, now),
         Control::Resume(positions) => {
-            if let Err(error) = check_allowed(session, &Selection::default(), &positions) {
+            let none = Selection::default();
+            if let Err(error) = served(&core.shared().config.derived, &none, &positions)
+                .and_then(|()| check_allowed(session, &none, &positions))
+            {
                 return refuse(core, session, &error, now);
             }
             let taken: Vec<&str> = positions

@@ -291,6 +291,7 @@ pub fn parse(
         .into());
     }
     params.resume.epoch = epoch;
+    control::served(&config.derived, &params.selection, &params.resume)?;
     let header_encoding = subprotocol(headers)?;
     params.encoding = match (query_encoding, header_encoding) {
         (Some(q), Some(h)) if q != h => {

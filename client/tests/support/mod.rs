@@ -336,7 +336,7 @@ impl Tracker {
             Item::Connected(_) => self.connects += 1,
             Item::Disconnected(d) => self.disconnects.push(d.reason.clone()),
             Item::Error(e) => self.errors.push(e.code.clone()),
-            Item::Event(_) => {}
+            Item::Event(_) | Item::Bar(_) | Item::BarSnapshot(_) | Item::Ticker(_) => {}
         }
     }
 

@@ -1,0 +1,288 @@
+//! Derived channels: the names the relay reserves for what it computes itself
+//! (`bars:INTERVAL:SYMBOL`, `ticker:SYMBOL`, `book:…`), the [`BarInterval`] a bars channel
+//! names, and the two items the sequencer derives from trades, [`Bar`] and [`Ticker`].
+//!
+//! A derived channel is a [`Channel`] like any other downstream (seq, last value, replay
+//! ring, resume), so the shard needs no new machinery. What differs is who may write it:
+//! only the sequencer, never a publisher ([`reserved`]), and who may read it: whoever may
+//! read its symbol ([`symbol_of`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::Channel;
+use crate::tick::Seq;
+
+/// A bar length: a whole number of seconds from 1 s to 1 day, written in its largest exact
+/// unit (`1s`, `90s`, `1m`, `5m`, `1h`, `1d`). Bars are aligned on the Unix epoch: a bar of
+/// interval `I` starts at a multiple of `I`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BarInterval {
+    secs: u64,
+}
+
+impl BarInterval {
+    /// One minute: the bars the 24-hour ticker is built from.
+    pub const MINUTE: Self = Self { secs: 60 };
+
+    /// Parses `<n><unit>` with unit `s`, `m`, `h` or `d` (any spelling of the length:
+    /// `60s` is `1m`, and is then written `1m`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let scale = UNITS
+            .iter()
+            .find(|(name, _)| *name == unit)
+            .map(|(_, secs)| *secs)
+            .ok_or_else(|| format!("`{text}` is not <number><s|m|h|d>, e.g. 1m"))?;
+        let secs = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .filter(|secs| (1..=DAY_SECS).contains(secs))
+            .ok_or_else(|| format!("`{text}` must be from 1s to 1d"))?;
+        Ok(Self { secs })
+    }
+
+    /// Its length in nanoseconds.
+    pub fn nanos(self) -> u64 {
+        self.secs * 1_000_000_000
+    }
+
+    /// The start of the bar holding `ts_ns`.
+    pub fn start_of(self, ts_ns: u64) -> u64 {
+        ts_ns - ts_ns % self.nanos()
+    }
+}
+
+impl fmt::Display for BarInterval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (unit, secs) = UNITS
+            .iter()
+            .rev()
+            .find(|(_, secs)| self.secs % secs == 0)
+            .expect("every length is a whole number of seconds");
+        write!(f, "{}{unit}", self.secs / secs)
+    }
+}
+
+impl fmt::Debug for BarInterval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// What a reserved channel name asks for, before it is checked against what the relay
+/// computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DerivedName<'a> {
+    /// `bars:INTERVAL:SYMBOL`.
+    Bars {
+        /// The interval as written.
+        interval: &'a str,
+        /// The symbol.
+        symbol: &'a str,
+    },
+    /// `ticker:SYMBOL`.
+    Ticker {
+        /// The symbol.
+        symbol: &'a str,
+    },
+    /// `book:…` (order books).
+    Book,
+}
+
+impl<'a> DerivedName<'a> {
+    /// The derived channel `name` asks for; `None` for an ordinary channel.
+    pub fn parse(name: &'a str) -> Option<Self> {
+        if let Some(rest) = name.strip_prefix(BARS) {
+            let (interval, symbol) = rest.split_once(':').unwrap_or((rest, ""));
+            return Some(Self::Bars { interval, symbol });
+        }
+        if let Some(symbol) = name.strip_prefix(TICKER) {
+            return Some(Self::Ticker { symbol });
+        }
+        name.starts_with(BOOK).then_some(Self::Book)
+    }
+}
+
+/// Whether `name` is a derived channel's: only the relay writes those.
+pub fn reserved(name: &str) -> bool {
+    RESERVED.iter().any(|prefix| name.starts_with(prefix))
+}
+
+/// The symbol a bars or ticker channel is computed from (its readers are its symbol's).
+pub fn symbol_of(name: &str) -> Option<&str> {
+    match DerivedName::parse(name)? {
+        DerivedName::Bars { symbol, .. } | DerivedName::Ticker { symbol } => Some(symbol),
+        DerivedName::Book => None,
+    }
+}
+
+/// The name of the bars channel of `symbol` at `interval`.
+pub fn bars_channel(interval: BarInterval, symbol: &str) -> Channel {
+    Channel(Arc::from(format!("{BARS}{interval}:{symbol}")))
+}
+
+/// The name of the ticker channel of `symbol`.
+pub fn ticker_channel(symbol: &str) -> Channel {
+    Channel(Arc::from(format!("{TICKER}{symbol}")))
+}
+
+/// One bar's values. `open`, `high`, `low` and `close` are trade prices (finite); `volume`
+/// is the sum of the trades' sizes in arrival order (a missing size counts 0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BarValues {
+    /// The bar's start, ns since the Unix epoch (a multiple of its interval).
+    pub start_ns: u64,
+    /// The first trade's price.
+    pub open: f64,
+    /// The highest trade price.
+    pub high: f64,
+    /// The lowest trade price.
+    pub low: f64,
+    /// The last trade's price (by arrival).
+    pub close: f64,
+    /// The sum of the trades' sizes.
+    pub volume: f64,
+    /// How many trades it holds.
+    pub trades: u64,
+    /// Final: no trade will change it again.
+    pub closed: bool,
+}
+
+/// A message of a bars channel: the open bar as it is now, or a bar closed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bar {
+    /// `bars:INTERVAL:SYMBOL`.
+    pub channel: Channel,
+    /// Per-channel seq; [`Seq(0)`](Seq) until the sequencer assigns it.
+    pub seq: Seq,
+    /// The bar.
+    pub bar: BarValues,
+    /// The closed bars before it, oldest first, at most `--bar-history` (with it, a
+    /// snapshot); shared by every message of the channel until the next bar closes.
+    pub recent: Arc<[BarValues]>,
+    /// The seq of the symbol's newest tick this message accounts for: a restarted
+    /// sequencer applies the ticks after it. Travels in the stream, never to clients.
+    pub tick_seq: Seq,
+    /// When the relay built it, ns since the Unix epoch (its latency is measured from
+    /// here, or from the receipt of the trade that closed it).
+    pub recv_ns: u64,
+}
+
+/// The 24-hour statistics of a symbol (docs/PROTOCOL.md defines each field).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TickerValues {
+    /// The newest trade price: the close of the newest 1-minute bar.
+    pub last: f64,
+    /// The first trade price of the window: the open of its oldest 1-minute bar.
+    pub open: f64,
+    /// The highest trade price in the window.
+    pub high: f64,
+    /// The lowest trade price in the window.
+    pub low: f64,
+    /// The sum of the window's 1-minute bar volumes, oldest first.
+    pub volume: f64,
+    /// `last - open`.
+    pub change: f64,
+    /// `change / open × 100` (0 when `open` is 0).
+    pub change_percent: f64,
+}
+
+/// A message of a ticker channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ticker {
+    /// `ticker:SYMBOL`.
+    pub channel: Channel,
+    /// Per-channel seq; [`Seq(0)`](Seq) until the sequencer assigns it.
+    pub seq: Seq,
+    /// The statistics.
+    pub stats: TickerValues,
+    /// The event time the window ends at, ns since the Unix epoch: it covers the 1-minute
+    /// bars starting after `ts_ns - 24 h` up to the one holding `ts_ns`.
+    pub ts_ns: u64,
+    /// When the relay built it, ns since the Unix epoch.
+    pub recv_ns: u64,
+}
+
+/// The prefix of bars channels.
+pub const BARS: &str = "bars:";
+/// The prefix of ticker channels.
+pub const TICKER: &str = "ticker:";
+/// The prefix of order-book channels.
+pub const BOOK: &str = "book:";
+/// Every prefix only the relay writes.
+pub const RESERVED: [&str; 3] = [BARS, TICKER, BOOK];
+
+const DAY_SECS: u64 = 86_400;
+const UNITS: [(&str, u64); 4] = [("s", 1), ("m", 60), ("h", 3600), ("d", DAY_SECS)];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn intervals_parse_and_print_in_their_largest_exact_unit() {
+        let name = |t: &str| BarInterval::parse(t).map(|i| i.to_string());
+        assert_eq!(name("1s").unwrap(), "1s");
+        assert_eq!(name("60s").unwrap(), "1m");
+        assert_eq!(name("90s").unwrap(), "90s");
+        assert_eq!(name("5m").unwrap(), "5m");
+        assert_eq!(name("24h").unwrap(), "1d");
+        for bad in [
+            "",
+            "0s",
+            "1",
+            "m",
+            "1ms",
+            "2d",
+            "-1s",
+            "1.5m",
+            "99999999999999999999d",
+        ] {
+            assert!(BarInterval::parse(bad).is_err(), "{bad}");
+        }
+        let minute = BarInterval::MINUTE;
+        assert_eq!(minute.start_of(61_000_000_001), 60_000_000_000);
+        assert_eq!(minute.start_of(60_000_000_000), 60_000_000_000);
+    }
+
+    #[test]
+    fn derived_names_name_their_symbol() {
+        assert_eq!(
+            DerivedName::parse("bars:1m:BTC-USD"),
+            Some(DerivedName::Bars {
+                interval: "1m",
+                symbol: "BTC-USD"
+            })
+        );
+        assert_eq!(
+            symbol_of("bars:1m:A:B"),
+            Some("A:B"),
+            "a symbol may hold `:`"
+        );
+        assert_eq!(symbol_of("ticker:ETH-USD"), Some("ETH-USD"));
+        assert_eq!(symbol_of("bars:1m"), Some(""));
+        assert_eq!(symbol_of("news"), None);
+        assert!(reserved("book:BTC-USD:10") && reserved("ticker:") && !reserved("barsx"));
+        assert_eq!(bars_channel(BarInterval::MINUTE, "X").as_str(), "bars:1m:X");
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text in "\\PC{0,24}") {
+            let _ = BarInterval::parse(&text);
+            let _ = DerivedName::parse(&text);
+        }
+
+        #[test]
+        fn a_written_interval_parses_back_to_itself(secs in 1u64..=86_400) {
+            let interval = BarInterval { secs };
+            prop_assert_eq!(BarInterval::parse(&interval.to_string()), Ok(interval));
+        }
+    }
+}
