@@ -324,7 +324,7 @@ impl Derived {
                         self.dirty_tickers.push(i);
                     }
                 } else {
-                    self.schedule_roll(i);
+                    self.schedule_roll(i, now_ns);
                 }
             }
         }
@@ -348,17 +348,19 @@ impl Derived {
                 recv_ns: now_ns,
             })));
         }
-        self.schedule_roll(i);
+        self.schedule_roll(i, now_ns);
     }
 
-    fn schedule_roll(&mut self, i: u32) {
+    /// Schedules the next roll of the window, never at or before `now_ns` (the timer's
+    /// loop takes what is due: a roll due again at once would never let it end).
+    fn schedule_roll(&mut self, i: u32, now_ns: u64) {
         let state = &mut self.symbols[i as usize];
         if state.roll_scheduled {
             return;
         }
         if let Some(leaves_ns) = state.window.next_eviction_ns() {
             state.roll_scheduled = true;
-            let at_ns = wall_time(state.clock, leaves_ns);
+            let at_ns = wall_time(state.clock, leaves_ns).max(now_ns + 1);
             self.due.push(Reverse(Due {
                 at_ns,
                 symbol: i,
