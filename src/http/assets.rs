@@ -1,6 +1,8 @@
 //! The operator dashboard's files, compiled into the binary: `GET /dashboard.js`, the page's
-//! script (the page itself, `GET /`, is `dashboard.html`). The script reads `GET /stats`
-//! and imports the JavaScript client from `GET /tickrelay.js` for its tick tape.
+//! script (the page itself, `GET /`, is `dashboard.html`), and `GET /dashboard-bars.js`, its
+//! bars panel. The script reads `GET /stats` and imports the JavaScript client from
+//! `GET /tickrelay.js` for its tick tape; the panel imports it for the tape symbol's bars and
+//! 24-hour statistics.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,7 +13,16 @@ use super::HttpResponse;
 
 /// `GET /dashboard.js`: the dashboard's script (an ES module).
 pub fn dashboard_js() -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from_static(DASHBOARD_JS.as_bytes())));
+    script(DASHBOARD_JS)
+}
+
+/// `GET /dashboard-bars.js`: the dashboard's bars panel (an ES module).
+pub fn dashboard_bars_js() -> HttpResponse {
+    script(DASHBOARD_BARS_JS)
+}
+
+fn script(text: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
@@ -25,3 +36,5 @@ pub fn dashboard_js() -> HttpResponse {
 
 /// The dashboard's script.
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
+/// The dashboard's bars panel.
+const DASHBOARD_BARS_JS: &str = include_str!("dashboard_bars.js");

@@ -3,7 +3,7 @@
 //! Routes ([`ROUTES`]): `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
 //! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`,
 //! `POST /api/events`, `GET /api/sessions`, `DELETE /api/sessions/{id}`, `GET /` and
-//! `GET /dashboard.js` (the operator dashboard, [`assets`]), `GET /tickrelay.js` (the
+//! `GET /dashboard.js` and `GET /dashboard-bars.js` (the operator dashboard, [`assets`]), `GET /tickrelay.js` (the
 //! JavaScript client the dashboard imports). Every error
 //! is JSON, `{"type":"error","code":"...","message":"..."}`, and counted under its code.
 //!
@@ -199,6 +199,7 @@ async fn route(
         }
         Route::Dashboard => html(DASHBOARD),
         Route::DashboardJs => assets::dashboard_js(),
+        Route::DashboardBarsJs => assets::dashboard_bars_js(),
         Route::ClientJs => {
             let mut response = html(CLIENT_JS);
             let js = HeaderValue::from_static("text/javascript; charset=utf-8");
@@ -241,6 +242,8 @@ pub enum Route {
     Dashboard,
     /// `GET /dashboard.js`: the dashboard's script.
     DashboardJs,
+    /// `GET /dashboard-bars.js`: the dashboard's panel of 1 s bars and 24-hour statistics.
+    DashboardBarsJs,
     /// `GET /tickrelay.js`: the JavaScript client (`clients/js/`), which the dashboard uses.
     ClientJs,
     /// `GET /favicon.ico`: 204, so browsers opening the dashboard log no 404.
@@ -263,6 +266,7 @@ pub const ROUTES: &[(Route, &str)] = &[
     (Route::CloseSession, "/api/sessions/"),
     (Route::Dashboard, "/"),
     (Route::DashboardJs, "/dashboard.js"),
+    (Route::DashboardBarsJs, "/dashboard-bars.js"),
     (Route::ClientJs, "/tickrelay.js"),
     (Route::Favicon, "/favicon.ico"),
 ];
@@ -293,6 +297,7 @@ impl Route {
             | Self::Sessions
             | Self::Dashboard
             | Self::DashboardJs
+            | Self::DashboardBarsJs
             | Self::ClientJs
             | Self::Favicon => Method::GET,
         }
