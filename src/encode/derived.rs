@@ -21,7 +21,7 @@ pub fn write_bar(out: &mut Vec<u8>, bar: &Bar) {
 pub fn write_bar_snapshot(out: &mut Vec<u8>, bar: &Bar) {
     head(out, "bar_snapshot", bar.channel.as_str(), bar.seq.0);
     out.extend_from_slice(b",\"bars\":[");
-    for (i, values_of) in snapshot_bars(bar).enumerate() {
+    for (i, values_of) in snapshot_bars(bar).iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -67,7 +67,7 @@ pub fn bar_snapshot(bar: &Bar) -> proto::BarSnapshot {
     proto::BarSnapshot {
         channel: bar.channel.as_str().to_owned(),
         seq: bar.seq.0,
-        bars: snapshot_bars(bar).map(bar_values).collect(),
+        bars: snapshot_bars(bar).iter().map(bar_values).collect(),
     }
 }
 
@@ -104,11 +104,14 @@ pub fn bar_values(values: &BarValues) -> proto::Bar {
     }
 }
 
-/// A snapshot's bars: the closed ones `bar` carries (itself among them when it is closed),
-/// then the open bar.
-fn snapshot_bars(bar: &Bar) -> impl Iterator<Item = &BarValues> {
-    let open = (!bar.bar.closed).then_some(&bar.bar);
-    bar.recent.iter().chain(open)
+/// A snapshot's bars: the channel's closed bars up to `bar` (itself among them when it is
+/// closed), then the open bar.
+fn snapshot_bars(bar: &Bar) -> Vec<BarValues> {
+    let mut bars = bar.recent.bars();
+    if !bar.bar.closed {
+        bars.push(bar.bar);
+    }
+    bars
 }
 
 fn head(out: &mut Vec<u8>, kind: &str, channel: &str, seq: u64) {
@@ -156,11 +159,9 @@ fn numbers<const N: usize>(out: &mut Vec<u8>, fields: [(&[u8], f64); N]) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::event::Channel;
-    use crate::event::derived::TickerValues;
+    use crate::event::derived::{BarHistory, TickerValues};
     use crate::tick::Seq;
 
     fn bar(start_ns: u64, closed: bool) -> BarValues {
@@ -182,7 +183,11 @@ mod tests {
             channel: Channel::parse("bars:1m:BTC-USD").unwrap(),
             seq: Seq(7),
             bar: bar(60_000_000_000, false),
-            recent: Arc::from(vec![bar(0, true)]),
+            recent: {
+                let history = BarHistory::new(60);
+                history.push(bar(0, true));
+                history.now()
+            },
             tick_seq: Seq(99),
             recv_ns: 1,
         };

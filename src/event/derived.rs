@@ -7,8 +7,9 @@
 //! only the sequencer, never a publisher ([`reserved`]), and who may read it: whoever may
 //! read its symbol ([`symbol_of`]).
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Channel;
 use crate::tick::Seq;
@@ -162,15 +163,104 @@ pub struct Bar {
     pub seq: Seq,
     /// The bar.
     pub bar: BarValues,
-    /// The closed bars before it, oldest first, at most `--bar-history` (with it, a
-    /// snapshot); shared by every message of the channel until the next bar closes.
-    pub recent: Arc<[BarValues]>,
+    /// The channel's closed bars as of this message (itself among them when it is closed):
+    /// with it, a snapshot.
+    pub recent: Recent,
     /// The seq of the symbol's newest tick this message accounts for: a restarted
     /// sequencer applies the ticks after it. Travels in the stream, never to clients.
     pub tick_seq: Seq,
     /// When the relay built it, ns since the Unix epoch (its latency is measured from
     /// here, or from the receipt of the trade that closed it).
     pub recv_ns: u64,
+}
+
+/// One bars channel's closed bars, newest last: one per channel, shared by all its messages.
+///
+/// A message keeps only its place in it ([`Recent`]), so a channel's replay ring holds the
+/// history once, not once per message. It holds twice `--bar-history` bars: a shard that is
+/// behind the sequencer by fewer closes than that still finds a snapshot's every bar.
+#[derive(Debug)]
+pub struct BarHistory {
+    keep: usize,
+    /// Closed bars appended so far, and the newest `2 × keep` of them.
+    bars: Mutex<(u64, VecDeque<BarValues>)>,
+}
+
+/// A message's place in its channel's [`BarHistory`]: the closed bars `1..=through`.
+#[derive(Debug, Clone)]
+pub struct Recent {
+    history: Arc<BarHistory>,
+    through: u64,
+}
+
+impl BarHistory {
+    /// An empty history whose snapshots show `keep` bars (`--bar-history`).
+    pub fn new(keep: usize) -> Arc<Self> {
+        Arc::new(Self {
+            keep,
+            bars: Mutex::new((0, VecDeque::new())),
+        })
+    }
+
+    /// Appends a closed bar.
+    pub fn push(&self, bar: BarValues) {
+        let mut held = self.lock();
+        held.0 += 1;
+        held.1.push_back(bar);
+        while held.1.len() > self.keep * 2 {
+            held.1.pop_front();
+        }
+    }
+
+    /// Where a message sent now stands: every closed bar appended so far.
+    pub fn now(self: &Arc<Self>) -> Recent {
+        Recent {
+            history: self.clone(),
+            through: self.lock().0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, VecDeque<BarValues>)> {
+        // Plain values behind the lock: a panic elsewhere leaves them usable.
+        self.bars.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Recent {
+    /// A message with no history (decoded from the stream, before an edge places it).
+    pub fn none() -> Self {
+        Self {
+            history: BarHistory::new(0),
+            through: 0,
+        }
+    }
+
+    /// The last `--bar-history` closed bars up to this message, oldest first (fewer if the
+    /// history has moved on by more than its slack since: never another channel's or a
+    /// later bar).
+    pub fn bars(&self) -> Vec<BarValues> {
+        let held = self.history.lock();
+        let (total, bars) = (&held.0, &held.1);
+        let first_held = total - bars.len() as u64 + 1;
+        let from = (self.through + 1)
+            .saturating_sub(self.history.keep as u64)
+            .max(first_held);
+        (from..=self.through)
+            .map(|n| bars[usize::try_from(n - first_held).expect("within the deque")])
+            .collect()
+    }
+
+    /// How many closed bars came before this message (itself included when closed).
+    pub fn through(&self) -> u64 {
+        self.through
+    }
+}
+
+/// Messages are equal by their place in the history, not by the shared history's state.
+impl PartialEq for Recent {
+    fn eq(&self, other: &Self) -> bool {
+        self.through == other.through
+    }
 }
 
 /// The 24-hour statistics of a symbol (docs/PROTOCOL.md defines each field).
@@ -249,6 +339,41 @@ mod tests {
         let minute = BarInterval::MINUTE;
         assert_eq!(minute.start_of(61_000_000_001), 60_000_000_000);
         assert_eq!(minute.start_of(60_000_000_000), 60_000_000_000);
+    }
+
+    #[test]
+    fn a_history_shows_each_message_the_bars_up_to_it() {
+        let bar = |start_ns| BarValues {
+            start_ns,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume: 0.0,
+            trades: 1,
+            closed: true,
+        };
+        let history = BarHistory::new(2);
+        let empty = history.now();
+        history.push(bar(1));
+        let one = history.now();
+        history.push(bar(2));
+        history.push(bar(3));
+        let three = history.now();
+        let starts = |r: &Recent| r.bars().iter().map(|b| b.start_ns).collect::<Vec<_>>();
+        assert!(starts(&empty).is_empty());
+        assert_eq!(starts(&one), [1], "not the bars closed after it");
+        assert_eq!(starts(&three), [2, 3], "the newest `keep`");
+        for n in 4..10 {
+            history.push(bar(n));
+        }
+        assert!(
+            starts(&one).is_empty(),
+            "moved on past its slack: fewer, never others"
+        );
+        assert_eq!(starts(&three), Vec::<u64>::new());
+        assert_eq!(starts(&history.now()), [8, 9]);
+        assert!(Recent::none().bars().is_empty());
     }
 
     #[test]

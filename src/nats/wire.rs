@@ -20,7 +20,9 @@ use prost::Message as _;
 use super::subject::{SubjectError, Subjects};
 use crate::encode::derived::{bar_message, ticker_message};
 use crate::encode::protobuf::{event_message, tick_message};
-use crate::event::derived::{Bar, BarInterval, BarValues, DerivedName, Ticker, TickerValues};
+use crate::event::derived::{
+    Bar, BarInterval, BarValues, DerivedName, Recent, Ticker, TickerValues,
+};
 use crate::event::{Channel, Event, Item, Key};
 use crate::ingest::DecodeError;
 use crate::ingest::protobuf::validate;
@@ -162,7 +164,7 @@ pub fn decode(
                 channel: channel.clone(),
                 seq: Seq(message.seq),
                 bar,
-                recent: std::sync::Arc::from(Vec::new()),
+                recent: Recent::none(),
                 tick_seq: Seq(number(TICK_SEQ).ok_or(WireError::TickSeq)?),
                 recv_ns: number(RECV_NS).ok_or(WireError::RecvNs)?,
             }))

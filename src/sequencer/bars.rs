@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::event::Channel;
-use crate::event::derived::{Bar, BarInterval, BarValues};
+use crate::event::derived::{Bar, BarHistory, BarInterval, BarValues, Recent};
 use crate::tick::Seq;
 
 /// One symbol's bars at one interval.
@@ -21,9 +21,8 @@ pub struct BarBuilder {
     open: Option<BarValues>,
     /// No bar may start before this: the end of the last closed bar.
     floor_ns: u64,
-    /// The closed bars, oldest first, at most `keep` (what a snapshot shows).
-    recent: Arc<[BarValues]>,
-    keep: usize,
+    /// The closed bars, shared with the messages (what a snapshot shows).
+    history: Arc<BarHistory>,
     /// Ticks up to this seq are accounted for (a restarted builder skips them).
     pub through: Seq,
     /// The open bar changed since its last message.
@@ -48,8 +47,7 @@ impl BarBuilder {
             interval,
             open: None,
             floor_ns: 0,
-            recent: Arc::from(Vec::new()),
-            keep,
+            history: BarHistory::new(keep),
             through: Seq(0),
             dirty: false,
         }
@@ -59,8 +57,9 @@ impl BarBuilder {
     /// bar (open or closed), `closed` its closed bars, oldest first, `through` the tick seq
     /// `last` accounts for.
     pub fn restore(&mut self, last: BarValues, closed: &[BarValues], through: Seq) {
-        let keep_from = closed.len().saturating_sub(self.keep);
-        self.recent = Arc::from(&closed[keep_from..]);
+        for bar in closed {
+            self.history.push(*bar);
+        }
         self.through = through;
         if last.closed {
             self.open = None;
@@ -81,9 +80,9 @@ impl BarBuilder {
         self.open.as_ref()
     }
 
-    /// The closed bars a snapshot shows, oldest first.
-    pub fn recent(&self) -> &Arc<[BarValues]> {
-        &self.recent
+    /// The closed bars so far, for a message sent now.
+    pub fn recent(&self) -> Recent {
+        self.history.now()
     }
 
     /// Applies one trade (`size`: 0 when the trade gave none).
@@ -124,7 +123,7 @@ impl BarBuilder {
         bar.closed = true;
         self.floor_ns = bar.start_ns + self.interval.nanos();
         self.dirty = false;
-        self.recent = with_newest(&self.recent, bar, self.keep);
+        self.history.push(bar);
         Some(bar)
     }
 
@@ -139,7 +138,7 @@ impl BarBuilder {
 #[derive(Debug)]
 pub struct FollowedBars {
     keep: usize,
-    recent: HashMap<Channel, Arc<[BarValues]>>,
+    histories: HashMap<Channel, Arc<BarHistory>>,
 }
 
 impl FollowedBars {
@@ -147,33 +146,22 @@ impl FollowedBars {
     pub fn new(keep: usize) -> Self {
         Self {
             keep,
-            recent: HashMap::new(),
+            histories: HashMap::new(),
         }
     }
 
     /// Gives `bar` (the next message of its channel) its closed bars.
     pub fn attach(&mut self, bar: &mut Bar) {
-        let recent = self
-            .recent
+        let keep = self.keep;
+        let history = self
+            .histories
             .entry(bar.channel.clone())
-            .or_insert_with(|| Arc::from(Vec::new()));
+            .or_insert_with(|| BarHistory::new(keep));
         if bar.bar.closed {
-            *recent = with_newest(recent, bar.bar, self.keep);
+            history.push(bar.bar);
         }
-        bar.recent = recent.clone();
+        bar.recent = history.now();
     }
-}
-
-/// `recent` with `bar` appended, keeping the newest `keep` (a new shared slice: the old one
-/// stays with the messages that carry it).
-pub fn with_newest(recent: &[BarValues], bar: BarValues, keep: usize) -> Arc<[BarValues]> {
-    let skip = (recent.len() + 1).saturating_sub(keep);
-    recent
-        .iter()
-        .copied()
-        .chain(std::iter::once(bar))
-        .skip(skip)
-        .collect()
 }
 
 /// A sum of finite sizes can overflow; the wire carries finite numbers only.
@@ -223,7 +211,7 @@ mod tests {
             120 * S,
             "no bar for the empty minute"
         );
-        assert_eq!(bars.recent().as_ref(), &[want]);
+        assert_eq!(bars.recent().bars(), [want]);
     }
 
     #[test]
@@ -260,28 +248,13 @@ mod tests {
         let mut after_close = minute();
         after_close.restore(closed, &[closed], Seq(3));
         assert_eq!(after_close.trade(63 * S, 1.0, 1.0), Applied::Late);
-        assert_eq!(after_close.recent().len(), 1);
+        assert_eq!(after_close.recent().bars().len(), 1);
     }
 
     #[test]
-    fn the_history_keeps_the_newest_bars() {
-        let bar = |start_ns| BarValues {
-            start_ns,
-            open: 1.0,
-            high: 1.0,
-            low: 1.0,
-            close: 1.0,
-            volume: 0.0,
-            trades: 1,
-            closed: true,
-        };
-        let recent = with_newest(&[bar(1), bar(2)], bar(3), 2);
-        assert_eq!(
-            recent.iter().map(|b| b.start_ns).collect::<Vec<_>>(),
-            [2, 3]
-        );
-        assert!(with_newest(&[], bar(1), 0).is_empty());
+    fn a_sum_past_the_largest_number_stays_finite() {
         assert_eq!(finite(f64::MAX * 2.0), f64::MAX);
+        assert_eq!(finite(f64::MIN * 2.0), f64::MIN);
     }
 
     proptest! {

@@ -25,7 +25,8 @@ use super::bars::{Applied, BarBuilder};
 use super::ticker::Window;
 use crate::config::DerivedConfig;
 use crate::event::derived::{
-    Bar, BarInterval, BarValues, DerivedName, Ticker, TickerValues, bars_channel, ticker_channel,
+    Bar, BarInterval, BarValues, DerivedName, Recent, Ticker, TickerValues, bars_channel,
+    ticker_channel,
 };
 use crate::event::{Channel, Item};
 use crate::metrics::{self, Metrics};
@@ -405,7 +406,7 @@ impl Derived {
 fn bar_item(
     channel: &Channel,
     bar: BarValues,
-    recent: &Arc<[BarValues]>,
+    recent: Recent,
     tick_seq: Seq,
     recv_ns: u64,
 ) -> Item {
@@ -413,7 +414,7 @@ fn bar_item(
         channel: channel.clone(),
         seq: Seq(0),
         bar,
-        recent: recent.clone(),
+        recent,
         tick_seq,
         recv_ns,
     }))
