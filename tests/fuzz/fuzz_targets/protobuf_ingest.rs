@@ -102,6 +102,7 @@ fn run(format: Format, limit: usize, stream: &[u8], read: usize) -> Outcome {
                     event.ts_ns = 0;
                     outcome.ticks.push(Item::Event(event));
                 }
+                other => panic!("ingest decoded an item only the relay builds: {other:?}"),
             }
         }
         if fatal {
