@@ -12,7 +12,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message as _;
 use serde::Deserialize;
 use tickrelay::proto;
-use tickrelay::session::control::{ControlParser, Selection};
+use tickrelay::session::control::{ControlParser, KeyRules, Selection};
 
 fn control(c: &mut Criterion) {
     let symbols: Vec<String> = [
@@ -39,7 +39,7 @@ fn control(c: &mut Criterion) {
     let mut group = c.benchmark_group("control");
     group.throughput(Throughput::Elements(1));
 
-    let mut parser = ControlParser::new(LIMIT);
+    let mut parser = ControlParser::new(rules());
     let mut scratch = Vec::with_capacity(json_text.len());
     group.bench_function("json/subscribe_10", |b| {
         b.iter(|| {
@@ -57,12 +57,13 @@ fn control(c: &mut Criterion) {
             serde_json::from_slice::<RawControl>(black_box(json_text.as_bytes())).expect("valid")
         });
     });
+    let rules = rules();
     group.bench_function("serde_json_from_slice+validate (baseline)", |b| {
         b.iter(|| {
             let raw: RawControl =
                 serde_json::from_slice(black_box(json_text.as_bytes())).expect("valid");
             let names = raw.symbols.as_deref().unwrap_or_default();
-            Selection::parse(names.iter().map(String::as_str), LIMIT).expect("valid")
+            Selection::parse(names.iter().map(String::as_str), &rules).expect("valid")
         });
     });
     group.finish();
@@ -82,6 +83,14 @@ struct RawControl {
 
 /// `--max-symbols-per-client`'s default order of magnitude.
 const LIMIT: usize = 1024;
+
+/// The relay's default rules: 1,024 keys, no rate tiers named in the bench's symbols.
+fn rules() -> KeyRules {
+    KeyRules {
+        limit: LIMIT,
+        tiers: Default::default(),
+    }
+}
 
 criterion_group!(benches, control);
 criterion_main!(benches);

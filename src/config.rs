@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod deflate;
 pub mod derived;
 mod error;
+mod exposure;
 pub mod reloadable;
 pub mod scale;
 pub mod settings;
@@ -26,7 +27,7 @@ pub use deflate::DeflateConfig;
 pub use derived::{BarIntervals, DerivedConfig};
 pub use reloadable::Reloadable;
 pub use scale::Scale;
-pub use values::{LogFormat, Role, SlowPolicy, WsDeflate, parse_duration};
+pub use values::{LogFormat, Role, SlowPolicy, WsDeflate, parse_addr, parse_duration, parse_size};
 
 /// The relay's configuration.
 #[derive(Clone, Debug, Parser)]
@@ -37,15 +38,15 @@ pub use values::{LogFormat, Role, SlowPolicy, WsDeflate, parse_duration};
 )]
 pub struct Config {
     /// HTTP and WebSocket address (`/ws`, `/health`, `/stats`, ...).
-    #[arg(long, default_value = defaults::LISTEN)]
+    #[arg(long, default_value = defaults::LISTEN, value_parser = parse_addr)]
     pub listen: SocketAddr,
 
     /// TCP ingest address for newline-delimited JSON ticks.
-    #[arg(long, default_value = defaults::INGEST_TCP)]
+    #[arg(long, default_value = defaults::INGEST_TCP, value_parser = parse_addr)]
     pub ingest_tcp: SocketAddr,
 
     /// TCP ingest address for length-delimited protobuf ticks (varint length + `Tick`).
-    #[arg(long, default_value = defaults::INGEST_TCP_PROTOBUF)]
+    #[arg(long, default_value = defaults::INGEST_TCP_PROTOBUF, value_parser = parse_addr)]
     pub ingest_tcp_protobuf: SocketAddr,
 
     /// Run the built-in simulated market (a random walk of trades and quotes).
@@ -75,7 +76,7 @@ pub struct Config {
 
     /// Pending outbound bytes a client may hold before its slow-consumer policy applies.
     /// 256 KiB is ~1,500 JSON ticks: a second of a busy symbol set, far beyond a healthy client.
-    #[arg(long, default_value_t = defaults::OUTBOX_BYTES)]
+    #[arg(long, default_value_t = defaults::OUTBOX_BYTES, value_parser = parse_size)]
     pub outbox_bytes: usize,
 
     /// Age of a client's oldest pending frame before its slow-consumer policy applies.
@@ -86,7 +87,7 @@ pub struct Config {
     /// autotune, up to 4 MiB per socket). 256 KiB holds ~3,500 ticks, seconds of any one
     /// client's feed, yet caps kernel memory per stuck client and lets the outbox budget,
     /// not the kernel, decide within a second that a client is slow.
-    #[arg(long, default_value_t = defaults::SEND_BUFFER_BYTES)]
+    #[arg(long, default_value_t = defaults::SEND_BUFFER_BYTES, value_parser = parse_size)]
     pub send_buffer_bytes: usize,
 
     /// Default slow-consumer policy (a client may choose with `?slow=`).
@@ -106,10 +107,18 @@ pub struct Config {
     #[arg(long, default_value_t = defaults::REPLAY_BUDGET)]
     pub replay_budget: usize,
 
-    /// Most distinct symbols the relay tracks; ticks of further new symbols are refused
-    /// (counted as `symbol_limit`), so hostile ingest cannot grow memory without bound.
+    /// Most distinct symbols and channels the relay tracks, so hostile ingest cannot grow
+    /// memory without bound. At the limit, keys nobody subscribes to by name that have been
+    /// quiet for `--evict-idle` are evicted to make room; an item of a new key that still
+    /// finds no room is refused (`symbol_limit`, answered to its publisher).
     #[arg(long, default_value_t = defaults::MAX_SYMBOLS)]
     pub max_symbols: usize,
+
+    /// How long a symbol or channel must have been quiet (and subscribed by name by nobody)
+    /// before it may be evicted at `--max-symbols`. 10 minutes keeps every key a market
+    /// touches in a session's normal pauses, and frees a table filled by junk in minutes.
+    #[arg(long, default_value = defaults::EVICT_IDLE, value_parser = parse_duration)]
+    pub evict_idle: Duration,
 
     /// How often the relay pings each client (WebSocket ping frame).
     #[arg(long, default_value = defaults::PING_INTERVAL, value_parser = parse_duration)]
@@ -134,22 +143,44 @@ pub struct Config {
 
     /// Largest client message (one frame, or a reassembled fragmented message), in bytes.
     /// Control messages are small; 64 KiB leaves room for a 1,024-symbol subscribe.
-    #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES)]
+    #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES, value_parser = parse_size)]
     pub max_message_bytes: usize,
 
+    /// The rate tiers a client may pick per subscription (`SYMBOL@TIER`, `CHANNEL@TIER`):
+    /// at most one frame per interval with the newest value and what it stands for.
+    /// Comma-separated durations, named as humantime writes them (`100ms`, `1s`, `5m`).
+    /// The default matches the exchanges' fixed tiers (100 ms and 1 s depth streams, 5 s
+    /// tickers) and a screen's refresh (250 ms).
+    #[arg(long, value_delimiter = ',', default_value = defaults::RATE_TIERS, value_parser = parse_duration)]
+    pub rate_tiers: Vec<Duration>,
+
+    /// Largest frame a batching client (`?batch=on`) receives, in payload bytes: the
+    /// messages pending at a write go out as one frame up to this size (always at least one
+    /// message). 64 KiB is ~400 JSON ticks, far more than a client's share of one write at
+    /// any rate measured, yet small enough that one frame never holds a client's reader for
+    /// long.
+    #[arg(long, default_value_t = defaults::BATCH_MAX_BYTES, value_parser = parse_size)]
+    pub batch_max_bytes: usize,
+
     /// Longest accepted ingest line or protobuf message, in bytes.
-    #[arg(long, default_value_t = defaults::MAX_INGEST_LINE)]
+    #[arg(long, default_value_t = defaults::MAX_INGEST_LINE, value_parser = parse_size)]
     pub max_ingest_line: usize,
 
     /// Largest event payload (`data`, as published JSON), in bytes. Events are headlines,
     /// alerts and status changes; 16 KiB holds a long article summary, and keeps one event
     /// at 1/16 of a client's outbox budget so a burst of them is not mistaken for slowness.
-    #[arg(long, default_value_t = defaults::MAX_EVENT_BYTES)]
+    #[arg(long, default_value_t = defaults::MAX_EVENT_BYTES, value_parser = parse_size)]
     pub max_event_bytes: usize,
 
     /// Largest accepted HTTP request body (`POST /api/publish`), in bytes.
-    #[arg(long, default_value_t = defaults::MAX_HTTP_BODY)]
+    #[arg(long, default_value_t = defaults::MAX_HTTP_BODY, value_parser = parse_size)]
     pub max_http_body: usize,
+
+    /// How long a request body (`POST /api/publish`, `/api/events`) may take to arrive once
+    /// its head has: a body trickled a byte at a time would hold the connection. 10 s moves
+    /// `--max-http-body` (1 MiB) over a 1 Mbit/s link.
+    #[arg(long, default_value = defaults::BODY_TIMEOUT, value_parser = parse_duration)]
+    pub body_timeout: Duration,
 
     /// Most WebSocket/HTTP connections held at once. The machines cap open files at 20,000
     /// per process; 19,000 leaves room for ingest, listeners and the runtime.
@@ -223,8 +254,15 @@ pub struct Config {
 
     /// Serve the admin routes, `/stats` and `/metrics` on this address instead of
     /// `--listen` (where they then answer 404), e.g. an address only operators reach.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_addr)]
     pub admin_listen: Option<SocketAddr>,
+
+    /// Without `--admin-token-file`, a `Host` the admin routes accept besides `localhost`
+    /// and loopback addresses with the relay's port (repeat for several), written as the
+    /// header carries it, e.g. `relay.internal:8080`. Other names are refused: a page that
+    /// rebinds its own name to 127.0.0.1 must not become an operator.
+    #[arg(long)]
+    pub admin_allow_host: Vec<String>,
 
     /// A browser `Origin` allowed to open a WebSocket (repeat for several, e.g.
     /// `https://app.example.com`). When any is given, an upgrade from another Origin gets

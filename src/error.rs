@@ -74,17 +74,22 @@ errors! {
     InvalidVenue "invalid_venue" close(-) http(400);
     /// An ingest line or message over `--max-ingest-line`.
     LineTooLong "line_too_long" close(-) http(400);
-    /// A tick of a new symbol beyond `--max-symbols`.
-    SymbolLimit "symbol_limit" close(-) http(400);
+    /// A tick or event of a new symbol or channel beyond `--max-symbols`, with no idle key
+    /// to evict; answered to its publisher (503: room returns as keys go idle).
+    SymbolLimit "symbol_limit" close(-) http(503);
     /// A field the contract does not have (ticks and control messages).
     UnknownField "unknown_field" close(-) http(400);
     /// A channel name that is empty, too long, has a character outside the allowed set, or
-    /// is `user:` without an id.
+    /// is in the `user:` space (any case) without being `user:<id>` or `user:<id>:<name>`.
     InvalidChannel "invalid_channel" close(-) http(400);
     /// An event published to a channel only the relay writes (`bars:`, `ticker:`, `book:`).
     ReservedChannel "reserved_channel" close(-) http(400);
     /// An event whose `data` is over `--max-event-bytes`.
     EventTooLarge "event_too_large" close(-) http(400);
+    /// An event whose `data` nests arrays and objects deeper than
+    /// [`MAX_EVENT_DEPTH`](crate::event::MAX_EVENT_DEPTH) levels (clients' JSON decoders
+    /// have depth limits: one such event would be undecodable for them).
+    EventTooDeep "event_too_deep" close(-) http(400);
     // control messages (at connect, a bad symbol list is a 400)
     /// A control message that is not valid JSON or protobuf of the right shape.
     BadMessage "bad_message" close(-) http(400);
@@ -117,6 +122,11 @@ errors! {
     UnknownEncoding "unknown_encoding" close(-) http(400);
     /// A request body over `--max-http-body`.
     BodyTooLarge "body_too_large" close(-) http(413);
+    /// A request body that did not arrive within `--body-timeout`.
+    BodyTimeout "body_timeout" close(-) http(408);
+    /// A tokenless admin `POST` whose `Content-Type` is neither JSON nor NDJSON: what a
+    /// browser form or a cross-site `text/plain` request sends.
+    UnsupportedMediaType "unsupported_media_type" close(-) http(415);
     /// `--max-connections` or `--max-connections-per-ip` reached.
     TooManyConnections "too_many_connections" close(-) http(503);
     /// The relay is shutting down and admits no new clients.
@@ -147,9 +157,11 @@ errors! {
     /// `--max-connections-per-user` reached.
     UserConnectionLimit "user_connection_limit" close(AUTH_FAILED) http(429);
     /// An admin route without the admin token (401), or, with none configured, from a peer
-    /// not on loopback (403, [`ErrorCode::ADMIN_NOT_LOOPBACK`]).
+    /// not on loopback, through a proxy, or with a `Host` that is not the relay's own (403,
+    /// [`ErrorCode::ADMIN_NOT_LOOPBACK`]).
     AdminRequired "admin_required" close(-) http(401);
-    /// A WebSocket upgrade from a browser `Origin` not in `--allowed-origin` (403).
+    /// A WebSocket upgrade from a browser `Origin` not in `--allowed-origin`, or a
+    /// tokenless admin request from a browser page of another origin.
     OriginNotAllowed "origin_not_allowed" close(-) http(403);
     /// `DELETE /api/sessions/{id}` of a session that is not connected.
     UnknownSession "unknown_session" close(-) http(404);

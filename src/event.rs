@@ -13,102 +13,21 @@
 
 pub mod derived;
 
-use std::borrow::Borrow;
-use std::fmt;
-use std::sync::Arc;
+mod channel;
+mod data;
+mod error;
+mod key;
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::ErrorCode;
-use crate::tick::{Seq, Symbol, Tick, TickError};
+use crate::tick::{Seq, Tick};
+pub use channel::{Channel, USER_PREFIX};
+pub use data::{MAX_EVENT_DEPTH, check_data};
 use derived::{Bar, Ticker};
-
-/// An event channel such as `news` or `user:42`: 1 to
-/// [`MAX_SYMBOL_LEN`](crate::tick::MAX_SYMBOL_LEN) bytes of
-/// `[A-Za-z0-9._:/-]` (the symbol alphabet: nothing to escape in JSON). `user:<id>` is
-/// private to the connections whose token subject is `<id>`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Channel(Arc<str>);
-
-impl Channel {
-    /// Validates `name` and wraps it; `user:` needs an id after it.
-    pub fn parse(name: &str) -> Result<Self, EventError> {
-        // Same alphabet and length as symbols; reuse the one check.
-        Symbol::parse(name).map_err(EventError::Channel)?;
-        if name == USER_PREFIX.trim_end_matches(':') || name == USER_PREFIX {
-            return Err(EventError::NoUserId);
-        }
-        Ok(Self(Arc::from(name)))
-    }
-
-    /// The channel's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The user a private `user:<id>` channel belongs to; `None` for a public channel.
-    pub fn owner(&self) -> Option<&str> {
-        self.0.strip_prefix(USER_PREFIX)
-    }
-}
-
-impl Borrow<str> for Channel {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", &*self.0)
-    }
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What a subscriber follows: a symbol's ticks or a channel's events. One key space for seq,
-/// last value, replay, resume, subscriptions and interest.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Key {
-    /// The ticks of a symbol.
-    Symbol(Symbol),
-    /// The events of a channel.
-    Channel(Channel),
-}
-
-impl Key {
-    /// The name without its kind.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Symbol(s) => s.as_str(),
-            Self::Channel(c) => c.as_str(),
-        }
-    }
-
-    /// Whether `*` (every symbol) covers this key: symbols yes, channels never (a channel
-    /// is subscribed by name, so a wildcard cannot reach a private one by accident).
-    pub fn in_wildcard(&self) -> bool {
-        matches!(self, Self::Symbol(_))
-    }
-}
-
-impl From<Symbol> for Key {
-    fn from(symbol: Symbol) -> Self {
-        Self::Symbol(symbol)
-    }
-}
-
-impl From<Channel> for Key {
-    fn from(channel: Channel) -> Self {
-        Self::Channel(channel)
-    }
-}
+pub use error::EventError;
+pub use key::{Key, Tier, TierError, Tiered, Tiers};
 
 /// A validated event. `seq` and `recv_ns` are set by the relay.
 #[derive(Clone, Debug, PartialEq)]
@@ -137,7 +56,7 @@ struct RawEvent<'a> {
 
 impl Event {
     /// Parses one event object `{"channel":..,"data":..,"ts_ns":..}` (`ts_ns` optional),
-    /// refusing `data` over `max_data` bytes.
+    /// refusing `data` over `max_data` bytes and `data` no client could decode ([`check_data`]).
     pub fn parse(json: &[u8], max_data: usize) -> Result<Self, EventError> {
         let raw: RawEvent<'_> = serde_json::from_slice(json).map_err(|e| {
             let text = e.to_string();
@@ -149,15 +68,13 @@ impl Event {
         })?;
         let channel = Channel::parse(&raw.channel)?;
         if derived::reserved(channel.as_str()) {
-            return Err(EventError::Reserved(channel.as_str().to_owned()));
-        }
-        let data = raw.data.ok_or(EventError::MissingData)?.get().as_bytes();
-        if data.len() > max_data {
-            return Err(EventError::TooLarge {
-                len: data.len(),
-                limit: max_data,
+            return Err(EventError::Reserved {
+                channel: channel.as_str().to_owned(),
+                prefixes: &derived::RESERVED,
             });
         }
+        let data = raw.data.ok_or(EventError::MissingData)?.get().as_bytes();
+        check_data(data, max_data)?;
         Ok(Self {
             channel,
             data: Bytes::copy_from_slice(data),
@@ -168,71 +85,9 @@ impl Event {
     }
 }
 
-/// Why bytes are not a valid [`Event`].
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EventError {
-    /// Not JSON, or not an event object.
-    #[error("invalid JSON event: {0}")]
-    Json(String),
-    /// A field an event does not have.
-    #[error("{0}")]
-    UnknownField(String),
-    /// The channel name is not valid.
-    #[error("channel: {0}")]
-    Channel(TickError),
-    /// `user:` without an id.
-    #[error("a user channel needs an id: user:<id>")]
-    NoUserId,
-    /// No `data`.
-    #[error("an event needs `data`")]
-    MissingData,
-    /// A channel only the relay writes (`bars:`, `ticker:`, `book:`).
-    #[error(
-        "channel `{0}` is computed by the relay: nobody publishes to {names}",
-        names = crate::error::one_of(&derived::RESERVED)
-    )]
-    Reserved(String),
-    /// A derived channel the relay does not compute (an interval it is not configured
-    /// for, no symbol); the message lists what it accepts.
-    #[error("{0}")]
-    NotServed(String),
-    /// `data` over `--max-event-bytes`.
-    #[error("data is {len} bytes, the limit is {limit}")]
-    TooLarge {
-        /// Its length in bytes.
-        len: usize,
-        /// The limit.
-        limit: usize,
-    },
-}
-
-impl EventError {
-    /// Stable code for error replies and metrics labels.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Self::Json(_) => ErrorCode::BadJson,
-            Self::UnknownField(_) => ErrorCode::UnknownField,
-            Self::Channel(_) | Self::NoUserId | Self::NotServed(_) => ErrorCode::InvalidChannel,
-            Self::Reserved(_) => ErrorCode::ReservedChannel,
-            Self::MissingData => ErrorCode::MissingField,
-            Self::TooLarge { .. } => ErrorCode::EventTooLarge,
-        }
-    }
-
-    /// The field the error is about, when one is to blame.
-    pub fn field(&self) -> Option<&'static str> {
-        match self {
-            Self::Channel(_) | Self::NoUserId | Self::Reserved(_) | Self::NotServed(_) => {
-                Some("channel")
-            }
-            Self::MissingData | Self::TooLarge { .. } => Some("data"),
-            Self::Json(_) | Self::UnknownField(_) => None,
-        }
-    }
-}
-
 /// What the sequencer sequences: ticks and events from the sources, and the bars and
-/// tickers it derives from trades; one stream of sequenced items.
+/// tickers it derives from trades, one stream of sequenced items; and what a shard's rate
+/// tier makes of them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// A market tick.
@@ -243,36 +98,91 @@ pub enum Item {
     Bar(Box<Bar>),
     /// A ticker channel's message.
     Ticker(Box<Ticker>),
+    /// A rate tier's frame: the newest item of its base in an interval, and what it stands
+    /// for. Made by a shard, never sequenced (it carries its newest item's seq).
+    Tier(Box<TierItem>),
+}
+
+/// One frame of a rate tier (`BTC-USD@1s`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TierItem {
+    /// The tiered key.
+    pub key: Key,
+    /// The newest item of the base in the interval (a tick or an event).
+    pub newest: Item,
+    /// The first seq the frame stands for: the previous frame's seq + 1.
+    pub from: Seq,
+    /// Over the trades of `from..=newest`, for a symbol's tier.
+    pub trades: Option<Trades>,
+}
+
+/// What the trades of a tier interval add up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Trades {
+    /// How many.
+    pub count: u64,
+    /// Their summed size.
+    pub volume: f64,
+    /// The highest and lowest price (`None` without a priced trade).
+    pub high: Option<f64>,
+    /// See `high`.
+    pub low: Option<f64>,
+}
+
+impl Trades {
+    /// Counts `tick` in, if it is a trade.
+    pub fn add(&mut self, tick: &Tick) {
+        if tick.kind != crate::tick::TickKind::Trade {
+            return;
+        }
+        self.count += 1;
+        self.volume += tick.size.unwrap_or(0.0);
+        if let Some(price) = tick.price {
+            self.high = Some(self.high.map_or(price, |h| h.max(price)));
+            self.low = Some(self.low.map_or(price, |l| l.min(price)));
+        }
+    }
 }
 
 impl Item {
-    /// The key it is sequenced under.
+    /// The key it is sequenced (or, a tier's frame, delivered) under.
     pub fn key(&self) -> Key {
         match self {
             Self::Tick(t) => Key::Symbol(t.symbol.clone()),
             Self::Event(e) => Key::Channel(e.channel.clone()),
             Self::Bar(b) => Key::Channel(b.channel.clone()),
             Self::Ticker(t) => Key::Channel(t.channel.clone()),
+            Self::Tier(t) => t.key.clone(),
         }
     }
 
-    /// Its per-key seq.
+    /// Its per-key seq (a tier's frame: its newest item's).
     pub fn seq(&self) -> Seq {
         match self {
             Self::Tick(t) => t.seq,
             Self::Event(e) => e.seq,
             Self::Bar(b) => b.seq,
             Self::Ticker(t) => t.seq,
+            Self::Tier(t) => t.newest.seq(),
         }
     }
 
-    /// Sets its per-key seq (the sequencer's job).
+    /// The first seq the item stands for: its own, or a tier frame's `from`.
+    pub fn first_seq(&self) -> Seq {
+        match self {
+            Self::Tier(t) => t.from,
+            Self::Tick(_) | Self::Event(_) | Self::Bar(_) | Self::Ticker(_) => self.seq(),
+        }
+    }
+
+    /// Sets its per-key seq (the sequencer's job; a tier's frame is never sequenced).
     pub fn set_seq(&mut self, seq: Seq) {
         match self {
             Self::Tick(t) => t.seq = seq,
             Self::Event(e) => e.seq = seq,
             Self::Bar(b) => b.seq = seq,
             Self::Ticker(t) => t.seq = seq,
+            Self::Tier(_) => debug_assert!(false, "a tier's frame is never sequenced"),
         }
     }
 
@@ -283,6 +193,7 @@ impl Item {
             Self::Event(e) => e.recv_ns,
             Self::Bar(b) => b.recv_ns,
             Self::Ticker(t) => t.recv_ns,
+            Self::Tier(t) => t.newest.recv_ns(),
         }
     }
 
@@ -296,8 +207,8 @@ impl Item {
                     e.ts_ns = recv_ns;
                 }
             }
-            // Built by the relay with their time set.
-            Self::Bar(_) | Self::Ticker(_) => {}
+            // Built by the relay (or a shard) with their time set.
+            Self::Bar(_) | Self::Ticker(_) | Self::Tier(_) => {}
         }
     }
 
@@ -305,7 +216,7 @@ impl Item {
     pub fn tick(&self) -> Option<&Tick> {
         match self {
             Self::Tick(t) => Some(t),
-            Self::Event(_) | Self::Bar(_) | Self::Ticker(_) => None,
+            Self::Event(_) | Self::Bar(_) | Self::Ticker(_) | Self::Tier(_) => None,
         }
     }
 
@@ -327,12 +238,10 @@ impl From<Event> for Item {
     }
 }
 
-/// The prefix of private per-user channels.
-pub const USER_PREFIX: &str = "user:";
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
     use proptest::prelude::*;
 
     #[test]
@@ -371,6 +280,56 @@ mod tests {
         assert_eq!(Channel::parse("user:42").unwrap().owner(), Some("42"));
         assert_eq!(Channel::parse("news").unwrap().owner(), None);
         assert!(!Key::Channel(Channel::parse("news").unwrap()).in_wildcard());
+    }
+
+    #[test]
+    fn data_a_client_decoder_refuses_is_refused() {
+        for data in [
+            "8e999",
+            r#"{"a":[-1e400]}"#,
+            r#""\ud800""#,
+            r#"["\udc00x"]"#,
+        ] {
+            let line = format!(r#"{{"channel":"n","data":{data}}}"#);
+            let error = Event::parse(line.as_bytes(), 1024).unwrap_err();
+            assert_eq!(
+                (error.code(), error.field()),
+                (ErrorCode::BadJson, Some("data")),
+                "{data}"
+            );
+        }
+        let fine = r#"{"channel":"n","data":[1e308,-0,"\ud83d\ude00",18446744073709551615]}"#;
+        assert!(Event::parse(fine.as_bytes(), 1024).is_ok());
+    }
+
+    #[test]
+    fn data_nested_beyond_the_limit_is_refused_and_brackets_in_strings_do_not_count() {
+        let nested = |levels: usize| {
+            let data = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+            format!(r#"{{"channel":"n","data":{data}}}"#)
+        };
+        assert!(Event::parse(nested(MAX_EVENT_DEPTH).as_bytes(), 1 << 16).is_ok());
+        let deep = Event::parse(nested(MAX_EVENT_DEPTH + 1).as_bytes(), 1 << 16).unwrap_err();
+        assert_eq!(deep.code(), "event_too_deep");
+        assert_eq!(deep.field(), Some("data"));
+        // The attack: 129 levels in 258 bytes.
+        assert!(Event::parse(nested(129).as_bytes(), 1 << 16).is_err());
+        let quoted = format!(
+            r#"{{"channel":"n","data":{{"a":"{}\"[{{"}}}}"#,
+            "[".repeat(100)
+        );
+        assert!(Event::parse(quoted.as_bytes(), 1 << 16).is_ok(), "{quoted}");
+        let objects = format!(
+            r#"{{"channel":"n","data":{}1{}}}"#,
+            r#"{"a":"#.repeat(MAX_EVENT_DEPTH + 1),
+            "}".repeat(MAX_EVENT_DEPTH + 1)
+        );
+        assert_eq!(
+            Event::parse(objects.as_bytes(), 1 << 16)
+                .unwrap_err()
+                .code(),
+            "event_too_deep"
+        );
     }
 
     proptest! {

@@ -16,10 +16,7 @@
 use std::net::TcpListener as StdTcpListener;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
-use crate::event::Item;
-use crate::ingest;
+use crate::ingest::{self, InboxReceiver};
 use crate::sequencer::Sequencer;
 use crate::shared::Shared;
 
@@ -30,7 +27,7 @@ pub struct Head {
     /// NDJSON and protobuf ingest listeners (none on an edge).
     ingest: Option<(StdTcpListener, StdTcpListener)>,
     sequencer: Sequencer,
-    inbox: mpsc::Receiver<Vec<Item>>,
+    inbox: InboxReceiver,
 }
 
 impl Head {
@@ -39,7 +36,7 @@ impl Head {
         shared: Arc<Shared>,
         ingest: Option<(StdTcpListener, StdTcpListener)>,
         sequencer: Sequencer,
-        inbox: mpsc::Receiver<Vec<Item>>,
+        inbox: InboxReceiver,
     ) -> Self {
         Self {
             shared,
@@ -59,6 +56,7 @@ impl Head {
             sequencer,
             inbox,
         } = self;
+        let sequencer = sequencer.evicting_after(shared.config.evict_idle);
         tokio::task::spawn_local(sequencer.run(inbox, shared.shutdown.clone()));
         let config = &shared.config;
         let ingest = ingest.map(|(json, proto)| {

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::auth::{Auth, AuthConfigError, jwks};
 use crate::config::{Config, Role};
+use crate::ingest::Published;
 use crate::ingest::{self, Inbox};
 use crate::pipeline::Head;
 use crate::roles::{self, NatsThread};
@@ -29,6 +30,7 @@ use crate::shared::Shared;
 use control::{Listeners, control};
 pub use error::StartError;
 use sockets::Sockets;
+use tokio::sync::mpsc::Receiver;
 
 /// A running relay: its addresses and the means to stop it.
 #[derive(Debug)]
@@ -59,7 +61,7 @@ impl Relay {
         let jwks_source = jwks_source(&config)?;
         let (shared, inbox) = shared_state(config)?;
         // With NATS, the history (its epoch, its seqs) is the stream's, not this process's.
-        let (shared, mut nats) = join_history(shared)?;
+        let (shared, mut nats) = join_history(shared, &sockets.http)?;
         let shared = Arc::new(shared);
         let mut threads = Vec::new();
         let (mut senders, handles, inputs) = shard_channels(&shared);
@@ -201,9 +203,7 @@ fn jwks_source(config: &Config) -> Result<Option<jwks::Source>, StartError> {
 }
 
 /// The relay-wide state (auth keys and TLS certificate loaded) and the sequencer's inbox.
-fn shared_state(
-    config: Config,
-) -> Result<(Shared, tokio::sync::mpsc::Receiver<Vec<crate::event::Item>>), StartError> {
+fn shared_state(config: Config) -> Result<(Shared, Receiver<Published>), StartError> {
     let auth = Auth::from_config(&config)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(crate::tls::Tls::load(cert, key)?)),
@@ -213,9 +213,13 @@ fn shared_state(
     Ok((Shared::with_access(config, inbox, auth, tls), inbox_rx))
 }
 
-/// With `--nats`, opens the stream first: the epoch becomes the stream's.
-fn join_history(mut shared: Shared) -> Result<(Shared, Option<NatsThread>), StartError> {
-    let nats = NatsThread::spawn(&shared.config, shared.metrics.clone(), shared.epoch)?;
+/// With `--nats`, opens the stream first: the epoch becomes the stream's. While it waits for
+/// NATS, `http` (the bound `--listen` socket) answers 503 `starting`.
+fn join_history(
+    mut shared: Shared,
+    http: &std::net::TcpListener,
+) -> Result<(Shared, Option<NatsThread>), StartError> {
+    let nats = NatsThread::spawn(&shared.config, shared.metrics.clone(), shared.epoch, http)?;
     if let Some(nats) = &nats {
         shared.epoch = nats.epoch;
     }

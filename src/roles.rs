@@ -1,20 +1,25 @@
 //! Wiring of `--role` (docs/SCALING.md): the `nats` thread that joins a sequencer or an
 //! edge to the stream.
 //!
-//! [`NatsThread::spawn`] starts the thread and waits (bounded by the connect timeout) for it
+//! [`NatsThread::spawn`] starts the thread and waits (bounded: [`START_PATIENCE`]) for it
 //! to reach NATS and open the history: a sequencer creates the stream if needed and reads
-//! the epoch and each key's newest seq; an edge reads the epoch a sequencer wrote. Only
-//! then does [`Relay::start`](crate::relay::Relay::start) build the rest, with that epoch,
-//! and hand the thread its [`Job`]: publish the sequencer's batches, or follow what the
-//! edge's clients want.
+//! the epoch and each key's newest seq; an edge reads the epoch a sequencer wrote, waiting
+//! for a sequencer to write one. Relays started beside their NATS server retry the first
+//! connect, logging each try, and the `--listen` socket answers 503 `starting` meanwhile
+//! (`waiting::NotReady`). Only then does [`Relay::start`](crate::relay::Relay::start)
+//! build the rest, with that epoch, and hand the thread its [`Job`]: publish the
+//! sequencer's batches, or follow what the edge's clients want.
 
+mod waiting;
+
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::Role;
 use crate::config::{Config, ConfigError};
@@ -64,10 +69,12 @@ pub struct NatsThread {
 
 impl NatsThread {
     /// Connects to `--nats` and opens the history; `None` when this relay uses no NATS.
+    /// While it waits, `http` (the bound `--listen` socket) answers 503 `starting`.
     pub fn spawn(
         config: &Config,
         metrics: Arc<Metrics>,
         fresh_epoch: u64,
+        http: &TcpListener,
     ) -> Result<Option<Self>, NatsStartError> {
         let Some(url) = config.scale.nats.clone() else {
             return Ok(None);
@@ -116,7 +123,12 @@ impl NatsThread {
                 });
             })
             .map_err(NatsStartError::Spawn)?;
-        match opened.recv_timeout(OPEN_TIMEOUT) {
+        let answering = waiting::NotReady::serve(http, "waiting for NATS and the stream's epoch");
+        let opened = opened.recv_timeout(OPEN_TIMEOUT);
+        if let Some(answering) = answering {
+            answering.stop();
+        }
+        match opened {
             Ok(Ok((epoch, newest, restored))) => Ok(Some(Self {
                 epoch,
                 newest,
@@ -209,9 +221,40 @@ async fn open(
     metrics: Arc<Metrics>,
     fresh_epoch: u64,
 ) -> Result<(History, Vec<(Key, Seq)>, Option<Restored>), NatsError> {
-    let connection = nats::connect(url, metrics.clone()).await?;
+    let mut patience = Patience::new();
+    // A relay started in the same instant as its NATS server (a script, a container set)
+    // finds nobody listening yet: try again, logging each try, until START_PATIENCE.
+    let connection = loop {
+        match nats::connect(url, metrics.clone()).await {
+            Ok(connection) => break connection,
+            Err(e) => match patience.pause() {
+                Some(pause) => {
+                    warn!(error = %e, attempt = patience.tries, retry_in = ?pause, "NATS not reachable yet; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(patience.gave_up(e)),
+            },
+        }
+    };
     if config.scale.role == Role::Edge {
-        return Ok((History::open(connection, config).await?, Vec::new(), None));
+        // An edge started before its sequencer waits for the history instead of exiting.
+        loop {
+            let attempt = nats::Connection {
+                client: connection.client.clone(),
+                reconnected: connection.reconnected.clone(),
+            };
+            match History::open(attempt, config).await {
+                Ok(history) => return Ok((history, Vec::new(), None)),
+                Err(e @ NatsError::NoHistory(_)) => match patience.pause() {
+                    Some(pause) => {
+                        info!(stream = %config.scale.nats_stream, attempt = patience.tries, "waiting for a sequencer to write the stream's epoch");
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => return Err(patience.gave_up(e)),
+                },
+                Err(e) => return Err(e),
+            }
+        }
     }
     let history = History::open_or_create(connection, config, fresh_epoch).await?;
     let newest = history.last_seqs(&metrics).await?;
@@ -223,7 +266,66 @@ async fn open(
     Ok((history, newest, restored))
 }
 
+/// The start-up retries: pauses doubling from [`FIRST_PAUSE`] to [`LONGEST_PAUSE`], no
+/// pause past [`START_PATIENCE`].
+#[derive(Debug)]
+struct Patience {
+    since: Instant,
+    next: Duration,
+    tries: u32,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            next: FIRST_PAUSE,
+            tries: 0,
+        }
+    }
+
+    /// The pause before the next try, or `None` once the patience is spent.
+    fn pause(&mut self) -> Option<Duration> {
+        self.tries += 1;
+        let pause = self.next;
+        if self.since.elapsed() + pause > START_PATIENCE {
+            return None;
+        }
+        self.next = (self.next * 2).min(LONGEST_PAUSE);
+        Some(pause)
+    }
+
+    /// `error`, saying how long the relay tried.
+    fn gave_up(&self, error: NatsError) -> NatsError {
+        let tried = format!(
+            "gave up after {} tries in {} s",
+            self.tries,
+            self.since.elapsed().as_secs()
+        );
+        match error {
+            NatsError::Connect { url, reason } => NatsError::Connect {
+                url,
+                reason: format!("{reason} ({tried})"),
+            },
+            NatsError::JetStream { what, reason } => NatsError::JetStream {
+                what,
+                reason: format!("{reason} ({tried})"),
+            },
+            other @ NatsError::NoHistory(_) => other,
+        }
+    }
+}
+
 /// Batches the NATS publisher's queue holds before the sequencer waits for NATS acks.
 const PUBLISH_BATCHES: usize = 4096;
-/// Longest start-up wait for NATS: the connect timeout plus the stream requests.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a starting relay keeps trying to reach NATS (and an edge waits for the epoch)
+/// before it exits naming `--nats`: a server or sequencer started beside it is up within
+/// seconds; one that is not after a minute needs a person.
+pub const START_PATIENCE: Duration = Duration::from_secs(60);
+/// The first pause between tries.
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+/// The longest pause between tries.
+const LONGEST_PAUSE: Duration = Duration::from_secs(2);
+/// Longest start-up wait for the `nats` thread: the patience, then one more connect
+/// timeout and the stream requests.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(START_PATIENCE.as_secs() + 20);

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::event::Tiers;
 use crate::ingest::Inbox;
 use crate::limits::{DeflateSlots, LifecycleLog};
 use crate::metrics::Metrics;
@@ -54,6 +55,8 @@ pub struct Shared {
     /// On an edge (set once, at start): how sessions ask for the keys they are about to
     /// subscribe or resume, so the shard holds their history first.
     pub follow: OnceLock<Follow>,
+    /// The rate tiers clients may pick (`--rate-tiers`).
+    pub tiers: Tiers,
     session_ids: AtomicU64,
 }
 
@@ -80,6 +83,7 @@ impl Shared {
             live: LiveLimits::new(&config),
             deflate_slots: DeflateSlots::new(config.deflate.ws_deflate_max_clients),
             session_ids: AtomicU64::new(0),
+            tiers: Tiers::new(&config.rate_tiers),
             config,
         }
     }

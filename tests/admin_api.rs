@@ -32,7 +32,7 @@ async fn request(
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let auth = bearer.map_or_else(String::new, |t| format!("authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n{auth}content-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{auth}content-length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();

@@ -83,7 +83,7 @@ fn unknown_key_names_the_key_the_file_and_the_line() {
     assert_eq!(
         err.trim_end(),
         format!(
-            "tickrelay: {file}:3: unknown key `max-conections` (the keys are the flags of --help without `--`)"
+            "tickrelay: {file}:3: unknown key `max-conections` (did you mean `max-connections`?) (the keys are the flags of --help without `--`)"
         )
     );
 }
@@ -150,4 +150,24 @@ fn config_file_can_come_from_the_environment() {
         printed(&out, "max-symbols"),
         format!("max-symbols = 77  # {file}:1")
     );
+}
+
+#[test]
+fn print_config_shows_the_shard_count_the_default_resolves_to() {
+    let (code, out, err) = run(&["--print-config"], &[]);
+    assert_eq!(code, Some(0), "stderr: {err}");
+    let line = printed(&out, "shards");
+    let count: usize = line["shards = ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(count, cpus.saturating_sub(1).max(1), "{line}");
+    assert!(
+        line.ends_with("# default (0: one per usable CPU, less one)"),
+        "{line}"
+    );
+    let (_, out, _) = run(&["--print-config", "--shards", "3"], &[]);
+    assert_eq!(printed(&out, "shards"), "shards = 3  # flag");
 }

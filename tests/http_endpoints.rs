@@ -44,6 +44,9 @@ async fn health_stats_symbols_and_price() {
     assert_eq!(stats["sessions"], 1);
     assert_eq!(stats["subscriptions"]["BTC-USD"], 1);
     assert_eq!(stats["shards"].as_array().unwrap().len(), 2);
+    // One box without --nats: no NATS block (zeros there would read like an outage).
+    assert_eq!(stats["role"], "all");
+    assert!(stats.get("nats").is_none(), "{stats}");
 
     let (status, _) = relay.get("/nowhere").await;
     assert_eq!(status, 404);

@@ -78,3 +78,57 @@ fn log_format_json_writes_one_object_per_line() {
     assert_eq!(value["fields"]["message"], "tickrelay started", "{line}");
     assert_eq!(relay.stop(), Some(0));
 }
+
+#[test]
+fn logs_name_a_peer_plainly_and_leave_ingest_connections_to_debug() {
+    use std::io::{Read as _, Write as _};
+    let relay = spawn(&[], &[]);
+    // A publisher connects and sends one tick; once /stats counts it, the accept is past.
+    let mut ingest = std::net::TcpStream::connect(relay.ingest).expect("ingest connect");
+    ingest
+        .write_all(b"{\"symbol\":\"LOG-T\",\"price\":1.5,\"ts_ns\":1}\n")
+        .expect("ingest write");
+    let deadline = std::time::Instant::now() + ops_common::WAIT;
+    while !ops_common::http_get(relay.http, "GET", "/stats")
+        .1
+        .contains("\"ticks_in\":1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tick never counted"
+        );
+        // The test's own thread between two polls of a condition, not a shard.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A WebSocket client: its `session connected` line names the peer as an address.
+    let mut ws = std::net::TcpStream::connect(relay.http).expect("ws connect");
+    write!(
+        ws,
+        "GET /ws?symbols=LOG-T HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("upgrade request");
+    let mut head = [0u8; 12];
+    ws.read_exact(&mut head).expect("upgrade answer");
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let mut before = Vec::new();
+    let connected = loop {
+        let line = relay
+            .stderr
+            .recv_timeout(ops_common::WAIT)
+            .expect("a `session connected` log line");
+        if line.contains("session connected") {
+            break line;
+        }
+        before.push(line);
+    };
+    let local = ws.local_addr().expect("local addr").to_string();
+    assert!(connected.contains(&format!("peer={local}")), "{connected}");
+    assert!(!connected.contains("Some("), "{connected}");
+    assert!(
+        before.iter().all(|l| !l.contains("ingest connection")),
+        "an ingest connection logged at info: {before:#?}"
+    );
+    assert_eq!(relay.stop(), Some(0));
+}

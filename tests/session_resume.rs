@@ -170,12 +170,18 @@ async fn resume_ahead_of_the_relay_gets_a_snapshot_then_live() {
     );
 }
 
-/// Resume of a symbol the relay has never seen: subscribed, nothing sent until its first
-/// tick, which is seq 1.
+/// Resume of a symbol the relay holds no history of (never seen, or evicted): the client's
+/// seqs belong to no run the relay can continue, so it is told `reset` (its seq 3 must not
+/// make it drop the relay's seqs 1 to 3 as repeats), then subscribed until the first tick.
 #[tokio::test]
-async fn resume_of_an_unknown_symbol_waits_for_its_first_tick() {
+async fn resume_of_an_unknown_symbol_is_reset_then_waits_for_its_first_tick() {
     let relay = TestRelay::start(Config::for_tests()).await;
     let mut client = relay.client("?resume=NEVER:3").await;
+    let epoch = relay.handle.as_ref().unwrap().shared.epoch;
+    assert_eq!(
+        client.next_json().await,
+        serde_json::json!({"type":"reset","symbol":"NEVER","epoch":epoch}),
+    );
     client.send_json(r#"{"op":"ping","id":1}"#).await;
     assert_eq!(
         client.next_json().await,

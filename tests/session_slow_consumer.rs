@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::{TestRelay, tick_line};
@@ -58,6 +59,26 @@ async fn a_stalled_client_is_disconnected_with_4008_and_others_lose_nothing() {
     .await;
     let mut slow = support::slow_client(&relay, "?symbols=A").await;
     let mut fast = relay.client("?symbols=A").await;
+    // The slow client reads as soon as the relay has decided it is slow (not before: then
+    // it would not be slow): the close frame waits behind what the kernel holds for it, and
+    // the relay gives it 1 s (RFC 6455 §7.1.1) before it drops the connection.
+    let metrics = relay
+        .handle
+        .as_ref()
+        .expect("relay running")
+        .shared
+        .metrics
+        .clone();
+    let closed = tokio::spawn(async move {
+        let decided = || metrics.shard(0).slow_disconnects.load(Ordering::Relaxed) == 1;
+        support::within("the slow consumer decision", async {
+            while !decided() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        slow.expect_close().await
+    });
     let mut ingest = relay.ingest().await;
     let mut seen = Vec::new();
     for chunk in (1..=20_000u64).collect::<Vec<_>>().chunks(500) {
@@ -79,12 +100,12 @@ async fn a_stalled_client_is_disconnected_with_4008_and_others_lose_nothing() {
         (1..=20_000).collect::<Vec<u64>>(),
         "the reading client lost nothing"
     );
-    support::wait_for("slow client disconnected", || async {
-        relay.get("/stats").await.1["shards"][0]["slow_disconnects"] == 1
-    })
-    .await;
-    let (code, reason) = slow.expect_close().await;
+    let (code, reason) = closed.await.expect("the slow client's task");
     assert_eq!((code, reason.as_str()), (4008, "slow consumer"));
+    assert_eq!(
+        relay.get("/stats").await.1["shards"][0]["slow_disconnects"],
+        1
+    );
 
     // After it, a fresh client gets a correct stream.
     let mut fresh = relay.client("?symbols=A").await;

@@ -54,9 +54,14 @@ struct DeflateClient {
 
 impl DeflateClient {
     async fn connect(relay: &TestRelay, path: &str, offer: Option<&str>) -> Self {
-        let mut stream = within("the client connection", TcpStream::connect(relay.http))
+        let stream = within("the client connection", TcpStream::connect(relay.http))
             .await
             .expect("connect");
+        Self::upgrade(stream, path, offer).await
+    }
+
+    /// Upgrades an open connection to `path`, offering `offer`.
+    async fn upgrade(mut stream: TcpStream, path: &str, offer: Option<&str>) -> Self {
         let offer = offer
             .map(|o| format!("sec-websocket-extensions: {o}\r\n"))
             .unwrap_or_default();
@@ -597,4 +602,56 @@ async fn after_closing_first_the_relay_waits_for_the_clients_close_before_its_fi
     .await
     .expect("read");
     assert_eq!(n, 0, "the relay closes once the closing handshake is done");
+}
+
+#[tokio::test]
+async fn a_batching_client_inflates_each_frame_to_newline_separated_messages() {
+    let relay = TestRelay::start(Config {
+        outbox_bytes: 64 * 1024 * 1024,
+        outbox_max_age: std::time::Duration::from_secs(300),
+        send_buffer_bytes: 8 * 1024,
+        ..deflate_on(0, 100)
+    })
+    .await;
+    // A small receive buffer: what the client does not read waits at the relay.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small buffer");
+    let stream = within("the client connection", socket.connect(relay.http))
+        .await
+        .expect("connect");
+    let path = "/ws?symbols=BTC-USD&batch=on";
+    let mut client = DeflateClient::upgrade(stream, path, Some("permessage-deflate")).await;
+    relay.publish_many("BTC-USD", 30_000).await;
+    wait_for("a backlog at the relay", || async {
+        let (_, sessions) = relay.get("/api/sessions").await;
+        sessions["sessions"][0]["outbox_bytes"].as_u64() > Some(16 * 1024)
+    })
+    .await;
+    let mut seqs = Vec::new();
+    let mut several = 0;
+    while seqs.last() != Some(&30_000) {
+        let (bytes, frame) = client.message().await;
+        assert!(frame.rsv1, "a batch is compressed as one message");
+        let text = String::from_utf8(bytes).expect("UTF-8");
+        let messages: Vec<Value> = text
+            .split('\n')
+            .map(|line| serde_json::from_str(line).expect("one JSON message per line"))
+            .collect();
+        several += usize::from(messages.len() > 1);
+        seqs.extend(
+            messages
+                .iter()
+                .filter(|m| m["type"] == "tick")
+                .map(|m| m["seq"].as_u64().unwrap()),
+        );
+    }
+    assert_eq!(
+        seqs,
+        (1..=30_000).collect::<Vec<u64>>(),
+        "every tick once, in order"
+    );
+    assert!(
+        several > 0,
+        "a backlog goes out as frames of several messages"
+    );
 }

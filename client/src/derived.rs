@@ -105,16 +105,6 @@ pub(crate) enum Derived {
     Ticker(Ticker),
 }
 
-impl From<Derived> for crate::Item {
-    fn from(derived: Derived) -> Self {
-        match derived {
-            Derived::Bar(b) => Self::Bar(b),
-            Derived::BarSnapshot(s) => Self::BarSnapshot(s),
-            Derived::Ticker(t) => Self::Ticker(t),
-        }
-    }
-}
-
 /// Whether a JSON message `type` is one of these.
 pub(crate) fn is_derived(kind: &str) -> bool {
     matches!(kind, "bar" | "bar_snapshot" | "ticker" | "ticker_snapshot")

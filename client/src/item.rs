@@ -5,9 +5,12 @@
 //! increasing seqs, each seq once; anything missing between two of them is named by a
 //! [`Gap`] or a [`Reset`] in between, never skipped silently.
 
-use serde::Serialize;
+use std::fmt;
 
-use crate::derived::{Bar, BarSnapshot, Ticker};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::derived::{Bar, BarSnapshot, Derived, Ticker};
 
 /// One thing the stream delivers. Serialized (e.g. by the `tail` example) as one JSON object
 /// with a `type` field first: `{"type":"tick","symbol":"BTC-USD","seq":17,...}`.
@@ -36,6 +39,9 @@ pub enum Item {
     Reset(Reset),
     /// An error the relay answered to a control message (the connection stays open).
     Error(ServerError),
+    /// A message the client could not decode. When it named its key and seq, that seq
+    /// counts as delivered; either way the stream goes on.
+    Undecodable(Undecodable),
     /// A connection to the relay is up (the first one or a reconnect).
     Connected(Connected),
     /// The connection was lost; the client reconnects by itself and resumes.
@@ -88,7 +94,7 @@ pub enum Kind {
     Quote,
 }
 
-/// A channel event (news, alerts, fills), in the planned shape
+/// A channel event (news, alerts, fills):
 /// `{"type":"event","channel":"news","seq":7,"ts_ns":...,"data":{...}}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Event {
@@ -98,8 +104,74 @@ pub struct Event {
     pub seq: u64,
     /// Event time, ns since the Unix epoch.
     pub ts_ns: u64,
-    /// The payload, as published.
-    pub data: serde_json::Value,
+    /// The payload, exactly as published.
+    pub data: RawJson,
+}
+
+/// One JSON value kept as its text, exactly as it was published (an event's `data`).
+///
+/// The client checks that it is one JSON value and does not build it: any value the relay
+/// passes on (however deep, whatever its numbers and escapes) is delivered. Read it with
+/// [`RawJson::parse`] into the type the application expects, or take the text with
+/// [`RawJson::get`]. Serialized, it is the value itself.
+#[derive(Clone, Debug)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// Checks that `text` is one JSON value and keeps it.
+    pub fn from_string(text: String) -> serde_json::Result<Self> {
+        RawValue::from_string(text).map(Self)
+    }
+
+    /// Keeps a value serde_json has checked.
+    pub(crate) fn from_raw(raw: Box<RawValue>) -> Self {
+        Self(raw)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Deserializes the value into `T` (e.g. `serde_json::Value`, or the application's own
+    /// type), with serde_json's limits (a nesting depth of 128).
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> serde_json::Result<T> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl PartialEq for RawJson {
+    /// The same text (not the same value written differently).
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl fmt::Display for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+/// A message from the relay that the client could not decode (e.g. an event whose `data` is
+/// not JSON, or a frame that is not the encoding's). When it named its key and seq, that seq
+/// counts as delivered: no gap follows for it and nothing is resumed again for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Undecodable {
+    /// The key it named, if that much could be read.
+    #[serde(flatten)]
+    pub key: Option<Key>,
+    /// The seq it named, if that much could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Why it could not be decoded.
+    pub reason: String,
 }
 
 /// What a seq belongs to: a symbol's ticks or a channel's events.
@@ -189,8 +261,19 @@ pub struct Disconnected {
     pub reason: String,
 }
 
+impl From<Derived> for Item {
+    fn from(derived: Derived) -> Self {
+        match derived {
+            Derived::Bar(b) => Self::Bar(b),
+            Derived::BarSnapshot(s) => Self::BarSnapshot(s),
+            Derived::Ticker(t) => Self::Ticker(t),
+        }
+    }
+}
+
 impl Item {
-    /// The key and seq of a tick, snapshot, event, bar or ticker.
+    /// The key and seq of a tick, snapshot, event, bar or ticker, or of an undecodable
+    /// message that named both.
     pub fn seq(&self) -> Option<(Key, u64)> {
         match self {
             Self::Tick(t) | Self::Snapshot(t) => Some((Key::Symbol(t.symbol.clone()), t.seq)),
@@ -198,6 +281,11 @@ impl Item {
             Self::Bar(b) => Some((Key::Channel(b.channel.clone()), b.seq)),
             Self::BarSnapshot(s) => Some((Key::Channel(s.channel.clone()), s.seq)),
             Self::Ticker(t) => Some((Key::Channel(t.channel.clone()), t.seq)),
+            Self::Undecodable(Undecodable {
+                key: Some(key),
+                seq: Some(seq),
+                ..
+            }) => Some((key.clone(), *seq)),
             _ => None,
         }
     }

@@ -6,7 +6,8 @@
 //! order, or is told which seqs it will not see. Behind the stream the client:
 //!
 //! - **reconnects** with jittered exponential backoff ([`Backoff`]) after an error, a close
-//!   (1001 going away, 4008 slow consumer, 4009 idle) or a silent connection;
+//!   (4008 slow consumer, 4009 idle) or a silent connection, and at once (after a jitter of
+//!   at most 50 ms) when the relay goes away (1001) or restarts (1012);
 //! - **resumes** every symbol from the last seq it delivered (`?resume=SYM:SEQ`), so the
 //!   relay replays exactly what was missed; older than the relay's replay ring, the relay
 //!   says so and the client delivers a [`Gap`] (`not_replayable`) and the newest value;
@@ -14,6 +15,9 @@
 //!   pings the relay, and after all of it reconnects;
 //! - **handles a slow application** by the [`SlowConsumer`] policy: wait (then resume), conflate
 //!   (newest value per symbol and a [`Gap`]), or end with [`Error::ConsumerTooSlow`].
+//! - **never stops on one message**: event data is kept as published ([`RawJson`]), and a
+//!   message that does not decode is an [`Item::Undecodable`], counted at its seq;
+//! - **reads several messages per frame** when asked to ([`Options::batch`]).
 //!
 //! # Example
 //!
@@ -71,17 +75,25 @@ mod decode;
 mod derived;
 mod error;
 mod item;
+mod json;
+mod message;
+mod open;
 mod options;
 mod proto;
+mod protobuf;
 mod queue;
-mod sequence;
+mod seq_check;
+mod task;
 mod tls;
+mod url;
+mod wire;
 
 pub use client::Client;
 pub use derived::{Bar, BarSnapshot, BarValues, Ticker};
 pub use error::{ConnectError, Error};
 pub use item::{
-    Connected, Disconnected, Event, Gap, GapReason, Item, Key, Kind, Reset, ServerError, Tick,
+    Connected, Disconnected, Event, Gap, GapReason, Item, Key, Kind, RawJson, Reset, ServerError,
+    Tick, Undecodable,
 };
 pub use options::{Backoff, Encoding, Options, SlowConsumer};
 

@@ -19,7 +19,16 @@ pub struct Options {
     pub(crate) slow_consumer: SlowConsumer,
     pub(crate) resume_from: Vec<(Key, u64)>,
     pub(crate) ca_files: Vec<PathBuf>,
+    pub(crate) batch: bool,
 }
+
+/// The longest wait before reconnecting to a relay that is going away (see
+/// [`Backoff::going_away_jitter`]): short against any reconnect (a handshake and a resume).
+const GOING_AWAY_JITTER: Duration = Duration::from_millis(50);
+
+/// Whether a client asks the relay for several messages per frame unless told otherwise.
+// On: the relay frames what is pending at each write as one batch (docs/PROTOCOL.md, "Batches").
+pub(crate) const BATCH_BY_DEFAULT: bool = true;
 
 /// The wire encoding (docs/ENCODINGS.md in the relay).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -71,6 +80,13 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The wait before reconnecting when the relay closed with going away (1001) or service
+    /// restart (1012): up to [`GOING_AWAY_JITTER`], so that the clients of a stopping relay
+    /// do not all arrive at the next one in the same instant, and no backoff.
+    pub(crate) fn going_away_jitter() -> Duration {
+        GOING_AWAY_JITTER.mul_f64(rand::random_range(0.0..1.0))
+    }
+
     /// The delay before retry number `attempt` (0 for the first), jittered.
     pub fn delay(&self, attempt: u32) -> Duration {
         let base = self
@@ -102,6 +118,7 @@ impl Options {
             slow_consumer: SlowConsumer::Wait,
             resume_from: Vec::new(),
             ca_files: Vec::new(),
+            batch: BATCH_BY_DEFAULT,
         }
     }
 
@@ -155,6 +172,15 @@ impl Options {
     /// [`Client::connect`](crate::Client::connect); may be given more than once.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_files.push(path.into());
+        self
+    }
+
+    /// Ask the relay for several messages per frame (`?batch=on`): whatever is pending for
+    /// this client when the relay writes goes out as one frame, so a busy stream costs fewer
+    /// frames to read; a quiet one is sent as before, never held back to fill a frame. Every
+    /// message is delivered exactly as without batches.
+    pub fn batch(mut self, on: bool) -> Self {
+        self.batch = on;
         self
     }
 

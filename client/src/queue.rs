@@ -1,6 +1,7 @@
-//! [`Queue`]: the bounded buffer between the connection task and the application.
+//! [`Queue`]: the bounded buffer between the connection task and the application, and
+//! [`SharedQueue`], the one both hold.
 //!
-//! The task pushes what the [`Sequencer`](crate::sequence::Sequencer) lets through; the
+//! The task pushes what the [`SeqCheck`](crate::seq_check::SeqCheck) lets through; the
 //! application pops. When the application reads too slowly the queue fills, and the
 //! [`SlowConsumer`] policy decides: wait (TCP backpressure, then the relay's own policy and a
 //! resume), conflate (keep only the newest tick of each key and report the skipped seqs as a
@@ -8,11 +9,41 @@
 //! stay in order and a skipped seq is always named.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
+
+use tokio::sync::Notify;
 
 use crate::error::Error;
 use crate::item::{Gap, GapReason, Item, Key};
 use crate::options::SlowConsumer;
+
+/// The queue as the task and the application share it.
+#[derive(Debug)]
+pub(crate) struct SharedQueue {
+    queue: Mutex<Queue>,
+    /// Signalled on every pop: the task may be waiting for space.
+    pub(crate) space: Notify,
+}
+
+impl SharedQueue {
+    /// An empty queue of `capacity` items.
+    pub(crate) fn new(capacity: usize, policy: SlowConsumer) -> Self {
+        Self {
+            queue: Mutex::new(Queue::new(capacity, policy)),
+            space: Notify::new(),
+        }
+    }
+
+    /// The queue, locked.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding the lock leaves the queue consistent (every method completes
+        // its change before it can panic), so a poisoned lock is still usable.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// The buffer (see the module doc). Callers hold it behind a mutex.
 #[derive(Debug)]
@@ -26,7 +57,7 @@ pub(crate) struct Queue {
     /// Set once: the stream ends with this error after the items before it.
     failed: Option<Error>,
     /// The task has stopped: nothing more will be pushed.
-    pub(crate) closed: bool,
+    task_stopped: bool,
     /// The application's task, woken when there is something to pop.
     pub(crate) waker: Option<Waker>,
     /// The last seq popped per key (`Client::positions`).
@@ -61,7 +92,7 @@ impl Queue {
             slots: Vec::new(),
             slot_of: HashMap::new(),
             failed: None,
-            closed: false,
+            task_stopped: false,
             waker: None,
             popped: HashMap::new(),
         }
@@ -78,7 +109,8 @@ impl Queue {
             | Item::Event(_)
             | Item::Bar(_)
             | Item::BarSnapshot(_)
-            | Item::Ticker(_) => item.seq().map(|(k, _)| k),
+            | Item::Ticker(_)
+            | Item::Undecodable(_) => item.seq().map(|(k, _)| k),
             Item::Gap(g) => Some(g.key.clone()),
             Item::Reset(r) => Some(r.key.clone()),
             _ => None,
@@ -131,9 +163,15 @@ impl Queue {
         }
     }
 
+    /// The task has stopped: the stream ends once the queued items are read.
+    pub(crate) fn task_stopped(&mut self) {
+        self.task_stopped = true;
+        self.wake();
+    }
+
     /// The stream has ended: nothing queued and nothing more coming.
     pub(crate) fn finished(&self) -> bool {
-        self.closed && self.items.is_empty() && self.slots.is_empty() && self.failed.is_none()
+        self.task_stopped && self.items.is_empty() && self.slots.is_empty() && self.failed.is_none()
     }
 
     /// Ends the stream with `error` once the queued items are read.

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use support::{Proxy, TestRelay, WAIT, fast_backoff};
+use tempfile::TempDir;
 use tickrelay::{Config, Relay};
 use tickrelay_client::{Client, ConnectError, Encoding, Error, Event, Item, Options};
 use tokio::io::AsyncWriteExt;
@@ -26,7 +27,7 @@ async fn a_token_reads_its_private_channel_as_typed_events_across_a_cut() {
 }
 
 async fn private_channel_across_a_cut(encoding: Encoding) {
-    let relay = secured().await;
+    let (relay, _files) = secured().await;
     let proxy = Proxy::start(relay.config.listen).await;
     let options = Options::new()
         .channels(["user:alice", "news"])
@@ -65,7 +66,12 @@ async fn private_channel_across_a_cut(encoding: Encoding) {
     let alice: Vec<(u64, u64)> = events
         .iter()
         .filter(|e| e.channel == "user:alice")
-        .map(|e| (e.seq, e.data["n"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e.seq,
+                e.data.parse::<Value>().unwrap()["n"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let expected: Vec<(u64, u64)> = (1..=9).map(|n| (n, n)).collect();
     assert_eq!(
@@ -80,7 +86,7 @@ async fn private_channel_across_a_cut(encoding: Encoding) {
 
 #[tokio::test]
 async fn a_refused_token_is_a_clear_error_not_a_reconnect_loop() {
-    let relay = secured().await;
+    let (relay, _files) = secured().await;
     let forged = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims("alice", 3600),
@@ -136,8 +142,13 @@ async fn a_refused_token_is_a_clear_error_not_a_reconnect_loop() {
 #[tokio::test]
 async fn wss_with_a_self_signed_certificate_added_by_ca_file() {
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    let cert = temp_file("cert.pem", certified.cert.pem().as_bytes());
-    let key = temp_file("key.pem", certified.signing_key.serialize_pem().as_bytes());
+    let files = tempfile::tempdir().unwrap();
+    let cert = write(&files, "cert.pem", certified.cert.pem().as_bytes());
+    let key = write(
+        &files,
+        "key.pem",
+        certified.signing_key.serialize_pem().as_bytes(),
+    );
     let handle = Relay::start(Config {
         tls_cert: Some(cert.clone()),
         tls_key: Some(key),
@@ -180,15 +191,18 @@ async fn wss_with_a_self_signed_certificate_added_by_ca_file() {
         .unwrap();
 }
 
-/// A relay verifying HS256 tokens for audience `tickrelay`, with no leeway on `exp`.
-async fn secured() -> TestRelay {
-    TestRelay::start(Config {
-        jwt_secret_file: Some(temp_file("secret", SECRET)),
+/// A relay verifying HS256 tokens for audience `tickrelay`, with no leeway on `exp`, and the
+/// directory of its secret file (removed when dropped).
+async fn secured() -> (TestRelay, TempDir) {
+    let files = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(Config {
+        jwt_secret_file: Some(write(&files, "secret", SECRET)),
         jwt_audience: Some("tickrelay".into()),
         jwt_leeway: Duration::ZERO,
         ..Config::for_tests()
     })
-    .await
+    .await;
+    (relay, files)
 }
 
 fn claims(sub: &str, exp_in_s: i64) -> Value {
@@ -240,14 +254,8 @@ fn count(events: &[Event], channel: &str) -> usize {
     events.iter().filter(|e| e.channel == channel).count()
 }
 
-fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "tickrelay-client-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+fn write(dir: &TempDir, name: &str, contents: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
     std::fs::write(&path, contents).unwrap();
     path
 }

@@ -13,7 +13,7 @@ echo "== client tests: dependencies"
 if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
   export DEBIAN_FRONTEND=noninteractive
   # .ci/run updated the package lists already when it installed nats-server.
-  if [ "${TICKRELAY_APT_UPDATED:-0}" != 1 ]; then
+  if [ "${CI_APT_UPDATED:-0}" != 1 ]; then
     timeout 600 apt-get update -qq
   fi
   timeout 900 apt-get install -y -qq chromium >/dev/null

@@ -18,10 +18,81 @@
 // reset), asks for heartbeats and reconnects when the connection goes silent, and conflates
 // (or fails, by option) when the application reads too slowly. See README.md beside this file.
 
+/**
+ * The relay's wire facts this client acts on, each written once (docs/PROTOCOL.md), the same
+ * rows as the Rust client's `wire.rs`: error codes with the close code that follows them when
+ * they end a session and the HTTP status that refuses an upgrade with them (null: never seen
+ * there), close codes that carry no error code, and what the stream does on each: 'reconnect_now'
+ * (the relay is stopping or restarting: at once, after a small jitter only, and resume),
+ * 'reconnect' (after a backoff, and resume), 'fatal' (reconnecting would send the same thing
+ * again), 'unauthorized' (the same token cannot do better), 'reconnect_without_resume' (the
+ * resume list is longer than the relay takes). The rest of the module asks these tables.
+ */
+export const WIRE = Object.freeze({
+  errors: Object.freeze([
+    { code: 'protocol_error', close: 1002, http: null, then: 'fatal' },
+    { code: 'message_too_big', close: 1009, http: null, then: 'fatal' },
+    { code: 'inflated_too_big', close: 1009, http: null, then: 'fatal' },
+    { code: 'bad_deflate', close: 1007, http: null, then: 'fatal' },
+    { code: 'invalid_utf8', close: 1007, http: null, then: 'fatal' },
+    { code: 'auth_required', close: 4001, http: 401, then: 'unauthorized' },
+    { code: 'invalid_token', close: 4001, http: 401, then: 'unauthorized' },
+    { code: 'token_expired', close: 4002, http: 401, then: 'unauthorized' },
+    { code: 'user_connection_limit', close: 4001, http: 429, then: 'unauthorized' },
+    // In a session `forbidden` refuses one subscription and the session goes on.
+    { code: 'forbidden', close: null, http: 403, then: 'unauthorized' },
+    { code: 'too_many_symbols', close: null, http: 400, then: 'reconnect_without_resume' },
+    { code: 'draining', close: null, http: 503, then: 'reconnect' },
+    { code: 'too_many_connections', close: null, http: 503, then: 'reconnect' },
+    { code: 'slow_consumer', close: 4008, http: null, then: 'reconnect' },
+    { code: 'idle_timeout', close: 4009, http: null, then: 'reconnect' },
+  ].map(Object.freeze)),
+  closes: Object.freeze([
+    { close: 1000, name: 'normal', then: 'reconnect' },
+    { close: 1001, name: 'going_away', then: 'reconnect_now' },
+    { close: 1003, name: 'unsupported_data', then: 'fatal' },
+    { close: 1012, name: 'service_restart', then: 'reconnect_now' },
+    { close: 4003, name: 'closed_by_operator', then: 'reconnect' },
+  ].map(Object.freeze)),
+  /** Query parameters of the connect URL. */
+  params: Object.freeze({
+    symbols: 'symbols', channels: 'channels', encoding: 'encoding', slow: 'slow', resume: 'resume',
+    resumeChannels: 'resume_channels', epoch: 'epoch',
+    // `on`: several messages per frame (json, gzip: separated by `\n`; protobuf: every binary
+    // frame is one ServerBatch).
+    batch: 'batch',
+  }),
+});
+
+/** What the stream does when the relay closes with `code` (an unknown code: reconnect). */
+function onClose(code) {
+  return (WIRE.closes.find((r) => r.close === code) ?? WIRE.errors.find((r) => r.close === code))?.then ?? 'reconnect';
+}
+
+/** Whether a session error ends the session for its token (a 4001 or 4002 close follows). */
+function endsSessionForToken(code) {
+  return WIRE.errors.some((r) => r.code === code && r.then === 'unauthorized' && r.close !== null);
+}
+
+/** The error code a close explains itself with when no error came before it (4001:
+ * `auth_required`, the first row with that close code). */
+function closeCodeName(close) {
+  return WIRE.errors.find((r) => r.close === close)?.code ?? 'auth_required';
+}
+
+/** Whether a client asks the relay for several messages per frame unless `batch` says otherwise. */
+// On: the relay frames what is pending at each write as one batch (docs/PROTOCOL.md, "Batches").
+export const BATCH_BY_DEFAULT = true;
+
+/** The longest wait before reconnecting to a relay that closed with going away (1001) or
+ * service restart (1012): short against any reconnect (a handshake and a resume). */
+const GOING_AWAY_JITTER_MS = 50;
+
 const DEFAULTS = {
   symbols: [],
   channels: [],
   encoding: 'json', // 'json' | 'gzip' | 'protobuf'
+  batch: BATCH_BY_DEFAULT, // several messages per frame (`?batch=on`)
   token: undefined, // a JWT, sent in-band as the first message ({"op":"auth"}): see open()
   livenessMs: 10000, // silence before the connection is given up
   heartbeatMs: undefined, // default: livenessMs / 3; 0: no heartbeats (liveness pings only)
@@ -61,7 +132,7 @@ export class TickrelayClient {
     this.WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
     if (!this.WebSocket) throw new TickrelayError('no_websocket', 'no WebSocket: pass options.WebSocket (Node 20: --experimental-websocket)');
     this.symbols = new Set(this.options.symbols);
-    this.sequencer = new Sequencer(this.options.resumeFrom);
+    this.seqCheck = new SeqCheck(this.options.resumeFrom);
     this.queue = new Queue(this.options.buffer, this.options.slowConsumer);
     this.attempt = 0;
     this.closed = false;
@@ -101,7 +172,7 @@ export class TickrelayClient {
     for (const symbol of symbols) {
       if (this.symbols.has(symbol)) continue;
       this.symbols.add(symbol);
-      const seq = this.sequencer.resumePosition(symbol);
+      const seq = this.seqCheck.resumePosition(symbol);
       // `resume` of a symbol covered by `*` is refused (already_subscribed).
       if (seq !== undefined && !all && symbol !== '*') from[symbol] = seq;
       else plain.push(symbol);
@@ -139,7 +210,7 @@ export class TickrelayClient {
 
   buildUrl() {
     const all = this.symbols.has('*');
-    let resume = this.sequencer.resumePositions().filter(([s]) => all || this.symbols.has(s));
+    let resume = this.seqCheck.resumePositions().filter(([s]) => all || this.symbols.has(s));
     // Under `*` the list can outgrow what the relay accepts (a browser cannot see the 400):
     // connect without it; the snapshots stand in for the replays, their jumps become gaps.
     if (resume.length > this.options.maxResume) resume = [];
@@ -147,19 +218,21 @@ export class TickrelayClient {
     // With `*` and positions, `*` is subscribed after the welcome: its connect-time snapshots
     // would come before the replays and break their order.
     const symbols = [...this.symbols].filter((s) => s !== '*' || resume.length === 0);
-    if (symbols.length) params.push(`symbols=${enc(symbols.join(','))}`);
+    const p = WIRE.params;
+    if (symbols.length) params.push(`${p.symbols}=${enc(symbols.join(','))}`);
     // With a token, channels are subscribed after the welcome (see accept): a relay that
     // admits anonymous clients refuses a connect-time `user:` channel before the in-band
     // token has been read.
     const channelsInUrl = !this.options.token;
-    if (channelsInUrl && this.options.channels.length) params.push(`channels=${enc(this.options.channels.join(','))}`);
-    params.push(`encoding=${this.options.encoding}`);
-    if (this.options.slowConsumer === 'conflate') params.push('slow=conflate');
-    if (resume.length) params.push(`resume=${enc(resume.map(([s, q]) => `${s}:${q}`).join(','))}`);
+    if (channelsInUrl && this.options.channels.length) params.push(`${p.channels}=${enc(this.options.channels.join(','))}`);
+    params.push(`${p.encoding}=${this.options.encoding}`);
+    if (this.options.batch) params.push(`${p.batch}=on`);
+    if (this.options.slowConsumer === 'conflate') params.push(`${p.slow}=conflate`);
+    if (resume.length) params.push(`${p.resume}=${enc(resume.map(([s, q]) => `${s}:${q}`).join(','))}`);
     // Channels resume like symbols (`CHANNEL:SEQ`: the seq follows the last `:`).
-    const channels = this.sequencer.resumePositions('channel').filter(([c]) => this.options.channels.includes(c));
-    if (channelsInUrl && channels.length) params.push(`resume_channels=${enc(channels.map(([c, q]) => `${c}:${q}`).join(','))}`);
-    if (this.sequencer.epoch !== undefined) params.push(`epoch=${enc(this.sequencer.epoch)}`);
+    const channels = this.seqCheck.resumePositions('channel').filter(([c]) => this.options.channels.includes(c));
+    if (channelsInUrl && channels.length) params.push(`${p.resumeChannels}=${enc(channels.map(([c, q]) => `${c}:${q}`).join(','))}`);
+    if (this.seqCheck.epoch !== undefined) params.push(`${p.epoch}=${enc(this.seqCheck.epoch)}`);
     return { url: `${this.url}${this.url.includes('?') ? '&' : '?'}${params.join('&')}`, resuming: new Set(resume.map(([s]) => s)) };
   }
 
@@ -169,17 +242,25 @@ export class TickrelayClient {
     const ws = new this.WebSocket(url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
-    const conn = { ws, resuming, welcomed: false, decode: decoder(this.options.encoding), chain: Promise.resolve(), authError: undefined };
+    const conn = { ws, resuming, welcomed: false, authError: undefined };
     let ended = false;
+    // Messages are handled in the order they arrive; a broken gzip stream ends the connection
+    // (nothing after it can be inflated), one bad message never does.
+    conn.decoder = decoder(this.options.encoding, this.options.batch, (m) => { if (!ended) this.accept(conn, m); }, (e) => {
+      ws.close(4000, 'undecodable frame');
+      end(1006, `undecodable frame: ${e.message}`);
+    });
     const end = (code, reason) => {
       if (ended) return;
       ended = true;
+      conn.decoder.stop();
       this.stopTimers();
       if (this.ws === ws) this.ws = undefined;
       // A refused token (the relay answered an auth error, then closed with 4001 or 4002):
       // the same token can only be refused again, so the stream ends with the relay's code.
-      if (conn.authError || code === 4001 || code === 4002) {
-        const { code: why, message } = conn.authError ?? { code: code === 4002 ? 'token_expired' : 'auth_required', message: reason };
+      const then = onClose(code);
+      if (conn.authError || then === 'unauthorized') {
+        const { code: why, message } = conn.authError ?? { code: closeCodeName(code), message: reason };
         const error = new TickrelayError(why, `the relay refused the token: ${why}: ${message}`);
         this.closed = true;
         if (this.rejectReady) {
@@ -202,30 +283,26 @@ export class TickrelayClient {
         return;
       }
       if (conn.welcomed) this.queue.push({ type: 'disconnected', code, reason });
-      if ([1002, 1003, 1007, 1009].includes(code)) {
+      if (then === 'fatal') {
         this.queue.fail(new TickrelayError('closed', `the relay closed the connection with ${code}: ${reason}`));
         this.closed = true;
         return;
       }
-      this.reconnect();
+      this.reconnect(then === 'reconnect_now');
     };
     ws.onmessage = (event) => {
       if (ended) return;
       this.heard();
       const data = event.data;
       if (typeof data === 'string') {
-        this.accept(conn, JSON.parse(data));
+        for (const text of data.split('\n')) if (text) this.accept(conn, parseMessage(text));
       } else {
-        // Frames are handled strictly in order (the gzip decoder is asynchronous).
-        conn.chain = conn.chain
-          .then(() => conn.decode(new Uint8Array(data)))
-          .then((message) => { if (!ended) this.accept(conn, message); })
-          .catch((e) => { ws.close(4000, 'undecodable frame'); end(1006, `undecodable frame: ${e.message}`); });
+        conn.decoder.frame(new Uint8Array(data));
       }
     };
     // After the frames already received are handled: an `error` decoded from a binary frame
     // names why a 4001 close came.
-    ws.onclose = (event) => { conn.chain.then(() => end(event.code, event.reason || 'connection closed')); };
+    ws.onclose = (event) => { conn.decoder.settled().then(() => end(event.code, event.reason || 'connection closed')); };
     // The token goes in-band, as the first message, rather than in `?token=`: a browser cannot
     // see why an upgrade was refused, but it can read the relay's `error` before a 4001 close.
     // It also keeps the token out of URLs and access logs.
@@ -238,8 +315,15 @@ export class TickrelayClient {
     this.liveness(ws, end);
   }
 
-  reconnect() {
+  /** Opens the next connection after a backoff, or `atOnce` (the relay is going away: the
+   * URL leads to another relay, or this one back, now) after a small jitter only, so that the
+   * clients of a stopping relay do not all arrive at the next one in the same instant. */
+  reconnect(atOnce = false) {
     if (this.closed) return;
+    if (atOnce) {
+      this.retryTimer = setTimeout(() => this.open(), Math.random() * GOING_AWAY_JITTER_MS);
+      return;
+    }
     const { initialMs, maxMs } = this.options.backoff;
     const base = Math.min(maxMs, initialMs * 2 ** Math.min(this.attempt, 20));
     this.attempt += 1;
@@ -268,7 +352,7 @@ export class TickrelayClient {
   /** Subscribes the channels after the welcome (the token's identity is known by then):
    * those seen before resume from their last seq, the others start with a snapshot. */
   subscribeChannels() {
-    const from = Object.fromEntries(this.sequencer.resumePositions('channel').filter(([c]) => this.options.channels.includes(c)));
+    const from = Object.fromEntries(this.seqCheck.resumePositions('channel').filter(([c]) => this.options.channels.includes(c)));
     const fresh = this.options.channels.filter((c) => !(c in from));
     if (fresh.length) this.send({ op: 'subscribe', channels: fresh });
     if (Object.keys(from).length) this.send({ op: 'resume', from_channels: from });
@@ -287,7 +371,7 @@ export class TickrelayClient {
       conn.welcomed = true;
       this.attempt = 0;
       const epoch = m.epoch === undefined ? undefined : String(m.epoch);
-      this.sequencer.welcome(epoch);
+      this.seqCheck.welcome(epoch);
       this.queue.push({ type: 'connected', session: m.session, ...(epoch === undefined ? {} : { epoch }), resumed: conn.resuming.size });
       if (this.symbols.has('*') && conn.resuming.size) this.send({ op: 'subscribe', symbols: ['*'] });
       if (this.options.token && this.options.channels.length) this.subscribeChannels();
@@ -307,31 +391,45 @@ export class TickrelayClient {
         if (m.seq === undefined) break; // {"type":"snapshot","symbols":[...]}: an ack
         if (m.channel !== undefined) {
           // A channel's last event (on subscribe) is delivered as the event it is.
-          this.sequencer.item({ ...m, type: 'event' }, 'channel', m.channel, out);
+          this.seqCheck.item({ ...m, type: 'event' }, 'channel', m.channel, out);
           break;
         }
         conn.resuming.delete(m.symbol);
-        this.sequencer.item(m, 'symbol', m.symbol, out);
+        this.seqCheck.item(m, 'symbol', m.symbol, out);
         break;
       case 'event':
+        this.seqCheck.item(m, 'channel', m.channel, out);
+        break;
       case 'bar':
       case 'bar_snapshot':
       case 'ticker':
-        this.sequencer.item(m, 'channel', m.channel, out);
+        this.seqCheck.item(m, 'channel', m.channel, out);
         break;
       case 'ticker_snapshot': // the current statistics, delivered as the ticker they are
-        this.sequencer.item({ ...m, type: 'ticker' }, 'channel', m.channel, out);
+        this.seqCheck.item({ ...m, type: 'ticker' }, 'channel', m.channel, out);
         break;
+      case 'undecodable': {
+        // Counted at its seq like the tick or event it was, so the stream goes on with the
+        // next one: no gap for it, and no reconnect that would bring it back.
+        const field = m.symbol !== undefined ? 'symbol' : m.channel !== undefined ? 'channel' : undefined;
+        if (field && m.seq !== undefined) {
+          if (field === 'symbol') conn.resuming.delete(m.symbol);
+          this.seqCheck.item(m, field, m[field], out);
+        } else {
+          out.push(m);
+        }
+        break;
+      }
       case 'gap': {
         const field = m.symbol !== undefined ? 'symbol' : 'channel';
         const reason = field === 'symbol' && conn.resuming.delete(m.symbol) ? 'not_replayable' : 'relay_conflated';
-        this.sequencer.gap(field, m[field], m.from, m.to, reason, out);
+        this.seqCheck.gap(field, m[field], m.from, m.to, reason, out);
         break;
       }
       case 'error':
         // `forbidden` refuses one subscription and the session goes on; these end it (an
         // anonymous-capable relay answers a refused in-band token without closing).
-        if (AUTH_ERRORS.includes(m.code)) {
+        if (endsSessionForToken(m.code)) {
           conn.authError = { code: m.code, message: m.message };
           conn.ws.close(1000);
         }
@@ -345,8 +443,9 @@ export class TickrelayClient {
 
 // --- sequencing: exactly once, or say why not -------------------------------------------------
 
-/** Per-key positions; the same rules as the Rust client's `sequence.rs`. */
-export class Sequencer {
+/** Checks every key's seqs so that delivery is exactly-once-or-gap; the same rules as the
+ * Rust client's `seq_check.rs`. */
+export class SeqCheck {
   constructor(resumeFrom = {}) {
     this.positions = new Map(); // "symbol\0A" -> { seq, fingerprint, stale }
     for (const [symbol, seq] of Object.entries(resumeFrom)) this.positions.set(`symbol\0${symbol}`, { seq, fingerprint: undefined, stale: false });
@@ -362,12 +461,13 @@ export class Sequencer {
   item(m, field, name, out) {
     const key = `${field}\0${name}`;
     const seq = m.seq;
-    const fingerprint = fingerprintOf(m);
+    // What tells two items of one seq apart; none for an undecodable message.
+    const fingerprint = m.type === 'undecodable' ? undefined : fingerprintOf(m);
     const p = this.positions.get(key);
     const fresh = { seq, fingerprint, stale: false };
     if (p) {
       const last = p.seq;
-      const differs = p.fingerprint !== undefined && p.fingerprint !== fingerprint;
+      const differs = p.fingerprint !== undefined && fingerprint !== undefined && p.fingerprint !== fingerprint;
       if (p.stale || seq < last || (seq === last && differs)) {
         out.push({ type: 'reset', [field]: name, last_seq: last, seq, ...(this.epoch === undefined ? {} : { epoch: this.epoch }) });
       } else if (seq === last) {
@@ -472,7 +572,7 @@ class Queue {
       const key = keyOf(item);
       if (item.symbol !== undefined && key !== undefined) {
         if (item.type === 'gap') this.popped.set(item.symbol, item.to);
-        else if (item.type === 'tick' || item.type === 'snapshot') this.popped.set(item.symbol, item.seq);
+        else if (['tick', 'snapshot', 'undecodable'].includes(item.type)) this.popped.set(item.symbol, item.seq);
       }
     }
     return item;
@@ -515,47 +615,151 @@ class Queue {
   }
 }
 
-/** The relay's error codes that end a session for its token (docs/PROTOCOL.md, Auth). */
-const AUTH_ERRORS = ['invalid_token', 'token_expired', 'auth_required', 'user_connection_limit'];
-
 function keyOf(item) {
-  if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset'].includes(item.type)) return `symbol\0${item.symbol}`;
-  if (item.channel !== undefined && [...SEQUENCED, 'gap', 'reset'].includes(item.type)) return `channel\0${item.channel}`;
+  if (item.type === 'undecodable' && item.seq === undefined) return undefined;
+  if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset', 'undecodable'].includes(item.type)) return `symbol\0${item.symbol}`;
+  if (item.channel !== undefined && [...SEQUENCED, 'gap', 'reset', 'undecodable'].includes(item.type)) return `channel\0${item.channel}`;
   return undefined;
 }
 
-// --- decoding --------------------------------------------------------------------------------
+// --- decoding ---------------------------------------------------------------------------------
 
-/** A per-connection binary frame decoder: frame (Uint8Array) -> Promise<message>. */
-function decoder(encoding) {
-  if (encoding === 'gzip') return gunzipFeed();
-  if (encoding === 'protobuf') return async (frame) => decodeServerMessage(frame);
-  return async () => { throw new Error('a binary frame on a json connection'); };
+/**
+ * A connection's binary frames, decoded in order and handed to `deliver` message by message;
+ * `broken` is called once if a gzip stream cannot be inflated further. With `batch` a frame
+ * holds several messages (protobuf: every binary frame is one ServerBatch; gzip: its text has
+ * them separated by `\n`). A message that does not decode is delivered as
+ * `{type:'undecodable', reason}` (with its key and seq when they can be read). `settled()`
+ * resolves once every frame given so far has been delivered.
+ */
+function decoder(encoding, batch, deliver, broken) {
+  if (encoding === 'gzip') return gunzipFeed(deliver, broken);
+  let each = () => deliver({ type: 'undecodable', reason: 'a binary frame on a json connection' });
+  if (encoding === 'protobuf') each = batch ? (frame) => decodeBatch(frame).forEach(deliver) : (frame) => deliver(decodeProtobuf(frame));
+  return { frame: each, settled: () => Promise.resolve(), stop() {} };
+}
+
+/** A `ServerBatch` (`repeated ServerMessage messages = 1`): each message decoded alone, so a
+ * bad one is one undecodable item among the others. */
+function decodeBatch(frame) {
+  let fields;
+  try {
+    fields = readFields(frame);
+  } catch (e) {
+    return [{ type: 'undecodable', reason: `invalid protobuf batch: ${e.message}` }];
+  }
+  return fields.filter(([n, v]) => n === 1 && v instanceof Uint8Array).map(([, v]) => decodeProtobuf(v));
+}
+
+/** One JSON message (a text frame, or the text of a gzip stream between messages). JSON.parse
+ * takes any depth; text that still does not parse is undecodable. */
+function parseMessage(text) {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    return undecodable(text, `invalid JSON message: ${e.message}`);
+  }
+}
+
+/** The relay writes `type`, then `symbol` or `channel`, then `seq` first (docs/PROTOCOL.md: the
+ * field order is fixed), so a message that does not parse still names its key and seq. */
+const NAMED = /^\s*\{"type":"(tick|snapshot|event)","(symbol|channel)":"([^"\\]*)","seq":(\d+)[,}]/;
+
+function undecodable(text, reason) {
+  const named = NAMED.exec(text);
+  return named ? { type: 'undecodable', [named[2]]: named[3], seq: Number(named[4]), reason } : { type: 'undecodable', reason };
+}
+
+function decodeProtobuf(frame) {
+  try {
+    return decodeServerMessage(frame);
+  } catch (e) {
+    return { type: 'undecodable', reason: `invalid protobuf message: ${e.message}` };
+  }
 }
 
 /**
- * One gzip stream per connection, a sync flush per frame (docs/ENCODINGS.md). The
- * decompressor may split a frame's output into several chunks: read until the text parses.
+ * One gzip stream per connection, a sync flush per frame (docs/ENCODINGS.md). The inflated
+ * text is read as it comes, whatever the chunks the decompressor makes of it, and cut into
+ * messages by `splitMessages`: a frame's output may arrive in several chunks, and never needs
+ * the next frame to complete.
  */
-function gunzipFeed() {
+function gunzipFeed(deliver, broken) {
   const gunzip = new DecompressionStream('gzip');
   const writer = gunzip.writable.getWriter();
   const reader = gunzip.readable.getReader();
   const utf8 = new TextDecoder();
-  return async (frame) => {
-    // Not awaited: the write completes only once its output has been read.
-    writer.write(frame).catch(() => {});
-    let text = '';
+  const split = splitMessages();
+  let written = Promise.resolve();
+  let stopped = false;
+  (async () => {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) throw new Error('gzip stream ended');
-      text += utf8.decode(value, { stream: true });
-      try {
-        return JSON.parse(text); // a part of one JSON object never parses
-      } catch {
-        // the frame's output came in more than one chunk: read on
+      if (done) return;
+      for (const text of split(utf8.decode(value, { stream: true }))) deliver(parseMessage(text));
+    }
+  })().catch((e) => { if (!stopped) broken(e); });
+  return {
+    frame(bytes) {
+      // Not awaited here: a write completes only once its output is being read (above).
+      written = writer.write(bytes);
+      written.catch(() => {});
+    },
+    // A write resolves once its frame is inflated; what it made is read by the loop above in
+    // promise jobs, all run before the next task.
+    settled: () => written.catch(() => {}).then(() => new Promise((resolve) => setTimeout(resolve, 0))),
+    stop() {
+      stopped = true;
+      reader.cancel().catch(() => {});
+    },
+  };
+}
+
+/** Longest text one message may take before it is cut as undecodable (a stream that lost its
+ * braces would otherwise hold everything after it). */
+const MAX_MESSAGE_CHARS = 1 << 20;
+
+/**
+ * Cuts a stream of text into JSON messages: at a newline (between the messages of a batch) or
+ * where an object's braces close (one message per frame has no newline after it), strings
+ * and escapes respected; any depth. Returns a function: chunk -> messages completed by it.
+ */
+function splitMessages() {
+  let pending = '';
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  return (chunk) => {
+    const out = [];
+    let start = 0;
+    const cut = (end) => {
+      const text = (pending + chunk.slice(start, end)).trim();
+      if (text) out.push(text);
+      pending = '';
+      start = end;
+      depth = 0;
+      inString = false;
+      escaped = false;
+    };
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk.charCodeAt(i);
+      if (c === 10) { // '\n' never appears inside a JSON message: always a boundary
+        cut(i + 1);
+      } else if (inString) {
+        if (escaped) escaped = false;
+        else if (c === 92) escaped = true; // '\\'
+        else if (c === 34) inString = false; // '"'
+      } else if (c === 34) {
+        inString = true;
+      } else if (c === 123 || c === 91) { // '{' '['
+        depth++;
+      } else if ((c === 125 || c === 93) && --depth <= 0) { // '}' ']'
+        cut(i + 1);
       }
     }
+    pending += chunk.slice(start);
+    if (pending.length > MAX_MESSAGE_CHARS) cut(chunk.length);
+    return out;
   };
 }
 
@@ -620,11 +824,17 @@ export function decodeServerMessage(bytes) {
       case 9: // an event; 10: a channel's last event, delivered as the event it is
       case 10: {
         const e = { type: 'event', channel: '', seq: 0, ts_ns: 0, data: null };
+        let data = 'null';
         for (const [n, v] of readFields(value)) {
           if (n === 1) e.channel = utf8Decoder.decode(v);
           else if (n === 2) e.seq = Number(v);
           else if (n === 3) e.ts_ns = Number(v);
-          else if (n === 4) e.data = JSON.parse(utf8Decoder.decode(v));
+          else if (n === 4) data = utf8Decoder.decode(v);
+        }
+        try {
+          e.data = JSON.parse(data);
+        } catch (err) {
+          return { type: 'undecodable', channel: e.channel, seq: e.seq, reason: `event data is not one JSON value: ${err.message}` };
         }
         return e;
       }

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Tail tickrelay symbols: one JSON line per tick, snapshot, gap or reset on stdout.
 
-    pip install websockets
-    python3 examples/python/tail.py --url ws://127.0.0.1:8080/ws BTC-USD ETH-USD
+    python3 -m venv /tmp/tickrelay-venv && /tmp/tickrelay-venv/bin/pip install websockets
+    /tmp/tickrelay-venv/bin/python examples/python/tail.py --url ws://127.0.0.1:8080/ws BTC-USD ETH-USD
 
 Reconnects with jittered exponential backoff and resumes every symbol, so each seq is
 printed exactly once, or a {"type":"gap",...} or {"type":"reset",...} line says what will
@@ -11,7 +11,10 @@ history (it restarted) answers with a reset and its newest value, and a reset li
 printed instead of splicing two histories together. Against a relay without epochs it
 resumes from one seq before the last printed: if that tick comes back different (another
 ts_ns/recv_ns) or a lower seq arrives, the history started again, and the same reset line
-is printed. Connection changes go to stderr. Encodings: json, gzip.
+is printed. A message that does not parse (json.loads gives up on deep nesting) is printed as
+{"type":"undecodable",...}, with its symbol and seq when it names them, and that seq counts as
+printed: the stream goes on without a gap or a reconnect. Connection changes go to stderr.
+Encodings: json, gzip.
 """
 
 import argparse
@@ -19,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import sys
 import urllib.parse
 import zlib
@@ -28,8 +32,26 @@ import websockets
 # Close codes after which reconnecting would send the same mistake again.
 FATAL_CLOSE = {1002, 1003, 1007, 1009}
 
+# The relay writes `type`, then `symbol` or `channel`, then `seq` first (docs/PROTOCOL.md: the
+# field order is fixed), so a message that does not parse still names its key and seq.
+NAMED = re.compile(r'\s*\{"type":"(tick|snapshot|event)","(symbol|channel)":"([^"\\]*)","seq":(\d+)[,}]')
 
-class Sequencer:
+
+def parse(frame):
+    """One message; what json.loads refuses (too deep, not JSON) as an undecodable item."""
+    try:
+        return json.loads(frame)
+    except (ValueError, RecursionError) as e:
+        text = frame.decode(errors="replace") if isinstance(frame, bytes) else frame
+        msg = {"type": "undecodable", "reason": f"{type(e).__name__}: {e}"}
+        named = NAMED.match(text)
+        if named:
+            msg[named[2]] = named[3]
+            msg["seq"] = int(named[4])
+        return msg
+
+
+class SeqCheck:
     """Per-symbol positions: what to print so that each seq is printed once or explained."""
 
     def __init__(self):
@@ -46,7 +68,8 @@ class Sequencer:
 
     def item(self, msg):
         symbol, seq = msg["symbol"], msg["seq"]
-        fingerprint = (msg.get("ts_ns"), msg.get("recv_ns"))
+        # What tells two items of one seq apart; none for an undecodable message.
+        fingerprint = None if msg["type"] == "undecodable" else (msg.get("ts_ns"), msg.get("recv_ns"))
         out = []
         if symbol in self.last:
             last, known = self.last[symbol]
@@ -54,7 +77,8 @@ class Sequencer:
                 self.stale.discard(symbol)
                 out.append({"type": "reset", "symbol": symbol, "last_seq": last, "seq": seq,
                             "epoch": self.epoch})
-            elif seq < last or (seq == last and known is not None and known != fingerprint):
+            elif seq < last or (seq == last and None not in (known, fingerprint)
+                                and known != fingerprint):
                 out.append({"type": "reset", "symbol": symbol, "last_seq": last, "seq": seq})
             elif seq == last:
                 return out  # the resume overlap: the same tick again
@@ -79,13 +103,13 @@ class Sequencer:
         return ",".join(f"{s}:{max(0, seq - 1)}" for s, (seq, _) in sorted(self.last.items()))
 
 
-def url_for(base, symbols, encoding, sequencer):
+def url_for(base, symbols, encoding, seq_check):
     params = {"symbols": ",".join(symbols), "encoding": encoding}
-    resume = sequencer.resume()
+    resume = seq_check.resume()
     if resume:
         params["resume"] = resume
-        if sequencer.epoch is not None:
-            params["epoch"] = sequencer.epoch
+        if seq_check.epoch is not None:
+            params["epoch"] = seq_check.epoch
     query = urllib.parse.urlencode(params, safe=",:*/")
     return f"{base}{'&' if '?' in base else '?'}{query}"
 
@@ -107,35 +131,40 @@ def status(**fields):
 
 
 async def tail(base, symbols, encoding, max_backoff):
-    sequencer = Sequencer()
+    seq_check = SeqCheck()
     attempt = 0
     while True:
-        resuming = set(sequencer.last)
+        resuming = set(seq_check.last)
         try:
             # websockets pings every 5 s and gives the connection up after 10 s without a pong.
-            async with websockets.connect(url_for(base, symbols, encoding, sequencer),
+            async with websockets.connect(url_for(base, symbols, encoding, seq_check),
                                           ping_interval=5, ping_timeout=10, open_timeout=10,
                                           max_size=None) as ws:
                 inflate = zlib.decompressobj(31) if encoding == "gzip" else None
                 async for frame in ws:
                     if inflate is not None and isinstance(frame, bytes):
                         frame = inflate.decompress(frame)  # one gzip stream per connection
-                    msg = json.loads(frame)
+                    msg = parse(frame)
                     kind = msg.get("type")
                     if kind == "welcome":
                         attempt = 0
-                        sequencer.welcome(msg.get("epoch"))
+                        seq_check.welcome(msg.get("epoch"))
                         status(type="connected", session=msg.get("session"), resumed=len(resuming))
                     elif kind in ("tick", "snapshot"):
                         resuming.discard(msg["symbol"])
-                        for line in sequencer.item(msg):
+                        for line in seq_check.item(msg):
                             emit(line)
                     elif kind == "gap":
                         reason = "not_replayable" if msg["symbol"] in resuming else "relay_conflated"
                         resuming.discard(msg["symbol"])
-                        for line in sequencer.gap(msg, reason):
+                        for line in seq_check.gap(msg, reason):
                             emit(line)
-                    elif kind == "error":
+                    elif kind == "undecodable" and "symbol" in msg and "seq" in msg:
+                        # Counted at its seq: the next tick follows it without a gap.
+                        resuming.discard(msg["symbol"])
+                        for line in seq_check.item(msg):
+                            emit(line)
+                    elif kind == "error" or (kind == "undecodable" and "channel" not in msg):
                         emit(msg)
         except websockets.InvalidStatus as e:
             if e.response.status_code != 503:
@@ -147,7 +176,8 @@ async def tail(base, symbols, encoding, max_backoff):
             if code in FATAL_CLOSE:
                 raise SystemExit(f"tail.py: the relay closed with {code}: {e.rcvd.reason}")
             status(type="disconnected", code=code, reason=str(e))
-        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as e:
+        # zlib.error: the gzip stream is broken, nothing after it can be inflated: start over.
+        except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake, zlib.error) as e:
             status(type="disconnected", reason=str(e) or type(e).__name__)
         delay = min(max_backoff, 0.1 * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)
         attempt += 1

@@ -23,6 +23,7 @@ pub mod relay;
 pub mod report;
 pub mod scenario;
 pub mod seq;
+pub mod symbols;
 
 /// Messages generated from `proto/tickrelay.proto` (package `tickrelay.v1`).
 #[allow(missing_docs, clippy::all)]

@@ -2,19 +2,19 @@
 //!
 //! ```text
 //! loadtest steady --spawn target/release/tickrelay --clients 1000 --symbols 100 \
-//!     --symbols-per-client 10 --rate 2000 --duration 20s --report-json docs/perf/steady.json
-//! loadtest summarize docs/perf/*.json --out docs/perf/REPORT.md
+//!     --symbols-per-client 10 --rate 2000 --duration 20s --report-json target/perf/steady.json
+//! loadtest summarize target/perf/steady.json --out /tmp/REPORT.md
 //! ```
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use loadtest::reference::{self, ServeArgs};
 use loadtest::report::{self, RunReport};
-use loadtest::scenario::{self, CompareArgs, Mode, RampArgs, RunArgs, SlowArgs};
+use loadtest::scenario::{self, CompareArgs, Mode, RampArgs, RunArgs, SlowArgs, StuckArgs};
 
 /// Load-test harness for the tickrelay WebSocket relay.
 #[derive(Debug, Parser)]
@@ -52,6 +52,13 @@ enum Command {
         ramp: RampArgs,
         #[command(flatten)]
         compare: CompareArgs,
+    },
+    /// Healthy clients alone, then beside clients that stop reading; their p99 ratio.
+    Stuck {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        stuck: StuckArgs,
     },
     /// Serve as the floor reference server (forwards ingest lines as pre-built frames).
     ServeFloor(ServeArgs),
@@ -93,8 +100,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             files,
             out,
             svg_link,
-        } => return summarize(files, out.as_ref(), svg_link.as_deref()),
+        } => return summarize(files, out.as_deref(), svg_link.as_deref()),
         Command::Compare { run, ramp, compare } => return compare_servers(run, ramp, compare),
+        Command::Stuck { run, stuck } => return stuck_beside_healthy(run, stuck),
         Command::ServeFloor(serve) => {
             return reference::serve_floor(serve).map(|()| ExitCode::SUCCESS);
         }
@@ -145,6 +153,10 @@ fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result
             .collect();
         println!("{}", report::rounds_table(&rounds, &orders));
     }
+    let targets = report::targets_table(&rounds);
+    if !targets.is_empty() {
+        println!("{targets}");
+    }
     let unclean = rounds.iter().flatten().any(|r| !r.clean);
     Ok(if args.assert_clean && unclean {
         ExitCode::from(1)
@@ -153,16 +165,29 @@ fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result
     })
 }
 
-fn summarize(files: &[PathBuf], out: Option<&PathBuf>, svg: Option<&str>) -> Result<ExitCode> {
+fn stuck_beside_healthy(args: &RunArgs, stuck: &StuckArgs) -> Result<ExitCode> {
+    let pair = scenario::stuck(args, stuck, |half, report| {
+        println!("{}", report.table());
+        if let Some(path) = &args.report_json {
+            let path = scenario::half_file(path, half);
+            report.write_json(&path)?;
+            eprintln!("loadtest: wrote {}", path.display());
+        }
+        Ok(())
+    })?;
+    println!("{}", report::stuck_table(&pair.alone, &pair.beside));
+    let unclean = !pair.alone.clean || !pair.beside.clean;
+    Ok(if args.assert_clean && unclean {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn summarize(files: &[PathBuf], out: Option<&Path>, svg: Option<&str>) -> Result<ExitCode> {
     let reports = files
         .iter()
-        .map(|f| {
-            let name = f.file_name().map_or_else(
-                || f.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
-            Ok((name, RunReport::read_json(f)?))
-        })
+        .map(|f| Ok((report::link_from(out, f), RunReport::read_json(f)?)))
         .collect::<Result<Vec<_>>>()?;
     let md = report::summarize(&reports, svg);
     match out {

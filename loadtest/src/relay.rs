@@ -1,9 +1,10 @@
-//! Launching the relay under test (`--spawn`) and talking HTTP to it.
+//! Launching the server under test (`--spawn`) and talking HTTP to it.
 //!
-//! The relay is started on free loopback ports with its output sent to a log file, waited on
-//! until `GET /health` answers 200, and stopped with SIGTERM (SIGKILL after a grace period).
-//! Dropping a [`RelayProcess`] that was not stopped kills it: a harness that fails halfway
-//! never leaves a relay behind.
+//! The server (the relay, a reference server, or nats-server, as a [`Launch`] describes it) is
+//! started on free loopback ports with its output sent to a log file, waited on until its
+//! health probe answers 200, and stopped with SIGTERM (SIGKILL after a grace period). Dropping
+//! a [`RelayProcess`] that was not stopped kills it: a harness that fails halfway never leaves
+//! a server behind.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -15,7 +16,58 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rustix::process::{Pid, Signal, kill_process};
 
-/// A relay this harness started.
+/// How to start a server, and where it will listen once started.
+#[derive(Debug)]
+pub struct Launch {
+    pub binary: PathBuf,
+    /// Every argument.
+    pub args: Vec<String>,
+    /// WebSocket (and, for the relay, HTTP) address.
+    pub listen: SocketAddr,
+    /// Where the publisher writes JSON ticks (nats-server: its NATS port).
+    pub ingest_json: SocketAddr,
+    /// Where the publisher writes protobuf ticks.
+    pub ingest_protobuf: SocketAddr,
+    /// `GET` here answers 200 once the server is up.
+    pub health: (SocketAddr, String),
+    /// `GET` here answers its JSON stats (the relay's `/stats`).
+    pub stats: (SocketAddr, String),
+    /// Files the server reads while it runs (nats-server's configuration): removed with it.
+    pub scratch: Option<tempfile::TempDir>,
+}
+
+impl Launch {
+    /// `binary` with the relay's address flags on free ports (`--listen`, `--ingest-tcp`,
+    /// `--ingest-tcp-protobuf`), after `leading` (a subcommand) and before `extra`: the relay,
+    /// and this harness as a floor or naive server.
+    pub fn with_relay_flags(binary: &Path, leading: &[String], extra: &[String]) -> Result<Self> {
+        let listen = free_addr()?;
+        let ingest_json = free_addr()?;
+        let ingest_protobuf = free_addr()?;
+        let mut args = leading.to_vec();
+        args.extend([
+            "--listen".to_owned(),
+            listen.to_string(),
+            "--ingest-tcp".to_owned(),
+            ingest_json.to_string(),
+            "--ingest-tcp-protobuf".to_owned(),
+            ingest_protobuf.to_string(),
+        ]);
+        args.extend(extra.iter().cloned());
+        Ok(Self {
+            binary: binary.to_owned(),
+            args,
+            listen,
+            ingest_json,
+            ingest_protobuf,
+            health: (listen, "/health".into()),
+            stats: (listen, "/stats".into()),
+            scratch: None,
+        })
+    }
+}
+
+/// A server this harness started.
 #[derive(Debug)]
 pub struct RelayProcess {
     child: Option<Child>,
@@ -29,51 +81,40 @@ pub struct RelayProcess {
     pub ingest_json: SocketAddr,
     /// Protobuf ingest.
     pub ingest_protobuf: SocketAddr,
+    /// Where its JSON stats are (`GET`).
+    pub stats: (SocketAddr, String),
     /// Where its stdout and stderr go.
     pub log: PathBuf,
+    health: (SocketAddr, String),
+    /// Kept until the process is gone.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 impl RelayProcess {
-    /// Starts `binary` with `leading` arguments (a subcommand), free ports and `extra_args`,
-    /// and waits until it is healthy.
-    pub fn spawn(
-        binary: &Path,
-        leading: &[String],
-        extra_args: &[String],
-        log: &Path,
-        ready_within: Duration,
-    ) -> Result<Self> {
-        let listen = free_addr()?;
-        let ingest_json = free_addr()?;
-        let ingest_protobuf = free_addr()?;
-        let mut args = leading.to_vec();
-        args.extend([
-            "--listen".to_owned(),
-            listen.to_string(),
-            "--ingest-tcp".to_owned(),
-            ingest_json.to_string(),
-            "--ingest-tcp-protobuf".to_owned(),
-            ingest_protobuf.to_string(),
-        ]);
-        args.extend(extra_args.iter().cloned());
+    /// Starts the server `launch` describes, its output into `log`, and waits until it is
+    /// healthy.
+    pub fn spawn(launch: Launch, log: &Path, ready_within: Duration) -> Result<Self> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(binary)
-            .args(&args)
+        let child = Command::new(&launch.binary)
+            .args(&launch.args)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut command = vec![binary.display().to_string()];
-        command.extend(args);
+            .with_context(|| format!("starting {}", launch.binary.display()))?;
+        let mut command = vec![launch.binary.display().to_string()];
+        command.extend(launch.args);
         let mut relay = Self {
             pid: child.id(),
             child: Some(child),
             command,
-            listen,
-            ingest_json,
-            ingest_protobuf,
+            listen: launch.listen,
+            ingest_json: launch.ingest_json,
+            ingest_protobuf: launch.ingest_protobuf,
+            stats: launch.stats,
             log: log.to_owned(),
+            health: launch.health,
+            _scratch: launch.scratch,
         };
         relay.wait_healthy(ready_within)?;
         Ok(relay)
@@ -81,14 +122,16 @@ impl RelayProcess {
 
     fn wait_healthy(&mut self, within: Duration) -> Result<()> {
         let deadline = Instant::now() + within;
+        let (addr, path) = self.health.clone();
         loop {
             self.check_alive()?;
-            if let Ok((200, _)) = http_get(self.listen, "/health", Duration::from_millis(500)) {
+            if let Ok((200, _)) = http_get(addr, &path, Duration::from_millis(500)) {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "relay did not answer 200 on /health within {within:?}; see {}",
+                    "{} did not answer 200 on {path} within {within:?}; see {}",
+                    self.command[0],
                     self.log.display()
                 );
             }
@@ -195,7 +238,7 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// A loopback address with a port free right now.
-fn free_addr() -> Result<SocketAddr> {
+pub fn free_addr() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 

@@ -1,5 +1,5 @@
 //! The harness refuses runs that would measure nothing or the wrong server, and talks while
-//! it runs even when stderr is not a terminal (issue 12).
+//! it runs even when stderr is not a terminal.
 
 use std::process::Command;
 

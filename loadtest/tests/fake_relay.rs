@@ -1,9 +1,10 @@
 //! The harness end to end against a tiny in-process stand-in for the relay.
 //!
 //! The stand-in speaks the contract the harness relies on (WebSocket upgrade, a welcome, ticks
-//! with a per-symbol seq in json / protobuf / gzip, NDJSON ingest) and nothing more, so these
-//! tests pin the harness's own behaviour: counts add up, a clean run exits 0, a missing tick is
-//! caught and `--assert-clean` exits 1.
+//! with a per-symbol seq in json / protobuf / gzip, NDJSON ingest, and with `batch=on` two
+//! messages per frame: NDJSON text, a `ServerBatch`, gzip inflating to NDJSON) and nothing
+//! more, so these tests pin the harness's own behaviour: counts add up, a clean run exits 0, a
+//! missing tick is caught and `--assert-clean` exits 1.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,12 +18,14 @@ use loadtest::client::accept_key;
 use loadtest::proto;
 use loadtest::report::RunReport;
 use prost::Message as _;
+use tempfile::TempDir;
 
 #[test]
 fn clean_run_counts_every_delivery_in_every_encoding() {
     let relay = FakeRelay::start(None);
-    let out = tempdir("clean").join("report.json");
-    let run = harness(&relay, &out, &["--assert-clean"]);
+    let dir = tempdir();
+    let out = dir.path().join("report.json");
+    let run = harness(&relay, &out, "20s", &["--assert-clean"]);
     assert!(run.status.success(), "{}", describe(&run));
     let report = RunReport::read_json(&out).unwrap();
     assert!(report.clean, "{:?}", report.problems);
@@ -38,10 +41,36 @@ fn clean_run_counts_every_delivery_in_every_encoding() {
 }
 
 #[test]
+fn batched_frames_count_every_message_in_every_encoding() {
+    let relay = FakeRelay::start(None);
+    let dir = tempdir();
+    let out = dir.path().join("report.json");
+    let run = harness(&relay, &out, "20s", &["--batch", "on", "--assert-clean"]);
+    assert!(run.status.success(), "{}", describe(&run));
+    let report = RunReport::read_json(&out).unwrap();
+    assert!(report.clean, "{:?}", report.problems);
+    assert_eq!(
+        report.connect.welcomed, 12,
+        "welcomes read from batched frames"
+    );
+    let f = &report.phases[0].fast;
+    assert_eq!(f.expected, 400 * 6);
+    assert_eq!(f.received, f.expected);
+    assert!(f.seq.is_clean(), "{:?}", f.seq);
+    assert_eq!(f.latency_us.count, f.received, "every message timed");
+    // The stand-in puts two ticks in every frame it sends a batching client, and nothing else
+    // reaches the clients while publishing.
+    assert_eq!(f.messages, f.received);
+    assert_eq!(f.frames * 2, f.received);
+}
+
+#[test]
 fn a_dropped_tick_is_a_gap_and_fails_assert_clean() {
     let relay = FakeRelay::start(Some(("SYM001".into(), 10)));
-    let out = tempdir("gap").join("report.json");
-    let run = harness(&relay, &out, &["--assert-clean"]);
+    let dir = tempdir();
+    let out = dir.path().join("report.json");
+    // The missing ticks never come: the drain ends after this much silence.
+    let run = harness(&relay, &out, "5s", &["--assert-clean"]);
     assert_eq!(run.status.code(), Some(1), "{}", describe(&run));
     let report = RunReport::read_json(&out).unwrap();
     let f = &report.phases[0].fast;
@@ -52,7 +81,14 @@ fn a_dropped_tick_is_a_gap_and_fails_assert_clean() {
     assert!(!report.clean);
 }
 
-fn harness(relay: &FakeRelay, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+/// A small steady run against `relay`; the drain waits for the last expected tick, or ends
+/// after `drain_idle` with nothing arriving.
+fn harness(
+    relay: &FakeRelay,
+    out: &std::path::Path,
+    drain_idle: &str,
+    extra: &[&str],
+) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args(["steady", "--relay", &relay.ws.to_string()])
         .args(["--ingest", &relay.ingest.to_string()])
@@ -66,7 +102,15 @@ fn harness(relay: &FakeRelay, out: &std::path::Path, extra: &[&str]) -> std::pro
         ])
         .args(["--mix", "json=1,protobuf=1,gzip=1"])
         .args(["--rate", "400", "--duration", "1s", "--settle", "100ms"])
-        .args(["--drain-idle", "1s", "--max-time", "60s", "--no-progress"])
+        // Generous bounds, left as soon as their condition holds: no verdict on speed.
+        .args(["--handshake-timeout", "60s", "--drain-timeout", "60s"])
+        .args([
+            "--drain-idle",
+            drain_idle,
+            "--max-time",
+            "300s",
+            "--no-progress",
+        ])
         .arg("--report-json")
         .arg(out)
         .args(extra)
@@ -83,18 +127,22 @@ fn describe(run: &std::process::Output) -> String {
     )
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lt-fake-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory for one test's report, removed when the test ends.
+fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("loadtest-fake-")
+        .tempdir()
+        .expect("a temp dir")
 }
 
-/// A subscriber: its symbols, encoding, socket, and (gzip) its deflate stream.
+/// A subscriber: its symbols, encoding, socket, (gzip) its deflate stream, and (`batch=on`)
+/// the messages held for its next frame.
 struct Sub {
     symbols: Vec<String>,
     encoding: String,
     stream: TcpStream,
     deflate: Option<Compress>,
+    batch: Option<Vec<Vec<u8>>>,
 }
 
 struct FakeRelay {
@@ -151,6 +199,7 @@ fn upgrade(mut stream: TcpStream, subs: &Mutex<Vec<Sub>>) {
         .unwrap_or_default();
     let symbols: Vec<String> = query["symbols"].split(',').map(String::from).collect();
     let encoding = query["encoding"].to_owned();
+    let batch = query.get("batch") == Some(&"on");
     write!(
         stream,
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -163,6 +212,7 @@ fn upgrade(mut stream: TcpStream, subs: &Mutex<Vec<Sub>>) {
         symbols,
         encoding,
         stream,
+        batch: batch.then(Vec::new),
     };
     let welcome = match sub.encoding.as_str() {
         "protobuf" => proto::ServerMessage {
@@ -173,13 +223,17 @@ fn upgrade(mut stream: TcpStream, subs: &Mutex<Vec<Sub>>) {
         .encode_to_vec(),
         _ => br#"{"type":"welcome","session":1}"#.to_vec(),
     };
-    send(&mut sub, &welcome);
+    if sub.batch.is_some() {
+        flush(&mut sub, vec![welcome]);
+    } else {
+        send(&mut sub, &welcome);
+    }
     subs.lock().unwrap().push(sub);
 }
 
 fn fan_out(stream: TcpStream, subs: &Mutex<Vec<Sub>>, drop: Option<(String, u64)>) {
     let mut seqs: HashMap<String, u64> = HashMap::new();
-    for line in BufReader::new(stream).lines() {
+    for (n, line) in BufReader::new(stream).lines().enumerate() {
         let Ok(line) = line else { return };
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         let symbol = v["symbol"].as_str().unwrap().to_owned();
@@ -211,10 +265,42 @@ fn fan_out(stream: TcpStream, subs: &Mutex<Vec<Sub>>, drop: Option<(String, u64)
                 } else {
                     json.clone().into_bytes()
                 };
-                send(sub, &payload);
+                match &mut sub.batch {
+                    Some(held) => held.push(payload),
+                    None => send(sub, &payload),
+                }
+            }
+        }
+        // Batching clients get a frame every two ingest lines: the publisher goes round the
+        // symbols in order and each client takes two neighbours, so every frame holds two
+        // ticks (the runs publish an even count: none is left held).
+        if n % 2 == 1 {
+            for sub in subs.lock().unwrap().iter_mut() {
+                if let Some(held) = sub.batch.as_mut().map(std::mem::take)
+                    && !held.is_empty()
+                {
+                    flush(sub, held);
+                }
             }
         }
     }
+}
+
+/// One frame holding `messages`: a `ServerBatch` for protobuf, NDJSON otherwise (deflated for
+/// gzip by `send`).
+fn flush(sub: &mut Sub, messages: Vec<Vec<u8>>) {
+    let payload = if sub.encoding == "protobuf" {
+        proto::ServerBatch {
+            messages: messages
+                .iter()
+                .map(|m| proto::ServerMessage::decode(&m[..]).unwrap())
+                .collect(),
+        }
+        .encode_to_vec()
+    } else {
+        messages.join(&b'\n')
+    };
+    send(sub, &payload);
 }
 
 /// One unmasked server frame: text for json, binary otherwise (gzip: sync-flushed deflate).

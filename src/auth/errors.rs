@@ -39,7 +39,7 @@ impl AuthError {
 }
 
 /// Why a request may not use the admin routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdminRefusal {
     /// An admin token is configured and the request has none.
     #[error("the admin routes need Authorization: Bearer <admin token>")]
@@ -50,12 +50,42 @@ pub enum AdminRefusal {
     /// No admin token is configured and the peer is not on loopback.
     #[error("without --admin-token-file the admin routes answer loopback peers only")]
     NotLoopback,
+    /// No admin token, and the request names a forwarding header: a proxy on this host
+    /// relays someone else's request.
+    #[error(
+        "without --admin-token-file the admin routes answer no proxied request (`{0}` is present)"
+    )]
+    Proxied(&'static str),
+    /// No admin token, and `Host` is not the relay's own address (DNS rebinding, or a
+    /// proxy forwarding its public name).
+    #[error(
+        "Host `{0}` is not this relay's address; without --admin-token-file the admin routes want localhost, a loopback address or an --admin-allow-host, with the port connected to"
+    )]
+    WrongHost(String),
+    /// No admin token, and a browser page of another origin sent the request (`Origin`,
+    /// or `Sec-Fetch-Site` other than same-origin).
+    #[error(
+        "without --admin-token-file the admin routes refuse requests from other web pages ({0})"
+    )]
+    CrossSite(String),
+    /// No admin token, and a `POST` body that is neither JSON nor NDJSON (a browser form
+    /// or `text/plain` request).
+    #[error("Content-Type `{0}` is not accepted: send application/json or application/x-ndjson")]
+    ContentType(String),
 }
 
 impl AdminRefusal {
     /// Stable code for the JSON error and metrics.
-    pub fn code(self) -> ErrorCode {
-        ErrorCode::AdminRequired
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NoToken
+            | Self::WrongToken
+            | Self::NotLoopback
+            | Self::Proxied(_)
+            | Self::WrongHost(_) => ErrorCode::AdminRequired,
+            Self::CrossSite(_) => ErrorCode::OriginNotAllowed,
+            Self::ContentType(_) => ErrorCode::UnsupportedMediaType,
+        }
     }
 }
 

@@ -4,9 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{AuthError, Claims};
+use serde::Deserialize;
+
+use super::AuthError;
 use crate::error::clip;
 use crate::event::{Key, derived};
+
+/// The claims a token must carry (`iat` and `nbf` are optional; checked when present).
+#[derive(Deserialize)]
+pub(super) struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    allow: Option<Vec<String>>,
+}
 
 /// What a connection may read, and until when.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +50,8 @@ impl Identity {
     /// `<id>`; a bars or ticker channel exactly when its symbol is; anything else if the
     /// allow-list (when there is one) matches its name.
     pub fn may_read(&self, key: &Key) -> bool {
+        // A rate tier is readable exactly when its symbol or channel is.
+        let key = key.base();
         let mut name = key.as_str();
         if let Key::Channel(channel) = key {
             if let Some(owner) = channel.owner() {
@@ -86,7 +101,19 @@ impl Pattern {
     }
 }
 
-pub(super) fn identity(claims: Claims, leeway: Duration) -> Result<Identity, AuthError> {
+/// The identity of verified `claims` at `now_s` (seconds since the Unix epoch): refused if
+/// the token says it was issued later than `now_s` plus the leeway.
+pub(super) fn identity(
+    claims: Claims,
+    leeway: Duration,
+    now_s: u64,
+) -> Result<Identity, AuthError> {
+    if claims
+        .iat
+        .is_some_and(|iat| iat > now_s.saturating_add(leeway.as_secs()))
+    {
+        return Err(AuthError::Invalid("issued in the future (iat)".into()));
+    }
     if claims.sub.is_empty() || claims.sub.len() > MAX_PATTERN_BYTES {
         return Err(AuthError::Invalid(format!(
             "sub must be 1 to {MAX_PATTERN_BYTES} bytes"

@@ -6,61 +6,17 @@
 //! usually reached through a local sidecar or a trusted network; `https://` is refused at
 //! startup rather than fetched insecurely). A failed reload keeps the keys already loaded.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey};
 use tracing::{debug, warn};
 
-use super::{PinnedKey, Verifier};
+use super::key::PinnedKey;
+pub use super::key::parse;
+use super::verifier::Verifier;
 use crate::shutdown::Shutdown;
-
-/// Parses a JWKS document. A key without `alg` is pinned by its type (RSA → RS256, EC P-256
-/// → ES256, P-384 → ES384, Ed25519 → EdDSA); symmetric (`oct`) keys need an explicit `alg`.
-pub fn parse(json: &[u8]) -> Result<Vec<PinnedKey>, String> {
-    let set: JwkSet = serde_json::from_slice(json).map_err(|e| format!("not a JWKS: {e}"))?;
-    let mut keys = Vec::new();
-    for jwk in &set.keys {
-        let named = jwk
-            .common
-            .key_algorithm
-            .and_then(|a| Algorithm::from_str(&a.to_string()).ok());
-        let inferred = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
-            AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-                EllipticCurve::P256 => Some(Algorithm::ES256),
-                EllipticCurve::P384 => Some(Algorithm::ES384),
-                _ => None,
-            },
-            AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
-            // Symmetric and unknown key types: only with an explicit `alg`.
-            _ => None,
-        };
-        let Some(algorithm) = named.or(inferred) else {
-            debug!(kid = ?jwk.common.key_id, "JWKS key skipped: no usable algorithm");
-            continue;
-        };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| {
-            format!(
-                "key {}: {e}",
-                jwk.common.key_id.as_deref().unwrap_or("without kid")
-            )
-        })?;
-        keys.push(PinnedKey {
-            kid: jwk.common.key_id.clone(),
-            algorithm,
-            key,
-        });
-    }
-    if keys.is_empty() {
-        return Err("the JWKS holds no usable key".into());
-    }
-    Ok(keys)
-}
 
 /// Where the JWKS comes from.
 #[derive(Debug, Clone)]

@@ -12,45 +12,19 @@
 mod errors;
 mod identity;
 pub mod jwks;
+mod key;
+mod verifier;
 
 pub use errors::{AdminRefusal, AuthConfigError, AuthError};
 pub use identity::Identity;
-use identity::identity;
+pub use key::PinnedKey;
+use key::{MIN_SECRET_BYTES, read};
+pub use verifier::Verifier;
 
-use std::path::Path;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
-use serde::Deserialize;
+use std::sync::Arc;
 
 use crate::config::Config;
-use crate::error::clip;
 use crate::limits::{AtLimit, PerKeyLimit, Slot};
-
-/// Verifies tokens; `None` from [`Verifier::from_config`] when no key is configured (then
-/// the relay behaves as it did before auth: every client is anonymous).
-#[derive(Debug)]
-pub struct Verifier {
-    /// Keys from files given at startup: fixed for the relay's life.
-    fixed: Vec<PinnedKey>,
-    /// Keys from the JWKS file or URL, replaced whole on each reload (rotation by `kid`).
-    jwks: RwLock<Vec<PinnedKey>>,
-    audience: Option<String>,
-    issuer: Option<String>,
-    leeway: Duration,
-    /// Rung when a token names a `kid` no key has: the JWKS may have rotated since the last
-    /// reload, so the reloader fetches it now rather than at its next interval.
-    unknown_kid: tokio::sync::Notify,
-}
-
-/// One verification key and the one algorithm it accepts.
-#[derive(Clone)]
-pub struct PinnedKey {
-    kid: Option<String>,
-    algorithm: Algorithm,
-    key: DecodingKey,
-}
 
 /// A bearer token as the client sent it. Its `Debug` is redacted: tokens are credentials
 /// and never reach a log.
@@ -123,25 +97,29 @@ impl Auth {
     }
 
     /// Whether a request may use the admin routes: with an admin token, it must carry
-    /// `Authorization: Bearer <token>`; without one, only loopback peers may.
+    /// `Authorization: Bearer <token>` (the scheme in any case); without one, only loopback
+    /// peers may (an IPv4 peer of a dual-stack listener, `::ffff:127.0.0.1`, included), and
+    /// the caller then checks that the request is no browser's or proxy's
+    /// ([`AdminAccess::Loopback`]).
     pub fn admin_allowed(
         &self,
         peer: Option<std::net::IpAddr>,
         authorization: Option<&[u8]>,
-    ) -> Result<(), AdminRefusal> {
+    ) -> Result<AdminAccess, AdminRefusal> {
         match &self.admin {
             Some(token) => {
                 let given = authorization
-                    .and_then(|v| v.strip_prefix(b"Bearer "))
-                    .map(<[u8]>::trim_ascii)
+                    .and_then(bearer)
                     .ok_or(AdminRefusal::NoToken)?;
                 if constant_time_eq(given, token.0.as_bytes()) {
-                    Ok(())
+                    Ok(AdminAccess::Token)
                 } else {
                     Err(AdminRefusal::WrongToken)
                 }
             }
-            None if peer.is_some_and(|ip| ip.is_loopback()) => Ok(()),
+            None if peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => {
+                Ok(AdminAccess::Loopback)
+            }
             None => Err(AdminRefusal::NotLoopback),
         }
     }
@@ -185,157 +163,22 @@ impl Auth {
     }
 }
 
-/// The claims a token must carry.
-#[derive(Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    #[serde(default)]
-    allow: Option<Vec<String>>,
+/// How a request was let onto the admin routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminAccess {
+    /// It carried the admin token.
+    Token,
+    /// No admin token is configured and the peer is on loopback: the request must still
+    /// prove it is no browser page's or proxy's (the HTTP layer checks its headers).
+    Loopback,
 }
 
-impl Verifier {
-    /// The verifier the flags describe, or `None` when no key is configured.
-    pub fn from_config(config: &Config) -> Result<Option<Self>, AuthConfigError> {
-        let mut fixed = Vec::new();
-        if let Some(path) = &config.jwt_secret_file {
-            let secret = read(path, "--jwt-secret-file")?;
-            let secret = trim_ascii(&secret);
-            if secret.len() < MIN_SECRET_BYTES {
-                return Err(AuthConfigError::Key {
-                    flag: "--jwt-secret-file",
-                    reason: format!(
-                        "the secret is {} bytes; HS256 needs at least {MIN_SECRET_BYTES}",
-                        secret.len()
-                    ),
-                });
-            }
-            fixed.push(PinnedKey {
-                kid: None,
-                algorithm: Algorithm::HS256,
-                key: DecodingKey::from_secret(secret).map_err(|e| AuthConfigError::Key {
-                    flag: "--jwt-secret-file",
-                    reason: e.to_string(),
-                })?,
-            });
-        }
-        if let Some(path) = &config.jwt_public_key_file {
-            let pem = read(path, "--jwt-public-key-file")?;
-            fixed.push(public_key(&pem)?);
-        }
-        let jwks = match &config.jwks_file {
-            Some(path) => {
-                jwks::parse(&read(path, "--jwks-file")?).map_err(|reason| AuthConfigError::Key {
-                    flag: "--jwks-file",
-                    reason,
-                })?
-            }
-            None => Vec::new(),
-        };
-        if fixed.is_empty() && jwks.is_empty() && config.jwks_url.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(Self {
-            fixed,
-            jwks: RwLock::new(jwks),
-            audience: config.jwt_audience.clone(),
-            issuer: config.jwt_issuer.clone(),
-            leeway: config.jwt_leeway,
-            unknown_kid: tokio::sync::Notify::new(),
-        }))
-    }
-
-    /// Replaces the JWKS keys (a reload of the file or URL).
-    pub fn set_jwks(&self, keys: Vec<PinnedKey>) {
-        *self
-            .jwks
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-    }
-
-    /// Resolves when a token named a `kid` no key has (see `unknown_kid`).
-    pub async fn unknown_kid(&self) {
-        self.unknown_kid.notified().await;
-    }
-
-    /// Verifies `token` and returns who it is for.
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(AuthError::Invalid(format!(
-                "token is {} bytes, the limit is {MAX_TOKEN_BYTES}",
-                token.len()
-            )));
-        }
-        // The header only chooses the key; nothing in it is trusted until the signature is
-        // checked with a key pinned to exactly the algorithm it names.
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| AuthError::Invalid(format!("malformed token: {e}")))?;
-        let jwks = self
-            .jwks
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let by_kid: Vec<&PinnedKey> = match &header.kid {
-            Some(kid) => jwks
-                .iter()
-                .filter(|k| k.kid.as_deref() == Some(kid))
-                .collect(),
-            None => Vec::new(),
-        };
-        if header.kid.is_some() && by_kid.is_empty() {
-            self.unknown_kid.notify_one();
-        }
-        let candidates: Vec<&PinnedKey> = if by_kid.is_empty() {
-            self.fixed.iter().chain(jwks.iter()).collect()
-        } else {
-            by_kid
-        };
-        let mut refusal = AuthError::Invalid(format!(
-            "no key accepts algorithm {:?}{}",
-            header.alg,
-            header
-                .kid
-                .as_deref()
-                .map(|k| format!(" with kid `{}`", clip(k)))
-                .unwrap_or_default()
-        ));
-        for pinned in candidates.iter().filter(|k| k.algorithm == header.alg) {
-            match jsonwebtoken::decode::<Claims>(token, &pinned.key, &self.validation(pinned)) {
-                Ok(data) => return identity(data.claims, self.leeway),
-                Err(e) => refusal = refused(&e),
-            }
-        }
-        Err(refusal)
-    }
-
-    fn validation(&self, key: &PinnedKey) -> Validation {
-        let mut validation = Validation::new(key.algorithm);
-        validation.algorithms = vec![key.algorithm];
-        validation.leeway = self.leeway.as_secs();
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_exp = true;
-        match &self.audience {
-            Some(aud) => {
-                validation.set_audience(&[aud]);
-                validation.required_spec_claims.insert("aud".into());
-            }
-            None => validation.validate_aud = false,
-        }
-        if let Some(iss) = &self.issuer {
-            validation.set_issuer(&[iss]);
-            validation.required_spec_claims.insert("iss".into());
-        }
-        validation
-    }
-}
-
-impl std::fmt::Debug for PinnedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key material.
-        f.debug_struct("PinnedKey")
-            .field("kid", &self.kid)
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
-    }
+/// The token of an `Authorization` header value: `Bearer <token>`, the scheme matched
+/// without regard to case (RFC 9110 §11.1), the token trimmed and not empty.
+pub fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(BEARER.len())?;
+    let token = token.trim_ascii();
+    (scheme.eq_ignore_ascii_case(BEARER) && !token.is_empty()).then_some(token)
 }
 
 /// Connections per user, relay-wide (`--max-connections-per-user`): taken when a token's
@@ -350,55 +193,5 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
-/// Parses a PEM public key: RSA → RS256, EC → ES256, Ed25519 → EdDSA (one algorithm each).
-fn public_key(pem: &[u8]) -> Result<PinnedKey, AuthConfigError> {
-    let pinned = |algorithm, key| PinnedKey {
-        kid: None,
-        algorithm,
-        key,
-    };
-    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-        return Ok(pinned(Algorithm::RS256, key));
-    }
-    if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-        return Ok(pinned(Algorithm::ES256, key));
-    }
-    if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-        return Ok(pinned(Algorithm::EdDSA, key));
-    }
-    Err(AuthConfigError::Key {
-        flag: "--jwt-public-key-file",
-        reason: "not a PEM RSA, EC (P-256) or Ed25519 public key".into(),
-    })
-}
-
-fn refused(error: &jsonwebtoken::errors::Error) -> AuthError {
-    match error.kind() {
-        ErrorKind::ExpiredSignature => AuthError::Expired,
-        ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
-        ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
-        ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
-        ErrorKind::MissingRequiredClaim(claim) => {
-            AuthError::Invalid(format!("missing claim `{claim}`"))
-        }
-        ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm not accepted".into()),
-        other => AuthError::Invalid(format!("{other:?}")),
-    }
-}
-
-fn read(path: &Path, flag: &'static str) -> Result<Vec<u8>, AuthConfigError> {
-    std::fs::read(path).map_err(|source| AuthConfigError::Read {
-        flag,
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-fn trim_ascii(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
-}
-
-/// Longest token accepted, in bytes: far above any real JWT, well below a header limit.
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size, 256 bits).
-const MIN_SECRET_BYTES: usize = 32;
+/// The `Authorization` scheme of bearer tokens, with its separating space.
+const BEARER: &[u8] = b"bearer ";

@@ -24,6 +24,7 @@ impl Config {
             ("--outbox-bytes", self.outbox_bytes),
             ("--max-symbols-per-client", self.max_symbols_per_client),
             ("--max-message-bytes", self.max_message_bytes),
+            ("--batch-max-bytes", self.batch_max_bytes),
             ("--max-ingest-line", self.max_ingest_line),
             ("--max-event-bytes", self.max_event_bytes),
             ("--max-connections", self.max_connections),
@@ -90,7 +91,7 @@ impl Config {
     /// (`main` logs them at start-up).
     pub fn warnings(&self) -> Vec<String> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut warnings = Vec::new();
+        let mut warnings = self.unauthenticated_surfaces();
         if self.shards > cpus {
             warnings.push(format!(
                 "--shards {} on {cpus} usable CPUs: shard threads will take turns on the \

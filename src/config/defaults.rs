@@ -30,6 +30,8 @@ pub const REPLAY_DEPTH: usize = 1024;
 pub const REPLAY_BUDGET: usize = 1_000_000;
 /// `--max-symbols`.
 pub const MAX_SYMBOLS: usize = 100_000;
+/// `--evict-idle`.
+pub const EVICT_IDLE: &str = "10m";
 /// `--ping-interval`.
 pub const PING_INTERVAL: &str = "15s";
 /// `--idle-timeout`.
@@ -40,12 +42,18 @@ pub const MAX_CONTROL_RATE: u32 = 50;
 pub const MAX_SYMBOLS_PER_CLIENT: usize = 1024;
 /// `--max-message-bytes`.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// `--rate-tiers`.
+pub const RATE_TIERS: &str = "100ms,250ms,1s,5s";
+/// `--batch-max-bytes`.
+pub const BATCH_MAX_BYTES: usize = 64 * 1024;
 /// `--max-ingest-line`.
 pub const MAX_INGEST_LINE: usize = 64 * 1024;
 /// `--max-event-bytes`.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024;
 /// `--max-http-body`.
 pub const MAX_HTTP_BODY: usize = 1024 * 1024;
+/// `--body-timeout`.
+pub const BODY_TIMEOUT: &str = "10s";
 /// `--max-connections`.
 pub const MAX_CONNECTIONS: usize = 19_000;
 /// `--max-connections-per-ip`.

@@ -26,7 +26,7 @@ pub struct DeflateConfig {
     /// Messages shorter than this many bytes go out uncompressed to compressing clients
     /// (the shared frame, no deflate work). 0 compresses everything: with context takeover
     /// even a 166-byte tick shrinks to under a third (49.7 bytes).
-    #[arg(long, default_value_t = defaults::WS_DEFLATE_MIN_BYTES)]
+    #[arg(long, default_value_t = defaults::WS_DEFLATE_MIN_BYTES, value_parser = super::parse_size)]
     pub ws_deflate_min_bytes: usize,
 
     /// Most clients compressing at once; further clients negotiate nothing and get plain

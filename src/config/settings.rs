@@ -211,11 +211,20 @@ impl Settings {
     pub fn to_toml(&self) -> String {
         let mut out = String::from("# tickrelay effective configuration (--print-config)\n");
         for (key, values, switch, origin) in &self.values {
-            let origin = match origin {
+            let mut origin = match origin {
                 Origin::Default => "default".to_owned(),
                 Origin::File(file, line) => format!("{}:{line}", file.display()),
                 Origin::Env(var) => format!("env {var}"),
                 Origin::Flag => "flag".to_owned(),
+            };
+            // `shards = 0` is "one per usable CPU, less one": show the count this box runs.
+            let resolved;
+            let values = if key == "shards" && values.as_slice() == ["0"] {
+                resolved = vec![self.config().shard_count().to_string()];
+                origin.push_str(" (0: one per usable CPU, less one)");
+                &resolved
+            } else {
+                values
             };
             let value = match values.as_slice() {
                 [] => {
@@ -292,6 +301,14 @@ impl Flags {
     fn find(&self, long: &str) -> Option<&Flag> {
         self.0.iter().find(|flag| flag.long == long)
     }
+
+    /// The keys a file or the environment may set.
+    fn settings(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .map(|flag| flag.long.as_str())
+            .filter(|long| !NOT_SETTINGS.contains(long))
+    }
 }
 
 /// A setting's value from a file or the environment, before clap parses it.
@@ -343,15 +360,34 @@ fn toml_scalar(text: &str) -> String {
     }
 }
 
-/// clap's message without its `error: ` prefix and usage footer, on one line.
+/// clap's message on one line, without its `error: ` prefix and usage footer but with its
+/// hints: `[possible values: ...]`, `tip: a similar argument exists: '--listen'`.
 fn one_line(e: &clap::Error) -> String {
     let rendered = e.to_string();
-    let first = rendered.lines().next().unwrap_or_default();
-    first
-        .strip_prefix("error: ")
-        .unwrap_or(first)
-        .trim()
-        .to_owned()
+    let mut line = String::new();
+    for text in rendered.lines().map(str::trim) {
+        if text.starts_with("Usage:") || text.starts_with("For more information") {
+            break;
+        }
+        let text = text.strip_prefix("error: ").unwrap_or(text);
+        if text.is_empty() {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(if text.starts_with('[') { " " } else { "; " });
+        }
+        line.push_str(text);
+    }
+    line
+}
+
+/// ` (did you mean `max-connections`?)` when a known key is near `typed`, else nothing.
+fn did_you_mean<'a>(typed: &str, known: impl Iterator<Item = &'a str>) -> String {
+    known
+        .map(|key| (strsim::jaro_winkler(typed, key), key))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or_else(String::new, |(_, key)| format!(" (did you mean `{key}`?)"))
 }
 
 /// Prefix of every environment variable the relay reads.

@@ -7,7 +7,8 @@
 
 use serde::Serialize;
 
-use crate::event::Event;
+use super::derived;
+use crate::event::{Event, Item, TierItem};
 use crate::tick::Tick;
 
 /// Appends `{"type":<kind>,...tick fields...}` to `out`; `kind` is `tick` or `snapshot`.
@@ -64,6 +65,63 @@ pub fn write_event(out: &mut Vec<u8>, message_type: &str, event: &Event) {
     out.extend_from_slice(b",\"data\":");
     // Validated as one JSON value at ingest: spliced in as published.
     out.extend_from_slice(&event.data);
+    out.push(b'}');
+}
+
+/// Appends a sequenced item (or a tier's frame) as its live message (`tick`, `event`) or,
+/// with `snapshot`, as a `snapshot`.
+pub fn write_item(out: &mut Vec<u8>, item: &Item, snapshot: bool) {
+    match item {
+        Item::Tick(tick) => write_tick(out, if snapshot { "snapshot" } else { "tick" }, tick),
+        Item::Event(event) => {
+            write_event(out, if snapshot { "snapshot" } else { "event" }, event);
+        }
+        Item::Bar(bar) if snapshot => derived::write_bar_snapshot(out, bar),
+        Item::Bar(bar) => derived::write_bar(out, bar),
+        Item::Ticker(ticker) => {
+            let kind = if snapshot {
+                "ticker_snapshot"
+            } else {
+                "ticker"
+            };
+            derived::write_ticker(out, kind, ticker);
+        }
+        Item::Tier(tier) => {
+            write_item(out, &tier.newest, snapshot);
+            write_tier_fields(out, tier);
+        }
+    }
+}
+
+/// Replaces the closing brace of the object just written with a tier frame's fields:
+/// `"tier"`, `"from_seq"`, and for a symbol's tier `"trades"`, `"volume"`, `"high"`,
+/// `"low"` (the last two only when the interval had a priced trade).
+fn write_tier_fields(out: &mut Vec<u8>, tier: &TierItem) {
+    let mut ints = itoa::Buffer::new();
+    let mut floats = ryu::Buffer::new();
+    debug_assert_eq!(out.last(), Some(&b'}'));
+    out.pop();
+    out.extend_from_slice(b",\"tier\":\"");
+    // Tier names are humantime's (`100ms`, `1s`): nothing to escape.
+    out.extend_from_slice(tier.key.tier().map_or("", |t| t.name()).as_bytes());
+    out.extend_from_slice(b"\",\"from_seq\":");
+    out.extend_from_slice(ints.format(tier.from.0).as_bytes());
+    if let Some(trades) = &tier.trades {
+        out.extend_from_slice(b",\"trades\":");
+        out.extend_from_slice(ints.format(trades.count).as_bytes());
+        out.extend_from_slice(b",\"volume\":");
+        // Sums of finite sizes: finite unless they overflow f64, which sizes never do.
+        out.extend_from_slice(floats.format(trades.volume).as_bytes());
+        for (name, value) in [
+            (&b",\"high\":"[..], trades.high),
+            (b",\"low\":", trades.low),
+        ] {
+            if let Some(value) = value {
+                out.extend_from_slice(name);
+                out.extend_from_slice(floats.format_finite(value).as_bytes());
+            }
+        }
+    }
     out.push(b'}');
 }
 

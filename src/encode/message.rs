@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use super::{Encoding, derived, json, protobuf};
-use crate::event::{Channel, Item, Key};
+use super::{Encoding, json, protobuf};
+use crate::event::{Item, Key, Tier};
 use crate::proto;
-use crate::tick::{Seq, Symbol};
+use crate::tick::Seq;
 
 /// A server→client message that is not a live tick.
 #[derive(Debug)]
@@ -21,10 +21,10 @@ pub enum Message<'a> {
         encoding: Encoding,
         /// `*` was subscribed at connect.
         all: bool,
-        /// The symbols subscribed at connect.
-        symbols: &'a [Symbol],
-        /// The channels subscribed at connect.
-        channels: &'a [Channel],
+        /// The symbols (and symbols' tiers) subscribed at connect.
+        symbols: &'a [Key],
+        /// The channels (and channels' tiers) subscribed at connect.
+        channels: &'a [Key],
         /// The token's subject, if the session has a token.
         user: Option<&'a str>,
         /// When the token runs out, ns since the Unix epoch.
@@ -56,10 +56,10 @@ pub enum Message<'a> {
         op: &'static str,
         /// `*` was among the symbols.
         all: bool,
-        /// The symbols it was done to.
-        symbols: &'a [Symbol],
-        /// The channels it was done to.
-        channels: &'a [Channel],
+        /// The symbols (and symbols' tiers) it was done to.
+        symbols: &'a [Key],
+        /// The channels (and channels' tiers) it was done to.
+        channels: &'a [Key],
     },
     /// Something the client sent was wrong.
     Error {
@@ -92,23 +92,14 @@ pub enum Message<'a> {
 impl Message<'_> {
     /// The JSON text of the message.
     pub fn to_json(&self) -> Vec<u8> {
-        fn names(symbols: &[Symbol]) -> Vec<&str> {
-            symbols.iter().map(Symbol::as_str).collect()
+        fn names(keys: &[Key]) -> Vec<&str> {
+            keys.iter().map(Key::as_str).collect()
         }
-        fn channel_names(channels: &[Channel]) -> Vec<&str> {
-            channels.iter().map(Channel::as_str).collect()
-        }
+        let channel_names = names;
         match self {
             Self::Snapshot(item) => {
                 let mut out = Vec::with_capacity(256);
-                match item {
-                    Item::Tick(tick) => json::write_tick(&mut out, "snapshot", tick),
-                    Item::Event(event) => json::write_event(&mut out, "snapshot", event),
-                    Item::Bar(bar) => derived::write_bar_snapshot(&mut out, bar),
-                    Item::Ticker(ticker) => {
-                        derived::write_ticker(&mut out, "ticker_snapshot", ticker);
-                    }
-                }
+                json::write_item(&mut out, item, true);
                 out
             }
             Self::Welcome {
@@ -135,8 +126,9 @@ impl Message<'_> {
             }),
             Self::Reset { key, epoch } => json::to_vec(&JsonReset {
                 kind: "reset",
-                symbol: matches!(key, Key::Symbol(_)).then(|| key.as_str()),
-                channel: matches!(key, Key::Channel(_)).then(|| key.as_str()),
+                symbol: key.is_symbol().then(|| key.base().as_str()),
+                channel: (!key.is_symbol()).then(|| key.base().as_str()),
+                tier: key.tier().map(Tier::name),
                 epoch: *epoch,
             }),
             Self::Authenticated { user, expires_ns } => json::to_vec(&JsonAuthenticated {
@@ -165,8 +157,9 @@ impl Message<'_> {
             }),
             Self::Gap { key, from, to } => json::to_vec(&JsonGap {
                 kind: "gap",
-                symbol: matches!(key, Key::Symbol(_)).then(|| key.as_str()),
-                channel: matches!(key, Key::Channel(_)).then(|| key.as_str()),
+                symbol: key.is_symbol().then(|| key.base().as_str()),
+                channel: (!key.is_symbol()).then(|| key.base().as_str()),
+                tier: key.tier().map(Tier::name),
                 from: from.0,
                 to: to.0,
             }),
@@ -177,14 +170,26 @@ impl Message<'_> {
         }
     }
 
-    /// The message as an encoded `tickrelay.v1.ServerMessage`.
+    /// The message as an encoded `tickrelay.v1.ServerMessage`. One arm per message kind,
+    /// like [`Message::to_json`]: the length is the list of messages, not logic.
     pub fn to_protobuf(&self) -> Vec<u8> {
         use proto::server_message::Msg;
-        let names = |symbols: &[Symbol]| -> Vec<String> {
-            symbols.iter().map(|s| s.as_str().to_owned()).collect()
-        };
-        let channel_names = |channels: &[Channel]| -> Vec<String> {
-            channels.iter().map(|c| c.to_string()).collect()
+        let names =
+            |keys: &[Key]| -> Vec<String> { keys.iter().map(|k| k.as_str().to_owned()).collect() };
+        let channel_names = names;
+        // A symbol's key in `symbol`, a channel's in `channel`, its tier in `tier`.
+        let split = |key: &Key| {
+            let name = key.base().as_str().to_owned();
+            let (symbol, channel) = if key.is_symbol() {
+                (name, String::new())
+            } else {
+                (String::new(), name)
+            };
+            (
+                symbol,
+                channel,
+                key.tier().map_or_else(String::new, |t| t.name().to_owned()),
+            )
         };
         let msg = match self {
             Self::Welcome {
@@ -208,29 +213,20 @@ impl Message<'_> {
                 expires_ns: expires_ns.unwrap_or(0),
                 epoch: *epoch,
             }),
-            Self::Reset { key, epoch } => Msg::Reset(proto::Reset {
-                symbol: match key {
-                    Key::Symbol(s) => s.as_str().into(),
-                    Key::Channel(_) => String::new(),
-                },
-                channel: match key {
-                    Key::Symbol(_) => String::new(),
-                    Key::Channel(c) => c.as_str().into(),
-                },
-                epoch: *epoch,
-            }),
+            Self::Reset { key, epoch } => {
+                let (symbol, channel, tier) = split(key);
+                Msg::Reset(proto::Reset {
+                    symbol,
+                    channel,
+                    tier,
+                    epoch: *epoch,
+                })
+            }
             Self::Authenticated { user, expires_ns } => Msg::Authenticated(proto::Authenticated {
                 user: (*user).into(),
                 expires_ns: *expires_ns,
             }),
-            Self::Snapshot(Item::Tick(tick)) => Msg::Snapshot(protobuf::tick_message(tick)),
-            Self::Snapshot(Item::Event(event)) => {
-                Msg::EventSnapshot(protobuf::event_message(event))
-            }
-            Self::Snapshot(Item::Bar(bar)) => Msg::BarSnapshot(derived::bar_snapshot(bar)),
-            Self::Snapshot(Item::Ticker(ticker)) => {
-                Msg::TickerSnapshot(derived::ticker_message(ticker))
-            }
+            Self::Snapshot(item) => protobuf::item_message(item, true),
             // A protobuf Ack names symbols only (its shape is fixed); channel ops are
             // acknowledged with a ChannelAck (the session sends one of each for a mixed op).
             Self::Ack {
@@ -253,18 +249,16 @@ impl Message<'_> {
                 message: (*message).into(),
             }),
             Self::Pong { id } => Msg::Pong(proto::Pong { id: *id }),
-            Self::Gap { key, from, to } => Msg::Gap(proto::Gap {
-                symbol: match key {
-                    Key::Symbol(s) => s.as_str().into(),
-                    Key::Channel(_) => String::new(),
-                },
-                from: from.0,
-                to: to.0,
-                channel: match key {
-                    Key::Symbol(_) => String::new(),
-                    Key::Channel(c) => c.as_str().into(),
-                },
-            }),
+            Self::Gap { key, from, to } => {
+                let (symbol, channel, tier) = split(key);
+                Msg::Gap(proto::Gap {
+                    symbol,
+                    from: from.0,
+                    to: to.0,
+                    channel,
+                    tier,
+                })
+            }
             Self::Heartbeat { ts_ns } => Msg::Heartbeat(proto::Heartbeat { ts_ns: *ts_ns }),
         };
         protobuf::server_message(msg)
@@ -309,6 +303,8 @@ struct JsonReset<'a> {
     symbol: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tier: Option<&'a str>,
     epoch: u64,
 }
 
@@ -352,6 +348,8 @@ struct JsonGap<'a> {
     symbol: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tier: Option<&'a str>,
     from: u64,
     to: u64,
 }

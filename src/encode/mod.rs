@@ -8,6 +8,7 @@
 //! likewise owns a [`deflate::DeflateStream`] compressing its JSON or protobuf frames; every
 //! other client's delivery stays a refcount bump.
 
+pub mod batch;
 pub mod deflate;
 pub mod derived;
 pub mod gzip;
@@ -21,9 +22,9 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 pub use message::Message;
+pub use ws_frame::Wire;
 
 use crate::event::{Item, Key};
-use crate::proto;
 use crate::tick::{Seq, Tick};
 use ws_frame::OpCode;
 
@@ -83,25 +84,6 @@ impl Encoding {
     }
 }
 
-/// A shared, pre-framed representation of a tick.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wire {
-    /// A JSON text frame (also the source of gzip frames).
-    Json,
-    /// A protobuf binary frame.
-    Protobuf,
-}
-
-impl Wire {
-    /// The opcode of its frames.
-    pub fn opcode(self) -> OpCode {
-        match self {
-            Self::Json => OpCode::Text,
-            Self::Protobuf => OpCode::Binary,
-        }
-    }
-}
-
 /// One sequenced item (a tick or an event) and its pre-framed encodings, shared (behind an
 /// `Arc`) by every shard.
 ///
@@ -154,30 +136,21 @@ impl Frames {
         self.item.seq()
     }
 
+    /// The first seq it stands for (a tier's frame stands for several).
+    pub fn first_seq(&self) -> Seq {
+        self.item.first_seq()
+    }
+
     /// The complete frame for `wire`, encoding it on first use.
     pub fn frame(&self, wire: Wire) -> &Bytes {
         match wire {
             Wire::Json => self.json.get_or_init(|| {
                 let mut payload = Vec::with_capacity(256);
-                match &self.item {
-                    Item::Tick(tick) => json::write_tick(&mut payload, "tick", tick),
-                    Item::Event(event) => json::write_event(&mut payload, "event", event),
-                    Item::Bar(bar) => derived::write_bar(&mut payload, bar),
-                    Item::Ticker(ticker) => derived::write_ticker(&mut payload, "ticker", ticker),
-                }
+                json::write_item(&mut payload, &self.item, false);
                 ws_frame::frame(OpCode::Text, &payload)
             }),
             Wire::Protobuf => self.protobuf.get_or_init(|| {
-                let payload = match &self.item {
-                    Item::Tick(tick) => protobuf::tick(tick),
-                    Item::Event(event) => protobuf::event(event),
-                    Item::Bar(bar) => protobuf::server_message(proto::server_message::Msg::Bar(
-                        derived::bar_message(bar),
-                    )),
-                    Item::Ticker(ticker) => protobuf::server_message(
-                        proto::server_message::Msg::Ticker(derived::ticker_message(ticker)),
-                    ),
-                };
+                let payload = protobuf::server_message(protobuf::item_message(&self.item, false));
                 ws_frame::frame(OpCode::Binary, &payload)
             }),
         }
@@ -186,6 +159,13 @@ impl Frames {
     /// The JSON message without its frame header (what a gzip stream compresses).
     pub fn json_payload(&self) -> &[u8] {
         payload_of(self.frame(Wire::Json))
+    }
+
+    /// The message in `wire` without its frame header, sharing the frame's bytes (what a
+    /// batching client queues).
+    pub fn payload(&self, wire: Wire) -> Bytes {
+        let frame = self.frame(wire);
+        frame.slice(frame.len() - payload_of(frame).len()..)
     }
 }
 
@@ -288,6 +268,57 @@ impl Encoder {
         }
     }
 
+    /// What a batching client queues for a tick: the shared payload without its frame
+    /// header (a refcount bump); gzip and permessage-deflate compress it with the rest of
+    /// its batch when the batch is framed ([`Encoder::batch`]).
+    pub fn tick_payload(&self, frames: &Frames) -> Bytes {
+        frames.payload(self.batch_wire())
+    }
+
+    /// What a batching client queues for any other server message: its payload alone.
+    pub fn message_payload(&self, message: &Message<'_>) -> Bytes {
+        match self.batch_wire() {
+            Wire::Json => Bytes::from(message.to_json()),
+            Wire::Protobuf => Bytes::from(message.to_protobuf()),
+        }
+    }
+
+    /// The frames of one batch of `payloads` (from [`Encoder::tick_payload`] and
+    /// [`Encoder::message_payload`]), as pieces to write in order: for the shared
+    /// encodings a small header around the shared payloads, for gzip and a compressing
+    /// permessage-deflate client one compressed frame.
+    pub fn batch(&mut self, payloads: &[Bytes]) -> Vec<Bytes> {
+        let wire = self.batch_wire();
+        let joined = |payloads: &[Bytes], compress: &mut dyn FnMut(&[u8]) -> Bytes| {
+            BATCH_SCRATCH.with_borrow_mut(|scratch| {
+                batch::join(wire, payloads, scratch);
+                compress(scratch)
+            })
+        };
+        match self {
+            Self::Json | Self::Protobuf => batch::pieces(wire, payloads),
+            Self::Gzip(stream) => vec![joined(payloads, &mut |body| stream.frame(body))],
+            Self::Deflate(wire, stream) => {
+                if stream.compresses(batch::body_len(*wire, payloads)) {
+                    let opcode = wire.opcode();
+                    vec![joined(payloads, &mut |body| stream.frame(opcode, body))]
+                } else {
+                    batch::pieces(*wire, payloads)
+                }
+            }
+        }
+    }
+
+    /// The shared form a batch is built from: JSON for json and gzip clients, else the
+    /// client's own.
+    pub fn batch_wire(&self) -> Wire {
+        match self {
+            Self::Json | Self::Gzip(_) => Wire::Json,
+            Self::Protobuf => Wire::Protobuf,
+            Self::Deflate(wire, _) => *wire,
+        }
+    }
+
     /// Payload bytes compressed and bytes produced by permessage-deflate since the last
     /// call (for the metrics); `None` for a client without it.
     pub fn take_deflate_counts(&mut self) -> Option<(u64, u64)> {
@@ -296,6 +327,11 @@ impl Encoder {
             Self::Json | Self::Protobuf | Self::Gzip(_) => None,
         }
     }
+}
+
+thread_local! {
+    /// The shard thread's buffer for the body of a batch a per-client compressor takes.
+    static BATCH_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The payload of a frame built by [`ws_frame::frame`].

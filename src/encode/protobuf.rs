@@ -2,7 +2,8 @@
 
 use prost::Message as _;
 
-use crate::event::Event;
+use super::derived;
+use crate::event::{Event, Item};
 use crate::proto;
 use crate::tick::{Tick, TickKind};
 
@@ -24,6 +25,7 @@ pub fn tick_message(tick: &Tick) -> proto::Tick {
         ts_ns: tick.ts_ns,
         seq: tick.seq.0,
         recv_ns: tick.recv_ns,
+        ..proto::Tick::default()
     }
 }
 
@@ -39,12 +41,51 @@ pub fn event_message(event: &Event) -> proto::Event {
         seq: event.seq.0,
         ts_ns: event.ts_ns,
         data: event.data.clone(),
+        ..proto::Event::default()
     }
 }
 
 /// A `ServerMessage { event }` payload.
 pub fn event(event: &Event) -> Vec<u8> {
     server_message(proto::server_message::Msg::Event(event_message(event)))
+}
+
+/// The `ServerMessage` body of a sequenced item (or a tier's frame): live, or with
+/// `snapshot` its snapshot form.
+pub fn item_message(item: &Item, snapshot: bool) -> proto::server_message::Msg {
+    use proto::server_message::Msg;
+    match item {
+        Item::Tick(t) if snapshot => Msg::Snapshot(tick_message(t)),
+        Item::Tick(t) => Msg::Tick(tick_message(t)),
+        Item::Event(e) if snapshot => Msg::EventSnapshot(event_message(e)),
+        Item::Event(e) => Msg::Event(event_message(e)),
+        Item::Bar(b) if snapshot => Msg::BarSnapshot(derived::bar_snapshot(b)),
+        Item::Bar(b) => Msg::Bar(derived::bar_message(b)),
+        Item::Ticker(t) if snapshot => Msg::TickerSnapshot(derived::ticker_message(t)),
+        Item::Ticker(t) => Msg::Ticker(derived::ticker_message(t)),
+        Item::Tier(tier) => {
+            let mut msg = item_message(&tier.newest, snapshot);
+            let name = tier.key.tier().map_or("", |t| t.name()).to_owned();
+            match &mut msg {
+                Msg::Tick(t) | Msg::Snapshot(t) => {
+                    t.tier = name;
+                    t.from_seq = tier.from.0;
+                    if let Some(trades) = &tier.trades {
+                        t.trades = trades.count;
+                        t.volume = trades.volume;
+                        t.high = trades.high;
+                        t.low = trades.low;
+                    }
+                }
+                Msg::Event(e) | Msg::EventSnapshot(e) => {
+                    e.tier = name;
+                    e.from_seq = tier.from.0;
+                }
+                _ => {}
+            }
+            msg
+        }
+    }
 }
 
 /// Encodes a `ServerMessage` holding `msg`.

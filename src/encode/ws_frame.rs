@@ -92,6 +92,25 @@ fn truncate_utf8(text: &str, max: usize) -> &str {
 /// The longest server frame header (no mask): 2 + 8 bytes.
 pub const MAX_HEADER_LEN: usize = 10;
 
+/// A shared, pre-framed representation of a tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// A JSON text frame (also the source of gzip frames).
+    Json,
+    /// A protobuf binary frame.
+    Protobuf,
+}
+
+impl Wire {
+    /// The opcode of its frames.
+    pub fn opcode(self) -> OpCode {
+        match self {
+            Self::Json => OpCode::Text,
+            Self::Protobuf => OpCode::Binary,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,7 +63,7 @@ impl fmt::Display for BarInterval {
         let (unit, secs) = UNITS
             .iter()
             .rev()
-            .find(|(_, secs)| self.secs % secs == 0)
+            .find(|(_, secs)| self.secs.is_multiple_of(*secs))
             .expect("every length is a whole number of seconds");
         write!(f, "{}{unit}", self.secs / secs)
     }
@@ -124,12 +124,12 @@ pub fn symbol_of(name: &str) -> Option<&str> {
 
 /// The name of the bars channel of `symbol` at `interval`.
 pub fn bars_channel(interval: BarInterval, symbol: &str) -> Channel {
-    Channel(Arc::from(format!("{BARS}{interval}:{symbol}")))
+    Channel::built(format!("{BARS}{interval}:{symbol}"))
 }
 
 /// The name of the ticker channel of `symbol`.
 pub fn ticker_channel(symbol: &str) -> Channel {
-    Channel(Arc::from(format!("{TICKER}{symbol}")))
+    Channel::built(format!("{TICKER}{symbol}"))
 }
 
 /// One bar's values. `open`, `high`, `low` and `close` are trade prices (finite); `volume`

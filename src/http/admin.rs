@@ -6,7 +6,7 @@ use hyper::StatusCode;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::{HttpResponse, json, refuse};
+use super::response::{HttpResponse, json, refuse};
 use crate::encode::json::to_vec;
 use crate::error::ErrorCode;
 use crate::shared::{SessionInfo, ShardRequest, Shared};

@@ -9,7 +9,7 @@ use http_body_util::Full;
 use hyper::Response;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 
-use super::HttpResponse;
+use super::response::HttpResponse;
 
 /// `GET /dashboard.js`: the dashboard's script (an ES module).
 pub fn dashboard_js() -> HttpResponse {

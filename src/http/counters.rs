@@ -33,7 +33,8 @@ fn channel_counts(by_key: &[(Key, u32)]) -> BTreeMap<String, u64> {
 }
 
 /// Reads everything now: the relay-wide counters and this shard's symbol count (every
-/// shard sees every tick, so any shard's count is the relay's).
+/// shard sees every tick, so any shard's count is the relay's). Long on purpose: it is the
+/// one list of readings (a row each), so `/stats` and `/metrics` cannot disagree.
 pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
     let m = &shared.metrics;
     let per_shard = |read: fn(&ShardMetrics) -> u64| m.shards().map(read).collect::<Vec<_>>();

@@ -15,16 +15,21 @@ const POLL_MS = 1000;
 const POLL_TIMEOUT_MS = 1500;
 const BACKOFF = { initialMs: 500, maxMs: 5000 };
 const WINDOW_S = 5; // rates and recent percentiles span about this much of the relay's time
+// A rate over less than this much of the relay's time is noise (two readings 50 ms apart
+// after a quick retry): the page shows none until the readings span it.
+const MIN_SPAN_S = 0.9;
+const TREND_S = 600; // the charts show the last 10 minutes of readings
 const TAPE_ROWS = 25;
 const SYMBOL = /^[A-Za-z0-9._:/-]{1,64}$/;
 
 const $ = (id) => document.getElementById(id);
 const history = []; // [{ at: uptime_s, stats }], oldest first, spanning about WINDOW_S
+const trend = []; // [{ at: uptime_s, deliveries, ingest, p50, p99, sessions, slow }], one per reading
 let failures = 0;
 let downSince;
 
 /** What the page shows, for tests and for an operator's console. */
-const dashboard = { state: 'connecting', polls: 0, uptime_s: undefined, tape: { state: 'connecting', symbol: undefined } };
+const dashboard = { state: 'connecting', polls: 0, failures: 0, uptime_s: undefined, trend, tape: { state: 'connecting', symbol: undefined } };
 window.dashboard = dashboard;
 
 // --- /stats ------------------------------------------------------------------------------
@@ -40,11 +45,13 @@ async function poll() {
     if (!response.ok) throw new Error(`/stats answered HTTP ${response.status}`);
     const stats = await response.json();
     failures = 0;
+    dashboard.failures = 0;
     downSince = undefined;
     render(stats);
     setState(stats.phase === 'ready' ? 'live' : stats.phase, `relay phase ${stats.phase}`);
   } catch (e) {
     failures += 1;
+    dashboard.failures = failures;
     downSince ??= new Date();
     const why = e.name === 'AbortError' ? `no answer within ${POLL_TIMEOUT_MS} ms` : e.message;
     const retry = delay(failures);
@@ -78,10 +85,13 @@ function setState(state, detail) {
 function render(stats) {
   const now = stats.uptime_s;
   // A lower uptime is another relay (a restart): its counters start from zero.
-  if (history.length && now < history.at(-1).at) history.length = 0;
+  if (history.length && now < history.at(-1).at) {
+    history.length = 0;
+    trend.length = 0;
+  }
   history.push({ at: now, stats });
   while (history.length > 2 && now - history[1].at >= WINDOW_S) history.shift();
-  const base = history.length > 1 ? history[0] : undefined;
+  const base = history.length > 1 && now - history[0].at >= MIN_SPAN_S ? history[0] : undefined;
   const rate = (read) => (base ? perSecond(read(stats) - read(base.stats), now - base.at) : undefined);
   const shards = stats.shards ?? [];
   const sumShards = (key) => (s) => (s.shards ?? []).reduce((n, shard) => n + (shard[key] ?? 0), 0);
@@ -96,8 +106,11 @@ function render(stats) {
   put($('uptime'), now, duration);
 
   latencyRow($('latency_total'), stats.latency_us);
-  latencyRow($('latency_recent'), base ? windowed(base.stats.latency_us, stats.latency_us) : undefined);
-  $('latency_recent').querySelector('.window').textContent = base ? Math.round(now - base.at) : '…';
+  const recent = base ? windowed(base.stats.latency_us, stats.latency_us) : undefined;
+  latencyRow($('latency_recent'), recent);
+  const span = base ? String(Math.max(1, Math.round(now - base.at))) : '…';
+  for (const el of document.querySelectorAll('.window')) el.textContent = span;
+  histogram($('latency_histogram'), recent);
 
   for (const [id, read] of [['slow_disconnects', sumShards('slow_disconnects')], ['conflated', sumShards('conflated')],
     ['connections_refused', (s) => s.connections_refused ?? 0]]) {
@@ -117,8 +130,18 @@ function render(stats) {
   }));
 
   const errors = Object.entries(stats.errors ?? {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
-  rows($('errors'), errors.map(([code, n]) => ({ id: `error-${code}`, cells: [{ text: code }, [n, count], [rate((s) => s.errors?.[code] ?? 0), perSec]] })));
-  $('errors_none').hidden = errors.length > 0;
+  for (const [side, mine] of [['client', (code) => !RELAY_ERRORS.has(code)], ['relay', (code) => RELAY_ERRORS.has(code)]]) {
+    const these = errors.filter(([code]) => mine(code));
+    rows($(`errors_${side}`), these.map(([code, n]) => ({ id: `error-${code}`, cells: [{ text: code }, [n, count], [rate((s) => s.errors?.[code] ?? 0), perSec]] })));
+    $(`errors_${side}`).hidden = these.length === 0;
+    $(`errors_${side}_none`).hidden = these.length > 0;
+  }
+
+  const slowClosed = sumShards('slow_disconnects');
+  trend.push({ at: now, deliveries: rate((s) => s.ticks_out), ingest: rate((s) => s.ticks_in), p50: recent?.p50, p99: recent?.p99,
+    sessions: stats.sessions, slow: rate(slowClosed) });
+  while (trend.length && now - trend[0].at > TREND_S) trend.shift();
+  drawTrends(now);
 
   dashboard.polls += 1;
   dashboard.uptime_s = now;
@@ -134,14 +157,16 @@ function perSecond(delta, seconds) {
   return seconds > 0 && delta >= 0 ? delta / seconds : undefined;
 }
 
-/** The percentiles of the samples between two cumulative histograms ([[upper_us, n], ...]). */
+/** The samples between two readings of a histogram (/stats lists each non-empty bucket as
+ * [upper_us, samples since start]): their count, percentiles, and `buckets`, the samples
+ * per bucket in the window, lowest bucket first. */
 function windowed(before, after) {
   const old = new Map((before?.buckets ?? []).map(([upper, n]) => [upper, n]));
   const delta = (after?.buckets ?? []).map(([upper, n]) => [upper, n - (old.get(upper) ?? 0)]).filter(([, n]) => n > 0);
-  const total = delta.reduce((n, [, k]) => n + k, 0);
-  const out = { count: total };
-  if (total === 0) return out;
   delta.sort((a, b) => a[0] - b[0]);
+  const total = delta.reduce((n, [, k]) => n + k, 0);
+  const out = { count: total, buckets: delta };
+  if (total === 0) return out;
   for (const [key, q] of [['p50', 0.5], ['p99', 0.99], ['p999', 0.999]]) {
     // The rank rule of the relay's own quantile (src/metrics.rs): the first bucket reaching it.
     const rank = Math.min(total, Math.max(1, Math.ceil(q * total)));
@@ -208,6 +233,114 @@ function duration(s) {
   const m = Math.floor((s % 3600) / 60);
   const sec = Math.floor(s % 60);
   return h ? `${h}h ${String(m).padStart(2, '0')}m` : m ? `${m}m ${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
+
+// --- trends and the latency histogram ----------------------------------------------------
+
+/** Every error code the relay counts, by whose fault it is: the relay's own (its NATS link,
+ * its shutdown) or its clients' and publishers' (input refused, answered and counted). Two
+ * lists covering src/error.rs's `ErrorCode` exactly: tests/dashboard_codes.rs checks them. */
+const CLIENT_ERRORS = new Set([
+  'bad_json', 'bad_protobuf', 'invalid_symbol', 'not_finite', 'unknown_kind', 'missing_field', 'invalid_venue',
+  'line_too_long', 'symbol_limit', 'unknown_field', 'invalid_channel', 'event_too_large', 'event_too_deep', 'bad_message', 'unknown_op',
+  'too_many_symbols', 'rate_limited', 'already_subscribed', 'binary_not_supported', 'message_too_big', 'protocol_error',
+  'invalid_utf8', 'inflated_too_big', 'bad_deflate', 'bad_request', 'unknown_encoding', 'body_too_large', 'body_timeout', 'unsupported_media_type',
+  'too_many_connections', 'handshake_timeout', 'tls_handshake', 'not_found', 'method_not_allowed', 'unknown_symbol',
+  'auth_required', 'invalid_token', 'token_expired', 'forbidden', 'user_connection_limit', 'admin_required',
+  'origin_not_allowed', 'unknown_session', 'slow_consumer', 'idle_timeout', 'wrong_role',
+]);
+const RELAY_ERRORS = new Set(['draining', 'shutting_down', 'nats_unavailable', 'bad_nats_message']);
+dashboard.errorSides = { client: [...CLIENT_ERRORS], relay: [...RELAY_ERRORS] };
+
+const SVG = 'http://www.w3.org/2000/svg';
+const CHART = { w: 600, h: 150, left: 44, bottom: 16, top: 6 };
+const COLOURS = ['#6b8cce', '#b42318'];
+
+function drawTrends(now) {
+  const series = (key) => trend.filter((p) => p[key] !== undefined).map((p) => [p.at, p[key]]);
+  const last = (key) => series(key).at(-1)?.[1];
+  chart($('chart_deliveries'), now, [series('deliveries')], perSec);
+  chart($('chart_ingest'), now, [series('ingest')], perSec);
+  chart($('chart_latency'), now, [series('p50'), series('p99')], micros);
+  chart($('chart_sessions'), now, [series('sessions')], count);
+  chart($('chart_slow'), now, [series('slow')], perSec);
+  const show = (id, value, format) => { $(id).textContent = value === undefined ? '' : `now ${format(value)}`; };
+  show('now_deliveries', last('deliveries'), perSec);
+  show('now_ingest', last('ingest'), perSec);
+  show('now_latency', last('p99'), (v) => `p99 ${micros(v)}`);
+  show('now_sessions', last('sessions'), count);
+  show('now_slow', last('slow'), perSec);
+}
+
+/** Draws `lines` ([[at, value], ...] each) over the last TREND_S seconds ending at `now`
+ * (the relay's uptime of the newest reading), y from 0 to the largest value. */
+function chart(svg, now, lines, format) {
+  const { w, h, left, bottom, top } = CHART;
+  const max = Math.max(0, ...lines.flat().map(([, v]) => v));
+  const ceiling = niceCeiling(max);
+  const x = (at) => left + (w - left) * (1 - (now - at) / TREND_S);
+  const y = (v) => h - bottom - (h - bottom - top) * (ceiling > 0 ? v / ceiling : 0);
+  const parts = [
+    el('line', { x1: left, x2: w, y1: h - bottom, y2: h - bottom, stroke: '#c9ced4' }),
+    el('line', { x1: left, x2: w, y1: top, y2: top, stroke: '#e3e6ea' }),
+    label(format(ceiling), left - 4, top + 8, 'end'),
+    label('0', left - 4, h - bottom, 'end'),
+    label('−10 min', left, h - 3, 'start'),
+    label('−5 min', left + (w - left) / 2, h - 3, 'middle'),
+    label('newest reading', w, h - 3, 'end'),
+  ];
+  lines.forEach((points, i) => {
+    if (points.length === 0) return;
+    const d = points.map(([at, v]) => `${x(at).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    parts.push(el('polyline', { points: d, fill: 'none', stroke: COLOURS[i % COLOURS.length], 'stroke-width': 1.5 }));
+  });
+  if (lines.every((points) => points.length === 0)) parts.push(label('no readings yet', (w + left) / 2, h / 2, 'middle'));
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.dataset.points = String(lines.reduce((n, points) => n + points.length, 0));
+  svg.replaceChildren(...parts);
+}
+
+/** Bars of the deliveries per latency bucket in `recent` (a windowed histogram). */
+function histogram(svg, recent) {
+  const { w, h, left, bottom, top } = CHART;
+  const buckets = recent?.buckets ?? [];
+  const most = Math.max(0, ...buckets.map(([, n]) => n));
+  const parts = [el('line', { x1: left, x2: w, y1: h - bottom, y2: h - bottom, stroke: '#c9ced4' }), label('0', left - 4, h - bottom, 'end')];
+  if (most > 0) {
+    parts.push(label(count(most), left - 4, top + 8, 'end'));
+    const slot = (w - left) / buckets.length;
+    buckets.forEach(([upper, n], i) => {
+      const height = (h - bottom - top) * (n / most);
+      parts.push(el('rect', { x: left + i * slot + 1, y: h - bottom - height, width: Math.max(1, slot - 2), height, fill: COLOURS[0] }));
+      if (buckets.length <= 12 || i % Math.ceil(buckets.length / 12) === 0) parts.push(label(`≤${micros(upper)}`, left + (i + 0.5) * slot, h - 3, 'middle'));
+    });
+  } else {
+    parts.push(label(recent ? 'no deliveries in this window' : 'measuring…', (w + left) / 2, h / 2, 'middle'));
+  }
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.dataset.points = String(buckets.length);
+  svg.replaceChildren(...parts);
+}
+
+/** 1, 2 or 5 times a power of ten at or above `v` (a readable top of a y axis). */
+function niceCeiling(v) {
+  if (!(v > 0)) return 0;
+  const power = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 5, 10].map((m) => m * power).find((c) => c >= v);
+}
+
+function el(name, attrs) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function label(text, x, y, anchor) {
+  const node = el('text', { x, y, 'text-anchor': anchor });
+  node.textContent = text;
+  return node;
 }
 
 // --- the tick tape -------------------------------------------------------------------------

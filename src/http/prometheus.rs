@@ -8,8 +8,8 @@ use http_body_util::Full;
 use hyper::Response;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 
-use super::HttpResponse;
 use super::counters::{self, Value};
+use super::response::HttpResponse;
 use crate::metrics::{SUB_BUCKETS, upper_bound_us};
 use crate::shard::ShardCore;
 use crate::shared::Shared;

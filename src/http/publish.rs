@@ -3,21 +3,26 @@
 //!
 //! All or nothing: every tick is validated first; any bad one answers 400 with its line (or
 //! array position, from 1) and field, and nothing is published. Otherwise the ticks go to
-//! the sequencer (waiting, like TCP ingest, while it is full) and the answer is
-//! `202 {"accepted":N}`.
+//! the sequencer (waiting, like TCP ingest, while it is full), and once it has sequenced
+//! them the answer is `202 {"accepted":N}`. The one refusal left to the sequencer, a new
+//! symbol or channel beyond `--max-symbols` with nothing idle to evict, answers 503
+//! `symbol_limit` naming the first refused item's position, with the number of the others,
+//! which were published (`accepted`).
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use hyper::header::{CONNECTION, HeaderValue};
 use hyper::{Request, StatusCode};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
-use super::{HttpResponse, json, refuse};
+use super::response::{HttpResponse, json, refuse};
 use crate::config::Role;
 use crate::encode::json::to_vec;
 use crate::error::ErrorCode;
 use crate::event::Item;
-use crate::ingest::DecodeError;
 use crate::ingest::ndjson::LineDecoder;
+use crate::ingest::{DecodeError, Publisher, Refused};
 use crate::shared::Shared;
 use crate::tick::now_ns;
 
@@ -44,10 +49,32 @@ pub async fn events(shared: &Shared, request: Request<Incoming>) -> HttpResponse
     accept(shared, items).await
 }
 
-/// Reads the whole body (within `--max-http-body`), or the error response.
+/// Reads the whole body (within `--max-http-body` and `--body-timeout`), or the error
+/// response.
 async fn body(shared: &Shared, request: Request<Incoming>) -> Result<Vec<u8>, HttpResponse> {
     let limit = shared.config.max_http_body;
-    match Limited::new(request.into_body(), limit).collect().await {
+    let timeout = shared.config.body_timeout;
+    let read = Limited::new(request.into_body(), limit).collect();
+    // The head is bounded by the handshake timeout; this bounds the body (Content-Length
+    // or chunked alike), so a body trickled a byte at a time cannot hold the connection.
+    let Ok(read) = tokio::time::timeout(timeout, read).await else {
+        let message = format!(
+            "the body did not arrive within {}",
+            humantime::format_duration(timeout)
+        );
+        let mut response = refuse(
+            shared,
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BodyTimeout,
+            &message,
+        );
+        // The rest of the body will not be read: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return Err(response);
+    };
+    match read {
         Ok(body) => Ok(body.to_bytes().to_vec()),
         Err(e) => {
             let too_large = e
@@ -101,21 +128,58 @@ async fn accept(shared: &Shared, items: Result<Vec<Item>, (usize, DecodeError)>)
     for item in &mut ticks {
         item.stamp(recv_ns);
     }
-    let accepted = ticks.len();
-    match shared.inbox.publish_items(ticks).await {
-        Ok(()) => json(StatusCode::ACCEPTED, to_vec(&Accepted { accepted })),
-        Err(e) => refuse(
+    let count = ticks.len();
+    let (refusals, mut refused) = mpsc::unbounded_channel::<Refused>();
+    let publisher = Publisher {
+        lines: (1..=count as u64).collect(),
+        refused: refusals,
+    };
+    if let Err(e) = shared.inbox.publish_from(ticks, publisher).await {
+        return refuse(
             shared,
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::ShuttingDown,
             &e.to_string(),
-        ),
+        );
+    }
+    // The channel ends when the sequencer drops the hand-off: everything is sequenced.
+    let mut first = None;
+    let mut refusals = 0;
+    while let Some(refusal) = refused.recv().await {
+        refusals += 1;
+        first.get_or_insert(refusal);
+    }
+    match first {
+        None => json(StatusCode::ACCEPTED, to_vec(&Accepted { accepted: count })),
+        Some(refusal) => {
+            // Counted by the sequencer, once per refused item.
+            let body = Refusal {
+                kind: "error",
+                code: refusal.code(),
+                message: &refusal.to_string(),
+                line: refusal.line,
+                accepted: count - refusals,
+                refused: refusals,
+            };
+            json(StatusCode::SERVICE_UNAVAILABLE, to_vec(&body))
+        }
     }
 }
 
 #[derive(Serialize)]
 struct Accepted {
     accepted: usize,
+}
+
+#[derive(Serialize)]
+struct Refusal<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: ErrorCode,
+    message: &'a str,
+    line: u64,
+    accepted: usize,
+    refused: usize,
 }
 
 #[derive(Serialize)]

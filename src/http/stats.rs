@@ -6,8 +6,10 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use super::counters::{self, Json, Value};
-use super::{HttpResponse, json};
+use super::response::{HttpResponse, json};
+use crate::auth::Identity;
 use crate::encode::json::{to_vec, write_tick};
+use crate::error::{ErrorCode, clip};
 use crate::event::Key;
 use crate::metrics::{BUCKETS, quantile_us, upper_bound_us};
 use crate::shard::ShardCore;
@@ -113,11 +115,12 @@ fn percentiles(counts: &[u64; BUCKETS]) -> Json {
     out
 }
 
-/// `GET /symbols`: every symbol seen, with its last seq.
-pub fn symbols(core: &ShardCore) -> HttpResponse {
+/// `GET /symbols`: every symbol seen that `reader` may read, with its last seq.
+pub fn symbols(core: &ShardCore, reader: &Identity) -> HttpResponse {
     let mut list: Vec<SymbolEntry<'_>> = core
         .last_values()
         .filter_map(|f| f.tick())
+        .filter(|tick| reader.may_read(&Key::Symbol(tick.symbol.clone())))
         .map(|tick| SymbolEntry {
             symbol: tick.symbol.as_str(),
             seq: tick.seq.0,
@@ -129,9 +132,23 @@ pub fn symbols(core: &ShardCore) -> HttpResponse {
 }
 
 /// `GET /price/{symbol}`: the symbol's last tick, as a JSON `snapshot` message; `Err` with
-/// the message for a 404 when no tick of it was seen.
-pub fn price(core: &ShardCore, symbol: &str) -> Result<HttpResponse, String> {
+/// the status, code and message when `reader` may not read it (403 `forbidden`, whether or
+/// not the symbol is known) or no tick of it was seen (404 `unknown_symbol`).
+pub fn price(
+    core: &ShardCore,
+    symbol: &str,
+    reader: &Identity,
+) -> Result<HttpResponse, (StatusCode, ErrorCode, String)> {
     let key = Symbol::parse(symbol).ok().map(Key::Symbol);
+    if let Some(key) = &key
+        && !reader.may_read(key)
+    {
+        return Err((
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            format!("not allowed for this token: {}", clip(symbol)),
+        ));
+    }
     match key
         .as_ref()
         .and_then(|k| core.last(k))
@@ -142,9 +159,10 @@ pub fn price(core: &ShardCore, symbol: &str) -> Result<HttpResponse, String> {
             write_tick(&mut body, "snapshot", tick);
             Ok(json(StatusCode::OK, body))
         }
-        None => Err(format!(
-            "no tick seen for `{}`",
-            symbol.chars().take(80).collect::<String>()
+        None => Err((
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownSymbol,
+            format!("no tick seen for `{}`", clip(symbol)),
         )),
     }
 }

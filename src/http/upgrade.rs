@@ -14,10 +14,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
-use super::{HttpResponse, error_body, json};
+use super::response::{HttpResponse, error_body, json};
 use crate::encode::Encoding;
 use crate::error::ErrorCode;
 use crate::limits::IpSlot;
+use crate::session::control::KeyRules;
 use crate::session::handshake::{HandshakeError, Mode};
 use crate::session::{self, extensions, handshake};
 use crate::shard::{ShardCore, Transport};
@@ -67,7 +68,12 @@ pub(super) fn upgrade(
         ));
     }
     let params = match mode {
-        Mode::Feed => handshake::parse(request.uri().query(), request.headers(), &shared.config),
+        Mode::Feed => handshake::parse(
+            request.uri().query(),
+            request.headers(),
+            &shared.config,
+            &KeyRules::of(shared),
+        ),
         Mode::Echo => Ok(handshake::SessionParams::echo()),
     };
     let mut params = match params {

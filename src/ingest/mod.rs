@@ -21,12 +21,59 @@ use crate::tick::{Tick, TickError};
 /// per source.
 #[derive(Clone, Debug)]
 pub struct Inbox {
-    tx: mpsc::Sender<Vec<Item>>,
+    tx: mpsc::Sender<Published>,
+}
+
+/// The sequencer's end of the [`Inbox`].
+pub type InboxReceiver = mpsc::Receiver<Published>;
+
+/// One hand-off to the sequencer: items in arrival order, and who to tell about any of them
+/// it refuses.
+#[derive(Debug)]
+pub struct Published {
+    /// The ticks and events.
+    pub items: Vec<Item>,
+    /// Where refusals go; `None` for sources with nobody to answer (the demo, a replay, an
+    /// edge's stream).
+    pub publisher: Option<Publisher>,
+}
+
+/// A source that answers its publisher: the position of each item of a hand-off, and the
+/// channel the sequencer sends refusals to. The sequencer drops it once the hand-off is
+/// sequenced, so a source that keeps no other sender learns then that every refusal is in.
+#[derive(Debug)]
+pub struct Publisher {
+    /// Each item's line (or message, or array position) on its source, from 1, in order.
+    pub lines: Vec<u64>,
+    /// Where the sequencer sends what it refuses.
+    pub refused: mpsc::UnboundedSender<Refused>,
+}
+
+/// An item the sequencer refused: it is of a key new to the relay, and the relay already
+/// tracks `--max-symbols` keys of which none was idle long enough to evict.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "`{key}` is new and the relay tracks {limit} symbols and channels, none idle for --evict-idle: not published"
+)]
+pub struct Refused {
+    /// The item's line (or message, or position) on its source.
+    pub line: u64,
+    /// The symbol or channel.
+    pub key: String,
+    /// `--max-symbols`.
+    pub limit: usize,
+}
+
+impl Refused {
+    /// Stable code for the publisher's answer and metrics.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::SymbolLimit
+    }
 }
 
 impl Inbox {
     /// An inbox holding at most `batches` batches, and its receiving end for the sequencer.
-    pub fn bounded(batches: usize) -> (Self, mpsc::Receiver<Vec<Item>>) {
+    pub fn bounded(batches: usize) -> (Self, InboxReceiver) {
         let (tx, rx) = mpsc::channel(batches);
         (Self { tx }, rx)
     }
@@ -37,12 +84,36 @@ impl Inbox {
             .await
     }
 
-    /// Hands ticks and events to the sequencer, waiting while it is full (backpressure).
+    /// Hands ticks and events to the sequencer, waiting while it is full (backpressure);
+    /// nobody is told of a refusal (it is counted).
     pub async fn publish_items(&self, items: Vec<Item>) -> Result<(), InboxClosed> {
-        if items.is_empty() {
+        self.send(Published {
+            items,
+            publisher: None,
+        })
+        .await
+    }
+
+    /// Like [`Inbox::publish_items`], for a source that answers its publisher: a refused
+    /// item is sent to `publisher.refused` with its line.
+    pub async fn publish_from(
+        &self,
+        items: Vec<Item>,
+        publisher: Publisher,
+    ) -> Result<(), InboxClosed> {
+        debug_assert_eq!(items.len(), publisher.lines.len(), "a line per item");
+        self.send(Published {
+            items,
+            publisher: Some(publisher),
+        })
+        .await
+    }
+
+    async fn send(&self, published: Published) -> Result<(), InboxClosed> {
+        if published.items.is_empty() {
             return Ok(());
         }
-        self.tx.send(items).await.map_err(|_| InboxClosed)
+        self.tx.send(published).await.map_err(|_| InboxClosed)
     }
 }
 

@@ -4,8 +4,11 @@
 //! decode, stamp `recv_ns`, and publish the batch. While [`Inbox::publish`] waits, nothing
 //! is read, so a fast publisher is slowed by TCP backpressure instead of losing ticks. A bad
 //! tick is answered on the connection with
-//! `{"type":"error","line":N,"code":"...","message":"..."}\n`, counted and skipped; a
-//! connection cut mid-message loses only that partial message.
+//! `{"type":"error","line":N,"code":"...","message":"..."}\n`, counted and skipped; so is a
+//! tick the sequencer refuses (a new symbol beyond `--max-symbols`), once it has been
+//! sequenced (its line then may follow later lines' answers). A connection cut mid-message
+//! loses only that partial message; one the publisher half-closes gets every answer before
+//! the relay closes it.
 
 use std::sync::Arc;
 
@@ -13,10 +16,11 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
 
 use super::ndjson::LineDecoder;
-use super::{DecodeError, Inbox, protobuf};
+use super::{DecodeError, Inbox, Publisher, Refused, protobuf};
 use crate::error::ErrorCode;
 use crate::event::Item;
 use crate::metrics::{self, Metrics};
@@ -59,7 +63,8 @@ pub async fn serve(
             () = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    info!(%peer, format = format.as_str(), "ingest connection");
+                    // Per connection, so debug: a publisher that reconnects often must not flood the log.
+                    debug!(%peer, format = format.as_str(), "ingest connection");
                     let conn = Connection {
                         format,
                         inbox: inbox.clone(),
@@ -98,6 +103,7 @@ impl Connection {
         let (mut read, write) = stream.into_split();
         let mut decoder = Decoder::new(self.format, self.max_message).event_limit(self.max_event);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let (refusals, mut refused) = mpsc::unbounded_channel::<Refused>();
         loop {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
@@ -106,6 +112,10 @@ impl Connection {
                 // Shutdown first: stop reading; what was read is already published.
                 biased;
                 () = shutdown.wait() => break,
+                Some(refusal) = refused.recv() => {
+                    self.answer(&write, refusal.line, refusal.code(), &refusal.to_string());
+                    continue;
+                }
                 read = read.read_buf(&mut buf) => read,
             };
             match read {
@@ -121,10 +131,30 @@ impl Connection {
                     break;
                 }
             }
-            let (ticks, fatal) =
-                decoder.drain(&mut buf, |line, error| self.reject(&write, line, error));
-            if self.inbox.publish_items(ticks).await.is_err() || fatal {
+            let (ticks, lines, fatal) = decoder.drain_numbered(&mut buf, |line, error| {
+                self.reject(&write, line, error);
+            });
+            let publisher = Publisher {
+                lines,
+                refused: refusals.clone(),
+            };
+            if self.inbox.publish_from(ticks, publisher).await.is_err() || fatal {
                 break;
+            }
+        }
+        // The sequencer drops each hand-off's sender once it is sequenced: with ours gone
+        // too, the channel ends after the last refusal of what this connection published.
+        drop(refusals);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                refusal = refused.recv() => match refusal {
+                    Some(refusal) => {
+                        self.answer(&write, refusal.line, refusal.code(), &refusal.to_string());
+                    }
+                    None => break,
+                },
             }
         }
         metrics::sub(&self.metrics.ingest_connections, 1);
@@ -133,11 +163,16 @@ impl Connection {
     fn reject(&self, write: &OwnedWriteHalf, line: u64, error: &DecodeError) {
         self.metrics.count_error(error.code());
         debug!(peer = %self.peer, line, code = error.code().as_str(), %error, "ingest tick rejected");
+        self.answer(write, line, error.code(), &error.to_string());
+    }
+
+    /// Writes `{"type":"error","line":..,"code":..,"message":..}` on the connection.
+    fn answer(&self, write: &OwnedWriteHalf, line: u64, code: ErrorCode, message: &str) {
         let reply = IngestReply {
             kind: "error",
             line,
-            code: error.code(),
-            message: &error.to_string(),
+            code,
+            message,
         };
         let mut text = crate::encode::json::to_vec(&reply);
         text.push(b'\n');
@@ -192,14 +227,26 @@ impl Decoder {
     pub fn drain(
         &mut self,
         buf: &mut BytesMut,
-        mut reject: impl FnMut(u64, &DecodeError),
+        reject: impl FnMut(u64, &DecodeError),
     ) -> (Vec<Item>, bool) {
+        let (items, _, fatal) = self.drain_numbered(buf, reject);
+        (items, fatal)
+    }
+
+    /// [`Decoder::drain`], with each item's line (or message) number beside it.
+    pub fn drain_numbered(
+        &mut self,
+        buf: &mut BytesMut,
+        mut reject: impl FnMut(u64, &DecodeError),
+    ) -> (Vec<Item>, Vec<u64>, bool) {
         let recv_ns = now_ns();
         let mut ticks = Vec::new();
+        let mut lines = Vec::new();
         let mut accept = |result: Result<Item, DecodeError>, line: u64| match result {
             Ok(mut item) => {
                 item.stamp(recv_ns);
                 ticks.push(item);
+                lines.push(line);
             }
             Err(error) => reject(line, &error),
         };
@@ -235,7 +282,7 @@ impl Decoder {
                     self.discarding = true;
                     buf.clear();
                 }
-                (ticks, false)
+                (ticks, lines, false)
             }
             Format::Protobuf => {
                 while let Some(result) = protobuf::next_message(buf, self.max_message) {
@@ -243,10 +290,10 @@ impl Decoder {
                     let fatal = matches!(&result, Err(e) if e.ends_stream());
                     accept(result.map(Item::Tick), self.line);
                     if fatal {
-                        return (ticks, true);
+                        return (ticks, lines, true);
                     }
                 }
-                (ticks, false)
+                (ticks, lines, false)
             }
         }
     }

@@ -115,12 +115,16 @@ pub async fn connect(url: &str, metrics: Arc<Metrics>) -> Result<Connection, Nat
             async move {
                 match event {
                     async_nats::Event::Connected => {
+                        metrics.nats.connected.store(1, Relaxed);
+                        // The first connect fires this event too: only a return after a
+                        // loss is a re-establishment.
                         if lost.swap(false, Relaxed) {
                             metrics::add(&metrics.nats.reconnects, 1);
                             returns.send_modify(|n| *n += 1);
+                            info!("NATS connection re-established");
+                        } else {
+                            info!("NATS connected");
                         }
-                        metrics.nats.connected.store(1, Relaxed);
-                        info!("NATS connection re-established");
                     }
                     async_nats::Event::Disconnected => {
                         lost.store(true, Relaxed);

@@ -55,7 +55,8 @@ impl History {
                             *held = *bar;
                         }
                     }
-                    Item::Event(_) => {}
+                    // The stream holds no tier frames (a shard makes them).
+                    Item::Event(_) | Item::Tier(_) => {}
                 }
             }
             if let (Key::Channel(channel), false) = (&key, closed_bars.is_empty()) {

@@ -58,8 +58,10 @@ impl Subjects {
         format!("{}.epoch", self.prefix)
     }
 
-    /// What a follower of `key` reads: its subject, or both subjects of a bars channel.
+    /// What a follower of `key` reads: its subject, or both subjects of a bars channel (a
+    /// tier's: its base's, which it throttles).
     pub fn of(&self, key: &Key) -> String {
+        let key = key.base();
         let mut subject = self.base(key);
         if matches!(key, Key::Channel(c) if c.as_str().starts_with(derived::BARS)) {
             subject.push_str(".*");
@@ -123,6 +125,7 @@ impl Subjects {
                 Some(DerivedName::Ticker { .. }) => (TICKER, c.as_str()),
                 Some(DerivedName::Book) | None => (EVENT, c.as_str()),
             },
+            Key::Tiered(t) => return self.base(&t.base),
         };
         let mut subject = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 10);
         subject.push_str(&self.prefix);

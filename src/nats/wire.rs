@@ -115,6 +115,9 @@ pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
             headers.insert(RECV_NS, ticker.recv_ns.to_string().as_str());
             ticker_message(ticker).encode_to_vec()
         }
+        Item::Tier(_) => {
+            unreachable!("a tier's frame is made by a shard after the sequencer: never published")
+        }
     };
     Outgoing {
         subject,
@@ -211,6 +214,9 @@ pub fn decode(
             }
             serde_json::from_slice::<&serde_json::value::RawValue>(&message.data)
                 .map_err(|e| WireError::Payload(format!("event data: {e}")))?;
+            // The depth every source checks: an item on the stream is delivered as it is.
+            crate::event::check_data(&message.data, usize::MAX)
+                .map_err(|e| WireError::Payload(format!("event data: {e}")))?;
             Item::Event(Event {
                 channel: channel.clone(),
                 data: message.data,
@@ -219,6 +225,8 @@ pub fn decode(
                 recv_ns: number(RECV_NS).ok_or(WireError::RecvNs)?,
             })
         }
+        // `Subjects::key` reads only symbols and channels back.
+        Key::Tiered(_) => return Err(WireError::Payload("a tier is not a stream key".into())),
     };
     if item.seq().0 == 0 {
         return Err(WireError::Unsequenced);

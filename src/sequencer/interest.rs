@@ -6,9 +6,14 @@
 //! key's [`SymbolInterest`] once and then reads its atomics per tick without a lock.
 //! The counts are a hint: a shard that meets a subscriber whose encoding was not prepared
 //! encodes it itself (see [`Frames`](crate::encode::Frames)).
+//!
+//! The map is also the record of which keys the sequencer holds: an evicted key leaves it
+//! ([`Interest::retain`], under the write lock, so a subscribe never counts into an entry
+//! being removed), and the shards drop the history of keys it no longer holds once
+//! [`Interest::evictions`] moves.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 use crate::encode::{Encoding, Wire};
@@ -19,6 +24,8 @@ use crate::event::Key;
 pub struct Interest {
     by_symbol: RwLock<HashMap<Key, Arc<SymbolInterest>>>,
     wildcard: SymbolInterest,
+    /// How many eviction sweeps removed keys (the shards compare it with what they saw).
+    evictions: AtomicU64,
 }
 
 /// Subscriber counts of one key, per encoding.
@@ -71,13 +78,49 @@ impl Interest {
         (per_symbol, self.wildcard.total())
     }
 
+    /// Keeps the entries for which `keep(key, subscribed)` holds (`subscribed`: a session
+    /// subscribes to the key by name) and counts an eviction if any went. Runs under the
+    /// write lock: no count changes meanwhile.
+    pub fn retain(&self, mut keep: impl FnMut(&Key, bool) -> bool) {
+        let mut map = self
+            .by_symbol
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = map.len();
+        map.retain(|key, counts| keep(key, counts.total() > 0));
+        if map.len() < before {
+            self.evictions.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Whether the map holds `key` (a shard asks after an eviction whether its history of
+    /// the key is still wanted).
+    pub fn holds(&self, key: &Key) -> bool {
+        self.read().contains_key(key)
+    }
+
+    /// How many sweeps have evicted keys so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Relaxed)
+    }
+
     fn counts(&self, symbol: Option<&Key>, f: impl FnOnce(&SymbolInterest) -> u32) {
         match symbol {
             None => {
                 f(&self.wildcard);
             }
             Some(symbol) => {
-                f(&self.entry(symbol));
+                // Counted under the lock, so an eviction sweep (write lock) never removes
+                // an entry between its lookup here and the count.
+                if let Some(found) = self.read().get(symbol) {
+                    f(found);
+                    return;
+                }
+                let mut map = self
+                    .by_symbol
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                f(map.entry(symbol.clone()).or_default());
             }
         }
     }

@@ -15,6 +15,15 @@
 //! moved), and the timed updates go out from one timer branch of [`Sequencer::run`], each
 //! sequenced on its own channel like any event. An edge's sequencer computes nothing: they
 //! arrive from the stream, sequenced.
+//!
+//! The key table is bounded (`--max-symbols`). When it is full, a new key first makes the
+//! sequencer evict (at most once per [`SWEEP_EVERY`]) every key nobody subscribes to by name
+//! and that has been quiet for `--evict-idle`; an item that still finds no room is refused
+//! and its publisher told ([`Refused`]). Eviction never misleads a client that held an
+//! evicted key's seqs: a key that (re)appears after an eviction starts its seqs two above
+//! the highest seq any evicted key had, so an old position is never taken for one in the
+//! new run (a resume from it gets a `gap`, a live subscriber the shard's `gap` for the jump),
+//! and each shard drops an evicted key's history, sending `reset` to whoever still follows it.
 
 pub mod bars;
 pub mod derived;
@@ -25,15 +34,17 @@ pub mod ticker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::DerivedConfig;
+use crate::config::defaults::EVICT_IDLE;
+use crate::config::parse_duration;
 use crate::encode::{Frames, Wire};
 use crate::error::ErrorCode;
 use crate::event::{Item, Key};
+use crate::ingest::{InboxReceiver, Published, Refused};
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 use crate::tick::{Seq, now_ns};
@@ -48,6 +59,8 @@ pub use queue::{Batch, TickQueue, TickSender, tick_queue};
 struct SymbolSeq {
     next: Seq,
     interest: Arc<SymbolInterest>,
+    /// When its last item was sequenced (or the key was created).
+    last: Instant,
 }
 
 /// The sequencer's state; [`Sequencer::run`] consumes it on its own thread.
@@ -58,6 +71,12 @@ pub struct Sequencer {
     interest: Arc<Interest>,
     metrics: Arc<Metrics>,
     max_symbols: usize,
+    /// `--evict-idle`: how long a key must be quiet before it may be evicted.
+    evict_idle: Duration,
+    /// The highest seq an evicted key had (0: none evicted): new keys start above it.
+    evicted_high: u64,
+    /// The last eviction sweep.
+    swept: Option<Instant>,
     /// Follow mode (an edge): items arrive sequenced from the stream and keep their seq.
     follow: bool,
     /// Bars and tickers computed here (not on an edge, not with `--bar-intervals off`).
@@ -86,6 +105,9 @@ impl Sequencer {
             interest,
             metrics,
             max_symbols,
+            evict_idle: parse_duration(EVICT_IDLE).expect("the default --evict-idle parses"),
+            evicted_high: 0,
+            swept: None,
             follow: false,
             derived: None,
             followed: None,
@@ -112,6 +134,12 @@ impl Sequencer {
         self.restored = Some(restored);
     }
 
+    /// Evicts keys quiet for `idle` when the table is full (`--evict-idle`).
+    pub fn evicting_after(mut self, idle: Duration) -> Self {
+        self.evict_idle = idle;
+        self
+    }
+
     /// An edge's sequencer: items come from the stream already sequenced. It keeps their
     /// seqs, drops a seq it has already handed on (two reads of the stream overlap), and
     /// counts the seqs skipped when the stream no longer held them (`nats.gaps`); the
@@ -124,6 +152,7 @@ impl Sequencer {
     /// Continues each key's seq after the given newest one (a restarted sequencer, from
     /// the stream).
     pub fn continue_from(&mut self, newest: impl IntoIterator<Item = (Key, Seq)>) {
+        let now = Instant::now();
         for (key, seq) in newest {
             let interest = self.interest.entry(&key);
             self.symbols.insert(
@@ -131,6 +160,7 @@ impl Sequencer {
                 SymbolSeq {
                     next: seq.next(),
                     interest,
+                    last: now,
                 },
             );
         }
@@ -138,17 +168,17 @@ impl Sequencer {
 
     /// Sequences batches until the inbox closes or shutdown, then drains what is queued and
     /// closes the shard queues (which tells the shards no more ticks will come).
-    pub async fn run(mut self, mut inbox: mpsc::Receiver<Vec<Item>>, shutdown: Shutdown) {
+    pub async fn run(mut self, mut inbox: InboxReceiver, shutdown: Shutdown) {
         if let (Some(derived), Some(restored)) = (&mut self.derived, self.restored.take()) {
             let mut out = Vec::new();
             derived.restore(restored, now_ns(), &mut out);
-            let batch = self.prepare_derived(out);
+            let batch = self.prepare_derived(out, Instant::now());
             self.deliver(batch).await;
         }
         let mut timer = tokio::time::interval(self.cadence);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let batch = tokio::select! {
+            let first = tokio::select! {
                 // The timer first: it is ready once per --derived-interval, so it never
                 // starves the inbox, and a busy inbox cannot hold back the bars' closes.
                 biased;
@@ -157,50 +187,81 @@ impl Sequencer {
                     continue;
                 }
                 // Then ticks: a batch already accepted is always sequenced and delivered.
-                batch = inbox.recv() => batch,
+                first = inbox.recv() => first,
                 () = shutdown.wait() => None,
             };
-            let Some(batch) = batch else { break };
-            let mut ticks = batch;
+            let Some(first) = first else { break };
+            let mut items = first.items.len();
+            let mut batch = vec![first];
             // Coalesce what else is waiting into one hand-off per shard.
-            while ticks.len() < MAX_BATCH {
+            while items < MAX_BATCH {
                 match inbox.try_recv() {
-                    Ok(more) => ticks.extend(more),
+                    Ok(more) => {
+                        items += more.items.len();
+                        batch.push(more);
+                    }
                     Err(_) => break,
                 }
             }
-            self.sequence(ticks).await;
+            self.sequence_published(batch).await;
         }
         inbox.close();
         while let Ok(rest) = inbox.try_recv() {
-            self.sequence(rest).await;
+            self.sequence_published(vec![rest]).await;
         }
         debug!("sequencer stopped");
     }
 
-    /// Sequences, encodes and hands on one batch (waiting while a shard queue is full), each
-    /// trade followed by the bars it closed.
-    pub async fn sequence(&mut self, ticks: Vec<Item>) {
-        let mut batch = Vec::with_capacity(ticks.len());
+    /// Sequences, encodes and hands on one batch (waiting while a shard queue is full).
+    pub async fn sequence(&mut self, items: Vec<Item>) {
+        self.sequence_published(vec![Published {
+            items,
+            publisher: None,
+        }])
+        .await;
+    }
+
+    /// Sequences the hand-offs in order as one batch to the shards, each trade followed by
+    /// the bars it closed, telling each publisher what was refused; the hand-offs (and with
+    /// them the publishers' senders) are dropped once the batch is with every shard.
+    async fn sequence_published(&mut self, mut published: Vec<Published>) {
+        let now = Instant::now();
+        let mut batch = Vec::new();
         let mut sourced = 0;
-        for item in ticks {
-            let Some(frames) = self.prepare(item) else {
-                continue;
-            };
-            if !frames.item().is_derived() {
-                sourced += 1;
-            }
-            if let (Some(derived), Some(tick)) = (&mut self.derived, frames.tick()) {
-                derived.trade(tick, &mut self.scratch);
-            }
-            batch.push(Arc::new(frames));
-            if !self.scratch.is_empty() {
-                let closed = std::mem::take(&mut self.scratch);
-                batch.extend(self.prepare_derived(closed));
+        for hand_off in &mut published {
+            for (i, item) in hand_off.items.drain(..).enumerate() {
+                match self.prepare(item, now) {
+                    Ok(Some(frames)) => {
+                        if !frames.item().is_derived() {
+                            sourced += 1;
+                        }
+                        if let (Some(derived), Some(tick)) = (&mut self.derived, frames.tick()) {
+                            derived.trade(tick, &mut self.scratch);
+                        }
+                        batch.push(Arc::new(frames));
+                        if !self.scratch.is_empty() {
+                            let closed = std::mem::take(&mut self.scratch);
+                            batch.extend(self.prepare_derived(closed, now));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(key) => {
+                        if let Some(publisher) = &hand_off.publisher {
+                            let refused = Refused {
+                                line: publisher.lines.get(i).copied().unwrap_or_default(),
+                                key: key.as_str().to_owned(),
+                                limit: self.max_symbols,
+                            };
+                            // The publisher may have gone; the refusal is counted anyway.
+                            let _ = publisher.refused.send(refused);
+                        }
+                    }
+                }
             }
         }
         self.deliver(batch).await;
         metrics::add(&self.metrics.ticks_in, sourced);
+        drop(published);
     }
 
     /// The derived updates due now (closes, open bars, tickers), as one batch.
@@ -210,16 +271,16 @@ impl Sequencer {
         };
         let mut out = std::mem::take(&mut self.scratch);
         derived.on_timer(now_ns(), &mut out);
-        let batch = self.prepare_derived(out);
+        let batch = self.prepare_derived(out, Instant::now());
         self.deliver(batch).await;
     }
 
     /// Sequences derived items (emptying `items`, whose allocation is kept for the next).
-    fn prepare_derived(&mut self, mut items: Vec<Item>) -> Vec<Arc<Frames>> {
+    fn prepare_derived(&mut self, mut items: Vec<Item>, now: Instant) -> Vec<Arc<Frames>> {
         metrics::add(&self.metrics.derived.messages, items.len() as u64);
         let batch = items
             .drain(..)
-            .filter_map(|item| self.prepare(item))
+            .filter_map(|item| self.prepare(item, now).ok().flatten())
             .map(Arc::new)
             .collect();
         self.scratch = items;
@@ -237,34 +298,46 @@ impl Sequencer {
         }
     }
 
-    /// Assigns the item its seq and pre-encodes it; `None` if it is a new key beyond
-    /// `--max-symbols` (symbols and channels together; counted as `symbol_limit`).
-    fn prepare(&mut self, mut item: Item) -> Option<Frames> {
+    /// Assigns the item its seq and pre-encodes it; `Ok(None)` for an edge's repeat, `Err`
+    /// with its key if it is a new key and the table stays full after a sweep (counted as
+    /// `symbol_limit`).
+    fn prepare(&mut self, mut item: Item, now: Instant) -> Result<Option<Frames>, Key> {
         let key = item.key();
         let known = self.symbols.contains_key(&key);
         // A derived key's symbol passed the limit already; its channels are bounded by it.
         if !known && !item.is_derived() && self.symbols.len() >= self.max_symbols {
-            self.metrics.count_error(ErrorCode::SymbolLimit);
-            warn!(
-                key = key.as_str(),
-                limit = self.max_symbols,
-                "item of a new symbol or channel refused: --max-symbols reached"
-            );
-            return None;
+            self.sweep(now);
+            if self.symbols.len() >= self.max_symbols {
+                self.metrics.count_error(ErrorCode::SymbolLimit);
+                debug!(
+                    key = key.as_str(),
+                    limit = self.max_symbols,
+                    "item of a new symbol or channel refused: --max-symbols reached"
+                );
+                return Err(key);
+            }
         }
         let interest = &self.interest;
+        // After an eviction, a new key starts two above every evicted seq: a client holding
+        // seq N of an evicted key resumes into a gap (N+1 is never issued), never a run.
+        let first = match self.evicted_high {
+            0 => Seq::FIRST,
+            high => Seq(high.saturating_add(2)),
+        };
         let state = self
             .symbols
             .entry(key.clone())
             .or_insert_with(|| SymbolSeq {
-                next: Seq::FIRST,
+                next: first,
                 interest: interest.entry(&key),
+                last: now,
             });
+        state.last = now;
         if self.follow {
             let seq = item.seq();
             if known && seq < state.next {
                 metrics::add(&self.metrics.nats.duplicates, 1);
-                return None;
+                return Ok(None);
             }
             if known && seq > state.next {
                 metrics::add(&self.metrics.nats.gaps, seq.0 - state.next.0);
@@ -284,9 +357,46 @@ impl Sequencer {
                 frames.frame(wire);
             }
         }
-        Some(frames)
+        Ok(Some(frames))
+    }
+
+    /// Evicts every key nobody subscribes to by name that has been quiet for
+    /// `--evict-idle`, at most once per [`SWEEP_EVERY`] (a full table under a flood of new
+    /// keys costs one pass a second). The shards learn of it through the interest map.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
+        {
+            return;
+        }
+        self.swept = Some(now);
+        let (symbols, idle) = (&mut self.symbols, self.evict_idle);
+        let mut high = self.evicted_high;
+        let before = symbols.len();
+        self.interest
+            .retain(|key, subscribed| match symbols.get(key) {
+                Some(state) if !subscribed && now.saturating_duration_since(state.last) >= idle => {
+                    high = high.max(state.next.0.saturating_sub(1));
+                    symbols.remove(key);
+                    false
+                }
+                Some(_) => true,
+                // Counts of a key the table does not hold (subscribed before any item): kept
+                // while someone subscribes.
+                None => subscribed,
+            });
+        self.evicted_high = high;
+        debug!(
+            evicted = before - self.symbols.len(),
+            kept = self.symbols.len(),
+            "key table full: idle keys evicted"
+        );
     }
 }
+
+/// Least time between two eviction sweeps.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Most ticks coalesced into one shard hand-off.
 const MAX_BATCH: usize = 4096;
@@ -358,6 +468,54 @@ mod tests {
             .sequence(vec![item("A", 0), item("B", 0), item("A", 0)])
             .await;
         let want: Vec<(String, u64)> = [("A", 42), ("B", 1), ("A", 43)]
+            .iter()
+            .map(|(k, s)| ((*k).into(), *s))
+            .collect();
+        assert_eq!(seqs(&queue), want);
+    }
+    #[tokio::test]
+    async fn a_full_table_evicts_idle_unsubscribed_keys_and_new_keys_start_above_their_seqs() {
+        let (sender, queue) = tick_queue(16);
+        let metrics = Arc::new(Metrics::new(1));
+        let interest = Arc::new(Interest::default());
+        let mut sequencer = Sequencer::new(vec![sender], interest.clone(), metrics.clone(), 2)
+            .evicting_after(Duration::ZERO);
+        let key = |name| Key::Symbol(crate::tick::Symbol::parse(name).unwrap());
+        interest.add(Some(&key("B")), crate::encode::Encoding::Json);
+        sequencer
+            .sequence(vec![item("A", 0), item("A", 0), item("B", 0)])
+            .await;
+        // The table is full: C evicts A (idle, nobody subscribes), never B (subscribed).
+        sequencer.sequence(vec![item("C", 0)]).await;
+        assert!(!interest.holds(&key("A")) && interest.holds(&key("B")));
+        assert_eq!(interest.evictions(), 1);
+        // Full again, and the next sweep is a second away: D is refused, its publisher told.
+        let (refusals, mut refused) = tokio::sync::mpsc::unbounded_channel();
+        let publisher = crate::ingest::Publisher {
+            lines: vec![7, 8],
+            refused: refusals,
+        };
+        sequencer
+            .sequence_published(vec![Published {
+                items: vec![item("C", 0), item("D", 0)],
+                publisher: Some(publisher),
+            }])
+            .await;
+        let refusal = refused.recv().await.expect("D is refused");
+        assert_eq!((refusal.line, refusal.key.as_str()), (8, "D"));
+        assert!(
+            refused.recv().await.is_none(),
+            "the hand-off is dropped once sequenced"
+        );
+        let limit = metrics
+            .errors()
+            .find(|(code, _)| *code == ErrorCode::SymbolLimit);
+        assert_eq!(limit, Some((ErrorCode::SymbolLimit, 1)));
+        // A comes back (a sweep is allowed again once SWEEP_EVERY has passed; it evicts C at
+        // 5) above every evicted seq: a client holding A:2 is never handed A:3 of another run.
+        sequencer.swept = None;
+        sequencer.sequence(vec![item("A", 0)]).await;
+        let want: Vec<(String, u64)> = [("A", 1), ("A", 2), ("B", 1), ("C", 4), ("C", 5), ("A", 7)]
             .iter()
             .map(|(k, s)| ((*k).into(), *s))
             .collect();

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use crate::auth::{AuthError, Token};
 use crate::config::DerivedConfig;
-use crate::error::{ErrorCode, one_of};
-use crate::event::{Channel, EventError, Key};
-use crate::tick::{Seq, Symbol, TickError};
+use crate::error::{ErrorCode, clip, one_of};
+use crate::event::{Channel, Key, Tier, Tiered, Tiers};
+use crate::tick::{Seq, Symbol};
 
 mod parser;
 
@@ -42,16 +42,20 @@ pub enum Control {
 
 impl Control {
     /// The keys (and `*`, the bool) whose history the message reads: a subscribe's or
-    /// snapshot's last values, a resume's rings. `None` for messages that read none. An edge
+    /// snapshot's last values, a resume's rings (a tier's: its base's). `None` for messages that read none. An edge
     /// makes the shard hold these from the stream before it answers.
     pub fn history_keys(&self) -> Option<(bool, Vec<Key>)> {
         match self {
-            Self::Subscribe(selection) | Self::Snapshot(selection) => {
-                Some((selection.all, selection.keys()))
-            }
+            Self::Subscribe(selection) | Self::Snapshot(selection) => Some((
+                selection.all,
+                selection.keys().iter().map(|k| k.base().clone()).collect(),
+            )),
             Self::Resume(positions) => Some((
                 false,
-                positions.iter().map(|(key, _)| key.clone()).collect(),
+                positions
+                    .iter()
+                    .map(|(key, _)| key.base().clone())
+                    .collect(),
             )),
             Self::Unsubscribe(_)
             | Self::Ping { .. }
@@ -80,28 +84,86 @@ impl std::ops::Deref for Positions {
     }
 }
 
-/// A set of symbols (or `*`, every symbol) and event channels.
+/// How names parse on this relay: the per-client limit (`--max-symbols-per-client`) and the
+/// rate tiers a name may carry after `@` (`--rate-tiers`).
+#[derive(Debug, Clone)]
+pub struct KeyRules {
+    /// Most keys one client may hold (`*` counts as one).
+    pub limit: usize,
+    /// The tiers `NAME@TIER` may name.
+    pub tiers: Tiers,
+}
+
+impl KeyRules {
+    /// The rules of this relay (its config, its tiers).
+    pub fn of(shared: &crate::shared::Shared) -> Self {
+        Self {
+            limit: shared.config.max_symbols_per_client,
+            tiers: shared.tiers.clone(),
+        }
+    }
+
+    /// `limit` keys, no tiers (tests of the limit alone).
+    pub fn limit(limit: usize) -> Self {
+        Self {
+            limit,
+            tiers: Tiers::default(),
+        }
+    }
+
+    /// A symbol name (`BTC-USD`, `BTC-USD@1s`) as its key.
+    pub fn symbol(&self, text: &str) -> Result<Key, ControlError> {
+        let invalid = |reason: String| ControlError::InvalidSymbol {
+            symbol: clip(text),
+            reason,
+        };
+        let (name, tier) = self.tiers.split(text).map_err(|e| invalid(e.to_string()))?;
+        let symbol = Symbol::parse(name).map_err(|e| invalid(e.to_string()))?;
+        Ok(tiered(Key::Symbol(symbol), tier))
+    }
+
+    /// A channel name (`news`, `news@5s`) as its key.
+    pub fn channel(&self, text: &str) -> Result<Key, ControlError> {
+        let invalid = |reason: String| ControlError::InvalidChannel {
+            channel: clip(text),
+            reason,
+        };
+        let (name, tier) = self.tiers.split(text).map_err(|e| invalid(e.to_string()))?;
+        let channel = Channel::parse(name).map_err(|e| invalid(e.to_string()))?;
+        Ok(tiered(Key::Channel(channel), tier))
+    }
+}
+
+fn tiered(base: Key, tier: Option<Tier>) -> Key {
+    match tier {
+        Some(tier) => Tiered::key(base, tier),
+        None => base,
+    }
+}
+
+/// A set of symbols (or `*`, every symbol) and event channels, each raw or on a rate tier.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Selection {
     /// `*` was named.
     pub all: bool,
-    /// The symbols named (validated, no duplicates, in the order given).
-    pub symbols: Vec<Symbol>,
-    /// The channels named (validated, no duplicates, in the order given).
-    pub channels: Vec<Channel>,
+    /// The symbols named, as keys (a symbol, or a symbol's tier), validated, no duplicates,
+    /// in the order given.
+    pub symbols: Vec<Key>,
+    /// The channels named, as keys (a channel, or a channel's tier), likewise.
+    pub channels: Vec<Key>,
 }
 
 impl Selection {
-    /// Parses a list of names; `*` selects every symbol.
+    /// Parses a list of symbol names; `*` selects every symbol.
     pub fn parse<'a>(
         names: impl IntoIterator<Item = &'a str>,
-        limit: usize,
+        rules: &KeyRules,
     ) -> Result<Self, ControlError> {
         let names: Vec<&str> = names.into_iter().collect();
-        if names.len() > limit {
+        if names.len() > rules.limit {
             return Err(ControlError::TooManySymbols {
                 requested: names.len(),
-                limit,
+                limit: rules.limit,
             });
         }
         let mut selection = Self::default();
@@ -110,35 +172,29 @@ impl Selection {
                 selection.all = true;
                 continue;
             }
-            let symbol = Symbol::parse(name).map_err(|reason| ControlError::InvalidSymbol {
-                symbol: name.chars().take(80).collect(),
-                reason,
-            })?;
-            if !selection.symbols.contains(&symbol) {
-                selection.symbols.push(symbol);
+            let key = rules.symbol(name)?;
+            if !selection.symbols.contains(&key) {
+                selection.symbols.push(key);
             }
         }
         Ok(selection)
     }
 
-    /// Parses a list of channel names and adds them (`limit` counts symbols too).
+    /// Parses a list of channel names and adds them (the limit counts symbols too).
     pub fn add_channels<'a>(
         &mut self,
         names: impl IntoIterator<Item = &'a str>,
-        limit: usize,
+        rules: &KeyRules,
     ) -> Result<(), ControlError> {
         for name in names {
-            let channel = Channel::parse(name).map_err(|reason| ControlError::InvalidChannel {
-                channel: name.chars().take(80).collect(),
-                reason,
-            })?;
-            if !self.channels.contains(&channel) {
-                self.channels.push(channel);
+            let key = rules.channel(name)?;
+            if !self.channels.contains(&key) {
+                self.channels.push(key);
             }
-            if self.len() > limit {
+            if self.len() > rules.limit {
                 return Err(ControlError::TooManySymbols {
                     requested: self.len(),
-                    limit,
+                    limit: rules.limit,
                 });
             }
         }
@@ -147,19 +203,17 @@ impl Selection {
 
     /// The symbols and channels named, as keys (not `*`).
     pub fn keys(&self) -> Vec<Key> {
-        let symbols = self.symbols.iter().cloned().map(Key::Symbol);
-        symbols
-            .chain(self.channels.iter().cloned().map(Key::Channel))
-            .collect()
+        self.symbols.iter().chain(&self.channels).cloned().collect()
     }
 
     /// The selection of exactly these keys.
     pub fn of_keys(keys: &[Key]) -> Self {
         let mut selection = Self::default();
         for key in keys {
-            match key {
-                Key::Symbol(s) => selection.symbols.push(s.clone()),
-                Key::Channel(c) => selection.channels.push(c.clone()),
+            if key.is_symbol() {
+                selection.symbols.push(key.clone());
+            } else {
+                selection.channels.push(key.clone());
             }
         }
         selection
@@ -196,21 +250,21 @@ pub enum ControlError {
         /// The missing field.
         field: &'static str,
     },
-    /// A symbol name is not valid.
+    /// A symbol name is not valid (or names a tier the relay does not offer).
     #[error("symbol `{symbol}`: {reason}")]
     InvalidSymbol {
         /// The name given (truncated).
         symbol: String,
         /// What is wrong with it.
-        reason: TickError,
+        reason: String,
     },
-    /// A channel name is not valid.
+    /// A channel name is not valid (or names a tier the relay does not offer).
     #[error("channel `{channel}`: {reason}")]
     InvalidChannel {
         /// The name given (truncated).
         channel: String,
         /// What is wrong with it.
-        reason: EventError,
+        reason: String,
     },
     /// More symbols than `--max-symbols-per-client`.
     #[error("{requested} symbols requested, the limit is {limit}")]
@@ -309,16 +363,16 @@ pub fn served(
     selection: &Selection,
     resume: &[(Key, Seq)],
 ) -> Result<(), ControlError> {
-    let resumed = resume.iter().filter_map(|(key, _)| match key {
-        Key::Channel(c) => Some(c),
-        Key::Symbol(_) => None,
-    });
-    for channel in selection.channels.iter().chain(resumed) {
+    let resumed = resume.iter().map(|(key, _)| key);
+    for key in selection.channels.iter().chain(resumed) {
+        let Key::Channel(channel) = key.base() else {
+            continue;
+        };
         derived
             .check(channel)
-            .map_err(|reason| ControlError::InvalidChannel {
-                channel: channel.as_str().chars().take(80).collect(),
-                reason,
+            .map_err(|e| ControlError::InvalidChannel {
+                channel: clip(key.as_str()),
+                reason: e.to_string(),
             })?;
     }
     Ok(())
@@ -327,17 +381,19 @@ pub fn served(
 /// Parses `SYMBOL:SEQ` positions (the `?resume=` list and the resume op).
 pub fn resume<'a>(
     positions: impl IntoIterator<Item = (&'a str, u64)>,
-    limit: usize,
+    rules: &KeyRules,
 ) -> Result<Positions, ControlError> {
-    resume_keys(positions, std::iter::empty(), limit)
+    resume_keys(positions, std::iter::empty(), rules)
 }
 
-/// Parses symbol and channel positions (`?resume=`, `?resume_channels=`, the resume op).
+/// Parses symbol and channel positions (`?resume=`, `?resume_channels=`, the resume op);
+/// a name may carry its tier (`BTC-USD@1s`).
 pub fn resume_keys<'a>(
     symbols: impl IntoIterator<Item = (&'a str, u64)>,
     channels: impl IntoIterator<Item = (&'a str, u64)>,
-    limit: usize,
+    rules: &KeyRules,
 ) -> Result<Positions, ControlError> {
+    let limit = rules.limit;
     let mut out = Vec::new();
     let too_many = || ControlError::TooManySymbols {
         requested: limit + 1,
@@ -347,21 +403,13 @@ pub fn resume_keys<'a>(
         if out.len() == limit {
             return Err(too_many());
         }
-        let symbol = Symbol::parse(name).map_err(|reason| ControlError::InvalidSymbol {
-            symbol: name.chars().take(80).collect(),
-            reason,
-        })?;
-        out.push((Key::Symbol(symbol), Seq(seq)));
+        out.push((rules.symbol(name)?, Seq(seq)));
     }
     for (name, seq) in channels {
         if out.len() == limit {
             return Err(too_many());
         }
-        let channel = Channel::parse(name).map_err(|reason| ControlError::InvalidChannel {
-            channel: name.chars().take(80).collect(),
-            reason,
-        })?;
-        out.push((Key::Channel(channel), Seq(seq)));
+        out.push((rules.channel(name)?, Seq(seq)));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out.dedup_by(|a, b| a.0 == b.0);
@@ -371,6 +419,22 @@ pub fn resume_keys<'a>(
     })
 }
 
+/// A heartbeat request of `ms` milliseconds (0: stop): at most [`MAX_HEARTBEAT`], so the
+/// session's timer (now + interval) cannot overflow, however large a number the client sends.
+fn heartbeat(ms: u64) -> Result<Control, ControlError> {
+    let interval = Duration::from_millis(ms);
+    if interval > MAX_HEARTBEAT {
+        return Err(ControlError::BadMessage(format!(
+            "interval_ms {ms} is over {} (an hour)",
+            MAX_HEARTBEAT.as_millis()
+        )));
+    }
+    Ok(Control::Heartbeat { interval })
+}
+
+/// Longest application heartbeat interval a client may ask for.
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,7 +443,7 @@ mod tests {
     use prost::Message as _;
 
     fn json(text: &str) -> Result<Control, ControlError> {
-        ControlParser::new(3).json(&mut text.as_bytes().to_vec())
+        ControlParser::new(KeyRules::limit(3)).json(&mut text.as_bytes().to_vec())
     }
 
     #[test]
@@ -443,12 +507,12 @@ mod tests {
                 symbols: vec!["BTC-USD".into()],
             })),
         };
-        let parsed = ControlParser::new(3)
+        let parsed = ControlParser::new(KeyRules::limit(3))
             .protobuf(&msg.encode_to_vec())
             .unwrap();
         assert!(matches!(parsed, Control::Subscribe(s) if s.symbols[0].as_str() == "BTC-USD"));
         assert_eq!(
-            ControlParser::new(3)
+            ControlParser::new(KeyRules::limit(3))
                 .protobuf(&[0xFF, 0x01])
                 .unwrap_err()
                 .code(),
@@ -458,7 +522,8 @@ mod tests {
 
     #[test]
     fn a_selection_counts_its_symbols_and_the_wildcard() {
-        let sel = |names: &[&str]| Selection::parse(names.iter().copied(), 8).unwrap();
+        let sel =
+            |names: &[&str]| Selection::parse(names.iter().copied(), &KeyRules::limit(8)).unwrap();
         assert_eq!((sel(&[]).len(), sel(&[]).is_empty()), (0, true));
         assert_eq!((sel(&["*"]).len(), sel(&["*"]).is_empty()), (1, false));
         assert_eq!((sel(&["A"]).len(), sel(&["A"]).is_empty()), (1, false));
@@ -468,7 +533,11 @@ mod tests {
 
     #[test]
     fn a_resume_over_the_limit_reports_one_more_than_the_limit() {
-        let err = resume([("A", 1), ("B", 2), ("C", 3), ("D", 4)], 3).unwrap_err();
+        let err = resume(
+            [("A", 1), ("B", 2), ("C", 3), ("D", 4)],
+            &KeyRules::limit(3),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             ControlError::TooManySymbols {
@@ -476,13 +545,13 @@ mod tests {
                 limit: 3
             }
         );
-        assert!(resume([("A", 1), ("B", 2), ("C", 3)], 3).is_ok());
+        assert!(resume([("A", 1), ("B", 2), ("C", 3)], &KeyRules::limit(3)).is_ok());
     }
 
     #[test]
     fn the_parser_debug_names_its_limit() {
         assert_eq!(
-            format!("{:?}", ControlParser::new(3)),
+            format!("{:?}", ControlParser::new(KeyRules::limit(3))),
             "ControlParser { limit: 3, .. }"
         );
     }
@@ -512,7 +581,7 @@ mod tests {
                     if name == "*" {
                         expected.all = true;
                     } else {
-                        let symbol = Symbol::parse(name).unwrap();
+                        let symbol = Key::Symbol(Symbol::parse(name).unwrap());
                         if !expected.symbols.contains(&symbol) {
                             expected.symbols.push(symbol);
                         }
@@ -560,7 +629,7 @@ mod tests {
                 };
                 (Control::Resume(expected), json, proto)
             }),
-            any::<u32>().prop_map(|ms| (
+            (0..=3_600_000u32).prop_map(|ms| (
                 Control::Heartbeat {
                     interval: Duration::from_millis(u64::from(ms))
                 },
@@ -572,10 +641,33 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn a_heartbeat_interval_beyond_an_hour_is_refused_not_overflowed() {
+        let mut parser = ControlParser::new(KeyRules::limit(8));
+        let mut huge = format!(r#"{{"op":"heartbeat","interval_ms":{}}}"#, u64::MAX).into_bytes();
+        assert_eq!(parser.json(&mut huge).unwrap_err().code(), "bad_message");
+        let proto = proto::ClientMessage {
+            msg: Some(proto::client_message::Msg::Heartbeat(
+                proto::HeartbeatRequest {
+                    interval_ms: u32::MAX,
+                },
+            )),
+        };
+        let error = parser.protobuf(&proto.encode_to_vec()).unwrap_err();
+        assert_eq!(error.code(), "bad_message");
+        let mut hour = br#"{"op":"heartbeat","interval_ms":3600000}"#.to_vec();
+        assert_eq!(
+            parser.json(&mut hour).unwrap(),
+            Control::Heartbeat {
+                interval: MAX_HEARTBEAT
+            }
+        );
+    }
+
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let mut parser = ControlParser::new(8);
+            let mut parser = ControlParser::new(KeyRules::limit(8));
             let _ = parser.protobuf(&bytes);
             let _ = parser.json(&mut bytes);
         }
@@ -583,7 +675,7 @@ mod tests {
         /// Every well-formed message parses to exactly what it says, in JSON and protobuf.
         #[test]
         fn well_formed_messages_parse_to_what_they_say((expected, json, proto) in message()) {
-            let mut parser = ControlParser::new(8);
+            let mut parser = ControlParser::new(KeyRules::limit(8));
             let from_json = parser.json(&mut json.clone().into_bytes());
             prop_assert_eq!(&from_json, &Ok(expected), "{}", json);
             prop_assert_eq!(parser.protobuf(&proto.encode_to_vec()), from_json);
@@ -592,7 +684,7 @@ mod tests {
         /// A list over the limit is refused whatever it holds; at the limit it is accepted.
         #[test]
         fn the_symbol_limit_is_exact(names in proptest::collection::vec(symbol(), 0..12), limit in 0usize..10) {
-            let parsed = Selection::parse(names.iter().map(String::as_str), limit);
+            let parsed = Selection::parse(names.iter().map(String::as_str), &KeyRules::limit(limit));
             if names.len() > limit {
                 prop_assert_eq!(parsed, Err(ControlError::TooManySymbols { requested: names.len(), limit }));
             } else {

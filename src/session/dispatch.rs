@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 use tracing::debug;
 
-use super::control::{Control, ControlError, ControlParser, Selection, served};
+use super::control::{Control, ControlError, ControlParser, KeyRules, Selection, served};
 use super::handshake::{Admission, Mode, SessionParams};
 use super::wire::{FrameReader, Incoming, WireError};
 use crate::auth::AuthError;
@@ -28,7 +28,7 @@ use crate::encode::{Encoding, Message};
 use crate::error::{CloseCode, ErrorCode};
 use crate::event::Key;
 use crate::limits::TokenBucket;
-use crate::shard::{Added, SLOW_CLOSE_GRACE, SessionKey, ShardCore, Transport};
+use crate::shard::{Added, ClientOptions, SLOW_CLOSE_GRACE, SessionKey, ShardCore, Transport};
 use crate::tick::now_ns;
 use auth::{authenticate, check_allowed, close_for_auth, refresh};
 pub(super) use session::Session;
@@ -47,7 +47,13 @@ pub(super) fn open(
     admission: Admission,
 ) -> Session {
     let now = Instant::now();
-    let (key, id) = core.open(stream, signal, params.encoding, params.slow, params.deflate);
+    let options = ClientOptions {
+        encoding: params.encoding,
+        slow: params.slow,
+        deflate: params.deflate,
+        batch: params.batch,
+    };
+    let (key, id) = core.open(stream, signal, options);
     let mut session = Session {
         key,
         id,
@@ -204,8 +210,9 @@ fn with_parser<T>(core: &ShardCore, parse: impl FnOnce(&mut ControlParser) -> T)
     thread_local! {
         static PARSER: RefCell<Option<ControlParser>> = const { RefCell::new(None) };
     }
-    let limit = core.shared().config.max_symbols_per_client;
-    PARSER.with_borrow_mut(|parser| parse(parser.get_or_insert_with(|| ControlParser::new(limit))))
+    PARSER.with_borrow_mut(|parser| {
+        parse(parser.get_or_insert_with(|| ControlParser::new(KeyRules::of(core.shared()))))
+    })
 }
 
 /// `/echo`: sends the message back in the same kind of frame. An echo is a burst the client
@@ -226,6 +233,18 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
                 return refuse(core, session, &error, now);
             }
             let keys = selection.keys();
+            let replaced = other_tiers(core, key, &keys);
+            if !replaced.is_empty() {
+                // A tier changes in place: the old tier of the same base goes first.
+                core.unsubscribe(key, false, &replaced);
+                ack(
+                    core,
+                    session,
+                    "unsubscribed",
+                    &Selection::of_keys(&replaced),
+                    now,
+                );
+            }
             if let Err(error) = check_limit(core, key, selection.all, &keys) {
                 return refuse(core, session, &error, now);
             }
@@ -279,6 +298,20 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
             ack(core, session, "heartbeat_set", &Selection::default(), now);
         }
     }
+}
+
+/// The client's tiered keys that a subscribe of `keys` replaces: another tier of a base
+/// `keys` names a tier of (a client follows a base at one tier at a time).
+fn other_tiers(core: &ShardCore, key: SessionKey, keys: &[Key]) -> Vec<Key> {
+    let (_, held) = core.subscribed(key);
+    held.into_iter()
+        .filter(|old| {
+            old.tier().is_some()
+                && keys
+                    .iter()
+                    .any(|new| new.tier().is_some() && new.base() == old.base() && new != old)
+        })
+        .collect()
 }
 
 /// Refuses a subscription that would take the session past `--max-symbols-per-client`.

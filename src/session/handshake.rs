@@ -10,7 +10,7 @@
 use hyper::StatusCode;
 use hyper::header::{AUTHORIZATION, HeaderMap, SEC_WEBSOCKET_PROTOCOL};
 
-use super::control::{self, ControlError, Positions, Selection};
+use super::control::{self, ControlError, KeyRules, Positions, Selection};
 use crate::auth::{Auth, AuthError, Identity, Token, UserSlot};
 use crate::config::{Config, SlowPolicy};
 use crate::encode::Encoding;
@@ -43,6 +43,8 @@ pub struct SessionParams {
     /// Positions (of symbols and channels) to resume from, and the epoch they belong to
     /// (`&epoch=`).
     pub resume: Positions,
+    /// Several messages per frame (`&batch=on`).
+    pub batch: bool,
     /// Feed or echo.
     pub mode: Mode,
     /// The bearer token, from the `Authorization` header or `?token=`.
@@ -70,6 +72,7 @@ impl SessionParams {
             selection: Selection::default(),
             slow: SlowPolicy::Disconnect,
             resume: Positions::default(),
+            batch: false,
             mode: Mode::Echo,
             token: None,
             deflate: None,
@@ -100,6 +103,9 @@ pub enum HandshakeError {
     /// `slow=` is not a policy's name.
     #[error("unknown slow-consumer policy `{0}`; expected {names}", names = one_of(&SlowPolicy::NAMES))]
     UnknownPolicy(String),
+    /// `batch=` is neither `on` nor `off`.
+    #[error("batch `{0}`: expected on or off")]
+    BadBatch(String),
     /// `resume=` is not a list of `SYMBOL:SEQ`.
     #[error("resume position `{0}` is not SYMBOL:SEQ")]
     BadResume(String),
@@ -149,6 +155,7 @@ impl HandshakeError {
             Self::UnknownParam(_)
             | Self::UnknownPolicy(_)
             | Self::BadResume(_)
+            | Self::BadBatch(_)
             | Self::BadEpoch(_)
             | Self::NotUpgrade(_) => ErrorCode::BadRequest,
         }
@@ -159,6 +166,9 @@ impl HandshakeError {
         self.code().http_status()
     }
 }
+
+/// Every query parameter `/ws` accepts, by name (docs/PROTOCOL.md, "Connecting").
+pub const QUERY_PARAMS: [&str; 9] = Param::NAMES;
 
 /// Every query parameter `/ws` accepts, by its name: the parser matches on it, and the
 /// `bad_request` message for an unknown one lists them.
@@ -172,10 +182,11 @@ enum Param {
     ResumeChannels,
     Epoch,
     Token,
+    Batch,
 }
 
 impl Param {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Symbols,
         Self::Channels,
         Self::Encoding,
@@ -184,8 +195,9 @@ impl Param {
         Self::ResumeChannels,
         Self::Epoch,
         Self::Token,
+        Self::Batch,
     ];
-    const NAMES: [&'static str; 8] = [
+    const NAMES: [&'static str; 9] = [
         "symbols",
         "channels",
         "encoding",
@@ -194,6 +206,7 @@ impl Param {
         "resume_channels",
         "epoch",
         "token",
+        "batch",
     ];
 
     fn parse(name: &str) -> Option<Self> {
@@ -207,6 +220,7 @@ pub fn parse(
     query: Option<&str>,
     headers: &HeaderMap,
     config: &Config,
+    rules: &KeyRules,
 ) -> Result<SessionParams, HandshakeError> {
     let mut params = SessionParams {
         encoding: Encoding::Json,
@@ -214,6 +228,7 @@ pub fn parse(
         selection: Selection::default(),
         slow: config.slow_policy,
         resume: Positions::default(),
+        batch: false,
         mode: Mode::Feed,
         token: bearer(headers)?,
         deflate: None,
@@ -228,14 +243,12 @@ pub fn parse(
         match param {
             Param::Symbols => {
                 let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
-                let more = Selection::parse(names, config.max_symbols_per_client)?;
+                let more = Selection::parse(names, rules)?;
                 merge(&mut params.selection, more, config.max_symbols_per_client)?;
             }
             Param::Channels => {
                 let names = value.split(',').map(str::trim).filter(|s| !s.is_empty());
-                params
-                    .selection
-                    .add_channels(names, config.max_symbols_per_client)?;
+                params.selection.add_channels(names, rules)?;
             }
             Param::Encoding => {
                 let encoding = Encoding::parse(value)
@@ -257,6 +270,13 @@ pub fn parse(
                 }
                 params.token = Some(Token(value.to_string()));
             }
+            Param::Batch => {
+                params.batch = match &**value {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(HandshakeError::BadBatch(clip(other))),
+                };
+            }
             Param::Resume => resume_symbols = positions(value)?,
             Param::ResumeChannels => resume_channels = positions(value)?,
             Param::Epoch => {
@@ -270,44 +290,47 @@ pub fn parse(
         }
     }
     if !resume_symbols.is_empty() || !resume_channels.is_empty() {
-        params.resume = control::resume_keys(
-            resume_symbols,
-            resume_channels,
-            config.max_symbols_per_client,
-        )?;
+        params.resume = control::resume_keys(resume_symbols, resume_channels, rules)?;
     }
+    check_total(&params, config.max_symbols_per_client)?;
+    control::served(&config.derived, &params.selection, &params.resume)?;
+    params.resume.epoch = epoch;
+    (params.encoding, params.by_subprotocol) = negotiate(query_encoding, headers)?;
+    Ok(params)
+}
+
+/// Refuses a connect-time request holding more than `limit` keys (named and resumed).
+fn check_total(params: &SessionParams, limit: usize) -> Result<(), HandshakeError> {
     let named = params.selection.keys();
     let resumed = params
         .resume
         .iter()
         .filter(|(s, _)| !named.contains(s))
         .count();
-    if params.selection.len() + resumed > config.max_symbols_per_client {
-        let requested = params.selection.len() + resumed;
-        return Err(ControlError::TooManySymbols {
-            requested,
-            limit: config.max_symbols_per_client,
-        }
-        .into());
+    let requested = params.selection.len() + resumed;
+    if requested > limit {
+        return Err(ControlError::TooManySymbols { requested, limit }.into());
     }
-    params.resume.epoch = epoch;
-    control::served(&config.derived, &params.selection, &params.resume)?;
-    let header_encoding = subprotocol(headers)?;
-    params.encoding = match (query_encoding, header_encoding) {
+    Ok(())
+}
+
+/// The encoding from `?encoding=` and `Sec-WebSocket-Protocol` (which must agree when both
+/// are given), and whether the subprotocol chose it (then the answer names it).
+fn negotiate(
+    query: Option<Encoding>,
+    headers: &HeaderMap,
+) -> Result<(Encoding, bool), HandshakeError> {
+    Ok(match (query, subprotocol(headers)?) {
         (Some(q), Some(h)) if q != h => {
             return Err(HandshakeError::ConflictingEncoding {
                 query: q.as_str(),
                 header: h.subprotocol(),
             });
         }
-        (_, Some(h)) => {
-            params.by_subprotocol = true;
-            h
-        }
-        (Some(q), None) => q,
-        (None, None) => Encoding::Json,
-    };
-    Ok(params)
+        (_, Some(h)) => (h, true),
+        (Some(q), None) => (q, false),
+        (None, None) => (Encoding::Json, false),
+    })
 }
 
 /// Decides who the client is: the identity of a valid token, anonymous (auth off, or
@@ -353,20 +376,13 @@ pub fn forbidden(identity: &Identity, selection: &Selection, resume: &[(Key, Seq
     refused.join(",")
 }
 
-/// The token of an `Authorization: Bearer` header.
+/// The token of an `Authorization: Bearer` header (the scheme in any case).
 fn bearer(headers: &HeaderMap) -> Result<Option<Token>, HandshakeError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    let token = crate::auth::bearer(value.as_bytes())
+        .and_then(|t| std::str::from_utf8(t).ok())
         .ok_or(HandshakeError::BadToken(
             "the Authorization header must be `Bearer <token>`",
         ))?;
@@ -441,7 +457,12 @@ mod tests {
         if let Some(p) = protocol {
             headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(p).unwrap());
         }
-        parse(Some(query), &headers, &Config::for_tests())
+        let config = Config::for_tests();
+        let rules = KeyRules {
+            limit: config.max_symbols_per_client,
+            tiers: crate::event::Tiers::new(&config.rate_tiers),
+        };
+        parse(Some(query), &headers, &config, &rules)
     }
 
     #[test]

@@ -43,8 +43,14 @@ pub async fn run(
 ) {
     let _ = stream.tcp().set_nodelay(true);
     // An edge reads the keys' history from NATS before the connect-time snapshots.
-    let mut wanted = params.selection.keys();
-    wanted.extend(params.resume.iter().map(|(key, _)| key.clone()));
+    // A tier's history is its base's.
+    let mut wanted: Vec<_> = params
+        .selection
+        .keys()
+        .iter()
+        .map(|k| k.base().clone())
+        .collect();
+    wanted.extend(params.resume.iter().map(|(key, _)| key.base().clone()));
     history_wait::wait_for_history(&core, params.selection.all, wanted).await;
     let (send_buffer, max_message, ping_interval) = {
         let core = core.borrow();
@@ -84,11 +90,42 @@ pub async fn run(
         membership.leave();
         return;
     }
+    serve(
+        &core,
+        &mut session,
+        &stream,
+        &signal,
+        &mut reader,
+        &mut input,
+        ping_interval,
+    )
+    .await;
+    let flushed_close = membership.leave();
+    if flushed_close {
+        stream.send_close_notify();
+        linger(stream.tcp(), reader.saw_close()).await;
+    }
+    // The deflate slot goes last: the client compressed until it left.
+    drop((stream, ip_slot, membership, deflate));
+}
+
+/// Serves the socket's read side until the client leaves, the session closes or the socket
+/// fails: reads and answers frames, waits for writability when the shard found the socket
+/// full, pings, sends heartbeats, and ends a pending or expired session at its deadline.
+async fn serve(
+    core: &Rc<RefCell<ShardCore>>,
+    session: &mut dispatch::Session,
+    stream: &Transport,
+    signal: &Notify,
+    reader: &mut FrameReader,
+    input: &mut BytesMut,
+    ping_interval: Duration,
+) {
     let mut last_heard = Instant::now();
     let mut ping = every(ping_interval);
     let mut heartbeat: Option<(Duration, Interval)> = None;
-    let mut client_closed = !read(&core, &mut session, &mut reader, &mut input);
-    client_closed = serve_held(&core, &mut session, &mut reader, &mut input, client_closed).await;
+    let mut client_closed = !read(core, session, reader, input);
+    client_closed = serve_held(core, session, reader, input, client_closed).await;
     while !client_closed {
         let status = core.borrow().status(session.key);
         if session.heartbeat != heartbeat.as_ref().map(|(d, _)| *d) {
@@ -114,16 +151,16 @@ pub async fn run(
                     break;
                 }
                 input.reserve(READ_CHUNK);
-                match stream.try_read_buf(&mut input) {
+                match stream.try_read_buf(input) {
                     Ok(0) => break,
                     Ok(_) => {
                         last_heard = Instant::now();
-                        client_closed = !read(&core, &mut session, &mut reader, &mut input);
-                        client_closed = serve_held(&core, &mut session, &mut reader, &mut input, client_closed).await;
+                        client_closed = !read(core, session, reader, input);
+                        client_closed = serve_held(core, session, reader, input, client_closed).await;
                         if input.is_empty() {
                             // Every frame was consumed: an idle client holds no read buffer
                             // (the next read allocates one again, ~1 KiB).
-                            input = BytesMut::new();
+                            *input = BytesMut::new();
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -136,9 +173,9 @@ pub async fn run(
                 }
             }
             () = tokio::time::sleep_until(auth_deadline.unwrap_or_else(far_future).into()), if auth_deadline.is_some() => {
-                dispatch::deadline_passed(&mut core.borrow_mut(), &mut session);
+                dispatch::deadline_passed(&mut core.borrow_mut(), session);
             }
-            _ = ping.tick() => dispatch::keep_alive(&mut core.borrow_mut(), &session, last_heard),
+            _ = ping.tick() => dispatch::keep_alive(&mut core.borrow_mut(), session, last_heard),
             _ = tick_of(&mut heartbeat), if heartbeat.is_some() => {
                 let mut core = core.borrow_mut();
                 core.send(session.key, &Message::Heartbeat { ts_ns: now_ns() }, Instant::now());
@@ -146,13 +183,6 @@ pub async fn run(
             }
         }
     }
-    let flushed_close = membership.leave();
-    if flushed_close {
-        stream.send_close_notify();
-        linger(stream.tcp(), reader.saw_close()).await;
-    }
-    // The deflate slot goes last: the client compressed until it left.
-    drop((stream, ip_slot, membership, deflate));
 }
 
 /// Serves the control message the session holds on an edge (and any held after it, from

@@ -159,6 +159,8 @@ impl FrameReader {
         }
     }
 
+    /// The next complete frame of `buf`, checked against RFC 6455 §5.2's MUSTs. Long, on
+    /// purpose: the header is read in one pass, each check beside the byte it reads.
     fn next_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
         if buf.len() < 2 {
             return Ok(None);

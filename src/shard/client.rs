@@ -95,8 +95,7 @@ impl Client {
             self.feed.outbox.drop_unstarted();
         }
         self.feed
-            .outbox
-            .push(ws_frame::close_frame(code, reason), Instant::now());
+            .push_frame(ws_frame::close_frame(code, reason), Instant::now());
         self.feed.phase = FeedPhase::Closing { deadline };
         self.feed.lagging = None;
         self.signal.notify_one();
@@ -108,6 +107,8 @@ impl Client {
             return;
         }
         loop {
+            // A batching client's messages become frames now: all that waits, in one.
+            self.feed.seal();
             if self.feed.outbox.is_empty() {
                 // TLS: records encrypted earlier may still wait for the socket.
                 match self.stream.flush_pending() {

@@ -41,6 +41,9 @@ pub struct Feed {
     /// seq it skipped.
     pub(super) lagging: Option<BTreeMap<Key, (Arc<Frames>, Seq)>>,
     pub(super) phase: FeedPhase,
+    /// A batching client (`?batch=on`): its messages wait unframed and go out, at each
+    /// write, as one frame of at most this many payload bytes (`--batch-max-bytes`).
+    pub(super) batch: Option<usize>,
     /// Listed in the shard's dirty list.
     pub dirty: bool,
 }
@@ -54,8 +57,15 @@ impl Feed {
             burst_allowance: 0,
             lagging: None,
             phase: FeedPhase::Live,
+            batch: None,
             dirty: false,
         }
+    }
+
+    /// The same feed for a client that asked for batches of at most `max_body` bytes.
+    pub fn batching(mut self, max_body: usize) -> Self {
+        self.batch = Some(max_body);
+        self
     }
 
     /// Queues a tick's frame; false if the client takes no more ticks (closing) or the
@@ -76,19 +86,37 @@ impl Feed {
                     metrics::add(&metrics.conflated, 1);
                 }
                 None => {
-                    pending.insert(frames.key().clone(), (frames.clone(), frames.seq()));
+                    // A tier's frame stands for several seqs: the first it skips is its first.
+                    pending.insert(frames.key().clone(), (frames.clone(), frames.first_seq()));
                 }
             }
             return false;
         }
-        let frame = self.encoder.tick(frames);
-        self.outbox.push(frame, now);
+        self.queue_tick(frames, now);
         true
+    }
+
+    /// Queues a tick as it goes to this client: a shared frame, a compressed one, or (a
+    /// batching client) its payload.
+    fn queue_tick(&mut self, frames: &Frames, now: Instant) {
+        if self.batch.is_some() {
+            let payload = self.encoder.tick_payload(frames);
+            self.outbox.push_message(payload, now);
+        } else {
+            let frame = self.encoder.tick(frames);
+            self.outbox.push(frame, now);
+        }
     }
 
     /// Queues a server message in the client's encoding.
     pub fn send(&mut self, message: &Message<'_>, now: Instant) {
-        if self.phase == FeedPhase::Live {
+        if self.phase != FeedPhase::Live {
+            return;
+        }
+        if self.batch.is_some() {
+            let payload = self.encoder.message_payload(message);
+            self.outbox.push_message(payload, now);
+        } else {
             let frame = self.encoder.message(message);
             self.outbox.push(frame, now);
         }
@@ -97,15 +125,34 @@ impl Feed {
     /// Queues a data message given as bytes (an echo), compressed if the client deflates.
     pub fn send_data(&mut self, opcode: OpCode, payload: &[u8], now: Instant) {
         if self.phase == FeedPhase::Live {
+            self.seal();
             let frame = self.encoder.data(opcode, payload);
             self.outbox.push(frame, now);
         }
     }
 
-    /// Queues a raw control frame (ping, pong).
+    /// Queues a raw control frame (ping, pong), after what is queued before it.
     pub fn send_frame(&mut self, frame: Bytes, now: Instant) {
         if self.phase == FeedPhase::Live {
-            self.outbox.push(frame, now);
+            self.push_frame(frame, now);
+        }
+    }
+
+    /// Queues `frame` after everything queued, whatever the phase (the close frame).
+    pub(super) fn push_frame(&mut self, frame: Bytes, now: Instant) {
+        self.seal();
+        self.outbox.push(frame, now);
+    }
+
+    /// Frames a batching client's queued messages: whatever waits now goes out as one frame
+    /// (or a few, each within the size cap). Called at each write, so a batch is never
+    /// held back to fill up: at low load it is one message, as without batches.
+    pub(super) fn seal(&mut self) {
+        let Some(max_body) = self.batch else { return };
+        let wire = self.encoder.batch_wire();
+        while let Some((payloads, queued)) = self.outbox.take_batch(wire, max_body) {
+            let pieces = self.encoder.batch(&payloads);
+            self.outbox.push_pieces(pieces, queued);
         }
     }
 
@@ -145,19 +192,19 @@ impl Feed {
         };
         let now = Instant::now();
         for (key, (latest, first_skipped)) in pending {
-            let newest = latest.seq();
-            if newest > first_skipped {
+            // What the newest stands for arrives with it; the seqs before it do not.
+            let first_sent = latest.first_seq();
+            if first_sent > first_skipped {
                 self.send(
                     &Message::Gap {
                         key: &key,
                         from: first_skipped,
-                        to: Seq(newest.0 - 1),
+                        to: Seq(first_sent.0 - 1),
                     },
                     now,
                 );
             }
-            let frame = self.encoder.tick(&latest);
-            self.outbox.push(frame, now);
+            self.queue_tick(&latest, now);
         }
     }
 }

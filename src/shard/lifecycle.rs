@@ -11,11 +11,10 @@ use tokio::sync::Notify;
 use tracing::info;
 
 use super::client::Client;
-use super::{ClientStatus, Feed, FeedPhase, SessionKey, ShardCore, Transport};
-use crate::config::SlowPolicy;
-use crate::encode::deflate::{DeflateParams, DeflateStream};
+use super::{ClientOptions, ClientStatus, Feed, FeedPhase, SessionKey, ShardCore, Transport};
+use crate::encode::deflate::DeflateStream;
 use crate::encode::ws_frame::OpCode;
-use crate::encode::{Encoder, Encoding, Message};
+use crate::encode::{Encoder, Message};
 use crate::error::CloseCode;
 use crate::event::Key;
 use crate::metrics;
@@ -24,20 +23,27 @@ use crate::shared::SessionInfo;
 impl ShardCore {
     // ---- clients: lifecycle ---------------------------------------------------------
 
-    /// Registers a client writing to `stream` and woken through `signal`, compressing with
-    /// permessage-deflate if `deflate` was negotiated; returns its key and relay-wide session
-    /// id.
+    /// Registers a client writing to `stream` and woken through `signal`, in the encoding,
+    /// slow-consumer policy and batching it asked for, compressing with permessage-deflate
+    /// if that was negotiated; returns its key and relay-wide session id.
     pub fn open(
         &mut self,
         stream: Rc<Transport>,
         signal: Rc<Notify>,
-        encoding: Encoding,
-        slow: SlowPolicy,
-        deflate: Option<DeflateParams>,
+        options: ClientOptions,
     ) -> (SessionKey, u64) {
+        let ClientOptions {
+            encoding,
+            slow,
+            deflate,
+            batch,
+        } = options;
         let id = self.shared.next_session_id();
         let peer = stream.tcp().peer_addr().ok();
         let mut feed = Feed::new(encoding);
+        if batch {
+            feed = feed.batching(self.shared.config.batch_max_bytes);
+        }
         if let Some(params) = deflate {
             // permessage-deflate: `--ws-deflate-min-bytes` is the threshold.
             let min_bytes = self.shared.config.deflate.ws_deflate_min_bytes;
@@ -47,7 +53,7 @@ impl ShardCore {
         let key = self.clients.insert(client);
         metrics::add(&self.metrics().sessions, 1);
         if let Some(suppressed) = self.shared.lifecycle_log.connect.admit(Instant::now()) {
-            info!(session = id, shard = self.id, peer = ?peer, encoding = encoding.as_str(), deflate = deflate.is_some(), suppressed, "session connected");
+            info!(session = id, shard = self.id, peer = %peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string()), encoding = encoding.as_str(), deflate = deflate.is_some(), suppressed, "session connected");
         }
         (key, id)
     }

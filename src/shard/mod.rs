@@ -20,6 +20,8 @@ pub mod outbox;
 pub mod ring;
 mod subscribe;
 pub mod subscriptions;
+mod throttled;
+pub mod tiers;
 pub mod transport;
 
 use std::cell::{Cell, RefCell};
@@ -33,7 +35,9 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tracing::info;
 
-use crate::encode::Frames;
+use crate::config::SlowPolicy;
+use crate::encode::deflate::DeflateParams;
+use crate::encode::{Encoding, Frames, Message};
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
@@ -45,6 +49,7 @@ pub use client::SLOW_CLOSE_GRACE;
 pub use feed::{Feed, FeedPhase};
 use ring::{Ring, effective_depth};
 pub use subscriptions::{SessionKey, Subscriptions};
+use tiers::Throttle;
 pub use transport::Transport;
 
 /// A shard's index, `0..shards`.
@@ -67,6 +72,10 @@ pub struct ShardCore {
     turn: Vec<(u64, u64)>,
     /// The ring depth every ring was last trimmed to (see [`ShardCore::deliver`]).
     trimmed_depth: usize,
+    /// The rate tiers of the keys this shard's clients follow at a tier.
+    throttle: Throttle,
+    /// The sequencer's eviction count when this shard last dropped evicted keys.
+    evictions_seen: u64,
     /// Session tasks still running (a closing one lingers after its client has left).
     tasks: Cell<usize>,
     /// Notified whenever a session task ends (shutdown waits on it).
@@ -80,6 +89,19 @@ pub struct Added {
     pub all: bool,
     /// These symbols and channels were added by name.
     pub keys: Vec<Key>,
+}
+
+/// How a client asked to receive, fixed when it opens.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    /// The negotiated encoding.
+    pub encoding: Encoding,
+    /// What happens when it falls behind.
+    pub slow: SlowPolicy,
+    /// permessage-deflate as negotiated (`None`: plain frames).
+    pub deflate: Option<DeflateParams>,
+    /// Several messages per frame (`?batch=on`).
+    pub batch: bool,
 }
 
 /// What a session task needs to know of its client between two waits.
@@ -105,7 +127,9 @@ impl ShardCore {
             rings: HashMap::new(),
             dirty: Vec::new(),
             turn: Vec::new(),
+            throttle: Throttle::default(),
             trimmed_depth: replay_depth,
+            evictions_seen: 0,
             tasks: Cell::new(0),
             task_left: Rc::new(Notify::new()),
         }
@@ -130,6 +154,9 @@ impl ShardCore {
     /// Records every tick of `batch` as its symbol's newest (replay ring, last value), then
     /// appends it to its subscribers' outboxes.
     pub fn deliver(&mut self, batch: &Batch, now: Instant) {
+        if self.shared.interest.evictions() != self.evictions_seen {
+            self.forget_evicted(now);
+        }
         let config = &self.shared.config;
         let depth = effective_depth(config.replay_depth, config.replay_budget, self.rings.len());
         // Seqs an edge's stream no longer held (rare): announced before the tick after them.
@@ -148,6 +175,9 @@ impl ShardCore {
                     .entry(key.clone())
                     .or_insert_with(|| Ring::new(config.replay_depth))
                     .push(frames.clone(), depth),
+            }
+            if !self.throttle.is_empty() {
+                self.throttle.observe(frames);
             }
         }
         self.trim_rings();
@@ -187,6 +217,33 @@ impl ShardCore {
                 ring.truncate(depth);
             }
             self.trimmed_depth = depth;
+        }
+    }
+
+    /// Drops the history of every key the sequencer has evicted (its interest entry is
+    /// gone): memory follows the key table. A local client still following such a key (`*`,
+    /// or a subscribe that raced the eviction) gets a `reset` for it first: the key's seqs
+    /// start again higher, and it must not take them for a continuation.
+    fn forget_evicted(&mut self, now: Instant) {
+        self.evictions_seen = self.shared.interest.evictions();
+        let interest = &self.shared.interest;
+        let evicted: Vec<Key> = self
+            .rings
+            .keys()
+            .filter(|key| !interest.holds(key))
+            .cloned()
+            .collect();
+        let epoch = self.shared.epoch;
+        for key in &evicted {
+            self.rings.remove(key);
+            for session in self.subscriptions.of(key) {
+                let feed = &mut self.clients[session].feed;
+                feed.send(&Message::Reset { key, epoch }, now);
+                if !feed.dirty {
+                    feed.dirty = true;
+                    self.dirty.push(session);
+                }
+            }
         }
     }
 
@@ -236,9 +293,12 @@ impl ShardCore {
 
     // ---- shard-local reads ----------------------------------------------------------
 
-    /// The last tick (or event) of `key` this shard has seen.
+    /// The last tick (or event, or a tier's frame) of `key` this shard has seen.
     pub fn last(&self, key: &Key) -> Option<&Arc<Frames>> {
-        self.rings.get(key).and_then(Ring::last)
+        match key {
+            Key::Tiered(_) => self.throttle.last(key),
+            Key::Symbol(_) | Key::Channel(_) => self.rings.get(key).and_then(Ring::last),
+        }
     }
 
     /// The last item of every symbol and channel seen, in no particular order.
@@ -277,6 +337,9 @@ pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
                 core.flush_dirty_and_enforce(now);
                 core.finish_turn();
             }
+            // The tiers whose interval ended: after the turn's ticks, so a tier frame holds
+            // the newest of them.
+            core.fire_tiers(Instant::now());
         }
         if closed {
             return;
@@ -286,7 +349,16 @@ pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
             // the next turn batches more.
             tokio::task::yield_now().await;
         } else {
-            queue.wake.notified().await;
+            let deadline = core.borrow().tier_deadline();
+            match deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        () = queue.wake.notified() => {}
+                        () = tokio::time::sleep_until(deadline.into()) => {}
+                    }
+                }
+                None => queue.wake.notified().await,
+            }
         }
     }
 }

@@ -105,9 +105,14 @@ impl ShardCore {
                 feed.send(&Message::Snapshot(frames.item()), now);
             }
         }
-        let known = added.keys.iter().filter_map(|s| self.rings.get(s));
-        for frames in known.filter_map(Ring::last) {
-            feed.send(&Message::Snapshot(frames.item()), now);
+        for name in &added.keys {
+            let last = match name {
+                Key::Tiered(_) => self.throttle.last(name),
+                Key::Symbol(_) | Key::Channel(_) => self.rings.get(name).and_then(Ring::last),
+            };
+            if let Some(frames) = last {
+                feed.send(&Message::Snapshot(frames.item()), now);
+            }
         }
     }
 
@@ -115,7 +120,9 @@ impl ShardCore {
     /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
     /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
     /// resumes. A position in another history (`epoch` given and not this relay's) gets a
-    /// `reset` and a snapshot, never ticks.
+    /// `reset` and a snapshot, never ticks; so does a position of a key this shard holds no
+    /// history of (never seen, or evicted): the client's seqs belong to no run it can
+    /// continue.
     pub fn resume(
         &mut self,
         key: SessionKey,
@@ -129,63 +136,95 @@ impl ShardCore {
         let symbols: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
         self.subscribe(key, false, &symbols);
         let current = self.shared.epoch;
-        let depth = self.replay_depth();
-        let metrics = self.shared.metrics.shard(self.id);
-        let feed = &mut self.clients[key].feed;
         if epoch.is_some_and(|e| e != current) {
             for (symbol, _) in positions {
-                feed.send(
-                    &Message::Reset {
-                        key: symbol,
-                        epoch: current,
-                    },
-                    now,
-                );
-                if let Some(last) = self.rings.get(symbol).and_then(Ring::last) {
-                    feed.send(&Message::Snapshot(last.item()), now);
+                let reset = Message::Reset {
+                    key: symbol,
+                    epoch: current,
+                };
+                self.clients[key].feed.send(&reset, now);
+                if let Some(last) = self.last(symbol).cloned() {
+                    self.clients[key]
+                        .feed
+                        .send(&Message::Snapshot(last.item()), now);
                 }
             }
             return;
         }
         for (symbol, seq) in positions {
-            match self
-                .rings
-                .get(symbol)
-                .and_then(|h| h.since_within(*seq, depth))
-            {
-                None => {}
-                Some(Since::Ticks(ticks)) => {
-                    for frames in ticks {
-                        feed.push_tick(frames, now, metrics);
-                    }
-                }
-                Some(Since::Gap { from, to, last }) => {
-                    feed.send(
-                        &Message::Gap {
-                            key: symbol,
-                            from,
-                            to,
-                        },
-                        now,
-                    );
-                    feed.send(&Message::Snapshot(last.item()), now);
-                }
-                Some(Since::Ahead { last }) => feed.send(&Message::Snapshot(last.item()), now),
+            if let Key::Tiered(_) = symbol {
+                self.resume_tier(key, symbol, *seq, now);
+            } else {
+                self.resume_from_ring(key, symbol, *seq, now);
             }
         }
-        feed.allow_burst();
+        self.clients[key].feed.allow_burst();
+    }
+
+    /// Queues what the client missed of `symbol` after `seq`: the items from the ring, or a
+    /// `gap` and a snapshot when `seq` is older than the ring, or a snapshot when it is
+    /// ahead of it, or a `reset` when the shard holds no history of it.
+    fn resume_from_ring(&mut self, key: SessionKey, symbol: &Key, seq: Seq, now: Instant) {
+        let depth = self.replay_depth();
+        let metrics = self.shared.metrics.shard(self.id);
+        let feed = &mut self.clients[key].feed;
+        match self
+            .rings
+            .get(symbol)
+            .and_then(|h| h.since_within(seq, depth))
+        {
+            // No history of the key here (never seen, or evicted): the client's seqs belong
+            // to no run it can continue.
+            None => feed.send(
+                &Message::Reset {
+                    key: symbol,
+                    epoch: self.shared.epoch,
+                },
+                now,
+            ),
+            Some(Since::Ticks(ticks)) => {
+                for frames in ticks {
+                    feed.push_tick(frames, now, metrics);
+                }
+            }
+            Some(Since::Gap { from, to, last }) => {
+                feed.send(
+                    &Message::Gap {
+                        key: symbol,
+                        from,
+                        to,
+                    },
+                    now,
+                );
+                feed.send(&Message::Snapshot(last.item()), now);
+            }
+            Some(Since::Ahead { last }) => feed.send(&Message::Snapshot(last.item()), now),
+        }
     }
 
     /// Adds the client to (or removes it from) the index of `symbol` (`None`: `*`) and
     /// the sequencer's interest count for its encoding: the two always change together.
+    ///
+    /// A tiered key's interest is its base's (what an edge must follow from the stream), and
+    /// its first subscriber here starts its throttle, its last one stops it.
     fn index(&mut self, key: SessionKey, symbol: Option<&Key>, add: bool) {
         let encoding = self.clients[key].feed.encoding();
+        let interest = symbol.map(Key::base);
         if add {
             self.subscriptions.insert(symbol, key);
-            self.shared.interest.add(symbol, encoding);
+            self.shared.interest.add(interest, encoding);
         } else {
             self.subscriptions.remove(symbol, key);
-            self.shared.interest.remove(symbol, encoding);
+            self.shared.interest.remove(interest, encoding);
+        }
+        if let Some(tiered @ Key::Tiered(_)) = symbol {
+            let subscribers = self.subscriptions.count(tiered);
+            if add && subscribers == 1 {
+                let base_last = self.rings.get(tiered.base()).and_then(Ring::last);
+                self.throttle.open(tiered, base_last, Instant::now());
+            } else if !add && subscribers == 0 {
+                self.throttle.close(tiered);
+            }
         }
     }
 }

@@ -47,6 +47,14 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String)
 
 /// Starts a relay on free ports (plus `args`) and waits for its banner.
 pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Spawned {
+    let mut spawned = launch(args, env);
+    spawned.banner();
+    spawned
+}
+
+/// Starts a relay on free ports (plus `args`) without waiting for it: [`Spawned::banner`]
+/// waits, and fills in its addresses.
+pub fn launch(args: &[&str], env: &[(&str, &str)]) -> Spawned {
     let mut all = vec![
         "--listen",
         "127.0.0.1:0",
@@ -61,28 +69,31 @@ pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Spawned {
     let mut child = command(&all, env).spawn().expect("spawn tickrelay");
     let stdout = lines(child.stdout.take().expect("piped stdout"));
     let stderr = lines(child.stderr.take().expect("piped stderr"));
-    let mut spawned = Spawned {
+    Spawned {
         child,
         stdout,
         stderr,
         http: SocketAddr::from(([127, 0, 0, 1], 0)),
         ingest: SocketAddr::from(([127, 0, 0, 1], 0)),
-    };
-    let ws = spawned.stdout_line(|l| l.contains("WebSocket: ws://"), "the WebSocket banner");
-    spawned.http = between(&ws, "ws://", "/ws")
-        .parse()
-        .expect("banner address");
-    let ingest = spawned.stdout_line(|l| l.contains("ingest:"), "the ingest banner");
-    // An edge takes no ingest: its banner says so and names no address.
-    if ingest.contains("NDJSON tcp://") {
-        spawned.ingest = between(&ingest, "NDJSON tcp://", " ")
-            .parse()
-            .expect("ingest address");
     }
-    spawned
 }
 
 impl Spawned {
+    /// Waits for the start-up banner and reads the bound addresses from it.
+    pub fn banner(&mut self) {
+        let ws = self.stdout_line(|l| l.contains("WebSocket: ws://"), "the WebSocket banner");
+        self.http = between(&ws, "ws://", "/ws")
+            .parse()
+            .expect("banner address");
+        let ingest = self.stdout_line(|l| l.contains("ingest:"), "the ingest banner");
+        // An edge takes no ingest: its banner says so and names no address.
+        if ingest.contains("NDJSON tcp://") {
+            self.ingest = between(&ingest, "NDJSON tcp://", " ")
+                .parse()
+                .expect("ingest address");
+        }
+    }
+
     /// The next stdout line matching `want`, skipping others.
     pub fn stdout_line(&self, want: impl Fn(&str) -> bool, what: &str) -> String {
         next_matching(&self.stdout, want, what)
@@ -180,7 +191,7 @@ pub fn http_get(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .expect("write");
     let mut text = String::new();
@@ -201,7 +212,7 @@ pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .expect("write");

@@ -359,14 +359,31 @@ pub async fn http_raw(
     path: &str,
     body: &str,
 ) -> (u16, String) {
+    let host = addr.to_string();
+    http_with(addr, method, path, &[("host", &host)], body).await
+}
+
+/// Like [`http_raw`], with exactly these request headers (besides `connection: close` and
+/// `content-length`): the caller chooses `host` too, or sends none.
+pub async fn http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut stream = within(
         &format!("the HTTP connection for {path}"),
         TcpStream::connect(addr),
     )
     .await
     .expect("http connect");
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\n{headers}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     within(

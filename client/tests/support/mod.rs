@@ -1,7 +1,10 @@
 //! Real parts for the client tests: a relay in-process on fixed loopback ports (so it can be
 //! stopped and started again where the client expects it), an NDJSON publisher, a TCP proxy
-//! that can cut or freeze connections, and a checker of exactly-once-or-gap delivery.
+//! that can cut or freeze connections, and a checker of exactly-once-or-gap delivery; and,
+//! for bytes no relay sends, a server of scripted frames ([`script`]).
 #![allow(dead_code, unreachable_pub)]
+
+pub mod script;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tickrelay::{Config, Relay};
-use tickrelay_client::{Backoff, Client, Gap, Item, Reset};
+use tickrelay_client::{Backoff, Client, Gap, Item, Key, Reset, Undecodable};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -198,6 +201,8 @@ enum Mode {
 /// refuse new ones (accept and close at once).
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// Where new connections go.
+    target: Arc<Mutex<SocketAddr>>,
     connections: Arc<Mutex<Vec<watch::Sender<Mode>>>>,
     down: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -209,7 +214,8 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy address");
         let connections: Arc<Mutex<Vec<watch::Sender<Mode>>>> = Arc::default();
         let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (conns, is_down) = (connections.clone(), down.clone());
+        let target = Arc::new(Mutex::new(target));
+        let (conns, is_down, to) = (connections.clone(), down.clone(), target.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -221,6 +227,7 @@ impl Proxy {
                 }
                 let (mode, mut changes) = watch::channel(Mode::Open);
                 conns.lock().unwrap().push(mode);
+                let target = *to.lock().unwrap();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(target).await else {
                         return;
@@ -242,10 +249,17 @@ impl Proxy {
         });
         Self {
             addr,
+            target,
             connections,
             down,
             task,
         }
+    }
+
+    /// Sends new connections to `target` (a load balancer moving clients to another relay);
+    /// the connections it carries stay where they are.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
     }
 
     pub fn url(&self) -> String {
@@ -290,6 +304,7 @@ pub struct Tracker {
     pending_reset: HashMap<String, Reset>,
     pub gaps: Vec<Gap>,
     pub resets: Vec<Reset>,
+    pub undecodable: Vec<Undecodable>,
     pub connects: usize,
     pub disconnects: Vec<String>,
     pub errors: Vec<String>,
@@ -332,6 +347,16 @@ impl Tracker {
                 self.pending_reset
                     .insert(r.key.name().to_owned(), r.clone());
                 self.resets.push(r.clone());
+            }
+            Item::Undecodable(u) => {
+                // Counted at its seq: the next item of its key follows it without a gap.
+                if let (Some(Key::Symbol(s)), Some(seq)) = (&u.key, u.seq) {
+                    if let Some(&last) = self.last.get(s) {
+                        assert_eq!(seq, last + 1, "{s}: undecodable seq {seq} after {last}");
+                    }
+                    self.last.insert(s.clone(), seq);
+                }
+                self.undecodable.push(u.clone());
             }
             Item::Connected(_) => self.connects += 1,
             Item::Disconnected(d) => self.disconnects.push(d.reason.clone()),

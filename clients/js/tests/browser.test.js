@@ -5,7 +5,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Relay, Proxy, Tracker, launchChromium } from './support.js';
+import { Relay, Proxy, Tracker, launchChromium, FrameEncoder, ScriptServer, msg } from './support.js';
 
 let relay;
 let context;
@@ -79,5 +79,36 @@ test('clients in the page keep exactly-once-or-gap in every encoding', async () 
   } finally {
     await page.close();
     await proxy.close();
+  }
+});
+
+test('in the page, batched gzip frames inflate through DecompressionStream to every message in order', async () => {
+  // Chromium's DecompressionStream cuts its output where it likes; messages are cut where they end.
+  const frames = new FrameEncoder('gzip', true);
+  const big = (seq) => msg.event('news', seq, JSON.stringify({ text: 'x'.repeat(20000 + seq) }));
+  const script = [
+    frames.frame([msg.welcome(1), msg.tick('A', 1), msg.tick('A', 2)]),
+    frames.frame([big(1), msg.tick('A', 3), big(2), big(3), msg.tick('A', 4)]),
+    frames.frame([msg.tick('A', 5)]),
+  ];
+  const server = await ScriptServer.start([script]);
+  const page = await context.newPage();
+  try {
+    await page.goto(`http://${relay.http}/`);
+    const shape = await page.evaluate(async (url) => {
+      const { connect } = await import('/tickrelay.js');
+      const client = await connect(url, { symbols: ['A'], channels: ['news'], encoding: 'gzip', batch: true });
+      const out = [];
+      while (out.at(-1) !== 'tick 5') {
+        const i = await client.next();
+        out.push(i.type === 'event' ? `event ${i.seq} ${i.data.text.length}` : `${i.type} ${i.seq ?? ''}`.trim());
+      }
+      client.close();
+      return out;
+    }, server.url);
+    assert.deepEqual(shape, ['connected', 'tick 1', 'tick 2', 'event 1 20001', 'tick 3', 'event 2 20002', 'event 3 20003', 'tick 4', 'tick 5']);
+  } finally {
+    await page.close();
+    await server.close();
   }
 });

@@ -56,7 +56,8 @@ async function bracket(page) {
       slow: cell('slow_disconnects', '[data-k=total]'),
       conflated: cell('conflated', '[data-k=total]'),
       shards: [...document.querySelectorAll('#shards tbody tr')].map((tr) => ({ id: tr.cells[0].textContent, sessions: value(tr.cells[1]), p99: value(tr.cells[6]) })),
-      errors: Object.fromEntries([...document.querySelectorAll('#errors tbody tr')].map((tr) => [tr.cells[0].textContent, value(tr.cells[1])])),
+      errors: Object.fromEntries([...document.querySelectorAll('#errors_client tbody tr')].map((tr) => [tr.cells[0].textContent, value(tr.cells[1])])),
+      relayErrors: document.querySelectorAll('#errors_relay tbody tr').length,
       text: document.getElementById('main').innerText,
     };
   });
@@ -98,7 +99,8 @@ test('the dashboard shows what /stats says, says when the relay is gone, and rec
     assert.deepEqual(shown.shards.map((s) => s.id), ['0', '1']);
     assert.deepEqual(shown.shards.map((s) => s.sessions), early.shards.map((s) => s.sessions));
     assert.deepEqual(shown.shards.map((s) => s.sessions), late.shards.map((s) => s.sessions));
-    assert.equal(shown.errors.not_found, 2);
+    assert.equal(shown.errors.not_found, 2, 'a client\'s 404 is listed among client and publisher mistakes');
+    assert.equal(shown.relayErrors, 0, 'and not among the relay\'s own errors');
     assert.equal(early.errors.not_found, 2);
     assert.equal(late.errors.not_found, 2);
     assert.equal(shown.slow, sumShards(late, 'slow_disconnects'));

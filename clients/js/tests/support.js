@@ -1,8 +1,12 @@
 // Real parts for the JS client tests: the relay binary as a child process (restartable on
 // the same ports), an NDJSON publisher, a TCP proxy that cuts or freezes connections, and a
-// checker of exactly-once-or-gap delivery. Every wait is bounded and names what it waits for.
+// checker of exactly-once-or-gap delivery; and, for bytes no relay sends, a WebSocket server
+// of scripted frames. Every wait is bounded and names what it waits for.
 
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import http from 'node:http';
+import zlib from 'node:zlib';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -127,12 +131,14 @@ export class Proxy {
   }
 
   constructor(target) {
-    const [host, port] = target.split(':');
+    this.target = target;
     this.pairs = new Set();
     this.frozen = new Set();
     this.down = false;
     this.server = net.createServer((client) => {
       if (this.down) return client.destroy();
+      // `target` may change (retarget): new connections go where it says now.
+      const [host, port] = this.target.split(':');
       const server = net.connect(Number(port), host);
       const pair = { client, server };
       this.pairs.add(pair);
@@ -146,6 +152,11 @@ export class Proxy {
 
   get url() {
     return `ws://${this.addr}/ws`;
+  }
+
+  /** Sends new connections to `target` (a load balancer moving clients to another relay). */
+  retarget(target) {
+    this.target = target;
   }
 
   cut() {
@@ -262,3 +273,145 @@ export async function launchChromium() {
     },
   };
 }
+
+// --- scripted frames, for what a real relay cannot be made to send ----------------------------
+
+/** Server messages in both wire forms: `json` text and `proto` (an encoded ServerMessage). */
+export const msg = {
+  welcome: (session) => ({
+    json: `{"type":"welcome","session":${session},"epoch":7}`,
+    proto: field(1, concat(varintField(1, session), varintField(9, 7))),
+  }),
+  /** A tick whose ts_ns and recv_ns are its seq (so a replayed one is the same tick). */
+  tick: (symbol, seq) => ({
+    json: `{"type":"tick","symbol":"${symbol}","seq":${seq},"kind":"trade","ts_ns":${seq},"recv_ns":${seq},"price":${100 + seq}}`,
+    proto: field(2, concat(field(1, utf8(symbol)), varintField(2, 1), doubleField(3, 100 + seq), fixed64Field(10, seq), varintField(11, seq), fixed64Field(12, seq))),
+  }),
+  /** An event whose `data` is the text `data`, byte for byte, in both forms. */
+  event: (channel, seq, data) => ({
+    json: `{"type":"event","channel":"${channel}","seq":${seq},"ts_ns":${seq},"data":${data}}`,
+    proto: field(9, concat(field(1, utf8(channel)), varintField(2, seq), fixed64Field(3, seq), field(4, utf8(data)))),
+  }),
+  raw: (json, proto) => ({ json, proto: Uint8Array.from(proto) }),
+};
+
+/** Frames messages as the relay does for one connection: json text and gzip as messages
+ * separated by `\n` (one stream per connection, a sync flush per frame), protobuf as one
+ * ServerMessage or, with batches, one ServerBatch. */
+export class FrameEncoder {
+  constructor(encoding, batch = false) {
+    this.encoding = encoding;
+    this.batch = batch;
+    this.started = false;
+  }
+
+  frame(messages) {
+    assert.ok(this.batch || messages.length === 1, 'several messages need batch on');
+    const text = messages.map((m) => m.json).join('\n');
+    if (this.encoding === 'json') return { text };
+    if (this.encoding === 'protobuf') return { binary: this.batch ? concat(...messages.map((m) => field(1, m.proto))) : messages[0].proto };
+    return { binary: this.gzip(Buffer.from(text)) };
+  }
+
+  /** The next piece of this connection's gzip stream: each piece is raw deflate ending in a
+   * sync flush and referring to nothing before it, so the pieces join into one stream. */
+  gzip(bytes) {
+    const piece = zlib.deflateRawSync(bytes, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+    const header = this.started ? [] : [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    this.started = true;
+    return concat(Uint8Array.from(header), piece);
+  }
+}
+
+/** A loopback WebSocket server (RFC 6455, server side, the few parts a test needs): its nth
+ * connection is sent the nth script (frames `{text}`, `{binary}` or `{close, reason}`), then
+ * held open; connections beyond the scripts are held silent. `requests` lists the request
+ * URLs in order. */
+export class ScriptServer {
+  static async start(scripts) {
+    const server = new ScriptServer(scripts);
+    await new Promise((resolve) => server.http.listen(0, '127.0.0.1', resolve));
+    server.addr = `127.0.0.1:${server.http.address().port}`;
+    return server;
+  }
+
+  constructor(scripts) {
+    this.requests = [];
+    this.sockets = new Set();
+    let next = 0;
+    this.http = http.createServer((_, response) => response.writeHead(426).end());
+    this.http.on('upgrade', (request, socket) => {
+      this.requests.push(request.url);
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+      socket.on('error', () => {});
+      socket.on('data', () => {}); // the client's control messages: read, not answered
+      const accept = crypto.createHash('sha1').update(`${request.headers['sec-websocket-key']}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      for (const frame of scripts[next++] ?? []) {
+        if (frame.text !== undefined) socket.write(wsFrame(1, Buffer.from(frame.text)));
+        else if (frame.binary !== undefined) socket.write(wsFrame(2, Buffer.from(frame.binary)));
+        else {
+          const close = Buffer.alloc(2);
+          close.writeUInt16BE(frame.close);
+          socket.end(wsFrame(8, Buffer.concat([close, Buffer.from(frame.reason ?? '')])));
+          break;
+        }
+      }
+    });
+  }
+
+  get url() {
+    return `ws://${this.addr}/ws`;
+  }
+
+  async close() {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise((resolve) => this.http.close(resolve));
+  }
+}
+
+/** An unmasked server frame (RFC 6455 §5.2). */
+function wsFrame(opcode, payload) {
+  const length = payload.length;
+  let head;
+  if (length < 126) {
+    head = Buffer.from([0x80 | opcode, length]);
+  } else if (length < 65536) {
+    head = Buffer.alloc(4);
+    head[1] = 126;
+    head.writeUInt16BE(length, 2);
+  } else {
+    head = Buffer.alloc(10);
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(length), 2);
+  }
+  head[0] = 0x80 | opcode;
+  return Buffer.concat([head, payload]);
+}
+
+// Protobuf wire format, the four field kinds the scripts use.
+function varint(n) {
+  const out = [];
+  let v = BigInt(n);
+  do {
+    const byte = Number(v & 0x7fn);
+    v >>= 7n;
+    out.push(v ? byte | 0x80 : byte);
+  } while (v);
+  return Uint8Array.from(out);
+}
+const varintField = (n, value) => concat(varint(n << 3), varint(value));
+const field = (n, bytes) => concat(varint((n << 3) | 2), varint(bytes.length), bytes);
+function fixed64Field(n, value) {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(value));
+  return concat(varint((n << 3) | 1), b);
+}
+function doubleField(n, value) {
+  const b = Buffer.alloc(8);
+  b.writeDoubleLE(value);
+  return concat(varint((n << 3) | 1), b);
+}
+const utf8 = (text) => new TextEncoder().encode(text);
+const concat = (...parts) => Uint8Array.from(Buffer.concat(parts.map((p) => Buffer.from(p))));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Relay, Proxy, Tracker, waitFor, repoRoot } from './support.js';
+import { Relay, Proxy, Tracker, waitFor, repoRoot, FrameEncoder, ScriptServer, msg } from './support.js';
 
 const python = path.join(repoRoot, 'examples/python/tail.py');
 const rustTail = process.env.TEST_TAIL_BIN ?? path.join(repoRoot, 'target/debug/examples/tail');
@@ -21,6 +21,41 @@ test('the Rust tail example resumes after a cut and reports a relay restart as a
   assert.ok(existsSync(rustTail), `no ${rustTail}: run cargo build --example tail (or set TEST_TAIL_BIN)`);
   await tailSurvivesCutsAndRestarts((url) => [rustTail, ['--url', url, '--encoding', 'protobuf', 'PY']]);
 });
+
+for (const encoding of ['json', 'gzip']) {
+  test(`examples/python/tail.py (${encoding}) prints what json.loads refuses as undecodable and goes on`, async () => {
+    // Exact frames from a scripted server: a relay passes on event data as deep as its size
+    // limit allows (json.loads gives up near 1,000 levels), and never sends a broken tick.
+    const frames = new FrameEncoder(encoding);
+    const deep = (n) => `${'['.repeat(n)}${']'.repeat(n)}`;
+    const script = [
+      msg.welcome(1),
+      msg.tick('PY', 1),
+      msg.event('news', 1, deep(8000)),
+      msg.raw(`{"type":"tick","symbol":"PY","seq":2,"kind":"trade","ts_ns":2,"recv_ns":2,"price":${deep(5000)}}`, []),
+      msg.raw('{"type":', []),
+      msg.tick('PY', 3),
+    ].map((m) => frames.frame([m]));
+    const server = await ScriptServer.start([script]);
+    const child = spawn(process.env.PYTHON ?? 'python3', [python, '--url', server.url, '--encoding', encoding, 'PY'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines = [];
+    let stderr = '';
+    child.stdout.on('data', (d) => { lines.push(...String(d).split('\n').filter(Boolean).map((l) => JSON.parse(l))); });
+    child.stderr.on('data', (d) => { stderr += d; });
+    try {
+      await waitFor('tail.py to print PY seq 3', () => {
+        if (child.exitCode !== null) throw new Error(`tail.py exited with ${child.exitCode}: ${stderr}`);
+        return lines.some((l) => l.type === 'tick' && l.seq === 3);
+      });
+      assert.deepEqual(lines.map((l) => [l.type, l.symbol, l.seq].filter((x) => x !== undefined).join(' ')), ['tick PY 1', 'undecodable PY 2', 'undecodable', 'tick PY 3']);
+      assert.doesNotMatch(stderr, /disconnected/, 'no reconnect');
+      assert.equal(server.requests.length, 1);
+    } finally {
+      child.kill('SIGTERM');
+      await server.close();
+    }
+  });
+}
 
 async function tailSurvivesCutsAndRestarts(command) {
   const relay = await Relay.start();

@@ -4,13 +4,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use sha1::{Digest, Sha1};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol as IpProtocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::frame::random_u128;
-use super::{ClientPlan, Target};
-use crate::decode;
+use super::{ClientPlan, Protocol, Target, nats};
+use crate::symbols::symbol_name;
 
 /// Why a client could not open its session.
 #[derive(Debug, thiserror::Error)]
@@ -37,18 +37,28 @@ pub fn accept_key(key: &str) -> String {
     base64(&sha.finalize())
 }
 
-/// The upgrade request for `plan`.
+/// The upgrade request for `plan`: the relay's `/ws` with the symbols, the encoding and the
+/// batching asked for in the query; nats-server's `/` (what to receive is said after, in SUBs).
 fn upgrade_request(target: &Target, plan: &ClientPlan, key: &str) -> String {
-    let symbols: Vec<String> = plan
-        .symbols
-        .iter()
-        .map(|&s| decode::symbol_name(s, target.symbol_count))
-        .collect();
+    let path = match target.protocol {
+        Protocol::Relay { batch } => {
+            let symbols: Vec<String> = plan
+                .symbols
+                .iter()
+                .map(|&s| symbol_name(s, target.symbol_count))
+                .collect();
+            format!(
+                "/ws?symbols={}&encoding={}{}",
+                symbols.join(","),
+                plan.encoding.name(),
+                if batch { "&batch=on" } else { "" }
+            )
+        }
+        Protocol::Nats => "/".to_owned(),
+    };
     format!(
-        "GET /ws?symbols={}&encoding={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        symbols.join(","),
-        plan.encoding.name(),
         target.addr_of(plan.id),
     )
 }
@@ -78,7 +88,11 @@ pub(super) async fn open(
     plan: &ClientPlan,
 ) -> Result<(TcpStream, Vec<u8>), HandshakeError> {
     let addr = target.addr_of(plan.id);
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(IpProtocol::TCP),
+    )?;
     socket.set_nonblocking(true)?;
     if let Some(bytes) = plan.recv_buffer {
         socket.set_recv_buffer_size(bytes)?;
@@ -109,6 +123,9 @@ pub(super) async fn open(
         }
     };
     check_upgrade_response(&String::from_utf8_lossy(&buf[..head_end]), &key)?;
+    if target.protocol == Protocol::Nats {
+        stream.write_all(&nats::hello(target, plan)).await?;
+    }
     Ok((stream, buf.split_off(head_end)))
 }
 
@@ -203,6 +220,7 @@ mod tests {
             more: vec!["127.0.0.1:8081".parse().unwrap()],
             symbol_count: 100,
             handshake_timeout: Duration::from_secs(1),
+            protocol: Protocol::Relay { batch: false },
         };
         let plan = ClientPlan {
             id: 0,
@@ -226,5 +244,18 @@ mod tests {
             req.contains("Host: 127.0.0.1:8081\r\n"),
             "client 1: the next relay"
         );
+        let batched = Target {
+            protocol: Protocol::Relay { batch: true },
+            ..target.clone()
+        };
+        let req = upgrade_request(&batched, &second, "k");
+        assert!(
+            req.starts_with("GET /ws?symbols=SYM001,SYM042&encoding=gzip&batch=on HTTP/1.1\r\n")
+        );
+        let nats = Target {
+            protocol: Protocol::Nats,
+            ..target
+        };
+        assert!(upgrade_request(&nats, &second, "k").starts_with("GET / HTTP/1.1\r\n"));
     }
 }

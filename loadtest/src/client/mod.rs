@@ -1,10 +1,10 @@
 //! The client side: many WebSocket sessions per worker thread, a few hundred ns per delivery.
 //!
-//! A [`WorkerHandle`] owns one OS thread running a current-thread tokio runtime. Each session
-//! is a local task holding its socket, its unparsed tail and its per-symbol seq state; the
-//! 64 KiB read buffer, the inflate buffer, the histograms and the per-client counters are shared
-//! by all sessions of the worker (one `RefCell` borrow per read, never across an `.await`).
-//! A read takes whatever the kernel has, every complete frame in it is decoded
+//! A [`WorkerHandle`] owns one worker thread running a current-thread tokio runtime. Each
+//! session is a local task holding its socket, its unparsed tail and its per-symbol seq state;
+//! the 64 KiB read buffer, the inflate buffer, the histograms and the per-client counters are
+//! the thread's, shared by all its sessions (one `RefCell` borrow per read, never across an
+//! `.await`). A read takes whatever the kernel has, every complete frame in it is decoded
 //! ([`crate::decode`]) and checked ([`crate::seq`]), and the receive time is taken once per read.
 //!
 //! The coordinator talks to a worker through commands: connect these clients at this rate,
@@ -14,9 +14,11 @@
 //! key and a checked `Sec-WebSocket-Accept`, server frames parsed unmasked, and the only frames
 //! we send (pong, close) masked.
 //!
-//! `worker` is the thread and its command protocol, `conn` one session's state machine (frames
-//! → messages → counts), `handshake` the TCP connect and HTTP upgrade, `frame` the RFC 6455
-//! frame codec; this file holds the types they share with the coordinator.
+//! `worker` is the thread, its command protocol and each client's life, `thread_state` what
+//! the sessions of one thread share, `conn` one session's read loop, `reassembly` its bytes →
+//! whole messages, `tally` its messages → counts, `nats` the NATS side of a client of
+//! nats-server, `handshake` the TCP connect and HTTP upgrade, `frame` the RFC 6455 frame
+//! codec; this file holds the types they share with the coordinator.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -28,11 +30,17 @@ use crate::seq::SeqCounts;
 mod conn;
 mod frame;
 mod handshake;
+mod nats;
+mod reassembly;
+mod tally;
+mod thread_state;
 mod worker;
 
 pub use frame::{FrameError, FrameHeader, encode_client_frame, parse_frame_header};
 pub use handshake::accept_key;
-pub use worker::{WorkerHandle, WorkerProgress, WorkerSnapshot};
+pub use nats::subject as nats_subject;
+pub use thread_state::{WorkerProgress, WorkerSnapshot};
+pub use worker::WorkerHandle;
 
 /// How a session asks the relay to encode its messages (`?encoding=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -108,7 +116,20 @@ pub struct ClientPlan {
     pub recv_buffer: Option<usize>,
 }
 
-/// Where the relay's WebSocket endpoint is.
+/// What the server at the other end of a client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// tickrelay's WebSocket API (the relay, and the floor and naive servers):
+    /// `/ws?symbols=..&encoding=..`, a welcome, a message per tick. With `batch`, the client
+    /// adds `&batch=on` and a frame may hold several messages.
+    Relay { batch: bool },
+    /// NATS over WebSocket (nats-server's `websocket { }` listener): CONNECT, a SUB per
+    /// symbol, a PING whose PONG stands for the welcome, then a MSG per tick, several to a
+    /// frame.
+    Nats,
+}
+
+/// Where the relay's WebSocket endpoint is, and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub addr: SocketAddr,
@@ -119,6 +140,7 @@ pub struct Target {
     pub symbol_count: u32,
     /// How long TCP connect + upgrade may take.
     pub handshake_timeout: Duration,
+    pub protocol: Protocol,
 }
 
 impl Target {
@@ -160,6 +182,9 @@ pub struct ClientCounts {
     pub decode_errors: u64,
     /// Ticks of a symbol this client did not subscribe to.
     pub unexpected_symbol: u64,
+    /// Messages decoded (or not) of every kind: with several messages per frame, more than
+    /// the data frames.
+    pub messages: u64,
     pub frames: u64,
     pub bytes: u64,
     /// Read syscalls that returned data.

@@ -1,50 +1,19 @@
 //! One worker thread: a current-thread runtime, its command protocol with the coordinator,
-//! the state its sessions share, and the task that paces their connects.
+//! and the tasks that pace the connects and run each client from TCP connect to the end.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::conn::Conn;
 use super::handshake::{HandshakeError, open};
-use super::{ClientPlan, ClientProfile, ClientState, ClientStatus, Target};
-use crate::latency::LatencyHist;
-use crate::procfs;
-
-/// Everything a worker measured, taken by [`WorkerHandle::collect`].
-#[derive(Clone, Debug)]
-pub struct WorkerSnapshot {
-    /// Latency of ticks to non-slow clients since the last reset.
-    pub latency: LatencyHist,
-    /// TCP connect start → welcome received, µs.
-    pub handshake: LatencyHist,
-    pub clients: Vec<ClientStatus>,
-    /// CPU time of the worker thread since it started (ns resolution).
-    pub cpu: Duration,
-    /// The same split into user and kernel time (clock-tick resolution).
-    pub cpu_split: procfs::CpuTimes,
-    /// Distinct connection errors with their counts.
-    pub errors: Vec<(String, u64)>,
-}
-
-/// Counters the coordinator polls for progress while the worker runs.
-#[derive(Debug, Default)]
-pub struct WorkerProgress {
-    pub welcomed: AtomicU64,
-    pub failed: AtomicU64,
-    pub closed: AtomicU64,
-    /// Ticks delivered to any client.
-    pub ticks: AtomicU64,
-    /// Ticks delivered to non-slow clients.
-    pub ticks_fast: AtomicU64,
-}
+use super::tally::Tally;
+use super::thread_state::{ThreadState, WorkerProgress, WorkerSnapshot};
+use super::{ClientPlan, ClientProfile, ClientState, ClientStatus, Protocol, Target};
 
 /// One worker thread and the way to command it.
 #[derive(Debug)]
@@ -70,8 +39,8 @@ impl WorkerHandle {
                     .build()
                     .expect("a current-thread runtime builds unless the OS is out of fds");
                 let local = tokio::task::LocalSet::new();
-                let worker = Rc::new(Worker::new(shared, target, profile));
-                local.block_on(&rt, control(rx, worker));
+                let threads = Rc::new(ThreadState::new(shared, target, profile));
+                local.block_on(&rt, control(rx, threads));
                 // Dropping the LocalSet drops every session task, closing its socket.
             })
             .context("spawning a worker thread")?;
@@ -136,93 +105,12 @@ enum Command {
     Shutdown,
 }
 
-/// State shared by every session of one worker thread.
-pub(super) struct Worker {
-    pub(super) progress: Arc<WorkerProgress>,
-    pub(super) target: Target,
-    pub(super) profile: ClientProfile,
-    pub(super) state: RefCell<WorkerState>,
-    pub(super) read_buf: RefCell<Box<[u8]>>,
-    pub(super) inflate_buf: RefCell<Vec<u8>>,
-    pub(super) cpu_at_start: Duration,
-    pub(super) cpu_split_at_start: procfs::CpuTimes,
-    /// Slow clients read again once this is set (and `wake` notified).
-    pub(super) slow_awake: Cell<bool>,
-    pub(super) wake: Notify,
-}
-
-pub(super) struct WorkerState {
-    pub(super) latency: LatencyHist,
-    pub(super) handshake: LatencyHist,
-    pub(super) clients: Vec<ClientStatus>,
-    pub(super) errors: HashMap<String, u64>,
-}
-
-impl Worker {
-    fn new(progress: Arc<WorkerProgress>, target: Target, profile: ClientProfile) -> Self {
-        Self {
-            progress,
-            target,
-            profile,
-            state: RefCell::new(WorkerState {
-                latency: LatencyHist::new(),
-                handshake: LatencyHist::new(),
-                clients: Vec::new(),
-                errors: HashMap::new(),
-            }),
-            read_buf: RefCell::new(vec![0; READ_BUF].into_boxed_slice()),
-            inflate_buf: RefCell::new(Vec::with_capacity(16 * 1024)),
-            cpu_at_start: procfs::thread_cpu().unwrap_or_default(),
-            cpu_split_at_start: procfs::thread_cpu_split().unwrap_or_default(),
-            slow_awake: Cell::new(false),
-            wake: Notify::new(),
-        }
-    }
-
-    fn snapshot(&self, reset_latency: bool) -> WorkerSnapshot {
-        let mut st = self.state.borrow_mut();
-        let snap = WorkerSnapshot {
-            latency: st.latency.clone(),
-            handshake: st.handshake.clone(),
-            clients: st.clients.clone(),
-            cpu: procfs::thread_cpu()
-                .unwrap_or_default()
-                .saturating_sub(self.cpu_at_start),
-            cpu_split: procfs::thread_cpu_split()
-                .unwrap_or_default()
-                .since(&self.cpu_split_at_start),
-            errors: st.errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        };
-        if reset_latency {
-            st.latency.reset();
-        }
-        snap
-    }
-
-    fn record_error(&self, what: String) {
-        let mut st = self.state.borrow_mut();
-        if st.errors.len() < MAX_ERROR_KINDS || st.errors.contains_key(&what) {
-            *st.errors.entry(what).or_default() += 1;
-        }
-    }
-
-    fn set_state(&self, local: usize, state: ClientState) {
-        self.state.borrow_mut().clients[local].state = state;
-        let counter = match state {
-            ClientState::Failed => &self.progress.failed,
-            ClientState::Closed => &self.progress.closed,
-            _ => return,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-async fn control(mut rx: mpsc::UnboundedReceiver<Command>, worker: Rc<Worker>) {
+async fn control(mut rx: mpsc::UnboundedReceiver<Command>, threads: Rc<ThreadState>) {
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Command::Connect { plans, per_sec } => {
                 let first = {
-                    let mut st = worker.state.borrow_mut();
+                    let mut st = threads.figures.borrow_mut();
                     let first = st.clients.len();
                     st.clients.extend(plans.iter().map(|p| ClientStatus {
                         id: p.id,
@@ -230,17 +118,17 @@ async fn control(mut rx: mpsc::UnboundedReceiver<Command>, worker: Rc<Worker>) {
                     }));
                     first
                 };
-                tokio::task::spawn_local(connector(Rc::clone(&worker), plans, first, per_sec));
+                tokio::task::spawn_local(connector(Rc::clone(&threads), plans, first, per_sec));
             }
             Command::Collect {
                 reset_latency,
                 reply,
             } => {
-                let _ = reply.send(worker.snapshot(reset_latency));
+                let _ = reply.send(threads.snapshot(reset_latency));
             }
             Command::WakeSlow => {
-                worker.slow_awake.set(true);
-                worker.wake.notify_waiters();
+                threads.slow_awake.set(true);
+                threads.wake.notify_waiters();
             }
             Command::Shutdown => break,
         }
@@ -248,7 +136,7 @@ async fn control(mut rx: mpsc::UnboundedReceiver<Command>, worker: Rc<Worker>) {
 }
 
 /// Starts one session task per plan, paced to `per_sec`.
-async fn connector(worker: Rc<Worker>, plans: Vec<ClientPlan>, first: usize, per_sec: f64) {
+async fn connector(threads: Rc<ThreadState>, plans: Vec<ClientPlan>, first: usize, per_sec: f64) {
     let start = tokio::time::Instant::now();
     for (i, plan) in plans.into_iter().enumerate() {
         if per_sec > 0.0 {
@@ -257,32 +145,33 @@ async fn connector(worker: Rc<Worker>, plans: Vec<ClientPlan>, first: usize, per
                 tokio::time::sleep_until(due).await;
             }
         }
-        tokio::task::spawn_local(session(Rc::clone(&worker), first + i, plan));
+        tokio::task::spawn_local(session(Rc::clone(&threads), first + i, plan));
     }
 }
 
 /// One client from TCP connect to the end of the run.
-async fn session(worker: Rc<Worker>, local: usize, plan: ClientPlan) {
+async fn session(threads: Rc<ThreadState>, local: usize, plan: ClientPlan) {
     let started = Instant::now();
-    let opened = tokio::time::timeout(worker.target.handshake_timeout, open(&worker.target, &plan))
-        .await
-        .unwrap_or_else(|_| Err(HandshakeError::Timeout));
+    let opened = tokio::time::timeout(
+        threads.target.handshake_timeout,
+        open(&threads.target, &plan),
+    )
+    .await
+    .unwrap_or_else(|_| Err(HandshakeError::Timeout));
     let (mut stream, leftover) = match opened {
         Ok(ok) => ok,
         Err(e) => {
-            worker.record_error(e.to_string());
-            worker.set_state(local, ClientState::Failed);
+            threads.record_error(e.to_string());
+            threads.set_state(local, ClientState::Failed);
             return;
         }
     };
-    worker.set_state(local, ClientState::Open);
-    let mut conn = Conn::new(local, &plan, started, worker.profile);
-    let end = conn.run(&mut stream, &worker, &leftover).await;
-    worker.record_error(end.to_string());
-    worker.set_state(local, ClientState::Closed);
+    threads.set_state(local, ClientState::Open);
+    let protocol = threads.target.protocol;
+    let batch = protocol == (Protocol::Relay { batch: true });
+    let tally = Tally::new(local, &plan, started, threads.profile, batch);
+    let mut conn = Conn::new(tally, protocol);
+    let end = conn.run(&mut stream, &threads, &leftover).await;
+    threads.record_error(end.to_string());
+    threads.set_state(local, ClientState::Closed);
 }
-
-/// One read takes up to this much: many frames per syscall under load.
-const READ_BUF: usize = 64 * 1024;
-/// Distinct error strings kept per worker (they carry no per-client detail).
-const MAX_ERROR_KINDS: usize = 32;

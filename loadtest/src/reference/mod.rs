@@ -3,7 +3,11 @@
 //! ```text
 //! publisher ──NDJSON──▶ floor ──one write per wake-up──▶ clients   (the least work possible)
 //!                    ╲▶ naive ──broadcast, a filter task per client (tokio-tungstenite)──▶
+//!           ──NATS PUB──▶ nats-server ──MSGs over WebSocket, several per frame──▶  (production)
 //! ```
+//!
+//! `nats` is not ours: it starts Debian's `nats-server` with a `websocket { }` listener and its
+//! default limits, and the harness's clients and publisher speak NATS to it.
 //!
 //! Both speak as much of tickrelay's protocol as the harness's JSON clients need: `GET
 //! /ws?symbols=A,B` (only `encoding=json`), a `welcome` text message, then every tick of the
@@ -17,12 +21,16 @@
 
 use std::net::SocketAddr;
 
+use crate::client::Protocol;
+
 mod floor;
 mod http;
 mod naive;
+mod nats;
 
 pub use floor::serve as serve_floor;
 pub use naive::serve as serve_naive;
+pub use nats::launch as nats_launch;
 
 /// Which server a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -33,6 +41,12 @@ pub enum Server {
     Floor,
     /// The naive server: tokio-tungstenite, one broadcast channel, a filter task per client.
     Naive,
+    /// nats-server with a WebSocket listener, its default limits: a production broker.
+    Nats,
+    /// tickrelay again, its clients asking for several messages per frame (`batch=on`), for
+    /// the batched ÷ unbatched figures beside `relay` in one `compare`.
+    #[value(name = "relay-batched")]
+    RelayBatched,
 }
 
 impl Server {
@@ -42,15 +56,32 @@ impl Server {
             Self::Relay => "relay",
             Self::Floor => "floor",
             Self::Naive => "naive",
+            Self::Nats => "nats",
+            Self::RelayBatched => "relay-batched",
         }
     }
 
-    /// The loadtest subcommand that runs this server (`None` for the relay binary).
+    /// The loadtest subcommand that runs this server, for the ones this binary serves.
     pub fn subcommand(self) -> Option<&'static str> {
         match self {
-            Self::Relay => None,
             Self::Floor => Some("serve-floor"),
             Self::Naive => Some("serve-naive"),
+            Self::Relay | Self::Nats | Self::RelayBatched => None,
+        }
+    }
+
+    /// Whether this is tickrelay (batched or not).
+    pub fn is_relay(self) -> bool {
+        matches!(self, Self::Relay | Self::RelayBatched)
+    }
+
+    /// What its clients speak; `batch` is `--batch`, which only the plain `relay` follows.
+    pub fn protocol(self, batch: bool) -> Protocol {
+        match self {
+            Self::Relay => Protocol::Relay { batch },
+            Self::RelayBatched => Protocol::Relay { batch: true },
+            Self::Floor | Self::Naive => Protocol::Relay { batch: false },
+            Self::Nats => Protocol::Nats,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Several JSON reports as one Markdown page (docs/perf/REPORT.md).
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use super::RunReport;
 use super::units::{mib, us, yes};
@@ -25,6 +26,33 @@ pub fn summarize(reports: &[(String, RunReport)], svg: Option<&str>) -> String {
          /proc/PID/stat (10 ms ticks) and /proc/thread-self/schedstat."
     );
     md
+}
+
+/// How the page at `out` links to the report `file`: its path relative to the page's folder
+/// when it lies under it (`data/ramp.json`), else its file name.
+pub fn link_from(out: Option<&Path>, file: &Path) -> String {
+    let name = || {
+        file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let dir = out.map(|o| match o.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    });
+    let relative = dir
+        .and_then(|d| d.canonicalize().ok())
+        .zip(file.canonicalize().ok())
+        .and_then(|(d, f)| f.strip_prefix(d).ok().map(Path::to_path_buf));
+    match relative {
+        Some(rel) => rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => name(),
+    }
 }
 
 /// The title and what machine and conditions the runs had.
@@ -203,5 +231,25 @@ fn write_ramps(md: &mut String, reports: &[(String, RunReport)], svg: Option<&st
                 let _ = writeln!(md, "![latency vs rate]({svg})\n");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_relative_to_the_page_when_the_report_lies_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let json = data.join("ramp.json");
+        std::fs::write(&json, "{}").unwrap();
+        let page = dir.path().join("REPORT.md");
+        assert_eq!(link_from(Some(&page), &json), "data/ramp.json");
+        let elsewhere = tempfile::tempdir().unwrap();
+        let page = elsewhere.path().join("REPORT.md");
+        assert_eq!(link_from(Some(&page), &json), "ramp.json");
+        assert_eq!(link_from(None, &json), "ramp.json");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! This file is the model (what the JSON holds) and its file I/O; `table` prints it, `svg`
 //! plots a ramp, `markdown` summarizes several reports, `ratios` sets the reports of a
-//! `compare` side by side, `units` formats µs and MiB for them.
+//! `compare` side by side, `rounds` and `targets` sum up its rounds, `stuck` the two halves
+//! of a `stuck` run, `units` formats µs and MiB for them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,14 +18,18 @@ use crate::seq::SeqCounts;
 mod markdown;
 mod ratios;
 mod rounds;
+mod stuck;
 mod svg;
 mod table;
+mod targets;
 mod units;
 
-pub use markdown::summarize;
+pub use markdown::{link_from, summarize};
 pub use ratios::ratio_table;
 pub use rounds::{Headline, headline, median, rounds_table};
+pub use stuck::stuck_table;
 pub use svg::ramp_svg;
+pub use targets::targets_table;
 
 /// One run of the harness.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,6 +57,11 @@ pub struct RunReport {
     /// No loss, gap, duplicate, reordering, failed or dropped client among non-slow clients.
     pub clean: bool,
     pub problems: Vec<String>,
+    /// What made the load differ from the one asked for without making the run unclean (a
+    /// publisher that fell short of its rate on a busy box): the figures hold for the load
+    /// that ran.
+    #[serde(default)]
+    pub caveats: Vec<String>,
 }
 
 /// The machine.
@@ -128,6 +138,10 @@ pub struct Delivery {
     pub frames: u64,
     pub bytes: u64,
     pub reads: u64,
+    /// Messages in those frames (every kind, decodable or not): more than the data frames
+    /// when a frame holds several (nats-server, a relay client with `batch=on`).
+    #[serde(default)]
+    pub messages: u64,
     pub latency_us: LatencySummary,
 }
 
@@ -308,13 +322,14 @@ pub(crate) mod tests {
             ingest_error_samples: vec![],
             clean: true,
             problems: vec![],
+            caveats: vec![],
         }
     }
 
     #[test]
     fn json_round_trip_table_and_markdown() {
-        let dir = std::env::temp_dir().join(format!("lt-report-{}", std::process::id()));
-        let path = dir.join("r.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
         let r = sample();
         r.write_json(&path).unwrap();
         let back = RunReport::read_json(&path).unwrap();
@@ -324,17 +339,15 @@ pub(crate) mod tests {
         let md = summarize(&[("r.json".into(), back)], Some("latency.svg"));
         assert!(md.contains("| [ramp](r.json) | ramp |"), "{md}");
         assert!(md.contains("![latency vs rate](latency.svg)"));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn ramp_svg_is_written() {
-        let dir = std::env::temp_dir().join(format!("lt-svg-{}", std::process::id()));
-        let path = dir.join("latency.svg");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plots/latency.svg");
         ramp_svg(&sample(), &path).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..100.min(svg.len())]);
         assert!(svg.contains("p99.9"));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

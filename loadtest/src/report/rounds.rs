@@ -1,7 +1,7 @@
 //! The end of a `compare --rounds N`: each round's headline ratios, then their median and
-//! range. On a box shared with its clients one pair's ratio moves with the host (seven pairs
-//! of one evening gave a p99 ratio from 0.44 to 5.07), so a claim rests on the median of
-//! interleaved rounds, said with its spread.
+//! range. On a box shared with its clients one pair's ratio moves with the host
+//! (docs/perf/COMPARE.md), so a claim rests on the median of interleaved rounds, said with its
+//! spread.
 
 use std::fmt::Write as _;
 

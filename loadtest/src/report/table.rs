@@ -141,6 +141,9 @@ impl RunReport {
                 format!("NOT CLEAN: {}", self.problems.join("; "))
             }
         );
+        for caveat in &self.caveats {
+            let _ = writeln!(out, "caveat: {caveat}");
+        }
     }
 }
 
@@ -202,8 +205,10 @@ fn write_phase(out: &mut String, p: &PhaseReport) {
     );
     let _ = writeln!(
         out,
-        "  {} frames in {} reads ({:.2} frames/read), {:.1} MB; per delivery: harness user {:.0} ns + kernel {:.0} ns, relay user {} ns; CPU: harness {:.2} s, relay {}",
+        "  {} frames ({} messages, {:.2} per frame) in {} reads ({:.2} frames/read), {:.1} MB; per delivery: harness user {:.0} ns + kernel {:.0} ns, relay user {} ns; CPU: harness {:.2} s, relay {}",
         f.frames,
+        f.messages,
+        f.messages as f64 / f.frames.max(1) as f64,
         f.reads,
         f.frames as f64 / f.reads.max(1) as f64,
         f.bytes as f64 / 1e6,

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
 
-use super::Mode;
 use crate::client::{ClientProfile, Encoding};
 use crate::publisher::IngestFormat;
 use crate::reference::Server;
@@ -51,6 +50,13 @@ pub struct RunArgs {
     /// Which server the run measures: the relay, or a reference server (JSON only).
     #[arg(long, value_enum, default_value = "relay")]
     pub server: Server,
+    /// The relay's clients ask for several messages per frame (`&batch=on`): NDJSON text
+    /// frames, `ServerBatch` protobuf frames, gzip frames inflating to NDJSON.
+    #[arg(long, value_enum, default_value = "off")]
+    pub batch: Batch,
+    /// The nats-server binary `--server nats --spawn` starts.
+    #[arg(long, value_name = "PATH", default_value = "nats-server")]
+    pub nats_server: PathBuf,
     /// Client cost per message: `light` (default; `heavy` in `compare`) or `heavy` (at least
     /// 2 workers, one read per frame, full serde_json parse).
     #[arg(long, value_enum)]
@@ -129,6 +135,13 @@ pub struct RunArgs {
     /// No progress display.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// Whether the relay's clients ask for several messages per frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Batch {
+    On,
+    Off,
 }
 
 /// Ramp options.
@@ -328,7 +341,17 @@ fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
             "--rate 0 publishes nothing; only crowd mode runs without ticks"
         );
     }
-    if args.server != Server::Relay {
+    ensure!(
+        args.batch == Batch::Off || args.server == Server::Relay,
+        "--batch on asks the relay for several messages per frame; --server {} {}",
+        args.server.name(),
+        if args.server == Server::Nats {
+            "batches on its own"
+        } else {
+            "sends one message per frame"
+        }
+    );
+    if !args.server.is_relay() {
         ensure!(
             args.mix
                 .0
@@ -348,6 +371,27 @@ fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
         bail!("--source-ips spreads over 127.0.0.x and needs a loopback relay");
     }
     Ok(())
+}
+
+/// Which load shape to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Steady,
+    Ramp,
+    Crowd,
+    Slow,
+}
+
+impl Mode {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Steady => "steady",
+            Self::Ramp => "ramp",
+            Self::Crowd => "crowd",
+            Self::Slow => "slow",
+        }
+    }
 }
 
 #[cfg(test)]

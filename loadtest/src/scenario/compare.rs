@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, ensure};
 
-use super::{Mode, RampArgs, RunArgs, SlowArgs, run};
+use super::args::{Batch, Mode, RampArgs, RunArgs, SlowArgs};
+use super::run::run;
 use crate::client::ClientProfile;
 use crate::reference::Server;
 use crate::report::RunReport;
@@ -89,8 +90,16 @@ pub fn compare(
                 server,
                 client_profile: Some(args.client_profile.unwrap_or(ClientProfile::Heavy)),
                 relay_args: match server {
-                    Server::Relay => args.relay_args.clone(),
+                    Server::Relay | Server::RelayBatched => args.relay_args.clone(),
                     Server::Floor | Server::Naive => cmp.reference_args.clone(),
+                    // Its defaults: what people deploy.
+                    Server::Nats => String::new(),
+                },
+                // Only the plain relay follows --batch (relay-batched always batches).
+                batch: if server == Server::Relay {
+                    args.batch
+                } else {
+                    Batch::Off
                 },
                 relay_log: args
                     .relay_log
@@ -160,8 +169,8 @@ mod tests {
 
     #[test]
     fn each_server_gets_its_own_file() {
-        let p = suffixed(Path::new("docs/perf/fanout.json"), None, Server::Naive);
-        assert_eq!(p, Path::new("docs/perf/fanout-naive.json"));
+        let p = suffixed(Path::new("target/perf/fanout.json"), None, Server::Naive);
+        assert_eq!(p, Path::new("target/perf/fanout-naive.json"));
         assert_eq!(
             suffixed(Path::new("log"), None, Server::Floor),
             Path::new("log-floor")

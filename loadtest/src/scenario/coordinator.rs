@@ -322,11 +322,28 @@ impl Ctx<'_> {
         for w in &self.workers {
             w.wake_slow()?;
         }
+        // Done when the slow clients have every tick of the phase, or nothing moved for
+        // --drain-idle (the relay cut some of them off, or holds nothing more for them).
+        let slow: Vec<&ClientPlan> = plans.iter().filter(|p| p.slow && welcomed[p.id]).collect();
+        let expected: u64 = slow
+            .iter()
+            .map(|p| {
+                p.symbols
+                    .iter()
+                    .map(|&s| self.last_delta[s as usize])
+                    .sum::<u64>()
+            })
+            .sum();
+        let before: u64 = slow
+            .iter()
+            .map(|p| baseline.clients[p.id].counts.ticks)
+            .sum();
         let start = Instant::now();
         let mut seen = self.progress();
         let mut last_change = start;
         while last_change.elapsed() < self.args.drain_idle
             && start.elapsed() < self.args.drain_timeout
+            && seen.ticks - seen.ticks_fast < before + expected
         {
             std::thread::sleep(Duration::from_millis(50));
             let p = self.progress();
@@ -376,6 +393,7 @@ fn group(
         d.unexpected_symbol += ac.unexpected_symbol - bc.unexpected_symbol;
         d.closed += u64::from(a.state == ClientState::Closed && b.state != ClientState::Closed);
         d.frames += ac.frames - bc.frames;
+        d.messages += ac.messages - bc.messages;
         d.bytes += ac.bytes - bc.bytes;
         d.reads += ac.reads - bc.reads;
     }

@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use indicatif::ProgressBar;
 
+use super::args::Batch;
+use super::args::{Mode, RampArgs, RunArgs, SlowArgs};
 use super::coordinator::{Collected, Ctx};
-use super::{Mode, RampArgs, RunArgs, SlowArgs, plan_clients};
+use super::plan::plan_clients;
 use crate::client::{ClientPlan, Target, WorkerHandle};
 use crate::procfs;
-use crate::publisher::IngestFormat;
-use crate::relay::RelayProcess;
+use crate::publisher::{IngestFormat, Publisher, Wire};
+use crate::reference::{self, Server};
+use crate::relay::{Launch, RelayProcess};
 use crate::report::ConnectReport;
 
 /// The CPU and memory counters read before the clients open.
@@ -43,62 +46,85 @@ pub(super) fn max_time(mode: Mode, args: &RunArgs, ramp: &RampArgs) -> Duration 
         .unwrap_or(Duration::from_secs(180) + publish_time)
 }
 
-/// With `--spawn`: the server started on free ports, healthy. The relay is its own binary;
-/// a reference server is this harness binary run as `serve-floor` or `serve-naive`.
+/// With `--spawn`: the server started on free ports, healthy. The relay is its own binary
+/// (`--spawn PATH`); a floor or naive server is this harness binary run as `serve-floor` or
+/// `serve-naive`; nats-server is `--nats-server`.
 pub(super) fn spawn_relay(args: &RunArgs, bar: &ProgressBar) -> Result<Option<RelayProcess>> {
     let Some(path) = &args.spawn else {
         return Ok(None);
     };
-    let (binary, leading) = match args.server.subcommand() {
-        Some(subcommand) => (std::env::current_exe()?, vec![subcommand.to_owned()]),
-        None if path.as_os_str().is_empty() => (
-            std::env::current_exe()?
-                .parent()
-                .context("the harness binary has no directory")?
-                .join("tickrelay"),
-            Vec::new(),
-        ),
-        None => (path.clone(), Vec::new()),
-    };
-    let log = args.relay_log.clone().unwrap_or_else(|| {
-        let name = format!("loadtest-{}-{}.log", args.server.name(), std::process::id());
-        std::env::temp_dir().join(name)
-    });
     let extra: Vec<String> = args
         .relay_args
         .split_whitespace()
         .map(String::from)
         .collect();
-    bar.set_message(format!("starting {}", binary.display()));
+    let launch = match args.server.subcommand() {
+        Some(subcommand) => {
+            Launch::with_relay_flags(&std::env::current_exe()?, &[subcommand.into()], &extra)?
+        }
+        None if args.server == Server::Nats => reference::nats_launch(&args.nats_server, &extra)?,
+        None if path.as_os_str().is_empty() => {
+            let harness = std::env::current_exe()?;
+            let dir = harness
+                .parent()
+                .context("the harness binary has no directory")?;
+            Launch::with_relay_flags(&dir.join("tickrelay"), &[], &extra)?
+        }
+        None => Launch::with_relay_flags(path, &[], &extra)?,
+    };
+    let log = args.relay_log.clone().unwrap_or_else(|| {
+        let name = format!("loadtest-{}-{}.log", args.server.name(), std::process::id());
+        std::env::temp_dir().join(name)
+    });
+    bar.set_message(format!("starting {}", launch.binary.display()));
     Ok(Some(RelayProcess::spawn(
-        &binary,
-        &leading,
-        &extra,
+        launch,
         &log,
         Duration::from_secs(20),
     )?))
 }
 
-/// The WebSocket and ingest addresses: the spawned relay's, or the ones given.
-pub(super) fn endpoints(args: &RunArgs, relay: Option<&RelayProcess>) -> (SocketAddr, SocketAddr) {
+/// Where the server under test is reached.
+pub(super) struct Endpoints {
+    /// Its WebSocket listener.
+    pub(super) ws: SocketAddr,
+    /// Where the publisher writes.
+    pub(super) ingest: SocketAddr,
+    /// Where its JSON stats are read at the end (`GET`).
+    pub(super) stats: (SocketAddr, String),
+}
+
+/// The spawned server's endpoints, or the ones given.
+pub(super) fn endpoints(args: &RunArgs, relay: Option<&RelayProcess>) -> Endpoints {
     match relay {
-        Some(r) => (
-            r.listen,
-            match args.ingest_format {
+        Some(r) => Endpoints {
+            ws: r.listen,
+            ingest: match args.ingest_format {
                 IngestFormat::Json => r.ingest_json,
                 IngestFormat::Protobuf => r.ingest_protobuf,
             },
-        ),
-        None => (
-            args.relay,
-            match args.ingest_format {
+            stats: r.stats.clone(),
+        },
+        None => Endpoints {
+            ws: args.relay,
+            ingest: match args.ingest_format {
                 IngestFormat::Json => args.ingest.unwrap_or(super::args::DEFAULT_INGEST),
                 IngestFormat::Protobuf => args
                     .ingest_protobuf
                     .unwrap_or(super::args::DEFAULT_INGEST_PROTOBUF),
             },
-        ),
+            stats: (args.relay, "/stats".to_owned()),
+        },
     }
+}
+
+/// The publisher for this run's server: NATS PUBs to nats-server, else `--ingest-format`.
+pub(super) fn connect_publisher(args: &RunArgs, ingest: SocketAddr) -> Result<Publisher> {
+    let wire = match args.server {
+        Server::Nats => Wire::NatsPub,
+        _ => Wire::from(args.ingest_format),
+    };
+    Publisher::connect(ingest, wire, args.symbols)
 }
 
 /// The clients of this run: slow ones only in slow mode, source addresses only on loopback.
@@ -141,6 +167,7 @@ pub(super) fn start_workers(
         more: args.also_relay.clone(),
         symbol_count: args.symbols,
         handshake_timeout: args.handshake_timeout,
+        protocol: args.server.protocol(args.batch == Batch::On),
     };
     let workers: Vec<WorkerHandle> = (0..args.workers)
         .map(|w| WorkerHandle::spawn(w, target.clone(), args.profile()))

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Result;
 use indicatif::ProgressBar;
 
+use super::args::{Mode, RunArgs, SlowArgs};
 use super::coordinator::Ctx;
 use super::setup::Before;
-use super::{Mode, RunArgs, SlowArgs};
 use crate::client::{ClientPlan, ClientState};
 use crate::procfs;
 use crate::relay::{RelayProcess, http_get};
@@ -32,7 +32,7 @@ pub(super) struct Ending {
 pub(super) fn wind_down(
     mut ctx: Ctx<'_>,
     plans: &[ClientPlan],
-    ws_addr: SocketAddr,
+    stats_at: &(SocketAddr, String),
     before: &Before,
 ) -> Result<Ending> {
     ctx.bar.set_message("collecting");
@@ -50,7 +50,7 @@ pub(super) fn wind_down(
     let relay_alive = ctx.relay.as_mut().map(|r| r.check_alive());
     let relay = ctx
         .relay_pid
-        .map(|pid| relay_report(pid, ws_addr, before.relay_cpu));
+        .map(|pid| relay_report(pid, stats_at, before.relay_cpu));
     let Ctx {
         bar,
         workers,
@@ -72,14 +72,15 @@ pub(super) fn wind_down(
     })
 }
 
-/// The relay's memory, CPU since `cpu0` and `GET /stats`, as seen at the end of the run.
+/// The relay's memory, CPU since `cpu0` and its stats (`GET stats_at`: the relay's `/stats`,
+/// nats-server's `/varz`), as seen at the end of the run.
 pub(super) fn relay_report(
     pid: u32,
-    ws_addr: SocketAddr,
+    stats_at: &(SocketAddr, String),
     cpu0: Option<procfs::CpuTimes>,
 ) -> RelayReport {
     let mem = procfs::memory(pid).unwrap_or_default();
-    let stats = http_get(ws_addr, "/stats", Duration::from_secs(2))
+    let stats = http_get(stats_at.0, &stats_at.1, Duration::from_secs(2))
         .ok()
         .and_then(|(status, body)| (status == 200).then_some(body))
         .and_then(|body| serde_json::from_str(&body).ok());

@@ -29,9 +29,12 @@ pub(super) fn step_failure(p: &PhaseReport, bound_us: u64) -> Option<String> {
     None
 }
 
-/// Fills `clean` and `problems`.
+/// Fills `clean`, `problems` and `caveats`. Clean is about what was delivered (every tick
+/// published to a client's symbols, once, in order), never about how fast the box was: a
+/// publisher that fell short of its rate is a caveat on the load, not a fault.
 pub(super) fn judge(r: &mut RunReport) {
     let mut problems = std::mem::take(&mut r.problems);
+    let mut caveats = Vec::new();
     if r.connect.failed > 0 || r.connect.welcomed < r.connect.requested as u64 {
         problems.push(format!(
             "{} of {} clients not welcomed ({} failed)",
@@ -73,7 +76,7 @@ pub(super) fn judge(r: &mut RunReport) {
             }
         }
         if p.achieved_rate < p.target_rate * 0.95 {
-            problems.push(format!(
+            caveats.push(format!(
                 "publisher reached only {:.0}/s of {:.0}/s",
                 p.achieved_rate, p.target_rate
             ));
@@ -81,6 +84,7 @@ pub(super) fn judge(r: &mut RunReport) {
     }
     r.clean = problems.is_empty();
     r.problems = problems;
+    r.caveats = caveats;
 }
 
 #[cfg(test)]
@@ -100,5 +104,27 @@ mod tests {
         assert!(step_failure(&p, 1000).unwrap().contains("p99"));
         p.fast.lost = 3;
         assert!(step_failure(&p, 1000).unwrap().contains("lost"));
+    }
+
+    #[test]
+    fn a_slow_publisher_is_a_caveat_and_a_lost_tick_a_problem() {
+        let mut r = crate::report::tests::sample();
+        r.ramp = None;
+        for p in &mut r.phases {
+            p.held = None;
+        }
+        r.phases[1].achieved_rate = r.phases[1].target_rate * 0.5;
+        judge(&mut r);
+        assert!(r.clean, "{:?}", r.problems);
+        assert_eq!(r.caveats, ["publisher reached only 100/s of 200/s"]);
+
+        r.phases[2].fast.lost = 1;
+        r.phases[2].fast.seq.out_of_order = 2;
+        judge(&mut r);
+        assert!(!r.clean);
+        assert_eq!(
+            r.problems,
+            ["1 ticks lost at 400/s", "2 out-of-order ticks at 400/s"]
+        );
     }
 }

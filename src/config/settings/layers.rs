@@ -24,7 +24,10 @@ pub(super) fn env_values(
         let flag = flags
             .find(&long)
             .filter(|_| !["help", "version", "print-config"].contains(&long.as_str()))
-            .ok_or_else(|| error(format!("unknown setting `{long}` (see --help)")))?;
+            .ok_or_else(|| {
+                let hint = did_you_mean(&long, flags.settings());
+                error(format!("unknown setting `{long}`{hint} (see --help)"))
+            })?;
         let value = match flag.kind {
             Kind::Switch => Value::Switch(
                 parse_switch(text)
@@ -82,7 +85,10 @@ pub(super) fn file_values(
                 error(
                     at,
                     Some(name),
-                    format!("unknown key `{name}` (the keys are the flags of --help without `--`)"),
+                    format!(
+                        "unknown key `{name}`{} (the keys are the flags of --help without `--`)",
+                        did_you_mean(&long, flags.settings())
+                    ),
                 )
             })?;
         let bad = |message: String| error(at, Some(name), format!("{name}: {message}"));

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::reading::{Kind, Reading, Value, number};
 use crate::shared::Shared;
 
-/// The role and the NATS hop (zeros without `--nats`).
+/// The role, and the NATS hop when there is one (`--nats`): a list, a row per reading.
 pub(super) fn readings(shared: &Shared) -> Vec<Reading> {
     let n = &shared.metrics.nats;
     let mut readings = vec![Reading {
@@ -19,6 +19,10 @@ pub(super) fn readings(shared: &Shared) -> Vec<Reading> {
             value: shared.config.scale.role.as_str(),
         },
     }];
+    // One box without `--nats` has no NATS hop: no block of zeros that reads like an outage.
+    if shared.config.scale.nats.is_none() {
+        return readings;
+    }
     let counts: [(
         &'static [&'static str],
         &'static str,

@@ -2,13 +2,12 @@
 //! [`ControlError`].
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use prost::Message as _;
 use serde::Deserialize;
 use simd_json::Buffers;
 
-use super::{Control, ControlError, Op, Selection, resume_keys};
+use super::{Control, ControlError, KeyRules, Op, Selection, heartbeat, resume_keys};
 use crate::auth::Token;
 use crate::error::clip;
 use crate::proto;
@@ -16,7 +15,7 @@ use crate::proto;
 /// Parses control messages, reusing the JSON parser's buffers.
 pub struct ControlParser {
     buffers: Buffers,
-    limit: usize,
+    rules: KeyRules,
 }
 
 #[derive(Deserialize)]
@@ -34,11 +33,11 @@ struct RawControl {
 }
 
 impl ControlParser {
-    /// A parser enforcing at most `limit` symbols per message.
-    pub fn new(limit: usize) -> Self {
+    /// A parser of names by `rules` (the per-client limit, the rate tiers).
+    pub fn new(rules: KeyRules) -> Self {
         Self {
             buffers: Buffers::new(256),
-            limit,
+            rules,
         }
     }
 
@@ -53,7 +52,7 @@ impl ControlParser {
                     ControlError::BadMessage(text)
                 }
             })?;
-        let limit = self.limit;
+        let rules = &self.rules;
         let symbols = |op| {
             if raw.symbols.is_none() && raw.channels.is_none() {
                 return Err(ControlError::MissingField {
@@ -62,8 +61,8 @@ impl ControlParser {
                 });
             }
             let names = raw.symbols.iter().flatten().map(String::as_str);
-            let mut selection = Selection::parse(names, limit)?;
-            selection.add_channels(raw.channels.iter().flatten().map(String::as_str), limit)?;
+            let mut selection = Selection::parse(names, rules)?;
+            selection.add_channels(raw.channels.iter().flatten().map(String::as_str), rules)?;
             Ok(selection)
         };
         let op = Op::parse(&raw.op).ok_or_else(|| ControlError::UnknownOp(clip(&raw.op)))?;
@@ -87,7 +86,7 @@ impl ControlParser {
                     .iter()
                     .flatten()
                     .map(|(k, v)| (k.as_str(), *v));
-                let mut positions = resume_keys(symbols, channels, self.limit)?;
+                let mut positions = resume_keys(symbols, channels, &self.rules)?;
                 positions.epoch = raw.epoch;
                 Ok(Control::Resume(positions))
             }
@@ -96,9 +95,7 @@ impl ControlParser {
                     op: op.name(),
                     field: "interval_ms",
                 })?;
-                Ok(Control::Heartbeat {
-                    interval: Duration::from_millis(ms),
-                })
+                heartbeat(ms)
             }
             Op::Auth | Op::Refresh => {
                 let token = raw.token.clone().ok_or(ControlError::MissingField {
@@ -119,11 +116,12 @@ impl ControlParser {
         use proto::client_message::Msg;
         let message = proto::ClientMessage::decode(bytes)
             .map_err(|e| ControlError::BadMessage(e.to_string()))?;
-        let names =
-            |s: &proto::Symbols| Selection::parse(s.symbols.iter().map(String::as_str), self.limit);
+        let names = |s: &proto::Symbols| {
+            Selection::parse(s.symbols.iter().map(String::as_str), &self.rules)
+        };
         let channels = |c: &proto::Channels| {
             let mut selection = Selection::default();
-            selection.add_channels(c.channels.iter().map(String::as_str), self.limit)?;
+            selection.add_channels(c.channels.iter().map(String::as_str), &self.rules)?;
             Ok(selection)
         };
         match message.msg {
@@ -138,7 +136,7 @@ impl ControlParser {
                 let mut positions = resume_keys(
                     r.from.iter().map(|(k, v)| (k.as_str(), *v)),
                     r.channels.iter().map(|(k, v)| (k.as_str(), *v)),
-                    self.limit,
+                    &self.rules,
                 )?;
                 // proto3: 0 is "not set"; epochs are never 0.
                 positions.epoch = (r.epoch != 0).then_some(r.epoch);
@@ -149,9 +147,7 @@ impl ControlParser {
             Some(Msg::SubscribeChannels(c)) => channels(&c).map(Control::Subscribe),
             Some(Msg::UnsubscribeChannels(c)) => channels(&c).map(Control::Unsubscribe),
             Some(Msg::SnapshotChannels(c)) => channels(&c).map(Control::Snapshot),
-            Some(Msg::Heartbeat(h)) => Ok(Control::Heartbeat {
-                interval: Duration::from_millis(u64::from(h.interval_ms)),
-            }),
+            Some(Msg::Heartbeat(h)) => heartbeat(u64::from(h.interval_ms)),
         }
     }
 }
@@ -159,7 +155,7 @@ impl ControlParser {
 impl std::fmt::Debug for ControlParser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlParser")
-            .field("limit", &self.limit)
+            .field("limit", &self.rules.limit)
             .finish_non_exhaustive()
     }
 }

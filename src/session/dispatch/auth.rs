@@ -46,11 +46,11 @@ pub(super) fn authenticate(
     params
         .selection
         .symbols
-        .retain(|s| identity.may_read(&Key::Symbol(s.clone())));
+        .retain(|key| identity.may_read(key));
     params
         .selection
         .channels
-        .retain(|c| identity.may_read(&Key::Channel(c.clone())));
+        .retain(|key| identity.may_read(key));
     params.resume.from.retain(|(k, _)| identity.may_read(k));
     start(core, session, identity, &params, now);
     if !refused.is_empty() {

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::{Batch, ShardMsg};
+use super::batch::{Batch, ShardMsg};
 
 /// One shard's subscribers and the index of who takes which symbol.
 #[derive(Default)]

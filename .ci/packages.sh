@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests start for real when they are missing: nats-server
+# (the scale-out tests, tests/nats_*.rs, and examples/scale-out.sh) and prometheus, for its
+# promtool (tests/prometheus.rs checks /metrics with it), and curl (the README's quick start
+# and examples/scale-out.sh, run by .ci/recipes.sh). Part of the README's test command,
+# so a fresh machine runs those tests too; bounded, and quiet when all are there.
+set -euo pipefail
+missing=()
+command -v nats-server >/dev/null || missing+=(nats-server)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v curl >/dev/null || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get update -qq
+    # --no-install-recommends: promtool is all the tests use, not a running Prometheus.
+    timeout 600 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+nats-server --version
+promtool --version | head -n 1
