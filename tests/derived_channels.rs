@@ -113,6 +113,41 @@ async fn derived_channels_are_checked_by_name_and_never_published() {
 }
 
 #[tokio::test]
+async fn bars_and_tickers_are_refused_on_a_rate_tier_wherever_they_are_named() {
+    let relay = TestRelay::start(Config::for_tests()).await;
+    let (status, body) = refused(&relay, "?channels=bars:1m:BTC-USD@1s").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("invalid_channel")),
+        "{body}"
+    );
+    let message = body["message"].as_str().expect("a message");
+    assert!(message.contains("no rate tier"), "says why: {message}");
+    let (status, body) = refused(&relay, "?resume_channels=ticker:BTC-USD@5s:3").await;
+    assert_eq!((status, &body["code"]), (400, &json!("invalid_channel")));
+
+    let mut client = relay.client("").await;
+    client
+        .send_json(r#"{"op":"subscribe","channels":["ticker:X@1s"]}"#)
+        .await;
+    assert_eq!(client.next_json().await["code"], "invalid_channel");
+    client
+        .send_json(r#"{"op":"resume","from_channels":{"bars:1m:X@100ms":3}}"#)
+        .await;
+    assert_eq!(client.next_json().await["code"], "invalid_channel");
+    // The same names without a tier, and an event channel on a tier, are accepted.
+    client
+        .send_json(r#"{"op":"subscribe","channels":["bars:1m:X","ticker:X","news@1s"]}"#)
+        .await;
+    let ack = client.next_json().await;
+    assert_eq!(
+        ack["channels"],
+        json!(["bars:1m:X", "ticker:X", "news@1s"]),
+        "{ack}"
+    );
+}
+
+#[tokio::test]
 async fn a_token_reads_the_bars_and_ticker_of_the_symbols_it_may_read() {
     let dir = TempDir::new("token");
     let secret = dir.0.join("secret");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::auth::{AuthError, Token};
 use crate::config::DerivedConfig;
 use crate::error::{ErrorCode, clip, one_of};
-use crate::event::{Channel, Key, Tier, Tiered, Tiers};
+use crate::event::{Channel, Key, Tier, Tiered, Tiers, derived};
 use crate::tick::{Seq, Symbol};
 
 mod parser;
@@ -357,7 +357,8 @@ impl Op {
 }
 
 /// Refuses a derived channel (bars, ticker, book) in `selection` or `resume` that the relay
-/// does not compute, with `invalid_channel` and a message listing what it accepts.
+/// does not compute, or named on a rate tier (a bar or ticker comes at its own pace, and a
+/// tier would drop closed bars), with `invalid_channel` and a message saying what it accepts.
 pub fn served(
     derived: &DerivedConfig,
     selection: &Selection,
@@ -368,12 +369,17 @@ pub fn served(
         let Key::Channel(channel) = key.base() else {
             continue;
         };
-        derived
-            .check(channel)
-            .map_err(|e| ControlError::InvalidChannel {
-                channel: clip(key.as_str()),
-                reason: e.to_string(),
-            })?;
+        let invalid = |reason: String| ControlError::InvalidChannel {
+            channel: clip(key.as_str()),
+            reason,
+        };
+        derived.check(channel).map_err(|e| invalid(e.to_string()))?;
+        if let (Some(tier), Some(_)) = (key.tier(), derived::symbol_of(channel.as_str())) {
+            return Err(invalid(format!(
+                "bars and tickers have no rate tier: name `{channel}` without `@{}`",
+                tier.name()
+            )));
+        }
     }
     Ok(())
 }
