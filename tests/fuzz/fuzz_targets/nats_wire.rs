@@ -83,6 +83,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(numbers.iter().all(|n| n.is_finite()) && s.low <= s.high, "{s:?}");
         }
         Item::Tick(_) | Item::Event(_) => {}
+        Item::Tier(_) => panic!("the stream never holds a tier frame (a shard makes them)"),
     }
     let out = wire::encode(&subjects, &item, incoming.epoch);
     assert_eq!(out.subject, subject);
