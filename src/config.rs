@@ -4,6 +4,7 @@
 //! `TICKRELAY_*` variables under the flags) and checked by [`Config::validate`]; tests build
 //! it in code with [`Config::for_tests`].
 
+pub mod book;
 mod check;
 pub mod defaults;
 pub mod deflate;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+pub use book::BookConfig;
 pub use deflate::DeflateConfig;
 pub use derived::{BarIntervals, DerivedConfig};
 pub use reloadable::Reloadable;
@@ -313,6 +315,9 @@ pub struct Config {
     /// Bars and 24-hour tickers (`--bar-*`, `--derived-interval`).
     #[command(flatten)]
     pub derived: DerivedConfig,
+    /// Order books: `--book-depths`, `--book-max-levels`, the checkpoint cadence.
+    #[command(flatten)]
+    pub book: BookConfig,
 }
 
 impl Config {

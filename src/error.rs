@@ -82,14 +82,27 @@ errors! {
     /// A channel name that is empty, too long, has a character outside the allowed set, or
     /// is in the `user:` space (any case) without being `user:<id>` or `user:<id>:<name>`.
     InvalidChannel "invalid_channel" close(-) http(400);
-    /// An event published to a channel only the relay writes (`bars:`, `ticker:`, `book:`).
-    ReservedChannel "reserved_channel" close(-) http(400);
     /// An event whose `data` is over `--max-event-bytes`.
     EventTooLarge "event_too_large" close(-) http(400);
     /// An event whose `data` nests arrays and objects deeper than
     /// [`MAX_EVENT_DEPTH`](crate::event::MAX_EVENT_DEPTH) levels (clients' JSON decoders
     /// have depth limits: one such event would be undecodable for them).
     EventTooDeep "event_too_deep" close(-) http(400);
+    /// An event published on a channel name the relay reserves for what it derives itself
+    /// (`book:`, `bars:`, `ticker:`).
+    ReservedChannel "reserved_channel" close(-) http(400);
+    // order books
+    /// A book price or size that is not a decimal number, or has more than 28 digits or
+    /// decimal places.
+    BadDecimal "bad_decimal" close(-) http(400);
+    /// A book level with a size below zero.
+    NegativeSize "negative_size" close(-) http(400);
+    /// A book delta before any snapshot of that book.
+    BookNoSnapshot "book_no_snapshot" close(-) http(400);
+    /// A book update that would leave the best bid at or above the best ask.
+    BookCrossed "book_crossed" close(-) http(400);
+    /// A book update that would leave a side deeper than `--book-max-levels`.
+    BookTooDeep "book_too_deep" close(-) http(400);
     // control messages (at connect, a bad symbol list is a 400)
     /// A control message that is not valid JSON or protobuf of the right shape.
     BadMessage "bad_message" close(-) http(400);

@@ -22,8 +22,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::book::BookUpdate;
 use crate::tick::{Seq, Tick};
-pub use channel::{Channel, USER_PREFIX};
+pub use channel::{Channel, RESERVED_PREFIXES, USER_PREFIX};
 pub use data::{MAX_EVENT_DEPTH, check_data};
 use derived::{Bar, Ticker};
 pub use error::EventError;
@@ -67,10 +68,10 @@ impl Event {
             }
         })?;
         let channel = Channel::parse(&raw.channel)?;
-        if derived::reserved(channel.as_str()) {
+        if channel.is_reserved() {
             return Err(EventError::Reserved {
-                channel: channel.as_str().to_owned(),
-                prefixes: &derived::RESERVED,
+                channel: channel.to_string(),
+                prefixes: &RESERVED_PREFIXES,
             });
         }
         let data = raw.data.ok_or(EventError::MissingData)?.get().as_bytes();
@@ -85,9 +86,9 @@ impl Event {
     }
 }
 
-/// What the sequencer sequences: ticks and events from the sources, and the bars and
-/// tickers it derives from trades, one stream of sequenced items; and what a shard's rate
-/// tier makes of them.
+/// What the sequencer sequences: ticks, events and book messages from the sources, and the
+/// bars and tickers it derives from trades, one stream of sequenced items; and what a
+/// shard's rate tier makes of them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// A market tick.
@@ -98,6 +99,8 @@ pub enum Item {
     Bar(Box<Bar>),
     /// A ticker channel's message.
     Ticker(Box<Ticker>),
+    /// A message of a book channel (or, seq 0, a publisher's book update).
+    Book(BookUpdate),
     /// A rate tier's frame: the newest item of its base in an interval, and what it stands
     /// for. Made by a shard, never sequenced (it carries its newest item's seq).
     Tier(Box<TierItem>),
@@ -153,6 +156,7 @@ impl Item {
             Self::Bar(b) => Key::Channel(b.channel.clone()),
             Self::Ticker(t) => Key::Channel(t.channel.clone()),
             Self::Tier(t) => t.key.clone(),
+            Self::Book(b) => Key::Channel(Channel::of_book(&b.channel)),
         }
     }
 
@@ -164,6 +168,7 @@ impl Item {
             Self::Bar(b) => b.seq,
             Self::Ticker(t) => t.seq,
             Self::Tier(t) => t.newest.seq(),
+            Self::Book(b) => b.seq,
         }
     }
 
@@ -171,7 +176,9 @@ impl Item {
     pub fn first_seq(&self) -> Seq {
         match self {
             Self::Tier(t) => t.from,
-            Self::Tick(_) | Self::Event(_) | Self::Bar(_) | Self::Ticker(_) => self.seq(),
+            Self::Tick(_) | Self::Event(_) | Self::Bar(_) | Self::Ticker(_) | Self::Book(_) => {
+                self.seq()
+            }
         }
     }
 
@@ -183,6 +190,7 @@ impl Item {
             Self::Bar(b) => b.seq = seq,
             Self::Ticker(t) => t.seq = seq,
             Self::Tier(_) => debug_assert!(false, "a tier's frame is never sequenced"),
+            Self::Book(b) => b.seq = seq,
         }
     }
 
@@ -194,6 +202,7 @@ impl Item {
             Self::Bar(b) => b.recv_ns,
             Self::Ticker(t) => t.recv_ns,
             Self::Tier(t) => t.newest.recv_ns(),
+            Self::Book(b) => b.recv_ns,
         }
     }
 
@@ -209,6 +218,12 @@ impl Item {
             }
             // Built by the relay (or a shard) with their time set.
             Self::Bar(_) | Self::Ticker(_) | Self::Tier(_) => {}
+            Self::Book(b) => {
+                b.recv_ns = recv_ns;
+                if b.ts_ns == 0 {
+                    b.ts_ns = recv_ns;
+                }
+            }
         }
     }
 
@@ -216,7 +231,7 @@ impl Item {
     pub fn tick(&self) -> Option<&Tick> {
         match self {
             Self::Tick(t) => Some(t),
-            Self::Event(_) | Self::Bar(_) | Self::Ticker(_) | Self::Tier(_) => None,
+            Self::Event(_) | Self::Bar(_) | Self::Ticker(_) | Self::Tier(_) | Self::Book(_) => None,
         }
     }
 

@@ -28,7 +28,7 @@
 //!   on shard 0's thread, [`listener`] accepts clients and picks their shard.
 //! - Below them: [`shared`] (relay-wide state), [`encode`], and the leaf types [`auth`]
 //!   (token verification, identities, per-user limits), [`tls`] (certificates, reload),
-//!   [`tick`],
+//!   [`tick`], [`book`] (order books: levels, checksums, book channels),
 //!   [`event`] (channels, and the [`event::Key`] ticks and events share), [`config`], [`metrics`], [`error`], [`limits`] (token buckets, log gates, counted
 //!   connection slots per IP and per user), [`shutdown`], [`proto`].
 //!
@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod book;
 pub mod config;
 pub mod encode;
 pub mod error;

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub ingest_connections_total: AtomicU64,
     /// Connections refused by a connection limit.
     pub connections_refused: AtomicU64,
+    /// `--record`: what the recorder wrote, and what it could not.
+    pub record: RecordMetrics,
     /// The NATS hop (zero with `--role all` and no `--nats`).
     pub nats: NatsMetrics,
     /// Bars and tickers (zero with `--bar-intervals off` and on an edge).
@@ -66,6 +68,18 @@ pub struct DerivedMetrics {
     pub late_trades: AtomicU64,
     /// Trades stamped more than `--bar-max-skew` ahead of the relay's clock, left out.
     pub future_trades: AtomicU64,
+}
+
+/// `--record`'s counters, written by the recorder thread only.
+#[derive(Debug, Default)]
+pub struct RecordMetrics {
+    /// Ticks written to the recording and flushed.
+    pub written: AtomicU64,
+    /// Writes that failed (a full disk, a removed device): the recording stops at the first.
+    pub write_errors: AtomicU64,
+    /// Ticks the recording may lack because a write failed (the clients still got them):
+    /// those not yet flushed when it failed, and every tick after.
+    pub not_recorded: AtomicU64,
 }
 
 /// One shard's counters (written by that shard's thread only).
@@ -185,6 +199,7 @@ impl Metrics {
             ingest_connections: AtomicU64::new(0),
             ingest_connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            record: RecordMetrics::default(),
             nats: NatsMetrics::default(),
             derived: DerivedMetrics::default(),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),

@@ -68,8 +68,12 @@ impl Relay {
         threads.extend(files.spawn(&shared, &mut senders)?);
         let newest = nats.as_ref().map(|n| n.newest.clone()).unwrap_or_default();
         let restored = nats.as_mut().and_then(|n| n.restored.take());
+        let books = nats
+            .as_mut()
+            .map(|n| std::mem::take(&mut n.books))
+            .unwrap_or_default();
         threads.extend(nats.map(|nats| nats.start(&shared, &mut senders)));
-        let mut sequencer = sequencer(&shared, senders, newest);
+        let mut sequencer = sequencer(&shared, senders, newest, books);
         if let Some(restored) = restored {
             sequencer.restore(restored);
         }
@@ -159,8 +163,8 @@ impl Files {
     ) -> Result<Vec<JoinHandle<()>>, StartError> {
         let mut threads = Vec::new();
         if let Some((path, file)) = self.record {
-            let (sender, thread) =
-                sequencer::record::spawn(path, file).map_err(spawn_error("the recorder"))?;
+            let (sender, thread) = sequencer::record::spawn(path, file, shared.metrics.clone())
+                .map_err(spawn_error("the recorder"))?;
             senders.push(sender);
             threads.push(thread);
         }
@@ -251,6 +255,7 @@ fn sequencer(
     shared: &Shared,
     senders: Vec<TickSender>,
     newest: Vec<(crate::event::Key, crate::tick::Seq)>,
+    books: Vec<crate::book::BookUpdate>,
 ) -> Sequencer {
     let mut sequencer = Sequencer::new(
         senders,
@@ -259,7 +264,15 @@ fn sequencer(
         shared.config.max_symbols,
     );
     sequencer.continue_from(newest);
-    if shared.config.scale.role == Role::Edge {
+    let config = &shared.config;
+    let publishing = config.scale.nats.is_some() && config.scale.role != Role::Edge;
+    let cadence = publishing.then_some(crate::sequencer::Cadence {
+        updates: config.book.checkpoint_updates(config.replay_depth),
+        interval: config.book.book_checkpoint_interval,
+    });
+    sequencer = sequencer.books(&config.book, cadence);
+    sequencer.restore_books(books);
+    if config.scale.role == Role::Edge {
         sequencer = sequencer.following();
     }
     sequencer.deriving(&shared.config.derived)

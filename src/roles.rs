@@ -3,7 +3,8 @@
 //!
 //! [`NatsThread::spawn`] starts the thread and waits (bounded: [`START_PATIENCE`]) for it
 //! to reach NATS and open the history: a sequencer creates the stream if needed and reads
-//! the epoch and each key's newest seq; an edge reads the epoch a sequencer wrote, waiting
+//! the epoch, each key's newest seq and every book (its newest checkpoint and the updates
+//! after it); an edge reads the epoch a sequencer wrote, waiting
 //! for a sequencer to write one. Relays started beside their NATS server retry the first
 //! connect, logging each try, and the `--listen` socket answers 503 `starting` meanwhile
 //! (`waiting::NotReady`). Only then does [`Relay::start`](crate::relay::Relay::start)
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::book::BookUpdate;
 use crate::config::Role;
 use crate::config::{Config, ConfigError};
 use crate::event::Key;
@@ -62,6 +64,8 @@ pub struct NatsThread {
     pub newest: Vec<(Key, Seq)>,
     /// A sequencer's bars and tickers as the stream holds them (with bars on).
     pub restored: Option<Restored>,
+    /// A sequencer's books as the stream holds them, to rebuild (empty on an edge).
+    pub books: Vec<BookUpdate>,
     /// The thread.
     pub thread: JoinHandle<()>,
     job: oneshot::Sender<Job>,
@@ -76,9 +80,10 @@ impl NatsThread {
         fresh_epoch: u64,
         http: &TcpListener,
     ) -> Result<Option<Self>, NatsStartError> {
-        let Some(url) = config.scale.nats.clone() else {
+        let Some(urls) = config.scale.nats.as_deref() else {
             return Ok(None);
         };
+        let url = crate::config::scale::redacted(urls);
         let (opened_tx, opened) = std_mpsc::channel();
         let (job, job_rx) = oneshot::channel::<Job>();
         let config = config.clone();
@@ -99,15 +104,15 @@ impl NatsThread {
                     }
                 };
                 runtime.block_on(async move {
-                    let history = match open(&url, &config, metrics.clone(), fresh_epoch).await {
+                    let history = match open(&config, metrics.clone(), fresh_epoch).await {
                         Ok(opened) => opened,
                         Err(e) => {
                             let _ = opened_tx.send(Err(e));
                             return;
                         }
                     };
-                    let (history, newest, restored) = history;
-                    let _ = opened_tx.send(Ok((history.epoch, newest, restored)));
+                    let (history, found) = history;
+                    let _ = opened_tx.send(Ok((history.epoch, found)));
                     match job_rx.await {
                         Ok(Job::Publish {
                             queue,
@@ -129,10 +134,11 @@ impl NatsThread {
             answering.stop();
         }
         match opened {
-            Ok(Ok((epoch, newest, restored))) => Ok(Some(Self {
+            Ok(Ok((epoch, found))) => Ok(Some(Self {
                 epoch,
-                newest,
-                restored,
+                newest: found.newest,
+                restored: found.restored,
+                books: found.books,
                 thread,
                 job,
             })),
@@ -216,16 +222,16 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
 }
 
 async fn open(
-    url: &str,
     config: &Config,
     metrics: Arc<Metrics>,
     fresh_epoch: u64,
-) -> Result<(History, Vec<(Key, Seq)>, Option<Restored>), NatsError> {
+) -> Result<(History, Found), NatsError> {
     let mut patience = Patience::new();
     // A relay started in the same instant as its NATS server (a script, a container set)
     // finds nobody listening yet: try again, logging each try, until START_PATIENCE.
     let connection = loop {
-        match nats::connect(url, metrics.clone()).await {
+        let name = format!("tickrelay {}", config.scale.role.as_str());
+        match nats::connect(&config.scale, &name, metrics.clone()).await {
             Ok(connection) => break connection,
             Err(e) => match patience.pause() {
                 Some(pause) => {
@@ -236,34 +242,57 @@ async fn open(
             },
         }
     };
-    if config.scale.role == Role::Edge {
-        // An edge started before its sequencer waits for the history instead of exiting.
-        loop {
-            let attempt = nats::Connection {
-                client: connection.client.clone(),
-                reconnected: connection.reconnected.clone(),
-            };
-            match History::open(attempt, config).await {
-                Ok(history) => return Ok((history, Vec::new(), None)),
-                Err(e @ NatsError::NoHistory(_)) => match patience.pause() {
-                    Some(pause) => {
+    // An edge started before its sequencer waits for the history, and either role waits
+    // for a JetStream cluster that is still electing its leaders, instead of exiting.
+    let history = loop {
+        let attempt = nats::Connection {
+            client: connection.client.clone(),
+            reconnected: connection.reconnected.clone(),
+        };
+        let opened = if config.scale.role == Role::Edge {
+            History::open(attempt, config).await
+        } else {
+            History::open_or_create(attempt, config, fresh_epoch).await
+        };
+        match opened {
+            Ok(history) => break history,
+            Err(e) => match patience.pause() {
+                Some(pause) => {
+                    if matches!(e, NatsError::NoHistory(_)) {
                         info!(stream = %config.scale.nats_stream, attempt = patience.tries, "waiting for a sequencer to write the stream's epoch");
-                        tokio::time::sleep(pause).await;
+                    } else {
+                        info!(stream = %config.scale.nats_stream, attempt = patience.tries, reason = %e, "waiting for the stream");
                     }
-                    None => return Err(patience.gave_up(e)),
-                },
-                Err(e) => return Err(e),
-            }
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(patience.gave_up(e)),
+            },
         }
+    };
+    if config.scale.role == Role::Edge {
+        return Ok((history, Found::default()));
     }
-    let history = History::open_or_create(connection, config, fresh_epoch).await?;
     let newest = history.last_seqs(&metrics).await?;
     let restored = if config.derived.enabled() {
         Some(history.derived_state(&metrics).await?)
     } else {
         None
     };
-    Ok((history, newest, restored))
+    let books = nats::books::restore(&history, &metrics).await?;
+    let found = Found {
+        newest,
+        restored,
+        books,
+    };
+    Ok((history, found))
+}
+
+/// What a sequencer finds in the stream at start (nothing on an edge).
+#[derive(Debug, Default)]
+struct Found {
+    newest: Vec<(Key, Seq)>,
+    restored: Option<Restored>,
+    books: Vec<BookUpdate>,
 }
 
 /// The start-up retries: pauses doubling from [`FIRST_PAUSE`] to [`LONGEST_PAUSE`], no

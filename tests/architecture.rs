@@ -25,8 +25,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaf types",
         &[
-            "metrics", "error", "tick", "event", "auth", "tls", "config", "limits", "shutdown",
-            "proto",
+            "metrics", "error", "tick", "book", "event", "auth", "tls", "config", "limits",
+            "shutdown", "proto",
         ],
     ),
 ];

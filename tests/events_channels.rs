@@ -100,7 +100,9 @@ async fn channels_have_their_own_seq_snapshot_and_resume() {
     );
     assert_eq!(snapshot["data"], serde_json::json!({"i": 5}));
 
-    let mut resumed = relay.client("?resume_channels=news:2").await;
+    let mut resumed = relay
+        .client(&format!("?resume_channels=news:2&epoch={}", relay.epoch()))
+        .await;
     let seqs: Vec<u64> = [
         resumed.next_json().await,
         resumed.next_json().await,

@@ -123,14 +123,18 @@ async fn a_full_key_table_evicts_idle_keys_answers_refusals_and_misleads_no_clie
     assert_eq!(price_seq(&relay, "J1").await, None, "J1's history is gone");
 
     // A client that held J1:2 resumes: J1 is unknown now, so it is told `reset`.
-    let mut holder = relay.client("?resume=J1:2").await;
+    let mut holder = relay
+        .client(&format!("?resume=J1:2&epoch={}", relay.epoch()))
+        .await;
     assert_eq!(holder.next_json().await["type"], "reset");
     // J1 comes back above every evicted seq: to the holder, after its reset, and to a
     // client resuming from J1:2 later, a gap then the snapshot: never J1:3, as if continued.
     ingest.send_lines(&[tick_line("J1", 5.0, 5)]).await;
     let (_, tick) = until_tick(&mut holder, "J1").await;
     assert_eq!(tick["seq"], 4);
-    let mut late = relay.client("?resume=J1:2").await;
+    let mut late = relay
+        .client(&format!("?resume=J1:2&epoch={}", relay.epoch()))
+        .await;
     let gap = late.next_json().await;
     assert_eq!(
         (

@@ -36,7 +36,9 @@ async fn resume_under_live_traffic_has_no_gap_and_no_duplicate() {
     }
     drop(first);
 
-    let mut second = relay.client(&format!("?resume=R:{last_seen}")).await;
+    let mut second = relay
+        .client(&format!("?resume=R:{last_seen}&epoch={}", relay.epoch()))
+        .await;
     let mut expected = last_seen + 1;
     while expected <= 6_000 {
         let msg = second.next_json().await;
@@ -66,7 +68,9 @@ async fn resume_older_than_the_ring_gets_a_gap_and_a_snapshot() {
         relay.get("/price/OLD").await.1["seq"] == 50
     })
     .await;
-    let mut client = relay.client("?resume=OLD:5").await;
+    let mut client = relay
+        .client(&format!("?resume=OLD:5&epoch={}", relay.epoch()))
+        .await;
     let gap = client.next_json().await;
     assert_eq!(
         gap,
@@ -90,7 +94,12 @@ async fn resume_op_replays_and_refuses_symbols_already_live() {
     })
     .await;
     let mut client = relay.client("?symbols=Y").await;
-    client.send_json(r#"{"op":"resume","from":{"X":7}}"#).await;
+    client
+        .send_json(&format!(
+            r#"{{"op":"resume","from":{{"X":7}},"epoch":{}}}"#,
+            relay.epoch()
+        ))
+        .await;
     assert_eq!(
         client.next_json().await,
         serde_json::json!({"type":"resumed","symbols":["X"]})
@@ -99,7 +108,12 @@ async fn resume_op_replays_and_refuses_symbols_already_live() {
         .ticks_until(&BTreeMap::from([("X".to_owned(), 10)]))
         .await;
     assert_eq!(seen["X"], vec![8, 9, 10]);
-    client.send_json(r#"{"op":"resume","from":{"X":1}}"#).await;
+    client
+        .send_json(&format!(
+            r#"{{"op":"resume","from":{{"X":1}},"epoch":{}}}"#,
+            relay.epoch()
+        ))
+        .await;
     let error = client.next_json().await;
     assert_eq!(error["code"], "already_subscribed");
 }
@@ -124,7 +138,9 @@ async fn the_replay_budget_shrinks_each_ring_to_its_share() {
     ingest.send_lines(&lines).await;
     relay.wait_sequenced("RB-A", 20).await;
 
-    let mut inside = relay.client("?resume=RB-A:15").await;
+    let mut inside = relay
+        .client(&format!("?resume=RB-A:15&epoch={}", relay.epoch()))
+        .await;
     let seen = inside
         .ticks_until(&BTreeMap::from([("RB-A".to_owned(), 20)]))
         .await;
@@ -134,7 +150,9 @@ async fn the_replay_budget_shrinks_each_ring_to_its_share() {
         "the newest 5 are kept"
     );
 
-    let mut outside = relay.client("?resume=RB-A:14").await;
+    let mut outside = relay
+        .client(&format!("?resume=RB-A:14&epoch={}", relay.epoch()))
+        .await;
     assert_eq!(
         outside.next_json().await,
         serde_json::json!({"type":"gap","symbol":"RB-A","from":15,"to":19}),
@@ -154,7 +172,9 @@ async fn resume_ahead_of_the_relay_gets_a_snapshot_then_live() {
     let relay = TestRelay::start(Config::for_tests()).await;
     relay.publish_many("AHEAD", 5).await;
     relay.wait_sequenced("AHEAD", 5).await;
-    let mut client = relay.client("?resume=AHEAD:900").await;
+    let mut client = relay
+        .client(&format!("?resume=AHEAD:900&epoch={}", relay.epoch()))
+        .await;
     let snapshot = client.next_json().await;
     assert_eq!(
         (snapshot["type"].as_str(), snapshot["seq"].as_u64()),
@@ -176,8 +196,10 @@ async fn resume_ahead_of_the_relay_gets_a_snapshot_then_live() {
 #[tokio::test]
 async fn resume_of_an_unknown_symbol_is_reset_then_waits_for_its_first_tick() {
     let relay = TestRelay::start(Config::for_tests()).await;
-    let mut client = relay.client("?resume=NEVER:3").await;
-    let epoch = relay.handle.as_ref().unwrap().shared.epoch;
+    let mut client = relay
+        .client(&format!("?resume=NEVER:3&epoch={}", relay.epoch()))
+        .await;
+    let epoch = relay.epoch();
     assert_eq!(
         client.next_json().await,
         serde_json::json!({"type":"reset","symbol":"NEVER","epoch":epoch}),
@@ -223,7 +245,9 @@ async fn a_quiet_symbols_ring_shrinks_when_other_symbols_take_their_share() {
     // QB appears: each symbol's share is now 5, so QA keeps 16..=20.
     relay.publish_many("QB", 1).await;
     relay.wait_sequenced("QB", 1).await;
-    let mut client = relay.client("?resume=QA:12").await;
+    let mut client = relay
+        .client(&format!("?resume=QA:12&epoch={}", relay.epoch()))
+        .await;
     let first = client.next_json().await;
     assert_eq!(
         first,

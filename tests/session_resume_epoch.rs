@@ -1,7 +1,8 @@
 //! Every history has an epoch: `welcome` names it, a resume names the one its seqs belong
 //! to, and a resume into another history gets `reset` + snapshot, never ticks that look
 //! like a continuation of the old seqs (the bug: after a restart, `?resume=XR:5` was sent
-//! seqs 6, 7, 8 of the new history as if nothing had happened).
+//! seqs 6, 7, 8 of the new history as if nothing had happened). A resume without an epoch
+//! is treated as one of another history.
 
 mod support;
 
@@ -65,6 +66,63 @@ async fn a_resume_into_another_history_gets_reset_and_snapshot_never_ticks() {
         (Some("tick"), Some(11)),
         "{next}"
     );
+}
+
+/// The bug this rule fixes: after a restart, `?resume=XR:5` without an epoch was sent seqs
+/// 6, 7, 8 of the new history as if they continued the old one.
+#[tokio::test]
+async fn a_resume_without_an_epoch_gets_reset_and_snapshot_never_ticks() {
+    let (relay, epoch) = relay_with_history(10).await;
+    let mut client = WsClient::connect(&relay.url("?resume=XR:5")).await;
+    assert_eq!(client.next_json().await["type"], "welcome");
+    let reset = client.next_json().await;
+    assert_eq!(
+        (reset["type"].as_str(), reset["symbol"].as_str()),
+        (Some("reset"), Some("XR")),
+        "{reset}"
+    );
+    assert_eq!(reset["epoch"], epoch, "the epoch to resume with next time");
+    let snapshot = client.next_json().await;
+    assert_eq!(
+        (snapshot["type"].as_str(), snapshot["seq"].as_u64()),
+        (Some("snapshot"), Some(10)),
+        "{snapshot}"
+    );
+    let mut op = relay.client("").await;
+    op.send_json(r#"{"op":"resume","from":{"XR":5}}"#).await;
+    assert_eq!(op.next_json().await["type"], "resumed");
+    assert_eq!(
+        op.next_json().await["type"],
+        "reset",
+        "the op's rule is the same"
+    );
+    assert_eq!(op.next_json().await["seq"], 10);
+    relay.publish_many("XR", 1).await;
+    for mut client in [client, op] {
+        let next = client.next_json().await;
+        assert_eq!(
+            (next["type"].as_str(), next["seq"].as_u64()),
+            (Some("tick"), Some(11)),
+            "live from the snapshot on: {next}"
+        );
+    }
+}
+
+/// Seq 0 is no position in any history (nothing received yet): what the relay holds is all
+/// after it, whatever the history, so it is replayed without an epoch.
+#[tokio::test]
+async fn a_resume_from_zero_without_an_epoch_replays_what_the_relay_holds() {
+    let (relay, _) = relay_with_history(3).await;
+    let mut client = WsClient::connect(&relay.url("?resume=XR:0")).await;
+    assert_eq!(client.next_json().await["type"], "welcome");
+    for seq in 1..=3 {
+        let tick = client.next_json().await;
+        assert_eq!(
+            (tick["type"].as_str(), tick["seq"].as_u64()),
+            (Some("tick"), Some(seq)),
+            "{tick}"
+        );
+    }
 }
 
 #[tokio::test]

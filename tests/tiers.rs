@@ -208,7 +208,9 @@ async fn a_resume_on_a_tier_gets_one_frame_standing_for_what_it_missed() {
     let last = tier_frames_until(&mut keeper, 10).await.pop().unwrap();
     assert_eq!(last["seq"], 10);
     // A client that had seq 4 of the tier comes back.
-    let mut back = relay.client("?resume=S@100ms:4").await;
+    let mut back = relay
+        .client(&format!("?resume=S@100ms:4&epoch={}", relay.epoch()))
+        .await;
     let caught_up = back.next_json().await;
     assert_eq!(caught_up["type"], "tick", "{caught_up}");
     assert_eq!(

@@ -46,6 +46,11 @@ pub enum Item {
     Connected(Connected),
     /// The connection was lost; the client reconnects by itself and resumes.
     Disconnected(Disconnected),
+    /// A `book:` channel's book after a message, its checksum verified.
+    Book(crate::book::Book),
+    /// A `book:` channel's local book was dropped (checksum mismatch, missing messages)
+    /// and is being fetched again; its next [`Item::Book`] is the fresh book.
+    BookResync(crate::book::BookResync),
 }
 
 /// A market tick, as the relay sends it (see the relay's `docs/PROTOCOL.md`).

@@ -62,6 +62,7 @@ fn decode(bytes: &[u8]) -> Result<Message, serde_json::Error> {
         serde::de::Error::custom(format!("`{}` message without `{field}`", f.message_type))
     };
     Ok(match f.message_type.as_str() {
+        "book" => Message::Book(serde_json::from_slice(bytes)?),
         "welcome" => Message::Welcome {
             session: f.session.unwrap_or(0),
             epoch: f.epoch.as_ref().map(|e| match e {

@@ -62,6 +62,10 @@
 //! channels the relay computes from trades are typed: `bars:1m:BTC-USD` arrives as
 //! [`Item::Bar`] (and [`Item::BarSnapshot`] on subscribe), `ticker:BTC-USD` as
 //! [`Item::Ticker`], seq-checked and resumed the same way.
+//! A `book:SYMBOL` or `book:SYMBOL:DEPTH` channel is an order book: the client keeps it,
+//! checks the relay's checksum after every message and delivers [`Item::Book`], or, when
+//! the checksum fails or messages are missing, [`Item::BookResync`] while it fetches the
+//! book again by itself (see [`Book`]).
 //! [`Options::token`] sends a JWT as `Authorization: Bearer`; a token the relay refuses ends
 //! the stream with [`ConnectError::Unauthorized`] or [`Error::Unauthorized`], never a
 //! reconnect loop. `wss://` URLs connect over TLS (rustls) trusting Mozilla's roots and any
@@ -70,9 +74,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod book;
 mod client;
 mod decode;
 mod derived;
+mod end;
 mod error;
 mod item;
 mod json;
@@ -88,6 +94,7 @@ mod tls;
 mod url;
 mod wire;
 
+pub use book::{Book, BookResync, Level, ResyncReason};
 pub use client::Client;
 pub use derived::{Bar, BarSnapshot, BarValues, Ticker};
 pub use error::{ConnectError, Error};

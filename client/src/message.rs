@@ -15,6 +15,8 @@ pub(crate) enum Message {
     Event(Event),
     /// A bar, a bars snapshot or a ticker.
     Derived(Derived),
+    /// A `book:` channel's message.
+    Book(crate::book::BookMessage),
     Gap {
         symbol: Option<String>,
         channel: Option<String>,

@@ -18,6 +18,7 @@ pub struct Options {
     pub(crate) buffer: usize,
     pub(crate) slow_consumer: SlowConsumer,
     pub(crate) resume_from: Vec<(Key, u64)>,
+    pub(crate) resume_epoch: Option<String>,
     pub(crate) ca_files: Vec<PathBuf>,
     pub(crate) batch: bool,
 }
@@ -117,6 +118,7 @@ impl Options {
             buffer: 4096,
             slow_consumer: SlowConsumer::Wait,
             resume_from: Vec::new(),
+            resume_epoch: None,
             ca_files: Vec::new(),
             batch: BATCH_BY_DEFAULT,
         }
@@ -204,7 +206,9 @@ impl Options {
 
     /// Start from known positions (the last seq the application has per symbol, e.g. from
     /// [`Client::positions`](crate::Client::positions) of an earlier client): the first
-    /// connection resumes them instead of starting from snapshots.
+    /// connection resumes them instead of starting from snapshots. Give their epoch with
+    /// [`Options::resume_epoch`]: the relay trusts no position without one (it answers a
+    /// [`Reset`](crate::Reset) and the newest value).
     pub fn resume_from<S: Into<String>>(
         mut self,
         positions: impl IntoIterator<Item = (S, u64)>,
@@ -214,6 +218,13 @@ impl Options {
                 .into_iter()
                 .map(|(s, seq)| (Key::Symbol(s.into()), seq)),
         );
+        self
+    }
+
+    /// The epoch of the [`Options::resume_from`] positions: the one the earlier client was
+    /// told ([`Connected::epoch`](crate::Connected)).
+    pub fn resume_epoch(mut self, epoch: impl Into<String>) -> Self {
+        self.resume_epoch = Some(epoch.into());
         self
     }
 }

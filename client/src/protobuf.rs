@@ -44,6 +44,19 @@ pub(crate) fn message(bytes: &[u8]) -> Message {
             epoch: (w.epoch != 0).then(|| w.epoch.to_string()),
         },
         Some(Msg::Tick(t)) => Message::Tick(tick(t)),
+        Some(Msg::Book(b)) => {
+            let levels =
+                |l: Vec<proto::BookLevel>| l.into_iter().map(|l| (l.price, l.size)).collect();
+            Message::Book(crate::book::BookMessage {
+                channel: b.channel,
+                seq: b.seq,
+                from_seq: (b.from_seq != 0).then_some(b.from_seq),
+                snapshot: b.snapshot,
+                bids: levels(b.bids),
+                asks: levels(b.asks),
+                checksum: b.checksum,
+            })
+        }
         Some(Msg::Snapshot(t)) => Message::Snapshot(tick(t)),
         // A gap names a symbol or (field 4) a channel.
         Some(Msg::Gap(g)) => Message::Gap {

@@ -39,8 +39,12 @@ struct Delivered {
 }
 
 impl SeqCheck {
-    /// Starts from known positions (`Options::resume_from`): each key's last delivered seq.
-    pub(crate) fn new(positions: impl IntoIterator<Item = (Key, u64)>) -> Self {
+    /// Starts from known positions (`Options::resume_from`): each key's last delivered seq,
+    /// in history `epoch` (`Options::resume_epoch`).
+    pub(crate) fn new(
+        positions: impl IntoIterator<Item = (Key, u64)>,
+        epoch: Option<String>,
+    ) -> Self {
         Self {
             delivered: positions
                 .into_iter()
@@ -53,7 +57,7 @@ impl SeqCheck {
                     (key, at)
                 })
                 .collect(),
-            epoch: None,
+            epoch,
         }
     }
 

@@ -14,17 +14,19 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::Connector;
-use tokio_tungstenite::tungstenite::{self, Message as Frame};
+use tokio_tungstenite::tungstenite::Message as Frame;
 
+use crate::book::{Books, is_book};
+use crate::end::{End, closed, lost};
 use crate::error::Error;
-use crate::item::{Connected, Disconnected, GapReason, Item, Key, ServerError};
+use crate::item::{Connected, GapReason, Item, Key, ServerError};
 use crate::message::Message;
 use crate::open::{Connection, OpenError, Refusal, Ws, open};
 use crate::options::{Backoff, Options};
 use crate::queue::{Pushed, SharedQueue};
 use crate::seq_check::SeqCheck;
 use crate::url::Wanted;
-use crate::wire::{self, CLOSE_NO_STATUS, Then};
+use crate::wire::{self, Then};
 
 /// A subscription change from the application.
 #[derive(Debug)]
@@ -40,6 +42,8 @@ pub(crate) struct Task {
     queue: Arc<SharedQueue>,
     commands: mpsc::UnboundedReceiver<Command>,
     seq_check: SeqCheck,
+    /// The local books of `book:` channels.
+    books: Books,
     /// What the application wants now; `*` for every symbol.
     symbols: BTreeSet<String>,
     ping_id: u64,
@@ -50,18 +54,6 @@ pub(crate) struct Task {
     /// The last auth error the relay answered (its code and message), which names the
     /// reason of a 4001 close that follows it.
     auth_error: Option<ServerError>,
-}
-
-/// How a connection ended.
-enum End {
-    /// Reconnect after a backoff.
-    Lost(Disconnected),
-    /// The relay is stopping or restarting: reconnect at once (after a small jitter only).
-    GoingAway(Disconnected),
-    /// Stop, ending the stream with this error.
-    Fatal(Error),
-    /// The application is gone, or its stream already failed.
-    Stop,
 }
 
 impl Task {
@@ -75,7 +67,11 @@ impl Task {
     ) -> Self {
         Self {
             base: base.to_owned(),
-            seq_check: SeqCheck::new(options.resume_from.iter().cloned()),
+            seq_check: SeqCheck::new(
+                options.resume_from.iter().cloned(),
+                options.resume_epoch.clone(),
+            ),
+            books: Books::default(),
             symbols: options.symbols.iter().cloned().collect(),
             options,
             queue,
@@ -189,6 +185,7 @@ impl Task {
         // Positions go in the URL again next time (the symbol count may have dropped).
         self.resume_in_url = true;
         self.seq_check.welcome(c.epoch.as_deref());
+        self.books.reconnected();
         let connected = Item::Connected(Connected {
             session: c.session,
             epoch: c.epoch.clone(),
@@ -234,6 +231,10 @@ impl Task {
                     }
                     if !self.take(&mut messages, &mut c.resuming).await {
                         return End::Stop;
+                    }
+                    // A book that lost its way asks for a fresh snapshot.
+                    for request in self.books.take_requests() {
+                        send(&mut c.ws, request).await;
                     }
                     // Waiting for the application is not silence of the relay.
                     last_heard = Instant::now();
@@ -284,6 +285,13 @@ impl Task {
             }
             Message::Event(e) => self.seq_check.item(Item::Event(e), out),
             Message::Derived(d) => self.seq_check.item(d.into(), out),
+            Message::Book(b) => self.books.accept(b, out),
+            Message::Gap {
+                channel: Some(channel),
+                from,
+                to,
+                ..
+            } if is_book(&channel) => self.books.gap(channel, from, to, out),
             // Counted at its seq like the tick or event it was, so the stream goes on with
             // the next one: no gap for it, and no reconnect that would bring it back.
             Message::Undecodable(u) => {
@@ -344,7 +352,13 @@ impl Task {
                 if !resume.is_empty() {
                     let from: serde_json::Map<String, serde_json::Value> =
                         resume.into_iter().map(|(s, seq)| (s, seq.into())).collect();
-                    ops.push(serde_json::json!({"op": "resume", "from": from}));
+                    let mut op = serde_json::json!({"op": "resume", "from": from});
+                    // The relay trusts no position without the epoch it belongs to.
+                    if let Some(epoch) = self.seq_check.epoch().and_then(|e| e.parse::<u64>().ok())
+                    {
+                        op["epoch"] = epoch.into();
+                    }
+                    ops.push(op);
                 }
             }
             Command::Unsubscribe(symbols) => {
@@ -384,48 +398,4 @@ impl Task {
 /// Sends a control message; a failure shows up as a read error right after.
 async fn send(ws: &mut Ws, text: String) {
     let _ = ws.send(Frame::text(text)).await;
-}
-
-fn lost(code: Option<u16>, reason: String) -> End {
-    End::Lost(Disconnected { code, reason })
-}
-
-/// How a close frame ends the connection; `auth_error`: the auth error the relay answered
-/// just before, if any (it names why a 4001 came).
-fn closed(
-    close: Option<tungstenite::protocol::CloseFrame>,
-    auth_error: Option<ServerError>,
-) -> End {
-    let (code, reason) = close.map_or((CLOSE_NO_STATUS, String::new()), |f| {
-        (u16::from(f.code), f.reason.to_string())
-    });
-    match wire::on_close(code) {
-        Then::Fatal => End::Fatal(Error::Closed { code, reason }),
-        // The token was refused, or it ran out: the same token cannot do better.
-        Then::Unauthorized => {
-            let (code, message) = match auth_error {
-                Some(e) => (e.code, e.message),
-                None => {
-                    let name = wire::close_code_name(code).unwrap_or("auth_required");
-                    (name.to_owned(), reason)
-                }
-            };
-            End::Fatal(Error::Unauthorized { code, message })
-        }
-        then @ (Then::ReconnectNow | Then::Reconnect | Then::ReconnectWithoutResume) => {
-            let reason = match wire::close_name(code) {
-                Some(name) if reason.is_empty() => name.to_owned(),
-                _ => reason,
-            };
-            let lost = Disconnected {
-                code: Some(code),
-                reason: format!("closed by the relay: {code} {reason}"),
-            };
-            if then == Then::ReconnectNow {
-                End::GoingAway(lost)
-            } else {
-                End::Lost(lost)
-            }
-        }
-    }
 }

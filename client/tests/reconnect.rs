@@ -470,8 +470,11 @@ async fn a_slow_reader_can_ask_for_an_error_instead() {
 /// reconnects without positions, and the snapshots' jumps are delivered as explicit gaps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wildcard_with_too_many_positions_to_resume_falls_back_to_gaps() {
+    // One shard: `wait_seq` reads /price from one shard, and the client's must have the
+    // ticks too when it reconnects, or a snapshot at seq 4 would be no jump at all.
     let relay = TestRelay::start(Config {
         max_symbols_per_client: 2,
+        shards: 1,
         ..relay_config()
     })
     .await;
@@ -536,13 +539,17 @@ async fn a_refused_first_connection_names_the_relay_error() {
     );
 }
 
-/// Positions handed from one client to the next resume exactly after them.
+/// Positions handed from one client to the next, with their epoch, resume exactly after
+/// them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_from_positions_continues_in_a_new_client() {
     let relay = TestRelay::start(relay_config()).await;
     relay.publish("A", 20, 1, 20, Duration::ZERO).await;
     relay.wait_seq("A", 20).await;
-    let options = Options::new().symbols(["A"]).resume_from([("A", 12)]);
+    let options = Options::new()
+        .symbols(["A"])
+        .resume_from([("A", 12)])
+        .resume_epoch(relay.epoch().to_string());
     let mut client = client(&relay.url(), options).await;
     let mut first = None;
     let mut tracker = Tracker::default();

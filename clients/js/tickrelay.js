@@ -18,6 +18,8 @@
 // reset), asks for heartbeats and reconnects when the connection goes silent, and conflates
 // (or fails, by option) when the application reads too slowly. See README.md beside this file.
 
+import { Books, decodeBook, isBook } from './book.js';
+
 /**
  * The relay's wire facts this client acts on, each written once (docs/PROTOCOL.md), the same
  * rows as the Rust client's `wire.rs`: error codes with the close code that follows them when
@@ -100,6 +102,7 @@ const DEFAULTS = {
   buffer: 10000, // items kept for a slow reader before slowConsumer applies
   slowConsumer: 'conflate', // 'conflate' | 'error' (a browser socket cannot be paused)
   resumeFrom: {}, // { SYMBOL: last seq the application has }
+  resumeEpoch: undefined, // the epoch of resumeFrom's seqs (the relay trusts none without it)
   maxResume: 1024, // the relay's --max-symbols-per-client: a longer resume list is refused
   WebSocket: undefined, // a WebSocket constructor; default globalThis.WebSocket
 };
@@ -132,7 +135,8 @@ export class TickrelayClient {
     this.WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
     if (!this.WebSocket) throw new TickrelayError('no_websocket', 'no WebSocket: pass options.WebSocket (Node 20: --experimental-websocket)');
     this.symbols = new Set(this.options.symbols);
-    this.seqCheck = new SeqCheck(this.options.resumeFrom);
+    this.seqCheck = new SeqCheck(this.options.resumeFrom, this.options.resumeEpoch);
+    this.books = new Books((message) => this.send(message)); // book: channels (book.js)
     this.queue = new Queue(this.options.buffer, this.options.slowConsumer);
     this.attempt = 0;
     this.closed = false;
@@ -178,7 +182,13 @@ export class TickrelayClient {
       else plain.push(symbol);
     }
     if (plain.length) this.send({ op: 'subscribe', symbols: plain });
-    if (Object.keys(from).length) this.send({ op: 'resume', from });
+    if (Object.keys(from).length) this.send(this.withEpoch({ op: 'resume', from }));
+  }
+
+  /** A resume op names the epoch its seqs belong to: the relay trusts no position without it. */
+  withEpoch(op) {
+    if (this.seqCheck.epoch !== undefined) op.epoch = Number(this.seqCheck.epoch);
+    return op;
   }
 
   /** Unsubscribes; ticks already on their way are still delivered. */
@@ -355,7 +365,7 @@ export class TickrelayClient {
     const from = Object.fromEntries(this.seqCheck.resumePositions('channel').filter(([c]) => this.options.channels.includes(c)));
     const fresh = this.options.channels.filter((c) => !(c in from));
     if (fresh.length) this.send({ op: 'subscribe', channels: fresh });
-    if (Object.keys(from).length) this.send({ op: 'resume', from_channels: from });
+    if (Object.keys(from).length) this.send(this.withEpoch({ op: 'resume', from_channels: from }));
   }
 
   stopTimers() {
@@ -372,6 +382,7 @@ export class TickrelayClient {
       this.attempt = 0;
       const epoch = m.epoch === undefined ? undefined : String(m.epoch);
       this.seqCheck.welcome(epoch);
+      this.books.reconnected();
       this.queue.push({ type: 'connected', session: m.session, ...(epoch === undefined ? {} : { epoch }), resumed: conn.resuming.size });
       if (this.symbols.has('*') && conn.resuming.size) this.send({ op: 'subscribe', symbols: ['*'] });
       if (this.options.token && this.options.channels.length) this.subscribeChannels();
@@ -420,7 +431,14 @@ export class TickrelayClient {
         }
         break;
       }
+      case 'book':
+        this.books.accept(m, out);
+        break;
       case 'gap': {
+        if (isBook(m.channel)) {
+          this.books.gap(m.channel, m.from, m.to, out);
+          break;
+        }
         const field = m.symbol !== undefined ? 'symbol' : 'channel';
         const reason = field === 'symbol' && conn.resuming.delete(m.symbol) ? 'not_replayable' : 'relay_conflated';
         this.seqCheck.gap(field, m[field], m.from, m.to, reason, out);
@@ -446,10 +464,10 @@ export class TickrelayClient {
 /** Checks every key's seqs so that delivery is exactly-once-or-gap; the same rules as the
  * Rust client's `seq_check.rs`. */
 export class SeqCheck {
-  constructor(resumeFrom = {}) {
+  constructor(resumeFrom = {}, epoch = undefined) {
     this.positions = new Map(); // "symbol\0A" -> { seq, fingerprint, stale }
     for (const [symbol, seq] of Object.entries(resumeFrom)) this.positions.set(`symbol\0${symbol}`, { seq, fingerprint: undefined, stale: false });
-    this.epoch = undefined;
+    this.epoch = epoch === undefined ? undefined : String(epoch);
   }
 
   welcome(epoch) {
@@ -821,6 +839,8 @@ export function decodeServerMessage(bytes) {
       case 23:
       case 24:
         return decodeDerived(number, value);
+      case 25:
+        return decodeBook(value, readFields);
       case 9: // an event; 10: a channel's last event, delivered as the event it is
       case 10: {
         const e = { type: 'event', channel: '', seq: 0, ts_ns: 0, data: null };

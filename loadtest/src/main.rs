@@ -14,7 +14,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use loadtest::reference::{self, ServeArgs};
 use loadtest::report::{self, RunReport};
-use loadtest::scenario::{self, CompareArgs, Mode, RampArgs, RunArgs, SlowArgs, StuckArgs};
+use loadtest::scenario::{
+    self, CompareArgs, Mode, RampArgs, RunArgs, SlowArgs, SoakArgs, StuckArgs,
+};
 
 /// Load-test harness for the tickrelay WebSocket relay.
 #[derive(Debug, Parser)]
@@ -60,6 +62,14 @@ enum Command {
         #[command(flatten)]
         stuck: StuckArgs,
     },
+    /// Steady ticks to healthy clients for --duration while others come and go; the relay's
+    /// memory, fds, sessions and the healthy p99 every --sample-every, and their slopes.
+    Soak {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        soak: SoakArgs,
+    },
     /// Serve as the floor reference server (forwards ingest lines as pre-built frames).
     ServeFloor(ServeArgs),
     /// Serve as the naive reference server (tokio-tungstenite, one broadcast channel).
@@ -103,6 +113,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => return summarize(files, out.as_deref(), svg_link.as_deref()),
         Command::Compare { run, ramp, compare } => return compare_servers(run, ramp, compare),
         Command::Stuck { run, stuck } => return stuck_beside_healthy(run, stuck),
+        Command::Soak { run, soak } => return soak_run(run, soak),
         Command::ServeFloor(serve) => {
             return reference::serve_floor(serve).map(|()| ExitCode::SUCCESS);
         }
@@ -166,7 +177,7 @@ fn compare_servers(args: &RunArgs, ramp: &RampArgs, cmp: &CompareArgs) -> Result
 }
 
 fn stuck_beside_healthy(args: &RunArgs, stuck: &StuckArgs) -> Result<ExitCode> {
-    let pair = scenario::stuck(args, stuck, |half, report| {
+    let pairs = scenario::stuck(args, stuck, |half, report| {
         println!("{}", report.table());
         if let Some(path) = &args.report_json {
             let path = scenario::half_file(path, half);
@@ -175,9 +186,34 @@ fn stuck_beside_healthy(args: &RunArgs, stuck: &StuckArgs) -> Result<ExitCode> {
         }
         Ok(())
     })?;
-    println!("{}", report::stuck_table(&pair.alone, &pair.beside));
-    let unclean = !pair.alone.clean || !pair.beside.clean;
+    for pair in &pairs {
+        println!("{}", report::stuck_table(&pair.alone, &pair.beside));
+    }
+    if pairs.len() > 1 {
+        let rounds: Vec<(&RunReport, &RunReport)> =
+            pairs.iter().map(|p| (&p.alone, &p.beside)).collect();
+        println!("{}", report::stuck_rounds_table(&rounds));
+    }
+    let unclean = pairs.iter().any(|p| !p.alone.clean || !p.beside.clean);
     Ok(if args.assert_clean && unclean {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn soak_run(args: &RunArgs, soak: &SoakArgs) -> Result<ExitCode> {
+    let report = scenario::soak(args, soak)?;
+    println!("{}", report.summary());
+    if let Some(path) = &args.report_json {
+        report.write_json(path)?;
+        eprintln!("loadtest: wrote {}", path.display());
+    }
+    if let Some(path) = &args.svg {
+        report::soak_svg(&report, path)?;
+        eprintln!("loadtest: wrote {}", path.display());
+    }
+    Ok(if args.assert_clean && !report.clean {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

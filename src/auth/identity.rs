@@ -47,8 +47,9 @@ impl Identity {
     }
 
     /// Whether this identity may read `key`: a `user:<id>` channel only if the subject is
-    /// `<id>`; a bars or ticker channel exactly when its symbol is; anything else if the
-    /// allow-list (when there is one) matches its name.
+    /// `<id>`; a bars, ticker or book channel exactly when its symbol is (`BTC-*` allows
+    /// `book:BTC-USD:10`); anything else if the allow-list (when there is one) matches its
+    /// name.
     pub fn may_read(&self, key: &Key) -> bool {
         // A rate tier is readable exactly when its symbol or channel is.
         let key = key.base();
@@ -196,6 +197,12 @@ mod tests {
         );
         assert!(Identity::anonymous().may_read_all());
         assert!(Pattern::parse("a b").is_err());
+        assert!(
+            id.may_read(&chan("book:BTC-USD:10")),
+            "a book as its symbol"
+        );
+        assert!(id.may_read(&chan("book:BTC-USD")));
+        assert!(!id.may_read(&chan("book:ETH-USD:10")));
         assert!(Pattern::parse("").is_err());
     }
 }

@@ -96,3 +96,13 @@ pub const BAR_GRACE: &str = "2s";
 pub const BAR_HISTORY: usize = 60;
 /// `--bar-max-skew`.
 pub const BAR_MAX_SKEW: &str = "10s";
+/// `--book-depths`.
+pub const BOOK_DEPTHS: &str = "10,25,100";
+/// `--book-max-levels`.
+pub const BOOK_MAX_LEVELS: usize = 1000;
+/// `--book-checkpoint-updates`.
+pub const BOOK_CHECKPOINT_UPDATES: u32 = 256;
+/// `--book-checkpoint-interval`.
+pub const BOOK_CHECKPOINT_INTERVAL: &str = "30s";
+/// `--nats-replicas`.
+pub const NATS_REPLICAS: usize = 1;

@@ -130,11 +130,8 @@ impl DerivedConfig {
             return Ok(());
         };
         let symbol = match name {
-            DerivedName::Book => {
-                return Err(EventError::NotServed(format!(
-                    "`{channel}`: this relay computes no order books"
-                )));
-            }
+            // Order books are checked against `--book-depths` (`BookChannel::parse`).
+            DerivedName::Book => return Ok(()),
             _ if !self.enabled() => {
                 return Err(EventError::NotServed(format!(
                     "`{channel}`: this relay computes no bars or tickers (--bar-intervals off)"
@@ -214,7 +211,8 @@ mod tests {
         );
         assert!(check("bars:1m:").is_err());
         assert!(check("ticker:").is_err());
-        assert!(check("book:BTC-USD").is_err());
+        // Books are checked against --book-depths (`BookChannel::parse`), not here.
+        assert!(check("book:BTC-USD:7").is_ok());
         let off = DerivedConfig {
             bar_intervals: BarIntervals::default(),
             ..config()

@@ -455,4 +455,130 @@ mod tests {
         assert_eq!(&inflate(&out, 64).unwrap()[..], b"hello hello hello");
         assert_eq!(inflate(&[], 64).unwrap().len(), 0);
     }
+
+    /// Text that compresses a little but not to nothing: each line differs, so the inflater's
+    /// output keeps coming in pieces and crosses every growth step.
+    fn lines(len: usize) -> Vec<u8> {
+        let mut text = Vec::with_capacity(len + 64);
+        let mut n: u64 = 0x9E37_79B9;
+        while text.len() < len {
+            n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            text.extend_from_slice(
+                format!("{{\"seq\":{},\"p\":{}}}\n", n >> 40, n % 99_991).as_bytes(),
+            );
+        }
+        text.truncate(len);
+        text
+    }
+
+    fn compressed(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        compress_sync(&mut new_compressor(15), message, &mut out);
+        assert!(
+            out.ends_with(&SYNC_TAIL),
+            "a sync flush ends with 00 00 ff ff"
+        );
+        out.truncate(out.len() - SYNC_TAIL.len());
+        out
+    }
+
+    #[test]
+    fn messages_around_every_growth_step_round_trip_within_their_limit() {
+        let sizes = [
+            0,
+            1,
+            63,
+            64,
+            65,
+            INFLATE_STEP - 1,
+            INFLATE_STEP,
+            INFLATE_STEP + 1,
+        ];
+        let more = [
+            2 * INFLATE_STEP,
+            3 * INFLATE_STEP + 5,
+            8 * INFLATE_STEP,
+            300_007,
+        ];
+        for len in sizes.into_iter().chain(more) {
+            let message = lines(len);
+            let data = compressed(&message);
+            // Exactly at the limit: whole, and never held in more than limit + 1 bytes.
+            let out = inflate(&data, len).unwrap_or_else(|e| panic!("{len} bytes: {e}"));
+            assert_eq!(out, message, "{len} bytes inflate to themselves");
+            assert!(
+                out.capacity() <= len + 1,
+                "{len} bytes held in {}",
+                out.capacity()
+            );
+            // One byte short of it: refused, however the output was cut into steps.
+            if len > 0 {
+                assert_eq!(
+                    inflate(&data, len - 1),
+                    Err(InflateError::TooBig { limit: len - 1 })
+                );
+            }
+            // With room to spare: the same bytes.
+            assert_eq!(inflate(&data, 2 * len + 10).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn compress_sync_takes_all_of_a_message_whatever_room_the_buffer_starts_with() {
+        for room in [0, 1, 63, 64, 65, 4096] {
+            for len in [0, 1, 100, 70_000] {
+                let message = lines(len);
+                let mut out = Vec::with_capacity(room);
+                let mut deflate = new_compressor(15);
+                compress_sync(&mut deflate, &message, &mut out);
+                assert_eq!(
+                    deflate.total_in(),
+                    len as u64,
+                    "room {room}, {len} bytes: all taken"
+                );
+                assert!(
+                    out.ends_with(&SYNC_TAIL),
+                    "room {room}, {len} bytes: flushed"
+                );
+                out.truncate(out.len() - SYNC_TAIL.len());
+                assert_eq!(
+                    inflate(&out, len).unwrap(),
+                    message,
+                    "room {room}, {len} bytes"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn compress_sync_grows_its_buffer_by_about_half_the_message() {
+        // Text compresses well: the first reservation (half the message and a little) holds
+        // it, so the buffer stays under the message's size, not several times it.
+        let message = lines(70_000);
+        let mut out = Vec::new();
+        let mut deflate = new_compressor(15);
+        compress_sync(&mut deflate, &message, &mut out);
+        assert!(out.ends_with(&SYNC_TAIL));
+        assert!(
+            out.capacity() < message.len(),
+            "{} bytes reserved for a {}-byte message compressed to {}",
+            out.capacity(),
+            message.len(),
+            out.len()
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_deflate_are_corrupt_however_long() {
+        // A reserved block type (BTYPE 11) at the start, then anything.
+        for tail in [0usize, 1, 100, 10_000] {
+            let mut data = vec![0x07u8];
+            data.extend(std::iter::repeat_n(0x5Au8, tail));
+            assert_eq!(
+                inflate(&data, 1 << 20),
+                Err(InflateError::Corrupt),
+                "{tail}"
+            );
+        }
+    }
 }

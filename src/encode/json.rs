@@ -8,6 +8,7 @@
 use serde::Serialize;
 
 use super::derived;
+use crate::book::{BookKind, BookUpdate, Level, decimal};
 use crate::event::{Event, Item, TierItem};
 use crate::tick::Tick;
 
@@ -86,6 +87,8 @@ pub fn write_item(out: &mut Vec<u8>, item: &Item, snapshot: bool) {
             };
             derived::write_ticker(out, kind, ticker);
         }
+        // A book message says whether it is a whole book itself (`"snapshot":true`).
+        Item::Book(book) => write_book(out, book),
         Item::Tier(tier) => {
             write_item(out, &tier.newest, snapshot);
             write_tier_fields(out, tier);
@@ -125,6 +128,50 @@ fn write_tier_fields(out: &mut Vec<u8>, tier: &TierItem) {
     out.push(b'}');
 }
 
+/// Appends `{"type":"book","channel":..,"seq":..,("from_seq":..,)"snapshot":..,"bids":[["p","s"],..],"asks":[..],"checksum":..,"ts_ns":..}`
+/// to `out`: prices and sizes as strings of their shortest exact decimal (a JSON number
+/// would reach a JavaScript client as a float, and the checksum is over the exact text).
+pub fn write_book(out: &mut Vec<u8>, book: &BookUpdate) {
+    let mut ints = itoa::Buffer::new();
+    // Book channels use the symbol alphabet: nothing to escape.
+    out.extend_from_slice(b"{\"type\":\"book\",\"channel\":\"");
+    out.extend_from_slice(book.channel.name().as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    out.extend_from_slice(ints.format(book.seq.0).as_bytes());
+    if let Some(from) = book.from_seq {
+        out.extend_from_slice(b",\"from_seq\":");
+        out.extend_from_slice(ints.format(from.0).as_bytes());
+    }
+    out.extend_from_slice(if book.kind == BookKind::Delta {
+        b",\"snapshot\":false,\"bids\":"
+    } else {
+        b",\"snapshot\":true,\"bids\":"
+    });
+    write_levels(out, &book.bids);
+    out.extend_from_slice(b",\"asks\":");
+    write_levels(out, &book.asks);
+    out.extend_from_slice(b",\"checksum\":");
+    out.extend_from_slice(ints.format(book.checksum).as_bytes());
+    out.extend_from_slice(b",\"ts_ns\":");
+    out.extend_from_slice(ints.format(book.ts_ns).as_bytes());
+    out.push(b'}');
+}
+
+fn write_levels(out: &mut Vec<u8>, levels: &[Level]) {
+    out.push(b'[');
+    for (i, level) in levels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"[\"");
+        decimal::write(out, &level.price);
+        out.extend_from_slice(b"\",\"");
+        decimal::write(out, &level.size);
+        out.extend_from_slice(b"\"]");
+    }
+    out.push(b']');
+}
+
 /// Serializes a server message (anything but a tick) to JSON bytes.
 pub fn to_vec<T: Serialize>(message: &T) -> Vec<u8> {
     // Serializing our own plain structs into a Vec cannot fail.
@@ -140,7 +187,36 @@ fn write_string(out: &mut Vec<u8>, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tick::{RawTick, Seq};
+    use crate::book::BookChannel;
+    use crate::tick::{RawTick, Seq, Symbol};
+
+    #[test]
+    fn book_json_is_exact_and_ordered() {
+        let level = |p: &str, s: &str| Level {
+            price: decimal::parse(p).unwrap(),
+            size: decimal::parse(s).unwrap(),
+        };
+        let channel = BookChannel::new(
+            Symbol::parse("BTC-USD").unwrap(),
+            crate::book::Depth::Top(2),
+        );
+        let mut book = BookUpdate::input(
+            channel,
+            BookKind::Delta,
+            vec![level("43250.50", "0")],
+            vec![level("43251", "1.250"), level("43252", "2")],
+            9,
+        );
+        book.seq = Seq(4);
+        book.checksum = 438_061_936;
+        book.from_seq = Some(Seq(2));
+        let mut out = Vec::new();
+        write_book(&mut out, &book);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"type":"book","channel":"book:BTC-USD:2","seq":4,"from_seq":2,"snapshot":false,"bids":[["43250.5","0"]],"asks":[["43251","1.25"],["43252","2"]],"checksum":438061936,"ts_ns":9}"#
+        );
+    }
 
     #[test]
     fn tick_json_is_exact_and_ordered() {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::{Encoding, json, protobuf};
+use crate::book::BookUpdate;
 use crate::event::{Item, Key, Tier};
 use crate::proto;
 use crate::tick::Seq;
@@ -50,6 +51,9 @@ pub enum Message<'a> {
     /// The last known value of a symbol (its tick) or channel (its event; a bars channel's
     /// closed bars and open bar; a ticker's statistics).
     Snapshot(&'a Item),
+    /// A book message built for this client alone: a snapshot of the shard's copy of the
+    /// book, or the merged changes a client that fell behind missed.
+    Book(&'a BookUpdate),
     /// A control message took effect: `op` is `subscribed`, `unsubscribed`, `snapshot`, `resumed`, `heartbeat_set`.
     Ack {
         /// What was done.
@@ -100,6 +104,11 @@ impl Message<'_> {
             Self::Snapshot(item) => {
                 let mut out = Vec::with_capacity(256);
                 json::write_item(&mut out, item, true);
+                out
+            }
+            Self::Book(book) => {
+                let mut out = Vec::with_capacity(256);
+                json::write_book(&mut out, book);
                 out
             }
             Self::Welcome {
@@ -227,6 +236,7 @@ impl Message<'_> {
                 expires_ns: *expires_ns,
             }),
             Self::Snapshot(item) => protobuf::item_message(item, true),
+            Self::Book(book) => Msg::Book(protobuf::book_message(book)),
             // A protobuf Ack names symbols only (its shape is fixed); channel ops are
             // acknowledged with a ChannelAck (the session sends one of each for a mixed op).
             Self::Ack {

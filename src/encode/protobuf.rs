@@ -3,6 +3,7 @@
 use prost::Message as _;
 
 use super::derived;
+use crate::book::{BookKind, BookUpdate, Level, decimal};
 use crate::event::{Event, Item};
 use crate::proto;
 use crate::tick::{Tick, TickKind};
@@ -63,6 +64,7 @@ pub fn item_message(item: &Item, snapshot: bool) -> proto::server_message::Msg {
         Item::Bar(b) => Msg::Bar(derived::bar_message(b)),
         Item::Ticker(t) if snapshot => Msg::TickerSnapshot(derived::ticker_message(t)),
         Item::Ticker(t) => Msg::Ticker(derived::ticker_message(t)),
+        Item::Book(b) => Msg::Book(book_message(b)),
         Item::Tier(tier) => {
             let mut msg = item_message(&tier.newest, snapshot);
             let name = tier.key.tier().map_or("", |t| t.name()).to_owned();
@@ -86,6 +88,34 @@ pub fn item_message(item: &Item, snapshot: bool) -> proto::server_message::Msg {
             msg
         }
     }
+}
+
+/// The protobuf `Book` of a book message (prices and sizes as their shortest exact text).
+pub fn book_message(book: &BookUpdate) -> proto::Book {
+    let levels = |levels: &[Level]| {
+        levels
+            .iter()
+            .map(|l| proto::BookLevel {
+                price: decimal::text(&l.price),
+                size: decimal::text(&l.size),
+            })
+            .collect()
+    };
+    proto::Book {
+        channel: book.channel.name().to_string(),
+        seq: book.seq.0,
+        snapshot: book.kind != BookKind::Delta,
+        bids: levels(&book.bids),
+        asks: levels(&book.asks),
+        checksum: book.checksum,
+        ts_ns: book.ts_ns,
+        from_seq: book.from_seq.map_or(0, |s| s.0),
+    }
+}
+
+/// A `ServerMessage { book }` payload.
+pub fn book(book: &BookUpdate) -> Vec<u8> {
+    server_message(proto::server_message::Msg::Book(book_message(book)))
 }
 
 /// Encodes a `ServerMessage` holding `msg`.

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::error::EventError;
+use crate::book::BookChannel;
 use crate::tick::Symbol;
 
 /// An event channel such as `news` or `user:42`: 1 to
@@ -53,6 +54,17 @@ impl Channel {
         &self.0
     }
 
+    /// The channel of a book view (its name was validated when the view was named).
+    pub fn of_book(channel: &BookChannel) -> Self {
+        Self(channel.name().clone())
+    }
+
+    /// Whether the relay reserves the name for a stream it derives itself (books, bars, the
+    /// ticker): a client may subscribe to it, nobody may publish on it.
+    pub fn is_reserved(&self) -> bool {
+        RESERVED_PREFIXES.iter().any(|p| self.0.starts_with(p))
+    }
+
     /// The user a private channel (`user:<id>` or `user:<id>:<name>`) belongs to; `None`
     /// for a public channel.
     pub fn owner(&self) -> Option<&str> {
@@ -81,6 +93,16 @@ impl fmt::Display for Channel {
 
 /// The prefix of private per-user channels.
 pub const USER_PREFIX: &str = "user:";
+
+/// The channel prefixes the relay reserves for the streams it derives (one row each; the
+/// publish refusal and its message come from here).
+pub const RESERVED_PREFIXES: [&str; 3] = [crate::book::BOOK_PREFIX, BARS, TICKER];
+
+/// The prefix of bars channels (`bars:INTERVAL:SYMBOL`).
+pub const BARS: &str = "bars:";
+
+/// The prefix of ticker channels (`ticker:SYMBOL`).
+pub const TICKER: &str = "ticker:";
 
 #[cfg(test)]
 mod tests {

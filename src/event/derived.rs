@@ -4,7 +4,7 @@
 //!
 //! A derived channel is a [`Channel`] like any other downstream (seq, last value, replay
 //! ring, resume), so the shard needs no new machinery. What differs is who may write it:
-//! only the sequencer, never a publisher ([`reserved`]), and who may read it: whoever may
+//! only the sequencer, never a publisher ([`Channel::is_reserved`]), and who may read it: whoever may
 //! read its symbol ([`symbol_of`]).
 
 use std::collections::VecDeque;
@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Channel;
+pub use super::channel::{BARS, TICKER};
 use crate::tick::Seq;
 
 /// A bar length: a whole number of seconds from 1 s to 1 day, written in its largest exact
@@ -105,20 +106,17 @@ impl<'a> DerivedName<'a> {
         if let Some(symbol) = name.strip_prefix(TICKER) {
             return Some(Self::Ticker { symbol });
         }
-        name.starts_with(BOOK).then_some(Self::Book)
+        name.starts_with(crate::book::BOOK_PREFIX)
+            .then_some(Self::Book)
     }
 }
 
-/// Whether `name` is a derived channel's: only the relay writes those.
-pub fn reserved(name: &str) -> bool {
-    RESERVED.iter().any(|prefix| name.starts_with(prefix))
-}
-
-/// The symbol a bars or ticker channel is computed from (its readers are its symbol's).
+/// The symbol a derived channel (bars, ticker, a book of any depth) is computed from: its
+/// readers are its symbol's.
 pub fn symbol_of(name: &str) -> Option<&str> {
     match DerivedName::parse(name)? {
         DerivedName::Bars { symbol, .. } | DerivedName::Ticker { symbol } => Some(symbol),
-        DerivedName::Book => None,
+        DerivedName::Book => crate::book::channel::symbol_of(name),
     }
 }
 
@@ -298,15 +296,6 @@ pub struct Ticker {
     pub recv_ns: u64,
 }
 
-/// The prefix of bars channels.
-pub const BARS: &str = "bars:";
-/// The prefix of ticker channels.
-pub const TICKER: &str = "ticker:";
-/// The prefix of order-book channels.
-pub const BOOK: &str = "book:";
-/// Every prefix only the relay writes.
-pub const RESERVED: [&str; 3] = [BARS, TICKER, BOOK];
-
 const DAY_SECS: u64 = 86_400;
 const UNITS: [(&str, u64); 4] = [("s", 1), ("m", 60), ("h", 3600), ("d", DAY_SECS)];
 
@@ -393,7 +382,8 @@ mod tests {
         assert_eq!(symbol_of("ticker:ETH-USD"), Some("ETH-USD"));
         assert_eq!(symbol_of("bars:1m"), Some(""));
         assert_eq!(symbol_of("news"), None);
-        assert!(reserved("book:BTC-USD:10") && reserved("ticker:") && !reserved("barsx"));
+        let reserved = |name| Channel::parse(name).unwrap().is_reserved();
+        assert!(reserved("book:BTC-USD:10") && reserved("ticker:X") && !reserved("barsx"));
         assert_eq!(bars_channel(BarInterval::MINUTE, "X").as_str(), "bars:1m:X");
     }
 

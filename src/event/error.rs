@@ -20,13 +20,11 @@ pub enum EventError {
         "`{0}` is not a private channel: write user:<id> or user:<id>:<name> (lowercase `user:`, no empty parts)"
     )]
     NotPrivate(String),
-    /// No `data`.
-    #[error("an event needs `data`")]
-    MissingData,
-    /// A channel only the relay writes (`bars:`, `ticker:`, `book:`).
+    /// A channel the relay derives itself (`book:`, `bars:`, `ticker:`): nobody publishes
+    /// on it.
     #[error(
-        "channel `{channel}` is computed by the relay: nobody publishes to {names}",
-        names = crate::error::one_of(prefixes)
+        "`{channel}` is reserved for a stream the relay derives ({names}); publish book updates as {{\"type\":\"book\",...}}",
+        names = prefixes.join(", ")
     )]
     Reserved {
         /// The channel named.
@@ -34,6 +32,9 @@ pub enum EventError {
         /// The prefixes only the relay writes.
         prefixes: &'static [&'static str],
     },
+    /// No `data`.
+    #[error("an event needs `data`")]
+    MissingData,
     /// A derived channel the relay does not compute (an interval it is not configured
     /// for, no symbol); the message lists what it accepts.
     #[error("{0}")]

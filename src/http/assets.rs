@@ -21,8 +21,19 @@ pub fn dashboard_bars_js() -> HttpResponse {
     script(DASHBOARD_BARS_JS)
 }
 
-fn script(text: &'static str) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+/// `GET /book-panel.js`: the dashboard's order-book panel (an ES module the page loads
+/// beside its script).
+pub fn book_panel_js() -> HttpResponse {
+    script(BOOK_PANEL_JS)
+}
+
+/// `GET /book.js`: the JavaScript client's order books, which `/tickrelay.js` imports.
+pub fn client_book_js() -> HttpResponse {
+    script(CLIENT_BOOK_JS)
+}
+
+fn script(body: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
@@ -38,3 +49,7 @@ fn script(text: &'static str) -> HttpResponse {
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
 /// The dashboard's bars panel.
 const DASHBOARD_BARS_JS: &str = include_str!("dashboard_bars.js");
+/// The dashboard's order-book panel.
+const BOOK_PANEL_JS: &str = include_str!("book_panel.js");
+/// The JavaScript client's order books (`clients/js/book.js`).
+const CLIENT_BOOK_JS: &str = include_str!("../../clients/js/book.js");

@@ -120,6 +120,27 @@ pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
             "Client connections refused by a connection limit.",
             m.connections_refused.load(Relaxed),
         ),
+        number(
+            &["record", "written"],
+            "tickrelay_record_written_total",
+            Kind::Counter,
+            "Ticks written to the --record file and flushed.",
+            m.record.written.load(Relaxed),
+        ),
+        number(
+            &["record", "write_errors"],
+            "tickrelay_record_write_errors_total",
+            Kind::Counter,
+            "Failed writes to the --record file (the recording stops at the first).",
+            m.record.write_errors.load(Relaxed),
+        ),
+        number(
+            &["record", "not_recorded"],
+            "tickrelay_record_not_recorded_total",
+            Kind::Counter,
+            "Ticks the --record file may lack because a write to it failed.",
+            m.record.not_recorded.load(Relaxed),
+        ),
         labeled(
             &["errors"],
             "tickrelay_errors_total",

@@ -1,20 +1,22 @@
 //! HTTP on the WebSocket port, served by hyper on the shard that accepted the connection.
 //!
 //! Routes ([`ROUTES`]): `GET /ws` (upgrade → [`session::run`]), `GET /health`, `GET /ready`,
-//! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`, `POST /api/publish`,
+//! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`,
+//! `GET /book/{symbol}?depth=N`, `POST /api/publish`,
 //! `POST /api/events`, `GET /api/sessions`, `DELETE /api/sessions/{id}`, `GET /` and
 //! `GET /dashboard.js` and `GET /dashboard-bars.js` (the operator dashboard, [`assets`]), `GET /tickrelay.js` (the
 //! JavaScript client the dashboard imports). Every error
 //! is JSON, `{"type":"error","code":"...","message":"..."}`, and counted under its code.
 //!
 //! The admin routes (publish, events, sessions) need the admin token, or with none
-//! configured a loopback request that is this host's own ([`guard`]); `/price` and
+//! configured a loopback request that is this host's own ([`guard`]); `/price`, `/book` and
 //! `/symbols` need what `/ws` needs when auth is on. With `--admin-listen` the admin routes,
 //! `/stats` and `/metrics` are served on that address only; the client port answers them
 //! 404.
 
 pub mod admin;
 pub mod assets;
+pub mod book;
 pub mod counters;
 mod guard;
 pub mod prometheus;
@@ -188,6 +190,17 @@ async fn route(
                 Err((status, code, message)) => refuse(&shared, status, code, &message),
             }
         }
+        Route::Book => {
+            let symbol = &path["/book/".len()..];
+            let query = request.uri().query();
+            let book = guard::reader(&shared, &request)
+                .map_err(|e| (e.code(), e.to_string()))
+                .and_then(|reader| book::book(&core.borrow(), symbol, query, &reader));
+            match book {
+                Ok(response) => response,
+                Err((code, message)) => refuse(&shared, code.http_status(), code, &message),
+            }
+        }
         Route::Publish => publish::publish(&shared, request).await,
         Route::Events => publish::events(&shared, request).await,
         Route::Sessions => admin::sessions(&shared).await,
@@ -202,6 +215,8 @@ async fn route(
         Route::Dashboard => html(DASHBOARD),
         Route::DashboardJs => assets::dashboard_js(),
         Route::DashboardBarsJs => assets::dashboard_bars_js(),
+        Route::BookPanelJs => assets::book_panel_js(),
+        Route::ClientBookJs => assets::client_book_js(),
         Route::ClientJs => {
             let mut response = html(CLIENT_JS);
             let js = HeaderValue::from_static("text/javascript; charset=utf-8");

@@ -1,13 +1,17 @@
-//! `POST /api/publish`: one tick object, a JSON array of ticks, or NDJSON lines; and
-//! `POST /api/events`: the same for events (`{"channel":..,"data":..}`).
+//! `POST /api/publish`: one tick object, a JSON array of ticks, or NDJSON lines (book
+//! updates, `{"type":"book",..}`, among them); and `POST /api/events`: the same for events
+//! (`{"channel":..,"data":..}`).
 //!
 //! All or nothing: every tick is validated first; any bad one answers 400 with its line (or
 //! array position, from 1) and field, and nothing is published. Otherwise the ticks go to
 //! the sequencer (waiting, like TCP ingest, while it is full), and once it has sequenced
-//! them the answer is `202 {"accepted":N}`. The one refusal left to the sequencer, a new
-//! symbol or channel beyond `--max-symbols` with nothing idle to evict, answers 503
+//! them the answer is `202 {"accepted":N}`. The refusals left to the sequencer: a new
+//! symbol or channel beyond `--max-symbols` with nothing idle to evict answers 503
 //! `symbol_limit` naming the first refused item's position, with the number of the others,
-//! which were published (`accepted`).
+//! which were published (`accepted`); a book update only its book can refuse (a delta
+//! before any snapshot, a crossed result, too many levels) is refused alone: the answer
+//! then carries the first refusal's code, line and message, and how many items were
+//! accepted.
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -17,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::response::{HttpResponse, json, refuse};
+use crate::book::{Origin, Rejection};
 use crate::config::Role;
 use crate::encode::json::to_vec;
 use crate::error::ErrorCode;
@@ -32,9 +37,58 @@ pub async fn publish(shared: &Shared, request: Request<Incoming>) -> HttpRespons
         Ok(body) => body,
         Err(response) => return response,
     };
+    if memchr::memmem::find(&scratch, b"\"type\"").is_some() {
+        return accept_books(shared, LineDecoder::new().decode_mixed(&mut scratch)).await;
+    }
     let ticks = LineDecoder::new().decode_document(&mut scratch);
     let items = ticks.map(|ticks| ticks.into_iter().map(Item::Tick).collect());
     accept(shared, items).await
+}
+
+/// Publishes ticks and book updates: each book update carries the request's reply channel,
+/// and the answer waits until the sequencer has taken every item (dropping the last sender).
+async fn accept_books(
+    shared: &Shared,
+    items: Result<Vec<(usize, Item)>, (usize, DecodeError)>,
+) -> HttpResponse {
+    let (replies, mut refusals) = tokio::sync::mpsc::channel(MAX_REFUSALS);
+    let items = items.and_then(|items| {
+        items
+            .into_iter()
+            .map(|(line, item)| match item {
+                Item::Book(mut update) => {
+                    update.origin = Some(Origin::new(line as u64, replies.clone()));
+                    Ok(Item::Book(update))
+                }
+                Item::Event(_) => Err((line, DecodeError::UnknownField("channel".into()))),
+                tick => Ok(tick),
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
+    drop(replies);
+    let count = items.as_ref().map_or(0, Vec::len);
+    let answer = accept(shared, items).await;
+    if answer.status() != StatusCode::ACCEPTED {
+        return answer;
+    }
+    let mut refused: Vec<Rejection> = Vec::new();
+    while let Some(refusal) = refusals.recv().await {
+        refused.push(refusal);
+    }
+    let Some(first) = refused.first() else {
+        return answer;
+    };
+    let code = first.error.code();
+    let body = BookRefusal {
+        kind: "error",
+        code,
+        message: &first.error.to_string(),
+        line: first.line,
+        field: first.error.field(),
+        accepted: count - refused.len(),
+        refused: refused.len(),
+    };
+    json(code.http_status(), to_vec(&body))
 }
 
 /// Handles one `POST /api/events` request.
@@ -164,6 +218,23 @@ async fn accept(shared: &Shared, items: Result<Vec<Item>, (usize, DecodeError)>)
             json(StatusCode::SERVICE_UNAVAILABLE, to_vec(&body))
         }
     }
+}
+
+/// Refusals a request's reply channel holds (one per book update at most is sent; more are
+/// counted and logged but not listed).
+const MAX_REFUSALS: usize = 1024;
+
+#[derive(Serialize)]
+struct BookRefusal<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: ErrorCode,
+    message: &'a str,
+    line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    accepted: usize,
+    refused: usize,
 }
 
 #[derive(Serialize)]

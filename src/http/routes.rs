@@ -83,6 +83,8 @@ routes! {
     Symbols GET "/symbols" Exact Reader;
     /// `GET /price/{symbol}`.
     Price GET "/price/" Prefix Reader;
+    /// `GET /book/{symbol}?depth=N`: a book's top levels.
+    Book GET "/book/" Prefix Reader;
     /// `POST /api/publish`.
     Publish POST "/api/publish" Exact Admin;
     /// `POST /api/events`.
@@ -99,6 +101,10 @@ routes! {
     DashboardBarsJs GET "/dashboard-bars.js" Exact Open;
     /// `GET /tickrelay.js`: the JavaScript client (`clients/js/`), which the dashboard uses.
     ClientJs GET "/tickrelay.js" Exact Open;
+    /// `GET /book.js`: the JavaScript client's order books, imported by `/tickrelay.js`.
+    ClientBookJs GET "/book.js" Exact Open;
+    /// `GET /book-panel.js`: the dashboard's order-book panel.
+    BookPanelJs GET "/book-panel.js" Exact Open;
     /// `GET /favicon.ico`: 204, so browsers opening the dashboard log no 404.
     Favicon GET "/favicon.ico" Exact Open;
 }

@@ -1,6 +1,7 @@
 //! The built-in simulated market (`--demo`): a random walk of trades and quotes over
 //! `--demo-symbols` instruments at `--demo-rate` ticks/s, published every millisecond so the
-//! stream is paced, not bursty.
+//! stream is paced, not bursty; each quote also moves the instrument's order book
+//! (`demo_books`).
 
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::Inbox;
+use super::demo_books::DemoBook;
+use crate::event::Item;
 use crate::shutdown::Shutdown;
 use crate::tick::{Seq, Symbol, Tick, TickKind, now_ns};
 
@@ -17,6 +20,7 @@ struct Instrument {
     symbol: Symbol,
     mid: f64,
     spread_bps: f64,
+    book: DemoBook,
 }
 
 /// Runs the simulated market until shutdown.
@@ -38,13 +42,17 @@ pub async fn run(inbox: Inbox, symbols: usize, rate: u32, shutdown: Shutdown) {
         let count = owed as usize;
         owed -= count as f64;
         let now = now_ns();
-        let batch: Vec<Tick> = (0..count)
-            .map(|_| {
-                let i = rng.random_range(0..market.len());
-                step(&mut market[i], &mut rng, now)
-            })
-            .collect();
-        if inbox.publish(batch).await.is_err() {
+        let mut batch: Vec<Item> = Vec::with_capacity(count * 2);
+        for _ in 0..count {
+            let i = rng.random_range(0..market.len());
+            let tick = step(&mut market[i], &mut rng, now);
+            if let (Some(bid), Some(ask)) = (tick.bid, tick.ask) {
+                let book = market[i].book.step(bid, ask, &mut rng, now);
+                batch.push(Item::Book(book));
+            }
+            batch.push(Item::Tick(tick));
+        }
+        if inbox.publish_items(batch).await.is_err() {
             return;
         }
     }
@@ -102,10 +110,14 @@ fn instruments(count: usize, rng: &mut SmallRng) -> Vec<Instrument> {
     named
         .chain(generated)
         .take(count)
-        .map(|(name, mid)| Instrument {
-            symbol: Symbol::parse(&name).expect("demo symbol names are valid by construction"),
-            mid,
-            spread_bps: rng.random_range(1.0..8.0),
+        .map(|(name, mid)| {
+            let symbol = Symbol::parse(&name).expect("demo symbol names are valid by construction");
+            Instrument {
+                book: DemoBook::new(symbol.clone(), mid),
+                symbol,
+                mid,
+                spread_bps: rng.random_range(1.0..8.0),
+            }
         })
         .collect()
 }

@@ -6,6 +6,7 @@
 //! the publisher feels TCP backpressure and nothing accepted is dropped.
 
 pub mod demo;
+mod demo_books;
 pub mod ndjson;
 pub mod playback;
 pub mod protobuf;
@@ -13,6 +14,7 @@ pub mod tcp;
 
 use tokio::sync::mpsc;
 
+use crate::book::BookError;
 use crate::error::ErrorCode;
 use crate::event::{EventError, Item};
 use crate::tick::{Tick, TickError};
@@ -151,6 +153,9 @@ pub enum DecodeError {
     /// A line with `channel` that is not a valid event.
     #[error(transparent)]
     Event(#[from] EventError),
+    /// A book update (`"type":"book"`, or a protobuf `IngestBook`) that is not valid.
+    #[error(transparent)]
+    Book(#[from] BookError),
     /// A line or message longer than `--max-ingest-line`.
     #[error("{len} bytes without a message end, the limit is {limit}")]
     TooLong {
@@ -170,6 +175,7 @@ impl DecodeError {
             Self::Protobuf(_) | Self::BadLengthPrefix => ErrorCode::BadProtobuf,
             Self::Tick(e) => e.code(),
             Self::Event(e) => e.code(),
+            Self::Book(e) => e.code(),
             Self::TooLong { .. } => ErrorCode::LineTooLong,
         }
     }
@@ -186,6 +192,7 @@ impl DecodeError {
             Self::Field { field, .. } | Self::UnknownField(field) => Some(field),
             Self::Tick(e) => Some(e.field()),
             Self::Event(e) => e.field(),
+            Self::Book(e) => e.field(),
             _ => None,
         }
     }

@@ -8,6 +8,7 @@
 use simd_json::Buffers;
 
 use super::DecodeError;
+use crate::book::input as book_input;
 use crate::config::defaults::MAX_EVENT_BYTES;
 use crate::event::{Event, Item};
 use crate::tick::{RawTick, Tick, TickError};
@@ -45,6 +46,10 @@ impl LineDecoder {
         let line = trim_ascii_mut(line);
         if line.is_empty() {
             return None;
+        }
+        // Only a book update has a `type` field (`"type":"book"`).
+        if memchr::memmem::find(line, b"\"type\"").is_some() {
+            return Some(self.decode_book(line));
         }
         // Ticks are the hot path: one substring scan keeps them on the simd-json parser.
         if memchr::memmem::find(line, b"\"channel\"").is_none() {
@@ -122,6 +127,56 @@ impl LineDecoder {
             }
             Ok(ticks)
         }
+    }
+
+    /// A line with a `type` field: a book update, or a tick whose venue says "type".
+    fn decode_book(&mut self, line: &mut [u8]) -> Result<Item, DecodeError> {
+        match book_input::parse_json(line) {
+            Ok(update) => Ok(Item::Book(update)),
+            Err(book_error) => match self.decode_value(line) {
+                Ok(tick) => Ok(Item::Tick(tick)),
+                Err(_) => Err(DecodeError::Book(book_error)),
+            },
+        }
+    }
+
+    /// Decodes a `POST /api/publish` body holding book updates among its ticks: NDJSON
+    /// lines, one object, or a JSON array of objects. An error names its line (or array
+    /// position), from 1.
+    pub fn decode_mixed(
+        &mut self,
+        body: &mut [u8],
+    ) -> Result<Vec<(usize, Item)>, (usize, DecodeError)> {
+        let body = trim_ascii_mut(body);
+        if body.first() == Some(&b'[') {
+            let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
+                .map_err(|e| (1, DecodeError::Json(format!("not a JSON array: {e}"))))?;
+            let mut scratch: Vec<Vec<u8>> = items
+                .iter()
+                .map(|raw| raw.get().as_bytes().to_vec())
+                .collect();
+            return scratch
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, text)| {
+                    Some(
+                        self.decode(text)?
+                            .map(|item| (i + 1, item))
+                            .map_err(|e| (i + 1, e)),
+                    )
+                })
+                .collect();
+        }
+        body.split_mut(|b| *b == b'\n')
+            .enumerate()
+            .filter_map(|(i, line)| {
+                Some(
+                    self.decode(line)?
+                        .map(|item| (i + 1, item))
+                        .map_err(|e| (i + 1, e)),
+                )
+            })
+            .collect()
     }
 
     fn decode_value(&mut self, line: &mut [u8]) -> Result<Tick, DecodeError> {
@@ -273,6 +328,32 @@ mod tests {
                     other => panic!("expected a tick, got {other:?}"),
                 })
             })
+    }
+
+    #[test]
+    fn a_line_with_type_is_a_book_update_and_a_venue_named_type_a_tick() {
+        let mut d = LineDecoder::new();
+        let book = d
+            .decode(
+                &mut br#"{"type":"book","symbol":"A","snapshot":true,"bids":[["1.50",2]]}"#
+                    .to_vec(),
+            )
+            .unwrap()
+            .unwrap();
+        assert!(matches!(book, Item::Book(b) if b.bids.len() == 1));
+        let tick = d
+            .decode(&mut br#"{"symbol":"A","price":1,"ts_ns":1,"venue":"\"type\""}"#.to_vec())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(tick, Item::Tick(_)));
+        let bad = d
+            .decode(
+                &mut br#"{"type":"book","symbol":"A","snapshot":false,"asks":[[1,-2]]}"#.to_vec(),
+            )
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(bad.code(), "negative_size");
+        assert_eq!(bad.field(), Some("asks"));
     }
 
     #[test]

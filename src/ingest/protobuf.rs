@@ -1,18 +1,46 @@
-//! Pure decoding of length-delimited protobuf ticks: a varint length, then one `Tick`.
+//! Pure decoding of length-delimited protobuf ingest: a varint length, then one `Tick`, or
+//! one `IngestBook` (a book update: its first field is 100, which no `Tick` has).
 
 use bytes::{Buf, BytesMut};
 use prost::Message as _;
 
 use super::DecodeError;
+use crate::book::input;
+use crate::event::Item;
 use crate::proto;
 use crate::tick::{RawTick, Tick};
 
-/// Splits the next complete message off `buf` and decodes it.
+/// Splits the next complete message off `buf` and decodes it as a tick.
 ///
 /// `None`: more bytes needed. A length over `limit` or a prefix that is not a varint is an
 /// error that consumes nothing, and the caller must drop the connection (a length-delimited
 /// stream has no resynchronisation point).
 pub fn next_message(buf: &mut BytesMut, limit: usize) -> Option<Result<Tick, DecodeError>> {
+    next_body(buf, limit).map(|body| body.and_then(|body| decode_tick(&body)))
+}
+
+/// Like [`next_message`], for the ingest port: a tick, or a book update framed as
+/// `IngestBook`.
+pub fn next_item(buf: &mut BytesMut, limit: usize) -> Option<Result<Item, DecodeError>> {
+    next_body(buf, limit).map(|body| body.and_then(|body| decode_item(&body)))
+}
+
+/// Decodes one message body: an `IngestBook` when its first field is the book's (100),
+/// otherwise a `Tick` as ever.
+pub fn decode_item(body: &[u8]) -> Result<Item, DecodeError> {
+    if !body.starts_with(&BOOK_TAG) {
+        return decode_tick(body).map(Item::Tick);
+    }
+    let message =
+        proto::IngestBook::decode(body).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+    let book = message
+        .book
+        .ok_or_else(|| DecodeError::Protobuf("IngestBook without its book".into()))?;
+    Ok(Item::Book(input::from_proto(book)?))
+}
+
+/// The next complete message body of `buf` (see [`next_message`]).
+fn next_body(buf: &mut BytesMut, limit: usize) -> Option<Result<BytesMut, DecodeError>> {
     let (len, prefix) = match read_varint(buf) {
         Varint::Incomplete => return None,
         Varint::Invalid => return Some(Err(DecodeError::BadLengthPrefix)),
@@ -31,9 +59,11 @@ pub fn next_message(buf: &mut BytesMut, limit: usize) -> Option<Result<Tick, Dec
         return None;
     }
     buf.advance(prefix);
-    let body = buf.split_to(len);
-    Some(decode_tick(&body))
+    Some(Ok(buf.split_to(len)))
 }
+
+/// The key of `IngestBook.book` (field 100, length-delimited) as a varint: (100 << 3) | 2.
+const BOOK_TAG: [u8; 2] = [0xA2, 0x06];
 
 /// Decodes one protobuf `Tick` body and validates it.
 pub fn decode_tick(body: &[u8]) -> Result<Tick, DecodeError> {
@@ -108,6 +138,30 @@ mod tests {
             ts_ns: 1_764_000_000_000_000_000,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_book_is_told_from_a_tick_by_its_first_field() {
+        let book = proto::IngestBook {
+            book: Some(proto::BookInput {
+                symbol: "BTC-USD".into(),
+                snapshot: true,
+                bids: vec![proto::BookLevel {
+                    price: "43250.50".into(),
+                    size: "1".into(),
+                }],
+                asks: vec![],
+                ts_ns: 5,
+            }),
+        };
+        let bytes = book.encode_to_vec();
+        assert_eq!(bytes[..2], BOOK_TAG, "the tag prost writes");
+        match decode_item(&bytes).unwrap() {
+            Item::Book(update) => assert_eq!(update.bids[0].price.to_string(), "43250.5"),
+            other => panic!("expected a book, got {other:?}"),
+        }
+        let tick = decode_item(&sample().encode_to_vec()).unwrap();
+        assert!(matches!(tick, Item::Tick(_)), "a tick stays a tick");
     }
 
     #[test]

@@ -17,21 +17,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use futures_util::{FutureExt, StreamExt};
+use async_nats::jetstream::consumer::DeliverPolicy;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use super::History;
-use super::wire;
-use crate::encode::Encoding;
-use crate::error::ErrorCode;
-use crate::event::{Item, Key};
+use super::consume::{consume, history_changed};
+use crate::book::{BOOK_PREFIX, BookChannel};
+use crate::event::{Channel, Key};
 use crate::ingest::Inbox;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::sequencer::Interest;
 use crate::shutdown::Shutdown;
-use crate::tick::Seq;
+use crate::tick::{Seq, Symbol};
 
 /// How sessions ask the edge to follow keys (cloned into every shard's [`Shared`]).
 ///
@@ -119,6 +117,7 @@ pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
                     waiting.push(rx);
                 }
                 for key in want.keys {
+                    let key = followed(key);
                     let covered = key.in_wildcard() && wildcard.is_some();
                     if covered || keys.contains_key(&key) {
                         continue;
@@ -140,17 +139,17 @@ pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
             _ = scan.tick() => {
                 let now = Instant::now();
                 let (wanted, all) = wiring.interest.totals();
-                for (key, _) in &wanted {
+                // Every depth of a book is one followed key: its full-depth updates.
+                let wanted: std::collections::HashSet<Key> =
+                    wanted.into_iter().map(|(key, _)| followed(key)).collect();
+                for key in &wanted {
                     let covered = key.in_wildcard() && wildcard.is_some();
                     if !covered && !keys.contains_key(key) {
                         keys.insert(key.clone(), start(&history, &wiring, Some(key.clone()), None));
                     }
                 }
                 let linger = wiring.linger;
-                keys.retain(|key, followed| {
-                    let wanted = count(&wiring.interest, key) > 0;
-                    keep(followed, wanted, now, linger)
-                });
+                keys.retain(|key, state| keep(state, wanted.contains(key), now, linger));
                 if let Some(followed) = &mut wildcard
                     && !keep(followed, all > 0, now, linger)
                 {
@@ -185,9 +184,16 @@ fn keep(followed: &mut Followed, wanted: bool, now: Instant, linger: Duration) -
     false
 }
 
-fn count(interest: &Interest, key: &Key) -> u32 {
-    let counts = interest.entry(key);
-    Encoding::ALL.iter().map(|e| counts.count(*e)).sum()
+/// The key an edge follows for `key`: a book channel of any depth follows its book (the
+/// full-depth updates every view is derived from), anything else itself.
+fn followed(key: Key) -> Key {
+    if let Key::Channel(channel) = &key
+        && let Some(Ok(symbol)) =
+            crate::book::channel::symbol_of(channel.as_str()).map(Symbol::parse)
+    {
+        return Key::Channel(Channel::of_book(&BookChannel::full(symbol)));
+    }
+    key
 }
 
 fn start(
@@ -201,6 +207,22 @@ fn start(
         None => (history.subjects.all_ticks(), DeliverPolicy::LastPerSubject),
     };
     debug!(filter, "following");
+    if let Some(key) =
+        key.filter(|k| matches!(k, Key::Channel(c) if c.as_str().starts_with(BOOK_PREFIX)))
+    {
+        let task = tokio::spawn(super::books::follow(
+            history.clone(),
+            key,
+            wiring.inbox.clone(),
+            wiring.metrics.clone(),
+            caught_up,
+            wiring.shutdown.clone(),
+        ));
+        return Followed {
+            task,
+            idle_since: None,
+        };
+    }
     let task = tokio::spawn(consume(
         history.clone(),
         filter,
@@ -213,169 +235,6 @@ fn start(
     Followed {
         task,
         idle_since: None,
-    }
-}
-
-/// Reads `filter` from `policy` on, forever: an ordered consumer, re-created from the next
-/// stream sequence whenever it ends (NATS restarted, the consumer was lost). Answers
-/// `caught_up` with the newest seq per key once the messages pending at its creation are read.
-async fn consume(
-    history: History,
-    filter: String,
-    mut policy: DeliverPolicy,
-    inbox: Inbox,
-    metrics: Arc<Metrics>,
-    mut caught_up: Option<oneshot::Sender<Vec<(Key, Seq)>>>,
-    shutdown: Shutdown,
-) {
-    let mut newest: HashMap<Key, Seq> = HashMap::new();
-    let mut backoff = BACKOFF_MIN;
-    let mut reconnected = history.reconnected.clone();
-    // Re-created after a loss: what it reads until caught up is back-fill.
-    let mut refilling = false;
-    loop {
-        let created = history
-            .stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: filter.clone(),
-                deliver_policy: policy,
-                ..Default::default()
-            })
-            .await;
-        let consumer = match created {
-            Ok(consumer) => consumer,
-            Err(e) => {
-                metrics.count_error(ErrorCode::NatsUnavailable);
-                debug!(filter, error = %e, "cannot create the consumer; retrying");
-                if history_changed(&history, &shutdown).await {
-                    return;
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
-            }
-        };
-        if consumer.cached_info().num_pending == 0
-            && let Some(reply) = caught_up.take()
-        {
-            let _ = reply.send(Vec::new());
-        }
-        let mut messages = match consumer.messages().await {
-            Ok(messages) => messages,
-            Err(e) => {
-                metrics.count_error(ErrorCode::NatsUnavailable);
-                debug!(filter, error = %e, "cannot read the consumer; retrying");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
-        backoff = BACKOFF_MIN;
-        let mut batch: Vec<Item> = Vec::new();
-        reconnected.borrow_and_update();
-        loop {
-            // Take what is ready without waiting, then hand it on as one batch.
-            let next = match messages.next().now_or_never() {
-                Some(next) => next,
-                None => {
-                    if !batch.is_empty()
-                        && inbox
-                            .publish_items(std::mem::take(&mut batch))
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                    tokio::select! {
-                        next = messages.next() => next,
-                        // A restarted server has lost the consumer: re-create it now from
-                        // the next stream sequence rather than after missed heartbeats.
-                        _ = reconnected.changed() => None,
-                    }
-                }
-            };
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(e)) => {
-                    metrics.count_error(ErrorCode::NatsUnavailable);
-                    debug!(filter, error = %e, "consumer error");
-                    continue;
-                }
-                None => break,
-            };
-            metrics::add(&metrics.nats.received, 1);
-            if refilling {
-                metrics::add(&metrics.nats.backfilled, 1);
-            }
-            let (stream_seq, pending) = match message.info() {
-                Ok(info) => (info.stream_sequence, info.pending),
-                Err(_) => (0, 1),
-            };
-            match wire::decode(
-                &history.subjects,
-                &message.subject,
-                message.headers.as_ref(),
-                &message.payload,
-            ) {
-                Ok(incoming) if incoming.epoch == history.epoch => {
-                    if caught_up.is_some() {
-                        newest.insert(incoming.item.key(), incoming.item.seq());
-                    }
-                    batch.push(incoming.item);
-                }
-                Ok(incoming) => {
-                    // Another history, or a bad header: the stream's epoch subject decides.
-                    if history_changed(&history, &shutdown).await {
-                        return;
-                    }
-                    metrics.count_error(ErrorCode::BadNatsMessage);
-                    warn!(subject = %message.subject, epoch = incoming.epoch, ours = history.epoch,
-                        "a message of another epoch on the stream; skipped");
-                }
-                Err(e) => {
-                    metrics.count_error(ErrorCode::BadNatsMessage);
-                    debug!(subject = %message.subject, error = %e, "malformed message skipped");
-                }
-            }
-            if stream_seq > 0 {
-                policy = DeliverPolicy::ByStartSequence {
-                    start_sequence: stream_seq + 1,
-                };
-            }
-            if pending == 0 {
-                refilling = false;
-                if let Some(reply) = caught_up.take() {
-                    let _ = reply.send(newest.drain().collect());
-                }
-            }
-        }
-        if !batch.is_empty() && inbox.publish_items(batch).await.is_err() {
-            return;
-        }
-        refilling = true;
-        info!(
-            filter,
-            "consumer ended; re-creating it from the next message"
-        );
-    }
-}
-
-/// Whether the stream now holds another history than the one this edge serves (it was
-/// deleted and a sequencer started a new one): then the edge stops, so that its clients
-/// reconnect to a relay serving the new history and are told (`reset`) when they resume.
-/// An edge cannot switch histories under its clients: their seqs would silently change
-/// meaning.
-async fn history_changed(history: &History, shutdown: &Shutdown) -> bool {
-    match super::read_epoch(&history.stream, &history.subjects).await {
-        Ok(Some(epoch)) if epoch != history.epoch => {
-            warn!(
-                epoch,
-                ours = history.epoch,
-                "the stream holds a new history: stopping, so clients reconnect to it"
-            );
-            shutdown.trigger();
-            true
-        }
-        _ => false,
     }
 }
 
@@ -398,5 +257,3 @@ const EPOCH_CHECK: Duration = Duration::from_secs(1);
 pub const WARM_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often interest is checked for keys to follow or let go.
 const SCAN_EVERY: Duration = Duration::from_millis(200);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);

@@ -16,6 +16,9 @@
 //! the same epoch; a message that is not exactly a tick or event of this stream is counted
 //! (`bad_nats_message`) and skipped.
 
+pub mod books;
+mod connect;
+mod consume;
 pub mod follow;
 pub mod publish;
 mod restore;
@@ -23,20 +26,19 @@ pub mod subject;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use futures_util::TryStreamExt;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::Config;
 use crate::error::ErrorCode;
 use crate::event::Key;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::tick::Seq;
+pub use connect::connect;
 pub use follow::Follow;
 use subject::Subjects;
 
@@ -71,7 +73,7 @@ pub enum NatsError {
     /// The server could not be reached.
     #[error("--nats {url}: {reason}")]
     Connect {
-        /// The URL.
+        /// The URLs, without any password.
         url: String,
         /// What went wrong.
         reason: String,
@@ -100,55 +102,6 @@ impl NatsError {
     }
 }
 
-/// Connects to `--nats`, counting connection losses and returns in `metrics`.
-pub async fn connect(url: &str, metrics: Arc<Metrics>) -> Result<Connection, NatsError> {
-    let events = metrics.clone();
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (returns, reconnected) = watch::channel(0u64);
-    let returns = Arc::new(returns);
-    let client = async_nats::ConnectOptions::new()
-        .name("tickrelay")
-        .connection_timeout(CONNECT_TIMEOUT)
-        // Retries forever with backoff (the client's default); an edge keeps its clients.
-        .event_callback(move |event| {
-            let (metrics, lost, returns) = (events.clone(), lost.clone(), returns.clone());
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        metrics.nats.connected.store(1, Relaxed);
-                        // The first connect fires this event too: only a return after a
-                        // loss is a re-establishment.
-                        if lost.swap(false, Relaxed) {
-                            metrics::add(&metrics.nats.reconnects, 1);
-                            returns.send_modify(|n| *n += 1);
-                            info!("NATS connection re-established");
-                        } else {
-                            info!("NATS connected");
-                        }
-                    }
-                    async_nats::Event::Disconnected => {
-                        lost.store(true, Relaxed);
-                        metrics.nats.connected.store(0, Relaxed);
-                        metrics.count_error(ErrorCode::NatsUnavailable);
-                        warn!("NATS connection lost; reconnecting");
-                    }
-                    other => info!(event = %other, "NATS"),
-                }
-            }
-        })
-        .connect(url)
-        .await
-        .map_err(|e| NatsError::Connect {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-    metrics.nats.connected.store(1, Relaxed);
-    Ok(Connection {
-        client,
-        reconnected,
-    })
-}
-
 impl History {
     /// The sequencer's view: creates the stream if it is missing and reads its epoch, or
     /// starts a new history (a new random `fresh_epoch`) in an empty stream.
@@ -169,6 +122,7 @@ impl History {
                 discard: stream::DiscardPolicy::Old,
                 allow_direct: true,
                 duplicate_window: DUPLICATE_WINDOW,
+                num_replicas: config.scale.nats_replicas,
                 ..Default::default()
             })
             .await
@@ -249,7 +203,15 @@ impl History {
             .await
             .map_err(jetstream_error("stream subjects"))?
         {
-            if subject != self.subjects.epoch() {
+            // A book's seq lives in its book: restored with it (`books::restore`).
+            let book = matches!(
+                self.subjects.parse(&subject),
+                Ok((
+                    subject::Carries::BookUpdates | subject::Carries::BookCheckpoints,
+                    _
+                ))
+            );
+            if subject != self.subjects.epoch() && !book {
                 names.push(subject);
             }
         }
@@ -294,7 +256,7 @@ pub fn per_subject(config: &Config) -> usize {
     }
 }
 
-async fn read_epoch(
+pub(super) async fn read_epoch(
     stream: &stream::Stream,
     subjects: &Subjects,
 ) -> Result<Option<u64>, NatsError> {
@@ -316,14 +278,12 @@ async fn read_epoch(
     }
 }
 
-fn jetstream_error<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> NatsError {
+pub(super) fn jetstream_error<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> NatsError {
     move |e| NatsError::JetStream {
         what,
         reason: e.to_string(),
     }
 }
 
-/// How long a connect at start-up may take before the relay gives up, naming `--nats`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the stream remembers message ids: a publish retried within it is stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);

@@ -73,7 +73,7 @@ pub async fn run(
         }
         match queue.try_take() {
             Ok(batch) => {
-                for frames in batch.iter() {
+                for frames in batch.iter().filter(|f| wire::published(f.item())) {
                     let out = wire::encode(&history.subjects, frames.item(), history.epoch);
                     if !retry.is_empty() {
                         // Everything after a failure waits behind it, in order.

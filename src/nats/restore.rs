@@ -15,6 +15,7 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::StreamExt;
 use tracing::{info, warn};
 
+use super::subject::Carries;
 use super::{History, NatsError, jetstream_error, wire};
 use crate::error::ErrorCode;
 use crate::event::derived::{Bar, BarValues};
@@ -28,18 +29,18 @@ impl History {
         let mut restored = Restored::default();
         let mut newest: HashMap<Key, Bar> = HashMap::new();
         for subject in self.subjects_listed().await? {
-            let Ok((key, closed)) = self.subjects.locate(&subject) else {
+            let Ok((carries, key)) = self.subjects.parse(&subject) else {
                 continue;
             };
-            let is_ticker = matches!(&key, Key::Channel(c)
-                if c.as_str().starts_with(crate::event::derived::TICKER));
-            let whole = matches!(key, Key::Symbol(_)) || closed == Some(true);
-            let items = if whole {
-                self.retained(&subject, metrics).await?
-            } else if closed.is_some() || is_ticker {
-                self.newest(&subject, metrics).await?.into_iter().collect()
-            } else {
-                continue; // An event channel: nothing derived from it.
+            let items = match carries {
+                Carries::Ticks | Carries::Bars { closed: true } => {
+                    self.retained(&subject, metrics).await?
+                }
+                Carries::Bars { closed: false } | Carries::Tickers => {
+                    self.newest(&subject, metrics).await?.into_iter().collect()
+                }
+                // Events: nothing derived from them; books restore on their own.
+                Carries::Events | Carries::BookUpdates | Carries::BookCheckpoints => continue,
             };
             let mut closed_bars: Vec<BarValues> = Vec::new();
             for item in items {
@@ -56,7 +57,7 @@ impl History {
                         }
                     }
                     // The stream holds no tier frames (a shard makes them).
-                    Item::Event(_) | Item::Tier(_) => {}
+                    Item::Event(_) | Item::Book(_) | Item::Tier(_) => {}
                 }
             }
             if let (Key::Channel(channel), false) = (&key, closed_bars.is_empty()) {

@@ -1,7 +1,9 @@
 //! [`Subjects`]: where each key lives in the stream, and back.
 //!
 //! `<stream>.tick.<symbol>` for a symbol's ticks, `<stream>.event.<channel>` for a channel's
-//! events, `<stream>.epoch` for the history's identity. A key becomes one subject token
+//! events, `<stream>.book.<symbol>` for a book's updates (full depth; every depth's view is
+//! derived from them), `<stream>.bookcp.<symbol>` for its periodic checkpoints (the whole
+//! book), `<stream>.epoch` for the history's identity. A key becomes one subject token
 //! reversibly: bytes outside `[A-Za-z0-9_:/-]` (the `.` of `BRK.B`, the only one the key
 //! alphabet allows) are written `%XX`, so no key can add a token or a wildcard.
 //!
@@ -13,6 +15,7 @@
 //! many updates came between; an edge reads both with one filter (`….bar.<channel>.*`),
 //! in stream order, which is seq order.
 
+use crate::book::{BookChannel, BookKind, channel::symbol_of};
 use crate::event::derived::{self, DerivedName};
 use crate::event::{Channel, Item, Key};
 use crate::tick::Symbol;
@@ -23,12 +26,33 @@ pub struct Subjects {
     prefix: String,
 }
 
+/// What a subject of this stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carries {
+    /// A symbol's ticks.
+    Ticks,
+    /// A channel's events.
+    Events,
+    /// A book's updates (its full-depth channel's messages).
+    BookUpdates,
+    /// A book's checkpoints.
+    BookCheckpoints,
+    /// A bars channel's messages: of its open bar, or each bar's final one.
+    Bars {
+        /// Whether the subject is that of the closed bars.
+        closed: bool,
+    },
+    /// A ticker channel's messages.
+    Tickers,
+}
+
 /// Why a subject is not one of a key of this stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubjectError {
-    /// Not `<stream>.tick.<token>`, `<stream>.event.<token>`, `<stream>.ticker.<token>`
-    /// or `<stream>.bar.<token>.open|closed`.
-    #[error("subject `{0}` is not a tick, event, bar or ticker subject of this stream")]
+    /// Not `<stream>.tick.<token>`, `<stream>.event.<token>`, `<stream>.ticker.<token>`,
+    /// `<stream>.bar.<token>.open|closed`, `<stream>.book.<token>` or
+    /// `<stream>.bookcp.<token>`.
+    #[error("subject `{0}` is not a tick, event, bar, ticker or book subject of this stream")]
     Foreign(String),
     /// The token has a bad `%` escape, or names no valid symbol or channel.
     #[error("subject token `{0}` is not an escaped symbol or channel")]
@@ -58,8 +82,8 @@ impl Subjects {
         format!("{}.epoch", self.prefix)
     }
 
-    /// What a follower of `key` reads: its subject, or both subjects of a bars channel (a
-    /// tier's: its base's, which it throttles).
+    /// What a follower of `key` reads: its subject, both subjects of a bars channel, a book
+    /// channel of any depth: its book's updates (a tier's: its base's, which it throttles).
     pub fn of(&self, key: &Key) -> String {
         let key = key.base();
         let mut subject = self.base(key);
@@ -71,21 +95,36 @@ impl Subjects {
 
     /// The subject `item` is published on.
     pub fn of_item(&self, item: &Item) -> String {
-        let mut subject = self.base(&item.key());
-        if let Item::Bar(bar) = item {
-            subject.push_str(if bar.bar.closed { ".closed" } else { ".open" });
+        match item {
+            Item::Bar(bar) => {
+                let mut subject = self.base(&item.key());
+                subject.push_str(if bar.bar.closed { ".closed" } else { ".open" });
+                subject
+            }
+            Item::Book(book) if book.kind == BookKind::Checkpoint => {
+                self.checkpoints(book.channel.symbol())
+            }
+            _ => self.base(&item.key()),
         }
-        subject
     }
 
-    /// The key whose subject is `subject`.
+    /// The subject of `symbol`'s book checkpoints.
+    pub fn checkpoints(&self, symbol: &Symbol) -> String {
+        self.subject(CHECKPOINT, symbol.as_str())
+    }
+
+    /// The wildcard of every book's updates (where a restarted sequencer finds its books).
+    pub fn all_books(&self) -> String {
+        format!("{}.{BOOK}.*", self.prefix)
+    }
+
+    /// The key whose subject is `subject` (a book's: its full-depth channel).
     pub fn key(&self, subject: &str) -> Result<Key, SubjectError> {
-        self.locate(subject).map(|(key, _)| key)
+        self.parse(subject).map(|(_, key)| key)
     }
 
-    /// The key whose subject is `subject`, and for a bars channel whether it is the
-    /// subject of its closed bars.
-    pub fn locate(&self, subject: &str) -> Result<(Key, Option<bool>), SubjectError> {
+    /// What `subject` carries, and its key.
+    pub fn parse(&self, subject: &str) -> Result<(Carries, Key), SubjectError> {
         let foreign = || SubjectError::Foreign(subject.to_owned());
         let rest = subject
             .strip_prefix(self.prefix.as_str())
@@ -103,30 +142,49 @@ impl Subjects {
         let bad = || SubjectError::BadToken(token.to_owned());
         let name = unescape(token).ok_or_else(bad)?;
         let channel = || Channel::parse(&name).map_err(|_| bad());
-        let key = match (kind, DerivedName::parse(&name)) {
-            (TICK, _) => Symbol::parse(&name).map(Key::Symbol).map_err(|_| bad())?,
-            (EVENT, None) => Key::Channel(channel()?),
-            (BAR, Some(DerivedName::Bars { .. })) | (TICKER, Some(DerivedName::Ticker { .. })) => {
-                Key::Channel(channel()?)
+        let book = |carries| {
+            let symbol = Symbol::parse(&name).map_err(|_| bad())?;
+            let channel = Channel::of_book(&BookChannel::full(symbol));
+            Ok((carries, Key::Channel(channel)))
+        };
+        match (kind, DerivedName::parse(&name)) {
+            (TICK, _) => Symbol::parse(&name)
+                .map(|s| (Carries::Ticks, Key::Symbol(s)))
+                .map_err(|_| bad()),
+            (EVENT, None) => Ok((Carries::Events, Key::Channel(channel()?))),
+            (BAR, Some(DerivedName::Bars { .. })) => Ok((
+                Carries::Bars {
+                    closed: closed == Some(true),
+                },
+                Key::Channel(channel()?),
+            )),
+            (TICKER, Some(DerivedName::Ticker { .. })) => {
+                Ok((Carries::Tickers, Key::Channel(channel()?)))
             }
             // A reserved name on another kind's subject: not something the relay wrote.
-            (EVENT | BAR | TICKER, _) => return Err(bad()),
-            _ => return Err(foreign()),
-        };
-        Ok((key, closed))
+            (EVENT | BAR | TICKER, _) => Err(bad()),
+            (BOOK, _) => book(Carries::BookUpdates),
+            (CHECKPOINT, _) => book(Carries::BookCheckpoints),
+            _ => Err(foreign()),
+        }
     }
 
-    /// `<stream>.<kind>.<escaped name>` of `key`.
+    /// `<stream>.<kind>.<escaped name>` of `key` (a book channel of any depth: its book's).
     fn base(&self, key: &Key) -> String {
         let (kind, name) = match key {
             Key::Symbol(s) => (TICK, s.as_str()),
-            Key::Channel(c) => match DerivedName::parse(c.as_str()) {
-                Some(DerivedName::Bars { .. }) => (BAR, c.as_str()),
-                Some(DerivedName::Ticker { .. }) => (TICKER, c.as_str()),
-                Some(DerivedName::Book) | None => (EVENT, c.as_str()),
+            Key::Channel(c) => match (symbol_of(c.as_str()), DerivedName::parse(c.as_str())) {
+                (Some(symbol), _) => (BOOK, symbol),
+                (None, Some(DerivedName::Bars { .. })) => (BAR, c.as_str()),
+                (None, Some(DerivedName::Ticker { .. })) => (TICKER, c.as_str()),
+                (None, Some(DerivedName::Book) | None) => (EVENT, c.as_str()),
             },
             Key::Tiered(t) => return self.base(&t.base),
         };
+        self.subject(kind, name)
+    }
+
+    fn subject(&self, kind: &str, name: &str) -> String {
         let mut subject = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 10);
         subject.push_str(&self.prefix);
         subject.push('.');
@@ -188,6 +246,8 @@ const TICK: &str = "tick";
 const EVENT: &str = "event";
 const BAR: &str = "bar";
 const TICKER: &str = "ticker";
+const BOOK: &str = "book";
+const CHECKPOINT: &str = "bookcp";
 
 #[cfg(test)]
 mod tests {
@@ -207,6 +267,23 @@ mod tests {
         let news = Key::Channel(Channel::parse("status.model").unwrap());
         assert_eq!(subjects.of(&news), "tickrelay.event.status%2Emodel");
         assert_eq!(subjects.key(&subjects.of(&news)), Ok(news));
+    }
+
+    #[test]
+    fn a_book_of_any_depth_reads_its_updates_and_checkpoints_have_their_own_subject() {
+        let subjects = Subjects::new("tickrelay");
+        let depth = Key::Channel(Channel::parse("book:BRK.B:10").unwrap());
+        assert_eq!(subjects.of(&depth), "tickrelay.book.BRK%2EB");
+        let symbol = Symbol::parse("BRK.B").unwrap();
+        assert_eq!(subjects.checkpoints(&symbol), "tickrelay.bookcp.BRK%2EB");
+        let full = Key::Channel(Channel::parse("book:BRK.B").unwrap());
+        for subject in ["tickrelay.book.BRK%2EB", "tickrelay.bookcp.BRK%2EB"] {
+            assert_eq!(subjects.key(subject), Ok(full.clone()));
+        }
+        assert_eq!(
+            subjects.parse("tickrelay.bookcp.BRK%2EB").unwrap().0,
+            Carries::BookCheckpoints
+        );
     }
 
     #[test]
@@ -245,13 +322,16 @@ mod tests {
         assert_eq!(subjects.of(&bars), "tickrelay.bar.bars:1m:BRK%2EB.*");
         for (part, closed) in [("open", false), ("closed", true)] {
             let subject = format!("tickrelay.bar.bars:1m:BRK%2EB.{part}");
-            assert_eq!(subjects.locate(&subject), Ok((bars.clone(), Some(closed))));
+            assert_eq!(
+                subjects.parse(&subject),
+                Ok((Carries::Bars { closed }, bars.clone()))
+            );
         }
         let ticker = Key::Channel(Channel::parse("ticker:X").unwrap());
         assert_eq!(subjects.of(&ticker), "tickrelay.ticker.ticker:X");
         assert_eq!(
-            subjects.locate("tickrelay.ticker.ticker:X"),
-            Ok((ticker, None))
+            subjects.parse("tickrelay.ticker.ticker:X"),
+            Ok((Carries::Tickers, ticker))
         );
         for bad in [
             "tickrelay.event.bars:1m:X",
@@ -261,13 +341,13 @@ mod tests {
             "tickrelay.ticker.news",
         ] {
             assert!(
-                matches!(subjects.locate(bad), Err(SubjectError::BadToken(_))),
+                matches!(subjects.parse(bad), Err(SubjectError::BadToken(_))),
                 "{bad}"
             );
         }
         for foreign in ["tickrelay.bar.bars:1m:X", "tickrelay.bar.bars:1m:X.half"] {
             assert!(
-                matches!(subjects.locate(foreign), Err(SubjectError::Foreign(_))),
+                matches!(subjects.parse(foreign), Err(SubjectError::Foreign(_))),
                 "{foreign}"
             );
         }

@@ -1,11 +1,12 @@
 //! One sequenced item as a stream message, and back: the NATS side's wire contract.
 //!
 //! A tick's payload is the protobuf `Tick` (with `seq` and `recv_ns`), an event's the
-//! protobuf `Event`, a bar's the protobuf `Bar`, a ticker's the protobuf `Ticker`; the
-//! subject names the key and its kind ([`Subjects`]). Headers: `Tickrelay-Epoch` (the
-//! history the seq belongs to), `Tickrelay-Recv-Ns` (events, bars, tickers: their protos
-//! have no field for it), `Tickrelay-Tick-Seq` (bars: the symbol's newest tick the bar
-//! accounts for, where a restarted sequencer resumes), and `Nats-Msg-Id`
+//! protobuf `Event`, a bar's the protobuf `Bar`, a ticker's the protobuf `Ticker`, a book
+//! update's or checkpoint's the protobuf `Book` of its full-depth channel; the subject names
+//! the key and what it carries ([`Subjects`]). Headers: `Tickrelay-Epoch` (the history the
+//! seq belongs to), `Tickrelay-Recv-Ns` (events, bars, tickers and books: their protos have
+//! no field for it), `Tickrelay-Tick-Seq` (bars: the symbol's newest tick the bar accounts
+//! for, where a restarted sequencer resumes), and `Nats-Msg-Id`
 //! (`<epoch>:<subject>:<seq>`), which makes a retried publish a duplicate the stream stores
 //! once.
 //!
@@ -17,9 +18,10 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use prost::Message as _;
 
-use super::subject::{SubjectError, Subjects};
+use super::subject::{Carries, SubjectError, Subjects};
+use crate::book::{BookKind, BookUpdate, Depth, Level, input};
 use crate::encode::derived::{bar_message, ticker_message};
-use crate::encode::protobuf::{event_message, tick_message};
+use crate::encode::protobuf::{book_message, event_message, tick_message};
 use crate::event::derived::{
     Bar, BarInterval, BarValues, DerivedName, Recent, Ticker, TickerValues,
 };
@@ -91,6 +93,12 @@ pub enum WireError {
     Unsequenced,
 }
 
+/// Whether `item` goes into the stream: everything but a book's views at a depth (every
+/// relay derives those from the full-depth updates).
+pub fn published(item: &Item) -> bool {
+    !matches!(item, Item::Book(book) if book.channel.depth() != Depth::Full)
+}
+
 /// `item` (sequenced, of history `epoch`) as a message for the stream.
 pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
     let subject = subjects.of_item(item);
@@ -118,6 +126,10 @@ pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
         Item::Tier(_) => {
             unreachable!("a tier's frame is made by a shard after the sequencer: never published")
         }
+        Item::Book(book) => {
+            headers.insert(RECV_NS, book.recv_ns.to_string().as_str());
+            book_message(book).encode_to_vec()
+        }
     };
     Outgoing {
         subject,
@@ -133,7 +145,7 @@ pub fn decode(
     headers: Option<&HeaderMap>,
     payload: &[u8],
 ) -> Result<Incoming, WireError> {
-    let (key, closed) = subjects.locate(subject)?;
+    let (carries, key) = subjects.parse(subject)?;
     let number = |name: &str| {
         headers
             .and_then(|h| h.get(name))
@@ -154,13 +166,13 @@ pub fn decode(
             tick.recv_ns = recv_ns;
             Item::Tick(tick)
         }
-        Key::Channel(channel) if closed.is_some() => {
+        Key::Channel(channel) if matches!(carries, Carries::Bars { .. }) => {
             let message = proto::Bar::decode(payload).map_err(bad)?;
             if message.channel != channel.as_str() {
                 return Err(mismatch(&message.channel, &key));
             }
             let bar = bar_values(&message, channel)?;
-            if Some(bar.closed) != closed {
+            if carries != (Carries::Bars { closed: bar.closed }) {
                 return Err(WireError::Inconsistent("a bar on the other part's subject"));
             }
             Item::Bar(Box::new(Bar {
@@ -172,7 +184,7 @@ pub fn decode(
                 recv_ns: number(RECV_NS).ok_or(WireError::RecvNs)?,
             }))
         }
-        Key::Channel(channel) if channel.as_str().starts_with(crate::event::derived::TICKER) => {
+        Key::Channel(channel) if carries == Carries::Tickers => {
             let m = proto::Ticker::decode(payload).map_err(bad)?;
             if m.channel != channel.as_str() {
                 return Err(mismatch(&m.channel, &key));
@@ -206,6 +218,16 @@ pub fn decode(
                 ts_ns: m.ts_ns,
                 recv_ns: number(RECV_NS).ok_or(WireError::RecvNs)?,
             }))
+        }
+        Key::Channel(channel)
+            if matches!(carries, Carries::BookUpdates | Carries::BookCheckpoints) =>
+        {
+            let message = proto::Book::decode(payload).map_err(bad)?;
+            if message.channel != channel.as_str() {
+                return Err(mismatch(&message.channel, &key));
+            }
+            let recv_ns = number(RECV_NS).ok_or(WireError::RecvNs)?;
+            Item::Book(book(message, carries == Carries::BookCheckpoints, recv_ns)?)
         }
         Key::Channel(channel) => {
             let message = proto::Event::decode(payload).map_err(bad)?;
@@ -266,6 +288,37 @@ fn bar_values(m: &proto::Bar, channel: &Channel) -> Result<BarValues, WireError>
     })
 }
 
+/// A book message of the stream, its levels validated like a publisher's.
+fn book(message: proto::Book, checkpoint: bool, recv_ns: u64) -> Result<BookUpdate, WireError> {
+    let levels = |side: &str, list: &[proto::BookLevel]| -> Result<Vec<Level>, WireError> {
+        list.iter()
+            .map(|l| {
+                input::level(&l.price, &l.size)
+                    .map_err(|e| WireError::Payload(format!("{side}: {e}")))
+            })
+            .collect()
+    };
+    let symbol = crate::book::channel::symbol_of(&message.channel)
+        .and_then(|s| crate::tick::Symbol::parse(s).ok())
+        .ok_or_else(|| WireError::Payload(format!("book channel `{}`", message.channel)))?;
+    let kind = match (checkpoint, message.snapshot) {
+        (true, _) => BookKind::Checkpoint,
+        (false, true) => BookKind::Snapshot,
+        (false, false) => BookKind::Delta,
+    };
+    let mut update = BookUpdate::input(
+        crate::book::BookChannel::full(symbol),
+        kind,
+        levels("bids", &message.bids)?,
+        levels("asks", &message.asks)?,
+        message.ts_ns,
+    );
+    update.seq = Seq(message.seq);
+    update.checksum = message.checksum;
+    update.recv_ns = recv_ns;
+    Ok(update)
+}
+
 fn mismatch(payload: &str, subject: &Key) -> WireError {
     WireError::KeyMismatch {
         payload: payload.to_owned(),
@@ -307,6 +360,49 @@ mod tests {
             let back = decode(&subjects, &out.subject, Some(&out.headers), &out.payload).unwrap();
             assert_eq!((back.item, back.epoch), (item, 42));
         }
+    }
+
+    #[test]
+    fn a_book_update_and_checkpoint_come_back_as_they_went_and_views_stay_home() {
+        use crate::book::{BookChannel, decimal};
+        let subjects = Subjects::new("tickrelay");
+        let symbol = crate::tick::Symbol::parse("BTC-USD").unwrap();
+        let level = |p: &str, s: &str| Level {
+            price: decimal::parse(p).unwrap(),
+            size: decimal::parse(s).unwrap(),
+        };
+        for kind in [BookKind::Delta, BookKind::Snapshot, BookKind::Checkpoint] {
+            let mut book = BookUpdate::input(
+                BookChannel::full(symbol.clone()),
+                kind,
+                vec![level("43250.5", "0")],
+                vec![level("43251", "1.25")],
+                7,
+            );
+            (book.seq, book.checksum, book.recv_ns) = (Seq(9), 1234, 8);
+            let item = Item::Book(book);
+            assert!(published(&item));
+            let out = encode(&subjects, &item, 42);
+            let want = if kind == BookKind::Checkpoint {
+                "tickrelay.bookcp.BTC-USD"
+            } else {
+                "tickrelay.book.BTC-USD"
+            };
+            assert_eq!(out.subject, want);
+            let back = decode(&subjects, &out.subject, Some(&out.headers), &out.payload).unwrap();
+            assert_eq!((back.item, back.epoch), (item, 42));
+        }
+        let view = BookUpdate::input(
+            BookChannel::new(symbol, Depth::Top(10)),
+            BookKind::Delta,
+            vec![],
+            vec![],
+            1,
+        );
+        assert!(
+            !published(&Item::Book(view)),
+            "every relay derives the views itself"
+        );
     }
 
     #[test]

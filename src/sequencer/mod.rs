@@ -26,7 +26,9 @@
 //! and each shard drops an evicted key's history, sending `reset` to whoever still follows it.
 
 pub mod bars;
+pub mod books;
 pub mod derived;
+mod deriving;
 pub mod interest;
 pub mod queue;
 pub mod record;
@@ -38,7 +40,8 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::config::DerivedConfig;
+use crate::book::{BookUpdate, Depth};
+use crate::config::BookConfig;
 use crate::config::defaults::EVICT_IDLE;
 use crate::config::parse_duration;
 use crate::encode::{Frames, Wire};
@@ -47,8 +50,9 @@ use crate::event::{Item, Key};
 use crate::ingest::{InboxReceiver, Published, Refused};
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
-use crate::tick::{Seq, now_ns};
+use crate::tick::Seq;
 use bars::FollowedBars;
+pub use books::{Books, Cadence};
 use derived::{Derived, Restored};
 pub use interest::Interest;
 use interest::SymbolInterest;
@@ -89,6 +93,11 @@ pub struct Sequencer {
     restored: Option<Restored>,
     /// Derived items waiting to be sequenced (kept to reuse its allocation).
     scratch: Vec<Item>,
+    /// The order books and the messages their updates become.
+    books: Books,
+    /// Items to hand on before the first batch (checkpoints of books restored from the
+    /// stream, so the shards' copies start from them).
+    pending: Vec<Arc<Frames>>,
 }
 
 impl Sequencer {
@@ -99,6 +108,7 @@ impl Sequencer {
         metrics: Arc<Metrics>,
         max_symbols: usize,
     ) -> Self {
+        let books = Books::new(&BookConfig::default(), interest.clone(), metrics.clone());
         Self {
             symbols: HashMap::new(),
             shards,
@@ -114,30 +124,31 @@ impl Sequencer {
             cadence: Duration::from_secs(1),
             restored: None,
             scratch: Vec::new(),
+            books,
+            pending: Vec::new(),
         }
-    }
-
-    /// Computes bars and tickers as `config` says (call after [`Sequencer::following`]: an
-    /// edge computes none, it only keeps each bars channel's closed bars for snapshots).
-    pub fn deriving(mut self, config: &DerivedConfig) -> Self {
-        self.cadence = config.derived_interval;
-        if self.follow {
-            self.followed = Some(FollowedBars::new(config.bar_history));
-        } else {
-            self.derived = Derived::new(config, self.metrics.clone());
-        }
-        self
-    }
-
-    /// Continues the bars and tickers from what the stream held (a restarted sequencer).
-    pub fn restore(&mut self, restored: Restored) {
-        self.restored = Some(restored);
     }
 
     /// Evicts keys quiet for `idle` when the table is full (`--evict-idle`).
     pub fn evicting_after(mut self, idle: Duration) -> Self {
         self.evict_idle = idle;
         self
+    }
+
+    /// Keeps books with `config`'s depths and limits; `cadence`: checkpoints them into the
+    /// stream at that cadence (a sequencer with `--nats`).
+    pub fn books(mut self, config: &BookConfig, cadence: Option<Cadence>) -> Self {
+        self.books = Books::new(config, self.interest.clone(), self.metrics.clone());
+        if let Some(cadence) = cadence {
+            self.books.checkpoint(cadence);
+        }
+        self
+    }
+
+    /// Rebuilds books from the stream (a restarted sequencer): each book's newest
+    /// checkpoint, as a snapshot, then the updates after it; the seqs continue from them.
+    pub fn restore_books(&mut self, updates: Vec<BookUpdate>) {
+        self.books.restore(updates, &mut self.pending);
     }
 
     /// An edge's sequencer: items come from the stream already sequenced. It keeps their
@@ -169,21 +180,27 @@ impl Sequencer {
     /// Sequences batches until the inbox closes or shutdown, then drains what is queued and
     /// closes the shard queues (which tells the shards no more ticks will come).
     pub async fn run(mut self, mut inbox: InboxReceiver, shutdown: Shutdown) {
-        if let (Some(derived), Some(restored)) = (&mut self.derived, self.restored.take()) {
-            let mut out = Vec::new();
-            derived.restore(restored, now_ns(), &mut out);
-            let batch = self.prepare_derived(out, Instant::now());
-            self.deliver(batch).await;
-        }
+        let restored = std::mem::take(&mut self.pending);
+        self.hand_on(restored).await;
+        self.restore_derived().await;
         let mut timer = tokio::time::interval(self.cadence);
+        let mut checkpoints = tokio::time::interval(CHECKPOINT_CHECK);
+        checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
-                // The timer first: it is ready once per --derived-interval, so it never
-                // starves the inbox, and a busy inbox cannot hold back the bars' closes.
+                // The timers first: each is ready once per interval, so neither starves the
+                // inbox, and a busy inbox cannot hold back the bars' closes or checkpoints.
                 biased;
                 _ = timer.tick(), if self.derived.is_some() => {
                     self.timed().await;
+                    continue;
+                }
+                // Checkpoints of books that changed and have waited long enough.
+                _ = checkpoints.tick() => {
+                    let mut due = Vec::new();
+                    self.books.due_checkpoints(Instant::now(), &mut due);
+                    self.hand_on(due).await;
                     continue;
                 }
                 // Then ticks: a batch already accepted is always sequenced and delivered.
@@ -227,87 +244,83 @@ impl Sequencer {
     async fn sequence_published(&mut self, mut published: Vec<Published>) {
         let now = Instant::now();
         let mut batch = Vec::new();
-        let mut sourced = 0;
         for hand_off in &mut published {
             for (i, item) in hand_off.items.drain(..).enumerate() {
-                match self.prepare(item, now) {
-                    Ok(Some(frames)) => {
-                        if !frames.item().is_derived() {
-                            sourced += 1;
-                        }
-                        if let (Some(derived), Some(tick)) = (&mut self.derived, frames.tick()) {
-                            derived.trade(tick, &mut self.scratch);
-                        }
-                        batch.push(Arc::new(frames));
-                        if !self.scratch.is_empty() {
-                            let closed = std::mem::take(&mut self.scratch);
-                            batch.extend(self.prepare_derived(closed, now));
-                        }
+                let refused = match item {
+                    // A book refuses its own updates (answered through their `Origin`).
+                    Item::Book(update) => {
+                        self.sequence_book(update, now, &mut batch);
+                        continue;
                     }
-                    Ok(None) => {}
-                    Err(key) => {
-                        if let Some(publisher) = &hand_off.publisher {
-                            let refused = Refused {
-                                line: publisher.lines.get(i).copied().unwrap_or_default(),
-                                key: key.as_str().to_owned(),
-                                limit: self.max_symbols,
-                            };
-                            // The publisher may have gone; the refusal is counted anyway.
-                            let _ = publisher.refused.send(refused);
+                    other => match self.prepare(other, now) {
+                        Ok(frames) => {
+                            if let Some(frames) = frames {
+                                self.push_sourced(frames, now, &mut batch);
+                            }
+                            continue;
                         }
-                    }
+                        Err(key) => key,
+                    },
+                };
+                if let Some(publisher) = &hand_off.publisher {
+                    let refused = Refused {
+                        line: publisher.lines.get(i).copied().unwrap_or_default(),
+                        key: refused.as_str().to_owned(),
+                        limit: self.max_symbols,
+                    };
+                    // The publisher may have gone; the refusal is counted anyway.
+                    let _ = publisher.refused.send(refused);
                 }
             }
         }
-        self.deliver(batch).await;
-        metrics::add(&self.metrics.ticks_in, sourced);
+        self.hand_on(batch).await;
         drop(published);
     }
 
-    /// The derived updates due now (closes, open bars, tickers), as one batch.
-    async fn timed(&mut self) {
-        let Some(derived) = &mut self.derived else {
-            return;
-        };
-        let mut out = std::mem::take(&mut self.scratch);
-        derived.on_timer(now_ns(), &mut out);
-        let batch = self.prepare_derived(out, Instant::now());
-        self.deliver(batch).await;
+    /// Applies a book update (a publisher's, or the stream's on an edge) to its book.
+    fn sequence_book(&mut self, update: BookUpdate, now: Instant, out: &mut Vec<Arc<Frames>>) {
+        let full = |s: &Self| s.symbols.len() + s.books.len() >= s.max_symbols;
+        if full(self) {
+            self.sweep(now);
+        }
+        let room = !full(self);
+        if self.follow {
+            self.books.follow(update, room, out);
+        } else {
+            self.books.sequence(update, room, now, out);
+        }
     }
 
-    /// Sequences derived items (emptying `items`, whose allocation is kept for the next).
-    fn prepare_derived(&mut self, mut items: Vec<Item>, now: Instant) -> Vec<Arc<Frames>> {
-        metrics::add(&self.metrics.derived.messages, items.len() as u64);
-        let batch = items
-            .drain(..)
-            .filter_map(|item| self.prepare(item, now).ok().flatten())
-            .map(Arc::new)
-            .collect();
-        self.scratch = items;
-        batch
-    }
-
-    /// Hands `batch` to every shard (and the publisher, the recorder).
-    async fn deliver(&mut self, batch: Vec<Arc<Frames>>) {
-        if batch.is_empty() {
+    /// Hands every shard (and the other consumers) the same batch.
+    async fn hand_on(&self, items: Vec<Arc<Frames>>) {
+        if items.is_empty() {
             return;
         }
-        let batch: Batch = Arc::from(batch);
+        let batch: Batch = items.into();
         for shard in &self.shards {
             shard.deliver(batch.clone()).await;
         }
+        // What came in: not what the relay computed (bars, tickers, a book's views and
+        // checkpoints); a book update counts once (its full-depth message).
+        let derived = |item: &Item| {
+            item.is_derived()
+                || matches!(item, Item::Book(b) if b.channel.depth() != Depth::Full || !b.for_clients())
+        };
+        let came_in = batch.iter().filter(|f| !derived(f.item())).count();
+        metrics::add(&self.metrics.ticks_in, came_in as u64);
     }
 
     /// Assigns the item its seq and pre-encodes it; `Ok(None)` for an edge's repeat, `Err`
-    /// with its key if it is a new key and the table stays full after a sweep (counted as
-    /// `symbol_limit`).
+    /// with its key if it is a new key and the table (symbols, channels and books together)
+    /// stays full after a sweep (counted as `symbol_limit`).
     fn prepare(&mut self, mut item: Item, now: Instant) -> Result<Option<Frames>, Key> {
         let key = item.key();
         let known = self.symbols.contains_key(&key);
+        let full = |s: &Self| s.symbols.len() + s.books.len() >= s.max_symbols;
         // A derived key's symbol passed the limit already; its channels are bounded by it.
-        if !known && !item.is_derived() && self.symbols.len() >= self.max_symbols {
+        if !known && !item.is_derived() && full(self) {
             self.sweep(now);
-            if self.symbols.len() >= self.max_symbols {
+            if full(self) {
                 self.metrics.count_error(ErrorCode::SymbolLimit);
                 debug!(
                     key = key.as_str(),
@@ -400,6 +413,9 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Most ticks coalesced into one shard hand-off.
 const MAX_BATCH: usize = 4096;
+/// How often the timer looks for book checkpoints that are due (`--book-checkpoint-interval`
+/// is met within this).
+const CHECKPOINT_CHECK: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

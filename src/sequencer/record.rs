@@ -1,62 +1,97 @@
-//! `--record FILE`: every sequenced tick, written as the JSON line a json client receives
+//! `--record FILE`: every sequenced tick and event (not book messages), written as the JSON line a json client receives
 //! (`{"type":"tick","symbol":..,"seq":..,"kind":..,"ts_ns":..,"recv_ns":..,...}`), one per
 //! line, in seq order per symbol. `--replay FILE` (`ingest::playback`) reads it back.
 //!
 //! The recorder is one more consumer of the sequencer's batches, on its own thread with its
 //! own bounded queue: blocking file writes never touch a shard, and a disk slower than the
-//! feed slows the sequencer (backpressure) rather than losing a line. A write error is
-//! logged once; the recorder then drains its queue without writing, so the relay goes on.
+//! feed slows the sequencer (backpressure) rather than losing a line. A write error (a full
+//! disk) is logged once and counted (`record.write_errors`); the recorder then drains its
+//! queue without writing, counting each tick the file may lack (`record.not_recorded`), so
+//! the relay goes on serving clients and the operator can see the recording is gone.
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
 use super::queue::{TickQueue, TickSender, tick_queue};
+use crate::metrics::{Metrics, RecordMetrics, add};
 
 /// Starts the recorder thread writing to `file` (opened by the caller, so a bad path fails
 /// at start-up); returns the sender to hand the sequencer and the thread to join.
-pub fn spawn(path: PathBuf, file: File) -> std::io::Result<(TickSender, JoinHandle<()>)> {
+pub fn spawn(
+    path: PathBuf,
+    file: File,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(TickSender, JoinHandle<()>)> {
     let (sender, queue) = tick_queue(RECORD_BATCHES);
     let thread = std::thread::Builder::new()
         .name("recorder".into())
-        .spawn(move || run(&path, queue, BufWriter::with_capacity(BUFFER_BYTES, file)))?;
+        .spawn(move || {
+            let out = BufWriter::with_capacity(BUFFER_BYTES, file);
+            run(&path, queue, out, &metrics.record);
+        })?;
     Ok((sender, thread))
 }
 
-fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>) {
-    let mut written: u64 = 0;
+fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>, m: &RecordMetrics) {
     let mut failed = false;
+    // Ticks handed to the writer since its last successful flush: until then they may not
+    // be in the file, so a failure counts them as not recorded.
+    let mut unflushed: u64 = 0;
     // Ends when the sequencer stops and drops its sender.
     while let Ok(batch) = queue.take_blocking() {
         if failed {
+            add(&m.not_recorded, batch.len() as u64);
             continue;
         }
         let mut result = Ok(());
-        // Ticks and events only: a replay recomputes bars and tickers from the trades.
-        for frames in batch.iter().filter(|f| !f.item().is_derived()) {
+        // Ticks and events only: a replay recomputes bars and tickers from the trades, and
+        // books are not recorded (their views and checkpoints are derived, and a replay of
+        // ticks cannot rebuild them).
+        let recorded = batch.iter().filter(|f| {
+            let item = f.item();
+            !item.is_derived() && !matches!(item, crate::event::Item::Book(_))
+        });
+        for frames in recorded {
             result = out
                 .write_all(frames.json_payload())
                 .and_then(|()| out.write_all(b"\n"));
             if result.is_err() {
                 break;
             }
-            written += 1;
         }
+        unflushed += batch.len() as u64;
         // Flush when caught up, so the file is complete up to the last tick while idle.
-        if result.is_ok() && queue.is_empty() {
+        let caught_up = queue.is_empty();
+        if result.is_ok() && caught_up {
             result = out.flush();
         }
-        if let Err(e) = result {
-            warn!(path = %path.display(), error = %e, "--record: write failed; recording stopped");
-            failed = true;
+        match result {
+            Ok(()) if caught_up => add(&m.written, std::mem::take(&mut unflushed)),
+            Ok(()) => {}
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "--record: write failed; recording stopped");
+                add(&m.write_errors, 1);
+                add(&m.not_recorded, std::mem::take(&mut unflushed));
+                failed = true;
+            }
         }
     }
-    if !failed && let Err(e) = out.flush() {
-        warn!(path = %path.display(), error = %e, "--record: final flush failed");
+    if !failed {
+        match out.flush() {
+            Ok(()) => add(&m.written, unflushed),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "--record: final flush failed");
+                add(&m.write_errors, 1);
+                add(&m.not_recorded, unflushed);
+            }
+        }
     }
+    let written = m.written.load(std::sync::atomic::Ordering::Relaxed);
     info!(path = %path.display(), ticks = written, "--record: recording closed");
 }
 

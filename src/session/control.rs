@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use crate::auth::{AuthError, Token};
-use crate::config::DerivedConfig;
+use crate::book::BookChannelError;
 use crate::error::{ErrorCode, clip, one_of};
-use crate::event::{Channel, Key, Tier, Tiered, Tiers, derived};
+use crate::event::{Channel, Key, Tier, Tiered, Tiers};
 use crate::tick::{Seq, Symbol};
 
+mod derived;
 mod parser;
 
+pub use derived::check_derived_channels;
 pub use parser::ControlParser;
 
 /// A parsed control message.
@@ -130,6 +132,13 @@ impl KeyRules {
         };
         let (name, tier) = self.tiers.split(text).map_err(|e| invalid(e.to_string()))?;
         let channel = Channel::parse(name).map_err(|e| invalid(e.to_string()))?;
+        if tier.is_some() && channel.is_reserved() {
+            // A book's deltas (and a derived stream's closed messages) cannot be thinned:
+            // a dropped one would leave the client's copy wrong.
+            return Err(invalid(format!(
+                "`{name}` is derived by the relay and has no rate tiers; subscribe to it without `@`"
+            )));
+        }
         Ok(tiered(Key::Channel(channel), tier))
     }
 }
@@ -266,6 +275,14 @@ pub enum ControlError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `book:` channel of no valid symbol, or of a depth not in `--book-depths`.
+    #[error("channel `{channel}`: {reason}")]
+    BookChannel {
+        /// The name given (truncated).
+        channel: String,
+        /// What is wrong with it.
+        reason: BookChannelError,
+    },
     /// More symbols than `--max-symbols-per-client`.
     #[error("{requested} symbols requested, the limit is {limit}")]
     TooManySymbols {
@@ -299,7 +316,7 @@ impl ControlError {
             Self::UnknownField(_) => ErrorCode::UnknownField,
             Self::UnknownOp(_) => ErrorCode::UnknownOp,
             Self::InvalidSymbol { .. } => ErrorCode::InvalidSymbol,
-            Self::InvalidChannel { .. } => ErrorCode::InvalidChannel,
+            Self::InvalidChannel { .. } | Self::BookChannel { .. } => ErrorCode::InvalidChannel,
             Self::TooManySymbols { .. } => ErrorCode::TooManySymbols,
             Self::BinaryNotSupported => ErrorCode::BinaryNotSupported,
             Self::AlreadySubscribed(_) => ErrorCode::AlreadySubscribed,
@@ -354,34 +371,6 @@ impl Op {
     pub(super) fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
-}
-
-/// Refuses a derived channel (bars, ticker, book) in `selection` or `resume` that the relay
-/// does not compute, or named on a rate tier (a bar or ticker comes at its own pace, and a
-/// tier would drop closed bars), with `invalid_channel` and a message saying what it accepts.
-pub fn served(
-    derived: &DerivedConfig,
-    selection: &Selection,
-    resume: &[(Key, Seq)],
-) -> Result<(), ControlError> {
-    let resumed = resume.iter().map(|(key, _)| key);
-    for key in selection.channels.iter().chain(resumed) {
-        let Key::Channel(channel) = key.base() else {
-            continue;
-        };
-        let invalid = |reason: String| ControlError::InvalidChannel {
-            channel: clip(key.as_str()),
-            reason,
-        };
-        derived.check(channel).map_err(|e| invalid(e.to_string()))?;
-        if let (Some(tier), Some(_)) = (key.tier(), derived::symbol_of(channel.as_str())) {
-            return Err(invalid(format!(
-                "bars and tickers have no rate tier: name `{channel}` without `@{}`",
-                tier.name()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Parses `SYMBOL:SEQ` positions (the `?resume=` list and the resume op).

@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use tokio::sync::Notify;
 use tracing::debug;
 
-use super::control::{Control, ControlError, ControlParser, KeyRules, Selection, served};
+use super::control::{Control, ControlError, ControlParser, KeyRules, Selection};
 use super::handshake::{Admission, Mode, SessionParams};
 use super::wire::{FrameReader, Incoming, WireError};
 use crate::auth::AuthError;
@@ -226,10 +226,13 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
     let key = session.key;
     match control {
         Control::Auth(token) | Control::Refresh(token) => refresh(core, session, &token, now),
+        Control::Subscribe(selection) | Control::Snapshot(selection)
+            if let Err(error) = check_derived_channels(core, &selection.keys()) =>
+        {
+            refuse(core, session, &error, now);
+        }
         Control::Subscribe(selection) => {
-            if let Err(error) = served(&core.shared().config.derived, &selection, &[])
-                .and_then(|()| check_allowed(session, &selection, &[]))
-            {
+            if let Err(error) = check_allowed(session, &selection, &[]) {
                 return refuse(core, session, &error, now);
             }
             let keys = selection.keys();
@@ -257,9 +260,7 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
             ack(core, session, "unsubscribed", &selection, now);
         }
         Control::Snapshot(selection) => {
-            if let Err(error) = served(&core.shared().config.derived, &selection, &[])
-                .and_then(|()| check_allowed(session, &selection, &[]))
-            {
+            if let Err(error) = check_allowed(session, &selection, &[]) {
                 return refuse(core, session, &error, now);
             }
             let wanted = Added {
@@ -271,9 +272,10 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
         }
         Control::Ping { id } => core.send(key, &Message::Pong { id }, now),
         Control::Resume(positions) => {
-            let none = Selection::default();
-            if let Err(error) = served(&core.shared().config.derived, &none, &positions)
-                .and_then(|()| check_allowed(session, &none, &positions))
+            let keys = positions.iter().map(|(key, _)| key);
+            let derived = super::control::check_derived_channels(keys, &core.shared().config);
+            if let Err(error) =
+                derived.and_then(|()| check_allowed(session, &Selection::default(), &positions))
             {
                 return refuse(core, session, &error, now);
             }
@@ -312,6 +314,11 @@ fn other_tiers(core: &ShardCore, key: SessionKey, keys: &[Key]) -> Vec<Key> {
                     .any(|new| new.tier().is_some() && new.base() == old.base() && new != old)
         })
         .collect()
+}
+
+/// Refuses a derived channel this relay does not serve (a book depth, a bars interval).
+fn check_derived_channels(core: &ShardCore, keys: &[Key]) -> Result<(), ControlError> {
+    super::control::check_derived_channels(keys, &core.shared().config)
 }
 
 /// Refuses a subscription that would take the session past `--max-symbols-per-client`.

@@ -292,22 +292,20 @@ pub fn parse(
     if !resume_symbols.is_empty() || !resume_channels.is_empty() {
         params.resume = control::resume_keys(resume_symbols, resume_channels, rules)?;
     }
-    check_total(&params, config.max_symbols_per_client)?;
-    control::served(&config.derived, &params.selection, &params.resume)?;
+    check_keys(&params, config)?;
     params.resume.epoch = epoch;
     (params.encoding, params.by_subprotocol) = negotiate(query_encoding, headers)?;
     Ok(params)
 }
 
-/// Refuses a connect-time request holding more than `limit` keys (named and resumed).
-fn check_total(params: &SessionParams, limit: usize) -> Result<(), HandshakeError> {
+/// Refuses a connect-time request holding more than `--max-symbols-per-client` keys (named
+/// and resumed), or a derived channel this relay does not serve.
+fn check_keys(params: &SessionParams, config: &Config) -> Result<(), HandshakeError> {
+    let limit = config.max_symbols_per_client;
     let named = params.selection.keys();
-    let resumed = params
-        .resume
-        .iter()
-        .filter(|(s, _)| !named.contains(s))
-        .count();
-    let requested = params.selection.len() + resumed;
+    let resumed = params.resume.iter().map(|(key, _)| key);
+    control::check_derived_channels(named.iter().chain(resumed.clone()), config)?;
+    let requested = params.selection.len() + resumed.filter(|k| !named.contains(k)).count();
     if requested > limit {
         return Err(ControlError::TooManySymbols { requested, limit }.into());
     }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::book_lag::BooksBehind;
 use super::outbox::Outbox;
 use crate::config::Config;
 use crate::encode::ws_frame::OpCode;
@@ -40,6 +41,9 @@ pub struct Feed {
     /// While a conflating client lags: the newest skipped item per key and the first
     /// seq it skipped.
     pub(super) lagging: Option<BTreeMap<Key, (Arc<Frames>, Seq)>>,
+    /// While a conflating client lags: the book messages it skipped, merged (a book cannot
+    /// conflate to its newest delta).
+    pub(super) books_behind: BooksBehind,
     pub(super) phase: FeedPhase,
     /// A batching client (`?batch=on`): its messages wait unframed and go out, at each
     /// write, as one frame of at most this many payload bytes (`--batch-max-bytes`).
@@ -56,6 +60,7 @@ impl Feed {
             outbox: Outbox::new(),
             burst_allowance: 0,
             lagging: None,
+            books_behind: BooksBehind::default(),
             phase: FeedPhase::Live,
             batch: None,
             dirty: false,
@@ -80,6 +85,10 @@ impl Feed {
             return false;
         }
         if let Some(pending) = &mut self.lagging {
+            if self.books_behind.absorb(frames) {
+                metrics::add(&metrics.conflated, 1);
+                return false;
+            }
             match pending.get_mut(frames.key()) {
                 Some(slot) => {
                     slot.0 = frames.clone();
@@ -191,6 +200,8 @@ impl Feed {
             return;
         };
         let now = Instant::now();
+        self.books_behind
+            .catch_up(&mut self.encoder, &mut self.outbox, now);
         for (key, (latest, first_skipped)) in pending {
             // What the newest stands for arrives with it; the seqs before it do not.
             let first_sent = latest.first_seq();

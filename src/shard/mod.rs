@@ -12,6 +12,8 @@
 //! (here), a client's lifecycle and sends (`lifecycle.rs`), and subscriptions, snapshots and
 //! resume (`subscribe.rs`).
 
+pub mod book_lag;
+mod books;
 mod client;
 pub mod fanout;
 pub mod feed;
@@ -44,6 +46,7 @@ use crate::metrics::{self, ShardMetrics};
 use crate::sequencer::{Batch, TickQueue};
 use crate::shared::Shared;
 use crate::tick::{Seq, now_ns};
+use books::BookCopies;
 use client::Client;
 pub use client::SLOW_CLOSE_GRACE;
 pub use feed::{Feed, FeedPhase};
@@ -66,6 +69,8 @@ pub struct ShardCore {
     /// Per key seen: the replay ring, whose newest entry is the last value (snapshots,
     /// `/price`, resume).
     rings: HashMap<Key, Ring>,
+    /// Per book: the shard's copy (book snapshots of any depth, `/book`).
+    books: BookCopies,
     /// Clients with frames queued since the last flush.
     dirty: Vec<SessionKey>,
     /// This turn's ticks as (`recv_ns`, deliveries), for the latency histogram.
@@ -80,6 +85,9 @@ pub struct ShardCore {
     tasks: Cell<usize>,
     /// Notified whenever a session task ends (shutdown waits on it).
     task_left: Rc<Notify>,
+    /// The history this shard's rings hold (`welcome`, resumes): the relay's, or on an edge
+    /// the one whose items it has been handed last.
+    epoch: u64,
 }
 
 /// What a subscribe added, for the snapshots that follow it.
@@ -121,10 +129,10 @@ impl ShardCore {
         let replay_depth = shared.config.replay_depth;
         Self {
             id,
-            shared,
             clients: Slab::new(),
             subscriptions: Subscriptions::new(),
             rings: HashMap::new(),
+            books: BookCopies::default(),
             dirty: Vec::new(),
             turn: Vec::new(),
             throttle: Throttle::default(),
@@ -132,12 +140,19 @@ impl ShardCore {
             evictions_seen: 0,
             tasks: Cell::new(0),
             task_left: Rc::new(Notify::new()),
+            epoch: shared.epoch,
+            shared,
         }
     }
 
     /// This shard's index.
     pub fn id(&self) -> ShardId {
         self.id
+    }
+
+    /// The identity of the history this shard serves (sent in `welcome`).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The relay-wide state.
@@ -162,6 +177,10 @@ impl ShardCore {
         // Seqs an edge's stream no longer held (rare): announced before the tick after them.
         let mut jumps = Vec::new();
         for (i, frames) in batch.iter().enumerate() {
+            // A book checkpoint updates the shard's copy only.
+            if !self.books.observe(frames) {
+                continue;
+            }
             let key = frames.key();
             if let Some(last) = self.rings.get(key).and_then(Ring::last)
                 && last.seq().next() < frames.seq()
@@ -185,6 +204,9 @@ impl ShardCore {
         let mut delivered = 0;
         let mut jumps = jumps.into_iter().peekable();
         for (i, frames) in batch.iter().enumerate() {
+            if !books::for_clients(frames) {
+                continue;
+            }
             if let Some((_, gap)) = jumps.next_if(|(at, _)| *at == i) {
                 fanout::announce_gap(frames, gap, &self.subscriptions, &mut self.clients, now);
             }
@@ -233,7 +255,7 @@ impl ShardCore {
             .filter(|key| !interest.holds(key))
             .cloned()
             .collect();
-        let epoch = self.shared.epoch;
+        let epoch = self.epoch;
         for key in &evicted {
             self.rings.remove(key);
             for session in self.subscriptions.of(key) {
@@ -304,6 +326,22 @@ impl ShardCore {
     /// The last item of every symbol and channel seen, in no particular order.
     pub fn last_values(&self) -> impl Iterator<Item = &Arc<Frames>> {
         self.rings.values().filter_map(Ring::last)
+    }
+
+    /// A snapshot of `symbol`'s book at `depth` from this shard's copy (`/book`), if it has
+    /// the book.
+    pub fn book_snapshot(
+        &self,
+        symbol: &crate::tick::Symbol,
+        depth: crate::book::Depth,
+    ) -> Option<crate::book::BookUpdate> {
+        self.books
+            .snapshot(&crate::book::BookChannel::new(symbol.clone(), depth))
+    }
+
+    /// How many books this shard holds a copy of.
+    pub fn book_count(&self) -> usize {
+        self.books.len()
     }
 
     /// How many symbols this shard has seen (every shard sees every tick).

@@ -4,10 +4,13 @@
 
 use std::time::Instant;
 
+use super::books::{self, BookCopies};
+use super::feed::Feed;
 use super::ring::{Ring, Since};
 use super::{Added, SessionKey, ShardCore};
 use crate::encode::Message;
 use crate::event::Key;
+use crate::metrics::ShardMetrics;
 use crate::tick::Seq;
 
 impl ShardCore {
@@ -105,7 +108,15 @@ impl ShardCore {
                 feed.send(&Message::Snapshot(frames.item()), now);
             }
         }
+        let depths = &self.shared.config.book.book_depths;
         for name in &added.keys {
+            // A book's snapshot is the book (the shard's copy), not its last delta.
+            if let Some(channel) = books::channel_of(name, depths) {
+                if let Some(snapshot) = self.books.snapshot(&channel) {
+                    feed.send(&Message::Book(&snapshot), now);
+                }
+                continue;
+            }
             let last = match name {
                 Key::Tiered(_) => self.throttle.last(name),
                 Key::Symbol(_) | Key::Channel(_) => self.rings.get(name).and_then(Ring::last),
@@ -119,10 +130,12 @@ impl ShardCore {
     /// Subscribes each symbol and queues what the client missed after its position: the
     /// ticks from the ring, or a `gap` and a snapshot when the position is older than the
     /// ring. Runs between fan-out turns, so the replay ends exactly where the live stream
-    /// resumes. A position in another history (`epoch` given and not this relay's) gets a
-    /// `reset` and a snapshot, never ticks; so does a position of a key this shard holds no
-    /// history of (never seen, or evicted): the client's seqs belong to no run it can
-    /// continue.
+    /// resumes. A position that may be of another history gets a `reset` and a snapshot,
+    /// never ticks: one with an `epoch` not this shard's, and one without an epoch at all (a
+    /// restarted relay's seqs begin again, so a bare seq names no tick for sure), unless
+    /// its seq is 0, which no history has reached yet: everything held is after it. So does
+    /// a position of a key this shard holds no history of (never seen, or evicted): the
+    /// client's seqs belong to no run it can continue.
     pub fn resume(
         &mut self,
         key: SessionKey,
@@ -135,24 +148,40 @@ impl ShardCore {
         }
         let symbols: Vec<Key> = positions.iter().map(|(s, _)| s.clone()).collect();
         self.subscribe(key, false, &symbols);
-        let current = self.shared.epoch;
-        if epoch.is_some_and(|e| e != current) {
-            for (symbol, _) in positions {
-                let reset = Message::Reset {
-                    key: symbol,
-                    epoch: current,
-                };
-                self.clients[key].feed.send(&reset, now);
-                if let Some(last) = self.last(symbol).cloned() {
-                    self.clients[key]
-                        .feed
-                        .send(&Message::Snapshot(last.item()), now);
+        let current = self.epoch;
+        let shared = self.shared.clone();
+        let depths = &shared.config.book.book_depths;
+        let foreign = |seq: Seq| match epoch {
+            Some(epoch) => epoch != current,
+            None => seq.0 > 0,
+        };
+        let (foreign, trusted): (Vec<_>, Vec<_>) =
+            positions.iter().partition(|(_, seq)| foreign(*seq));
+        for (symbol, _) in foreign {
+            let reset = Message::Reset {
+                key: symbol,
+                epoch: current,
+            };
+            self.clients[key].feed.send(&reset, now);
+            if let Some(channel) = books::channel_of(symbol, depths) {
+                if let Some(snapshot) = self.books.snapshot(&channel) {
+                    self.clients[key].feed.send(&Message::Book(&snapshot), now);
                 }
+            } else if let Some(last) = self.last(symbol).cloned() {
+                self.clients[key]
+                    .feed
+                    .send(&Message::Snapshot(last.item()), now);
             }
-            return;
         }
-        for (symbol, seq) in positions {
-            if let Key::Tiered(_) = symbol {
+        for (symbol, seq) in trusted {
+            if let Some(channel) = books::channel_of(symbol, depths) {
+                let depth = self.replay_depth();
+                let metrics = shared.metrics.shard(self.id);
+                let ring = self.rings.get(symbol);
+                let book = (&self.books, &channel);
+                let feed = &mut self.clients[key].feed;
+                resume_book(feed, book, (symbol, *seq), ring, depth, metrics, now);
+            } else if let Key::Tiered(_) = symbol {
                 self.resume_tier(key, symbol, *seq, now);
             } else {
                 self.resume_from_ring(key, symbol, *seq, now);
@@ -173,12 +202,14 @@ impl ShardCore {
             .get(symbol)
             .and_then(|h| h.since_within(seq, depth))
         {
+            // Seq 0: nothing read yet, and nothing here to send.
+            None if seq.0 == 0 => {}
             // No history of the key here (never seen, or evicted): the client's seqs belong
             // to no run it can continue.
             None => feed.send(
                 &Message::Reset {
                     key: symbol,
-                    epoch: self.shared.epoch,
+                    epoch: self.epoch,
                 },
                 now,
             ),
@@ -227,4 +258,42 @@ impl ShardCore {
             }
         }
     }
+}
+
+/// Resumes a book channel after `seq`: the messages after it from the ring when it still
+/// holds them, else the book itself (the shard's copy) as a snapshot, after a `gap` naming
+/// the seqs it stands for.
+fn resume_book(
+    feed: &mut Feed,
+    (copies, channel): (&BookCopies, &crate::book::BookChannel),
+    (key, seq): (&Key, Seq),
+    ring: Option<&Ring>,
+    depth: usize,
+    metrics: &ShardMetrics,
+    now: Instant,
+) {
+    if let Some(Since::Ticks(messages)) = ring.and_then(|r| r.since_within(seq, depth)) {
+        for frames in messages {
+            feed.push_tick(frames, now, metrics);
+        }
+        return;
+    }
+    let Some(snapshot) = copies.snapshot(channel) else {
+        return;
+    };
+    if seq == snapshot.seq {
+        return;
+    }
+    if seq.next() < snapshot.seq {
+        let to = Seq(snapshot.seq.0 - 1);
+        feed.send(
+            &Message::Gap {
+                key,
+                from: seq.next(),
+                to,
+            },
+            now,
+        );
+    }
+    feed.send(&Message::Book(&snapshot), now);
 }

@@ -17,37 +17,63 @@ pub struct NatsServer {
     /// Its client port on 127.0.0.1.
     pub port: u16,
     store: PathBuf,
+    /// Flags beyond the store, address and port (TLS, auth, cluster).
+    extra: Vec<String>,
+}
+
+/// Whether `nats-server` can be run; `false` (after saying why) when it is missing and this
+/// is not CI, where its absence fails the test.
+pub fn installed() -> bool {
+    if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !ci,
+            "nats-server is not installed: CI must install it (apt-get install -y nats-server)"
+        );
+        eprintln!("SKIPPED: nats-server is not installed (apt-get install -y nats-server)");
+        return false;
+    }
+    true
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A fresh directory under the target's tmp, named for this process and `name`.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nats-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
 }
 
 impl NatsServer {
     /// Starts one on a free port; `None` (after saying why) when `nats-server` is missing
     /// and this is not CI.
     pub fn start(name: &str) -> Option<Self> {
-        if Command::new("nats-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-            assert!(
-                !ci,
-                "nats-server is not installed: CI must install it (apt-get install -y nats-server)"
-            );
-            eprintln!("SKIPPED: nats-server is not installed (apt-get install -y nats-server)");
+        Self::start_with(name, free_port(), Vec::new())
+    }
+
+    /// Starts one on `port` with `extra` flags (TLS, auth, cluster routes).
+    pub fn start_with(name: &str, port: u16, extra: Vec<String>) -> Option<Self> {
+        if !installed() {
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let store = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("nats-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&store);
-        std::fs::create_dir_all(&store).expect("store directory");
         let mut server = Self {
             child: None,
             port,
-            store,
+            store: scratch_dir(name),
+            extra,
         };
         server.resume();
         Some(server)
@@ -75,6 +101,7 @@ impl NatsServer {
             .args(["-js", "-sd"])
             .arg(&self.store)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

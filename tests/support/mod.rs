@@ -50,6 +50,11 @@ impl TestRelay {
         relay
     }
 
+    /// The epoch of the history this relay serves (what `welcome` names).
+    pub fn epoch(&self) -> u64 {
+        self.handle.as_ref().expect("running").shared.epoch
+    }
+
     pub fn url(&self, query: &str) -> String {
         format!("ws://{}/ws{}", self.http, query)
     }

@@ -55,6 +55,11 @@ impl TestRelay {
         format!("ws://{}/ws", self.config.listen)
     }
 
+    /// The epoch of the history the relay serves now (what `welcome` names).
+    pub fn epoch(&self) -> u64 {
+        self.handle.as_ref().expect("relay running").shared.epoch
+    }
+
     /// Stops the relay: every client gets close 1001; returns once its threads are gone.
     pub async fn stop(&mut self) {
         if let Some(handle) = self.handle.take() {
@@ -361,7 +366,12 @@ impl Tracker {
             Item::Connected(_) => self.connects += 1,
             Item::Disconnected(d) => self.disconnects.push(d.reason.clone()),
             Item::Error(e) => self.errors.push(e.code.clone()),
-            Item::Event(_) | Item::Bar(_) | Item::BarSnapshot(_) | Item::Ticker(_) => {}
+            Item::Event(_)
+            | Item::Bar(_)
+            | Item::BarSnapshot(_)
+            | Item::Ticker(_)
+            | Item::Book(_)
+            | Item::BookResync(_) => {}
         }
     }
 

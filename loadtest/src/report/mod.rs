@@ -18,6 +18,7 @@ use crate::seq::SeqCounts;
 mod markdown;
 mod ratios;
 mod rounds;
+mod soak;
 mod stuck;
 mod svg;
 mod table;
@@ -27,7 +28,8 @@ mod units;
 pub use markdown::{link_from, summarize};
 pub use ratios::ratio_table;
 pub use rounds::{Headline, headline, median, rounds_table};
-pub use stuck::stuck_table;
+pub use soak::{ChurnTotals, SoakReport, SoakSample, slope_per_min, soak_svg};
+pub use stuck::{stuck_rounds_table, stuck_table};
 pub use svg::ramp_svg;
 pub use targets::targets_table;
 

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::RunReport;
+use super::rounds::median;
 use super::units::{ratio, us};
 
 /// The comparison of the two halves' healthy clients.
@@ -14,8 +15,7 @@ pub fn stuck_table(alone: &RunReport, beside: &RunReport) -> String {
     };
     let stuck = b.slow.as_ref().map_or(0, |s| s.clients);
     let (la, lb) = (&a.fast.latency_us, &b.fast.latency_us);
-    let of = |x: u64, y: u64| (y > 0).then(|| x as f64 / y as f64);
-    let p99 = of(lb.p99_us, la.p99_us);
+    let p99 = p99_ratio(alone, beside);
     let _ = writeln!(
         out,
         "\n== stuck consumers on {}: {} healthy clients alone, then beside {stuck} that stop reading \
@@ -55,6 +55,46 @@ pub fn stuck_table(alone: &RunReport, beside: &RunReport) -> String {
     out
 }
 
+/// The healthy clients' p99 beside ÷ alone over several rounds (each round's pair from
+/// one `stuck` invocation): one line per round, then the median and the range.
+pub fn stuck_rounds_table(rounds: &[(&RunReport, &RunReport)]) -> String {
+    let mut out =
+        String::from("\n== stuck consumers over the rounds: healthy p99 beside ÷ alone\n");
+    let mut ratios = Vec::new();
+    for (n, (alone, beside)) in rounds.iter().enumerate() {
+        let r = p99_ratio(alone, beside);
+        let order = if n % 2 == 0 {
+            "alone first"
+        } else {
+            "beside first"
+        };
+        let _ = writeln!(out, "round {} ({order}): {}", n + 1, ratio(r));
+        ratios.extend(r);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let med = median(&ratios);
+    let _ = writeln!(
+        out,
+        "median {} (range {} – {}; target ≤ {STUCK_P99_BOUND:.2}: {})",
+        ratio(med),
+        ratio(ratios.first().copied()),
+        ratio(ratios.last().copied()),
+        if med.is_some_and(|m| m <= STUCK_P99_BOUND) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    out
+}
+
+/// The healthy clients' p99 beside ÷ alone, when both halves measured one.
+fn p99_ratio(alone: &RunReport, beside: &RunReport) -> Option<f64> {
+    let (a, b) = (alone.phases.first()?, beside.phases.first()?);
+    let (x, y) = (b.fast.latency_us.p99_us, a.fast.latency_us.p99_us);
+    (y > 0).then(|| x as f64 / y as f64)
+}
+
 /// The healthy clients' p99 beside stuck ones may be at most this many times their p99 alone.
 const STUCK_P99_BOUND: f64 = 1.1;
 
@@ -84,5 +124,27 @@ mod tests {
         );
         beside.phases[0].fast.latency_us.p99_us = 2400;
         assert!(stuck_table(&alone, &beside).contains("1.20 (target ≤ 1.10: NOT met)"));
+    }
+
+    #[test]
+    fn over_rounds_the_verdict_is_the_median_ratio() {
+        let mut alone = sample();
+        alone.phases.truncate(1);
+        alone.phases[0].fast.latency_us.p99_us = 1000;
+        let with_p99 = |p99| {
+            let mut r = alone.clone();
+            r.phases[0].fast.latency_us.p99_us = p99;
+            r
+        };
+        let (a, b, c) = (with_p99(1000), with_p99(1300), with_p99(1050));
+        let t = stuck_rounds_table(&[(&alone, &a), (&alone, &b), (&alone, &c)]);
+        assert!(t.contains("round 2 (beside first): 1.30"), "{t}");
+        assert!(
+            t.contains("median 1.05 (range 1.00 – 1.30; target ≤ 1.10: met)"),
+            "{t}"
+        );
+        let t = stuck_rounds_table(&[(&alone, &b), (&alone, &b), (&alone, &a)]);
+        assert!(t.contains("median 1.30"), "{t}");
+        assert!(t.contains("NOT met"), "{t}");
     }
 }

@@ -11,19 +11,22 @@
 //! relay and the clients up, `coordinator` a run in progress (welcomes, phases, drain,
 //! collection), `teardown` the last figures and the closing, `verdict` what counts as clean,
 //! `bounds` the open-file limit and the `--max-time` watchdog, `progress` the spinner; `run`
-//! sequences them and runs each mode's phases.
+//! sequences them and runs each mode's phases. `compare`, `stuck` and `soak` (with the
+//! clients that come and go beside the measured ones, `churn`) build on `run`'s parts.
 //!
 //! Expected deliveries are exact because every client is welcomed before the first tick is
 //! published: a client expects every tick of its symbols published while it was open.
 
 mod args;
 mod bounds;
+mod churn;
 mod compare;
 mod coordinator;
 mod plan;
 mod progress;
 mod run;
 mod setup;
+mod soak;
 mod stuck;
 mod teardown;
 mod verdict;
@@ -32,4 +35,5 @@ pub use args::{Batch, Mix, Mode, RampArgs, RunArgs, SlowArgs, parse_duration};
 pub use compare::{CompareArgs, Shape, compare, round_order, round_tag, suffixed};
 pub use plan::plan_clients;
 pub use run::run;
+pub use soak::{SoakArgs, soak};
 pub use stuck::{StuckArgs, StuckPair, half_file, stuck};

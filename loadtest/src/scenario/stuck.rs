@@ -2,7 +2,8 @@
 //! clients alone, then the same healthy clients beside `--stuck` clients that stop reading
 //! once welcomed, the same load each time, each half against a server started afresh. What
 //! the healthy clients see is compared: a server that isolates a stuck client keeps their p99
-//! where it was without one.
+//! where it was without one. With `--rounds N` the pair runs N times, every other round
+//! beside first, so a drift of the host over the run weighs on both halves alike.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,9 @@ pub struct StuckArgs {
     /// own slow-consumer policy is what holds their backlog.
     #[arg(long, default_value_t = 4096)]
     pub stuck_rcvbuf: usize,
+    /// How many times to run the pair; even rounds run the half beside stuck clients first.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
 }
 
 /// The two halves' reports: the healthy clients alone, then beside the stuck ones.
@@ -32,44 +36,81 @@ pub struct StuckPair {
     pub beside: RunReport,
 }
 
-/// Runs both halves; `done` sees each report as its half ends (`alone`, then `beside`).
+/// Runs both halves `--rounds` times; `done` sees each report as its half ends, named
+/// `alone` or `beside` (with `-rN` from the second round on), and each round's pair.
 pub fn stuck(
     args: &RunArgs,
     stuck: &StuckArgs,
     mut done: impl FnMut(&str, &RunReport) -> Result<()>,
-) -> Result<StuckPair> {
+) -> Result<Vec<StuckPair>> {
     ensure!(stuck.stuck > 0, "--stuck must be at least 1");
+    ensure!(stuck.rounds > 0, "--rounds must be at least 1");
+    let mut pairs = Vec::with_capacity(stuck.rounds);
+    for round in 1..=stuck.rounds {
+        let tag = |half: &str| match round {
+            1 => half.to_owned(),
+            n => format!("r{n}-{half}"),
+        };
+        let (mut alone, mut beside) = (None, None);
+        // Odd rounds alone first, even rounds beside first.
+        for beside_now in [round % 2 == 0, round % 2 == 1] {
+            if beside_now {
+                let report = run_beside(args, stuck, &tag("beside"))?;
+                done(&tag("beside"), &report)?;
+                beside = Some(report);
+            } else {
+                let report = run_alone(args, &tag("alone"))?;
+                done(&tag("alone"), &report)?;
+                alone = Some(report);
+            }
+        }
+        pairs.push(StuckPair {
+            alone: alone.expect("each round runs the half alone"),
+            beside: beside.expect("each round runs the half beside"),
+        });
+    }
+    Ok(pairs)
+}
+
+/// The arguments of one half: its clients, label and relay log.
+fn half(args: &RunArgs, name: &str, clients: usize) -> RunArgs {
     let base = args.label.clone().unwrap_or_else(|| "stuck".to_owned());
-    let half = |name: &str, clients: usize| RunArgs {
+    RunArgs {
         clients,
         label: Some(format!("{base}-{name}")),
         relay_log: args.relay_log.as_deref().map(|p| half_file(p, name)),
         ..args.clone()
-    };
-    eprintln!("loadtest stuck: {} healthy clients alone", args.clients);
-    let alone = run(
+    }
+}
+
+fn run_alone(args: &RunArgs, name: &str) -> Result<RunReport> {
+    eprintln!(
+        "loadtest stuck: {} healthy clients alone ({name})",
+        args.clients
+    );
+    run(
         Mode::Steady,
-        &half("alone", args.clients),
+        &half(args, name, args.clients),
         &RampArgs::unused(),
         &SlowArgs::unused(),
-    )?;
-    done("alone", &alone)?;
+    )
+}
+
+fn run_beside(args: &RunArgs, stuck: &StuckArgs, name: &str) -> Result<RunReport> {
     let total = args.clients + stuck.stuck;
     eprintln!(
-        "loadtest stuck: the same {} healthy clients beside {} stuck ones",
+        "loadtest stuck: the same {} healthy clients beside {} stuck ones ({name})",
         args.clients, stuck.stuck
     );
-    let beside = run(
+    run(
         Mode::Slow,
-        &half("beside", total),
+        &half(args, name, total),
         &RampArgs::unused(),
         &SlowArgs {
             slow_fraction: stuck.stuck as f64 / total as f64,
             slow_rcvbuf: stuck.stuck_rcvbuf,
         },
-    )?;
-    done("beside", &beside)?;
-    Ok(StuckPair { alone, beside })
+    )
 }
 
 /// `dir/name.ext` → `dir/name-HALF.ext`: one file per half.

@@ -64,7 +64,7 @@ pub(super) fn start(
         channels: &welcomed.channels,
         user: identity.user.as_deref(),
         expires_ns: identity.expires_s.map(|s| s.saturating_mul(1_000_000_000)),
-        epoch: core.shared().epoch,
+        epoch: core.epoch(),
     };
     core.send(key, &welcome, now);
     let live: Vec<Key> = named.into_iter().filter(|s| !resumed.contains(s)).collect();

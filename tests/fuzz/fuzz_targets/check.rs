@@ -50,7 +50,7 @@ pub fn valid_event(event: &Event, max_data: usize) {
         event.channel
     );
     assert!(
-        !tickrelay::event::derived::reserved(event.channel.as_str()),
+        !event.channel.is_reserved(),
         "an event of {:?}, a channel only the relay writes",
         event.channel
     );

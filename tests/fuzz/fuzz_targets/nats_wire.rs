@@ -5,7 +5,7 @@
 //! and closed subjects, 4 a ticker's, else the text up to the first `\n`); byte 1's bits
 //! leave out the epoch, receive-time and tick-seq headers, or (bit 3) take their values from
 //! the next three `\n`-separated texts; the rest is the payload.
-//! Checks: no panic; `Subjects::locate` of any text gives a key whose subject is that text
+//! Checks: no panic; `Subjects::parse` of any text gives a key whose subject is that text
 //! again; a decoded item is what the relay could have written (a seq, finite numbers, a
 //! bar's low ≤ open, close ≤ high, a trade, a start on its interval, its `closed` the
 //! subject's part; a ticker's low ≤ high), and encodes back to the same subject and item.
@@ -15,7 +15,7 @@ use async_nats::HeaderMap;
 use libfuzzer_sys::fuzz_target;
 use tickrelay::event::Item;
 use tickrelay::event::derived::{BarInterval, DerivedName};
-use tickrelay::nats::subject::Subjects;
+use tickrelay::nats::subject::{Carries, Subjects};
 use tickrelay::nats::wire::{self, EPOCH, RECV_NS, TICK_SEQ};
 
 const SUBJECTS: [&str; 5] = [
@@ -42,13 +42,17 @@ fuzz_target!(|data: &[u8]| {
         Some(subject) => (*subject).to_owned(),
         None => text(),
     };
-    if let Ok((key, part)) = subjects.locate(&subject) {
-        let mut again = subjects.of(&key);
-        if let Some(closed) = part {
-            again.truncate(again.len() - 1); // `….*` of the follower
-            again.push_str(if closed { "closed" } else { "open" });
+    match subjects.parse(&subject) {
+        // A checkpoint's subject is its symbol's, not its channel's (`of` gives the updates').
+        Ok((Carries::BookCheckpoints, _)) | Err(_) => {}
+        Ok((carries, key)) => {
+            let mut again = subjects.of(&key);
+            if let Carries::Bars { closed } = carries {
+                again.truncate(again.len() - 1); // `….*` of the follower
+                again.push_str(if closed { "closed" } else { "open" });
+            }
+            assert_eq!(again, subject, "one spelling per key");
         }
-        assert_eq!(again, subject, "one spelling per key");
     }
     let mut headers = HeaderMap::new();
     for (bit, name, fixed) in [(1, EPOCH, "42"), (2, RECV_NS, "7"), (4, TICK_SEQ, "99")] {
@@ -82,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
             let numbers = [s.last, s.open, s.high, s.low, s.volume, s.change, s.change_percent];
             assert!(numbers.iter().all(|n| n.is_finite()) && s.low <= s.high, "{s:?}");
         }
-        Item::Tick(_) | Item::Event(_) => {}
+        Item::Tick(_) | Item::Event(_) | Item::Book(_) => {}
         Item::Tier(_) => panic!("the stream never holds a tier frame (a shard makes them)"),
     }
     let out = wire::encode(&subjects, &item, incoming.epoch);

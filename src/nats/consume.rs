@@ -1,0 +1,187 @@
+//! [`consume`]: one ordered pull consumer on a filter of the stream, re-created from the next
+//! stream sequence whenever it ends, feeding what it reads into the sequencer's inbox; and
+//! the check that the stream still holds this relay's history.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use super::History;
+use super::wire;
+use crate::error::ErrorCode;
+use crate::event::{Item, Key};
+use crate::ingest::Inbox;
+use crate::metrics::{self, Metrics};
+use crate::shutdown::Shutdown;
+use crate::tick::Seq;
+
+/// Reads `filter` from `policy` on, forever: an ordered consumer, re-created from the next
+/// stream sequence whenever it ends (NATS restarted, the consumer was lost). Answers
+/// `caught_up` with the newest seq per key once the messages pending at its creation are read.
+pub(super) async fn consume(
+    history: History,
+    filter: String,
+    mut policy: DeliverPolicy,
+    inbox: Inbox,
+    metrics: Arc<Metrics>,
+    mut caught_up: Option<oneshot::Sender<Vec<(Key, Seq)>>>,
+    shutdown: Shutdown,
+) {
+    let mut newest: HashMap<Key, Seq> = HashMap::new();
+    let mut backoff = BACKOFF_MIN;
+    let mut reconnected = history.reconnected.clone();
+    // Re-created after a loss: what it reads until caught up is back-fill.
+    let mut refilling = false;
+    loop {
+        let created = history
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: filter.clone(),
+                deliver_policy: policy,
+                ..Default::default()
+            })
+            .await;
+        let consumer = match created {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                metrics.count_error(ErrorCode::NatsUnavailable);
+                debug!(filter, error = %e, "cannot create the consumer; retrying");
+                if history_changed(&history, &shutdown).await {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        if consumer.cached_info().num_pending == 0
+            && let Some(reply) = caught_up.take()
+        {
+            let _ = reply.send(Vec::new());
+        }
+        let mut messages = match consumer.messages().await {
+            Ok(messages) => messages,
+            Err(e) => {
+                metrics.count_error(ErrorCode::NatsUnavailable);
+                debug!(filter, error = %e, "cannot read the consumer; retrying");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        backoff = BACKOFF_MIN;
+        let mut batch: Vec<Item> = Vec::new();
+        reconnected.borrow_and_update();
+        loop {
+            // Take what is ready without waiting, then hand it on as one batch.
+            let next = match messages.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    if !batch.is_empty()
+                        && inbox
+                            .publish_items(std::mem::take(&mut batch))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                    tokio::select! {
+                        next = messages.next() => next,
+                        // A restarted server has lost the consumer: re-create it now from
+                        // the next stream sequence rather than after missed heartbeats.
+                        _ = reconnected.changed() => None,
+                    }
+                }
+            };
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(e)) => {
+                    metrics.count_error(ErrorCode::NatsUnavailable);
+                    debug!(filter, error = %e, "consumer error");
+                    continue;
+                }
+                None => break,
+            };
+            metrics::add(&metrics.nats.received, 1);
+            if refilling {
+                metrics::add(&metrics.nats.backfilled, 1);
+            }
+            let (stream_seq, pending) = match message.info() {
+                Ok(info) => (info.stream_sequence, info.pending),
+                Err(_) => (0, 1),
+            };
+            match wire::decode(
+                &history.subjects,
+                &message.subject,
+                message.headers.as_ref(),
+                &message.payload,
+            ) {
+                Ok(incoming) if incoming.epoch == history.epoch => {
+                    if caught_up.is_some() {
+                        newest.insert(incoming.item.key(), incoming.item.seq());
+                    }
+                    batch.push(incoming.item);
+                }
+                Ok(incoming) => {
+                    // Another history, or a bad header: the stream's epoch subject decides.
+                    if history_changed(&history, &shutdown).await {
+                        return;
+                    }
+                    metrics.count_error(ErrorCode::BadNatsMessage);
+                    warn!(subject = %message.subject, epoch = incoming.epoch, ours = history.epoch,
+                        "a message of another epoch on the stream; skipped");
+                }
+                Err(e) => {
+                    metrics.count_error(ErrorCode::BadNatsMessage);
+                    debug!(subject = %message.subject, error = %e, "malformed message skipped");
+                }
+            }
+            if stream_seq > 0 {
+                policy = DeliverPolicy::ByStartSequence {
+                    start_sequence: stream_seq + 1,
+                };
+            }
+            if pending == 0 {
+                refilling = false;
+                if let Some(reply) = caught_up.take() {
+                    let _ = reply.send(newest.drain().collect());
+                }
+            }
+        }
+        if !batch.is_empty() && inbox.publish_items(batch).await.is_err() {
+            return;
+        }
+        refilling = true;
+        info!(
+            filter,
+            "consumer ended; re-creating it from the next message"
+        );
+    }
+}
+
+/// Whether the stream now holds another history than the one this edge serves (it was
+/// deleted and a sequencer started a new one): then the edge stops, so that its clients
+/// reconnect to a relay serving the new history and are told (`reset`) when they resume.
+/// An edge cannot switch histories under its clients: their seqs would silently change
+/// meaning.
+pub(super) async fn history_changed(history: &History, shutdown: &Shutdown) -> bool {
+    match super::read_epoch(&history.stream, &history.subjects).await {
+        Ok(Some(epoch)) if epoch != history.epoch => {
+            warn!(
+                epoch,
+                ours = history.epoch,
+                "the stream holds a new history: stopping, so clients reconnect to it"
+            );
+            shutdown.trigger();
+            true
+        }
+        _ => false,
+    }
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
