@@ -58,7 +58,10 @@ async function bracket(page) {
       shards: [...document.querySelectorAll('#shards tbody tr')].map((tr) => ({ id: tr.cells[0].textContent, sessions: value(tr.cells[1]), p99: value(tr.cells[6]) })),
       errors: Object.fromEntries([...document.querySelectorAll('#errors_client tbody tr')].map((tr) => [tr.cells[0].textContent, value(tr.cells[1])])),
       relayErrors: document.querySelectorAll('#errors_relay tbody tr').length,
-      text: document.getElementById('main').innerText,
+      // The ticker's change is signed by nature (a falling price): left out of the check
+      // for negative numbers below, which is about counters and rates.
+      text: [...document.querySelectorAll('#ticker [data-k^=change]')]
+        .reduce((text, td) => (td.innerText ? text.split(td.innerText).join('') : text), document.getElementById('main').innerText),
     };
   });
   const late = await stats();
