@@ -8,6 +8,7 @@ pub mod book;
 mod check;
 pub mod defaults;
 pub mod deflate;
+pub mod derived;
 mod error;
 mod exposure;
 pub mod reloadable;
@@ -25,6 +26,7 @@ use clap::Parser;
 
 pub use book::BookConfig;
 pub use deflate::DeflateConfig;
+pub use derived::{BarIntervals, DerivedConfig};
 pub use reloadable::Reloadable;
 pub use scale::Scale;
 pub use values::{LogFormat, Role, SlowPolicy, WsDeflate, parse_addr, parse_duration, parse_size};
@@ -310,6 +312,9 @@ pub struct Config {
     /// Role and NATS (docs/SCALING.md).
     #[command(flatten)]
     pub scale: Scale,
+    /// Bars and 24-hour tickers (`--bar-*`, `--derived-interval`).
+    #[command(flatten)]
+    pub derived: DerivedConfig,
     /// Order books: `--book-depths`, `--book-max-levels`, the checkpoint cadence.
     #[command(flatten)]
     pub book: BookConfig,

@@ -8,7 +8,10 @@
 //!
 //! [`Event::parse`] is the only validation point for events: after it the channel is
 //! well-formed and `data` is one JSON value of at most the configured size, kept as the
-//! exact bytes the publisher sent (it is delivered byte for byte).
+//! exact bytes the publisher sent (it is delivered byte for byte), and never names a
+//! channel only the relay writes ([`derived`]: bars, tickers, books).
+
+pub mod derived;
 
 mod channel;
 mod data;
@@ -23,6 +26,7 @@ use crate::book::BookUpdate;
 use crate::tick::{Seq, Tick};
 pub use channel::{Channel, RESERVED_PREFIXES, USER_PREFIX};
 pub use data::{MAX_EVENT_DEPTH, check_data};
+use derived::{Bar, Ticker};
 pub use error::EventError;
 pub use key::{Key, Tier, TierError, Tiered, Tiers};
 
@@ -65,10 +69,10 @@ impl Event {
         })?;
         let channel = Channel::parse(&raw.channel)?;
         if channel.is_reserved() {
-            return Err(EventError::Reserved(channel.to_string()));
-        }
-        if channel.is_reserved() {
-            return Err(EventError::Reserved(channel.to_string()));
+            return Err(EventError::Reserved {
+                channel: channel.to_string(),
+                prefixes: &RESERVED_PREFIXES,
+            });
         }
         let data = raw.data.ok_or(EventError::MissingData)?.get().as_bytes();
         check_data(data, max_data)?;
@@ -82,14 +86,19 @@ impl Event {
     }
 }
 
-/// What the sequencer sequences: a tick, an event or a book message, one stream of
-/// sequenced items; and what a shard's rate tier makes of them.
+/// What the sequencer sequences: ticks, events and book messages from the sources, and the
+/// bars and tickers it derives from trades, one stream of sequenced items; and what a
+/// shard's rate tier makes of them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// A market tick.
     Tick(Tick),
     /// A channel event.
     Event(Event),
+    /// A bars channel's message (boxed: rare beside ticks, and bigger).
+    Bar(Box<Bar>),
+    /// A ticker channel's message.
+    Ticker(Box<Ticker>),
     /// A message of a book channel (or, seq 0, a publisher's book update).
     Book(BookUpdate),
     /// A rate tier's frame: the newest item of its base in an interval, and what it stands
@@ -144,6 +153,8 @@ impl Item {
         match self {
             Self::Tick(t) => Key::Symbol(t.symbol.clone()),
             Self::Event(e) => Key::Channel(e.channel.clone()),
+            Self::Bar(b) => Key::Channel(b.channel.clone()),
+            Self::Ticker(t) => Key::Channel(t.channel.clone()),
             Self::Tier(t) => t.key.clone(),
             Self::Book(b) => Key::Channel(Channel::of_book(&b.channel)),
         }
@@ -154,6 +165,8 @@ impl Item {
         match self {
             Self::Tick(t) => t.seq,
             Self::Event(e) => e.seq,
+            Self::Bar(b) => b.seq,
+            Self::Ticker(t) => t.seq,
             Self::Tier(t) => t.newest.seq(),
             Self::Book(b) => b.seq,
         }
@@ -163,7 +176,9 @@ impl Item {
     pub fn first_seq(&self) -> Seq {
         match self {
             Self::Tier(t) => t.from,
-            Self::Tick(_) | Self::Event(_) | Self::Book(_) => self.seq(),
+            Self::Tick(_) | Self::Event(_) | Self::Bar(_) | Self::Ticker(_) | Self::Book(_) => {
+                self.seq()
+            }
         }
     }
 
@@ -172,6 +187,8 @@ impl Item {
         match self {
             Self::Tick(t) => t.seq = seq,
             Self::Event(e) => e.seq = seq,
+            Self::Bar(b) => b.seq = seq,
+            Self::Ticker(t) => t.seq = seq,
             Self::Tier(_) => debug_assert!(false, "a tier's frame is never sequenced"),
             Self::Book(b) => b.seq = seq,
         }
@@ -182,6 +199,8 @@ impl Item {
         match self {
             Self::Tick(t) => t.recv_ns,
             Self::Event(e) => e.recv_ns,
+            Self::Bar(b) => b.recv_ns,
+            Self::Ticker(t) => t.recv_ns,
             Self::Tier(t) => t.newest.recv_ns(),
             Self::Book(b) => b.recv_ns,
         }
@@ -197,7 +216,8 @@ impl Item {
                     e.ts_ns = recv_ns;
                 }
             }
-            Self::Tier(_) => {}
+            // Built by the relay (or a shard) with their time set.
+            Self::Bar(_) | Self::Ticker(_) | Self::Tier(_) => {}
             Self::Book(b) => {
                 b.recv_ns = recv_ns;
                 if b.ts_ns == 0 {
@@ -211,8 +231,13 @@ impl Item {
     pub fn tick(&self) -> Option<&Tick> {
         match self {
             Self::Tick(t) => Some(t),
-            Self::Event(_) | Self::Tier(_) | Self::Book(_) => None,
+            Self::Event(_) | Self::Bar(_) | Self::Ticker(_) | Self::Tier(_) | Self::Book(_) => None,
         }
+    }
+
+    /// Whether the relay computed it (a bar or a ticker) rather than a source sent it.
+    pub fn is_derived(&self) -> bool {
+        matches!(self, Self::Bar(_) | Self::Ticker(_))
     }
 }
 
@@ -255,6 +280,14 @@ mod tests {
         );
         assert_eq!(code(r#"{"channel":"n","data":1,"x":2}"#), "unknown_field");
         assert_eq!(code(r#"{"channel":"n","data":tru}"#), "bad_json");
+        assert_eq!(
+            code(r#"{"channel":"bars:1m:X","data":1}"#),
+            "reserved_channel"
+        );
+        assert_eq!(
+            code(r#"{"channel":"ticker:X","data":1}"#),
+            "reserved_channel"
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub record: RecordMetrics,
     /// The NATS hop (zero with `--role all` and no `--nats`).
     pub nats: NatsMetrics,
+    /// Bars and tickers (zero with `--bar-intervals off` and on an edge).
+    pub derived: DerivedMetrics,
     errors: [AtomicU64; ErrorCode::COUNT],
     shards: Vec<CachePadded<ShardMetrics>>,
 }
@@ -54,6 +56,18 @@ pub struct NatsMetrics {
     pub gaps: AtomicU64,
     /// Subjects an edge follows now.
     pub following: AtomicU64,
+}
+
+/// The sequencer's bars and tickers.
+#[derive(Debug, Default)]
+pub struct DerivedMetrics {
+    /// Bar and ticker messages built.
+    pub messages: AtomicU64,
+    /// Trades left out of a bar because its interval was closed or older than the open
+    /// bar's (counted once per interval the trade missed).
+    pub late_trades: AtomicU64,
+    /// Trades stamped more than `--bar-max-skew` ahead of the relay's clock, left out.
+    pub future_trades: AtomicU64,
 }
 
 /// `--record`'s counters, written by the recorder thread only.
@@ -187,6 +201,7 @@ impl Metrics {
             connections_refused: AtomicU64::new(0),
             record: RecordMetrics::default(),
             nats: NatsMetrics::default(),
+            derived: DerivedMetrics::default(),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             shards: (0..shards)
                 .map(|_| CachePadded::new(ShardMetrics::default()))

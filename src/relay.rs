@@ -67,12 +67,16 @@ impl Relay {
         let (mut senders, handles, inputs) = shard_channels(&shared);
         threads.extend(files.spawn(&shared, &mut senders)?);
         let newest = nats.as_ref().map(|n| n.newest.clone()).unwrap_or_default();
+        let restored = nats.as_mut().and_then(|n| n.restored.take());
         let books = nats
             .as_mut()
             .map(|n| std::mem::take(&mut n.books))
             .unwrap_or_default();
         threads.extend(nats.map(|nats| nats.start(&shared, &mut senders)));
-        let sequencer = sequencer(&shared, senders, newest, books);
+        let mut sequencer = sequencer(&shared, senders, newest, books);
+        if let Some(restored) = restored {
+            sequencer.restore(restored);
+        }
         let head = Head::new(shared.clone(), sockets.ingest, sequencer, inbox);
         threads.extend(spawn_shards(&shared, inputs, head)?);
         let listeners = Listeners {
@@ -271,7 +275,7 @@ fn sequencer(
     if config.scale.role == Role::Edge {
         sequencer = sequencer.following();
     }
-    sequencer
+    sequencer.deriving(&shared.config.derived)
 }
 
 /// One thread per shard (pinned round-robin with `--pin-shards`); shard 0 also runs the

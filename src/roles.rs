@@ -28,6 +28,7 @@ use crate::config::{Config, ConfigError};
 use crate::event::Key;
 use crate::metrics::Metrics;
 use crate::nats::{self, History, NatsError, follow};
+use crate::sequencer::derived::Restored;
 use crate::sequencer::{TickQueue, TickSender, tick_queue};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
@@ -61,6 +62,8 @@ pub struct NatsThread {
     pub epoch: u64,
     /// A sequencer's newest seq of every key (empty on an edge).
     pub newest: Vec<(Key, Seq)>,
+    /// A sequencer's bars and tickers as the stream holds them (with bars on).
+    pub restored: Option<Restored>,
     /// A sequencer's books as the stream holds them, to rebuild (empty on an edge).
     pub books: Vec<BookUpdate>,
     /// The thread.
@@ -108,15 +111,16 @@ impl NatsThread {
                             return;
                         }
                     };
-                    let _ = opened_tx.send(Ok((history.0.epoch, history.1, history.2)));
+                    let (history, found) = history;
+                    let _ = opened_tx.send(Ok((history.epoch, found)));
                     match job_rx.await {
                         Ok(Job::Publish {
                             queue,
                             shutdown,
                             drain,
-                        }) => nats::publish::run(history.0, queue, metrics, shutdown, drain).await,
+                        }) => nats::publish::run(history, queue, metrics, shutdown, drain).await,
                         Ok(Job::Follow { wants, wiring }) => {
-                            follow::run(history.0, wants, wiring).await;
+                            follow::run(history, wants, wiring).await;
                         }
                         // The relay failed to start after opening the stream.
                         Err(_) => {}
@@ -130,10 +134,11 @@ impl NatsThread {
             answering.stop();
         }
         match opened {
-            Ok(Ok((epoch, newest, books))) => Ok(Some(Self {
+            Ok(Ok((epoch, found))) => Ok(Some(Self {
                 epoch,
-                newest,
-                books,
+                newest: found.newest,
+                restored: found.restored,
+                books: found.books,
                 thread,
                 job,
             })),
@@ -220,7 +225,7 @@ async fn open(
     config: &Config,
     metrics: Arc<Metrics>,
     fresh_epoch: u64,
-) -> Result<(History, Vec<(Key, Seq)>, Vec<BookUpdate>), NatsError> {
+) -> Result<(History, Found), NatsError> {
     let mut patience = Patience::new();
     // A relay started in the same instant as its NATS server (a script, a container set)
     // finds nobody listening yet: try again, logging each try, until START_PATIENCE.
@@ -265,11 +270,29 @@ async fn open(
         }
     };
     if config.scale.role == Role::Edge {
-        return Ok((history, Vec::new(), Vec::new()));
+        return Ok((history, Found::default()));
     }
     let newest = history.last_seqs(&metrics).await?;
+    let restored = if config.derived.enabled() {
+        Some(history.derived_state(&metrics).await?)
+    } else {
+        None
+    };
     let books = nats::books::restore(&history, &metrics).await?;
-    Ok((history, newest, books))
+    let found = Found {
+        newest,
+        restored,
+        books,
+    };
+    Ok((history, found))
+}
+
+/// What a sequencer finds in the stream at start (nothing on an edge).
+#[derive(Debug, Default)]
+struct Found {
+    newest: Vec<(Key, Seq)>,
+    restored: Option<Restored>,
+    books: Vec<BookUpdate>,
 }
 
 /// The start-up retries: pauses doubling from [`FIRST_PAUSE`] to [`LONGEST_PAUSE`], no

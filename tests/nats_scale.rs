@@ -17,8 +17,21 @@ use support::WsClient;
 /// One tick as a client saw it: (symbol, seq, price, ts_ns).
 type Seen = (String, u64, f64, u64);
 
+/// A sequencer of ticks only: the counts these tests check are of ticks (bars and tickers
+/// through NATS: nats_bars.rs).
 fn sequencer(nats: &NatsServer) -> Spawned {
-    spawn(&["--role", "sequencer", "--nats", &nats.url()], &[])
+    let url = nats.url();
+    spawn(
+        &[
+            "--role",
+            "sequencer",
+            "--nats",
+            &url,
+            "--bar-intervals",
+            "off",
+        ],
+        &[],
+    )
 }
 
 fn edge(nats: &NatsServer) -> Spawned {
@@ -308,7 +321,8 @@ async fn what_the_stream_no_longer_holds_reaches_clients_as_an_explicit_gap() {
     let Some(nats) = NatsServer::start("gap") else {
         return;
     };
-    // The stream keeps 5 ticks per symbol: an edge stalled for longer loses the rest.
+    // The stream keeps 5 ticks per symbol: an edge stalled for longer loses the rest (with
+    // bars on it would keep a day of 1-minute bars, and as many ticks).
     let sequencer = spawn(
         &[
             "--role",
@@ -317,6 +331,8 @@ async fn what_the_stream_no_longer_holds_reaches_clients_as_an_explicit_gap() {
             &nats.url(),
             "--replay-depth",
             "5",
+            "--bar-intervals",
+            "off",
         ],
         &[],
     );

@@ -10,6 +10,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::derived::{Bar, BarSnapshot, Derived, Ticker};
+
 /// One thing the stream delivers. Serialized (e.g. by the `tail` example) as one JSON object
 /// with a `type` field first: `{"type":"tick","symbol":"BTC-USD","seq":17,...}`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -22,6 +24,14 @@ pub enum Item {
     Snapshot(Tick),
     /// An event of a channel (planned relay feature; today's relay sends none).
     Event(Event),
+    /// A message of a bars channel (`bars:INTERVAL:SYMBOL`): the open bar now, or a bar
+    /// closed.
+    Bar(Bar),
+    /// A bars channel's last closed bars and open bar (on subscribe, or after a gap). It
+    /// counts as its seq: the next bar is `seq + 1`.
+    BarSnapshot(BarSnapshot),
+    /// A symbol's 24-hour statistics (`ticker:SYMBOL`).
+    Ticker(Ticker),
     /// Seqs `from..=to` of a key will never be delivered.
     Gap(Gap),
     /// The history of a key started again (the relay restarted, or the epoch changed): the
@@ -256,13 +266,26 @@ pub struct Disconnected {
     pub reason: String,
 }
 
+impl From<Derived> for Item {
+    fn from(derived: Derived) -> Self {
+        match derived {
+            Derived::Bar(b) => Self::Bar(b),
+            Derived::BarSnapshot(s) => Self::BarSnapshot(s),
+            Derived::Ticker(t) => Self::Ticker(t),
+        }
+    }
+}
+
 impl Item {
-    /// The key and seq of a tick, snapshot or event, or of an undecodable message that
-    /// named both.
+    /// The key and seq of a tick, snapshot, event, bar or ticker, or of an undecodable
+    /// message that named both.
     pub fn seq(&self) -> Option<(Key, u64)> {
         match self {
             Self::Tick(t) | Self::Snapshot(t) => Some((Key::Symbol(t.symbol.clone()), t.seq)),
             Self::Event(e) => Some((Key::Channel(e.channel.clone()), e.seq)),
+            Self::Bar(b) => Some((Key::Channel(b.channel.clone()), b.seq)),
+            Self::BarSnapshot(s) => Some((Key::Channel(s.channel.clone()), s.seq)),
+            Self::Ticker(t) => Some((Key::Channel(t.channel.clone()), t.seq)),
             Self::Undecodable(Undecodable {
                 key: Some(key),
                 seq: Some(seq),

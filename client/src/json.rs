@@ -10,6 +10,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::derived;
 use crate::item::{Event, Key, Kind, RawJson, ServerError, Tick, Undecodable};
 use crate::message::Message;
 
@@ -54,6 +55,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue
 
 fn decode(bytes: &[u8]) -> Result<Message, serde_json::Error> {
     let f: Fields = serde_json::from_slice(bytes)?;
+    if derived::is_derived(&f.message_type) {
+        return derived::json(bytes).map(Message::Derived);
+    }
     let missing = |field: &str| {
         serde::de::Error::custom(format!("`{}` message without `{field}`", f.message_type))
     };
@@ -133,6 +137,7 @@ fn undecodable(bytes: &[u8], reason: String) -> Message {
             let key = match (n.message_type.as_deref(), n.symbol, n.channel) {
                 (Some("tick" | "snapshot"), Some(s), None) => Some(Key::Symbol(s)),
                 (Some("event" | "snapshot"), None, Some(c)) => Some(Key::Channel(c)),
+                (Some(kind), None, Some(c)) if derived::is_derived(kind) => Some(Key::Channel(c)),
                 _ => None,
             };
             (key, n.seq)

@@ -58,7 +58,10 @@
 //! # Channels, tokens and TLS
 //!
 //! [`Options::channels`] subscribes to event channels (`news`, or `user:<id>`: the private
-//! channel of the token's user), delivered as [`Item::Event`] and resumed like symbols.
+//! channel of the token's user), delivered as [`Item::Event`] and resumed like symbols. The
+//! channels the relay computes from trades are typed: `bars:1m:BTC-USD` arrives as
+//! [`Item::Bar`] (and [`Item::BarSnapshot`] on subscribe), `ticker:BTC-USD` as
+//! [`Item::Ticker`], seq-checked and resumed the same way.
 //! A `book:SYMBOL` or `book:SYMBOL:DEPTH` channel is an order book: the client keeps it,
 //! checks the relay's checksum after every message and delivers [`Item::Book`], or, when
 //! the checksum fails or messages are missing, [`Item::BookResync`] while it fetches the
@@ -74,6 +77,7 @@
 mod book;
 mod client;
 mod decode;
+mod derived;
 mod end;
 mod error;
 mod item;
@@ -92,6 +96,7 @@ mod wire;
 
 pub use book::{Book, BookResync, Level, ResyncReason};
 pub use client::Client;
+pub use derived::{Bar, BarSnapshot, BarValues, Ticker};
 pub use error::{ConnectError, Error};
 pub use item::{
     Connected, Disconnected, Event, Gap, GapReason, Item, Key, Kind, RawJson, Reset, ServerError,

@@ -1,5 +1,6 @@
 //! [`Message`]: one server message as the client reads it, whatever its encoding.
 
+use crate::derived::Derived;
 use crate::item::{Event, ServerError, Tick, Undecodable};
 
 /// A decoded server message.
@@ -12,6 +13,8 @@ pub(crate) enum Message {
     Tick(Tick),
     Snapshot(Tick),
     Event(Event),
+    /// A bar, a bars snapshot or a ticker.
+    Derived(Derived),
     /// A `book:` channel's message.
     Book(crate::book::BookMessage),
     Gap {

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use prost::Message as _;
 
+use crate::derived::{self, Derived};
 use crate::item::{Event, Key, Kind, RawJson, ServerError, Tick, Undecodable};
 use crate::message::Message;
 use crate::proto;
@@ -70,6 +71,13 @@ pub(crate) fn message(bytes: &[u8]) -> Message {
         }),
         // An event and a channel's last event (on subscribe) read the same here.
         Some(Msg::Event(e) | Msg::EventSnapshot(e)) => event(e),
+        Some(Msg::Bar(b)) => Message::Derived(Derived::Bar(derived::bar(b))),
+        Some(Msg::BarSnapshot(s)) => {
+            Message::Derived(Derived::BarSnapshot(derived::bar_snapshot(s)))
+        }
+        Some(Msg::Ticker(t) | Msg::TickerSnapshot(t)) => {
+            Message::Derived(Derived::Ticker(derived::ticker(t)))
+        }
         // A reset follows a welcome whose epoch differs from the one the client resumed
         // with: the client has already reset every symbol on seeing that epoch.
         Some(

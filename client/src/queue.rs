@@ -104,9 +104,13 @@ impl Queue {
             return Pushed::Failed;
         }
         let key = match &item {
-            Item::Tick(_) | Item::Snapshot(_) | Item::Event(_) | Item::Undecodable(_) => {
-                item.seq().map(|(k, _)| k)
-            }
+            Item::Tick(_)
+            | Item::Snapshot(_)
+            | Item::Event(_)
+            | Item::Bar(_)
+            | Item::BarSnapshot(_)
+            | Item::Ticker(_)
+            | Item::Undecodable(_) => item.seq().map(|(k, _)| k),
             Item::Gap(g) => Some(g.key.clone()),
             Item::Reset(r) => Some(r.key.clone()),
             _ => None,
@@ -116,7 +120,7 @@ impl Queue {
         if let Some(at) = key.as_ref().and_then(|k| self.slot_of.get(k)).copied() {
             return self.conflate_into(at, item);
         }
-        let conflatable = matches!(item, Item::Tick(_) | Item::Snapshot(_) | Item::Event(_));
+        let conflatable = item.seq().is_some();
         if self.items.len() < self.capacity || !conflatable {
             // Status items, gaps and resets are rare: they never wait and are never dropped.
             self.items.push_back(item);

@@ -193,6 +193,10 @@ fn fingerprint(item: &Item) -> Option<(u64, u64)> {
     match item {
         Item::Tick(t) | Item::Snapshot(t) => Some((t.ts_ns, t.recv_ns)),
         Item::Event(e) => Some((e.ts_ns, 0)),
+        // A snapshot at a bar's seq is that bar again: its newest bar is the same one.
+        Item::Bar(b) => Some((b.bar.start_ns, b.bar.trades)),
+        Item::BarSnapshot(s) => Some(s.bars.last().map_or((0, 0), |b| (b.start_ns, b.trades))),
+        Item::Ticker(t) => Some((t.ts_ns, 0)),
         _ => None,
     }
 }

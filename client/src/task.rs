@@ -284,6 +284,7 @@ impl Task {
                 self.seq_check.item(Item::Snapshot(t), out);
             }
             Message::Event(e) => self.seq_check.item(Item::Event(e), out),
+            Message::Derived(d) => self.seq_check.item(d.into(), out),
             Message::Book(b) => self.books.accept(b, out),
             Message::Gap {
                 channel: Some(channel),

@@ -3,6 +3,12 @@
 // const client = await connect('ws://127.0.0.1:8080/ws', { symbols: ['BTC-USD'] });
 // for await (const item of client) console.log(item); // tick, snapshot, gap, reset, ...
 //
+// Channels the relay computes from trades come typed: `channels: ['bars:1m:BTC-USD',
+// 'ticker:BTC-USD']` gives {type:'bar_snapshot', channel, seq, bars} on subscribe, then
+// {type:'bar', channel, seq, start_ns, open, high, low, close, volume, trades, closed} and
+// {type:'ticker', channel, seq, last, open, high, low, volume, change, change_percent, ts_ns},
+// seq-checked and resumed like any channel.
+//
 // Per symbol the application sees every seq exactly once and in order, or an explicit item
 // saying what it will not see: {type:'gap', symbol, from, to, reason} or
 // {type:'reset', symbol, last_seq, seq} (the relay's history started again). Behind the
@@ -405,6 +411,14 @@ export class TickrelayClient {
       case 'event':
         this.seqCheck.item(m, 'channel', m.channel, out);
         break;
+      case 'bar':
+      case 'bar_snapshot':
+      case 'ticker':
+        this.seqCheck.item(m, 'channel', m.channel, out);
+        break;
+      case 'ticker_snapshot': // the current statistics, delivered as the ticker they are
+        this.seqCheck.item({ ...m, type: 'ticker' }, 'channel', m.channel, out);
+        break;
       case 'undecodable': {
         // Counted at its seq like the tick or event it was, so the stream goes on with the
         // next one: no gap for it, and no reconnect that would bring it back.
@@ -466,7 +480,7 @@ export class SeqCheck {
     const key = `${field}\0${name}`;
     const seq = m.seq;
     // What tells two items of one seq apart; none for an undecodable message.
-    const fingerprint = m.type === 'undecodable' ? undefined : `${m.ts_ns}:${m.recv_ns}`;
+    const fingerprint = m.type === 'undecodable' ? undefined : fingerprintOf(m);
     const p = this.positions.get(key);
     const fresh = { seq, fingerprint, stale: false };
     if (p) {
@@ -533,7 +547,7 @@ class Queue {
     const key = keyOf(item);
     if (key !== undefined && this.slots.has(key)) {
       this.conflateInto(key, item);
-    } else if (this.items.length < this.capacity || !['tick', 'snapshot', 'event'].includes(item.type)) {
+    } else if (this.items.length < this.capacity || !SEQUENCED.includes(item.type)) {
       this.items.push(item); // status items, gaps and resets are rare: never dropped
     } else if (this.policy === 'error') {
       this.failed = new TickrelayError('consumer_too_slow', `the application fell ${this.capacity} items behind the stream`);
@@ -622,7 +636,7 @@ class Queue {
 function keyOf(item) {
   if (item.type === 'undecodable' && item.seq === undefined) return undefined;
   if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset', 'undecodable'].includes(item.type)) return `symbol\0${item.symbol}`;
-  if (item.channel !== undefined && ['event', 'gap', 'reset', 'undecodable'].includes(item.type)) return `channel\0${item.channel}`;
+  if (item.channel !== undefined && [...SEQUENCED, 'gap', 'reset', 'undecodable'].includes(item.type)) return `channel\0${item.channel}`;
   return undefined;
 }
 
@@ -820,6 +834,11 @@ export function decodeServerMessage(bytes) {
       }
       case 8:
         return { type: 'heartbeat' };
+      case 21:
+      case 22:
+      case 23:
+      case 24:
+        return decodeDerived(number, value);
       case 25:
         return decodeBook(value, readFields);
       case 9: // an event; 10: a channel's last event, delivered as the event it is
@@ -848,7 +867,7 @@ export function decodeServerMessage(bytes) {
 function decodeTick(bytes, type) {
   const t = { type, symbol: '', seq: 0, kind: 'trade', ts_ns: 0, recv_ns: 0 };
   const doubles = { 3: 'price', 4: 'size', 5: 'bid', 6: 'ask', 7: 'bid_size', 8: 'ask_size' };
-  for (const [n, v] of readFields(bytes, true)) {
+  for (const [n, v] of readFields(bytes, doubles)) {
     if (n === 1) t.symbol = utf8Decoder.decode(v);
     else if (n === 2) t.kind = Number(v) === 2 ? 'quote' : 'trade';
     else if (doubles[n]) t[doubles[n]] = v;
@@ -861,9 +880,9 @@ function decodeTick(bytes, type) {
 }
 
 /** Protobuf wire format: [field number, value] pairs; varints and fixed64 as BigInt, doubles as
- * numbers (`tick`: fields 3..8 of a Tick are its doubles), length-delimited fields as
+ * numbers (`doubles`: the message's double fields, by number), length-delimited fields as
  * Uint8Array. */
-function readFields(bytes, tick = false) {
+function readFields(bytes, doubles = {}) {
   const out = [];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
@@ -886,8 +905,8 @@ function readFields(bytes, tick = false) {
         out.push([number, varint()]);
         break;
       case 1:
-        // Doubles in Tick (fields 3..8); fixed64 elsewhere (ts_ns, recv_ns, Event.ts_ns, ...).
-        out.push([number, tick && number >= 3 && number <= 8 ? view.getFloat64(at, true) : view.getBigUint64(at, true)]);
+        // The message's doubles; fixed64 otherwise (ts_ns, recv_ns, Event.ts_ns, ...).
+        out.push([number, number in doubles ? view.getFloat64(at, true) : view.getBigUint64(at, true)]);
         at += 8;
         break;
       case 2: {
@@ -908,4 +927,64 @@ function readFields(bytes, tick = false) {
 
 function enc(value) {
   return encodeURIComponent(value).replace(/%2C/g, ',').replace(/%3A/g, ':').replace(/%2F/g, '/');
+}
+
+// --- bars and tickers (docs/PROTOCOL.md, "Bars and tickers") -------------------------------
+
+/** The item types that carry a seq of their symbol or channel. */
+const SEQUENCED = ['tick', 'snapshot', 'event', 'bar', 'bar_snapshot', 'ticker'];
+
+/** What tells two items of one seq apart (a relay restarted: a reset, not a duplicate). */
+function fingerprintOf(m) {
+  if (m.type === 'bar') return `${m.start_ns}:${m.trades}`;
+  if (m.type === 'bar_snapshot') {
+    const newest = m.bars[m.bars.length - 1];
+    return newest === undefined ? '' : `${newest.start_ns}:${newest.trades}`;
+  }
+  return `${m.ts_ns}:${m.recv_ns}`;
+}
+
+const BAR_FIELDS = { 3: 'start_ns', 4: 'open', 5: 'high', 6: 'low', 7: 'close', 8: 'volume', 9: 'trades' };
+const BAR_DOUBLES = { 4: 1, 5: 1, 6: 1, 7: 1, 8: 1 };
+const TICKER_FIELDS = { 3: 'last', 4: 'open', 5: 'high', 6: 'low', 7: 'volume', 8: 'change', 9: 'change_percent', 10: 'ts_ns' };
+const TICKER_DOUBLES = { 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1 };
+
+/**
+ * ServerMessage fields 21-24 as the objects their JSON gives: `bar` (21), `bar_snapshot`
+ * (22, its `bars` oldest first), `ticker` (23) and `ticker_snapshot` (24). proto3 leaves out
+ * zeros and `false`: every field starts at its default.
+ */
+function decodeDerived(number, bytes) {
+  const bar = (fields) => {
+    const b = { start_ns: 0, open: 0, high: 0, low: 0, close: 0, volume: 0, trades: 0, closed: false };
+    let channel = '';
+    let seq = 0;
+    for (const [n, v] of fields) {
+      if (n === 1) channel = utf8Decoder.decode(v);
+      else if (n === 2) seq = Number(v);
+      else if (n === 10) b.closed = v !== 0n;
+      else if (BAR_FIELDS[n]) b[BAR_FIELDS[n]] = Number(v);
+    }
+    return { channel, seq, bar: b };
+  };
+  if (number === 21) {
+    const { channel, seq, bar: b } = bar(readFields(bytes, BAR_DOUBLES));
+    return { type: 'bar', channel, seq, ...b };
+  }
+  if (number === 22) {
+    const s = { type: 'bar_snapshot', channel: '', seq: 0, bars: [] };
+    for (const [n, v] of readFields(bytes)) {
+      if (n === 1) s.channel = utf8Decoder.decode(v);
+      else if (n === 2) s.seq = Number(v);
+      else if (n === 3) s.bars.push(bar(readFields(v, BAR_DOUBLES)).bar);
+    }
+    return s;
+  }
+  const t = { type: number === 23 ? 'ticker' : 'ticker_snapshot', channel: '', seq: 0 };
+  for (const [n, v] of readFields(bytes, TICKER_DOUBLES)) {
+    if (n === 1) t.channel = utf8Decoder.decode(v);
+    else if (n === 2) t.seq = Number(v);
+    else if (TICKER_FIELDS[n]) t[TICKER_FIELDS[n]] = Number(v);
+  }
+  return t;
 }

@@ -7,9 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::AuthError;
-use crate::book::channel::symbol_of;
 use crate::error::clip;
-use crate::event::Key;
+use crate::event::{Key, derived};
 
 /// The claims a token must carry (`iat` and `nbf` are optional; checked when present).
 #[derive(Deserialize)]
@@ -48,20 +47,21 @@ impl Identity {
     }
 
     /// Whether this identity may read `key`: a `user:<id>` channel only if the subject is
-    /// `<id>`; anything else if the allow-list (when there is one) matches its name.
+    /// `<id>`; a bars, ticker or book channel exactly when its symbol is (`BTC-*` allows
+    /// `book:BTC-USD:10`); anything else if the allow-list (when there is one) matches its
+    /// name.
     pub fn may_read(&self, key: &Key) -> bool {
         // A rate tier is readable exactly when its symbol or channel is.
         let key = key.base();
-        if let Key::Channel(channel) = key
-            && let Some(owner) = channel.owner()
-        {
-            return self.user.as_deref() == Some(owner);
+        let mut name = key.as_str();
+        if let Key::Channel(channel) = key {
+            if let Some(owner) = channel.owner() {
+                return self.user.as_deref() == Some(owner);
+            }
+            if let Some(symbol) = derived::symbol_of(channel.as_str()) {
+                name = symbol;
+            }
         }
-        // A book is readable exactly when its symbol is (`BTC-*` allows `book:BTC-USD:10`).
-        let name = match key {
-            Key::Channel(channel) => symbol_of(channel.as_str()).unwrap_or(channel.as_str()),
-            other => other.as_str(),
-        };
         match &self.allow {
             None => true,
             Some(patterns) => patterns.iter().any(|p| p.matches(name)),
@@ -186,6 +186,15 @@ mod tests {
         assert!(id.may_read(&chan("news")));
         assert!(!id.may_read(&chan("alerts")));
         assert!(!id.may_read_all());
+        assert!(id.may_read(&chan("bars:1m:BTC-USD")), "its symbol's bars");
+        assert!(id.may_read(&chan("ticker:BTC-EUR")));
+        assert!(!id.may_read(&chan("bars:1m:ETH-USD")));
+        assert!(!id.may_read(&chan("ticker:ETH-USD")));
+        let by_name = identity_with("a", Some(&["bars:*", "ticker:*"]));
+        assert!(
+            !by_name.may_read(&chan("bars:1m:ETH-USD")),
+            "a derived channel is read through its symbol, not its name"
+        );
         assert!(Identity::anonymous().may_read_all());
         assert!(Pattern::parse("a b").is_err());
         assert!(

@@ -76,6 +76,7 @@ impl Config {
             });
         }
         self.scale.validate()?;
+        self.derived.validate()?;
         self.book.validate()?;
         if self.shards > 256 {
             return Err(ConfigError::Invalid {

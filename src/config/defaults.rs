@@ -86,6 +86,16 @@ pub const ROLE: Role = Role::All;
 pub const NATS_STREAM: &str = "tickrelay";
 /// `--nats-linger`.
 pub const NATS_LINGER: &str = "5s";
+/// `--bar-intervals`.
+pub const BAR_INTERVALS: &str = "1s,1m,5m,1h";
+/// `--derived-interval`.
+pub const DERIVED_INTERVAL: &str = "1s";
+/// `--bar-grace`.
+pub const BAR_GRACE: &str = "2s";
+/// `--bar-history`.
+pub const BAR_HISTORY: usize = 60;
+/// `--bar-max-skew`.
+pub const BAR_MAX_SKEW: &str = "10s";
 /// `--book-depths`.
 pub const BOOK_DEPTHS: &str = "10,25,100";
 /// `--book-max-levels`.

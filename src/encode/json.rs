@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use super::derived;
 use crate::book::{BookKind, BookUpdate, Level, decimal};
 use crate::event::{Event, Item, TierItem};
 use crate::tick::Tick;
@@ -75,6 +76,16 @@ pub fn write_item(out: &mut Vec<u8>, item: &Item, snapshot: bool) {
         Item::Tick(tick) => write_tick(out, if snapshot { "snapshot" } else { "tick" }, tick),
         Item::Event(event) => {
             write_event(out, if snapshot { "snapshot" } else { "event" }, event);
+        }
+        Item::Bar(bar) if snapshot => derived::write_bar_snapshot(out, bar),
+        Item::Bar(bar) => derived::write_bar(out, bar),
+        Item::Ticker(ticker) => {
+            let kind = if snapshot {
+                "ticker_snapshot"
+            } else {
+                "ticker"
+            };
+            derived::write_ticker(out, kind, ticker);
         }
         // A book message says whether it is a whole book itself (`"snapshot":true`).
         Item::Book(book) => write_book(out, book),

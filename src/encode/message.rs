@@ -48,7 +48,8 @@ pub enum Message<'a> {
         /// When the token runs out, ns since the Unix epoch.
         expires_ns: u64,
     },
-    /// The last known value of a symbol (its tick) or channel (its event).
+    /// The last known value of a symbol (its tick) or channel (its event; a bars channel's
+    /// closed bars and open bar; a ticker's statistics).
     Snapshot(&'a Item),
     /// A book message built for this client alone: a snapshot of the shard's copy of the
     /// book, or the merged changes a client that fell behind missed.

@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod deflate;
+pub mod derived;
 pub mod gzip;
 pub mod json;
 pub mod message;

@@ -2,6 +2,7 @@
 
 use prost::Message as _;
 
+use super::derived;
 use crate::book::{BookKind, BookUpdate, Level, decimal};
 use crate::event::{Event, Item};
 use crate::proto;
@@ -59,6 +60,10 @@ pub fn item_message(item: &Item, snapshot: bool) -> proto::server_message::Msg {
         Item::Tick(t) => Msg::Tick(tick_message(t)),
         Item::Event(e) if snapshot => Msg::EventSnapshot(event_message(e)),
         Item::Event(e) => Msg::Event(event_message(e)),
+        Item::Bar(b) if snapshot => Msg::BarSnapshot(derived::bar_snapshot(b)),
+        Item::Bar(b) => Msg::Bar(derived::bar_message(b)),
+        Item::Ticker(t) if snapshot => Msg::TickerSnapshot(derived::ticker_message(t)),
+        Item::Ticker(t) => Msg::Ticker(derived::ticker_message(t)),
         Item::Book(b) => Msg::Book(book_message(b)),
         Item::Tier(tier) => {
             let mut msg = item_message(&tier.newest, snapshot);

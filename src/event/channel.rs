@@ -21,6 +21,12 @@ use crate::tick::Symbol;
 pub struct Channel(Arc<str>);
 
 impl Channel {
+    /// Wraps a name the relay built from parts already validated (a derived channel's,
+    /// from a valid symbol and a configured interval), skipping the parse.
+    pub(super) fn built(name: String) -> Self {
+        Self(Arc::from(name))
+    }
+
     /// Validates `name` and wraps it; a name in the `user:` space must be a private
     /// channel's (see [`Channel`]).
     pub fn parse(name: &str) -> Result<Self, EventError> {
@@ -90,7 +96,13 @@ pub const USER_PREFIX: &str = "user:";
 
 /// The channel prefixes the relay reserves for the streams it derives (one row each; the
 /// publish refusal and its message come from here).
-pub const RESERVED_PREFIXES: [&str; 3] = [crate::book::BOOK_PREFIX, "bars:", "ticker:"];
+pub const RESERVED_PREFIXES: [&str; 3] = [crate::book::BOOK_PREFIX, BARS, TICKER];
+
+/// The prefix of bars channels (`bars:INTERVAL:SYMBOL`).
+pub const BARS: &str = "bars:";
+
+/// The prefix of ticker channels (`ticker:SYMBOL`).
+pub const TICKER: &str = "ticker:";
 
 #[cfg(test)]
 mod tests {

@@ -23,12 +23,22 @@ pub enum EventError {
     /// A channel the relay derives itself (`book:`, `bars:`, `ticker:`): nobody publishes
     /// on it.
     #[error(
-        "`{0}` is reserved for a stream the relay derives (book:, bars:, ticker:); publish book updates as {{\"type\":\"book\",...}}"
+        "`{channel}` is reserved for a stream the relay derives ({names}); publish book updates as {{\"type\":\"book\",...}}",
+        names = prefixes.join(", ")
     )]
-    Reserved(String),
+    Reserved {
+        /// The channel named.
+        channel: String,
+        /// The prefixes only the relay writes.
+        prefixes: &'static [&'static str],
+    },
     /// No `data`.
     #[error("an event needs `data`")]
     MissingData,
+    /// A derived channel the relay does not compute (an interval it is not configured
+    /// for, no symbol); the message lists what it accepts.
+    #[error("{0}")]
+    NotServed(String),
     /// `data` over `--max-event-bytes`.
     #[error("data is {len} bytes, the limit is {limit}")]
     TooLarge {
@@ -57,8 +67,10 @@ impl EventError {
         match self {
             Self::Json(_) | Self::Undecodable(_) => ErrorCode::BadJson,
             Self::UnknownField(_) => ErrorCode::UnknownField,
-            Self::Channel(_) | Self::NotPrivate(_) => ErrorCode::InvalidChannel,
-            Self::Reserved(_) => ErrorCode::ReservedChannel,
+            Self::Channel(_) | Self::NotPrivate(_) | Self::NotServed(_) => {
+                ErrorCode::InvalidChannel
+            }
+            Self::Reserved { .. } => ErrorCode::ReservedChannel,
             Self::MissingData => ErrorCode::MissingField,
             Self::TooLarge { .. } => ErrorCode::EventTooLarge,
             Self::TooDeep { .. } => ErrorCode::EventTooDeep,
@@ -68,7 +80,9 @@ impl EventError {
     /// The field the error is about, when one is to blame.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            Self::Channel(_) | Self::NotPrivate(_) | Self::Reserved(_) => Some("channel"),
+            Self::Channel(_) | Self::NotPrivate(_) | Self::Reserved { .. } | Self::NotServed(_) => {
+                Some("channel")
+            }
             Self::MissingData
             | Self::TooLarge { .. }
             | Self::TooDeep { .. }

@@ -1,6 +1,8 @@
 //! The operator dashboard's files, compiled into the binary: `GET /dashboard.js`, the page's
-//! script (the page itself, `GET /`, is `dashboard.html`). The script reads `GET /stats`
-//! and imports the JavaScript client from `GET /tickrelay.js` for its tick tape.
+//! script (the page itself, `GET /`, is `dashboard.html`), and `GET /dashboard-bars.js`, its
+//! bars panel. The script reads `GET /stats` and imports the JavaScript client from
+//! `GET /tickrelay.js` for its tick tape; the panel imports it for the tape symbol's bars and
+//! 24-hour statistics.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,6 +14,11 @@ use super::response::HttpResponse;
 /// `GET /dashboard.js`: the dashboard's script (an ES module).
 pub fn dashboard_js() -> HttpResponse {
     script(DASHBOARD_JS)
+}
+
+/// `GET /dashboard-bars.js`: the dashboard's bars panel (an ES module).
+pub fn dashboard_bars_js() -> HttpResponse {
+    script(DASHBOARD_BARS_JS)
 }
 
 /// `GET /book-panel.js`: the dashboard's order-book panel (an ES module the page loads
@@ -40,6 +47,8 @@ fn script(body: &'static str) -> HttpResponse {
 
 /// The dashboard's script.
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
+/// The dashboard's bars panel.
+const DASHBOARD_BARS_JS: &str = include_str!("dashboard_bars.js");
 /// The dashboard's order-book panel.
 const BOOK_PANEL_JS: &str = include_str!("book_panel.js");
 /// The JavaScript client's order books (`clients/js/book.js`).

@@ -261,6 +261,30 @@ pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
             ),
         },
     ];
+    let derived = &m.derived;
+    readings.extend([
+        number(
+            &["derived", "messages"],
+            "tickrelay_derived_messages_total",
+            Kind::Counter,
+            "Bar and ticker messages the sequencer built.",
+            derived.messages.load(Relaxed),
+        ),
+        number(
+            &["derived", "late_trades"],
+            "tickrelay_bar_late_trades_total",
+            Kind::Counter,
+            "Trades left out of a bar that was closed or older than the open one (once per interval missed).",
+            derived.late_trades.load(Relaxed),
+        ),
+        number(
+            &["derived", "future_trades"],
+            "tickrelay_bar_future_trades_total",
+            Kind::Counter,
+            "Trades stamped more than --bar-max-skew ahead of the relay's clock, left out of bars.",
+            derived.future_trades.load(Relaxed),
+        ),
+    ]);
     readings.extend(nats::readings(shared));
     readings
 }

@@ -4,7 +4,7 @@
 //! `GET /stats`, `GET /metrics`, `GET /symbols`, `GET /price/{symbol}`,
 //! `GET /book/{symbol}?depth=N`, `POST /api/publish`,
 //! `POST /api/events`, `GET /api/sessions`, `DELETE /api/sessions/{id}`, `GET /` and
-//! `GET /dashboard.js` (the operator dashboard, [`assets`]), `GET /tickrelay.js` (the
+//! `GET /dashboard.js` and `GET /dashboard-bars.js` (the operator dashboard, [`assets`]), `GET /tickrelay.js` (the
 //! JavaScript client the dashboard imports). Every error
 //! is JSON, `{"type":"error","code":"...","message":"..."}`, and counted under its code.
 //!
@@ -214,6 +214,7 @@ async fn route(
         }
         Route::Dashboard => html(DASHBOARD),
         Route::DashboardJs => assets::dashboard_js(),
+        Route::DashboardBarsJs => assets::dashboard_bars_js(),
         Route::BookPanelJs => assets::book_panel_js(),
         Route::ClientBookJs => assets::client_book_js(),
         Route::ClientJs => {

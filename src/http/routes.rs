@@ -97,6 +97,8 @@ routes! {
     Dashboard GET "/" Exact Open;
     /// `GET /dashboard.js`: the dashboard's script.
     DashboardJs GET "/dashboard.js" Exact Open;
+    /// `GET /dashboard-bars.js`: the dashboard's panel of 1 s bars and 24-hour statistics.
+    DashboardBarsJs GET "/dashboard-bars.js" Exact Open;
     /// `GET /tickrelay.js`: the JavaScript client (`clients/js/`), which the dashboard uses.
     ClientJs GET "/tickrelay.js" Exact Open;
     /// `GET /book.js`: the JavaScript client's order books, imported by `/tickrelay.js`.

@@ -21,9 +21,11 @@ mod connect;
 mod consume;
 pub mod follow;
 pub mod publish;
+mod restore;
 pub mod subject;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -110,8 +112,8 @@ impl History {
     ) -> Result<Self, NatsError> {
         let js = jetstream::new(connection.client);
         let subjects = Subjects::new(&config.scale.nats_stream);
-        let depth = i64::try_from(config.replay_depth).unwrap_or(i64::MAX);
-        let stream = js
+        let depth = i64::try_from(per_subject(config)).unwrap_or(i64::MAX);
+        let mut stream = js
             .get_or_create_stream(stream::Config {
                 name: config.scale.nats_stream.clone(),
                 subjects: vec![subjects.all()],
@@ -125,6 +127,19 @@ impl History {
             })
             .await
             .map_err(jetstream_error("create stream"))?;
+        if stream.cached_info().config.max_messages_per_subject < depth {
+            // A stream made before bars were on (or with a smaller depth) keeps too few
+            // closed bars for a restart to rebuild 24 hours: raise its limit, nothing else.
+            let mut wider = stream.cached_info().config.clone();
+            wider.max_messages_per_subject = depth;
+            js.update_stream(wider)
+                .await
+                .map_err(jetstream_error("update stream"))?;
+            stream = js
+                .get_stream(&config.scale.nats_stream)
+                .await
+                .map_err(jetstream_error("update stream"))?;
+        }
         let epoch = match read_epoch(&stream, &subjects).await? {
             Some(epoch) => epoch,
             None => {
@@ -200,7 +215,7 @@ impl History {
                 names.push(subject);
             }
         }
-        let mut last = Vec::with_capacity(names.len());
+        let mut last: HashMap<Key, Seq> = HashMap::with_capacity(names.len());
         for subject in names {
             let message = self
                 .stream
@@ -214,7 +229,9 @@ impl History {
                 &message.payload,
             ) {
                 Ok(incoming) if incoming.epoch == self.epoch => {
-                    last.push((incoming.item.key(), incoming.item.seq()));
+                    // A bars channel has two subjects: its newest seq is the larger.
+                    let seq = last.entry(incoming.item.key()).or_insert(Seq(0));
+                    *seq = (*seq).max(incoming.item.seq());
                 }
                 Ok(_) => warn!(subject, "a message of another epoch in the stream; ignored"),
                 Err(e) => {
@@ -223,7 +240,19 @@ impl History {
                 }
             }
         }
-        Ok(last)
+        Ok(last.into_iter().collect())
+    }
+}
+
+/// The stream's per-subject limit: `--replay-depth`, or with bars on enough closed bars for
+/// a restart to rebuild a ticker's 24 hours of 1-minute bars and a snapshot's history.
+pub fn per_subject(config: &Config) -> usize {
+    let derived = &config.derived;
+    if derived.enabled() {
+        let bars = (crate::sequencer::ticker::WINDOW_MINUTES + 1).max(derived.bar_history);
+        config.replay_depth.max(bars)
+    } else {
+        config.replay_depth
     }
 }
 

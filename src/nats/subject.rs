@@ -6,9 +6,18 @@
 //! book), `<stream>.epoch` for the history's identity. A key becomes one subject token
 //! reversibly: bytes outside `[A-Za-z0-9_:/-]` (the `.` of `BRK.B`, the only one the key
 //! alphabet allows) are written `%XX`, so no key can add a token or a wildcard.
+//!
+//! Derived channels have subjects of their own kind, which say what the message is:
+//! `<stream>.ticker.<channel>`, and a bars channel's messages on two subjects,
+//! `<stream>.bar.<channel>.open` (updates of the open bar) and `….closed` (each bar's final
+//! message). Split so that the stream's per-subject limit keeps as many closed bars as it
+//! keeps ticks (a restarted sequencer rebuilds 24 hours of 1-minute bars from them) however
+//! many updates came between; an edge reads both with one filter (`….bar.<channel>.*`),
+//! in stream order, which is seq order.
 
-use crate::book::{BookChannel, channel::symbol_of};
-use crate::event::{Channel, Key};
+use crate::book::{BookChannel, BookKind, channel::symbol_of};
+use crate::event::derived::{self, DerivedName};
+use crate::event::{Channel, Item, Key};
 use crate::tick::Symbol;
 
 /// The subject names of one stream.
@@ -28,13 +37,22 @@ pub enum Carries {
     BookUpdates,
     /// A book's checkpoints.
     BookCheckpoints,
+    /// A bars channel's messages: of its open bar, or each bar's final one.
+    Bars {
+        /// Whether the subject is that of the closed bars.
+        closed: bool,
+    },
+    /// A ticker channel's messages.
+    Tickers,
 }
 
 /// Why a subject is not one of a key of this stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubjectError {
-    /// Not `<stream>.tick.<token>` or `<stream>.event.<token>`.
-    #[error("subject `{0}` is not a tick or event subject of this stream")]
+    /// Not `<stream>.tick.<token>`, `<stream>.event.<token>`, `<stream>.ticker.<token>`,
+    /// `<stream>.bar.<token>.open|closed`, `<stream>.book.<token>` or
+    /// `<stream>.bookcp.<token>`.
+    #[error("subject `{0}` is not a tick, event, bar, ticker or book subject of this stream")]
     Foreign(String),
     /// The token has a bad `%` escape, or names no valid symbol or channel.
     #[error("subject token `{0}` is not an escaped symbol or channel")]
@@ -64,18 +82,30 @@ impl Subjects {
         format!("{}.epoch", self.prefix)
     }
 
-    /// The subject of `key` (a tier's: its base's, which it throttles; a book channel of any
-    /// depth: its book's updates).
+    /// What a follower of `key` reads: its subject, both subjects of a bars channel, a book
+    /// channel of any depth: its book's updates (a tier's: its base's, which it throttles).
     pub fn of(&self, key: &Key) -> String {
-        let (kind, name) = match key {
-            Key::Symbol(s) => (TICK, s.as_str()),
-            Key::Channel(c) => match symbol_of(c.as_str()) {
-                Some(symbol) => (BOOK, symbol),
-                None => (EVENT, c.as_str()),
-            },
-            Key::Tiered(t) => return self.of(&t.base),
-        };
-        self.subject(kind, name)
+        let key = key.base();
+        let mut subject = self.base(key);
+        if matches!(key, Key::Channel(c) if c.as_str().starts_with(derived::BARS)) {
+            subject.push_str(".*");
+        }
+        subject
+    }
+
+    /// The subject `item` is published on.
+    pub fn of_item(&self, item: &Item) -> String {
+        match item {
+            Item::Bar(bar) => {
+                let mut subject = self.base(&item.key());
+                subject.push_str(if bar.bar.closed { ".closed" } else { ".open" });
+                subject
+            }
+            Item::Book(book) if book.kind == BookKind::Checkpoint => {
+                self.checkpoints(book.channel.symbol())
+            }
+            _ => self.base(&item.key()),
+        }
     }
 
     /// The subject of `symbol`'s book checkpoints.
@@ -86,16 +116,6 @@ impl Subjects {
     /// The wildcard of every book's updates (where a restarted sequencer finds its books).
     pub fn all_books(&self) -> String {
         format!("{}.{BOOK}.*", self.prefix)
-    }
-
-    fn subject(&self, kind: &str, name: &str) -> String {
-        let mut subject = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 2);
-        subject.push_str(&self.prefix);
-        subject.push('.');
-        subject.push_str(kind);
-        subject.push('.');
-        escape(name, &mut subject);
-        subject
     }
 
     /// The key whose subject is `subject` (a book's: its full-depth channel).
@@ -111,24 +131,67 @@ impl Subjects {
             .and_then(|r| r.strip_prefix('.'))
             .ok_or_else(foreign)?;
         let (kind, token) = rest.split_once('.').ok_or_else(foreign)?;
+        let (token, closed) = match kind {
+            BAR => match token.rsplit_once('.') {
+                Some((token, "open")) => (token, Some(false)),
+                Some((token, "closed")) => (token, Some(true)),
+                _ => return Err(foreign()),
+            },
+            _ => (token, None),
+        };
         let bad = || SubjectError::BadToken(token.to_owned());
         let name = unescape(token).ok_or_else(bad)?;
+        let channel = || Channel::parse(&name).map_err(|_| bad());
         let book = |carries| {
             let symbol = Symbol::parse(&name).map_err(|_| bad())?;
             let channel = Channel::of_book(&BookChannel::full(symbol));
             Ok((carries, Key::Channel(channel)))
         };
-        match kind {
-            TICK => Symbol::parse(&name)
+        match (kind, DerivedName::parse(&name)) {
+            (TICK, _) => Symbol::parse(&name)
                 .map(|s| (Carries::Ticks, Key::Symbol(s)))
                 .map_err(|_| bad()),
-            EVENT => Channel::parse(&name)
-                .map(|c| (Carries::Events, Key::Channel(c)))
-                .map_err(|_| bad()),
-            BOOK => book(Carries::BookUpdates),
-            CHECKPOINT => book(Carries::BookCheckpoints),
+            (EVENT, None) => Ok((Carries::Events, Key::Channel(channel()?))),
+            (BAR, Some(DerivedName::Bars { .. })) => Ok((
+                Carries::Bars {
+                    closed: closed == Some(true),
+                },
+                Key::Channel(channel()?),
+            )),
+            (TICKER, Some(DerivedName::Ticker { .. })) => {
+                Ok((Carries::Tickers, Key::Channel(channel()?)))
+            }
+            // A reserved name on another kind's subject: not something the relay wrote.
+            (EVENT | BAR | TICKER, _) => Err(bad()),
+            (BOOK, _) => book(Carries::BookUpdates),
+            (CHECKPOINT, _) => book(Carries::BookCheckpoints),
             _ => Err(foreign()),
         }
+    }
+
+    /// `<stream>.<kind>.<escaped name>` of `key` (a book channel of any depth: its book's).
+    fn base(&self, key: &Key) -> String {
+        let (kind, name) = match key {
+            Key::Symbol(s) => (TICK, s.as_str()),
+            Key::Channel(c) => match (symbol_of(c.as_str()), DerivedName::parse(c.as_str())) {
+                (Some(symbol), _) => (BOOK, symbol),
+                (None, Some(DerivedName::Bars { .. })) => (BAR, c.as_str()),
+                (None, Some(DerivedName::Ticker { .. })) => (TICKER, c.as_str()),
+                (None, Some(DerivedName::Book) | None) => (EVENT, c.as_str()),
+            },
+            Key::Tiered(t) => return self.base(&t.base),
+        };
+        self.subject(kind, name)
+    }
+
+    fn subject(&self, kind: &str, name: &str) -> String {
+        let mut subject = String::with_capacity(self.prefix.len() + kind.len() + name.len() + 10);
+        subject.push_str(&self.prefix);
+        subject.push('.');
+        subject.push_str(kind);
+        subject.push('.');
+        escape(name, &mut subject);
+        subject
     }
 }
 
@@ -181,6 +244,8 @@ fn hex(digit: u8) -> Option<u8> {
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 const TICK: &str = "tick";
 const EVENT: &str = "event";
+const BAR: &str = "bar";
+const TICKER: &str = "ticker";
 const BOOK: &str = "book";
 const CHECKPOINT: &str = "bookcp";
 
@@ -246,6 +311,44 @@ mod tests {
             assert!(
                 matches!(subjects.key(bad), Err(SubjectError::BadToken(_))),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn derived_channels_have_subjects_of_their_own_kind() {
+        let subjects = Subjects::new("tickrelay");
+        let bars = Key::Channel(Channel::parse("bars:1m:BRK.B").unwrap());
+        assert_eq!(subjects.of(&bars), "tickrelay.bar.bars:1m:BRK%2EB.*");
+        for (part, closed) in [("open", false), ("closed", true)] {
+            let subject = format!("tickrelay.bar.bars:1m:BRK%2EB.{part}");
+            assert_eq!(
+                subjects.parse(&subject),
+                Ok((Carries::Bars { closed }, bars.clone()))
+            );
+        }
+        let ticker = Key::Channel(Channel::parse("ticker:X").unwrap());
+        assert_eq!(subjects.of(&ticker), "tickrelay.ticker.ticker:X");
+        assert_eq!(
+            subjects.parse("tickrelay.ticker.ticker:X"),
+            Ok((Carries::Tickers, ticker))
+        );
+        for bad in [
+            "tickrelay.event.bars:1m:X",
+            "tickrelay.event.ticker:X",
+            "tickrelay.bar.ticker:X.open",
+            "tickrelay.ticker.bars:1m:X",
+            "tickrelay.ticker.news",
+        ] {
+            assert!(
+                matches!(subjects.parse(bad), Err(SubjectError::BadToken(_))),
+                "{bad}"
+            );
+        }
+        for foreign in ["tickrelay.bar.bars:1m:X", "tickrelay.bar.bars:1m:X.half"] {
+            assert!(
+                matches!(subjects.parse(foreign), Err(SubjectError::Foreign(_))),
+                "{foreign}"
             );
         }
     }

@@ -1,11 +1,14 @@
 //! One sequenced item as a stream message, and back: the NATS side's wire contract.
 //!
 //! A tick's payload is the protobuf `Tick` (with `seq` and `recv_ns`), an event's the
-//! protobuf `Event`, a book update's or checkpoint's the protobuf `Book` of its full-depth
-//! channel; the subject names the key ([`Subjects`]). Headers: `Tickrelay-Epoch`
-//! (the history the seq belongs to), `Tickrelay-Recv-Ns` (events and books: their protos
-//! have no field for it), and `Nats-Msg-Id` (`<epoch>:<subject>:<seq>`), which makes a retried publish
-//! a duplicate the stream stores once.
+//! protobuf `Event`, a bar's the protobuf `Bar`, a ticker's the protobuf `Ticker`, a book
+//! update's or checkpoint's the protobuf `Book` of its full-depth channel; the subject names
+//! the key and what it carries ([`Subjects`]). Headers: `Tickrelay-Epoch` (the history the
+//! seq belongs to), `Tickrelay-Recv-Ns` (events, bars, tickers and books: their protos have
+//! no field for it), `Tickrelay-Tick-Seq` (bars: the symbol's newest tick the bar accounts
+//! for, where a restarted sequencer resumes), and `Nats-Msg-Id`
+//! (`<epoch>:<subject>:<seq>`), which makes a retried publish a duplicate the stream stores
+//! once.
 //!
 //! [`decode`] is the only validation point for what an edge reads from NATS: a message that
 //! is not exactly such an item is a [`WireError`], counted as `bad_nats_message` and
@@ -17,8 +20,12 @@ use prost::Message as _;
 
 use super::subject::{Carries, SubjectError, Subjects};
 use crate::book::{BookKind, BookUpdate, Depth, Level, input};
+use crate::encode::derived::{bar_message, ticker_message};
 use crate::encode::protobuf::{book_message, event_message, tick_message};
-use crate::event::{Event, Item, Key};
+use crate::event::derived::{
+    Bar, BarInterval, BarValues, DerivedName, Recent, Ticker, TickerValues,
+};
+use crate::event::{Channel, Event, Item, Key};
 use crate::ingest::DecodeError;
 use crate::ingest::protobuf::validate;
 use crate::proto;
@@ -26,8 +33,10 @@ use crate::tick::Seq;
 
 /// The header naming the history (epoch) of a message's seq.
 pub const EPOCH: &str = "Tickrelay-Epoch";
-/// The header holding an event's relay receive time, ns since the Unix epoch.
+/// The header holding an event's, bar's or ticker's relay time, ns since the Unix epoch.
 pub const RECV_NS: &str = "Tickrelay-Recv-Ns";
+/// The header holding a bar's `tick_seq`.
+pub const TICK_SEQ: &str = "Tickrelay-Tick-Seq";
 
 /// One item ready to publish.
 #[derive(Debug, Clone)]
@@ -58,9 +67,16 @@ pub enum WireError {
     /// No `Tickrelay-Epoch` header, or not a number.
     #[error("no valid {EPOCH} header")]
     Epoch,
-    /// An event without a valid `Tickrelay-Recv-Ns` header.
+    /// An event, bar or ticker without a valid `Tickrelay-Recv-Ns` header.
     #[error("no valid {RECV_NS} header")]
     RecvNs,
+    /// A bar without a valid `Tickrelay-Tick-Seq` header.
+    #[error("no valid {TICK_SEQ} header")]
+    TickSeq,
+    /// A bar or ticker whose numbers do not hold together (not finite, low above high, no
+    /// trade, a start off its interval, on the other part's subject).
+    #[error("{0}")]
+    Inconsistent(&'static str),
     /// The payload is not a valid protobuf tick or event.
     #[error("payload: {0}")]
     Payload(String),
@@ -85,13 +101,7 @@ pub fn published(item: &Item) -> bool {
 
 /// `item` (sequenced, of history `epoch`) as a message for the stream.
 pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
-    let key = item.key();
-    let subject = match item {
-        Item::Book(book) if book.kind == BookKind::Checkpoint => {
-            subjects.checkpoints(book.channel.symbol())
-        }
-        _ => subjects.of(&key),
-    };
+    let subject = subjects.of_item(item);
     let mut headers = HeaderMap::new();
     headers.insert(EPOCH, epoch.to_string().as_str());
     headers.insert(
@@ -103,6 +113,15 @@ pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
         Item::Event(event) => {
             headers.insert(RECV_NS, event.recv_ns.to_string().as_str());
             event_message(event).encode_to_vec()
+        }
+        Item::Bar(bar) => {
+            headers.insert(RECV_NS, bar.recv_ns.to_string().as_str());
+            headers.insert(TICK_SEQ, bar.tick_seq.0.to_string().as_str());
+            bar_message(bar).encode_to_vec()
+        }
+        Item::Ticker(ticker) => {
+            headers.insert(RECV_NS, ticker.recv_ns.to_string().as_str());
+            ticker_message(ticker).encode_to_vec()
         }
         Item::Tier(_) => {
             unreachable!("a tier's frame is made by a shard after the sequencer: never published")
@@ -147,6 +166,59 @@ pub fn decode(
             tick.recv_ns = recv_ns;
             Item::Tick(tick)
         }
+        Key::Channel(channel) if matches!(carries, Carries::Bars { .. }) => {
+            let message = proto::Bar::decode(payload).map_err(bad)?;
+            if message.channel != channel.as_str() {
+                return Err(mismatch(&message.channel, &key));
+            }
+            let bar = bar_values(&message, channel)?;
+            if carries != (Carries::Bars { closed: bar.closed }) {
+                return Err(WireError::Inconsistent("a bar on the other part's subject"));
+            }
+            Item::Bar(Box::new(Bar {
+                channel: channel.clone(),
+                seq: Seq(message.seq),
+                bar,
+                recent: Recent::none(),
+                tick_seq: Seq(number(TICK_SEQ).ok_or(WireError::TickSeq)?),
+                recv_ns: number(RECV_NS).ok_or(WireError::RecvNs)?,
+            }))
+        }
+        Key::Channel(channel) if carries == Carries::Tickers => {
+            let m = proto::Ticker::decode(payload).map_err(bad)?;
+            if m.channel != channel.as_str() {
+                return Err(mismatch(&m.channel, &key));
+            }
+            let numbers = [
+                m.last,
+                m.open,
+                m.high,
+                m.low,
+                m.volume,
+                m.change,
+                m.change_percent,
+            ];
+            if !numbers.iter().all(|n| n.is_finite()) || m.low > m.high {
+                return Err(WireError::Inconsistent(
+                    "ticker numbers not finite, or low > high",
+                ));
+            }
+            Item::Ticker(Box::new(Ticker {
+                channel: channel.clone(),
+                seq: Seq(m.seq),
+                stats: TickerValues {
+                    last: m.last,
+                    open: m.open,
+                    high: m.high,
+                    low: m.low,
+                    volume: m.volume,
+                    change: m.change,
+                    change_percent: m.change_percent,
+                },
+                ts_ns: m.ts_ns,
+                recv_ns: number(RECV_NS).ok_or(WireError::RecvNs)?,
+            }))
+        }
         Key::Channel(channel)
             if matches!(carries, Carries::BookUpdates | Carries::BookCheckpoints) =>
         {
@@ -182,6 +254,38 @@ pub fn decode(
         return Err(WireError::Unsequenced);
     }
     Ok(Incoming { item, epoch })
+}
+
+/// A bar's values, checked: finite, `low <= open, close <= high`, at least one trade, a
+/// start on its interval.
+fn bar_values(m: &proto::Bar, channel: &Channel) -> Result<BarValues, WireError> {
+    let prices = [m.open, m.high, m.low, m.close, m.volume];
+    if !prices.iter().all(|p| p.is_finite()) {
+        return Err(WireError::Inconsistent("bar numbers not finite"));
+    }
+    let within = |p: f64| m.low <= p && p <= m.high;
+    if !(within(m.open) && within(m.close)) || m.trades == 0 {
+        return Err(WireError::Inconsistent(
+            "a bar needs low <= open, close <= high and a trade",
+        ));
+    }
+    let interval = match DerivedName::parse(channel.as_str()) {
+        Some(DerivedName::Bars { interval, .. }) => BarInterval::parse(interval).ok(),
+        _ => None,
+    };
+    if interval.is_none_or(|i| i.start_of(m.start_ns) != m.start_ns) {
+        return Err(WireError::Inconsistent("a bar's start is off its interval"));
+    }
+    Ok(BarValues {
+        start_ns: m.start_ns,
+        open: m.open,
+        high: m.high,
+        low: m.low,
+        close: m.close,
+        volume: m.volume,
+        trades: m.trades,
+        closed: m.closed,
+    })
 }
 
 /// A book message of the stream, its levels validated like a publisher's.

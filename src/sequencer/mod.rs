@@ -10,6 +10,12 @@
 //! order. Each shard sees every item in seq order, so it keeps its own last value per key and
 //! serves snapshots and `/price` from it without sharing a map across threads.
 //!
+//! It also derives bars and 24-hour tickers from the trades ([`derived`]): a bar a trade
+//! closes follows that trade in the same batch (every shard sees a trade before the bar it
+//! moved), and the timed updates go out from one timer branch of [`Sequencer::run`], each
+//! sequenced on its own channel like any event. An edge's sequencer computes nothing: they
+//! arrive from the stream, sequenced.
+//!
 //! The key table is bounded (`--max-symbols`). When it is full, a new key first makes the
 //! sequencer evict (at most once per [`SWEEP_EVERY`]) every key nobody subscribes to by name
 //! and that has been quiet for `--evict-idle`; an item that still finds no room is refused
@@ -19,10 +25,14 @@
 //! new run (a resume from it gets a `gap`, a live subscriber the shard's `gap` for the jump),
 //! and each shard drops an evicted key's history, sending `reset` to whoever still follows it.
 
+pub mod bars;
 pub mod books;
+pub mod derived;
+mod deriving;
 pub mod interest;
 pub mod queue;
 pub mod record;
+pub mod ticker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +51,9 @@ use crate::ingest::{InboxReceiver, Published, Refused};
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 use crate::tick::Seq;
+use bars::FollowedBars;
 pub use books::{Books, Cadence};
+use derived::{Derived, Restored};
 pub use interest::Interest;
 use interest::SymbolInterest;
 pub use queue::{Batch, TickQueue, TickSender, tick_queue};
@@ -71,6 +83,16 @@ pub struct Sequencer {
     swept: Option<Instant>,
     /// Follow mode (an edge): items arrive sequenced from the stream and keep their seq.
     follow: bool,
+    /// Bars and tickers computed here (not on an edge, not with `--bar-intervals off`).
+    derived: Option<Derived>,
+    /// An edge's bars channels: the closed bars each arriving bar follows.
+    followed: Option<FollowedBars>,
+    /// `--derived-interval`: the timer of the derived updates.
+    cadence: Duration,
+    /// What a restarted sequencer found in the stream, applied before the first batch.
+    restored: Option<Restored>,
+    /// Derived items waiting to be sequenced (kept to reuse its allocation).
+    scratch: Vec<Item>,
     /// The order books and the messages their updates become.
     books: Books,
     /// Items to hand on before the first batch (checkpoints of books restored from the
@@ -97,6 +119,11 @@ impl Sequencer {
             evicted_high: 0,
             swept: None,
             follow: false,
+            derived: None,
+            followed: None,
+            cadence: Duration::from_secs(1),
+            restored: None,
+            scratch: Vec::new(),
             books,
             pending: Vec::new(),
         }
@@ -155,21 +182,30 @@ impl Sequencer {
     pub async fn run(mut self, mut inbox: InboxReceiver, shutdown: Shutdown) {
         let restored = std::mem::take(&mut self.pending);
         self.hand_on(restored).await;
-        let mut timer = tokio::time::interval(CHECKPOINT_CHECK);
+        self.restore_derived().await;
+        let mut timer = tokio::time::interval(self.cadence);
+        let mut checkpoints = tokio::time::interval(CHECKPOINT_CHECK);
+        checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
-                // Ticks first: a batch already accepted is always sequenced and delivered.
+                // The timers first: each is ready once per interval, so neither starves the
+                // inbox, and a busy inbox cannot hold back the bars' closes or checkpoints.
                 biased;
-                first = inbox.recv() => first,
-                () = shutdown.wait() => None,
-                // The one timer: checkpoints of books that changed and have waited long enough.
-                _ = timer.tick() => {
+                _ = timer.tick(), if self.derived.is_some() => {
+                    self.timed().await;
+                    continue;
+                }
+                // Checkpoints of books that changed and have waited long enough.
+                _ = checkpoints.tick() => {
                     let mut due = Vec::new();
                     self.books.due_checkpoints(Instant::now(), &mut due);
                     self.hand_on(due).await;
                     continue;
                 }
+                // Then ticks: a batch already accepted is always sequenced and delivered.
+                first = inbox.recv() => first,
+                () = shutdown.wait() => None,
             };
             let Some(first) = first else { break };
             let mut items = first.items.len();
@@ -202,9 +238,9 @@ impl Sequencer {
         .await;
     }
 
-    /// Sequences the hand-offs in order as one batch to the shards, telling each publisher
-    /// what was refused; the hand-offs (and with them the publishers' senders) are dropped
-    /// once the batch is with every shard.
+    /// Sequences the hand-offs in order as one batch to the shards, each trade followed by
+    /// the bars it closed, telling each publisher what was refused; the hand-offs (and with
+    /// them the publishers' senders) are dropped once the batch is with every shard.
     async fn sequence_published(&mut self, mut published: Vec<Published>) {
         let now = Instant::now();
         let mut batch = Vec::new();
@@ -218,7 +254,9 @@ impl Sequencer {
                     }
                     other => match self.prepare(other, now) {
                         Ok(frames) => {
-                            batch.extend(frames.map(Arc::new));
+                            if let Some(frames) = frames {
+                                self.push_sourced(frames, now, &mut batch);
+                            }
                             continue;
                         }
                         Err(key) => key,
@@ -262,8 +300,12 @@ impl Sequencer {
         for shard in &self.shards {
             shard.deliver(batch.clone()).await;
         }
-        // What came in: a book update counts once (its full-depth message), not per view.
-        let derived = |item: &Item| matches!(item, Item::Book(b) if b.channel.depth() != Depth::Full || !b.for_clients());
+        // What came in: not what the relay computed (bars, tickers, a book's views and
+        // checkpoints); a book update counts once (its full-depth message).
+        let derived = |item: &Item| {
+            item.is_derived()
+                || matches!(item, Item::Book(b) if b.channel.depth() != Depth::Full || !b.for_clients())
+        };
         let came_in = batch.iter().filter(|f| !derived(f.item())).count();
         metrics::add(&self.metrics.ticks_in, came_in as u64);
     }
@@ -275,7 +317,8 @@ impl Sequencer {
         let key = item.key();
         let known = self.symbols.contains_key(&key);
         let full = |s: &Self| s.symbols.len() + s.books.len() >= s.max_symbols;
-        if !known && full(self) {
+        // A derived key's symbol passed the limit already; its channels are bounded by it.
+        if !known && !item.is_derived() && full(self) {
             self.sweep(now);
             if full(self) {
                 self.metrics.count_error(ErrorCode::SymbolLimit);
@@ -313,6 +356,9 @@ impl Sequencer {
                 metrics::add(&self.metrics.nats.gaps, seq.0 - state.next.0);
             }
             state.next = seq.next();
+            if let (Item::Bar(bar), Some(followed)) = (&mut item, &mut self.followed) {
+                followed.attach(bar);
+            }
         } else {
             item.set_seq(state.next);
             state.next = state.next.next();

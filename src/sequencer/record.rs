@@ -49,11 +49,13 @@ fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>, m: &R
             continue;
         }
         let mut result = Ok(());
-        // Books are not recorded: their views and checkpoints are derived, and a replay
-        // of ticks cannot rebuild them.
-        let recorded = batch
-            .iter()
-            .filter(|f| !matches!(f.item(), crate::event::Item::Book(_)));
+        // Ticks and events only: a replay recomputes bars and tickers from the trades, and
+        // books are not recorded (their views and checkpoints are derived, and a replay of
+        // ticks cannot rebuild them).
+        let recorded = batch.iter().filter(|f| {
+            let item = f.item();
+            !item.is_derived() && !matches!(item, crate::event::Item::Book(_))
+        });
         for frames in recorded {
             result = out
                 .write_all(frames.json_payload())

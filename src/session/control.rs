@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use crate::auth::{AuthError, Token};
-use crate::book::{BookChannel, BookChannelError};
+use crate::book::BookChannelError;
 use crate::error::{ErrorCode, clip, one_of};
 use crate::event::{Channel, Key, Tier, Tiered, Tiers};
 use crate::tick::{Seq, Symbol};
 
+mod derived;
 mod parser;
 
+pub use derived::check_derived_channels;
 pub use parser::ControlParser;
 
 /// A parsed control message.
@@ -369,25 +371,6 @@ impl Op {
     pub(super) fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
-}
-
-/// Refuses a `book:` channel among `keys` that this relay does not serve: a bad symbol, or
-/// a depth not in `depths` (`--book-depths`; the message lists them).
-pub fn check_book_channels<'a>(
-    keys: impl IntoIterator<Item = &'a Key>,
-    depths: &[u32],
-) -> Result<(), ControlError> {
-    for key in keys {
-        if let Key::Channel(channel) = key
-            && let Some(Err(reason)) = BookChannel::parse(channel.as_str(), depths)
-        {
-            return Err(ControlError::BookChannel {
-                channel: clip(channel.as_str()),
-                reason,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Parses `SYMBOL:SEQ` positions (the `?resume=` list and the resume op).

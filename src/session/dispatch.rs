@@ -227,7 +227,7 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
     match control {
         Control::Auth(token) | Control::Refresh(token) => refresh(core, session, &token, now),
         Control::Subscribe(selection) | Control::Snapshot(selection)
-            if let Err(error) = check_book_channels(core, &selection.keys()) =>
+            if let Err(error) = check_derived_channels(core, &selection.keys()) =>
         {
             refuse(core, session, &error, now);
         }
@@ -273,10 +273,9 @@ pub(super) fn apply(core: &mut ShardCore, session: &mut Session, control: Contro
         Control::Ping { id } => core.send(key, &Message::Pong { id }, now),
         Control::Resume(positions) => {
             let keys = positions.iter().map(|(key, _)| key);
-            let books =
-                super::control::check_book_channels(keys, &core.shared().config.book.book_depths);
+            let derived = super::control::check_derived_channels(keys, &core.shared().config);
             if let Err(error) =
-                books.and_then(|()| check_allowed(session, &Selection::default(), &positions))
+                derived.and_then(|()| check_allowed(session, &Selection::default(), &positions))
             {
                 return refuse(core, session, &error, now);
             }
@@ -317,9 +316,9 @@ fn other_tiers(core: &ShardCore, key: SessionKey, keys: &[Key]) -> Vec<Key> {
         .collect()
 }
 
-/// Refuses a book channel of a depth this relay does not offer.
-fn check_book_channels(core: &ShardCore, keys: &[Key]) -> Result<(), ControlError> {
-    super::control::check_book_channels(keys, &core.shared().config.book.book_depths)
+/// Refuses a derived channel this relay does not serve (a book depth, a bars interval).
+fn check_derived_channels(core: &ShardCore, keys: &[Key]) -> Result<(), ControlError> {
+    super::control::check_derived_channels(keys, &core.shared().config)
 }
 
 /// Refuses a subscription that would take the session past `--max-symbols-per-client`.

@@ -299,12 +299,12 @@ pub fn parse(
 }
 
 /// Refuses a connect-time request holding more than `--max-symbols-per-client` keys (named
-/// and resumed), or a book channel this relay does not serve.
+/// and resumed), or a derived channel this relay does not serve.
 fn check_keys(params: &SessionParams, config: &Config) -> Result<(), HandshakeError> {
-    let (limit, depths) = (config.max_symbols_per_client, &config.book.book_depths);
+    let limit = config.max_symbols_per_client;
     let named = params.selection.keys();
     let resumed = params.resume.iter().map(|(key, _)| key);
-    control::check_book_channels(named.iter().chain(resumed.clone()), depths)?;
+    control::check_derived_channels(named.iter().chain(resumed.clone()), config)?;
     let requested = params.selection.len() + resumed.filter(|k| !named.contains(k)).count();
     if requested > limit {
         return Err(ControlError::TooManySymbols { requested, limit }.into());

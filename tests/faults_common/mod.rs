@@ -276,7 +276,12 @@ impl Seen {
             Item::Error(e) => self.errors.push(e.code.clone()),
             Item::Undecodable(u) => self.violations.push(format!("undecodable: {u:?}")),
             // The fault tests subscribe to symbols only.
-            Item::Event(_) | Item::Book(_) | Item::BookResync(_) => {}
+            Item::Event(_)
+            | Item::Bar(_)
+            | Item::BarSnapshot(_)
+            | Item::Ticker(_)
+            | Item::Book(_)
+            | Item::BookResync(_) => {}
         }
     }
 

@@ -2,6 +2,8 @@
 //! WebSocket client (tokio-tungstenite), an ingest connection, and condition waits.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod bars;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

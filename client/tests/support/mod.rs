@@ -366,7 +366,12 @@ impl Tracker {
             Item::Connected(_) => self.connects += 1,
             Item::Disconnected(d) => self.disconnects.push(d.reason.clone()),
             Item::Error(e) => self.errors.push(e.code.clone()),
-            Item::Event(_) | Item::Book(_) | Item::BookResync(_) => {}
+            Item::Event(_)
+            | Item::Bar(_)
+            | Item::BarSnapshot(_)
+            | Item::Ticker(_)
+            | Item::Book(_)
+            | Item::BookResync(_) => {}
         }
     }
 

@@ -6,15 +6,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickrelay::session::control::{Control, ControlParser, Selection};
-use tickrelay::event::{Channel, Key};
+use tickrelay::event::{Channel, Key, Tiers};
+use tickrelay::session::control::{Control, ControlParser, KeyRules, Selection};
 use tickrelay::tick::Symbol;
 
 /// The `--max-symbols-per-client` the parser enforces here.
 const LIMIT: usize = 64;
 
 fuzz_target!(|data: &[u8]| {
-    let mut parser = ControlParser::new(LIMIT);
+    let rules = KeyRules {
+        limit: LIMIT,
+        tiers: Tiers::new(&[std::time::Duration::from_secs(1)]),
+    };
+    let mut parser = ControlParser::new(rules);
     if let Ok(control) = parser.protobuf(data) {
         check(&control);
     }
@@ -48,19 +52,23 @@ fn selection(s: &Selection) {
         s.len()
     );
     for (i, a) in s.symbols.iter().enumerate() {
-        symbol(a);
-        assert!(!s.symbols[..i].contains(a), "duplicate symbol {a}");
+        assert!(a.is_symbol(), "a channel among symbols: {a:?}");
+        key(a);
+        assert!(!s.symbols[..i].contains(a), "duplicate symbol {a:?}");
     }
     for (i, c) in s.channels.iter().enumerate() {
-        assert!(Channel::parse(c.as_str()).is_ok(), "invalid channel {c:?}");
-        assert!(!s.channels[..i].contains(c), "duplicate channel {c}");
+        assert!(!c.is_symbol(), "a symbol among channels: {c:?}");
+        key(c);
+        assert!(!s.channels[..i].contains(c), "duplicate channel {c:?}");
     }
 }
 
 fn key(k: &Key) {
-    match k {
+    // A tier's base is a symbol or a channel, never another tier.
+    match k.base() {
         Key::Symbol(s) => symbol(s),
         Key::Channel(c) => assert!(Channel::parse(c.as_str()).is_ok(), "invalid channel {c:?}"),
+        Key::Tiered(_) => panic!("a tier of a tier: {k:?}"),
     }
 }
 

@@ -109,6 +109,7 @@ fn run(format: Format, limit: usize, stream: &[u8], read: usize) -> Outcome {
                     book.ts_ns = 0;
                     outcome.ticks.push(Item::Book(book));
                 }
+                other => panic!("ingest decoded an item only the relay builds: {other:?}"),
             }
         }
         if fatal {
