@@ -56,7 +56,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut headers = HeaderMap::new();
     for (bit, name, fixed) in [(1, EPOCH, "42"), (2, RECV_NS, "7"), (4, TICK_SEQ, "99")] {
-        let value = if flags & 8 != 0 { text() } else { fixed.to_owned() };
+        let mut value = if flags & 8 != 0 { text() } else { fixed.to_owned() };
+        // A NATS header value holds no line break (async-nats refuses one with a panic; a
+        // message read from the wire never has one).
+        value.retain(|c| c != '\r' && c != '\n');
         if flags & bit == 0 {
             headers.insert(name, value.as_str());
         }
