@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use book_common::{ClientBook, Model, Update, updates};
+use book_common::{ClientBook, Model, Update, scripted, updates};
 use proptest::prelude::*;
 use serde_json::Value;
 use support::{TestRelay, WsClient, slow_client, wait_for};
@@ -142,40 +142,6 @@ proptest! {
     }
 }
 
-/// Deterministic updates (a small LCG): a snapshot, then `count` deltas.
-fn scripted(count: usize, seed: u64) -> Vec<Update> {
-    let mut state = seed;
-    let mut next = move |n: i64| {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((state >> 33) as i64).rem_euclid(n)
-    };
-    let mut all = vec![Update {
-        snapshot: true,
-        bids: (0..8).map(|i| (9990 - i * 10, 1000)).collect(),
-        asks: (0..8).map(|i| (10010 + i * 10, 1000)).collect(),
-        spelling: 0,
-    }];
-    for i in 0..count {
-        let bids = vec![(
-            9800 + next(20) * 10,
-            if next(4) == 0 { 0 } else { 1 + next(5000) },
-        )];
-        let asks = vec![(
-            10010 + next(20) * 10,
-            if next(4) == 0 { 0 } else { 1 + next(5000) },
-        )];
-        all.push(Update {
-            snapshot: false,
-            bids,
-            asks,
-            spelling: i as u8,
-        });
-    }
-    all
-}
-
 #[tokio::test]
 async fn a_lagging_conflating_client_catches_up_with_one_merged_message_per_book() {
     let relay = TestRelay::start(Config {
@@ -190,7 +156,7 @@ async fn a_lagging_conflating_client_catches_up_with_one_merged_message_per_book
         &format!("?channels={}&slow=conflate", channels.join(",")),
     )
     .await;
-    let updates = scripted(3000, 7);
+    let updates = scripted(3000, 7, 20);
     publish(&relay, "LAG", &updates).await;
     let last = updates.len() as u64;
     wait_for("every update applied", || async {
@@ -226,7 +192,7 @@ async fn a_resume_replays_the_ring_or_sends_a_gap_and_the_book() {
     .await;
     let channel = "book:RES:2";
     let mut live = relay.client(&format!("?channels={channel}")).await;
-    let updates = scripted(10, 3);
+    let updates = scripted(10, 3, 20);
     publish(&relay, "RES", &updates).await;
     let states = model_states(&updates);
     let mut books = BTreeMap::from([(channel.to_owned(), ClientBook::default())]);
@@ -255,7 +221,7 @@ async fn a_resume_replays_the_ring_or_sends_a_gap_and_the_book() {
     );
 
     // Past the ring: a gap naming the seqs, then the book itself.
-    let more = scripted(40, 5);
+    let more = scripted(40, 5, 20);
     publish(&relay, "RES", &more[1..]).await;
     let all: Vec<Update> = updates.iter().chain(&more[1..]).cloned().collect();
     let states = model_states(&all);

@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use book_common::{ClientBook, Model, Update};
+use book_common::{ClientBook, Model, Update, scripted};
 use nats_common::NatsServer;
 use ops_common::{Spawned, spawn};
 use serde_json::Value;
@@ -47,40 +47,6 @@ fn edge(nats: &NatsServer) -> Spawned {
         ],
         &[],
     )
-}
-
-/// A snapshot of eight levels a side, then `count` deltas (deterministic).
-fn scripted(count: usize, seed: u64) -> Vec<Update> {
-    let mut state = seed;
-    let mut next = move |n: i64| {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((state >> 33) as i64).rem_euclid(n)
-    };
-    let mut all = vec![Update {
-        snapshot: true,
-        bids: (0..8).map(|i| (9990 - i * 10, 1000)).collect(),
-        asks: (0..8).map(|i| (10010 + i * 10, 1000)).collect(),
-        spelling: 0,
-    }];
-    for i in 0..count {
-        let bids = vec![(
-            9850 + next(15) * 10,
-            if next(4) == 0 { 0 } else { 1 + next(5000) },
-        )];
-        let asks = vec![(
-            10010 + next(15) * 10,
-            if next(4) == 0 { 0 } else { 1 + next(5000) },
-        )];
-        all.push(Update {
-            snapshot: false,
-            bids,
-            asks,
-            spelling: i as u8,
-        });
-    }
-    all
 }
 
 fn publish(relay: &Spawned, symbol: &str, updates: &[Update]) {
@@ -143,7 +109,7 @@ async fn two_edges_rebuild_the_same_book_and_send_the_same_checksums() {
     let (a, b) = (edge(&nats), edge(&nats));
     let mut on_a = connect(&a, "?channels=book:BTC-USD:2").await;
     let mut on_b = connect(&b, "?channels=book:BTC-USD:2").await;
-    let updates = scripted(60, 11);
+    let updates = scripted(60, 11, 15);
     publish(&seq_relay, "BTC-USD", &updates);
     let last = updates.len() as u64;
     let (mut book_a, mut book_b) = (ClientBook::default(), ClientBook::default());
@@ -191,7 +157,7 @@ async fn a_late_edge_starts_a_book_from_its_newest_checkpoint() {
         return;
     };
     let seq_relay = sequencer(&nats);
-    let updates = scripted(45, 5);
+    let updates = scripted(45, 5, 15);
     publish(&seq_relay, "ETH-USD", &updates);
     let last = updates.len() as u64;
     // The first edge sees every update arrive, so the stream has them all before the late one.
@@ -213,7 +179,7 @@ async fn a_restarted_sequencer_continues_each_book_from_the_stream() {
         return;
     };
     let first = sequencer(&nats);
-    let updates = scripted(60, 9);
+    let updates = scripted(60, 9, 15);
     publish(&first, "SOL-USD", &updates[..25]);
     let e = edge(&nats);
     let mut client = connect(&e, "?channels=book:SOL-USD:10").await;

@@ -208,3 +208,39 @@ impl ClientBook {
         (self.bids.len(), self.asks.len())
     }
 }
+
+/// Deterministic updates (a small LCG): a snapshot of eight levels a side around 10,000,
+/// then `count` one-level deltas a side, each within `spread` ticks of the touch (size 0,
+/// one time in four, removes the level).
+pub fn scripted(count: usize, seed: u64, spread: i64) -> Vec<Update> {
+    let mut state = seed;
+    let mut next = move |n: i64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) as i64).rem_euclid(n)
+    };
+    let mut all = vec![Update {
+        snapshot: true,
+        bids: (0..8).map(|i| (9990 - i * 10, 1000)).collect(),
+        asks: (0..8).map(|i| (10010 + i * 10, 1000)).collect(),
+        spelling: 0,
+    }];
+    for i in 0..count {
+        let bids = vec![(
+            10000 - spread * 10 + next(spread) * 10,
+            if next(4) == 0 { 0 } else { 1 + next(5000) },
+        )];
+        let asks = vec![(
+            10010 + next(spread) * 10,
+            if next(4) == 0 { 0 } else { 1 + next(5000) },
+        )];
+        all.push(Update {
+            snapshot: false,
+            bids,
+            asks,
+            spelling: i as u8,
+        });
+    }
+    all
+}
