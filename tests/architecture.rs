@@ -8,6 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+mod source_scan;
+
+use source_scan::{code_lines, ident, read, rust_files};
+
 /// Top to bottom. A module may import any module of a lower layer; within a layer, imports
 /// must not form a circle.
 const LAYERS: &[(&str, &[&str])] = &[
@@ -112,11 +116,7 @@ fn no_source_file_is_over_the_line_limit() {
     let mut over = Vec::new();
     for dir in ["src", "loadtest/src"] {
         for file in rust_files(&manifest.join(dir)) {
-            let text = std::fs::read_to_string(&file).expect("read a source file");
-            let lines = text
-                .lines()
-                .take_while(|l| l.trim() != "#[cfg(test)]")
-                .count();
+            let lines = code_lines(&read(&file));
             if lines > MAX_LINES {
                 over.push(format!("{}: {lines} lines", file.display()));
             }
@@ -355,27 +355,4 @@ fn push_item(
 /// The modules one line names (see [`references_in`]).
 fn references(line: &str) -> Vec<String> {
     references_in(line).into_iter().map(|(_, m)| m).collect()
-}
-
-fn ident(text: &str) -> String {
-    text.chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_')
-        .collect()
-}
-
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read a source directory") {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
 }
