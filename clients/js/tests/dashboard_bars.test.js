@@ -68,8 +68,16 @@ test('the bars panel draws the symbol\'s 1 s bars and shows its 24 h statistics'
   const trades = Array.from({ length: 90 }, (_, i) => [base + i * 333_000_000, 20 + ((i * 7) % 13) / 4, 1 + (i % 3)]);
   await publish(symbol, trades);
   await relay.waitSeq(symbol, 90);
-  const want = await snapshots(symbol);
+  // The open bar (second 29) and the ticker go out on the derived timer, after the trades are
+  // sequenced: read the snapshots until they include the last trade.
+  const [, lastPrice] = trades[trades.length - 1];
+  let want = await snapshots(symbol);
+  for (let i = 0; i < 100 && !(want.bars.length >= 30 && want.ticker.last === lastPrice); i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    want = await snapshots(symbol);
+  }
   assert.ok(want.bars.length >= 30, `the snapshot holds the bars: ${want.bars.length}`);
+  assert.equal(want.ticker.last, lastPrice, 'the ticker has the last trade');
 
   const page = await browser.context.newPage();
   const errors = [];
