@@ -829,6 +829,7 @@ export function decodeServerMessage(bytes) {
           else if (n === 2) g.from = Number(v);
           else if (n === 3) g.to = Number(v);
           else if (n === 4 && v.length) g.channel = utf8Decoder.decode(v);
+          else if (n === 5 && v.length) g.tier = utf8Decoder.decode(v);
         }
         return g;
       }
@@ -850,7 +851,10 @@ export function decodeServerMessage(bytes) {
           else if (n === 2) e.seq = Number(v);
           else if (n === 3) e.ts_ns = Number(v);
           else if (n === 4) data = utf8Decoder.decode(v);
+          else if (n === 5 && v.length) e.tier = utf8Decoder.decode(v);
+          else if (n === 6) e.from_seq = Number(v);
         }
+        if (e.tier) e.from_seq ??= 0;
         try {
           e.data = JSON.parse(data);
         } catch (err) {
@@ -864,17 +868,27 @@ export function decodeServerMessage(bytes) {
   return { type: 'unknown' };
 }
 
+const TICK_DOUBLES = { 3: 'price', 4: 'size', 5: 'bid', 6: 'ask', 7: 'bid_size', 8: 'ask_size', 16: 'volume', 17: 'high', 18: 'low' };
+
 function decodeTick(bytes, type) {
   const t = { type, symbol: '', seq: 0, kind: 'trade', ts_ns: 0, recv_ns: 0 };
-  const doubles = { 3: 'price', 4: 'size', 5: 'bid', 6: 'ask', 7: 'bid_size', 8: 'ask_size' };
-  for (const [n, v] of readFields(bytes, doubles)) {
+  for (const [n, v] of readFields(bytes, TICK_DOUBLES)) {
     if (n === 1) t.symbol = utf8Decoder.decode(v);
     else if (n === 2) t.kind = Number(v) === 2 ? 'quote' : 'trade';
-    else if (doubles[n]) t[doubles[n]] = v;
+    else if (TICK_DOUBLES[n]) t[TICK_DOUBLES[n]] = v;
     else if (n === 9) t.venue = utf8Decoder.decode(v);
     else if (n === 10) t.ts_ns = Number(v); // exact as a BigInt on the wire; a Number here, like JSON
     else if (n === 11) t.seq = Number(v);
     else if (n === 12) t.recv_ns = Number(v);
+    else if (n === 13) t.tier = utf8Decoder.decode(v);
+    else if (n === 14) t.from_seq = Number(v);
+    else if (n === 15) t.trades = Number(v);
+  }
+  // A tier frame (docs/PROTOCOL.md, "Rate tiers") as its JSON reads: proto3 leaves out zeros.
+  if (t.tier) {
+    t.from_seq ??= 0;
+    t.trades ??= 0;
+    t.volume ??= 0;
   }
   return t;
 }
