@@ -49,7 +49,7 @@ run() {
 }
 
 # compare NAME ARGS...: the same load against floor, naive, nats-server and the relay in one
-# invocation (heavy clients, JSON); writes $raw/NAME-rN-{floor,naive,nats,relay}.json and
+# invocation (heavy clients, JSON); writes $raw/NAME-rN-{floor,naive,nats,relay,relay-batched}.json and
 # $raw/NAME.txt, whose tables are relay ÷ each other server, per step, then over the rounds,
 # then the relay's targets.
 compare() {
@@ -145,7 +145,7 @@ fi
 # spreads them past ports still in TIME_WAIT. --rounds repeats each set,
 # every other round in reverse order, and ends with the median and range of each ratio: one
 # pair moves with the host too much to carry a claim alone.
-servers=(--servers floor,naive,nats,relay)
+servers=(--servers floor,naive,nats,relay,relay-batched)
 compare compare-fanout "${servers[@]}" --rounds "$rounds" --shape ramp --clients 1000 --symbols 100 \
     --symbols-per-client 10 --mix json=1 --rate 1000 --step-factor 1.4142 --step-duration 5s \
     --max-steps 12 --p99-bound-ms 50 --source-ips 2
