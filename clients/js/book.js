@@ -152,6 +152,7 @@ export function decodeBook(bytes, readFields) {
     } else if (n === 6) m.checksum = Number(v);
     else if (n === 7) m.ts_ns = Number(v);
     else if (n === 8 && v !== 0n) m.from_seq = Number(v);
+    else if (n === 9 && v.length) m.tier = text.decode(v);
   }
   return m;
 }

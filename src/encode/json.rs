@@ -97,8 +97,8 @@ pub fn write_item(out: &mut Vec<u8>, item: &Item, snapshot: bool) {
 }
 
 /// Replaces the closing brace of the object just written with a tier frame's fields:
-/// `"tier"`, `"from_seq"`, and for a symbol's tier `"trades"`, `"volume"`, `"high"`,
-/// `"low"` (the last two only when the interval had a priced trade).
+/// `"tier"`, `"from_seq"` (a book has its own), and for a symbol's tier `"trades"`,
+/// `"volume"`, `"high"`, `"low"` (the last two only when the interval had a priced trade).
 fn write_tier_fields(out: &mut Vec<u8>, tier: &TierItem) {
     let mut ints = itoa::Buffer::new();
     let mut floats = ryu::Buffer::new();
@@ -107,7 +107,13 @@ fn write_tier_fields(out: &mut Vec<u8>, tier: &TierItem) {
     out.extend_from_slice(b",\"tier\":\"");
     // Tier names are humantime's (`100ms`, `1s`): nothing to escape.
     out.extend_from_slice(tier.key.tier().map_or("", |t| t.name()).as_bytes());
-    out.extend_from_slice(b"\",\"from_seq\":");
+    out.push(b'"');
+    if matches!(tier.newest, Item::Book(_)) {
+        // A book carries its `from_seq` itself.
+        out.push(b'}');
+        return;
+    }
+    out.extend_from_slice(b",\"from_seq\":");
     out.extend_from_slice(ints.format(tier.from.0).as_bytes());
     if let Some(trades) = &tier.trades {
         out.extend_from_slice(b",\"trades\":");

@@ -83,6 +83,8 @@ pub fn item_message(item: &Item, snapshot: bool) -> proto::server_message::Msg {
                     e.tier = name;
                     e.from_seq = tier.from.0;
                 }
+                // A book carries its `from_seq` itself.
+                Msg::Book(b) => b.tier = name,
                 _ => {}
             }
             msg
@@ -110,6 +112,8 @@ pub fn book_message(book: &BookUpdate) -> proto::Book {
         checksum: book.checksum,
         ts_ns: book.ts_ns,
         from_seq: book.from_seq.map_or(0, |s| s.0),
+        // Set by the tier frame that carries the book ([`item_message`]).
+        tier: String::new(),
     }
 }
 

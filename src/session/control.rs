@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::auth::{AuthError, Token};
-use crate::book::BookChannelError;
+use crate::book::{BOOK_PREFIX, BookChannelError};
 use crate::error::{ErrorCode, clip, one_of};
 use crate::event::{Channel, Key, Tier, Tiered, Tiers};
 use crate::tick::{Seq, Symbol};
@@ -132,9 +132,10 @@ impl KeyRules {
         };
         let (name, tier) = self.tiers.split(text).map_err(|e| invalid(e.to_string()))?;
         let channel = Channel::parse(name).map_err(|e| invalid(e.to_string()))?;
-        if tier.is_some() && channel.is_reserved() {
-            // A book's deltas (and a derived stream's closed messages) cannot be thinned:
-            // a dropped one would leave the client's copy wrong.
+        if tier.is_some() && channel.is_reserved() && !channel.as_str().starts_with(BOOK_PREFIX) {
+            // A derived stream's closed messages cannot be thinned: a later message standing
+            // in for a closed bar would leave the client's chart wrong. A book on a tier gets
+            // the whole book at the tier's pace (shard/tiers.rs), which thins nothing away.
             return Err(invalid(format!(
                 "`{name}` is derived by the relay and has no rate tiers; subscribe to it without `@`"
             )));

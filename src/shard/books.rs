@@ -98,7 +98,7 @@ pub(super) fn for_clients(frames: &Frames) -> bool {
 pub(super) fn channel_of(key: &Key, depths: &[u32]) -> Option<BookChannel> {
     match key {
         Key::Channel(channel) => BookChannel::parse(channel.as_str(), depths)?.ok(),
-        // Books have no rate tiers (refused when the key is parsed).
+        // A book's tier is the throttle's (shard/tiers.rs): its base is the book channel.
         Key::Symbol(_) | Key::Tiered(_) => None,
     }
 }

@@ -2,14 +2,15 @@
 //! [`ShardCore`]'s impl; the index and the sequencer's interest count change together here
 //! and nowhere else.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::books::{self, BookCopies};
 use super::feed::Feed;
 use super::ring::{Ring, Since};
 use super::{Added, SessionKey, ShardCore};
-use crate::encode::Message;
-use crate::event::Key;
+use crate::encode::{Frames, Message};
+use crate::event::{Item, Key};
 use crate::metrics::ShardMetrics;
 use crate::tick::Seq;
 
@@ -251,7 +252,17 @@ impl ShardCore {
         if let Some(tiered @ Key::Tiered(_)) = symbol {
             let subscribers = self.subscriptions.count(tiered);
             if add && subscribers == 1 {
-                let base_last = self.rings.get(tiered.base()).and_then(Ring::last);
+                // A book tier starts from the book itself, not from its last delta.
+                let depths = &self.shared.config.book.book_depths;
+                let book = books::channel_of(tiered.base(), depths).map(|channel| {
+                    self.books
+                        .snapshot(&channel)
+                        .map(|whole| Arc::new(Frames::of(Item::Book(whole))))
+                });
+                let base_last = match &book {
+                    Some(whole) => whole.as_ref(),
+                    None => self.rings.get(tiered.base()).and_then(Ring::last),
+                };
                 self.throttle.open(tiered, base_last, Instant::now());
             } else if !add && subscribers == 0 {
                 self.throttle.close(tiered);

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::books;
 use super::fanout;
 use super::ring::Since;
 use super::tiers::Throttle;
@@ -26,7 +27,11 @@ impl ShardCore {
         if self.throttle.next_deadline().is_none_or(|d| d > now) {
             return;
         }
-        let fired = self.throttle.fire(now);
+        let depths = &self.shared.config.book.book_depths;
+        let copies = &self.books;
+        let fired = self.throttle.fire(now, |base| {
+            books::channel_of(base, depths).and_then(|channel| copies.snapshot(&channel))
+        });
         if fired.is_empty() {
             return;
         }
@@ -58,7 +63,7 @@ impl ShardCore {
     /// What a client resuming the tiered `key` from `seq` gets, so that the key's next frame
     /// chains onto what it has: nothing when it holds the last frame's seq (or more); else
     /// one frame of its own standing for `seq + 1..=` the last frame's seq when the base's
-    /// ring still holds them, or a `gap` and the last frame as a snapshot.
+    /// ring still holds them (not for a book), or a `gap` and the last frame as a snapshot.
     pub(super) fn resume_tier(&mut self, client: SessionKey, key: &Key, seq: Seq, now: Instant) {
         let Some(last) = self.throttle.last(key).cloned() else {
             return;
@@ -67,9 +72,13 @@ impl ShardCore {
             return;
         }
         let depth = self.replay_depth();
+        // A book tier's frames are whole books: a resume gets the last one, never a frame
+        // made of the deltas in the ring.
+        let is_book = books::channel_of(key.base(), &self.shared.config.book.book_depths);
         let held: Option<Vec<&Arc<Frames>>> = match self
             .rings
             .get(key.base())
+            .filter(|_| is_book.is_none())
             .and_then(|ring| ring.since_within(seq, depth))
         {
             Some(Since::Ticks(items)) => {

@@ -9,6 +9,12 @@
 //! clock (multiples of the interval since the Unix epoch), so every shard and every edge
 //! fires its tier at about the same moment.
 //!
+//! A book channel on a tier (`book:BTC-USD:10@1s`) gets, instead of its newest delta, the
+//! whole book at the channel's depth as of the interval's newest seq (the shard's copy,
+//! `shard/books.rs`): a snapshot standing for `from..=seq`, so nothing the interval changed
+//! can be lost by merging, and a client's book is right after every frame (Binance's
+//! `@depth10@100ms` streams send their top levels the same way).
+//!
 //! What stays true: a tiered key's frames chain (each frame's `from` is the previous frame's
 //! seq + 1), except across seqs this shard never saw (an edge's stream skipped them), which
 //! are announced as a `gap` before the frame after them. The last frame of each key is kept:
@@ -18,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::book::BookUpdate;
 use crate::encode::Frames;
 use crate::event::{Item, Key, Tier, TierItem, Trades};
 use crate::tick::Seq;
@@ -70,14 +77,15 @@ pub struct Fired {
 
 impl Throttle {
     /// Starts throttling `key` (a tiered key that just got its first subscriber here);
-    /// `base_last` is its base's last value now (what the key's first snapshot is).
+    /// `base_last` is its base's last value now (what the key's first snapshot is: for a
+    /// book channel, the book at its depth).
     pub fn open(&mut self, key: &Key, base_last: Option<&Arc<Frames>>, now: Instant) {
         let tier = key.tier().expect("only tiered keys are throttled").clone();
         let slots = self.by_base.entry(key.base().clone()).or_default();
         if slots.iter().any(|s| s.key == *key) {
             return;
         }
-        let last = base_last.map(|b| frame(key, b, b.seq(), trades_of(b)));
+        let last = base_last.map(|b| frame(key, b.item().clone(), b.seq(), trades_of(b)));
         slots.push(Slot {
             key: key.clone(),
             last,
@@ -155,8 +163,10 @@ impl Throttle {
     }
 
     /// Fires every tier whose interval ended by `now`: one frame per key that changed, in no
-    /// particular order across keys.
-    pub fn fire(&mut self, now: Instant) -> Vec<Fired> {
+    /// particular order across keys. `book` gives a book channel's whole book at its depth
+    /// (the base key of a book tier); a book the shard does not hold sends nothing this
+    /// interval, and the next frame stands for these seqs too.
+    pub fn fire(&mut self, now: Instant, book: impl Fn(&Key) -> Option<BookUpdate>) -> Vec<Fired> {
         let mut fired = Vec::new();
         for clock in &mut self.clocks {
             if clock.next > now {
@@ -174,6 +184,13 @@ impl Throttle {
                 let Some(pending) = slot.pending.take() else {
                     continue;
                 };
+                let newest = match pending.newest.item() {
+                    Item::Book(_) => match book(key.base()) {
+                        Some(whole) => Item::Book(whole),
+                        None => continue,
+                    },
+                    item => item.clone(),
+                };
                 let expected = slot.last.as_ref().map(|l| l.seq().next());
                 let (from, gap) = match expected {
                     Some(next) if pending.from > next => {
@@ -182,7 +199,7 @@ impl Throttle {
                     Some(next) => (next, None),
                     None => (pending.from, None),
                 };
-                let frames = frame(&key, &pending.newest, from, pending.trades);
+                let frames = frame(&key, newest, from, pending.trades);
                 slot.last = Some(frames.clone());
                 fired.push(Fired { frames, gap });
             }
@@ -210,15 +227,19 @@ impl Throttle {
                 trades.add(tick);
             }
         }
-        Some(frame(key, newest, from, trades))
+        Some(frame(key, newest.item().clone(), from, trades))
     }
 }
 
-/// The tier frame of `key` whose newest base item is `newest`, standing for `from..=`.
-fn frame(key: &Key, newest: &Arc<Frames>, from: Seq, trades: Trades) -> Arc<Frames> {
+/// The tier frame of `key` whose newest base item is `newest`, standing for `from..=`. A
+/// book says what it stands for in its own `from_seq`.
+fn frame(key: &Key, mut newest: Item, from: Seq, trades: Trades) -> Arc<Frames> {
+    if let Item::Book(book) = &mut newest {
+        book.from_seq = Some(from);
+    }
     let item = TierItem {
         key: key.clone(),
-        newest: newest.item().clone(),
+        newest,
         from,
         trades: key.is_symbol().then_some(trades),
     };
@@ -290,11 +311,11 @@ mod tests {
             throttle.observe(&tick(seq, price, 2.0));
         }
         assert!(
-            throttle.fire(now).is_empty(),
+            throttle.fire(now, |_| None).is_empty(),
             "not before the interval ends"
         );
         let later = now + Duration::from_secs(2);
-        let fired = throttle.fire(later);
+        let fired = throttle.fire(later, |_| None);
         assert_eq!(fired.len(), 1);
         let item = tier_item(&fired[0].frames);
         assert_eq!((item.from, item.newest.seq()), (Seq(5), Seq(7)));
@@ -303,11 +324,13 @@ mod tests {
         assert_eq!((trades.high, trades.low), (Some(11.0), Some(9.0)));
         assert!(fired[0].gap.is_none());
         assert!(
-            throttle.fire(later + Duration::from_secs(2)).is_empty(),
+            throttle
+                .fire(later + Duration::from_secs(2), |_| None)
+                .is_empty(),
             "nothing changed: no frame"
         );
         throttle.observe(&tick(8, 12.0, 1.0));
-        let fired = throttle.fire(later + Duration::from_secs(4));
+        let fired = throttle.fire(later + Duration::from_secs(4), |_| None);
         assert_eq!(tier_item(&fired[0].frames).from, Seq(8), "chains onto 7");
     }
 
@@ -318,7 +341,7 @@ mod tests {
         let mut throttle = Throttle::default();
         throttle.open(&key, Some(&tick(1, 1.0, 1.0)), now);
         throttle.observe(&tick(5, 1.0, 1.0));
-        let fired = throttle.fire(now + Duration::from_secs(1));
+        let fired = throttle.fire(now + Duration::from_secs(1), |_| None);
         assert_eq!(fired[0].gap, Some((Seq(2), Seq(4))));
         assert_eq!(tier_item(&fired[0].frames).from, Seq(5));
     }
@@ -336,7 +359,11 @@ mod tests {
         throttle.close(&two);
         assert!(throttle.is_empty());
         assert!(throttle.next_deadline().is_none());
-        assert!(throttle.fire(now + Duration::from_secs(5)).is_empty());
+        assert!(
+            throttle
+                .fire(now + Duration::from_secs(5), |_| None)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@ use crate::event::Key;
 /// Refuses a derived channel among `keys` that this relay does not serve, with
 /// `invalid_channel` and a message listing what it accepts: a `book:` channel with a bad
 /// symbol or a depth not in `--book-depths`, a `bars:` channel of an interval not in
-/// `--bar-intervals`, a bars or ticker channel when bars are off. (A rate tier on any of
-/// them is refused when the name is parsed: [`KeyRules::channel`].)
+/// `--bar-intervals`, a bars or ticker channel when bars are off. (A rate tier on a bars
+/// or ticker channel is refused when the name is parsed: [`KeyRules::channel`]; a book's
+/// is checked here like the book channel it is a tier of.)
 pub fn check_derived_channels<'a>(
     keys: impl IntoIterator<Item = &'a Key>,
     config: &Config,
