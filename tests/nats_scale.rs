@@ -522,3 +522,149 @@ async fn a_deleted_stream_is_a_new_history_and_resuming_clients_are_told() {
         "{snapshot}"
     );
 }
+
+/// Publishes `ticks` in chunks of 50 lines, 10 ms apart, on one connection (a feed that
+/// keeps flowing while something is killed).
+fn publish_paced(relay: &Spawned, ticks: Vec<(String, f64, u64)>) -> std::thread::JoinHandle<()> {
+    let addr = relay.ingest;
+    std::thread::spawn(move || {
+        let mut ingest = std::net::TcpStream::connect(addr).expect("connect to ingest");
+        for chunk in ticks.chunks(50) {
+            let mut lines = String::new();
+            for (symbol, price, ts_ns) in chunk {
+                lines.push_str(&format!(
+                    "{{\"symbol\":\"{symbol}\",\"price\":{price},\"size\":1,\"ts_ns\":{ts_ns}}}\n"
+                ));
+            }
+            if ingest.write_all(lines.as_bytes()).is_err() {
+                return; // the sequencer was killed under it
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_killed_mid_stream_its_clients_resume_on_another_exactly() {
+    let Some(nats) = NatsServer::start("edge-kill") else {
+        return;
+    };
+    let sequencer = sequencer(&nats);
+    let mut a = edge(&nats);
+    let b = edge(&nats);
+    let (mut client, welcome) = connect(&a, "?symbols=K1,K2").await;
+    let epoch = welcome["epoch"].as_u64().expect("epoch");
+    let mut feed = series("K1", 1, 1500);
+    feed.extend(series("K2", 1, 1500));
+    feed.sort_by_key(|t| (t.2, t.0.clone()));
+    let publisher = publish_paced(&sequencer, feed);
+    let (before, _) = ticks(&mut client, 300).await;
+    // A crash (SIGKILL), not a goodbye: the client learns it from a dead socket.
+    a.child.kill().expect("kill -9 the edge");
+    let _ = a.child.wait();
+    drop(client);
+
+    let last = per_symbol(&before);
+    let positions: Vec<String> = last
+        .iter()
+        .map(|(s, t)| format!("{s}:{}", t.last().expect("read").0))
+        .collect();
+    let query = format!(
+        "?symbols=K1,K2&resume={}&epoch={epoch}",
+        positions.join(",")
+    );
+    let (mut resumed, _) = connect(&b, &query).await;
+    let missing: usize =
+        last.values().map(|t| 1500 - t.len()).sum::<usize>() + 1500 * (2 - last.len());
+    let (after, other) = ticks(&mut resumed, missing).await;
+    publisher.join().expect("publisher");
+    assert!(
+        other
+            .iter()
+            .all(|m| !["gap", "reset"].contains(&m["type"].as_str().unwrap_or(""))),
+        "{other:?}"
+    );
+    let mut all = before;
+    all.extend(after);
+    for (symbol, seen) in per_symbol(&all) {
+        let seqs: Vec<u64> = seen.iter().map(|t| t.0).collect();
+        assert_eq!(
+            seqs,
+            (1..=1500).collect::<Vec<_>>(),
+            "{symbol}: every seq once, in order"
+        );
+        let stamps: Vec<u64> = seen
+            .iter()
+            .map(|t| t.2 - 1_764_000_000_000_000_000)
+            .collect();
+        assert_eq!(
+            stamps, seqs,
+            "{symbol}: each seq is the tick published at it"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequencer_killed_mid_burst_never_misleads_a_client() {
+    let Some(nats) = NatsServer::start("sequencer-kill") else {
+        return;
+    };
+    let mut first = sequencer(&nats);
+    let e = edge(&nats);
+    let (mut client, welcome) = connect(&e, "?symbols=Q").await;
+    let publisher = publish_paced(&first, series("Q", 1, 3000));
+    let (mut seen, mut other) = ticks(&mut client, 200).await;
+    first.child.kill().expect("kill -9 the sequencer");
+    let _ = first.child.wait();
+    publisher.join().expect("publisher");
+
+    // A second sequencer continues the stream's history; its ticks are marked by ts_ns.
+    let second = sequencer(&nats);
+    const MARK: u64 = 1_000_000;
+    let marked: Vec<(String, f64, u64)> = (1..=100)
+        .map(|i| ("Q".to_owned(), 1.0, 1_764_000_000_000_000_000 + MARK + i))
+        .collect();
+    publish(&second, &marked);
+    loop {
+        let (more, messages) = ticks(&mut client, 1).await;
+        other.extend(messages);
+        let done = more[0].3 == 1_764_000_000_000_000_000 + MARK + 100;
+        seen.extend(more);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        other
+            .iter()
+            .all(|m| !["gap", "reset"].contains(&m["type"].as_str().unwrap_or(""))),
+        "{other:?}"
+    );
+    let seqs: Vec<u64> = seen.iter().map(|t| t.1).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free, once, in order"
+    );
+    // What the first sequencer stored is a prefix of its feed (what it lost was never given
+    // a seq), then every tick of the second, in order.
+    let stamps: Vec<u64> = seen
+        .iter()
+        .map(|t| t.3 - 1_764_000_000_000_000_000)
+        .collect();
+    let stored = stamps.iter().take_while(|s| **s < MARK).count();
+    assert!(
+        stored >= 200,
+        "at least what the client read before the kill"
+    );
+    assert_eq!(
+        stamps[..stored],
+        (1..=stored as u64).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(
+        stamps[stored..],
+        (MARK + 1..=MARK + 100).collect::<Vec<_>>()[..]
+    );
+    let (_, again) = connect(&second, "?symbols=Q").await;
+    assert_eq!(again["epoch"], welcome["epoch"], "the same history");
+}
