@@ -69,7 +69,7 @@ impl Control {
 }
 
 /// Where a resuming client is: the last seq it has of each symbol or channel, in the history `epoch`
-/// names (`None`: the client did not say; the relay then trusts the seqs).
+/// names (`None`: the client did not say; the relay then trusts no seq but 0).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Positions {
     /// Key and the last seq the client has, sorted, no duplicates.

@@ -51,7 +51,7 @@ pub async fn run(
         .map(|k| k.base().clone())
         .collect();
     wanted.extend(params.resume.iter().map(|(key, _)| key.base().clone()));
-    history_wait::wait_for_history(&core, params.selection.all, wanted).await;
+    history_wait::wait_for_history(&core, params.selection.all, wanted, &params.resume).await;
     let (send_buffer, max_message, ping_interval) = {
         let core = core.borrow();
         let config = &core.shared().config;
@@ -197,7 +197,12 @@ async fn serve_held(
 ) -> bool {
     while !closed && let Some(control) = &session.held {
         if let Some((all, keys)) = control.history_keys() {
-            history_wait::wait_for_history(core, all, keys).await;
+            let none = control::Positions::default();
+            let positions = match control.as_ref() {
+                control::Control::Resume(positions) => positions,
+                _ => &none,
+            };
+            history_wait::wait_for_history(core, all, keys, positions).await;
         }
         if let Some(control) = session.held.take() {
             let mut core = core.borrow_mut();
