@@ -52,19 +52,25 @@ pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Spawned {
     spawned
 }
 
-/// Starts a relay on free ports (plus `args`) without waiting for it: [`Spawned::banner`]
+/// Starts a relay on free ports (plus `args`; a `--listen` among them is kept) without
+/// waiting for it: [`Spawned::banner`]
 /// waits, and fills in its addresses.
 pub fn launch(args: &[&str], env: &[(&str, &str)]) -> Spawned {
-    let mut all = vec![
-        "--listen",
-        "127.0.0.1:0",
+    // A caller that names its own `--listen` (a relay restarted at the same address) keeps it.
+    let listen = if args.contains(&"--listen") {
+        vec![]
+    } else {
+        vec!["--listen", "127.0.0.1:0"]
+    };
+    let mut all = listen;
+    all.extend_from_slice(&[
         "--ingest-tcp",
         "127.0.0.1:0",
         "--ingest-tcp-protobuf",
         "127.0.0.1:0",
         "--shards",
         "1",
-    ];
+    ]);
     all.extend_from_slice(args);
     let mut child = command(&all, env).spawn().expect("spawn tickrelay");
     let stdout = lines(child.stdout.take().expect("piped stdout"));
