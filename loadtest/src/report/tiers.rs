@@ -135,6 +135,7 @@ mod tests {
             ..PhaseReport::default()
         };
         p.fast.latency_us.p99_us = p99_us;
+        p.fast.clients = 100; // the raw clients, in both halves: not part of the cost's divisor
         p
     }
 
