@@ -67,18 +67,19 @@ pub fn tiers_table(alone: &RunReport, beside: &RunReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>8} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10} {:>6}",
-        "raw", "p50", "p99", "p99.9", "lost", "relay CPU", "RSS max", "clean"
+        "{:>8} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10} {:>10} {:>6}",
+        "raw", "p50", "p99", "p99.9", "lost", "relay p99", "relay CPU", "RSS max", "clean"
     );
     for (name, r, p) in [("alone", alone, a), ("beside", beside, b)] {
         let l = &p.fast.latency_us;
         let _ = writeln!(
             out,
-            "{name:>8} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10} {:>6}",
+            "{name:>8} {:>9} {:>9} {:>9} {:>8} {:>10} {:>10} {:>10} {:>6}",
             us(l.p50_us),
             us(l.p99_us),
             us(l.p999_us),
             p.fast.lost,
+            relay_p99(r).map_or("-".into(), us),
             p.relay_cpu_s.map_or("-".into(), |c| format!("{c:.2}s")),
             p.relay_rss_max_kb.map_or("-".into(), mib),
             if r.clean { "yes" } else { "NO" }
@@ -100,6 +101,10 @@ pub fn tiers_table(alone: &RunReport, beside: &RunReport) -> String {
         c.gaps,
         tier.closed
     );
+    out.push_str(
+        "(p50..p99.9: publish → receive at the raw clients, read by the same harness workers as \
+         the tier frames; relay p99: the relay's own ingest → write, the whole run)\n",
+    );
     match TierCost::between(a, b) {
         Some(cost) => {
             let _ = writeln!(
@@ -119,6 +124,13 @@ pub fn tiers_table(alone: &RunReport, beside: &RunReport) -> String {
         None => out.push_str("relay CPU per tier client: - (no relay pid to read)\n"),
     }
     out
+}
+
+/// The relay's own ingest → socket-write p99 over the run (`/stats` `latency_us`), µs: what
+/// the raw clients' p99 is, without the harness's reading.
+fn relay_p99(r: &RunReport) -> Option<u64> {
+    let latency = r.relay.as_ref()?.stats.as_ref()?.get("latency_us")?;
+    Some(latency.get("p99")?.as_f64()? as u64)
 }
 
 #[cfg(test)]
