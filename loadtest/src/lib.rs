@@ -24,6 +24,7 @@ pub mod report;
 pub mod scenario;
 pub mod seq;
 pub mod symbols;
+pub mod tier_seq;
 
 /// Messages generated from `proto/tickrelay.proto` (package `tickrelay.v1`).
 #[allow(missing_docs, clippy::all)]

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use loadtest::reference::{self, ServeArgs};
 use loadtest::report::{self, RunReport};
 use loadtest::scenario::{
-    self, CompareArgs, Mode, RampArgs, RunArgs, SlowArgs, SoakArgs, StuckArgs,
+    self, BooksArgs, CompareArgs, Mode, RampArgs, RunArgs, SlowArgs, SoakArgs, StuckArgs, TiersArgs,
 };
 
 /// Load-test harness for the tickrelay WebSocket relay.
@@ -61,6 +61,22 @@ enum Command {
         run: RunArgs,
         #[command(flatten)]
         stuck: StuckArgs,
+    },
+    /// Raw clients alone, then beside clients on a rate tier (`SYM@1s`): the raw p99 and
+    /// loss both ways, the tier frames' continuity, the relay CPU per tier client.
+    Tiers {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        tiers: TiersArgs,
+    },
+    /// Clients on order books (depth N and full) under book updates, then the same clients
+    /// on ticks at the same rate: deliveries/s, p99, relay CPU per delivery, memory per book.
+    Books {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        books: BooksArgs,
     },
     /// Steady ticks to healthy clients for --duration while others come and go; the relay's
     /// memory, fds, sessions and the healthy p99 every --sample-every, and their slopes.
@@ -114,6 +130,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Compare { run, ramp, compare } => return compare_servers(run, ramp, compare),
         Command::Stuck { run, stuck } => return stuck_beside_healthy(run, stuck),
         Command::Soak { run, soak } => return soak_run(run, soak),
+        Command::Tiers { run, tiers } => return tiers_pair(run, tiers),
+        Command::Books { run, books } => return books_pair(run, books),
         Command::ServeFloor(serve) => {
             return reference::serve_floor(serve).map(|()| ExitCode::SUCCESS);
         }
@@ -200,6 +218,38 @@ fn stuck_beside_healthy(args: &RunArgs, stuck: &StuckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn tiers_pair(args: &RunArgs, tiers: &TiersArgs) -> Result<ExitCode> {
+    let pair = scenario::tiers(args, tiers, |half, report| print_half(args, half, report))?;
+    println!("{}", report::tiers_table(&pair.alone, &pair.beside));
+    Ok(exit(args, pair.alone.clean && pair.beside.clean))
+}
+
+fn books_pair(args: &RunArgs, books: &BooksArgs) -> Result<ExitCode> {
+    let pair = scenario::books(args, books, |half, report| print_half(args, half, report))?;
+    println!("{}", report::books_table(&pair.books, &pair.ticks));
+    Ok(exit(args, pair.books.clean && pair.ticks.clean))
+}
+
+/// Prints one half's table and writes its JSON (`x.json` → `x-HALF.json`).
+fn print_half(args: &RunArgs, half: &str, report: &RunReport) -> Result<()> {
+    println!("{}", report.table());
+    if let Some(path) = &args.report_json {
+        let path = scenario::half_file(path, half);
+        report.write_json(&path)?;
+        eprintln!("loadtest: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Exit 1 with --assert-clean when a run was not clean.
+fn exit(args: &RunArgs, clean: bool) -> ExitCode {
+    if args.assert_clean && !clean {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn soak_run(args: &RunArgs, soak: &SoakArgs) -> Result<ExitCode> {

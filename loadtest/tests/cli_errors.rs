@@ -54,3 +54,18 @@ fn a_run_where_nobody_connected_exits_2_and_showed_progress() {
     assert!(err.lines().any(|l| l.starts_with("loadtest: [")), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+#[test]
+fn tiers_and_books_refuse_a_relay_they_did_not_start() {
+    for mode in ["tiers", "books"] {
+        let (code, err) = loadtest(&[mode, "--duration", "2s"]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains(&format!("{mode} needs --spawn [PATH]")),
+            "{err}"
+        );
+    }
+    let (code, err) = loadtest(&["tiers", "--spawn", "--tier", "1s", "--duration", "1s"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("at least two --tier intervals"), "{err}");
+}

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::frame::random_u128;
-use super::{ClientPlan, Protocol, Target, nats};
+use super::{ClientPlan, Feed, Protocol, Target, nats};
 use crate::symbols::symbol_name;
 
 /// Why a client could not open its session.
@@ -42,14 +42,23 @@ pub fn accept_key(key: &str) -> String {
 fn upgrade_request(target: &Target, plan: &ClientPlan, key: &str) -> String {
     let path = match target.protocol {
         Protocol::Relay { batch } => {
-            let symbols: Vec<String> = plan
+            let names = plan
                 .symbols
                 .iter()
-                .map(|&s| symbol_name(s, target.symbol_count))
-                .collect();
+                .map(|&s| symbol_name(s, target.symbol_count));
+            let (param, names): (&str, Vec<String>) = match &plan.feed {
+                Feed::Ticks => ("symbols", names.collect()),
+                Feed::Tier(tier) => ("symbols", names.map(|n| format!("{n}@{tier}")).collect()),
+                Feed::Book { depth: Some(d) } => {
+                    ("channels", names.map(|n| format!("book:{n}:{d}")).collect())
+                }
+                Feed::Book { depth: None } => {
+                    ("channels", names.map(|n| format!("book:{n}")).collect())
+                }
+            };
             format!(
-                "/ws?symbols={}&encoding={}{}",
-                symbols.join(","),
+                "/ws?{param}={}&encoding={}{}",
+                names.join(","),
                 plan.encoding.name(),
                 if batch { "&batch=on" } else { "" }
             )
@@ -229,6 +238,7 @@ mod tests {
             source: None,
             slow: false,
             recv_buffer: None,
+            feed: Feed::Ticks,
         };
         let req = upgrade_request(&target, &plan, "k");
         assert!(req.starts_with("GET /ws?symbols=SYM001,SYM042&encoding=gzip HTTP/1.1\r\n"));
@@ -257,5 +267,37 @@ mod tests {
             ..target
         };
         assert!(upgrade_request(&nats, &second, "k").starts_with("GET / HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn tier_and_book_clients_name_their_feed() {
+        let target = Target {
+            addr: "127.0.0.1:8080".parse().unwrap(),
+            more: Vec::new(),
+            symbol_count: 100,
+            handshake_timeout: Duration::from_secs(1),
+            protocol: Protocol::Relay { batch: false },
+        };
+        let plan = |feed| ClientPlan {
+            id: 0,
+            symbols: vec![1, 42],
+            encoding: Encoding::Json,
+            source: None,
+            slow: false,
+            recv_buffer: None,
+            feed,
+        };
+        let req = |feed| upgrade_request(&target, &plan(feed), "k");
+        assert!(
+            req(Feed::Tier("1s".into()))
+                .starts_with("GET /ws?symbols=SYM001@1s,SYM042@1s&encoding=json HTTP/1.1\r\n")
+        );
+        assert!(req(Feed::Book { depth: Some(10) }).starts_with(
+            "GET /ws?channels=book:SYM001:10,book:SYM042:10&encoding=json HTTP/1.1\r\n"
+        ));
+        assert!(
+            req(Feed::Book { depth: None })
+                .starts_with("GET /ws?channels=book:SYM001,book:SYM042&encoding=json HTTP/1.1\r\n")
+        );
     }
 }

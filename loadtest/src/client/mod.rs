@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::seq::SeqCounts;
+use crate::tier_seq::TierCounts;
 
 mod conn;
 mod frame;
@@ -114,6 +115,29 @@ pub struct ClientPlan {
     /// SO_RCVBUF to ask for before connecting (slow clients: a small one, so the kernel does
     /// not absorb megabytes on the relay's behalf).
     pub recv_buffer: Option<usize>,
+    /// What the client follows of its symbols.
+    pub feed: Feed,
+}
+
+/// What a client follows of each of its symbols.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Feed {
+    /// Every tick (`?symbols=SYM000,..`): counted, seq-checked and timed.
+    #[default]
+    Ticks,
+    /// A rate tier (`?symbols=SYM000@1s,..`): frames counted and checked for continuity,
+    /// never counted as ticks (the `tiers` mode's second half).
+    Tier(String),
+    /// The order book (`?channels=book:SYM000:10,..`, `None`: every level): each book
+    /// message counted like a tick of its symbol (its `seq` is the book's, gap-free).
+    Book { depth: Option<u32> },
+}
+
+impl Feed {
+    /// Whether the client's deliveries count as ticks (expected, lost, timed).
+    pub fn counts_as_ticks(&self) -> bool {
+        !matches!(self, Self::Tier(_))
+    }
 }
 
 /// What the server at the other end of a client speaks.
@@ -182,6 +206,8 @@ pub struct ClientCounts {
     pub decode_errors: u64,
     /// Ticks of a symbol this client did not subscribe to.
     pub unexpected_symbol: u64,
+    /// A tier client's frames and their continuity.
+    pub tier: TierCounts,
     /// Messages decoded (or not) of every kind: with several messages per frame, more than
     /// the data frames.
     pub messages: u64,

@@ -65,7 +65,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::client::{Encoding, Protocol};
+    use crate::client::{Encoding, Feed, Protocol};
 
     #[test]
     fn hello_connects_subscribes_each_symbol_and_pings() {
@@ -83,6 +83,7 @@ mod tests {
             source: None,
             slow: false,
             recv_buffer: None,
+            feed: Feed::Ticks,
         };
         let frame = hello(&target, &plan);
         assert_eq!(frame[0], 0x82, "one final binary frame");

@@ -6,10 +6,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::thread_state::{Figures, ThreadState};
-use super::{ClientPlan, ClientProfile, Encoding};
+use super::{ClientPlan, ClientProfile, Encoding, Feed};
 use crate::decode::{self, DecodeError, GzipStream, Message};
 use crate::seq::SeqTrack;
 use crate::symbols::symbol_id;
+use crate::tier_seq::TierTrack;
 
 /// What one connection needs to decode and count its messages.
 pub(super) struct Tally {
@@ -25,6 +26,9 @@ pub(super) struct Tally {
     welcomed: bool,
     /// (symbol index, its seq state), sorted by index.
     tracks: Vec<(u32, SeqTrack)>,
+    /// A rate-tier client: (symbol index, its tier state), sorted by index; its frames are
+    /// checked here and never counted as ticks.
+    tier_tracks: Option<Vec<(u32, TierTrack)>>,
     gzip: Option<GzipStream>,
 }
 
@@ -44,6 +48,12 @@ impl Tally {
             .map(|&s| (s, SeqTrack::default()))
             .collect();
         tracks.sort_unstable_by_key(|t| t.0);
+        let tier_tracks = matches!(plan.feed, Feed::Tier(_)).then(|| {
+            tracks
+                .iter()
+                .map(|&(s, _)| (s, TierTrack::default()))
+                .collect()
+        });
         Self {
             local,
             profile,
@@ -53,6 +63,7 @@ impl Tally {
             started,
             welcomed: false,
             tracks,
+            tier_tracks,
             gzip: (plan.encoding == Encoding::Gzip).then(GzipStream::new),
         }
     }
@@ -118,6 +129,10 @@ impl Tally {
     /// One JSON message: the field scanner, or for the heavy profile a full `serde_json`
     /// parse into a `Value` (what a typical client pays) and the fields read from that.
     pub(super) fn json(&mut self, msg: &[u8], now: u64, fig: &mut Figures, threads: &ThreadState) {
+        if self.tier_tracks.is_some() {
+            self.tier_json(msg, now, fig, threads);
+            return;
+        }
         if self.profile == ClientProfile::Heavy {
             let parsed = serde_json::from_slice::<serde_json::Value>(msg);
             let decoded = match &parsed {
@@ -186,7 +201,41 @@ impl Tally {
     }
 }
 
-fn track<'t>(tracks: &'t mut [(u32, SeqTrack)], symbol: &[u8]) -> Option<&'t mut SeqTrack> {
+impl Tally {
+    /// One JSON message to a rate-tier client: frames, snapshots and gap notices go to its
+    /// tier tracks; anything else is counted as [`Self::apply`] counts it.
+    fn tier_json(&mut self, msg: &[u8], now: u64, fig: &mut Figures, threads: &ThreadState) {
+        enum Tier {
+            Frame,
+            Snapshot,
+            Gap,
+        }
+        let (symbol, seq, kind) = match decode::scan_json(msg) {
+            Ok(Message::Tick { symbol, seq, .. }) => (symbol, seq, Tier::Frame),
+            Ok(Message::Snapshot { symbol, seq }) => (symbol, seq, Tier::Snapshot),
+            Ok(Message::Gap { symbol, to, .. }) => (symbol, to, Tier::Gap),
+            other => return self.apply(other, now, fig, threads),
+        };
+        let tracks = self
+            .tier_tracks
+            .as_mut()
+            .expect("tier_json is called for tier clients only");
+        let counts = &mut fig.clients[self.local].counts;
+        counts.messages += 1;
+        let Some(t) = track(tracks, symbol) else {
+            counts.unexpected_symbol += 1;
+            return;
+        };
+        match kind {
+            Tier::Frame => t.on_frame(seq, decode::from_seq(msg), &mut counts.tier),
+            Tier::Snapshot => t.on_snapshot(seq, &mut counts.tier),
+            Tier::Gap => t.on_gap_notice(seq, &mut counts.tier),
+        }
+    }
+}
+
+/// The state of `symbol` among a client's `tracks` (seq or tier), if it subscribed to it.
+fn track<'t, T>(tracks: &'t mut [(u32, T)], symbol: &[u8]) -> Option<&'t mut T> {
     let id = symbol_id(symbol)?;
     let i = tracks.binary_search_by_key(&id, |t| t.0).ok()?;
     Some(&mut tracks[i].1)

@@ -30,9 +30,39 @@ pub fn scan_json(msg: &[u8]) -> Result<Message<'_>, DecodeError> {
             from: scan.number(&KEY_FROM, "from")?,
             to: scan.number(&KEY_TO, "to")?,
         }),
+        // A book channel's message counts as its symbol's tick: one per book seq, gap-free.
+        b"book" => {
+            let symbol = book_symbol(scan.string(&KEY_CHANNEL, "channel")?);
+            let seq = scan.number(&KEY_SEQ, "seq")?;
+            if scan.boolean(&KEY_SNAPSHOT, "snapshot")? {
+                Ok(Message::Snapshot { symbol, seq })
+            } else {
+                Ok(Message::Tick {
+                    symbol,
+                    seq,
+                    ts_ns: scan.number(&KEY_TS_NS, "ts_ns")?,
+                })
+            }
+        }
         b"welcome" => Ok(Message::Welcome),
         b"error" => Ok(Message::Error),
         _ => Ok(Message::Other),
+    }
+}
+
+/// A tier frame's `from_seq` (docs/PROTOCOL.md "Rate tiers"), `None` when it has none.
+pub fn from_seq(msg: &[u8]) -> Option<u64> {
+    JsonScan { msg, pos: 0 }
+        .number(&KEY_FROM_SEQ, "from_seq")
+        .ok()
+}
+
+/// `book:SYM000:10` or `book:SYM000` → `SYM000` (a last `:`-part of digits is a depth).
+pub(super) fn book_symbol(channel: &[u8]) -> &[u8] {
+    let name = channel.strip_prefix(b"book:").unwrap_or(channel);
+    match memchr::memrchr(b':', name) {
+        Some(i) if i + 1 < name.len() && name[i + 1..].iter().all(u8::is_ascii_digit) => &name[..i],
+        _ => name,
     }
 }
 
@@ -99,6 +129,22 @@ impl<'a> JsonScan<'a> {
     }
 }
 
+impl JsonScan<'_> {
+    fn boolean(&mut self, key: &Finder<'static>, name: &'static str) -> Result<bool, DecodeError> {
+        let start = self.value(key, name)?;
+        let rest = &self.msg[start..];
+        let (value, len) = if rest.starts_with(b"true") {
+            (true, 4)
+        } else if rest.starts_with(b"false") {
+            (false, 5)
+        } else {
+            return Err(DecodeError::BadField(name));
+        };
+        self.pos = start + len;
+        Ok(value)
+    }
+}
+
 fn skip_ws(msg: &[u8], mut i: usize) -> usize {
     while matches!(msg.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         i += 1;
@@ -110,6 +156,9 @@ static KEY_TYPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"ty
 static KEY_SYMBOL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"symbol\""));
 static KEY_SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"seq\""));
 static KEY_TS_NS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"ts_ns\""));
+static KEY_CHANNEL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"channel\""));
+static KEY_SNAPSHOT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"snapshot\""));
+static KEY_FROM_SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"from_seq\""));
 static KEY_FROM: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"from\""));
 static KEY_TO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"to\""));
 
@@ -194,5 +243,39 @@ mod tests {
             scan_json(br#"{"type":"tick","symbol":"A","seq":1}"#),
             Err(DecodeError::MissingField("ts_ns"))
         );
+    }
+
+    #[test]
+    fn book_messages_count_as_their_symbols_ticks() {
+        let delta = br#"{"type":"book","channel":"book:SYM007:10","seq":2,"snapshot":false,"bids":[["99.5","0"],["98","7"]],"asks":[],"checksum":153433628,"ts_ns":1764000000000000000}"#;
+        assert_eq!(
+            scan_json(delta),
+            Ok(Message::Tick {
+                symbol: b"SYM007",
+                seq: 2,
+                ts_ns: 1_764_000_000_000_000_000
+            })
+        );
+        let full = br#"{"type":"book","channel":"book:SYM007","seq":1,"snapshot":true,"bids":[],"asks":[["100.5","2"]],"checksum":1,"ts_ns":0}"#;
+        assert_eq!(
+            scan_json(full),
+            Ok(Message::Snapshot {
+                symbol: b"SYM007",
+                seq: 1
+            })
+        );
+        assert_eq!(book_symbol(b"book:A:B:25"), b"A:B");
+        assert_eq!(book_symbol(b"book:A:B"), b"A:B");
+        assert_eq!(
+            scan_json(br#"{"type":"book","channel":"book:X","seq":1,"snapshot":1}"#),
+            Err(DecodeError::BadField("snapshot"))
+        );
+    }
+
+    #[test]
+    fn a_tier_frames_from_seq_is_read() {
+        let frame = br#"{"type":"tick","symbol":"SYM001","seq":212,"kind":"trade","ts_ns":1,"recv_ns":2,"price":43251.0,"size":0.1,"tier":"1s","from_seq":187,"trades":9,"volume":1.35,"high":43260.5,"low":43240.0}"#;
+        assert_eq!(from_seq(frame), Some(187));
+        assert_eq!(from_seq(br#"{"type":"tick","symbol":"A","seq":3}"#), None);
     }
 }

@@ -23,6 +23,22 @@ pub fn from_value(v: &serde_json::Value) -> Result<Message<'_>, DecodeError> {
             from: number("from")?,
             to: number("to")?,
         }),
+        "book" => {
+            let symbol = super::json_scan::book_symbol(text("channel")?.as_bytes());
+            let seq = number("seq")?;
+            let snapshot = field("snapshot")?
+                .as_bool()
+                .ok_or(DecodeError::BadField("snapshot"))?;
+            if snapshot {
+                Ok(Message::Snapshot { symbol, seq })
+            } else {
+                Ok(Message::Tick {
+                    symbol,
+                    seq,
+                    ts_ns: number("ts_ns")?,
+                })
+            }
+        }
         "welcome" => Ok(Message::Welcome),
         "error" => Ok(Message::Error),
         _ => Ok(Message::Other),
@@ -36,12 +52,14 @@ mod tests {
 
     #[test]
     fn a_full_parse_reads_what_the_scanner_reads() {
-        let messages: [&[u8]; 5] = [
+        let messages: [&[u8]; 7] = [
             br#"{"type":"tick","symbol":"SYM001","seq":17,"kind":"trade","ts_ns":42,"recv_ns":43,"price":1.5}"#,
             br#"{"type":"snapshot","symbol":"SYM002","seq":3,"kind":"trade","ts_ns":1}"#,
             br#"{"type":"gap","symbol":"SYM003","from":4,"to":9}"#,
             br#"{"type":"welcome","session":1,"symbols":["SYM001"]}"#,
             br#"{"type":"tick","symbol":"SYM001","seq":"x","ts_ns":1}"#,
+            br#"{"type":"book","channel":"book:SYM004:10","seq":2,"snapshot":false,"bids":[["99.5","0"]],"asks":[],"checksum":1,"ts_ns":5}"#,
+            br#"{"type":"book","channel":"book:SYM004","seq":1,"snapshot":true,"bids":[],"asks":[],"checksum":0,"ts_ns":5}"#,
         ];
         for m in messages {
             let v: serde_json::Value = serde_json::from_slice(m).unwrap();

@@ -16,7 +16,7 @@ mod protobuf;
 
 pub use batch::{ndjson_lines, server_batch};
 pub use gzip::GzipStream;
-pub use json_scan::scan_json;
+pub use json_scan::{from_seq, scan_json};
 pub use json_value::from_value;
 pub use nats::{BadOp, NatsOp, NatsStream};
 pub use protobuf::scan_protobuf;

@@ -19,9 +19,11 @@ use anyhow::{Context, Result};
 use crate::latency::now_ns;
 use crate::symbols::symbol_name;
 
+mod book;
 mod replies;
 mod wire;
 
+pub use book::{DELTA_LEVELS, MAX_LEVELS};
 pub use replies::IngestErrors;
 use wire::Tick;
 pub use wire::{IngestFormat, Wire};
@@ -86,6 +88,20 @@ impl Publisher {
     /// Ticks written so far, per symbol index.
     pub fn published(&self) -> &[u64] {
         &self.published
+    }
+
+    /// Writes a snapshot of every symbol's book, `levels` deep a side (before publishing
+    /// deltas with [`Wire::BookJson`]); not counted in [`Self::published`].
+    pub fn load_books(&mut self, levels: u32) -> Result<()> {
+        self.batch.clear();
+        let ts_ns = now_ns();
+        for name in &self.names {
+            book::snapshot_line(name, levels, ts_ns, &mut self.batch);
+        }
+        let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        stream
+            .write_all(&self.batch)
+            .context("writing book snapshots to the ingest")
     }
 
     /// Publishes `rate` ticks/s for `duration` (or until `stop`), adding each batch to `sent`.

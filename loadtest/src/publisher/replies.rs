@@ -43,7 +43,7 @@ pub(super) fn read(
                 false
             }
             Wire::NatsPub => text.starts_with(b"-ERR"),
-            Wire::Json | Wire::Protobuf => true,
+            Wire::Json | Wire::Protobuf | Wire::BookJson { .. } => true,
         };
         if is_error {
             errors.lines.fetch_add(1, Ordering::Relaxed);

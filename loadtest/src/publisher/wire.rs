@@ -33,6 +33,9 @@ pub enum Wire {
     Protobuf,
     /// The NATS client protocol: `PUB ticks.SYM001 <len>` and the tick's JSON.
     NatsPub,
+    /// Order-book deltas as NDJSON (`{"type":"book",..}`) on `--ingest-tcp`, one per tick
+    /// slot, to books `levels` deep a side (`super::book`).
+    BookJson { levels: u32 },
 }
 
 /// One tick to write.
@@ -61,7 +64,7 @@ impl Wire {
     pub(super) fn greeting(self) -> &'static [u8] {
         match self {
             Self::NatsPub => CONNECT,
-            Self::Json | Self::Protobuf => b"",
+            Self::Json | Self::Protobuf | Self::BookJson { .. } => b"",
         }
     }
 
@@ -94,6 +97,7 @@ impl Wire {
                 tick.encode_length_delimited(out)
                     .expect("encoding into a Vec cannot run out of space");
             }
+            Self::BookJson { levels } => super::book::delta_line(symbol, seq, levels, ts_ns, out),
             Self::NatsPub => {
                 let mut body = Vec::with_capacity(128);
                 let _ = write!(

@@ -4,7 +4,8 @@
 //! This file is the model (what the JSON holds) and its file I/O; `table` prints it, `svg`
 //! plots a ramp, `markdown` summarizes several reports, `ratios` sets the reports of a
 //! `compare` side by side, `rounds` and `targets` sum up its rounds, `stuck` the two halves
-//! of a `stuck` run, `units` formats µs and MiB for them.
+//! of a `stuck` run, `tiers` and `books` those of the `tiers` and `books` modes, `units`
+//! formats µs and MiB for them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::latency::LatencySummary;
 use crate::seq::SeqCounts;
+use crate::tier_seq::TierCounts;
 
+mod books;
 mod markdown;
 mod ratios;
 mod rounds;
@@ -23,8 +26,10 @@ mod stuck;
 mod svg;
 mod table;
 mod targets;
+mod tiers;
 mod units;
 
+pub use books::books_table;
 pub use markdown::{link_from, summarize};
 pub use ratios::ratio_table;
 pub use rounds::{Headline, headline, median, rounds_table};
@@ -32,6 +37,7 @@ pub use soak::{ChurnTotals, SoakReport, SoakSample, slope_per_min, soak_svg};
 pub use stuck::{stuck_rounds_table, stuck_table};
 pub use svg::ramp_svg;
 pub use targets::targets_table;
+pub use tiers::{TierCost, tiers_table};
 
 /// One run of the harness.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -48,6 +54,9 @@ pub struct RunReport {
     pub phases: Vec<PhaseReport>,
     pub ramp: Option<RampReport>,
     pub crowd: Option<CrowdReport>,
+    /// `books` mode: the relay's memory for the books.
+    #[serde(default)]
+    pub books: Option<BookMemory>,
     pub relay: Option<RelayReport>,
     pub harness: HarnessReport,
     /// Non-slow clients whose connection ended before the run did.
@@ -147,6 +156,41 @@ pub struct Delivery {
     pub latency_us: LatencySummary,
 }
 
+/// Frames to the rate-tier clients in one phase: counted and checked for continuity, never
+/// against the ticks published (a tier sends at most one frame per interval per symbol).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TierDelivery {
+    /// The tier they follow (`1s`).
+    pub tier: String,
+    pub clients: u64,
+    /// Subscriptions: the sum of their symbols.
+    pub symbols: u64,
+    /// Ticks published to those subscriptions in the phase: what the frames' `from_seq..=seq`
+    /// together should stand for once the last interval's frames are in.
+    pub ticks_published: u64,
+    #[serde(flatten)]
+    pub counts: TierCounts,
+    pub error_msgs: u64,
+    pub decode_errors: u64,
+    pub unexpected_symbol: u64,
+    /// Tier clients whose connection ended during the phase.
+    pub closed: u64,
+    pub bytes: u64,
+}
+
+/// The relay's memory for the books of a `books` run, read before any client connects.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BookMemory {
+    pub books: u32,
+    /// Levels a side of each book.
+    pub levels: u32,
+    pub relay_rss_before_kb: u64,
+    /// Once every book's snapshot was applied (`GET /book/..` answers for the last one).
+    pub relay_rss_after_kb: u64,
+    /// (after − before) / books.
+    pub bytes_per_book: f64,
+}
+
 /// One publishing window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PhaseReport {
@@ -161,6 +205,9 @@ pub struct PhaseReport {
     /// Slow mode: the clients that stopped reading, counted after they were let read again
     /// at the end of the phase (what the relay still delivered, and who it disconnected).
     pub slow: Option<Delivery>,
+    /// `tiers` mode: what the rate-tier clients received (not counted in `fast`).
+    #[serde(default)]
+    pub tier: Option<TierDelivery>,
     /// CPU of the harness's client workers per delivery: what measuring costs.
     pub harness_worker_cpu_s: f64,
     pub harness_worker_ns_per_delivery: f64,
@@ -317,6 +364,7 @@ pub(crate) mod tests {
                 stop_reason: "p99 3.0ms > 2.5ms".into(),
             }),
             crowd: None,
+            books: None,
             relay: None,
             harness: HarnessReport::default(),
             closed_early: 0,

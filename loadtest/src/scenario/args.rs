@@ -135,6 +135,35 @@ pub struct RunArgs {
     /// No progress display.
     #[arg(long)]
     pub no_progress: bool,
+    /// What the `tiers` and `books` modes add to a run (never on the command line).
+    #[arg(skip)]
+    pub feeds: Feeds,
+}
+
+/// Clients beside the tick clients, and what the publisher writes: set by the `tiers` and
+/// `books` modes for each of their runs.
+#[derive(Clone, Debug, Default)]
+pub struct Feeds {
+    /// The last this many of `--clients` follow their symbols at `tier` (JSON), uncounted as
+    /// ticks.
+    pub tier_clients: usize,
+    /// The rate tier they follow (`1s`).
+    pub tier: String,
+    /// How long after the drain a tier client's last frame may take (one interval).
+    pub tier_interval: std::time::Duration,
+    /// Books instead of ticks: every client follows its symbols' books.
+    pub books: Option<BookLoad>,
+}
+
+/// The order books of a `books` run.
+#[derive(Clone, Copy, Debug)]
+pub struct BookLoad {
+    /// Levels a side of each book's snapshot.
+    pub levels: u32,
+    /// The first this many clients read `book:SYM:depth`; the others every level.
+    pub depth_clients: usize,
+    /// Their depth (one of the relay's `--book-depths`).
+    pub depth: u32,
 }
 
 /// Whether the relay's clients ask for several messages per frame.
@@ -202,6 +231,13 @@ impl SlowArgs {
 /// Encoding weights, `json=70,protobuf=20,gzip=10`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mix(pub Vec<(Encoding, u32)>);
+
+impl Mix {
+    /// JSON only: tier and book clients read their frames from JSON.
+    pub fn json_only() -> Self {
+        Self(vec![(Encoding::Json, 1)])
+    }
+}
 
 impl FromStr for Mix {
     type Err = String;

@@ -11,8 +11,9 @@ use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 
 use super::args::RunArgs;
+use super::groups::{group, tier_group};
 use super::progress::ProgressTotals;
-use crate::client::{ClientPlan, ClientState, ClientStatus, WorkerHandle};
+use crate::client::{ClientPlan, ClientStatus, WorkerHandle};
 use crate::latency::LatencyHist;
 use crate::procfs;
 use crate::publisher::{PublishOutcome, Publisher};
@@ -166,12 +167,11 @@ impl Ctx<'_> {
             .collect();
         let expected_fast: u64 = plans
             .iter()
-            .filter(|p| !p.slow && welcomed[p.id])
+            .filter(|p| !p.slow && welcomed[p.id] && p.feed.counts_as_ticks())
             .map(|p| p.symbols.iter().map(|&s| delta[s as usize]).sum::<u64>())
             .sum();
         let drain_timed_out = self.drain(start.ticks_fast, expected_fast, label, &mut rss_max);
 
-        let now = self.collect(true)?;
         let relay_cpu = match (
             start.relay_cpu,
             self.relay_pid.and_then(|p| procfs::process_cpu(p).ok()),
@@ -179,12 +179,18 @@ impl Ctx<'_> {
             (Some(a), Some(b)) => Some(b.since(&a)),
             _ => None,
         };
-        let mut fast = group(last, &now, plans, welcomed, &delta, false);
+        // A tier's last frame comes up to one interval after the last tick (not in the CPU).
+        let tiered = self.args.feeds.tier_clients > 0;
+        if tiered {
+            std::thread::sleep(self.args.feeds.tier_interval + TIER_SLACK);
+        }
+        let now = self.collect(true)?;
+        let mut fast = group(&last.clients, &now.clients, plans, welcomed, &delta, false);
         fast.latency_us = now.latency.summary();
         let slow = plans
             .iter()
             .any(|p| p.slow)
-            .then(|| group(last, &now, plans, welcomed, &delta, true));
+            .then(|| group(&last.clients, &now.clients, plans, welcomed, &delta, true));
         let deliveries = fast.received + slow.as_ref().map_or(0, |s| s.received);
         let elapsed = outcome.elapsed.as_secs_f64().max(1e-9);
         let rss_end = self.relay_rss();
@@ -198,6 +204,7 @@ impl Ctx<'_> {
             deliveries_per_s: deliveries as f64 / elapsed,
             fast,
             slow,
+            tier: tiered.then(|| tier_group(&last.clients, &now.clients, plans, welcomed, &delta)),
             relay_rss_max_kb: rss_max.max(rss_end),
             relay_rss_end_kb: rss_end,
             held: None,
@@ -358,48 +365,14 @@ impl Ctx<'_> {
         }
         let now = self.collect(false)?;
         Ok(group(
-            baseline,
-            &now,
+            &baseline.clients,
+            &now.clients,
             plans,
             welcomed,
             &self.last_delta,
             true,
         ))
     }
-}
-
-/// Deliveries of one group (slow or not) between two collections.
-fn group(
-    before: &Collected,
-    after: &Collected,
-    plans: &[ClientPlan],
-    welcomed: &[bool],
-    delta: &[u64],
-    slow: bool,
-) -> Delivery {
-    let mut d = Delivery::default();
-    for plan in plans.iter().filter(|p| p.slow == slow && welcomed[p.id]) {
-        let (b, a) = (&before.clients[plan.id], &after.clients[plan.id]);
-        let (bc, ac) = (&b.counts, &a.counts);
-        d.clients += 1;
-        d.expected += plan.symbols.iter().map(|&s| delta[s as usize]).sum::<u64>();
-        d.received += ac.ticks - bc.ticks;
-        d.seq.add(&ac.seq.since(&bc.seq));
-        d.relay_gaps += ac.relay_gaps - bc.relay_gaps;
-        d.relay_gap_ticks += ac.relay_gap_ticks - bc.relay_gap_ticks;
-        d.snapshots += ac.snapshots - bc.snapshots;
-        d.error_msgs += ac.error_msgs - bc.error_msgs;
-        d.decode_errors += ac.decode_errors - bc.decode_errors;
-        d.unexpected_symbol += ac.unexpected_symbol - bc.unexpected_symbol;
-        d.closed += u64::from(a.state == ClientState::Closed && b.state != ClientState::Closed);
-        d.frames += ac.frames - bc.frames;
-        d.messages += ac.messages - bc.messages;
-        d.bytes += ac.bytes - bc.bytes;
-        d.reads += ac.reads - bc.reads;
-    }
-    d.lost = d.expected.saturating_sub(d.received);
-    d.extra = d.received.saturating_sub(d.expected);
-    d
 }
 
 fn per_delivery(cpu_s: f64, deliveries: u64) -> f64 {
@@ -445,3 +418,6 @@ fn cpu_costs(
         ..PhaseReport::default()
     }
 }
+
+/// How long past one tier interval the last tier frame may take to arrive.
+const TIER_SLACK: Duration = Duration::from_millis(300);

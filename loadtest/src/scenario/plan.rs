@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::args::{Mix, SlowArgs};
-use crate::client::{ClientPlan, Encoding};
+use crate::client::{ClientPlan, Encoding, Feed};
 
 /// The clients of a run: balanced symbols, the encoding mix and slow flags shuffled over them.
 pub fn plan_clients(
@@ -58,6 +58,7 @@ pub fn plan_clients(
                 .then(|| Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(source_ips)) as u8)),
             slow: is_slow[i],
             recv_buffer: is_slow[i].then_some(slow.slow_rcvbuf),
+            feed: Feed::Ticks,
         })
         .collect()
 }

@@ -12,8 +12,8 @@ use super::bounds::{Watchdog, raise_nofile};
 use super::coordinator::{Collected, Ctx};
 use super::progress::progress_bar;
 use super::setup::{
-    Before, connect_publisher, endpoints, max_time, open_clients, plan_run, spawn_relay,
-    start_workers,
+    Before, connect_publisher, endpoints, load_books, max_time, open_clients, plan_run,
+    spawn_relay, start_workers,
 };
 use super::teardown::{harness_report, host, run_config, stop_relay, wind_down};
 use super::verdict::{judge, step_failure};
@@ -37,6 +37,10 @@ pub fn run(mode: Mode, args: &RunArgs, ramp: &RampArgs, slow: &SlowArgs) -> Resu
     let ends = endpoints(args, relay.as_ref());
     let watchdog = Watchdog::arm(max_time(mode, args, ramp), relay.as_ref().map(|r| r.pid));
     let before = Before::take(relay_pid);
+    let books = match args.feeds.books {
+        Some(b) => Some(load_books(args, &ends, relay_pid, b)?),
+        None => None,
+    };
 
     // Clients.
     let plans = plan_run(mode, args, slow, ends.ws);
@@ -56,7 +60,11 @@ pub fn run(mode: Mode, args: &RunArgs, ramp: &RampArgs, slow: &SlowArgs) -> Resu
     let crowd = (mode == Mode::Crowd).then(|| crowd_report(relay_pid, &before, &connect));
 
     // Publishing.
-    if rate > 0.0 {
+    let book_memory = books.map(|(publisher, memory)| {
+        ctx.publisher = Some(publisher);
+        memory
+    });
+    if rate > 0.0 && ctx.publisher.is_none() {
         ctx.publisher = Some(connect_publisher(args, ends.ingest)?);
     }
     let (phases, ramp_report) =
@@ -83,6 +91,7 @@ pub fn run(mode: Mode, args: &RunArgs, ramp: &RampArgs, slow: &SlowArgs) -> Resu
         phases,
         ramp: ramp_report,
         crowd,
+        books: book_memory,
         relay: end.relay,
         harness: harness_report(&before, args.workers),
         closed_early: end.closed_early,

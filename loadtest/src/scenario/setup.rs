@@ -9,15 +9,16 @@ use anyhow::{Context, Result, ensure};
 use indicatif::ProgressBar;
 
 use super::args::Batch;
-use super::args::{Mode, RampArgs, RunArgs, SlowArgs};
+use super::args::{BookLoad, Mix, Mode, RampArgs, RunArgs, SlowArgs};
 use super::coordinator::{Collected, Ctx};
 use super::plan::plan_clients;
-use crate::client::{ClientPlan, Target, WorkerHandle};
+use crate::client::{ClientPlan, Feed, Target, WorkerHandle};
 use crate::procfs;
 use crate::publisher::{IngestFormat, Publisher, Wire};
 use crate::reference::{self, Server};
+use crate::relay::http_get;
 use crate::relay::{Launch, RelayProcess};
-use crate::report::ConnectReport;
+use crate::report::{BookMemory, ConnectReport};
 
 /// The CPU and memory counters read before the clients open.
 pub(super) struct Before {
@@ -120,8 +121,11 @@ pub(super) fn endpoints(args: &RunArgs, relay: Option<&RelayProcess>) -> Endpoin
 
 /// The publisher for this run's server: NATS PUBs to nats-server, else `--ingest-format`.
 pub(super) fn connect_publisher(args: &RunArgs, ingest: SocketAddr) -> Result<Publisher> {
-    let wire = match args.server {
-        Server::Nats => Wire::NatsPub,
+    let wire = match (args.server, args.feeds.books) {
+        (_, Some(books)) => Wire::BookJson {
+            levels: books.levels,
+        },
+        (Server::Nats, None) => Wire::NatsPub,
         _ => Wire::from(args.ingest_format),
     };
     Publisher::connect(ingest, wire, args.symbols)
@@ -134,8 +138,15 @@ pub(super) fn plan_run(
     slow: &SlowArgs,
     ws_addr: SocketAddr,
 ) -> Vec<ClientPlan> {
-    plan_clients(
-        args.clients,
+    let feeds = &args.feeds;
+    let source_ips = if ws_addr.ip().is_loopback() {
+        args.source_ips
+    } else {
+        1
+    };
+    let ticks = args.clients - feeds.tier_clients;
+    let mut plans = plan_clients(
+        ticks,
         args.symbols,
         args.symbols_per_client,
         &args.mix,
@@ -147,13 +158,33 @@ pub(super) fn plan_run(
             },
             slow_rcvbuf: slow.slow_rcvbuf,
         },
-        if ws_addr.ip().is_loopback() {
-            args.source_ips
-        } else {
-            1
-        },
+        source_ips,
         args.seed,
-    )
+    );
+    // Tier clients after the tick clients, with the same symbol rotation, JSON: the tick
+    // clients are the same with and without them.
+    let tier = plan_clients(
+        feeds.tier_clients,
+        args.symbols,
+        args.symbols_per_client,
+        &Mix::json_only(),
+        &SlowArgs::unused(),
+        source_ips,
+        args.seed,
+    );
+    plans.extend(tier.into_iter().map(|p| ClientPlan {
+        id: ticks + p.id,
+        feed: Feed::Tier(feeds.tier.clone()),
+        ..p
+    }));
+    if let Some(books) = feeds.books {
+        for p in &mut plans {
+            p.feed = Feed::Book {
+                depth: (p.id < books.depth_clients).then_some(books.depth),
+            };
+        }
+    }
+    plans
 }
 
 /// Starts the worker threads and hands each its share of the clients to connect.
@@ -212,4 +243,58 @@ pub(super) fn open_clients(
         by_encoding,
     };
     Ok((connect, last))
+}
+
+/// A `books` run, before any client: connects the publisher, writes every symbol's book
+/// snapshot, waits until the relay serves the last one (`GET /book/..`, in ingest order, so
+/// all are applied), and reads the relay's memory before and after.
+pub(super) fn load_books(
+    args: &RunArgs,
+    ends: &Endpoints,
+    relay_pid: Option<u32>,
+    books: BookLoad,
+) -> Result<(Publisher, BookMemory)> {
+    let rss = || {
+        relay_pid
+            .and_then(|p| procfs::memory(p).ok())
+            .map_or(0, |m| m.rss_kb)
+    };
+    let before = rss();
+    let mut publisher = connect_publisher(args, ends.ingest)?;
+    publisher.load_books(books.levels)?;
+    let last = crate::symbols::symbol_name(args.symbols - 1, args.symbols);
+    let path = format!("/book/{last}?depth={}", books.depth);
+    let started = Instant::now();
+    loop {
+        if let Ok((200, _)) = http_get(ends.ws, &path, Duration::from_secs(2)) {
+            break;
+        }
+        let errors = publisher
+            .errors
+            .samples
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        ensure!(
+            errors.is_empty(),
+            "the relay refused a book snapshot: {}",
+            errors.join(" / ")
+        );
+        ensure!(
+            started.elapsed() < args.welcome_timeout,
+            "GET {path} did not answer 200 within --welcome-timeout: the books were not applied"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = rss();
+    Ok((
+        publisher,
+        BookMemory {
+            books: args.symbols,
+            levels: books.levels,
+            relay_rss_before_kb: before,
+            relay_rss_after_kb: after,
+            bytes_per_book: (after as f64 - before as f64) * 1024.0 / f64::from(args.symbols),
+        },
+    ))
 }

@@ -1,6 +1,6 @@
 //! The verdict: whether a ramp step held, and whether the whole run was clean.
 
-use crate::report::{PhaseReport, RunReport};
+use crate::report::{PhaseReport, RunReport, TierDelivery};
 
 /// Why a ramp step did not hold, if it did not.
 pub(super) fn step_failure(p: &PhaseReport, bound_us: u64) -> Option<String> {
@@ -70,10 +70,20 @@ pub(super) fn judge(r: &mut RunReport) {
             (f.unexpected_symbol, "ticks of unsubscribed symbols"),
             (p.ingest_error_lines, "ingest error lines"),
         ];
-        for (count, what) in checks {
+        let tier = p.tier.as_ref().map_or_else(Vec::new, tier_checks);
+        for (count, what) in checks.into_iter().chain(tier) {
             if count > 0 {
                 problems.push(format!("{count} {what} {at}"));
             }
+        }
+        if let Some(t) = &p.tier
+            && t.clients > 0
+            && t.counts.frames == 0
+        {
+            problems.push(format!(
+                "{} tier clients received no tier frame {at}",
+                t.clients
+            ));
         }
         if p.achieved_rate < p.target_rate * 0.95 {
             caveats.push(format!(
@@ -85,6 +95,22 @@ pub(super) fn judge(r: &mut RunReport) {
     r.clean = problems.is_empty();
     r.problems = problems;
     r.caveats = caveats;
+}
+
+/// What makes a phase's rate-tier clients unclean: a frame that does not chain onto the
+/// last, announced loss, a closed connection, an error or an undecodable message.
+fn tier_checks(t: &TierDelivery) -> Vec<(u64, &'static str)> {
+    vec![
+        (
+            t.counts.breaks,
+            "tier frames not chained on the last (from_seq != seq + 1)",
+        ),
+        (t.counts.gaps, "gap notices to tier clients"),
+        (t.closed, "tier clients disconnected"),
+        (t.error_msgs, "error messages to tier clients"),
+        (t.decode_errors, "undecodable messages to tier clients"),
+        (t.unexpected_symbol, "tier frames of unsubscribed symbols"),
+    ]
 }
 
 #[cfg(test)]
@@ -125,6 +151,37 @@ mod tests {
         assert_eq!(
             r.problems,
             ["1 ticks lost at 400/s", "2 out-of-order ticks at 400/s"]
+        );
+    }
+
+    #[test]
+    fn a_broken_tier_chain_or_a_silent_tier_is_a_problem() {
+        let mut r = crate::report::tests::sample();
+        r.ramp = None;
+        r.phases.truncate(1);
+        r.phases[0].held = None;
+        let mut tier = TierDelivery {
+            clients: 4,
+            ..TierDelivery::default()
+        };
+        tier.counts.frames = 40;
+        r.phases[0].tier = Some(tier.clone());
+        judge(&mut r);
+        assert!(r.clean, "{:?}", r.problems);
+        tier.counts.breaks = 2;
+        r.phases[0].tier = Some(tier.clone());
+        judge(&mut r);
+        assert_eq!(
+            r.problems,
+            ["2 tier frames not chained on the last (from_seq != seq + 1) at 100/s"]
+        );
+        tier.counts = Default::default();
+        r.phases[0].tier = Some(tier);
+        r.problems.clear();
+        judge(&mut r);
+        assert_eq!(
+            r.problems,
+            ["4 tier clients received no tier frame at 100/s"]
         );
     }
 }
