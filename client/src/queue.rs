@@ -333,6 +333,41 @@ mod tests {
     }
 
     #[test]
+    fn tier_frames_conflate_apart_from_the_raw_stream_and_name_what_they_stood_for() {
+        use crate::item::TickTier;
+        let frame = |from_seq, seq| {
+            let Item::Tick(mut t) = tick("A", seq) else {
+                unreachable!()
+            };
+            t.tier = Some(TickTier {
+                name: "1s".into(),
+                from_seq,
+                trades: seq - from_seq + 1,
+                volume: 1.0,
+                high: None,
+                low: None,
+            });
+            Item::Tick(t)
+        };
+        let mut q = Queue::new(1, SlowConsumer::Conflate);
+        q.push(tick("A", 1));
+        q.push(frame(1, 4)); // conflating the tier from here
+        q.push(tick("A", 2)); // the raw stream conflates in a slot of its own
+        q.push(frame(5, 9));
+        let out = drain(&mut q);
+        let gap = Item::Gap(Gap {
+            key: Key::Symbol("A".into()),
+            tier: Some("1s".into()),
+            from: 1,
+            to: 4,
+            reason: GapReason::ClientConflated,
+        });
+        assert_eq!(out, vec![tick("A", 1), gap, frame(5, 9), tick("A", 2)]);
+        assert_eq!(q.popped()[&Stream::parse("A@1s", Key::Symbol)], 9);
+        assert_eq!(q.popped()[&Stream::parse("A", Key::Symbol)], 2);
+    }
+
+    #[test]
     fn a_relay_gap_inside_a_conflated_run_merges_into_one_gap() {
         let mut q = Queue::new(1, SlowConsumer::Conflate);
         q.push(tick("A", 1));
