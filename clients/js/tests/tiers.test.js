@@ -5,7 +5,7 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from '../tickrelay.js';
+import { connect, SeqCheck } from '../tickrelay.js';
 import { Relay, Proxy, Tracker, readUntil, fastBackoff } from './support.js';
 
 /** The relay's shortest default tier, so that a test sees many frames in a second. */
@@ -26,6 +26,38 @@ function check(tracker, symbol, last) {
   assert.deepEqual(tracker.resets, []);
   assert.deepEqual(tracker.errors, []);
 }
+
+const tick = (seq) => ({ type: 'tick', symbol: 'A', seq, kind: 'trade', ts_ns: seq, recv_ns: seq });
+const frame = (fromSeq, seq) => ({ ...tick(seq), tier: '1s', from_seq: fromSeq, trades: seq - fromSeq + 1, volume: 1 });
+
+function run(check, items) {
+  const out = [];
+  for (const m of items) check.item(m, 'symbol', m.symbol, out);
+  return out;
+}
+
+describe('SeqCheck on rate tiers', () => {
+  test('tier frames chain on from_seq, apart from the raw stream', () => {
+    const check = new SeqCheck();
+    const input = [tick(1), frame(1, 1), tick(2), tick(3), frame(2, 3), tick(4), frame(4, 9)];
+    assert.deepEqual(run(check, input), input, 'no gap, nothing dropped');
+    assert.deepEqual(check.resumePositions(), [['A', 3], ['A@1s', 9]]);
+  });
+
+  test('a frame past the next seq is a gap of its tier; an overlapping one passes', () => {
+    const out = run(new SeqCheck(), [frame(1, 4), frame(8, 9), frame(5, 12)]);
+    assert.deepEqual(out[1], { type: 'gap', symbol: 'A', tier: '1s', from: 5, to: 7, reason: 'skipped' });
+    assert.deepEqual(out.slice(2), [frame(8, 9), frame(5, 12)]);
+  });
+
+  test('a relay gap naming a tier moves only that tier', () => {
+    const check = new SeqCheck();
+    const out = run(check, [tick(1), frame(1, 1)]);
+    check.gap('symbol', 'A', 2, 5, 'relay_conflated', out, '1s');
+    out.push(...run(check, [frame(6, 8), tick(2)]));
+    assert.deepEqual(out.slice(2), [{ type: 'gap', symbol: 'A', tier: '1s', from: 2, to: 5, reason: 'relay_conflated' }, frame(6, 8), tick(2)]);
+  });
+});
 
 describe('rate tiers against a relay', () => {
   let relay;
