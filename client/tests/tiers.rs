@@ -106,23 +106,23 @@ async fn a_cut_tier_resumes_where_it_stopped(encoding: Encoding) {
     let relay = TestRelay::start(relay_config()).await;
     let proxy = Proxy::start(relay.config.listen).await;
     let mut client = client(&proxy.url(), encoding).await;
-    let feed = relay.publish("A", 400, 1, 5, Duration::from_millis(10));
+    let feed = relay.publish("A", 600, 1, 5, Duration::from_millis(10));
     let mut tracker = Tracker::default();
     let (mut frames_here, mut cuts) = (0, 0);
     let read = read_until(
         &mut client,
         &mut tracker,
-        "A and A@100ms to reach seq 400",
-        |t| t.last("A") == Some(400) && t.last(TIER) == Some(400),
-        // Each cut after three tier frames of the connection it cuts, so that the tier has a
-        // position to resume.
+        "A and A@100ms to reach seq 600",
+        |t| t.last("A") == Some(600) && t.last(TIER) == Some(600),
+        // Each cut after two tier frames of the connection it cuts (of about twelve in the
+        // feed), so that the tier has a position to resume.
         |_, item| {
             match item {
                 Item::Connected(_) => frames_here = 0,
                 Item::Tick(t) if t.tier.is_some() => frames_here += 1,
                 _ => {}
             }
-            if frames_here == 3 && cuts < 2 {
+            if frames_here == 2 && cuts < 2 {
                 cuts += 1;
                 frames_here = 0;
                 proxy.cut();
@@ -132,7 +132,7 @@ async fn a_cut_tier_resumes_where_it_stopped(encoding: Encoding) {
     tokio::join!(feed, read);
     assert_eq!(cuts, 2);
     assert_eq!(tracker.disconnects.len(), 2, "{tracker:?}");
-    check(&tracker, 400);
+    check(&tracker, 600);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

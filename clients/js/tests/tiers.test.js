@@ -93,15 +93,15 @@ describe('rate tiers against a relay', () => {
       const client = await connect(proxy.url, { symbols: [symbol, tier], encoding, backoff: fastBackoff });
       const tracker = new Tracker();
       try {
-        const feed = relay.publish(symbol, 400, { batch: 5, pauseMs: 10 });
-        // Each cut after three tier frames of the connection it cuts, so that the tier has a
-        // position to resume.
+        const feed = relay.publish(symbol, 600, { batch: 5, pauseMs: 10 });
+        // Each cut after two tier frames of the connection it cuts (of about twelve in the
+        // feed), so that the tier has a position to resume.
         let framesHere = 0;
         let cuts = 0;
-        await readUntil(client, tracker, `${symbol} and ${tier} seq 400`, (t) => t.last.get(symbol) === 400 && t.last.get(tier) === 400, (_, item) => {
+        await readUntil(client, tracker, `${symbol} and ${tier} seq 600`, (t) => t.last.get(symbol) === 600 && t.last.get(tier) === 600, (_, item) => {
           if (item.type === 'connected') framesHere = 0;
           else if (item.type === 'tick' && item.tier) framesHere++;
-          if (framesHere === 3 && cuts < 2) {
+          if (framesHere === 2 && cuts < 2) {
             cuts++;
             framesHere = 0;
             proxy.cut();
@@ -110,7 +110,7 @@ describe('rate tiers against a relay', () => {
         await feed;
         assert.equal(cuts, 2);
         assert.equal(tracker.disconnects.length, 2, JSON.stringify(tracker.disconnects));
-        check(tracker, symbol, 400);
+        check(tracker, symbol, 600);
       } finally {
         client.close();
         await proxy.close();
