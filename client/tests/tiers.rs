@@ -144,3 +144,71 @@ async fn a_cut_tier_resumes_where_it_stopped_json() {
 async fn a_cut_tier_resumes_where_it_stopped_protobuf() {
     a_cut_tier_resumes_where_it_stopped(Encoding::Protobuf).await;
 }
+
+/// A channel on a tier beside the channel itself: every event of `news`, and events of
+/// `news@100ms` whose `from_seq` chains from 1 to the last seq, with no gap.
+async fn a_channel_tier_beside_the_channel_is_followed_apart(encoding: Encoding) {
+    use tokio::io::AsyncWriteExt;
+    let relay = TestRelay::start(relay_config()).await;
+    let options = Options::new()
+        .channels(["news", "news@100ms"])
+        .encoding(encoding)
+        .backoff(fast_backoff());
+    let mut client = Client::connect(&relay.url(), options)
+        .await
+        .expect("the client connects");
+    let feed = async {
+        let mut ingest = tokio::net::TcpStream::connect(relay.config.ingest_tcp)
+            .await
+            .expect("ingest connects");
+        for i in 1..=60u64 {
+            let line = format!("{{\"channel\":\"news\",\"data\":{{\"i\":{i}}},\"ts_ns\":{i}}}\n");
+            ingest
+                .write_all(line.as_bytes())
+                .await
+                .expect("ingest write");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ingest.flush().await.expect("ingest flush");
+    };
+    let read = async {
+        let (mut raw, mut frames, mut other) = (Vec::new(), Vec::new(), Vec::new());
+        while raw.last() != Some(&60) || frames.last().map(|&(_, seq)| seq) != Some(60) {
+            let item = tokio::time::timeout(support::WAIT, client.next())
+                .await
+                .unwrap_or_else(|_| panic!("timed out: raw {raw:?}, frames {frames:?}"))
+                .expect("the stream goes on")
+                .expect("no error");
+            match item {
+                Item::Event(e) => match e.tier {
+                    Some(tier) => {
+                        assert_eq!(tier.name, "100ms");
+                        frames.push((tier.from_seq, e.seq));
+                    }
+                    None => raw.push(e.seq),
+                },
+                Item::Connected(_) => {}
+                other_item => other.push(other_item),
+            }
+        }
+        (raw, frames, other)
+    };
+    let ((), (raw, frames, other)) = tokio::join!(feed, read);
+    assert_eq!(raw, (1..=60).collect::<Vec<_>>(), "the channel, seq by seq");
+    assert_eq!(frames[0].0, 1, "{frames:?}");
+    assert!(frames.len() > 1, "several frames: {frames:?}");
+    for pair in frames.windows(2) {
+        assert_eq!(pair[1].0, pair[0].1 + 1, "from_seq chains: {frames:?}");
+    }
+    assert!(other.is_empty(), "no gap, reset or error: {other:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_tier_beside_the_channel_is_followed_apart_json() {
+    a_channel_tier_beside_the_channel_is_followed_apart(Encoding::Json).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_tier_beside_the_channel_is_followed_apart_protobuf() {
+    a_channel_tier_beside_the_channel_is_followed_apart(Encoding::Protobuf).await;
+}
