@@ -5,8 +5,9 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { connect, SeqCheck } from '../tickrelay.js';
-import { Relay, Proxy, Tracker, readUntil, fastBackoff } from './support.js';
+import { Relay, Proxy, Tracker, readUntil, fastBackoff, WAIT_MS } from './support.js';
 
 /** The relay's shortest default tier, so that a test sees many frames in a second. */
 const TIER = '100ms';
@@ -65,6 +66,50 @@ describe('rate tiers against a relay', () => {
   after(async () => { await relay.stop(); });
 
   for (const encoding of ['json', 'protobuf']) {
+    test(`${encoding}: a channel tier beside the channel is followed apart`, async () => {
+      const channel = `news-${encoding}`;
+      const client = await connect(relay.url, { channels: [channel, `${channel}@${TIER}`], encoding, backoff: fastBackoff });
+      const raw = [];
+      const frames = [];
+      const other = [];
+      try {
+        const [host, port] = relay.ingest.split(':');
+        const socket = net.connect(Number(port), host);
+        await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+        const feed = (async () => {
+          for (let i = 1; i <= 60; i++) {
+            await new Promise((resolve, reject) => socket.write(`{"channel":"${channel}","data":{"i":${i}},"ts_ns":${i}}\n`, (e) => (e ? reject(e) : resolve())));
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          await new Promise((resolve) => socket.end(resolve));
+        })();
+        const deadline = Date.now() + WAIT_MS;
+        while (raw.at(-1) !== 60 || frames.at(-1)?.[1] !== 60) {
+          let timer;
+          const item = await Promise.race([
+            client.next(),
+            new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out: raw ${raw}, frames ${JSON.stringify(frames)}`)), Math.max(0, deadline - Date.now())); }),
+          ]).finally(() => clearTimeout(timer));
+          if (item.type === 'event' && item.tier) {
+            assert.equal(item.tier, TIER);
+            frames.push([item.from_seq, item.seq]);
+          } else if (item.type === 'event') {
+            raw.push(item.seq);
+          } else if (item.type !== 'connected') {
+            other.push(item);
+          }
+        }
+        await feed;
+        assert.deepEqual(raw, Array.from({ length: 60 }, (_, i) => i + 1), 'the channel, seq by seq');
+        assert.equal(frames[0][0], 1, JSON.stringify(frames));
+        assert.ok(frames.length > 1, JSON.stringify(frames));
+        for (let i = 1; i < frames.length; i++) assert.equal(frames[i][0], frames[i - 1][1] + 1, `from_seq chains: ${JSON.stringify(frames)}`);
+        assert.deepEqual(other, []);
+      } finally {
+        client.close();
+      }
+    });
+
     test(`${encoding}: a tier beside the raw stream is followed apart`, async () => {
       const symbol = `TIER-${encoding}`;
       const tier = `${symbol}@${TIER}`;
