@@ -60,8 +60,10 @@ impl Client {
         std::future::poll_fn(|cx| self.poll_item(cx)).await
     }
 
-    /// Subscribes to more symbols. A symbol this client has seen before resumes from its
-    /// last seq, so unsubscribing and subscribing again loses nothing silently.
+    /// Subscribes to more symbols (`SYMBOL@TIER` for a rate tier; one on another tier of
+    /// the same symbol replaces it, as the relay does). A symbol this client has seen before
+    /// resumes from its last seq, so unsubscribing and subscribing again loses nothing
+    /// silently.
     pub fn subscribe<S: Into<String>>(
         &self,
         symbols: impl IntoIterator<Item = S>,
@@ -83,17 +85,15 @@ impl Client {
             .map_err(|_| Error::ClientClosed)
     }
 
-    /// The last seq the application has read, per symbol: pass it to
-    /// [`Options::resume_from`] to continue in a new client.
+    /// The last seq the application has read, per symbol stream (`BTC-USD`, and a tier as
+    /// `BTC-USD@1s`): pass it to [`Options::resume_from`] to continue in a new client.
     pub fn positions(&self) -> BTreeMap<String, u64> {
         self.queue
             .lock()
             .popped()
             .iter()
-            .filter_map(|(key, seq)| match key {
-                Key::Symbol(s) => Some((s.clone(), *seq)),
-                Key::Channel(_) => None,
-            })
+            .filter(|(stream, _)| matches!(stream.key, Key::Symbol(_)))
+            .map(|(stream, seq)| (stream.name(), *seq))
             .collect()
     }
 

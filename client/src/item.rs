@@ -87,6 +87,31 @@ pub struct Tick {
     /// Trading venue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub venue: Option<String>,
+    /// On a rate tier (`SYMBOL@TIER`): the tier and the seqs this tick stands for; `None` on
+    /// the raw stream.
+    #[serde(flatten)]
+    pub tier: Option<TickTier>,
+}
+
+/// What a tick on a rate tier stands for (the relay's docs/PROTOCOL.md, "Rate tiers"): it is
+/// the newest of `from_seq..=seq`, and `from_seq` is the previous frame's seq + 1.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TickTier {
+    /// The tier, e.g. `1s`.
+    #[serde(rename = "tier")]
+    pub name: String,
+    /// The first seq this tick stands for.
+    pub from_seq: u64,
+    /// How many trades `from_seq..=seq` held (quotes are not trades).
+    pub trades: u64,
+    /// Their summed size.
+    pub volume: f64,
+    /// Their highest price; `None` when the interval had no priced trade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub high: Option<f64>,
+    /// Their lowest price; `None` when the interval had no priced trade.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub low: Option<f64>,
 }
 
 /// Trade or quote.
@@ -111,6 +136,20 @@ pub struct Event {
     pub ts_ns: u64,
     /// The payload, exactly as published.
     pub data: RawJson,
+    /// On a rate tier (`CHANNEL@TIER`): the tier and the first seq this event stands for;
+    /// `None` on the raw stream.
+    #[serde(flatten)]
+    pub tier: Option<EventTier>,
+}
+
+/// What an event on a rate tier stands for: it is the newest of `from_seq..=seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EventTier {
+    /// The tier, e.g. `5s`.
+    #[serde(rename = "tier")]
+    pub name: String,
+    /// The first seq this event stands for (the previous frame's seq + 1).
+    pub from_seq: u64,
 }
 
 /// One JSON value kept as its text, exactly as it was published (an event's `data`).
@@ -175,6 +214,9 @@ pub struct Undecodable {
     /// The seq it named, if that much could be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// The rate tier it named (`None`: the raw stream, or nothing could be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
     /// Why it could not be decoded.
     pub reason: String,
 }
@@ -195,6 +237,9 @@ pub struct Gap {
     /// Whose seqs.
     #[serde(flatten)]
     pub key: Key,
+    /// The rate tier whose frames they are (`None`: the raw stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
     /// First missing seq.
     pub from: u64,
     /// Last missing seq (inclusive).
@@ -225,6 +270,9 @@ pub struct Reset {
     /// Whose history.
     #[serde(flatten)]
     pub key: Key,
+    /// The rate tier of the subscription (`None`: the raw stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
     /// The last seq delivered from the old history.
     pub last_seq: u64,
     /// The seq the new history continues with (the next item of this key has it).
@@ -292,6 +340,68 @@ impl Item {
                 ..
             }) => Some((key.clone(), *seq)),
             _ => None,
+        }
+    }
+
+    /// The rate tier of a tick, snapshot, event, gap, reset or undecodable message; `None`
+    /// for the raw stream (and for the items that have no tier).
+    pub fn tier(&self) -> Option<&str> {
+        match self {
+            Self::Tick(t) | Self::Snapshot(t) => t.tier.as_ref().map(|t| t.name.as_str()),
+            Self::Event(e) => e.tier.as_ref().map(|t| t.name.as_str()),
+            Self::Gap(g) => g.tier.as_deref(),
+            Self::Reset(r) => r.tier.as_deref(),
+            Self::Undecodable(u) => u.tier.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The stream and the seqs an item stands for: `first..=seq`, where `first` is a tier
+    /// frame's `from_seq` and the seq itself otherwise.
+    pub(crate) fn span(&self) -> Option<(Stream, u64, u64)> {
+        let (key, seq) = self.seq()?;
+        let first = match self {
+            Self::Tick(t) | Self::Snapshot(t) => t.tier.as_ref().map(|t| t.from_seq),
+            Self::Event(e) => e.tier.as_ref().map(|t| t.from_seq),
+            _ => None,
+        };
+        let stream = Stream {
+            key,
+            tier: self.tier().map(str::to_owned),
+        };
+        Some((stream, first.unwrap_or(seq).min(seq), seq))
+    }
+}
+
+/// One sequence of seqs the client follows: a key's raw stream, or one of its rate tiers
+/// (`BTC-USD@1s`), which has seqs of its own. Positions, resumes and conflation are per
+/// stream, so a raw subscription and a tier of the same symbol never share one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Stream {
+    pub(crate) key: Key,
+    pub(crate) tier: Option<String>,
+}
+
+impl Stream {
+    /// A stream as subscribed: `NAME` or `NAME@TIER` (a symbol or channel name has no `@`).
+    pub(crate) fn parse(name: &str, key: impl FnOnce(String) -> Key) -> Self {
+        match name.split_once('@') {
+            Some((name, tier)) => Self {
+                key: key(name.to_owned()),
+                tier: Some(tier.to_owned()),
+            },
+            None => Self {
+                key: key(name.to_owned()),
+                tier: None,
+            },
+        }
+    }
+
+    /// The name it is subscribed and resumed under: `NAME` or `NAME@TIER`.
+    pub(crate) fn name(&self) -> String {
+        match &self.tier {
+            Some(tier) => format!("{}@{tier}", self.key.name()),
+            None => self.key.name().to_owned(),
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::derived;
-use crate::item::{Event, Key, Kind, RawJson, ServerError, Tick, Undecodable};
+use crate::item::{Event, EventTier, Key, Kind, RawJson, ServerError, Tick, TickTier, Undecodable};
 use crate::message::Message;
 
 /// Decodes one message; never fails (see the module doc).
@@ -39,6 +39,13 @@ struct Fields {
     bid_size: Option<f64>,
     ask_size: Option<f64>,
     venue: Option<String>,
+    /// Rate tiers (docs/PROTOCOL.md, "Rate tiers"): on ticks, events and gaps.
+    tier: Option<String>,
+    from_seq: Option<u64>,
+    trades: Option<u64>,
+    volume: Option<f64>,
+    high: Option<f64>,
+    low: Option<f64>,
     from: Option<u64>,
     to: Option<u64>,
     code: Option<String>,
@@ -74,17 +81,23 @@ fn decode(bytes: &[u8]) -> Result<Message, serde_json::Error> {
         "snapshot" if f.seq.is_none() => Message::Other,
         // A channel's last event (on subscribe) reads as the event it is, as in protobuf.
         "event" | "snapshot" if f.message_type == "event" || f.channel.is_some() => {
+            let seq = f.seq.ok_or_else(|| missing("seq"))?;
             Message::Event(Event {
                 channel: f.channel.clone().ok_or_else(|| missing("channel"))?,
-                seq: f.seq.ok_or_else(|| missing("seq"))?,
+                seq,
                 ts_ns: f.ts_ns.unwrap_or(0),
                 data: RawJson::from_raw(f.data.ok_or_else(|| missing("data"))?),
+                tier: f.tier.map(|name| EventTier {
+                    name,
+                    from_seq: f.from_seq.unwrap_or(seq),
+                }),
             })
         }
         "tick" | "snapshot" => {
+            let seq = f.seq.ok_or_else(|| missing("seq"))?;
             let tick = Tick {
                 symbol: f.symbol.clone().ok_or_else(|| missing("symbol"))?,
-                seq: f.seq.ok_or_else(|| missing("seq"))?,
+                seq,
                 kind: if f.kind.as_deref() == Some("quote") {
                     Kind::Quote
                 } else {
@@ -99,6 +112,18 @@ fn decode(bytes: &[u8]) -> Result<Message, serde_json::Error> {
                 bid_size: f.bid_size,
                 ask_size: f.ask_size,
                 venue: f.venue,
+                tier: match f.tier {
+                    // Without `from_seq` a frame stands for itself.
+                    Some(name) => Some(TickTier {
+                        name,
+                        from_seq: f.from_seq.unwrap_or(seq),
+                        trades: f.trades.unwrap_or(0),
+                        volume: f.volume.unwrap_or(0.0),
+                        high: f.high,
+                        low: f.low,
+                    }),
+                    None => None,
+                },
             };
             if f.message_type == "tick" {
                 Message::Tick(tick)
@@ -111,6 +136,7 @@ fn decode(bytes: &[u8]) -> Result<Message, serde_json::Error> {
             to: f.to.ok_or_else(|| missing("to"))?,
             symbol: f.symbol,
             channel: f.channel,
+            tier: f.tier,
         },
         "error" => Message::Error(ServerError {
             code: f.code.unwrap_or_default(),
@@ -130,9 +156,10 @@ fn undecodable(bytes: &[u8], reason: String) -> Message {
         symbol: Option<String>,
         channel: Option<String>,
         seq: Option<u64>,
+        tier: Option<String>,
     }
     let named = serde_json::from_slice::<Named>(bytes).ok();
-    let (key, seq) = match named {
+    let (key, seq, tier) = match named {
         Some(n) => {
             let key = match (n.message_type.as_deref(), n.symbol, n.channel) {
                 (Some("tick" | "snapshot"), Some(s), None) => Some(Key::Symbol(s)),
@@ -140,11 +167,16 @@ fn undecodable(bytes: &[u8], reason: String) -> Message {
                 (Some(kind), None, Some(c)) if derived::is_derived(kind) => Some(Key::Channel(c)),
                 _ => None,
             };
-            (key, n.seq)
+            (key, n.seq, n.tier)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
-    Message::Undecodable(Undecodable { key, seq, reason })
+    Message::Undecodable(Undecodable {
+        key,
+        seq,
+        tier,
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -162,6 +194,36 @@ mod tests {
             (t.seq, t.ts_ns, t.price),
             (17, 1764000000000000001, Some(43250.5))
         );
+    }
+
+    #[test]
+    fn a_tier_tick_keeps_its_tier_fields() {
+        let text = r#"{"type":"tick","symbol":"A","seq":212,"kind":"trade","ts_ns":1,"recv_ns":2,"price":4.5,"size":0.1,"tier":"1s","from_seq":187,"trades":9,"volume":1.35,"high":5.5,"low":4.0}"#;
+        let Message::Tick(t) = message(text.as_bytes()) else {
+            panic!("a tick")
+        };
+        let tier = TickTier {
+            name: "1s".into(),
+            from_seq: 187,
+            trades: 9,
+            volume: 1.35,
+            high: Some(5.5),
+            low: Some(4.0),
+        };
+        assert_eq!(t.tier, Some(tier));
+        // Serialized as the relay sends it, flat.
+        let out = serde_json::to_string(&t).unwrap();
+        assert!(
+            out.ends_with(
+                r#""tier":"1s","from_seq":187,"trades":9,"volume":1.35,"high":5.5,"low":4.0}"#
+            ),
+            "{out}"
+        );
+        let Message::Tick(raw) = message(TICK.as_bytes()) else {
+            panic!("a tick")
+        };
+        assert_eq!(raw.tier, None);
+        assert!(!serde_json::to_string(&raw).unwrap().contains("tier"));
     }
 
     #[test]

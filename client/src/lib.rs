@@ -99,8 +99,8 @@ pub use client::Client;
 pub use derived::{Bar, BarSnapshot, BarValues, Ticker};
 pub use error::{ConnectError, Error};
 pub use item::{
-    Connected, Disconnected, Event, Gap, GapReason, Item, Key, Kind, RawJson, Reset, ServerError,
-    Tick, Undecodable,
+    Connected, Disconnected, Event, EventTier, Gap, GapReason, Item, Key, Kind, RawJson, Reset,
+    ServerError, Tick, TickTier, Undecodable,
 };
 pub use options::{Backoff, Encoding, Options, SlowConsumer};
 

@@ -20,6 +20,8 @@ pub(crate) enum Message {
     Gap {
         symbol: Option<String>,
         channel: Option<String>,
+        /// The rate tier whose frames are missing (`None`: the raw stream).
+        tier: Option<String>,
         from: u64,
         to: u64,
     },
@@ -36,6 +38,7 @@ impl Message {
         Self::Undecodable(Undecodable {
             key: None,
             seq: None,
+            tier: None,
             reason: reason.into(),
         })
     }

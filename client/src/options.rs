@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::item::Key;
+use crate::item::{Key, Stream};
 
 /// How the client connects and recovers. Build with [`Options::new`] and the setters.
 #[derive(Clone, Debug)]
@@ -17,7 +17,7 @@ pub struct Options {
     pub(crate) backoff: Backoff,
     pub(crate) buffer: usize,
     pub(crate) slow_consumer: SlowConsumer,
-    pub(crate) resume_from: Vec<(Key, u64)>,
+    pub(crate) resume_from: Vec<(Stream, u64)>,
     pub(crate) resume_epoch: Option<String>,
     pub(crate) ca_files: Vec<PathBuf>,
     pub(crate) batch: bool,
@@ -124,14 +124,15 @@ impl Options {
         }
     }
 
-    /// Symbols to subscribe to (`*` for every symbol).
+    /// Symbols to subscribe to (`*` for every symbol; `SYMBOL@TIER`, e.g. `BTC-USD@1s`, for a
+    /// rate tier of the relay's `--rate-tiers`, beside or instead of the raw stream).
     pub fn symbols<S: Into<String>>(mut self, symbols: impl IntoIterator<Item = S>) -> Self {
         self.symbols.extend(symbols.into_iter().map(Into::into));
         self
     }
 
     /// Event channels to subscribe to, sent as `?channels=` (e.g. `news`, or `user:<id>` for
-    /// the private channel of the token's user). Their events arrive as
+    /// the private channel of the token's user; `CHANNEL@TIER` for a rate tier). Their events arrive as
     /// [`Item::Event`](crate::Item::Event); on a reconnect they resume like symbols.
     pub fn channels<S: Into<String>>(mut self, channels: impl IntoIterator<Item = S>) -> Self {
         self.channels.extend(channels.into_iter().map(Into::into));
@@ -204,7 +205,8 @@ impl Options {
         self
     }
 
-    /// Start from known positions (the last seq the application has per symbol, e.g. from
+    /// Start from known positions (the last seq the application has per symbol, or per tier
+    /// as `SYMBOL@TIER`, e.g. from
     /// [`Client::positions`](crate::Client::positions) of an earlier client): the first
     /// connection resumes them instead of starting from snapshots. Give their epoch with
     /// [`Options::resume_epoch`]: the relay trusts no position without one (it answers a
@@ -216,7 +218,7 @@ impl Options {
         self.resume_from.extend(
             positions
                 .into_iter()
-                .map(|(s, seq)| (Key::Symbol(s.into()), seq)),
+                .map(|(s, seq)| (Stream::parse(&s.into(), Key::Symbol), seq)),
         );
         self
     }

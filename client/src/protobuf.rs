@@ -9,7 +9,7 @@ use bytes::Bytes;
 use prost::Message as _;
 
 use crate::derived::{self, Derived};
-use crate::item::{Event, Key, Kind, RawJson, ServerError, Tick, Undecodable};
+use crate::item::{Event, EventTier, Key, Kind, RawJson, ServerError, Tick, TickTier, Undecodable};
 use crate::message::Message;
 use crate::proto;
 
@@ -62,6 +62,7 @@ pub(crate) fn message(bytes: &[u8]) -> Message {
         Some(Msg::Gap(g)) => Message::Gap {
             symbol: (!g.symbol.is_empty()).then_some(g.symbol),
             channel: (!g.channel.is_empty()).then_some(g.channel),
+            tier: (!g.tier.is_empty()).then_some(g.tier),
             from: g.from,
             to: g.to,
         },
@@ -102,10 +103,16 @@ fn event(e: proto::Event) -> Message {
             seq: e.seq,
             ts_ns: e.ts_ns,
             data,
+            // proto3: an empty tier is the raw stream.
+            tier: (!e.tier.is_empty()).then_some(EventTier {
+                name: e.tier,
+                from_seq: e.from_seq,
+            }),
         }),
         Err(why) => Message::Undecodable(Undecodable {
             key: Some(Key::Channel(e.channel)),
             seq: Some(e.seq),
+            tier: (!e.tier.is_empty()).then_some(e.tier),
             reason: format!("event data is not one JSON value: {why}"),
         }),
     }
@@ -129,6 +136,15 @@ fn tick(t: proto::Tick) -> Tick {
         bid_size: t.bid_size,
         ask_size: t.ask_size,
         venue: t.venue,
+        // proto3: an empty tier is the raw stream; zero trades and volume are left out.
+        tier: (!t.tier.is_empty()).then_some(TickTier {
+            name: t.tier,
+            from_seq: t.from_seq,
+            trades: t.trades,
+            volume: t.volume,
+            high: t.high,
+            low: t.low,
+        }),
     }
 }
 
@@ -148,6 +164,37 @@ mod tests {
             msg: Some(proto::server_message::Msg::Event(event)),
         }
         .encode_to_vec()
+    }
+
+    #[test]
+    fn a_tier_tick_decodes_as_its_json_does() {
+        let tick = proto::Tick {
+            symbol: "A".into(),
+            seq: 212,
+            ts_ns: 1,
+            recv_ns: 2,
+            price: Some(4.5),
+            tier: "1s".into(),
+            from_seq: 187,
+            trades: 9,
+            volume: 1.35,
+            high: Some(5.5),
+            low: Some(4.0),
+            ..proto::Tick::default()
+        };
+        let bytes = proto::ServerMessage {
+            msg: Some(proto::server_message::Msg::Tick(tick)),
+        }
+        .encode_to_vec();
+        let json = br#"{"type":"tick","symbol":"A","seq":212,"kind":"trade","ts_ns":1,"recv_ns":2,"price":4.5,"tier":"1s","from_seq":187,"trades":9,"volume":1.35,"high":5.5,"low":4.0}"#;
+        assert_eq!(message(&bytes), crate::json::message(json));
+        let Message::Tick(t) = message(&bytes) else {
+            panic!("a tick")
+        };
+        assert_eq!(
+            t.tier.map(|t| (t.name, t.from_seq)),
+            Some(("1s".into(), 187))
+        );
     }
 
     #[test]

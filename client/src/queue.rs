@@ -15,7 +15,7 @@ use std::task::Waker;
 use tokio::sync::Notify;
 
 use crate::error::Error;
-use crate::item::{Gap, GapReason, Item, Key};
+use crate::item::{Gap, GapReason, Item, Stream};
 use crate::options::SlowConsumer;
 
 /// The queue as the task and the application share it.
@@ -51,17 +51,18 @@ pub(crate) struct Queue {
     items: VecDeque<Item>,
     capacity: usize,
     policy: SlowConsumer,
-    /// Keys whose ticks are being conflated, in the order they started.
-    slots: Vec<(Key, Slot)>,
-    slot_of: HashMap<Key, usize>,
+    /// Streams whose ticks are being conflated, in the order they started (a raw stream and
+    /// a tier of the same symbol conflate apart: their seqs are unrelated).
+    slots: Vec<(Stream, Slot)>,
+    slot_of: HashMap<Stream, usize>,
     /// Set once: the stream ends with this error after the items before it.
     failed: Option<Error>,
     /// The task has stopped: nothing more will be pushed.
     task_stopped: bool,
     /// The application's task, woken when there is something to pop.
     pub(crate) waker: Option<Waker>,
-    /// The last seq popped per key (`Client::positions`).
-    popped: HashMap<Key, u64>,
+    /// The last seq popped per stream (`Client::positions`).
+    popped: HashMap<Stream, u64>,
 }
 
 /// What a conflated key holds: the newest item and the seqs skipped before it.
@@ -110,9 +111,15 @@ impl Queue {
             | Item::Bar(_)
             | Item::BarSnapshot(_)
             | Item::Ticker(_)
-            | Item::Undecodable(_) => item.seq().map(|(k, _)| k),
-            Item::Gap(g) => Some(g.key.clone()),
-            Item::Reset(r) => Some(r.key.clone()),
+            | Item::Undecodable(_) => item.span().map(|(stream, _, _)| stream),
+            Item::Gap(g) => Some(Stream {
+                key: g.key.clone(),
+                tier: g.tier.clone(),
+            }),
+            Item::Reset(r) => Some(Stream {
+                key: r.key.clone(),
+                tier: r.tier.clone(),
+            }),
             _ => None,
         };
         // A key that is being conflated keeps conflating until its slot is flushed, so that
@@ -152,10 +159,14 @@ impl Queue {
         }
         match self.items.pop_front() {
             Some(item) => {
-                if let Some((key, seq)) = item.seq() {
-                    self.popped.insert(key, seq);
+                if let Some((stream, _, seq)) = item.span() {
+                    self.popped.insert(stream, seq);
                 } else if let Item::Gap(g) = &item {
-                    self.popped.insert(g.key.clone(), g.to);
+                    let stream = Stream {
+                        key: g.key.clone(),
+                        tier: g.tier.clone(),
+                    };
+                    self.popped.insert(stream, g.to);
                 }
                 Some(Ok(item))
             }
@@ -193,20 +204,22 @@ impl Queue {
         self.items.len() + conflated + usize::from(self.failed.is_some())
     }
 
-    /// The last seq popped per key.
-    pub(crate) fn popped(&self) -> &HashMap<Key, u64> {
+    /// The last seq popped per stream.
+    pub(crate) fn popped(&self) -> &HashMap<Stream, u64> {
         &self.popped
     }
 
     fn conflate_into(&mut self, at: usize, item: Item) -> Pushed {
         let (key, slot) = &mut self.slots[at];
-        let latest_seq = slot.latest.as_ref().and_then(Item::seq).map(|(_, s)| s);
+        // The first seq the held item stands for (a tier frame's `from_seq`): dropping it
+        // skips all of them.
+        let latest_first = slot.latest.as_ref().and_then(Item::span).map(|(_, f, _)| f);
         match item {
             Item::Gap(gap) => {
                 let from = slot
                     .skipped
                     .map(|(from, _, _)| from)
-                    .or(latest_seq)
+                    .or(latest_first)
                     .unwrap_or(gap.from);
                 let reason = slot.skipped.map_or(gap.reason, |(_, _, r)| r);
                 slot.skipped = Some((from, gap.to, reason));
@@ -219,13 +232,13 @@ impl Queue {
                 self.items.push_back(item);
             }
             newer => {
-                if let Some(prev) = latest_seq {
-                    let seq = newer.seq().map_or(prev, |(_, s)| s);
+                if let Some(prev) = latest_first {
+                    let first = newer.span().map_or(prev + 1, |(_, f, _)| f);
                     let from = slot.skipped.map_or(prev, |(from, _, _)| from);
                     let reason = slot
                         .skipped
                         .map_or(GapReason::ClientConflated, |(_, _, r)| r);
-                    slot.skipped = Some((from, seq - 1, reason));
+                    slot.skipped = Some((from, first - 1, reason));
                 }
                 slot.latest = Some(newer);
             }
@@ -241,11 +254,11 @@ impl Queue {
         }
     }
 
-    fn flush_slot(&mut self, key: &Key) {
-        let Some(at) = self.slot_of.remove(key) else {
+    fn flush_slot(&mut self, stream: &Stream) {
+        let Some(at) = self.slot_of.remove(stream) else {
             return;
         };
-        let (key, slot) = self.slots.remove(at);
+        let (stream, slot) = self.slots.remove(at);
         for index in self.slot_of.values_mut() {
             if *index > at {
                 *index -= 1;
@@ -253,7 +266,8 @@ impl Queue {
         }
         if let Some((from, to, reason)) = slot.skipped {
             self.items.push_back(Item::Gap(Gap {
-                key,
+                key: stream.key,
+                tier: stream.tier,
                 from,
                 to,
                 reason,
@@ -272,7 +286,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::{Kind, Tick};
+    use crate::item::{Key, Kind, Tick};
 
     fn tick(symbol: &str, seq: u64) -> Item {
         Item::Tick(Tick {
@@ -288,6 +302,7 @@ mod tests {
             bid_size: None,
             ask_size: None,
             venue: None,
+            tier: None,
         })
     }
 
@@ -305,6 +320,7 @@ mod tests {
         let out = drain(&mut q);
         let gap = Item::Gap(Gap {
             key: Key::Symbol("A".into()),
+            tier: None,
             from: 3,
             to: 9,
             reason: GapReason::ClientConflated,
@@ -313,7 +329,42 @@ mod tests {
             out,
             vec![tick("A", 1), tick("A", 2), gap, tick("A", 10), tick("B", 1)]
         );
-        assert_eq!(q.popped()[&Key::Symbol("A".into())], 10);
+        assert_eq!(q.popped()[&Stream::parse("A", Key::Symbol)], 10);
+    }
+
+    #[test]
+    fn tier_frames_conflate_apart_from_the_raw_stream_and_name_what_they_stood_for() {
+        use crate::item::TickTier;
+        let frame = |from_seq, seq| {
+            let Item::Tick(mut t) = tick("A", seq) else {
+                unreachable!()
+            };
+            t.tier = Some(TickTier {
+                name: "1s".into(),
+                from_seq,
+                trades: seq - from_seq + 1,
+                volume: 1.0,
+                high: None,
+                low: None,
+            });
+            Item::Tick(t)
+        };
+        let mut q = Queue::new(1, SlowConsumer::Conflate);
+        q.push(tick("A", 1));
+        q.push(frame(1, 4)); // conflating the tier from here
+        q.push(tick("A", 2)); // the raw stream conflates in a slot of its own
+        q.push(frame(5, 9));
+        let out = drain(&mut q);
+        let gap = Item::Gap(Gap {
+            key: Key::Symbol("A".into()),
+            tier: Some("1s".into()),
+            from: 1,
+            to: 4,
+            reason: GapReason::ClientConflated,
+        });
+        assert_eq!(out, vec![tick("A", 1), gap, frame(5, 9), tick("A", 2)]);
+        assert_eq!(q.popped()[&Stream::parse("A@1s", Key::Symbol)], 9);
+        assert_eq!(q.popped()[&Stream::parse("A", Key::Symbol)], 2);
     }
 
     #[test]
@@ -323,6 +374,7 @@ mod tests {
         q.push(tick("A", 2)); // conflating from here
         q.push(Item::Gap(Gap {
             key: Key::Symbol("A".into()),
+            tier: None,
             from: 3,
             to: 7,
             reason: GapReason::RelayConflated,

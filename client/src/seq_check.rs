@@ -1,29 +1,36 @@
-//! [`SeqCheck`]: checks every key's seqs so that delivery is exactly-once-or-gap.
+//! [`SeqCheck`]: checks every stream's seqs so that delivery is exactly-once-or-gap.
 //!
 //! It receives every tick, snapshot, event and gap the relay sends, over every connection in
-//! turn, and hands on only what continues each key's sequence, naming whatever does not:
+//! turn, and hands on only what continues each stream's sequence, naming whatever does not.
+//! A stream is a key's raw seqs or one of its rate tiers (`BTC-USD@1s`), each with seqs of
+//! its own; an item stands for `first..=seq`, `first` being a tier frame's `from_seq` and the
+//! seq itself otherwise:
 //!
-//! - the next seq (`last + 1`) is delivered;
+//! - the next seqs (`first == last + 1`) are delivered;
 //! - the seq already delivered is a duplicate (the one-tick overlap of every resume, or a
 //!   snapshot of what was just replayed) and is dropped, but only if it is the same tick:
 //!   its `ts_ns` and `recv_ns` match; a different tick under the same seq is another history;
 //! - a lower seq means the history started again (relay restart, seqs from 1): [`Reset`];
-//! - a higher seq without a gap message before it: [`Gap`] `Skipped`, then the item;
+//! - a higher `first` without a gap message before it: [`Gap`] `Skipped`, then the item;
+//! - a tier frame that starts at or before `last + 1` and ends after it (a client moved to
+//!   another relay whose tier fired a moment earlier) is delivered: nothing is missing;
 //! - a relay gap is clipped to what was not delivered yet.
 //!
-//! Resuming from `last - 1` instead of `last` makes the relay send the last delivered tick
-//! again, so a restarted relay whose new history has already passed `last` is caught by the
-//! fingerprint check rather than spliced in. When the relay's `welcome` carries an epoch, a
-//! changed epoch resets every key.
+//! Resuming a raw stream from `last - 1` instead of `last` makes the relay send the last
+//! delivered tick again, so a restarted relay whose new history has already passed `last` is
+//! caught by the fingerprint check rather than spliced in. A tier resumes from `last`: the
+//! frame a relay would send again would stand for more than the one tick (its `from_seq`
+//! would no longer chain), and every relay with tiers sends an epoch, which tells histories
+//! apart. When the relay's `welcome` carries an epoch, a changed epoch resets every stream.
 
 use std::collections::HashMap;
 
-use crate::item::{Gap, GapReason, Item, Key, Reset};
+use crate::item::{Gap, GapReason, Item, Key, Reset, Stream};
 
-/// The last seq delivered per key, and what follows from each new one (see the module doc).
+/// The last seq delivered per stream, and what follows from each new one (see the module doc).
 #[derive(Debug, Default)]
 pub(crate) struct SeqCheck {
-    delivered: HashMap<Key, Delivered>,
+    delivered: HashMap<Stream, Delivered>,
     epoch: Option<String>,
 }
 
@@ -39,10 +46,10 @@ struct Delivered {
 }
 
 impl SeqCheck {
-    /// Starts from known positions (`Options::resume_from`): each key's last delivered seq,
-    /// in history `epoch` (`Options::resume_epoch`).
+    /// Starts from known positions (`Options::resume_from`): each stream's last delivered
+    /// seq, in history `epoch` (`Options::resume_epoch`).
     pub(crate) fn new(
-        positions: impl IntoIterator<Item = (Key, u64)>,
+        positions: impl IntoIterator<Item = (Stream, u64)>,
         epoch: Option<String>,
     ) -> Self {
         Self {
@@ -79,7 +86,7 @@ impl SeqCheck {
 
     /// A tick, snapshot or event from the relay: appends to `out` what to deliver.
     pub(crate) fn item(&mut self, item: Item, out: &mut Vec<Item>) {
-        let Some((key, seq)) = item.seq() else {
+        let Some((stream, first, seq)) = item.span() else {
             out.push(item);
             return;
         };
@@ -89,26 +96,28 @@ impl SeqCheck {
             fingerprint,
             stale: false,
         };
-        let Some(at) = self.delivered.get_mut(&key) else {
-            self.delivered.insert(key, fresh);
+        let Some(at) = self.delivered.get_mut(&stream) else {
+            self.delivered.insert(stream, fresh);
             out.push(item);
             return;
         };
         let last = at.seq;
         if at.stale || seq < last || (seq == last && differs(at, fingerprint)) {
             out.push(Item::Reset(Reset {
-                key,
+                key: stream.key,
+                tier: stream.tier,
                 last_seq: last,
                 seq,
                 epoch: self.epoch.clone(),
             }));
         } else if seq == last {
             return; // the same tick again: the resume overlap, or a snapshot of it
-        } else if seq > last + 1 {
+        } else if first > last + 1 {
             out.push(Item::Gap(Gap {
-                key,
+                key: stream.key,
+                tier: stream.tier,
                 from: last + 1,
-                to: seq - 1,
+                to: first - 1,
                 reason: GapReason::Skipped,
             }));
         }
@@ -116,10 +125,10 @@ impl SeqCheck {
         out.push(item);
     }
 
-    /// A relay gap: seqs `from..=to` of `key` will not arrive.
+    /// A relay gap: seqs `from..=to` of `stream` will not arrive.
     pub(crate) fn gap(
         &mut self,
-        key: Key,
+        stream: Stream,
         from: u64,
         to: u64,
         reason: GapReason,
@@ -130,11 +139,12 @@ impl SeqCheck {
             fingerprint: None,
             stale: false,
         };
-        let from = match self.delivered.get(&key) {
+        let from = match self.delivered.get(&stream) {
             None => from,
             Some(p) if p.stale => {
                 out.push(Item::Reset(Reset {
-                    key: key.clone(),
+                    key: stream.key.clone(),
+                    tier: stream.tier.clone(),
                     last_seq: p.seq,
                     seq: from,
                     epoch: self.epoch.clone(),
@@ -144,47 +154,53 @@ impl SeqCheck {
             Some(p) if to <= p.seq => return, // all of it was delivered already
             Some(p) => p.seq + 1,
         };
-        self.delivered.insert(key.clone(), ended);
+        self.delivered.insert(stream.clone(), ended);
         out.push(Item::Gap(Gap {
-            key,
+            key: stream.key,
+            tier: stream.tier,
             from,
             to,
             reason,
         }));
     }
 
-    /// Where to resume each symbol: one before its last seq, so the relay sends the last
-    /// delivered tick again and [`SeqCheck::item`] can check it is the same history.
+    /// Where to resume each symbol stream, by the name it is subscribed under (`A`,
+    /// `A@1s`): a raw one one before its last seq, so the relay sends the last delivered tick
+    /// again and [`SeqCheck::item`] can check it is the same history; a tier at its last seq
+    /// (see the module doc).
     pub(crate) fn resume_points(&self) -> Vec<(String, u64)> {
-        self.resume_where(|key| match key {
-            Key::Symbol(s) => Some(s),
-            Key::Channel(_) => None,
-        })
+        self.resume_where(|key| matches!(key, Key::Symbol(_)))
     }
 
-    /// Where to resume each channel, as [`SeqCheck::resume_points`] for symbols.
+    /// Where to resume each channel stream, as [`SeqCheck::resume_points`] for symbols.
     pub(crate) fn channel_resume_points(&self) -> Vec<(String, u64)> {
-        self.resume_where(|key| match key {
-            Key::Channel(c) => Some(c),
-            Key::Symbol(_) => None,
-        })
+        self.resume_where(|key| matches!(key, Key::Channel(_)))
     }
 
-    fn resume_where(&self, name: impl Fn(&Key) -> Option<&String>) -> Vec<(String, u64)> {
+    fn resume_where(&self, wanted: impl Fn(&Key) -> bool) -> Vec<(String, u64)> {
         let mut out: Vec<(String, u64)> = self
             .delivered
             .iter()
-            .filter_map(|(key, p)| Some((name(key)?.clone(), p.seq.saturating_sub(1))))
+            .filter(|(stream, _)| wanted(&stream.key))
+            .map(|(stream, p)| (stream.name(), resume_at(stream, p.seq)))
             .collect();
         out.sort();
         out
     }
 
-    /// Where to resume one symbol, if it has been delivered.
-    pub(crate) fn resume_point(&self, symbol: &str) -> Option<u64> {
-        self.delivered
-            .get(&Key::Symbol(symbol.to_owned()))
-            .map(|p| p.seq.saturating_sub(1))
+    /// Where to resume one symbol stream (`A` or `A@1s`), if it has been delivered.
+    pub(crate) fn resume_point(&self, name: &str) -> Option<u64> {
+        let stream = Stream::parse(name, Key::Symbol);
+        let seq = self.delivered.get(&stream)?.seq;
+        Some(resume_at(&stream, seq))
+    }
+}
+
+/// The seq to resume `stream` after, its last being `last` (see the module doc).
+fn resume_at(stream: &Stream, last: u64) -> u64 {
+    match stream.tier {
+        Some(_) => last,
+        None => last.saturating_sub(1),
     }
 }
 
@@ -226,6 +242,7 @@ mod tests {
             bid_size: None,
             ask_size: None,
             venue: None,
+            tier: None,
         })
     }
 
@@ -273,7 +290,7 @@ mod tests {
     fn relay_gaps_are_clipped_to_what_was_not_delivered() {
         let mut s = SeqCheck::default();
         let mut out = run(&mut s, vec![tick(1, 1), tick(2, 2)]);
-        let key = || Key::Symbol("A".into());
+        let key = || Stream::parse("A", Key::Symbol);
         s.gap(key(), 2, 9, GapReason::NotReplayable, &mut out);
         s.gap(key(), 4, 9, GapReason::NotReplayable, &mut out);
         assert_eq!(
@@ -300,6 +317,67 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(out[1], tick(4, 4));
+    }
+
+    fn frame(from_seq: u64, seq: u64) -> Item {
+        let Item::Tick(mut t) = tick(seq, seq) else {
+            unreachable!()
+        };
+        t.tier = Some(crate::item::TickTier {
+            name: "1s".into(),
+            from_seq,
+            trades: seq - from_seq + 1,
+            volume: 1.0,
+            high: None,
+            low: None,
+        });
+        Item::Tick(t)
+    }
+
+    #[test]
+    fn tier_frames_chain_on_from_seq_apart_from_the_raw_stream() {
+        let mut s = SeqCheck::default();
+        let input = vec![
+            tick(1, 1),
+            frame(1, 1),
+            tick(2, 2),
+            tick(3, 3),
+            frame(2, 3),
+            tick(4, 4),
+            frame(4, 9),
+        ];
+        assert_eq!(run(&mut s, input.clone()), input, "no gap, nothing dropped");
+        assert_eq!(
+            s.resume_points(),
+            vec![("A".to_owned(), 3), ("A@1s".to_owned(), 9)]
+        );
+    }
+
+    #[test]
+    fn a_tier_frame_past_the_next_seq_is_a_gap_of_that_tier() {
+        let mut s = SeqCheck::default();
+        let out = run(&mut s, vec![frame(1, 4), frame(8, 9), frame(5, 12)]);
+        assert!(
+            matches!(&out[1], Item::Gap(g) if (g.from, g.to, g.tier.as_deref()) == (5, 7, Some("1s"))),
+            "{out:?}"
+        );
+        // A frame that overlaps what was delivered (another relay's tier fired earlier) is
+        // delivered without a gap.
+        assert_eq!(out[3], frame(5, 12));
+        assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn a_relay_gap_naming_a_tier_moves_only_that_tier() {
+        let mut s = SeqCheck::default();
+        let mut out = run(&mut s, vec![tick(1, 1), frame(1, 1)]);
+        let tier = Stream::parse("A@1s", Key::Symbol);
+        s.gap(tier, 2, 5, GapReason::RelayConflated, &mut out);
+        s.item(frame(6, 8), &mut out);
+        s.item(tick(2, 2), &mut out);
+        assert_eq!(out.len(), 5, "{out:?}");
+        assert!(matches!(&out[2], Item::Gap(g) if g.tier.as_deref() == Some("1s")));
+        assert_eq!(out[4], tick(2, 2), "the raw stream goes on where it was");
     }
 
     /// What a relay does to a client's stream, one step at a time.
@@ -331,7 +409,7 @@ mod tests {
             let mut history = 0u64; // distinguishes histories through recv_ns
             let mut newest = 0u64; // the relay's newest seq
             let mut out = Vec::new();
-            let key = || Key::Symbol("A".into());
+            let key = || Stream::parse("A", Key::Symbol);
             let at = |history: u64, seq: u64| tick(seq, history * 1_000_000 + seq);
             for step in steps {
                 match step {

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use crate::book::{Books, is_book};
 use crate::end::{End, closed, lost};
 use crate::error::Error;
-use crate::item::{Connected, GapReason, Item, Key, ServerError};
+use crate::item::{Connected, GapReason, Item, Key, ServerError, Stream};
 use crate::message::Message;
 use crate::open::{Connection, OpenError, Refusal, Ws, open};
 use crate::options::{Backoff, Options};
@@ -276,11 +276,11 @@ impl Task {
         match message {
             Message::Welcome { epoch, .. } => self.seq_check.welcome(epoch.as_deref()),
             Message::Tick(t) => {
-                resuming.remove(&t.symbol);
+                resuming.remove(&stream_name(&t.symbol, t.tier.as_ref().map(|t| &t.name)));
                 self.seq_check.item(Item::Tick(t), out);
             }
             Message::Snapshot(t) => {
-                resuming.remove(&t.symbol);
+                resuming.remove(&stream_name(&t.symbol, t.tier.as_ref().map(|t| &t.name)));
                 self.seq_check.item(Item::Snapshot(t), out);
             }
             Message::Event(e) => self.seq_check.item(Item::Event(e), out),
@@ -296,25 +296,28 @@ impl Task {
             // the next one: no gap for it, and no reconnect that would bring it back.
             Message::Undecodable(u) => {
                 if let Some(Key::Symbol(s)) = &u.key {
-                    resuming.remove(s);
+                    resuming.remove(&stream_name(s, u.tier.as_ref()));
                 }
                 self.seq_check.item(Item::Undecodable(u), out);
             }
             Message::Gap {
                 symbol,
                 channel,
+                tier,
                 from,
                 to,
             } => {
                 let (key, reason) = match (symbol, channel) {
-                    (Some(s), _) if resuming.remove(&s) => {
+                    (Some(s), _) if resuming.remove(&stream_name(&s, tier.as_ref())) => {
                         (Key::Symbol(s), GapReason::NotReplayable)
                     }
                     (Some(s), _) => (Key::Symbol(s), GapReason::RelayConflated),
                     (None, Some(c)) => (Key::Channel(c), GapReason::RelayConflated),
                     (None, None) => return,
                 };
-                self.seq_check.gap(key, from, to, reason, out);
+                // A gap naming a tier is in that tier's seqs, not the raw stream's.
+                let stream = Stream { key, tier };
+                self.seq_check.gap(stream, from, to, reason, out);
             }
             Message::Error(e) => {
                 // `forbidden` refuses one subscription and the session goes on; the others
@@ -339,6 +342,13 @@ impl Task {
                 for symbol in symbols {
                     if !self.symbols.insert(symbol.clone()) {
                         continue;
+                    }
+                    // The relay follows a symbol at one tier at a time: a new tier replaces
+                    // the one held (the raw stream is a subscription of its own).
+                    if let Some((name, _)) = symbol.split_once('@') {
+                        self.symbols.retain(|s| {
+                            *s == symbol || s.split_once('@').is_none_or(|(n, _)| n != name)
+                        });
                     }
                     // `resume` of a symbol covered by `*` is refused (already_subscribed).
                     match self.seq_check.resume_point(&symbol) {
@@ -392,6 +402,14 @@ impl Task {
             }
             self.queue.space.notified().await;
         }
+    }
+}
+
+/// The name a stream is subscribed and resumed under: `NAME` or `NAME@TIER`.
+fn stream_name(name: &str, tier: Option<&String>) -> String {
+    match tier {
+        Some(tier) => format!("{name}@{tier}"),
+        None => name.to_owned(),
     }
 }
 

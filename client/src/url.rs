@@ -83,7 +83,9 @@ impl Wanted<'_> {
     }
 }
 
-/// Percent-encodes a query value (symbols are `A-Z a-z 0-9 . _ : / -`; `,` separates them).
+/// Percent-encodes a query value (symbols are `A-Z a-z 0-9 . _ : / -`; `,` separates them;
+/// `@` names a rate tier, `BTC-USD@1s`, and stays as it is: a query may hold it, RFC 3986
+/// §3.4, and the relay reads it either way).
 fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
@@ -97,6 +99,7 @@ fn encode(value: &str) -> String {
             | b'/'
             | b'-'
             | b','
+            | b'@'
             | b'*'
             | b'~' => out.push(byte as char),
             _ => out.push_str(&format!("%{byte:02X}")),
@@ -133,5 +136,55 @@ mod tests {
             url(&Options::new().batch(true)),
             "ws://relay/ws?symbols=A&encoding=json&batch=on"
         );
+    }
+    #[test]
+    fn tiers_are_named_and_resumed_as_written() {
+        use crate::item::{Item, Kind, Tick, TickTier};
+        let symbols = ["A".to_owned(), "A@1s".to_owned()].into_iter().collect();
+        let mut seq_check = SeqCheck::default();
+        seq_check.welcome(Some("7"));
+        let tick = |seq, tier: Option<TickTier>| {
+            Item::Tick(Tick {
+                symbol: "A".into(),
+                seq,
+                kind: Kind::Trade,
+                ts_ns: seq,
+                recv_ns: seq,
+                price: Some(1.0),
+                size: None,
+                bid: None,
+                ask: None,
+                bid_size: None,
+                ask_size: None,
+                venue: None,
+                tier,
+            })
+        };
+        let tier = |from_seq| TickTier {
+            name: "1s".into(),
+            from_seq,
+            trades: 1,
+            volume: 1.0,
+            high: None,
+            low: None,
+        };
+        let mut out = Vec::new();
+        seq_check.item(tick(9, None), &mut out);
+        seq_check.item(tick(5, Some(tier(5))), &mut out);
+        let options = Options::new().batch(false);
+        let wanted = Wanted {
+            base: "ws://relay/ws",
+            options: &options,
+            symbols: &symbols,
+            seq_check: &seq_check,
+            resume_in_url: true,
+        };
+        let (url, resuming) = wanted.url();
+        // The raw stream one before its last seq, the tier at its last (seq_check.rs).
+        assert_eq!(
+            url,
+            "ws://relay/ws?symbols=A,A@1s&encoding=json&resume=A:8,A@1s:5&epoch=7"
+        );
+        assert_eq!(resuming.len(), 2);
     }
 }

@@ -11,7 +11,13 @@
 //
 // Per symbol the application sees every seq exactly once and in order, or an explicit item
 // saying what it will not see: {type:'gap', symbol, from, to, reason} or
-// {type:'reset', symbol, last_seq, seq} (the relay's history started again). Behind the
+// {type:'reset', symbol, last_seq, seq} (the relay's history started again).
+//
+// Rate tiers: `symbols: ['BTC-USD@1s']` (or a channel `news@5s`) follows the symbol at most once
+// per interval; its ticks carry `tier`, `from_seq` (the frame stands for from_seq..=seq), and
+// `trades`, `volume`, `high`, `low`. A tier has seqs of its own, checked and resumed apart from
+// the raw stream of the same symbol: each frame's from_seq is the last one's seq + 1, and a
+// gap or reset of a tier names it in `tier`. Behind the
 // iterator the client reconnects with jittered exponential backoff, resumes every symbol
 // from one seq before the last it delivered (the relay sends that tick again, so a restarted
 // relay whose new history looks continuous is caught: another tick under the same seq is a
@@ -168,13 +174,16 @@ export class TickrelayClient {
     };
   }
 
-  /** Subscribes to more symbols; one seen before resumes from its last seq. */
+  /** Subscribes to more symbols (`SYMBOL@TIER` for a rate tier: one on another tier of the
+   * same symbol replaces it, as the relay does); one seen before resumes from its last seq. */
   subscribe(symbols) {
     const all = this.symbols.has('*');
     const plain = [];
     const from = {};
     for (const symbol of symbols) {
       if (this.symbols.has(symbol)) continue;
+      const [name, tier] = splitTier(symbol);
+      if (tier !== undefined) for (const s of this.symbols) if (s.startsWith(`${name}@`)) this.symbols.delete(s);
       this.symbols.add(symbol);
       const seq = this.seqCheck.resumePosition(symbol);
       // `resume` of a symbol covered by `*` is refused (already_subscribed).
@@ -197,7 +206,8 @@ export class TickrelayClient {
     if (gone.length) this.send({ op: 'unsubscribe', symbols: gone });
   }
 
-  /** The last seq the application has read, per symbol (for options.resumeFrom). */
+  /** The last seq the application has read, per symbol (a tier as `SYMBOL@TIER`), for
+   * options.resumeFrom. */
   positions() {
     return Object.fromEntries(this.queue.popped);
   }
@@ -405,7 +415,7 @@ export class TickrelayClient {
           this.seqCheck.item({ ...m, type: 'event' }, 'channel', m.channel, out);
           break;
         }
-        conn.resuming.delete(m.symbol);
+        conn.resuming.delete(streamName(m.symbol, m.tier));
         this.seqCheck.item(m, 'symbol', m.symbol, out);
         break;
       case 'event':
@@ -424,7 +434,7 @@ export class TickrelayClient {
         // next one: no gap for it, and no reconnect that would bring it back.
         const field = m.symbol !== undefined ? 'symbol' : m.channel !== undefined ? 'channel' : undefined;
         if (field && m.seq !== undefined) {
-          if (field === 'symbol') conn.resuming.delete(m.symbol);
+          if (field === 'symbol') conn.resuming.delete(streamName(m.symbol, m.tier));
           this.seqCheck.item(m, field, m[field], out);
         } else {
           out.push(m);
@@ -440,8 +450,9 @@ export class TickrelayClient {
           break;
         }
         const field = m.symbol !== undefined ? 'symbol' : 'channel';
-        const reason = field === 'symbol' && conn.resuming.delete(m.symbol) ? 'not_replayable' : 'relay_conflated';
-        this.seqCheck.gap(field, m[field], m.from, m.to, reason, out);
+        const reason = field === 'symbol' && conn.resuming.delete(streamName(m.symbol, m.tier)) ? 'not_replayable' : 'relay_conflated';
+        // A gap naming a tier is in that tier's seqs, not the raw stream's.
+        this.seqCheck.gap(field, m[field], m.from, m.to, reason, out, m.tier);
         break;
       }
       case 'error':
@@ -461,11 +472,15 @@ export class TickrelayClient {
 
 // --- sequencing: exactly once, or say why not -------------------------------------------------
 
-/** Checks every key's seqs so that delivery is exactly-once-or-gap; the same rules as the
- * Rust client's `seq_check.rs`. */
+/** Checks every stream's seqs so that delivery is exactly-once-or-gap; the same rules as the
+ * Rust client's `seq_check.rs`. A stream is a key's raw seqs or one of its rate tiers
+ * (`BTC-USD@1s`), which has seqs of its own. An item stands for first..=seq (`first`: a tier
+ * frame's from_seq, the seq itself otherwise): first === last + 1 continues, a higher first is
+ * a `skipped` gap, and a tier frame that starts at or before last + 1 and ends after it (a
+ * client moved to another relay whose tier fired a moment earlier) is delivered without one. */
 export class SeqCheck {
   constructor(resumeFrom = {}, epoch = undefined) {
-    this.positions = new Map(); // "symbol\0A" -> { seq, fingerprint, stale }
+    this.positions = new Map(); // "symbol\0A" or "symbol\0A@1s" -> { seq, fingerprint, stale }
     for (const [symbol, seq] of Object.entries(resumeFrom)) this.positions.set(`symbol\0${symbol}`, { seq, fingerprint: undefined, stale: false });
     this.epoch = epoch === undefined ? undefined : String(epoch);
   }
@@ -477,8 +492,11 @@ export class SeqCheck {
   }
 
   item(m, field, name, out) {
-    const key = `${field}\0${name}`;
+    const tier = m.tier || undefined;
+    const key = `${field}\0${streamName(name, tier)}`;
     const seq = m.seq;
+    const first = tier !== undefined && m.from_seq !== undefined ? Math.min(m.from_seq, seq) : seq;
+    const named = { [field]: name, ...(tier === undefined ? {} : { tier }) };
     // What tells two items of one seq apart; none for an undecodable message.
     const fingerprint = m.type === 'undecodable' ? undefined : fingerprintOf(m);
     const p = this.positions.get(key);
@@ -487,45 +505,65 @@ export class SeqCheck {
       const last = p.seq;
       const differs = p.fingerprint !== undefined && fingerprint !== undefined && p.fingerprint !== fingerprint;
       if (p.stale || seq < last || (seq === last && differs)) {
-        out.push({ type: 'reset', [field]: name, last_seq: last, seq, ...(this.epoch === undefined ? {} : { epoch: this.epoch }) });
+        out.push({ type: 'reset', ...named, last_seq: last, seq, ...(this.epoch === undefined ? {} : { epoch: this.epoch }) });
       } else if (seq === last) {
         return; // the same tick again: the resume overlap, or a snapshot of it
-      } else if (seq > last + 1) {
-        out.push({ type: 'gap', [field]: name, from: last + 1, to: seq - 1, reason: 'skipped' });
+      } else if (first > last + 1) {
+        out.push({ type: 'gap', ...named, from: last + 1, to: first - 1, reason: 'skipped' });
       }
     }
     this.positions.set(key, fresh);
     out.push(m);
   }
 
-  gap(field, name, from, to, reason, out) {
-    const key = `${field}\0${name}`;
+  gap(field, name, from, to, reason, out, tier = undefined) {
+    tier ||= undefined;
+    const key = `${field}\0${streamName(name, tier)}`;
+    const named = { [field]: name, ...(tier === undefined ? {} : { tier }) };
     const p = this.positions.get(key);
     if (p && p.stale) {
-      out.push({ type: 'reset', [field]: name, last_seq: p.seq, seq: from, ...(this.epoch === undefined ? {} : { epoch: this.epoch }) });
+      out.push({ type: 'reset', ...named, last_seq: p.seq, seq: from, ...(this.epoch === undefined ? {} : { epoch: this.epoch }) });
     } else if (p) {
       if (to <= p.seq) return; // all of it was delivered already
       from = p.seq + 1;
     }
     this.positions.set(key, { seq: to, fingerprint: undefined, stale: false });
-    out.push({ type: 'gap', [field]: name, from, to, reason });
+    out.push({ type: 'gap', ...named, from, to, reason });
   }
 
-  /** [name, seq] pairs of `field` ('symbol' or 'channel') to resume from: one before the
-   * last, so the relay re-sends it. */
+  /** [name, seq] pairs of `field` ('symbol' or 'channel') to resume from, a tier named
+   * `NAME@TIER`: a raw stream one before its last seq, so the relay re-sends it; a tier at its
+   * last seq (the frame sent again would stand for more than that tick, and a relay with tiers
+   * sends an epoch, which tells histories apart). */
   resumePositions(field = 'symbol') {
     const out = [];
     for (const [key, p] of this.positions) {
       const at = key.indexOf('\0');
-      if (key.slice(0, at) === field) out.push([key.slice(at + 1), Math.max(0, p.seq - 1)]);
+      if (key.slice(0, at) === field) out.push([key.slice(at + 1), resumeAt(key.slice(at + 1), p.seq)]);
     }
     return out.sort();
   }
 
   resumePosition(symbol) {
     const p = this.positions.get(`symbol\0${symbol}`);
-    return p === undefined ? undefined : Math.max(0, p.seq - 1);
+    return p === undefined ? undefined : resumeAt(symbol, p.seq);
   }
+}
+
+/** The seq to resume stream `name` after, its last being `last` (see resumePositions). */
+function resumeAt(name, last) {
+  return splitTier(name)[1] === undefined ? Math.max(0, last - 1) : last;
+}
+
+/** The name a stream is subscribed and resumed under: `NAME` or `NAME@TIER`. */
+function streamName(name, tier) {
+  return tier ? `${name}@${tier}` : name;
+}
+
+/** `NAME@TIER` -> [NAME, TIER]; `NAME` -> [NAME, undefined] (a symbol or channel has no `@`). */
+function splitTier(stream) {
+  const at = stream.indexOf('@');
+  return at < 0 ? [stream, undefined] : [stream.slice(0, at), stream.slice(at + 1)];
 }
 
 // --- the buffer between the socket and the application ---------------------------------------
@@ -535,7 +573,7 @@ class Queue {
     this.items = [];
     this.capacity = Math.max(1, capacity);
     this.policy = policy;
-    this.slots = new Map(); // key -> { skipped: [from, to, reason] | undefined, latest }
+    this.slots = new Map(); // stream key -> { skipped: [from, to, reason] | undefined, latest }
     this.waiting = [];
     this.failed = undefined;
     this.ended = false;
@@ -560,7 +598,8 @@ class Queue {
 
   conflateInto(key, item) {
     const slot = this.slots.get(key);
-    const latestSeq = slot.latest?.seq;
+    // The first seq the held item stands for (a tier frame's from_seq): dropping it skips all.
+    const latestSeq = slot.latest === undefined ? undefined : firstSeq(slot.latest);
     if (item.type === 'gap') {
       const from = slot.skipped?.[0] ?? latestSeq ?? item.from;
       slot.skipped = [from, item.to, slot.skipped?.[2] ?? item.reason];
@@ -569,7 +608,7 @@ class Queue {
       this.flush(key);
       this.items.push(item);
     } else {
-      if (latestSeq !== undefined) slot.skipped = [slot.skipped?.[0] ?? latestSeq, item.seq - 1, slot.skipped?.[2] ?? 'client_conflated'];
+      if (latestSeq !== undefined) slot.skipped = [slot.skipped?.[0] ?? latestSeq, firstSeq(item) - 1, slot.skipped?.[2] ?? 'client_conflated'];
       slot.latest = item;
     }
   }
@@ -578,8 +617,9 @@ class Queue {
     const slot = this.slots.get(key);
     this.slots.delete(key);
     const field = key.split('\0')[0];
-    const name = key.slice(field.length + 1);
-    if (slot.skipped) this.items.push({ type: 'gap', [field]: name, from: slot.skipped[0], to: slot.skipped[1], reason: slot.skipped[2] });
+    const [name, tier] = splitTier(key.slice(field.length + 1));
+    const named = { [field]: name, ...(tier === undefined ? {} : { tier }) };
+    if (slot.skipped) this.items.push({ type: 'gap', ...named, from: slot.skipped[0], to: slot.skipped[1], reason: slot.skipped[2] });
     if (slot.latest) this.items.push(slot.latest);
   }
 
@@ -589,8 +629,9 @@ class Queue {
     if (item !== undefined) {
       const key = keyOf(item);
       if (item.symbol !== undefined && key !== undefined) {
-        if (item.type === 'gap') this.popped.set(item.symbol, item.to);
-        else if (['tick', 'snapshot', 'undecodable'].includes(item.type)) this.popped.set(item.symbol, item.seq);
+        const stream = streamName(item.symbol, item.tier);
+        if (item.type === 'gap') this.popped.set(stream, item.to);
+        else if (['tick', 'snapshot', 'undecodable'].includes(item.type)) this.popped.set(stream, item.seq);
       }
     }
     return item;
@@ -633,11 +674,17 @@ class Queue {
   }
 }
 
+/** The stream an item belongs to (a raw stream and a tier of one symbol are two), or undefined. */
 function keyOf(item) {
   if (item.type === 'undecodable' && item.seq === undefined) return undefined;
-  if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset', 'undecodable'].includes(item.type)) return `symbol\0${item.symbol}`;
-  if (item.channel !== undefined && [...SEQUENCED, 'gap', 'reset', 'undecodable'].includes(item.type)) return `channel\0${item.channel}`;
+  if (item.symbol !== undefined && ['tick', 'snapshot', 'gap', 'reset', 'undecodable'].includes(item.type)) return `symbol\0${streamName(item.symbol, item.tier)}`;
+  if (item.channel !== undefined && [...SEQUENCED, 'gap', 'reset', 'undecodable'].includes(item.type)) return `channel\0${streamName(item.channel, item.tier)}`;
   return undefined;
+}
+
+/** The first seq an item stands for: a tier frame's from_seq, the seq itself otherwise. */
+function firstSeq(item) {
+  return item.tier && item.from_seq !== undefined ? Math.min(item.from_seq, item.seq) : item.seq;
 }
 
 // --- decoding ---------------------------------------------------------------------------------
@@ -683,9 +730,15 @@ function parseMessage(text) {
  * field order is fixed), so a message that does not parse still names its key and seq. */
 const NAMED = /^\s*\{"type":"(tick|snapshot|event)","(symbol|channel)":"([^"\\]*)","seq":(\d+)[,}]/;
 
+/** A tier frame names its tier after its other fields: read apart, so that an undecodable tier
+ * frame counts in its tier's seqs, not the raw stream's. */
+const NAMED_TIER = /,"tier":"([^"\\]+)"/;
+
 function undecodable(text, reason) {
   const named = NAMED.exec(text);
-  return named ? { type: 'undecodable', [named[2]]: named[3], seq: Number(named[4]), reason } : { type: 'undecodable', reason };
+  if (!named) return { type: 'undecodable', reason };
+  const tier = NAMED_TIER.exec(text)?.[1];
+  return { type: 'undecodable', [named[2]]: named[3], seq: Number(named[4]), ...(tier === undefined ? {} : { tier }), reason };
 }
 
 function decodeProtobuf(frame) {
@@ -939,8 +992,10 @@ function readFields(bytes, doubles = {}) {
   return out;
 }
 
+/** A query value: `,` `:` `/` and `@` (`SYMBOL@TIER`) kept as they are, which a query may hold
+ * (RFC 3986 §3.4) and the relay reads either way. */
 function enc(value) {
-  return encodeURIComponent(value).replace(/%2C/g, ',').replace(/%3A/g, ':').replace(/%2F/g, '/');
+  return encodeURIComponent(value).replace(/%2C/g, ',').replace(/%3A/g, ':').replace(/%2F/g, '/').replace(/%40/g, '@');
 }
 
 // --- bars and tickers (docs/PROTOCOL.md, "Bars and tickers") -------------------------------

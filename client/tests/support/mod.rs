@@ -298,14 +298,17 @@ impl Drop for Proxy {
     }
 }
 
-/// Checks exactly-once-or-gap as items arrive: per symbol, each tick or snapshot is the next
-/// seq, a gap names exactly the seqs between the last one and the next, or a reset comes
-/// first and names the seq that follows it.
+/// Checks exactly-once-or-gap as items arrive: per symbol stream (`A`, or a rate tier
+/// `A@100ms` with seqs of its own), each tick or snapshot is the next seq (on a tier: its
+/// `from_seq` is the last seq + 1), a gap names exactly the seqs between the last one and the
+/// next, or a reset comes first and names the seq that follows it.
 #[derive(Default, Debug)]
 pub struct Tracker {
     last: HashMap<String, u64>,
-    /// Each symbol's delivered (seq, ts_ns) since its last reset.
+    /// Each stream's delivered (seq, ts_ns) since its last reset.
     pub seqs: HashMap<String, Vec<(u64, u64)>>,
+    /// Each tier stream's delivered frames: (from_seq, seq, trades).
+    pub frames: HashMap<String, Vec<(u64, u64, u64)>>,
     pending_reset: HashMap<String, Reset>,
     pub gaps: Vec<Gap>,
     pub resets: Vec<Reset>,
@@ -321,17 +324,22 @@ impl Tracker {
         self.items += 1;
         match item {
             Item::Tick(t) | Item::Snapshot(t) => {
-                let s = &t.symbol;
+                let s = &stream(&t.symbol, item.tier());
+                // A tier frame stands for from_seq..=seq: that range continues the stream.
+                let first = t.tier.as_ref().map_or(t.seq, |tier| tier.from_seq);
                 if let Some(reset) = self.pending_reset.remove(s) {
                     assert_eq!(reset.seq, t.seq, "a reset names the seq that follows it");
                     self.seqs.insert(s.clone(), Vec::new());
                 } else if let Some(&last) = self.last.get(s) {
-                    assert_eq!(
-                        t.seq,
-                        last + 1,
-                        "{s}: seq {} after {last}: a silent hole or a duplicate",
+                    assert!(
+                        first == last + 1 && t.seq >= first,
+                        "{s}: seqs {first}..={} after {last}: a silent hole or a duplicate",
                         t.seq
                     );
+                }
+                if let Some(tier) = &t.tier {
+                    let frame = (tier.from_seq, t.seq, tier.trades);
+                    self.frames.entry(s.clone()).or_default().push(frame);
                 }
                 self.last.insert(s.clone(), t.seq);
                 self.seqs
@@ -340,7 +348,7 @@ impl Tracker {
                     .push((t.seq, t.ts_ns));
             }
             Item::Gap(g) => {
-                let s = g.key.name().to_owned();
+                let s = stream(g.key.name(), item.tier());
                 assert!(g.from <= g.to, "a gap is not empty: {g:?}");
                 if let Some(&last) = self.last.get(&s) {
                     assert_eq!(g.from, last + 1, "a gap starts after the last seq: {g:?}");
@@ -350,16 +358,17 @@ impl Tracker {
             }
             Item::Reset(r) => {
                 self.pending_reset
-                    .insert(r.key.name().to_owned(), r.clone());
+                    .insert(stream(r.key.name(), item.tier()), r.clone());
                 self.resets.push(r.clone());
             }
             Item::Undecodable(u) => {
                 // Counted at its seq: the next item of its key follows it without a gap.
                 if let (Some(Key::Symbol(s)), Some(seq)) = (&u.key, u.seq) {
-                    if let Some(&last) = self.last.get(s) {
+                    let s = stream(s, item.tier());
+                    if let Some(&last) = self.last.get(&s) {
                         assert_eq!(seq, last + 1, "{s}: undecodable seq {seq} after {last}");
                     }
-                    self.last.insert(s.clone(), seq);
+                    self.last.insert(s, seq);
                 }
                 self.undecodable.push(u.clone());
             }
@@ -375,9 +384,17 @@ impl Tracker {
         }
     }
 
-    /// The last seq delivered (or skipped by a gap) of `symbol`.
+    /// The last seq delivered (or skipped by a gap) of `symbol` (`A`, or a tier `A@100ms`).
     pub fn last(&self, symbol: &str) -> Option<u64> {
         self.last.get(symbol).copied()
+    }
+}
+
+/// The name a stream is subscribed under: `NAME` or `NAME@TIER`.
+fn stream(name: &str, tier: Option<&str>) -> String {
+    match tier {
+        Some(tier) => format!("{name}@{tier}"),
+        None => name.to_owned(),
     }
 }
 

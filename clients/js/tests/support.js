@@ -186,7 +186,8 @@ export class Proxy {
 export class Tracker {
   constructor() {
     this.last = new Map();
-    this.seqs = new Map(); // symbol -> [[seq, ts_ns]] since its last reset
+    this.seqs = new Map(); // stream (`A`, or a tier `A@100ms`) -> [[seq, ts_ns]] since its last reset
+    this.frames = new Map(); // tier stream -> [[from_seq, seq, trades]]
     this.pendingReset = new Map();
     this.gaps = [];
     this.resets = [];
@@ -201,14 +202,20 @@ export class Tracker {
     switch (item.type) {
       case 'tick':
       case 'snapshot': {
-        const s = item.symbol;
+        const s = stream(item);
+        // A tier frame stands for from_seq..=seq: that range continues the stream.
+        const first = item.tier ? item.from_seq : item.seq;
         const reset = this.pendingReset.get(s);
         if (reset) {
           assert.equal(reset.seq, item.seq, 'a reset names the seq that follows it');
           this.pendingReset.delete(s);
           this.seqs.set(s, []);
         } else if (this.last.has(s)) {
-          assert.equal(item.seq, this.last.get(s) + 1, `${s}: seq ${item.seq} after ${this.last.get(s)}: a silent hole or a duplicate`);
+          assert.ok(first === this.last.get(s) + 1 && item.seq >= first, `${s}: seqs ${first}..=${item.seq} after ${this.last.get(s)}: a silent hole or a duplicate`);
+        }
+        if (item.tier) {
+          if (!this.frames.has(s)) this.frames.set(s, []);
+          this.frames.get(s).push([item.from_seq, item.seq, item.trades]);
         }
         this.last.set(s, item.seq);
         if (!this.seqs.has(s)) this.seqs.set(s, []);
@@ -217,12 +224,12 @@ export class Tracker {
       }
       case 'gap':
         assert.ok(item.from <= item.to, `a gap is not empty: ${JSON.stringify(item)}`);
-        if (this.last.has(item.symbol)) assert.equal(item.from, this.last.get(item.symbol) + 1, `a gap starts after the last seq: ${JSON.stringify(item)}`);
-        this.last.set(item.symbol, item.to);
+        if (this.last.has(stream(item))) assert.equal(item.from, this.last.get(stream(item)) + 1, `a gap starts after the last seq: ${JSON.stringify(item)}`);
+        this.last.set(stream(item), item.to);
         this.gaps.push(item);
         break;
       case 'reset':
-        this.pendingReset.set(item.symbol, item);
+        this.pendingReset.set(stream(item), item);
         this.resets.push(item);
         break;
       case 'connected': this.connects++; break;
@@ -231,6 +238,11 @@ export class Tracker {
       default:
     }
   }
+}
+
+/** The stream an item is in: its symbol, or `SYMBOL@TIER` for a rate tier. */
+function stream(item) {
+  return item.tier ? `${item.symbol}@${item.tier}` : item.symbol;
 }
 
 /** Reads items into `tracker` until `done(tracker)`, calling `onItem` after each. */
