@@ -24,7 +24,7 @@ use rust_decimal::Decimal;
 pub use channel::{BOOK_PREFIX, BookChannel, BookChannelError, Depth};
 pub use error::{BookError, LevelError};
 pub use state::{Book, Changes};
-pub use update::{BookKind, BookUpdate, Origin, Rejection};
+pub use update::{BookKind, BookUpdate};
 
 /// One price level: its price and size (in a delta, size 0 removes the level).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

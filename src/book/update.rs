@@ -1,10 +1,8 @@
 //! [`BookUpdate`]: one message of a book channel, and a publisher's update before it is
-//! sequenced (seq 0, the full-book channel, its levels as published, and where to answer a
-//! refusal: [`Origin`]).
+//! sequenced (seq 0, the full-book channel, its levels as published). A refusal reaches its
+//! publisher like any item's, through the hand-off ([`crate::ingest::Publisher`]).
 
-use tokio::sync::mpsc;
-
-use super::{BookChannel, BookError, Level};
+use super::{BookChannel, Level};
 use crate::tick::Seq;
 
 /// What a book message is.
@@ -42,8 +40,6 @@ pub struct BookUpdate {
     pub recv_ns: u64,
     /// A merged message standing for `from_seq..=seq` (a client catching up), else `None`.
     pub from_seq: Option<Seq>,
-    /// Where a publisher's update came from, to answer a refusal there.
-    pub origin: Option<Origin>,
 }
 
 impl BookUpdate {
@@ -65,53 +61,11 @@ impl BookUpdate {
             ts_ns,
             recv_ns: 0,
             from_seq: None,
-            origin: None,
         }
     }
 
     /// Whether a client is sent it (a checkpoint is not).
     pub fn for_clients(&self) -> bool {
         self.kind != BookKind::Checkpoint
-    }
-}
-
-/// Where a publisher's book update came from: its line (or message number) and the
-/// connection's or request's reply channel, for a refusal only the book can decide (a delta
-/// before any snapshot, a crossed result) that the sequencer finds after ingest has moved on.
-#[derive(Clone, Debug)]
-pub struct Origin {
-    line: u64,
-    replies: mpsc::Sender<Rejection>,
-}
-
-/// A book update the sequencer refused: the line it came on and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    /// The line (or protobuf message, or array position), from 1.
-    pub line: u64,
-    /// Why.
-    pub error: BookError,
-}
-
-impl Origin {
-    /// The update on `line`, answered through `replies`.
-    pub fn new(line: u64, replies: mpsc::Sender<Rejection>) -> Self {
-        Self { line, replies }
-    }
-
-    /// Tells the publisher its update was refused. Best effort: a publisher that never reads
-    /// its replies must not stall the sequencer (the refusal is counted and logged anyway).
-    pub fn reject(&self, error: BookError) {
-        let _ = self.replies.try_send(Rejection {
-            line: self.line,
-            error,
-        });
-    }
-}
-
-impl PartialEq for Origin {
-    /// Two origins are the same line (the reply channel is not data).
-    fn eq(&self, other: &Self) -> bool {
-        self.line == other.line
     }
 }

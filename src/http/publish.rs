@@ -5,13 +5,12 @@
 //! All or nothing: every tick is validated first; any bad one answers 400 with its line (or
 //! array position, from 1) and field, and nothing is published. Otherwise the ticks go to
 //! the sequencer (waiting, like TCP ingest, while it is full), and once it has sequenced
-//! them the answer is `202 {"accepted":N}`. The refusals left to the sequencer: a new
-//! symbol or channel beyond `--max-symbols` with nothing idle to evict answers 503
-//! `symbol_limit` naming the first refused item's position, with the number of the others,
-//! which were published (`accepted`); a book update only its book can refuse (a delta
-//! before any snapshot, a crossed result, too many levels) is refused alone: the answer
-//! then carries the first refusal's code, line and message, and how many items were
-//! accepted.
+//! them the answer is `202 {"accepted":N}`. The refusals left to the sequencer (a new
+//! symbol or channel beyond `--max-symbols` with nothing idle to evict, `symbol_limit` 503;
+//! a book update only its book can refuse, a delta before any snapshot, a crossed result,
+//! too many levels, 400) refuse their item alone, and come back like the TCP ingest's,
+//! through the hand-off: the answer carries the first refusal's status, code, line, field
+//! and message, how many items were refused and how many accepted (published).
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -21,7 +20,6 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::response::{HttpResponse, json, refuse};
-use crate::book::{Origin, Rejection};
 use crate::config::Role;
 use crate::encode::json::to_vec;
 use crate::error::ErrorCode;
@@ -41,54 +39,30 @@ pub async fn publish(shared: &Shared, request: Request<Incoming>) -> HttpRespons
         return accept_books(shared, LineDecoder::new().decode_mixed(&mut scratch)).await;
     }
     let ticks = LineDecoder::new().decode_document(&mut scratch);
-    let items = ticks.map(|ticks| ticks.into_iter().map(Item::Tick).collect());
-    accept(shared, items).await
+    accept(shared, ticks.map(|ticks| numbered(ticks, Item::Tick))).await
 }
 
-/// Publishes ticks and book updates: each book update carries the request's reply channel,
-/// and the answer waits until the sequencer has taken every item (dropping the last sender).
+/// Items at their positions, from 1.
+fn numbered<T>(items: Vec<T>, item: impl Fn(T) -> Item) -> Vec<(u64, Item)> {
+    (1..).zip(items.into_iter().map(item)).collect()
+}
+
+/// Publishes ticks and book updates (no events: those go to `/api/events`), each answered
+/// at its own line.
 async fn accept_books(
     shared: &Shared,
     items: Result<Vec<(usize, Item)>, (usize, DecodeError)>,
 ) -> HttpResponse {
-    let (replies, mut refusals) = tokio::sync::mpsc::channel(MAX_REFUSALS);
     let items = items.and_then(|items| {
         items
             .into_iter()
             .map(|(line, item)| match item {
-                Item::Book(mut update) => {
-                    update.origin = Some(Origin::new(line as u64, replies.clone()));
-                    Ok(Item::Book(update))
-                }
                 Item::Event(_) => Err((line, DecodeError::UnknownField("channel".into()))),
-                tick => Ok(tick),
+                item => Ok((line as u64, item)),
             })
             .collect::<Result<Vec<_>, _>>()
     });
-    drop(replies);
-    let count = items.as_ref().map_or(0, Vec::len);
-    let answer = accept(shared, items).await;
-    if answer.status() != StatusCode::ACCEPTED {
-        return answer;
-    }
-    let mut refused: Vec<Rejection> = Vec::new();
-    while let Some(refusal) = refusals.recv().await {
-        refused.push(refusal);
-    }
-    let Some(first) = refused.first() else {
-        return answer;
-    };
-    let code = first.error.code();
-    let body = BookRefusal {
-        kind: "error",
-        code,
-        message: &first.error.to_string(),
-        line: first.line,
-        field: first.error.field(),
-        accepted: count - refused.len(),
-        refused: refused.len(),
-    };
-    json(code.http_status(), to_vec(&body))
+    accept(shared, items).await
 }
 
 /// Handles one `POST /api/events` request.
@@ -99,8 +73,7 @@ pub async fn events(shared: &Shared, request: Request<Incoming>) -> HttpResponse
     };
     let events =
         LineDecoder::with_event_limit(shared.config.max_event_bytes).decode_events(&mut scratch);
-    let items = events.map(|events| events.into_iter().map(Item::Event).collect());
-    accept(shared, items).await
+    accept(shared, events.map(|events| numbered(events, Item::Event))).await
 }
 
 /// Reads the whole body (within `--max-http-body` and `--body-timeout`), or the error
@@ -152,8 +125,12 @@ async fn body(shared: &Shared, request: Request<Incoming>) -> Result<Vec<u8>, Ht
     }
 }
 
-/// Publishes every item, or answers 400 naming the first bad one (all or nothing).
-async fn accept(shared: &Shared, items: Result<Vec<Item>, (usize, DecodeError)>) -> HttpResponse {
+/// Publishes every item (each with its line or position), or answers 400 naming the first
+/// bad one (all or nothing); then answers what the sequencer refused, if anything.
+async fn accept(
+    shared: &Shared,
+    items: Result<Vec<(u64, Item)>, (usize, DecodeError)>,
+) -> HttpResponse {
     if shared.config.scale.role == Role::Edge {
         // An edge's sequencer only follows the stream: a seq of its own would fork history.
         return refuse(
@@ -163,8 +140,8 @@ async fn accept(shared: &Shared, items: Result<Vec<Item>, (usize, DecodeError)>)
             "this relay is an edge: publish to the sequencer",
         );
     }
-    let mut ticks = match items {
-        Ok(items) => items,
+    let (lines, mut ticks): (Vec<u64>, Vec<Item>) = match items {
+        Ok(items) => items.into_iter().unzip(),
         Err((line, e)) => {
             shared.metrics.count_error(e.code());
             let field = e.field();
@@ -185,7 +162,7 @@ async fn accept(shared: &Shared, items: Result<Vec<Item>, (usize, DecodeError)>)
     let count = ticks.len();
     let (refusals, mut refused) = mpsc::unbounded_channel::<Refused>();
     let publisher = Publisher {
-        lines: (1..=count as u64).collect(),
+        lines,
         refused: refusals,
     };
     if let Err(e) = shared.inbox.publish_from(ticks, publisher).await {
@@ -207,34 +184,19 @@ async fn accept(shared: &Shared, items: Result<Vec<Item>, (usize, DecodeError)>)
         None => json(StatusCode::ACCEPTED, to_vec(&Accepted { accepted: count })),
         Some(refusal) => {
             // Counted by the sequencer, once per refused item.
+            let code = refusal.code();
             let body = Refusal {
                 kind: "error",
-                code: refusal.code(),
+                code,
                 message: &refusal.to_string(),
                 line: refusal.line,
+                field: refusal.field(),
                 accepted: count - refusals,
                 refused: refusals,
             };
-            json(StatusCode::SERVICE_UNAVAILABLE, to_vec(&body))
+            json(code.http_status(), to_vec(&body))
         }
     }
-}
-
-/// Refusals a request's reply channel holds (one per book update at most is sent; more are
-/// counted and logged but not listed).
-const MAX_REFUSALS: usize = 1024;
-
-#[derive(Serialize)]
-struct BookRefusal<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    code: ErrorCode,
-    message: &'a str,
-    line: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    accepted: usize,
-    refused: usize,
 }
 
 #[derive(Serialize)]
@@ -249,6 +211,8 @@ struct Refusal<'a> {
     code: ErrorCode,
     message: &'a str,
     line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
     accepted: usize,
     refused: usize,
 }

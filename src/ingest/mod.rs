@@ -51,25 +51,51 @@ pub struct Publisher {
     pub refused: mpsc::UnboundedSender<Refused>,
 }
 
-/// An item the sequencer refused: it is of a key new to the relay, and the relay already
-/// tracks `--max-symbols` keys of which none was idle long enough to evict.
+/// An item the sequencer refused, and the line (or message, or position) it came on: the
+/// one way every source hears of a refusal found after ingest moved on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "`{key}` is new and the relay tracks {limit} symbols and channels, none idle for --evict-idle: not published"
-)]
+#[error("{reason}")]
 pub struct Refused {
     /// The item's line (or message, or position) on its source.
     pub line: u64,
-    /// The symbol or channel.
-    pub key: String,
-    /// `--max-symbols`.
-    pub limit: usize,
+    /// Why.
+    pub reason: Refusal,
+}
+
+/// Why the sequencer refused an item.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// The item is of a key new to the relay, and the relay already tracks `--max-symbols`
+    /// keys of which none was idle long enough to evict.
+    #[error(
+        "`{key}` is new and the relay tracks {limit} symbols and channels, none idle for --evict-idle: not published"
+    )]
+    SymbolLimit {
+        /// The symbol or channel.
+        key: String,
+        /// `--max-symbols`.
+        limit: usize,
+    },
+    /// Only the book could tell: a delta before any snapshot, a crossed or too deep result.
+    #[error(transparent)]
+    Book(BookError),
 }
 
 impl Refused {
     /// Stable code for the publisher's answer and metrics.
     pub fn code(&self) -> ErrorCode {
-        ErrorCode::SymbolLimit
+        match &self.reason {
+            Refusal::SymbolLimit { .. } => ErrorCode::SymbolLimit,
+            Refusal::Book(error) => error.code(),
+        }
+    }
+
+    /// The field at fault, when one is.
+    pub fn field(&self) -> Option<&'static str> {
+        match &self.reason {
+            Refusal::SymbolLimit { .. } => None,
+            Refusal::Book(error) => error.field(),
+        }
     }
 }
 

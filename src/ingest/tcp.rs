@@ -23,7 +23,6 @@ use tracing::{debug, warn};
 
 use super::ndjson::LineDecoder;
 use super::{DecodeError, Inbox, Publisher, Refused, protobuf};
-use crate::book::{Origin, Rejection};
 use crate::error::ErrorCode;
 use crate::event::Item;
 use crate::metrics::{self, Metrics};
@@ -104,10 +103,7 @@ impl Connection {
         metrics::add(&self.metrics.ingest_connections_total, 1);
         let _ = stream.set_nodelay(true);
         let (mut read, write) = stream.into_split();
-        let (replies, mut rejections) = mpsc::channel(REFUSALS_QUEUED);
-        let mut decoder = Decoder::new(self.format, self.max_message)
-            .event_limit(self.max_event)
-            .replies(replies);
+        let mut decoder = Decoder::new(self.format, self.max_message).event_limit(self.max_event);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let (refusals, mut refused) = mpsc::unbounded_channel::<Refused>();
         loop {
@@ -120,11 +116,6 @@ impl Connection {
                 () = shutdown.wait() => break,
                 Some(refusal) = refused.recv() => {
                     self.answer(&write, refusal.line, refusal.code(), &refusal.to_string());
-                    continue;
-                }
-                Some(rejection) = rejections.recv() => {
-                    let error = &rejection.error;
-                    self.answer(&write, rejection.line, error.code(), &error.to_string());
                     continue;
                 }
                 read = read.read_buf(&mut buf) => read,
@@ -211,8 +202,6 @@ pub struct Decoder {
     line: u64,
     /// Skipping the rest of an over-long line, up to its `\n`.
     discarding: bool,
-    /// Where the sequencer answers a book update it refuses.
-    replies: Option<mpsc::Sender<Rejection>>,
 }
 
 impl Decoder {
@@ -220,12 +209,6 @@ impl Decoder {
     /// `--max-event-bytes`'s).
     pub fn event_limit(mut self, max_event: usize) -> Self {
         self.lines = LineDecoder::with_event_limit(max_event);
-        self
-    }
-
-    /// Gives every book update the connection's reply channel (its [`Origin`]).
-    pub fn replies(mut self, replies: mpsc::Sender<Rejection>) -> Self {
-        self.replies = Some(replies);
         self
     }
 
@@ -237,7 +220,6 @@ impl Decoder {
             lines: LineDecoder::new(),
             line: 0,
             discarding: false,
-            replies: None,
         }
     }
 
@@ -262,13 +244,9 @@ impl Decoder {
         let recv_ns = now_ns();
         let mut ticks = Vec::new();
         let mut lines = Vec::new();
-        let replies = self.replies.as_ref();
         let mut accept = |result: Result<Item, DecodeError>, line: u64| match result {
             Ok(mut item) => {
                 item.stamp(recv_ns);
-                if let (Item::Book(update), Some(replies)) = (&mut item, replies) {
-                    update.origin = Some(Origin::new(line, replies.clone()));
-                }
                 ticks.push(item);
                 lines.push(line);
             }
@@ -326,10 +304,6 @@ impl Decoder {
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|b| *b == needle)
 }
-
-/// Book refusals waiting to be written back to one connection; beyond it a refusal is
-/// counted and logged but not answered (a publisher that never reads cannot grow memory).
-const REFUSALS_QUEUED: usize = 256;
 
 /// Bytes read per call; large enough that a busy publisher costs few syscalls.
 const READ_CHUNK: usize = 64 * 1024;

@@ -3,8 +3,8 @@
 //!
 //! Receives publishers' book updates (seq 0) from [`Sequencer::prepare`](super::Sequencer),
 //! applies each to its book ([`Book::apply`]: a delta before any snapshot, a crossed result
-//! or a side past `--book-max-levels` is refused, answered to its publisher through its
-//! [`Origin`](crate::book::Origin), counted, and the book stays as it was), gives it the
+//! or a side past `--book-max-levels` is refused, counted and returned, for the sequencer to
+//! answer its publisher like any refused item, and the book stays as it was), gives it the
 //! book's next seq, and hands on one [`Frames`] per view: `book:SYMBOL:DEPTH` for each
 //! `--book-depths` depth (the changes within the top DEPTH, [`views::diff`]) and
 //! `book:SYMBOL` (every change), each with its own checksum and the same seq. With a stream
@@ -94,29 +94,26 @@ impl Books {
     }
 
     /// Applies a publisher's update and appends its messages to `out`; a refused one is
-    /// answered, counted and changes nothing. `room`: a new book may be started (the
-    /// `--max-symbols` limit).
+    /// counted, changes nothing and is returned (for its publisher). `room`: a new book may
+    /// be started (the `--max-symbols` limit).
     pub fn sequence(
         &mut self,
-        mut update: BookUpdate,
+        update: BookUpdate,
         room: bool,
         now: Instant,
         out: &mut Vec<Arc<Frames>>,
-    ) {
-        let origin = update.origin.take();
+    ) -> Result<(), BookError> {
         let result = match update.kind {
             BookKind::Snapshot => self.lead_snapshot(update, room, now, out),
             BookKind::Delta => self.lead_delta(update, now, out),
             // Publishers cannot send one (no parser makes it); nothing to apply.
             BookKind::Checkpoint => Ok(()),
         };
-        if let Err(error) = result {
+        if let Err(error) = &result {
             self.metrics.count_error(error.code());
             debug!(code = error.code().as_str(), %error, "book update refused");
-            if let Some(origin) = origin {
-                origin.reject(error);
-            }
         }
+        result
     }
 
     /// Applies an update read from the stream (seq as published) and appends its messages.

@@ -40,14 +40,14 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use crate::book::{BookUpdate, Depth};
+use crate::book::{BookError, BookUpdate, Depth};
 use crate::config::BookConfig;
 use crate::config::defaults::EVICT_IDLE;
 use crate::config::parse_duration;
 use crate::encode::{Frames, Wire};
 use crate::error::ErrorCode;
 use crate::event::{Item, Key};
-use crate::ingest::{InboxReceiver, Published, Refused};
+use crate::ingest::{InboxReceiver, Published, Refusal, Refused};
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 use crate::tick::Seq;
@@ -246,12 +246,11 @@ impl Sequencer {
         let mut batch = Vec::new();
         for hand_off in &mut published {
             for (i, item) in hand_off.items.drain(..).enumerate() {
-                let refused = match item {
-                    // A book refuses its own updates (answered through their `Origin`).
-                    Item::Book(update) => {
-                        self.sequence_book(update, now, &mut batch);
-                        continue;
-                    }
+                let reason = match item {
+                    Item::Book(update) => match self.sequence_book(update, now, &mut batch) {
+                        Ok(()) => continue,
+                        Err(error) => Refusal::Book(error),
+                    },
                     other => match self.prepare(other, now) {
                         Ok(frames) => {
                             if let Some(frames) = frames {
@@ -259,14 +258,16 @@ impl Sequencer {
                             }
                             continue;
                         }
-                        Err(key) => key,
+                        Err(key) => Refusal::SymbolLimit {
+                            key: key.as_str().to_owned(),
+                            limit: self.max_symbols,
+                        },
                     },
                 };
                 if let Some(publisher) = &hand_off.publisher {
                     let refused = Refused {
                         line: publisher.lines.get(i).copied().unwrap_or_default(),
-                        key: refused.as_str().to_owned(),
-                        limit: self.max_symbols,
+                        reason,
                     };
                     // The publisher may have gone; the refusal is counted anyway.
                     let _ = publisher.refused.send(refused);
@@ -277,8 +278,14 @@ impl Sequencer {
         drop(published);
     }
 
-    /// Applies a book update (a publisher's, or the stream's on an edge) to its book.
-    fn sequence_book(&mut self, update: BookUpdate, now: Instant, out: &mut Vec<Arc<Frames>>) {
+    /// Applies a book update (a publisher's, or the stream's on an edge) to its book; a
+    /// publisher's the book refuses is returned.
+    fn sequence_book(
+        &mut self,
+        update: BookUpdate,
+        now: Instant,
+        out: &mut Vec<Arc<Frames>>,
+    ) -> Result<(), BookError> {
         let full = |s: &Self| s.symbols.len() + s.books.len() >= s.max_symbols;
         if full(self) {
             self.sweep(now);
@@ -286,8 +293,9 @@ impl Sequencer {
         let room = !full(self);
         if self.follow {
             self.books.follow(update, room, out);
+            Ok(())
         } else {
-            self.books.sequence(update, room, now, out);
+            self.books.sequence(update, room, now, out)
         }
     }
 
@@ -518,7 +526,16 @@ mod tests {
             }])
             .await;
         let refusal = refused.recv().await.expect("D is refused");
-        assert_eq!((refusal.line, refusal.key.as_str()), (8, "D"));
+        assert_eq!(
+            (refusal.line, refusal.reason),
+            (
+                8,
+                Refusal::SymbolLimit {
+                    key: "D".into(),
+                    limit: 2
+                }
+            )
+        );
         assert!(
             refused.recv().await.is_none(),
             "the hand-off is dropped once sequenced"

@@ -89,7 +89,6 @@ fn message(
         ts_ns: source.ts_ns,
         recv_ns: source.recv_ns,
         from_seq: None,
-        origin: None,
     }
 }
 
@@ -119,7 +118,6 @@ pub(super) fn push_checkpoint(state: &mut BookState, now: Instant, out: &mut Vec
         ts_ns: crate::tick::now_ns(),
         recv_ns: crate::tick::now_ns(),
         from_seq: None,
-        origin: None,
     };
     out.push(Arc::new(Frames::of(Item::Book(checkpoint))));
     state.since_checkpoint = 0;
