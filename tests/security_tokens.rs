@@ -75,10 +75,7 @@ async fn an_exp_near_2_64_neither_panics_the_session_nor_holds_its_slot() {
         }
         client_ping(&mut clients[1]).await;
         drop(clients);
-        wait_for("both sessions to leave", || async {
-            relay.get("/health").await.1["connections"] == 0
-        })
-        .await;
+        relay.wait_idle().await;
     }
 }
 

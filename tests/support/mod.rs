@@ -47,7 +47,19 @@ impl TestRelay {
             handle: Some(handle),
         };
         relay.wait_ready().await;
+        // The readiness probe's connection holds a connection slot (and its address's) until
+        // it ends: tests of the limits start from none.
+        relay.wait_idle().await;
         relay
+    }
+
+    /// Waits until the relay holds no connection and no session (read from its counters, so
+    /// the wait itself takes no slot).
+    pub async fn wait_idle(&self) {
+        wait_for("no connection left", || async {
+            self.metrics().connections() + self.metrics().sessions() == 0
+        })
+        .await;
     }
 
     /// The epoch of the history this relay serves (what `welcome` names).
