@@ -46,7 +46,9 @@ fn book(c: &mut Criterion) {
                 || deltas.next().expect("endless"),
                 |delta| {
                     out.clear();
-                    books.sequence(delta, true, Instant::now(), &mut out);
+                    books
+                        .sequence(delta, true, Instant::now(), &mut out)
+                        .expect("the bench's deltas apply");
                     if encode {
                         for frames in &out {
                             black_box(frames.frame(Wire::Json));
@@ -89,7 +91,9 @@ fn started() -> (Books, impl Iterator<Item = BookUpdate>) {
     let channel = BookChannel::full(Symbol::parse("BTC-USD").expect("valid"));
     let (bids, asks) = levels(100);
     let snapshot = BookUpdate::input(channel.clone(), BookKind::Snapshot, bids, asks, 1);
-    books.sequence(snapshot, true, Instant::now(), &mut Vec::new());
+    books
+        .sequence(snapshot, true, Instant::now(), &mut Vec::new())
+        .expect("the bench's snapshot applies");
     let mut rng = SmallRng::seed_from_u64(3);
     let deltas = std::iter::repeat_with(move || {
         // Two changes a side within the top 30 levels; a size of 0 now and then.

@@ -11,7 +11,7 @@ mod support;
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nats_common::{NatsServer, free_port, scratch_dir};
 use ops_common::{Spawned, http_get, spawn};
@@ -78,12 +78,11 @@ fn edge(nats: &NatsServer, port: u16) -> Spawned {
     )
 }
 
-fn wait_ready(edge: &Spawned) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http_get(edge.http, "GET", "/ready").0 != 200 {
-        assert!(Instant::now() < deadline, "edge {} never ready", edge.http);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+async fn wait_ready(edge: &Spawned) {
+    support::wait_for("the edge to be ready", || async {
+        http_get(edge.http, "GET", "/ready").0 == 200
+    })
+    .await;
 }
 
 /// Publishes H1 and H2, seqs 1..=PER_SYMBOL each, 50 lines every 20 ms.
@@ -102,6 +101,8 @@ fn publish_paced(sequencer: &Spawned) -> std::thread::JoinHandle<()> {
             ingest
                 .write_all(chunk.concat().as_bytes())
                 .expect("publish");
+            // The publisher's own thread, pacing the feed; not a shard.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(20));
         }
     })
@@ -173,7 +174,9 @@ async fn edges_restarted_one_after_the_other_behind_haproxy_lose_no_tick() {
     );
     let ports = [free_port(), free_port()];
     let mut edges = [Some(edge(&nats, ports[0])), Some(edge(&nats, ports[1]))];
-    edges.iter().flatten().for_each(wait_ready);
+    for edge in edges.iter().flatten() {
+        wait_ready(edge).await;
+    }
     let front = free_port();
     let _haproxy = Haproxy::start(front, &ports);
     let url = format!("ws://127.0.0.1:{front}/ws");
@@ -209,7 +212,7 @@ async fn edges_restarted_one_after_the_other_behind_haproxy_lose_no_tick() {
         let stopped = slot.take().expect("running");
         assert_eq!(stopped.stop(), Some(0), "edge {i} stops cleanly");
         let restarted = edge(&nats, ports[i]);
-        wait_ready(&restarted);
+        wait_ready(&restarted).await;
         *slot = Some(restarted);
     }
     publisher.join().expect("publisher");

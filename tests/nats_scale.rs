@@ -539,6 +539,8 @@ fn publish_paced(relay: &Spawned, ticks: Vec<(String, f64, u64)>) -> std::thread
             if ingest.write_all(lines.as_bytes()).is_err() {
                 return; // the sequencer was killed under it
             }
+            // The publisher's own thread, pacing the feed; not a shard.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     })
