@@ -144,8 +144,11 @@ proptest! {
 
 #[tokio::test]
 async fn a_lagging_conflating_client_catches_up_with_one_merged_message_per_book() {
+    // A small send buffer too: a relay slowed down by a busy box writes bigger batches, and a
+    // default one (doubled by the kernel) could take the whole feed without the client reading.
     let relay = TestRelay::start(Config {
         outbox_bytes: 4096,
+        send_buffer_bytes: 4096,
         ..config()
     })
     .await;
