@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use book_common::{ClientBook, Model, Update, scripted, updates};
+use book_common::{ClientBook, Model, Update, model_states, scripted, updates};
 use proptest::prelude::*;
 use serde_json::Value;
 use support::{TestRelay, WsClient, slow_client, wait_for};
@@ -35,18 +35,6 @@ fn views(symbol: &str) -> BTreeMap<String, usize> {
         .collect();
     views.insert(format!("book:{symbol}"), usize::MAX);
     views
-}
-
-/// The model after each update: `states[k - 1]` is the book at seq k.
-fn model_states(updates: &[Update]) -> Vec<Model> {
-    let mut model = Model::default();
-    updates
-        .iter()
-        .map(|u| {
-            model.apply(u);
-            model.clone()
-        })
-        .collect()
 }
 
 /// Reads book messages until every channel in `books` has seq `last`, applying each

@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use book_common::{ClientBook, Model, Update, scripted};
+use book_common::{ClientBook, Model, Update, model_states, scripted};
 use prost::Message as _;
 use serde_json::Value;
 use support::{TestRelay, WsClient, wait_for};
@@ -29,18 +29,6 @@ fn config() -> Config {
         },
         ..Config::for_tests()
     }
-}
-
-/// The model's book after each update: `states[seq - 1]`.
-fn model_states(updates: &[Update]) -> Vec<Model> {
-    let mut model = Model::default();
-    updates
-        .iter()
-        .map(|u| {
-            model.apply(u);
-            model.clone()
-        })
-        .collect()
 }
 
 /// Publishes `updates` of `symbol` in chunks of 20 lines spread over about `span`.

@@ -244,3 +244,15 @@ pub fn scripted(count: usize, seed: u64, spread: i64) -> Vec<Update> {
     }
     all
 }
+
+/// The model's book after each update: `states[seq - 1]`.
+pub fn model_states(updates: &[Update]) -> Vec<Model> {
+    let mut model = Model::default();
+    updates
+        .iter()
+        .map(|u| {
+            model.apply(u);
+            model.clone()
+        })
+        .collect()
+}
