@@ -69,7 +69,36 @@ fn run() -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let relay = Relay::start(config.clone())?;
+    // Starting can wait long (a standby sequencer waits for the lease as long as it takes):
+    // a stop signal meanwhile ends the process, which serves nobody yet.
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let starting = {
+        let config = config.clone();
+        std::thread::Builder::new()
+            .name("start".into())
+            .spawn(move || {
+                let relay = Relay::start(config);
+                let _ = started_tx.send(());
+                relay
+            })
+            .context("starting the start-up thread")?
+    };
+    let stopped_early = signals.block_on(async {
+        tokio::pin!(started);
+        loop {
+            tokio::select! {
+                _ = &mut started => return false,
+                signal = handlers.next() => if signal == Signal::Stop { return true },
+            }
+        }
+    });
+    if stopped_early {
+        tracing::info!("stop requested while starting: exiting");
+        return Ok(());
+    }
+    let relay = starting
+        .join()
+        .map_err(|_| anyhow::anyhow!("the start-up thread panicked"))??;
     println!("tickrelay {} listening", env!("CARGO_PKG_VERSION"));
     println!(
         "  WebSocket: ws://{}/ws?symbols=BTC-USD,ETH-USD",
@@ -95,15 +124,26 @@ fn run() -> anyhow::Result<()> {
     }
 
     let mut running = settings;
-    signals.block_on(async {
-        while handlers.next().await == Signal::Reload {
-            running = reload(&args, running, &log, &relay.shared);
+    // Until a stop signal, or until the relay stops itself (a sequencer that lost its
+    // lease): then the process exits with an error, for a supervisor to restart it.
+    let by_itself = signals.block_on(async {
+        loop {
+            tokio::select! {
+                signal = handlers.next() => match signal {
+                    Signal::Reload => running = reload(&args, running, &log, &relay.shared),
+                    Signal::Stop => return false,
+                },
+                () = relay.shared.shutdown.wait() => return true,
+            }
         }
     });
     tracing::info!("shutdown requested: closing clients with 1001");
     relay.shutdown();
     relay.join();
     tracing::info!("tickrelay stopped");
+    if by_itself {
+        anyhow::bail!("the relay stopped itself: see the error logged before");
+    }
     Ok(())
 }
 

@@ -56,12 +56,14 @@ impl Relay {
         roles::check(&config)?;
         // Resolve "one per CPU" now: once threads are pinned, a thread sees only its core.
         config.shards = config.shard_count();
-        let sockets = Sockets::bind(&config)?;
+        let mut sockets = Sockets::bind(&config)?;
         let files = Files::open(&config)?;
         let jwks_source = jwks_source(&config)?;
         let (shared, inbox) = shared_state(config)?;
         // With NATS, the history (its epoch, its seqs) is the stream's, not this process's.
         let (shared, mut nats) = join_history(shared, &sockets.http)?;
+        // Publishers reach a sequencer only once it sequences (a standby refuses them).
+        let ingest = sockets.listen_ingest()?;
         let shared = Arc::new(shared);
         let mut threads = Vec::new();
         let (mut senders, handles, inputs) = shard_channels(&shared);
@@ -77,7 +79,7 @@ impl Relay {
         if let Some(restored) = restored {
             sequencer.restore(restored);
         }
-        let head = Head::new(shared.clone(), sockets.ingest, sequencer, inbox);
+        let head = Head::new(shared.clone(), ingest, sequencer, inbox);
         threads.extend(spawn_shards(&shared, inputs, head)?);
         let listeners = Listeners {
             http: sockets.http,

@@ -1,5 +1,7 @@
 //! The relay's listening sockets, bound before any thread starts so a bad address fails at
-//! once, naming its flag.
+//! once, naming its flag. The ingest ports are bound then but listen only once the relay
+//! sequences ([`Sockets::listen_ingest`]): a standby sequencer refuses publishers' connects
+//! (they go to the sequencer that holds the lease) instead of queueing them unread.
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 
@@ -13,8 +15,9 @@ pub(super) struct Sockets {
     pub(super) http_addr: SocketAddr,
     pub(super) admin: Option<StdTcpListener>,
     pub(super) admin_addr: Option<SocketAddr>,
-    /// NDJSON and protobuf ingest; `None` on an edge, which takes no ingest.
-    pub(super) ingest: Option<(StdTcpListener, StdTcpListener)>,
+    /// NDJSON and protobuf ingest, bound, not yet listening; `None` on an edge, which
+    /// takes no ingest.
+    ingest: Option<(socket2::Socket, socket2::Socket)>,
     pub(super) ingest_addr: SocketAddr,
     pub(super) ingest_protobuf_addr: SocketAddr,
 }
@@ -39,11 +42,22 @@ impl Sockets {
             }
             None => (None, None),
         };
+        let bound_only = |flag, addr| {
+            let fail = |source| StartError::Bind { flag, addr, source };
+            let socket = bind(addr).map_err(fail)?;
+            let local = socket
+                .local_addr()
+                .map_err(fail)?
+                .as_socket()
+                .ok_or_else(|| fail(std::io::Error::other("not an IP address")))?;
+            Ok::<_, StartError>((socket, local))
+        };
         let (ingest, ingest_addr, ingest_protobuf_addr) = if config.scale.role == Role::Edge {
             (None, NO_ADDR, NO_ADDR)
         } else {
-            let (json, json_addr) = bound("--ingest-tcp", config.ingest_tcp)?;
-            let (proto, proto_addr) = bound("--ingest-tcp-protobuf", config.ingest_tcp_protobuf)?;
+            let (json, json_addr) = bound_only("--ingest-tcp", config.ingest_tcp)?;
+            let (proto, proto_addr) =
+                bound_only("--ingest-tcp-protobuf", config.ingest_tcp_protobuf)?;
             (Some((json, proto)), json_addr, proto_addr)
         };
         Ok(Self {
@@ -58,9 +72,37 @@ impl Sockets {
     }
 }
 
+impl Sockets {
+    /// Starts listening on the ingest ports (taking them: a second call gets `None`).
+    pub(super) fn listen_ingest(
+        &mut self,
+    ) -> Result<Option<(StdTcpListener, StdTcpListener)>, StartError> {
+        let Some((json, proto)) = self.ingest.take() else {
+            return Ok(None);
+        };
+        let (json_addr, proto_addr) = (self.ingest_addr, self.ingest_protobuf_addr);
+        let json = listening(json).map_err(|source| StartError::Bind {
+            flag: "--ingest-tcp",
+            addr: json_addr,
+            source,
+        })?;
+        let proto = listening(proto).map_err(|source| StartError::Bind {
+            flag: "--ingest-tcp-protobuf",
+            addr: proto_addr,
+            source,
+        })?;
+        Ok(Some((json, proto)))
+    }
+}
+
 /// Binds a non-blocking listener with a deep accept queue: std's fixed backlog of 128
 /// makes a burst of connects wait for SYN retransmits (1 s, then 3 s) once it overflows.
 fn listen(addr: SocketAddr) -> std::io::Result<StdTcpListener> {
+    listening(bind(addr)?)
+}
+
+/// A socket bound to `addr`, not yet listening: a connect to it is refused.
+fn bind(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -68,6 +110,11 @@ fn listen(addr: SocketAddr) -> std::io::Result<StdTcpListener> {
     )?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// `socket` listening, non-blocking, with [`LISTEN_BACKLOG`].
+fn listening(socket: socket2::Socket) -> std::io::Result<StdTcpListener> {
     socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
