@@ -20,13 +20,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::book::BookUpdate;
 use crate::config::Role;
 use crate::config::{Config, ConfigError};
 use crate::event::Key;
 use crate::metrics::Metrics;
+use crate::nats::lease::Lease;
 use crate::nats::{self, History, NatsError, follow};
 use crate::sequencer::derived::Restored;
 use crate::sequencer::{TickQueue, TickSender, tick_queue};
@@ -84,7 +85,7 @@ impl NatsThread {
             return Ok(None);
         };
         let url = crate::config::scale::redacted(urls);
-        let (opened_tx, opened) = std_mpsc::channel();
+        let (opened_tx, opened) = std_mpsc::channel::<Opening>();
         let (job, job_rx) = oneshot::channel::<Job>();
         let config = config.clone();
         let thread = std::thread::Builder::new()
@@ -96,29 +97,54 @@ impl NatsThread {
                 {
                     Ok(runtime) => runtime,
                     Err(e) => {
-                        let _ = opened_tx.send(Err(NatsError::Connect {
+                        let _ = opened_tx.send(Opening::Opened(Err(NatsError::Connect {
                             url,
                             reason: format!("no runtime: {e}"),
-                        }));
+                        })));
                         return;
                     }
                 };
                 runtime.block_on(async move {
-                    let history = match open(&config, metrics.clone(), fresh_epoch).await {
+                    let standby = {
+                        let opened_tx = opened_tx.clone();
+                        move || {
+                            let _ = opened_tx.send(Opening::Standby);
+                        }
+                    };
+                    let opened = open(&config, metrics.clone(), fresh_epoch, standby).await;
+                    let (history, found, lease) = match opened {
                         Ok(opened) => opened,
                         Err(e) => {
-                            let _ = opened_tx.send(Err(e));
+                            let _ = opened_tx.send(Opening::Opened(Err(e)));
                             return;
                         }
                     };
-                    let (history, found) = history;
-                    let _ = opened_tx.send(Ok((history.epoch, found)));
+                    let _ = opened_tx.send(Opening::Opened(Ok((history.epoch, found))));
                     match job_rx.await {
                         Ok(Job::Publish {
                             queue,
                             shutdown,
                             drain,
-                        }) => nats::publish::run(history, queue, metrics, shutdown, drain).await,
+                        }) => {
+                            let Some(lease) = lease else {
+                                error!("a publishing relay without the sequencer lease");
+                                return;
+                            };
+                            let (finished, done) = oneshot::channel();
+                            let keeper = tokio::spawn(lease.clone().keep(shutdown.clone(), done));
+                            let stop = shutdown.clone();
+                            let published =
+                                nats::publish::run(history, lease, queue, metrics, shutdown, drain)
+                                    .await;
+                            if let Err(deposed) = published {
+                                error!(%deposed, "sequencer stopping");
+                                stop.trigger();
+                                keeper.abort();
+                            } else {
+                                let _ = finished.send(());
+                                let _ = keeper.await;
+                            }
+                        }
                         Ok(Job::Follow { wants, wiring }) => {
                             follow::run(history, wants, wiring).await;
                         }
@@ -128,11 +154,26 @@ impl NatsThread {
                 });
             })
             .map_err(NatsStartError::Spawn)?;
-        let answering = waiting::NotReady::serve(http, "waiting for NATS and the stream's epoch");
-        let opened = opened.recv_timeout(OPEN_TIMEOUT);
+        let mut answering =
+            waiting::NotReady::serve(http, "waiting for NATS and the stream's epoch");
+        let mut opened_now = opened.recv_timeout(OPEN_TIMEOUT);
+        // A standby waits for the lease as long as it takes, saying so on `/ready`.
+        while let Ok(Opening::Standby) = opened_now {
+            if let Some(answering) = answering.take() {
+                answering.stop();
+            }
+            answering = waiting::NotReady::serve(http, STANDBY);
+            opened_now = opened
+                .recv()
+                .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected);
+        }
         if let Some(answering) = answering {
             answering.stop();
         }
+        let opened = opened_now.map(|opening| match opening {
+            Opening::Opened(result) => result,
+            Opening::Standby => unreachable!("the loop above waits past every standby notice"),
+        });
         match opened {
             Ok(Ok((epoch, found))) => Ok(Some(Self {
                 epoch,
@@ -191,6 +232,18 @@ impl NatsThread {
     }
 }
 
+/// What the `nats` thread tells the starting relay.
+#[derive(Debug)]
+enum Opening {
+    /// Another sequencer holds the lease: this one waits (as long as it takes).
+    Standby,
+    /// The history is open (or could not be).
+    Opened(Result<(u64, Found), NatsError>),
+}
+
+/// `/ready`'s reason while a sequencer waits as a standby.
+const STANDBY: &str = "standby: another sequencer holds the lease";
+
 /// Why the NATS side could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NatsStartError {
@@ -225,7 +278,8 @@ async fn open(
     config: &Config,
     metrics: Arc<Metrics>,
     fresh_epoch: u64,
-) -> Result<(History, Found), NatsError> {
+    mut standby: impl FnMut(),
+) -> Result<(History, Found, Option<Lease>), NatsError> {
     let mut patience = Patience::new();
     // A relay started in the same instant as its NATS server (a script, a container set)
     // finds nobody listening yet: try again, logging each try, until START_PATIENCE.
@@ -240,6 +294,38 @@ async fn open(
                 }
                 None => return Err(patience.gave_up(e)),
             },
+        }
+    };
+    // A sequencer sequences only while it holds the lease: a standby waits here.
+    let lease = if config.scale.role == Role::Edge {
+        None
+    } else {
+        let js = async_nats::jetstream::new(connection.client.clone());
+        let holder = format!(
+            "{} pid {} {:016x}",
+            config.listen,
+            std::process::id(),
+            fresh_epoch
+        );
+        loop {
+            match Lease::acquire(
+                &js,
+                &config.scale.nats_stream,
+                config.scale.nats_replicas,
+                holder.clone(),
+                &mut standby,
+            )
+            .await
+            {
+                Ok(lease) => break Some(lease),
+                Err(e) => match patience.pause() {
+                    Some(pause) => {
+                        info!(reason = %e, attempt = patience.tries, "waiting for the lease bucket");
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => return Err(patience.gave_up(e)),
+                },
+            }
         }
     };
     // An edge started before its sequencer waits for the history, and either role waits
@@ -270,7 +356,7 @@ async fn open(
         }
     };
     if config.scale.role == Role::Edge {
-        return Ok((history, Found::default()));
+        return Ok((history, Found::default(), None));
     }
     let newest = history.last_seqs(&metrics).await?;
     let restored = if config.derived.enabled() {
@@ -284,7 +370,7 @@ async fn open(
         restored,
         books,
     };
-    Ok((history, found))
+    Ok((history, found, lease))
 }
 
 /// What a sequencer finds in the stream at start (nothing on an edge).

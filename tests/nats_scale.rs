@@ -670,3 +670,78 @@ async fn a_sequencer_killed_mid_burst_never_misleads_a_client() {
     let (_, again) = connect(&second, "?symbols=Q").await;
     assert_eq!(again["epoch"], welcome["epoch"], "the same history");
 }
+
+/// Each tick message of `symbol` in the stream, in stream order, as its seq (from its
+/// `Nats-Msg-Id`, `<epoch>:<subject>:<seq>:<writer>`).
+async fn stored_seqs(nats: &NatsServer, symbol: &str) -> Vec<u64> {
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("tickrelay").await.expect("the stream");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let subject = format!("tickrelay.tick.{symbol}");
+    let mut seqs = Vec::new();
+    for at in 1..=last {
+        let Ok(message) = stream.get_raw_message(at).await else {
+            continue;
+        };
+        if message.subject.as_str() != subject {
+            continue;
+        }
+        let id = message
+            .headers
+            .get("Nats-Msg-Id")
+            .expect("a message id")
+            .to_string();
+        seqs.push(
+            id.rsplit(':')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .expect("seq"),
+        );
+    }
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_lost_mid_window_is_stored_in_order_all_the_same() {
+    let Some(nats) = NatsServer::start("lost-publish") else {
+        return;
+    };
+    // The sequencer reaches NATS through a proxy that swallows its 300th tick publish:
+    // later publishes of the same window get through, the lost one's ack never comes.
+    let proxy = nats_common::PubDropper::start(nats.port, "tickrelay.tick.", 300);
+    let url = proxy.url();
+    let sequencer = spawn(
+        &[
+            "--role",
+            "sequencer",
+            "--nats",
+            &url,
+            "--bar-intervals",
+            "off",
+        ],
+        &[],
+    );
+    let e = edge(&nats);
+    let (mut client, _) = connect(&e, "?symbols=L").await;
+    publish(&sequencer, &series("L", 1, 1000));
+    let (seen, other) = ticks(&mut client, 1000).await;
+    assert_eq!(proxy.dropped.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(other.iter().all(|m| m["type"] != "gap"), "{other:?}");
+    let seqs: Vec<u64> = seen.iter().map(|t| t.1).collect();
+    assert_eq!(
+        seqs,
+        (1..=1000).collect::<Vec<_>>(),
+        "the client: once, in order"
+    );
+    assert_eq!(
+        stored_seqs(&nats, "L").await,
+        (1..=1000).collect::<Vec<_>>(),
+        "the stream: every seq once, in seq order"
+    );
+    let retried = stats(&sequencer)["nats"]["retried"].as_u64();
+    assert!(
+        retried >= Some(1),
+        "the lost publish went again: {retried:?}"
+    );
+}

@@ -20,6 +20,7 @@ pub mod books;
 mod connect;
 mod consume;
 pub mod follow;
+pub mod lease;
 pub mod publish;
 mod restore;
 pub mod subject;

@@ -12,26 +12,118 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::publish::PublishAck;
 use tracing::{debug, warn};
 
 use super::History;
+use super::lease::Lease;
 use super::wire::{self, Outgoing};
 use crate::error::ErrorCode;
 use crate::metrics::{self, Metrics};
 use crate::sequencer::TickQueue;
 use crate::shutdown::Shutdown;
 
+/// Why a sequencer stopped publishing before its queue closed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Deposed {
+    /// The stream holds a message this sequencer did not write where it expected its own
+    /// last one: another sequencer has taken over the stream.
+    #[error(
+        "the stream refused a publish after this sequencer's last one ({after}) and the \
+         lease is another sequencer's: this one stops"
+    )]
+    AnotherWriter {
+        /// What this sequencer expected to be the stream's last message.
+        after: String,
+    },
+}
+
+/// Where this sequencer's writes stand in the stream. Every publish names what it must
+/// follow: the id of this sequencer's message before it (`Nats-Expected-Last-Msg-Id`), or,
+/// for the first one after start (or after the stream moved on under it), the stream's last
+/// sequence as read then (`Nats-Expected-Last-Sequence`). So the stream stores a publish
+/// only right after this sequencer's previous one: a publish after a lost one is refused
+/// instead of stored out of order, and a sequencer that another one has replaced is refused
+/// instead of interleaving with it (the message ids carry the lease's tenure: no other
+/// sequencer's message ever has one of its ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum After {
+    /// The stream's last sequence.
+    Seq(u64),
+    /// The stream's last message id.
+    Id(String),
+}
+
+#[derive(Debug)]
+struct Chain {
+    /// The stream's last sequence when this chain (re)started.
+    anchor: u64,
+    /// The id of this sequencer's last acknowledged publish (in order) since then.
+    acked: Option<String>,
+    /// The id of its last publish sent.
+    sent: Option<String>,
+}
+
+impl Chain {
+    fn new(anchor: u64) -> Self {
+        Self {
+            anchor,
+            acked: None,
+            sent: None,
+        }
+    }
+
+    /// What the next publish sent must follow.
+    fn next(&self) -> After {
+        match (&self.sent, &self.acked) {
+            (Some(id), _) | (None, Some(id)) => After::Id(id.clone()),
+            (None, None) => After::Seq(self.anchor),
+        }
+    }
+
+    /// What a publish following this sequencer's last acknowledged one follows.
+    fn base(&self) -> After {
+        match &self.acked {
+            Some(id) => After::Id(id.clone()),
+            None => After::Seq(self.anchor),
+        }
+    }
+
+    /// `ack` is that of the publish with message id `id`, the next in order.
+    fn acked(&mut self, id: &str, ack: &PublishAck) {
+        if ack.duplicate {
+            // Stored before (a retry of a publish whose ack was lost): a duplicate does not
+            // become the stream's last message id, so the next follows its sequence.
+            self.anchor = ack.sequence;
+            self.acked = None;
+        } else {
+            self.acked = Some(id.to_owned());
+        }
+    }
+
+    /// Everything in flight failed: the next publish follows the last acknowledged one.
+    fn rewind(&mut self) {
+        self.sent = self.acked.clone();
+    }
+}
+
 /// Publishes every batch from `queue` until the sequencer closes it; on shutdown, keeps
-/// trying what is still unacknowledged for `drain` more.
+/// trying what is still unacknowledged for `drain` more. Returns [`Deposed`] (and stops at
+/// once) when the stream shows another writer.
 pub async fn run(
     history: History,
+    lease: Lease,
     queue: TickQueue,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
     drain: Duration,
-) {
-    let mut in_flight: VecDeque<(Outgoing, PublishAckFuture)> = VecDeque::new();
+) -> Result<(), Deposed> {
+    let Some(last) = stream_last(&history, &shutdown).await else {
+        return Ok(());
+    };
+    let mut chain = Chain::new(last);
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut retry: Vec<Outgoing> = Vec::new();
     let mut closed = false;
     let mut backoff = BACKOFF_MIN;
@@ -48,24 +140,43 @@ pub async fn run(
                     "shutdown: items still not acknowledged by NATS are not published"
                 );
             }
-            return;
+            return Ok(());
         }
-        // A failed publish goes again before anything newer: per-key order is the stream's.
+        // A failed publish goes again before anything newer, one at a time, each after
+        // the ack of the one before: per-key order is the stream's.
         if !retry.is_empty() {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
+            metrics::add(&metrics.nats.retried, retry.len() as u64);
             let again: Vec<Outgoing> = std::mem::take(&mut retry);
-            metrics::add(&metrics.nats.retried, again.len() as u64);
             for (i, out) in again.iter().enumerate() {
-                match send(&history, out, &metrics).await {
-                    Some(ack) => in_flight.push_back((out.clone(), ack)),
+                let sent = send(&history, out, &chain.base(), &metrics).await;
+                let acked = match sent {
+                    Some(ack) => ack.await,
                     None => {
+                        retry.extend(again[i..].iter().cloned());
+                        break;
+                    }
+                };
+                match acked {
+                    Ok(ack) => {
+                        metrics::add(&metrics.nats.acked, 1);
+                        chain.acked(&out.id, &ack);
+                    }
+                    Err(e) if refusal(&e) => {
+                        refused(&history, &lease, &mut chain, &metrics).await?;
+                        retry.extend(again[i..].iter().cloned());
+                        break;
+                    }
+                    Err(e) => {
+                        metrics.count_error(ErrorCode::NatsUnavailable);
+                        debug!(error = %e, subject = out.subject, "retry not acknowledged; will retry");
                         retry.extend(again[i..].iter().cloned());
                         break;
                     }
                 }
             }
-            settle(&mut in_flight, &mut retry, &metrics, 0).await;
+            chain.rewind();
             if retry.is_empty() {
                 backoff = BACKOFF_MIN;
             }
@@ -74,17 +185,29 @@ pub async fn run(
         match queue.try_take() {
             Ok(batch) => {
                 for frames in batch.iter().filter(|f| wire::published(f.item())) {
-                    let out = wire::encode(&history.subjects, frames.item(), history.epoch);
+                    let out = wire::encode(
+                        &history.subjects,
+                        frames.item(),
+                        history.epoch,
+                        lease.writer(),
+                    );
                     if !retry.is_empty() {
                         // Everything after a failure waits behind it, in order.
                         retry.push(out);
                         continue;
                     }
-                    match send(&history, &out, &metrics).await {
-                        Some(ack) => in_flight.push_back((out, ack)),
+                    let after = chain.next();
+                    match send(&history, &out, &after, &metrics).await {
+                        Some(ack) => {
+                            chain.sent = Some(out.id.clone());
+                            in_flight.push_back(InFlight { after, out, ack });
+                        }
                         None => retry.push(out),
                     }
-                    settle(&mut in_flight, &mut retry, &metrics, WINDOW).await;
+                    settle(&mut in_flight, &mut retry, &mut chain, &metrics, WINDOW)
+                        .await
+                        .or_refused(&history, &lease, &mut chain, &metrics)
+                        .await?;
                 }
             }
             Err(crossbeam_channel::TryRecvError::Disconnected) => closed = true,
@@ -92,30 +215,67 @@ pub async fn run(
                 if in_flight.is_empty() {
                     if closed {
                         debug!("publisher stopped: every item acknowledged");
-                        return;
+                        return Ok(());
                     }
                     tokio::select! {
                         () = queue.wake.notified() => {}
                         () = tokio::time::sleep(IDLE_CHECK) => {}
                     }
                 } else {
-                    settle(&mut in_flight, &mut retry, &metrics, 0).await;
+                    settle(&mut in_flight, &mut retry, &mut chain, &metrics, 0)
+                        .await
+                        .or_refused(&history, &lease, &mut chain, &metrics)
+                        .await?;
                 }
             }
         }
     }
 }
 
-/// Sends one publish; `None` if it could not even be queued on the connection.
-async fn send(history: &History, out: &Outgoing, metrics: &Metrics) -> Option<PublishAckFuture> {
+/// One publish awaiting its ack.
+struct InFlight {
+    out: Outgoing,
+    /// What it was sent to follow.
+    after: After,
+    ack: PublishAckFuture,
+}
+
+/// The stream's last sequence now, asked until NATS answers; `None` on shutdown.
+async fn stream_last(history: &History, shutdown: &Shutdown) -> Option<u64> {
+    let mut stream = history.stream.clone();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match stream.info().await {
+            Ok(info) => return Some(info.state.last_sequence),
+            Err(e) => {
+                warn!(error = %e, "could not read the stream's last sequence; retrying");
+                tokio::select! {
+                    () = shutdown.wait() => return None,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Sends one publish that the stream stores only right `after` what it names; `None` if it
+/// could not even be queued on the connection.
+async fn send(
+    history: &History,
+    out: &Outgoing,
+    after: &After,
+    metrics: &Metrics,
+) -> Option<PublishAckFuture> {
     metrics::add(&metrics.nats.published, 1);
+    let mut headers = out.headers.clone();
+    match after {
+        After::Seq(seq) => headers.insert(wire::EXPECTED_LAST_SEQUENCE, seq.to_string().as_str()),
+        After::Id(id) => headers.insert(wire::EXPECTED_LAST_MSG_ID, id.as_str()),
+    }
     match history
         .js
-        .publish_with_headers(
-            out.subject.clone(),
-            out.headers.clone(),
-            out.payload.clone(),
-        )
+        .publish_with_headers(out.subject.clone(), headers, out.payload.clone())
         .await
     {
         Ok(ack) => Some(ack),
@@ -128,31 +288,123 @@ async fn send(history: &History, out: &Outgoing, metrics: &Metrics) -> Option<Pu
 }
 
 /// Waits for acks until at most `keep` are in flight; a failed one (and every one after
-/// it still in flight) moves to `retry`, in order.
+/// it still in flight) moves to `retry`, in order. A refusal of a publish sent right after
+/// this sequencer's last acknowledged one means another writer: [`Refused`].
 async fn settle(
-    in_flight: &mut VecDeque<(Outgoing, PublishAckFuture)>,
+    in_flight: &mut VecDeque<InFlight>,
     retry: &mut Vec<Outgoing>,
+    chain: &mut Chain,
     metrics: &Metrics,
     keep: usize,
-) {
+) -> Result<(), Refused> {
     while in_flight.len() > keep {
-        let (out, ack) = in_flight.pop_front().expect("len > keep >= 0");
+        let InFlight { out, after, ack } = in_flight.pop_front().expect("len > keep >= 0");
         match ack.await {
-            Ok(_) => metrics::add(&metrics.nats.acked, 1),
+            Ok(ack) => {
+                metrics::add(&metrics.nats.acked, 1);
+                chain.acked(&out.id, &ack);
+            }
             Err(e) => {
-                metrics.count_error(ErrorCode::NatsUnavailable);
-                debug!(error = %e, subject = out.subject, "publish not acknowledged; will retry");
+                let foreign = refusal(&e) && after == chain.base();
+                if !foreign {
+                    metrics.count_error(ErrorCode::NatsUnavailable);
+                    debug!(error = %e, subject = out.subject, "publish not acknowledged; will retry");
+                }
                 retry.push(out);
-                // Later ones may have landed (then their retry is a stored duplicate) or
-                // not: either way they go again after this one.
-                while let Some((out, ack)) = in_flight.pop_front() {
+                // Later ones were refused (they expected this one before them) or, if this
+                // one was stored after all, landed behind it (their retry is then a stored
+                // duplicate): either way they go again, in order, after this one.
+                while let Some(InFlight { out, ack, .. }) = in_flight.pop_front() {
                     if ack.await.is_ok() {
                         metrics::add(&metrics.nats.acked, 1);
                     }
                     retry.push(out);
                 }
+                chain.rewind();
+                if foreign {
+                    return Err(Refused);
+                }
             }
         }
+    }
+    Ok(())
+}
+
+/// A publish the stream refused although it followed this sequencer's last stored one:
+/// something else wrote to the stream, or a restarted server forgot the last message id.
+#[derive(Debug)]
+struct Refused;
+
+/// Whether the stream refused a publish for what it named to follow.
+fn refusal(e: &async_nats::jetstream::context::PublishError) -> bool {
+    matches!(
+        e.kind(),
+        PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
+    )
+}
+
+trait OrRefused {
+    /// Goes on after a [`Refused`] if this sequencer still holds the lease (the writer was
+    /// not a sequencer: its message is the edges' to refuse), from the stream's new last
+    /// sequence; [`Deposed`] if it does not.
+    async fn or_refused(
+        self,
+        history: &History,
+        lease: &Lease,
+        chain: &mut Chain,
+        metrics: &Metrics,
+    ) -> Result<(), Deposed>;
+}
+
+impl OrRefused for Result<(), Refused> {
+    async fn or_refused(
+        self,
+        history: &History,
+        lease: &Lease,
+        chain: &mut Chain,
+        metrics: &Metrics,
+    ) -> Result<(), Deposed> {
+        match self {
+            Ok(()) => Ok(()),
+            Err(Refused) => {
+                debug!("publish refused: the stream moved on");
+                refused(history, lease, chain, metrics).await
+            }
+        }
+    }
+}
+
+/// The stream refused a publish that followed this sequencer's last acknowledged one: if
+/// the lease is still this sequencer's, the stream moved on without it (a message some
+/// other client wrote, or a restarted server that forgot its last message id) and the chain
+/// starts again from the stream's last sequence (what was refused goes again); if not,
+/// this sequencer is [`Deposed`]. If NATS does not answer, the chain stays and the retry
+/// asks again.
+async fn refused(
+    history: &History,
+    lease: &Lease,
+    chain: &mut Chain,
+    metrics: &Metrics,
+) -> Result<(), Deposed> {
+    match lease.still_held().await {
+        Some(false) => Err(Deposed::AnotherWriter {
+            after: format!("{:?}", chain.base()),
+        }),
+        Some(true) => {
+            let mut stream = history.stream.clone();
+            if let Ok(info) = stream.info().await {
+                metrics.count_error(ErrorCode::NatsUnavailable);
+                warn!(
+                    after = ?chain.base(),
+                    last = info.state.last_sequence,
+                    "the stream did not take a publish after this sequencer's last one; \
+                     going on from its last sequence"
+                );
+                *chain = Chain::new(info.state.last_sequence);
+            }
+            Ok(())
+        }
+        None => Ok(()),
     }
 }
 

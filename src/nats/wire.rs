@@ -7,8 +7,9 @@
 //! seq belongs to), `Tickrelay-Recv-Ns` (events, bars, tickers and books: their protos have
 //! no field for it), `Tickrelay-Tick-Seq` (bars: the symbol's newest tick the bar accounts
 //! for, where a restarted sequencer resumes), and `Nats-Msg-Id`
-//! (`<epoch>:<subject>:<seq>`), which makes a retried publish a duplicate the stream stores
-//! once.
+//! (`<epoch>:<subject>:<seq>:<writer>`, the writer being the sequencer's lease), which makes
+//! a retried publish a duplicate the stream stores once, and never makes another
+//! sequencer's message at the same seq look like one.
 //!
 //! [`decode`] is the only validation point for what an edge reads from NATS: a message that
 //! is not exactly such an item is a [`WireError`], counted as `bad_nats_message` and
@@ -37,6 +38,14 @@ pub const EPOCH: &str = "Tickrelay-Epoch";
 pub const RECV_NS: &str = "Tickrelay-Recv-Ns";
 /// The header holding a bar's `tick_seq`.
 pub const TICK_SEQ: &str = "Tickrelay-Tick-Seq";
+/// JetStream's message id: a publish with one the stream holds is a duplicate, stored once.
+pub const MSG_ID: &str = "Nats-Msg-Id";
+/// JetStream's header that makes a publish conditional: stored only if the stream's last
+/// sequence is this one (the first publish of a sequencer's chain, `publish`).
+pub const EXPECTED_LAST_SEQUENCE: &str = "Nats-Expected-Last-Sequence";
+/// JetStream's header that makes a publish conditional: stored only if the stream's last
+/// message has this id (every later publish of the chain).
+pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
 
 /// One item ready to publish.
 #[derive(Debug, Clone)]
@@ -47,6 +56,8 @@ pub struct Outgoing {
     pub headers: HeaderMap,
     /// The protobuf body.
     pub payload: Bytes,
+    /// Its `Nats-Msg-Id`.
+    pub id: String,
 }
 
 /// A stream message decoded into an item of history `epoch`.
@@ -99,15 +110,14 @@ pub fn published(item: &Item) -> bool {
     !matches!(item, Item::Book(book) if book.channel.depth() != Depth::Full)
 }
 
-/// `item` (sequenced, of history `epoch`) as a message for the stream.
-pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
+/// `item` (sequenced, of history `epoch`, by the sequencer whose lease is `writer`) as a
+/// message for the stream.
+pub fn encode(subjects: &Subjects, item: &Item, epoch: u64, writer: u64) -> Outgoing {
     let subject = subjects.of_item(item);
     let mut headers = HeaderMap::new();
     headers.insert(EPOCH, epoch.to_string().as_str());
-    headers.insert(
-        "Nats-Msg-Id",
-        format!("{epoch}:{subject}:{}", item.seq().0).as_str(),
-    );
+    let id = format!("{epoch}:{subject}:{}:{writer}", item.seq().0);
+    headers.insert(MSG_ID, id.as_str());
     let payload = match item {
         Item::Tick(tick) => tick_message(tick).encode_to_vec(),
         Item::Event(event) => {
@@ -135,6 +145,7 @@ pub fn encode(subjects: &Subjects, item: &Item, epoch: u64) -> Outgoing {
         subject,
         headers,
         payload: Bytes::from(payload),
+        id,
     }
 }
 
@@ -356,7 +367,7 @@ mod tests {
             recv_ns: 9,
         });
         for item in [tick("BRK.B", 7), event] {
-            let out = encode(&subjects, &item, 42);
+            let out = encode(&subjects, &item, 42, 7);
             let back = decode(&subjects, &out.subject, Some(&out.headers), &out.payload).unwrap();
             assert_eq!((back.item, back.epoch), (item, 42));
         }
@@ -382,7 +393,7 @@ mod tests {
             (book.seq, book.checksum, book.recv_ns) = (Seq(9), 1234, 8);
             let item = Item::Book(book);
             assert!(published(&item));
-            let out = encode(&subjects, &item, 42);
+            let out = encode(&subjects, &item, 42, 7);
             let want = if kind == BookKind::Checkpoint {
                 "tickrelay.bookcp.BTC-USD"
             } else {
@@ -408,7 +419,7 @@ mod tests {
     #[test]
     fn malformed_messages_are_refused_with_their_reason() {
         let subjects = Subjects::new("tickrelay");
-        let good = encode(&subjects, &tick("A", 1), 42);
+        let good = encode(&subjects, &tick("A", 1), 42, 7);
         let headers = Some(&good.headers);
         assert!(matches!(
             decode(&subjects, "tickrelay.tick.A", headers, b"\xff\xff"),
@@ -426,7 +437,7 @@ mod tests {
             decode(&subjects, "tickrelay.nope.A", headers, &good.payload),
             Err(WireError::Subject(_))
         ));
-        let unsequenced = encode(&subjects, &tick("A", 0), 42);
+        let unsequenced = encode(&subjects, &tick("A", 0), 42, 7);
         assert_eq!(
             decode(&subjects, "tickrelay.tick.A", headers, &unsequenced.payload).unwrap_err(),
             WireError::Unsequenced

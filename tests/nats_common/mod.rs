@@ -128,3 +128,113 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self.store);
     }
 }
+
+/// A loopback proxy in front of a `nats-server` that forwards everything except one
+/// publish: the `nth` (from 1) `PUB`/`HPUB` on a subject starting with `prefix`, which it
+/// swallows, as a connection that loses a message mid-window would. Stops on drop.
+#[derive(Debug)]
+pub struct PubDropper {
+    /// The port clients connect to.
+    pub port: u16,
+    /// Publishes swallowed so far (0 or 1).
+    pub dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PubDropper {
+    /// Starts one forwarding to `server` on 127.0.0.1.
+    pub fn start(server: u16, prefix: &str, nth: usize) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        listener.set_nonblocking(true).expect("nonblocking accept");
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (prefix, dropped2, stop2) = (prefix.to_owned(), dropped.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    #[allow(clippy::disallowed_methods)]
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).expect("blocking client");
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", server)) else {
+                    continue;
+                };
+                // Each protocol line goes on at once, as the client sent it.
+                let _ = (client.set_nodelay(true), upstream.set_nodelay(true));
+                let (mut down_r, mut up_w) = (
+                    upstream.try_clone().expect("clone"),
+                    client.try_clone().expect("clone"),
+                );
+                // Server to client: as is.
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut down_r, &mut up_w);
+                    let _ = up_w.shutdown(std::net::Shutdown::Both);
+                });
+                let (prefix, seen, dropped) = (prefix.clone(), seen.clone(), dropped2.clone());
+                // Client to server: one protocol line at a time, a publish with its body.
+                std::thread::spawn(move || {
+                    let _ = forward_dropping(client, upstream, &prefix, nth, &seen, &dropped);
+                });
+            }
+        });
+        Self {
+            port,
+            dropped,
+            stop,
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT` of the proxy.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PubDropper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn forward_dropping(
+    client: TcpStream,
+    mut upstream: TcpStream,
+    prefix: &str,
+    nth: usize,
+    seen: &std::sync::atomic::AtomicUsize,
+    dropped: &std::sync::atomic::AtomicUsize,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut reader = BufReader::new(client);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line).to_string();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let publish = matches!(words.first(), Some(&"PUB" | &"HPUB" | &"pub" | &"hpub"));
+        if !publish {
+            upstream.write_all(&line)?;
+            continue;
+        }
+        // PUB subject [reply] size / HPUB subject [reply] header_size total_size
+        let total: usize = words.last().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let mut body = vec![0u8; total + 2];
+        reader.read_exact(&mut body)?;
+        let ours = words.get(1).is_some_and(|s| s.starts_with(prefix));
+        if ours && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            dropped.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        upstream.write_all(&line)?;
+        upstream.write_all(&body)?;
+    }
+}
