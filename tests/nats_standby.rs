@@ -4,6 +4,7 @@
 //! ingest until the first is killed, then continues every seq under the same epoch; a
 //! deposed sequencer's late ticks are refused by the stream, never delivered.
 
+mod faults_common;
 mod nats_common;
 mod ops_common;
 mod support;
@@ -19,7 +20,12 @@ use support::WsClient;
 
 /// A sequencer of ticks only, its `--listen` at `http` (known before it leads).
 fn sequencer(nats: &NatsServer, http: SocketAddr) -> Spawned {
-    let (url, listen) = (nats.url(), http.to_string());
+    sequencer_via(&nats.url(), http)
+}
+
+/// A sequencer reaching NATS at `url`.
+fn sequencer_via(url: &str, http: SocketAddr) -> Spawned {
+    let (url, listen) = (url.to_owned(), http.to_string());
     launch(
         &[
             "--role",
@@ -163,7 +169,9 @@ async fn a_deposed_sequencer_is_refused_by_the_stream_and_stops() {
     let Some(nats) = NatsServer::start("deposed") else {
         return;
     };
-    let mut first = sequencer(&nats, free_http());
+    // The first sequencer reaches NATS through a proxy that can go quiet.
+    let proxy = faults_common::Proxy::start(SocketAddr::from(([127, 0, 0, 1], nats.port))).await;
+    let mut first = sequencer_via(&format!("nats://{}", proxy.addr), free_http());
     first.banner();
     let second_http = free_http();
     let mut second = sequencer(&nats, second_http);
@@ -174,11 +182,11 @@ async fn a_deposed_sequencer_is_refused_by_the_stream_and_stops() {
     publish(first.ingest, &lines("D", BASE, 1, 50));
     let (mut seen, mut other) = until_stamp(&mut client, BASE + 50).await;
 
-    // The first sequencer freezes (a long GC pause, a stopped VM): its lease lapses and the
-    // standby takes over and sequences ten ticks.
-    first.signal("STOP");
-    // Ticks sent to the frozen one wait in its socket: more than the new leader will have
-    // sequenced, so their seqs would run past the new leader's if they were stored.
+    // The first sequencer is cut off from NATS (the network goes quiet): it still takes
+    // ticks and sequences them (more than the new leader will, so their seqs would run past
+    // the new leader's if they were stored), but cannot publish them or renew its lease.
+    // The standby takes over and sequences ten ticks.
+    proxy.pause();
     const LATE: u64 = 1_000_000;
     publish(first.ingest, &lines("D", BASE + LATE, 1, 40));
     second.banner();
@@ -187,10 +195,11 @@ async fn a_deposed_sequencer_is_refused_by_the_stream_and_stops() {
     seen.extend(more);
     other.extend(messages);
 
-    // Woken, it reads and sequences the late ticks; the stream refuses them (they follow
-    // what it stored last, not what the stream holds) and it stops.
-    first.signal("CONT");
-    let deadline = Instant::now() + support::WAIT;
+    // The network comes back: the first one's publishes (buffered, then retried) reach the
+    // stream, which refuses them (they follow its own last message, not the stream's); it
+    // finds the lease is not its own and stops.
+    proxy.resume();
+    let deadline = Instant::now() + 3 * support::WAIT;
     let code = loop {
         if let Some(status) = first.child.try_wait().expect("wait") {
             break status.code();
