@@ -117,6 +117,15 @@ impl Feed {
         }
     }
 
+    /// Drops what a conflating client skipped (its stream started another history: those
+    /// items must never reach it now). It stays behind, conflating, until it catches up.
+    pub(super) fn forget_history(&mut self) {
+        if let Some(pending) = &mut self.lagging {
+            pending.clear();
+        }
+        self.books_behind = BooksBehind::default();
+    }
+
     /// Queues a server message in the client's encoding.
     pub fn send(&mut self, message: &Message<'_>, now: Instant) {
         if self.phase != FeedPhase::Live {
