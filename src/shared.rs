@@ -37,7 +37,8 @@ pub struct Shared {
     pub shutdown: Shutdown,
     /// The identity of the history this relay serves (in `welcome`; resumes name it).
     /// Chosen at start: a relay's seqs restart at 1, so seqs of two runs must never be
-    /// taken for one history.
+    /// taken for one history. On an edge, the stream's at start; a later new history of the
+    /// stream is each shard's to switch to (`ShardCore::epoch`).
     pub epoch: u64,
     /// Rate limits for session lifecycle log lines.
     pub lifecycle_log: LifecycleLog,

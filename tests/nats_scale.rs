@@ -477,17 +477,34 @@ async fn subscribe_and_resume_messages_on_an_edge_are_served_from_the_stream() {
     );
 }
 
+/// `count` ticks of `symbol` from seq 1, priced apart from [`series`]'s: a tick of the new
+/// history is never mistaken for one of the old.
+fn new_series(symbol: &str, from: u64, to: u64) -> Vec<(String, f64, u64)> {
+    series(symbol, from, to)
+        .into_iter()
+        .map(|(symbol, price, ts_ns)| (symbol, price + 1000.0, ts_ns))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_stream_is_a_new_history_and_resuming_clients_are_told() {
+async fn a_deleted_stream_is_a_new_history_and_the_edge_resets_its_clients_onto_it() {
     let Some(nats) = NatsServer::start("deleted") else {
         return;
     };
     let first = sequencer(&nats);
-    publish(&first, &series("D", 1, 10));
-    let old_edge = edge(&nats);
-    let (mut client, welcome) = connect(&old_edge, "?symbols=D").await;
+    let edge = edge(&nats);
+    let (mut client, welcome) = connect(&edge, "?symbols=D1,D2").await;
     let old_epoch = welcome["epoch"].as_u64().expect("epoch");
-    assert_eq!(client.next_json().await["seq"], 10);
+    // D3: a symbol of the old history only.
+    let (mut watcher, _) = connect(&edge, "?symbols=D3").await;
+    let mut old = series("D1", 1, 10);
+    old.extend(series("D2", 1, 10));
+    old.extend(series("D3", 1, 3));
+    publish(&first, &old);
+    let (before, _) = ticks(&mut client, 20).await;
+    assert_eq!(before.len(), 20, "{before:?}");
+    let _ = ticks(&mut watcher, 3).await;
+    assert_eq!(http_get(edge.http, "GET", "/price/D3").0, 200);
     assert_eq!(first.stop(), Some(0));
 
     let raw = async_nats::connect(nats.url())
@@ -498,17 +515,90 @@ async fn a_deleted_stream_is_a_new_history_and_resuming_clients_are_told() {
         .await
         .expect("delete the stream");
     let second = sequencer(&nats);
-    publish(&second, &series("D", 1, 3));
-    // The old edge cannot serve the new history under its clients' old seqs: it stops.
-    let (_, code, _) = client.messages_until_close().await;
-    assert_eq!(code, 1001, "the edge went away");
-    assert_eq!(old_edge.stop(), Some(0));
+    // Published as soon as the new history exists, before the edge can have noticed it.
+    let mut new = new_series("D1", 1, 5);
+    new.extend(new_series("D2", 1, 5));
+    publish(&second, &new);
 
-    let new_edge = edge(&nats);
-    let query = format!("?resume=D:10&epoch={old_epoch}");
-    let (mut resumed, welcome) = connect(&new_edge, &query).await;
-    let new_epoch = welcome["epoch"].as_u64().expect("epoch");
+    // The client stays connected: a `reset` for each symbol, then the new history from its
+    // first seq, each tick once and in order; never an old tick after its symbol's reset,
+    // never a new one before it.
+    let mut reset: BTreeMap<String, u64> = BTreeMap::new();
+    let mut after: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
+    while after.values().map(Vec::len).sum::<usize>() < 10 {
+        let message = client.next_json().await;
+        let symbol = message["symbol"].as_str().unwrap_or_default().to_owned();
+        match message["type"].as_str() {
+            Some("reset") => {
+                let epoch = message["epoch"].as_u64().expect("reset names the epoch");
+                assert!(
+                    reset.insert(symbol, epoch).is_none(),
+                    "one reset: {message}"
+                );
+            }
+            Some("tick") => {
+                let (seq, price) = (message["seq"].as_u64(), message["price"].as_f64());
+                let (seq, price) = (seq.expect("seq"), price.expect("price"));
+                let new_history = price > 1000.0;
+                assert_eq!(
+                    new_history,
+                    reset.contains_key(&symbol),
+                    "a tick of the history its reset says: {message}"
+                );
+                if new_history {
+                    after.entry(symbol).or_default().push((seq, price));
+                }
+            }
+            _ => panic!("only ticks and resets: {message}"),
+        }
+    }
+    let new_epoch = reset.get("D1").copied().expect("D1 was reset");
     assert_ne!(new_epoch, old_epoch, "a new stream, a new history");
+    assert_eq!(reset.get("D2"), Some(&new_epoch), "{reset:?}");
+    for symbol in ["D1", "D2"] {
+        let seqs: Vec<u64> = after[symbol].iter().map(|t| t.0).collect();
+        assert_eq!(
+            seqs,
+            (1..=5).collect::<Vec<_>>(),
+            "{symbol}: the new history"
+        );
+    }
+    // And it goes on, live.
+    publish(&second, &new_series("D1", 6, 7));
+    let (live, other) = ticks(&mut client, 2).await;
+    assert_eq!(
+        live.iter().map(|t| (t.0.as_str(), t.1)).collect::<Vec<_>>(),
+        [("D1", 6), ("D1", 7)],
+        "{other:?}"
+    );
+
+    let reset = watcher.next_json().await;
+    assert_eq!(
+        (reset["type"].as_str(), reset["epoch"].as_u64()),
+        (Some("reset"), Some(new_epoch)),
+        "{reset}"
+    );
+
+    // A new connection is welcomed into the new history, and nothing of the old one is
+    // served: no snapshot of D3 (the new history has no tick of it yet), no price.
+    let (mut fresh, welcome) = connect(&edge, "?symbols=D3,D2").await;
+    assert_eq!(welcome["epoch"].as_u64(), Some(new_epoch), "{welcome}");
+    publish(&second, &new_series("D2", 6, 6));
+    let (_, snapshots) = ticks(&mut fresh, 1).await;
+    let snapshots: Vec<(&str, u64)> = snapshots
+        .iter()
+        .map(|m| {
+            (
+                m["symbol"].as_str().unwrap_or_default(),
+                m["seq"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(snapshots, [("D2", 5)], "the new history's snapshots only");
+    assert_eq!(http_get(edge.http, "GET", "/price/D3").0, 404);
+    // A resume naming the old epoch gets `reset` and the new history's snapshot.
+    let query = format!("?resume=D1:10&epoch={old_epoch}");
+    let (mut resumed, _) = connect(&edge, &query).await;
     let reset = resumed.next_json().await;
     assert_eq!(
         (reset["type"].as_str(), reset["epoch"].as_u64()),
@@ -518,9 +608,17 @@ async fn a_deleted_stream_is_a_new_history_and_resuming_clients_are_told() {
     let snapshot = resumed.next_json().await;
     assert_eq!(
         (snapshot["type"].as_str(), snapshot["seq"].as_u64()),
-        (Some("snapshot"), Some(3)),
+        (Some("snapshot"), Some(7)),
         "{snapshot}"
     );
+    // One naming the new epoch continues exactly.
+    let query = format!("?resume=D1:5&epoch={new_epoch}");
+    let (mut resumed, _) = connect(&edge, &query).await;
+    let (replayed, other) = ticks(&mut resumed, 2).await;
+    let seqs: Vec<u64> = replayed.iter().map(|t| t.1).collect();
+    assert_eq!(seqs, [6, 7], "{other:?}");
+    assert!(other.iter().all(|m| m["type"] == "resumed"), "{other:?}");
+    assert_eq!(edge.stop(), Some(0), "the edge never stopped on its own");
 }
 
 /// Publishes `ticks` in chunks of 50 lines, 10 ms apart, on one connection (a feed that

@@ -38,6 +38,9 @@ pub struct Published {
     /// Where refusals go; `None` for sources with nobody to answer (the demo, a replay, an
     /// edge's stream).
     pub publisher: Option<Publisher>,
+    /// On an edge, `Some(epoch)` when the stream now holds another history: these items are
+    /// of the history `epoch`, and everything handed before them was of the old one.
+    pub history: Option<u64>,
 }
 
 /// A source that answers its publisher: the position of each item of a hand-off, and the
@@ -118,8 +121,21 @@ impl Inbox {
         self.send(Published {
             items,
             publisher: None,
+            history: None,
         })
         .await
+    }
+
+    /// On an edge: what is handed after this is of the history `epoch` (the stream was
+    /// replaced), what was handed before of the old one. Sent by the follower once nothing
+    /// of the old history can follow it.
+    pub async fn new_history(&self, epoch: u64) -> Result<(), InboxClosed> {
+        let published = Published {
+            items: Vec::new(),
+            publisher: None,
+            history: Some(epoch),
+        };
+        self.tx.send(published).await.map_err(|_| InboxClosed)
     }
 
     /// Like [`Inbox::publish_items`], for a source that answers its publisher: a refused
@@ -133,6 +149,7 @@ impl Inbox {
         self.send(Published {
             items,
             publisher: Some(publisher),
+            history: None,
         })
         .await
     }

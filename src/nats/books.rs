@@ -22,7 +22,6 @@ use crate::error::ErrorCode;
 use crate::event::{Item, Key};
 use crate::ingest::Inbox;
 use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
 use crate::tick::{Seq, Symbol};
 
 /// An edge follows a book: its newest checkpoint first, then its updates from what the
@@ -34,7 +33,6 @@ pub(super) async fn follow(
     inbox: Inbox,
     metrics: Arc<Metrics>,
     caught_up: Option<oneshot::Sender<Vec<(Key, Seq)>>>,
-    shutdown: Shutdown,
 ) {
     let Some(symbol) = symbol_of(&key) else {
         return;
@@ -51,7 +49,6 @@ pub(super) async fn follow(
         inbox.clone(),
         metrics.clone(),
         caught_up,
-        shutdown.clone(),
     );
     let checkpoints = super::consume::consume(
         history.clone(),
@@ -60,7 +57,6 @@ pub(super) async fn follow(
         inbox,
         metrics,
         None,
-        shutdown,
     );
     tokio::join!(updates, checkpoints);
 }

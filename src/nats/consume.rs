@@ -1,6 +1,6 @@
 //! [`consume`]: one ordered pull consumer on a filter of the stream, re-created from the next
 //! stream sequence whenever it ends, feeding what it reads into the sequencer's inbox; and
-//! the check that the stream still holds this relay's history.
+//! the check that the stream still holds the history the edge serves ([`successor`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,12 +17,13 @@ use crate::error::ErrorCode;
 use crate::event::{Item, Key};
 use crate::ingest::Inbox;
 use crate::metrics::{self, Metrics};
-use crate::shutdown::Shutdown;
 use crate::tick::Seq;
 
 /// Reads `filter` from `policy` on, forever: an ordered consumer, re-created from the next
 /// stream sequence whenever it ends (NATS restarted, the consumer was lost). Answers
 /// `caught_up` with the newest seq per key once the messages pending at its creation are read.
+/// It hands on items of `history` only: when the stream holds another history, the
+/// follower stops this consumer and starts one on the new history (`follow.rs`).
 pub(super) async fn consume(
     history: History,
     filter: String,
@@ -30,7 +31,6 @@ pub(super) async fn consume(
     inbox: Inbox,
     metrics: Arc<Metrics>,
     mut caught_up: Option<oneshot::Sender<Vec<(Key, Seq)>>>,
-    shutdown: Shutdown,
 ) {
     let mut newest: HashMap<Key, Seq> = HashMap::new();
     let mut backoff = BACKOFF_MIN;
@@ -51,9 +51,6 @@ pub(super) async fn consume(
             Err(e) => {
                 metrics.count_error(ErrorCode::NatsUnavailable);
                 debug!(filter, error = %e, "cannot create the consumer; retrying");
-                if history_changed(&history, &shutdown).await {
-                    return;
-                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -126,14 +123,14 @@ pub(super) async fn consume(
                     }
                     batch.push(incoming.item);
                 }
+                // Another history (the follower switches to it; its items are not this
+                // consumer's), or a bad header: the stream's epoch subject decides.
                 Ok(incoming) => {
-                    // Another history, or a bad header: the stream's epoch subject decides.
-                    if history_changed(&history, &shutdown).await {
-                        return;
+                    if successor(&history).await.is_none() {
+                        metrics.count_error(ErrorCode::BadNatsMessage);
+                        warn!(subject = %message.subject, epoch = incoming.epoch, ours = history.epoch,
+                            "a message of another epoch on the stream; skipped");
                     }
-                    metrics.count_error(ErrorCode::BadNatsMessage);
-                    warn!(subject = %message.subject, epoch = incoming.epoch, ours = history.epoch,
-                        "a message of another epoch on the stream; skipped");
                 }
                 Err(e) => {
                     metrics.count_error(ErrorCode::BadNatsMessage);
@@ -163,24 +160,23 @@ pub(super) async fn consume(
     }
 }
 
-/// Whether the stream now holds another history than the one this edge serves (it was
-/// deleted and a sequencer started a new one): then the edge stops, so that its clients
-/// reconnect to a relay serving the new history and are told (`reset`) when they resume.
-/// An edge cannot switch histories under its clients: their seqs would silently change
-/// meaning.
-pub(super) async fn history_changed(history: &History, shutdown: &Shutdown) -> bool {
-    match super::read_epoch(&history.stream, &history.subjects).await {
-        Ok(Some(epoch)) if epoch != history.epoch => {
-            warn!(
-                epoch,
-                ours = history.epoch,
-                "the stream holds a new history: stopping, so clients reconnect to it"
-            );
-            shutdown.trigger();
-            true
-        }
-        _ => false,
-    }
+/// The history the stream holds now, when it is another than `history` (the stream was
+/// deleted and a sequencer started a new one, with a new epoch); `None` while it still holds
+/// `history`, or has no epoch yet, or cannot be read. The edge then switches its shards and
+/// its clients to the new history (`follow.rs`): clients get `reset` and stay connected.
+pub(super) async fn successor(history: &History) -> Option<History> {
+    let epoch = match super::read_epoch(&history.stream, &history.subjects).await {
+        Ok(Some(epoch)) if epoch != history.epoch => epoch,
+        _ => return None,
+    };
+    // The stream was made again: a handle of the new one, not of the one deleted.
+    let name = history.stream.cached_info().config.name.clone();
+    let stream = history.js.get_stream(&name).await.ok()?;
+    Some(History {
+        stream,
+        epoch,
+        ..history.clone()
+    })
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);

@@ -12,6 +12,13 @@
 //! from the next stream sequence, so a reconnect is back-filled from the stream; the
 //! follow-mode sequencer drops the seqs it already has (two consumers overlap) and counts the
 //! seqs the stream no longer holds.
+//!
+//! A new history (the stream was deleted and a sequencer started another, with a new
+//! epoch; [`successor`] sees it within [`EPOCH_CHECK`]) is switched to without a restart:
+//! every consumer of the old history is stopped, the sequencer is told through the inbox
+//! where the new history begins (it forgets its seqs, books and bars, and puts the switch in
+//! every shard's queue, where the shards reset their clients and drop what they held), and
+//! every followed key is read again, from the start of the new stream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,13 +26,13 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::History;
-use super::consume::{consume, history_changed};
+use super::consume::{consume, successor};
 use crate::book::{BOOK_PREFIX, BookChannel};
 use crate::event::{Channel, Key};
-use crate::ingest::Inbox;
+use crate::ingest::{Inbox, InboxClosed};
 use crate::metrics::Metrics;
 use crate::sequencer::Interest;
 use crate::shutdown::Shutdown;
@@ -96,11 +103,13 @@ struct Followed {
     idle_since: Option<Instant>,
 }
 
-/// Serves wants and follows interest until shutdown; then stops every consumer.
-pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
+/// Serves wants and follows interest until shutdown; then stops every consumer. Switches
+/// to a new history when the stream holds one.
+pub async fn run(mut history: History, mut wants: Wants, wiring: Wiring) {
     let mut keys: HashMap<Key, Followed> = HashMap::new();
     let mut wildcard: Option<Followed> = None;
-    let epoch_watch = tokio::spawn(watch_epoch(history.clone(), wiring.shutdown.clone()));
+    let (successors, mut new_histories) = mpsc::channel(1);
+    let epoch_watch = tokio::spawn(watch_epoch(history.clone(), successors));
     let mut scan = tokio::time::interval(SCAN_EVERY);
     scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -108,12 +117,21 @@ pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
             // Shutdown first: the shards are draining, nothing read now would be delivered.
             biased;
             () = wiring.shutdown.wait() => break,
+            Some(new) = new_histories.recv() => {
+                warn!(epoch = new.epoch, old = history.epoch,
+                    "the stream holds a new history: clients are reset and served it");
+                history = new;
+                if switch(&history, &wiring, &mut keys, &mut wildcard).await.is_err() {
+                    break;
+                }
+            }
             want = wants.0.recv() => {
                 let Some(want) = want else { break };
                 let mut waiting = Vec::new();
                 if want.all && wildcard.is_none() {
                     let (tx, rx) = oneshot::channel();
-                    wildcard = Some(start(&history, &wiring, None, Some(tx)));
+                    let policy = DeliverPolicy::LastPerSubject;
+                    wildcard = Some(start(&history, &wiring, None, Some(tx), policy));
                     waiting.push(rx);
                 }
                 for key in want.keys {
@@ -123,7 +141,8 @@ pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
                         continue;
                     }
                     let (tx, rx) = oneshot::channel();
-                    let followed = start(&history, &wiring, Some(key.clone()), Some(tx));
+                    let policy = DeliverPolicy::All;
+                    let followed = start(&history, &wiring, Some(key.clone()), Some(tx), policy);
                     keys.insert(key, followed);
                     waiting.push(rx);
                 }
@@ -145,7 +164,9 @@ pub async fn run(history: History, mut wants: Wants, wiring: Wiring) {
                 for key in &wanted {
                     let covered = key.in_wildcard() && wildcard.is_some();
                     if !covered && !keys.contains_key(key) {
-                        keys.insert(key.clone(), start(&history, &wiring, Some(key.clone()), None));
+                        let policy = DeliverPolicy::All;
+                        let followed = start(&history, &wiring, Some(key.clone()), None, policy);
+                        keys.insert(key.clone(), followed);
                     }
                 }
                 let linger = wiring.linger;
@@ -196,15 +217,17 @@ fn followed(key: Key) -> Key {
     key
 }
 
+/// Starts reading `key` (`None`: every symbol's ticks, for `*`) from `policy` on.
 fn start(
     history: &History,
     wiring: &Wiring,
     key: Option<Key>,
     caught_up: Option<oneshot::Sender<Vec<(Key, Seq)>>>,
+    policy: DeliverPolicy,
 ) -> Followed {
-    let (filter, policy) = match &key {
-        Some(key) => (history.subjects.of(key), DeliverPolicy::All),
-        None => (history.subjects.all_ticks(), DeliverPolicy::LastPerSubject),
+    let filter = match &key {
+        Some(key) => history.subjects.of(key),
+        None => history.subjects.all_ticks(),
     };
     debug!(filter, "following");
     if let Some(key) =
@@ -216,7 +239,6 @@ fn start(
             wiring.inbox.clone(),
             wiring.metrics.clone(),
             caught_up,
-            wiring.shutdown.clone(),
         ));
         return Followed {
             task,
@@ -230,7 +252,6 @@ fn start(
         wiring.inbox.clone(),
         wiring.metrics.clone(),
         caught_up,
-        wiring.shutdown.clone(),
     ));
     Followed {
         task,
@@ -238,15 +259,45 @@ fn start(
     }
 }
 
-/// Checks the stream's epoch every [`EPOCH_CHECK`]: a deleted stream may show no message of
-/// the new history to a consumer that follows from the old one's sequence numbers.
-async fn watch_epoch(history: History, shutdown: Shutdown) {
+/// Moves every followed key to `history` (the stream's new one): stops each consumer of the
+/// old history (so nothing of it reaches the inbox after this), tells the sequencer that the
+/// new history begins here, then reads every key again from the start of the new stream (`*`
+/// too: nothing of the new history is skipped). `Err`: the sequencer has stopped.
+async fn switch(
+    history: &History,
+    wiring: &Wiring,
+    keys: &mut HashMap<Key, Followed>,
+    wildcard: &mut Option<Followed>,
+) -> Result<(), InboxClosed> {
+    for followed in keys.values_mut().chain(wildcard.iter_mut()) {
+        followed.task.abort();
+        // Cancelled: whatever it was handing on is in the inbox already, or dropped.
+        let _ = (&mut followed.task).await;
+    }
+    wiring.inbox.new_history(history.epoch).await?;
+    for (key, followed) in keys.iter_mut() {
+        followed.task = start(history, wiring, Some(key.clone()), None, DeliverPolicy::All).task;
+    }
+    if let Some(followed) = wildcard {
+        followed.task = start(history, wiring, None, None, DeliverPolicy::All).task;
+    }
+    Ok(())
+}
+
+/// Reads the stream's epoch every [`EPOCH_CHECK`] (on its own, so a slow answer never holds
+/// the follower's wants) and sends each new history the stream holds to the follower. A
+/// deleted stream may show no message of the new history to a consumer that follows from the
+/// old one's sequence numbers: the epoch subject is what tells.
+async fn watch_epoch(mut history: History, successors: mpsc::Sender<History>) {
     let mut every = tokio::time::interval(EPOCH_CHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        if history_changed(&history, &shutdown).await {
-            return;
+        if let Some(new) = successor(&history).await {
+            history = new.clone();
+            if successors.send(new).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -162,6 +162,11 @@ impl FollowedBars {
         }
         bar.recent = history.now();
     }
+
+    /// Drops every channel's closed bars (the stream started another history).
+    pub fn forget(&mut self) {
+        self.histories.clear();
+    }
 }
 
 /// A sum of finite sizes can overflow; the wire carries finite numbers only.

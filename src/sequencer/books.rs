@@ -83,6 +83,11 @@ impl Books {
         self.cadence = Some(cadence);
     }
 
+    /// Drops every book (an edge's stream started another history: its books arrive anew).
+    pub fn forget(&mut self) {
+        self.books.clear();
+    }
+
     /// How many books there are.
     pub fn len(&self) -> usize {
         self.books.len()

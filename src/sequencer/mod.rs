@@ -29,6 +29,7 @@ pub mod bars;
 pub mod books;
 pub mod derived;
 mod deriving;
+mod history;
 pub mod interest;
 pub mod queue;
 pub mod record;
@@ -56,7 +57,7 @@ pub use books::{Books, Cadence};
 use derived::{Derived, Restored};
 pub use interest::Interest;
 use interest::SymbolInterest;
-pub use queue::{Batch, TickQueue, TickSender, tick_queue};
+pub use queue::{Batch, Handed, TickQueue, TickSender, tick_queue};
 
 /// Per-key sequencing state.
 #[derive(Debug)]
@@ -234,6 +235,7 @@ impl Sequencer {
         self.sequence_published(vec![Published {
             items,
             publisher: None,
+            history: None,
         }])
         .await;
     }
@@ -245,6 +247,10 @@ impl Sequencer {
         let now = Instant::now();
         let mut batch = Vec::new();
         for hand_off in &mut published {
+            if let Some(epoch) = hand_off.history {
+                self.hand_on(std::mem::take(&mut batch)).await;
+                self.new_history(epoch).await;
+            }
             for (i, item) in hand_off.items.drain(..).enumerate() {
                 let reason = match item {
                     Item::Book(update) => match self.sequence_book(update, now, &mut batch) {
@@ -521,6 +527,7 @@ mod tests {
         };
         sequencer
             .sequence_published(vec![Published {
+                history: None,
                 items: vec![item("C", 0), item("D", 0)],
                 publisher: Some(publisher),
             }])

@@ -1,7 +1,9 @@
 //! The hand-off from the sequencer to one shard: a bounded crossbeam queue of [`Batch`]es
 //! plus two wake-ups, so a shard's current-thread runtime sleeps until ticks arrive and the
 //! sequencer (a task on shard 0's runtime, see `pipeline`) waits for room without blocking
-//! the thread it shares with ingest and shard 0's own sessions.
+//! the thread it shares with ingest and shard 0's own sessions. On an edge, the queue also
+//! carries where a new history begins ([`Handed::History`]), between the last batch of the
+//! old one and the first of the new.
 
 use std::sync::Arc;
 
@@ -13,11 +15,21 @@ use crate::encode::Frames;
 /// A batch of sequenced ticks, shared by every shard.
 pub type Batch = Arc<[Arc<Frames>]>;
 
+/// What the sequencer hands a shard, in order.
+#[derive(Debug, Clone)]
+pub enum Handed {
+    /// Sequenced items.
+    Batch(Batch),
+    /// An edge's stream now holds another history, of this epoch: every batch before this
+    /// was of the old one, every batch after is of the new one.
+    History(u64),
+}
+
 /// The sequencer's end of a shard's tick queue.
 #[derive(Debug)]
 pub struct TickSender {
     /// `None` once dropping: the queue must be closed before the final wake-up.
-    tx: Option<crossbeam_channel::Sender<Batch>>,
+    tx: Option<crossbeam_channel::Sender<Handed>>,
     wake: Arc<Notify>,
     room: Arc<Notify>,
 }
@@ -26,7 +38,7 @@ pub struct TickSender {
 #[derive(Debug)]
 pub struct TickQueue {
     /// Batches from the sequencer, in seq order.
-    ticks: crossbeam_channel::Receiver<Batch>,
+    ticks: crossbeam_channel::Receiver<Handed>,
     /// Notified after every batch (and when the sequencer stops).
     pub wake: Arc<Notify>,
     /// Notified after every batch taken: a sequencer waiting on a full queue retries.
@@ -51,13 +63,23 @@ pub fn tick_queue(batches: usize) -> (TickSender, TickQueue) {
 impl TickSender {
     /// Queues `batch` for the shard, waiting (without blocking the thread) while its queue
     /// is full: backpressure that leaves the rest of the sequencer's runtime running.
-    pub async fn deliver(&self, mut batch: Batch) {
+    pub async fn deliver(&self, batch: Batch) {
+        self.hand(Handed::Batch(batch)).await;
+    }
+
+    /// Tells the shard that what follows is of the history `epoch` (an edge's stream was
+    /// replaced), after every batch already queued.
+    pub async fn new_history(&self, epoch: u64) {
+        self.hand(Handed::History(epoch)).await;
+    }
+
+    async fn hand(&self, mut handed: Handed) {
         if let Some(tx) = &self.tx {
             loop {
-                match tx.try_send(batch) {
+                match tx.try_send(handed) {
                     Ok(()) => break,
                     Err(TrySendError::Full(back)) => {
-                        batch = back;
+                        handed = back;
                         // notify_one keeps a permit when nobody waits, so a batch taken
                         // between the try and this wait is not missed.
                         self.room.notified().await;
@@ -72,8 +94,9 @@ impl TickSender {
 }
 
 impl TickQueue {
-    /// The next batch if one is queued, without waiting.
-    pub fn try_take(&self) -> Result<Batch, TryRecvError> {
+    /// What is next in the queue (a batch, or where a new history begins), without waiting:
+    /// a shard's read.
+    pub fn try_next(&self) -> Result<Handed, TryRecvError> {
         let taken = self.ticks.try_recv();
         if taken.is_ok() {
             self.room.notify_one();
@@ -81,14 +104,28 @@ impl TickQueue {
         taken
     }
 
+    /// The next batch if one is queued, without waiting, for consumers of the batches alone
+    /// (a new history's start is only an edge's, whose shards read [`TickQueue::try_next`]).
+    pub fn try_take(&self) -> Result<Batch, TryRecvError> {
+        loop {
+            if let Handed::Batch(batch) = self.try_next()? {
+                return Ok(batch);
+            }
+        }
+    }
+
     /// The next batch, blocking the thread until one comes (for consumers on a thread of
     /// their own); `Err` once the sequencer has stopped and the queue is empty.
     pub fn take_blocking(&self) -> Result<Batch, RecvError> {
-        let taken = self.ticks.recv();
-        if taken.is_ok() {
-            self.room.notify_one();
+        loop {
+            let taken = self.ticks.recv();
+            if taken.is_ok() {
+                self.room.notify_one();
+            }
+            if let Handed::Batch(batch) = taken? {
+                return Ok(batch);
+            }
         }
-        taken
     }
 
     /// Every batch queued now, without waiting.

@@ -117,6 +117,15 @@ impl Feed {
         }
     }
 
+    /// Drops what a conflating client skipped (its stream started another history: those
+    /// items must never reach it now). It stays behind, conflating, until it catches up.
+    pub(super) fn forget_history(&mut self) {
+        if let Some(pending) = &mut self.lagging {
+            pending.clear();
+        }
+        self.books_behind = BooksBehind::default();
+    }
+
     /// Queues a server message in the client's encoding.
     pub fn send(&mut self, message: &Message<'_>, now: Instant) {
         if self.phase != FeedPhase::Live {
@@ -217,5 +226,81 @@ impl Feed {
             }
             self.queue_tick(&latest, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::tick::{RawTick, Symbol, Tick};
+
+    fn tick(symbol: &str, seq: u64) -> Arc<Frames> {
+        let mut tick = Tick::try_from(RawTick {
+            symbol: symbol.into(),
+            price: Some(1.0),
+            ..RawTick::default()
+        })
+        .unwrap();
+        tick.seq = Seq(seq);
+        Arc::new(Frames::new(tick))
+    }
+
+    /// The JSON messages queued, in order (server frames: unmasked, short payloads).
+    fn queued(feed: &Feed) -> Vec<serde_json::Value> {
+        let mut slices = [std::io::IoSlice::new(&[]); 16];
+        let n = feed.outbox.slices(&mut slices);
+        let bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        let mut messages = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = usize::from(bytes[at + 1] & 0x7f);
+            assert!(len < 126, "short frames only");
+            messages.push(serde_json::from_slice(&bytes[at + 2..at + 2 + len]).unwrap());
+            at += 2 + len;
+        }
+        messages
+    }
+
+    #[test]
+    fn a_lagging_client_gets_nothing_it_skipped_of_the_old_history_after_its_reset() {
+        let now = Instant::now();
+        let metrics = Metrics::new(1);
+        let config = Config::for_tests();
+        let mut feed = Feed::new(Encoding::Json);
+        feed.lagging = Some(BTreeMap::new());
+        for (symbol, seq) in [("A", 7), ("B", 4)] {
+            assert!(
+                !feed.push_tick(&tick(symbol, seq), now, metrics.shard(0)),
+                "conflated"
+            );
+        }
+        feed.forget_history();
+        for symbol in ["A", "B"] {
+            let key = Key::Symbol(Symbol::parse(symbol).unwrap());
+            feed.send(
+                &Message::Reset {
+                    key: &key,
+                    epoch: 9,
+                },
+                now,
+            );
+        }
+        // The new history has a tick of A so far, none of B.
+        assert!(
+            !feed.push_tick(&tick("A", 1), now, metrics.shard(0)),
+            "still lagging"
+        );
+        feed.caught_up(&config);
+        let seen: Vec<String> = queued(&feed)
+            .iter()
+            .map(|m| format!("{} {} {}", m["type"], m["symbol"], m["seq"]))
+            .collect();
+        let want = [
+            r#""reset" "A" null"#,
+            r#""reset" "B" null"#,
+            r#""tick" "A" 1"#,
+        ];
+        assert_eq!(seen, want, "the resets, then the new history's tick");
     }
 }

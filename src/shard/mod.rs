@@ -8,15 +8,16 @@
 //! The fan-out loop ([`run`]) and the session tasks above share the core through an
 //! `Rc<RefCell<_>>` on the shard's thread, never across an `.await`; sessions reach it only
 //! through [`ShardCore`]'s methods, and every write to a client's socket happens here.
-//! Its impl lives in this module only, in three files: the data path and shard-local reads
-//! (here), a client's lifecycle and sends (`lifecycle.rs`), and subscriptions, snapshots and
-//! resume (`subscribe.rs`).
+//! Its impl lives in this module only, in four files: the data path and shard-local reads
+//! (here), a client's lifecycle and sends (`lifecycle.rs`), subscriptions, snapshots and
+//! resume (`subscribe.rs`), and an edge's switch to a new history (`history.rs`).
 
 pub mod book_lag;
 mod books;
 mod client;
 pub mod fanout;
 pub mod feed;
+mod history;
 mod lifecycle;
 pub mod outbox;
 pub mod ring;
@@ -43,7 +44,7 @@ use crate::encode::{Encoding, Frames, Message};
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
-use crate::sequencer::{Batch, TickQueue};
+use crate::sequencer::{Batch, Handed, TickQueue};
 use crate::shared::Shared;
 use crate::tick::{Seq, now_ns};
 use books::BookCopies;
@@ -86,7 +87,7 @@ pub struct ShardCore {
     /// Notified whenever a session task ends (shutdown waits on it).
     task_left: Rc<Notify>,
     /// The history this shard's rings hold (`welcome`, resumes): the relay's, or on an edge
-    /// the one whose items it has been handed last.
+    /// the one the stream holds, as of the items handed so far (`history.rs`).
     epoch: u64,
 }
 
@@ -359,9 +360,13 @@ pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
             let mut core = core.borrow_mut();
             let now = Instant::now();
             while batches < MAX_BATCHES_PER_TURN {
-                match queue.try_take() {
-                    Ok(batch) => {
+                match queue.try_next() {
+                    Ok(Handed::Batch(batch)) => {
                         core.deliver(&batch, now);
+                        batches += 1;
+                    }
+                    Ok(Handed::History(epoch)) => {
+                        core.new_history(epoch, now);
                         batches += 1;
                     }
                     Err(TryRecvError::Empty) => break,

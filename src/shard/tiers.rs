@@ -124,6 +124,18 @@ impl Throttle {
         }
     }
 
+    /// Forgets every key's last frame and pending change (the stream started another
+    /// history); the keys stay throttled, and their next frame starts the new history.
+    pub fn forget_history(&mut self) {
+        for slot in self.by_base.values_mut().flatten() {
+            slot.last = None;
+            slot.pending = None;
+        }
+        for clock in &mut self.clocks {
+            clock.changed.clear();
+        }
+    }
+
     /// Whether no key is throttled (the fan-out skips [`Throttle::observe`] then).
     pub fn is_empty(&self) -> bool {
         self.by_base.is_empty()
@@ -344,6 +356,29 @@ mod tests {
         let fired = throttle.fire(now + Duration::from_secs(1), |_| None);
         assert_eq!(fired[0].gap, Some((Seq(2), Seq(4))));
         assert_eq!(tier_item(&fired[0].frames).from, Seq(5));
+    }
+
+    #[test]
+    fn a_new_history_forgets_the_old_frames_and_starts_the_next_from_its_first_seq() {
+        let now = Instant::now();
+        let key = tiered(100);
+        let mut throttle = Throttle::default();
+        throttle.open(&key, Some(&tick(9, 1.0, 1.0)), now);
+        throttle.observe(&tick(10, 1.0, 1.0));
+        throttle.forget_history();
+        assert!(throttle.last(&key).is_none(), "no old frame as a snapshot");
+        assert!(
+            throttle
+                .fire(now + Duration::from_secs(1), |_| None)
+                .is_empty(),
+            "the old history's pending change is gone"
+        );
+        throttle.observe(&tick(1, 2.0, 1.0));
+        let fired = throttle.fire(now + Duration::from_secs(2), |_| None);
+        assert_eq!(fired.len(), 1, "still throttled");
+        assert!(fired[0].gap.is_none(), "no gap across histories");
+        let item = tier_item(&fired[0].frames);
+        assert_eq!((item.from, item.newest.seq()), (Seq(1), Seq(1)));
     }
 
     #[test]
