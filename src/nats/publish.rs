@@ -3,7 +3,9 @@
 //! [`run`] consumes the sequencer's batches through a [`TickQueue`] (as a shard does) and
 //! keeps up to [`WINDOW`] publishes in flight. A publish that fails or is not acknowledged
 //! is sent again, in its original order, after a backoff, for as long as it takes: its
-//! `Nats-Msg-Id` makes the stream store it once however often it is sent. While it waits,
+//! `Nats-Msg-Id` makes the stream store it once however often it is sent. Each publish is
+//! chained to this sequencer's previous one ([`Chain`]), so none is stored out of order
+//! and none of a sequencer that lost its lease is stored at all. While it waits,
 //! nothing more is taken from the queue, so the queue fills, the sequencer blocks on it,
 //! the inbox fills and ingest stops reading: the publishers feel it as TCP backpressure,
 //! and no accepted tick is dropped.
