@@ -92,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
         Item::Tick(_) | Item::Event(_) | Item::Book(_) => {}
         Item::Tier(_) => panic!("the stream never holds a tier frame (a shard makes them)"),
     }
-    let out = wire::encode(&subjects, &item, incoming.epoch);
+    let out = wire::encode(&subjects, &item, incoming.epoch, 1);
     assert_eq!(out.subject, subject);
     let back = wire::decode(&subjects, &out.subject, Some(&out.headers), &out.payload)
         .expect("what the relay writes, it reads");
