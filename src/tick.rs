@@ -279,6 +279,19 @@ pub const MAX_SYMBOL_LEN: usize = 64;
 /// Longest accepted venue, in bytes.
 pub const MAX_VENUE_LEN: usize = 64;
 
+/// Unit tests' tick: a valid trade of `symbol` at price 1, given `seq`.
+#[cfg(test)]
+pub(crate) fn sequenced(symbol: &str, seq: u64) -> Tick {
+    let mut tick = Tick::try_from(RawTick {
+        symbol: symbol.into(),
+        price: Some(1.0),
+        ..RawTick::default()
+    })
+    .expect("a valid trade");
+    tick.seq = Seq(seq);
+    tick
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,17 +161,8 @@ async fn edges_restarted_one_after_the_other_behind_haproxy_lose_no_tick() {
     let Some(nats) = NatsServer::start("rolling") else {
         return;
     };
-    let sequencer = spawn(
-        &[
-            "--role",
-            "sequencer",
-            "--nats",
-            &nats.url(),
-            "--bar-intervals",
-            "off",
-        ],
-        &[],
-    );
+    let url = nats.url();
+    let sequencer = spawn(&nats_common::sequencer_args(&url, &[]), &[]);
     let ports = [free_port(), free_port()];
     let mut edges = [Some(edge(&nats, ports[0])), Some(edge(&nats, ports[1]))];
     for edge in edges.iter().flatten() {

@@ -21,17 +21,7 @@ type Seen = (String, u64, f64, u64);
 /// through NATS: nats_bars.rs).
 fn sequencer(nats: &NatsServer) -> Spawned {
     let url = nats.url();
-    spawn(
-        &[
-            "--role",
-            "sequencer",
-            "--nats",
-            &url,
-            "--bar-intervals",
-            "off",
-        ],
-        &[],
-    )
+    spawn(&nats_common::sequencer_args(&url, &[]), &[])
 }
 
 fn edge(nats: &NatsServer) -> Spawned {
@@ -323,17 +313,9 @@ async fn what_the_stream_no_longer_holds_reaches_clients_as_an_explicit_gap() {
     };
     // The stream keeps 5 ticks per symbol: an edge stalled for longer loses the rest (with
     // bars on it would keep a day of 1-minute bars, and as many ticks).
+    let url = nats.url();
     let sequencer = spawn(
-        &[
-            "--role",
-            "sequencer",
-            "--nats",
-            &nats.url(),
-            "--replay-depth",
-            "5",
-            "--bar-intervals",
-            "off",
-        ],
+        &nats_common::sequencer_args(&url, &["--replay-depth", "5"]),
         &[],
     );
     let e = edge(&nats);
@@ -678,12 +660,7 @@ async fn an_edge_killed_mid_stream_its_clients_resume_on_another_exactly() {
         last.values().map(|t| 1500 - t.len()).sum::<usize>() + 1500 * (2 - last.len());
     let (after, other) = ticks(&mut resumed, missing).await;
     publisher.join().expect("publisher");
-    assert!(
-        other
-            .iter()
-            .all(|m| !["gap", "reset"].contains(&m["type"].as_str().unwrap_or(""))),
-        "{other:?}"
-    );
+    support::assert_no_gap_or_reset(&other);
     let mut all = before;
     all.extend(after);
     for (symbol, seen) in per_symbol(&all) {
@@ -734,12 +711,7 @@ async fn a_sequencer_killed_mid_burst_never_misleads_a_client() {
             break;
         }
     }
-    assert!(
-        other
-            .iter()
-            .all(|m| !["gap", "reset"].contains(&m["type"].as_str().unwrap_or(""))),
-        "{other:?}"
-    );
+    support::assert_no_gap_or_reset(&other);
     let seqs: Vec<u64> = seen.iter().map(|t| t.1).collect();
     assert_eq!(
         seqs,
@@ -809,17 +781,7 @@ async fn a_publish_lost_mid_window_is_stored_in_order_all_the_same() {
     // later publishes of the same window get through, the lost one's ack never comes.
     let proxy = nats_common::PubDropper::start(nats.port, "tickrelay.tick.", 300);
     let url = proxy.url();
-    let sequencer = spawn(
-        &[
-            "--role",
-            "sequencer",
-            "--nats",
-            &url,
-            "--bar-intervals",
-            "off",
-        ],
-        &[],
-    );
+    let sequencer = spawn(&nats_common::sequencer_args(&url, &[]), &[]);
     let e = edge(&nats);
     let (mut client, _) = connect(&e, "?symbols=L").await;
     publish(&sequencer, &series("L", 1, 1000));

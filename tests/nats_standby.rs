@@ -25,18 +25,9 @@ fn sequencer(nats: &NatsServer, http: SocketAddr) -> Spawned {
 
 /// A sequencer reaching NATS at `url`.
 fn sequencer_via(url: &str, http: SocketAddr) -> Spawned {
-    let (url, listen) = (url.to_owned(), http.to_string());
+    let listen = http.to_string();
     launch(
-        &[
-            "--role",
-            "sequencer",
-            "--nats",
-            &url,
-            "--bar-intervals",
-            "off",
-            "--listen",
-            &listen,
-        ],
+        &nats_common::sequencer_args(url, &["--listen", &listen]),
         &[],
     )
 }
@@ -142,12 +133,7 @@ async fn a_standby_takes_over_a_killed_sequencer_and_continues_every_seq() {
         "failover, kill -9 of the leader to the first new tick at an edge, ms: {:?}",
         trials.iter().map(Duration::as_millis).collect::<Vec<_>>()
     );
-    assert!(
-        other
-            .iter()
-            .all(|m| !["gap", "reset"].contains(&m["type"].as_str().unwrap_or(""))),
-        "{other:?}"
-    );
+    support::assert_no_gap_or_reset(&other);
     let seqs: Vec<u64> = seen.iter().map(|t| t.0).collect();
     assert_eq!(
         seqs,

@@ -76,11 +76,11 @@ impl Chain {
         }
     }
 
-    /// What the next publish sent must follow.
-    fn next(&self) -> After {
-        match (&self.sent, &self.acked) {
-            (Some(id), _) | (None, Some(id)) => After::Id(id.clone()),
-            (None, None) => After::Seq(self.anchor),
+    /// What the next publish sent must follow (the caller then sets `sent` to its id).
+    fn take_next(&mut self) -> After {
+        match self.sent.take() {
+            Some(id) => After::Id(id),
+            None => self.base(),
         }
     }
 
@@ -198,7 +198,7 @@ pub async fn run(
                         retry.push(out);
                         continue;
                     }
-                    let after = chain.next();
+                    let after = chain.take_next();
                     match send(&history, &out, &after, &metrics).await {
                         Some(ack) => {
                             chain.sent = Some(out.id.clone());
@@ -206,10 +206,9 @@ pub async fn run(
                         }
                         None => retry.push(out),
                     }
-                    settle(&mut in_flight, &mut retry, &mut chain, &metrics, WINDOW)
-                        .await
-                        .or_refused(&history, &lease, &mut chain, &metrics)
-                        .await?;
+                    if settle(&mut in_flight, &mut retry, &mut chain, &metrics, WINDOW).await {
+                        refused(&history, &lease, &mut chain, &metrics).await?;
+                    }
                 }
             }
             Err(crossbeam_channel::TryRecvError::Disconnected) => closed = true,
@@ -224,10 +223,9 @@ pub async fn run(
                         () = tokio::time::sleep(IDLE_CHECK) => {}
                     }
                 } else {
-                    settle(&mut in_flight, &mut retry, &mut chain, &metrics, 0)
-                        .await
-                        .or_refused(&history, &lease, &mut chain, &metrics)
-                        .await?;
+                    if settle(&mut in_flight, &mut retry, &mut chain, &metrics, 0).await {
+                        refused(&history, &lease, &mut chain, &metrics).await?;
+                    }
                 }
             }
         }
@@ -291,14 +289,15 @@ async fn send(
 
 /// Waits for acks until at most `keep` are in flight; a failed one (and every one after
 /// it still in flight) moves to `retry`, in order. A refusal of a publish sent right after
-/// this sequencer's last acknowledged one means another writer: [`Refused`].
+/// this sequencer's last acknowledged one (another writer, or a restarted server that forgot
+/// the last message id) returns `true`: for [`refused`] to decide.
 async fn settle(
     in_flight: &mut VecDeque<InFlight>,
     retry: &mut Vec<Outgoing>,
     chain: &mut Chain,
     metrics: &Metrics,
     keep: usize,
-) -> Result<(), Refused> {
+) -> bool {
     while in_flight.len() > keep {
         let InFlight { out, after, ack } = in_flight.pop_front().expect("len > keep >= 0");
         match ack.await {
@@ -324,18 +323,14 @@ async fn settle(
                 }
                 chain.rewind();
                 if foreign {
-                    return Err(Refused);
+                    debug!("publish refused: the stream moved on");
+                    return true;
                 }
             }
         }
     }
-    Ok(())
+    false
 }
-
-/// A publish the stream refused although it followed this sequencer's last stored one:
-/// something else wrote to the stream, or a restarted server forgot the last message id.
-#[derive(Debug)]
-struct Refused;
 
 /// Whether the stream refused a publish for what it named to follow.
 fn refusal(e: &async_nats::jetstream::context::PublishError) -> bool {
@@ -343,37 +338,6 @@ fn refusal(e: &async_nats::jetstream::context::PublishError) -> bool {
         e.kind(),
         PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
     )
-}
-
-trait OrRefused {
-    /// Goes on after a [`Refused`] if this sequencer still holds the lease (the writer was
-    /// not a sequencer: its message is the edges' to refuse), from the stream's new last
-    /// sequence; [`Deposed`] if it does not.
-    async fn or_refused(
-        self,
-        history: &History,
-        lease: &Lease,
-        chain: &mut Chain,
-        metrics: &Metrics,
-    ) -> Result<(), Deposed>;
-}
-
-impl OrRefused for Result<(), Refused> {
-    async fn or_refused(
-        self,
-        history: &History,
-        lease: &Lease,
-        chain: &mut Chain,
-        metrics: &Metrics,
-    ) -> Result<(), Deposed> {
-        match self {
-            Ok(()) => Ok(()),
-            Err(Refused) => {
-                debug!("publish refused: the stream moved on");
-                refused(history, lease, chain, metrics).await
-            }
-        }
-    }
 }
 
 /// The stream refused a publish that followed this sequencer's last acknowledged one: if

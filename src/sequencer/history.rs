@@ -29,17 +29,10 @@ mod tests {
     use crate::ingest::Published;
     use crate::metrics::Metrics;
     use crate::sequencer::{Handed, Interest, Sequencer, tick_queue};
-    use crate::tick::{RawTick, Seq, Tick};
+    use crate::tick::sequenced;
 
     fn tick(seq: u64) -> Item {
-        let mut tick = Tick::try_from(RawTick {
-            symbol: "A".into(),
-            price: Some(1.0),
-            ..RawTick::default()
-        })
-        .unwrap();
-        tick.seq = Seq(seq);
-        Item::Tick(tick)
+        Item::Tick(sequenced("A", seq))
     }
 
     fn hand_off(seqs: &[u64], history: Option<u64>) -> Published {

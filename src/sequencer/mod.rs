@@ -434,17 +434,10 @@ const CHECKPOINT_CHECK: Duration = Duration::from_secs(1);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tick::{RawTick, Tick};
+    use crate::tick::sequenced;
 
     fn item(symbol: &str, seq: u64) -> Item {
-        let mut tick = Tick::try_from(RawTick {
-            symbol: symbol.into(),
-            price: Some(1.0),
-            ..RawTick::default()
-        })
-        .unwrap();
-        tick.seq = Seq(seq);
-        Item::Tick(tick)
+        Item::Tick(sequenced(symbol, seq))
     }
 
     fn sequencer() -> (Sequencer, TickQueue, Arc<Metrics>) {

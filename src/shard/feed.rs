@@ -233,17 +233,10 @@ impl Feed {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::tick::{RawTick, Symbol, Tick};
+    use crate::tick::{Symbol, sequenced};
 
     fn tick(symbol: &str, seq: u64) -> Arc<Frames> {
-        let mut tick = Tick::try_from(RawTick {
-            symbol: symbol.into(),
-            price: Some(1.0),
-            ..RawTick::default()
-        })
-        .unwrap();
-        tick.seq = Seq(seq);
-        Arc::new(Frames::new(tick))
+        Arc::new(Frames::new(sequenced(symbol, seq)))
     }
 
     /// The JSON messages queued, in order (server frames: unmasked, short payloads).

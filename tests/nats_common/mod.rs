@@ -57,6 +57,21 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A sequencer's flags: `--role sequencer` on `url`, ticks only (bars and tickers through
+/// NATS are nats_bars.rs's), then `extra`.
+pub fn sequencer_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--role",
+        "sequencer",
+        "--nats",
+        url,
+        "--bar-intervals",
+        "off",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 impl NatsServer {
     /// Starts one on a free port; `None` (after saying why) when `nats-server` is missing
     /// and this is not CI.

@@ -545,3 +545,13 @@ pub async fn read_until_close(stream: &mut TcpStream) -> u16 {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// Fails unless none of `messages` is a `gap` or a `reset`.
+pub fn assert_no_gap_or_reset(messages: &[Value]) {
+    assert!(
+        messages
+            .iter()
+            .all(|m| !["gap", "reset"].contains(&m["type"].as_str().unwrap_or(""))),
+        "{messages:?}"
+    );
+}
