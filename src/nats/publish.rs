@@ -204,7 +204,15 @@ pub async fn run(
                             chain.sent = Some(out.id.clone());
                             in_flight.push_back(InFlight { after, out, ack });
                         }
-                        None => retry.push(out),
+                        None => {
+                            // What is in flight went before it: settled (or moved to the
+                            // retries) first, so the retries keep the feed's order.
+                            if settle(&mut in_flight, &mut retry, &mut chain, &metrics, 0).await {
+                                refused(&history, &lease, &mut chain, &metrics).await?;
+                            }
+                            chain.rewind();
+                            retry.push(out);
+                        }
                     }
                     if settle(&mut in_flight, &mut retry, &mut chain, &metrics, WINDOW).await {
                         refused(&history, &lease, &mut chain, &metrics).await?;
