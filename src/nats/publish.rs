@@ -11,11 +11,13 @@
 //! and no accepted tick is dropped.
 
 use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::publish::PublishAck;
+use futures_util::future::join_all;
 use tracing::{debug, warn};
 
 use super::History;
@@ -323,8 +325,14 @@ async fn settle(
                 // Later ones were refused (they expected this one before them) or, if this
                 // one was stored after all, landed behind it (their retry is then a stored
                 // duplicate): either way they go again, in order, after this one.
-                while let Some(InFlight { out, ack, .. }) = in_flight.pop_front() {
-                    if ack.await.is_ok() {
+                // Their acks are awaited together: after a lost connection each would time
+                // out, and one after the other they held the publisher for a timeout each.
+                let (outs, acks): (Vec<Outgoing>, Vec<_>) = in_flight
+                    .drain(..)
+                    .map(|f| (f.out, f.ack.into_future()))
+                    .unzip();
+                for (out, acked) in outs.into_iter().zip(join_all(acks).await) {
+                    if acked.is_ok() {
                         metrics::add(&metrics.nats.acked, 1);
                     }
                     retry.push(out);
