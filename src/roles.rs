@@ -300,7 +300,7 @@ async fn open(
     let lease = if config.scale.role == Role::Edge {
         None
     } else {
-        let js = async_nats::jetstream::new(connection.client.clone());
+        let js = nats::context(connection.client.clone());
         let holder = format!(
             "{} pid {} {:016x}",
             config.listen,
@@ -333,7 +333,7 @@ async fn open(
     let history = loop {
         let attempt = nats::Connection {
             client: connection.client.clone(),
-            reconnected: connection.reconnected.clone(),
+            disturbed: connection.disturbed.clone(),
         };
         let opened = if config.scale.role == Role::Edge {
             History::open(attempt, config).await

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use nats_common::NatsServer;
 use ops_common::{Spawned, http_get, launch, spawn};
-use serde_json::Value;
 use support::WsClient;
 
 /// A sequencer of ticks only, its `--listen` at `http` (known before it leads).
@@ -64,26 +63,6 @@ async fn wait_standby(http: SocketAddr) {
     .await;
 }
 
-/// Ticks until the one stamped `last`, and every other message.
-async fn until_stamp(client: &mut WsClient, last: u64) -> (Vec<(u64, u64)>, Vec<Value>) {
-    let (mut ticks, mut other) = (Vec::new(), Vec::new());
-    loop {
-        let message = client.next_json().await;
-        if message["type"] == "tick" {
-            let seen = (
-                message["seq"].as_u64().expect("seq"),
-                message["ts_ns"].as_u64().expect("ts_ns"),
-            );
-            ticks.push(seen);
-            if seen.1 == last {
-                return (ticks, other);
-            }
-        } else {
-            other.push(message);
-        }
-    }
-}
-
 const BASE: u64 = 1_764_000_000_000_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +80,7 @@ async fn a_standby_takes_over_a_killed_sequencer_and_continues_every_seq() {
     let welcome = client.next_json().await;
 
     publish(leader.ingest, &lines("F", BASE, 1, 300));
-    let (mut seen, mut other) = until_stamp(&mut client, BASE + 300).await;
+    let (mut seen, mut other) = support::until_stamp(&mut client, BASE + 300).await;
     let mut trials = Vec::new();
     let mut next = 301;
     // Each trial kills the leader; the standby takes over; the killed one comes back as
@@ -116,11 +95,11 @@ async fn a_standby_takes_over_a_killed_sequencer_and_continues_every_seq() {
         let _ = leader.child.wait();
         second.banner(); // printed once it holds the lease and listens
         publish(second.ingest, &lines("F", BASE, next, next + 99));
-        let (more, messages) = until_stamp(&mut client, BASE + next).await;
+        let (more, messages) = support::until_stamp(&mut client, BASE + next).await;
         trials.push(killed.elapsed());
         seen.extend(more);
         other.extend(messages);
-        let (more, messages) = until_stamp(&mut client, BASE + next + 99).await;
+        let (more, messages) = support::until_stamp(&mut client, BASE + next + 99).await;
         seen.extend(more);
         other.extend(messages);
         next += 100;
@@ -166,7 +145,7 @@ async fn a_deposed_sequencer_is_refused_by_the_stream_and_stops() {
     let mut client = WsClient::connect(&format!("ws://{}/ws?symbols=D", edge.http)).await;
     let _welcome = client.next_json().await;
     publish(first.ingest, &lines("D", BASE, 1, 50));
-    let (mut seen, mut other) = until_stamp(&mut client, BASE + 50).await;
+    let (mut seen, mut other) = support::until_stamp(&mut client, BASE + 50).await;
 
     // The first sequencer is cut off from NATS (the network goes quiet): it still takes
     // ticks and sequences them (more than the new leader will, so their seqs would run past
@@ -177,7 +156,7 @@ async fn a_deposed_sequencer_is_refused_by_the_stream_and_stops() {
     publish(first.ingest, &lines("D", BASE + LATE, 1, 40));
     second.banner();
     publish(second.ingest, &lines("D", BASE, 51, 60));
-    let (more, messages) = until_stamp(&mut client, BASE + 60).await;
+    let (more, messages) = support::until_stamp(&mut client, BASE + 60).await;
     seen.extend(more);
     other.extend(messages);
 
@@ -198,7 +177,7 @@ async fn a_deposed_sequencer_is_refused_by_the_stream_and_stops() {
     };
     eprintln!("deposed sequencer exited with {code:?}");
     publish(second.ingest, &lines("D", BASE, 61, 70));
-    let (more, messages) = until_stamp(&mut client, BASE + 70).await;
+    let (more, messages) = support::until_stamp(&mut client, BASE + 70).await;
     seen.extend(more);
     other.extend(messages);
     assert!(other.iter().all(|m| m["type"] != "gap"), "{other:?}");

@@ -31,8 +31,8 @@ pub async fn connect(
         url: shown.clone(),
         reason,
     };
-    let (returns, reconnected) = watch::channel(0u64);
-    let returns = Arc::new(returns);
+    let returns = Arc::new(watch::channel(0u64).0);
+    let disturbed = returns.clone();
     let events = metrics.clone();
     let lost = Arc::new(AtomicBool::new(false));
     let options = access(scale)
@@ -72,10 +72,7 @@ pub async fn connect(
         .await
         .map_err(|e| failed(e.to_string()))?;
     metrics.nats.connected.store(1, Relaxed);
-    Ok(Connection {
-        client,
-        reconnected,
-    })
+    Ok(Connection { client, disturbed })
 }
 
 /// The options naming who the relay is and what it trusts: the CA and client certificate,

@@ -34,7 +34,7 @@ pub(super) async fn consume(
 ) {
     let mut newest: HashMap<Key, Seq> = HashMap::new();
     let mut backoff = BACKOFF_MIN;
-    let mut reconnected = history.reconnected.clone();
+    let mut disturbed = history.disturbed.subscribe();
     // Re-created after a loss: what it reads until caught up is back-fill.
     let mut refilling = false;
     loop {
@@ -72,7 +72,7 @@ pub(super) async fn consume(
         };
         backoff = BACKOFF_MIN;
         let mut batch: Vec<Item> = Vec::new();
-        reconnected.borrow_and_update();
+        disturbed.borrow_and_update();
         loop {
             // Take what is ready without waiting, then hand it on as one batch.
             let next = match messages.next().now_or_never() {
@@ -88,9 +88,10 @@ pub(super) async fn consume(
                     }
                     tokio::select! {
                         next = messages.next() => next,
-                        // A restarted server has lost the consumer: re-create it now from
-                        // the next stream sequence rather than after missed heartbeats.
-                        _ = reconnected.changed() => None,
+                        // A restarted server or a dead cluster node may have lost the
+                        // consumer: re-create it now from the next stream sequence rather
+                        // than after the client's missed heartbeats (30 s and more).
+                        _ = disturbed.changed() => None,
                     }
                 }
             };

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::History;
 use super::consume::{consume, successor};
@@ -288,11 +288,24 @@ async fn switch(
 /// the follower's wants) and sends each new history the stream holds to the follower. A
 /// deleted stream may show no message of the new history to a consumer that follows from the
 /// old one's sequence numbers: the epoch subject is what tells.
+///
+/// It also reads the stream's cluster view (its leader, and its replicas that are current):
+/// when that changes, a node may have died with consumers on it while this edge's
+/// connection, to another node, stayed up; the consumers are told to re-create themselves
+/// ([`History::disturbed`]).
 async fn watch_epoch(mut history: History, successors: mpsc::Sender<History>) {
     let mut every = tokio::time::interval(EPOCH_CHECK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cluster = None;
     loop {
         every.tick().await;
+        if let Some(now) = cluster_view(&history).await {
+            if cluster.as_ref().is_some_and(|before| *before != now) {
+                info!(view = ?now, "the stream's cluster changed: re-creating the consumers");
+                history.disturbed.send_modify(|n| *n += 1);
+            }
+            cluster = Some(now);
+        }
         if let Some(new) = successor(&history).await {
             history = new.clone();
             if successors.send(new).await.is_err() {
@@ -300,6 +313,22 @@ async fn watch_epoch(mut history: History, successors: mpsc::Sender<History>) {
             }
         }
     }
+}
+
+/// The stream's leader and its replicas that are current, as the stream reports them now;
+/// `None` when the stream does not answer (a cluster electing a leader).
+async fn cluster_view(history: &History) -> Option<(Option<String>, Vec<String>)> {
+    let mut stream = history.stream.clone();
+    let info = stream.info().await.ok()?;
+    let cluster = info.cluster.clone().unwrap_or_default();
+    let mut current: Vec<String> = cluster
+        .replicas
+        .iter()
+        .filter(|peer| peer.current && !peer.offline)
+        .map(|peer| peer.name.clone())
+        .collect();
+    current.sort();
+    Some((cluster.leader, current))
 }
 
 /// How often an edge checks that the stream still holds its history.

@@ -27,6 +27,7 @@ pub mod subject;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -54,9 +55,11 @@ pub struct History {
     pub subjects: Subjects,
     /// The history's identity (every seq in the stream belongs to it).
     pub epoch: u64,
-    /// Counts the connection's returns after a loss: consumers re-create themselves on
-    /// each (a server restart loses them).
-    pub reconnected: watch::Receiver<u64>,
+    /// Counts what may have cost the consumers their server-side state: the connection's
+    /// returns after a loss (a server restart loses them) and, on an edge, changes of the
+    /// stream's cluster (a node that held a consumer died while the connection to another
+    /// stayed up). Consumers re-create themselves from their next stream sequence on each.
+    pub disturbed: Arc<watch::Sender<u64>>,
 }
 
 /// A connection, and its count of returns after a loss.
@@ -64,8 +67,8 @@ pub struct History {
 pub struct Connection {
     /// The client.
     pub client: async_nats::Client,
-    /// See [`History::reconnected`].
-    pub reconnected: watch::Receiver<u64>,
+    /// See [`History::disturbed`].
+    pub disturbed: Arc<watch::Sender<u64>>,
 }
 
 /// Why the NATS side could not start or answer.
@@ -111,7 +114,7 @@ impl History {
         config: &Config,
         fresh_epoch: u64,
     ) -> Result<Self, NatsError> {
-        let js = jetstream::new(connection.client);
+        let js = context(connection.client);
         let subjects = Subjects::new(&config.scale.nats_stream);
         let depth = i64::try_from(per_subject(config)).unwrap_or(i64::MAX);
         let mut stream = js
@@ -165,13 +168,13 @@ impl History {
             stream,
             subjects,
             epoch,
-            reconnected: connection.reconnected,
+            disturbed: connection.disturbed,
         })
     }
 
     /// An edge's view: the stream and epoch a sequencer made.
     pub async fn open(connection: Connection, config: &Config) -> Result<Self, NatsError> {
-        let js = jetstream::new(connection.client);
+        let js = context(connection.client);
         let name = config.scale.nats_stream.clone();
         let subjects = Subjects::new(&name);
         let stream = js
@@ -186,7 +189,7 @@ impl History {
             stream,
             subjects,
             epoch,
-            reconnected: connection.reconnected,
+            disturbed: connection.disturbed,
         })
     }
 
@@ -244,6 +247,19 @@ impl History {
         Ok(last.into_iter().collect())
     }
 }
+
+/// A JetStream context whose requests and acks give up after [`REQUEST_TIMEOUT`]: a
+/// request that went to a node that just died is asked again (of a live one) after seconds,
+/// not after the client's default of 10 s per try.
+pub fn context(client: async_nats::Client) -> jetstream::Context {
+    jetstream::ContextBuilder::new()
+        .timeout(REQUEST_TIMEOUT)
+        .build(client)
+}
+
+/// How long a JetStream request or publish ack may take before it is tried again: a
+/// cluster elects a new stream leader within about this long after a node dies.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The stream's per-subject limit: `--replay-depth`, or with bars on enough closed bars for
 /// a restart to rebuild a ticker's 24 hours of 1-minute bars and a snapshot's history.

@@ -555,3 +555,24 @@ pub fn assert_no_gap_or_reset(messages: &[Value]) {
         "{messages:?}"
     );
 }
+
+/// Reads until the tick stamped `ts_ns` = `last`: (seq, ts_ns) of every tick, and every
+/// other message.
+pub async fn until_stamp(client: &mut WsClient, last: u64) -> (Vec<(u64, u64)>, Vec<Value>) {
+    let (mut ticks, mut other) = (Vec::new(), Vec::new());
+    loop {
+        let message = client.next_json().await;
+        if message["type"] == "tick" {
+            let seen = (
+                message["seq"].as_u64().expect("seq"),
+                message["ts_ns"].as_u64().expect("ts_ns"),
+            );
+            ticks.push(seen);
+            if seen.1 == last {
+                return (ticks, other);
+            }
+        } else {
+            other.push(message);
+        }
+    }
+}
