@@ -135,6 +135,13 @@ async fn a_cluster_node_killed_while_ticks_flow_loses_nothing() {
     support::assert_no_gap_or_reset(&other);
     let (second, other) = support::until_stamp(&mut clients[1], BASE + 1500).await;
     support::assert_no_gap_or_reset(&other);
+    // Two nodes still answer: no edge says it is degraded.
+    for edge in &edges {
+        support::wait_for("the edge to answer /ready 200", || async {
+            ops_common::http_get(edge.http, "GET", "/ready").0 == 200
+        })
+        .await;
+    }
     for seen in [&first, &second] {
         let stamps: Vec<u64> = seen.iter().map(|t| t.1 - BASE).collect();
         let seqs: Vec<u64> = seen.iter().map(|t| t.0).collect();
