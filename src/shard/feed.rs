@@ -126,6 +126,16 @@ impl Feed {
         self.books_behind = BooksBehind::default();
     }
 
+    /// Queues `reset` for `key` (its seqs now belong to no run the client can continue:
+    /// evicted, or another history) and drops what the client skipped of it while lagging,
+    /// so nothing of the old run follows the reset.
+    pub fn reset(&mut self, key: &Key, epoch: u64, now: Instant) {
+        if let Some(pending) = &mut self.lagging {
+            pending.remove(key);
+        }
+        self.send(&Message::Reset { key, epoch }, now);
+    }
+
     /// Queues a server message in the client's encoding.
     pub fn send(&mut self, message: &Message<'_>, now: Instant) {
         if self.phase != FeedPhase::Live {
@@ -295,5 +305,33 @@ mod tests {
             r#""tick" "A" 1"#,
         ];
         assert_eq!(seen, want, "the resets, then the new history's tick");
+    }
+
+    #[test]
+    fn a_lagging_client_gets_nothing_it_skipped_of_a_key_reset_under_it() {
+        let now = Instant::now();
+        let metrics = Metrics::new(1);
+        let config = Config::for_tests();
+        let mut feed = Feed::new(Encoding::Json);
+        feed.lagging = Some(BTreeMap::new());
+        for (symbol, seq) in [("A", 7), ("B", 4)] {
+            assert!(
+                !feed.push_tick(&tick(symbol, seq), now, metrics.shard(0)),
+                "conflated"
+            );
+        }
+        // A is evicted under the lagging client: its seq 7 belongs to no run now.
+        let a = Key::Symbol(Symbol::parse("A").unwrap());
+        feed.reset(&a, 3, now);
+        feed.caught_up(&config);
+        let seen: Vec<String> = queued(&feed)
+            .iter()
+            .map(|m| format!("{} {} {}", m["type"], m["symbol"], m["seq"]))
+            .collect();
+        let want = [r#""reset" "A" null"#, r#""tick" "B" 4"#];
+        assert_eq!(
+            seen, want,
+            "A's reset and none of its old ticks; B's skipped tick"
+        );
     }
 }

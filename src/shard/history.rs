@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use super::ShardCore;
 use super::books::BookCopies;
-use crate::encode::Message;
 use crate::event::Key;
 
 impl ShardCore {
@@ -34,7 +33,7 @@ impl ShardCore {
             let wildcard = symbols.iter().filter(|_| client.all);
             // `*` holds no named symbol (subscribe drops them): no key is reset twice.
             for key in client.symbols.iter().chain(wildcard) {
-                client.feed.send(&Message::Reset { key, epoch }, now);
+                client.feed.reset(key, epoch, now);
             }
             if !client.feed.dirty {
                 client.feed.dirty = true;

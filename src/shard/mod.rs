@@ -40,7 +40,7 @@ use tracing::info;
 
 use crate::config::SlowPolicy;
 use crate::encode::deflate::DeflateParams;
-use crate::encode::{Encoding, Frames, Message};
+use crate::encode::{Encoding, Frames};
 use crate::error::ErrorCode;
 use crate::event::Key;
 use crate::metrics::{self, ShardMetrics};
@@ -261,7 +261,7 @@ impl ShardCore {
             self.rings.remove(key);
             for session in self.subscriptions.of(key) {
                 let feed = &mut self.clients[session].feed;
-                feed.send(&Message::Reset { key, epoch }, now);
+                feed.reset(key, epoch, now);
                 if !feed.dirty {
                     feed.dirty = true;
                     self.dirty.push(session);

@@ -159,11 +159,7 @@ impl ShardCore {
         let (foreign, trusted): (Vec<_>, Vec<_>) =
             positions.iter().partition(|(_, seq)| foreign(*seq));
         for (symbol, _) in foreign {
-            let reset = Message::Reset {
-                key: symbol,
-                epoch: current,
-            };
-            self.clients[key].feed.send(&reset, now);
+            self.clients[key].feed.reset(symbol, current, now);
             if let Some(channel) = books::channel_of(symbol, depths) {
                 if let Some(snapshot) = self.books.snapshot(&channel) {
                     self.clients[key].feed.send(&Message::Book(&snapshot), now);
@@ -207,13 +203,7 @@ impl ShardCore {
             None if seq.0 == 0 => {}
             // No history of the key here (never seen, or evicted): the client's seqs belong
             // to no run it can continue.
-            None => feed.send(
-                &Message::Reset {
-                    key: symbol,
-                    epoch: self.epoch,
-                },
-                now,
-            ),
+            None => feed.reset(symbol, self.epoch, now),
             Some(Since::Ticks(ticks)) => {
                 for frames in ticks {
                     feed.push_tick(frames, now, metrics);
