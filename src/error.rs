@@ -77,6 +77,12 @@ errors! {
     /// A tick or event of a new symbol or channel beyond `--max-symbols`, with no idle key
     /// to evict; answered to its publisher (503: room returns as keys go idle).
     SymbolLimit "symbol_limit" close(-) http(503);
+    /// A publisher's hello (acknowledged ingest) that is not the connection's first line,
+    /// or names a bad publisher id or pseq; a bad first hello closes the connection.
+    BadHello "bad_hello" close(-) http(400);
+    /// A tagged item of a publisher id new to the relay when it already remembers
+    /// [`MAX_PUBLISHERS`](crate::limits::MAX_PUBLISHERS) publishers (503: not stored).
+    PublisherLimit "publisher_limit" close(-) http(503);
     /// A field the contract does not have (ticks and control messages).
     UnknownField "unknown_field" close(-) http(400);
     /// A channel name that is empty, too long, has a character outside the allowed set, or

@@ -17,6 +17,7 @@ mod channel;
 mod data;
 mod error;
 mod key;
+mod tag;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -29,6 +30,7 @@ pub use data::{MAX_EVENT_DEPTH, check_data};
 use derived::{Bar, Ticker};
 pub use error::EventError;
 pub use key::{Key, Tier, TierError, Tiered, Tiers};
+pub use tag::{MAX_PUBLISHER_ID, Tag, publisher_id};
 
 /// A validated event. `seq` and `recv_ns` are set by the relay.
 #[derive(Clone, Debug, PartialEq)]

@@ -140,6 +140,11 @@ pub const LOG_SUPPRESSED_EVERY: std::time::Duration = std::time::Duration::from_
 /// in normal operation.
 pub const LOG_LINES_PER_SECOND: u32 = 20;
 
+/// Publisher ids a sequencer remembers the highest stored pseq of (acknowledged ingest,
+/// docs/PROTOCOL.md): each costs its id and a number; a tagged item of one id more is
+/// refused (`publisher_limit`) rather than let a flood of ids grow the table without end.
+pub const MAX_PUBLISHERS: usize = 10_000;
+
 /// Connections per key (a source IP, a token's user), shared by whoever admits a connection
 /// (acquire) and whoever ends it (release, when its [`Slot`] drops). Touched once per
 /// connect and disconnect, never per tick.

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub ingest_connections: AtomicU64,
     /// Ingest TCP connections accepted since start.
     pub ingest_connections_total: AtomicU64,
+    /// Tagged items a publisher sent again that were stored before: acked, not stored.
+    pub ingest_duplicates: AtomicU64,
     /// Connections refused by a connection limit.
     pub connections_refused: AtomicU64,
     /// `--record`: what the recorder wrote, and what it could not.
@@ -198,6 +200,7 @@ impl Metrics {
             ticks_in: AtomicU64::new(0),
             ingest_connections: AtomicU64::new(0),
             ingest_connections_total: AtomicU64::new(0),
+            ingest_duplicates: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             record: RecordMetrics::default(),
             nats: NatsMetrics::default(),

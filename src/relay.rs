@@ -74,8 +74,21 @@ impl Relay {
             .as_mut()
             .map(|n| std::mem::take(&mut n.books))
             .unwrap_or_default();
-        threads.extend(nats.map(|nats| nats.start(&shared, &mut senders)));
+        let publishers = nats
+            .as_mut()
+            .map(|n| std::mem::take(&mut n.publishers))
+            .unwrap_or_default();
+        let mut durable = None;
+        if let Some(nats) = nats {
+            let (thread, stored) = nats.start(&shared, &mut senders);
+            threads.push(thread);
+            durable = stored;
+        }
         let mut sequencer = sequencer(&shared, senders, newest, books);
+        sequencer.remember_publishers(publishers);
+        if let Some(durable) = durable {
+            sequencer = sequencer.durable_after(durable);
+        }
         if let Some(restored) = restored {
             sequencer.restore(restored);
         }

@@ -11,16 +11,20 @@
 //! build the rest, with that epoch, and hand the thread its [`Job`]: publish the
 //! sequencer's batches, or follow what the edge's clients want.
 
+mod patience;
 mod waiting;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
+
+use patience::Patience;
+pub use patience::START_PATIENCE;
 
 use crate::book::BookUpdate;
 use crate::config::Role;
@@ -46,6 +50,8 @@ pub enum Job {
         shutdown: Shutdown,
         /// How long to keep trying unacknowledged items after shutdown.
         drain: Duration,
+        /// Where it reports the batches the stream holds (for publishers' acks).
+        stored: nats::stored::Stored,
     },
     /// Follow the keys the edge's clients want into its sequencer.
     Follow {
@@ -67,6 +73,8 @@ pub struct NatsThread {
     pub restored: Option<Restored>,
     /// A sequencer's books as the stream holds them, to rebuild (empty on an edge).
     pub books: Vec<BookUpdate>,
+    /// Acking publishers' highest pseqs the stream holds (empty on an edge).
+    pub publishers: Vec<(Arc<str>, u64)>,
     /// The thread.
     pub thread: JoinHandle<()>,
     job: oneshot::Sender<Job>,
@@ -125,6 +133,7 @@ impl NatsThread {
                             queue,
                             shutdown,
                             drain,
+                            stored,
                         }) => {
                             let Some(lease) = lease else {
                                 error!("a publishing relay without the sequencer lease");
@@ -133,9 +142,10 @@ impl NatsThread {
                             let (finished, done) = oneshot::channel();
                             let keeper = tokio::spawn(lease.clone().keep(shutdown.clone(), done));
                             let stop = shutdown.clone();
-                            let published =
-                                nats::publish::run(history, lease, queue, metrics, shutdown, drain)
-                                    .await;
+                            let published = nats::publish::run(
+                                history, lease, queue, metrics, shutdown, drain, stored,
+                            )
+                            .await;
                             if let Err(deposed) = published {
                                 error!(%deposed, "sequencer stopping");
                                 stop.trigger();
@@ -180,6 +190,7 @@ impl NatsThread {
                 newest: found.newest,
                 restored: found.restored,
                 books: found.books,
+                publishers: found.publishers,
                 thread,
                 job,
             })),
@@ -192,9 +203,15 @@ impl NatsThread {
     }
 
     /// Gives the thread its job, the one of this relay's role: publish what the sequencer
-    /// hands on (one more of `senders`), or follow what an edge's sessions ask for (their
-    /// handle set in `shared`).
-    pub fn start(self, shared: &Shared, senders: &mut Vec<TickSender>) -> JoinHandle<()> {
+    /// hands on (one more of `senders`; with the count of batches the stream holds, for the
+    /// sequencer's acks), or follow what an edge's sessions ask for (their handle set in
+    /// `shared`).
+    pub fn start(
+        self,
+        shared: &Shared,
+        senders: &mut Vec<TickSender>,
+    ) -> (JoinHandle<()>, Option<watch::Receiver<u64>>) {
+        let mut durable = None;
         let job = if shared.config.scale.role == Role::Edge {
             let (handle, wants) = follow::channel();
             shared
@@ -214,13 +231,16 @@ impl NatsThread {
         } else {
             let (sender, queue) = tick_queue(PUBLISH_BATCHES);
             senders.push(sender);
+            let (stored, stored_rx) = watch::channel(0);
+            durable = Some(stored_rx);
             Job::Publish {
                 queue,
                 shutdown: shared.shutdown.clone(),
                 drain: shared.config.drain_timeout,
+                stored: nats::stored::Stored::new(stored),
             }
         };
-        self.run(job)
+        (self.run(job), durable)
     }
 
     /// Gives the thread its job.
@@ -365,10 +385,12 @@ async fn open(
         None
     };
     let books = nats::books::restore(&history, &metrics).await?;
+    let publishers = history.publishers(&metrics).await?;
     let found = Found {
         newest,
         restored,
         books,
+        publishers,
     };
     Ok((history, found, lease))
 }
@@ -379,68 +401,11 @@ struct Found {
     newest: Vec<(Key, Seq)>,
     restored: Option<Restored>,
     books: Vec<BookUpdate>,
-}
-
-/// The start-up retries: pauses doubling from [`FIRST_PAUSE`] to [`LONGEST_PAUSE`], no
-/// pause past [`START_PATIENCE`].
-#[derive(Debug)]
-struct Patience {
-    since: Instant,
-    next: Duration,
-    tries: u32,
-}
-
-impl Patience {
-    fn new() -> Self {
-        Self {
-            since: Instant::now(),
-            next: FIRST_PAUSE,
-            tries: 0,
-        }
-    }
-
-    /// The pause before the next try, or `None` once the patience is spent.
-    fn pause(&mut self) -> Option<Duration> {
-        self.tries += 1;
-        let pause = self.next;
-        if self.since.elapsed() + pause > START_PATIENCE {
-            return None;
-        }
-        self.next = (self.next * 2).min(LONGEST_PAUSE);
-        Some(pause)
-    }
-
-    /// `error`, saying how long the relay tried.
-    fn gave_up(&self, error: NatsError) -> NatsError {
-        let tried = format!(
-            "gave up after {} tries in {} s",
-            self.tries,
-            self.since.elapsed().as_secs()
-        );
-        match error {
-            NatsError::Connect { url, reason } => NatsError::Connect {
-                url,
-                reason: format!("{reason} ({tried})"),
-            },
-            NatsError::JetStream { what, reason } => NatsError::JetStream {
-                what,
-                reason: format!("{reason} ({tried})"),
-            },
-            other @ NatsError::NoHistory(_) => other,
-        }
-    }
+    publishers: Vec<(Arc<str>, u64)>,
 }
 
 /// Batches the NATS publisher's queue holds before the sequencer waits for NATS acks.
 const PUBLISH_BATCHES: usize = 4096;
-/// How long a starting relay keeps trying to reach NATS (and an edge waits for the epoch)
-/// before it exits naming `--nats`: a server or sequencer started beside it is up within
-/// seconds; one that is not after a minute needs a person.
-pub const START_PATIENCE: Duration = Duration::from_secs(60);
-/// The first pause between tries.
-const FIRST_PAUSE: Duration = Duration::from_millis(250);
-/// The longest pause between tries.
-const LONGEST_PAUSE: Duration = Duration::from_secs(2);
 /// Longest start-up wait for the `nats` thread: the patience, then one more connect
 /// timeout and the stream requests.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(START_PATIENCE.as_secs() + 20);

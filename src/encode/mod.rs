@@ -24,7 +24,7 @@ use bytes::Bytes;
 pub use message::Message;
 pub use ws_frame::Wire;
 
-use crate::event::{Item, Key};
+use crate::event::{Item, Key, Tag};
 use crate::tick::{Seq, Tick};
 use ws_frame::OpCode;
 
@@ -98,6 +98,9 @@ pub struct Frames {
     item: Item,
     json: OnceLock<Bytes>,
     protobuf: OnceLock<Bytes>,
+    /// Its publisher's tag (acknowledged ingest), set by the sequencer before the frames
+    /// are shared: it goes into the stream with the item, so a successor knows it is stored.
+    tag: OnceLock<Tag>,
 }
 
 impl Frames {
@@ -113,7 +116,18 @@ impl Frames {
             item,
             json: OnceLock::new(),
             protobuf: OnceLock::new(),
+            tag: OnceLock::new(),
         }
+    }
+
+    /// Notes who published it (once; a second tag is ignored).
+    pub fn set_tag(&self, tag: Tag) {
+        let _ = self.tag.set(tag);
+    }
+
+    /// Who published it, when the publisher tagged it.
+    pub fn tag(&self) -> Option<&Tag> {
+        self.tag.get()
     }
 
     /// The tick or event.

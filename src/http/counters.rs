@@ -114,6 +114,13 @@ pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
             m.ingest_connections_total.load(Relaxed),
         ),
         number(
+            &["ingest", "duplicates"],
+            "tickrelay_ingest_duplicates_total",
+            Kind::Counter,
+            "Tagged items sent again that were stored before: acknowledged, not stored twice.",
+            m.ingest_duplicates.load(Relaxed),
+        ),
+        number(
             &["connections_refused"],
             "tickrelay_connections_refused_total",
             Kind::Counter,

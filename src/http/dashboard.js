@@ -242,7 +242,7 @@ function duration(s) {
  * lists covering src/error.rs's `ErrorCode` exactly: tests/dashboard_codes.rs checks them. */
 const CLIENT_ERRORS = new Set([
   'bad_json', 'bad_protobuf', 'invalid_symbol', 'not_finite', 'unknown_kind', 'missing_field', 'invalid_venue',
-  'line_too_long', 'symbol_limit', 'unknown_field', 'invalid_channel', 'event_too_large', 'event_too_deep', 'reserved_channel', 'bad_decimal', 'negative_size',
+  'line_too_long', 'symbol_limit', 'bad_hello', 'publisher_limit', 'unknown_field', 'invalid_channel', 'event_too_large', 'event_too_deep', 'reserved_channel', 'bad_decimal', 'negative_size',
   'book_no_snapshot', 'book_crossed', 'book_too_deep', 'bad_message', 'unknown_op',
   'too_many_symbols', 'rate_limited', 'already_subscribed', 'binary_not_supported', 'message_too_big', 'protocol_error',
   'invalid_utf8', 'inflated_too_big', 'bad_deflate', 'bad_request', 'unknown_encoding', 'body_too_large', 'body_timeout', 'unsupported_media_type',

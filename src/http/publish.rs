@@ -25,22 +25,65 @@ use crate::encode::json::to_vec;
 use crate::error::ErrorCode;
 use crate::event::Item;
 use crate::ingest::ndjson::LineDecoder;
-use crate::ingest::{DecodeError, Publisher, Refused};
+use crate::ingest::{Answer, DecodeError, Hello, Publisher, Refused, Tagging};
 use crate::shared::Shared;
 use crate::tick::now_ns;
 
 /// Handles one publish request.
 pub async fn publish(shared: &Shared, request: Request<Incoming>) -> HttpResponse {
+    let hello = match hello(&request) {
+        Ok(hello) => hello,
+        Err(e) => return bad_hello(shared, &e),
+    };
     let mut scratch = match body(shared, request).await {
         Ok(body) => body,
         Err(response) => return response,
     };
     if memchr::memmem::find(&scratch, b"\"type\"").is_some() {
-        return accept_books(shared, LineDecoder::new().decode_mixed(&mut scratch)).await;
+        let items = LineDecoder::new().decode_mixed(&mut scratch);
+        return accept_books(shared, items, hello).await;
     }
     let ticks = LineDecoder::new().decode_document(&mut scratch);
-    accept(shared, ticks.map(|ticks| numbered(ticks, Item::Tick))).await
+    accept(
+        shared,
+        ticks.map(|ticks| numbered(ticks, Item::Tick)),
+        hello,
+    )
+    .await
 }
+
+/// Acknowledged ingest over HTTP: `Tickrelay-Publisher` and `Tickrelay-Pseq` (the first
+/// item's pseq; each item after it takes the next) say hello for the request's items.
+fn hello(request: &Request<Incoming>) -> Result<Option<Hello>, DecodeError> {
+    let header = |name| request.headers().get(name).map(|v| v.to_str());
+    match (header(PUBLISHER_HEADER), header(PSEQ_HEADER)) {
+        (None, None) => Ok(None),
+        (Some(Ok(publisher)), Some(Ok(pseq))) => match pseq.parse::<u64>() {
+            Ok(pseq) => Hello::new(publisher, pseq).map(Some),
+            Err(_) => Err(DecodeError::Hello(format!(
+                "`{PSEQ_HEADER}` is a whole number"
+            ))),
+        },
+        _ => Err(DecodeError::Hello(format!(
+            "`{PUBLISHER_HEADER}` and `{PSEQ_HEADER}` go together, in ASCII"
+        ))),
+    }
+}
+
+/// A bad hello's answer: 400 `bad_hello`, counted.
+fn bad_hello(shared: &Shared, error: &DecodeError) -> HttpResponse {
+    refuse(
+        shared,
+        StatusCode::BAD_REQUEST,
+        error.code(),
+        &error.to_string(),
+    )
+}
+
+/// The request header naming an acking publisher.
+pub const PUBLISHER_HEADER: &str = "tickrelay-publisher";
+/// The request header with the pseq of the request's first item.
+pub const PSEQ_HEADER: &str = "tickrelay-pseq";
 
 /// Items at their positions, from 1.
 fn numbered<T>(items: Vec<T>, item: impl Fn(T) -> Item) -> Vec<(u64, Item)> {
@@ -52,6 +95,7 @@ fn numbered<T>(items: Vec<T>, item: impl Fn(T) -> Item) -> Vec<(u64, Item)> {
 async fn accept_books(
     shared: &Shared,
     items: Result<Vec<(usize, Item)>, (usize, DecodeError)>,
+    hello: Option<Hello>,
 ) -> HttpResponse {
     let items = items.and_then(|items| {
         items
@@ -62,18 +106,23 @@ async fn accept_books(
             })
             .collect::<Result<Vec<_>, _>>()
     });
-    accept(shared, items).await
+    accept(shared, items, hello).await
 }
 
 /// Handles one `POST /api/events` request.
 pub async fn events(shared: &Shared, request: Request<Incoming>) -> HttpResponse {
+    let hello = match hello(&request) {
+        Ok(hello) => hello,
+        Err(e) => return bad_hello(shared, &e),
+    };
     let mut scratch = match body(shared, request).await {
         Ok(body) => body,
         Err(response) => return response,
     };
     let events =
         LineDecoder::with_event_limit(shared.config.max_event_bytes).decode_events(&mut scratch);
-    accept(shared, events.map(|events| numbered(events, Item::Event))).await
+    let events = events.map(|events| numbered(events, Item::Event));
+    accept(shared, events, hello).await
 }
 
 /// Reads the whole body (within `--max-http-body` and `--body-timeout`), or the error
@@ -130,6 +179,7 @@ async fn body(shared: &Shared, request: Request<Incoming>) -> Result<Vec<u8>, Ht
 async fn accept(
     shared: &Shared,
     items: Result<Vec<(u64, Item)>, (usize, DecodeError)>,
+    hello: Option<Hello>,
 ) -> HttpResponse {
     if shared.config.scale.role == Role::Edge {
         // An edge's sequencer only follows the stream: a seq of its own would fork history.
@@ -160,11 +210,12 @@ async fn accept(
         item.stamp(recv_ns);
     }
     let count = ticks.len();
-    let (refusals, mut refused) = mpsc::unbounded_channel::<Refused>();
-    let publisher = Publisher {
-        lines,
-        refused: refusals,
-    };
+    let (answers, mut answered) = mpsc::unbounded_channel::<Answer>();
+    let last = lines.last().copied().unwrap_or_default();
+    let mut publisher = Publisher::new(lines, answers);
+    // Positions count from 1: the hello stands at 0.
+    publisher.tagged =
+        hello.and_then(|hello| Tagging::new(hello, 0).tagged(&publisher.lines, last));
     if let Err(e) = shared.inbox.publish_from(ticks, publisher).await {
         return refuse(
             shared,
@@ -173,15 +224,29 @@ async fn accept(
             &e.to_string(),
         );
     }
-    // The channel ends when the sequencer drops the hand-off: everything is sequenced.
-    let mut first = None;
+    // The channel ends when the sequencer drops the hand-off: everything is sequenced (and,
+    // tagged, durable).
+    let mut first: Option<Refused> = None;
     let mut refusals = 0;
-    while let Some(refusal) = refused.recv().await {
-        refusals += 1;
-        first.get_or_insert(refusal);
+    let mut stored = None;
+    while let Some(answer) = answered.recv().await {
+        match answer {
+            Answer::Refused(refusal) => {
+                refusals += 1;
+                first.get_or_insert(refusal);
+            }
+            Answer::Stored { pseq, duplicates } => stored = Some((pseq, duplicates)),
+        }
     }
     match first {
-        None => json(StatusCode::ACCEPTED, to_vec(&Accepted { accepted: count })),
+        None => {
+            let accepted = Accepted {
+                accepted: count,
+                pseq: stored.map(|s| s.0),
+                duplicates: stored.map(|s| s.1),
+            };
+            json(StatusCode::ACCEPTED, to_vec(&accepted))
+        }
         Some(refusal) => {
             // Counted by the sequencer, once per refused item.
             let code = refusal.code();
@@ -202,6 +267,12 @@ async fn accept(
 #[derive(Serialize)]
 struct Accepted {
     accepted: usize,
+    /// Acknowledged ingest: every item up to this pseq is durable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pseq: Option<u64>,
+    /// How many of them were resends, stored before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicates: Option<u64>,
 }
 
 #[derive(Serialize)]

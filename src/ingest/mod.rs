@@ -7,9 +7,11 @@
 
 pub mod demo;
 mod demo_books;
+pub mod hello;
 pub mod ndjson;
 pub mod playback;
 pub mod protobuf;
+pub mod replies;
 pub mod tcp;
 
 use tokio::sync::mpsc;
@@ -18,6 +20,7 @@ use crate::book::BookError;
 use crate::error::ErrorCode;
 use crate::event::{EventError, Item};
 use crate::tick::{Tick, TickError};
+pub use hello::{Hello, Tagged, Tagging};
 
 /// The sequencer's bounded input: batches of validated ticks and events, in arrival order
 /// per source.
@@ -44,14 +47,43 @@ pub struct Published {
 }
 
 /// A source that answers its publisher: the position of each item of a hand-off, and the
-/// channel the sequencer sends refusals to. The sequencer drops it once the hand-off is
-/// sequenced, so a source that keeps no other sender learns then that every refusal is in.
+/// channel the sequencer answers on. The sequencer drops it once the hand-off is sequenced
+/// (and, tagged, acknowledged), so a source that keeps no other sender learns then that
+/// every answer is in.
 #[derive(Debug)]
 pub struct Publisher {
     /// Each item's line (or message, or array position) on its source, from 1, in order.
     pub lines: Vec<u64>,
-    /// Where the sequencer sends what it refuses.
-    pub refused: mpsc::UnboundedSender<Refused>,
+    /// Where the sequencer sends what it refuses, and its acks.
+    pub answers: mpsc::UnboundedSender<Answer>,
+    /// The items' tags when the publisher asked for acks (its hello).
+    pub tagged: Option<Tagged>,
+}
+
+impl Publisher {
+    /// A publisher of items on `lines`, answered on `answers`, untagged.
+    pub fn new(lines: Vec<u64>, answers: mpsc::UnboundedSender<Answer>) -> Self {
+        Self {
+            lines,
+            answers,
+            tagged: None,
+        }
+    }
+}
+
+/// What the sequencer tells a source about a hand-off.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// An item it refused.
+    Refused(Refused),
+    /// A tagged hand-off is durable (single box: sequenced; scaled out: acknowledged by
+    /// JetStream): every line up to `pseq` is settled.
+    Stored {
+        /// The hand-off's [`Tagged::through`].
+        pseq: u64,
+        /// Its items the relay had stored before (resends), not stored again.
+        duplicates: u64,
+    },
 }
 
 /// An item the sequencer refused, and the line (or message, or position) it came on: the
@@ -82,6 +114,12 @@ pub enum Refusal {
     /// Only the book could tell: a delta before any snapshot, a crossed or too deep result.
     #[error(transparent)]
     Book(BookError),
+    /// A tagged item of a publisher id new to the relay, which already remembers `limit`.
+    #[error("the relay remembers {limit} publisher ids and this one is new: not published")]
+    PublisherLimit {
+        /// [`MAX_PUBLISHERS`](crate::limits::MAX_PUBLISHERS).
+        limit: usize,
+    },
 }
 
 impl Refused {
@@ -90,13 +128,14 @@ impl Refused {
         match &self.reason {
             Refusal::SymbolLimit { .. } => ErrorCode::SymbolLimit,
             Refusal::Book(error) => error.code(),
+            Refusal::PublisherLimit { .. } => ErrorCode::PublisherLimit,
         }
     }
 
     /// The field at fault, when one is.
     pub fn field(&self) -> Option<&'static str> {
         match &self.reason {
-            Refusal::SymbolLimit { .. } => None,
+            Refusal::SymbolLimit { .. } | Refusal::PublisherLimit { .. } => None,
             Refusal::Book(error) => error.field(),
         }
     }
@@ -139,7 +178,8 @@ impl Inbox {
     }
 
     /// Like [`Inbox::publish_items`], for a source that answers its publisher: a refused
-    /// item is sent to `publisher.refused` with its line.
+    /// item is sent to `publisher.answers` with its line, and a tagged hand-off is
+    /// acknowledged there (even one with no item: its lines were all bad, and are settled).
     pub async fn publish_from(
         &self,
         items: Vec<Item>,
@@ -155,7 +195,8 @@ impl Inbox {
     }
 
     async fn send(&self, published: Published) -> Result<(), InboxClosed> {
-        if published.items.is_empty() {
+        let tagged = matches!(&published.publisher, Some(p) if p.tagged.is_some());
+        if published.items.is_empty() && !tagged {
             return Ok(());
         }
         self.tx.send(published).await.map_err(|_| InboxClosed)
@@ -199,6 +240,9 @@ pub enum DecodeError {
     /// A book update (`"type":"book"`, or a protobuf `IngestBook`) that is not valid.
     #[error(transparent)]
     Book(#[from] BookError),
+    /// A publisher's hello that is bad or not its connection's first line.
+    #[error("hello: {0}")]
+    Hello(String),
     /// A line or message longer than `--max-ingest-line`.
     #[error("{len} bytes without a message end, the limit is {limit}")]
     TooLong {
@@ -220,13 +264,18 @@ impl DecodeError {
             Self::Event(e) => e.code(),
             Self::Book(e) => e.code(),
             Self::TooLong { .. } => ErrorCode::LineTooLong,
+            Self::Hello(_) => ErrorCode::BadHello,
         }
     }
 
     /// Whether a length-delimited (protobuf) stream cannot go on after this error: the
-    /// next message boundary is unknown. (NDJSON resynchronises at the next newline.)
+    /// next message boundary is unknown. (NDJSON resynchronises at the next newline.) A bad
+    /// hello ends either: the publisher believes its lines are tagged, and they are not.
     pub fn ends_stream(&self) -> bool {
-        matches!(self, Self::BadLengthPrefix | Self::TooLong { .. })
+        matches!(
+            self,
+            Self::BadLengthPrefix | Self::TooLong { .. } | Self::Hello(_)
+        )
     }
 
     /// The field the error is about, when one is to blame.

@@ -40,7 +40,7 @@ pub fn decode_item(body: &[u8]) -> Result<Item, DecodeError> {
 }
 
 /// The next complete message body of `buf` (see [`next_message`]).
-fn next_body(buf: &mut BytesMut, limit: usize) -> Option<Result<BytesMut, DecodeError>> {
+pub fn next_body(buf: &mut BytesMut, limit: usize) -> Option<Result<BytesMut, DecodeError>> {
     let (len, prefix) = match read_varint(buf) {
         Varint::Incomplete => return None,
         Varint::Invalid => return Some(Err(DecodeError::BadLengthPrefix)),

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::ndjson::LineDecoder;
-use super::{DecodeError, Inbox, Publisher, Refused, protobuf};
-use crate::error::ErrorCode;
+use super::replies::Replies;
+use super::{Answer, DecodeError, Hello, Inbox, Publisher, Tagged, Tagging, protobuf};
 use crate::event::Item;
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
@@ -105,7 +105,8 @@ impl Connection {
         let (mut read, write) = stream.into_split();
         let mut decoder = Decoder::new(self.format, self.max_message).event_limit(self.max_event);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let (refusals, mut refused) = mpsc::unbounded_channel::<Refused>();
+        let mut replies = Replies::default();
+        let (answers, mut answered) = mpsc::unbounded_channel::<Answer>();
         loop {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
@@ -114,8 +115,12 @@ impl Connection {
                 // Shutdown first: stop reading; what was read is already published.
                 biased;
                 () = shutdown.wait() => break,
-                Some(refusal) = refused.recv() => {
-                    self.answer(&write, refusal.line, refusal.code(), &refusal.to_string());
+                Some(answer) = answered.recv() => {
+                    self.answer(&write, &mut replies, answer);
+                    continue;
+                }
+                Ok(()) = write.writable(), if !replies.is_empty() => {
+                    self.flush(&write, &mut replies);
                     continue;
                 }
                 read = read.read_buf(&mut buf) => read,
@@ -134,63 +139,62 @@ impl Connection {
                 }
             }
             let (ticks, lines, fatal) = decoder.drain_numbered(&mut buf, |line, error| {
-                self.reject(&write, line, error);
+                self.reject(&mut replies, line, error);
             });
-            let publisher = Publisher {
-                lines,
-                refused: refusals.clone(),
-            };
+            self.flush(&write, &mut replies);
+            let mut publisher = Publisher::new(lines, answers.clone());
+            publisher.tagged = decoder.tagged(&publisher.lines);
             if self.inbox.publish_from(ticks, publisher).await.is_err() || fatal {
                 break;
             }
         }
-        // The sequencer drops each hand-off's sender once it is sequenced: with ours gone
-        // too, the channel ends after the last refusal of what this connection published.
-        drop(refusals);
-        loop {
+        // The sequencer drops each hand-off's sender once it is answered: with ours gone
+        // too, the channel ends after the last answer to what this connection published.
+        drop(answers);
+        let mut answering = true;
+        while answering || !replies.is_empty() {
             tokio::select! {
                 biased;
                 () = shutdown.wait() => break,
-                refusal = refused.recv() => match refusal {
-                    Some(refusal) => {
-                        self.answer(&write, refusal.line, refusal.code(), &refusal.to_string());
-                    }
-                    None => break,
+                answer = answered.recv(), if answering => match answer {
+                    Some(answer) => self.answer(&write, &mut replies, answer),
+                    None => answering = false,
                 },
+                writable = write.writable(), if !replies.is_empty() => {
+                    if writable.is_err() {
+                        break;
+                    }
+                    self.flush(&write, &mut replies);
+                }
             }
         }
         metrics::sub(&self.metrics.ingest_connections, 1);
     }
 
-    fn reject(&self, write: &OwnedWriteHalf, line: u64, error: &DecodeError) {
+    fn answer(&self, write: &OwnedWriteHalf, replies: &mut Replies, answer: Answer) {
+        match answer {
+            Answer::Refused(refused) => {
+                replies.error(refused.line, refused.code(), &refused.to_string());
+            }
+            Answer::Stored { pseq, duplicates } => replies.stored(pseq, duplicates),
+        }
+        self.flush(write, replies);
+    }
+
+    /// Writes what the publisher's socket takes now. A publisher that reads nothing must
+    /// not stall ingest: error lines past the bound are dropped (each was counted and
+    /// logged when it was found).
+    fn flush(&self, write: &OwnedWriteHalf, replies: &mut Replies) {
+        if let Err(e) = replies.flush(write) {
+            debug!(peer = %self.peer, error = %e, "ingest reply not written");
+        }
+    }
+
+    fn reject(&self, replies: &mut Replies, line: u64, error: &DecodeError) {
         self.metrics.count_error(error.code());
         debug!(peer = %self.peer, line, code = error.code().as_str(), %error, "ingest tick rejected");
-        self.answer(write, line, error.code(), &error.to_string());
+        replies.error(line, error.code(), &error.to_string());
     }
-
-    /// Writes `{"type":"error","line":..,"code":..,"message":..}` on the connection.
-    fn answer(&self, write: &OwnedWriteHalf, line: u64, code: ErrorCode, message: &str) {
-        let reply = IngestReply {
-            kind: "error",
-            line,
-            code,
-            message,
-        };
-        let mut text = crate::encode::json::to_vec(&reply);
-        text.push(b'\n');
-        // Best effort: a publisher that never reads must not stall ingest; the error is
-        // counted and logged either way.
-        let _ = write.try_write(&text);
-    }
-}
-
-#[derive(serde::Serialize)]
-struct IngestReply<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    line: u64,
-    code: ErrorCode,
-    message: &'a str,
 }
 
 /// Splits a byte stream into messages and decodes them, counting messages from 1.
@@ -202,6 +206,8 @@ pub struct Decoder {
     line: u64,
     /// Skipping the rest of an over-long line, up to its `\n`.
     discarding: bool,
+    /// After a publisher's hello: the pseq of each line.
+    tagging: Option<Tagging>,
 }
 
 impl Decoder {
@@ -220,7 +226,24 @@ impl Decoder {
             lines: LineDecoder::new(),
             line: 0,
             discarding: false,
+            tagging: None,
         }
+    }
+
+    /// The tags of the items just drained (on `lines`), when the publisher said hello.
+    pub fn tagged(&self, lines: &[u64]) -> Option<Tagged> {
+        self.tagging.as_ref()?.tagged(lines, self.line)
+    }
+
+    /// Takes a hello read on the current line: only the connection's first line may be one.
+    fn hello(&mut self, hello: Result<Hello, DecodeError>) -> Result<(), DecodeError> {
+        if self.line != 1 {
+            return Err(DecodeError::Hello(
+                "a hello must be the connection's first line".into(),
+            ));
+        }
+        self.tagging = Some(Tagging::new(hello?, self.line));
+        Ok(())
     }
 
     /// Decodes every complete message in `buf` (leaving a partial one), reporting bad ones to
@@ -268,6 +291,13 @@ impl Decoder {
                         accept(Err(error), self.line);
                         continue;
                     }
+                    if let Some(hello) = Hello::from_json(&line[..end]) {
+                        if let Err(error) = self.hello(hello) {
+                            accept(Err(error), self.line);
+                            return (ticks, lines, true);
+                        }
+                        continue;
+                    }
                     if let Some(result) = self.lines.decode(&mut line[..end]) {
                         accept(result, self.line);
                     }
@@ -287,8 +317,17 @@ impl Decoder {
                 (ticks, lines, false)
             }
             Format::Protobuf => {
-                while let Some(result) = protobuf::next_item(buf, self.max_message) {
+                while let Some(body) = protobuf::next_body(buf, self.max_message) {
                     self.line += 1;
+                    let hello = body.as_ref().ok().and_then(|b| Hello::from_protobuf(b));
+                    if let Some(hello) = hello {
+                        if let Err(error) = self.hello(hello) {
+                            accept(Err(error), self.line);
+                            return (ticks, lines, true);
+                        }
+                        continue;
+                    }
+                    let result = body.and_then(|body| protobuf::decode_item(&body));
                     let fatal = matches!(&result, Err(e) if e.ends_stream());
                     accept(result, self.line);
                     if fatal {

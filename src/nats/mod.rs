@@ -23,6 +23,7 @@ pub mod follow;
 pub mod lease;
 pub mod publish;
 mod restore;
+pub mod stored;
 pub mod subject;
 pub mod wire;
 

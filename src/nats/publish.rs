@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use super::History;
 use super::lease::Lease;
+use super::stored::Stored;
 use super::wire::{self, Outgoing};
 use crate::error::ErrorCode;
 use crate::metrics::{self, Metrics};
@@ -122,6 +123,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
     drain: Duration,
+    mut stored: Stored,
 ) -> Result<(), Deposed> {
     let Some(last) = stream_last(&history, &shutdown).await else {
         return Ok(());
@@ -166,6 +168,7 @@ pub async fn run(
                     Ok(ack) => {
                         metrics::add(&metrics.nats.acked, 1);
                         chain.acked(&out.id, &ack);
+                        stored.acked();
                     }
                     Err(e) if refusal(&e) => {
                         refused(&history, &lease, &mut chain, &metrics).await?;
@@ -188,13 +191,17 @@ pub async fn run(
         }
         match queue.try_take() {
             Ok(batch) => {
+                stored.batch(batch.iter().filter(|f| wire::published(f.item())).count());
                 for frames in batch.iter().filter(|f| wire::published(f.item())) {
-                    let out = wire::encode(
+                    let mut out = wire::encode(
                         &history.subjects,
                         frames.item(),
                         history.epoch,
                         lease.writer(),
                     );
+                    if let Some(tag) = frames.tag() {
+                        wire::tag(&mut out, tag);
+                    }
                     if !retry.is_empty() {
                         // Everything after a failure waits behind it, in order.
                         retry.push(out);
@@ -209,14 +216,32 @@ pub async fn run(
                         None => {
                             // What is in flight went before it: settled (or moved to the
                             // retries) first, so the retries keep the feed's order.
-                            if settle(&mut in_flight, &mut retry, &mut chain, &metrics, 0).await {
+                            if settle(
+                                &mut in_flight,
+                                &mut retry,
+                                &mut chain,
+                                &mut stored,
+                                &metrics,
+                                0,
+                            )
+                            .await
+                            {
                                 refused(&history, &lease, &mut chain, &metrics).await?;
                             }
                             chain.rewind();
                             retry.push(out);
                         }
                     }
-                    if settle(&mut in_flight, &mut retry, &mut chain, &metrics, WINDOW).await {
+                    if settle(
+                        &mut in_flight,
+                        &mut retry,
+                        &mut chain,
+                        &mut stored,
+                        &metrics,
+                        WINDOW,
+                    )
+                    .await
+                    {
                         refused(&history, &lease, &mut chain, &metrics).await?;
                     }
                 }
@@ -233,7 +258,16 @@ pub async fn run(
                         () = tokio::time::sleep(IDLE_CHECK) => {}
                     }
                 } else {
-                    if settle(&mut in_flight, &mut retry, &mut chain, &metrics, 0).await {
+                    if settle(
+                        &mut in_flight,
+                        &mut retry,
+                        &mut chain,
+                        &mut stored,
+                        &metrics,
+                        0,
+                    )
+                    .await
+                    {
                         refused(&history, &lease, &mut chain, &metrics).await?;
                     }
                 }
@@ -305,6 +339,7 @@ async fn settle(
     in_flight: &mut VecDeque<InFlight>,
     retry: &mut Vec<Outgoing>,
     chain: &mut Chain,
+    stored: &mut Stored,
     metrics: &Metrics,
     keep: usize,
 ) -> bool {
@@ -314,6 +349,7 @@ async fn settle(
             Ok(ack) => {
                 metrics::add(&metrics.nats.acked, 1);
                 chain.acked(&out.id, &ack);
+                stored.acked();
             }
             Err(e) => {
                 let foreign = refusal(&e) && after == chain.base();

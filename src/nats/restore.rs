@@ -9,6 +9,7 @@
 //! validated by [`wire::decode`] like an edge's, and a bad one is counted and skipped.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
@@ -72,6 +73,75 @@ impl History {
             "bars and tickers continue from the stream"
         );
         Ok(restored)
+    }
+
+    /// Each acking publisher's highest pseq among the stream's last [`PUBLISHERS_SCAN`]
+    /// messages (their headers only): a sequencer taking over knows what its predecessor
+    /// stored, so a publisher's resend of it is a duplicate. What a publisher had not seen
+    /// acknowledged when its sequencer died was at most that sequencer's last
+    /// [`WINDOW`](super::publish::WINDOW) publishes, far inside the scan.
+    pub async fn publishers(&self, metrics: &Metrics) -> Result<Vec<(Arc<str>, u64)>, NatsError> {
+        let mut stream = self.stream.clone();
+        let info = stream
+            .info()
+            .await
+            .map_err(jetstream_error("stream info"))?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        if info.state.messages == 0 {
+            return Ok(Vec::new());
+        }
+        let start = last.saturating_sub(PUBLISHERS_SCAN - 1).max(first).max(1);
+        let consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: self.subjects.all(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                headers_only: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(jetstream_error("read back"))?;
+        let mut highs: HashMap<Arc<str>, u64> = HashMap::new();
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(jetstream_error("read back"))?;
+        let mut read = 0u64;
+        loop {
+            let next = tokio::time::timeout(READ_TIMEOUT, messages.next())
+                .await
+                .map_err(|_| NatsError::JetStream {
+                    what: "read back",
+                    reason: format!(
+                        "no message after {read} of the stream's tail within {READ_TIMEOUT:?}"
+                    ),
+                })?;
+            let Some(message) = next else { break };
+            let message = message.map_err(jetstream_error("read back"))?;
+            read += 1;
+            let info = message.info().ok().map(|i| (i.stream_sequence, i.pending));
+            if let Some(tag) = message.headers.as_ref().and_then(wire::tag_of) {
+                let high = highs.entry(tag.publisher).or_default();
+                *high = (*high).max(tag.pseq);
+            } else if message
+                .headers
+                .as_ref()
+                .is_some_and(|h| h.get(wire::PUBLISHER).is_some())
+            {
+                metrics.count_error(ErrorCode::BadNatsMessage);
+            }
+            match info {
+                Some((seq, pending)) if pending == 0 || seq >= last => break,
+                _ => {}
+            }
+        }
+        info!(
+            publishers = highs.len(),
+            read, "acking publishers continue from the stream"
+        );
+        Ok(highs.into_iter().collect())
     }
 
     /// Every subject the stream holds messages on.
@@ -161,6 +231,9 @@ impl History {
         }
     }
 }
+
+/// How many of the stream's last messages a sequencer reads for acking publishers' pseqs.
+const PUBLISHERS_SCAN: u64 = 16_384;
 
 /// Longest wait for the next retained message while reading back.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);

@@ -26,7 +26,7 @@ use crate::encode::protobuf::{book_message, event_message, tick_message};
 use crate::event::derived::{
     Bar, BarInterval, BarValues, DerivedName, Recent, Ticker, TickerValues,
 };
-use crate::event::{Channel, Event, Item, Key};
+use crate::event::{Channel, Event, Item, Key, Tag, publisher_id};
 use crate::ingest::DecodeError;
 use crate::ingest::protobuf::validate;
 use crate::proto;
@@ -46,6 +46,25 @@ pub const EXPECTED_LAST_SEQUENCE: &str = "Nats-Expected-Last-Sequence";
 /// JetStream's header that makes a publish conditional: stored only if the stream's last
 /// message has this id (every later publish of the chain).
 pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
+
+/// The header naming an acking publisher (acknowledged ingest), on each item it tagged.
+pub const PUBLISHER: &str = "Tickrelay-Publisher";
+/// The header holding that item's pseq.
+pub const PSEQ: &str = "Tickrelay-Pseq";
+
+/// Notes in `out`'s headers who published it, so a successor sequencer reading the stream
+/// knows the item is stored (a resend of it is a duplicate).
+pub fn tag(out: &mut Outgoing, tag: &Tag) {
+    out.headers.insert(PUBLISHER, &*tag.publisher);
+    out.headers.insert(PSEQ, tag.pseq.to_string().as_str());
+}
+
+/// The publisher's tag a stream message carries, if it carries a valid one.
+pub fn tag_of(headers: &HeaderMap) -> Option<Tag> {
+    let publisher = publisher_id(headers.get(PUBLISHER)?.as_str()).ok()?;
+    let pseq = headers.get(PSEQ)?.as_str().parse().ok()?;
+    Some(Tag { publisher, pseq })
+}
 
 /// One item ready to publish.
 #[derive(Debug, Clone)]

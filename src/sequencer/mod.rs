@@ -25,6 +25,7 @@
 //! new run (a resume from it gets a `gap`, a live subscriber the shard's `gap` for the jump),
 //! and each shard drops an evicted key's history, sending `reset` to whoever still follows it.
 
+pub mod acks;
 pub mod bars;
 pub mod books;
 pub mod derived;
@@ -33,8 +34,10 @@ mod history;
 pub mod interest;
 pub mod queue;
 pub mod record;
+mod table;
 pub mod ticker;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,13 +48,14 @@ use crate::book::{BookError, BookUpdate, Depth};
 use crate::config::BookConfig;
 use crate::config::defaults::EVICT_IDLE;
 use crate::config::parse_duration;
-use crate::encode::{Frames, Wire};
+use crate::encode::Frames;
 use crate::error::ErrorCode;
-use crate::event::{Item, Key};
-use crate::ingest::{InboxReceiver, Published, Refusal, Refused};
+use crate::event::{Item, Key, Tag};
+use crate::ingest::{Answer, InboxReceiver, Published, Refusal, Refused};
 use crate::metrics::{self, Metrics};
 use crate::shutdown::Shutdown;
 use crate::tick::Seq;
+use acks::{Acks, Admit};
 use bars::FollowedBars;
 pub use books::{Books, Cadence};
 use derived::{Derived, Restored};
@@ -99,6 +103,10 @@ pub struct Sequencer {
     /// Items to hand on before the first batch (checkpoints of books restored from the
     /// stream, so the shards' copies start from them).
     pending: Vec<Arc<Frames>>,
+    /// Acknowledged ingest: publishers' highest stored pseqs, acks waiting to be durable.
+    acks: Acks,
+    /// Batches handed on so far.
+    handed: Cell<u64>,
 }
 
 impl Sequencer {
@@ -127,7 +135,22 @@ impl Sequencer {
             scratch: Vec::new(),
             books,
             pending: Vec::new(),
+            acks: Acks::default(),
+            handed: Cell::new(0),
         }
+    }
+
+    /// Scaled out: acks wait until the NATS publisher has stored their batches (`durable`:
+    /// how many batches it has).
+    pub fn durable_after(mut self, durable: tokio::sync::watch::Receiver<u64>) -> Self {
+        self.acks.durable_after(durable);
+        self
+    }
+
+    /// What the stream holds of each acking publisher (a restarted or standby sequencer):
+    /// their resends of it are duplicates.
+    pub fn remember_publishers(&mut self, highs: impl IntoIterator<Item = (Arc<str>, u64)>) {
+        self.acks.remember(highs);
     }
 
     /// Evicts keys quiet for `idle` when the table is full (`--evict-idle`).
@@ -188,6 +211,7 @@ impl Sequencer {
         let mut checkpoints = tokio::time::interval(CHECKPOINT_CHECK);
         checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut durable = self.acks.durable();
         loop {
             let first = tokio::select! {
                 // The timers first: each is ready once per interval, so neither starves the
@@ -202,6 +226,11 @@ impl Sequencer {
                     let mut due = Vec::new();
                     self.books.due_checkpoints(Instant::now(), &mut due);
                     self.hand_on(due).await;
+                    continue;
+                }
+                // The stream stored more: the acks of what it holds go out.
+                Ok(()) = stored(&mut durable), if self.acks.waiting() => {
+                    self.acks.release(self.handed.get());
                     continue;
                 }
                 // Then ticks: a batch already accepted is always sequenced and delivered.
@@ -227,6 +256,11 @@ impl Sequencer {
         while let Ok(rest) = inbox.try_recv() {
             self.sequence_published(vec![rest]).await;
         }
+        // The NATS publisher drains what it holds (within --drain-timeout) and then ends:
+        // the acks of what it stored meanwhile still go out.
+        while self.acks.waiting() && durable.is_some() && stored(&mut durable).await.is_ok() {
+            self.acks.release(self.handed.get());
+        }
         debug!("sequencer stopped");
     }
 
@@ -246,20 +280,52 @@ impl Sequencer {
     async fn sequence_published(&mut self, mut published: Vec<Published>) {
         let now = Instant::now();
         let mut batch = Vec::new();
-        for hand_off in &mut published {
+        let mut duplicates = vec![0; published.len()];
+        for (h, hand_off) in published.iter_mut().enumerate() {
             if let Some(epoch) = hand_off.history {
                 self.hand_on(std::mem::take(&mut batch)).await;
                 self.new_history(epoch).await;
             }
+            let tagged = hand_off.publisher.as_ref().and_then(|p| p.tagged.as_ref());
             for (i, item) in hand_off.items.drain(..).enumerate() {
-                let reason = match item {
-                    Item::Book(update) => match self.sequence_book(update, now, &mut batch) {
-                        Ok(()) => continue,
-                        Err(error) => Refusal::Book(error),
-                    },
-                    other => match self.prepare(other, now) {
+                let tag = tagged.map(|t| Tag {
+                    publisher: t.publisher.clone(),
+                    pseq: t.pseqs[i],
+                });
+                let reason = match tag.as_ref().map(|tag| self.acks.admit(tag)) {
+                    Some(Admit::Duplicate) => {
+                        duplicates[h] += 1;
+                        metrics::add(&self.metrics.ingest_duplicates, 1);
+                        continue;
+                    }
+                    Some(Admit::Full) => {
+                        self.metrics.count_error(ErrorCode::PublisherLimit);
+                        Some(Refusal::PublisherLimit {
+                            limit: crate::limits::MAX_PUBLISHERS,
+                        })
+                    }
+                    Some(Admit::New) | None => None,
+                };
+                let start = batch.len();
+                let reason = match (reason, item) {
+                    (Some(reason), _) => reason,
+                    (None, Item::Book(update)) => {
+                        match self.sequence_book(update, now, &mut batch) {
+                            Ok(()) => {
+                                for frames in tag.iter().flat_map(|_| &batch[start..]) {
+                                    frames.set_tag(tag.clone().expect("iterated only if some"));
+                                }
+                                continue;
+                            }
+                            Err(error) => Refusal::Book(error),
+                        }
+                    }
+                    (None, other) => match self.prepare(other, now) {
                         Ok(frames) => {
                             if let Some(frames) = frames {
+                                if let Some(tag) = tag {
+                                    frames.set_tag(tag);
+                                }
                                 self.push_sourced(frames, now, &mut batch);
                             }
                             continue;
@@ -276,11 +342,21 @@ impl Sequencer {
                         reason,
                     };
                     // The publisher may have gone; the refusal is counted anyway.
-                    let _ = publisher.refused.send(refused);
+                    let _ = publisher.answers.send(Answer::Refused(refused));
                 }
             }
         }
         self.hand_on(batch).await;
+        for (hand_off, duplicates) in published.iter().zip(duplicates) {
+            let Some(publisher) = &hand_off.publisher else {
+                continue;
+            };
+            if let Some(tagged) = &publisher.tagged {
+                let handed = self.handed.get();
+                self.acks
+                    .settle(&publisher.answers, tagged.through, duplicates, handed);
+            }
+        }
         drop(published);
     }
 
@@ -311,6 +387,7 @@ impl Sequencer {
             return;
         }
         let batch: Batch = items.into();
+        self.handed.set(self.handed.get() + 1);
         for shard in &self.shards {
             shard.deliver(batch.clone()).await;
         }
@@ -323,102 +400,15 @@ impl Sequencer {
         let came_in = batch.iter().filter(|f| !derived(f.item())).count();
         metrics::add(&self.metrics.ticks_in, came_in as u64);
     }
+}
 
-    /// Assigns the item its seq and pre-encodes it; `Ok(None)` for an edge's repeat, `Err`
-    /// with its key if it is a new key and the table (symbols, channels and books together)
-    /// stays full after a sweep (counted as `symbol_limit`).
-    fn prepare(&mut self, mut item: Item, now: Instant) -> Result<Option<Frames>, Key> {
-        let key = item.key();
-        let known = self.symbols.contains_key(&key);
-        let full = |s: &Self| s.symbols.len() + s.books.len() >= s.max_symbols;
-        // A derived key's symbol passed the limit already; its channels are bounded by it.
-        if !known && !item.is_derived() && full(self) {
-            self.sweep(now);
-            if full(self) {
-                self.metrics.count_error(ErrorCode::SymbolLimit);
-                debug!(
-                    key = key.as_str(),
-                    limit = self.max_symbols,
-                    "item of a new symbol or channel refused: --max-symbols reached"
-                );
-                return Err(key);
-            }
-        }
-        let interest = &self.interest;
-        // After an eviction, a new key starts two above every evicted seq: a client holding
-        // seq N of an evicted key resumes into a gap (N+1 is never issued), never a run.
-        let first = match self.evicted_high {
-            0 => Seq::FIRST,
-            high => Seq(high.saturating_add(2)),
-        };
-        let state = self
-            .symbols
-            .entry(key.clone())
-            .or_insert_with(|| SymbolSeq {
-                next: first,
-                interest: interest.entry(&key),
-                last: now,
-            });
-        state.last = now;
-        if self.follow {
-            let seq = item.seq();
-            if known && seq < state.next {
-                metrics::add(&self.metrics.nats.duplicates, 1);
-                return Ok(None);
-            }
-            if known && seq > state.next {
-                metrics::add(&self.metrics.nats.gaps, seq.0 - state.next.0);
-            }
-            state.next = seq.next();
-            if let (Item::Bar(bar), Some(followed)) = (&mut item, &mut self.followed) {
-                followed.attach(bar);
-            }
-        } else {
-            item.set_seq(state.next);
-            state.next = state.next.next();
-        }
-        let wildcard = key.in_wildcard();
-        let frames = Frames::of(item);
-        for wire in [Wire::Json, Wire::Protobuf] {
-            if self.interest.wants(&state.interest, wildcard, wire) {
-                frames.frame(wire);
-            }
-        }
-        Ok(Some(frames))
-    }
-
-    /// Evicts every key nobody subscribes to by name that has been quiet for
-    /// `--evict-idle`, at most once per [`SWEEP_EVERY`] (a full table under a flood of new
-    /// keys costs one pass a second). The shards learn of it through the interest map.
-    fn sweep(&mut self, now: Instant) {
-        if self
-            .swept
-            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
-        {
-            return;
-        }
-        self.swept = Some(now);
-        let (symbols, idle) = (&mut self.symbols, self.evict_idle);
-        let mut high = self.evicted_high;
-        let before = symbols.len();
-        self.interest
-            .retain(|key, subscribed| match symbols.get(key) {
-                Some(state) if !subscribed && now.saturating_duration_since(state.last) >= idle => {
-                    high = high.max(state.next.0.saturating_sub(1));
-                    symbols.remove(key);
-                    false
-                }
-                Some(_) => true,
-                // Counts of a key the table does not hold (subscribed before any item): kept
-                // while someone subscribes.
-                None => subscribed,
-            });
-        self.evicted_high = high;
-        debug!(
-            evicted = before - self.symbols.len(),
-            kept = self.symbols.len(),
-            "key table full: idle keys evicted"
-        );
+/// Resolves when the stream has stored more batches; never without a stream.
+async fn stored(
+    durable: &mut Option<tokio::sync::watch::Receiver<u64>>,
+) -> Result<(), tokio::sync::watch::error::RecvError> {
+    match durable {
+        Some(durable) => durable.changed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -514,10 +504,7 @@ mod tests {
         assert_eq!(interest.evictions(), 1);
         // Full again, and the next sweep is a second away: D is refused, its publisher told.
         let (refusals, mut refused) = tokio::sync::mpsc::unbounded_channel();
-        let publisher = crate::ingest::Publisher {
-            lines: vec![7, 8],
-            refused: refusals,
-        };
+        let publisher = crate::ingest::Publisher::new(vec![7, 8], refusals);
         sequencer
             .sequence_published(vec![Published {
                 history: None,
@@ -525,7 +512,9 @@ mod tests {
                 publisher: Some(publisher),
             }])
             .await;
-        let refusal = refused.recv().await.expect("D is refused");
+        let Some(Answer::Refused(refusal)) = refused.recv().await else {
+            panic!("D is refused")
+        };
         assert_eq!(
             (refusal.line, refusal.reason),
             (
