@@ -87,6 +87,8 @@ mod open;
 mod options;
 mod proto;
 mod protobuf;
+// Exactly-once publishing into the relay's NDJSON ingest port, with acks and resends.
+pub mod publisher;
 mod queue;
 mod seq_check;
 mod task;
