@@ -63,14 +63,11 @@ pub fn launch(args: &[&str], env: &[(&str, &str)]) -> Spawned {
         vec!["--listen", "127.0.0.1:0"]
     };
     let mut all = listen;
-    all.extend_from_slice(&[
-        "--ingest-tcp",
-        "127.0.0.1:0",
-        "--ingest-tcp-protobuf",
-        "127.0.0.1:0",
-        "--shards",
-        "1",
-    ]);
+    // Likewise its own `--ingest-tcp` (a standby's, known before it listens).
+    if !args.contains(&"--ingest-tcp") {
+        all.extend_from_slice(&["--ingest-tcp", "127.0.0.1:0"]);
+    }
+    all.extend_from_slice(&["--ingest-tcp-protobuf", "127.0.0.1:0", "--shards", "1"]);
     all.extend_from_slice(args);
     let mut child = command(&all, env).spawn().expect("spawn tickrelay");
     let stdout = lines(child.stdout.take().expect("piped stdout"));
