@@ -47,6 +47,8 @@ fn a_short_steady_run_over_every_encoding_loses_nothing() {
         "--no-progress",
         "--max-time",
         "90s",
+        // The publisher asks for acks: every tick must be acknowledged by the end.
+        "--acks",
     ]);
     let report = scenario::run(
         Mode::Steady,
@@ -64,6 +66,9 @@ fn a_short_steady_run_over_every_encoding_loses_nothing() {
     );
     assert!(phase.fast.expected > 0);
     assert_eq!((phase.fast.lost, phase.fast.relay_gaps), (0, 0));
+    let acks = phase.acks.as_ref().expect("the publisher said hello");
+    assert_eq!(acks.unacked, 0, "every tick acknowledged");
+    assert!(acks.latency.count > 0, "each batch's ack timed");
     let relay = report
         .relay
         .as_ref()

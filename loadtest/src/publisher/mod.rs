@@ -24,7 +24,7 @@ mod replies;
 mod wire;
 
 pub use book::{DELTA_LEVELS, MAX_LEVELS};
-pub use replies::IngestErrors;
+pub use replies::{Acks, IngestErrors};
 use wire::Tick;
 pub use wire::{IngestFormat, Wire};
 
@@ -47,9 +47,11 @@ pub struct Publisher {
     next_symbol: usize,
     total: u64,
     batch: Vec<u8>,
-    /// Error lines from the server.
+    /// Error lines (and, acking, acks) from the server.
     pub errors: Arc<IngestErrors>,
     reader: Option<JoinHandle<()>>,
+    /// Said hello: every tick written is acknowledged by the relay.
+    acking: bool,
 }
 
 impl Publisher {
@@ -82,6 +84,33 @@ impl Publisher {
             batch: Vec::with_capacity(64 * 1024),
             errors,
             reader: Some(reader),
+            acking: false,
+        })
+    }
+
+    /// Says hello as `id` (docs/PROTOCOL.md, "Acknowledged ingest"; JSON ingest only,
+    /// before any tick): pseq n is the n-th tick written, and the relay acknowledges them.
+    pub fn acknowledged(&mut self, id: &str) -> Result<()> {
+        anyhow::ensure!(
+            self.total == 0 && self.wire == Wire::Json,
+            "acks need JSON ingest and a hello before the first tick"
+        );
+        let hello = format!("{{\"type\":\"hello\",\"publisher\":\"{id}\",\"pseq\":1}}\n");
+        let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        stream
+            .write_all(hello.as_bytes())
+            .context("saying hello to the ingest")?;
+        self.acking = true;
+        Ok(())
+    }
+
+    /// With acks: the ticks written not yet acknowledged, and each batch's write-to-ack
+    /// times since the last call; `None` without a hello.
+    pub fn acks(&self) -> Option<(u64, crate::latency::LatencyHist)> {
+        let acks = &self.errors.acks;
+        self.acking.then(|| {
+            let acked = acks.acked.load(Ordering::Relaxed);
+            (self.total.saturating_sub(acked), acks.take_latency())
         })
     }
 
@@ -169,7 +198,11 @@ impl Publisher {
         let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         stream
             .write_all(&self.batch)
-            .context("writing ticks to the ingest")
+            .context("writing ticks to the ingest")?;
+        if self.acking {
+            self.errors.acks.written(self.total);
+        }
+        Ok(())
     }
 }
 

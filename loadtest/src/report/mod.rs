@@ -191,6 +191,15 @@ pub struct BookMemory {
     pub bytes_per_book: f64,
 }
 
+/// The relay's acks of one phase (`--acks`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AckReport {
+    /// Ticks written in the phase not acknowledged at its end.
+    pub unacked: u64,
+    /// Each batch's write to the ack that covered it.
+    pub latency: LatencySummary,
+}
+
 /// One publishing window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PhaseReport {
@@ -199,6 +208,9 @@ pub struct PhaseReport {
     pub duration_s: f64,
     pub published: u64,
     pub ingest_error_lines: u64,
+    /// With `--acks`: what the relay acknowledged, and how long after each batch's write.
+    #[serde(default)]
+    pub acks: Option<AckReport>,
     /// All deliveries (slow clients too) per second of publishing.
     pub deliveries_per_s: f64,
     pub fast: Delivery,

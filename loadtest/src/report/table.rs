@@ -226,6 +226,14 @@ fn write_phase(out: &mut String, p: &PhaseReport) {
             s.clients, s.expected, s.received, s.lost, s.relay_gaps, s.relay_gap_ticks, s.closed
         );
     }
+    if let Some(a) = &p.acks {
+        let l = &a.latency;
+        let _ = writeln!(
+            out,
+            "  publisher acks: {} batches acknowledged, {} ticks unacknowledged at the end; write to ack p50 {} µs, p99 {} µs, max {} µs",
+            l.count, a.unacked, l.p50_us, l.p99_us, l.max_us
+        );
+    }
     if f.relay_gaps + f.decode_errors + f.error_msgs + f.unexpected_symbol + f.closed > 0
         || p.ingest_error_lines > 0
     {

@@ -33,6 +33,11 @@ pub struct RunArgs {
     /// Ingest wire format.
     #[arg(long, value_enum, default_value = "json")]
     pub ingest_format: IngestFormat,
+    /// The publisher says hello (docs/PROTOCOL.md, "Acknowledged ingest"): the relay acks
+    /// every tick once stored, and the report gives each batch's time from its write to its
+    /// ack. JSON ingest into the relay only.
+    #[arg(long)]
+    pub acks: bool,
     /// Launch the relay binary at PATH (default: `tickrelay` next to this binary) on free ports.
     /// With `--server floor|naive`, this harness binary is launched as that server instead.
     // clap's PathBuf parser refuses the empty default of a bare `--spawn`; take it as text.
@@ -403,6 +408,15 @@ fn validate(mode: Mode, args: &RunArgs) -> Result<()> {
             args.server.name()
         );
     }
+    ensure!(
+        !args.acks
+            || (args.server.is_relay()
+                && args.ingest_format == IngestFormat::Json
+                && args.feeds.books.is_none()),
+        "--acks is the relay's acknowledged JSON ingest of ticks: not with --server {}, \
+         protobuf ingest or books",
+        args.server.name()
+    );
     if args.source_ips > 1 && !args.relay.ip().is_loopback() && args.spawn.is_none() {
         bail!("--source-ips spreads over 127.0.0.x and needs a loopback relay");
     }

@@ -18,7 +18,7 @@ use crate::latency::LatencyHist;
 use crate::procfs;
 use crate::publisher::{PublishOutcome, Publisher};
 use crate::relay::RelayProcess;
-use crate::report::{Delivery, PhaseReport};
+use crate::report::{AckReport, Delivery, PhaseReport};
 
 /// Everything a phase needs while the run is on.
 pub(super) struct Ctx<'a> {
@@ -201,6 +201,10 @@ impl Ctx<'_> {
             published: outcome.sent,
             ingest_error_lines: publisher.errors.lines.load(Ordering::Relaxed)
                 - start.ingest_error_lines,
+            acks: publisher.acks().map(|(unacked, latency)| AckReport {
+                unacked,
+                latency: latency.summary(),
+            }),
             deliveries_per_s: deliveries as f64 / elapsed,
             fast,
             slow,

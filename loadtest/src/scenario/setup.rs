@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::latency::now_ns;
 use anyhow::{Context, Result, ensure};
 use indicatif::ProgressBar;
 
@@ -128,7 +129,12 @@ pub(super) fn connect_publisher(args: &RunArgs, ingest: SocketAddr) -> Result<Pu
         (Server::Nats, None) => Wire::NatsPub,
         _ => Wire::from(args.ingest_format),
     };
-    Publisher::connect(ingest, wire, args.symbols)
+    let mut publisher = Publisher::connect(ingest, wire, args.symbols)?;
+    if args.acks {
+        // An id of this run alone: a rerun's pseqs from 1 are not the last run's resends.
+        publisher.acknowledged(&format!("loadtest-{}-{}", std::process::id(), now_ns()))?;
+    }
+    Ok(publisher)
 }
 
 /// The clients of this run: slow ones only in slow mode, source addresses only on loopback.

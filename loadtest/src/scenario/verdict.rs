@@ -69,6 +69,10 @@ pub(super) fn judge(r: &mut RunReport) {
             (f.error_msgs, "error messages"),
             (f.unexpected_symbol, "ticks of unsubscribed symbols"),
             (p.ingest_error_lines, "ingest error lines"),
+            (
+                p.acks.as_ref().map_or(0, |a| a.unacked),
+                "ticks unacknowledged",
+            ),
         ];
         let tier = p.tier.as_ref().map_or_else(Vec::new, tier_checks);
         for (count, what) in checks.into_iter().chain(tier) {
