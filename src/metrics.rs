@@ -23,6 +23,12 @@ pub struct Metrics {
     pub ingest_connections_total: AtomicU64,
     /// Tagged items a publisher sent again that were stored before: acked, not stored.
     pub ingest_duplicates: AtomicU64,
+    /// Tasks serving an accepted HTTP connection, alive now (each ends when its connection
+    /// is answered, closed or handed to a WebSocket session).
+    pub http_tasks: AtomicU64,
+    /// Tasks running a WebSocket session, alive now: equal to `sessions` but for a session
+    /// just starting or ending. A gap that grows would be tasks outliving their sessions.
+    pub session_tasks: AtomicU64,
     /// Connections refused by a connection limit.
     pub connections_refused: AtomicU64,
     /// `--record`: what the recorder wrote, and what it could not.
@@ -201,6 +207,8 @@ impl Metrics {
             ingest_connections: AtomicU64::new(0),
             ingest_connections_total: AtomicU64::new(0),
             ingest_duplicates: AtomicU64::new(0),
+            http_tasks: AtomicU64::new(0),
+            session_tasks: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             record: RecordMetrics::default(),
             nats: NatsMetrics::default(),
@@ -280,6 +288,24 @@ pub fn add(counter: &AtomicU64, n: u64) {
 /// Subtracts `n` from a gauge.
 pub fn sub(counter: &AtomicU64, n: u64) {
     counter.fetch_sub(n, Relaxed);
+}
+
+/// One live thing on a gauge, counted until dropped (whichever way its owner ends).
+#[derive(Debug)]
+pub struct Live<'a>(&'a AtomicU64);
+
+impl<'a> Live<'a> {
+    /// Counts one more on `gauge`.
+    pub fn new(gauge: &'a AtomicU64) -> Self {
+        add(gauge, 1);
+        Self(gauge)
+    }
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        sub(self.0, 1);
+    }
 }
 
 #[cfg(test)]

@@ -97,3 +97,32 @@ async fn a_connection_that_never_finishes_its_request_is_dropped() {
     // Others are unaffected.
     assert_eq!(relay.get("/health").await.0, 200);
 }
+
+/// Every connection's task ends with it, however the client leaves: a clean close, a
+/// dropped TCP connection, a protocol error, silence past the idle timeout, or a plain HTTP
+/// request. Nothing of a session outlives it (`/stats` `tasks`), so churn cannot pile up
+/// tasks, sockets or their memory.
+#[tokio::test]
+async fn every_connections_task_ends_with_it_however_the_client_leaves() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let relay = TestRelay::start(quick()).await;
+    for _ in 0..5 {
+        let mut clean = relay.client("?symbols=A").await;
+        clean.ws.close(None).await.expect("close");
+        let (dropped, _) = support::raw_upgrade(relay.http, "/ws?symbols=A").await;
+        drop(dropped);
+        let (mut rude, _) = support::raw_upgrade(relay.http, "/ws?symbols=A").await;
+        // An unmasked frame: a protocol error, closed with 1002.
+        rude.write_all(&[0x81, 0x01, b'x']).await.expect("write");
+        assert_eq!(support::read_until_close(&mut rude).await, 1002);
+        let (mut silent, _) = support::raw_upgrade(relay.http, "/ws?symbols=A").await;
+        assert_eq!(support::read_until_close(&mut silent).await, 4009);
+        let _ = relay.get("/health").await;
+    }
+    let metrics = relay.metrics();
+    support::wait_for("every task to end", || async {
+        metrics.session_tasks.load(Relaxed) == 0 && metrics.http_tasks.load(Relaxed) == 0
+    })
+    .await;
+    assert_eq!(metrics.sessions(), 0);
+}

@@ -114,6 +114,20 @@ pub fn readings(shared: &Shared, core: &ShardCore) -> Vec<Reading> {
             m.ingest_connections_total.load(Relaxed),
         ),
         number(
+            &["tasks", "http"],
+            "tickrelay_http_tasks",
+            Kind::Gauge,
+            "Tasks serving an accepted HTTP connection, alive now.",
+            m.http_tasks.load(Relaxed),
+        ),
+        number(
+            &["tasks", "session"],
+            "tickrelay_session_tasks",
+            Kind::Gauge,
+            "Tasks running a WebSocket session, alive now.",
+            m.session_tasks.load(Relaxed),
+        ),
+        number(
             &["ingest", "duplicates"],
             "tickrelay_ingest_duplicates_total",
             Kind::Counter,

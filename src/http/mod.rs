@@ -65,6 +65,7 @@ pub async fn serve(
     let peer = stream.peer_addr().ok().map(|a| a.ip());
     let local = stream.local_addr().ok();
     let shared = core.borrow().shared().clone();
+    let _live = crate::metrics::Live::new(&shared.metrics.http_tasks);
     // Counted since accept; uncounted when this returns (the session counts itself).
     let _counted = counted;
     // The slot follows the connection into its WebSocket session, if it upgrades.

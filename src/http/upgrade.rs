@@ -116,6 +116,8 @@ pub(super) fn upgrade(
     }
     let ip_slot = ip_slot.take();
     tokio::task::spawn_local(async move {
+        let shared = core.borrow().shared().clone();
+        let _live = crate::metrics::Live::new(&shared.metrics.session_tasks);
         let websocket = match upgraded.await {
             Ok(websocket) => websocket,
             Err(e) => {

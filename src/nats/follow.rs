@@ -14,8 +14,8 @@
 //! seqs the stream no longer holds.
 //!
 //! A new history (the stream was deleted and a sequencer started another, with a new
-//! epoch; [`successor`] sees it within [`EPOCH_CHECK`]) is switched to without a restart:
-//! every consumer of the old history is stopped, the sequencer is told through the inbox
+//! epoch; `consume::successor` sees it within [`EPOCH_CHECK`]) is switched to without a
+//! restart: every consumer of the old history is stopped, the sequencer is told through the inbox
 //! where the new history begins (it forgets its seqs, books and bars, and puts the switch in
 //! every shard's queue, where the shards reset their clients and drop what they held), and
 //! every followed key is read again, from the start of the new stream.
