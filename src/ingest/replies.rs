@@ -122,6 +122,86 @@ mod tests {
         );
     }
 
+    /// A connected loopback pair, the relay's side with a small send buffer.
+    async fn pair() -> (OwnedWriteHalf, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (relay, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&relay)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        socket2::SockRef::from(&peer)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        (relay.into_split().1, peer)
+    }
+
+    /// Reads what `peer` has within 50 ms (a zero window may hold the rest longer).
+    async fn read_some(peer: &mut tokio::net::TcpStream, bytes: &mut Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 65536];
+        let wait = std::time::Duration::from_millis(50);
+        while let Ok(Ok(n @ 1..)) = tokio::time::timeout(wait, peer.read(&mut chunk)).await {
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_refuses_waits_and_the_ack_comes_after_the_errors() {
+        let (write, mut peer) = pair().await;
+        let mut replies = Replies::default();
+        replies.stored(1, 0);
+        assert!(!replies.is_empty(), "an ack alone waits too");
+        let long = "x".repeat(1000);
+        for line in 1..=400 {
+            replies.error(line, ErrorCode::BadJson, &long);
+        }
+        replies.stored(400, 3);
+        replies.flush(&write).expect("a full socket is no error");
+        assert!(
+            !replies.is_empty(),
+            "400 KB do not fit a 4 KB buffer at once"
+        );
+        let mut bytes = Vec::new();
+        while !replies.is_empty() {
+            read_some(&mut peer, &mut bytes).await;
+            replies.flush(&write).expect("flush");
+        }
+        let ack = br#""duplicates":3}"#;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !bytes.ends_with(b"}\n") || !bytes[..bytes.len() - 1].ends_with(ack) {
+            assert!(tokio::time::Instant::now() < deadline, "the ack never came");
+            read_some(&mut peer, &mut bytes).await;
+        }
+        let text = String::from_utf8(bytes).expect("whole lines");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 401, "every error line, then one ack");
+        assert!(lines[399].starts_with(r#"{"type":"error","line":400,"#));
+        assert_eq!(lines[400], r#"{"type":"ack","pseq":400,"duplicates":3}"#);
+    }
+
+    #[tokio::test]
+    async fn a_gone_publisher_is_an_error_and_nothing_waits_for_it() {
+        let (write, peer) = pair().await;
+        drop(peer);
+        let mut replies = Replies::default();
+        let mut failed = false;
+        // The first writes may land in the buffer before the reset is seen.
+        for line in 1..=100 {
+            replies.error(line, ErrorCode::BadJson, "gone");
+            replies.stored(line, 0);
+            if replies.flush(&write).is_err() {
+                failed = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(failed, "writing to a closed connection fails");
+        assert!(replies.is_empty(), "and drops what it held");
+    }
+
     #[test]
     fn error_lines_past_the_bound_are_dropped_and_counted() {
         let mut replies = Replies::default();
