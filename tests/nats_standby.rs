@@ -253,6 +253,14 @@ async fn acking_publisher_through(name: &str, stop: impl FnOnce(&mut ops_common:
     );
     let mut client = WsClient::connect(&format!("ws://{}/ws?symbols=X", edge.http)).await;
     let _welcome = client.next_json().await;
+    // A second edge: what it serves must be identical.
+    let other_edge = spawn(
+        &["--role", "edge", "--nats", &url, "--replay-depth", depth],
+        &[],
+    );
+    let url2 = format!("ws://{}/ws?symbols=X", other_edge.http);
+    let mut client2 = WsClient::connect(&url2).await;
+    let _welcome = client2.next_json().await;
 
     let rate: u64 = std::env::var("TICKRELAY_FAILOVER_RATE")
         .ok()
@@ -270,6 +278,8 @@ async fn acking_publisher_through(name: &str, stop: impl FnOnce(&mut ops_common:
     // The client reads as the ticks flow (a client that stops reading is a slow consumer).
     // Each tick's arrival time too: the failover is the kill to the first tick after the
     // longest silence.
+    let reading2 =
+        tokio::spawn(async move { support::until_stamp(&mut client2, BASE + total + 1).await });
     let reading = tokio::spawn(async move {
         let mut arrivals = Vec::new();
         let mut other = Vec::new();
@@ -348,6 +358,12 @@ async fn acking_publisher_through(name: &str, stop: impl FnOnce(&mut ops_common:
         .iter()
         .map(|&(seq, stamp, _)| (seq, stamp))
         .collect();
+    let (seen2, other2) = reading2.await.expect("the second edge's client reads");
+    support::assert_no_gap_or_reset(&other2);
+    assert!(
+        seen2 == seen,
+        "both edges serve the same (seq, tick) sequence"
+    );
     let (killed_at, _) = killed.expect("the leader was killed");
     let resumed = arrivals
         .windows(2)
