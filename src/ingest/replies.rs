@@ -165,12 +165,16 @@ mod tests {
             "400 KB do not fit a 4 KB buffer at once"
         );
         let mut bytes = Vec::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while !replies.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the replies never drained"
+            );
             read_some(&mut peer, &mut bytes).await;
             replies.flush(&write).expect("flush");
         }
         let ack = br#""duplicates":3}"#;
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while !bytes.ends_with(b"}\n") || !bytes[..bytes.len() - 1].ends_with(ack) {
             assert!(tokio::time::Instant::now() < deadline, "the ack never came");
             read_some(&mut peer, &mut bytes).await;
