@@ -473,6 +473,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn scaled_out_an_ack_goes_out_once_the_stream_stores_its_batch() {
+        let (sender, queue) = tick_queue(16);
+        let metrics = Arc::new(Metrics::new(1));
+        let interest = Arc::new(Interest::default());
+        let (stored, durable) = tokio::sync::watch::channel(0);
+        let sequencer = Sequencer::new(vec![sender], interest, metrics, 100).durable_after(durable);
+        let (inbox, received) = crate::ingest::Inbox::bounded(4);
+        let shutdown = Shutdown::new();
+        let drive = async {
+            let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+            let mut publisher = crate::ingest::Publisher::new(vec![2], answers);
+            publisher.tagged = Some(crate::ingest::Tagged {
+                publisher: "p".into(),
+                pseqs: vec![1],
+                through: 1,
+            });
+            inbox
+                .publish_from(vec![item("A", 0)], publisher)
+                .await
+                .expect("the sequencer runs");
+            let mut handed = Vec::new();
+            while handed.is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                handed = seqs(&queue);
+            }
+            // Sequenced and handed on, not yet stored: no ack.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(
+                answered.try_recv().is_err(),
+                "acked before the stream stored it"
+            );
+            stored.send(1).expect("the sequencer watches");
+            let ack = tokio::time::timeout(Duration::from_secs(10), answered.recv()).await;
+            let want = Answer::Stored {
+                pseq: 1,
+                duplicates: 0,
+            };
+            assert_eq!(ack.expect("the ack comes"), Some(want));
+            shutdown.trigger();
+        };
+        tokio::join!(sequencer.run(received, shutdown.clone()), drive);
+    }
+
+    #[tokio::test]
     async fn a_continued_sequencer_assigns_the_seq_after_the_streams_newest() {
         let (mut sequencer, queue, _) = sequencer();
         let a = Key::Symbol(crate::tick::Symbol::parse("A").unwrap());
