@@ -7,7 +7,8 @@
 //! - `tcp::Decoder::drain`, for both formats and two limits, fed in reads of that size: no
 //!   panic, valid ticks, reject line numbers strictly increasing from 1, buffered bytes
 //!   bounded by the limit (no unbounded growth), and the same ticks and rejections as when
-//!   the whole stream arrives in one read.
+//!   the whole stream arrives in one read; after a publisher's hello, one pseq per item,
+//!   rising, never past the settled mark, and the same pseqs and final mark however read.
 #![no_main]
 
 use bytes::BytesMut;
@@ -71,6 +72,9 @@ struct Outcome {
     ticks: Vec<Item>,
     rejected: Vec<(u64, &'static str)>,
     fatal: bool,
+    /// After a publisher's hello: each item's pseq, and how far each read settled.
+    pseqs: Vec<u64>,
+    through: Vec<u64>,
 }
 
 /// Feeds `stream` to a fresh decoder `read` bytes at a time, as `tcp::Connection::run` does.
@@ -81,12 +85,24 @@ fn run(format: Format, limit: usize, stream: &[u8], read: usize) -> Outcome {
         ticks: Vec::new(),
         rejected: Vec::new(),
         fatal: false,
+        pseqs: Vec::new(),
+        through: Vec::new(),
     };
     for chunk in stream.chunks(read) {
         buf.extend_from_slice(chunk);
-        let (ticks, fatal) = decoder.drain(&mut buf, |line, error| {
+        let (ticks, lines, fatal) = decoder.drain_numbered(&mut buf, |line, error| {
             outcome.rejected.push((line, error.code().as_str()));
         });
+        // A hello's tags: one pseq per item, rising, and the settled mark never behind them.
+        if let Some(tagged) = decoder.tagged(&lines) {
+            assert_eq!(tagged.pseqs.len(), ticks.len(), "a pseq per item");
+            assert!(tagged.pseqs.windows(2).all(|w| w[0] < w[1]), "pseqs rise");
+            assert!(tagged.pseqs.last().is_none_or(|&p| p <= tagged.through));
+            outcome.pseqs.extend(&tagged.pseqs);
+            // Only the last mark is the same however the bytes were read.
+            outcome.through.clear();
+            outcome.through.push(tagged.through);
+        }
         for item in ticks {
             // Received-at stamps differ between runs; everything else must not.
             match item {
