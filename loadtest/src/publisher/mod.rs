@@ -21,10 +21,12 @@ use crate::symbols::symbol_name;
 
 mod book;
 mod replies;
+mod resend;
 mod wire;
 
 pub use book::{DELTA_LEVELS, MAX_LEVELS};
 pub use replies::{Acks, IngestErrors};
+use resend::Unacked;
 use wire::Tick;
 pub use wire::{IngestFormat, Wire};
 
@@ -49,29 +51,24 @@ pub struct Publisher {
     batch: Vec<u8>,
     /// Error lines (and, acking, acks) from the server.
     pub errors: Arc<IngestErrors>,
-    reader: Option<JoinHandle<()>>,
-    /// Said hello: every tick written is acknowledged by the relay.
-    acking: bool,
+    /// The reply readers, one per connection (the last one live).
+    readers: Vec<JoinHandle<()>>,
+    /// Said hello: every tick written is acknowledged by the relay, and what is not yet is
+    /// kept to send again after a reconnect.
+    acking: Option<Unacked>,
+    /// Where the ingest is (to reconnect to, acking).
+    addr: SocketAddr,
+    /// Connections made after the first (acking).
+    pub reconnects: u64,
 }
 
 impl Publisher {
     /// Connects to the ingest at `addr`, publishing to `symbol_count` symbols in `wire`.
     pub fn connect(addr: SocketAddr, wire: Wire, symbol_count: u32) -> Result<Self> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .with_context(|| format!("connecting to the ingest at {addr}"))?;
-        stream.set_nodelay(true)?;
-        stream
-            .write_all(wire.greeting())
-            .context("greeting the ingest")?;
         let errors = Arc::new(IngestErrors::default());
-        let reading = stream.try_clone()?;
-        let stream = Arc::new(Mutex::new(stream));
-        let reader = {
-            let (errors, writer) = (Arc::clone(&errors), Arc::clone(&stream));
-            std::thread::Builder::new()
-                .name("lt-ingest-replies".into())
-                .spawn(move || replies::read(wire, reading, &writer, &errors))?
-        };
+        let dialed = dial(addr, wire.greeting())?;
+        let stream = Arc::new(Mutex::new(dialed.try_clone()?));
+        let reader = spawn_reader(wire, &dialed, &stream, &errors)?;
         Ok(Self {
             stream,
             wire,
@@ -83,9 +80,42 @@ impl Publisher {
             total: 0,
             batch: Vec::with_capacity(64 * 1024),
             errors,
-            reader: Some(reader),
-            acking: false,
+            readers: vec![reader],
+            acking: None,
+            addr,
+            reconnects: 0,
         })
+    }
+
+    /// After a lost connection, acking: connects again (for up to [`RECONNECT_PATIENCE`])
+    /// and sends the hello with the first unacknowledged pseq and every unacknowledged
+    /// batch.
+    fn reconnect(&mut self) -> Result<()> {
+        let unacked = self
+            .acking
+            .as_mut()
+            .expect("only an acking publisher reconnects");
+        unacked.trim(self.errors.acks.acked.load(Ordering::Relaxed));
+        let replay = unacked.replay(self.total + 1);
+        let deadline = Instant::now() + RECONNECT_PATIENCE;
+        loop {
+            match dial(self.addr, &replay) {
+                Ok(fresh) => {
+                    let reader = spawn_reader(self.wire, &fresh, &self.stream, &self.errors)?;
+                    let mut old = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+                    let _ = old.shutdown(Shutdown::Both);
+                    *old = fresh;
+                    drop(old);
+                    self.readers.push(reader);
+                    self.reconnects += 1;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(e.context("the ingest stayed away: reconnecting gave up"));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// Says hello as `id` (docs/PROTOCOL.md, "Acknowledged ingest"; JSON ingest only,
@@ -95,12 +125,13 @@ impl Publisher {
             self.total == 0 && self.wire == Wire::Json,
             "acks need JSON ingest and a hello before the first tick"
         );
-        let hello = format!("{{\"type\":\"hello\",\"publisher\":\"{id}\",\"pseq\":1}}\n");
+        let unacked = Unacked::new(id);
         let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         stream
-            .write_all(hello.as_bytes())
+            .write_all(unacked.hello(1).as_bytes())
             .context("saying hello to the ingest")?;
-        self.acking = true;
+        drop(stream);
+        self.acking = Some(unacked);
         Ok(())
     }
 
@@ -108,7 +139,7 @@ impl Publisher {
     /// times since the last call; `None` without a hello.
     pub fn acks(&self) -> Option<(u64, crate::latency::LatencyHist)> {
         let acks = &self.errors.acks;
-        self.acking.then(|| {
+        self.acking.as_ref().map(|_| {
             let acked = acks.acked.load(Ordering::Relaxed);
             (self.total.saturating_sub(acked), acks.take_latency())
         })
@@ -194,12 +225,21 @@ impl Publisher {
             };
             self.wire.encode(&tick, &mut self.batch);
         }
+        if let Some(unacked) = &mut self.acking {
+            unacked.trim(self.errors.acks.acked.load(Ordering::Relaxed));
+            unacked.push(self.total - n + 1, self.total, &self.batch);
+        }
         // A reader thread that panicked holding the lock left the stream as it was.
         let mut stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
-        stream
-            .write_all(&self.batch)
-            .context("writing ticks to the ingest")?;
-        if self.acking {
+        let written = stream.write_all(&self.batch);
+        drop(stream);
+        match written {
+            Ok(()) => {}
+            // Acking, the batch is kept: it goes again on the next connection.
+            Err(_) if self.acking.is_some() => self.reconnect()?,
+            Err(e) => return Err(e).context("writing ticks to the ingest"),
+        }
+        if self.acking.is_some() {
             self.errors.acks.written(self.total);
         }
         Ok(())
@@ -211,12 +251,38 @@ impl Drop for Publisher {
         if let Ok(stream) = self.stream.lock() {
             let _ = stream.shutdown(Shutdown::Both);
         }
-        if let Some(reader) = self.reader.take() {
+        for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
     }
 }
 
+/// A connection to the ingest at `addr`, `greeting` written.
+fn dial(addr: SocketAddr, greeting: &[u8]) -> Result<TcpStream> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to the ingest at {addr}"))?;
+    stream.set_nodelay(true)?;
+    stream.write_all(greeting).context("greeting the ingest")?;
+    Ok(stream)
+}
+
+/// Reads `stream`'s replies on a thread of its own; `writer` (the publishing side) answers
+/// NATS PINGs.
+fn spawn_reader(
+    wire: Wire,
+    stream: &TcpStream,
+    writer: &Arc<Mutex<TcpStream>>,
+    errors: &Arc<IngestErrors>,
+) -> Result<JoinHandle<()>> {
+    let reading = stream.try_clone()?;
+    let (errors, writer) = (Arc::clone(errors), Arc::clone(writer));
+    Ok(std::thread::Builder::new()
+        .name("lt-ingest-replies".into())
+        .spawn(move || replies::read(wire, reading, &writer, &errors))?)
+}
+
+/// How long an acking publisher tries to reconnect to a lost ingest.
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(10);
 /// About one batch per millisecond (the sleep itself overshoots by ~50–100 µs).
 const PACE: Duration = Duration::from_millis(1);
 /// Behind schedule, catch up in pieces of at most this many ticks.
@@ -229,6 +295,76 @@ mod tests {
     use prost::Message as _;
     use std::io::Read;
     use std::net::TcpListener;
+
+    /// Reads lines from `s` until `done(lines)` or EOF.
+    fn lines_until(s: &mut TcpStream, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while !done(&lines) {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            lines.push(line.trim_end().to_owned());
+        }
+        lines
+    }
+
+    #[test]
+    fn an_acking_publisher_resends_what_was_not_acknowledged_after_a_reconnect() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let relay = std::thread::spawn(move || {
+            // The first connection: a hello and 20 lines, an ack of 3, then it is gone.
+            let (mut first, _) = listener.accept().unwrap();
+            let seen = lines_until(&mut first, |l| l.len() >= 21);
+            first
+                .write_all(b"{\"type\":\"ack\",\"pseq\":3,\"duplicates\":0}\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(first);
+            let (mut second, _) = listener.accept().unwrap();
+            let again = lines_until(&mut second, |_| false);
+            (seen, again)
+        });
+        let mut p = Publisher::connect(addr, Wire::Json, 2).unwrap();
+        p.acknowledged("lt-test").unwrap();
+        let sent = AtomicU64::new(0);
+        p.run(
+            2000.0,
+            Duration::from_millis(400),
+            &sent,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        let total = p.total;
+        assert_eq!(p.reconnects, 1);
+        drop(p);
+        let (seen, again) = relay.join().unwrap();
+        assert!(seen[0].contains("\"pseq\":1"), "{}", seen[0]);
+        let hello: serde_json::Value = serde_json::from_str(&again[0]).unwrap();
+        assert_eq!(hello["type"], "hello");
+        let from = hello["pseq"].as_u64().unwrap();
+        assert!(
+            (2..=4).contains(&from),
+            "resends start at or before pseq 4: {from}"
+        );
+        // pseq n is line n of the first connection (after its hello), and the second
+        // connection's lines are pseqs from..: the same text where both have one.
+        for (k, line) in again[1..].iter().enumerate() {
+            let pseq = from + k as u64;
+            if let Some(original) = seen.get(pseq as usize) {
+                assert_eq!(line, original, "pseq {pseq}");
+            }
+        }
+        assert_eq!(
+            from - 1 + (again.len() as u64 - 1),
+            total,
+            "every pseq to the last"
+        );
+    }
 
     fn publish(wire: Wire, rate: f64, ms: u64) -> (Vec<u8>, Vec<u64>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -196,6 +196,9 @@ pub struct BookMemory {
 pub struct AckReport {
     /// Ticks written in the phase not acknowledged at its end.
     pub unacked: u64,
+    /// Connections the publisher made again (each resending what was unacknowledged).
+    #[serde(default)]
+    pub reconnects: u64,
     /// Each batch's write to the ack that covered it.
     pub latency: LatencySummary,
 }

@@ -230,8 +230,8 @@ fn write_phase(out: &mut String, p: &PhaseReport) {
         let l = &a.latency;
         let _ = writeln!(
             out,
-            "  publisher acks: {} batches acknowledged, {} ticks unacknowledged at the end; write to ack p50 {} µs, p99 {} µs, max {} µs",
-            l.count, a.unacked, l.p50_us, l.p99_us, l.max_us
+            "  publisher acks: {} batches acknowledged, {} ticks unacknowledged at the end, {} reconnects; write to ack p50 {} µs, p99 {} µs, max {} µs",
+            l.count, a.unacked, a.reconnects, l.p50_us, l.p99_us, l.max_us
         );
     }
     if f.relay_gaps + f.decode_errors + f.error_msgs + f.unexpected_symbol + f.closed > 0

@@ -203,6 +203,7 @@ impl Ctx<'_> {
                 - start.ingest_error_lines,
             acks: publisher.acks().map(|(unacked, latency)| AckReport {
                 unacked,
+                reconnects: publisher.reconnects,
                 latency: latency.summary(),
             }),
             deliveries_per_s: deliveries as f64 / elapsed,
