@@ -122,12 +122,16 @@ async fn resume_op_replays_and_refuses_symbols_already_live() {
 /// symbols, each keeps its newest 5 (not `--replay-depth` 100), oldest dropped first.
 #[tokio::test]
 async fn the_replay_budget_shrinks_each_ring_to_its_share() {
-    let relay = TestRelay::start(Config {
+    let mut config = Config {
         replay_depth: 100,
         replay_budget: 10,
         ..Config::for_tests()
-    })
-    .await;
+    };
+    // Bars and tickers off: their channels are keys with rings too, and their first timed
+    // update (within a second) would make 12 keys share the budget at a moment the test does
+    // not choose (the ring of 5 became a ring of 1 in 1 run of 12).
+    config.derived.bar_intervals = tickrelay::config::BarIntervals::parse("off").expect("off");
+    let relay = TestRelay::start(config).await;
     // Both symbols exist before the rest arrives, so every later tick is kept at depth 5.
     let mut ingest = relay.ingest().await;
     ingest
@@ -232,13 +236,15 @@ async fn resume_of_an_unknown_symbol_is_reset_then_waits_for_its_first_tick() {
 #[tokio::test]
 
 async fn a_quiet_symbols_ring_shrinks_when_other_symbols_take_their_share() {
-    let relay = TestRelay::start(Config {
+    let mut config = Config {
         shards: 1,
         replay_depth: 100,
         replay_budget: 10,
         ..Config::for_tests()
-    })
-    .await;
+    };
+    // As above: no bars or tickers taking shares of the budget at their own moment.
+    config.derived.bar_intervals = tickrelay::config::BarIntervals::parse("off").expect("off");
+    let relay = TestRelay::start(config).await;
     // QA alone: its share is the whole budget, 10 ticks (11..=20).
     relay.publish_many("QA", 20).await;
     relay.wait_sequenced("QA", 20).await;
