@@ -165,7 +165,7 @@ async fn read_answers(
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::publisher) mod tests {
     use super::*;
 
     use tokio::io::{AsyncBufReadExt, BufReader};
@@ -173,8 +173,10 @@ mod tests {
 
     use crate::publisher::Publisher;
 
-    /// Reads one line (without its `\n`) within a few seconds.
-    async fn next_line(lines: &mut tokio::io::Lines<BufReader<OwnedReadHalf>>) -> String {
+    /// Reads one line (without its `\n`) within a few seconds (the handle's tests too).
+    pub(in crate::publisher) async fn next_line(
+        lines: &mut tokio::io::Lines<BufReader<OwnedReadHalf>>,
+    ) -> String {
         tokio::time::timeout(Duration::from_secs(5), lines.next_line())
             .await
             .expect("a line in time")

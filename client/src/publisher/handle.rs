@@ -176,12 +176,12 @@ impl Drop for Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publisher::connection::tests::next_line;
 
     use std::net::SocketAddr;
 
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
-    use tokio::net::tcp::OwnedReadHalf;
 
     use crate::publisher::IdError;
 
@@ -240,15 +240,6 @@ mod tests {
             })
         ));
         publisher.close().await;
-    }
-
-    /// Reads one line (without its `\n`) within a few seconds.
-    async fn next_line(lines: &mut tokio::io::Lines<BufReader<OwnedReadHalf>>) -> String {
-        tokio::time::timeout(Duration::from_secs(5), lines.next_line())
-            .await
-            .expect("a line in time")
-            .expect("read")
-            .expect("not EOF")
     }
 
     #[tokio::test]
