@@ -20,5 +20,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     timeout 600 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 nats-server --version
-promtool --version | head -n 1
-haproxy -v | head -n 1
+# sed reads to the end: `head` would close the pipe early and, under pipefail, a writer
+# still printing would die of SIGPIPE and fail the stage (exit 141).
+promtool --version 2>&1 | sed -n 1p
+haproxy -v | sed -n 1p
