@@ -357,3 +357,276 @@ fn payload_of(frame: &Bytes) -> &[u8] {
     };
     &frame[skip..]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::deflate::{DeflateParams, DeflateStream};
+    use super::*;
+    use crate::tick::sequenced;
+    use flate2::{Decompress, FlushDecompress};
+    use prost::Message as _;
+
+    fn frames(seq: u64) -> Frames {
+        Frames::new(sequenced("BTC-USD", seq))
+    }
+
+    /// A permessage-deflate stream without context takeover: every frame inflates alone.
+    fn deflating(encoding: Encoding, min_bytes: usize) -> Encoder {
+        let params = DeflateParams {
+            no_context_takeover: true,
+            ..DeflateParams::new()
+        };
+        Encoder::deflate(encoding, DeflateStream::new(params, min_bytes))
+    }
+
+    fn inflated(frame: &Bytes) -> Vec<u8> {
+        assert_eq!(frame[0] & 0x40, 0x40, "RSV1 marks a compressed frame");
+        deflate::inflate(payload_of(frame), 1 << 20).expect("inflates")
+    }
+
+    fn gunzipped(inflate: &mut Decompress, frame: &Bytes) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 << 16);
+        inflate
+            .decompress_vec(payload_of(frame), &mut out, FlushDecompress::Sync)
+            .expect("gzip");
+        out
+    }
+
+    #[test]
+    fn names_and_subprotocols_parse_back_to_their_encoding() {
+        for (index, encoding) in Encoding::ALL.into_iter().enumerate() {
+            assert_eq!(encoding.index(), index);
+            assert_eq!(Encoding::parse(encoding.as_str()), Some(encoding));
+            assert_eq!(
+                encoding.subprotocol(),
+                format!("tickrelay.{}", Encoding::NAMES[index])
+            );
+            assert_eq!(
+                Encoding::from_subprotocol(encoding.subprotocol()),
+                Some(encoding)
+            );
+        }
+        assert_eq!(Encoding::parse("xml"), None);
+        assert_eq!(Encoding::from_subprotocol("json"), None);
+        assert_eq!(Encoding::Json.wire(), Wire::Json);
+        assert_eq!(
+            Encoding::Gzip.wire(),
+            Wire::Json,
+            "gzip compresses the JSON"
+        );
+        assert_eq!(Encoding::Protobuf.wire(), Wire::Protobuf);
+    }
+
+    #[test]
+    fn frames_encode_once_and_their_payloads_share_the_frame() {
+        let frames = frames(7);
+        assert_eq!((frames.seq(), frames.first_seq()), (Seq(7), Seq(7)));
+        assert_eq!(frames.tick().map(|t| t.seq), Some(Seq(7)));
+        assert_eq!(frames.item().seq(), Seq(7));
+        assert_eq!(frames.key(), &frames.item().key());
+        let json = frames.frame(Wire::Json).clone();
+        assert_eq!(json[0], 0x81, "a final text frame");
+        assert_eq!(
+            frames.frame(Wire::Json).as_ptr(),
+            json.as_ptr(),
+            "encoded once"
+        );
+        let value: serde_json::Value = serde_json::from_slice(frames.json_payload()).expect("JSON");
+        assert_eq!(
+            (value["symbol"].as_str(), value["seq"].as_u64()),
+            (Some("BTC-USD"), Some(7))
+        );
+        assert_eq!(frames.json_payload(), &json[2..]);
+        assert_eq!(&frames.payload(Wire::Json)[..], &json[2..]);
+        let protobuf = frames.frame(Wire::Protobuf).clone();
+        assert_eq!(protobuf[0], 0x82, "a final binary frame");
+        let payload = frames.payload(Wire::Protobuf);
+        assert_eq!(&payload[..], &protobuf[2..]);
+        crate::proto::ServerMessage::decode(&payload[..]).expect("a ServerMessage");
+    }
+
+    #[test]
+    fn a_tag_is_set_once() {
+        let frames = frames(1);
+        assert!(frames.tag().is_none());
+        let tag = |id: &str, pseq| Tag {
+            publisher: id.into(),
+            pseq,
+        };
+        frames.set_tag(tag("a", 5));
+        frames.set_tag(tag("b", 6));
+        assert_eq!(frames.tag(), Some(&tag("a", 5)), "the first tag stays");
+    }
+
+    #[test]
+    fn a_payload_is_found_behind_every_header_length() {
+        for len in [0, 125, 126, 65_535, 65_536] {
+            let frame = ws_frame::frame(OpCode::Binary, &vec![7; len]);
+            assert_eq!(payload_of(&frame).len(), len, "a payload of {len}");
+        }
+    }
+
+    #[test]
+    fn each_encoder_names_its_encoding_and_batch_form() {
+        let cases = [
+            (Encoder::new(Encoding::Json), Encoding::Json, Wire::Json),
+            (
+                Encoder::new(Encoding::Protobuf),
+                Encoding::Protobuf,
+                Wire::Protobuf,
+            ),
+            (Encoder::new(Encoding::Gzip), Encoding::Gzip, Wire::Json),
+            (deflating(Encoding::Json, 0), Encoding::Json, Wire::Json),
+            (
+                deflating(Encoding::Protobuf, 0),
+                Encoding::Protobuf,
+                Wire::Protobuf,
+            ),
+        ];
+        for (encoder, encoding, wire) in cases {
+            assert_eq!(encoder.encoding(), encoding, "{encoder:?}");
+            assert_eq!(encoder.batch_wire(), wire, "{encoder:?}");
+        }
+    }
+
+    #[test]
+    fn ticks_are_the_shared_frame_or_compress_it() {
+        let frames = frames(3);
+        for (encoding, wire) in [
+            (Encoding::Json, Wire::Json),
+            (Encoding::Protobuf, Wire::Protobuf),
+        ] {
+            let frame = Encoder::new(encoding).tick(&frames);
+            assert_eq!(frame.as_ptr(), frames.frame(wire).as_ptr(), "shared");
+        }
+        let mut gzip = Encoder::new(Encoding::Gzip);
+        let mut inflate = Decompress::new_gzip(15);
+        for _ in 0..2 {
+            let frame = gzip.tick(&frames);
+            assert_eq!(gunzipped(&mut inflate, &frame), frames.json_payload());
+        }
+        for (encoding, wire) in [
+            (Encoding::Json, Wire::Json),
+            (Encoding::Protobuf, Wire::Protobuf),
+        ] {
+            let frame = deflating(encoding, 0).tick(&frames);
+            assert_eq!(frame[0] & 0x0F, wire.opcode() as u8);
+            assert_eq!(inflated(&frame), payload_of(frames.frame(wire)));
+            let short = deflating(encoding, 1 << 20).tick(&frames);
+            assert_eq!(
+                short.as_ptr(),
+                frames.frame(wire).as_ptr(),
+                "too short: shared"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_and_echoes_take_the_clients_form() {
+        let pong = Message::Pong { id: 5 };
+        let plain = |encoder: &mut Encoder| encoder.message(&pong);
+        assert_eq!(
+            plain(&mut Encoder::new(Encoding::Json)),
+            ws_frame::frame(OpCode::Text, &pong.to_json())
+        );
+        assert_eq!(
+            plain(&mut Encoder::new(Encoding::Protobuf)),
+            ws_frame::frame(OpCode::Binary, &pong.to_protobuf())
+        );
+        let frame = plain(&mut Encoder::new(Encoding::Gzip));
+        assert_eq!(
+            gunzipped(&mut Decompress::new_gzip(15), &frame),
+            pong.to_json()
+        );
+        let frame = plain(&mut deflating(Encoding::Json, 0));
+        assert_eq!(
+            (frame[0] & 0x0F, inflated(&frame)),
+            (OpCode::Text as u8, pong.to_json())
+        );
+        let frame = plain(&mut deflating(Encoding::Protobuf, 0));
+        assert_eq!(
+            (frame[0] & 0x0F, inflated(&frame)),
+            (OpCode::Binary as u8, pong.to_protobuf())
+        );
+        for encoding in Encoding::ALL {
+            let echo = Encoder::new(encoding).data(OpCode::Binary, b"echo");
+            assert_eq!(echo, ws_frame::frame(OpCode::Binary, b"echo"));
+        }
+        let echo = deflating(Encoding::Json, 0).data(OpCode::Binary, b"echo echo echo");
+        assert_eq!(inflated(&echo), b"echo echo echo");
+    }
+
+    #[test]
+    fn batches_are_shared_pieces_or_one_compressed_frame() {
+        let (one, two) = (frames(1), frames(2));
+        let pong = Message::Pong { id: 9 };
+        for (encoding, wire) in [
+            (Encoding::Json, Wire::Json),
+            (Encoding::Protobuf, Wire::Protobuf),
+        ] {
+            let encoder = Encoder::new(encoding);
+            assert_eq!(encoder.tick_payload(&one), one.payload(wire));
+            let message = encoder.message_payload(&pong);
+            let expected = match wire {
+                Wire::Json => pong.to_json(),
+                Wire::Protobuf => pong.to_protobuf(),
+            };
+            assert_eq!(&message[..], &expected[..]);
+        }
+        let payloads = [one.payload(Wire::Json), two.payload(Wire::Json)];
+        let mut body = Vec::new();
+        batch::join(Wire::Json, &payloads, &mut body);
+        assert_eq!(
+            Encoder::new(Encoding::Json).batch(&payloads),
+            batch::pieces(Wire::Json, &payloads)
+        );
+        let gzip = Encoder::new(Encoding::Gzip).batch(&payloads);
+        assert_eq!(gzip.len(), 1, "one compressed frame");
+        assert_eq!(gunzipped(&mut Decompress::new_gzip(15), &gzip[0]), body);
+        let deflated = deflating(Encoding::Json, 0).batch(&payloads);
+        assert_eq!(deflated.len(), 1, "one compressed frame");
+        assert_eq!(inflated(&deflated[0]), body);
+        let limit = batch::body_len(Wire::Json, &payloads);
+        assert_eq!(
+            deflating(Encoding::Json, limit + 1).batch(&payloads),
+            batch::pieces(Wire::Json, &payloads),
+            "a batch too short to compress goes out as shared pieces"
+        );
+        assert_eq!(deflating(Encoding::Json, limit).batch(&payloads).len(), 1);
+    }
+
+    #[test]
+    fn idle_compressors_are_released_and_counted() {
+        let holds = |encoder: &Encoder| match encoder {
+            Encoder::Gzip(stream) => stream.holds_state(),
+            Encoder::Deflate(_, stream) => stream.holds_state(),
+            Encoder::Json | Encoder::Protobuf => false,
+        };
+        let frames = frames(1);
+        let context = DeflateStream::new(DeflateParams::new(), 0);
+        for mut encoder in [
+            Encoder::new(Encoding::Gzip),
+            Encoder::deflate(Encoding::Json, context),
+        ] {
+            encoder.tick(&frames);
+            assert!(holds(&encoder), "{encoder:?} holds its compressor");
+            encoder.release_if_idle();
+            assert!(holds(&encoder), "it sent since the last look");
+            encoder.release_if_idle();
+            assert!(!holds(&encoder), "idle for a whole period: released");
+            encoder.tick(&frames);
+            encoder.release();
+            assert!(!holds(&encoder), "released at once");
+        }
+        let mut json = Encoder::new(Encoding::Json);
+        json.release_if_idle();
+        json.release();
+        assert_eq!(json.take_deflate_counts(), None);
+        let mut deflate = deflating(Encoding::Json, 0);
+        let frame = deflate.tick(&frames);
+        let (input, output) = deflate.take_deflate_counts().expect("counts");
+        assert_eq!(input, frames.json_payload().len() as u64);
+        assert_eq!(output, payload_of(&frame).len() as u64);
+        assert_eq!(deflate.take_deflate_counts(), Some((0, 0)), "taken");
+    }
+}
