@@ -27,6 +27,12 @@ pub mod stored;
 pub mod subject;
 pub mod wire;
 
+/// A real `nats-server` for the unit tests below and in this module's files: the same one
+/// the integration tests start.
+#[cfg(test)]
+#[path = "../../tests/nats_common/mod.rs"]
+mod nats_server;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -305,3 +311,165 @@ pub(super) fn jetstream_error<E: std::fmt::Display>(what: &'static str) -> impl 
 
 /// How long the stream remembers message ids: a publish retried within it is stored once.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use super::nats_server::NatsServer;
+    use super::*;
+    use crate::event::Item;
+    use crate::tick::sequenced;
+
+    /// A server, a config naming it and stream `name`, and a connection.
+    async fn setup(name: &str) -> Option<(NatsServer, Config, Connection, Arc<Metrics>)> {
+        let server = NatsServer::start(name)?;
+        let mut config = Config::for_tests();
+        config.scale.nats = Some(server.url());
+        config.scale.nats_stream = name.to_owned();
+        let metrics = Arc::new(Metrics::new(1));
+        let connection = connect(&config.scale, "unit test", metrics.clone())
+            .await
+            .expect("connect");
+        Some((server, config, connection, metrics))
+    }
+
+    async fn reconnect(config: &Config) -> Connection {
+        let metrics = Arc::new(Metrics::new(1));
+        connect(&config.scale, "unit test", metrics)
+            .await
+            .expect("connect")
+    }
+
+    async fn store(history: &History, item: &Item, epoch: u64) {
+        let out = wire::encode(&history.subjects, item, epoch, 1);
+        history
+            .js
+            .publish_with_headers(out.subject, out.headers, out.payload)
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+
+    #[tokio::test]
+    async fn the_stream_is_made_with_the_settings_the_relay_relies_on() {
+        let Some((_server, config, connection, _)) = setup("settings").await else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 41)
+            .await
+            .expect("create");
+        assert_eq!(history.epoch, 41, "a new history takes the fresh epoch");
+        let settings = &history.stream.cached_info().config;
+        assert_eq!(settings.subjects, vec![history.subjects.all()]);
+        assert_eq!(
+            settings.max_messages_per_subject,
+            i64::try_from(per_subject(&config)).unwrap(),
+            "--replay-depth (or a ticker's bars) per key"
+        );
+        // Each is also the server's default today; the relay relies on them all the same.
+        assert_eq!(
+            settings.storage,
+            stream::StorageType::File,
+            "survives a restart"
+        );
+        assert_eq!(
+            settings.discard,
+            stream::DiscardPolicy::Old,
+            "a full key drops its oldest"
+        );
+        assert_eq!(
+            settings.duplicate_window, DUPLICATE_WINDOW,
+            "a retried publish is stored once"
+        );
+        assert!(settings.allow_direct, "edges read last messages directly");
+        assert_eq!(settings.num_replicas, config.scale.nats_replicas);
+
+        let again = History::open_or_create(reconnect(&config).await, &config, 42)
+            .await
+            .expect("open");
+        assert_eq!(again.epoch, 41, "a second sequencer joins the same history");
+        let edge = History::open(reconnect(&config).await, &config)
+            .await
+            .expect("an edge opens it");
+        assert_eq!(edge.epoch, 41);
+    }
+
+    #[tokio::test]
+    async fn a_stream_keeping_too_few_per_key_is_widened_and_nothing_else_changes() {
+        let Some((_server, config, connection, _)) = setup("widen").await else {
+            return;
+        };
+        let js = context(connection.client.clone());
+        let subjects = Subjects::new(&config.scale.nats_stream);
+        js.create_stream(stream::Config {
+            name: config.scale.nats_stream.clone(),
+            subjects: vec![subjects.all()],
+            max_messages_per_subject: 5,
+            max_age: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .await
+        .expect("an older, narrower stream");
+        let history = History::open_or_create(connection, &config, 7)
+            .await
+            .expect("open");
+        let settings = &history.stream.cached_info().config;
+        let depth = i64::try_from(per_subject(&config)).unwrap();
+        assert!(depth > 5);
+        assert_eq!(settings.max_messages_per_subject, depth, "widened");
+        assert_eq!(settings.max_age, Duration::from_secs(3600), "the rest kept");
+    }
+
+    #[tokio::test]
+    async fn an_edge_without_a_history_is_told_to_start_the_sequencer() {
+        let Some((_server, config, connection, _)) = setup("absent").await else {
+            return;
+        };
+        let error = History::open(connection, &config)
+            .await
+            .expect_err("no stream");
+        assert!(
+            matches!(&error, NatsError::NoHistory(name) if name == "absent"),
+            "{error}"
+        );
+        assert_eq!(error.code(), ErrorCode::NatsUnavailable);
+    }
+
+    #[tokio::test]
+    async fn last_seqs_are_this_historys_newest_and_nothing_else() {
+        let Some((_server, config, connection, metrics)) = setup("last").await else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 9)
+            .await
+            .expect("create");
+        for seq in 1..=3 {
+            store(&history, &Item::Tick(sequenced("AAA", seq)), 9).await;
+        }
+        store(&history, &Item::Tick(sequenced("BBB", 5)), 9).await;
+        // Another history's message: its seq is not this history's.
+        store(&history, &Item::Tick(sequenced("CCC", 8)), 10).await;
+        // Not a tick at all.
+        let subject = history.subjects.of(&Item::Tick(sequenced("DDD", 1)).key());
+        history
+            .js
+            .publish(subject, "not protobuf".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+        let last = history.last_seqs(&metrics).await.expect("last seqs");
+        let mut last: Vec<(String, u64)> = last
+            .into_iter()
+            .map(|(key, seq)| (key.as_str().to_owned(), seq.0))
+            .collect();
+        last.sort();
+        assert_eq!(last, vec![("AAA".into(), 3), ("BBB".into(), 5)]);
+        let bad: Vec<_> = metrics.errors().collect();
+        assert_eq!(
+            bad,
+            vec![(ErrorCode::BadNatsMessage, 1)],
+            "the bad one is counted"
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! port with its store in a fresh directory, and stopped (and its store removed) on drop.
 //!
 //! Where `nats-server` is not installed the tests say so and pass locally; under CI
-//! (`CI=true`, where `.ci/run` installs it) its absence fails them.
+//! (`CI=true`, where `.ci/run` installs it) its absence fails them. The unit tests of
+//! `src/nats` include this same file (`#[path]`), so one server start serves both.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -50,8 +51,10 @@ pub fn free_port() -> u16 {
 
 /// A fresh directory under the target's tmp, named for this process and `name`.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("nats-{}-{name}", std::process::id()));
+    // The lib's unit tests (src/nats) use this file too, and cargo gives them no
+    // CARGO_TARGET_TMPDIR.
+    let tmp = option_env!("CARGO_TARGET_TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = tmp.join(format!("nats-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch directory");
     dir
