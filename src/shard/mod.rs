@@ -23,6 +23,8 @@ pub mod outbox;
 pub mod ring;
 mod subscribe;
 pub mod subscriptions;
+#[cfg(test)]
+mod testkit;
 mod throttled;
 pub mod tiers;
 pub mod transport;
@@ -408,3 +410,102 @@ pub async fn run(core: &Rc<RefCell<ShardCore>>, queue: &TickQueue) {
 
 /// Most sequencer batches handled per turn before yielding to the session tasks.
 const MAX_BATCHES_PER_TURN: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{Bench, kinds, symbol, tick};
+    use super::*;
+    use crate::config::Config;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn t(kind: &str, seq: u64) -> (String, u64) {
+        (kind.to_owned(), seq)
+    }
+
+    #[tokio::test]
+    async fn each_tick_reaches_its_subscribers_in_order_and_is_counted_on_this_shard() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let mut btc = bench.client().await;
+        let mut every = bench.client().await;
+        bench.core.subscribe(btc.key, false, &[symbol("BTC")]);
+        bench.core.subscribe(every.key, true, &[]);
+        bench.deliver(&[tick("BTC", 1), tick("ETH", 1), tick("BTC", 2)]);
+        assert_eq!(kinds(&btc.messages(2).await), [t("tick", 1), t("tick", 2)]);
+        let all = every.messages(3).await;
+        assert_eq!(all[1]["symbol"], "ETH");
+        assert!(btc.rest().await.is_empty(), "no ETH for the BTC client");
+        let shards = &bench.core.shared().metrics;
+        assert_eq!(bench.core.id(), 1);
+        assert_eq!(shards.shard(1).deliveries.load(Relaxed), 5);
+        assert_eq!(
+            shards.shard(0).deliveries.load(Relaxed),
+            0,
+            "another shard's count"
+        );
+        assert_eq!(
+            bench.core.last(&symbol("BTC")).map(|f| f.seq()),
+            Some(Seq(2))
+        );
+        assert_eq!(bench.core.symbol_count(), 2);
+        assert_eq!(bench.core.last_values().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn seqs_the_stream_no_longer_held_are_announced_as_a_gap_before_the_next_tick() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let mut client = bench.client().await;
+        bench
+            .core
+            .subscribe(client.key, false, &[symbol("BTC"), symbol("ETH")]);
+        bench.deliver(&[tick("BTC", 1), tick("ETH", 1)]);
+        bench.deliver(&[tick("ETH", 2), tick("BTC", 5), tick("BTC", 6)]);
+        let messages = client.messages(6).await;
+        assert_eq!(
+            kinds(&messages),
+            [
+                t("tick", 1),
+                t("tick", 1),
+                t("tick", 2),
+                t("gap", 0),
+                t("tick", 5),
+                t("tick", 6)
+            ]
+        );
+        let gap = &messages[3];
+        assert_eq!(
+            (
+                gap["symbol"].as_str(),
+                gap["from"].as_u64(),
+                gap["to"].as_u64()
+            ),
+            (Some("BTC"), Some(2), Some(4))
+        );
+        assert!(client.rest().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn quiet_rings_are_cut_each_time_their_share_of_the_budget_halves() {
+        let config = Config {
+            replay_depth: 100,
+            replay_budget: 1000,
+            ..Config::for_tests()
+        };
+        let mut bench = Bench::new(config).await;
+        let burst: Vec<_> = (1..=100).map(|seq| tick("QUIET", seq)).collect();
+        bench.deliver(&burst);
+        let held = |bench: &Bench| bench.core.rings[&symbol("QUIET")].held();
+        assert_eq!(held(&bench), 100);
+        // 11 to 19 rings: a share of 90 to 52, more than half of 100: not cut yet.
+        for n in 1..19 {
+            bench.deliver(&[tick(&format!("S{n}"), 1)]);
+        }
+        assert_eq!(bench.core.rings.len(), 19);
+        assert_eq!(held(&bench), 100, "cut only once the share halves");
+        bench.deliver(&[tick("S19", 1)]);
+        assert_eq!(held(&bench), 50, "20 rings: a share of 50, cut at once");
+        for n in 20..40 {
+            bench.deliver(&[tick(&format!("S{n}"), 1)]);
+        }
+        assert_eq!(held(&bench), 25, "40 rings: 25");
+    }
+}

@@ -86,6 +86,12 @@ impl Ring {
         }
     }
 
+    /// How many ticks it holds.
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.ring.len()
+    }
+
     /// The newest tick.
     pub fn last(&self) -> Option<&Arc<Frames>> {
         self.ring.back()
