@@ -530,6 +530,101 @@ mod tests {
             .collect();
         assert_eq!(seqs(&queue), want);
     }
+    /// Sequences `pseqs` of publisher `p` (one tick of `A` each) as one hand-off, and
+    /// returns its ack.
+    async fn tagged(sequencer: &mut Sequencer, pseqs: &[u64]) -> Answer {
+        let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+        let lines = (1..=pseqs.len() as u64).collect();
+        let mut publisher = crate::ingest::Publisher::new(lines, answers);
+        publisher.tagged = Some(crate::ingest::Tagged {
+            publisher: "p".into(),
+            pseqs: pseqs.to_vec(),
+            through: *pseqs.last().expect("some"),
+        });
+        let items = pseqs.iter().map(|_| item("A", 0)).collect();
+        sequencer
+            .sequence_published(vec![Published {
+                history: None,
+                items,
+                publisher: Some(publisher),
+            }])
+            .await;
+        answered.recv().await.expect("an answer")
+    }
+
+    #[tokio::test]
+    async fn a_resend_is_acked_with_its_duplicates_counted_and_is_never_sequenced_again() {
+        let (mut sequencer, queue, metrics) = sequencer();
+        let ack = tagged(&mut sequencer, &[1, 2, 3]).await;
+        assert_eq!(
+            ack,
+            Answer::Stored {
+                pseq: 3,
+                duplicates: 0
+            }
+        );
+        let ack = tagged(&mut sequencer, &[2, 3, 4]).await;
+        assert_eq!(
+            ack,
+            Answer::Stored {
+                pseq: 4,
+                duplicates: 2
+            }
+        );
+        let seqs: Vec<u64> = seqs(&queue).into_iter().map(|(_, seq)| seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4], "pseqs 2 and 3 once");
+        assert_eq!(
+            metrics
+                .ingest_duplicates
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        assert_eq!(
+            metrics.ticks_in.load(std::sync::atomic::Ordering::Relaxed),
+            4
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_over_history_knows_what_each_publisher_had_stored() {
+        let (mut sequencer, queue, _) = sequencer();
+        sequencer.remember_publishers([(Arc::from("p"), 5)]);
+        let ack = tagged(&mut sequencer, &[4, 5, 6]).await;
+        assert_eq!(
+            ack,
+            Answer::Stored {
+                pseq: 6,
+                duplicates: 2
+            }
+        );
+        assert_eq!(seqs(&queue).len(), 1, "only pseq 6 is new");
+    }
+
+    #[tokio::test]
+    async fn hand_offs_waiting_together_reach_the_shards_as_one_batch() {
+        let (sequencer, queue, _) = sequencer();
+        let (inbox, received) = crate::ingest::Inbox::bounded(4);
+        for symbol in ["A", "B", "C"] {
+            inbox
+                .publish_items(vec![item(symbol, 0)])
+                .await
+                .expect("room");
+        }
+        let shutdown = Shutdown::new();
+        let drive = async {
+            let mut batches = Vec::new();
+            while batches.is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                batches = queue.drain().collect::<Vec<_>>();
+            }
+            shutdown.trigger();
+            batches
+        };
+        let ((), batches) = tokio::join!(sequencer.run(received, shutdown.clone()), drive);
+        let sizes: Vec<usize> = batches.iter().map(|batch| batch.len()).collect();
+        assert_eq!(sizes, [3], "one hand-off per shard for all three");
+    }
+
     #[tokio::test]
     async fn a_full_table_evicts_idle_unsubscribed_keys_and_new_keys_start_above_their_seqs() {
         let (sender, queue) = tick_queue(16);
