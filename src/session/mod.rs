@@ -11,6 +11,8 @@ mod dispatch;
 pub mod extensions;
 pub mod handshake;
 mod history_wait;
+#[cfg(test)]
+mod testkit;
 pub mod wire;
 
 use std::cell::RefCell;
@@ -327,3 +329,107 @@ fn far_future() -> Instant {
 const LINGER: Duration = Duration::from_secs(2);
 /// Read buffer growth step: control messages are small, and memory per idle client counts.
 const READ_CHUNK: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fastwebsockets::OpCode;
+    use tokio::task::LocalSet;
+
+    use super::testkit::{Live, start};
+    use crate::config::Config;
+    use crate::encode::Frames;
+    use crate::tick::sequenced;
+
+    fn deliver(live: &Live, symbol: &str, seq: u64) {
+        let mut core = live.core.borrow_mut();
+        let batch = vec![Arc::new(Frames::new(sequenced(symbol, seq)))].into();
+        let now = std::time::Instant::now();
+        core.deliver(&batch, now);
+        core.flush_dirty_and_enforce(now);
+    }
+
+    #[tokio::test]
+    async fn a_session_is_welcomed_fed_answered_and_leaves_its_shard_on_close() {
+        LocalSet::new()
+            .run_until(async {
+                let mut live = start(Config::for_tests(), "symbols=BTC").await;
+                assert_eq!(live.message().await["type"], "welcome");
+                assert_eq!(live.core.borrow().sessions().len(), 1);
+                deliver(&live, "BTC", 1);
+                deliver(&live, "ETH", 1);
+                let tick = live.message().await;
+                assert_eq!(
+                    (tick["symbol"].as_str(), tick["seq"].as_u64()),
+                    (Some("BTC"), Some(1))
+                );
+                live.send(r#"{"op":"ping","id":7}"#).await;
+                let pong = live.message().await;
+                assert_eq!(
+                    (pong["type"].as_str(), pong["id"].as_u64()),
+                    (Some("pong"), Some(7))
+                );
+                live.send_frame(OpCode::Ping, b"are you there").await;
+                assert_eq!(
+                    live.frame().await,
+                    (OpCode::Pong, b"are you there".to_vec())
+                );
+                live.send_frame(OpCode::Close, &1000u16.to_be_bytes()).await;
+                let (opcode, payload) = live.frame().await;
+                assert!(matches!(opcode, OpCode::Close));
+                assert_eq!(&payload[..2], &1000u16.to_be_bytes(), "the close echoed");
+                // The relay lingers until the client closes TCP (bounded): close it.
+                let Live { core, client, task } = live;
+                drop(client);
+                task.await.expect("the task ends cleanly");
+                let core = core.borrow();
+                assert!(core.sessions().is_empty(), "it left its shard");
+                assert_eq!(core.tasks().0, 0, "and its task is gone");
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    async fn the_first_ping_waits_a_whole_interval_and_heartbeats_come_when_asked() {
+        LocalSet::new()
+            .run_until(async {
+                let mut live = start(Config::for_tests(), "symbols=BTC").await;
+                assert_eq!(live.message().await["type"], "welcome");
+                assert!(live.quiet().await, "no ping right after the welcome");
+                live.send(r#"{"op":"heartbeat","interval_ms":100}"#).await;
+                assert_eq!(live.message().await["type"], "heartbeat_set");
+                for _ in 0..2 {
+                    let beat = live.message().await;
+                    assert_eq!(beat["type"], "heartbeat");
+                    assert!(beat["ts_ns"].as_u64().is_some_and(|ts| ts > 0));
+                }
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_client_that_says_nothing_is_pinged_then_closed_as_idle() {
+        LocalSet::new()
+            .run_until(async {
+                let config = Config {
+                    ping_interval: std::time::Duration::from_millis(100),
+                    idle_timeout: std::time::Duration::from_millis(250),
+                    ..Config::for_tests()
+                };
+                let mut live = start(config, "").await;
+                assert_eq!(live.message().await["type"], "welcome");
+                let (opcode, stamp) = live.frame().await;
+                assert!(matches!(opcode, OpCode::Ping), "{opcode:?}");
+                assert_eq!(stamp.len(), 8, "a timestamp");
+                let mut frame = live.frame().await;
+                while matches!(frame.0, OpCode::Ping) {
+                    frame = live.frame().await;
+                }
+                assert!(matches!(frame.0, OpCode::Close), "{:?}", frame.0);
+                let code = u16::from_be_bytes([frame.1[0], frame.1[1]]);
+                assert_eq!(code, crate::error::CloseCode::IDLE_TIMEOUT.value());
+            })
+            .await;
+    }
+}

@@ -1,0 +1,105 @@
+//! A session task on a real shard core, for the session's unit tests: the relay side runs
+//! [`run`](super::run) on one end of a loopback connection, the test holds the other end
+//! as a WebSocket client (fastwebsockets, masked frames as a browser sends them).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
+use hyper::header::HeaderMap;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use super::control::KeyRules;
+use super::handshake::{self, Admission};
+use crate::auth::Identity;
+use crate::config::Config;
+use crate::event::Tiers;
+use crate::ingest::Inbox;
+use crate::shard::{ShardCore, Transport};
+use crate::shared::Shared;
+
+/// A running session and its client.
+pub(super) struct Live {
+    pub(super) core: Rc<RefCell<ShardCore>>,
+    pub(super) client: WebSocket<TcpStream>,
+    pub(super) task: JoinHandle<()>,
+}
+
+/// Starts a session as an upgrade with `query` would (anonymous, auth off), inside the
+/// caller's `LocalSet`.
+pub(super) async fn start(config: Config, query: &str) -> Live {
+    let rules = KeyRules {
+        limit: config.max_symbols_per_client,
+        tiers: Tiers::new(&config.rate_tiers),
+    };
+    let params =
+        handshake::parse(Some(query), &HeaderMap::new(), &config, &rules).expect("a valid query");
+    let (inbox, _receiver) = Inbox::bounded(16);
+    let core = Rc::new(RefCell::new(ShardCore::new(
+        0,
+        Arc::new(Shared::new(config, inbox)),
+    )));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let socket = TcpStream::connect(listener.local_addr().expect("addr"))
+        .await
+        .expect("connect");
+    let (relay_side, _) = listener.accept().await.expect("accept");
+    let admission = Admission {
+        identity: Some(Identity::anonymous()),
+        slot: None,
+    };
+    let task = tokio::task::spawn_local(super::run(
+        core.clone(),
+        Transport::Plain(relay_side),
+        Bytes::new(),
+        params,
+        admission,
+        None,
+        None,
+    ));
+    let mut client = WebSocket::after_handshake(socket, Role::Client);
+    client.set_auto_pong(false);
+    client.set_auto_close(false);
+    Live { core, client, task }
+}
+
+impl Live {
+    /// Sends a text frame.
+    pub(super) async fn send(&mut self, text: &str) {
+        let frame = Frame::text(Payload::Owned(text.as_bytes().to_vec()));
+        self.client.write_frame(frame).await.expect("send");
+    }
+
+    /// Sends a frame of any kind.
+    pub(super) async fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let frame = Frame::new(true, opcode, None, Payload::Owned(payload.to_vec()));
+        self.client.write_frame(frame).await.expect("send");
+    }
+
+    /// The next frame (within 10 s), as its opcode and payload.
+    pub(super) async fn frame(&mut self) -> (OpCode, Vec<u8>) {
+        let frame = tokio::time::timeout(Duration::from_secs(10), self.client.read_frame())
+            .await
+            .expect("a frame within 10 s")
+            .expect("a frame");
+        (frame.opcode, frame.payload.to_vec())
+    }
+
+    /// The next frame, which must be a JSON message.
+    pub(super) async fn message(&mut self) -> serde_json::Value {
+        let (opcode, payload) = self.frame().await;
+        assert!(matches!(opcode, OpCode::Text), "{opcode:?}: {payload:?}");
+        serde_json::from_slice(&payload).expect("JSON")
+    }
+
+    /// Whether a frame arrives within 100 ms (for "nothing more came").
+    pub(super) async fn quiet(&mut self) -> bool {
+        tokio::time::timeout(Duration::from_millis(100), self.client.read_frame())
+            .await
+            .is_err()
+    }
+}
