@@ -377,3 +377,236 @@ fn protocol_error(core: &mut ShardCore, session: &Session, error: &WireError, no
 
 /// Shortest application heartbeat interval honoured.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use fastwebsockets::OpCode;
+    use serde_json::{Value, json};
+    use tokio::task::LocalSet;
+
+    use super::super::handshake::SessionParams;
+    use super::super::testkit::{Live, deliver, start, start_with};
+    use crate::config::Config;
+
+    /// `(type, symbol, seq)` of a message.
+    fn said(message: &Value) -> (String, String, u64) {
+        (
+            message["type"].as_str().unwrap_or("?").to_owned(),
+            message["symbol"].as_str().unwrap_or("").to_owned(),
+            message["seq"].as_u64().unwrap_or(0),
+        )
+    }
+
+    fn s(kind: &str, symbol: &str, seq: u64) -> (String, String, u64) {
+        (kind.to_owned(), symbol.to_owned(), seq)
+    }
+
+    async fn welcomed(config: Config, query: &str) -> Live {
+        let mut live = start(config, query).await;
+        assert_eq!(live.message().await["type"], "welcome");
+        live
+    }
+
+    async fn error_code(live: &mut Live) -> String {
+        let error = live.message().await;
+        assert_eq!(error["type"], "error", "{error}");
+        error["code"].as_str().expect("a code").to_owned()
+    }
+
+    fn run(test: impl std::future::Future<Output = ()>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(LocalSet::new().run_until(test));
+    }
+
+    #[test]
+    fn subscribe_acks_then_snapshots_and_unsubscribe_stops_the_feed() {
+        run(async {
+            let mut live = welcomed(Config::for_tests(), "").await;
+            deliver(&live, "BTC", 1);
+            live.send(r#"{"op":"subscribe","symbols":["BTC","ETH"]}"#)
+                .await;
+            let ack = live.message().await;
+            assert_eq!(ack, json!({"type":"subscribed","symbols":["BTC","ETH"]}));
+            assert_eq!(said(&live.message().await), s("snapshot", "BTC", 1));
+            deliver(&live, "ETH", 1);
+            assert_eq!(said(&live.message().await), s("tick", "ETH", 1));
+            live.send(r#"{"op":"unsubscribe","symbols":["ETH"]}"#).await;
+            let ack = live.message().await;
+            assert_eq!(ack, json!({"type":"unsubscribed","symbols":["ETH"]}));
+            deliver(&live, "ETH", 2);
+            deliver(&live, "BTC", 2);
+            assert_eq!(said(&live.message().await), s("tick", "BTC", 2), "no ETH");
+        });
+    }
+
+    #[test]
+    fn a_snapshot_is_sent_then_acked_without_subscribing() {
+        run(async {
+            let mut live = welcomed(Config::for_tests(), "").await;
+            deliver(&live, "BTC", 4);
+            live.send(r#"{"op":"snapshot","symbols":["BTC"]}"#).await;
+            assert_eq!(said(&live.message().await), s("snapshot", "BTC", 4));
+            let ack = live.message().await;
+            assert_eq!(ack, json!({"type":"snapshot","symbols":["BTC"]}));
+            deliver(&live, "BTC", 5);
+            assert!(live.quiet().await, "not subscribed");
+        });
+    }
+
+    #[test]
+    fn subscriptions_past_the_limit_are_refused_and_the_limit_itself_is_not() {
+        run(async {
+            let config = Config {
+                max_symbols_per_client: 2,
+                ..Config::for_tests()
+            };
+            let mut live = welcomed(config, "").await;
+            live.send(r#"{"op":"subscribe","symbols":["A","B","C"]}"#)
+                .await;
+            assert_eq!(error_code(&mut live).await, "too_many_symbols");
+            live.send(r#"{"op":"subscribe","symbols":["A","B"]}"#).await;
+            assert_eq!(live.message().await["type"], "subscribed");
+            live.send(r#"{"op":"resume","from":{"C":1}}"#).await;
+            assert_eq!(error_code(&mut live).await, "too_many_symbols");
+        });
+    }
+
+    #[test]
+    fn a_resume_replays_what_followed_and_refuses_a_key_already_followed() {
+        run(async {
+            let mut live = welcomed(Config::for_tests(), "symbols=ETH").await;
+            for seq in 1..=3 {
+                deliver(&live, "BTC", seq);
+            }
+            let epoch = live.core.borrow().epoch();
+            let resume = json!({"op":"resume","from":{"BTC":1},"epoch":epoch});
+            live.send(&resume.to_string()).await;
+            let ack = live.message().await;
+            assert_eq!(ack, json!({"type":"resumed","symbols":["BTC"]}));
+            assert_eq!(said(&live.message().await), s("tick", "BTC", 2));
+            assert_eq!(said(&live.message().await), s("tick", "BTC", 3));
+            live.send(r#"{"op":"resume","from":{"ETH":1}}"#).await;
+            assert_eq!(error_code(&mut live).await, "already_subscribed");
+        });
+    }
+
+    #[test]
+    fn a_tier_replaces_the_other_tier_of_its_symbol() {
+        run(async {
+            let mut live = welcomed(Config::for_tests(), "").await;
+            live.send(r#"{"op":"subscribe","symbols":["BTC@1s"]}"#)
+                .await;
+            assert_eq!(live.message().await["type"], "subscribed");
+            live.send(r#"{"op":"subscribe","symbols":["BTC@5s"]}"#)
+                .await;
+            let gone = live.message().await;
+            assert_eq!(gone, json!({"type":"unsubscribed","symbols":["BTC@1s"]}));
+            let ack = live.message().await;
+            assert_eq!(ack, json!({"type":"subscribed","symbols":["BTC@5s"]}));
+            live.send(r#"{"op":"subscribe","symbols":["ETH@5s"]}"#)
+                .await;
+            let ack = live.message().await;
+            assert_eq!(
+                ack["type"], "subscribed",
+                "another base keeps BTC's tier: {ack}"
+            );
+            let (_, held) = live.core.borrow().subscribed(0);
+            assert_eq!(held.len(), 2);
+        });
+    }
+
+    #[test]
+    fn bad_messages_are_answered_with_their_code_and_the_session_goes_on() {
+        run(async {
+            let mut live = welcomed(Config::for_tests(), "").await;
+            live.send(r#"{"op":"nope"}"#).await;
+            assert_eq!(error_code(&mut live).await, "unknown_op");
+            live.send_frame(OpCode::Binary, b"\x01\x02").await;
+            assert_eq!(error_code(&mut live).await, "binary_not_supported");
+            live.send(r#"{"op":"subscribe","channels":["bars:7m:BTC"]}"#)
+                .await;
+            let code = error_code(&mut live).await;
+            assert!(code.starts_with("invalid"), "{code}");
+            live.send(r#"{"op":"ping","id":1}"#).await;
+            assert_eq!(live.message().await["type"], "pong", "still open");
+        });
+    }
+
+    #[test]
+    fn control_messages_past_the_rate_are_refused() {
+        run(async {
+            let config = Config {
+                max_control_rate: 2,
+                ..Config::for_tests()
+            };
+            let mut live = welcomed(config, "").await;
+            for id in 0..4 {
+                live.send(&json!({"op":"ping","id":id}).to_string()).await;
+            }
+            let mut codes = Vec::new();
+            for _ in 0..4 {
+                let answer = live.message().await;
+                codes.push(answer["code"].as_str().unwrap_or("pong").to_owned());
+            }
+            assert_eq!(
+                codes.iter().filter(|c| *c == "pong").count(),
+                2,
+                "{codes:?}"
+            );
+            assert_eq!(
+                codes.iter().filter(|c| *c == "rate_limited").count(),
+                2,
+                "{codes:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn heartbeats_at_zero_stop() {
+        run(async {
+            let mut live = welcomed(Config::for_tests(), "").await;
+            live.send(r#"{"op":"heartbeat","interval_ms":100}"#).await;
+            assert_eq!(live.message().await["type"], "heartbeat_set");
+            assert_eq!(live.message().await["type"], "heartbeat");
+            live.send(r#"{"op":"heartbeat","interval_ms":0}"#).await;
+            let mut answer = live.message().await;
+            while answer["type"] == "heartbeat" {
+                answer = live.message().await;
+            }
+            assert_eq!(answer["type"], "heartbeat_set");
+            assert!(live.quiet().await, "no heartbeat after 0");
+        });
+    }
+
+    #[test]
+    fn an_echo_session_sends_back_each_frame_as_it_came() {
+        run(async {
+            let mut live = start_with(Config::for_tests(), SessionParams::echo()).await;
+            live.send(r#"{"op":"ping","id":1}"#).await;
+            let (opcode, payload) = live.frame().await;
+            assert!(matches!(opcode, OpCode::Text));
+            assert_eq!(payload, br#"{"op":"ping","id":1}"#, "echoed, not answered");
+            live.send_frame(OpCode::Binary, b"\x00\xff").await;
+            let (opcode, payload) = live.frame().await;
+            assert!(matches!(opcode, OpCode::Binary));
+            assert_eq!(payload, b"\x00\xff");
+        });
+    }
+
+    #[test]
+    fn a_protocol_error_is_explained_then_closes_the_session() {
+        run(async {
+            let mut live = welcomed(Config::for_tests(), "").await;
+            live.send_frame(OpCode::Text, b"\xff\xfe not utf-8").await;
+            let code = error_code(&mut live).await;
+            let (opcode, payload) = live.frame().await;
+            assert!(matches!(opcode, OpCode::Close), "{opcode:?}");
+            assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1007, "{code}");
+            let counted = live.core.borrow().shared().metrics.errors().count();
+            assert_eq!(counted, 1, "counted");
+        });
+    }
+}

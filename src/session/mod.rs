@@ -332,23 +332,11 @@ const READ_CHUNK: usize = 1024;
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use fastwebsockets::OpCode;
     use tokio::task::LocalSet;
 
-    use super::testkit::{Live, start};
+    use super::testkit::{Live, deliver, start};
     use crate::config::Config;
-    use crate::encode::Frames;
-    use crate::tick::sequenced;
-
-    fn deliver(live: &Live, symbol: &str, seq: u64) {
-        let mut core = live.core.borrow_mut();
-        let batch = vec![Arc::new(Frames::new(sequenced(symbol, seq)))].into();
-        let now = std::time::Instant::now();
-        core.deliver(&batch, now);
-        core.flush_dirty_and_enforce(now);
-    }
 
     #[tokio::test]
     async fn a_session_is_welcomed_fed_answered_and_leaves_its_shard_on_close() {

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::control::KeyRules;
-use super::handshake::{self, Admission};
+use super::handshake::{self, Admission, SessionParams};
 use crate::auth::Identity;
 use crate::config::Config;
 use crate::event::Tiers;
@@ -38,6 +38,11 @@ pub(super) async fn start(config: Config, query: &str) -> Live {
     };
     let params =
         handshake::parse(Some(query), &HeaderMap::new(), &config, &rules).expect("a valid query");
+    start_with(config, params).await
+}
+
+/// Starts a session with `params` as given (e.g. [`SessionParams::echo`]).
+pub(super) async fn start_with(config: Config, params: SessionParams) -> Live {
     let (inbox, _receiver) = Inbox::bounded(16);
     let core = Rc::new(RefCell::new(ShardCore::new(
         0,
@@ -102,4 +107,14 @@ impl Live {
             .await
             .is_err()
     }
+}
+
+/// A fresh tick of `symbol` at `seq` into the core, flushed like a fan-out turn.
+pub(super) fn deliver(live: &Live, symbol: &str, seq: u64) {
+    let mut core = live.core.borrow_mut();
+    let frames = crate::encode::Frames::new(crate::tick::sequenced(symbol, seq));
+    let batch = vec![Arc::new(frames)].into();
+    let now = std::time::Instant::now();
+    core.deliver(&batch, now);
+    core.flush_dirty_and_enforce(now);
 }
