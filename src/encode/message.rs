@@ -370,3 +370,221 @@ struct JsonHeartbeat {
     kind: &'static str,
     ts_ns: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::event::{Channel, Tiered};
+    use crate::tick::{Symbol, sequenced};
+    use proto::server_message::Msg;
+
+    fn symbol(name: &str) -> Key {
+        Key::Symbol(Symbol::parse(name).expect("a symbol"))
+    }
+
+    fn channel(name: &str) -> Key {
+        Key::Channel(Channel::parse(name).expect("a channel"))
+    }
+
+    fn tiered(base: Key) -> Key {
+        Tiered::key(base, Tier::of(std::time::Duration::from_secs(1)))
+    }
+
+    fn both(message: &Message<'_>) -> (Value, Msg) {
+        let json = serde_json::from_slice(&message.to_json()).expect("JSON");
+        let decoded = proto::ServerMessage::decode(&message.to_protobuf()[..]).expect("protobuf");
+        (json, decoded.msg.expect("a message"))
+    }
+
+    #[test]
+    fn welcome_names_the_session_its_keys_and_the_server() {
+        let symbols = [symbol("BTC")];
+        let channels = [channel("news")];
+        let welcome = Message::Welcome {
+            session: 3,
+            shard: 1,
+            encoding: Encoding::Protobuf,
+            all: true,
+            symbols: &symbols,
+            channels: &channels,
+            user: Some("alice"),
+            expires_ns: Some(99),
+            epoch: 7,
+        };
+        let (json, msg) = both(&welcome);
+        assert_eq!(
+            json,
+            json!({"type":"welcome","session":3,"shard":1,"encoding":"protobuf",
+                "symbols":["BTC","*"],"channels":["news"],"server":SERVER,
+                "user":"alice","expires_ns":99,"epoch":7})
+        );
+        let Msg::Welcome(w) = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(
+            (w.session, w.shard, w.encoding.as_str()),
+            (3, 1, "protobuf")
+        );
+        assert_eq!(
+            (w.symbols, w.channels),
+            (vec!["BTC".into(), "*".into()], vec!["news".into()])
+        );
+        assert_eq!(
+            (w.user.as_str(), w.expires_ns, w.epoch, w.server.as_str()),
+            ("alice", 99, 7, SERVER)
+        );
+        let anonymous = Message::Welcome {
+            session: 1,
+            shard: 0,
+            encoding: Encoding::Json,
+            all: false,
+            symbols: &[],
+            channels: &[],
+            user: None,
+            expires_ns: None,
+            epoch: 7,
+        };
+        let (json, _) = both(&anonymous);
+        assert_eq!(json["symbols"], json!([]));
+        for absent in ["channels", "user", "expires_ns"] {
+            assert!(json.get(absent).is_none(), "{absent} left out: {json}");
+        }
+    }
+
+    #[test]
+    fn resets_and_gaps_name_a_symbol_or_a_channel_and_its_tier() {
+        let btc = tiered(symbol("BTC"));
+        let (json, msg) = both(&Message::Reset {
+            key: &btc,
+            epoch: 4,
+        });
+        assert_eq!(
+            json,
+            json!({"type":"reset","symbol":"BTC","tier":"1s","epoch":4})
+        );
+        let Msg::Reset(reset) = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(
+            (
+                reset.symbol.as_str(),
+                reset.channel.as_str(),
+                reset.tier.as_str(),
+                reset.epoch
+            ),
+            ("BTC", "", "1s", 4)
+        );
+        let news = channel("news");
+        let gap = Message::Gap {
+            key: &news,
+            from: Seq(2),
+            to: Seq(5),
+        };
+        let (json, msg) = both(&gap);
+        assert_eq!(json, json!({"type":"gap","channel":"news","from":2,"to":5}));
+        let Msg::Gap(gap) = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(
+            (
+                gap.symbol.as_str(),
+                gap.channel.as_str(),
+                gap.tier.as_str(),
+                gap.from,
+                gap.to
+            ),
+            ("", "news", "", 2, 5)
+        );
+    }
+
+    #[test]
+    fn acks_of_symbols_and_of_channels() {
+        let symbols = [symbol("A")];
+        let channels = [channel("news")];
+        let ack = Message::Ack {
+            op: "subscribed",
+            all: true,
+            symbols: &symbols,
+            channels: &channels,
+        };
+        let (json, msg) = both(&ack);
+        assert_eq!(
+            json,
+            json!({"type":"subscribed","symbols":["A","*"],"channels":["news"]})
+        );
+        let Msg::Ack(ack) = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(
+            (ack.op.as_str(), ack.symbols),
+            ("subscribed", vec!["A".into(), "*".into()])
+        );
+        let only_channels = Message::Ack {
+            op: "unsubscribed",
+            all: false,
+            symbols: &[],
+            channels: &channels,
+        };
+        let (json, msg) = both(&only_channels);
+        assert_eq!(
+            json,
+            json!({"type":"unsubscribed","symbols":[],"channels":["news"]})
+        );
+        let Msg::ChannelAck(ack) = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(
+            (ack.op.as_str(), ack.channels),
+            ("unsubscribed", vec!["news".into()])
+        );
+        let all_only = Message::Ack {
+            op: "subscribed",
+            all: true,
+            symbols: &[],
+            channels: &[],
+        };
+        let (_, msg) = both(&all_only);
+        assert!(
+            matches!(msg, Msg::Ack(ref a) if a.symbols == ["*"]),
+            "{msg:?}"
+        );
+    }
+
+    #[test]
+    fn the_small_messages_carry_their_fields() {
+        let (json, msg) = both(&Message::Authenticated {
+            user: "bob",
+            expires_ns: 5,
+        });
+        assert_eq!(
+            json,
+            json!({"type":"authenticated","user":"bob","expires_ns":5})
+        );
+        assert!(matches!(msg, Msg::Authenticated(ref a) if a.user == "bob" && a.expires_ns == 5));
+        let (json, msg) = both(&Message::Error {
+            code: "bad_json",
+            message: "nope",
+        });
+        assert_eq!(
+            json,
+            json!({"type":"error","code":"bad_json","message":"nope"})
+        );
+        assert!(matches!(msg, Msg::Error(ref e) if e.code == "bad_json" && e.message == "nope"));
+        let (json, msg) = both(&Message::Pong { id: 8 });
+        assert_eq!(json, json!({"type":"pong","id":8}));
+        assert!(matches!(msg, Msg::Pong(ref p) if p.id == 8));
+        let (json, msg) = both(&Message::Heartbeat { ts_ns: 12 });
+        assert_eq!(json, json!({"type":"heartbeat","ts_ns":12}));
+        assert!(matches!(msg, Msg::Heartbeat(ref h) if h.ts_ns == 12));
+        let item = Item::Tick(sequenced("BTC", 9));
+        let (json, msg) = both(&Message::Snapshot(&item));
+        assert_eq!(
+            (json["type"].as_str(), json["seq"].as_u64()),
+            (Some("snapshot"), Some(9))
+        );
+        assert!(matches!(msg, Msg::Snapshot(ref t) if t.seq == 9), "{msg:?}");
+    }
+}
