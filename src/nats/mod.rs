@@ -319,8 +319,11 @@ mod tests {
     use crate::event::Item;
     use crate::tick::sequenced;
 
-    /// A server, a config naming it and stream `name`, and a connection.
-    async fn setup(name: &str) -> Option<(NatsServer, Config, Connection, Arc<Metrics>)> {
+    /// A server, a config naming it and stream `name`, and a connection (this module's
+    /// files' tests start theirs here too).
+    pub(super) async fn setup(
+        name: &str,
+    ) -> Option<(NatsServer, Config, Connection, Arc<Metrics>)> {
         let server = NatsServer::start(name)?;
         let mut config = Config::for_tests();
         config.scale.nats = Some(server.url());

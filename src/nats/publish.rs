@@ -246,8 +246,10 @@ pub async fn run(
                     }
                 }
             }
-            Err(crossbeam_channel::TryRecvError::Disconnected) => closed = true,
-            Err(crossbeam_channel::TryRecvError::Empty) => {
+            Err(e) => {
+                // Closed stays closed (and empty): what is in flight still settles below,
+                // then the publisher ends.
+                closed |= e == crossbeam_channel::TryRecvError::Disconnected;
                 if in_flight.is_empty() {
                     if closed {
                         debug!("publisher stopped: every item acknowledged");
@@ -432,3 +434,159 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How often an idle publisher looks for shutdown.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(sequence: u64, duplicate: bool) -> PublishAck {
+        PublishAck {
+            sequence,
+            duplicate,
+            ..PublishAck::default()
+        }
+    }
+
+    #[test]
+    fn a_chain_starts_at_the_streams_last_sequence_and_then_follows_its_own_ids() {
+        let mut chain = Chain::new(41);
+        assert_eq!(chain.take_next(), After::Seq(41), "the first publish");
+        chain.sent = Some("a".into());
+        assert_eq!(
+            chain.take_next(),
+            After::Id("a".into()),
+            "the next follows it"
+        );
+        chain.sent = Some("b".into());
+        chain.acked("a", &ack(42, false));
+        assert_eq!(chain.base(), After::Id("a".into()));
+        assert_eq!(
+            chain.take_next(),
+            After::Id("b".into()),
+            "what was sent, not acked"
+        );
+    }
+
+    #[test]
+    fn after_a_failure_the_chain_goes_on_from_the_last_acknowledged_publish() {
+        let mut chain = Chain::new(7);
+        chain.sent = Some("c".into());
+        chain.rewind();
+        assert_eq!(
+            chain.take_next(),
+            After::Seq(7),
+            "nothing acked: the anchor"
+        );
+        chain.acked("a", &ack(8, false));
+        chain.sent = Some("c".into());
+        chain.rewind();
+        assert_eq!(chain.take_next(), After::Id("a".into()));
+    }
+
+    #[test]
+    fn a_duplicate_ack_moves_the_chain_to_its_sequence() {
+        let mut chain = Chain::new(7);
+        chain.acked("a", &ack(8, false));
+        chain.acked("b", &ack(12, true));
+        assert_eq!(
+            chain.base(),
+            After::Seq(12),
+            "a duplicate is not the stream's last id"
+        );
+        assert_eq!(chain.take_next(), After::Seq(12));
+    }
+
+    #[tokio::test]
+    async fn every_batch_is_stored_in_order_and_the_publisher_ends_with_its_queue() {
+        use crate::encode::Frames;
+        use crate::tick::sequenced;
+        let Some((_server, config, connection, metrics)) =
+            super::super::tests::setup("publish").await
+        else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 5)
+            .await
+            .expect("create");
+        let lease = Lease::acquire(&history.js, "publish", 1, "unit".into(), &mut || {})
+            .await
+            .expect("the lease");
+        let (sender, queue) = crate::sequencer::tick_queue(16);
+        let (durable, mut stored) = tokio::sync::watch::channel(0);
+        let shutdown = Shutdown::new();
+        // On a thread of its own, as the relay runs it: a publisher that spins instead of
+        // ending fails this test rather than hanging it.
+        let (ended, publishing) = tokio::sync::oneshot::channel();
+        let publisher = run(
+            history.clone(),
+            lease,
+            queue,
+            metrics.clone(),
+            shutdown.clone(),
+            Duration::from_secs(5),
+            Stored::new(durable),
+        );
+        let handle = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            let _ = ended.send(handle.block_on(publisher));
+        });
+        for batch in [[("A", 1), ("B", 1)], [("A", 2), ("A", 3)]] {
+            let frames: Vec<_> = batch
+                .iter()
+                .map(|(symbol, seq)| Arc::new(Frames::new(sequenced(symbol, *seq))))
+                .collect();
+            sender.deliver(frames.into()).await;
+        }
+        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 2))
+            .await
+            .expect("both batches stored in time")
+            .expect("the publisher runs");
+        drop(sender);
+        let ended = tokio::time::timeout(Duration::from_secs(10), publishing).await;
+        let ended = ended.expect("the publisher ends once its queue is closed and drained");
+        assert_eq!(ended.expect("no panic"), Ok(()));
+        // The epoch first, then every item once, in order.
+        let mut found = Vec::new();
+        for sequence in 2..=5 {
+            let message = history
+                .stream
+                .get_raw_message(sequence)
+                .await
+                .expect("stored");
+            let incoming = wire::decode(
+                &history.subjects,
+                &message.subject,
+                Some(&message.headers),
+                &message.payload,
+            )
+            .expect("a valid message");
+            assert_eq!(incoming.epoch, 5);
+            found.push((
+                incoming.item.key().as_str().to_owned(),
+                incoming.item.seq().0,
+            ));
+        }
+        let want = [("A", 1), ("B", 1), ("A", 2), ("A", 3)].map(|(k, s)| (k.to_owned(), s));
+        assert_eq!(found, want);
+        let mut stream = history.stream.clone();
+        assert_eq!(
+            stream.info().await.expect("info").state.messages,
+            5,
+            "nothing twice"
+        );
+        assert_eq!(metrics.errors().count(), 0);
+    }
+
+    #[test]
+    fn only_a_wrong_last_sequence_or_id_is_a_refusal() {
+        use async_nats::jetstream::context::PublishError;
+        for (kind, refused) in [
+            (PublishErrorKind::WrongLastSequence, true),
+            (PublishErrorKind::WrongLastMessageId, true),
+            (PublishErrorKind::TimedOut, false),
+            (PublishErrorKind::StreamNotFound, false),
+        ] {
+            assert_eq!(refusal(&PublishError::new(kind)), refused, "{kind:?}");
+        }
+    }
+}
