@@ -182,3 +182,125 @@ pub(super) async fn successor(history: &History) -> Option<History> {
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::ingest::InboxReceiver;
+    use crate::nats::tests::{setup, store};
+    use crate::tick::sequenced;
+
+    fn tick(symbol: &str, seq: u64) -> Item {
+        Item::Tick(sequenced(symbol, seq))
+    }
+
+    /// The next `n` items handed to the inbox, as (key, seq).
+    async fn handed(inbox: &mut InboxReceiver, n: usize) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let published = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {out:?} of {n} items came"))
+                .expect("the consumer runs");
+            assert!(published.history.is_none() && published.publisher.is_none());
+            out.extend(
+                published
+                    .items
+                    .iter()
+                    .map(|item| (item.key().as_str().to_owned(), item.seq().0)),
+            );
+        }
+        out
+    }
+
+    fn pairs(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+        list.iter().map(|(k, s)| ((*k).to_owned(), *s)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_consumer_hands_on_this_historys_items_once_in_order_across_a_re_creation() {
+        let Some((_server, config, connection, metrics)) = setup("consume").await else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 3)
+            .await
+            .expect("create");
+        for item in [tick("A", 1), tick("A", 2), tick("B", 1)] {
+            store(&history, &item, 3).await;
+        }
+        store(&history, &tick("C", 9), 4).await;
+        let subject = history.subjects.of(&tick("D", 1).key());
+        let ack = history
+            .js
+            .publish(subject, "junk".into())
+            .await
+            .expect("publish");
+        ack.await.expect("stored");
+        store(&history, &tick("A", 3), 3).await;
+
+        let (inbox, mut received) = Inbox::bounded(16);
+        let (reply, caught_up) = oneshot::channel();
+        let consumer = tokio::spawn(consume(
+            history.clone(),
+            history.subjects.all_ticks(),
+            DeliverPolicy::All,
+            inbox,
+            metrics.clone(),
+            Some(reply),
+        ));
+        let mut newest = caught_up.await.expect("caught up");
+        newest.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let newest: Vec<(String, u64)> = newest
+            .into_iter()
+            .map(|(k, s)| (k.as_str().to_owned(), s.0))
+            .collect();
+        assert_eq!(
+            newest,
+            pairs(&[("A", 3), ("B", 1)]),
+            "the newest seq per key"
+        );
+        let want = pairs(&[("A", 1), ("A", 2), ("B", 1), ("A", 3)]);
+        assert_eq!(handed(&mut received, 4).await, want);
+        let bad = metrics
+            .errors()
+            .find(|(code, _)| *code == ErrorCode::BadNatsMessage);
+        assert_eq!(
+            bad,
+            Some((ErrorCode::BadNatsMessage, 2)),
+            "another epoch's and junk"
+        );
+
+        store(&history, &tick("B", 2), 3).await;
+        assert_eq!(handed(&mut received, 1).await, pairs(&[("B", 2)]), "live");
+        // The connection came back (a server restart may have lost the consumer): it is
+        // made again from the next stream sequence, nothing read twice.
+        history.disturbed.send_modify(|n| *n += 1);
+        store(&history, &tick("B", 3), 3).await;
+        assert_eq!(handed(&mut received, 1).await, pairs(&[("B", 3)]));
+        assert_eq!(metrics.nats.received.load(Relaxed), 8);
+        consumer.abort();
+    }
+
+    #[tokio::test]
+    async fn a_stream_made_again_with_another_epoch_is_the_successor() {
+        let Some((_server, config, connection, _)) = setup("successor").await else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 3)
+            .await
+            .expect("create");
+        assert!(successor(&history).await.is_none(), "still this history");
+        history.js.delete_stream("successor").await.expect("delete");
+        let again =
+            History::open_or_create(super::super::tests::reconnect(&config).await, &config, 8)
+                .await
+                .expect("a new history");
+        assert_eq!(again.epoch, 8);
+        let next = successor(&history).await.expect("a successor");
+        assert_eq!(next.epoch, 8);
+        assert!(successor(&next).await.is_none());
+    }
+}

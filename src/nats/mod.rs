@@ -335,14 +335,15 @@ mod tests {
         Some((server, config, connection, metrics))
     }
 
-    async fn reconnect(config: &Config) -> Connection {
+    pub(super) async fn reconnect(config: &Config) -> Connection {
         let metrics = Arc::new(Metrics::new(1));
         connect(&config.scale, "unit test", metrics)
             .await
             .expect("connect")
     }
 
-    async fn store(history: &History, item: &Item, epoch: u64) {
+    /// Stores `item` of history `epoch` as the sequencer would.
+    pub(super) async fn store(history: &History, item: &Item, epoch: u64) {
         let out = wire::encode(&history.subjects, item, epoch, 1);
         history
             .js
