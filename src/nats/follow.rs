@@ -337,3 +337,52 @@ const EPOCH_CHECK: Duration = Duration::from_secs(1);
 pub const WARM_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often interest is checked for keys to follow or let go.
 const SCAN_EVERY: Duration = Duration::from_millis(200);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle() -> Followed {
+        Followed {
+            task: tokio::spawn(std::future::pending()),
+            idle_since: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_nobody_wants_lingers_then_its_consumer_stops() {
+        let linger = Duration::from_secs(10);
+        let start = Instant::now();
+        let mut followed = idle();
+        assert!(keep(&mut followed, false, start, linger), "just let go");
+        assert!(
+            keep(&mut followed, false, start + linger / 2, linger),
+            "lingering"
+        );
+        assert!(
+            keep(&mut followed, true, start + linger, linger),
+            "wanted again"
+        );
+        assert!(followed.idle_since.is_none(), "the clock starts over");
+        let later = start + linger * 2;
+        assert!(keep(&mut followed, false, later, linger));
+        assert!(
+            !keep(&mut followed, false, later + linger, linger),
+            "let go for good"
+        );
+        tokio::task::yield_now().await;
+        assert!(followed.task.is_finished(), "its consumer stopped");
+    }
+
+    #[test]
+    fn a_book_of_any_depth_follows_its_full_book_and_anything_else_itself() {
+        let channel = |name: &str| Key::Channel(Channel::parse(name).expect("a channel"));
+        let full = followed(channel("book:BTC-USD:10"));
+        assert_eq!(full.as_str(), followed(channel("book:BTC-USD:1")).as_str());
+        assert_eq!(followed(full.clone()).as_str(), full.as_str());
+        assert_ne!(full.as_str(), "book:BTC-USD:10");
+        assert_eq!(followed(channel("news")).as_str(), "news");
+        let symbol = Key::Symbol(Symbol::parse("BTC-USD").expect("a symbol"));
+        assert_eq!(followed(symbol).as_str(), "BTC-USD");
+    }
+}
