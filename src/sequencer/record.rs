@@ -99,3 +99,68 @@ fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>, m: &R
 const RECORD_BATCHES: usize = 1024;
 /// Write buffer: one write call per ~1,500 ticks at full rate.
 const BUFFER_BYTES: usize = 256 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+    use crate::encode::Frames;
+    use crate::tick::sequenced;
+
+    fn batch(seqs: std::ops::RangeInclusive<u64>) -> crate::sequencer::Batch {
+        seqs.map(|seq| Arc::new(Frames::new(sequenced("BTC", seq))))
+            .collect()
+    }
+
+    fn record(file: File, path: PathBuf, batches: usize) -> Arc<Metrics> {
+        let metrics = Arc::new(Metrics::new(1));
+        let (sender, thread) = spawn(path, file, metrics.clone()).expect("the thread");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            for b in 0..batches as u64 {
+                sender.deliver(batch(b * 10 + 1..=b * 10 + 10)).await;
+            }
+        });
+        drop(sender);
+        thread.join().expect("the recorder ends with its queue");
+        metrics
+    }
+
+    #[test]
+    fn every_tick_is_written_as_its_json_line_in_order() {
+        let path = std::env::temp_dir().join(format!("record-{}.ndjson", std::process::id()));
+        let file = File::create(&path).expect("a file");
+        let metrics = record(file, path.clone(), 3);
+        let text = std::fs::read_to_string(&path).expect("read back");
+        let _ = std::fs::remove_file(&path);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 30);
+        for (i, line) in lines.iter().enumerate() {
+            let want = Frames::new(sequenced("BTC", i as u64 + 1));
+            assert_eq!(line.as_bytes(), want.json_payload(), "line {}", i + 1);
+        }
+        let m = &metrics.record;
+        assert_eq!(m.written.load(Relaxed), 30);
+        assert_eq!(
+            (m.write_errors.load(Relaxed), m.not_recorded.load(Relaxed)),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_counted_once_and_every_tick_after_it_as_not_recorded() {
+        // /dev/full: every write that reaches it fails with ENOSPC.
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            eprintln!("SKIPPED: no /dev/full");
+            return;
+        };
+        let metrics = record(file, PathBuf::from("/dev/full"), 5);
+        let m = &metrics.record;
+        assert_eq!(m.write_errors.load(Relaxed), 1, "logged and counted once");
+        assert_eq!(m.written.load(Relaxed), 0);
+        assert_eq!(m.not_recorded.load(Relaxed), 50, "every tick it may lack");
+    }
+}
