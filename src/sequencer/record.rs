@@ -157,8 +157,31 @@ mod tests {
             eprintln!("SKIPPED: no /dev/full");
             return;
         };
-        let metrics = record(file, PathBuf::from("/dev/full"), 5);
+        let metrics = Arc::new(Metrics::new(1));
+        let (sender, thread) =
+            spawn(PathBuf::from("/dev/full"), file, metrics.clone()).expect("the thread");
         let m = &metrics.record;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            sender.deliver(batch(1..=10)).await;
+            // Caught up, the recorder flushes, and the flush fails.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while m.write_errors.load(Relaxed) == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the write never failed"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            for b in 1..5 {
+                sender.deliver(batch(b * 10 + 1..=b * 10 + 10)).await;
+            }
+        });
+        drop(sender);
+        thread.join().expect("the recorder ends with its queue");
         assert_eq!(m.write_errors.load(Relaxed), 1, "logged and counted once");
         assert_eq!(m.written.load(Relaxed), 0);
         assert_eq!(m.not_recorded.load(Relaxed), 50, "every tick it may lack");
