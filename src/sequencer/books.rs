@@ -370,3 +370,567 @@ impl Books {
 /// Most updates a broken book keeps for the whole book to come (a checkpoint comes every
 /// `--book-checkpoint-updates`, at most `--replay-depth`, which is rarely above this).
 const MAX_BEHIND: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+    use crate::book::input::level;
+    use crate::event::Item;
+
+    /// The one `--book-depths` depth of these tests, and `--book-max-levels`.
+    const DEPTH: u32 = 2;
+    const MAX_LEVELS: usize = 4;
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn books(metrics: &Arc<Metrics>) -> Books {
+        let config = BookConfig {
+            book_depths: vec![DEPTH],
+            book_max_levels: MAX_LEVELS,
+            ..BookConfig::default()
+        };
+        Books::new(&config, Arc::new(Interest::default()), metrics.clone())
+    }
+
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new(1))
+    }
+
+    fn errors(metrics: &Metrics, code: ErrorCode) -> u64 {
+        metrics
+            .errors()
+            .find(|(c, _)| *c == code)
+            .map_or(0, |(_, n)| n)
+    }
+
+    fn levels(pairs: &[(&str, &str)]) -> Vec<Level> {
+        pairs
+            .iter()
+            .map(|(price, size)| level(price, size).expect("a valid level"))
+            .collect()
+    }
+
+    fn symbol(name: &str) -> Symbol {
+        Symbol::parse(name).expect("a valid symbol")
+    }
+
+    /// A publisher's update of `name`'s book.
+    fn input(
+        name: &str,
+        kind: BookKind,
+        bids: &[(&str, &str)],
+        asks: &[(&str, &str)],
+    ) -> BookUpdate {
+        let channel = BookChannel::full(symbol(name));
+        BookUpdate::input(channel, kind, levels(bids), levels(asks), 7)
+    }
+
+    fn snapshot(name: &str, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> BookUpdate {
+        input(name, BookKind::Snapshot, bids, asks)
+    }
+
+    fn delta(name: &str, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> BookUpdate {
+        input(name, BookKind::Delta, bids, asks)
+    }
+
+    fn messages(out: &[Arc<Frames>]) -> Vec<BookUpdate> {
+        out.iter()
+            .map(|frames| match frames.item() {
+                Item::Book(update) => update.clone(),
+                other => panic!("not a book message: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Each message's channel, seq and kind.
+    fn shapes(out: &[Arc<Frames>]) -> Vec<(String, u64, BookKind)> {
+        messages(out)
+            .into_iter()
+            .map(|m| (m.channel.name().to_string(), m.seq.0, m.kind))
+            .collect()
+    }
+
+    fn shape(name: &str, seq: u64, kind: BookKind) -> (String, u64, BookKind) {
+        (name.to_owned(), seq, kind)
+    }
+
+    /// Applies `update` as a publisher's and returns the result and the messages.
+    fn lead(books: &mut Books, update: BookUpdate) -> (Result<(), BookError>, Vec<Arc<Frames>>) {
+        let mut out = Vec::new();
+        let result = books.sequence(update, true, Instant::now(), &mut out);
+        (result, out)
+    }
+
+    /// Applies `update` read from the stream and returns the messages.
+    fn follow(books: &mut Books, update: BookUpdate) -> Vec<BookUpdate> {
+        let mut out = Vec::new();
+        books.follow(update, true, &mut out);
+        messages(&out)
+    }
+
+    /// What a leader made of a run of updates of one book: per seq (from 1), the message
+    /// of each view, the full-depth one the stream carries, and the checkpoint after it.
+    struct Led {
+        views: Vec<Vec<BookUpdate>>,
+        checkpoints: Vec<BookUpdate>,
+    }
+
+    impl Led {
+        fn new(updates: Vec<BookUpdate>) -> Self {
+            let mut books = books(&metrics());
+            books.checkpoint(Cadence {
+                updates: 1,
+                interval: HOUR,
+            });
+            let mut led = Self {
+                views: Vec::new(),
+                checkpoints: Vec::new(),
+            };
+            for update in updates {
+                let (result, out) = lead(&mut books, update);
+                result.expect("the leader applies it");
+                let mut out = messages(&out);
+                let checkpoint = out.pop().expect("a checkpoint after every update");
+                assert_eq!(checkpoint.kind, BookKind::Checkpoint);
+                led.checkpoints.push(checkpoint);
+                led.views.push(out);
+            }
+            led
+        }
+
+        fn views(&self, seq: usize) -> Vec<BookUpdate> {
+            self.views[seq - 1].clone()
+        }
+
+        /// The stream's message of `seq` (the full book's).
+        fn update(&self, seq: usize) -> BookUpdate {
+            let full = self.views[seq - 1].last().expect("a full view").clone();
+            assert_eq!(full.channel.depth(), Depth::Full);
+            full
+        }
+
+        fn checkpoint(&self, seq: usize) -> BookUpdate {
+            self.checkpoints[seq - 1].clone()
+        }
+    }
+
+    /// A's snapshot (seq 1) and six deltas, each changing the full book's checksum.
+    fn book_a() -> Led {
+        Led::new(vec![
+            snapshot(
+                "A",
+                &[("100", "1"), ("99", "1")],
+                &[("101", "1"), ("102", "1")],
+            ),
+            delta("A", &[("100", "2")], &[]),
+            delta("A", &[], &[("101", "3")]),
+            delta("A", &[("98", "1")], &[]),
+            delta("A", &[], &[("103", "1")]),
+            delta("A", &[("99", "0")], &[]),
+            delta("A", &[], &[("101", "0")]),
+        ])
+    }
+
+    /// The snapshot messages of seq `seq` of book A (its depth's, then the full book's).
+    fn snapshots_at(seq: u64) -> Vec<(String, u64, BookKind)> {
+        vec![
+            shape("book:A:2", seq, BookKind::Snapshot),
+            shape("book:A", seq, BookKind::Snapshot),
+        ]
+    }
+
+    fn shapes_of(messages: &[BookUpdate]) -> Vec<(String, u64, BookKind)> {
+        messages
+            .iter()
+            .map(|m| (m.channel.name().to_string(), m.seq.0, m.kind))
+            .collect()
+    }
+
+    #[test]
+    fn a_delta_before_any_snapshot_is_refused_and_counted() {
+        let metrics = metrics();
+        let mut books = books(&metrics);
+        let (result, out) = lead(&mut books, delta("A", &[("100", "1")], &[]));
+        assert_eq!(result, Err(BookError::NoSnapshot("A".into())));
+        assert!(out.is_empty());
+        assert!(books.is_empty());
+        assert_eq!(errors(&metrics, ErrorCode::BookNoSnapshot), 1);
+    }
+
+    #[test]
+    fn a_snapshot_starts_a_book_and_every_view_gets_it_at_seq_one() {
+        let mut books = books(&metrics());
+        let bids = [("100", "1"), ("99", "2"), ("98", "3")];
+        let asks = [("101", "1")];
+        let (result, out) = lead(&mut books, snapshot("A", &bids, &asks));
+        assert_eq!(result, Ok(()));
+        let book = Book::from_levels(&levels(&bids), &levels(&asks), MAX_LEVELS).unwrap();
+        let message = |depth, bids: &[(&str, &str)], checksum| BookUpdate {
+            channel: BookChannel::new(symbol("A"), depth),
+            seq: Seq(1),
+            kind: BookKind::Snapshot,
+            bids: levels(bids),
+            asks: levels(&asks),
+            checksum,
+            ts_ns: 7,
+            recv_ns: 0,
+            from_seq: None,
+        };
+        let want = vec![
+            message(Depth::Top(DEPTH), &bids[..2], book.checksum(2)),
+            message(Depth::Full, &bids, book.checksum(usize::MAX)),
+        ];
+        assert_eq!(messages(&out), want);
+        assert_eq!((books.len(), books.is_empty()), (1, false));
+    }
+
+    #[test]
+    fn each_applied_delta_takes_the_next_seq_and_each_view_its_changes() {
+        let mut books = books(&metrics());
+        let bids = [("100", "1"), ("99", "1"), ("98", "1")];
+        lead(&mut books, snapshot("A", &bids, &[("101", "1")]))
+            .0
+            .unwrap();
+        let (result, out) = lead(&mut books, delta("A", &[("100", "0")], &[]));
+        assert_eq!(result, Ok(()));
+        let out = messages(&out);
+        assert_eq!(
+            shapes_of(&out),
+            [
+                shape("book:A:2", 2, BookKind::Delta),
+                shape("book:A", 2, BookKind::Delta)
+            ]
+        );
+        // The top 2 lost 100 and gained 98; the full book only lost 100.
+        assert_eq!(out[0].bids, levels(&[("100", "0"), ("98", "1")]));
+        assert_eq!(out[1].bids, levels(&[("100", "0")]));
+        assert!(out[0].asks.is_empty() && out[1].asks.is_empty());
+        let (_, out) = lead(&mut books, delta("A", &[], &[("101", "2")]));
+        assert_eq!(
+            shapes(&out),
+            [
+                shape("book:A:2", 3, BookKind::Delta),
+                shape("book:A", 3, BookKind::Delta)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_crossed_or_too_deep_update_is_refused_counted_and_changes_nothing() {
+        let metrics = metrics();
+        let mut books = books(&metrics);
+        let (result, out) = lead(&mut books, snapshot("A", &[("101", "1")], &[("100", "1")]));
+        let crossed = BookError::Crossed {
+            bid: level("101", "1").unwrap().price,
+            ask: level("100", "1").unwrap().price,
+        };
+        assert_eq!(result, Err(crossed));
+        assert!(out.is_empty() && books.is_empty());
+        let bids = [("100", "1"), ("99", "1"), ("98", "1")];
+        lead(&mut books, snapshot("A", &bids, &[("101", "1")]))
+            .0
+            .unwrap();
+        let (result, out) = lead(&mut books, delta("A", &[("101.5", "1")], &[]));
+        let locked = BookError::Crossed {
+            bid: level("101.5", "1").unwrap().price,
+            ask: level("101", "1").unwrap().price,
+        };
+        assert_eq!(result, Err(locked));
+        assert!(out.is_empty());
+        let (result, out) = lead(&mut books, delta("A", &[("97", "1"), ("96", "1")], &[]));
+        let deep = BookError::TooDeep {
+            side: "bids",
+            levels: 5,
+            limit: MAX_LEVELS,
+        };
+        assert_eq!(result, Err(deep));
+        assert!(out.is_empty());
+        // The book is as before: the next update is seq 2 and removes 100 from a top of 3.
+        let (_, out) = lead(&mut books, delta("A", &[("100", "0")], &[]));
+        let out = messages(&out);
+        assert_eq!(out[1].seq, Seq(2));
+        let book = Book::from_levels(&levels(&bids[1..]), &levels(&[("101", "1")]), 9).unwrap();
+        assert_eq!(out[1].checksum, book.checksum(usize::MAX));
+        assert_eq!(errors(&metrics, ErrorCode::BookCrossed), 2);
+        assert_eq!(errors(&metrics, ErrorCode::BookTooDeep), 1);
+    }
+
+    #[test]
+    fn a_new_book_without_room_is_counted_and_a_known_one_still_updates() {
+        let metrics = metrics();
+        let mut books = books(&metrics);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let a = || snapshot("A", &[("1", "1")], &[("2", "1")]);
+        assert_eq!(books.sequence(a(), false, now, &mut out), Ok(()));
+        assert!(out.is_empty() && books.is_empty());
+        assert_eq!(errors(&metrics, ErrorCode::SymbolLimit), 1);
+        books.sequence(a(), true, now, &mut out).unwrap();
+        books.sequence(a(), false, now, &mut out).unwrap();
+        let d = delta("A", &[("1", "2")], &[]);
+        books.sequence(d, false, now, &mut out).unwrap();
+        let seqs: Vec<u64> = shapes(&out).iter().map(|s| s.1).collect();
+        assert_eq!(seqs, [1, 1, 2, 2, 3, 3]);
+        assert_eq!(errors(&metrics, ErrorCode::SymbolLimit), 1);
+    }
+
+    #[test]
+    fn forget_drops_every_book() {
+        let mut books = books(&metrics());
+        lead(&mut books, snapshot("A", &[], &[])).0.unwrap();
+        lead(&mut books, snapshot("B", &[], &[])).0.unwrap();
+        assert_eq!((books.len(), books.is_empty()), (2, false));
+        books.forget();
+        assert_eq!((books.len(), books.is_empty()), (0, true));
+        let (result, _) = lead(&mut books, delta("A", &[("1", "1")], &[]));
+        assert_eq!(result, Err(BookError::NoSnapshot("A".into())));
+    }
+
+    #[test]
+    fn with_a_cadence_a_checkpoint_of_the_whole_book_follows_every_nth_update() {
+        let mut books = books(&metrics());
+        books.checkpoint(Cadence {
+            updates: 2,
+            interval: HOUR,
+        });
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let updates = [
+            snapshot(
+                "A",
+                &[("100", "1"), ("99", "1"), ("98", "1")],
+                &[("101", "1")],
+            ),
+            snapshot("B", &[("1", "1")], &[]),
+            delta("A", &[("97", "1")], &[]),
+            delta("A", &[], &[("101", "0")]),
+            delta("A", &[], &[("102", "4")]),
+        ];
+        for update in updates {
+            books.sequence(update, true, now, &mut out).unwrap();
+        }
+        let checkpoints: Vec<BookUpdate> = messages(&out)
+            .into_iter()
+            .filter(|m| m.kind == BookKind::Checkpoint)
+            .collect();
+        assert_eq!(
+            shapes_of(&checkpoints),
+            [
+                shape("book:A", 2, BookKind::Checkpoint),
+                shape("book:A", 4, BookKind::Checkpoint)
+            ]
+        );
+        let whole = [("100", "1"), ("99", "1"), ("98", "1"), ("97", "1")];
+        assert_eq!(checkpoints[1].bids, levels(&whole));
+        assert_eq!(checkpoints[1].asks, levels(&[("102", "4")]));
+        let book = Book::from_levels(&levels(&whole), &levels(&[("102", "4")]), 9).unwrap();
+        assert_eq!(checkpoints[1].checksum, book.checksum(usize::MAX));
+        let kinds: Vec<BookKind> = messages(&out).iter().map(|m| m.kind).collect();
+        assert_eq!(kinds.len(), 12, "two views an update, and two checkpoints");
+        assert_eq!(kinds[6], BookKind::Checkpoint, "right after the update");
+    }
+
+    #[test]
+    fn a_changed_book_is_checkpointed_once_its_interval_passes() {
+        let mut books = books(&metrics());
+        books.checkpoint(Cadence {
+            updates: 100,
+            interval: Duration::from_secs(10),
+        });
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        let due = |books: &mut Books, secs| {
+            let mut out = Vec::new();
+            books.due_checkpoints(at(secs), &mut out);
+            shapes(&out)
+        };
+        let mut out = Vec::new();
+        let a = snapshot("A", &[("1", "1")], &[("2", "1")]);
+        books.sequence(a, true, at(0), &mut out).unwrap();
+        assert_eq!(due(&mut books, 5), []);
+        assert_eq!(
+            due(&mut books, 10),
+            [shape("book:A", 1, BookKind::Checkpoint)]
+        );
+        let d = delta("A", &[("1", "2")], &[]);
+        books.sequence(d, true, at(12), &mut out).unwrap();
+        assert_eq!(due(&mut books, 15), [], "10 s since the last checkpoint");
+        assert_eq!(
+            due(&mut books, 20),
+            [shape("book:A", 2, BookKind::Checkpoint)]
+        );
+        assert_eq!(due(&mut books, 40), [], "unchanged since");
+        let mut quiet = self::books(&metrics());
+        let b = snapshot("B", &[("1", "1")], &[]);
+        quiet.sequence(b, true, at(0), &mut out).unwrap();
+        assert_eq!(due(&mut quiet, 40), [], "no stream to checkpoint into");
+    }
+
+    #[test]
+    fn a_follower_sends_what_the_leader_sent() {
+        let led = book_a();
+        let mut books = books(&metrics());
+        for seq in 1..=7 {
+            assert_eq!(
+                follow(&mut books, led.update(seq)),
+                led.views(seq),
+                "seq {seq}"
+            );
+        }
+        assert_eq!(books.len(), 1);
+    }
+
+    #[test]
+    fn a_follower_ignores_deltas_until_a_whole_book_comes() {
+        let led = book_a();
+        let mut books = books(&metrics());
+        assert_eq!(follow(&mut books, led.update(2)), []);
+        assert!(books.is_empty());
+        assert_eq!(follow(&mut books, led.update(1)), led.views(1));
+        assert_eq!(follow(&mut books, led.update(2)), led.views(2));
+    }
+
+    #[test]
+    fn a_repeated_update_from_the_stream_is_a_duplicate_and_not_sent_again() {
+        let led = book_a();
+        let metrics = metrics();
+        let mut books = books(&metrics);
+        for seq in 1..=3 {
+            follow(&mut books, led.update(seq));
+        }
+        for seq in [3, 2, 1] {
+            assert_eq!(follow(&mut books, led.update(seq)), [], "seq {seq}");
+        }
+        assert_eq!(metrics.nats.duplicates.load(Relaxed), 3);
+        assert_eq!(follow(&mut books, led.update(4)), led.views(4));
+    }
+
+    #[test]
+    fn a_newer_snapshot_in_the_stream_replaces_a_steady_book() {
+        let led = Led::new(vec![
+            snapshot("A", &[("100", "1")], &[("101", "1")]),
+            delta("A", &[("99", "1")], &[]),
+            snapshot("A", &[("50", "1")], &[("60", "1")]),
+        ]);
+        let metrics = metrics();
+        let mut books = books(&metrics);
+        follow(&mut books, led.update(1));
+        follow(&mut books, led.update(2));
+        assert_eq!(follow(&mut books, led.update(3)), led.views(3));
+        assert_eq!(follow(&mut books, led.update(3)), [], "once");
+        assert_eq!(metrics.nats.duplicates.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_missed_update_breaks_the_book_until_a_checkpoint_brings_it_back() {
+        let led = book_a();
+        let metrics = metrics();
+        let mut books = books(&metrics);
+        follow(&mut books, led.update(1));
+        follow(&mut books, led.update(2));
+        // 3 and 4 never come: nothing is sent for what follows them.
+        assert_eq!(follow(&mut books, led.update(5)), []);
+        assert_eq!(follow(&mut books, led.update(6)), []);
+        assert_eq!(metrics.nats.gaps.load(Relaxed), 2);
+        // The checkpoint of 4: the book restarts from it, and 5 and 6 apply after it.
+        let restarted = follow(&mut books, led.checkpoint(4));
+        assert_eq!(shapes_of(&restarted[..2]), snapshots_at(4));
+        assert_eq!(restarted[1].bids, led.checkpoint(4).bids);
+        assert_eq!(restarted[1].asks, led.checkpoint(4).asks);
+        assert_eq!(restarted[2..], [led.views(5), led.views(6)].concat());
+        assert_eq!(follow(&mut books, led.update(7)), led.views(7));
+        assert_eq!(metrics.nats.gaps.load(Relaxed), 2);
+        assert_eq!(metrics.nats.duplicates.load(Relaxed), 0);
+        assert_eq!(errors(&metrics, ErrorCode::BadNatsMessage), 0);
+    }
+
+    #[test]
+    fn a_steady_book_keeps_the_newest_checkpoint_ahead_and_restarts_from_it_after_a_gap() {
+        let led = book_a();
+        let metrics = metrics();
+        let mut books = books(&metrics);
+        follow(&mut books, led.update(1));
+        follow(&mut books, led.update(2));
+        assert_eq!(follow(&mut books, led.checkpoint(4)), [], "kept, not sent");
+        assert_eq!(
+            follow(&mut books, led.checkpoint(2)),
+            [],
+            "not newer than the book"
+        );
+        // 3 and 4 are missed; the checkpoint of 4 covers them.
+        let restarted = follow(&mut books, led.update(5));
+        assert_eq!(shapes_of(&restarted[..2]), snapshots_at(4));
+        assert_eq!(restarted[2..], led.views(5));
+        assert_eq!(metrics.nats.gaps.load(Relaxed), 0);
+        assert_eq!(metrics.nats.duplicates.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_whole_book_from_the_stream_that_is_crossed_or_misses_its_checksum_is_skipped() {
+        let led = book_a();
+        let metrics = metrics();
+        let mut books = books(&metrics);
+        let mut wrong = led.update(1);
+        wrong.checksum ^= 1;
+        assert_eq!(follow(&mut books, wrong), []);
+        let mut crossed = snapshot("A", &[("101", "1")], &[("100", "1")]);
+        crossed.seq = Seq(1);
+        assert_eq!(follow(&mut books, crossed), []);
+        assert!(books.is_empty());
+        assert_eq!(errors(&metrics, ErrorCode::BadNatsMessage), 2);
+        assert_eq!(follow(&mut books, led.update(1)), led.views(1));
+    }
+
+    #[test]
+    fn a_delta_from_the_stream_that_misses_its_checksum_breaks_the_book() {
+        let led = book_a();
+        let metrics = metrics();
+        let mut books = books(&metrics);
+        follow(&mut books, led.update(1));
+        let mut wrong = led.update(2);
+        wrong.checksum ^= 1;
+        assert_eq!(follow(&mut books, wrong), []);
+        assert_eq!(errors(&metrics, ErrorCode::BadNatsMessage), 1);
+        assert_eq!(follow(&mut books, led.update(3)), [], "broken");
+        assert_eq!(metrics.nats.gaps.load(Relaxed), 0, "no seq was missed");
+        let restarted = follow(&mut books, led.checkpoint(3));
+        assert_eq!(shapes_of(&restarted), snapshots_at(3));
+        assert_eq!(follow(&mut books, led.update(4)), led.views(4));
+    }
+
+    #[test]
+    fn a_restore_rebuilds_each_book_and_checkpoints_the_whole_ones() {
+        let led = book_a();
+        let of_b = |mut update: BookUpdate| {
+            update.channel = BookChannel::full(symbol("B"));
+            update
+        };
+        let mut books = books(&metrics());
+        let mut out = Vec::new();
+        let stream = vec![
+            led.update(1),
+            led.update(2),
+            led.update(3),
+            of_b(led.update(1)),
+            of_b(led.update(3)),
+        ];
+        books.restore(stream, &mut out);
+        assert_eq!(books.len(), 2);
+        let checkpoints = messages(&out);
+        assert_eq!(
+            shapes_of(&checkpoints),
+            [shape("book:A", 3, BookKind::Checkpoint)],
+            "B misses 2: no checkpoint of it"
+        );
+        let want = led.checkpoint(3);
+        assert_eq!(
+            (
+                &checkpoints[0].bids,
+                &checkpoints[0].asks,
+                checkpoints[0].checksum
+            ),
+            (&want.bids, &want.asks, want.checksum)
+        );
+    }
+}

@@ -143,3 +143,130 @@ impl SymbolInterest {
         Encoding::ALL.iter().map(|e| self.count(*e)).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Channel;
+    use crate::tick::Symbol;
+
+    fn symbol(name: &str) -> Key {
+        Key::Symbol(Symbol::parse(name).expect("a valid symbol"))
+    }
+
+    fn channel(name: &str) -> Key {
+        Key::Channel(Channel::parse(name).expect("a valid channel"))
+    }
+
+    #[test]
+    fn subscribes_and_unsubscribes_move_the_count_of_their_key_and_encoding() {
+        let interest = Interest::default();
+        let a = symbol("A");
+        interest.add(Some(&a), Encoding::Json);
+        interest.add(Some(&a), Encoding::Json);
+        interest.add(Some(&a), Encoding::Gzip);
+        interest.add(Some(&a), Encoding::Gzip);
+        interest.add(Some(&a), Encoding::Gzip);
+        interest.remove(Some(&a), Encoding::Gzip);
+        let counts = interest.entry(&a);
+        assert_eq!(counts.count(Encoding::Json), 2);
+        assert_eq!(counts.count(Encoding::Protobuf), 0);
+        assert_eq!(counts.count(Encoding::Gzip), 2);
+        assert_eq!(interest.entry(&symbol("B")).count(Encoding::Json), 0);
+    }
+
+    #[test]
+    fn an_entry_taken_before_any_subscriber_sees_later_subscribes() {
+        let interest = Interest::default();
+        let news = channel("news");
+        let cached = interest.entry(&news);
+        interest.add(Some(&news), Encoding::Protobuf);
+        assert_eq!(cached.count(Encoding::Protobuf), 1);
+        assert!(
+            Arc::ptr_eq(&cached, &interest.entry(&news)),
+            "one entry a key"
+        );
+    }
+
+    #[test]
+    fn a_wire_is_wanted_when_an_encoding_built_from_it_has_a_subscriber() {
+        let interest = Interest::default();
+        let a = interest.entry(&symbol("A"));
+        for wire in [Wire::Json, Wire::Protobuf] {
+            assert!(!interest.wants(&a, true, wire), "nobody subscribes");
+        }
+        interest.add(Some(&symbol("A")), Encoding::Gzip);
+        assert!(
+            interest.wants(&a, false, Wire::Json),
+            "gzip is built from JSON"
+        );
+        assert!(!interest.wants(&a, false, Wire::Protobuf));
+        interest.add(Some(&symbol("A")), Encoding::Gzip);
+        interest.add(Some(&symbol("A")), Encoding::Protobuf);
+        assert!(interest.wants(&a, false, Wire::Json), "two subscribers");
+        assert!(interest.wants(&a, false, Wire::Protobuf));
+    }
+
+    #[test]
+    fn wildcard_subscribers_want_symbols_only_when_asked_for() {
+        let interest = Interest::default();
+        let a = interest.entry(&symbol("A"));
+        interest.add(None, Encoding::Protobuf);
+        assert!(interest.wants(&a, true, Wire::Protobuf));
+        assert!(!interest.wants(&a, false, Wire::Protobuf), "not a symbol");
+        assert!(!interest.wants(&a, true, Wire::Json));
+        interest.add(Some(&symbol("A")), Encoding::Protobuf);
+        interest.remove(None, Encoding::Protobuf);
+        assert!(
+            interest.wants(&a, true, Wire::Protobuf),
+            "its own subscriber"
+        );
+        assert_eq!(interest.totals().1, 0, "the `*` subscriber left");
+    }
+
+    #[test]
+    fn totals_list_subscribed_keys_in_order_and_the_wildcard_apart() {
+        let interest = Interest::default();
+        interest.add(Some(&symbol("B")), Encoding::Json);
+        interest.add(Some(&symbol("B")), Encoding::Protobuf);
+        interest.add(Some(&symbol("B")), Encoding::Gzip);
+        interest.add(Some(&symbol("A")), Encoding::Gzip);
+        interest.entry(&symbol("C"));
+        interest.add(Some(&channel("news")), Encoding::Json);
+        interest.remove(Some(&channel("news")), Encoding::Json);
+        interest.add(None, Encoding::Json);
+        interest.add(None, Encoding::Gzip);
+        let (per_key, wildcard) = interest.totals();
+        assert_eq!(per_key, vec![(symbol("A"), 1), (symbol("B"), 3)]);
+        assert_eq!(wildcard, 2);
+    }
+
+    #[test]
+    fn retain_tells_which_keys_are_subscribed_and_counts_a_sweep_that_removed_any() {
+        let interest = Interest::default();
+        interest.add(Some(&symbol("A")), Encoding::Json);
+        interest.entry(&symbol("B"));
+        interest.entry(&channel("news"));
+        let mut seen = Vec::new();
+        interest.retain(|key, subscribed| {
+            seen.push((key.clone(), subscribed));
+            true
+        });
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut want = vec![
+            (symbol("A"), true),
+            (symbol("B"), false),
+            (channel("news"), false),
+        ];
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(seen, want);
+        assert_eq!(interest.evictions(), 0, "nothing went");
+        interest.retain(|key, _| *key != symbol("B"));
+        assert!(!interest.holds(&symbol("B")));
+        assert!(interest.holds(&symbol("A")) && interest.holds(&channel("news")));
+        assert_eq!(interest.evictions(), 1);
+        interest.retain(|_, subscribed| subscribed);
+        assert!(!interest.holds(&channel("news")) && interest.holds(&symbol("A")));
+        assert_eq!(interest.evictions(), 2);
+    }
+}

@@ -110,3 +110,173 @@ impl Sequencer {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::book::{BookChannel, BookKind, BookUpdate};
+    use crate::encode::Encoding;
+    use crate::event::Channel;
+    use crate::event::derived::{Ticker, TickerValues};
+    use crate::metrics::Metrics;
+    use crate::sequencer::Interest;
+    use crate::tick::{Symbol, sequenced};
+
+    fn key(name: &str) -> Key {
+        Key::Symbol(Symbol::parse(name).expect("a valid symbol"))
+    }
+
+    fn tick(symbol: &str) -> Item {
+        Item::Tick(sequenced(symbol, 0))
+    }
+
+    fn ticker(symbol: &str) -> Item {
+        let flat = TickerValues {
+            last: 1.0,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            volume: 0.0,
+            change: 0.0,
+            change_percent: 0.0,
+        };
+        Item::Ticker(Box::new(Ticker {
+            channel: Channel::parse(&format!("ticker:{symbol}")).expect("a valid channel"),
+            seq: Seq(0),
+            stats: flat,
+            ts_ns: 0,
+            recv_ns: 0,
+        }))
+    }
+
+    /// A sequencer of a table of `max_symbols` keys, and its interest map and metrics.
+    fn sequencer(max_symbols: usize) -> (Sequencer, Arc<Interest>, Arc<Metrics>) {
+        let interest = Arc::new(Interest::default());
+        let metrics = Arc::new(Metrics::new(1));
+        let sequencer = Sequencer::new(Vec::new(), interest.clone(), metrics.clone(), max_symbols);
+        (sequencer, interest, metrics)
+    }
+
+    /// The seq `item` is given, or the key it is refused with.
+    fn seq_of(sequencer: &mut Sequencer, item: Item, now: Instant) -> Result<u64, Key> {
+        let frames = sequencer.prepare(item, now)?;
+        Ok(frames
+            .expect("a leading sequencer never drops an item")
+            .seq()
+            .0)
+    }
+
+    fn symbol_limits(metrics: &Metrics) -> u64 {
+        metrics
+            .errors()
+            .find(|(code, _)| *code == ErrorCode::SymbolLimit)
+            .map_or(0, |(_, n)| n)
+    }
+
+    fn held(sequencer: &Sequencer) -> Vec<String> {
+        let mut keys: Vec<String> = sequencer
+            .symbols
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn each_key_counts_its_own_seqs_from_one() {
+        let (mut sequencer, _, _) = sequencer(100);
+        let now = Instant::now();
+        let seqs: Vec<_> = [tick("A"), tick("A"), tick("B"), ticker("A"), tick("A")]
+            .into_iter()
+            .map(|item| seq_of(&mut sequencer, item, now))
+            .collect();
+        assert_eq!(seqs, [Ok(1), Ok(2), Ok(1), Ok(1), Ok(3)]);
+        let frames = sequencer.prepare(tick("B"), now).unwrap().unwrap();
+        assert_eq!((frames.key(), frames.seq()), (&key("B"), Seq(2)));
+    }
+
+    #[test]
+    fn a_book_takes_a_place_in_the_table_like_a_symbol() {
+        let (mut sequencer, _, metrics) = sequencer(2);
+        let now = Instant::now();
+        let snapshot = BookUpdate::input(
+            BookChannel::full(Symbol::parse("X").unwrap()),
+            BookKind::Snapshot,
+            Vec::new(),
+            Vec::new(),
+            0,
+        );
+        let mut out = Vec::new();
+        sequencer
+            .books
+            .sequence(snapshot, true, now, &mut out)
+            .expect("an empty book is a valid snapshot");
+        assert_eq!(seq_of(&mut sequencer, tick("A"), now), Ok(1));
+        assert_eq!(seq_of(&mut sequencer, tick("B"), now), Err(key("B")));
+        assert_eq!(symbol_limits(&metrics), 1);
+    }
+
+    #[test]
+    fn a_full_table_still_sequences_known_keys_and_derived_channels_but_refuses_new_symbols() {
+        let (mut sequencer, _, metrics) = sequencer(1);
+        let now = Instant::now();
+        assert_eq!(seq_of(&mut sequencer, tick("A"), now), Ok(1));
+        assert_eq!(seq_of(&mut sequencer, tick("A"), now), Ok(2), "known");
+        assert_eq!(seq_of(&mut sequencer, ticker("A"), now), Ok(1), "derived");
+        assert_eq!(seq_of(&mut sequencer, tick("B"), now), Err(key("B")));
+        assert_eq!(symbol_limits(&metrics), 1);
+        assert_eq!(held(&sequencer), ["A", "ticker:A"]);
+    }
+
+    #[test]
+    fn a_table_with_room_takes_new_keys_without_a_sweep() {
+        let (sequencer, interest, _) = sequencer(10);
+        let mut sequencer = sequencer.evicting_after(Duration::ZERO);
+        let now = Instant::now();
+        assert_eq!(seq_of(&mut sequencer, tick("A"), now), Ok(1));
+        let later = now + Duration::from_secs(5);
+        assert_eq!(seq_of(&mut sequencer, tick("B"), later), Ok(1));
+        assert_eq!(interest.evictions(), 0);
+        assert!(sequencer.swept.is_none());
+        assert_eq!(held(&sequencer), ["A", "B"]);
+    }
+
+    #[test]
+    fn a_sweep_evicts_only_keys_quiet_for_the_idle_time_that_nobody_subscribes_to() {
+        let (sequencer, interest, _) = sequencer(100);
+        let mut sequencer = sequencer.evicting_after(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        interest.add(Some(&key("S")), Encoding::Json);
+        for (symbol, secs) in [("Q", 0), ("Q", 0), ("S", 0), ("E", 5), ("R", 6)] {
+            seq_of(&mut sequencer, tick(symbol), at(secs)).expect("room");
+        }
+        sequencer.sweep(at(15));
+        // Q quiet 15 s and E exactly 10 s: gone; S is subscribed, R quiet 9 s only.
+        assert_eq!(held(&sequencer), ["R", "S"]);
+        assert!(!interest.holds(&key("Q")) && !interest.holds(&key("E")));
+        assert!(interest.holds(&key("R")) && interest.holds(&key("S")));
+        assert_eq!(interest.evictions(), 1);
+        // Q had seq 2, the highest evicted: a new key starts at 4.
+        assert_eq!(seq_of(&mut sequencer, tick("N"), at(15)), Ok(4));
+    }
+
+    #[test]
+    fn sweeps_are_at_least_a_second_apart() {
+        let (sequencer, _, _) = sequencer(100);
+        let mut sequencer = sequencer.evicting_after(Duration::ZERO);
+        let t0 = Instant::now();
+        seq_of(&mut sequencer, tick("A"), t0).expect("room");
+        sequencer.sweep(t0);
+        assert!(held(&sequencer).is_empty(), "A is idle at once");
+        seq_of(&mut sequencer, tick("B"), t0).expect("room");
+        sequencer.sweep(t0 + SWEEP_EVERY / 2);
+        assert_eq!(held(&sequencer), ["B"], "too soon after the last sweep");
+        sequencer.sweep(t0 + SWEEP_EVERY);
+        assert!(held(&sequencer).is_empty(), "a second later");
+    }
+}
