@@ -88,6 +88,16 @@ impl Books {
         self.books.clear();
     }
 
+    /// Whether `key` is a view (any depth) of a book the sequencer holds.
+    pub fn holds_view(&self, key: &Key) -> bool {
+        let Key::Channel(channel) = key else {
+            return false;
+        };
+        crate::book::channel::symbol_of(channel.as_str())
+            .and_then(|symbol| Symbol::parse(symbol).ok())
+            .is_some_and(|symbol| self.books.contains_key(&symbol))
+    }
+
     /// How many books there are.
     pub fn len(&self) -> usize {
         self.books.len()

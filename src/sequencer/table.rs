@@ -87,7 +87,7 @@ impl Sequencer {
             return;
         }
         self.swept = Some(now);
-        let (symbols, idle) = (&mut self.symbols, self.evict_idle);
+        let (symbols, idle, books) = (&mut self.symbols, self.evict_idle, &self.books);
         let mut high = self.evicted_high;
         let before = symbols.len();
         self.interest
@@ -98,6 +98,8 @@ impl Sequencer {
                     false
                 }
                 Some(_) => true,
+                // A book's views are not in the table: kept while the book lives.
+                None if books.holds_view(key) => true,
                 // Counts of a key the table does not hold (subscribed before any item): kept
                 // while someone subscribes.
                 None => subscribed,
@@ -278,5 +280,35 @@ mod tests {
         assert_eq!(held(&sequencer), ["B"], "too soon after the last sweep");
         sequencer.sweep(t0 + SWEEP_EVERY);
         assert!(held(&sequencer).is_empty(), "a second later");
+    }
+
+    #[test]
+    fn a_sweep_keeps_the_interest_entries_of_live_books() {
+        let (sequencer, interest, _) = sequencer(1);
+        let mut sequencer = sequencer.evicting_after(Duration::ZERO);
+        let now = Instant::now();
+        let snapshot = BookUpdate::input(
+            BookChannel::full(Symbol::parse("X").unwrap()),
+            BookKind::Snapshot,
+            Vec::new(),
+            Vec::new(),
+            0,
+        );
+        sequencer
+            .books
+            .sequence(snapshot, true, now, &mut Vec::new())
+            .unwrap();
+        let view = Key::Channel(Channel::parse("book:X").unwrap());
+        assert!(interest.holds(&view));
+        sequencer.sweep(now);
+        assert!(interest.holds(&view), "book X is still the sequencer's");
+        assert_eq!(interest.evictions(), 0, "no key was evicted");
+        let other = Key::Channel(Channel::parse("book:Y").unwrap());
+        assert!(!sequencer.books.holds_view(&other), "no book Y");
+        assert!(
+            !sequencer
+                .books
+                .holds_view(&Key::Symbol(Symbol::parse("X").unwrap()))
+        );
     }
 }
