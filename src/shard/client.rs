@@ -233,3 +233,78 @@ impl std::borrow::BorrowMut<Feed> for Client {
 pub const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Most frames offered to one vectored write (Linux's IOV_MAX is 1024; 64 covers a turn).
 const WRITE_SLICES: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::FeedPhase;
+    use super::super::testkit::{Bench, briefs, symbol, tick};
+    use crate::config::Config;
+    use crate::encode::Message;
+
+    #[tokio::test]
+    async fn a_full_socket_makes_the_client_wait_and_writing_again_too_early_waits_again() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let mut client = bench.narrow_client().await;
+        let queued = bench.choke(client.key);
+        let status = bench.core.status(client.key);
+        assert_eq!(
+            (status.phase, status.blocked, status.flushed),
+            (FeedPhase::Live, true, false)
+        );
+        // Woken though the peer read nothing: the socket takes little or nothing (a write
+        // that would block), so it waits again, however often it is woken.
+        for _ in 0..16 {
+            bench.core.writable(client.key, true);
+            let status = bench.core.status(client.key);
+            assert_eq!((status.phase, status.blocked), (FeedPhase::Live, true));
+        }
+        // Once the peer reads, everything comes, in order.
+        bench
+            .core
+            .send(client.key, &Message::Pong { id: 1 }, Instant::now());
+        let mut got = Vec::new();
+        while got.len() < queued + 1 {
+            got.extend(client.read_some().await);
+            bench.core.writable(client.key, true);
+        }
+        assert!(got[..queued].iter().all(|m| m["type"] == "binary"));
+        assert_eq!(briefs(&got[queued..]), ["pong 1"]);
+        assert!(!bench.core.status(client.key).blocked);
+    }
+
+    #[tokio::test]
+    async fn a_client_whose_peer_vanished_is_dead_once_a_write_fails() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let client = bench.client().await;
+        let key = client.key;
+        bench.core.subscribe(key, false, &[symbol("BTC")]);
+        // Unread data makes the peer's close a reset.
+        bench.deliver(&[tick("BTC", 1)]);
+        client.hang_up();
+        let mut seq = 2;
+        while bench.core.status(key).phase == FeedPhase::Live && seq < 1000 {
+            tokio::task::yield_now().await;
+            bench.deliver(&[tick("BTC", seq)]);
+            seq += 1;
+        }
+        assert_eq!(bench.core.status(key).phase, FeedPhase::Dead);
+        assert!(!bench.core.status(key).blocked);
+    }
+
+    #[tokio::test]
+    async fn each_turn_writes_what_it_queued_without_waiting_for_writability() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let mut client = bench.client().await;
+        bench.core.subscribe(client.key, false, &[symbol("BTC")]);
+        for seq in 1..=3 {
+            bench.deliver(&[tick("BTC", seq)]);
+            assert!(!bench.core.status(client.key).blocked);
+        }
+        assert_eq!(
+            briefs(&client.messages(3).await),
+            ["tick BTC 1", "tick BTC 2", "tick BTC 3"]
+        );
+    }
+}

@@ -11,13 +11,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use super::{ClientOptions, SessionKey, ShardCore, Transport};
+use crate::book::{BookChannel, BookKind, BookUpdate, input::level};
 use crate::config::{Config, SlowPolicy};
+use crate::encode::ws_frame::OpCode;
 use crate::encode::{Encoding, Frames};
-use crate::event::Key;
+use crate::event::{Channel, Event, Item, Key, Tier, Tiered};
 use crate::ingest::Inbox;
 use crate::sequencer::Batch;
 use crate::shared::Shared;
-use crate::tick::sequenced;
+use crate::tick::{Seq, Symbol, sequenced};
 
 /// A shard (index 1 of 2, so a fixed index 0 shows) and its clients' far ends.
 pub(super) struct Bench {
@@ -28,6 +30,8 @@ pub(super) struct Bench {
 /// A client's far end: what the relay wrote, parsed as JSON messages.
 pub(super) struct Peer {
     pub(super) key: SessionKey,
+    /// The relay-wide session id `open` gave it.
+    pub(super) id: u64,
     socket: TcpStream,
     unread: Vec<u8>,
 }
@@ -53,10 +57,31 @@ impl Bench {
             .await
             .expect("connect");
         let (relay_side, _) = self.listener.accept().await.expect("accept");
+        self.attach(socket, relay_side, options)
+    }
+
+    /// A JSON client whose socket buffers are a few KiB each way, so a test fills them
+    /// with little data ([`Bench::choke`]).
+    pub(super) async fn narrow_client(&mut self) -> Peer {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("receive buffer");
+        let socket = socket
+            .connect(self.listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (relay_side, _) = self.listener.accept().await.expect("accept");
+        socket2::SockRef::from(&relay_side)
+            .set_send_buffer_size(4096)
+            .expect("send buffer");
+        self.attach(socket, relay_side, json())
+    }
+
+    fn attach(&mut self, socket: TcpStream, relay_side: TcpStream, options: ClientOptions) -> Peer {
         let transport = Rc::new(Transport::Plain(relay_side));
-        let (key, _) = self.core.open(transport, Rc::new(Notify::new()), options);
+        let (key, id) = self.core.open(transport, Rc::new(Notify::new()), options);
         Peer {
             key,
+            id,
             socket,
             unread: Vec::new(),
         }
@@ -69,6 +94,22 @@ impl Bench {
         self.core.deliver(&batch, now);
         self.core.flush_dirty_and_enforce(now);
         self.core.finish_turn();
+    }
+
+    /// Queues 64 KiB data frames for the client (its peer reading none) until the socket
+    /// takes no more and the client waits for writability; returns how many it queued.
+    pub(super) fn choke(&mut self, key: SessionKey) -> usize {
+        let filler = vec![b'x'; 65536];
+        for queued in 1..=1024 {
+            self.core
+                .send_data(key, OpCode::Binary, &filler, Instant::now());
+            self.core.allow_burst(key);
+            self.core.flush(key);
+            if self.core.status(key).blocked {
+                return queued;
+            }
+        }
+        panic!("the socket never filled");
     }
 }
 
@@ -88,6 +129,46 @@ pub(super) fn tick(symbol: &str, seq: u64) -> Arc<Frames> {
 
 pub(super) fn symbol(name: &str) -> Key {
     tick(name, 1).key().clone()
+}
+
+/// Event `seq` of `channel`, sequenced, its data `{"n":seq}`.
+pub(super) fn event(channel: &str, seq: u64) -> Arc<Frames> {
+    Arc::new(Frames::of(Item::Event(Event {
+        channel: Channel::parse(channel).expect("a channel name"),
+        data: format!("{{\"n\":{seq}}}").into(),
+        ts_ns: seq,
+        seq: Seq(seq),
+        recv_ns: 0,
+    })))
+}
+
+pub(super) fn channel(name: &str) -> Key {
+    Key::Channel(Channel::parse(name).expect("a channel name"))
+}
+
+/// `base` at the rate tier of `period_ms`.
+pub(super) fn tiered(base: Key, period_ms: u64) -> Key {
+    Tiered::key(base, Tier::of(Duration::from_millis(period_ms)))
+}
+
+/// Message `seq` of `symbol`'s full book (`book:SYMBOL`), sequenced: its `bids` and `asks`
+/// as `(price, size)`.
+pub(super) fn book(
+    symbol: &str,
+    seq: u64,
+    kind: BookKind,
+    bids: &[(&str, &str)],
+    asks: &[(&str, &str)],
+) -> Arc<Frames> {
+    let levels = |side: &[(&str, &str)]| {
+        side.iter()
+            .map(|(price, size)| level(price, size).expect("a level"))
+            .collect()
+    };
+    let channel = BookChannel::full(Symbol::parse(symbol).expect("a symbol"));
+    let mut update = BookUpdate::input(channel, kind, levels(bids), levels(asks), seq);
+    update.seq = Seq(seq);
+    Arc::new(Frames::of(Item::Book(update)))
 }
 
 impl Peer {
@@ -126,7 +207,48 @@ impl Peer {
         std::iter::from_fn(|| self.parse_one()).collect()
     }
 
-    /// One whole unmasked server frame from the bytes read, as JSON.
+    /// The whole messages among what one read brings (waiting up to 10 s for it).
+    pub(super) async fn read_some(&mut self) -> Vec<serde_json::Value> {
+        let mut chunk = [0u8; 65536];
+        let read = tokio::time::timeout(Duration::from_secs(10), self.socket.read(&mut chunk))
+            .await
+            .expect("something comes")
+            .expect("read");
+        self.unread.extend_from_slice(&chunk[..read]);
+        std::iter::from_fn(|| self.parse_one()).collect()
+    }
+
+    /// Everything that arrives until the relay closes the socket (waiting up to 10 s).
+    pub(super) async fn until_closed(&mut self) -> Vec<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut chunk = [0u8; 65536];
+        loop {
+            let read = tokio::time::timeout_at(deadline, self.socket.read(&mut chunk))
+                .await
+                .expect("the relay closed the socket");
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.unread.extend_from_slice(&chunk[..n]),
+            }
+        }
+        std::iter::from_fn(|| self.parse_one()).collect()
+    }
+
+    /// The client's own address (the relay's peer address for it).
+    pub(super) fn address(&self) -> std::net::SocketAddr {
+        self.socket.local_addr().expect("local address")
+    }
+
+    /// Drops the connection with a reset (linger 0), as a client that vanishes does.
+    pub(super) fn hang_up(self) {
+        socket2::SockRef::from(&self.socket)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+    }
+
+    /// One whole unmasked server frame from the bytes read: a text frame as its JSON, a
+    /// close as `{"type":"close","code":..,"reason":..}`, a ping or pong as
+    /// `{"type":"ping"|"pong","payload":..}`, a binary frame as `{"type":"binary","len":..}`.
     fn parse_one(&mut self) -> Option<serde_json::Value> {
         let bytes = &self.unread;
         if bytes.len() < 2 {
@@ -144,7 +266,19 @@ impl Peer {
         if bytes.len() < head + len {
             return None;
         }
-        let message = serde_json::from_slice(&bytes[head..head + len]).expect("a JSON frame");
+        let payload = &bytes[head..head + len];
+        let text = || String::from_utf8_lossy(payload).into_owned();
+        let message = match bytes[0] & 0x0F {
+            0x1 => serde_json::from_slice(payload).expect("a JSON frame"),
+            0x8 => serde_json::json!({
+                "type": "close",
+                "code": u16::from_be_bytes([payload[0], payload[1]]),
+                "reason": String::from_utf8_lossy(&payload[2..]),
+            }),
+            0x9 => serde_json::json!({"type": "ping", "payload": text()}),
+            0xA => serde_json::json!({"type": "pong", "payload": text()}),
+            _ => serde_json::json!({"type": "binary", "len": len}),
+        };
         self.unread.drain(..head + len);
         Some(message)
     }
@@ -161,4 +295,37 @@ pub(super) fn kinds(messages: &[serde_json::Value]) -> Vec<(String, u64)> {
             )
         })
         .collect()
+}
+
+/// Each message in brief, for comparing sequences: `tick BTC 3`, `event news 2`, `snapshot
+/// BTC@1s 2..5` (a tier frame: `from_seq..seq`), `gap BTC 3..9`, `reset BTC`,
+/// `book book:BTC:10 4 snapshot`, `close 4003 bye`, `pong 7`; else its type.
+pub(super) fn briefs(messages: &[serde_json::Value]) -> Vec<String> {
+    messages.iter().map(brief).collect()
+}
+
+fn brief(m: &serde_json::Value) -> String {
+    let kind = m["type"].as_str().unwrap_or("?");
+    let name = m["symbol"]
+        .as_str()
+        .or_else(|| m["channel"].as_str())
+        .unwrap_or("");
+    let name = match m["tier"].as_str() {
+        Some(tier) => format!("{name}@{tier}"),
+        None => name.to_owned(),
+    };
+    let seq = &m["seq"];
+    match kind {
+        "gap" => format!("gap {name} {}..{}", m["from"], m["to"]),
+        "reset" => format!("reset {name}"),
+        "close" => format!("close {} {}", m["code"], m["reason"].as_str().unwrap_or("")),
+        "pong" | "ping" if m.get("payload").is_some() => format!("{kind} {}", m["payload"]),
+        "pong" => format!("pong {}", m["id"]),
+        "book" if m["snapshot"] == true => format!("book {name} {seq} snapshot"),
+        _ if seq.is_null() => kind.to_owned(),
+        _ => match m["from_seq"].as_u64() {
+            Some(from) => format!("{kind} {name} {from}..{seq}"),
+            None => format!("{kind} {name} {seq}"),
+        },
+    }
 }
