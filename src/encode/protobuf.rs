@@ -126,3 +126,331 @@ pub fn book(book: &BookUpdate) -> Vec<u8> {
 pub fn server_message(msg: proto::server_message::Msg) -> Vec<u8> {
     proto::ServerMessage { msg: Some(msg) }.encode_to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use prost::Message as _;
+
+    use super::*;
+    use crate::book::{BookChannel, Depth, input::level};
+    use crate::event::derived::{Bar, BarValues, Recent, Ticker, TickerValues};
+    use crate::event::{Channel, Key, Tier, TierItem, Tiered, Trades};
+    use crate::proto::server_message::Msg;
+    use crate::tick::{Seq, Symbol, sequenced};
+
+    /// A quote with every field set, each to a value of its own.
+    fn full_quote() -> Tick {
+        Tick {
+            symbol: Symbol::parse("ETH-USD").unwrap(),
+            kind: TickKind::Quote,
+            price: Some(2280.5),
+            size: Some(0.75),
+            bid: Some(2280.25),
+            ask: Some(2280.75),
+            bid_size: Some(3.5),
+            ask_size: Some(4.25),
+            venue: Some(Arc::from("XNAS")),
+            ts_ns: 1_700_000_000_000_000_001,
+            seq: Seq(42),
+            recv_ns: 1_700_000_000_000_000_999,
+        }
+    }
+
+    fn news(seq: u64) -> Event {
+        let mut event = Event::parse(br#"{"channel":"news","data":{"a":[1,2]},"ts_ns":77}"#, 1024)
+            .expect("a valid event");
+        event.seq = Seq(seq);
+        event.recv_ns = 88;
+        event
+    }
+
+    fn bar() -> Bar {
+        Bar {
+            channel: Channel::parse("bars:1m:BTC-USD").unwrap(),
+            seq: Seq(5),
+            bar: BarValues {
+                start_ns: 60_000_000_000,
+                open: 1.5,
+                high: 2.0,
+                low: 1.0,
+                close: 1.25,
+                volume: 3.0,
+                trades: 4,
+                closed: false,
+            },
+            recent: Recent::none(),
+            tick_seq: Seq(9),
+            recv_ns: 1,
+        }
+    }
+
+    fn ticker() -> Ticker {
+        Ticker {
+            channel: Channel::parse("ticker:BTC-USD").unwrap(),
+            seq: Seq(6),
+            stats: TickerValues {
+                last: 101.0,
+                open: 100.0,
+                high: 102.5,
+                low: 99.0,
+                volume: 12.0,
+                change: 1.0,
+                change_percent: 1.0,
+            },
+            ts_ns: 5,
+            recv_ns: 6,
+        }
+    }
+
+    fn book_update(kind: BookKind, from_seq: Option<Seq>) -> BookUpdate {
+        let channel = BookChannel::new(Symbol::parse("BTC-USD").unwrap(), Depth::Top(10));
+        let mut update = BookUpdate::input(
+            channel,
+            kind,
+            vec![
+                level("43250.50", "1.250").unwrap(),
+                level("43250", "0").unwrap(),
+            ],
+            vec![level("43251", "2").unwrap()],
+            9,
+        );
+        update.seq = Seq(4);
+        update.checksum = 438_061_936;
+        update.from_seq = from_seq;
+        update
+    }
+
+    fn tier_of(base: Key, newest: Item, trades: Option<Trades>) -> Item {
+        Item::Tier(Box::new(TierItem {
+            key: Tiered::key(base, Tier::of(Duration::from_secs(1))),
+            newest,
+            from: Seq(3),
+            trades,
+        }))
+    }
+
+    fn decoded(payload: &[u8]) -> Msg {
+        proto::ServerMessage::decode(payload)
+            .expect("a ServerMessage")
+            .msg
+            .expect("holding a message")
+    }
+
+    #[test]
+    fn a_tick_decodes_back_with_every_field() {
+        let tick = full_quote();
+        let Msg::Tick(message) = decoded(&super::tick(&tick)) else {
+            panic!("a tick message");
+        };
+        assert_eq!(message.symbol, "ETH-USD");
+        assert_eq!(message.kind, proto::TickKind::Quote as i32);
+        assert_eq!(message.price, Some(2280.5));
+        assert_eq!(message.size, Some(0.75));
+        assert_eq!(message.bid, Some(2280.25));
+        assert_eq!(message.ask, Some(2280.75));
+        assert_eq!(message.bid_size, Some(3.5));
+        assert_eq!(message.ask_size, Some(4.25));
+        assert_eq!(message.venue.as_deref(), Some("XNAS"));
+        assert_eq!(message.ts_ns, 1_700_000_000_000_000_001);
+        assert_eq!(message.seq, 42);
+        assert_eq!(message.recv_ns, 1_700_000_000_000_000_999);
+        assert_eq!(
+            (message.tier.as_str(), message.from_seq, message.trades),
+            ("", 0, 0),
+            "a live tick is no tier's frame"
+        );
+        assert_eq!(message, tick_message(&tick));
+    }
+
+    #[test]
+    fn a_trade_keeps_its_kind_and_leaves_absent_fields_absent() {
+        let trade = sequenced("BTC-USD", 7);
+        let Msg::Tick(message) = decoded(&super::tick(&trade)) else {
+            panic!("a tick message");
+        };
+        assert_eq!(message.kind, proto::TickKind::Trade as i32);
+        assert_eq!((message.price, message.seq), (Some(1.0), 7));
+        assert_eq!((message.size, message.bid, message.ask), (None, None, None));
+        assert_eq!(message.venue, None);
+    }
+
+    #[test]
+    fn an_event_decodes_back_with_its_exact_data() {
+        let event = news(12);
+        let Msg::Event(message) = decoded(&super::event(&event)) else {
+            panic!("an event message");
+        };
+        assert_eq!(message.channel, "news");
+        assert_eq!(message.seq, 12);
+        assert_eq!(message.ts_ns, 77);
+        assert_eq!(&message.data[..], br#"{"a":[1,2]}"#);
+        assert_eq!((message.tier.as_str(), message.from_seq), ("", 0));
+        assert_eq!(message, event_message(&event));
+    }
+
+    #[test]
+    fn each_item_has_its_live_and_its_snapshot_message() {
+        let tick = Item::Tick(full_quote());
+        let event = Item::Event(news(1));
+        let bar = Item::Bar(Box::new(bar()));
+        let ticker = Item::Ticker(Box::new(ticker()));
+        let book = Item::Book(book_update(BookKind::Delta, None));
+        let name = |msg: &Msg| match msg {
+            Msg::Tick(_) => "tick",
+            Msg::Snapshot(_) => "snapshot",
+            Msg::Event(_) => "event",
+            Msg::EventSnapshot(_) => "event_snapshot",
+            Msg::Bar(_) => "bar",
+            Msg::BarSnapshot(_) => "bar_snapshot",
+            Msg::Ticker(_) => "ticker",
+            Msg::TickerSnapshot(_) => "ticker_snapshot",
+            Msg::Book(_) => "book",
+            _ => "other",
+        };
+        let cases = [
+            (&tick, "tick", "snapshot"),
+            (&event, "event", "event_snapshot"),
+            (&bar, "bar", "bar_snapshot"),
+            (&ticker, "ticker", "ticker_snapshot"),
+            (&book, "book", "book"),
+        ];
+        for (item, live, snapshot) in cases {
+            assert_eq!(name(&item_message(item, false)), live, "{item:?}");
+            assert_eq!(name(&item_message(item, true)), snapshot, "{item:?}");
+        }
+        let Msg::Snapshot(message) = item_message(&tick, true) else {
+            panic!("a tick snapshot");
+        };
+        assert_eq!(message, tick_message(&full_quote()));
+        let Msg::EventSnapshot(message) = item_message(&event, true) else {
+            panic!("an event snapshot");
+        };
+        assert_eq!(message, event_message(&news(1)));
+        let Msg::Book(message) = item_message(&book, true) else {
+            panic!("a book");
+        };
+        assert_eq!(message, book_message(&book_update(BookKind::Delta, None)));
+    }
+
+    #[test]
+    fn a_ticks_tier_frame_carries_its_tier_range_and_trades() {
+        let trades = Trades {
+            count: 3,
+            volume: 2.5,
+            high: Some(2281.0),
+            low: Some(2279.5),
+        };
+        let base = Key::Symbol(Symbol::parse("ETH-USD").unwrap());
+        let frame = tier_of(base.clone(), Item::Tick(full_quote()), Some(trades));
+        for snapshot in [false, true] {
+            let (Msg::Tick(message) | Msg::Snapshot(message)) = item_message(&frame, snapshot)
+            else {
+                panic!("a tick or its snapshot");
+            };
+            let want = proto::Tick {
+                tier: "1s".into(),
+                from_seq: 3,
+                trades: 3,
+                volume: 2.5,
+                high: Some(2281.0),
+                low: Some(2279.5),
+                ..tick_message(&full_quote())
+            };
+            assert_eq!(message, want, "snapshot: {snapshot}");
+        }
+        let without = tier_of(base, Item::Tick(full_quote()), None);
+        let Msg::Tick(message) = item_message(&without, false) else {
+            panic!("a tick");
+        };
+        assert_eq!((message.tier.as_str(), message.from_seq), ("1s", 3));
+        assert_eq!(
+            (message.trades, message.volume, message.high, message.low),
+            (0, 0.0, None, None),
+            "no trades counted"
+        );
+    }
+
+    #[test]
+    fn an_events_tier_frame_carries_its_tier_and_range() {
+        let base = Key::Channel(Channel::parse("news").unwrap());
+        let frame = tier_of(base, Item::Event(news(8)), None);
+        for snapshot in [false, true] {
+            let (Msg::Event(message) | Msg::EventSnapshot(message)) =
+                item_message(&frame, snapshot)
+            else {
+                panic!("an event or its snapshot");
+            };
+            let want = proto::Event {
+                tier: "1s".into(),
+                from_seq: 3,
+                ..event_message(&news(8))
+            };
+            assert_eq!(message, want, "snapshot: {snapshot}");
+        }
+    }
+
+    #[test]
+    fn a_books_tier_frame_names_its_tier_and_keeps_its_own_range() {
+        let update = book_update(BookKind::Delta, Some(Seq(2)));
+        let base = Key::Channel(Channel::of_book(&update.channel));
+        let frame = tier_of(base, Item::Book(update.clone()), None);
+        let Msg::Book(message) = item_message(&frame, false) else {
+            panic!("a book");
+        };
+        let want = proto::Book {
+            tier: "1s".into(),
+            ..book_message(&update)
+        };
+        assert_eq!(message, want);
+        assert_eq!(message.from_seq, 2, "the book's own, not the frame's");
+    }
+
+    #[test]
+    fn a_book_decodes_back_with_exact_levels() {
+        let update = book_update(BookKind::Delta, Some(Seq(2)));
+        let Msg::Book(message) = decoded(&super::book(&update)) else {
+            panic!("a book message");
+        };
+        let text = |levels: &[proto::BookLevel]| -> Vec<String> {
+            levels
+                .iter()
+                .map(|l| format!("{}:{}", l.price, l.size))
+                .collect()
+        };
+        assert_eq!(message.channel, "book:BTC-USD:10");
+        assert_eq!(message.seq, 4);
+        assert!(!message.snapshot, "a delta");
+        assert_eq!(text(&message.bids), ["43250.5:1.25", "43250:0"]);
+        assert_eq!(text(&message.asks), ["43251:2"]);
+        assert_eq!(message.checksum, 438_061_936);
+        assert_eq!(message.ts_ns, 9);
+        assert_eq!(message.from_seq, 2);
+        assert_eq!(message.tier, "");
+        assert_eq!(message, book_message(&update));
+    }
+
+    #[test]
+    fn snapshots_and_checkpoints_are_whole_books_and_no_range_is_zero() {
+        for (kind, snapshot) in [
+            (BookKind::Delta, false),
+            (BookKind::Snapshot, true),
+            (BookKind::Checkpoint, true),
+        ] {
+            let message = book_message(&book_update(kind, None));
+            assert_eq!(message.snapshot, snapshot, "{kind:?}");
+            assert_eq!(message.from_seq, 0, "no merged range");
+        }
+    }
+
+    #[test]
+    fn a_server_message_decodes_to_what_was_encoded() {
+        let msg = Msg::Pong(proto::Pong { id: 300 });
+        assert_eq!(
+            proto::ServerMessage::decode(&server_message(msg.clone())[..]).unwrap(),
+            proto::ServerMessage { msg: Some(msg) }
+        );
+    }
+}

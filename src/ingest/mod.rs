@@ -289,3 +289,209 @@ impl DecodeError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tick::sequenced;
+
+    fn refused(reason: Refusal) -> Refused {
+        Refused { line: 3, reason }
+    }
+
+    #[test]
+    fn a_refusal_has_its_code_and_field() {
+        let symbols = refused(Refusal::SymbolLimit {
+            key: "BTC-USD".into(),
+            limit: 2,
+        });
+        assert_eq!(
+            (symbols.code(), symbols.field()),
+            (ErrorCode::SymbolLimit, None)
+        );
+        let publishers = refused(Refusal::PublisherLimit { limit: 4 });
+        assert_eq!(
+            (publishers.code(), publishers.field()),
+            (ErrorCode::PublisherLimit, None)
+        );
+        let book = refused(Refusal::Book(BookError::NoSnapshot("BTC-USD".into())));
+        assert_eq!(
+            (book.code(), book.field()),
+            (ErrorCode::BookNoSnapshot, Some("symbol"))
+        );
+        let missing = refused(Refusal::Book(BookError::MissingField("bids")));
+        assert_eq!(missing.field(), Some("bids"));
+    }
+
+    #[test]
+    fn decode_errors_name_their_field() {
+        let field = DecodeError::Field {
+            field: "price".into(),
+            reason: "expected a number",
+        };
+        assert_eq!(field.field(), Some("price"));
+        assert_eq!(
+            DecodeError::UnknownField("colour".into()).field(),
+            Some("colour")
+        );
+        assert_eq!(
+            DecodeError::Tick(TickError::NotFinite("bid")).field(),
+            Some("bid")
+        );
+        assert_eq!(
+            DecodeError::Event(EventError::MissingData).field(),
+            Some("data")
+        );
+        assert_eq!(
+            DecodeError::Book(BookError::MissingField("asks")).field(),
+            Some("asks")
+        );
+        for fieldless in [
+            DecodeError::Json("eof".into()),
+            DecodeError::BadLengthPrefix,
+            DecodeError::Protobuf("wire type".into()),
+            DecodeError::Hello("late".into()),
+            DecodeError::TooLong { len: 9, limit: 8 },
+            DecodeError::Event(EventError::Json("eof".into())),
+            DecodeError::Book(BookError::Json("eof".into())),
+        ] {
+            assert_eq!(fieldless.field(), None, "{fieldless:?}");
+        }
+    }
+
+    #[test]
+    fn decode_errors_have_their_codes() {
+        let cases = [
+            (DecodeError::Json("eof".into()), ErrorCode::BadJson),
+            (
+                DecodeError::UnknownField("x".into()),
+                ErrorCode::UnknownField,
+            ),
+            (DecodeError::BadLengthPrefix, ErrorCode::BadProtobuf),
+            (DecodeError::Protobuf("x".into()), ErrorCode::BadProtobuf),
+            (
+                DecodeError::Tick(TickError::EmptySymbol),
+                ErrorCode::InvalidSymbol,
+            ),
+            (
+                DecodeError::Event(EventError::MissingData),
+                ErrorCode::MissingField,
+            ),
+            (
+                DecodeError::Book(BookError::NoSnapshot("A".into())),
+                ErrorCode::BookNoSnapshot,
+            ),
+            (DecodeError::Hello("x".into()), ErrorCode::BadHello),
+            (
+                DecodeError::TooLong { len: 9, limit: 8 },
+                ErrorCode::LineTooLong,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_lost_boundary_or_a_bad_hello_ends_a_stream() {
+        assert!(DecodeError::BadLengthPrefix.ends_stream());
+        assert!(DecodeError::TooLong { len: 9, limit: 8 }.ends_stream());
+        assert!(DecodeError::Hello("late".into()).ends_stream());
+        assert!(!DecodeError::Json("eof".into()).ends_stream());
+        assert!(!DecodeError::Protobuf("wire type".into()).ends_stream());
+        assert!(!DecodeError::Tick(TickError::EmptySymbol).ends_stream());
+    }
+
+    /// The next hand-off, which must already be queued.
+    fn next(rx: &mut InboxReceiver) -> Published {
+        rx.try_recv().expect("a hand-off is queued")
+    }
+
+    #[tokio::test]
+    async fn published_ticks_reach_the_sequencer_in_order() {
+        let (inbox, mut rx) = Inbox::bounded(4);
+        let ticks = vec![sequenced("A", 0), sequenced("B", 0)];
+        inbox.publish(ticks.clone()).await.unwrap();
+        let events = vec![Item::Tick(sequenced("C", 0))];
+        inbox.publish_items(events.clone()).await.unwrap();
+        let first = next(&mut rx);
+        let want: Vec<Item> = ticks.into_iter().map(Item::Tick).collect();
+        assert_eq!(first.items, want);
+        assert!(first.publisher.is_none() && first.history.is_none());
+        assert_eq!(next(&mut rx).items, events);
+        assert!(rx.try_recv().is_err(), "two hand-offs, no more");
+    }
+
+    #[tokio::test]
+    async fn an_empty_hand_off_is_not_sent_unless_tagged() {
+        let (inbox, mut rx) = Inbox::bounded(4);
+        inbox.publish(Vec::new()).await.unwrap();
+        inbox.publish_items(Vec::new()).await.unwrap();
+        let (answers, _answered) = mpsc::unbounded_channel();
+        inbox
+            .publish_from(Vec::new(), Publisher::new(Vec::new(), answers.clone()))
+            .await
+            .unwrap();
+        assert!(rx.try_recv().is_err(), "nothing to sequence, nobody to ack");
+        let mut tagged = Publisher::new(Vec::new(), answers);
+        tagged.tagged = Some(Tagged {
+            publisher: "p1".into(),
+            pseqs: Vec::new(),
+            through: 7,
+        });
+        inbox.publish_from(Vec::new(), tagged).await.unwrap();
+        let handed = next(&mut rx);
+        assert!(handed.items.is_empty());
+        let publisher = handed.publisher.expect("its publisher, to ack");
+        assert_eq!(publisher.tagged.map(|t| t.through), Some(7));
+    }
+
+    #[tokio::test]
+    async fn a_publishers_items_carry_their_lines() {
+        let (inbox, mut rx) = Inbox::bounded(4);
+        let (answers, _answered) = mpsc::unbounded_channel();
+        let items = vec![Item::Tick(sequenced("A", 0)), Item::Tick(sequenced("B", 0))];
+        inbox
+            .publish_from(items.clone(), Publisher::new(vec![2, 5], answers))
+            .await
+            .unwrap();
+        let handed = next(&mut rx);
+        assert_eq!(handed.items, items);
+        let publisher = handed.publisher.expect("its publisher");
+        assert_eq!(publisher.lines, [2, 5]);
+        assert!(publisher.tagged.is_none());
+        assert!(handed.history.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_new_history_is_handed_on_its_own() {
+        let (inbox, mut rx) = Inbox::bounded(4);
+        inbox.new_history(3).await.unwrap();
+        let handed = next(&mut rx);
+        assert_eq!(handed.history, Some(3));
+        assert!(handed.items.is_empty() && handed.publisher.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stopped_sequencer_refuses_every_hand_off() {
+        let (inbox, rx) = Inbox::bounded(4);
+        drop(rx);
+        let (answers, _answered) = mpsc::unbounded_channel();
+        let tick = || vec![sequenced("A", 0)];
+        assert!(inbox.publish(tick()).await.is_err());
+        assert!(
+            inbox
+                .publish_items(tick().into_iter().map(Item::Tick).collect())
+                .await
+                .is_err()
+        );
+        let publisher = Publisher::new(vec![1], answers);
+        assert!(
+            inbox
+                .publish_from(vec![Item::Tick(sequenced("A", 0))], publisher)
+                .await
+                .is_err()
+        );
+        assert!(inbox.new_history(1).await.is_err());
+    }
+}
