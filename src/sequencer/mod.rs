@@ -494,7 +494,9 @@ mod tests {
                 .await
                 .expect("the sequencer runs");
             let mut handed = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while handed.is_empty() {
+                assert!(tokio::time::Instant::now() < deadline, "nothing handed on");
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 handed = seqs(&queue);
             }
@@ -613,7 +615,9 @@ mod tests {
         let shutdown = Shutdown::new();
         let drive = async {
             let mut batches = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while batches.is_empty() {
+                assert!(tokio::time::Instant::now() < deadline, "nothing handed on");
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 batches = queue.drain().collect::<Vec<_>>();
             }
