@@ -191,3 +191,185 @@ fn symbol_of(key: &Key) -> Option<Symbol> {
         Key::Symbol(_) | Key::Tiered(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::nats_server::NatsServer;
+    use super::*;
+    use crate::book::{BookChannel, Level, decimal};
+    use crate::config::Config;
+
+    const EPOCH: u64 = 9;
+
+    /// A server and a history of epoch [`EPOCH`] in stream `name` on it.
+    async fn setup(name: &str) -> Option<(NatsServer, History)> {
+        let server = NatsServer::start(name)?;
+        let mut config = Config::for_tests();
+        config.scale.nats = Some(server.url());
+        config.scale.nats_stream = name.to_owned();
+        let connection =
+            super::super::connect(&config.scale, "unit test", Arc::new(Metrics::new(1)))
+                .await
+                .expect("connect");
+        let history = History::open_or_create(connection, &config, EPOCH)
+            .await
+            .expect("the history");
+        Some((server, history))
+    }
+
+    /// `symbol`'s full-depth book message of `kind` at `seq`.
+    fn book(symbol: &str, kind: BookKind, seq: u64) -> BookUpdate {
+        let level = |price: &str| Level {
+            price: decimal::parse(price).expect("a price"),
+            size: decimal::parse("1.5").expect("a size"),
+        };
+        let symbol = Symbol::parse(symbol).expect("a symbol");
+        let mut book = BookUpdate::input(
+            BookChannel::full(symbol),
+            kind,
+            vec![level(&format!("{}", 100 + seq))],
+            vec![level(&format!("{}", 200 + seq))],
+            seq,
+        );
+        (book.seq, book.checksum, book.recv_ns) = (Seq(seq), 77 + seq as u32, 3);
+        book
+    }
+
+    async fn store(history: &History, book: &BookUpdate, epoch: u64) {
+        let out = wire::encode(&history.subjects, &Item::Book(book.clone()), epoch, 1);
+        history
+            .js
+            .publish_with_headers(out.subject, out.headers, out.payload)
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+
+    async fn store_raw(history: &History, subject: String) {
+        history
+            .js
+            .publish(subject, "not a book".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+
+    fn as_snapshot(mut book: BookUpdate) -> BookUpdate {
+        book.kind = BookKind::Snapshot;
+        book
+    }
+
+    #[tokio::test]
+    async fn each_book_restores_from_its_newest_checkpoint_and_every_update_held() {
+        let Some((_server, history)) = setup("books").await else {
+            return;
+        };
+        let metrics = Metrics::new(1);
+        let btc = [
+            book("BTC-USD", BookKind::Snapshot, 1),
+            book("BTC-USD", BookKind::Delta, 2),
+            book("BTC-USD", BookKind::Delta, 3),
+        ];
+        store(&history, &btc[0], EPOCH).await;
+        store(&history, &btc[1], EPOCH).await;
+        store(&history, &book("BTC-USD", BookKind::Checkpoint, 1), EPOCH).await;
+        let checkpoint = book("BTC-USD", BookKind::Checkpoint, 2);
+        store(&history, &checkpoint, EPOCH).await;
+        store(&history, &btc[2], EPOCH).await;
+        // Another history's update, and a message that is no book update.
+        store(&history, &book("BTC-USD", BookKind::Delta, 4), EPOCH + 1).await;
+        store_raw(&history, "books.book.BTC-USD".into()).await;
+        // A book whose newest checkpoint is another history's: it has none of this one.
+        let eth = book("ETH-USD", BookKind::Snapshot, 1);
+        store(&history, &eth, EPOCH).await;
+        store(
+            &history,
+            &book("ETH-USD", BookKind::Checkpoint, 1),
+            EPOCH + 1,
+        )
+        .await;
+        // A book whose newest checkpoint is malformed.
+        let sol = book("SOL-USD", BookKind::Snapshot, 1);
+        store(&history, &sol, EPOCH).await;
+        store_raw(&history, "books.bookcp.SOL-USD".into()).await;
+        // A book subject naming no book.
+        store_raw(&history, "books.book.%zz".into()).await;
+
+        let restored = tokio::time::timeout(Duration::from_secs(5), restore(&history, &metrics))
+            .await
+            .expect("read to the end of what is held")
+            .expect("restored");
+
+        let of = |symbol: &str| -> Vec<BookUpdate> {
+            restored
+                .iter()
+                .filter(|b| b.channel.symbol().as_str() == symbol)
+                .cloned()
+                .collect()
+        };
+        let mut want = vec![as_snapshot(checkpoint)];
+        want.extend(btc);
+        assert_eq!(
+            of("BTC-USD"),
+            want,
+            "checkpoint as a snapshot, then the updates"
+        );
+        assert_eq!(of("ETH-USD"), vec![eth]);
+        assert_eq!(of("SOL-USD"), vec![sol]);
+        assert_eq!(restored.len(), 6, "nothing else");
+        let errors: Vec<_> = metrics.errors().collect();
+        assert_eq!(
+            errors,
+            vec![(ErrorCode::BadNatsMessage, 3)],
+            "the update and checkpoint that are no book, and the subject naming none"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_following_edge_starts_a_book_from_its_newest_checkpoint() {
+        let Some((_server, history)) = setup("bookfollow").await else {
+            return;
+        };
+        let updates = [
+            book("BTC-USD", BookKind::Snapshot, 1),
+            book("BTC-USD", BookKind::Delta, 2),
+        ];
+        for update in &updates {
+            store(&history, update, EPOCH).await;
+        }
+        let checkpoint = book("BTC-USD", BookKind::Checkpoint, 2);
+        store(&history, &checkpoint, EPOCH).await;
+        let (inbox, mut handed) = Inbox::bounded(16);
+        let (caught_up, caught) = oneshot::channel();
+        let key = Item::Book(checkpoint.clone()).key();
+        let following = tokio::spawn(follow(
+            history.clone(),
+            key.clone(),
+            inbox,
+            Arc::new(Metrics::new(1)),
+            Some(caught_up),
+        ));
+        let read = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut items = Vec::new();
+            while items.len() < 3 {
+                items.extend(handed.recv().await.expect("handed on").items);
+            }
+            items
+        })
+        .await
+        .expect("the checkpoint and the updates");
+        let mut want = vec![Item::Book(as_snapshot(checkpoint))];
+        want.extend(updates.into_iter().map(Item::Book));
+        assert_eq!(read, want);
+        let newest = tokio::time::timeout(Duration::from_secs(5), caught)
+            .await
+            .expect("caught up")
+            .expect("answered");
+        assert_eq!(newest, vec![(key, Seq(2))]);
+        following.abort();
+    }
+}

@@ -237,3 +237,278 @@ const PUBLISHERS_SCAN: u64 = 16_384;
 
 /// Longest wait for the next retained message while reading back.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::super::nats_server::NatsServer;
+    use super::*;
+    use crate::config::Config;
+    use crate::event::derived::{Recent, Ticker, TickerValues};
+    use crate::event::{Channel, Event, Tag};
+    use crate::tick::{Seq, Tick, sequenced};
+
+    const EPOCH: u64 = 9;
+
+    /// A server and a history of epoch [`EPOCH`] in stream `name` on it.
+    async fn setup(name: &str) -> Option<(NatsServer, History)> {
+        setup_keeping(name, Config::for_tests().replay_depth).await
+    }
+
+    /// [`setup`], its stream keeping `depth` messages a subject.
+    async fn setup_keeping(name: &str, depth: usize) -> Option<(NatsServer, History)> {
+        let server = NatsServer::start(name)?;
+        let mut config = Config::for_tests();
+        config.replay_depth = depth;
+        config.scale.nats = Some(server.url());
+        config.scale.nats_stream = name.to_owned();
+        let connection =
+            super::super::connect(&config.scale, "unit test", Arc::new(Metrics::new(1)))
+                .await
+                .expect("connect");
+        let history = History::open_or_create(connection, &config, EPOCH)
+            .await
+            .expect("the history");
+        Some((server, history))
+    }
+
+    /// Stores `item` as a sequencer of history `epoch` would, tagged with `tag` if any.
+    async fn store(history: &History, item: &Item, epoch: u64, tag: Option<(&str, u64)>) {
+        let mut out = wire::encode(&history.subjects, item, epoch, 1);
+        if let Some((publisher, pseq)) = tag {
+            let tag = Tag {
+                publisher: publisher.into(),
+                pseq,
+            };
+            wire::tag(&mut out, &tag);
+        }
+        history
+            .js
+            .publish_with_headers(out.subject, out.headers, out.payload)
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+
+    async fn store_raw(history: &History, subject: String, payload: &'static str) {
+        history
+            .js
+            .publish(subject, payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+
+    fn bar(seq: u64, minute: u64, closed: bool) -> Item {
+        Item::Bar(Box::new(Bar {
+            channel: Channel::parse("bars:1m:AAA").expect("a bars channel"),
+            seq: Seq(seq),
+            bar: BarValues {
+                start_ns: minute * 60_000_000_000,
+                open: 1.0,
+                high: 2.0,
+                low: 0.5,
+                close: 1.5,
+                volume: 3.0 + seq as f64,
+                trades: 2,
+                closed,
+            },
+            recent: Recent::none(),
+            tick_seq: Seq(seq * 10),
+            recv_ns: 5,
+        }))
+    }
+
+    fn ticker(seq: u64, last: f64) -> Ticker {
+        Ticker {
+            channel: Channel::parse("ticker:AAA").expect("a ticker channel"),
+            seq: Seq(seq),
+            stats: TickerValues {
+                last,
+                open: 1.0,
+                high: 3.0,
+                low: 1.0,
+                volume: 10.0,
+                change: last - 1.0,
+                change_percent: (last - 1.0) * 100.0,
+            },
+            ts_ns: 60_000_000_000,
+            recv_ns: 6,
+        }
+    }
+
+    fn values(item: &Item) -> BarValues {
+        match item {
+            Item::Bar(bar) => bar.bar,
+            other => panic!("not a bar: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn derived_state_is_the_newest_bar_and_ticker_the_closed_bars_and_every_tick() {
+        let Some((_server, history)) = setup("derived").await else {
+            return;
+        };
+        let metrics = Metrics::new(1);
+        for seq in 1..=3 {
+            store(&history, &Item::Tick(sequenced("AAA", seq)), EPOCH, None).await;
+        }
+        // Another history's tick, and a message that is no tick.
+        store(&history, &Item::Tick(sequenced("AAA", 4)), EPOCH + 1, None).await;
+        store_raw(
+            &history,
+            history.subjects.of_item(&Item::Tick(sequenced("AAA", 5))),
+            "x",
+        )
+        .await;
+        // Closed bars 1, 2 and 4; the open bar's newest update, 3, came before 4 closed it.
+        let (one, two, four) = (bar(1, 0, true), bar(2, 1, true), bar(4, 2, true));
+        for closed in [&one, &two] {
+            store(&history, closed, EPOCH, None).await;
+        }
+        store(&history, &bar(3, 2, false), EPOCH, None).await;
+        store(&history, &four, EPOCH, None).await;
+        store(
+            &history,
+            &Item::Ticker(Box::new(ticker(1, 2.0))),
+            EPOCH,
+            None,
+        )
+        .await;
+        store(
+            &history,
+            &Item::Ticker(Box::new(ticker(2, 2.5))),
+            EPOCH,
+            None,
+        )
+        .await;
+        let event = Event {
+            channel: Channel::parse("news").expect("a channel"),
+            data: bytes::Bytes::from_static(b"{}"),
+            ts_ns: 1,
+            seq: Seq(1),
+            recv_ns: 2,
+        };
+        store(&history, &Item::Event(event), EPOCH, None).await;
+
+        let restored = history.derived_state(&metrics).await.expect("restored");
+
+        let ticks: Vec<Tick> = (1..=3).map(|seq| sequenced("AAA", seq)).collect();
+        assert_eq!(restored.ticks, ticks, "this history's ticks, in order");
+        assert_eq!(restored.tickers, vec![ticker(2, 2.5)], "the newest ticker");
+        let newest: Vec<_> = restored
+            .bars
+            .iter()
+            .map(|b| (b.channel.as_str(), b.seq, b.bar, b.tick_seq))
+            .collect();
+        assert_eq!(
+            newest,
+            vec![("bars:1m:AAA", Seq(4), values(&four), Seq(40))],
+            "the newest of both subjects"
+        );
+        let channel = Channel::parse("bars:1m:AAA").expect("a bars channel");
+        assert_eq!(restored.closed.len(), 1);
+        assert_eq!(
+            restored.closed.get(&channel),
+            Some(&vec![values(&one), values(&two), values(&four)]),
+            "every closed bar, oldest first"
+        );
+        let errors: Vec<_> = metrics.errors().collect();
+        assert_eq!(errors, vec![(ErrorCode::BadNatsMessage, 1)], "the non-tick");
+    }
+
+    #[tokio::test]
+    async fn a_new_history_restores_nothing() {
+        let Some((_server, history)) = setup("fresh").await else {
+            return;
+        };
+        let metrics = Metrics::new(1);
+        let restored = history.derived_state(&metrics).await.expect("restored");
+        assert!(restored.bars.is_empty() && restored.tickers.is_empty());
+        assert!(restored.closed.is_empty() && restored.ticks.is_empty());
+        assert_eq!(history.publishers(&metrics).await.expect("read"), vec![]);
+        assert_eq!(metrics.errors().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn each_acking_publishers_highest_pseq_is_read_back() {
+        let Some((_server, history)) = setup("publishers").await else {
+            return;
+        };
+        let metrics = Metrics::new(1);
+        let tick = |symbol, seq| Item::Tick(sequenced(symbol, seq));
+        store(&history, &tick("A", 1), EPOCH, Some(("p1", 5))).await;
+        store(&history, &tick("A", 2), EPOCH, Some(("p1", 7))).await;
+        store(&history, &tick("B", 1), EPOCH, Some(("p2", 3))).await;
+        store(&history, &tick("A", 3), EPOCH, Some(("p1", 6))).await;
+        store(&history, &tick("A", 4), EPOCH, None).await;
+        // A publisher header without a valid pseq.
+        let mut out = wire::encode(&history.subjects, &tick("A", 5), EPOCH, 1);
+        out.headers.insert(wire::PUBLISHER, "p3");
+        out.headers.insert(wire::PSEQ, "many");
+        history
+            .js
+            .publish_with_headers(out.subject, out.headers, out.payload)
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+        store(&history, &tick("B", 2), EPOCH, Some(("p2", 4))).await;
+
+        let mut highs = history.publishers(&metrics).await.expect("read");
+        highs.sort();
+        assert_eq!(highs, vec![(Arc::from("p1"), 7), (Arc::from("p2"), 4)]);
+        let errors: Vec<_> = metrics.errors().collect();
+        assert_eq!(errors, vec![(ErrorCode::BadNatsMessage, 1)], "the bad tag");
+    }
+
+    #[tokio::test]
+    async fn publishers_are_read_from_the_streams_last_messages_only() {
+        let scan = usize::try_from(PUBLISHERS_SCAN).expect("small");
+        let Some((_server, history)) = setup_keeping("scan", scan + 8).await else {
+            return;
+        };
+        let client = history.js.client();
+        let subject = history.subjects.of_item(&Item::Tick(sequenced("A", 1)));
+        let tagged = |publisher: &str| {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(wire::PUBLISHER, publisher);
+            headers.insert(wire::PSEQ, "1");
+            headers
+        };
+        // The epoch is message 1; 2 is just before the scan, 3 its first, the last its last.
+        for publisher in ["before", "first"] {
+            client
+                .publish_with_headers(subject.clone(), tagged(publisher), "".into())
+                .await
+                .expect("publish");
+        }
+        for _ in 0..PUBLISHERS_SCAN - 2 {
+            client
+                .publish(subject.clone(), "".into())
+                .await
+                .expect("publish");
+        }
+        client
+            .publish_with_headers(subject.clone(), tagged("last"), "".into())
+            .await
+            .expect("publish");
+        client.flush().await.expect("flushed");
+        let mut stream = history.stream.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while stream.info().await.expect("info").state.last_sequence < PUBLISHERS_SCAN + 2 {
+            assert!(std::time::Instant::now() < deadline, "all stored");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            stream.info().await.expect("info").state.messages,
+            PUBLISHERS_SCAN + 2
+        );
+
+        let metrics = Metrics::new(1);
+        let mut highs = history.publishers(&metrics).await.expect("read");
+        highs.sort();
+        assert_eq!(highs, vec![(Arc::from("first"), 1), (Arc::from("last"), 1)]);
+    }
+}
