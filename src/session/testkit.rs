@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::control::KeyRules;
 use super::handshake::{self, Admission, SessionParams};
-use crate::auth::Identity;
+use crate::auth::{Auth, Identity};
 use crate::config::Config;
 use crate::event::Tiers;
 use crate::ingest::Inbox;
@@ -43,20 +43,29 @@ pub(super) async fn start(config: Config, query: &str) -> Live {
 
 /// Starts a session with `params` as given (e.g. [`SessionParams::echo`]).
 pub(super) async fn start_with(config: Config, params: SessionParams) -> Live {
+    let admission = Admission {
+        identity: Some(Identity::anonymous()),
+        slot: None,
+    };
+    start_admitted(config, params, Auth::off(), admission).await
+}
+
+/// Starts a session on a relay whose clients `auth` checks, admitted as `admission` says
+/// (no identity: it must send `auth` first).
+pub(super) async fn start_admitted(
+    config: Config,
+    params: SessionParams,
+    auth: Auth,
+    admission: Admission,
+) -> Live {
     let (inbox, _receiver) = Inbox::bounded(16);
-    let core = Rc::new(RefCell::new(ShardCore::new(
-        0,
-        Arc::new(Shared::new(config, inbox)),
-    )));
+    let shared = Shared::with_access(config, inbox, auth, None);
+    let core = Rc::new(RefCell::new(ShardCore::new(0, Arc::new(shared))));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let socket = TcpStream::connect(listener.local_addr().expect("addr"))
         .await
         .expect("connect");
     let (relay_side, _) = listener.accept().await.expect("accept");
-    let admission = Admission {
-        identity: Some(Identity::anonymous()),
-        slot: None,
-    };
     let task = tokio::task::spawn_local(super::run(
         core.clone(),
         Transport::Plain(relay_side),
@@ -73,6 +82,11 @@ pub(super) async fn start_with(config: Config, params: SessionParams) -> Live {
 }
 
 impl Live {
+    /// The session's key on its shard (the only client there).
+    pub(super) fn key(&self) -> crate::shard::SessionKey {
+        0
+    }
+
     /// Sends a text frame.
     pub(super) async fn send(&mut self, text: &str) {
         let frame = Frame::text(Payload::Owned(text.as_bytes().to_vec()));
@@ -117,4 +131,36 @@ pub(super) fn deliver(live: &Live, symbol: &str, seq: u64) {
     let now = std::time::Instant::now();
     core.deliver(&batch, now);
     core.flush_dirty_and_enforce(now);
+}
+
+/// A config whose clients need an HS256 token signed with [`SECRET`] (the key file is
+/// written under the system's temp directory), and a token for `user` allowed `allow`,
+/// valid for `valid_s` seconds.
+pub(super) fn with_tokens(config: Config) -> Config {
+    let path = std::env::temp_dir().join(format!("tickrelay-unit-{}.key", std::process::id()));
+    std::fs::write(&path, SECRET).expect("write the key");
+    Config {
+        jwt_secret_file: Some(path),
+        jwt_leeway: Duration::ZERO,
+        ..config
+    }
+}
+
+/// The HS256 secret of [`with_tokens`].
+pub(super) const SECRET: &str = "a unit test secret of at least 32 bytes";
+
+/// A token of `user` that may read `allow` (`None`: everything public), for `valid_s` s.
+pub(super) fn token(user: &str, allow: Option<&[&str]>, valid_s: i64) -> String {
+    let now = crate::tick::now_ns() / 1_000_000_000;
+    let exp = u64::try_from(i64::try_from(now).expect("now") + valid_s).expect("exp");
+    let mut claims = serde_json::json!({"sub": user, "exp": exp});
+    if let Some(allow) = allow {
+        claims["allow"] = serde_json::json!(allow);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("a key"),
+    )
+    .expect("a token")
 }

@@ -139,3 +139,162 @@ pub(super) fn check_allowed(
         Err(ControlError::Forbidden(refused))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hyper::header::HeaderMap;
+    use serde_json::json;
+    use tokio::task::LocalSet;
+
+    use crate::auth::Auth;
+    use crate::config::Config;
+    use crate::event::Tiers;
+    use crate::session::control::KeyRules;
+    use crate::session::handshake::{self, Admission};
+    use crate::session::testkit::{Live, start_admitted, token, with_tokens};
+
+    fn run(test: impl std::future::Future<Output = ()>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(LocalSet::new().run_until(test));
+    }
+
+    /// A session that connected with `query` and no token: it must send `auth` first.
+    async fn pending(config: Config, query: &str) -> Live {
+        let config = with_tokens(config);
+        let rules = KeyRules {
+            limit: config.max_symbols_per_client,
+            tiers: Tiers::new(&config.rate_tiers),
+        };
+        let params =
+            handshake::parse(Some(query), &HeaderMap::new(), &config, &rules).expect("a query");
+        let auth = Auth::from_config(&config).expect("auth on");
+        let admission = Admission {
+            identity: None,
+            slot: None,
+        };
+        start_admitted(config, params, auth, admission).await
+    }
+
+    async fn close_code(live: &mut Live) -> u16 {
+        loop {
+            let (opcode, payload) = live.frame().await;
+            if matches!(opcode, fastwebsockets::OpCode::Close) {
+                return u16::from_be_bytes([payload[0], payload[1]]);
+            }
+        }
+    }
+
+    #[test]
+    fn an_auth_starts_the_pending_session_with_what_the_token_may_read() {
+        run(async {
+            let mut live = pending(Config::for_tests(), "symbols=BTC,ETH").await;
+            assert!(live.quiet().await, "nothing before the auth");
+            let auth = json!({"op":"auth","token": token("alice", Some(&["BTC"]), 600)});
+            live.send(&auth.to_string()).await;
+            let welcome = live.message().await;
+            assert_eq!(welcome["type"], "welcome");
+            assert_eq!(welcome["user"], "alice");
+            assert!(welcome["expires_ns"].as_u64().is_some_and(|ns| ns > 0));
+            let refused = live.message().await;
+            assert_eq!(
+                (refused["type"].as_str(), refused["code"].as_str()),
+                (Some("error"), Some("forbidden"))
+            );
+            assert!(
+                refused["message"].as_str().unwrap_or("").contains("ETH"),
+                "{refused}"
+            );
+            let (_, held) = live.core.borrow().subscribed(live.key());
+            let held: Vec<&str> = held.iter().map(|k| k.as_str()).collect();
+            assert_eq!(held, ["BTC"], "only what the token allows");
+        });
+    }
+
+    #[test]
+    fn anything_but_a_valid_auth_first_closes_the_session() {
+        run(async {
+            let mut live = pending(Config::for_tests(), "").await;
+            live.send(r#"{"op":"ping","id":1}"#).await;
+            assert_eq!(close_code(&mut live).await, 4001);
+        });
+        run(async {
+            let mut live = pending(Config::for_tests(), "").await;
+            let forged = format!("{}x", token("alice", None, 600));
+            live.send(&json!({"op":"auth","token": forged}).to_string())
+                .await;
+            let error = live.message().await;
+            assert_eq!(error["code"], "invalid_token", "{error}");
+            assert_eq!(
+                close_code(&mut live).await,
+                4001,
+                "a token that does not verify"
+            );
+        });
+        run(async {
+            let mut live = pending(Config::for_tests(), "").await;
+            let expired = json!({"op":"auth","token": token("alice", None, -600)});
+            live.send(&expired.to_string()).await;
+            let error = live.message().await;
+            assert_eq!(error["code"], "token_expired", "{error}");
+            assert_eq!(close_code(&mut live).await, 4002, "an expired token");
+        });
+    }
+
+    #[test]
+    fn a_pending_session_that_never_authenticates_is_closed_at_its_deadline() {
+        run(async {
+            let config = Config {
+                handshake_timeout: std::time::Duration::from_millis(200),
+                ..Config::for_tests()
+            };
+            let mut live = pending(config, "").await;
+            assert_eq!(close_code(&mut live).await, 4001);
+        });
+    }
+
+    #[test]
+    fn a_refresh_narrows_what_is_followed_and_another_users_token_is_refused() {
+        run(async {
+            let mut live = pending(Config::for_tests(), "symbols=BTC,ETH").await;
+            let auth = json!({"op":"auth","token": token("alice", None, 600)});
+            live.send(&auth.to_string()).await;
+            assert_eq!(live.message().await["type"], "welcome");
+            let narrower = json!({"op":"refresh","token": token("alice", Some(&["ETH"]), 900)});
+            live.send(&narrower.to_string()).await;
+            let gone = live.message().await;
+            assert_eq!(gone, json!({"type":"unsubscribed","symbols":["BTC"]}));
+            let ok = live.message().await;
+            assert_eq!(
+                (ok["type"].as_str(), ok["user"].as_str()),
+                (Some("authenticated"), Some("alice"))
+            );
+            let other = json!({"op":"refresh","token": token("mallory", None, 600)});
+            live.send(&other.to_string()).await;
+            let refused = live.message().await;
+            let refused = (refused["code"].as_str(), refused["message"].as_str());
+            assert_eq!(
+                refused,
+                (
+                    Some("forbidden"),
+                    Some("a refresh must be for the same user")
+                )
+            );
+            let (_, held) = live.core.borrow().subscribed(live.key());
+            assert_eq!(held.len(), 1, "still alice's ETH");
+        });
+    }
+
+    #[test]
+    fn a_token_that_runs_out_closes_the_session_with_4002() {
+        run(async {
+            let mut live = pending(Config::for_tests(), "").await;
+            let short = json!({"op":"auth","token": token("alice", None, 1)});
+            live.send(&short.to_string()).await;
+            assert_eq!(live.message().await["type"], "welcome");
+            assert_eq!(close_code(&mut live).await, 4002);
+        });
+    }
+}
