@@ -368,7 +368,9 @@ mod tests {
                 assert!(matches!(opcode, OpCode::Close));
                 assert_eq!(&payload[..2], &1000u16.to_be_bytes(), "the close echoed");
                 // The relay lingers until the client closes TCP (bounded): close it.
-                let Live { core, client, task } = live;
+                let Live {
+                    core, client, task, ..
+                } = live;
                 drop(client);
                 task.await.expect("the task ends cleanly");
                 let core = core.borrow();
@@ -417,6 +419,39 @@ mod tests {
                 assert!(matches!(frame.0, OpCode::Close), "{:?}", frame.0);
                 let code = u16::from_be_bytes([frame.1[0], frame.1[1]]);
                 assert_eq!(code, crate::error::CloseCode::IDLE_TIMEOUT.value());
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    async fn the_send_buffer_is_set_as_configured_and_left_to_the_kernel_at_zero() {
+        LocalSet::new()
+            .run_until(async {
+                let size = |live: &Live| {
+                    socket2::SockRef::from(&live.relay_side)
+                        .send_buffer_size()
+                        .expect("SO_SNDBUF")
+                };
+                let config = Config {
+                    send_buffer_bytes: 0,
+                    ..Config::for_tests()
+                };
+                let mut untouched = start(config, "").await;
+                assert_eq!(untouched.message().await["type"], "welcome");
+                let fresh = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let _peer = std::net::TcpStream::connect(fresh.local_addr().expect("addr"));
+                let (control, _) = fresh.accept().expect("accept");
+                let default = socket2::SockRef::from(&control)
+                    .send_buffer_size()
+                    .expect("SO_SNDBUF");
+                assert_eq!(size(&untouched), default, "0: the kernel's own");
+                let config = Config {
+                    send_buffer_bytes: 65_536,
+                    ..Config::for_tests()
+                };
+                let mut set = start(config, "").await;
+                assert_eq!(set.message().await["type"], "welcome");
+                assert_eq!(size(&set), 2 * 65_536, "Linux doubles what is set");
             })
             .await;
     }

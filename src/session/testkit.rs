@@ -27,6 +27,8 @@ pub(super) struct Live {
     pub(super) core: Rc<RefCell<ShardCore>>,
     pub(super) client: WebSocket<TcpStream>,
     pub(super) task: JoinHandle<()>,
+    /// The relay's end of the connection, a second handle (for its socket options).
+    pub(super) relay_side: std::net::TcpStream,
 }
 
 /// Starts a session as an upgrade with `query` would (anonymous, auth off), inside the
@@ -65,10 +67,13 @@ pub(super) async fn start_admitted(
     let socket = TcpStream::connect(listener.local_addr().expect("addr"))
         .await
         .expect("connect");
-    let (relay_side, _) = listener.accept().await.expect("accept");
+    let (accepted, _) = listener.accept().await.expect("accept");
+    let accepted = accepted.into_std().expect("a std socket");
+    let relay_side = accepted.try_clone().expect("a second handle");
+    let accepted = TcpStream::from_std(accepted).expect("back to tokio");
     let task = tokio::task::spawn_local(super::run(
         core.clone(),
-        Transport::Plain(relay_side),
+        Transport::Plain(accepted),
         Bytes::new(),
         params,
         admission,
@@ -78,7 +83,12 @@ pub(super) async fn start_admitted(
     let mut client = WebSocket::after_handshake(socket, Role::Client);
     client.set_auto_pong(false);
     client.set_auto_close(false);
-    Live { core, client, task }
+    Live {
+        core,
+        client,
+        task,
+        relay_side,
+    }
 }
 
 impl Live {
