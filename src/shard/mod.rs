@@ -508,4 +508,54 @@ mod tests {
         }
         assert_eq!(held(&bench), 25, "40 rings: 25");
     }
+
+    #[tokio::test]
+    async fn each_delivery_records_its_ingest_to_write_latency_in_microseconds() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let client = bench.client().await;
+        bench.core.subscribe(client.key, false, &[symbol("BTC")]);
+        let mut old = crate::tick::sequenced("BTC", 1);
+        old.recv_ns = now_ns() - 2_000_000_000;
+        bench.deliver(&[Arc::new(Frames::new(old))]);
+        let latency = &bench.core.shared().metrics.shard(1).latency;
+        assert_eq!(latency.counts().iter().sum::<u64>(), 1, "one delivery");
+        let sum = latency.sum_us();
+        assert!(
+            (2_000_000..3_000_000).contains(&sum),
+            "2 s ago, in µs: {sum}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_fan_out_loop_delivers_each_batch_and_ends_with_its_queue() {
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let mut bench = Bench::new(Config::for_tests()).await;
+                let mut client = bench.client().await;
+                bench.core.subscribe(client.key, false, &[symbol("BTC")]);
+                let core = Rc::new(RefCell::new(bench.core));
+                let (sender, queue) = crate::sequencer::tick_queue(4);
+                let fan_out = {
+                    let core = core.clone();
+                    tokio::task::spawn_local(async move { run(&core, &queue).await })
+                };
+                for seq in 1..=3 {
+                    sender.deliver(vec![tick("BTC", seq)].into()).await;
+                }
+                let seqs: Vec<u64> = client
+                    .messages(3)
+                    .await
+                    .iter()
+                    .map(|m| m["seq"].as_u64().unwrap_or(0))
+                    .collect();
+                assert_eq!(seqs, [1, 2, 3], "each batch, flushed");
+                drop(sender);
+                let ended = tokio::time::timeout(std::time::Duration::from_secs(10), fan_out);
+                ended
+                    .await
+                    .expect("it ends with the queue")
+                    .expect("no panic");
+            })
+            .await;
+    }
 }
