@@ -44,19 +44,16 @@ fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>, m: &R
     let mut unflushed: u64 = 0;
     // Ends when the sequencer stops and drops its sender.
     while let Ok(batch) = queue.take_blocking() {
+        // Ticks and events only: a replay recomputes bars and tickers from the trades, and
+        // books are not recorded (their views and checkpoints are derived, and a replay of
+        // ticks cannot rebuild them). Only those are counted, written or not.
+        let recorded = || batch.iter().filter(|f| recordable(f.item()));
         if failed {
-            add(&m.not_recorded, batch.len() as u64);
+            add(&m.not_recorded, recorded().count() as u64);
             continue;
         }
         let mut result = Ok(());
-        // Ticks and events only: a replay recomputes bars and tickers from the trades, and
-        // books are not recorded (their views and checkpoints are derived, and a replay of
-        // ticks cannot rebuild them).
-        let recorded = batch.iter().filter(|f| {
-            let item = f.item();
-            !item.is_derived() && !matches!(item, crate::event::Item::Book(_))
-        });
-        for frames in recorded {
+        for frames in recorded() {
             result = out
                 .write_all(frames.json_payload())
                 .and_then(|()| out.write_all(b"\n"));
@@ -64,7 +61,7 @@ fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>, m: &R
                 break;
             }
         }
-        unflushed += batch.len() as u64;
+        unflushed += recorded().count() as u64;
         // Flush when caught up, so the file is complete up to the last tick while idle.
         let caught_up = queue.is_empty();
         if result.is_ok() && caught_up {
@@ -93,6 +90,11 @@ fn run(path: &std::path::Path, queue: TickQueue, mut out: BufWriter<File>, m: &R
     }
     let written = m.written.load(std::sync::atomic::Ordering::Relaxed);
     info!(path = %path.display(), ticks = written, "--record: recording closed");
+}
+
+/// Whether `item` goes into a recording: a tick or an event, not what the relay derives.
+fn recordable(item: &crate::event::Item) -> bool {
+    !item.is_derived() && !matches!(item, crate::event::Item::Book(_))
 }
 
 /// Batches queued for the recorder before the sequencer waits (as for a shard).
@@ -127,6 +129,53 @@ mod tests {
         drop(sender);
         thread.join().expect("the recorder ends with its queue");
         metrics
+    }
+
+    /// A ticker (derived: never recorded), sequenced.
+    fn ticker() -> Arc<Frames> {
+        use crate::event::derived::{Ticker, TickerValues};
+        let stats = TickerValues {
+            last: 1.0,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            volume: 0.0,
+            change: 0.0,
+            change_percent: 0.0,
+        };
+        Arc::new(Frames::of(crate::event::Item::Ticker(Box::new(Ticker {
+            channel: crate::event::Channel::parse("ticker:BTC").expect("a channel"),
+            seq: crate::tick::Seq(1),
+            stats,
+            ts_ns: 0,
+            recv_ns: 0,
+        }))))
+    }
+
+    #[test]
+    fn derived_items_are_neither_written_nor_counted() {
+        let path =
+            std::env::temp_dir().join(format!("record-derived-{}.ndjson", std::process::id()));
+        let metrics = Arc::new(Metrics::new(1));
+        let file = File::create(&path).expect("a file");
+        let (sender, thread) = spawn(path.clone(), file, metrics.clone()).expect("the thread");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mixed: crate::sequencer::Batch =
+                batch(1..=2).iter().cloned().chain([ticker()]).collect();
+            sender.deliver(mixed).await;
+        });
+        drop(sender);
+        thread.join().expect("the recorder ends");
+        let lines = std::fs::read_to_string(&path)
+            .expect("read back")
+            .lines()
+            .count();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(lines, 2, "the ticks only");
+        assert_eq!(metrics.record.written.load(Relaxed), 2, "and counted so");
     }
 
     #[test]
