@@ -116,3 +116,118 @@ impl BooksBehind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+
+    use super::super::ClientOptions;
+    use super::super::testkit::{Bench, Peer, book, briefs, channel, json, symbol, tick};
+    use crate::book::BookKind;
+    use crate::config::{Config, SlowPolicy};
+    use crate::encode::Message;
+
+    /// A conflating client of `BTC`'s full book and of the `ETH` ticks, lagging.
+    async fn lagging() -> (Bench, Peer) {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let options = ClientOptions {
+            slow: SlowPolicy::Conflate,
+            ..json()
+        };
+        let client = bench.client_with(options).await;
+        bench
+            .core
+            .subscribe(client.key, false, &[channel("book:BTC"), symbol("ETH")]);
+        bench.core.clients[client.key].feed.lagging = Some(BTreeMap::new());
+        (bench, client)
+    }
+
+    /// A write catches the client up: `pong 1`, then what it skipped.
+    async fn catch_up(
+        bench: &mut Bench,
+        client: &mut Peer,
+        skipped: usize,
+    ) -> Vec<serde_json::Value> {
+        bench
+            .core
+            .send(client.key, &Message::Pong { id: 1 }, Instant::now());
+        bench.core.flush(client.key);
+        let got = client.messages(1 + skipped).await;
+        assert_eq!(got[0]["type"], "pong");
+        assert!(client.rest().await.is_empty());
+        got[1..].to_vec()
+    }
+
+    #[tokio::test]
+    async fn skipped_deltas_come_as_one_delta_holding_each_price_s_last_size() {
+        let (mut bench, mut client) = lagging().await;
+        bench.deliver(&[
+            book(
+                "BTC",
+                2,
+                BookKind::Delta,
+                &[("100", "1"), ("99", "2")],
+                &[("101", "3")],
+            ),
+            tick("ETH", 1),
+            book("BTC", 3, BookKind::Delta, &[("100", "0")], &[("102", "1")]),
+            book("BTC", 4, BookKind::Delta, &[("98", "5")], &[("101", "4")]),
+        ]);
+        assert!(client.rest().await.is_empty(), "nothing while it lags");
+        let got = catch_up(&mut bench, &mut client, 2).await;
+        assert_eq!(briefs(&got), ["book book:BTC 2..4", "tick ETH 1"]);
+        assert_eq!(got[0]["snapshot"], serde_json::json!(false));
+        // A delta keeps a price's zero: it removes the level the client holds.
+        assert_eq!(
+            got[0]["bids"],
+            serde_json::json!([["100", "0"], ["99", "2"], ["98", "5"]])
+        );
+        assert_eq!(
+            got[0]["asks"],
+            serde_json::json!([["101", "4"], ["102", "1"]])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_skipped_snapshot_makes_the_merge_a_snapshot_of_its_levels_and_later_changes() {
+        let (mut bench, mut client) = lagging().await;
+        bench.deliver(&[
+            book("BTC", 2, BookKind::Delta, &[("97", "1")], &[("103", "1")]),
+            book(
+                "BTC",
+                3,
+                BookKind::Snapshot,
+                &[("100", "1"), ("99", "2")],
+                &[("101", "3")],
+            ),
+            book("BTC", 4, BookKind::Delta, &[("100", "0")], &[("102", "1")]),
+        ]);
+        let got = catch_up(&mut bench, &mut client, 1).await;
+        assert_eq!(briefs(&got), ["book book:BTC 4 snapshot"]);
+        assert_eq!(got[0]["from_seq"], 2);
+        // The delta before the snapshot is gone; a snapshot holds no zero sizes.
+        assert_eq!(got[0]["bids"], serde_json::json!([["99", "2"]]));
+        assert_eq!(
+            got[0]["asks"],
+            serde_json::json!([["101", "3"], ["102", "1"]])
+        );
+    }
+
+    #[tokio::test]
+    async fn one_skipped_book_message_comes_as_itself() {
+        let (mut bench, mut client) = lagging().await;
+        bench.deliver(&[book(
+            "BTC",
+            5,
+            BookKind::Delta,
+            &[("100", "0")],
+            &[("101", "2")],
+        )]);
+        let got = catch_up(&mut bench, &mut client, 1).await;
+        assert_eq!(briefs(&got), ["book book:BTC 5"]);
+        assert_eq!(got[0].get("from_seq"), None);
+        assert_eq!(got[0]["bids"], serde_json::json!([["100", "0"]]));
+        assert_eq!(got[0]["asks"], serde_json::json!([["101", "2"]]));
+    }
+}

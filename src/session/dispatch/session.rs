@@ -132,3 +132,136 @@ pub(super) fn expiry(identity: &Identity, now: Instant) -> Option<Instant> {
     let now_s = now_ns() / 1_000_000_000;
     now.checked_add(Duration::from_secs(expires_s.saturating_sub(now_s)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use fastwebsockets::OpCode;
+    use prost::Message as _;
+    use serde_json::json;
+    use tokio::task::LocalSet;
+
+    use super::expiry;
+    use crate::auth::Identity;
+    use crate::config::Config;
+    use crate::proto::server_message::Msg;
+    use crate::proto::{Ack, ChannelAck, ServerMessage};
+    use crate::session::testkit::{Live, deliver, start};
+    use crate::tick::now_ns;
+
+    /// The next message of a protobuf client.
+    async fn decoded(live: &mut Live) -> Msg {
+        let (opcode, payload) = live.frame().await;
+        assert!(matches!(opcode, OpCode::Binary), "a binary frame");
+        let message = ServerMessage::decode(payload.as_slice()).expect("a server message");
+        message.msg.expect("a message")
+    }
+
+    #[tokio::test]
+    async fn the_welcome_names_the_resumed_keys_too_and_the_named_ones_are_live() {
+        LocalSet::new()
+            .run_until(async {
+                let mut live = start(Config::for_tests(), "symbols=BTC&resume=ETH:0").await;
+                let welcome = live.message().await;
+                let epoch = live.core.borrow().epoch();
+                assert_eq!(
+                    welcome,
+                    json!({"type":"welcome","session":welcome["session"],"shard":0,
+                        "encoding":"json","symbols":["BTC","ETH"],
+                        "server":welcome["server"],"epoch":epoch})
+                );
+                deliver(&live, "BTC", 1);
+                deliver(&live, "ETH", 1);
+                for symbol in ["BTC", "ETH"] {
+                    let tick = live.message().await;
+                    assert_eq!(
+                        (tick["type"].as_str(), tick["symbol"].as_str()),
+                        (Some("tick"), Some(symbol))
+                    );
+                    assert_eq!(tick["seq"], 1);
+                }
+                assert!(live.quiet().await);
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_message_is_answered_with_its_code_and_why() {
+        LocalSet::new()
+            .run_until(async {
+                let mut live = start(Config::for_tests(), "").await;
+                assert_eq!(live.message().await["type"], "welcome");
+                live.send(r#"{"op":"nope"}"#).await;
+                let error = live.message().await;
+                assert_eq!(error["type"], "error");
+                assert_eq!(error["code"], "unknown_op");
+                assert!(!error["message"].as_str().expect("a reason").is_empty());
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_json_client_gets_one_ack_naming_symbols_and_channels() {
+        LocalSet::new()
+            .run_until(async {
+                let mut live = start(Config::for_tests(), "").await;
+                assert_eq!(live.message().await["type"], "welcome");
+                live.send(r#"{"op":"subscribe","symbols":["BTC"],"channels":["news"]}"#)
+                    .await;
+                assert_eq!(
+                    live.message().await,
+                    json!({"type":"subscribed","symbols":["BTC"],"channels":["news"]})
+                );
+                assert!(live.quiet().await, "one ack");
+            })
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_protobuf_client_gets_a_channel_ack_besides_the_ack_only_for_a_mixed_op() {
+        LocalSet::new()
+            .run_until(async {
+                let mut live = start(Config::for_tests(), "encoding=protobuf").await;
+                assert!(matches!(decoded(&mut live).await, Msg::Welcome(_)));
+                live.send(r#"{"op":"subscribe","symbols":["BTC"],"channels":["news"]}"#)
+                    .await;
+                let symbols = Ack {
+                    op: "subscribed".into(),
+                    symbols: vec!["BTC".into()],
+                };
+                assert_eq!(decoded(&mut live).await, Msg::Ack(symbols));
+                let channels = ChannelAck {
+                    op: "subscribed".into(),
+                    channels: vec!["news".into()],
+                };
+                assert_eq!(decoded(&mut live).await, Msg::ChannelAck(channels));
+                live.send(r#"{"op":"subscribe","symbols":["ETH"]}"#).await;
+                let only = Ack {
+                    op: "subscribed".into(),
+                    symbols: vec!["ETH".into()],
+                };
+                assert_eq!(decoded(&mut live).await, Msg::Ack(only));
+                assert!(live.quiet().await, "no second ack");
+            })
+            .await;
+    }
+
+    #[test]
+    fn a_token_runs_out_at_its_exp_and_no_token_never() {
+        let now = Instant::now();
+        let mut identity = Identity::anonymous();
+        assert_eq!(expiry(&identity, now), None);
+        identity.expires_s = Some(now_ns() / 1_000_000_000 + 100);
+        let left = expiry(&identity, now).expect("an instant") - now;
+        // Whole seconds: up to one less if a second began since `exp` was set.
+        assert!(
+            (Duration::from_secs(99)..=Duration::from_secs(100)).contains(&left),
+            "{left:?}"
+        );
+        identity.expires_s = Some(1);
+        assert_eq!(expiry(&identity, now), Some(now), "already run out");
+        identity.expires_s = Some(u64::MAX);
+        assert_eq!(expiry(&identity, now), None, "beyond any instant");
+    }
+}
