@@ -380,4 +380,114 @@ mod tests {
         assert_eq!(rejected, vec![(1, "line_too_long")]);
         assert_eq!(ticks.len(), 1);
     }
+
+    /// What the publisher reads back, line by line, until `n` lines came (10 s at most).
+    async fn replies(socket: &mut TcpStream, n: usize) -> Vec<serde_json::Value> {
+        let mut bytes = Vec::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while bytes.iter().filter(|b| **b == b'\n').count() < n {
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout_at(deadline, socket.read(&mut chunk))
+                .await
+                .expect("the replies in time")
+                .expect("read");
+            assert!(
+                read > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            bytes.extend_from_slice(&chunk[..read]);
+        }
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| serde_json::from_slice(line).expect("a JSON line"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_connection_hands_on_its_lines_answers_errors_and_acks_its_hello() {
+        use tokio::io::AsyncWriteExt;
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let (inbox, mut received) = Inbox::bounded(8);
+                let metrics = Arc::new(Metrics::new(1));
+                let shutdown = Shutdown::new();
+                let serving = tokio::task::spawn_local(serve(
+                    listener,
+                    Format::Ndjson,
+                    inbox,
+                    metrics.clone(),
+                    1024,
+                    1024,
+                    shutdown.clone(),
+                ));
+                let mut socket = TcpStream::connect(addr).await.expect("connect");
+                let lines = concat!(
+                    r#"{"type":"hello","publisher":"p1","pseq":10}"#,
+                    "\n",
+                    r#"{"symbol":"A","price":1,"ts_ns":1}"#,
+                    "\nnope\n",
+                    r#"{"symbol":"B","price":2,"ts_ns":2}"#,
+                    "\n"
+                );
+                socket.write_all(lines.as_bytes()).await.expect("write");
+                let mut items = Vec::new();
+                let mut publisher = None;
+                while items.len() < 2 {
+                    let published =
+                        tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+                            .await
+                            .expect("handed on in time")
+                            .expect("a hand-off");
+                    items.extend(published.items);
+                    publisher = published.publisher;
+                }
+                let symbols: Vec<String> =
+                    items.iter().map(|i| i.key().as_str().to_owned()).collect();
+                assert_eq!(symbols, ["A", "B"]);
+                let publisher = publisher.expect("answered");
+                let tagged = publisher.tagged.as_ref().expect("tagged after the hello");
+                assert_eq!((tagged.publisher.as_ref(), tagged.through), ("p1", 12));
+                assert_eq!(
+                    metrics
+                        .ingest_connections
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    1
+                );
+                let error = &replies(&mut socket, 1).await[0];
+                assert_eq!(
+                    (error["type"].as_str(), error["line"].as_u64()),
+                    (Some("error"), Some(3))
+                );
+                publisher
+                    .answers
+                    .send(Answer::Stored {
+                        pseq: 12,
+                        duplicates: 0,
+                    })
+                    .expect("the connection listens");
+                let ack = &replies(&mut socket, 1).await[0];
+                assert_eq!(
+                    ack,
+                    &serde_json::json!({"type":"ack","pseq":12,"duplicates":0})
+                );
+                drop(publisher);
+                drop(socket);
+                shutdown.trigger();
+                tokio::time::timeout(std::time::Duration::from_secs(10), serving)
+                    .await
+                    .expect("serve ends on shutdown")
+                    .expect("no panic");
+                assert_eq!(
+                    metrics
+                        .ingest_connections
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    0
+                );
+            })
+            .await;
+    }
 }
