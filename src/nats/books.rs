@@ -205,18 +205,7 @@ mod tests {
 
     /// A server and a history of epoch [`EPOCH`] in stream `name` on it.
     async fn setup(name: &str) -> Option<(NatsServer, History)> {
-        let server = NatsServer::start(name)?;
-        let mut config = Config::for_tests();
-        config.scale.nats = Some(server.url());
-        config.scale.nats_stream = name.to_owned();
-        let connection =
-            super::super::connect(&config.scale, "unit test", Arc::new(Metrics::new(1)))
-                .await
-                .expect("connect");
-        let history = History::open_or_create(connection, &config, EPOCH)
-            .await
-            .expect("the history");
-        Some((server, history))
+        super::super::tests::history(name, EPOCH, Config::for_tests().replay_depth).await
     }
 
     /// `symbol`'s full-depth book message of `kind` at `seq`.
@@ -238,14 +227,7 @@ mod tests {
     }
 
     async fn store(history: &History, book: &BookUpdate, epoch: u64) {
-        let out = wire::encode(&history.subjects, &Item::Book(book.clone()), epoch, 1);
-        history
-            .js
-            .publish_with_headers(out.subject, out.headers, out.payload)
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
+        super::super::tests::store(history, &Item::Book(book.clone()), epoch).await;
     }
 
     async fn store_raw(history: &History, subject: String) {

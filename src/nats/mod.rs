@@ -342,9 +342,28 @@ mod tests {
             .expect("connect")
     }
 
+    /// A fresh server and a history of `epoch` in stream `name` on it, keeping `depth`
+    /// messages a subject (this module's files' tests).
+    pub(super) async fn history(
+        name: &str,
+        epoch: u64,
+        depth: usize,
+    ) -> Option<(NatsServer, History)> {
+        let (server, mut config, connection, _) = setup(name).await?;
+        config.replay_depth = depth;
+        let history = History::open_or_create(connection, &config, epoch)
+            .await
+            .expect("the history");
+        Some((server, history))
+    }
+
     /// Stores `item` of history `epoch` as the sequencer would.
     pub(super) async fn store(history: &History, item: &Item, epoch: u64) {
-        let out = wire::encode(&history.subjects, item, epoch, 1);
+        store_out(history, wire::encode(&history.subjects, item, epoch, 1)).await;
+    }
+
+    /// Stores an encoded message and waits for the stream's ack.
+    pub(super) async fn store_out(history: &History, out: wire::Outgoing) {
         history
             .js
             .publish_with_headers(out.subject, out.headers, out.payload)

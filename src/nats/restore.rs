@@ -256,19 +256,7 @@ mod tests {
 
     /// [`setup`], its stream keeping `depth` messages a subject.
     async fn setup_keeping(name: &str, depth: usize) -> Option<(NatsServer, History)> {
-        let server = NatsServer::start(name)?;
-        let mut config = Config::for_tests();
-        config.replay_depth = depth;
-        config.scale.nats = Some(server.url());
-        config.scale.nats_stream = name.to_owned();
-        let connection =
-            super::super::connect(&config.scale, "unit test", Arc::new(Metrics::new(1)))
-                .await
-                .expect("connect");
-        let history = History::open_or_create(connection, &config, EPOCH)
-            .await
-            .expect("the history");
-        Some((server, history))
+        super::super::tests::history(name, EPOCH, depth).await
     }
 
     /// Stores `item` as a sequencer of history `epoch` would, tagged with `tag` if any.
@@ -281,13 +269,7 @@ mod tests {
             };
             wire::tag(&mut out, &tag);
         }
-        history
-            .js
-            .publish_with_headers(out.subject, out.headers, out.payload)
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
+        super::super::tests::store_out(history, out).await;
     }
 
     async fn store_raw(history: &History, subject: String, payload: &'static str) {
