@@ -44,10 +44,11 @@ impl DemoBook {
         let best_ask = ((ask * unit).ceil() as i64).max(best_bid + 1);
         let mut changes: (BTreeMap<i64, i64>, BTreeMap<i64, i64>) = Default::default();
         let lot = |rng: &mut SmallRng| rng.random_range(1..20_000i64);
-        // Levels the new best prices cross go; the best levels are (re)set.
+        // Levels better than the new best prices go (crossed, or left behind by a wider
+        // spread); the best levels are (re)set.
         for price in self
             .bids
-            .range(best_ask..)
+            .range(best_bid + 1..)
             .map(|(p, _)| *p)
             .collect::<Vec<_>>()
         {
@@ -55,7 +56,7 @@ impl DemoBook {
         }
         for price in self
             .asks
-            .range(..=best_bid)
+            .range(..best_ask)
             .map(|(p, _)| *p)
             .collect::<Vec<_>>()
         {
@@ -121,3 +122,56 @@ fn apply(side: &mut BTreeMap<i64, i64>, changes: &BTreeMap<i64, i64>) {
 
 /// Levels a side of a demo book.
 const LEVELS: i64 = 20;
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    type Side = BTreeMap<Decimal, Decimal>;
+
+    /// What a client holds after `update`, from the update alone.
+    fn follow(book: &mut (Side, Side), update: &BookUpdate) {
+        if update.kind == BookKind::Snapshot {
+            *book = Default::default();
+        }
+        for (side, levels) in [(&mut book.0, &update.bids), (&mut book.1, &update.asks)] {
+            for level in levels {
+                if level.size.is_zero() {
+                    assert!(side.remove(&level.price).is_some(), "removes what is there");
+                } else {
+                    side.insert(level.price, level.size);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_book_keeps_its_levels_a_side_at_the_quoted_best_prices_as_the_mid_walks() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut book = DemoBook::new(Symbol::parse("AAPL").unwrap(), 187.5);
+        let mut client = (Side::new(), Side::new());
+        let mut mid = 187.5_f64;
+        for step in 0..2_000_u64 {
+            // A walk up and down, with the spread widening and narrowing.
+            mid += rng.random_range(-0.05..0.05);
+            let half = 0.01 * rng.random_range(1..6) as f64;
+            let update = book.step(mid - half, mid + half, &mut rng, step);
+            assert_eq!(update.kind == BookKind::Snapshot, step == 0);
+            follow(&mut client, &update);
+            let unit = 10f64.powi(book.scale as i32);
+            let best_bid = ((mid - half) * unit).floor() as i64;
+            let best_ask = (((mid + half) * unit).ceil() as i64).max(best_bid + 1);
+            let bids: Vec<i64> = book.bids.keys().copied().collect();
+            let asks: Vec<i64> = book.asks.keys().copied().collect();
+            assert_eq!(bids, (best_bid - LEVELS + 1..=best_bid).collect::<Vec<_>>());
+            assert_eq!(asks, (best_ask..best_ask + LEVELS).collect::<Vec<_>>());
+            let price = |p: &i64| Decimal::new(*p, book.scale).normalize();
+            let held: Vec<Decimal> = client.0.keys().copied().collect();
+            assert_eq!(held, bids.iter().map(price).collect::<Vec<_>>(), "{step}");
+            let held: Vec<Decimal> = client.1.keys().copied().collect();
+            assert_eq!(held, asks.iter().map(price).collect::<Vec<_>>(), "{step}");
+        }
+    }
+}
