@@ -180,6 +180,33 @@ mod tests {
         assert!(decode(&mut b"{nope".to_vec()).unwrap().is_err());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn ticks_due_together_go_in_full_batches_and_what_is_due_goes_before_a_wait() {
+        let mut file = String::new();
+        for _ in 0..2_500 {
+            file.push_str("{\"symbol\":\"A\",\"price\":1,\"ts_ns\":1000}\n");
+        }
+        file.push_str("{\"symbol\":\"A\",\"ts_ns\":1000}\n\n");
+        file.push_str("{\"symbol\":\"B\",\"price\":2,\"ts_ns\":3600000001000}\n");
+        let (inbox, mut batches) = Inbox::bounded(64);
+        let metrics = Arc::new(Metrics::new(1));
+        let cursor = std::io::Cursor::new(file.into_bytes());
+        let replay = tokio::spawn(run(cursor, inbox, 1.0, metrics.clone(), Shutdown::new()));
+        let mut sizes = Vec::new();
+        while let Some(batch) = batches.recv().await {
+            sizes.push(batch.items.len());
+        }
+        replay.await.unwrap();
+        // The hour's wait (on the paused clock) comes after the 2,500 ticks due at once
+        // have gone.
+        assert_eq!(sizes, [MAX_BATCH, MAX_BATCH, 2_500 - 2 * MAX_BATCH, 1]);
+        let refused: u64 = metrics.errors().map(|(_, n)| n).sum();
+        assert_eq!(
+            refused, 1,
+            "the tick without a price or quote, not the blank line"
+        );
+    }
+
     #[test]
     fn offsets_scale_with_speed_and_zero_means_at_once() {
         assert_eq!(offset(2_000_000_000, 2.0), Duration::from_secs(1));

@@ -19,12 +19,6 @@ pub fn next_message(buf: &mut BytesMut, limit: usize) -> Option<Result<Tick, Dec
     next_body(buf, limit).map(|body| body.and_then(|body| decode_tick(&body)))
 }
 
-/// Like [`next_message`], for the ingest port: a tick, or a book update framed as
-/// `IngestBook`.
-pub fn next_item(buf: &mut BytesMut, limit: usize) -> Option<Result<Item, DecodeError>> {
-    next_body(buf, limit).map(|body| body.and_then(|body| decode_item(&body)))
-}
-
 /// Decodes one message body: an `IngestBook` when its first field is the book's (100),
 /// otherwise a `Tick` as ever.
 pub fn decode_item(body: &[u8]) -> Result<Item, DecodeError> {

@@ -381,6 +381,46 @@ mod tests {
         assert_eq!(ticks.len(), 1);
     }
 
+    #[test]
+    fn protobuf_messages_are_numbered_and_a_hello_tags_those_after_it() {
+        use prost::Message as _;
+        let tick = crate::proto::Tick {
+            symbol: "A".into(),
+            price: Some(1.0),
+            ts_ns: 1,
+            ..Default::default()
+        }
+        .encode_length_delimited_to_vec();
+        let hello = crate::proto::IngestHello {
+            hello: Some(crate::proto::PublisherHello {
+                publisher: "feed-1".into(),
+                pseq: 10,
+            }),
+        }
+        .encode_length_delimited_to_vec();
+        let mut d = Decoder::new(Format::Protobuf, 1024);
+        let mut buf = BytesMut::from(&hello[..]);
+        for body in [&tick[..], &[0x02, 0xff, 0xff][..], &tick[..], &tick[..]] {
+            buf.extend_from_slice(body);
+        }
+        let mut rejected = Vec::new();
+        let (items, lines, fatal) =
+            d.drain_numbered(&mut buf, |line, e| rejected.push((line, e.code().as_str())));
+        assert_eq!(
+            (items.len(), lines.clone(), fatal),
+            (3, vec![2, 4, 5], false)
+        );
+        assert_eq!(rejected, vec![(3, "bad_protobuf")]);
+        let tagged = d.tagged(&lines).expect("after a hello");
+        assert_eq!((tagged.pseqs, tagged.through), (vec![10, 12, 13], 13));
+        // A hello later than the first message ends the stream, numbered where it stood.
+        buf.extend_from_slice(&hello);
+        let (items, _, fatal) =
+            d.drain_numbered(&mut buf, |line, e| rejected.push((line, e.code().as_str())));
+        assert!(items.is_empty() && fatal);
+        assert_eq!(rejected[1], (6, "bad_hello"));
+    }
+
     /// What the publisher reads back, line by line, until `n` lines came (10 s at most).
     async fn replies(socket: &mut TcpStream, n: usize) -> Vec<serde_json::Value> {
         let mut bytes = Vec::new();
