@@ -436,6 +436,46 @@ mod tests {
     }
 
     #[test]
+    fn a_bar_is_checked_before_it_is_believed() {
+        let channel = Channel::parse("bars:1m:AAPL").unwrap();
+        let good = proto::Bar {
+            channel: channel.as_str().into(),
+            seq: 1,
+            start_ns: 120_000_000_000,
+            open: 10.0,
+            high: 12.0,
+            low: 9.0,
+            close: 11.0,
+            volume: 3.0,
+            trades: 2,
+            closed: true,
+        };
+        let values = bar_values(&good, &channel).unwrap();
+        assert_eq!((values.open, values.close, values.trades), (10.0, 11.0, 2));
+        let inconsistent = |m: proto::Bar| match bar_values(&m, &channel) {
+            Err(WireError::Inconsistent(why)) => why,
+            other => panic!("{:?} passed as {other:?}", (m.open, m.close, m.trades)),
+        };
+        let bad: [(&str, fn(&mut proto::Bar)); 8] = [
+            ("not finite", |m| m.high = f64::INFINITY),
+            ("not finite", |m| m.volume = f64::NAN),
+            ("low <= open", |m| m.open = 12.5),
+            ("low <= open", |m| m.open = 8.0),
+            ("low <= open", |m| m.close = 12.5),
+            ("low <= open", |m| m.close = 8.5),
+            ("a trade", |m| m.trades = 0),
+            ("off its interval", |m| m.start_ns += 1),
+        ];
+        for (why, spoil) in bad {
+            let mut m = good.clone();
+            spoil(&mut m);
+            assert!(inconsistent(m).contains(why), "{why}");
+        }
+        let not_bars = Channel::parse("news").unwrap();
+        assert!(bar_values(&good, &not_bars).is_err());
+    }
+
+    #[test]
     fn malformed_messages_are_refused_with_their_reason() {
         let subjects = Subjects::new("tickrelay");
         let good = encode(&subjects, &tick("A", 1), 42, 7);

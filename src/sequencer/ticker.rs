@@ -202,6 +202,22 @@ mod tests {
     }
 
     #[test]
+    fn a_full_day_of_minutes_is_held_and_no_more() {
+        let day = WINDOW_MINUTES as u64;
+        let mut window = Window::default();
+        for m in 0..=day {
+            let p = m as f64 + 1.0;
+            window.push(&bar(m, p, p + 1.0, p - 0.5, p + 0.5, 1.0));
+            let t = m * MIN + 5;
+            assert!(!window.evict(t), "every minute pushed is in the window");
+            let stats = window.stats(None, t).unwrap();
+            let held = (m + 1).min(day);
+            assert_eq!(stats.volume, held as f64, "minute {m}");
+            assert_eq!(stats.open, (m + 1 - held) as f64 + 1.0, "minute {m}");
+        }
+    }
+
+    #[test]
     fn an_empty_window_shows_the_last_price_flat() {
         let mut window = Window::default();
         assert_eq!(window.stats(None, MIN), None, "no trade yet");
