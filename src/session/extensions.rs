@@ -206,10 +206,9 @@ fn offer(params: &[(String, Option<String>)]) -> Option<Offer> {
 
 /// `1*DIGIT` from 8 to 15, without a leading zero (§7.1.2.1).
 fn window_bits(value: &str) -> Option<u8> {
-    if value.is_empty() || value.len() > 2 || value.starts_with('0') {
-        return None;
-    }
-    if !value.bytes().all(|b| b.is_ascii_digit()) {
+    // Digits only: `u8::from_str` would also take a `+`. An empty or too long value fails
+    // the parse or the range.
+    if value.starts_with('0') || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let bits: u8 = value.parse().ok()?;
@@ -372,6 +371,16 @@ mod tests {
             ";;",
         ] {
             assert_eq!(answer(&[broken]), None, "{broken}");
+        }
+    }
+
+    #[test]
+    fn window_bits_are_8_to_15_in_plain_digits() {
+        for (value, bits) in [("8", Some(8)), ("15", Some(15)), ("12", Some(12))] {
+            assert_eq!(window_bits(value), bits, "{value}");
+        }
+        for bad in ["", "7", "16", "08", "0", "+9", "9 ", "1a", "999", "0015"] {
+            assert_eq!(window_bits(bad), None, "{bad:?}");
         }
     }
 

@@ -338,6 +338,27 @@ mod tests {
     use super::testkit::{Live, deliver, start};
     use crate::config::Config;
 
+    #[tokio::test(start_paused = true)]
+    async fn a_relay_side_close_half_closes_after_half_the_linger_then_drains() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (relay, _) = listener.accept().await.unwrap();
+        let start = tokio::time::Instant::now();
+        let lingering = tokio::spawn(async move { super::linger(&relay, false).await });
+        // The client says nothing: after half the linger (the paused clock's, exactly) the
+        // relay sends its FIN and keeps reading.
+        let mut byte = [0u8; 1];
+        assert_eq!(client.read(&mut byte).await.unwrap(), 0);
+        let fin = start.elapsed();
+        assert!(super::LINGER / 2 <= fin && fin < super::LINGER, "{fin:?}");
+        // The client's close ends the drain at once.
+        drop(client);
+        lingering.await.unwrap();
+        assert_eq!(start.elapsed(), fin);
+    }
+
     #[tokio::test]
     async fn a_session_is_welcomed_fed_answered_and_leaves_its_shard_on_close() {
         LocalSet::new()

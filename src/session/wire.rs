@@ -600,6 +600,21 @@ mod tests {
     }
 
     #[test]
+    fn inflated_bytes_are_counted_once_and_plain_messages_not_at_all() {
+        let text = br#"{"op":"subscribe","symbols":["AAPL","AAPL","AAPL","AAPL","AAPL"]}"#;
+        let compressed = deflated(text);
+        let mut reader = FrameReader::with_deflate(1024);
+        assert_eq!(reader.take_inflated(), (0, 0));
+        let mut buf = BytesMut::from(&client_frame(true, 0x1, b"plain", MASK)[..]);
+        buf.extend(client_frame(true, 0x41, &compressed, MASK));
+        buf.extend(client_frame(true, 0x41, &compressed, MASK));
+        while reader.next(&mut buf).unwrap().is_some() {}
+        let expected = (2 * compressed.len() as u64, 2 * text.len() as u64);
+        assert_eq!(reader.take_inflated(), expected);
+        assert_eq!(reader.take_inflated(), (0, 0), "taken means counted");
+    }
+
+    #[test]
     fn rsv1_on_control_or_continuation_frames_and_rsv2_rsv3_are_refused() {
         for bytes in [
             client_frame(true, 0x49, b"", MASK),
