@@ -630,6 +630,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_coalesced_batch_stops_at_its_size_limit() {
+        let (sequencer, queue, _) = sequencer();
+        let (inbox, received) = crate::ingest::Inbox::bounded(4);
+        let half = MAX_BATCH / 2;
+        for _ in 0..3 {
+            let items = (0..half).map(|_| item("A", 0)).collect();
+            inbox.publish_items(items).await.expect("room");
+        }
+        let shutdown = Shutdown::new();
+        let drive = async {
+            let mut batches = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while batches.iter().map(|b: &Arc<[_]>| b.len()).sum::<usize>() < 3 * half {
+                assert!(tokio::time::Instant::now() < deadline, "not all handed on");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                batches.extend(queue.drain());
+            }
+            shutdown.trigger();
+            batches
+        };
+        let ((), batches) = tokio::join!(sequencer.run(received, shutdown.clone()), drive);
+        let sizes: Vec<usize> = batches.iter().map(|batch| batch.len()).collect();
+        assert_eq!(sizes, [MAX_BATCH, half], "two hand-offs fill one batch");
+    }
+
+    #[tokio::test]
     async fn a_full_table_evicts_idle_unsubscribed_keys_and_new_keys_start_above_their_seqs() {
         let (sender, queue) = tick_queue(16);
         let metrics = Arc::new(Metrics::new(1));
