@@ -242,6 +242,7 @@ mod tests {
     use super::super::testkit::{Bench, briefs, symbol, tick};
     use crate::config::Config;
     use crate::encode::Message;
+    use crate::encode::ws_frame::OpCode;
 
     #[tokio::test]
     async fn a_full_socket_makes_the_client_wait_and_writing_again_too_early_waits_again() {
@@ -272,6 +273,66 @@ mod tests {
         assert!(got[..queued].iter().all(|m| m["type"] == "binary"));
         assert_eq!(briefs(&got[queued..]), ["pong 1"]);
         assert!(!bench.core.status(client.key).blocked);
+    }
+
+    #[tokio::test]
+    async fn a_tls_clients_waiting_records_wait_for_the_socket_and_a_reset_kills_it() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let client = bench.narrow_tls_client().await;
+        let key = client.key;
+        // Less than rustls buffers, more than the socket takes: all of it is encrypted at
+        // once, and most of its records wait.
+        let now = Instant::now();
+        bench
+            .core
+            .send_data(key, OpCode::Binary, &[b'x'; 32 * 1024], now);
+        bench.core.allow_burst(key);
+        bench.core.flush(key);
+        let status = bench.core.status(key);
+        assert_eq!(
+            (status.phase, status.blocked, status.flushed),
+            (FeedPhase::Live, true, true),
+            "nothing left to encrypt, records waiting"
+        );
+        // Woken while the socket is still full: only the records are left, and they wait.
+        for _ in 0..4 {
+            bench.core.writable(key, true);
+            let status = bench.core.status(key);
+            assert_eq!((status.phase, status.blocked), (FeedPhase::Live, true));
+        }
+        // The peer resets the connection: writing the records fails, and the client is dead.
+        client.hang_up();
+        for _ in 0..1000 {
+            if bench.core.status(key).phase == FeedPhase::Dead {
+                break;
+            }
+            tokio::task::yield_now().await;
+            bench.core.writable(key, true);
+        }
+        let status = bench.core.status(key);
+        assert_eq!((status.phase, status.blocked), (FeedPhase::Dead, false));
+    }
+
+    #[tokio::test]
+    async fn a_tls_client_reading_slowly_gets_every_frame_in_order() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let mut client = bench.narrow_tls_client().await;
+        let queued = bench.choke(client.key);
+        bench
+            .core
+            .send(client.key, &Message::Pong { id: 1 }, Instant::now());
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while got.len() < queued + 1 {
+            assert!(std::time::Instant::now() < deadline, "{} came", got.len());
+            // A record is decrypted whole, and it can be larger than the narrow sockets
+            // hold: read for a moment, then let the relay write more.
+            got.extend(client.rest().await);
+            bench.core.writable(client.key, true);
+            assert_eq!(bench.core.status(client.key).phase, FeedPhase::Live);
+        }
+        assert!(got[..queued].iter().all(|m| m["type"] == "binary"));
+        assert_eq!(briefs(&got[queued..]), ["pong 1"]);
     }
 
     #[tokio::test]

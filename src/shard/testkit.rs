@@ -2,6 +2,8 @@
 //! core as the fan-out loop and the session tasks drive it, and each client's socket read
 //! back frame by frame.
 
+use std::cell::RefCell;
+use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +34,30 @@ pub(super) struct Peer {
     pub(super) key: SessionKey,
     /// The relay-wide session id `open` gave it.
     pub(super) id: u64,
-    socket: TcpStream,
+    socket: PeerSocket,
     unread: Vec<u8>,
+}
+
+/// The far end's socket: plain, or TLS decrypted by a rustls client.
+enum PeerSocket {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl PeerSocket {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(tcp) => tcp,
+            Self::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(tcp) => tcp.read(buf).await,
+            Self::Tls(tls) => tls.read(buf).await,
+        }
+    }
 }
 
 impl Bench {
@@ -63,6 +87,49 @@ impl Bench {
     /// A JSON client whose socket buffers are a few KiB each way, so a test fills them
     /// with little data ([`Bench::choke`]).
     pub(super) async fn narrow_client(&mut self) -> Peer {
+        let (socket, relay_side) = self.narrow_pair().await;
+        self.attach(socket, relay_side, json())
+    }
+
+    /// [`Bench::narrow_client`] over TLS: the handshake done by tokio-rustls (as the HTTP
+    /// server does), then the relay's side driven sans-IO by the shard, as after an upgrade.
+    pub(super) async fn narrow_tls_client(&mut self) -> Peer {
+        use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+            .expect("a self-signed certificate");
+        let cert = certified.cert.der().clone();
+        let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], PrivateKeyDer::Pkcs8(key))
+            .expect("a server configuration");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).expect("a root");
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (socket, relay_side) = self.narrow_pair().await;
+        let name = ServerName::try_from("localhost").expect("a name");
+        let (client, server) = tokio::join!(
+            tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, socket),
+            tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(relay_side),
+        );
+        let (tcp, conn) = server.expect("the server's handshake").into_inner();
+        let transport = Transport::Tls {
+            tcp,
+            conn: Box::new(RefCell::new(conn)),
+        };
+        let client = PeerSocket::Tls(Box::new(client.expect("the client's handshake")));
+        self.attach_transport(client, transport, json())
+    }
+
+    /// A connected pair whose buffers are a few KiB each way.
+    async fn narrow_pair(&mut self) -> (TcpStream, TcpStream) {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("receive buffer");
         let socket = socket
@@ -73,12 +140,23 @@ impl Bench {
         socket2::SockRef::from(&relay_side)
             .set_send_buffer_size(4096)
             .expect("send buffer");
-        self.attach(socket, relay_side, json())
+        (socket, relay_side)
     }
 
     fn attach(&mut self, socket: TcpStream, relay_side: TcpStream, options: ClientOptions) -> Peer {
-        let transport = Rc::new(Transport::Plain(relay_side));
-        let (key, id) = self.core.open(transport, Rc::new(Notify::new()), options);
+        let socket = PeerSocket::Plain(socket);
+        self.attach_transport(socket, Transport::Plain(relay_side), options)
+    }
+
+    fn attach_transport(
+        &mut self,
+        socket: PeerSocket,
+        transport: Transport,
+        options: ClientOptions,
+    ) -> Peer {
+        let (key, id) = self
+            .core
+            .open(Rc::new(transport), Rc::new(Notify::new()), options);
         Peer {
             key,
             id,
@@ -236,12 +314,12 @@ impl Peer {
 
     /// The client's own address (the relay's peer address for it).
     pub(super) fn address(&self) -> std::net::SocketAddr {
-        self.socket.local_addr().expect("local address")
+        self.socket.tcp().local_addr().expect("local address")
     }
 
     /// Drops the connection with a reset (linger 0), as a client that vanishes does.
     pub(super) fn hang_up(self) {
-        socket2::SockRef::from(&self.socket)
+        socket2::SockRef::from(self.socket.tcp())
             .set_linger(Some(Duration::ZERO))
             .expect("linger");
     }
