@@ -456,7 +456,8 @@ mod tests {
             Err(WireError::Inconsistent(why)) => why,
             other => panic!("{:?} passed as {other:?}", (m.open, m.close, m.trades)),
         };
-        let bad: [(&str, fn(&mut proto::Bar)); 8] = [
+        type Spoil = fn(&mut proto::Bar);
+        let bad: [(&str, Spoil); 8] = [
             ("not finite", |m| m.high = f64::INFINITY),
             ("not finite", |m| m.volume = f64::NAN),
             ("low <= open", |m| m.open = 12.5),
