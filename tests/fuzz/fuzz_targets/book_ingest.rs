@@ -30,11 +30,22 @@ fn valid(update: &BookUpdate) {
     assert_eq!(update.channel.depth(), Depth::Full);
     assert!(tickrelay::tick::Symbol::parse(update.channel.symbol().as_str()).is_ok());
     for level in update.bids.iter().chain(&update.asks) {
-        assert!(!level.size.is_sign_negative() || level.size.is_zero(), "size {}", level.size);
+        assert!(
+            !level.size.is_sign_negative() || level.size.is_zero(),
+            "size {}",
+            level.size
+        );
         for value in [level.price, level.size] {
             let text = decimal::text(&value);
-            assert_eq!(decimal::parse(&text), Ok(value), "{text} is its own shortest form");
-            assert!(!text.contains('e') && !(text.contains('.') && text.ends_with('0')), "{text}");
+            assert_eq!(
+                decimal::parse(&text),
+                Ok(value),
+                "{text} is its own shortest form"
+            );
+            assert!(
+                !text.contains('e') && !(text.contains('.') && text.ends_with('0')),
+                "{text}"
+            );
         }
     }
 }

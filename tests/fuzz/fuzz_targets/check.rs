@@ -54,7 +54,11 @@ pub fn valid_event(event: &Event, max_data: usize) {
         "an event of {:?}, a channel only the relay writes",
         event.channel
     );
-    assert!(event.data.len() <= max_data, "data of {} bytes", event.data.len());
+    assert!(
+        event.data.len() <= max_data,
+        "data of {} bytes",
+        event.data.len()
+    );
     assert!(
         serde_json::from_slice::<serde_json::Value>(&event.data).is_ok(),
         "data is not one JSON value"

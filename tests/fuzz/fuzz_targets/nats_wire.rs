@@ -56,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut headers = HeaderMap::new();
     for (bit, name, fixed) in [(1, EPOCH, "42"), (2, RECV_NS, "7"), (4, TICK_SEQ, "99")] {
-        let mut value = if flags & 8 != 0 { text() } else { fixed.to_owned() };
+        let mut value = if flags & 8 != 0 {
+            text()
+        } else {
+            fixed.to_owned()
+        };
         // A NATS header value holds no line break (async-nats refuses one with a panic; a
         // message read from the wire never has one).
         value.retain(|c| c != '\r' && c != '\n');
@@ -80,14 +84,26 @@ fuzz_target!(|data: &[u8]| {
             else {
                 panic!("a bar of {:?}", bar.channel)
             };
-            let interval = BarInterval::parse(interval).expect("a bar's channel names its interval");
+            let interval =
+                BarInterval::parse(interval).expect("a bar's channel names its interval");
             assert_eq!(interval.start_of(b.start_ns), b.start_ns);
             assert_eq!(subject.ends_with(".closed"), b.closed);
         }
         Item::Ticker(ticker) => {
             let s = ticker.stats;
-            let numbers = [s.last, s.open, s.high, s.low, s.volume, s.change, s.change_percent];
-            assert!(numbers.iter().all(|n| n.is_finite()) && s.low <= s.high, "{s:?}");
+            let numbers = [
+                s.last,
+                s.open,
+                s.high,
+                s.low,
+                s.volume,
+                s.change,
+                s.change_percent,
+            ];
+            assert!(
+                numbers.iter().all(|n| n.is_finite()) && s.low <= s.high,
+                "{s:?}"
+            );
         }
         Item::Tick(_) | Item::Event(_) | Item::Book(_) => {}
         Item::Tier(_) => panic!("the stream never holds a tier frame (a shard makes them)"),

@@ -13,10 +13,10 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use tickrelay::ingest::protobuf::{decode_tick, next_message};
-use tickrelay::ingest::tcp::{Decoder, Format};
 use tickrelay::config::defaults::MAX_EVENT_BYTES;
 use tickrelay::event::Item;
+use tickrelay::ingest::protobuf::{decode_tick, next_message};
+use tickrelay::ingest::tcp::{Decoder, Format};
 
 #[path = "check.rs"]
 mod check;

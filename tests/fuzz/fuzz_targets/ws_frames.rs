@@ -68,7 +68,6 @@ fn read(stream: &[u8], reads: &[usize]) -> (Vec<Incoming>, Option<WireError>) {
     (messages, None)
 }
 
-
 fn check(message: &Incoming) {
     match message {
         Incoming::Text(text) => {
