@@ -535,9 +535,14 @@ mod tests {
                 bench.core.subscribe(client.key, false, &[symbol("BTC")]);
                 let core = Rc::new(RefCell::new(bench.core));
                 let (sender, queue) = crate::sequencer::tick_queue(4);
+                let polls = Rc::new(std::cell::Cell::new(0_usize));
                 let fan_out = {
-                    let core = core.clone();
-                    tokio::task::spawn_local(async move { run(&core, &queue).await })
+                    let (core, polls) = (core.clone(), polls.clone());
+                    let mut turn = Box::pin(async move { run(&core, &queue).await });
+                    tokio::task::spawn_local(std::future::poll_fn(move |cx| {
+                        polls.set(polls.get() + 1);
+                        turn.as_mut().poll(cx)
+                    }))
                 };
                 for seq in 1..=3 {
                     sender.deliver(vec![tick("BTC", seq)].into()).await;
@@ -549,6 +554,16 @@ mod tests {
                     .map(|m| m["seq"].as_u64().unwrap_or(0))
                     .collect();
                 assert_eq!(seqs, [1, 2, 3], "each batch, flushed");
+                // Idle, the loop waits for the queue: it is not polled while others run.
+                let before = polls.get();
+                for _ in 0..100 {
+                    tokio::task::yield_now().await;
+                }
+                assert!(
+                    polls.get() - before <= 1,
+                    "idle, polled {} times",
+                    polls.get() - before
+                );
                 drop(sender);
                 let ended = tokio::time::timeout(std::time::Duration::from_secs(10), fan_out);
                 ended
