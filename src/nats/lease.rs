@@ -205,7 +205,7 @@ pub fn bucket(stream: &str) -> String {
 }
 
 /// The key holding the holder's name.
-const KEY: &str = "sequencer";
+pub(super) const KEY: &str = "sequencer";
 /// How long a standby waits for the holder's revision to change before it takes the lease.
 pub const LEASE: Duration = Duration::from_millis(1500);
 /// How often the holder renews (several renewals fit in a [`LEASE`]).

@@ -577,6 +577,61 @@ mod tests {
         assert_eq!(metrics.errors().count(), 0);
     }
 
+    #[tokio::test]
+    async fn a_refusal_restarts_the_chain_while_the_lease_holds_and_deposes_once_it_is_lost() {
+        use crate::tick::sequenced;
+        let Some((_server, config, connection, metrics)) =
+            super::super::tests::setup("refused").await
+        else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 5)
+            .await
+            .expect("create");
+        let lease = Lease::acquire(&history.js, "refused", 1, "unit".into(), &mut || {})
+            .await
+            .expect("the lease");
+        let mut stream = history.stream.clone();
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let mut chain = Chain::new(last);
+        // Something else wrote to the stream: it moved on without this sequencer.
+        let tick = crate::event::Item::Tick(sequenced("X", 1));
+        let foreign = wire::encode(&history.subjects, &tick, 5, 1);
+        history
+            .js
+            .publish(foreign.subject, foreign.payload)
+            .await
+            .expect("sent")
+            .await
+            .expect("stored");
+        assert_eq!(
+            refused(&history, &lease, &mut chain, &metrics).await,
+            Ok(())
+        );
+        assert_eq!(
+            chain.take_next(),
+            After::Seq(last + 1),
+            "on from the stream's last"
+        );
+        let counted: u64 = metrics.errors().map(|(_, n)| n).sum();
+        assert_eq!(counted, 1);
+        // Another sequencer takes the lease: the next refusal deposes this one.
+        let store = history
+            .js
+            .get_key_value(super::super::lease::bucket("refused"))
+            .await
+            .expect("the bucket");
+        store
+            .put(super::super::lease::KEY, "another".into())
+            .await
+            .expect("taken");
+        let deposed = refused(&history, &lease, &mut chain, &metrics).await;
+        assert!(
+            matches!(deposed, Err(Deposed::AnotherWriter { .. })),
+            "{deposed:?}"
+        );
+    }
+
     #[test]
     fn only_a_wrong_last_sequence_or_id_is_a_refusal() {
         use async_nats::jetstream::context::PublishError;
