@@ -558,6 +558,28 @@ mod tests {
     }
 
     #[test]
+    fn a_bar_whose_symbols_clock_fell_behind_is_looked_at_again_when_it_can_be_over() {
+        let mut derived = engine(std::time::Duration::from_secs(2));
+        let mut out = Vec::new();
+        // On time at first: the 1 s bar is due at T0 + 3 s (its end and the grace).
+        derived.trade(&trade(1, T0 + S / 2, 10.0, T0 + S / 2), &mut out);
+        // Then the feed falls 1.4 s behind, within the same second.
+        derived.trade(&trade(2, T0 + 6 * S / 10, 11.0, T0 + 2 * S), &mut out);
+        out.clear();
+        // At T0 + 3 s the symbol's clock reads T0 + 1.6 s: the bar cannot be over yet.
+        derived.on_timer(T0 + 3 * S, &mut out);
+        assert!(bars(&out, "bars:1s:X").iter().all(|b| !b.closed));
+        // Its clock reaches T0 + 3 s at T0 + 4.4 s: the next look is then.
+        let next = derived.due.peek().expect("the bar is due again").0;
+        assert_eq!(next.at_ns, T0 + 44 * S / 10);
+        out.clear();
+        derived.on_timer(T0 + 44 * S / 10, &mut out);
+        let closed = bars(&out, "bars:1s:X");
+        assert_eq!(closed.len(), 1);
+        assert!(closed[0].closed && closed[0].trades == 2);
+    }
+
+    #[test]
     fn a_ticker_rolls_its_window_without_trades() {
         let mut derived = engine(std::time::Duration::from_secs(2));
         let mut out = Vec::new();
