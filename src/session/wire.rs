@@ -600,6 +600,20 @@ mod tests {
     }
 
     #[test]
+    fn a_close_may_be_empty_or_carry_a_code_a_peer_may_send() {
+        let read = |payload: &[u8]| read_all(&client_frame(true, 0x8, payload, MASK), 125);
+        assert_eq!(read(b""), Ok(vec![Incoming::Close(None)]));
+        assert_eq!(read(b"\x03\xe8bye"), Ok(vec![Incoming::Close(Some(1000))]));
+        assert_eq!(read(b"\x03"), Err(WireError::BadClose));
+        assert_eq!(
+            read(b"\x03\xed"),
+            Err(WireError::BadClose),
+            "1005 is never sent"
+        );
+        assert_eq!(read(b"\x03\xe8\xff"), Err(WireError::InvalidUtf8));
+    }
+
+    #[test]
     fn inflated_bytes_are_counted_once_and_plain_messages_not_at_all() {
         let text = br#"{"op":"subscribe","symbols":["AAPL","AAPL","AAPL","AAPL","AAPL"]}"#;
         let compressed = deflated(text);

@@ -266,6 +266,25 @@ mod tests {
     }
 
     #[test]
+    fn pending_bytes_are_what_is_queued_and_not_yet_written() {
+        let metrics = Metrics::new(1);
+        let mut feed = Feed::new(Encoding::Json);
+        assert_eq!(feed.pending_bytes(), 0);
+        for seq in 1..=2 {
+            assert!(feed.push_tick(&tick("A", seq), Instant::now(), metrics.shard(0)));
+        }
+        let mut slices = [std::io::IoSlice::new(&[]); 16];
+        let n = feed.outbox.slices(&mut slices);
+        let queued: usize = slices[..n].iter().map(|s| s.len()).sum();
+        assert!(queued > 0);
+        assert_eq!(feed.pending_bytes(), queued);
+        feed.mark_written(10);
+        assert_eq!(feed.pending_bytes(), queued - 10);
+        feed.mark_written(usize::MAX);
+        assert_eq!(feed.pending_bytes(), 0, "never more than was queued");
+    }
+
+    #[test]
     fn a_lagging_client_gets_nothing_it_skipped_of_the_old_history_after_its_reset() {
         let now = Instant::now();
         let metrics = Metrics::new(1);
