@@ -94,38 +94,9 @@ impl Bench {
     /// [`Bench::narrow_client`] over TLS: the handshake done by tokio-rustls (as the HTTP
     /// server does), then the relay's side driven sans-IO by the shard, as after an upgrade.
     pub(super) async fn narrow_tls_client(&mut self) -> Peer {
-        use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-            .expect("a self-signed certificate");
-        let cert = certified.cert.der().clone();
-        let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], PrivateKeyDer::Pkcs8(key))
-            .expect("a server configuration");
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert).expect("a root");
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let (socket, relay_side) = self.narrow_pair().await;
-        let name = ServerName::try_from("localhost").expect("a name");
-        let (client, server) = tokio::join!(
-            tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, socket),
-            tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(relay_side),
-        );
-        let (tcp, conn) = server.expect("the server's handshake").into_inner();
-        let transport = Transport::Tls {
-            tcp,
-            conn: Box::new(RefCell::new(conn)),
-        };
-        let client = PeerSocket::Tls(Box::new(client.expect("the client's handshake")));
-        self.attach_transport(client, transport, json())
+        let (client, transport) = tls(socket, relay_side).await;
+        self.attach_transport(PeerSocket::Tls(Box::new(client)), transport, json())
     }
 
     /// A connected pair whose buffers are a few KiB each way.
@@ -360,6 +331,44 @@ impl Peer {
         self.unread.drain(..head + len);
         Some(message)
     }
+}
+
+/// A TLS session over `client` and `relay_side`, a self-signed certificate trusted by the
+/// client: the client's stream, and the relay's side as the shard takes it after an upgrade.
+pub(super) async fn tls(
+    client: TcpStream,
+    relay_side: TcpStream,
+) -> (tokio_rustls::client::TlsStream<TcpStream>, Transport) {
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+        .expect("a self-signed certificate");
+    let cert = certified.cert.der().clone();
+    let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], PrivateKeyDer::Pkcs8(key))
+        .expect("a server configuration");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("a root");
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").expect("a name");
+    let (client, server) = tokio::join!(
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, client),
+        tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(relay_side),
+    );
+    let (tcp, conn) = server.expect("the server's handshake").into_inner();
+    let transport = Transport::Tls {
+        tcp,
+        conn: Box::new(RefCell::new(conn)),
+    };
+    (client.expect("the client's handshake"), transport)
 }
 
 /// The `(type, seq)` of each message (seq 0 where it has none).

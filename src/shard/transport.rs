@@ -262,6 +262,48 @@ mod tests {
         got
     }
 
+    /// Reads from `transport` once it is readable, until an answer other than WouldBlock.
+    async fn read_answer(transport: &Transport, buf: &mut BytesMut) -> io::Result<usize> {
+        for _ in 0..100 {
+            transport.tcp().readable().await.unwrap();
+            match transport.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+        panic!("nothing but WouldBlock");
+    }
+
+    #[tokio::test]
+    async fn tls_plaintext_comes_by_whole_records_and_half_a_record_is_not_an_end() {
+        use tokio::io::AsyncWriteExt;
+        let (relay_side, client) = pair().await;
+        let (mut client, transport) = super::super::testkit::tls(client, relay_side).await;
+        // One record, encrypted by the client's session and sent in two halves.
+        let (tcp, conn) = client.get_mut();
+        conn.writer().write_all(b"hello").unwrap();
+        let mut record = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut record).unwrap();
+        }
+        let (first, rest) = record.split_at(record.len() / 2);
+        tcp.write_all(first).await.unwrap();
+        let mut buf = BytesMut::new();
+        transport.tcp().readable().await.unwrap();
+        let half = transport.try_read_buf(&mut buf);
+        assert_eq!(
+            half.unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "not an end"
+        );
+        tcp.write_all(rest).await.unwrap();
+        assert_eq!(read_answer(&transport, &mut buf).await.unwrap(), 5);
+        assert_eq!(&buf[..], b"hello");
+        // The client's close_notify is the end.
+        client.shutdown().await.unwrap();
+        assert_eq!(read_answer(&transport, &mut buf).await.unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn gathered_and_sliced_writes_arrive_byte_for_byte() {
         let (server, mut peer) = pair().await;
