@@ -302,6 +302,12 @@ mod tests {
         // The client's close_notify is the end.
         client.shutdown().await.unwrap();
         assert_eq!(read_answer(&transport, &mut buf).await.unwrap(), 0);
+        // So is a TCP FIN without one (a client that went without a word).
+        let (relay_side, client) = pair().await;
+        let (client, transport) = super::super::testkit::tls(client, relay_side).await;
+        let (mut tcp, _) = client.into_inner();
+        tcp.shutdown().await.unwrap();
+        assert_eq!(read_answer(&transport, &mut buf).await.unwrap(), 0);
     }
 
     #[tokio::test]
