@@ -656,6 +656,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_coalesced_batch_counts_every_hand_offs_items() {
+        let (sequencer, queue, _) = sequencer();
+        let (inbox, received) = crate::ingest::Inbox::bounded(8);
+        let sizes = [1, 1000, 1000, 3000, 10];
+        for size in sizes {
+            let items = (0..size).map(|_| item("A", 0)).collect();
+            inbox.publish_items(items).await.expect("room");
+        }
+        let shutdown = Shutdown::new();
+        let total: usize = sizes.iter().sum();
+        let drive = async {
+            let mut batches = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while batches.iter().map(|b: &Arc<[_]>| b.len()).sum::<usize>() < total {
+                assert!(tokio::time::Instant::now() < deadline, "not all handed on");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                batches.extend(queue.drain());
+            }
+            shutdown.trigger();
+            batches
+        };
+        let ((), batches) = tokio::join!(sequencer.run(received, shutdown.clone()), drive);
+        let sizes: Vec<usize> = batches.iter().map(|batch| batch.len()).collect();
+        // Under the limit after 2,001 items, so the 3,000 join them; then the limit is past.
+        assert_eq!(sizes, [5001, 10]);
+    }
+
+    #[tokio::test]
     async fn a_full_table_evicts_idle_unsubscribed_keys_and_new_keys_start_above_their_seqs() {
         let (sender, queue) = tick_queue(16);
         let metrics = Arc::new(Metrics::new(1));
