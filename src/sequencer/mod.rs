@@ -602,84 +602,52 @@ mod tests {
         assert_eq!(seqs(&queue).len(), 1, "only pseq 6 is new");
     }
 
-    #[tokio::test]
-    async fn hand_offs_waiting_together_reach_the_shards_as_one_batch() {
+    /// Hands-offs of `sizes` items each, all waiting before the sequencer runs: the sizes
+    /// of the batches it hands the shard (waiting up to 10 s for all of them).
+    async fn coalesced(sizes: &[usize]) -> Vec<usize> {
         let (sequencer, queue, _) = sequencer();
-        let (inbox, received) = crate::ingest::Inbox::bounded(4);
-        for symbol in ["A", "B", "C"] {
-            inbox
-                .publish_items(vec![item(symbol, 0)])
-                .await
-                .expect("room");
-        }
-        let shutdown = Shutdown::new();
-        let drive = async {
-            let mut batches = Vec::new();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while batches.is_empty() {
-                assert!(tokio::time::Instant::now() < deadline, "nothing handed on");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                batches = queue.drain().collect::<Vec<_>>();
-            }
-            shutdown.trigger();
-            batches
-        };
-        let ((), batches) = tokio::join!(sequencer.run(received, shutdown.clone()), drive);
-        let sizes: Vec<usize> = batches.iter().map(|batch| batch.len()).collect();
-        assert_eq!(sizes, [3], "one hand-off per shard for all three");
-    }
-
-    #[tokio::test]
-    async fn a_coalesced_batch_stops_at_its_size_limit() {
-        let (sequencer, queue, _) = sequencer();
-        let (inbox, received) = crate::ingest::Inbox::bounded(4);
-        let half = MAX_BATCH / 2;
-        for _ in 0..3 {
-            let items = (0..half).map(|_| item("A", 0)).collect();
-            inbox.publish_items(items).await.expect("room");
-        }
-        let shutdown = Shutdown::new();
-        let drive = async {
-            let mut batches = Vec::new();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while batches.iter().map(|b: &Arc<[_]>| b.len()).sum::<usize>() < 3 * half {
-                assert!(tokio::time::Instant::now() < deadline, "not all handed on");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                batches.extend(queue.drain());
-            }
-            shutdown.trigger();
-            batches
-        };
-        let ((), batches) = tokio::join!(sequencer.run(received, shutdown.clone()), drive);
-        let sizes: Vec<usize> = batches.iter().map(|batch| batch.len()).collect();
-        assert_eq!(sizes, [MAX_BATCH, half], "two hand-offs fill one batch");
-    }
-
-    #[tokio::test]
-    async fn a_coalesced_batch_counts_every_hand_offs_items() {
-        let (sequencer, queue, _) = sequencer();
-        let (inbox, received) = crate::ingest::Inbox::bounded(8);
-        let sizes = [1, 1000, 1000, 3000, 10];
-        for size in sizes {
-            let items = (0..size).map(|_| item("A", 0)).collect();
+        let (inbox, received) = crate::ingest::Inbox::bounded(sizes.len());
+        for (i, size) in sizes.iter().enumerate() {
+            let symbol = ["A", "B", "C"][i % 3];
+            let items = (0..*size).map(|_| item(symbol, 0)).collect();
             inbox.publish_items(items).await.expect("room");
         }
         let shutdown = Shutdown::new();
         let total: usize = sizes.iter().sum();
         let drive = async {
-            let mut batches = Vec::new();
+            let mut handed = Vec::new();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while batches.iter().map(|b: &Arc<[_]>| b.len()).sum::<usize>() < total {
+            while handed.iter().sum::<usize>() < total {
                 assert!(tokio::time::Instant::now() < deadline, "not all handed on");
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                batches.extend(queue.drain());
+                handed.extend(queue.drain().map(|batch| batch.len()));
             }
             shutdown.trigger();
-            batches
+            handed
         };
-        let ((), batches) = tokio::join!(sequencer.run(received, shutdown.clone()), drive);
-        let sizes: Vec<usize> = batches.iter().map(|batch| batch.len()).collect();
+        tokio::join!(sequencer.run(received, shutdown.clone()), drive).1
+    }
+
+    #[tokio::test]
+    async fn hand_offs_waiting_together_reach_the_shards_as_one_batch() {
+        assert_eq!(
+            coalesced(&[1, 1, 1]).await,
+            [3],
+            "one hand-off per shard for all three"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_coalesced_batch_stops_at_its_size_limit() {
+        let half = MAX_BATCH / 2;
+        let sizes = coalesced(&[half, half, half]).await;
+        assert_eq!(sizes, [MAX_BATCH, half], "two hand-offs fill one batch");
+    }
+
+    #[tokio::test]
+    async fn a_coalesced_batch_counts_every_hand_offs_items() {
         // Under the limit after 2,001 items, so the 3,000 join them; then the limit is past.
+        let sizes = coalesced(&[1, 1000, 1000, 3000, 10]).await;
         assert_eq!(sizes, [5001, 10]);
     }
 
