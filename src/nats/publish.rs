@@ -152,7 +152,7 @@ pub async fn run(
         // the ack of the one before: per-key order is the stream's.
         if !retry.is_empty() {
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            backoff = longer(backoff);
             metrics::add(&metrics.nats.retried, retry.len() as u64);
             let again: Vec<Outgoing> = std::mem::take(&mut retry);
             for (i, out) in again.iter().enumerate() {
@@ -299,7 +299,7 @@ async fn stream_last(history: &History, shutdown: &Shutdown) -> Option<u64> {
                     () = shutdown.wait() => return None,
                     () = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                backoff = longer(backoff);
             }
         }
     }
@@ -426,6 +426,11 @@ async fn refused(
         }
         None => Ok(()),
     }
+}
+
+/// The wait after `backoff`: twice as long, up to [`BACKOFF_MAX`].
+fn longer(backoff: Duration) -> Duration {
+    (backoff * 2).min(BACKOFF_MAX)
 }
 
 /// Publishes awaiting their ack at once: enough to cover a LAN round trip at 100k/s.
@@ -630,6 +635,15 @@ mod tests {
             matches!(deposed, Err(Deposed::AnotherWriter { .. })),
             "{deposed:?}"
         );
+    }
+
+    #[test]
+    fn the_backoff_doubles_from_its_floor_up_to_its_ceiling() {
+        let waits: Vec<u128> = std::iter::successors(Some(BACKOFF_MIN), |b| Some(longer(*b)))
+            .take(8)
+            .map(|b| b.as_millis())
+            .collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
     }
 
     #[test]
