@@ -235,6 +235,10 @@ mod tests {
             ),
             (5.5, 5.5, 5.5, 5.5, 0.0, 0.0)
         );
+        // A trade seen since (its bar still open, and out of the window) is the last price.
+        window.saw(6.25);
+        let stats = window.stats(None, MIN + WINDOW_NS + 1).unwrap();
+        assert_eq!((stats.open, stats.last, stats.volume), (6.25, 6.25, 0.0));
     }
 
     #[test]
