@@ -464,6 +464,28 @@ mod tests {
     }
 
     #[test]
+    fn a_token_admits_what_it_may_read_and_refuses_the_rest_before_the_upgrade() {
+        use super::super::testkit::{token, with_tokens};
+        let auth = Auth::from_config(&with_tokens(Config::for_tests())).expect("auth on");
+        let bob = token("bob", Some(&["BTC"]), 600);
+        let allowed = parse_q(&format!("symbols=BTC&token={bob}"), None).unwrap();
+        let admission = admit(&allowed, &auth).expect("admitted");
+        assert!(
+            admission
+                .identity
+                .is_some_and(|id| id.user.as_deref() == Some("bob"))
+        );
+        let wider = parse_q(&format!("symbols=BTC,ETH&token={bob}"), None).unwrap();
+        match admit(&wider, &auth) {
+            Err(HandshakeError::Forbidden(names)) => assert_eq!(names, "ETH"),
+            other => panic!("{:?}", other.map(|a| a.identity.is_some())),
+        }
+        // No token on a relay that requires one: pending an in-band auth, reading nothing.
+        let pending = admit(&parse_q("symbols=ETH", None).unwrap(), &auth).expect("pending");
+        assert!(pending.identity.is_none() && pending.slot.is_none());
+    }
+
+    #[test]
     fn defaults_to_json_and_reads_symbols() {
         let p = parse_q("symbols=BTC-USD,ETH-USD", None).unwrap();
         assert_eq!(p.encoding, Encoding::Json);
