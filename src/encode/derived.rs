@@ -221,15 +221,7 @@ mod tests {
         let ticker = Ticker {
             channel: Channel::parse("ticker:ETH-USD").unwrap(),
             seq: Seq(3),
-            stats: TickerValues {
-                last: 101.0,
-                open: 100.0,
-                high: 102.5,
-                low: 99.0,
-                volume: 12.0,
-                change: 1.0,
-                change_percent: 1.0,
-            },
+            stats: TickerValues::sample(),
             ts_ns: 5,
             recv_ns: 6,
         };

@@ -191,15 +191,7 @@ mod tests {
         Ticker {
             channel: Channel::parse("ticker:BTC-USD").unwrap(),
             seq: Seq(6),
-            stats: TickerValues {
-                last: 101.0,
-                open: 100.0,
-                high: 102.5,
-                low: 99.0,
-                volume: 12.0,
-                change: 1.0,
-                change_percent: 1.0,
-            },
+            stats: TickerValues::sample(),
             ts_ns: 5,
             recv_ns: 6,
         }

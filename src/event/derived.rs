@@ -300,6 +300,35 @@ const DAY_SECS: u64 = 86_400;
 const UNITS: [(&str, u64); 4] = [("s", 1), ("m", 60), ("h", 3600), ("d", DAY_SECS)];
 
 #[cfg(test)]
+impl TickerValues {
+    /// Every price `price`, nothing traded, no change: a quiet ticker for tests.
+    pub(crate) fn flat(price: f64) -> Self {
+        Self {
+            last: price,
+            open: price,
+            high: price,
+            low: price,
+            volume: 0.0,
+            change: 0.0,
+            change_percent: 0.0,
+        }
+    }
+
+    /// 100 to 101 within 99..102.5 on a volume of 12: a moving ticker for tests.
+    pub(crate) fn sample() -> Self {
+        Self {
+            last: 101.0,
+            open: 100.0,
+            high: 102.5,
+            low: 99.0,
+            volume: 12.0,
+            change: 1.0,
+            change_percent: 1.0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

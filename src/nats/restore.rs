@@ -429,13 +429,7 @@ mod tests {
         let mut out = wire::encode(&history.subjects, &tick("A", 5), EPOCH, 1);
         out.headers.insert(wire::PUBLISHER, "p3");
         out.headers.insert(wire::PSEQ, "many");
-        history
-            .js
-            .publish_with_headers(out.subject, out.headers, out.payload)
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
+        super::super::tests::store_out(&history, out).await;
         store(&history, &tick("B", 2), EPOCH, Some(("p2", 4))).await;
 
         let mut highs = history.publishers(&metrics).await.expect("read");

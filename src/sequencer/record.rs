@@ -134,15 +134,7 @@ mod tests {
     /// A ticker (derived: never recorded), sequenced.
     fn ticker() -> Arc<Frames> {
         use crate::event::derived::{Ticker, TickerValues};
-        let stats = TickerValues {
-            last: 1.0,
-            open: 1.0,
-            high: 1.0,
-            low: 1.0,
-            volume: 0.0,
-            change: 0.0,
-            change_percent: 0.0,
-        };
+        let stats = TickerValues::flat(1.0);
         Arc::new(Frames::of(crate::event::Item::Ticker(Box::new(Ticker {
             channel: crate::event::Channel::parse("ticker:BTC").expect("a channel"),
             seq: crate::tick::Seq(1),

@@ -135,16 +135,14 @@ mod tests {
         Item::Tick(sequenced(symbol, 0))
     }
 
+    /// An empty snapshot of `symbol`'s full book, as a publisher sends it.
+    fn empty_book(symbol: &str) -> BookUpdate {
+        let channel = BookChannel::full(Symbol::parse(symbol).unwrap());
+        BookUpdate::input(channel, BookKind::Snapshot, Vec::new(), Vec::new(), 0)
+    }
+
     fn ticker(symbol: &str) -> Item {
-        let flat = TickerValues {
-            last: 1.0,
-            open: 1.0,
-            high: 1.0,
-            low: 1.0,
-            volume: 0.0,
-            change: 0.0,
-            change_percent: 0.0,
-        };
+        let flat = TickerValues::flat(1.0);
         Item::Ticker(Box::new(Ticker {
             channel: Channel::parse(&format!("ticker:{symbol}")).expect("a valid channel"),
             seq: Seq(0),
@@ -205,13 +203,7 @@ mod tests {
     fn a_book_takes_a_place_in_the_table_like_a_symbol() {
         let (mut sequencer, _, metrics) = sequencer(2);
         let now = Instant::now();
-        let snapshot = BookUpdate::input(
-            BookChannel::full(Symbol::parse("X").unwrap()),
-            BookKind::Snapshot,
-            Vec::new(),
-            Vec::new(),
-            0,
-        );
+        let snapshot = empty_book("X");
         let mut out = Vec::new();
         sequencer
             .books
@@ -287,13 +279,7 @@ mod tests {
         let (sequencer, interest, _) = sequencer(1);
         let mut sequencer = sequencer.evicting_after(Duration::ZERO);
         let now = Instant::now();
-        let snapshot = BookUpdate::input(
-            BookChannel::full(Symbol::parse("X").unwrap()),
-            BookKind::Snapshot,
-            Vec::new(),
-            Vec::new(),
-            0,
-        );
+        let snapshot = empty_book("X");
         sequencer
             .books
             .sequence(snapshot, true, now, &mut Vec::new())

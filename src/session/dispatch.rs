@@ -382,10 +382,9 @@ const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 mod tests {
     use fastwebsockets::OpCode;
     use serde_json::{Value, json};
-    use tokio::task::LocalSet;
 
     use super::super::handshake::SessionParams;
-    use super::super::testkit::{Live, deliver, start, start_with};
+    use super::super::testkit::{Live, deliver, run, start, start_with};
     use crate::config::Config;
 
     /// `(type, symbol, seq)` of a message.
@@ -411,14 +410,6 @@ mod tests {
         let error = live.message().await;
         assert_eq!(error["type"], "error", "{error}");
         error["code"].as_str().expect("a code").to_owned()
-    }
-
-    fn run(test: impl std::future::Future<Output = ()>) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(LocalSet::new().run_until(test));
     }
 
     #[test]

@@ -133,6 +133,16 @@ impl Live {
     }
 }
 
+/// Runs `test` on a current-thread runtime inside a `LocalSet`, as a shard thread runs its
+/// sessions (for tests that are `#[test]`, not `#[tokio::test]`).
+pub(super) fn run(test: impl std::future::Future<Output = ()>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(tokio::task::LocalSet::new().run_until(test));
+}
+
 /// A fresh tick of `symbol` at `seq` into the core, flushed like a fan-out turn.
 pub(super) fn deliver(live: &Live, symbol: &str, seq: u64) {
     let mut core = live.core.borrow_mut();

@@ -134,6 +134,18 @@ mod tests {
         bench.core.fire_tiers(at);
     }
 
+    /// BTC@100ms, followed since BTC's tick 1 (the base's last value then) by the client
+    /// returned (kept open by the caller).
+    async fn followed_from_tick_1(bench: &mut Bench) -> (Key, Peer) {
+        ticks(bench, 1..=1);
+        let tier = tiered(symbol("BTC"), 100);
+        let follower = bench.client().await;
+        bench
+            .core
+            .subscribe(follower.key, false, std::slice::from_ref(&tier));
+        (tier, follower)
+    }
+
     async fn resumed(bench: &mut Bench, tier: &Key, seq: u64) -> Peer {
         let peer = bench.client().await;
         let epoch = Some(bench.core.epoch());
@@ -184,12 +196,7 @@ mod tests {
     #[tokio::test]
     async fn a_tier_resume_gets_one_frame_for_what_it_missed_up_to_the_last_frame() {
         let mut bench = Bench::new(Config::for_tests()).await;
-        ticks(&mut bench, 1..=1);
-        let tier = tiered(symbol("BTC"), 100);
-        let follower = bench.client().await;
-        bench
-            .core
-            .subscribe(follower.key, false, std::slice::from_ref(&tier));
+        let (tier, _follower) = followed_from_tick_1(&mut bench).await;
         ticks(&mut bench, 2..=3);
         fire(&mut bench);
         // Pending for the next frame: not the resumed client's yet.
@@ -217,12 +224,7 @@ mod tests {
             ..Config::for_tests()
         };
         let mut bench = Bench::new(config).await;
-        ticks(&mut bench, 1..=1);
-        let tier = tiered(symbol("BTC"), 100);
-        let follower = bench.client().await;
-        bench
-            .core
-            .subscribe(follower.key, false, std::slice::from_ref(&tier));
+        let (tier, _follower) = followed_from_tick_1(&mut bench).await;
         ticks(&mut bench, 2..=6);
         fire(&mut bench);
         // The ring holds 7 and 8 only.

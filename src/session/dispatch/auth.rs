@@ -144,22 +144,13 @@ pub(super) fn check_allowed(
 mod tests {
     use hyper::header::HeaderMap;
     use serde_json::json;
-    use tokio::task::LocalSet;
 
     use crate::auth::Auth;
     use crate::config::Config;
     use crate::event::Tiers;
     use crate::session::control::KeyRules;
     use crate::session::handshake::{self, Admission};
-    use crate::session::testkit::{Live, start_admitted, token, with_tokens};
-
-    fn run(test: impl std::future::Future<Output = ()>) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(LocalSet::new().run_until(test));
-    }
+    use crate::session::testkit::{Live, run, start_admitted, token, with_tokens};
 
     /// A session that connected with `query` and no token: it must send `auth` first.
     async fn pending(config: Config, query: &str) -> Live {
