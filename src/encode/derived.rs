@@ -164,28 +164,15 @@ mod tests {
     use crate::event::derived::{BarHistory, TickerValues};
     use crate::tick::Seq;
 
-    fn bar(start_ns: u64, closed: bool) -> BarValues {
-        BarValues {
-            start_ns,
-            open: 1.5,
-            high: 2.0,
-            low: 1.0,
-            close: 1.25,
-            volume: 3.0,
-            trades: 4,
-            closed,
-        }
-    }
-
     #[test]
     fn bar_json_is_exact_and_ordered() {
         let message = Bar {
             channel: Channel::parse("bars:1m:BTC-USD").unwrap(),
             seq: Seq(7),
-            bar: bar(60_000_000_000, false),
+            bar: BarValues::sample(60_000_000_000, false),
             recent: {
                 let history = BarHistory::new(60);
-                history.push(bar(0, true));
+                history.push(BarValues::sample(0, true));
                 history.now()
             },
             tick_seq: Seq(99),

@@ -171,16 +171,7 @@ mod tests {
         Bar {
             channel: Channel::parse("bars:1m:BTC-USD").unwrap(),
             seq: Seq(5),
-            bar: BarValues {
-                start_ns: 60_000_000_000,
-                open: 1.5,
-                high: 2.0,
-                low: 1.0,
-                close: 1.25,
-                volume: 3.0,
-                trades: 4,
-                closed: false,
-            },
+            bar: BarValues::sample(60_000_000_000, false),
             recent: Recent::none(),
             tick_seq: Seq(9),
             recv_ns: 1,

@@ -300,6 +300,23 @@ const DAY_SECS: u64 = 86_400;
 const UNITS: [(&str, u64); 4] = [("s", 1), ("m", 60), ("h", 3600), ("d", DAY_SECS)];
 
 #[cfg(test)]
+impl BarValues {
+    /// 1.5 to 1.25 within 1..2, 4 trades of 3 in all, from `start_ns`: a bar for tests.
+    pub(crate) fn sample(start_ns: u64, closed: bool) -> Self {
+        Self {
+            start_ns,
+            open: 1.5,
+            high: 2.0,
+            low: 1.0,
+            close: 1.25,
+            volume: 3.0,
+            trades: 4,
+            closed,
+        }
+    }
+}
+
+#[cfg(test)]
 impl TickerValues {
     /// Every price `price`, nothing traded, no change: a quiet ticker for tests.
     pub(crate) fn flat(price: f64) -> Self {

@@ -501,21 +501,33 @@ mod tests {
         assert_eq!(chain.take_next(), After::Seq(12));
     }
 
+    /// A fresh server with stream `name` of history 5, and this sequencer holding its lease;
+    /// `None` without a nats-server.
+    async fn leader(
+        name: &str,
+    ) -> Option<(
+        super::super::nats_server::NatsServer,
+        History,
+        Lease,
+        Arc<Metrics>,
+    )> {
+        let (server, config, connection, metrics) = super::super::tests::setup(name).await?;
+        let history = History::open_or_create(connection, &config, 5)
+            .await
+            .expect("create");
+        let lease = Lease::acquire(&history.js, name, 1, "unit".into(), &mut || {})
+            .await
+            .expect("the lease");
+        Some((server, history, lease, metrics))
+    }
+
     #[tokio::test]
     async fn every_batch_is_stored_in_order_and_the_publisher_ends_with_its_queue() {
         use crate::encode::Frames;
         use crate::tick::sequenced;
-        let Some((_server, config, connection, metrics)) =
-            super::super::tests::setup("publish").await
-        else {
+        let Some((_server, history, lease, metrics)) = leader("publish").await else {
             return;
         };
-        let history = History::open_or_create(connection, &config, 5)
-            .await
-            .expect("create");
-        let lease = Lease::acquire(&history.js, "publish", 1, "unit".into(), &mut || {})
-            .await
-            .expect("the lease");
         let (sender, queue) = crate::sequencer::tick_queue(16);
         let (durable, mut stored) = tokio::sync::watch::channel(0);
         let shutdown = Shutdown::new();
@@ -585,17 +597,9 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_restarts_the_chain_while_the_lease_holds_and_deposes_once_it_is_lost() {
         use crate::tick::sequenced;
-        let Some((_server, config, connection, metrics)) =
-            super::super::tests::setup("refused").await
-        else {
+        let Some((_server, history, lease, metrics)) = leader("refused").await else {
             return;
         };
-        let history = History::open_or_create(connection, &config, 5)
-            .await
-            .expect("create");
-        let lease = Lease::acquire(&history.js, "refused", 1, "unit".into(), &mut || {})
-            .await
-            .expect("the lease");
         let mut stream = history.stream.clone();
         let last = stream.info().await.expect("info").state.last_sequence;
         let mut chain = Chain::new(last);
