@@ -417,6 +417,26 @@ mod tests {
         assert_eq!(edge.epoch, 41);
     }
 
+    #[test]
+    fn with_bars_a_key_keeps_a_days_closed_minutes_and_its_newest_message() {
+        let mut config = Config::for_tests();
+        config.replay_depth = 16;
+        config.derived.bar_history = 10;
+        assert!(config.derived.enabled(), "bars are on by default");
+        assert_eq!(
+            per_subject(&config),
+            1_441,
+            "a restart rebuilds a ticker from 1,440 closed 1-minute bars, after the newest"
+        );
+        config.derived.bar_history = 5_000;
+        assert_eq!(per_subject(&config), 5_000, "a longer bar history");
+        config.replay_depth = 9_000;
+        assert_eq!(per_subject(&config), 9_000, "a deeper replay");
+        config.derived.bar_intervals = Default::default();
+        config.replay_depth = 16;
+        assert_eq!(per_subject(&config), 16, "without bars, the replay depth");
+    }
+
     #[tokio::test]
     async fn a_stream_keeping_too_few_per_key_is_widened_and_nothing_else_changes() {
         let Some((_server, config, connection, _)) = setup("widen").await else {

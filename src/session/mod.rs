@@ -335,8 +335,9 @@ mod tests {
     use fastwebsockets::OpCode;
     use tokio::task::LocalSet;
 
-    use super::testkit::{Live, deliver, start};
+    use super::testkit::{Live, deliver, run, start};
     use crate::config::Config;
+    use crate::error::CloseCode;
 
     #[tokio::test(start_paused = true)]
     async fn a_relay_side_close_half_closes_after_half_the_linger_then_drains() {
@@ -357,6 +358,64 @@ mod tests {
         drop(client);
         lingering.await.unwrap();
         assert_eq!(start.elapsed(), fin);
+    }
+
+    #[test]
+    fn a_closing_session_writes_all_it_queued_and_its_close_frame_before_it_ends() {
+        run(async {
+            let config = Config {
+                send_buffer_bytes: 4_096,
+                outbox_bytes: 64 << 20,
+                outbox_max_age: std::time::Duration::from_secs(600),
+                ..Config::for_tests()
+            };
+            let mut live = start(config, "symbols=BTC").await;
+            assert_eq!(live.message().await["type"], "welcome");
+            // More than both sockets hold while the client reads nothing.
+            const TICKS: u64 = 5_000;
+            for seq in 1..=TICKS {
+                deliver(&live, "BTC", seq);
+            }
+            assert!(
+                live.core.borrow().status(live.key()).blocked,
+                "the socket is full"
+            );
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            live.core
+                .borrow_mut()
+                .close_all(CloseCode::GOING_AWAY, "shutdown", deadline);
+            // The session waits for the socket until everything queued is written.
+            for seq in 1..=TICKS {
+                assert_eq!(live.message().await["seq"].as_u64(), Some(seq));
+            }
+            let (opcode, payload) = live.frame().await;
+            assert!(matches!(opcode, OpCode::Close), "{opcode:?}");
+            assert_eq!(&payload[..2], &1001u16.to_be_bytes());
+            let Live { client, task, .. } = live;
+            drop(client);
+            task.await.expect("the task ends cleanly");
+        });
+    }
+
+    #[tokio::test]
+    async fn a_lingering_read_ends_at_a_reset_as_at_a_close() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (relay, _) = listener.accept().await.unwrap();
+        let mut sink = [0u8; 16];
+        client.write_all(b"late bytes").await.unwrap();
+        assert!(super::read_some(&relay, &mut sink).await, "bytes: read on");
+        // An RST, not a FIN: the read fails, and the drain must end rather than retry.
+        socket2::SockRef::from(&client)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(client);
+        let bound = std::time::Duration::from_secs(10);
+        let read = tokio::time::timeout(bound, super::read_some(&relay, &mut sink)).await;
+        assert_eq!(read, Ok(false), "a reset is an end, at once");
     }
 
     #[tokio::test]
