@@ -174,4 +174,20 @@ mod tests {
             assert_eq!(held, asks.iter().map(price).collect::<Vec<_>>(), "{step}");
         }
     }
+
+    #[test]
+    fn a_quote_without_a_spread_still_makes_a_book_one_tick_wide() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut book = DemoBook::new(Symbol::parse("AAPL").unwrap(), 187.5);
+        for (bid, ask) in [(187.5, 187.5), (187.52, 187.5)] {
+            book.step(bid, ask, &mut rng, 0);
+            let best_bid = *book.bids.keys().next_back().unwrap();
+            let best_ask = *book.asks.keys().next().unwrap();
+            assert_eq!(
+                best_ask,
+                best_bid + 1,
+                "{bid} / {ask}: never crossed nor locked"
+            );
+        }
+    }
 }

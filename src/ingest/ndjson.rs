@@ -384,6 +384,66 @@ mod tests {
             .decode_events(&mut br#"[{"channel":"a","data":1},{"channel":"b"}]"#.to_vec())
             .unwrap_err();
         assert_eq!(err.0, 2);
+        // Neither a valid event nor a valid tick: a line naming a symbol was meant as a
+        // tick, and its publisher is told what is wrong with the tick.
+        let meant_a_tick = d
+            .decode(&mut br#"{"symbol":"A","price":"1","ts_ns":1,"channel":"x"}"#.to_vec())
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&meant_a_tick, DecodeError::Field { field, .. } if field == "price"),
+            "{meant_a_tick:?}"
+        );
+        let meant_an_event = d
+            .decode(&mut br#"{"channel":"news","data":1,"extra":2}"#.to_vec())
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(meant_an_event, DecodeError::Event(_)),
+            "{meant_an_event:?}"
+        );
+    }
+
+    #[test]
+    fn a_mixed_body_is_lines_or_an_array_and_an_error_names_its_line() {
+        let mut d = LineDecoder::new();
+        let tick = r#"{"symbol":"A","price":1,"ts_ns":1}"#;
+        let book = r#"{"type":"book","symbol":"A","snapshot":true,"bids":[["1.50",2]]}"#;
+        let kinds = |items: Vec<(usize, Item)>| -> Vec<(usize, &'static str)> {
+            items
+                .into_iter()
+                .map(|(n, item)| {
+                    (
+                        n,
+                        if matches!(item, Item::Book(_)) {
+                            "book"
+                        } else {
+                            "tick"
+                        },
+                    )
+                })
+                .collect()
+        };
+        let lines = d
+            .decode_mixed(&mut format!("{tick}\n\n{book}\n").into_bytes())
+            .unwrap();
+        assert_eq!(
+            kinds(lines),
+            vec![(1, "tick"), (3, "book")],
+            "numbered from 1"
+        );
+        let array = d
+            .decode_mixed(&mut format!(" [{book},{tick}]").into_bytes())
+            .unwrap();
+        assert_eq!(kinds(array), vec![(1, "book"), (2, "tick")]);
+        let bad_line = d
+            .decode_mixed(&mut format!("{tick}\n{{\"symbol\":\"B\"}}").into_bytes())
+            .unwrap_err();
+        assert_eq!(bad_line.0, 2);
+        let bad_item = d
+            .decode_mixed(&mut format!("[{tick},{tick},{{\"symbol\":\"B\"}}]").into_bytes())
+            .unwrap_err();
+        assert_eq!(bad_item.0, 3);
     }
 
     #[test]

@@ -385,4 +385,64 @@ mod tests {
         let symbol = Key::Symbol(Symbol::parse("BTC-USD").expect("a symbol"));
         assert_eq!(followed(symbol).as_str(), "BTC-USD");
     }
+
+    #[tokio::test]
+    async fn a_new_history_on_the_stream_is_announced_then_followed_from_its_start() {
+        use crate::event::Item;
+        use crate::nats::tests::{reconnect, setup, store};
+        let Some((_server, config, connection, metrics)) = setup("switch").await else {
+            return;
+        };
+        let old = History::open_or_create(connection, &config, 3)
+            .await
+            .expect("create");
+        let tick = |seq| Item::Tick(crate::tick::sequenced("AAA", seq));
+        store(&old, &tick(1), 3).await;
+        let (inbox, mut received) = Inbox::bounded(16);
+        let shutdown = Shutdown::new();
+        let wiring = Wiring {
+            inbox,
+            interest: Arc::new(Interest::default()),
+            metrics,
+            linger: Duration::from_secs(60),
+            shutdown: shutdown.clone(),
+        };
+        let (follow, wants) = channel();
+        let follower = tokio::spawn(run(old.clone(), wants, wiring));
+        let aaa = Key::Symbol(Symbol::parse("AAA").expect("a symbol"));
+        let newest = follow.warm(false, vec![aaa]).await;
+        assert_eq!(newest.len(), 1, "AAA followed: {newest:?}");
+        // What the follower hands on, as (history marker, or key and seq), until `n` came.
+        let mut next = async |n: usize| {
+            let mut out = Vec::new();
+            while out.len() < n {
+                let published = tokio::time::timeout(Duration::from_secs(10), received.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("only {out:?} of {n} came"))
+                    .expect("the follower runs");
+                if let Some(epoch) = published.history {
+                    out.push(format!("history {epoch}"));
+                }
+                for item in &published.items {
+                    out.push(format!("{} {}", item.key().as_str(), item.seq().0));
+                }
+            }
+            out
+        };
+        assert_eq!(next(1).await, ["AAA 1"]);
+
+        // The stream is made again with another epoch, and its first tick stored.
+        old.js.delete_stream("switch").await.expect("delete");
+        let new = History::open_or_create(reconnect(&config).await, &config, 8)
+            .await
+            .expect("a new history");
+        store(&new, &tick(1), 8).await;
+        assert_eq!(
+            next(2).await,
+            ["history 8", "AAA 1"],
+            "the switch first, then the new history's ticks from its start"
+        );
+        shutdown.trigger();
+        follower.await.expect("the follower ends at shutdown");
+    }
 }
