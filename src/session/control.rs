@@ -638,6 +638,32 @@ mod tests {
     }
 
     #[test]
+    fn a_tier_thins_an_event_channel_or_paces_a_book_but_a_derived_stream_has_none() {
+        let rules = KeyRules {
+            limit: 8,
+            tiers: Tiers::new(&crate::config::Config::for_tests().rate_tiers),
+        };
+        for name in [
+            "news",
+            "news@1s",
+            "ticker:A",
+            "bars:1m:A",
+            "book:A@1s",
+            "book:A:10@1s",
+        ] {
+            let key = rules.channel(name);
+            assert!(key.is_ok(), "{name}: {key:?}");
+        }
+        for name in ["ticker:A@1s", "bars:1m:A@1s"] {
+            let error = rules.channel(name).expect_err(name);
+            assert!(
+                matches!(error, ControlError::InvalidChannel { .. }),
+                "{name}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_heartbeat_interval_beyond_an_hour_is_refused_not_overflowed() {
         let mut parser = ControlParser::new(KeyRules::limit(8));
         let mut huge = format!(r#"{{"op":"heartbeat","interval_ms":{}}}"#, u64::MAX).into_bytes();

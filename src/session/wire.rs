@@ -514,6 +514,35 @@ mod tests {
     }
 
     #[test]
+    fn a_16_or_64_bit_length_is_read_whole_wherever_its_header_is_cut() {
+        for len in [300, 70_000] {
+            let payload = vec![7u8; len];
+            let frame = client_frame(true, 2, &payload, MASK);
+            let header = if len > 0xFFFF { 2 + 8 + 4 } else { 2 + 2 + 4 };
+            for cut in 1..=header {
+                let mut reader = FrameReader::new(100_000);
+                let mut buf = BytesMut::from(&frame[..cut]);
+                assert_eq!(reader.next(&mut buf), Ok(None), "{len}: {cut} bytes");
+                buf.extend_from_slice(&frame[cut..]);
+                let whole = Incoming::Binary(Bytes::from(payload.clone()));
+                assert_eq!(
+                    reader.next(&mut buf),
+                    Ok(Some(whole)),
+                    "{len}: cut at {cut}"
+                );
+            }
+            // Too big is known from the length alone, before the mask arrives.
+            let mut reader = FrameReader::new(len - 1);
+            let mut buf = BytesMut::from(&frame[..header - 4]);
+            let error = reader.next(&mut buf);
+            assert!(
+                matches!(error, Err(WireError::TooBig { .. })),
+                "{len}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_continuation_announcing_u64_max_is_too_big_not_a_panic() {
         // Regression (fuzz): 3 bytes of a fragmented message, then a continuation frame
         // announcing 2^64 - 1 bytes; the running total overflowed.
