@@ -494,6 +494,14 @@ mod tests {
     }
 
     #[test]
+    fn reads_channels_and_skips_empty_names() {
+        let p = parse_q("channels=news,%20,alerts@1s,&symbols=BTC,,", None).unwrap();
+        let names: Vec<&str> = p.selection.channels.iter().map(Key::as_str).collect();
+        assert_eq!(names, ["news", "alerts@1s"]);
+        assert_eq!(p.selection.symbols.len(), 1);
+    }
+
+    #[test]
     fn encoding_by_query_or_subprotocol() {
         assert_eq!(
             parse_q("encoding=gzip", None).unwrap().encoding,
