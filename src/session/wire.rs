@@ -486,6 +486,9 @@ mod tests {
             (err.clone(), err.close_code().value()),
             (WireError::Unmasked, 1002)
         );
+        // An empty one is two bytes in all: refused from those, without waiting for more.
+        let err = read_all(&[0x81, 0x00], 1024).unwrap_err();
+        assert_eq!(err, WireError::Unmasked);
     }
 
     #[test]

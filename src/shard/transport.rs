@@ -311,6 +311,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn plaintext_the_tls_session_holds_already_is_taken_first_and_once() {
+        use tokio::io::AsyncWriteExt;
+        let (relay_side, client) = pair().await;
+        let (mut client, transport) = super::super::testkit::tls(client, relay_side).await;
+        client.write_all(b"early").await.unwrap();
+        client.flush().await.unwrap();
+        // As the HTTP server's reads leave it: the record is in the TLS session, its
+        // plaintext not taken.
+        let Transport::Tls { tcp, conn } = &transport else {
+            unreachable!("a TLS transport")
+        };
+        let mut record = vec![0u8; 4096];
+        loop {
+            tcp.readable().await.unwrap();
+            if let Ok(n) = tcp.try_read(&mut record) {
+                let mut conn = conn.borrow_mut();
+                conn.read_tls(&mut &record[..n]).unwrap();
+                let state = conn.process_new_packets().unwrap();
+                if state.plaintext_bytes_to_read() == 5 {
+                    break;
+                }
+            }
+        }
+        let mut buf = BytesMut::new();
+        assert_eq!(transport.take_buffered(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..], b"early");
+        assert_eq!(transport.take_buffered(&mut buf).unwrap(), 0, "taken once");
+        let (plain, _peer) = pair().await;
+        let plain = Transport::Plain(plain);
+        assert_eq!(
+            plain.take_buffered(&mut buf).unwrap(),
+            0,
+            "TCP holds nothing back"
+        );
+    }
+
+    #[tokio::test]
     async fn gathered_and_sliced_writes_arrive_byte_for_byte() {
         let (server, mut peer) = pair().await;
         let transport = Transport::Plain(server);
