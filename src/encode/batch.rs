@@ -170,10 +170,19 @@ mod tests {
                 message: "y".repeat(300),
             })),
         });
+        // And one whose length's low byte has its top bit set (199), which a varint byte
+        // must keep under the continuation bit.
+        long.push(proto::ServerMessage {
+            msg: Some(proto::server_message::Msg::Error(proto::Error {
+                code: "x".into(),
+                message: "z".repeat(190),
+            })),
+        });
         let payloads: Vec<Bytes> = long
             .iter()
             .map(|m| Bytes::from(m.encode_to_vec()))
             .collect();
+        assert_eq!(payloads.last().map(Bytes::len), Some(199));
         let frame = concat(&pieces(Wire::Protobuf, &payloads));
         assert_eq!(frame[0], 0x82, "FIN + binary");
         let batch = proto::ServerBatch::decode(payload_of(&frame)).unwrap();

@@ -197,6 +197,34 @@ mod tests {
     use crate::tick::{RawTick, Seq, Symbol};
 
     #[test]
+    fn each_item_has_its_live_and_its_snapshot_message() {
+        use crate::encode::protobuf::tests::{bar, book_update, full_quote, news, ticker};
+        let cases = [
+            (Item::Tick(full_quote()), "tick", "snapshot"),
+            (Item::Event(news(1)), "event", "snapshot"),
+            (Item::Bar(Box::new(bar())), "bar", "bar_snapshot"),
+            (
+                Item::Ticker(Box::new(ticker())),
+                "ticker",
+                "ticker_snapshot",
+            ),
+            (
+                Item::Book(book_update(BookKind::Delta, None)),
+                "book",
+                "book",
+            ),
+        ];
+        for (item, live, snapshot) in cases {
+            for (as_snapshot, name) in [(false, live), (true, snapshot)] {
+                let mut out = Vec::new();
+                write_item(&mut out, &item, as_snapshot);
+                let message: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(message["type"], name, "{item:?}, snapshot {as_snapshot}");
+            }
+        }
+    }
+
+    #[test]
     fn book_json_is_exact_and_ordered() {
         let level = |p: &str, s: &str| Level {
             price: decimal::parse(p).unwrap(),

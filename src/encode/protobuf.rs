@@ -128,7 +128,7 @@ pub fn server_message(msg: proto::server_message::Msg) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -141,8 +141,8 @@ mod tests {
     use crate::proto::server_message::Msg;
     use crate::tick::{Seq, Symbol, sequenced};
 
-    /// A quote with every field set, each to a value of its own.
-    fn full_quote() -> Tick {
+    /// A quote with every field set, each to a value of its own (the encoders' tests).
+    pub(in crate::encode) fn full_quote() -> Tick {
         Tick {
             symbol: Symbol::parse("ETH-USD").unwrap(),
             kind: TickKind::Quote,
@@ -159,7 +159,7 @@ mod tests {
         }
     }
 
-    fn news(seq: u64) -> Event {
+    pub(in crate::encode) fn news(seq: u64) -> Event {
         let mut event = Event::parse(br#"{"channel":"news","data":{"a":[1,2]},"ts_ns":77}"#, 1024)
             .expect("a valid event");
         event.seq = Seq(seq);
@@ -167,7 +167,7 @@ mod tests {
         event
     }
 
-    fn bar() -> Bar {
+    pub(in crate::encode) fn bar() -> Bar {
         Bar {
             channel: Channel::parse("bars:1m:BTC-USD").unwrap(),
             seq: Seq(5),
@@ -178,7 +178,7 @@ mod tests {
         }
     }
 
-    fn ticker() -> Ticker {
+    pub(in crate::encode) fn ticker() -> Ticker {
         Ticker {
             channel: Channel::parse("ticker:BTC-USD").unwrap(),
             seq: Seq(6),
@@ -188,7 +188,7 @@ mod tests {
         }
     }
 
-    fn book_update(kind: BookKind, from_seq: Option<Seq>) -> BookUpdate {
+    pub(in crate::encode) fn book_update(kind: BookKind, from_seq: Option<Seq>) -> BookUpdate {
         let channel = BookChannel::new(Symbol::parse("BTC-USD").unwrap(), Depth::Top(10));
         let mut update = BookUpdate::input(
             channel,

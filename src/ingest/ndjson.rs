@@ -476,6 +476,10 @@ mod tests {
             Some(Err(DecodeError::Field { field, .. })) if field == "price"
         ));
         assert!(matches!(
+            decode(r#"{"symbol":"A","venue":"X","kind":null,"price":"1","ts_ns":1}"#),
+            Some(Err(DecodeError::Field { field, .. })) if field == "price"
+        ));
+        assert!(matches!(
             decode(r#"{"symbol":"A","price":1,"ts_ns":-5}"#),
             Some(Err(DecodeError::Field { field, .. })) if field == "ts_ns"
         ));

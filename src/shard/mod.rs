@@ -451,6 +451,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_books_snapshot_comes_from_the_shards_copy_at_the_depth_asked() {
+        use crate::book::{BookKind, Depth, decimal};
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let bids = [("100", "1"), ("99", "2")];
+        bench.deliver(&[testkit::book(
+            "BTC",
+            3,
+            BookKind::Snapshot,
+            &bids,
+            &[("101", "4")],
+        )]);
+        assert_eq!(bench.core.book_count(), 1);
+        let top = bench
+            .core
+            .book_snapshot(&crate::tick::Symbol::parse("BTC").unwrap(), Depth::Top(1))
+            .expect("the copy");
+        let prices: Vec<String> = top.bids.iter().map(|l| decimal::text(&l.price)).collect();
+        assert_eq!((top.seq, prices), (Seq(3), vec!["100".to_owned()]));
+        assert_eq!(top.asks.len(), 1);
+        assert!(
+            bench
+                .core
+                .book_snapshot(&crate::tick::Symbol::parse("ETH").unwrap(), Depth::Top(1))
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
     async fn seqs_the_stream_no_longer_held_are_announced_as_a_gap_before_the_next_tick() {
         let mut bench = Bench::new(Config::for_tests()).await;
         let mut client = bench.client().await;
