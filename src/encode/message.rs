@@ -551,6 +551,18 @@ mod tests {
             matches!(msg, Msg::Ack(ref a) if a.symbols == ["*"]),
             "{msg:?}"
         );
+        // An op that named nothing gets the plain Ack, which every client knows.
+        let nothing = Message::Ack {
+            op: "unsubscribed",
+            all: false,
+            symbols: &[],
+            channels: &[],
+        };
+        let (_, msg) = both(&nothing);
+        assert!(
+            matches!(msg, Msg::Ack(ref a) if a.symbols.is_empty()),
+            "{msg:?}"
+        );
     }
 
     #[test]

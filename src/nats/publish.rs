@@ -558,13 +558,21 @@ mod tests {
             .await
             .expect("both batches stored in time")
             .expect("the publisher runs");
+        // An empty queue is not a closed one: after a pause, the publisher still takes more.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let frames = vec![Arc::new(Frames::new(sequenced("B", 2)))];
+        sender.deliver(frames.into()).await;
+        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 3))
+            .await
+            .expect("the third batch stored in time")
+            .expect("the publisher runs");
         drop(sender);
         let ended = tokio::time::timeout(Duration::from_secs(10), publishing).await;
         let ended = ended.expect("the publisher ends once its queue is closed and drained");
         assert_eq!(ended.expect("no panic"), Ok(()));
         // The epoch first, then every item once, in order.
         let mut found = Vec::new();
-        for sequence in 2..=5 {
+        for sequence in 2..=6 {
             let message = history
                 .stream
                 .get_raw_message(sequence)
@@ -583,12 +591,13 @@ mod tests {
                 incoming.item.seq().0,
             ));
         }
-        let want = [("A", 1), ("B", 1), ("A", 2), ("A", 3)].map(|(k, s)| (k.to_owned(), s));
+        let want = [("A", 1), ("B", 1), ("A", 2), ("A", 3), ("B", 2)];
+        let want = want.map(|(k, s)| (k.to_owned(), s));
         assert_eq!(found, want);
         let mut stream = history.stream.clone();
         assert_eq!(
             stream.info().await.expect("info").state.messages,
-            5,
+            6,
             "nothing twice"
         );
         assert_eq!(metrics.errors().count(), 0);
