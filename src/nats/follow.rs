@@ -445,4 +445,25 @@ mod tests {
         shutdown.trigger();
         follower.await.expect("the follower ends at shutdown");
     }
+
+    #[tokio::test]
+    async fn a_steady_cluster_view_re_creates_no_consumer() {
+        use crate::nats::tests::setup;
+        let Some((_server, config, connection, _)) = setup("steady").await else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 3)
+            .await
+            .expect("create");
+        let (successors, _new_histories) = mpsc::channel(1);
+        let watcher = tokio::spawn(watch_epoch(history.clone(), successors));
+        // Three looks at the stream (now, after one and after two checks): the same view.
+        tokio::time::sleep(EPOCH_CHECK * 5 / 2).await;
+        assert_eq!(
+            *history.disturbed.borrow(),
+            0,
+            "nothing changed, nothing re-created"
+        );
+        watcher.abort();
+    }
 }
