@@ -227,4 +227,42 @@ mod tests {
         assert_eq!(m.written.load(Relaxed), 0);
         assert_eq!(m.not_recorded.load(Relaxed), 50, "every tick it may lack");
     }
+
+    #[test]
+    fn ticks_only_buffered_when_the_disk_fills_are_not_recorded_not_written() {
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            eprintln!("SKIPPED: no /dev/full");
+            return;
+        };
+        // Three batches waiting before the recorder looks: the first two go into the buffer
+        // while more wait (no flush), the third is the last, and its flush fails.
+        let (sender, queue) = tick_queue(8);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            for b in 0..3 {
+                sender.deliver(batch(b * 10 + 1..=b * 10 + 10)).await;
+            }
+        });
+        drop(sender);
+        let metrics = Metrics::new(1);
+        let out = BufWriter::with_capacity(BUFFER_BYTES, file);
+        run(
+            std::path::Path::new("/dev/full"),
+            queue,
+            out,
+            &metrics.record,
+        );
+        let m = &metrics.record;
+        assert_eq!(
+            (
+                m.written.load(Relaxed),
+                m.not_recorded.load(Relaxed),
+                m.write_errors.load(Relaxed)
+            ),
+            (0, 30, 1),
+            "none of the 30 reached the disk"
+        );
+    }
 }

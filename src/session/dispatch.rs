@@ -600,4 +600,45 @@ mod tests {
             assert_eq!(counted, 1, "counted");
         });
     }
+
+    #[test]
+    fn a_silent_client_behind_a_full_socket_still_gets_its_4009_close() {
+        run(async {
+            let config = Config {
+                ping_interval: std::time::Duration::from_millis(20),
+                idle_timeout: std::time::Duration::from_millis(50),
+                send_buffer_bytes: 4_096,
+                outbox_bytes: 64 << 20,
+                outbox_max_age: std::time::Duration::from_secs(600),
+                ..Config::for_tests()
+            };
+            let mut live = start(config, "symbols=BTC").await;
+            assert_eq!(live.message().await["type"], "welcome");
+            for seq in 1..=5_000 {
+                deliver(&live, "BTC", seq);
+            }
+            // The client neither reads nor says anything: at a ping after the idle timeout,
+            // the relay closes it, and waits (a grace) for the socket to take the close.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let core = live.core.borrow();
+                if core.sessions().is_empty()
+                    || core.status(live.key()).phase != crate::shard::FeedPhase::Live
+                {
+                    break;
+                }
+                drop(core);
+                assert!(std::time::Instant::now() < deadline, "never closed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let close = loop {
+                match live.frame().await {
+                    (OpCode::Close, payload) => break payload,
+                    (OpCode::Text | OpCode::Ping, _) => {}
+                    (opcode, payload) => panic!("{opcode:?}: {payload:?}"),
+                }
+            };
+            assert_eq!(&close[..2], &4009u16.to_be_bytes());
+        });
+    }
 }

@@ -480,6 +480,15 @@ mod tests {
             Err(HandshakeError::Forbidden(names)) => assert_eq!(names, "ETH"),
             other => panic!("{:?}", other.map(|a| a.identity.is_some())),
         }
+        // Every symbol (`*`) only for a token that may read them all.
+        let every = parse_q(&format!("symbols=*&token={bob}"), None).unwrap();
+        match admit(&every, &auth) {
+            Err(HandshakeError::Forbidden(names)) => assert_eq!(names, "*"),
+            other => panic!("{:?}", other.map(|a| a.identity.is_some())),
+        }
+        let alice = token("alice", None, 600);
+        let every = parse_q(&format!("symbols=*&token={alice}"), None).unwrap();
+        assert!(admit(&every, &auth).is_ok_and(|a| a.identity.is_some()));
         // No token on a relay that requires one: pending an in-band auth, reading nothing.
         let pending = admit(&parse_q("symbols=ETH", None).unwrap(), &auth).expect("pending");
         assert!(pending.identity.is_none() && pending.slot.is_none());
@@ -521,6 +530,31 @@ mod tests {
             parse_q("encoding=json", Some("tickrelay.gzip")),
             Err(HandshakeError::ConflictingEncoding { .. })
         ));
+        let twice = parse_q("encoding=gzip&encoding=gzip", None).unwrap();
+        assert_eq!(
+            twice.encoding,
+            Encoding::Gzip,
+            "the same twice is no conflict"
+        );
+        assert!(matches!(
+            parse_q("encoding=gzip&encoding=json", None),
+            Err(HandshakeError::RepeatedEncoding)
+        ));
+    }
+
+    #[test]
+    fn an_epoch_is_a_positive_whole_number() {
+        let p = parse_q("resume=BTC:17&epoch=4611686018427387", None).unwrap();
+        assert_eq!(p.resume.epoch, Some(4_611_686_018_427_387));
+        for bad in ["0", "-1", "x", ""] {
+            assert!(
+                matches!(
+                    parse_q(&format!("epoch={bad}"), None),
+                    Err(HandshakeError::BadEpoch(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
