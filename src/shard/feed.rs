@@ -285,6 +285,49 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_allowance_ends_within_the_budget_and_conflation_at_half_of_it() {
+        let now = Instant::now();
+        let metrics = Metrics::new(1);
+        let mut feed = Feed::new(Encoding::Json);
+        assert!(feed.push_tick(&tick("A", 1), now, metrics.shard(0)));
+        let backlog = feed.pending_bytes();
+        feed.lagging = Some(BTreeMap::new());
+        assert!(
+            !feed.push_tick(&tick("A", 7), now, metrics.shard(0)),
+            "conflated"
+        );
+        let mut config = Config::for_tests();
+        // A replay's allowance lasts while the backlog is over the budget.
+        feed.burst_allowance = 1 << 20;
+        config.outbox_bytes = backlog - 1;
+        feed.caught_up(&config);
+        assert_eq!(
+            feed.burst_allowance,
+            1 << 20,
+            "over the budget: still replaying"
+        );
+        config.outbox_bytes = 2 * backlog - 1;
+        feed.caught_up(&config);
+        assert_eq!(
+            feed.burst_allowance, 0,
+            "within the budget: the allowance ends"
+        );
+        assert!(feed.lagging.is_some(), "a byte over half: still conflating");
+        config.outbox_bytes = 2 * backlog;
+        feed.caught_up(&config);
+        assert!(feed.lagging.is_none(), "exactly half: caught up");
+        let seen: Vec<String> = queued(&feed)
+            .iter()
+            .map(|m| format!("{} {}", m["type"], m["seq"]))
+            .collect();
+        assert_eq!(
+            seen,
+            [r#""tick" 1"#, r#""tick" 7"#],
+            "the newest, once caught up"
+        );
+    }
+
+    #[test]
     fn a_lagging_client_gets_nothing_it_skipped_of_the_old_history_after_its_reset() {
         let now = Instant::now();
         let metrics = Metrics::new(1);
