@@ -384,7 +384,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::super::handshake::SessionParams;
-    use super::super::testkit::{Live, deliver, run, start, start_with};
+    use super::super::testkit::{Live, deliver, run, start, start_on_edge, start_with};
     use crate::config::Config;
 
     /// `(type, symbol, seq)` of a message.
@@ -639,6 +639,37 @@ mod tests {
                 }
             };
             assert_eq!(&close[..2], &4009u16.to_be_bytes());
+        });
+    }
+
+    #[test]
+    fn on_an_edge_a_resume_waits_until_the_shard_holds_the_clients_position() {
+        run(async {
+            let mut live = start_on_edge(Config::for_tests(), "").await;
+            let welcome = live.message().await;
+            let epoch = welcome["epoch"].as_u64().expect("an epoch");
+            deliver(&live, "BTC", 1);
+            deliver(&live, "BTC", 2);
+            // The client saw seq 3 on an edge ahead of this one; this shard holds 2.
+            live.send(&format!(
+                r#"{{"op":"resume","from":{{"BTC":3}},"epoch":{epoch}}}"#
+            ))
+            .await;
+            // (Time for the session to read it: it must hold it rather than answer now.)
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            deliver(&live, "BTC", 3);
+            deliver(&live, "BTC", 4);
+            let mut seen = Vec::new();
+            while seen.last().map(|(_, _, seq)| *seq) != Some(4) {
+                let message = live.message().await;
+                if message["symbol"] == "BTC" {
+                    seen.push(said(&message));
+                }
+            }
+            assert!(
+                seen.iter().all(|(_, _, seq)| *seq >= 3),
+                "nothing older than the client's position: {seen:?}"
+            );
         });
     }
 }

@@ -34,22 +34,30 @@ pub(super) struct Live {
 /// Starts a session as an upgrade with `query` would (anonymous, auth off), inside the
 /// caller's `LocalSet`.
 pub(super) async fn start(config: Config, query: &str) -> Live {
+    let params = parsed(&config, query);
+    start_with(config, params).await
+}
+
+/// The session parameters of an upgrade with `query`.
+fn parsed(config: &Config, query: &str) -> SessionParams {
     let rules = KeyRules {
         limit: config.max_symbols_per_client,
         tiers: Tiers::new(&config.rate_tiers),
     };
-    let params =
-        handshake::parse(Some(query), &HeaderMap::new(), &config, &rules).expect("a valid query");
-    start_with(config, params).await
+    handshake::parse(Some(query), &HeaderMap::new(), config, &rules).expect("a valid query")
+}
+
+/// Admitted without a token, as on a relay with auth off.
+fn anonymous() -> Admission {
+    Admission {
+        identity: Some(Identity::anonymous()),
+        slot: None,
+    }
 }
 
 /// Starts a session with `params` as given (e.g. [`SessionParams::echo`]).
 pub(super) async fn start_with(config: Config, params: SessionParams) -> Live {
-    let admission = Admission {
-        identity: Some(Identity::anonymous()),
-        slot: None,
-    };
-    start_admitted(config, params, Auth::off(), admission).await
+    start_admitted(config, params, Auth::off(), anonymous()).await
 }
 
 /// Starts a session on a relay whose clients `auth` checks, admitted as `admission` says
@@ -60,8 +68,30 @@ pub(super) async fn start_admitted(
     auth: Auth,
     admission: Admission,
 ) -> Live {
+    start_on(config, params, auth, admission, false).await
+}
+
+/// Starts a session as [`start`] does, on an edge whose follower has stopped: each key's
+/// history is "read" at once (nothing), and a resume waits for the shard to hold its
+/// positions (`session::history_wait`).
+pub(super) async fn start_on_edge(config: Config, query: &str) -> Live {
+    let params = parsed(&config, query);
+    start_on(config, params, Auth::off(), anonymous(), true).await
+}
+
+async fn start_on(
+    config: Config,
+    params: SessionParams,
+    auth: Auth,
+    admission: Admission,
+    edge: bool,
+) -> Live {
     let (inbox, _receiver) = Inbox::bounded(16);
     let shared = Shared::with_access(config, inbox, auth, None);
+    if edge {
+        let (follow, _wants) = crate::nats::follow::channel();
+        shared.follow.set(follow).expect("unset");
+    }
     let core = Rc::new(RefCell::new(ShardCore::new(0, Arc::new(shared))));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let socket = TcpStream::connect(listener.local_addr().expect("addr"))
