@@ -348,6 +348,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tls_close_is_announced_before_the_tcp_close() {
+        use tokio::io::AsyncReadExt;
+        let (relay_side, client) = pair().await;
+        let (mut client, transport) = super::super::testkit::tls(client, relay_side).await;
+        transport.send_close_notify();
+        drop(transport);
+        // A clean end for the client's TLS session, not a truncation.
+        let mut rest = Vec::new();
+        let read = client.read_to_end(&mut rest).await;
+        assert_eq!(read.map_err(|e| e.kind()), Ok(0));
+    }
+
+    #[tokio::test]
     async fn gathered_and_sliced_writes_arrive_byte_for_byte() {
         let (server, mut peer) = pair().await;
         let transport = Transport::Plain(server);
