@@ -227,6 +227,7 @@ mod tests {
         // json: 4 + (1 + 4) = 9 bytes for two; a third would make 14.
         let (first, _) = outbox.take_batch(Wire::Json, 10).unwrap();
         assert_eq!(first.len(), 2);
+        assert_eq!(outbox.bytes(), 4, "the one left");
         let (second, _) = outbox.take_batch(Wire::Json, 1).unwrap();
         assert_eq!(second.len(), 1, "one message even over the cap");
         assert!(outbox.take_batch(Wire::Json, 10).is_none());
