@@ -464,6 +464,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_epoch_that_cannot_be_read_is_an_error_not_an_absent_one() {
+        let Some((_server, config, connection, _)) = setup("unreadable").await else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 12)
+            .await
+            .expect("create");
+        let read = read_epoch(&history.stream, &history.subjects).await;
+        assert!(matches!(read, Ok(Some(12))), "{read:?}");
+        // The stream gone under it: not "no epoch yet" (which would start a new history).
+        history
+            .js
+            .delete_stream("unreadable")
+            .await
+            .expect("delete");
+        let read = read_epoch(&history.stream, &history.subjects).await;
+        assert!(
+            matches!(
+                read,
+                Err(NatsError::JetStream {
+                    what: "read epoch",
+                    ..
+                })
+            ),
+            "{read:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn an_edge_without_a_history_is_told_to_start_the_sequencer() {
         let Some((_server, config, connection, _)) = setup("absent").await else {
             return;
