@@ -197,11 +197,19 @@ impl WsClient {
 
     /// The next data message (text or binary), skipping pings/pongs.
     pub async fn next_message(&mut self) -> Message {
+        self.next_message_within(WAIT).await
+    }
+
+    /// [`WsClient::next_message`], waiting up to `bound` (a wait the design says may be
+    /// longer than [`WAIT`], such as a cluster's failover).
+    pub async fn next_message_within(&mut self, bound: Duration) -> Message {
         loop {
-            let msg = within("the next message from the relay", self.ws.next())
-                .await
-                .expect("stream open")
-                .expect("valid frame");
+            let msg = match tokio::time::timeout(bound, self.ws.next()).await {
+                Ok(next) => next.expect("stream open").expect("valid frame"),
+                Err(_) => {
+                    panic!("timed out after {bound:?} waiting for the next message from the relay")
+                }
+            };
             match msg {
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => return other,
@@ -211,7 +219,12 @@ impl WsClient {
 
     /// The next message as JSON (panics on a close or binary frame).
     pub async fn next_json(&mut self) -> Value {
-        match self.next_message().await {
+        self.next_json_within(WAIT).await
+    }
+
+    /// [`WsClient::next_json`], waiting up to `bound`.
+    pub async fn next_json_within(&mut self, bound: Duration) -> Value {
+        match self.next_message_within(bound).await {
             Message::Text(text) => serde_json::from_str(&text).expect("server sends valid JSON"),
             other => panic!("expected a text message, got {other:?}"),
         }
@@ -559,9 +572,18 @@ pub fn assert_no_gap_or_reset(messages: &[Value]) {
 /// Reads until the tick stamped `ts_ns` = `last`: (seq, ts_ns) of every tick, and every
 /// other message.
 pub async fn until_stamp(client: &mut WsClient, last: u64) -> (Vec<(u64, u64)>, Vec<Value>) {
+    until_stamp_within(client, last, WAIT).await
+}
+
+/// [`until_stamp`], each message waited for up to `bound`.
+pub async fn until_stamp_within(
+    client: &mut WsClient,
+    last: u64,
+    bound: Duration,
+) -> (Vec<(u64, u64)>, Vec<Value>) {
     let (mut ticks, mut other) = (Vec::new(), Vec::new());
     loop {
-        let message = client.next_json().await;
+        let message = client.next_json_within(bound).await;
         if message["type"] == "tick" {
             let seen = (
                 message["seq"].as_u64().expect("seq"),
