@@ -115,3 +115,44 @@ fn secret(flag: &str, path: &std::path::Path) -> Result<String, String> {
 
 /// How long a connect at start-up may take before the relay gives up, naming `--nats`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[tokio::test]
+    async fn a_lost_connection_that_returns_is_counted_and_told_once() {
+        let Some(mut server) = super::super::nats_server::NatsServer::start("returns") else {
+            return;
+        };
+        let mut config = Config::for_tests();
+        config.scale.nats = Some(server.url());
+        let metrics = Arc::new(Metrics::new(1));
+        let connection = connect(&config.scale, "unit test", metrics.clone())
+            .await
+            .expect("connect");
+        let mut returns = connection.disturbed.subscribe();
+        let nats = &metrics.nats;
+        assert_eq!(nats.connected.load(Relaxed), 1);
+        server.kill();
+        let lost = async {
+            while nats.connected.load(Relaxed) == 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), lost)
+            .await
+            .expect("the loss seen");
+        server.resume();
+        tokio::time::timeout(Duration::from_secs(30), returns.changed())
+            .await
+            .expect("the return told")
+            .expect("the sender lives");
+        assert_eq!(*returns.borrow_and_update(), 1, "one return");
+        assert_eq!(
+            (nats.connected.load(Relaxed), nats.reconnects.load(Relaxed)),
+            (1, 1)
+        );
+    }
+}
