@@ -147,6 +147,9 @@ mod tests {
         let frame = concat(&pieces(Wire::Json, &payloads));
         assert_eq!(frame[0], 0x81, "FIN + text");
         assert_eq!(payload_of(&frame), b"{\"a\":1}\n{\"b\":2}");
+        let mut joined = Vec::new();
+        join(Wire::Json, &payloads, &mut joined);
+        assert_eq!(joined, payload_of(&frame), "join gives the same body");
         let one = concat(&pieces(Wire::Json, &payloads[..1]));
         assert_eq!(
             one,
