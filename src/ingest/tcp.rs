@@ -446,6 +446,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_protobuf_stream_that_cannot_be_resynchronised_is_closed() {
+        use prost::Message as _;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tick = crate::proto::Tick {
+            symbol: "A".into(),
+            price: Some(1.0),
+            ts_ns: 1,
+            ..Default::default()
+        }
+        .encode_length_delimited_to_vec();
+        let hello = crate::proto::IngestHello {
+            hello: Some(crate::proto::PublisherHello {
+                publisher: "feed-1".into(),
+                pseq: 1,
+            }),
+        }
+        .encode_length_delimited_to_vec();
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let (inbox, mut received) = Inbox::bounded(8);
+                let metrics = Arc::new(Metrics::new(1));
+                let shutdown = Shutdown::new();
+                let serving = tokio::task::spawn_local(serve(
+                    listener,
+                    Format::Protobuf,
+                    inbox,
+                    metrics,
+                    1024,
+                    1024,
+                    shutdown.clone(),
+                ));
+                let mut socket = TcpStream::connect(addr).await.expect("connect");
+                // A tick, then a hello where only the first message may be one: fatal.
+                let mut bytes = tick.clone();
+                bytes.extend_from_slice(&hello);
+                bytes.extend_from_slice(&tick);
+                socket.write_all(&bytes).await.expect("write");
+                let published =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+                        .await
+                        .expect("handed on in time")
+                        .expect("a hand-off");
+                assert_eq!(published.items.len(), 1, "the tick before it");
+                // Answered (as the sequencer does once it is sequenced): nothing left to wait for.
+                drop(published);
+                let mut said = Vec::new();
+                let closed = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    socket.read_to_end(&mut said),
+                )
+                .await;
+                assert!(closed.is_ok(), "the relay closes the connection");
+                let said = String::from_utf8_lossy(&said);
+                assert!(said.contains("bad_hello"), "{said}");
+                shutdown.trigger();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), serving).await;
+            })
+            .await;
+    }
+
+    #[tokio::test]
     async fn a_connection_hands_on_its_lines_answers_errors_and_acks_its_hello() {
         use tokio::io::AsyncWriteExt;
         tokio::task::LocalSet::new()
