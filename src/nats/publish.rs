@@ -604,6 +604,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_publisher_chains_from_what_the_stream_already_holds() {
+        use crate::encode::Frames;
+        use crate::event::Item;
+        use crate::tick::sequenced;
+        let Some((_server, history, lease, metrics)) = leader("chained").await else {
+            return;
+        };
+        // What an earlier sequencer of this history stored: the stream's last is 2, not 1.
+        super::super::tests::store(&history, &Item::Tick(sequenced("Z", 1)), 5).await;
+        let (sender, queue) = crate::sequencer::tick_queue(16);
+        let (durable, mut stored) = tokio::sync::watch::channel(0);
+        let publisher = tokio::spawn(run(
+            history.clone(),
+            lease,
+            queue,
+            metrics.clone(),
+            Shutdown::new(),
+            Duration::from_secs(5),
+            Stored::new(durable),
+        ));
+        let frames = vec![Arc::new(Frames::new(sequenced("A", 1)))];
+        sender.deliver(frames.into()).await;
+        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 1))
+            .await
+            .expect("stored in time")
+            .expect("the publisher runs");
+        drop(sender);
+        let ended = tokio::time::timeout(Duration::from_secs(10), publisher).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(metrics.errors().count(), 0, "taken at once, never refused");
+        let mut stream = history.stream.clone();
+        assert_eq!(stream.info().await.expect("info").state.messages, 3);
+    }
+
+    #[tokio::test]
     async fn a_refusal_restarts_the_chain_while_the_lease_holds_and_deposes_once_it_is_lost() {
         use crate::tick::sequenced;
         let Some((_server, history, lease, metrics)) = leader("refused").await else {
