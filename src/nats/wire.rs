@@ -477,6 +477,39 @@ mod tests {
     }
 
     #[test]
+    fn a_ticker_is_checked_before_it_is_believed() {
+        use crate::event::derived::{Ticker, TickerValues};
+        use prost::Message as _;
+        let subjects = Subjects::new("tickrelay");
+        let ticker = Item::Ticker(Box::new(Ticker {
+            channel: Channel::parse("ticker:AAPL").unwrap(),
+            seq: Seq(4),
+            stats: TickerValues::sample(),
+            ts_ns: 5,
+            recv_ns: 6,
+        }));
+        let out = encode(&subjects, &ticker, 42, 7);
+        let back = decode(&subjects, &out.subject, Some(&out.headers), &out.payload).unwrap();
+        assert_eq!(back.item, ticker);
+        type Spoil = fn(&mut proto::Ticker);
+        let spoils: [Spoil; 3] = [
+            |m| m.last = f64::NAN,
+            |m| m.change_percent = f64::INFINITY,
+            |m| m.low = m.high + 1.0,
+        ];
+        for spoil in spoils {
+            let mut m = proto::Ticker::decode(&out.payload[..]).unwrap();
+            spoil(&mut m);
+            let payload = m.encode_to_vec();
+            let refused = decode(&subjects, &out.subject, Some(&out.headers), &payload);
+            assert!(
+                matches!(refused, Err(WireError::Inconsistent(_))),
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_messages_are_refused_with_their_reason() {
         let subjects = Subjects::new("tickrelay");
         let good = encode(&subjects, &tick("A", 1), 42, 7);

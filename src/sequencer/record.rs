@@ -265,4 +265,36 @@ mod tests {
             "none of the 30 reached the disk"
         );
     }
+
+    #[test]
+    fn an_idle_recorder_has_flushed_and_counted_all_it_was_given() {
+        let path = std::env::temp_dir().join(format!("record-idle-{}.ndjson", std::process::id()));
+        let file = File::create(&path).expect("a file");
+        let metrics = Arc::new(Metrics::new(1));
+        let (sender, thread) = spawn(path.clone(), file, metrics.clone()).expect("the thread");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            sender.deliver(batch(1..=10)).await;
+            // Caught up, and the sequencer still running: in the file, and counted, now.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while metrics.record.written.load(Relaxed) < 10 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "not counted while idle"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        let lines = std::fs::read_to_string(&path)
+            .expect("read")
+            .lines()
+            .count();
+        drop(sender);
+        thread.join().expect("the recorder ends");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(lines, 10, "flushed while idle");
+    }
 }

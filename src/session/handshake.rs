@@ -495,6 +495,41 @@ mod tests {
     }
 
     #[test]
+    fn a_token_may_come_in_the_authorization_header_once() {
+        use super::super::testkit::{token, with_tokens};
+        let config = with_tokens(Config::for_tests());
+        let auth = Auth::from_config(&config).expect("auth on");
+        let rules = KeyRules {
+            limit: config.max_symbols_per_client,
+            tiers: crate::event::Tiers::new(&config.rate_tiers),
+        };
+        let bob = token("bob", Some(&["BTC"]), 600);
+        let with_header = |value: &str, query: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            parse(Some(query), &headers, &config, &rules)
+        };
+        let params = with_header(&format!("bearer {bob}"), "symbols=BTC").unwrap();
+        let admission = admit(&params, &auth).expect("admitted");
+        assert!(
+            admission
+                .identity
+                .is_some_and(|id| id.user.as_deref() == Some("bob"))
+        );
+        assert!(matches!(
+            with_header(
+                &format!("Bearer {bob}"),
+                &format!("symbols=BTC&token={bob}")
+            ),
+            Err(HandshakeError::BadToken(_))
+        ));
+        assert!(matches!(
+            with_header(&format!("Basic {bob}"), "symbols=BTC"),
+            Err(HandshakeError::BadToken(_))
+        ));
+    }
+
+    #[test]
     fn defaults_to_json_and_reads_symbols() {
         let p = parse_q("symbols=BTC-USD,ETH-USD", None).unwrap();
         assert_eq!(p.encoding, Encoding::Json);
