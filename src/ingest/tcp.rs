@@ -381,23 +381,33 @@ mod tests {
         assert_eq!(ticks.len(), 1);
     }
 
-    #[test]
-    fn protobuf_messages_are_numbered_and_a_hello_tags_those_after_it() {
+    /// A protobuf tick of `A`, length-delimited as a publisher sends it.
+    fn proto_tick() -> Vec<u8> {
         use prost::Message as _;
-        let tick = crate::proto::Tick {
+        crate::proto::Tick {
             symbol: "A".into(),
             price: Some(1.0),
             ts_ns: 1,
             ..Default::default()
         }
-        .encode_length_delimited_to_vec();
-        let hello = crate::proto::IngestHello {
+        .encode_length_delimited_to_vec()
+    }
+
+    /// A protobuf hello of publisher `feed-1` at `pseq`, length-delimited.
+    fn proto_hello(pseq: u64) -> Vec<u8> {
+        use prost::Message as _;
+        crate::proto::IngestHello {
             hello: Some(crate::proto::PublisherHello {
                 publisher: "feed-1".into(),
-                pseq: 10,
+                pseq,
             }),
         }
-        .encode_length_delimited_to_vec();
+        .encode_length_delimited_to_vec()
+    }
+
+    #[test]
+    fn protobuf_messages_are_numbered_and_a_hello_tags_those_after_it() {
+        let (tick, hello) = (proto_tick(), proto_hello(10));
         let mut d = Decoder::new(Format::Protobuf, 1024);
         let mut buf = BytesMut::from(&hello[..]);
         for body in [&tick[..], &[0x02, 0xff, 0xff][..], &tick[..], &tick[..]] {
@@ -445,41 +455,54 @@ mod tests {
             .collect()
     }
 
+    /// An ingest listener of `format` serving on loopback (inside the caller's `LocalSet`),
+    /// and a publisher connected to it.
+    struct Served {
+        socket: TcpStream,
+        received: crate::ingest::InboxReceiver,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+        serving: tokio::task::JoinHandle<()>,
+    }
+
+    async fn served(format: Format) -> Served {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (inbox, received) = Inbox::bounded(8);
+        let metrics = Arc::new(Metrics::new(1));
+        let shutdown = Shutdown::new();
+        let serving = tokio::task::spawn_local(serve(
+            listener,
+            format,
+            inbox,
+            metrics.clone(),
+            1024,
+            1024,
+            shutdown.clone(),
+        ));
+        let socket = TcpStream::connect(addr).await.expect("connect");
+        Served {
+            socket,
+            received,
+            metrics,
+            shutdown,
+            serving,
+        }
+    }
+
     #[tokio::test]
     async fn a_protobuf_stream_that_cannot_be_resynchronised_is_closed() {
-        use prost::Message as _;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let tick = crate::proto::Tick {
-            symbol: "A".into(),
-            price: Some(1.0),
-            ts_ns: 1,
-            ..Default::default()
-        }
-        .encode_length_delimited_to_vec();
-        let hello = crate::proto::IngestHello {
-            hello: Some(crate::proto::PublisherHello {
-                publisher: "feed-1".into(),
-                pseq: 1,
-            }),
-        }
-        .encode_length_delimited_to_vec();
+        let (tick, hello) = (proto_tick(), proto_hello(1));
         tokio::task::LocalSet::new()
             .run_until(async {
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let addr = listener.local_addr().expect("addr");
-                let (inbox, mut received) = Inbox::bounded(8);
-                let metrics = Arc::new(Metrics::new(1));
-                let shutdown = Shutdown::new();
-                let serving = tokio::task::spawn_local(serve(
-                    listener,
-                    Format::Protobuf,
-                    inbox,
-                    metrics,
-                    1024,
-                    1024,
-                    shutdown.clone(),
-                ));
-                let mut socket = TcpStream::connect(addr).await.expect("connect");
+                let Served {
+                    mut socket,
+                    mut received,
+                    shutdown,
+                    serving,
+                    ..
+                } = served(Format::Protobuf).await;
                 // A tick, then a hello where only the first message may be one: fatal.
                 let mut bytes = tick.clone();
                 bytes.extend_from_slice(&hello);
@@ -513,21 +536,13 @@ mod tests {
         use tokio::io::AsyncWriteExt;
         tokio::task::LocalSet::new()
             .run_until(async {
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let addr = listener.local_addr().expect("addr");
-                let (inbox, mut received) = Inbox::bounded(8);
-                let metrics = Arc::new(Metrics::new(1));
-                let shutdown = Shutdown::new();
-                let serving = tokio::task::spawn_local(serve(
-                    listener,
-                    Format::Ndjson,
-                    inbox,
-                    metrics.clone(),
-                    1024,
-                    1024,
-                    shutdown.clone(),
-                ));
-                let mut socket = TcpStream::connect(addr).await.expect("connect");
+                let Served {
+                    mut socket,
+                    mut received,
+                    metrics,
+                    shutdown,
+                    serving,
+                } = served(Format::Ndjson).await;
                 let lines = concat!(
                     r#"{"type":"hello","publisher":"p1","pseq":10}"#,
                     "\n",

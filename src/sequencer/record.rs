@@ -131,6 +131,26 @@ mod tests {
         metrics
     }
 
+    /// A current-thread runtime with a clock, for a test that waits on the recorder.
+    fn timed_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// Waits (10 s at most, then fails naming `what`) until `done`.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited 10 s for {what}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// A ticker (derived: never recorded), sequenced.
     fn ticker() -> Arc<Frames> {
         use crate::event::derived::{Ticker, TickerValues};
@@ -202,21 +222,10 @@ mod tests {
         let (sender, thread) =
             spawn(PathBuf::from("/dev/full"), file, metrics.clone()).expect("the thread");
         let m = &metrics.record;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
+        timed_runtime().block_on(async {
             sender.deliver(batch(1..=10)).await;
             // Caught up, the recorder flushes, and the flush fails.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while m.write_errors.load(Relaxed) == 0 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the write never failed"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            until("the write to fail", || m.write_errors.load(Relaxed) > 0).await;
             for b in 1..5 {
                 sender.deliver(batch(b * 10 + 1..=b * 10 + 10)).await;
             }
@@ -272,21 +281,13 @@ mod tests {
         let file = File::create(&path).expect("a file");
         let metrics = Arc::new(Metrics::new(1));
         let (sender, thread) = spawn(path.clone(), file, metrics.clone()).expect("the thread");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async {
+        timed_runtime().block_on(async {
             sender.deliver(batch(1..=10)).await;
             // Caught up, and the sequencer still running: in the file, and counted, now.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while metrics.record.written.load(Relaxed) < 10 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "not counted while idle"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            until("the count while idle", || {
+                metrics.record.written.load(Relaxed) == 10
+            })
+            .await;
         });
         let lines = std::fs::read_to_string(&path)
             .expect("read")

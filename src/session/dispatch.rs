@@ -384,7 +384,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::super::handshake::SessionParams;
-    use super::super::testkit::{Live, deliver, run, start, start_on_edge, start_with};
+    use super::super::testkit::{Live, deliver, run, start, start_on_edge, start_with, unread};
     use crate::config::Config;
 
     /// `(type, symbol, seq)` of a message.
@@ -604,14 +604,11 @@ mod tests {
     #[test]
     fn a_silent_client_behind_a_full_socket_still_gets_its_4009_close() {
         run(async {
-            let config = Config {
+            let config = unread(Config {
                 ping_interval: std::time::Duration::from_millis(20),
                 idle_timeout: std::time::Duration::from_millis(50),
-                send_buffer_bytes: 4_096,
-                outbox_bytes: 64 << 20,
-                outbox_max_age: std::time::Duration::from_secs(600),
                 ..Config::for_tests()
-            };
+            });
             let mut live = start(config, "symbols=BTC").await;
             assert_eq!(live.message().await["type"], "welcome");
             for seq in 1..=5_000 {

@@ -335,7 +335,7 @@ mod tests {
     use fastwebsockets::OpCode;
     use tokio::task::LocalSet;
 
-    use super::testkit::{Live, deliver, run, start};
+    use super::testkit::{Live, deliver, run, start, unread};
     use crate::config::Config;
     use crate::error::CloseCode;
 
@@ -363,13 +363,7 @@ mod tests {
     #[test]
     fn a_closing_session_writes_all_it_queued_and_its_close_frame_before_it_ends() {
         run(async {
-            let config = Config {
-                send_buffer_bytes: 4_096,
-                outbox_bytes: 64 << 20,
-                outbox_max_age: std::time::Duration::from_secs(600),
-                ..Config::for_tests()
-            };
-            let mut live = start(config, "symbols=BTC").await;
+            let mut live = start(unread(Config::for_tests()), "symbols=BTC").await;
             assert_eq!(live.message().await["type"], "welcome");
             // More than both sockets hold while the client reads nothing.
             const TICKS: u64 = 5_000;

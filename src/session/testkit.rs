@@ -163,6 +163,17 @@ impl Live {
     }
 }
 
+/// `config` for a client that reads nothing for a while: a 4 KiB send buffer fills at
+/// once, and its outbox is never judged slow (so the test, not the policy, decides).
+pub(super) fn unread(config: Config) -> Config {
+    Config {
+        send_buffer_bytes: 4_096,
+        outbox_bytes: 64 << 20,
+        outbox_max_age: Duration::from_secs(600),
+        ..config
+    }
+}
+
 /// Runs `test` on a current-thread runtime inside a `LocalSet`, as a shard thread runs its
 /// sessions (for tests that are `#[test]`, not `#[tokio::test]`).
 pub(super) fn run(test: impl std::future::Future<Output = ()>) {
