@@ -448,13 +448,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_steady_cluster_view_re_creates_no_consumer() {
-        use crate::nats::tests::setup;
-        let Some((_server, config, connection, _)) = setup("steady").await else {
+        let Some((_server, history)) = crate::nats::tests::history("steady", 3, 16).await else {
             return;
         };
-        let history = History::open_or_create(connection, &config, 3)
-            .await
-            .expect("create");
         let (successors, _new_histories) = mpsc::channel(1);
         let watcher = tokio::spawn(watch_epoch(history.clone(), successors));
         // Three looks at the stream (now, after one and after two checks): the same view.

@@ -465,12 +465,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_epoch_that_cannot_be_read_is_an_error_not_an_absent_one() {
-        let Some((_server, config, connection, _)) = setup("unreadable").await else {
+        let Some((_server, history)) = history("unreadable", 12, 16).await else {
             return;
         };
-        let history = History::open_or_create(connection, &config, 12)
-            .await
-            .expect("create");
         let read = read_epoch(&history.stream, &history.subjects).await;
         assert!(matches!(read, Ok(Some(12))), "{read:?}");
         // The stream gone under it: not "no epoch yet" (which would start a new history).
