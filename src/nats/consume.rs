@@ -74,26 +74,28 @@ pub(super) async fn consume(
         let mut batch: Vec<Item> = Vec::new();
         disturbed.borrow_and_update();
         loop {
-            // Take what is ready without waiting, then hand it on as one batch.
-            let next = match messages.next().now_or_never() {
+            // Take what is ready without waiting; what was taken goes on as one batch
+            // before waiting, or before leaving a stream that ended, so the batch is
+            // always empty when the loop ends.
+            let ready = messages.next().now_or_never();
+            if !matches!(ready, Some(Some(_)))
+                && !batch.is_empty()
+                && inbox
+                    .publish_items(std::mem::take(&mut batch))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            let next = match ready {
                 Some(next) => next,
-                None => {
-                    if !batch.is_empty()
-                        && inbox
-                            .publish_items(std::mem::take(&mut batch))
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                    tokio::select! {
-                        next = messages.next() => next,
-                        // A restarted server or a dead cluster node may have lost the
-                        // consumer: re-create it now from the next stream sequence rather
-                        // than after the client's missed heartbeats (30 s and more).
-                        _ = disturbed.changed() => None,
-                    }
-                }
+                None => tokio::select! {
+                    next = messages.next() => next,
+                    // A restarted server or a dead cluster node may have lost the
+                    // consumer: re-create it now from the next stream sequence rather
+                    // than after the client's missed heartbeats (30 s and more).
+                    _ = disturbed.changed() => None,
+                },
             };
             let message = match next {
                 Some(Ok(message)) => message,
@@ -150,9 +152,7 @@ pub(super) async fn consume(
                 }
             }
         }
-        if !batch.is_empty() && inbox.publish_items(batch).await.is_err() {
-            return;
-        }
+        debug_assert!(batch.is_empty(), "handed on before the loop ends");
         refilling = true;
         info!(
             filter,
@@ -281,6 +281,47 @@ mod tests {
         store(&history, &tick("B", 3), 3).await;
         assert_eq!(handed(&mut received, 1).await, pairs(&[("B", 3)]));
         assert_eq!(metrics.nats.received.load(Relaxed), 8);
+        consumer.abort();
+    }
+
+    #[tokio::test]
+    async fn a_backlog_goes_on_in_batches_of_what_was_ready_not_one_by_one() {
+        let Some((_server, config, connection, metrics)) = setup("batches").await else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 3)
+            .await
+            .expect("create");
+        for seq in 1..=200 {
+            store(&history, &tick("A", seq), 3).await;
+        }
+        let (inbox, mut received) = Inbox::bounded(256);
+        let consumer = tokio::spawn(consume(
+            history.clone(),
+            history.subjects.all_ticks(),
+            DeliverPolicy::All,
+            inbox,
+            metrics,
+            None,
+        ));
+        let mut sizes = Vec::new();
+        let mut seqs = Vec::new();
+        while seqs.len() < 200 {
+            let published = tokio::time::timeout(Duration::from_secs(10), received.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of 200 items came", seqs.len()))
+                .expect("the consumer runs");
+            sizes.push(published.items.len());
+            seqs.extend(published.items.iter().map(|item| item.seq().0));
+        }
+        assert_eq!(seqs, (1..=200).collect::<Vec<u64>>(), "once, in order");
+        // The server sends a pull's messages together: what the client holds already goes
+        // on as one batch (one hand-off to the shards for many ticks), not one at a time.
+        assert!(
+            sizes.iter().any(|&n| n > 1),
+            "200 stored ticks came in {} batches of one",
+            sizes.len()
+        );
         consumer.abort();
     }
 
