@@ -10,47 +10,9 @@ mod support;
 use std::io::Write;
 use std::time::Duration;
 
-use nats_common::{NatsServer, free_port};
+use nats_common::{cluster, urls};
 use ops_common::{Spawned, spawn};
 use support::WsClient;
-
-/// Three nodes routed to each other.
-fn cluster(name: &str) -> Option<Vec<NatsServer>> {
-    let clients = [free_port(), free_port(), free_port()];
-    let routes = [free_port(), free_port(), free_port()];
-    let all_routes = routes
-        .iter()
-        .map(|p| format!("nats://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes = Vec::new();
-    for (i, (client, route)) in clients.iter().zip(routes).enumerate() {
-        let extra = vec![
-            "-n".to_owned(),
-            format!("{name}-{i}"),
-            "--cluster_name".to_owned(),
-            name.to_owned(),
-            "--cluster".to_owned(),
-            format!("nats://127.0.0.1:{route}"),
-            "--routes".to_owned(),
-            all_routes.clone(),
-        ];
-        nodes.push(NatsServer::start_with(
-            &format!("{name}-{i}"),
-            *client,
-            extra,
-        )?);
-    }
-    Some(nodes)
-}
-
-fn urls(nodes: &[NatsServer]) -> String {
-    nodes
-        .iter()
-        .map(NatsServer::url)
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// Ticks of `symbol` numbered `from..=to` in their ts_ns, 20 lines every 10 ms.
 fn publish_paced(relay: &Spawned, symbol: &str, from: u64, to: u64) -> std::thread::JoinHandle<()> {

@@ -446,6 +446,88 @@ mod tests {
         follower.await.expect("the follower ends at shutdown");
     }
 
+    /// The edge's notice that a node may have died with its consumers: on a real 3-node
+    /// cluster, the stream's leader moved to another node (a stepdown, as after a crash).
+    #[tokio::test]
+    async fn a_new_stream_leader_tells_the_consumers_to_re_create_themselves_once() {
+        use crate::nats::nats_server::{cluster, urls};
+        let Some(nodes) = cluster("watch") else {
+            return;
+        };
+        let mut config = crate::config::Config::for_tests();
+        config.scale.nats = Some(urls(&nodes));
+        config.scale.nats_stream = "watch".to_owned();
+        config.scale.nats_replicas = 3;
+        let metrics = Arc::new(Metrics::new(1));
+        let connection = crate::nats::connect(&config.scale, "unit test", metrics)
+            .await
+            .expect("connect");
+        // The cluster elects its meta leader a moment after its nodes start: until then
+        // JetStream refuses to make a stream.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let history = loop {
+            let again = crate::nats::Connection {
+                client: connection.client.clone(),
+                disturbed: connection.disturbed.clone(),
+            };
+            match History::open_or_create(again, &config, 3).await {
+                Ok(history) => break history,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "the cluster is not ready yet");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("no stream on the cluster within 30 s: {e}"),
+            }
+        };
+        let (successors, _new_histories) = mpsc::channel(1);
+        let watcher = tokio::spawn(watch_epoch(history.clone(), successors));
+        let mut disturbed = history.disturbed.subscribe();
+        // A view with all three replicas current first, so the change below is the leader's.
+        let steady = Instant::now() + Duration::from_secs(30);
+        loop {
+            let view = cluster_view(&history).await;
+            if view
+                .as_ref()
+                .is_some_and(|(leader, current)| leader.is_some() && current.len() == 2)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < steady,
+                "the stream's replicas never caught up: {view:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(EPOCH_CHECK * 3 / 2).await;
+        assert_eq!(
+            *disturbed.borrow_and_update(),
+            0,
+            "a steady view: no notice"
+        );
+
+        let before = cluster_view(&history).await.and_then(|(leader, _)| leader);
+        let answer = history
+            .js
+            .client()
+            .request("$JS.API.STREAM.LEADER.STEPDOWN.watch", "".into())
+            .await
+            .expect("the stepdown is answered");
+        assert!(
+            String::from_utf8_lossy(&answer.payload).contains("\"success\":true"),
+            "stepdown refused: {:?}",
+            answer.payload
+        );
+        tokio::time::timeout(Duration::from_secs(20), disturbed.changed())
+            .await
+            .expect("told within 20 s of the stepdown")
+            .expect("the watcher runs");
+        let after = cluster_view(&history).await.and_then(|(leader, _)| leader);
+        assert_ne!(before, after, "another leader");
+        assert_eq!(*disturbed.borrow(), 1, "one change, one notice");
+        assert!(!watcher.is_finished(), "the watcher carries on");
+        watcher.abort();
+    }
+
     #[tokio::test]
     async fn a_steady_cluster_view_re_creates_no_consumer() {
         let Some((_server, history)) = crate::nats::tests::history("steady", 3, 16).await else {

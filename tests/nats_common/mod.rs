@@ -11,6 +11,46 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Three nodes routed to each other, as one JetStream cluster named `name` (its meta leader
+/// is elected a moment after they start); `None` as for [`NatsServer::start`].
+pub fn cluster(name: &str) -> Option<Vec<NatsServer>> {
+    let clients = [free_port(), free_port(), free_port()];
+    let routes = [free_port(), free_port(), free_port()];
+    let all_routes = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes = Vec::new();
+    for (i, (client, route)) in clients.iter().zip(routes).enumerate() {
+        let extra = vec![
+            "-n".to_owned(),
+            format!("{name}-{i}"),
+            "--cluster_name".to_owned(),
+            name.to_owned(),
+            "--cluster".to_owned(),
+            format!("nats://127.0.0.1:{route}"),
+            "--routes".to_owned(),
+            all_routes.clone(),
+        ];
+        nodes.push(NatsServer::start_with(
+            &format!("{name}-{i}"),
+            *client,
+            extra,
+        )?);
+    }
+    Some(nodes)
+}
+
+/// The nodes' URLs, comma-separated, as `--nats` takes them.
+pub fn urls(nodes: &[NatsServer]) -> String {
+    nodes
+        .iter()
+        .map(NatsServer::url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A running `nats-server -js`.
 #[derive(Debug)]
 pub struct NatsServer {
