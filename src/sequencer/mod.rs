@@ -652,6 +652,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_publishers_book_updates_are_applied_and_the_one_its_book_refuses_is_answered() {
+        let (mut sequencer, queue, _) = sequencer();
+        let book = |line: &str| {
+            Item::Book(crate::book::input::parse_json(line.as_bytes()).expect("a book update"))
+        };
+        let snapshot = book(
+            r#"{"type":"book","symbol":"BTC-USD","snapshot":true,"bids":[["100","1"]],"asks":[["101","2"]],"ts_ns":7}"#,
+        );
+        let orphan = book(r#"{"type":"book","symbol":"ETH-USD","snapshot":false,"bids":[["10","1"]],"asks":[],"ts_ns":8}"#);
+        let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+        let publisher = crate::ingest::Publisher::new(vec![1, 2, 3], answers);
+        sequencer
+            .sequence_published(vec![Published {
+                history: None,
+                items: vec![snapshot, orphan, item("A", 0)],
+                publisher: Some(publisher),
+            }])
+            .await;
+        let handed = seqs(&queue);
+        assert!(
+            handed
+                .iter()
+                .any(|(key, seq)| key.starts_with("book:BTC-USD") && *seq == 1),
+            "the snapshot's book messages are handed on: {handed:?}"
+        );
+        assert!(
+            !handed.iter().any(|(key, _)| key.contains("ETH-USD")),
+            "nothing of the refused delta: {handed:?}"
+        );
+        assert_eq!(
+            handed.last(),
+            Some(&("A".to_owned(), 1)),
+            "and the tick after them"
+        );
+        let Some(Answer::Refused(refusal)) = answered.recv().await else {
+            panic!("the delta without a snapshot is refused")
+        };
+        assert_eq!(
+            (refusal.line, refusal.reason),
+            (2, Refusal::Book(BookError::NoSnapshot("ETH-USD".into())))
+        );
+        assert!(
+            answered.recv().await.is_none(),
+            "one refusal, no other answer"
+        );
+    }
+
+    #[tokio::test]
     async fn a_full_table_evicts_idle_unsubscribed_keys_and_new_keys_start_above_their_seqs() {
         let (sender, queue) = tick_queue(16);
         let metrics = Arc::new(Metrics::new(1));
