@@ -476,6 +476,14 @@ mod tests {
                 .book_snapshot(&crate::tick::Symbol::parse("ETH").unwrap(), Depth::Top(1))
                 .is_none()
         );
+        bench.deliver(&[testkit::book(
+            "ETH",
+            1,
+            BookKind::Snapshot,
+            &[("10", "1")],
+            &[("11", "1")],
+        )]);
+        assert_eq!(bench.core.book_count(), 2, "a copy per book");
     }
 
     #[tokio::test]
