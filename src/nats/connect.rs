@@ -121,6 +121,69 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// The secrets come from files, first non-blank line, trimmed; a server that wants them
+    /// lets the relay in with them and not without.
+    #[tokio::test]
+    async fn a_token_or_a_user_and_password_read_from_files_lets_the_relay_in() {
+        use super::super::nats_server::{NatsServer, free_port, scratch_dir};
+        let args = |list: &[&str]| list.iter().map(|a| (*a).to_owned()).collect();
+        let Some(by_token) =
+            NatsServer::start_with("token", free_port(), args(&["--auth", "t0ken"]))
+        else {
+            return;
+        };
+        let Some(by_user) = NatsServer::start_with(
+            "userpass",
+            free_port(),
+            args(&["--user", "relay", "--pass", "pa55"]),
+        ) else {
+            return;
+        };
+        let dir = scratch_dir("secrets");
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        let metrics = Arc::new(Metrics::new(1));
+        let attempt = async |scale: &Scale| connect(scale, "unit test", metrics.clone()).await;
+
+        let mut config = Config::for_tests();
+        config.scale.nats = Some(by_token.url());
+        config.scale.nats_token_file = Some(file("token", "\n  t0ken  \nignored\n"));
+        let connection = attempt(&config.scale).await.expect("the token lets it in");
+        assert!(connection.client.flush().await.is_ok());
+        config.scale.nats_token_file = Some(file("wrong", "other\n"));
+        assert!(
+            attempt(&config.scale).await.is_err(),
+            "another token is refused"
+        );
+        config.scale.nats_token_file = Some(file("blank", " \n\n"));
+        let Err(NatsError::Connect { reason, .. }) = attempt(&config.scale).await else {
+            panic!("an empty secret file is an error")
+        };
+        assert!(
+            reason.contains("--nats-token-file") && reason.contains("the file is empty"),
+            "{reason}"
+        );
+
+        let mut config = Config::for_tests();
+        config.scale.nats = Some(by_user.url());
+        config.scale.nats_user = Some("relay".to_owned());
+        config.scale.nats_password_file = Some(file("password", "pa55\n"));
+        let connection = attempt(&config.scale)
+            .await
+            .expect("user and password let it in");
+        assert!(connection.client.flush().await.is_ok());
+        config.scale.nats_password_file = Some(file("wrong-password", "pass\n"));
+        assert!(
+            attempt(&config.scale).await.is_err(),
+            "a wrong password is refused"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn a_lost_connection_that_returns_is_counted_and_told_once() {
         let Some(mut server) = super::super::nats_server::NatsServer::start("returns") else {

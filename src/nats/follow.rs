@@ -483,7 +483,7 @@ mod tests {
         let watcher = tokio::spawn(watch_epoch(history.clone(), successors));
         let mut disturbed = history.disturbed.subscribe();
         // A view with all three replicas current first, so the change below is the leader's.
-        let steady = Instant::now() + Duration::from_secs(30);
+        let steady = Instant::now() + Duration::from_secs(15);
         loop {
             let view = cluster_view(&history).await;
             if view

@@ -660,7 +660,9 @@ mod tests {
         let snapshot = book(
             r#"{"type":"book","symbol":"BTC-USD","snapshot":true,"bids":[["100","1"]],"asks":[["101","2"]],"ts_ns":7}"#,
         );
-        let orphan = book(r#"{"type":"book","symbol":"ETH-USD","snapshot":false,"bids":[["10","1"]],"asks":[],"ts_ns":8}"#);
+        let orphan = book(
+            r#"{"type":"book","symbol":"ETH-USD","snapshot":false,"bids":[["10","1"]],"asks":[],"ts_ns":8}"#,
+        );
         let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
         let publisher = crate::ingest::Publisher::new(vec![1, 2, 3], answers);
         sequencer
