@@ -608,4 +608,65 @@ mod tests {
             })
             .await;
     }
+
+    #[tokio::test]
+    async fn a_publisher_that_half_closes_still_gets_the_acks_of_what_it_sent() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let Served {
+                    mut socket,
+                    mut received,
+                    shutdown,
+                    serving,
+                    ..
+                } = served(Format::Ndjson).await;
+                let lines = concat!(
+                    r#"{"type":"hello","publisher":"p1","pseq":4}"#,
+                    "\n",
+                    r#"{"symbol":"A","price":1,"ts_ns":1}"#,
+                    "\n"
+                );
+                socket.write_all(lines.as_bytes()).await.expect("write");
+                // All sent: the publisher closes its side and waits for the ack.
+                socket.shutdown().await.expect("half-close");
+                let published =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+                        .await
+                        .expect("handed on in time")
+                        .expect("a hand-off");
+                let publisher = published.publisher.expect("answered");
+                // The answer comes late, as the stream's ack does: the connection has read
+                // the end by then, and must still be there to write it. (Answered at once,
+                // it could be written before the end is read; waiting changes nothing for
+                // a connection that waits as it should.)
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                publisher
+                    .answers
+                    .send(Answer::Stored {
+                        pseq: 4,
+                        duplicates: 0,
+                    })
+                    .expect("the connection still listens for its answers");
+                let ack = &replies(&mut socket, 1).await[0];
+                assert_eq!(
+                    ack,
+                    &serde_json::json!({"type":"ack","pseq":4,"duplicates":0})
+                );
+                // The last answer given: the relay closes its side too.
+                drop(publisher);
+                let mut rest = Vec::new();
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    socket.read_to_end(&mut rest),
+                )
+                .await
+                .expect("closed once answered")
+                .expect("read");
+                assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+                shutdown.trigger();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), serving).await;
+            })
+            .await;
+    }
 }
