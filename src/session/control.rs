@@ -443,6 +443,26 @@ mod tests {
     }
 
     #[test]
+    fn an_op_missing_its_field_is_named_in_the_error() {
+        for (op, field) in [
+            ("subscribe", "symbols"),
+            ("unsubscribe", "symbols"),
+            ("snapshot", "symbols"),
+            ("resume", "from"),
+            ("heartbeat", "interval_ms"),
+            ("auth", "token"),
+            ("refresh", "token"),
+        ] {
+            let error = json(&format!(r#"{{"op":"{op}"}}"#)).expect_err(op);
+            assert_eq!(error, ControlError::MissingField { op, field });
+            assert_eq!(error.to_string(), format!("`{op}` needs `{field}`"));
+        }
+        for op in Op::ALL {
+            assert_eq!(Op::parse(op.name()), Some(op), "{op:?}");
+        }
+    }
+
+    #[test]
     fn ops_parse() {
         let Control::Subscribe(sel) =
             json(r#"{"op":"subscribe","symbols":["A","*","A"]}"#).unwrap()
