@@ -702,6 +702,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_restarted_sequencer_hands_on_its_restored_bars_and_ticker_before_any_tick() {
+        let (sequencer, queue, _) = sequencer();
+        let mut sequencer = sequencer.deriving(&crate::config::Config::for_tests().derived);
+        // The stream held two trades of X (a moment ago): the bars and the ticker continue
+        // from them, and say where they stand before anything new comes in.
+        let now = crate::tick::now_ns();
+        let ticks = [(1, 10.0), (2, 12.0)].map(|(seq, price)| {
+            let mut tick = crate::tick::Tick::try_from(crate::tick::RawTick {
+                symbol: "X".into(),
+                price: Some(price),
+                size: Some(1.0),
+                ts_ns: now,
+                ..Default::default()
+            })
+            .expect("a trade");
+            (tick.seq, tick.recv_ns) = (Seq(seq), now);
+            tick
+        });
+        sequencer.restore(derived::Restored {
+            ticks: ticks.to_vec(),
+            ..Default::default()
+        });
+        let (_inbox, received) = crate::ingest::Inbox::bounded(4);
+        let shutdown = Shutdown::new();
+        let watch = async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let mut handed = Vec::new();
+            while !handed
+                .iter()
+                .any(|item: &Item| matches!(item, Item::Ticker(_)))
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "nothing restored: {handed:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                handed.extend(
+                    queue
+                        .drain()
+                        .flat_map(|batch| batch.to_vec())
+                        .map(|f| f.item().clone()),
+                );
+            }
+            shutdown.trigger();
+            handed
+        };
+        let ((), handed) = tokio::join!(sequencer.run(received, shutdown.clone()), watch);
+        let ticker = handed.iter().find_map(|item| match item {
+            Item::Ticker(t) => Some(t.stats),
+            _ => None,
+        });
+        let stats = ticker.expect("a ticker");
+        assert_eq!((stats.open, stats.last, stats.volume), (10.0, 12.0, 2.0));
+        let minute = handed.iter().find_map(|item| match item {
+            Item::Bar(b) if b.channel.as_str() == "bars:1m:X" => Some(b.bar),
+            _ => None,
+        });
+        assert_eq!(
+            minute.map(|b| b.trades),
+            Some(2),
+            "the open minute holds both trades"
+        );
+    }
+
+    #[tokio::test]
     async fn a_full_table_evicts_idle_unsubscribed_keys_and_new_keys_start_above_their_seqs() {
         let (sender, queue) = tick_queue(16);
         let metrics = Arc::new(Metrics::new(1));
