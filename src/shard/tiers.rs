@@ -382,6 +382,26 @@ mod tests {
     }
 
     #[test]
+    fn two_tiers_of_one_base_each_get_a_frame_and_opening_one_again_adds_none() {
+        let now = Instant::now();
+        let (one, two) = (tiered(1000), tiered(250));
+        let mut throttle = Throttle::default();
+        throttle.open(&one, None, now);
+        throttle.open(&two, None, now);
+        throttle.open(&one, None, now);
+        throttle.observe(&tick(1, 1.0, 1.0));
+        let fired = throttle.fire(now + Duration::from_secs(5), |_| None);
+        let mut keys: Vec<String> = fired
+            .iter()
+            .map(|f| f.frames.key().as_str().to_owned())
+            .collect();
+        keys.sort();
+        let mut want = vec![one.as_str().to_owned(), two.as_str().to_owned()];
+        want.sort();
+        assert_eq!(keys, want, "one frame per tier");
+    }
+
+    #[test]
     fn a_closed_key_stops_its_clock_and_keeps_nothing() {
         let now = Instant::now();
         let (one, two) = (tiered(1000), tiered(250));
