@@ -102,11 +102,6 @@ impl Outbox {
         Some((payloads, queued))
     }
 
-    /// Whether unframed messages wait.
-    pub fn has_messages(&self) -> bool {
-        !self.messages.is_empty()
-    }
-
     /// Bytes not yet written.
     pub fn bytes(&self) -> usize {
         self.bytes
