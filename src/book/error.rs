@@ -38,6 +38,11 @@ pub enum BookError {
     /// A delta for a book that has had no snapshot (nothing to apply it to).
     #[error("a delta for `{0}` before any snapshot of its book")]
     NoSnapshot(String),
+    /// A snapshot that would start a book new to the relay while it already tracks
+    /// `--max-symbols` symbols, channels and books, none idle long enough to evict. The
+    /// sequencer answers the publisher with its symbol-limit refusal, naming the limit.
+    #[error("the book of `{0}` is new and the relay tracks --max-symbols keys: not published")]
+    NoRoom(String),
     /// The update would leave the best bid at or above the best ask.
     #[error("crossed book: best bid {bid} is not below best ask {ask}")]
     Crossed {
@@ -88,6 +93,7 @@ impl BookError {
             Self::Symbol(e) => e.code(),
             Self::Level { error, .. } => error.code(),
             Self::NoSnapshot(_) => ErrorCode::BookNoSnapshot,
+            Self::NoRoom(_) => ErrorCode::SymbolLimit,
             Self::Crossed { .. } => ErrorCode::BookCrossed,
             Self::TooDeep { .. } => ErrorCode::BookTooDeep,
         }
@@ -97,7 +103,7 @@ impl BookError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Self::MissingField(field) => Some(field),
-            Self::Symbol(_) | Self::NoSnapshot(_) => Some("symbol"),
+            Self::Symbol(_) | Self::NoSnapshot(_) | Self::NoRoom(_) => Some("symbol"),
             Self::Type(_) => Some("type"),
             Self::Level { side, .. } | Self::TooDeep { side, .. } => Some(side),
             Self::Json(_) | Self::UnknownField(_) | Self::Crossed { .. } => None,

@@ -224,8 +224,8 @@ impl Books {
         let symbol = update.channel.symbol().clone();
         // A snapshot is rare beside deltas: a refcount for the borrow is nothing.
         let interest = self.interest.clone();
-        let Some(state) = self.state(symbol, room, now) else {
-            return Ok(());
+        let Some(state) = self.state(symbol.clone(), room, now) else {
+            return Err(BookError::NoRoom(symbol.as_str().to_owned()));
         };
         state.book = book;
         state.seq = state.seq.next();
@@ -277,7 +277,12 @@ impl Books {
             return self.bad_stream_book(&symbol, "a checksum that is not its levels'");
         }
         let interest = self.interest.clone();
-        let Some(state) = self.state(symbol, room, Instant::now()) else {
+        let Some(state) = self.state(symbol.clone(), room, Instant::now()) else {
+            self.metrics.count_error(ErrorCode::SymbolLimit);
+            warn!(
+                symbol = symbol.as_str(),
+                "book of a new symbol not followed: --max-symbols reached"
+            );
             return;
         };
         state.book = book;
@@ -355,14 +360,7 @@ impl Books {
                     behind: Vec::new(),
                 }))
             }
-            Entry::Vacant(slot) => {
-                self.metrics.count_error(ErrorCode::SymbolLimit);
-                warn!(
-                    symbol = slot.key().as_str(),
-                    "book of a new symbol refused: --max-symbols reached"
-                );
-                None
-            }
+            Entry::Vacant(_) => None,
         }
     }
 
@@ -667,13 +665,16 @@ mod tests {
     }
 
     #[test]
-    fn a_new_book_without_room_is_counted_and_a_known_one_still_updates() {
+    fn a_new_book_without_room_is_refused_and_counted_and_a_known_one_still_updates() {
         let metrics = metrics();
         let mut books = books(&metrics);
         let now = Instant::now();
         let mut out = Vec::new();
         let a = || snapshot("A", &[("1", "1")], &[("2", "1")]);
-        assert_eq!(books.sequence(a(), false, now, &mut out), Ok(()));
+        assert_eq!(
+            books.sequence(a(), false, now, &mut out),
+            Err(BookError::NoRoom("A".into()))
+        );
         assert!(out.is_empty() && books.is_empty());
         assert_eq!(errors(&metrics, ErrorCode::SymbolLimit), 1);
         books.sequence(a(), true, now, &mut out).unwrap();

@@ -317,7 +317,7 @@ impl Sequencer {
                                 }
                                 continue;
                             }
-                            Err(error) => Refusal::Book(error),
+                            Err(refusal) => refusal,
                         }
                     }
                     (None, other) => match self.prepare(other, now) {
@@ -360,14 +360,15 @@ impl Sequencer {
         drop(published);
     }
 
-    /// Applies a book update (a publisher's, or the stream's on an edge) to its book; a
-    /// publisher's the book refuses is returned.
+    /// Applies a book update (a publisher's, or the stream's on an edge) to its book; why a
+    /// publisher's is refused is returned: what its book says, or the table's limit for a
+    /// new book, as a tick of a new symbol is told.
     fn sequence_book(
         &mut self,
         update: BookUpdate,
         now: Instant,
         out: &mut Vec<Arc<Frames>>,
-    ) -> Result<(), BookError> {
+    ) -> Result<(), Refusal> {
         let full = |s: &Self| s.symbols.len() + s.books.len() >= s.max_symbols;
         if full(self) {
             self.sweep(now);
@@ -377,7 +378,15 @@ impl Sequencer {
             self.books.follow(update, room, out);
             Ok(())
         } else {
-            self.books.sequence(update, room, now, out)
+            self.books
+                .sequence(update, room, now, out)
+                .map_err(|error| match error {
+                    BookError::NoRoom(key) => Refusal::SymbolLimit {
+                        key,
+                        limit: self.max_symbols,
+                    },
+                    other => Refusal::Book(other),
+                })
         }
     }
 
@@ -699,6 +708,50 @@ mod tests {
             answered.recv().await.is_none(),
             "one refusal, no other answer"
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_book_over_the_symbol_limit_is_refused_to_its_publisher_as_a_new_symbol_is() {
+        let (sender, queue) = tick_queue(16);
+        let metrics = Arc::new(Metrics::new(1));
+        let interest = Arc::new(Interest::default());
+        let mut sequencer = Sequencer::new(vec![sender], interest, metrics.clone(), 2);
+        sequencer.sequence(vec![item("A", 0), item("B", 0)]).await;
+        let snapshot = crate::book::input::parse_json(
+            br#"{"type":"book","symbol":"BTC-USD","snapshot":true,"bids":[["100","1"]],"asks":[["101","2"]],"ts_ns":7}"#,
+        )
+        .expect("a book update");
+        let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+        let publisher = crate::ingest::Publisher::new(vec![5], answers);
+        sequencer
+            .sequence_published(vec![Published {
+                history: None,
+                items: vec![Item::Book(snapshot)],
+                publisher: Some(publisher),
+            }])
+            .await;
+        let Some(Answer::Refused(refusal)) = answered.recv().await else {
+            panic!("the new book is refused, not dropped in silence")
+        };
+        assert_eq!(
+            (refusal.line, refusal.reason),
+            (
+                5,
+                Refusal::SymbolLimit {
+                    key: "BTC-USD".into(),
+                    limit: 2
+                }
+            )
+        );
+        let handed = seqs(&queue);
+        assert!(
+            !handed.iter().any(|(key, _)| key.contains("BTC-USD")),
+            "{handed:?}"
+        );
+        let limit = metrics
+            .errors()
+            .find(|(code, _)| *code == ErrorCode::SymbolLimit);
+        assert_eq!(limit, Some((ErrorCode::SymbolLimit, 1)), "counted once");
     }
 
     #[tokio::test]
