@@ -384,6 +384,11 @@ mod tests {
             .decode_events(&mut br#"[{"channel":"a","data":1},{"channel":"b"}]"#.to_vec())
             .unwrap_err();
         assert_eq!(err.0, 2);
+        // NDJSON lines are numbered from 1 too, blank lines counted.
+        let err = d
+            .decode_events(&mut b"{\"channel\":\"a\",\"data\":1}\n\n{\"channel\":\"b\"}".to_vec())
+            .unwrap_err();
+        assert_eq!(err.0, 3);
         // Neither a valid event nor a valid tick: a line naming a symbol was meant as a
         // tick, and its publisher is told what is wrong with the tick.
         let meant_a_tick = d

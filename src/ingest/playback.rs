@@ -176,6 +176,11 @@ mod tests {
         let mut plain = br#" {"symbol":"B","bid":2,"ts_ns":7} "#.to_vec();
         let (tick, at) = decode(&mut plain).unwrap().unwrap();
         assert_eq!((tick.symbol.as_str(), at), ("B", 7));
+        // A recv_ns of 0 is no time (a line written before it was known): its ts_ns is.
+        let mut unknown =
+            br#"{"type":"tick","symbol":"C","seq":1,"ts_ns":11,"recv_ns":0,"price":1}"#.to_vec();
+        let (_, at) = decode(&mut unknown).unwrap().unwrap();
+        assert_eq!(at, 11);
         assert!(decode(&mut b"  ".to_vec()).is_none());
         assert!(decode(&mut b"{nope".to_vec()).unwrap().is_err());
     }
