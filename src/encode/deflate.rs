@@ -74,11 +74,6 @@ impl DeflateStream {
         }
     }
 
-    /// The negotiated parameters.
-    pub fn params(&self) -> DeflateParams {
-        self.params
-    }
-
     /// Whether a payload of `len` bytes is compressed.
     pub fn compresses(&self, len: usize) -> bool {
         len >= self.min_bytes
