@@ -470,6 +470,21 @@ mod tests {
         };
         let read = read_epoch(&history.stream, &history.subjects).await;
         assert!(matches!(read, Ok(Some(12))), "{read:?}");
+        // What is not a positive whole number on the epoch subject is no epoch, and says so.
+        for junk in ["0", "twelve"] {
+            history
+                .js
+                .publish(history.subjects.epoch(), junk.into())
+                .await
+                .expect("publish")
+                .await
+                .expect("stored");
+            let read = read_epoch(&history.stream, &history.subjects).await;
+            let Err(NatsError::JetStream { reason, .. }) = read else {
+                panic!("`{junk}` read as {read:?}")
+            };
+            assert!(reason.contains("does not hold an epoch"), "{reason}");
+        }
         // The stream gone under it: not "no epoch yet" (which would start a new history).
         history
             .js
