@@ -665,6 +665,15 @@ mod tests {
                 seen.iter().all(|(_, _, seq)| *seq >= 3),
                 "nothing older than the client's position: {seen:?}"
             );
+            // Served, the session reads on.
+            live.send(r#"{"op":"ping","id":9}"#).await;
+            let pong = loop {
+                let message = live.message().await;
+                if message["type"] != "tick" {
+                    break message;
+                }
+            };
+            assert_eq!((&pong["type"], &pong["id"]), (&json!("pong"), &json!(9)));
         });
     }
 }
