@@ -595,6 +595,9 @@ mod tests {
         let stats = ticker(&out).unwrap();
         assert_eq!((stats.open, stats.last, stats.volume), (10.0, 12.0, 2.0));
         out.clear();
+        // Every bar closes (the last hour's too); then nothing is due but the roll.
+        derived.on_timer(T0 + 4_000 * S, &mut out);
+        out.clear();
         // 24 h after the first minute began it leaves the window.
         derived.on_timer(T0 + 86_400 * S, &mut out);
         let stats = ticker(&out).expect("the window changed");

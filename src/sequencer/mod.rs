@@ -755,6 +755,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_bar_a_trade_closes_is_handed_on_right_after_that_trade() {
+        let (sequencer, queue, _) = sequencer();
+        let mut sequencer = sequencer.deriving(&crate::config::Config::for_tests().derived);
+        let now = crate::tick::now_ns();
+        let trade = |ts_ns: u64| {
+            let mut tick = crate::tick::Tick::try_from(crate::tick::RawTick {
+                symbol: "X".into(),
+                price: Some(10.0),
+                size: Some(1.0),
+                ts_ns,
+                ..Default::default()
+            })
+            .expect("a trade");
+            tick.recv_ns = ts_ns;
+            Item::Tick(tick)
+        };
+        // The second trade is in the next second: it closes the first 1 s bar.
+        sequencer
+            .sequence(vec![trade(now), trade(now + 1_000_000_000)])
+            .await;
+        let handed = seqs(&queue);
+        let keys: Vec<&str> = handed.iter().map(|(key, _)| key.as_str()).collect();
+        // (Longer bars close too when the second was a minute's last.)
+        assert_eq!(
+            keys[..keys.len().min(3)],
+            ["X", "X", "bars:1s:X"],
+            "the closed bar in the same hand-off, after the trade that closed it"
+        );
+        assert!(
+            keys[2..].iter().all(|key| key.starts_with("bars:")),
+            "{keys:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_restarted_sequencer_hands_on_its_restored_bars_and_ticker_before_any_tick() {
         let (sequencer, queue, _) = sequencer();
         let mut sequencer = sequencer.deriving(&crate::config::Config::for_tests().derived);
