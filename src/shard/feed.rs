@@ -328,6 +328,30 @@ mod tests {
     }
 
     #[test]
+    fn a_lagging_client_is_told_the_gap_of_what_conflation_skipped() {
+        let now = Instant::now();
+        let metrics = Metrics::new(1);
+        let mut feed = Feed::new(Encoding::Json);
+        feed.lagging = Some(BTreeMap::new());
+        for seq in 5..=7 {
+            assert!(
+                !feed.push_tick(&tick("A", seq), now, metrics.shard(0)),
+                "conflated"
+            );
+        }
+        feed.caught_up(&Config::for_tests());
+        let seen: Vec<String> = queued(&feed)
+            .iter()
+            .map(|m| format!("{} {} {} {}", m["type"], m["from"], m["to"], m["seq"]))
+            .collect();
+        assert_eq!(
+            seen,
+            [r#""gap" 5 6 null"#, r#""tick" null null 7"#],
+            "5 and 6 were skipped, and the client is told so before 7"
+        );
+    }
+
+    #[test]
     fn a_lagging_client_gets_nothing_it_skipped_of_the_old_history_after_its_reset() {
         let now = Instant::now();
         let metrics = Metrics::new(1);
