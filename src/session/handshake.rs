@@ -593,11 +593,50 @@ mod tests {
     }
 
     #[test]
+    fn named_and_resumed_keys_together_are_held_to_the_per_client_limit() {
+        let limit = Config::for_tests().max_symbols_per_client;
+        let names =
+            |from: usize, to: usize| (from..to).map(|i| format!("S{i}")).collect::<Vec<_>>();
+        let named = names(0, limit).join(",");
+        let resumed = |list: Vec<String>| {
+            list.iter()
+                .map(|n| format!("{n}:1"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        // A resumed key also named counts once: exactly the limit.
+        let p = parse_q(
+            &format!("symbols={named}&resume={}", resumed(names(0, 1))),
+            None,
+        )
+        .expect("at the limit");
+        assert_eq!(p.selection.len(), limit);
+        // One more key, resumed but not named: over it.
+        let over = parse_q(
+            &format!(
+                "symbols={named}&resume={}",
+                resumed(names(limit, limit + 1))
+            ),
+            None,
+        );
+        assert!(
+            matches!(
+                over,
+                Err(HandshakeError::Symbols(ControlError::TooManySymbols { requested, limit: l }))
+                    if requested == limit + 1 && l == limit
+            ),
+            "{over:?}"
+        );
+    }
+
+    #[test]
     fn resume_and_policy_parse() {
         let p = parse_q("resume=BTC-USD:17,ES.FUT:4&slow=conflate&symbols=%2A", None).unwrap();
         assert_eq!(p.resume.len(), 2);
         assert_eq!(p.slow, SlowPolicy::Conflate);
         assert!(p.selection.all);
+        let p = parse_q("resume_channels=news:7", None).unwrap();
+        assert_eq!(p.resume.len(), 1, "channels alone resume too");
         assert!(matches!(
             parse_q("resume=BTC", None),
             Err(HandshakeError::BadResume(_))
