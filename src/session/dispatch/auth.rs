@@ -279,6 +279,30 @@ mod tests {
     }
 
     #[test]
+    fn a_refresh_that_may_not_read_everything_drops_the_wildcard_and_one_that_may_keeps_it() {
+        run(async {
+            let mut live = pending(Config::for_tests(), "symbols=%2A").await;
+            let auth = json!({"op":"auth","token": token("alice", None, 600)});
+            live.send(&auth.to_string()).await;
+            assert_eq!(live.message().await["type"], "welcome");
+            // Still everything: the wildcard stays, nothing unsubscribed.
+            let again = json!({"op":"refresh","token": token("alice", None, 900)});
+            live.send(&again.to_string()).await;
+            assert_eq!(live.message().await["type"], "authenticated");
+            assert!(live.core.borrow().subscribed(live.key()).0, "still `*`");
+            // Only ETH now: the wildcard goes, and the client is told.
+            let narrower = json!({"op":"refresh","token": token("alice", Some(&["ETH"]), 900)});
+            live.send(&narrower.to_string()).await;
+            assert_eq!(
+                live.message().await,
+                json!({"type":"unsubscribed","symbols":["*"]})
+            );
+            assert_eq!(live.message().await["type"], "authenticated");
+            assert!(!live.core.borrow().subscribed(live.key()).0, "`*` dropped");
+        });
+    }
+
+    #[test]
     fn a_token_that_runs_out_closes_the_session_with_4002() {
         run(async {
             let mut live = pending(Config::for_tests(), "").await;
