@@ -402,6 +402,23 @@ mod tests {
     }
 
     #[test]
+    fn a_tier_shared_by_two_bases_keeps_its_clock_until_both_close() {
+        let now = Instant::now();
+        let other = Tiered::key(
+            Key::Symbol(Symbol::parse("U").unwrap()),
+            Tier::of(Duration::from_millis(1000)),
+        );
+        let (one, two) = (tiered(1000), other);
+        let mut throttle = Throttle::default();
+        throttle.open(&one, None, now);
+        throttle.open(&two, None, now);
+        throttle.close(&one);
+        assert!(throttle.next_deadline().is_some(), "U@1s still ticks");
+        throttle.close(&two);
+        assert!(throttle.next_deadline().is_none(), "both closed");
+    }
+
+    #[test]
     fn a_closed_key_stops_its_clock_and_keeps_nothing() {
         let now = Instant::now();
         let (one, two) = (tiered(1000), tiered(250));
