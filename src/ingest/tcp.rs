@@ -455,6 +455,16 @@ mod tests {
             .collect()
     }
 
+    /// The next hand-off the connection made (10 s at most).
+    async fn next_hand_off(
+        received: &mut crate::ingest::InboxReceiver,
+    ) -> crate::ingest::Published {
+        tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+            .await
+            .expect("handed on in time")
+            .expect("a hand-off")
+    }
+
     /// An ingest listener of `format` serving on loopback (inside the caller's `LocalSet`),
     /// and a publisher connected to it.
     struct Served {
@@ -508,11 +518,7 @@ mod tests {
                 bytes.extend_from_slice(&hello);
                 bytes.extend_from_slice(&tick);
                 socket.write_all(&bytes).await.expect("write");
-                let published =
-                    tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
-                        .await
-                        .expect("handed on in time")
-                        .expect("a hand-off");
+                let published = next_hand_off(&mut received).await;
                 assert_eq!(published.items.len(), 1, "the tick before it");
                 // Answered (as the sequencer does once it is sequenced): nothing left to wait for.
                 drop(published);
@@ -555,11 +561,7 @@ mod tests {
                 let mut items = Vec::new();
                 let mut publisher = None;
                 while items.len() < 2 {
-                    let published =
-                        tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
-                            .await
-                            .expect("handed on in time")
-                            .expect("a hand-off");
+                    let published = next_hand_off(&mut received).await;
                     items.extend(published.items);
                     publisher = published.publisher;
                 }
@@ -630,11 +632,7 @@ mod tests {
                 socket.write_all(lines.as_bytes()).await.expect("write");
                 // All sent: the publisher closes its side and waits for the ack.
                 socket.shutdown().await.expect("half-close");
-                let published =
-                    tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
-                        .await
-                        .expect("handed on in time")
-                        .expect("a hand-off");
+                let published = next_hand_off(&mut received).await;
                 let publisher = published.publisher.expect("answered");
                 // The answer comes late, as the stream's ack does: the connection has read
                 // the end by then, and must still be there to write it. (Answered at once,

@@ -455,6 +455,33 @@ mod tests {
             .collect()
     }
 
+    /// Sequences `items` as one hand-off of an untagged publisher whose lines are `lines`,
+    /// and returns every answer it got, as (line, reason): the channel ends once the
+    /// hand-off is sequenced and dropped.
+    async fn refusals(
+        sequencer: &mut Sequencer,
+        items: Vec<Item>,
+        lines: Vec<u64>,
+    ) -> Vec<(u64, Refusal)> {
+        let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
+        let publisher = crate::ingest::Publisher::new(lines, answers);
+        sequencer
+            .sequence_published(vec![Published {
+                history: None,
+                items,
+                publisher: Some(publisher),
+            }])
+            .await;
+        let mut out = Vec::new();
+        while let Some(answer) = answered.recv().await {
+            let Answer::Refused(refused) = answer else {
+                panic!("an untagged hand-off is not acked: {answer:?}")
+            };
+            out.push((refused.line, refused.reason));
+        }
+        out
+    }
+
     #[tokio::test]
     async fn follow_mode_keeps_seqs_drops_repeats_and_counts_what_was_skipped() {
         let (sequencer, queue, metrics) = sequencer();
@@ -672,15 +699,12 @@ mod tests {
         let orphan = book(
             r#"{"type":"book","symbol":"ETH-USD","snapshot":false,"bids":[["10","1"]],"asks":[],"ts_ns":8}"#,
         );
-        let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
-        let publisher = crate::ingest::Publisher::new(vec![1, 2, 3], answers);
-        sequencer
-            .sequence_published(vec![Published {
-                history: None,
-                items: vec![snapshot, orphan, item("A", 0)],
-                publisher: Some(publisher),
-            }])
-            .await;
+        let answers = refusals(
+            &mut sequencer,
+            vec![snapshot, orphan, item("A", 0)],
+            vec![1, 2, 3],
+        )
+        .await;
         let handed = seqs(&queue);
         assert!(
             handed
@@ -697,16 +721,10 @@ mod tests {
             Some(&("A".to_owned(), 1)),
             "and the tick after them"
         );
-        let Some(Answer::Refused(refusal)) = answered.recv().await else {
-            panic!("the delta without a snapshot is refused")
-        };
         assert_eq!(
-            (refusal.line, refusal.reason),
-            (2, Refusal::Book(BookError::NoSnapshot("ETH-USD".into())))
-        );
-        assert!(
-            answered.recv().await.is_none(),
-            "one refusal, no other answer"
+            answers,
+            [(2, Refusal::Book(BookError::NoSnapshot("ETH-USD".into())))],
+            "the delta without a snapshot is refused, and nothing else"
         );
     }
 
@@ -721,28 +739,12 @@ mod tests {
             br#"{"type":"book","symbol":"BTC-USD","snapshot":true,"bids":[["100","1"]],"asks":[["101","2"]],"ts_ns":7}"#,
         )
         .expect("a book update");
-        let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel();
-        let publisher = crate::ingest::Publisher::new(vec![5], answers);
-        sequencer
-            .sequence_published(vec![Published {
-                history: None,
-                items: vec![Item::Book(snapshot)],
-                publisher: Some(publisher),
-            }])
-            .await;
-        let Some(Answer::Refused(refusal)) = answered.recv().await else {
-            panic!("the new book is refused, not dropped in silence")
+        let answers = refusals(&mut sequencer, vec![Item::Book(snapshot)], vec![5]).await;
+        let limit = Refusal::SymbolLimit {
+            key: "BTC-USD".into(),
+            limit: 2,
         };
-        assert_eq!(
-            (refusal.line, refusal.reason),
-            (
-                5,
-                Refusal::SymbolLimit {
-                    key: "BTC-USD".into(),
-                    limit: 2
-                }
-            )
-        );
+        assert_eq!(answers, [(5, limit)], "refused, not dropped in silence");
         let handed = seqs(&queue);
         assert!(
             !handed.iter().any(|(key, _)| key.contains("BTC-USD")),
@@ -871,32 +873,12 @@ mod tests {
         assert!(!interest.holds(&key("A")) && interest.holds(&key("B")));
         assert_eq!(interest.evictions(), 1);
         // Full again, and the next sweep is a second away: D is refused, its publisher told.
-        let (refusals, mut refused) = tokio::sync::mpsc::unbounded_channel();
-        let publisher = crate::ingest::Publisher::new(vec![7, 8], refusals);
-        sequencer
-            .sequence_published(vec![Published {
-                history: None,
-                items: vec![item("C", 0), item("D", 0)],
-                publisher: Some(publisher),
-            }])
-            .await;
-        let Some(Answer::Refused(refusal)) = refused.recv().await else {
-            panic!("D is refused")
+        let answers = refusals(&mut sequencer, vec![item("C", 0), item("D", 0)], vec![7, 8]).await;
+        let limit = Refusal::SymbolLimit {
+            key: "D".into(),
+            limit: 2,
         };
-        assert_eq!(
-            (refusal.line, refusal.reason),
-            (
-                8,
-                Refusal::SymbolLimit {
-                    key: "D".into(),
-                    limit: 2
-                }
-            )
-        );
-        assert!(
-            refused.recv().await.is_none(),
-            "the hand-off is dropped once sequenced"
-        );
+        assert_eq!(answers, [(8, limit)], "D is refused, and nothing else");
         let limit = metrics
             .errors()
             .find(|(code, _)| *code == ErrorCode::SymbolLimit);
