@@ -361,6 +361,27 @@ mod tests {
     }
 
     #[test]
+    fn a_live_session_has_no_deadline_however_long_its_ping_interval() {
+        run(async {
+            let config = Config {
+                ping_interval: std::time::Duration::from_secs(30 * 86_400),
+                idle_timeout: std::time::Duration::from_secs(60 * 86_400),
+                ..Config::for_tests()
+            };
+            let mut live = start(config, "symbols=BTC").await;
+            assert_eq!(live.message().await["type"], "welcome");
+            // The paused clock jumps to each timer due: a live session's far-off deadline
+            // must be further than anything it waits for, here two days with no ping.
+            tokio::time::pause();
+            tokio::time::sleep(std::time::Duration::from_secs(2 * 86_400)).await;
+            tokio::time::resume();
+            assert!(!live.task.is_finished(), "the session still runs");
+            deliver(&live, "BTC", 1);
+            assert_eq!(live.message().await["seq"].as_u64(), Some(1));
+        });
+    }
+
+    #[test]
     fn a_closing_session_writes_all_it_queued_and_its_close_frame_before_it_ends() {
         run(async {
             let mut live = start(unread(Config::for_tests()), "symbols=BTC").await;
