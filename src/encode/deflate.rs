@@ -519,6 +519,42 @@ mod tests {
     }
 
     #[test]
+    fn runs_of_one_byte_inflate_whole_or_too_big_at_every_limit_around_their_length() {
+        // A run compresses to back-references of up to 258 bytes each: the inflater's
+        // output comes in pieces that end anywhere, with input left or all taken.
+        for len in (1..3 * INFLATE_STEP)
+            .step_by(61)
+            .chain([INFLATE_STEP, 2 * INFLATE_STEP])
+        {
+            let message = vec![b'x'; len];
+            let data = compressed(&message);
+            for limit in [
+                len.saturating_sub(300),
+                len - 1,
+                len,
+                len + 1,
+                len + 258,
+                2 * len,
+            ] {
+                let got = inflate(&data, limit);
+                if limit >= len {
+                    assert_eq!(
+                        got.as_deref(),
+                        Ok(&message[..]),
+                        "{len} bytes, limit {limit}"
+                    );
+                } else {
+                    assert_eq!(
+                        got,
+                        Err(InflateError::TooBig { limit }),
+                        "{len} bytes, limit {limit}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn compress_sync_takes_all_of_a_message_whatever_room_the_buffer_starts_with() {
         for room in [0, 1, 63, 64, 65, 4096] {
             for len in [0, 1, 100, 70_000] {
