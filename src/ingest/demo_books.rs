@@ -168,6 +168,16 @@ mod tests {
             assert_eq!(bids, (best_bid - LEVELS + 1..=best_bid).collect::<Vec<_>>());
             assert_eq!(asks, (best_ask..best_ask + LEVELS).collect::<Vec<_>>());
             let price = |p: &i64| Decimal::new(*p, book.scale).normalize();
+            // Every update sets the best levels again (new sizes at the quoted prices).
+            let sets = |levels: &[crate::book::Level], p: i64| {
+                levels
+                    .iter()
+                    .any(|l| l.price.normalize() == price(&p) && !l.size.is_zero())
+            };
+            assert!(
+                sets(&update.bids, best_bid) && sets(&update.asks, best_ask),
+                "{step}"
+            );
             let held: Vec<Decimal> = client.0.keys().copied().collect();
             assert_eq!(held, bids.iter().map(price).collect::<Vec<_>>(), "{step}");
             let held: Vec<Decimal> = client.1.keys().copied().collect();

@@ -331,6 +331,14 @@ mod tests {
     }
 
     #[test]
+    fn a_line_decoder_debugs_as_itself() {
+        assert_eq!(
+            format!("{:?}", LineDecoder::default()),
+            "LineDecoder { .. }"
+        );
+    }
+
+    #[test]
     fn a_line_with_type_is_a_book_update_and_a_venue_named_type_a_tick() {
         let mut d = LineDecoder::new();
         let book = d

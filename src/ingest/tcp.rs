@@ -379,6 +379,14 @@ mod tests {
         });
         assert_eq!(rejected, vec![(1, "line_too_long")]);
         assert_eq!(ticks.len(), 1);
+        // A whole line over the limit, arriving in one piece: refused as well.
+        let mut whole = BytesMut::from(&[b'y'; 45][..]);
+        whole.extend_from_slice(b"\n");
+        let (ticks, _) = Decoder::drain(&mut d, &mut whole, |line, e| {
+            rejected.push((line, e.code().as_str()))
+        });
+        assert!(ticks.is_empty());
+        assert_eq!(rejected[1], (3, "line_too_long"));
     }
 
     /// A protobuf tick of `A`, length-delimited as a publisher sends it.
