@@ -257,6 +257,41 @@ mod tests {
     }
 
     #[test]
+    fn a_followed_bar_carries_the_closed_bars_of_its_channel_so_far() {
+        let mut bars = minute();
+        bars.trade(60 * S, 10.0, 1.0);
+        let closed = bars.close().unwrap();
+        bars.trade(120 * S, 11.0, 1.0);
+        let open = *bars.open().unwrap();
+        let message = |bar: BarValues| Bar {
+            channel: Channel::parse("bars:1m:X").unwrap(),
+            seq: Seq(0),
+            bar,
+            recent: Recent::none(),
+            tick_seq: Seq(0),
+            recv_ns: 0,
+        };
+        let mut followed = FollowedBars::new(3);
+        let (mut first, mut second) = (message(closed), message(open));
+        followed.attach(&mut first);
+        followed.attach(&mut second);
+        assert_eq!(
+            first.recent.bars(),
+            [closed],
+            "a closed bar is among its own"
+        );
+        assert_eq!(
+            second.recent.bars(),
+            [closed],
+            "the open one after it sees it"
+        );
+        followed.forget();
+        let mut third = message(open);
+        followed.attach(&mut third);
+        assert!(third.recent.bars().is_empty(), "another history: none");
+    }
+
+    #[test]
     fn a_sum_past_the_largest_number_stays_finite() {
         assert_eq!(finite(f64::MAX * 2.0), f64::MAX);
         assert_eq!(finite(f64::MIN * 2.0), f64::MIN);
