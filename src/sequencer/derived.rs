@@ -528,6 +528,26 @@ mod tests {
     }
 
     #[test]
+    fn a_trade_from_further_ahead_than_the_skew_allows_is_counted_not_applied() {
+        let mut derived = engine(std::time::Duration::from_secs(2));
+        let mut out = Vec::new();
+        // --bar-max-skew is 10 s: a trade stamped an hour after it arrived is refused.
+        derived.trade(&trade(1, T0 + 3_600 * S, 10.0, T0), &mut out);
+        derived.on_timer(T0 + S, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let future = derived
+            .metrics
+            .derived
+            .future_trades
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(future, 1);
+        // Within the skew: applied.
+        derived.trade(&trade(2, T0 + 5 * S, 10.0, T0), &mut out);
+        derived.on_timer(T0 + S, &mut out);
+        assert!(!bars(&out, "bars:1s:X").is_empty());
+    }
+
+    #[test]
     fn a_quiet_bar_closes_once_its_symbols_clock_passes_its_end_and_the_grace() {
         let mut derived = engine(std::time::Duration::from_secs(2));
         let mut out = Vec::new();

@@ -463,6 +463,23 @@ mod tests {
     }
 
     #[test]
+    fn channels_up_to_the_limit_are_taken_and_one_more_is_refused() {
+        let Control::Subscribe(sel) = json(r#"{"op":"subscribe","channels":["a","b","c"]}"#)
+            .expect("three channels at a limit of three")
+        else {
+            panic!("subscribe")
+        };
+        assert_eq!(sel.channels.len(), 3);
+        assert_eq!(
+            json(r#"{"op":"subscribe","channels":["a","b","c","d"]}"#),
+            Err(ControlError::TooManySymbols {
+                requested: 4,
+                limit: 3
+            })
+        );
+    }
+
+    #[test]
     fn ops_parse() {
         let Control::Subscribe(sel) =
             json(r#"{"op":"subscribe","symbols":["A","*","A"]}"#).unwrap()

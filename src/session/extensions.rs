@@ -364,6 +364,8 @@ mod tests {
         }
         // A header that does not parse at all: no compression, and no panic.
         for broken in [
+            "permessage-deflate; server_max_window_bits=\"9 1\"",
+            "permessage-deflate; server_max_window_bits=\"\"",
             "permessage-deflate; server_max_window_bits=\"9",
             "permessage-deflate;",
             "permessage-deflate server_no_context_takeover",
