@@ -440,10 +440,15 @@ mod tests {
     }
 
     fn sequencer() -> (Sequencer, TickQueue, Arc<Metrics>) {
+        sequencer_of(100)
+    }
+
+    /// A sequencer whose table holds `max_symbols` keys, one shard queue, its metrics.
+    fn sequencer_of(max_symbols: usize) -> (Sequencer, TickQueue, Arc<Metrics>) {
         let (sender, queue) = tick_queue(16);
         let metrics = Arc::new(Metrics::new(1));
         let interest = Arc::new(Interest::default());
-        let sequencer = Sequencer::new(vec![sender], interest, metrics.clone(), 100);
+        let sequencer = Sequencer::new(vec![sender], interest, metrics.clone(), max_symbols);
         (sequencer, queue, metrics)
     }
 
@@ -730,10 +735,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_book_over_the_symbol_limit_is_refused_to_its_publisher_as_a_new_symbol_is() {
-        let (sender, queue) = tick_queue(16);
-        let metrics = Arc::new(Metrics::new(1));
-        let interest = Arc::new(Interest::default());
-        let mut sequencer = Sequencer::new(vec![sender], interest, metrics.clone(), 2);
+        let (mut sequencer, queue, metrics) = sequencer_of(2);
         sequencer.sequence(vec![item("A", 0), item("B", 0)]).await;
         let snapshot = crate::book::input::parse_json(
             br#"{"type":"book","symbol":"BTC-USD","snapshot":true,"bids":[["100","1"]],"asks":[["101","2"]],"ts_ns":7}"#,
@@ -858,11 +860,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_table_evicts_idle_unsubscribed_keys_and_new_keys_start_above_their_seqs() {
-        let (sender, queue) = tick_queue(16);
-        let metrics = Arc::new(Metrics::new(1));
-        let interest = Arc::new(Interest::default());
-        let mut sequencer = Sequencer::new(vec![sender], interest.clone(), metrics.clone(), 2)
-            .evicting_after(Duration::ZERO);
+        let (sequencer, queue, metrics) = sequencer_of(2);
+        let mut sequencer = sequencer.evicting_after(Duration::ZERO);
+        let interest = sequencer.interest.clone();
         let key = |name| Key::Symbol(crate::tick::Symbol::parse(name).unwrap());
         interest.add(Some(&key("B")), crate::encode::Encoding::Json);
         sequencer
