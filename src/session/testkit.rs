@@ -198,10 +198,16 @@ pub(super) fn deliver(live: &Live, symbol: &str, seq: u64) {
 /// written under the system's temp directory), and a token for `user` allowed `allow`,
 /// valid for `valid_s` seconds.
 pub(super) fn with_tokens(config: Config) -> Config {
-    let path = std::env::temp_dir().join(format!("tickrelay-unit-{}.key", std::process::id()));
-    std::fs::write(&path, SECRET).expect("write the key");
+    // Written once per process: tests run on parallel threads, and a second write (which
+    // truncates first) would let a test beside it read an empty key.
+    static KEY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let path = KEY.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("tickrelay-unit-{}.key", std::process::id()));
+        std::fs::write(&path, SECRET).expect("write the key");
+        path
+    });
     Config {
-        jwt_secret_file: Some(path),
+        jwt_secret_file: Some(path.clone()),
         jwt_leeway: Duration::ZERO,
         ..config
     }
