@@ -414,4 +414,18 @@ mod tests {
         .expect("writable again once the peer has read")
         .unwrap();
     }
+
+    /// rustls writes its records with `write_vectored` today, but `write` is the `Write`
+    /// contract's own call: a single write must take the bytes it says it took.
+    #[tokio::test]
+    async fn the_rustls_socket_adapter_writes_what_it_reports_by_either_call() {
+        let (server, mut peer) = pair().await;
+        server.writable().await.unwrap();
+        let mut io = TcpIo(&server);
+        assert_eq!(io.write(b"one record").unwrap(), 10);
+        let two = [IoSlice::new(b"and "), IoSlice::new(b"two")];
+        assert_eq!(io.write_vectored(&two).unwrap(), 7);
+        io.flush().unwrap();
+        assert_eq!(read_exactly(&mut peer, 17).await, b"one recordand two");
+    }
 }
