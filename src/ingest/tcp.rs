@@ -108,9 +108,7 @@ impl Connection {
         let mut replies = Replies::default();
         let (answers, mut answered) = mpsc::unbounded_channel::<Answer>();
         loop {
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
-            }
+            make_room(&mut buf);
             let read = tokio::select! {
                 // Shutdown first: stop reading; what was read is already published.
                 biased;
@@ -347,9 +345,44 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
 /// Bytes read per call; large enough that a busy publisher costs few syscalls.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Before a read: once less than a quarter chunk is free, room for a whole chunk more
+/// (fewer, larger reads); until then the read goes into what is left.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BufMut;
+
+    #[test]
+    fn the_read_buffer_grows_by_a_chunk_only_once_less_than_a_quarter_is_free() {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let capacity = buf.capacity();
+        buf.put_bytes(b'x', capacity - READ_CHUNK / 4);
+        make_room(&mut buf);
+        assert_eq!(
+            buf.capacity(),
+            capacity,
+            "a quarter chunk free is read into"
+        );
+        buf.put_u8(b'x');
+        make_room(&mut buf);
+        assert!(
+            buf.capacity() - buf.len() >= READ_CHUNK,
+            "room for a whole chunk"
+        );
+        let full = buf.len();
+        buf.put_bytes(b'x', buf.capacity() - full);
+        make_room(&mut buf);
+        assert!(
+            buf.capacity() - buf.len() >= READ_CHUNK,
+            "a full buffer grows"
+        );
+    }
 
     #[test]
     fn partial_lines_wait_and_bad_lines_are_numbered() {
