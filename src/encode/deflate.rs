@@ -337,6 +337,37 @@ const INFLATE_STEP: usize = 4 * 1024;
 mod tests {
     use super::*;
 
+    /// Frames one after another in memory: carved from one block, not allocated each.
+    fn one_block(frames: &[Bytes]) -> bool {
+        frames
+            .windows(2)
+            .all(|w| w[1].as_ptr() == w[0].as_ptr().wrapping_add(w[0].len()))
+    }
+
+    #[test]
+    fn frames_are_carved_from_shared_blocks_and_a_frame_that_fits_stays_in_its_block() {
+        let mut arena = BytesMut::new();
+        let payload = [7u8; 200];
+        let small: Vec<Bytes> = (0..40).map(|_| carve(&mut arena, 0x81, &payload)).collect();
+        assert!(one_block(&small[..20]), "4 KiB of frames share one block");
+        for frame in &small {
+            assert_eq!((frame.len(), &frame[4..]), (204, &payload[..]));
+        }
+        // A frame that fits the block's rest exactly (by the largest header) goes there.
+        let last = carve(&mut arena, 0x81, &payload);
+        let rest = vec![9u8; arena.capacity() - ws_frame::MAX_HEADER_LEN];
+        let fitting = carve(&mut arena, 0x82, &rest);
+        assert!(
+            one_block(&[last, fitting.clone()]),
+            "the block's rest is used"
+        );
+        assert_eq!(&fitting[fitting.len() - rest.len()..], &rest[..]);
+        // A frame larger than a block is carved alone, whole.
+        let big = vec![1u8; ARENA_BLOCK * 2];
+        let alone = carve(&mut arena, 0x82, &big);
+        assert_eq!((alone.len(), &alone[4..]), (big.len() + 4, &big[..]));
+    }
+
     /// What a client's inflater does: put the tail back and inflate, keeping the window
     /// (context takeover) across messages.
     fn client_inflate(inflater: &mut Decompress, frame: &Bytes) -> Vec<u8> {
