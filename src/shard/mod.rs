@@ -563,6 +563,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_turn_hands_on_at_most_its_batch_limit_before_the_session_tasks_run() {
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let mut bench = Bench::new(Config::for_tests()).await;
+                let mut client = bench.client().await;
+                bench.core.subscribe(client.key, false, &[symbol("BTC")]);
+                let shared = bench.core.shared().clone();
+                let shard = bench.core.id();
+                let deliveries = move || shared.metrics.shard(shard).deliveries.load(Relaxed);
+                let core = Rc::new(RefCell::new(bench.core));
+                let (sender, queue) = crate::sequencer::tick_queue(MAX_BATCHES_PER_TURN * 2);
+                let all = u64::try_from(MAX_BATCHES_PER_TURN).unwrap() + 1;
+                for seq in 1..=all {
+                    sender.deliver(vec![tick("BTC", seq)].into()).await;
+                }
+                let fan_out = {
+                    let core = core.clone();
+                    tokio::task::spawn_local(async move { run(&core, &queue).await })
+                };
+                // Queued behind the loop's first turn, as a session task would be.
+                let seen = tokio::task::spawn_local(async move { deliveries() });
+                let seen = seen.await.expect("no panic");
+                assert_eq!(seen, all - 1, "one turn's batches, then the sessions' turn");
+                let seqs: Vec<u64> = client
+                    .messages(usize::try_from(all).unwrap())
+                    .await
+                    .iter()
+                    .map(|m| m["seq"].as_u64().unwrap_or(0))
+                    .collect();
+                assert_eq!(seqs, (1..=all).collect::<Vec<_>>(), "the rest next turn");
+                drop(sender);
+                let ended = tokio::time::timeout(std::time::Duration::from_secs(10), fan_out);
+                ended
+                    .await
+                    .expect("it ends with the queue")
+                    .expect("no panic");
+            })
+            .await;
+    }
+
+    #[tokio::test]
     async fn the_fan_out_loop_delivers_each_batch_and_ends_with_its_queue() {
         tokio::task::LocalSet::new()
             .run_until(async {
