@@ -335,7 +335,9 @@ mod tests {
     use fastwebsockets::OpCode;
     use tokio::task::LocalSet;
 
-    use super::testkit::{Live, deliver, run, start, unread};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::testkit::{Live, deliver, run, start, start_deflating, unread};
     use crate::config::Config;
     use crate::error::CloseCode;
 
@@ -412,6 +414,40 @@ mod tests {
             let ended = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
             assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
             drop(client);
+        });
+    }
+
+    #[test]
+    fn what_a_deflating_client_sends_is_counted_on_its_shard_compressed_and_inflated() {
+        use tokio::io::AsyncWriteExt;
+        run(async {
+            let live = start_deflating(Config::for_tests(), "symbols=BTC").await;
+            let text = br#"{"op":"subscribe","symbols":["ETH","ETH","ETH","ETH","ETH"]}"#;
+            let mut compress = flate2::Compress::new(flate2::Compression::fast(), false);
+            let mut compressed = Vec::new();
+            crate::encode::deflate::compress_sync(&mut compress, text, &mut compressed);
+            compressed.truncate(compressed.len() - 4);
+            let Live { core, client, .. } = live;
+            let mut socket = client.into_inner();
+            // RSV1 on a text frame: a compressed message.
+            let frame = crate::session::wire::client_frame(true, 0x41, &compressed, [1, 2, 3, 4]);
+            socket.write_all(&frame).await.unwrap();
+            let metrics = {
+                let core = core.borrow();
+                core.shared().metrics.clone()
+            };
+            let counted = || {
+                let shard = metrics.shard(0);
+                (
+                    shard.inflate_in.load(Relaxed),
+                    shard.inflate_out.load(Relaxed),
+                )
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while counted() == (0, 0) && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert_eq!(counted(), (compressed.len() as u64, text.len() as u64));
         });
     }
 

@@ -68,7 +68,14 @@ pub(super) async fn start_admitted(
     auth: Auth,
     admission: Admission,
 ) -> Live {
-    start_on(config, params, auth, admission, false).await
+    start_on(config, params, auth, admission, Side::Central).await
+}
+
+/// Starts a session as [`start`] does, with permessage-deflate agreed (the client offered
+/// it with no parameters).
+pub(super) async fn start_deflating(config: Config, query: &str) -> Live {
+    let params = parsed(&config, query);
+    start_on(config, params, Auth::off(), anonymous(), Side::Deflating).await
 }
 
 /// Starts a session as [`start`] does, on an edge whose follower has stopped: each key's
@@ -76,22 +83,44 @@ pub(super) async fn start_admitted(
 /// positions (`session::history_wait`).
 pub(super) async fn start_on_edge(config: Config, query: &str) -> Live {
     let params = parsed(&config, query);
-    start_on(config, params, Auth::off(), anonymous(), true).await
+    start_on(config, params, Auth::off(), anonymous(), Side::Edge).await
+}
+
+/// How [`start_on`] sets the session up beyond its parameters.
+#[derive(PartialEq)]
+enum Side {
+    /// A relay that sequences its own ticks, no extension agreed.
+    Central,
+    /// An edge whose follower has stopped.
+    Edge,
+    /// permessage-deflate agreed.
+    Deflating,
 }
 
 async fn start_on(
     config: Config,
-    params: SessionParams,
+    mut params: SessionParams,
     auth: Auth,
     admission: Admission,
-    edge: bool,
+    side: Side,
 ) -> Live {
     let (inbox, _receiver) = Inbox::bounded(16);
     let shared = Shared::with_access(config, inbox, auth, None);
-    if edge {
+    if side == Side::Edge {
         let (follow, _wants) = crate::nats::follow::channel();
         shared.follow.set(follow).expect("unset");
     }
+    let deflate = (side == Side::Deflating).then(|| {
+        let mut offer = HeaderMap::new();
+        offer.insert(
+            hyper::header::SEC_WEBSOCKET_EXTENSIONS,
+            hyper::header::HeaderValue::from_static("permessage-deflate"),
+        );
+        let mode = crate::config::WsDeflate::On;
+        super::extensions::negotiate(&offer, mode, params.encoding, &shared.deflate_slots)
+            .expect("the offer is taken")
+    });
+    params.deflate = deflate.as_ref().map(|d| d.params);
     let core = Rc::new(RefCell::new(ShardCore::new(0, Arc::new(shared))));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let socket = TcpStream::connect(listener.local_addr().expect("addr"))
@@ -108,7 +137,7 @@ async fn start_on(
         params,
         admission,
         None,
-        None,
+        deflate,
     ));
     let mut client = WebSocket::after_handshake(socket, Role::Client);
     client.set_auto_pong(false);
