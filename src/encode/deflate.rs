@@ -613,6 +613,18 @@ mod tests {
     }
 
     #[test]
+    fn compress_sync_writes_a_small_message_into_the_room_it_has_without_growing() {
+        // The per-client path: a buffer with room enough keeps its allocation.
+        for room in [64, 65, 4096] {
+            let mut out = Vec::with_capacity(room);
+            let mut deflate = new_compressor(15);
+            compress_sync(&mut deflate, b"{\"seq\":1}", &mut out);
+            assert!(out.len() < 64, "{} bytes", out.len());
+            assert_eq!(out.capacity(), room, "room {room}: not grown");
+        }
+    }
+
+    #[test]
     fn compress_sync_grows_its_buffer_by_about_half_the_message() {
         // Text compresses well: the first reservation (half the message and a little) holds
         // it, so the buffer stays under the message's size, not several times it.
