@@ -685,6 +685,94 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn after_shutdown_the_publisher_still_stores_what_it_is_handed_within_its_drain() {
+        use crate::encode::Frames;
+        use crate::tick::sequenced;
+        let Some((_server, history, lease, metrics)) = leader("draining").await else {
+            return;
+        };
+        let (sender, queue) = crate::sequencer::tick_queue(16);
+        let (durable, mut stored) = tokio::sync::watch::channel(0);
+        let shutdown = Shutdown::new();
+        // The relay is shutting down: the sequencer hands on its last batch, then closes.
+        shutdown.trigger();
+        let frames = vec![Arc::new(Frames::new(sequenced("A", 1)))];
+        sender.deliver(frames.into()).await;
+        drop(sender);
+        let publisher = tokio::spawn(run(
+            history.clone(),
+            lease,
+            queue,
+            metrics.clone(),
+            shutdown,
+            Duration::from_secs(30),
+            Stored::new(durable),
+        ));
+        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 1))
+            .await
+            .expect("stored within the drain")
+            .expect("the publisher runs");
+        let ended = tokio::time::timeout(Duration::from_secs(10), publisher).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        let mut stream = history.stream.clone();
+        assert_eq!(stream.info().await.expect("info").state.messages, 2);
+    }
+
+    #[tokio::test]
+    async fn a_publish_refused_because_the_stream_moved_on_is_counted_once_and_goes_again() {
+        use crate::encode::Frames;
+        use crate::tick::sequenced;
+        let Some((_server, history, lease, metrics)) = leader("moved").await else {
+            return;
+        };
+        let (sender, queue) = crate::sequencer::tick_queue(16);
+        let (durable, mut stored) = tokio::sync::watch::channel(0);
+        let publisher = tokio::spawn(run(
+            history.clone(),
+            lease,
+            queue,
+            metrics.clone(),
+            Shutdown::new(),
+            Duration::from_secs(5),
+            Stored::new(durable),
+        ));
+        let frames = vec![Arc::new(Frames::new(sequenced("A", 1)))];
+        sender.deliver(frames.into()).await;
+        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 1))
+            .await
+            .expect("stored in time")
+            .expect("the publisher runs");
+        // Something else writes to the stream: the next publish, which follows the
+        // publisher's last one, is refused in flight, and goes again after the new last.
+        let tick = crate::event::Item::Tick(sequenced("X", 1));
+        let foreign = wire::encode(&history.subjects, &tick, 5, 1);
+        history
+            .js
+            .publish(foreign.subject, foreign.payload)
+            .await
+            .expect("sent")
+            .await
+            .expect("stored");
+        let frames = vec![Arc::new(Frames::new(sequenced("A", 2)))];
+        sender.deliver(frames.into()).await;
+        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 2))
+            .await
+            .expect("stored after the refusal")
+            .expect("the publisher runs");
+        drop(sender);
+        let ended = tokio::time::timeout(Duration::from_secs(10), publisher).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        let counted: Vec<_> = metrics.errors().collect();
+        assert_eq!(
+            counted,
+            [(ErrorCode::NatsUnavailable, 1)],
+            "one refusal, once"
+        );
+        let mut stream = history.stream.clone();
+        assert_eq!(stream.info().await.expect("info").state.messages, 4);
+    }
+
     #[test]
     fn the_backoff_doubles_from_its_floor_up_to_its_ceiling() {
         let waits: Vec<u128> = std::iter::successors(Some(BACKOFF_MIN), |b| Some(longer(*b)))
