@@ -285,6 +285,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_consumer_that_cannot_be_made_is_tried_again_ever_more_slowly() {
+        let Some((_server, config, connection, metrics)) = setup("gone").await else {
+            return;
+        };
+        let history = History::open_or_create(connection, &config, 3)
+            .await
+            .expect("create");
+        history.js.delete_stream("gone").await.expect("delete");
+        let (inbox, _received) = Inbox::bounded(16);
+        let consumer = tokio::spawn(consume(
+            history.clone(),
+            history.subjects.all_ticks(),
+            DeliverPolicy::All,
+            inbox,
+            metrics.clone(),
+            None,
+        ));
+        let tries = || -> u64 {
+            metrics
+                .errors()
+                .filter(|(code, _)| *code == ErrorCode::NatsUnavailable)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let first = tokio::time::timeout(Duration::from_secs(10), async {
+            while tries() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        first.await.expect("a first try fails");
+        // Waits of 100, 200, 400 and 800 ms between tries: from the first failure, at most
+        // 5 tries in 1.6 s (fewer on a slow box), where ever shorter waits make hundreds.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        consumer.abort();
+        assert!(tries() <= 5, "{} tries", tries());
+    }
+
+    #[tokio::test]
     async fn a_backlog_goes_on_in_batches_of_what_was_ready_not_one_by_one() {
         let Some((_server, config, connection, metrics)) = setup("batches").await else {
             return;
