@@ -420,6 +420,15 @@ mod tests {
         });
         assert!(ticks.is_empty());
         assert_eq!(rejected[1], (3, "line_too_long"));
+        // A line of exactly the limit is taken.
+        let exact = br#"{"symbol":"A","price":1,"ts_ns":2      }"#;
+        assert_eq!(exact.len(), 40);
+        let mut line = BytesMut::from(&exact[..]);
+        line.extend_from_slice(b"\n");
+        let (ticks, _) = Decoder::drain(&mut d, &mut line, |line, e| {
+            rejected.push((line, e.code().as_str()))
+        });
+        assert_eq!((ticks.len(), rejected.len()), (1, 2));
     }
 
     /// A protobuf tick of `A`, length-delimited as a publisher sends it.
