@@ -541,10 +541,17 @@ mod tests {
             .future_trades
             .load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(future, 1);
-        // Within the skew: applied.
+        // Within the skew, and at its very end: applied.
         derived.trade(&trade(2, T0 + 5 * S, 10.0, T0), &mut out);
+        derived.trade(&trade(3, T0 + 10 * S, 10.0, T0), &mut out);
         derived.on_timer(T0 + S, &mut out);
         assert!(!bars(&out, "bars:1s:X").is_empty());
+        let future = derived
+            .metrics
+            .derived
+            .future_trades
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(future, 1, "10 s ahead is within a skew of 10 s");
     }
 
     #[test]
