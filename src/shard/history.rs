@@ -47,3 +47,38 @@ impl ShardCore {
         self.epoch = epoch;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::testkit::{Bench, briefs, symbol, tick};
+    use crate::config::Config;
+
+    #[tokio::test]
+    async fn a_new_history_resets_each_key_a_client_follows_once_and_the_same_one_nothing() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let mut named = bench.client().await;
+        let mut all = bench.client().await;
+        bench.core.subscribe(named.key, false, &[symbol("BTC")]);
+        bench.core.subscribe(all.key, true, &[]);
+        bench.deliver(&[tick("ETH", 1), tick("BTC", 1)]);
+        assert_eq!(briefs(&named.messages(1).await), ["tick BTC 1"]);
+        assert_eq!(briefs(&all.messages(2).await), ["tick ETH 1", "tick BTC 1"]);
+        let epoch = bench.core.epoch() + 1;
+        bench.core.new_history(epoch, Instant::now());
+        bench.deliver(&[]);
+        let reset = named.messages(1).await;
+        assert_eq!(briefs(&reset), ["reset BTC"]);
+        assert_eq!(reset[0]["epoch"].as_u64(), Some(epoch));
+        // Every symbol the shard held, through `*`, in order.
+        assert_eq!(briefs(&all.messages(2).await), ["reset BTC", "reset ETH"]);
+        assert_eq!(bench.core.epoch(), epoch);
+        // The history it serves already: nothing, and the new history's seqs go on.
+        bench.core.new_history(epoch, Instant::now());
+        bench.deliver(&[tick("BTC", 1)]);
+        assert_eq!(briefs(&named.messages(1).await), ["tick BTC 1"]);
+        assert_eq!(briefs(&all.messages(1).await), ["tick BTC 1"]);
+        assert!(named.rest().await.is_empty());
+    }
+}
