@@ -383,6 +383,48 @@ mod tests {
         });
     }
 
+    /// Reads the far end's TCP close after the closing handshake, on the paused clock:
+    /// how long the relay held its FIN.
+    async fn fin_after(live: Live) -> std::time::Duration {
+        use tokio::io::AsyncReadExt;
+        tokio::time::pause();
+        let start = tokio::time::Instant::now();
+        let Live { client, task, .. } = live;
+        let mut socket = client.into_inner();
+        let mut byte = [0u8; 1];
+        assert_eq!(socket.read(&mut byte).await.unwrap(), 0, "a FIN, no data");
+        let held = start.elapsed();
+        tokio::time::resume();
+        drop(socket);
+        task.await.expect("no panic");
+        held
+    }
+
+    #[test]
+    fn the_relay_ends_the_tcp_at_once_after_a_clients_close_and_waits_after_its_own() {
+        run(async {
+            // The client closed first: it has its answer, nothing is left to wait for.
+            let mut live = start(Config::for_tests(), "symbols=BTC").await;
+            assert_eq!(live.message().await["type"], "welcome");
+            live.send_frame(OpCode::Close, &1000u16.to_be_bytes()).await;
+            assert!(matches!(live.frame().await.0, OpCode::Close));
+            assert!(fin_after(live).await < super::LINGER / 2);
+            // The relay closed first: it waits half the linger for the client's close.
+            let mut live = start(Config::for_tests(), "symbols=BTC").await;
+            assert_eq!(live.message().await["type"], "welcome");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            live.core
+                .borrow_mut()
+                .close_all(CloseCode::GOING_AWAY, "shutdown", deadline);
+            assert!(matches!(live.frame().await.0, OpCode::Close));
+            let held = fin_after(live).await;
+            assert!(
+                super::LINGER / 2 <= held && held < super::LINGER,
+                "{held:?}"
+            );
+        });
+    }
+
     #[test]
     fn a_closing_session_writes_all_it_queued_and_its_close_frame_before_it_ends() {
         run(async {
