@@ -296,5 +296,14 @@ mod tests {
                 .books
                 .holds_view(&Key::Symbol(Symbol::parse("X").unwrap()))
         );
+        // A key subscribed before any item and given up again: its counts go.
+        let early = Key::Symbol(Symbol::parse("EARLY").unwrap());
+        interest.add(Some(&early), crate::encode::Encoding::Json);
+        sequencer.sweep(now + SWEEP_EVERY);
+        assert!(interest.holds(&early), "kept while subscribed");
+        interest.remove(Some(&early), crate::encode::Encoding::Json);
+        sequencer.sweep(now + SWEEP_EVERY * 2);
+        assert!(!interest.holds(&early), "dropped once nobody subscribes");
+        assert!(interest.holds(&view));
     }
 }
