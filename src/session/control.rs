@@ -480,6 +480,26 @@ mod tests {
     }
 
     #[test]
+    fn the_history_a_message_reads_is_its_keys_or_star_and_none_for_the_rest() {
+        let keys = |text: &str| {
+            json(text).unwrap().history_keys().map(|(all, keys)| {
+                let names: Vec<String> = keys.iter().map(|k| k.as_str().to_owned()).collect();
+                (all, names)
+            })
+        };
+        let named = Some((false, vec!["A".to_owned(), "B".to_owned()]));
+        assert_eq!(keys(r#"{"op":"subscribe","symbols":["A","B"]}"#), named);
+        assert_eq!(keys(r#"{"op":"snapshot","symbols":["A","B"]}"#), named);
+        assert_eq!(keys(r#"{"op":"resume","from":{"B":3,"A":9}}"#), named);
+        assert_eq!(
+            keys(r#"{"op":"subscribe","symbols":["*"],"channels":["news"]}"#),
+            Some((true, vec!["news".to_owned()]))
+        );
+        assert_eq!(keys(r#"{"op":"unsubscribe","symbols":["A"]}"#), None);
+        assert_eq!(keys(r#"{"op":"ping","id":7}"#), None);
+    }
+
+    #[test]
     fn ops_parse() {
         let Control::Subscribe(sel) =
             json(r#"{"op":"subscribe","symbols":["A","*","A"]}"#).unwrap()
