@@ -317,6 +317,10 @@ mod tests {
         );
         let offers = offers_of(&["permessage-deflate; client_max_window_bits"]);
         assert_eq!(offers[0].client_max_window_bits, Some(None));
+        // A client that offers to reset its own context is taken at its word.
+        let offer = "permessage-deflate; client_no_context_takeover";
+        assert_eq!(answer(&[offer]).as_deref(), Some(offer));
+        assert!(offers_of(&[offer])[0].client_no_context_takeover);
     }
 
     #[test]
