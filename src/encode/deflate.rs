@@ -437,6 +437,26 @@ mod tests {
     }
 
     #[test]
+    fn the_threads_shared_compressor_is_made_again_for_another_window() {
+        // Repeats 600 bytes apart: a 2^15 window refers back to them, 2^9 cannot. (zlib-rs
+        // inflates such a reference even with a 2^9 window, so the frame itself is compared
+        // with a fresh compressor's of the agreed window.)
+        let message = lines(600).repeat(2);
+        for bits in [15, 9, 15, 9] {
+            let params = DeflateParams {
+                no_context_takeover: true,
+                window_bits: bits,
+            };
+            let frame = DeflateStream::new(params, 0).frame(OpCode::Binary, &message);
+            let mut fresh = Vec::new();
+            compress_sync(&mut new_compressor(bits), &message, &mut fresh);
+            fresh.truncate(fresh.len() - SYNC_TAIL.len());
+            let payload = &frame[if frame[1] & 0x7F == 126 { 4 } else { 2 }..];
+            assert_eq!(payload, &fresh[..], "{bits} bits");
+        }
+    }
+
+    #[test]
     fn short_messages_go_out_plain() {
         let mut stream = DeflateStream::new(DeflateParams::new(), 64);
         let frame = stream.frame(OpCode::Text, b"{\"type\":\"pong\"}");
