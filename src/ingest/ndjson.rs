@@ -558,6 +558,14 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(bad.0, 2);
+        // An element the parser cannot even read as a tick is named as well.
+        let unreadable = d
+            .decode_document(
+                &mut br#"[{"symbol":"A","price":1,"ts_ns":1},{"symbol":"B","price":"x","ts_ns":2}]"#
+                    .to_vec(),
+            )
+            .unwrap_err();
+        assert_eq!(unreadable.0, 2, "{:?}", unreadable.1);
     }
 
     /// A valid tick's fields as a publisher would write them, in any order, as JSON
