@@ -176,6 +176,24 @@ mod tests {
     }
 
     #[test]
+    fn a_length_prefix_of_several_bytes_is_read_whole() {
+        let body = vec![7u8; 300];
+        // 300 as a varint: the low seven bits first, with the "more" bit, then the rest.
+        let mut buf = BytesMut::from(&[0xAC, 0x02][..]);
+        buf.extend_from_slice(&body);
+        buf.extend_from_slice(&[1, 9]);
+        assert_eq!(&next_body(&mut buf, 1024).unwrap().unwrap()[..], &body[..]);
+        assert_eq!(&buf[..], &[1, 9], "the next message's bytes stay");
+        // Ten bytes that all say "more": no length; nine may still end.
+        let mut endless = BytesMut::from(&[0xFF; 10][..]);
+        assert!(matches!(
+            next_body(&mut endless, 1024),
+            Some(Err(DecodeError::BadLengthPrefix))
+        ));
+        assert!(next_body(&mut BytesMut::from(&[0xFF; 9][..]), 1024).is_none());
+    }
+
+    #[test]
     fn oversized_and_invalid_messages_are_errors() {
         let mut buf = encoded(&sample());
         assert!(matches!(
