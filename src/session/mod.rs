@@ -426,6 +426,33 @@ mod tests {
     }
 
     #[test]
+    fn a_session_whose_close_frame_cannot_be_written_ends_without_lingering() {
+        run(async {
+            let mut live = start(unread(Config::for_tests()), "symbols=BTC").await;
+            assert_eq!(live.message().await["type"], "welcome");
+            for seq in 1..=5_000 {
+                deliver(&live, "BTC", seq);
+            }
+            assert!(live.core.borrow().status(live.key()).blocked, "full");
+            // Past its deadline at once: the close frame never goes out, so there is no
+            // closing handshake to linger for.
+            tokio::time::pause();
+            let start = tokio::time::Instant::now();
+            live.core.borrow_mut().close_all(
+                CloseCode::GOING_AWAY,
+                "shutdown",
+                std::time::Instant::now(),
+            );
+            let Live { client, task, .. } = live;
+            task.await.expect("no panic");
+            let held = start.elapsed();
+            tokio::time::resume();
+            assert!(held < super::LINGER / 2, "{held:?}");
+            drop(client);
+        });
+    }
+
+    #[test]
     fn a_closing_session_writes_all_it_queued_and_its_close_frame_before_it_ends() {
         run(async {
             let mut live = start(unread(Config::for_tests()), "symbols=BTC").await;
