@@ -693,6 +693,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_restarted_sequencer_goes_on_with_the_books_it_restores() {
+        let book = |line: &str| {
+            Item::Book(crate::book::input::parse_json(line.as_bytes()).expect("a book update"))
+        };
+        let (mut first, queue, _) = sequencer();
+        let snapshot = book(
+            r#"{"type":"book","symbol":"BTC-USD","snapshot":true,"bids":[["100","1"]],"asks":[["101","2"]],"ts_ns":7}"#,
+        );
+        assert!(
+            refusals(&mut first, vec![snapshot], vec![1])
+                .await
+                .is_empty()
+        );
+        // What the stream holds of it: the full book's message.
+        let stored: Vec<BookUpdate> = queue
+            .drain()
+            .flat_map(|batch| batch.to_vec())
+            .filter_map(|f| match f.item() {
+                Item::Book(b) if b.channel.depth() == Depth::Full => Some(b.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored.len(), 1);
+        let (mut restarted, queue, _) = sequencer();
+        restarted.restore_books(stored);
+        let delta = book(
+            r#"{"type":"book","symbol":"BTC-USD","snapshot":false,"bids":[["100","3"]],"asks":[],"ts_ns":8}"#,
+        );
+        let answers = refusals(&mut restarted, vec![delta], vec![1]).await;
+        assert!(answers.is_empty(), "the delta finds its book: {answers:?}");
+        let handed = seqs(&queue);
+        assert!(
+            handed
+                .iter()
+                .any(|(key, seq)| key == "book:BTC-USD" && *seq == 2),
+            "seqs go on from the restored book: {handed:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_publishers_book_updates_are_applied_and_the_one_its_book_refuses_is_answered() {
         let (mut sequencer, queue, _) = sequencer();
         let book = |line: &str| {
