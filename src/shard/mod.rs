@@ -413,7 +413,7 @@ const MAX_BATCHES_PER_TURN: usize = 64;
 
 #[cfg(test)]
 mod tests {
-    use super::testkit::{Bench, kinds, symbol, tick};
+    use super::testkit::{Bench, briefs, kinds, symbol, tick};
     use super::*;
     use crate::config::Config;
     use std::sync::atomic::Ordering::Relaxed;
@@ -563,6 +563,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_evicted_keys_history_goes_and_its_followers_are_told_to_reset() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let mut all = bench.client().await;
+        bench.core.subscribe(all.key, true, &[]);
+        let interest = bench.core.shared().interest.clone();
+        let (btc, eth) = (symbol("BTC"), symbol("ETH"));
+        interest.entry(&btc);
+        interest.entry(&eth);
+        bench.deliver(&[tick("BTC", 1), tick("ETH", 1)]);
+        assert_eq!(briefs(&all.messages(2).await), ["tick BTC 1", "tick ETH 1"]);
+        // The sequencer evicts BTC (its seqs will start again): the shard learns of it
+        // at its next delivery.
+        interest.retain(|key, _| *key != btc);
+        bench.deliver(&[tick("ETH", 2)]);
+        assert_eq!(briefs(&all.messages(2).await), ["reset BTC", "tick ETH 2"]);
+        assert_eq!(
+            bench.core.symbol_count(),
+            1,
+            "BTC's ring is gone, ETH's kept"
+        );
+        bench.deliver(&[tick("ETH", 3)]);
+        assert_eq!(briefs(&all.messages(1).await), ["tick ETH 3"], "once");
+    }
+
+    #[tokio::test]
     async fn a_turn_hands_on_at_most_its_batch_limit_before_the_session_tasks_run() {
         tokio::task::LocalSet::new()
             .run_until(async {
@@ -641,6 +666,12 @@ mod tests {
                     "idle, polled {} times",
                     polls.get() - before
                 );
+                // A new history goes through the loop as a hand-off of its own.
+                let epoch = core.borrow().epoch() + 1;
+                sender.new_history(epoch).await;
+                sender.deliver(vec![tick("BTC", 1)].into()).await;
+                let after = client.messages(2).await;
+                assert_eq!(briefs(&after), ["reset BTC", "tick BTC 1"]);
                 drop(sender);
                 let ended = tokio::time::timeout(std::time::Duration::from_secs(10), fan_out);
                 ended
