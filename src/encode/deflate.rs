@@ -366,6 +366,11 @@ mod tests {
         let big = vec![1u8; ARENA_BLOCK * 2];
         let alone = carve(&mut arena, 0x82, &big);
         assert_eq!((alone.len(), &alone[4..]), (big.len() + 4, &big[..]));
+        assert!(
+            arena.capacity() < ARENA_BLOCK,
+            "room for that frame, not a multiple of it: {} left",
+            arena.capacity()
+        );
     }
 
     /// What a client's inflater does: put the tail back and inflate, keeping the window
