@@ -734,7 +734,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_publishers_book_updates_are_applied_and_the_one_its_book_refuses_is_answered() {
-        let (mut sequencer, queue, _) = sequencer();
+        let (mut sequencer, queue, metrics) = sequencer();
         let book = |line: &str| {
             Item::Book(crate::book::input::parse_json(line.as_bytes()).expect("a book update"))
         };
@@ -771,6 +771,9 @@ mod tests {
             [(2, Refusal::Book(BookError::NoSnapshot("ETH-USD".into())))],
             "the delta without a snapshot is refused, and nothing else"
         );
+        // What came in: the snapshot once (not each depth's view of it) and the tick.
+        let came_in = metrics.ticks_in.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(came_in, 2);
     }
 
     #[tokio::test]
