@@ -479,10 +479,9 @@ mod tests {
                 Err(e) => panic!("no stream on the cluster within 30 s: {e}"),
             }
         };
-        let (successors, _new_histories) = mpsc::channel(1);
-        let watcher = tokio::spawn(watch_epoch(history.clone(), successors));
         let mut disturbed = history.disturbed.subscribe();
-        // A view with all three replicas current first, so the change below is the leader's.
+        // A view with all three replicas current first, so the change below is the leader's
+        // (a watcher started before it would see the replicas catch up, a change too).
         let steady = Instant::now() + Duration::from_secs(15);
         loop {
             let view = cluster_view(&history).await;
@@ -498,6 +497,8 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let (successors, _new_histories) = mpsc::channel(1);
+        let watcher = tokio::spawn(watch_epoch(history.clone(), successors));
         tokio::time::sleep(EPOCH_CHECK * 3 / 2).await;
         assert_eq!(
             *disturbed.borrow_and_update(),
