@@ -132,6 +132,7 @@ mod tests {
                 43000 + seq
             );
             let frame = stream.frame(msg.as_bytes());
+            assert_eq!(frame[0], 0x82, "FIN and binary");
             compressed += frame.len();
             plain += msg.len() + 2;
             let mut out = Vec::with_capacity(msg.len() + 64);

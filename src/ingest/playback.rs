@@ -217,5 +217,9 @@ mod tests {
         assert_eq!(offset(2_000_000_000, 2.0), Duration::from_secs(1));
         assert_eq!(offset(2_000_000_000, 0.0), Duration::ZERO);
         assert_eq!(offset(u64::MAX, 1e-300), MAX_OFFSET);
+        // Two days of recording at real speed are two days, under the year's cap.
+        let two_days = Duration::from_secs(2 * 86_400);
+        let recorded = u64::try_from(two_days.as_nanos()).unwrap();
+        assert_eq!(offset(recorded, 1.0), two_days);
     }
 }
