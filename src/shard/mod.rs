@@ -567,17 +567,23 @@ mod tests {
         let mut bench = Bench::new(Config::for_tests()).await;
         let mut all = bench.client().await;
         bench.core.subscribe(all.key, true, &[]);
-        let interest = bench.core.shared().interest.clone();
         let (btc, eth) = (symbol("BTC"), symbol("ETH"));
+        let mut named = bench.client().await;
+        bench
+            .core
+            .subscribe(named.key, false, std::slice::from_ref(&btc));
+        let interest = bench.core.shared().interest.clone();
         interest.entry(&btc);
         interest.entry(&eth);
         bench.deliver(&[tick("BTC", 1), tick("ETH", 1)]);
         assert_eq!(briefs(&all.messages(2).await), ["tick BTC 1", "tick ETH 1"]);
+        assert_eq!(briefs(&named.messages(1).await), ["tick BTC 1"]);
         // The sequencer evicts BTC (its seqs will start again): the shard learns of it
-        // at its next delivery.
+        // at its next delivery, which need not be of BTC.
         interest.retain(|key, _| *key != btc);
         bench.deliver(&[tick("ETH", 2)]);
         assert_eq!(briefs(&all.messages(2).await), ["reset BTC", "tick ETH 2"]);
+        assert_eq!(briefs(&named.messages(1).await), ["reset BTC"]);
         assert_eq!(
             bench.core.symbol_count(),
             1,
@@ -596,7 +602,13 @@ mod tests {
                 bench.core.subscribe(client.key, false, &[symbol("BTC")]);
                 let shared = bench.core.shared().clone();
                 let shard = bench.core.id();
-                let deliveries = move || shared.metrics.shard(shard).deliveries.load(Relaxed);
+                let counts = move || {
+                    let metrics = shared.metrics.shard(shard);
+                    (
+                        metrics.deliveries.load(Relaxed),
+                        metrics.bytes_out.load(Relaxed),
+                    )
+                };
                 let core = Rc::new(RefCell::new(bench.core));
                 let (sender, queue) = crate::sequencer::tick_queue(MAX_BATCHES_PER_TURN * 2);
                 let all = u64::try_from(MAX_BATCHES_PER_TURN).unwrap() + 1;
@@ -608,9 +620,17 @@ mod tests {
                     tokio::task::spawn_local(async move { run(&core, &queue).await })
                 };
                 // Queued behind the loop's first turn, as a session task would be.
-                let seen = tokio::task::spawn_local(async move { deliveries() });
-                let seen = seen.await.expect("no panic");
-                assert_eq!(seen, all - 1, "one turn's batches, then the sessions' turn");
+                let seen = tokio::task::spawn_local(async move { counts() });
+                let (delivered, written) = seen.await.expect("no panic");
+                assert_eq!(
+                    delivered,
+                    all - 1,
+                    "one turn's batches, then the sessions' turn"
+                );
+                assert!(
+                    written > 0,
+                    "the turn's deliveries written before it yields"
+                );
                 let seqs: Vec<u64> = client
                     .messages(usize::try_from(all).unwrap())
                     .await
@@ -666,12 +686,13 @@ mod tests {
                     "idle, polled {} times",
                     polls.get() - before
                 );
-                // A new history goes through the loop as a hand-off of its own.
+                // A new history goes through the loop as a hand-off of its own, written out
+                // in its turn even when nothing follows it.
                 let epoch = core.borrow().epoch() + 1;
                 sender.new_history(epoch).await;
+                assert_eq!(briefs(&client.messages(1).await), ["reset BTC"]);
                 sender.deliver(vec![tick("BTC", 1)].into()).await;
-                let after = client.messages(2).await;
-                assert_eq!(briefs(&after), ["reset BTC", "tick BTC 1"]);
+                assert_eq!(briefs(&client.messages(1).await), ["tick BTC 1"]);
                 drop(sender);
                 let ended = tokio::time::timeout(std::time::Duration::from_secs(10), fan_out);
                 ended
