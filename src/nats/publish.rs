@@ -720,6 +720,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_nats_gone_at_shutdown_the_publisher_gives_up_after_its_drain() {
+        use crate::encode::Frames;
+        use crate::tick::sequenced;
+        let Some((mut server, history, lease, metrics)) = leader("gone").await else {
+            return;
+        };
+        let (sender, queue) = crate::sequencer::tick_queue(16);
+        let (durable, mut stored) = tokio::sync::watch::channel(0);
+        let shutdown = Shutdown::new();
+        let publisher = tokio::spawn(run(
+            history.clone(),
+            lease,
+            queue,
+            metrics.clone(),
+            shutdown.clone(),
+            Duration::from_millis(200),
+            Stored::new(durable),
+        ));
+        let frames = vec![Arc::new(Frames::new(sequenced("A", 1)))];
+        sender.deliver(frames.into()).await;
+        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 1))
+            .await
+            .expect("stored while NATS runs")
+            .expect("the publisher runs");
+        // NATS goes; the next batch gets no ack and waits to go again when shutdown comes.
+        server.kill();
+        let frames = vec![Arc::new(Frames::new(sequenced("A", 2)))];
+        sender.deliver(frames.into()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        shutdown.trigger();
+        let ended = tokio::time::timeout(Duration::from_secs(30), publisher).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(*stored.borrow(), 1, "the second batch was never stored");
+    }
+
+    #[tokio::test]
     async fn a_publish_refused_because_the_stream_moved_on_is_counted_once_and_goes_again() {
         use crate::encode::Frames;
         use crate::tick::sequenced;
