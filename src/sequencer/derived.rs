@@ -631,6 +631,74 @@ mod tests {
         assert_eq!((stats.open, stats.last, stats.volume), (12.0, 12.0, 1.0));
     }
 
+    fn last_ticker(items: &[Item]) -> Option<TickerValues> {
+        items.iter().rev().find_map(|i| match i {
+            Item::Ticker(t) => Some(t.stats),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_trade_at_the_clocks_own_time_leaves_the_clock_where_it_was() {
+        let mut derived = engine(std::time::Duration::from_secs(2));
+        let mut out = Vec::new();
+        derived.trade(&trade(1, T0 + S / 2, 10.0, T0 + S / 2), &mut out);
+        // The same event time, arriving a second later: no newer than the clock.
+        derived.trade(&trade(2, T0 + S / 2, 10.0, T0 + S / 2 + S), &mut out);
+        out.clear();
+        // The 1 s bar's end and grace, on the clock its first trade set.
+        derived.on_timer(T0 + 3 * S, &mut out);
+        assert!(bars(&out, "bars:1s:X").iter().any(|b| b.closed), "{out:?}");
+    }
+
+    #[test]
+    fn the_24_hour_window_is_of_minutes_so_25_minutes_of_seconds_all_count() {
+        let mut derived = engine(std::time::Duration::from_secs(2));
+        let mut out = Vec::new();
+        derived.trade(&trade(1, T0, 100.0, T0), &mut out);
+        for second in 1..1_500 {
+            let at = T0 + second * S;
+            derived.trade(&trade(second + 1, at, 10.0, at), &mut out);
+            if second % 10 == 0 {
+                derived.on_timer(at, &mut out);
+            }
+        }
+        derived.on_timer(T0 + 1_600 * S, &mut out);
+        let stats = last_ticker(&out).expect("a ticker");
+        assert_eq!(
+            (stats.open, stats.high, stats.volume),
+            (100.0, 100.0, 1_500.0)
+        );
+    }
+
+    #[test]
+    fn a_restore_sends_the_ticker_the_stream_lacks() {
+        let grace = std::time::Duration::from_secs(2);
+        let now = T0 + 10 * S;
+        let mut before = Vec::new();
+        let mut first = engine(grace);
+        first.trade(&trade(1, T0, 10.0, T0), &mut before);
+        first.trade(&trade(2, T0 + S, 11.0, T0 + S), &mut before);
+        first.on_timer(now, &mut before);
+        let sent = last_ticker(&before).expect("a ticker before the stop");
+        // What the stream kept: the bars, not the ticker (the sequencer stopped first).
+        let mut restored = Restored::default();
+        let mut newest: HashMap<Channel, Bar> = HashMap::new();
+        for item in &before {
+            if let Item::Bar(bar) = item {
+                if bar.bar.closed {
+                    let closed = restored.closed.entry(bar.channel.clone()).or_default();
+                    closed.push(bar.bar);
+                }
+                newest.insert(bar.channel.clone(), (**bar).clone());
+            }
+        }
+        restored.bars = newest.into_values().collect();
+        let mut after = Vec::new();
+        engine(grace).restore(restored, now, &mut after);
+        assert_eq!(last_ticker(&after), Some(sent));
+    }
+
     proptest! {
         /// A sequencer that stops after any tick and continues from what it published
         /// (each channel's newest message, the closed bars, the ticks) ends with exactly the
