@@ -317,6 +317,13 @@ mod tests {
         );
         let offers = offers_of(&["permessage-deflate; client_max_window_bits"]);
         assert_eq!(offers[0].client_max_window_bits, Some(None));
+        // A window the client names for its own frames is read (and needs no answer).
+        let offers = offers_of(&["permessage-deflate; client_max_window_bits=10"]);
+        assert_eq!(offers[0].client_max_window_bits, Some(Some(10)));
+        assert_eq!(
+            answer(&["permessage-deflate; client_max_window_bits=10"]).as_deref(),
+            Some("permessage-deflate; client_no_context_takeover")
+        );
         // A client that offers to reset its own context is taken at its word.
         let offer = "permessage-deflate; client_no_context_takeover";
         assert_eq!(answer(&[offer]).as_deref(), Some(offer));
