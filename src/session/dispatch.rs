@@ -527,6 +527,31 @@ mod tests {
     }
 
     #[test]
+    fn a_protobuf_client_sends_its_control_messages_as_binary_frames() {
+        use crate::proto::{ClientMessage, Ping, ServerMessage, client_message, server_message};
+        use prost::Message as _;
+        run(async {
+            let mut live = start(Config::for_tests(), "encoding=protobuf").await;
+            let (_, welcome) = live.frame().await;
+            assert!(matches!(
+                ServerMessage::decode(&welcome[..]).unwrap().msg,
+                Some(server_message::Msg::Welcome(_))
+            ));
+            let ping = ClientMessage {
+                msg: Some(client_message::Msg::Ping(Ping { id: 7 })),
+            };
+            live.send_frame(OpCode::Binary, &ping.encode_to_vec()).await;
+            let (opcode, pong) = live.frame().await;
+            assert!(matches!(opcode, OpCode::Binary), "{opcode:?}");
+            let pong = ServerMessage::decode(&pong[..]).unwrap().msg;
+            assert!(
+                matches!(pong, Some(server_message::Msg::Pong(ref p)) if p.id == 7),
+                "{pong:?}"
+            );
+        });
+    }
+
+    #[test]
     fn control_messages_past_the_rate_are_refused() {
         run(async {
             let config = Config {
