@@ -220,6 +220,23 @@ mod tests {
         list.iter().map(|(k, s)| ((*k).to_owned(), *s)).collect()
     }
 
+    /// A consumer of every tick of `history` from the start, on a task of its own.
+    fn consuming_ticks(
+        history: &History,
+        inbox: Inbox,
+        metrics: &Arc<Metrics>,
+        caught_up: Option<oneshot::Sender<Vec<(Key, Seq)>>>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(consume(
+            history.clone(),
+            history.subjects.all_ticks(),
+            DeliverPolicy::All,
+            inbox,
+            metrics.clone(),
+            caught_up,
+        ))
+    }
+
     #[tokio::test]
     async fn a_consumer_hands_on_this_historys_items_once_in_order_across_a_re_creation() {
         let Some((_server, config, connection, metrics)) = setup("consume").await else {
@@ -243,14 +260,7 @@ mod tests {
 
         let (inbox, mut received) = Inbox::bounded(16);
         let (reply, caught_up) = oneshot::channel();
-        let consumer = tokio::spawn(consume(
-            history.clone(),
-            history.subjects.all_ticks(),
-            DeliverPolicy::All,
-            inbox,
-            metrics.clone(),
-            Some(reply),
-        ));
+        let consumer = consuming_ticks(&history, inbox, &metrics, Some(reply));
         let mut newest = caught_up.await.expect("caught up");
         newest.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         let newest: Vec<(String, u64)> = newest
@@ -286,22 +296,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_consumer_that_cannot_be_made_is_tried_again_ever_more_slowly() {
-        let Some((_server, config, connection, metrics)) = setup("gone").await else {
+        let Some((_server, history)) = crate::nats::tests::history("gone", 3, 16).await else {
             return;
         };
-        let history = History::open_or_create(connection, &config, 3)
-            .await
-            .expect("create");
+        let metrics = Arc::new(Metrics::new(1));
         history.js.delete_stream("gone").await.expect("delete");
         let (inbox, _received) = Inbox::bounded(16);
-        let consumer = tokio::spawn(consume(
-            history.clone(),
-            history.subjects.all_ticks(),
-            DeliverPolicy::All,
-            inbox,
-            metrics.clone(),
-            None,
-        ));
+        let consumer = consuming_ticks(&history, inbox, &metrics, None);
         let tries = || -> u64 {
             metrics
                 .errors()

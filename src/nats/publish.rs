@@ -603,52 +603,9 @@ mod tests {
         assert_eq!(metrics.errors().count(), 0);
     }
 
-    #[tokio::test]
-    async fn a_publisher_chains_from_what_the_stream_already_holds() {
-        use crate::encode::Frames;
-        use crate::event::Item;
-        use crate::tick::sequenced;
-        let Some((_server, history, lease, metrics)) = leader("chained").await else {
-            return;
-        };
-        // What an earlier sequencer of this history stored: the stream's last is 2, not 1.
-        super::super::tests::store(&history, &Item::Tick(sequenced("Z", 1)), 5).await;
-        let (sender, queue) = crate::sequencer::tick_queue(16);
-        let (durable, mut stored) = tokio::sync::watch::channel(0);
-        let publisher = tokio::spawn(run(
-            history.clone(),
-            lease,
-            queue,
-            metrics.clone(),
-            Shutdown::new(),
-            Duration::from_secs(5),
-            Stored::new(durable),
-        ));
-        let frames = vec![Arc::new(Frames::new(sequenced("A", 1)))];
-        sender.deliver(frames.into()).await;
-        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 1))
-            .await
-            .expect("stored in time")
-            .expect("the publisher runs");
-        drop(sender);
-        let ended = tokio::time::timeout(Duration::from_secs(10), publisher).await;
-        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
-        assert_eq!(metrics.errors().count(), 0, "taken at once, never refused");
-        let mut stream = history.stream.clone();
-        assert_eq!(stream.info().await.expect("info").state.messages, 3);
-    }
-
-    #[tokio::test]
-    async fn a_refusal_restarts_the_chain_while_the_lease_holds_and_deposes_once_it_is_lost() {
-        use crate::tick::sequenced;
-        let Some((_server, history, lease, metrics)) = leader("refused").await else {
-            return;
-        };
-        let mut stream = history.stream.clone();
-        let last = stream.info().await.expect("info").state.last_sequence;
-        let mut chain = Chain::new(last);
-        // Something else wrote to the stream: it moved on without this sequencer.
-        let tick = crate::event::Item::Tick(sequenced("X", 1));
+    /// Stores a tick in the stream as some other client would, without a chain.
+    async fn write_from_elsewhere(history: &History) {
+        let tick = crate::event::Item::Tick(crate::tick::sequenced("X", 1));
         let foreign = wire::encode(&history.subjects, &tick, 5, 1);
         history
             .js
@@ -657,6 +614,87 @@ mod tests {
             .expect("sent")
             .await
             .expect("stored");
+    }
+
+    /// A publisher of `history` on a task of its own, draining for `drain` once `shutdown`
+    /// comes: the queue it takes batches from, what it reports stored, and its end.
+    fn publishing(
+        history: &History,
+        lease: Lease,
+        metrics: &Arc<Metrics>,
+        shutdown: Shutdown,
+        drain: Duration,
+    ) -> (
+        crate::sequencer::TickSender,
+        tokio::sync::watch::Receiver<u64>,
+        tokio::task::JoinHandle<Result<(), Deposed>>,
+    ) {
+        let (sender, queue) = crate::sequencer::tick_queue(16);
+        let (durable, stored) = tokio::sync::watch::channel(0);
+        let publisher = tokio::spawn(run(
+            history.clone(),
+            lease,
+            queue,
+            metrics.clone(),
+            shutdown,
+            drain,
+            Stored::new(durable),
+        ));
+        (sender, stored, publisher)
+    }
+
+    /// Hands the publisher a batch of one tick.
+    async fn hand_on(sender: &crate::sequencer::TickSender, symbol: &str, seq: u64) {
+        use crate::encode::Frames;
+        let frames = vec![Arc::new(Frames::new(crate::tick::sequenced(symbol, seq)))];
+        sender.deliver(frames.into()).await;
+    }
+
+    /// Waits (10 s at most) until the publisher reports `n` batches stored.
+    async fn stored_up_to(stored: &mut tokio::sync::watch::Receiver<u64>, n: u64) {
+        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|s| *s == n))
+            .await
+            .unwrap_or_else(|_| panic!("{n} stored within 10 s"))
+            .expect("the publisher runs");
+    }
+
+    /// Waits (30 s at most) for the publisher's end, which must be a clean one.
+    async fn ends_cleanly(publisher: tokio::task::JoinHandle<Result<(), Deposed>>) {
+        let ended = tokio::time::timeout(Duration::from_secs(30), publisher).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+    }
+
+    #[tokio::test]
+    async fn a_publisher_chains_from_what_the_stream_already_holds() {
+        use crate::event::Item;
+        use crate::tick::sequenced;
+        let Some((_server, history, lease, metrics)) = leader("chained").await else {
+            return;
+        };
+        // What an earlier sequencer of this history stored: the stream's last is 2, not 1.
+        super::super::tests::store(&history, &Item::Tick(sequenced("Z", 1)), 5).await;
+        let five = Duration::from_secs(5);
+        let (sender, mut stored, publisher) =
+            publishing(&history, lease, &metrics, Shutdown::new(), five);
+        hand_on(&sender, "A", 1).await;
+        stored_up_to(&mut stored, 1).await;
+        drop(sender);
+        ends_cleanly(publisher).await;
+        assert_eq!(metrics.errors().count(), 0, "taken at once, never refused");
+        let mut stream = history.stream.clone();
+        assert_eq!(stream.info().await.expect("info").state.messages, 3);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_restarts_the_chain_while_the_lease_holds_and_deposes_once_it_is_lost() {
+        let Some((_server, history, lease, metrics)) = leader("refused").await else {
+            return;
+        };
+        let mut stream = history.stream.clone();
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let mut chain = Chain::new(last);
+        // Something else wrote to the stream: it moved on without this sequencer.
+        write_from_elsewhere(&history).await;
         assert_eq!(
             refused(&history, &lease, &mut chain, &metrics).await,
             Ok(())
@@ -687,118 +725,60 @@ mod tests {
 
     #[tokio::test]
     async fn after_shutdown_the_publisher_still_stores_what_it_is_handed_within_its_drain() {
-        use crate::encode::Frames;
-        use crate::tick::sequenced;
         let Some((_server, history, lease, metrics)) = leader("draining").await else {
             return;
         };
-        let (sender, queue) = crate::sequencer::tick_queue(16);
-        let (durable, mut stored) = tokio::sync::watch::channel(0);
-        let shutdown = Shutdown::new();
         // The relay is shutting down: the sequencer hands on its last batch, then closes.
+        let shutdown = Shutdown::new();
         shutdown.trigger();
-        let frames = vec![Arc::new(Frames::new(sequenced("A", 1)))];
-        sender.deliver(frames.into()).await;
+        let thirty = Duration::from_secs(30);
+        let (sender, mut stored, publisher) =
+            publishing(&history, lease, &metrics, shutdown, thirty);
+        hand_on(&sender, "A", 1).await;
         drop(sender);
-        let publisher = tokio::spawn(run(
-            history.clone(),
-            lease,
-            queue,
-            metrics.clone(),
-            shutdown,
-            Duration::from_secs(30),
-            Stored::new(durable),
-        ));
-        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 1))
-            .await
-            .expect("stored within the drain")
-            .expect("the publisher runs");
-        let ended = tokio::time::timeout(Duration::from_secs(10), publisher).await;
-        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        stored_up_to(&mut stored, 1).await;
+        ends_cleanly(publisher).await;
         let mut stream = history.stream.clone();
         assert_eq!(stream.info().await.expect("info").state.messages, 2);
     }
 
     #[tokio::test]
     async fn with_nats_gone_at_shutdown_the_publisher_gives_up_after_its_drain() {
-        use crate::encode::Frames;
-        use crate::tick::sequenced;
         let Some((mut server, history, lease, metrics)) = leader("gone").await else {
             return;
         };
-        let (sender, queue) = crate::sequencer::tick_queue(16);
-        let (durable, mut stored) = tokio::sync::watch::channel(0);
         let shutdown = Shutdown::new();
-        let publisher = tokio::spawn(run(
-            history.clone(),
-            lease,
-            queue,
-            metrics.clone(),
-            shutdown.clone(),
-            Duration::from_millis(200),
-            Stored::new(durable),
-        ));
-        let frames = vec![Arc::new(Frames::new(sequenced("A", 1)))];
-        sender.deliver(frames.into()).await;
-        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 1))
-            .await
-            .expect("stored while NATS runs")
-            .expect("the publisher runs");
+        let drain = Duration::from_millis(200);
+        let (sender, mut stored, publisher) =
+            publishing(&history, lease, &metrics, shutdown.clone(), drain);
+        hand_on(&sender, "A", 1).await;
+        stored_up_to(&mut stored, 1).await;
         // NATS goes; the next batch gets no ack and waits to go again when shutdown comes.
         server.kill();
-        let frames = vec![Arc::new(Frames::new(sequenced("A", 2)))];
-        sender.deliver(frames.into()).await;
+        hand_on(&sender, "A", 2).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         shutdown.trigger();
-        let ended = tokio::time::timeout(Duration::from_secs(30), publisher).await;
-        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        ends_cleanly(publisher).await;
         assert_eq!(*stored.borrow(), 1, "the second batch was never stored");
     }
 
     #[tokio::test]
     async fn a_publish_refused_because_the_stream_moved_on_is_counted_once_and_goes_again() {
-        use crate::encode::Frames;
-        use crate::tick::sequenced;
         let Some((_server, history, lease, metrics)) = leader("moved").await else {
             return;
         };
-        let (sender, queue) = crate::sequencer::tick_queue(16);
-        let (durable, mut stored) = tokio::sync::watch::channel(0);
-        let publisher = tokio::spawn(run(
-            history.clone(),
-            lease,
-            queue,
-            metrics.clone(),
-            Shutdown::new(),
-            Duration::from_secs(5),
-            Stored::new(durable),
-        ));
-        let frames = vec![Arc::new(Frames::new(sequenced("A", 1)))];
-        sender.deliver(frames.into()).await;
-        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 1))
-            .await
-            .expect("stored in time")
-            .expect("the publisher runs");
+        let five = Duration::from_secs(5);
+        let (sender, mut stored, publisher) =
+            publishing(&history, lease, &metrics, Shutdown::new(), five);
+        hand_on(&sender, "A", 1).await;
+        stored_up_to(&mut stored, 1).await;
         // Something else writes to the stream: the next publish, which follows the
         // publisher's last one, is refused in flight, and goes again after the new last.
-        let tick = crate::event::Item::Tick(sequenced("X", 1));
-        let foreign = wire::encode(&history.subjects, &tick, 5, 1);
-        history
-            .js
-            .publish(foreign.subject, foreign.payload)
-            .await
-            .expect("sent")
-            .await
-            .expect("stored");
-        let frames = vec![Arc::new(Frames::new(sequenced("A", 2)))];
-        sender.deliver(frames.into()).await;
-        tokio::time::timeout(Duration::from_secs(10), stored.wait_for(|n| *n == 2))
-            .await
-            .expect("stored after the refusal")
-            .expect("the publisher runs");
+        write_from_elsewhere(&history).await;
+        hand_on(&sender, "A", 2).await;
+        stored_up_to(&mut stored, 2).await;
         drop(sender);
-        let ended = tokio::time::timeout(Duration::from_secs(10), publisher).await;
-        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        ends_cleanly(publisher).await;
         let counted: Vec<_> = metrics.errors().collect();
         assert_eq!(
             counted,

@@ -562,6 +562,19 @@ mod tests {
         );
     }
 
+    /// Closes the fan-out loop's queue and waits (10 s at most) for the loop to end.
+    async fn ends_with_its_queue(
+        sender: crate::sequencer::TickSender,
+        fan_out: tokio::task::JoinHandle<()>,
+    ) {
+        drop(sender);
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), fan_out);
+        ended
+            .await
+            .expect("it ends with the queue")
+            .expect("no panic");
+    }
+
     #[tokio::test]
     async fn an_evicted_keys_history_goes_and_its_followers_are_told_to_reset() {
         let mut bench = Bench::new(Config::for_tests()).await;
@@ -638,12 +651,7 @@ mod tests {
                     .map(|m| m["seq"].as_u64().unwrap_or(0))
                     .collect();
                 assert_eq!(seqs, (1..=all).collect::<Vec<_>>(), "the rest next turn");
-                drop(sender);
-                let ended = tokio::time::timeout(std::time::Duration::from_secs(10), fan_out);
-                ended
-                    .await
-                    .expect("it ends with the queue")
-                    .expect("no panic");
+                ends_with_its_queue(sender, fan_out).await;
             })
             .await;
     }
@@ -693,12 +701,7 @@ mod tests {
                 assert_eq!(briefs(&client.messages(1).await), ["reset BTC"]);
                 sender.deliver(vec![tick("BTC", 1)].into()).await;
                 assert_eq!(briefs(&client.messages(1).await), ["tick BTC 1"]);
-                drop(sender);
-                let ended = tokio::time::timeout(std::time::Duration::from_secs(10), fan_out);
-                ended
-                    .await
-                    .expect("it ends with the queue")
-                    .expect("no panic");
+                ends_with_its_queue(sender, fan_out).await;
             })
             .await;
     }
