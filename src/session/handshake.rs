@@ -565,6 +565,8 @@ mod tests {
             parse_q("encoding=json", Some("tickrelay.gzip")),
             Err(HandshakeError::ConflictingEncoding { .. })
         ));
+        let both = parse_q("encoding=gzip", Some("tickrelay.gzip")).unwrap();
+        assert_eq!((both.encoding, both.by_subprotocol), (Encoding::Gzip, true));
         let twice = parse_q("encoding=gzip&encoding=gzip", None).unwrap();
         assert_eq!(
             twice.encoding,
@@ -627,6 +629,15 @@ mod tests {
             ),
             "{over:?}"
         );
+    }
+
+    #[test]
+    fn a_refused_upgrade_answers_its_codes_http_status() {
+        let status = |e: HandshakeError| e.status().as_u16();
+        assert_eq!(status(HandshakeError::UnknownParam("x".into())), 400);
+        assert_eq!(status(HandshakeError::BadToken("expired")), 401);
+        assert_eq!(status(HandshakeError::Forbidden("BTC".into())), 403);
+        assert_eq!(status(HandshakeError::TooManyConnections), 503);
     }
 
     #[test]
