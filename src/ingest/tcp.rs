@@ -429,6 +429,17 @@ mod tests {
             rejected.push((line, e.code().as_str()))
         });
         assert_eq!((ticks.len(), rejected.len()), (1, 2));
+        // And so is one that arrives without its newline first: the limit, not over it.
+        let mut part = BytesMut::from(&exact[..]);
+        let (ticks, _) = Decoder::drain(&mut d, &mut part, |line, e| {
+            rejected.push((line, e.code().as_str()))
+        });
+        assert!(ticks.is_empty(), "not a whole line yet");
+        part.extend_from_slice(b"\n");
+        let (ticks, _) = Decoder::drain(&mut d, &mut part, |line, e| {
+            rejected.push((line, e.code().as_str()))
+        });
+        assert_eq!((ticks.len(), rejected.len()), (1, 2));
     }
 
     /// A protobuf tick of `A`, length-delimited as a publisher sends it.

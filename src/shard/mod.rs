@@ -567,6 +567,11 @@ mod tests {
         sender: crate::sequencer::TickSender,
         fan_out: tokio::task::JoinHandle<()>,
     ) {
+        // Idle first, waiting on the queue with no wake-up pending: only the sender's drop
+        // can wake it now.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
         drop(sender);
         let ended = tokio::time::timeout(std::time::Duration::from_secs(10), fan_out);
         ended
