@@ -837,6 +837,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_timer_hands_on_the_open_bars_and_ticker_a_trade_changed() {
+        let (sequencer, queue, _) = sequencer();
+        let mut sequencer = sequencer.deriving(&crate::config::Config::for_tests().derived);
+        let now = crate::tick::now_ns();
+        let mut tick = crate::tick::Tick::try_from(crate::tick::RawTick {
+            symbol: "X".into(),
+            price: Some(10.0),
+            size: Some(1.0),
+            ts_ns: now,
+            ..Default::default()
+        })
+        .expect("a trade");
+        tick.recv_ns = now;
+        sequencer.sequence(vec![Item::Tick(tick)]).await;
+        assert_eq!(
+            seqs(&queue).len(),
+            1,
+            "the trade alone: its bars wait for the timer"
+        );
+        sequencer.timed().await;
+        let handed = seqs(&queue);
+        let keys: Vec<&str> = handed.iter().map(|(key, _)| key.as_str()).collect();
+        assert!(keys.contains(&"bars:1s:X"), "{keys:?}");
+        assert!(keys.contains(&"ticker:X"), "{keys:?}");
+    }
+
+    #[tokio::test]
     async fn a_restarted_sequencer_hands_on_its_restored_bars_and_ticker_before_any_tick() {
         let (sequencer, queue, _) = sequencer();
         let mut sequencer = sequencer.deriving(&crate::config::Config::for_tests().derived);
