@@ -581,6 +581,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batching_client_gets_what_waits_at_a_write_as_one_frame() {
+        let mut bench = Bench::new(Config::for_tests()).await;
+        let options = ClientOptions {
+            batch: true,
+            ..super::testkit::json()
+        };
+        let mut client = bench.client_with(options).await;
+        bench.core.subscribe(client.key, false, &[symbol("BTC")]);
+        bench.deliver(&[tick("BTC", 1), tick("BTC", 2), tick("BTC", 3)]);
+        // One frame holding the three, in order (the write seals what waits).
+        let frame = client.messages(1).await;
+        assert_eq!(frame[0]["type"], "batch", "{frame:?}");
+        let seqs: Vec<u64> = frame[0]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap_or(0))
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[tokio::test]
     async fn an_evicted_keys_history_goes_and_its_followers_are_told_to_reset() {
         let mut bench = Bench::new(Config::for_tests()).await;
         let mut all = bench.client().await;

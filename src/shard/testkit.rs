@@ -295,7 +295,8 @@ impl Peer {
             .expect("linger");
     }
 
-    /// One whole unmasked server frame from the bytes read: a text frame as its JSON, a
+    /// One whole unmasked server frame from the bytes read: a text frame as its JSON (a
+    /// batch of several as `{"type":"batch","messages":[..]}`), a
     /// close as `{"type":"close","code":..,"reason":..}`, a ping or pong as
     /// `{"type":"ping"|"pong","payload":..}`, a binary frame as `{"type":"binary","len":..}`.
     fn parse_one(&mut self) -> Option<serde_json::Value> {
@@ -318,7 +319,17 @@ impl Peer {
         let payload = &bytes[head..head + len];
         let text = || String::from_utf8_lossy(payload).into_owned();
         let message = match bytes[0] & 0x0F {
-            0x1 => serde_json::from_slice(payload).expect("a JSON frame"),
+            0x1 => {
+                let mut values: Vec<serde_json::Value> =
+                    serde_json::Deserializer::from_slice(payload)
+                        .into_iter()
+                        .collect::<Result<_, _>>()
+                        .expect("a JSON frame");
+                match values.len() {
+                    1 => values.remove(0),
+                    _ => serde_json::json!({"type": "batch", "messages": values}),
+                }
+            }
             0x8 => serde_json::json!({
                 "type": "close",
                 "code": u16::from_be_bytes([payload[0], payload[1]]),
