@@ -299,6 +299,15 @@ mod tests {
             );
             assert_eq!(live.message().await["type"], "authenticated");
             assert!(!live.core.borrow().subscribed(live.key()).0, "`*` dropped");
+            // And what the narrower token may not read is refused when asked for.
+            live.send(r#"{"op":"subscribe","symbols":["BTC"]}"#).await;
+            let refused = live.message().await;
+            assert_eq!(
+                (refused["type"].as_str(), refused["code"].as_str()),
+                (Some("error"), Some("forbidden")),
+                "{refused}"
+            );
+            assert!(live.core.borrow().subscribed(live.key()).1.is_empty());
         });
     }
 
