@@ -613,13 +613,7 @@ mod tests {
         derived.trade(&trade(1, T0, 10.0, T0), &mut out);
         derived.trade(&trade(2, T0 + 61 * S, 12.0, T0 + 61 * S), &mut out);
         derived.on_timer(T0 + 61 * S, &mut out);
-        let ticker = |out: &[Item]| {
-            out.iter().rev().find_map(|i| match i {
-                Item::Ticker(t) => Some(t.stats),
-                _ => None,
-            })
-        };
-        let stats = ticker(&out).unwrap();
+        let stats = last_ticker(&out).unwrap();
         assert_eq!((stats.open, stats.last, stats.volume), (10.0, 12.0, 2.0));
         out.clear();
         // Every bar closes (the last hour's too); then nothing is due but the roll.
@@ -627,7 +621,7 @@ mod tests {
         out.clear();
         // 24 h after the first minute began it leaves the window.
         derived.on_timer(T0 + 86_400 * S, &mut out);
-        let stats = ticker(&out).expect("the window changed");
+        let stats = last_ticker(&out).expect("the window changed");
         assert_eq!((stats.open, stats.last, stats.volume), (12.0, 12.0, 1.0));
     }
 
@@ -763,10 +757,6 @@ mod tests {
             both.extend(closed(&after));
             prop_assert_eq!(closed(&whole), both, "every bar closed once, the same");
             let last_open = |items: &[Item], channel: &str| bars(items, channel).last().copied();
-            let last_ticker = |items: &[Item]| items.iter().rev().find_map(|i| match i {
-                Item::Ticker(t) => Some(t.stats),
-                _ => None,
-            });
             for channel in ["bars:1s:X", "bars:1m:X", "bars:5m:X", "bars:1h:X"] {
                 let continued = last_open(&after, channel).or(last_open(&before, channel));
                 prop_assert_eq!(last_open(&whole, channel), continued, "{}", channel);

@@ -806,18 +806,6 @@ mod tests {
         let (sequencer, queue, _) = sequencer();
         let mut sequencer = sequencer.deriving(&crate::config::Config::for_tests().derived);
         let now = crate::tick::now_ns();
-        let trade = |ts_ns: u64| {
-            let mut tick = crate::tick::Tick::try_from(crate::tick::RawTick {
-                symbol: "X".into(),
-                price: Some(10.0),
-                size: Some(1.0),
-                ts_ns,
-                ..Default::default()
-            })
-            .expect("a trade");
-            tick.recv_ns = ts_ns;
-            Item::Tick(tick)
-        };
         // The second trade is in the next second: it closes the first 1 s bar.
         sequencer
             .sequence(vec![trade(now), trade(now + 1_000_000_000)])
@@ -836,21 +824,25 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn the_timer_hands_on_the_open_bars_and_ticker_a_trade_changed() {
-        let (sequencer, queue, _) = sequencer();
-        let mut sequencer = sequencer.deriving(&crate::config::Config::for_tests().derived);
-        let now = crate::tick::now_ns();
+    /// A trade of X at 10.0, size 1, stamped and received at `ts_ns`.
+    fn trade(ts_ns: u64) -> Item {
         let mut tick = crate::tick::Tick::try_from(crate::tick::RawTick {
             symbol: "X".into(),
             price: Some(10.0),
             size: Some(1.0),
-            ts_ns: now,
+            ts_ns,
             ..Default::default()
         })
         .expect("a trade");
-        tick.recv_ns = now;
-        sequencer.sequence(vec![Item::Tick(tick)]).await;
+        tick.recv_ns = ts_ns;
+        Item::Tick(tick)
+    }
+
+    #[tokio::test]
+    async fn the_timer_hands_on_the_open_bars_and_ticker_a_trade_changed() {
+        let (sequencer, queue, _) = sequencer();
+        let mut sequencer = sequencer.deriving(&crate::config::Config::for_tests().derived);
+        sequencer.sequence(vec![trade(crate::tick::now_ns())]).await;
         assert_eq!(
             seqs(&queue).len(),
             1,
