@@ -150,7 +150,7 @@ mod tests {
     use crate::event::Tiers;
     use crate::session::control::KeyRules;
     use crate::session::handshake::{self, Admission};
-    use crate::session::testkit::{Live, run, start_admitted, token, with_tokens};
+    use crate::session::testkit::{Live, deliver, run, start_admitted, token, unread, with_tokens};
 
     /// A session that connected with `query` and no token: it must send `auth` first.
     async fn pending(config: Config, query: &str) -> Live {
@@ -318,6 +318,34 @@ mod tests {
             let short = json!({"op":"auth","token": token("alice", None, 1)});
             live.send(&short.to_string()).await;
             assert_eq!(live.message().await["type"], "welcome");
+            assert_eq!(close_code(&mut live).await, 4002);
+        });
+    }
+
+    #[test]
+    fn a_token_that_runs_out_behind_a_full_socket_still_gets_its_4002_close() {
+        run(async {
+            let mut live = pending(unread(Config::for_tests()), "symbols=BTC").await;
+            let short = json!({"op":"auth","token": token("alice", None, 1)});
+            live.send(&short.to_string()).await;
+            assert_eq!(live.message().await["type"], "welcome");
+            // More than both sockets hold while the client reads nothing.
+            for seq in 1..=5_000 {
+                deliver(&live, "BTC", seq);
+            }
+            assert!(live.core.borrow().status(live.key()).blocked, "full");
+            // The token runs out while the socket is full: the close waits its grace for
+            // the socket, behind what was queued, rather than dropping the client unsaid.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let closing = || {
+                let core = live.core.borrow();
+                core.sessions().is_empty()
+                    || core.status(live.key()).phase != crate::shard::FeedPhase::Live
+            };
+            while !closing() {
+                assert!(std::time::Instant::now() < deadline, "never closed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             assert_eq!(close_code(&mut live).await, 4002);
         });
     }
