@@ -415,6 +415,56 @@ mod tests {
         .unwrap();
     }
 
+    #[tokio::test]
+    async fn records_a_full_socket_refuses_are_pending_until_flushed() {
+        let (relay_side, client) = pair().await;
+        let (mut client, transport) = super::super::testkit::tls(client, relay_side).await;
+        assert!(!transport.pending(), "nothing waits after the handshake");
+        // The client reads nothing: the socket fills, and records encrypted past it wait.
+        let chunk = vec![b'x'; 16 * 1024];
+        let mut taken = 0;
+        let full = loop {
+            match transport.try_write_vectored(&[IoSlice::new(&chunk)]) {
+                Ok(n) => taken += n,
+                Err(e) => break e,
+            }
+            assert!(taken < 64 << 20, "a socket that never fills");
+        };
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
+        // What marks the client blocked until the socket drains, even with every byte
+        // handed to it taken.
+        assert!(transport.pending(), "records wait for the socket");
+        let read = async {
+            let mut got = vec![0; taken];
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                client.read_exact(&mut got),
+            )
+            .await
+            .expect("every byte taken arrives")
+            .unwrap();
+            got
+        };
+        let flush = async {
+            loop {
+                transport.tcp().writable().await.unwrap();
+                match transport.flush_pending() {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    done => break done,
+                }
+            }
+        };
+        let (got, flushed) = tokio::join!(read, flush);
+        flushed.unwrap();
+        assert!(got.iter().all(|&b| b == b'x'));
+        assert!(!transport.pending(), "nothing waits once flushed");
+        let (plain, _peer) = pair().await;
+        assert!(
+            !Transport::Plain(plain).pending(),
+            "plain TCP holds no records"
+        );
+    }
+
     /// rustls writes its records with `write_vectored` today, but `write` is the `Write`
     /// contract's own call: a single write must take the bytes it says it took.
     #[tokio::test]
