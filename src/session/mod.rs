@@ -185,6 +185,36 @@ async fn serve(
             }
         }
     }
+    if client_closed {
+        flush_close(core, session.key, stream, signal).await;
+    }
+}
+
+/// After the client's close or a protocol error nothing more is read, but the close frame
+/// that answers it (after a protocol error, the error and what was queued before it too)
+/// still goes out while the socket takes it, until the close's deadline: a client behind a
+/// full socket is told why, not only disconnected.
+async fn flush_close(
+    core: &Rc<RefCell<ShardCore>>,
+    key: SessionKey,
+    stream: &Transport,
+    signal: &Notify,
+) {
+    loop {
+        let status = core.borrow().status(key);
+        let deadline = match status.phase {
+            FeedPhase::Closing { deadline } if !status.flushed => deadline,
+            _ => return,
+        };
+        tokio::select! {
+            biased;
+            () = signal.notified() => {}
+            () = tokio::time::sleep_until(deadline.into()) => return,
+            ready = stream.tcp().writable(), if status.blocked => {
+                core.borrow_mut().writable(key, ready.is_ok());
+            }
+        }
+    }
 }
 
 /// Serves the control message the session holds on an edge (and any held after it, from
@@ -483,6 +513,76 @@ mod tests {
             let ended = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
             assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
             drop(client);
+        });
+    }
+
+    /// A client that reads nothing, behind a socket that is full with `ticks` ticks.
+    async fn behind_a_full_socket(ticks: u64) -> Live {
+        let mut live = start(unread(Config::for_tests()), "symbols=BTC").await;
+        assert_eq!(live.message().await["type"], "welcome");
+        for seq in 1..=ticks {
+            deliver(&live, "BTC", seq);
+        }
+        assert!(
+            live.core.borrow().status(live.key()).blocked,
+            "the socket is full"
+        );
+        live
+    }
+
+    #[test]
+    fn a_protocol_error_behind_a_full_socket_is_still_explained_and_closed() {
+        run(async {
+            const TICKS: u64 = 5_000;
+            let mut live = behind_a_full_socket(TICKS).await;
+            // Nothing more is read after it, but what was queued, the error and the close
+            // still go out as the client reads.
+            live.send_frame(OpCode::Text, b"\xff\xfe not utf-8").await;
+            for seq in 1..=TICKS {
+                assert_eq!(live.message().await["seq"].as_u64(), Some(seq));
+            }
+            let error = live.message().await;
+            assert_eq!(error["type"], "error", "{error}");
+            let (opcode, payload) = live.frame().await;
+            assert!(matches!(opcode, OpCode::Close), "{opcode:?}");
+            assert_eq!(&payload[..2], &1007u16.to_be_bytes(), "{error}");
+        });
+    }
+
+    #[test]
+    fn a_clients_close_behind_a_full_socket_is_still_answered() {
+        run(async {
+            use tokio::io::AsyncWriteExt;
+            let live = behind_a_full_socket(5_000).await;
+            // The close goes out under the client's WebSocket, which would refuse the ticks
+            // still on their way after its own close.
+            let Live {
+                core,
+                client,
+                task,
+                relay_side,
+            } = live;
+            let mut socket = client.into_inner();
+            let close = super::wire::client_frame(true, 0x8, &1000u16.to_be_bytes(), [7; 4]);
+            socket.write_all(&close).await.expect("send");
+            let mut client =
+                fastwebsockets::WebSocket::after_handshake(socket, fastwebsockets::Role::Client);
+            client.set_auto_close(false);
+            let mut live = Live {
+                core,
+                client,
+                task,
+                relay_side,
+            };
+            // The ticks not yet begun are dropped; the echo follows what was on its way.
+            let echo = loop {
+                match live.frame().await {
+                    (OpCode::Close, payload) => break payload,
+                    (OpCode::Text, _) => {}
+                    (opcode, payload) => panic!("{opcode:?}: {payload:?}"),
+                }
+            };
+            assert_eq!(&echo[..], &1000u16.to_be_bytes());
         });
     }
 
