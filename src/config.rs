@@ -197,7 +197,8 @@ pub struct Config {
     #[arg(long, default_value = defaults::HANDSHAKE_TIMEOUT, value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
-    /// On shutdown, how long to keep flushing to clients before closing their sockets.
+    /// How long to keep flushing to a client before closing its socket: on shutdown, and
+    /// after its close or a fatal protocol error.
     #[arg(long, default_value = defaults::DRAIN_TIMEOUT, value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
