@@ -789,6 +789,44 @@ mod tests {
         assert_eq!(stream.info().await.expect("info").state.messages, 4);
     }
 
+    #[tokio::test]
+    async fn a_retry_refused_because_the_stream_moved_on_again_goes_on_from_its_new_last() {
+        let Some((_server, history, lease, metrics)) = leader("moved_again").await else {
+            return;
+        };
+        let five = Duration::from_secs(5);
+        let (sender, mut stored, publisher) =
+            publishing(&history, lease, &metrics, Shutdown::new(), five);
+        hand_on(&sender, "A", 1).await;
+        stored_up_to(&mut stored, 1).await;
+        write_from_elsewhere(&history).await;
+        hand_on(&sender, "A", 2).await;
+        // Refused once (counted): the publish waits its backoff to go again. Other writes
+        // meanwhile refuse the retry too, which must go on from the stream's new last
+        // message, not follow the old one for ever.
+        let refused = || metrics.errors().map(|(_, n)| n).sum::<u64>();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while refused() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never refused");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        const WRITES: u64 = 30;
+        for _ in 0..WRITES {
+            write_from_elsewhere(&history).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stored_up_to(&mut stored, 2).await;
+        drop(sender);
+        ends_cleanly(publisher).await;
+        let mut stream = history.stream.clone();
+        let held = stream.info().await.expect("info").state.messages;
+        assert_eq!(
+            held,
+            1 + 2 + 1 + WRITES,
+            "the epoch, A 1 and 2, every foreign write"
+        );
+    }
+
     #[test]
     fn the_backoff_doubles_from_its_floor_up_to_its_ceiling() {
         let waits: Vec<u128> = std::iter::successors(Some(BACKOFF_MIN), |b| Some(longer(*b)))
