@@ -633,6 +633,19 @@ mod tests {
     }
 
     #[test]
+    fn with_only_the_minute_bars_on_the_ticker_still_follows_each_trade() {
+        let mut config = Config::for_tests().derived;
+        config.bar_intervals = crate::config::BarIntervals::parse("1m").expect("1m");
+        let mut derived = Derived::new(&config, Arc::new(Metrics::new(1))).expect("bars on");
+        let mut out = Vec::new();
+        derived.trade(&trade(1, T0 + S / 2, 10.0, T0 + S / 2), &mut out);
+        derived.trade(&trade(2, T0 + S, 12.0, T0 + S), &mut out);
+        derived.on_timer(T0 + 2 * S, &mut out);
+        let ticker = last_ticker(&out).expect("a ticker after the trades");
+        assert_eq!((ticker.last, ticker.open, ticker.high), (12.0, 10.0, 12.0));
+    }
+
+    #[test]
     fn a_trade_at_the_clocks_own_time_leaves_the_clock_where_it_was() {
         let mut derived = engine(std::time::Duration::from_secs(2));
         let mut out = Vec::new();
