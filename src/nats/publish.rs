@@ -762,20 +762,37 @@ mod tests {
         assert_eq!(*stored.borrow(), 1, "the second batch was never stored");
     }
 
-    #[tokio::test]
-    async fn a_publish_refused_because_the_stream_moved_on_is_counted_once_and_goes_again() {
-        let Some((_server, history, lease, metrics)) = leader("moved").await else {
-            return;
-        };
+    /// A publisher that stored `A` 1, then handed `A` 2 after something else wrote to the
+    /// stream: that publish, which follows the publisher's last one, is refused in flight.
+    async fn refused_in_flight(
+        name: &str,
+    ) -> Option<(
+        super::super::nats_server::NatsServer,
+        History,
+        Arc<Metrics>,
+        crate::sequencer::TickSender,
+        tokio::sync::watch::Receiver<u64>,
+        tokio::task::JoinHandle<Result<(), Deposed>>,
+    )> {
+        let (server, history, lease, metrics) = leader(name).await?;
         let five = Duration::from_secs(5);
         let (sender, mut stored, publisher) =
             publishing(&history, lease, &metrics, Shutdown::new(), five);
         hand_on(&sender, "A", 1).await;
         stored_up_to(&mut stored, 1).await;
-        // Something else writes to the stream: the next publish, which follows the
-        // publisher's last one, is refused in flight, and goes again after the new last.
         write_from_elsewhere(&history).await;
         hand_on(&sender, "A", 2).await;
+        Some((server, history, metrics, sender, stored, publisher))
+    }
+
+    #[tokio::test]
+    async fn a_publish_refused_because_the_stream_moved_on_is_counted_once_and_goes_again() {
+        let Some((_server, history, metrics, sender, mut stored, publisher)) =
+            refused_in_flight("moved").await
+        else {
+            return;
+        };
+        // It goes again after the stream's new last.
         stored_up_to(&mut stored, 2).await;
         drop(sender);
         ends_cleanly(publisher).await;
@@ -791,16 +808,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_refused_because_the_stream_moved_on_again_goes_on_from_its_new_last() {
-        let Some((_server, history, lease, metrics)) = leader("moved_again").await else {
+        let Some((_server, history, metrics, sender, mut stored, publisher)) =
+            refused_in_flight("moved_again").await
+        else {
             return;
         };
-        let five = Duration::from_secs(5);
-        let (sender, mut stored, publisher) =
-            publishing(&history, lease, &metrics, Shutdown::new(), five);
-        hand_on(&sender, "A", 1).await;
-        stored_up_to(&mut stored, 1).await;
-        write_from_elsewhere(&history).await;
-        hand_on(&sender, "A", 2).await;
         // Refused once (counted): the publish waits its backoff to go again. Other writes
         // meanwhile refuse the retry too, which must go on from the stream's new last
         // message, not follow the old one for ever.

@@ -641,16 +641,7 @@ mod tests {
             }
             // The client neither reads nor says anything: at a ping after the idle timeout,
             // the relay closes it, and waits (a grace) for the socket to take the close.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            let closing = || {
-                let core = live.core.borrow();
-                core.sessions().is_empty()
-                    || core.status(live.key()).phase != crate::shard::FeedPhase::Live
-            };
-            while !closing() {
-                assert!(std::time::Instant::now() < deadline, "never closed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            live.closing().await;
             let close = loop {
                 match live.frame().await {
                     (OpCode::Close, payload) => break payload,

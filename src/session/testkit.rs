@@ -184,6 +184,20 @@ impl Live {
         serde_json::from_slice(&payload).expect("JSON")
     }
 
+    /// Waits (10 s at most) until the relay has closed the session or left it.
+    pub(super) async fn closing(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let closing = || {
+            let core = self.core.borrow();
+            core.sessions().is_empty()
+                || core.status(self.key()).phase != crate::shard::FeedPhase::Live
+        };
+        while !closing() {
+            assert!(std::time::Instant::now() < deadline, "never closed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Whether a frame arrives within 100 ms (for "nothing more came").
     pub(super) async fn quiet(&mut self) -> bool {
         tokio::time::timeout(Duration::from_millis(100), self.client.read_frame())

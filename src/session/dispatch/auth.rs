@@ -336,16 +336,7 @@ mod tests {
             assert!(live.core.borrow().status(live.key()).blocked, "full");
             // The token runs out while the socket is full: the close waits its grace for
             // the socket, behind what was queued, rather than dropping the client unsaid.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            let closing = || {
-                let core = live.core.borrow();
-                core.sessions().is_empty()
-                    || core.status(live.key()).phase != crate::shard::FeedPhase::Live
-            };
-            while !closing() {
-                assert!(std::time::Instant::now() < deadline, "never closed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            live.closing().await;
             assert_eq!(close_code(&mut live).await, 4002);
         });
     }
